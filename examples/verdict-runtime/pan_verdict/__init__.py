@@ -1,0 +1,1 @@
+"""An example third-party runtime for pan, installed as its own package."""

@@ -1,0 +1,121 @@
+"""The one exception hierarchy of pan: every error the framework raises is a `PanError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "PanError",
+    "SegmentError",
+    "StreamError",
+    "AddressError",
+    "CapsuleError",
+    "CodeObjectError",
+    "SignatureError",
+    "TrustError",
+    "PniVersionError",
+    "PniError",
+    "SpecError",
+    "RuntimeUnavailable",
+    "RuntimeFault",
+    "BudgetExceeded",
+    "ConfigError",
+    "KeyFileError",
+    "ClosedError",
+    "LinkError",
+    "BuildError",
+]
+
+
+class PanError(Exception):
+    """Root of every error raised by pan."""
+
+
+class ClosedError(PanError):
+    """An object that owns a resource was used after `close()`."""
+
+
+class SegmentError(PanError):
+    """Misuse of a software segment: released twice, out of range, pool exhausted."""
+
+
+class StreamError(PanError):
+    """A panStream read, write or seek would leave the bounds of its segment chain."""
+
+
+class AddressError(PanError):
+    """A node address or endpoint that cannot be parsed or mapped."""
+
+
+class CapsuleError(PanError):
+    """A capsule that does not follow the wire format; `reason` is a short machine-readable tag."""
+
+    def __init__(self, message: str, reason: str = "malformed", offset: int | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.offset = offset
+
+
+class CodeObjectError(PanError):
+    """A code object that cannot be decoded, verified, linked or loaded."""
+
+
+class SignatureError(CodeObjectError):
+    """A code object signature that is malformed or does not verify."""
+
+
+class TrustError(CodeObjectError):
+    """The trust policy refused to load a code object; `rule` names the rule that refused."""
+
+    def __init__(self, message: str, rule: str):
+        super().__init__(message)
+        self.rule = rule
+
+
+class PniVersionError(CodeObjectError):
+    """A code object built against a PNI version this node cannot serve."""
+
+
+class PniError(PanError):
+    """A PNI call made by code with bad arguments; carries the spec's status code."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class SpecError(PanError):
+    """The machine-readable PNI specification is malformed."""
+
+
+class RuntimeUnavailable(PanError):
+    """A runtime that cannot run here (missing engine, JDK, ...); `reason` says why."""
+
+
+class RuntimeFault(PanError):
+    """Code raised, trapped or otherwise failed inside a runtime; `reason` is the counted drop tag."""
+
+    def __init__(self, message: str, reason: str = "code_error"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class BudgetExceeded(RuntimeFault):
+    """Code used more than its execution budget (time, steps, fuel, memory)."""
+
+    def __init__(self, message: str, reason: str = "budget"):
+        super().__init__(message, reason)
+
+
+class ConfigError(PanError):
+    """A configuration file or option that is malformed; names file, line and key where known."""
+
+
+class KeyFileError(PanError):
+    """A key file that cannot be read or parsed."""
+
+
+class LinkError(PanError):
+    """A link (in-process, UDP, application) that cannot be opened or used."""
+
+
+class BuildError(PanError):
+    """``pan build`` could not turn sources into a code object (compiler missing or failed)."""

@@ -1,0 +1,55 @@
+"""The routing table: next hop toward each node address, static routes before learned ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pan_runtime.address import NodeAddress
+
+__all__ = ["Route", "RoutingTable"]
+
+
+@dataclass(frozen=True)
+class Route:
+    dest: NodeAddress
+    next_hop: NodeAddress
+    metric: int
+    static: bool
+    learned_by: bytes = b""  # code object name that installed a dynamic route
+
+
+class RoutingTable:
+    """Static routes come from configuration; dynamic ones from routing code (``route_set``)."""
+
+    def __init__(self, max_dynamic: int = 4096):
+        self._routes: dict[NodeAddress, Route] = {}
+        self.max_dynamic = max_dynamic
+        self.default: NodeAddress | None = None
+
+    def add_static(self, dest: NodeAddress, next_hop: NodeAddress, metric: int = 1) -> None:
+        self._routes[dest] = Route(dest, next_hop, metric, True)
+
+    def set_dynamic(self, dest: NodeAddress, next_hop: NodeAddress, metric: int, by: bytes = b"") -> bool:
+        """Install or update a learned route; never overrides a static one. False when refused."""
+        cur = self._routes.get(dest)
+        if cur is not None and cur.static:
+            return False
+        if cur is None and sum(1 for r in self._routes.values() if not r.static) >= self.max_dynamic:
+            return False
+        self._routes[dest] = Route(dest, next_hop, metric, False, by)
+        return True
+
+    def lookup(self, dest: NodeAddress) -> Route | None:
+        r = self._routes.get(dest)
+        if r is None and self.default is not None:
+            return Route(dest, self.default, 0xFFFF, True)
+        return r
+
+    def remove(self, dest: NodeAddress) -> None:
+        self._routes.pop(dest, None)
+
+    def routes(self) -> list[Route]:
+        return sorted(self._routes.values(), key=lambda r: r.dest.raw)
+
+    def __len__(self) -> int:
+        return len(self._routes)

@@ -1,0 +1,252 @@
+"""Render ``pan_runtime/include/pni.h``: one freestanding C header for native and wasm code."""
+
+from __future__ import annotations
+
+from pni_spec.gen_common import BANNER, FIXED_SIZES, groups, wrap
+from pni_spec.spec import Call, Param, Spec, Struct, StructField
+
+SCALARS = {
+    "i32": "int32_t",
+    "u32": "uint32_t",
+    "i64": "int64_t",
+    "u64": "uint64_t",
+    "handle": "pni_handle_t",
+    "link": "pni_link_t",
+}
+FIELD_C = {"u8": "uint8_t", "u16": "uint16_t", "u32": "uint32_t", "u64": "uint64_t", "i32": "int32_t", "i64": "int64_t"}
+# big-endian accessor per field type (addr handled separately)
+GETTER = {"u8": "", "u16": "pni_be16_get", "u32": "pni_be32_get", "u64": "pni_be64_get",
+          "i32": "pni_be32_get", "i64": "pni_be64_get"}
+SETTER = {"u16": "pni_be16_put", "u32": "pni_be32_put", "u64": "pni_be64_put",
+          "i32": "pni_be32_put", "i64": "pni_be64_put"}
+
+
+def c_params(params: tuple[Param, ...]) -> str:
+    out: list[str] = []
+    for p in params:
+        if p.type in SCALARS:
+            out.append(f"{SCALARS[p.type]} {p.name}")
+        elif p.type == "bytes_in":
+            out.append(f"const void *{p.name}, uint32_t {p.name}_len")
+        elif p.type == "bytes_out":
+            out.append(f"void *{p.name}, uint32_t {p.name}_len")
+        elif p.type == "addr_in":
+            out.append(f"const uint8_t *{p.name}")
+        else:  # addr_out, name_out
+            out.append(f"uint8_t *{p.name}")
+    return ", ".join(out) or "void"
+
+
+def block_comment(text: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """A C block comment: ``/* text */`` on one line, or wrapped into `` * `` lines."""
+    lines = wrap(text, 96, "")
+    lines += list(extra)
+    if len(lines) == 1 and len(lines[0]) < 90:
+        return [f"/* {lines[0]} */"]
+    return ["/*", *(f" * {line}" for line in lines), " */"]
+
+
+def _call_comment(call: Call) -> list[str]:
+    lines = wrap(call.doc, 96, "")
+    sized = [f"{p.name}: {FIXED_SIZES[p.type]} bytes" for p in call.params if p.type in FIXED_SIZES]
+    if sized:
+        lines.append("; ".join(sized) + ".")
+    errs = ", ".join(f"PNI_{e}" for e in call.errors) or "none"
+    lines.append(f"Errors: {errs}.")
+    return ["/*", *(f" * {line}" for line in lines), " */"]
+
+
+def _decode_field(f: StructField) -> list[str]:
+    at = f"b + {f.offset}" if f.offset else "b"
+    if f.type == "addr":
+        return [f"    pni_addr_copy(out->{f.name}, {at});"]
+    if f.type == "u8":
+        return [f"    out->{f.name} = b[{f.offset}];"]
+    cast = f"({FIELD_C[f.type]})" if f.type in ("i32", "i64") else ""
+    return [f"    out->{f.name} = {cast}{GETTER[f.type]}({at});"]
+
+
+def _encode_field(f: StructField) -> list[str]:
+    at = f"b + {f.offset}" if f.offset else "b"
+    if f.type == "addr":
+        return [f"    pni_addr_copy({at}, in->{f.name});"]
+    if f.type == "u8":
+        return [f"    b[{f.offset}] = in->{f.name};"]
+    unsigned = {"i32": "(uint32_t)", "i64": "(uint64_t)"}.get(f.type, "")
+    return [f"    {SETTER[f.type]}({at}, {unsigned}in->{f.name});"]
+
+
+def _struct(s: Struct) -> list[str]:
+    up = s.name.upper()
+    size = f"PNI_{up}_SIZE"
+    layout = ["Wire layout (offset, type, field; network order):"]
+    layout += [f"  {f.offset:3d}  {f.type:<4} {f.name}" for f in s.fields]
+    out = block_comment(s.doc, tuple(layout))
+    out.append(f"typedef struct pni_{s.name} {{")
+    for f in s.fields:
+        if f.type == "addr":
+            out.append(f"    uint8_t {f.name}[PNI_ADDR_SIZE];")
+        else:
+            out.append(f"    {FIELD_C[f.type]} {f.name};")
+    out.append(f"}} pni_{s.name};")
+    out.append(f"#define {size} {s.size}u")
+    out.append("")
+    out.append(f"static inline void pni_{s.name}_decode(const uint8_t *b, pni_{s.name} *out) {{")
+    for f in s.fields:
+        out.extend(_decode_field(f))
+    out.append("}")
+    out.append("")
+    out.append(f"static inline void pni_{s.name}_encode(const pni_{s.name} *in, uint8_t *b) {{")
+    for f in s.fields:
+        out.extend(_encode_field(f))
+    out.append("}")
+    out.append("")
+    out.append(f"/* One pni_seg_read of {size} bytes at OFF of SEG; PNI_OK, or a status when short. */")
+    out.append(f"static inline int32_t pni_{s.name}_read(pni_handle_t seg, uint32_t off, pni_{s.name} *out) {{")
+    out.append(f"    uint8_t b[{size}];")
+    out.append(f"    int32_t n = pni_seg_read(seg, off, b, {size});")
+    out.append("    if (n < 0) return n;")
+    out.append(f"    if ((uint32_t)n < {size}) return PNI_OUT_OF_RANGE;")
+    out.append(f"    pni_{s.name}_decode(b, out);")
+    out.append("    return PNI_OK;")
+    out.append("}")
+    out.append("")
+    out.append("/* Encode IN and store it with one pni_seg_write at OFF of SEG; PNI_OK or a status. */")
+    out.append(
+        f"static inline int32_t pni_{s.name}_write(pni_handle_t seg, uint32_t off, const pni_{s.name} *in) {{"
+    )
+    out.append(f"    uint8_t b[{size}];")
+    out.append(f"    pni_{s.name}_encode(in, b);")
+    out.append(f"    int32_t n = pni_seg_write(seg, off, b, {size});")
+    out.append("    if (n < 0) return n;")
+    out.append(f"    if ((uint32_t)n < {size}) return PNI_OUT_OF_RANGE;")
+    out.append("    return PNI_OK;")
+    out.append("}")
+    out.append("")
+    return out
+
+
+def render_c(spec: Spec) -> str:
+    o: list[str] = []
+    o += [
+        f"/* {BANNER}",
+        " *",
+        f" * The PAN Node Interface (PNI) {spec.version} for code objects written in C. One header serves",
+        " * the `native` runtime (x86-64 ELF object, gcc -ffreestanding -fno-builtin, no libc) and the",
+        f" * `wasm` runtime (wasm32-freestanding; calls are imported from module \"{spec.wasm_module}\").",
+        " * Reference: docs/pni-reference.md. Everything here is a prototype, a macro or static inline.",
+        " */",
+        "#ifndef PAN_PNI_H",
+        "#define PAN_PNI_H",
+        "",
+        "#include <stdint.h>",
+        "",
+        f"#define PNI_VERSION_MAJOR {spec.major}",
+        f"#define PNI_VERSION_MINOR {spec.minor}",
+        f"#define PNI_WASM_MODULE \"{spec.wasm_module}\"",
+        "",
+        "/* A segment handle (0 is never valid) and an application-link token. */",
+        "typedef uint32_t pni_handle_t;",
+        "typedef int64_t pni_link_t;",
+        "",
+        "/* Sizes of a node address and of a code object name. */",
+        "#define PNI_ADDR_SIZE 16u",
+        "#define PNI_NAME_SIZE 32u",
+        "",
+        "#if defined(__wasm__)",
+        f"#define PNI_IMPORT(name) __attribute__((import_module(\"{spec.wasm_module}\"), import_name(#name)))",
+        "#define PNI_EXPORT(name) __attribute__((export_name(#name)))",
+        "#else",
+        "#define PNI_IMPORT(name)",
+        "#define PNI_EXPORT(name) __attribute__((visibility(\"default\")))",
+        "#endif",
+        "",
+        "#ifdef __cplusplus",
+        "extern \"C\" {",
+        "#endif",
+        "",
+        "/* ---- statuses: negative results of calls ---- */",
+    ]
+    width = max(len(s.name) for s in spec.statuses) + 4
+    for s in spec.statuses:
+        value = str(s.value) if s.value >= 0 else f"({s.value})"
+        o.append(f"#define PNI_{s.name:<{width}} {value:<6} /* {s.doc} */")
+    o += ["", "/* ---- verdicts: what accept returns (kind in the low byte, argument above) ---- */"]
+    for v in spec.verdicts:
+        o.append(f"#define PNI_KIND_{v.name} {v.value}")
+    for v in spec.verdicts:
+        o += block_comment(v.doc)
+        if v.arg:
+            o.append(
+                f"#define PNI_{v.name}({v.arg}) ((int32_t)(PNI_KIND_{v.name} | ((uint32_t)({v.arg}) << 8)))"
+            )
+        else:
+            o.append(f"#define PNI_{v.name} ((int32_t)PNI_KIND_{v.name})")
+    o += [
+        "#define PNI_VERDICT_KIND(v) ((uint32_t)(v) & 0xffu)",
+        "#define PNI_VERDICT_ARG(v) ((uint32_t)(v) >> 8)",
+        "",
+        "/* ---- entry points a code object defines (declare them with PNI_EXPORT) ----",
+    ]
+    for e in spec.entries:
+        req = "required" if e.required else "optional"
+        sig = f"{SCALARS[e.result]} {e.name}({c_params(e.params)})"
+        lines = wrap(f"{sig} [{req}]: {e.doc}", 94, "")
+        o += [f" * - {lines[0]}", *(f" *   {line}" for line in lines[1:])]
+    o.append(" */")
+    for group, calls in groups(spec):
+        o += ["", f"/* ---- calls: {group} ---- */", ""]
+        for c in calls:
+            o += _call_comment(c)
+            o.append(f"PNI_IMPORT({c.name}) {SCALARS[c.result]} {spec.c_prefix}{c.name}({c_params(c.params)});")
+    o += [
+        "",
+        "/* ---- helpers: network-order integers and addresses, byte by byte (no libc) ---- */",
+        "",
+        "static inline uint16_t pni_be16_get(const uint8_t *p) {",
+        "    return (uint16_t)(((uint16_t)p[0] << 8) | p[1]);",
+        "}",
+        "static inline uint32_t pni_be32_get(const uint8_t *p) {",
+        "    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];",
+        "}",
+        "static inline uint64_t pni_be64_get(const uint8_t *p) {",
+        "    return ((uint64_t)pni_be32_get(p) << 32) | pni_be32_get(p + 4);",
+        "}",
+        "static inline void pni_be16_put(uint8_t *p, uint16_t v) {",
+        "    p[0] = (uint8_t)(v >> 8);",
+        "    p[1] = (uint8_t)v;",
+        "}",
+        "static inline void pni_be32_put(uint8_t *p, uint32_t v) {",
+        "    p[0] = (uint8_t)(v >> 24);",
+        "    p[1] = (uint8_t)(v >> 16);",
+        "    p[2] = (uint8_t)(v >> 8);",
+        "    p[3] = (uint8_t)v;",
+        "}",
+        "static inline void pni_be64_put(uint8_t *p, uint64_t v) {",
+        "    pni_be32_put(p, (uint32_t)(v >> 32));",
+        "    pni_be32_put(p + 4, (uint32_t)v);",
+        "}",
+        "/* 1 when the 16-byte addresses A and B are equal, else 0. */",
+        "static inline int pni_addr_eq(const uint8_t *a, const uint8_t *b) {",
+        "    uint8_t diff = 0;",
+        "    for (uint32_t i = 0; i < PNI_ADDR_SIZE; i++) diff |= (uint8_t)(a[i] ^ b[i]);",
+        "    return diff == 0;",
+        "}",
+        "static inline void pni_addr_copy(uint8_t *dst, const uint8_t *src) {",
+        "    for (uint32_t i = 0; i < PNI_ADDR_SIZE; i++) dst[i] = src[i];",
+        "}",
+        "",
+        "/* ---- capsule-body structures: host-order C structs, network-order wire bytes ---- */",
+        "",
+    ]
+    for s in spec.structs:
+        o += _struct(s)
+    o += [
+        "#ifdef __cplusplus",
+        "}",
+        "#endif",
+        "",
+        "#endif /* PAN_PNI_H */",
+        "",
+    ]
+    return "\n".join(o)

@@ -1,0 +1,7 @@
+# forward: carry the capsule on toward the `dest` at body offset 0 (docs/protocols.md).
+# Runs under the restricted_py runtime: pan_runtime.pni_api's public names are globals.
+# ruff: noqa: F821 -- the runtime provides those globals, so the linter cannot see them
+
+
+def accept(pni, capsule, length):
+    return FORWARD

@@ -1,0 +1,232 @@
+"""The load-time check of a jvm code object: every class against ``pan_jvm.allowlist``.
+
+``check_jar`` reads the jar, parses each class file (``pan_jvm.classfile``) and refuses the
+code object with a ``CodeObjectError`` naming the class and the offending reference
+before any byte reaches the JVM. It is a guard, not a proof: the gate class loader
+enforces the same class list again when the JVM links the code.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from pan_jvm import allowlist
+from pan_jvm.classfile import (
+    ACC_NATIVE,
+    CLASS,
+    DYNAMIC,
+    FIELDREF,
+    IMETHODREF,
+    INVOKE_DYNAMIC,
+    METHOD_HANDLE,
+    METHOD_TYPE,
+    METHODREF,
+    ClassFile,
+    descriptor_classes,
+    parse_class,
+    straight_to_athrow,
+)
+
+from pan_runtime.errors import CodeObjectError
+
+__all__ = ["MAX_CLASSES", "MAX_JAR_BYTES", "CheckedJar", "read_jar", "check_classes", "check_jar"]
+
+MAX_CLASSES = 4096
+MAX_JAR_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class CheckedJar:
+    """The classes of one code object that passed the check, by internal name (``a/B``)."""
+
+    classes: Mapping[str, bytes]
+    parsed: Mapping[str, ClassFile]
+
+    def binary_names(self) -> dict[str, bytes]:
+        """Classes keyed by the binary name the JVM asks a class loader for (``a.B``)."""
+        return {name.replace("/", "."): data for name, data in self.classes.items()}
+
+
+def read_jar(payload: bytes) -> dict[str, bytes]:
+    """The ``.class`` entries of a jar, by internal class name; other entries are ignored."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(payload))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CodeObjectError(f"jvm payload is not a jar (zip): {exc}") from None
+    out: dict[str, bytes] = {}
+    total = 0
+    for info in infos:
+        if not info.filename.endswith(".class") or info.is_dir():
+            continue
+        if len(out) >= MAX_CLASSES:
+            raise CodeObjectError(f"jar holds more than {MAX_CLASSES} classes")
+        total += info.file_size
+        if total > MAX_JAR_BYTES:
+            raise CodeObjectError(f"jar classes exceed {MAX_JAR_BYTES} bytes uncompressed (at {info.filename})")
+        try:
+            data = zf.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            raise CodeObjectError(
+                f"jar entry {info.filename} at offset {info.header_offset} is corrupt: {exc}"
+            ) from None
+        out[info.filename[: -len(".class")]] = data
+    if not out:
+        raise CodeObjectError("jar holds no .class entries")
+    return out
+
+
+class _Refusal(CodeObjectError):
+    pass
+
+
+class _Checker:
+    def __init__(self, own: Collection[str], visible: Collection[str]):
+        self.own = set(own)
+        self.visible = set(visible)
+
+    def free(self, name: str) -> bool:
+        """Classes code may use without member restrictions: its own, deps', the PNI's."""
+        return name in self.own or name in self.visible or name.startswith(allowlist.PNI_PACKAGE)
+
+    def klass(self, cls: ClassFile, name: str, context: str) -> None:
+        if name.startswith("["):
+            for n in descriptor_classes(name):
+                self.klass(cls, n, context)
+            return
+        if self.free(name) or name in allowlist.ALLOWED:
+            return
+        raise _Refusal(
+            f"class {cls.name} refers to {name.replace('/', '.')} ({context}): "
+            f"{allowlist.why_refused(name)}; refused by the jvm allowlist"
+        )
+
+    def descriptor(self, cls: ClassFile, desc: str, context: str) -> None:
+        for n in descriptor_classes(desc):
+            self.klass(cls, n, context)
+
+    def member(self, cls: ClassFile, owner: str, name: str, desc: str, context: str) -> None:
+        pretty = f"{owner.replace('/', '.')}.{name}"
+        if name in allowlist.FORBIDDEN_MEMBERS or (name == "finalize" and desc == "()V"):
+            raise _Refusal(f"class {cls.name} calls {pretty} ({context}): refused by the jvm allowlist")
+        if owner.startswith("["):  # array methods: clone, length, Object's members
+            return
+        self.klass(cls, owner, f"{context} {name}")
+        if not self.free(owner):
+            members = allowlist.ALLOWED[owner]
+            if members is not allowlist.ALL and name not in members:
+                raise _Refusal(
+                    f"class {cls.name} uses {pretty} ({context}): only "
+                    f"{', '.join(sorted(members))} of {owner.replace('/', '.')} are allowed"
+                )
+        self.descriptor(cls, desc, f"{context} {pretty}")
+
+    def bootstrap(self, cls: ClassFile, handle_index: int) -> tuple[str, str, str]:
+        mh = cls.pool[handle_index]
+        assert mh is not None
+        owner, name, desc = cls.member(mh.b)
+        if (owner, name) not in allowlist.BOOTSTRAPS:
+            raise _Refusal(
+                f"class {cls.name} uses bootstrap method {owner.replace('/', '.')}.{name}: "
+                "only string concatenation, lambda and record bootstraps are allowed"
+            )
+        return owner, name, desc
+
+    def check(self, cls: ClassFile) -> None:
+        if any(cls.name.startswith(p) for p in allowlist.RESERVED_PACKAGES):
+            raise _Refusal(f"class {cls.name} is in a reserved package; code objects may not define it")
+        if cls.super_name is not None:
+            self.klass(cls, cls.super_name, "superclass")
+        for i in cls.interfaces:
+            self.klass(cls, i, "interface")
+        for fname, fdesc, _ in cls.fields:
+            self.descriptor(cls, fdesc, f"field {fname}")
+        for m in cls.methods:
+            where = f"method {m.name}{m.descriptor}"
+            if m.access & ACC_NATIVE:
+                raise _Refusal(f"class {cls.name} declares native {where}: native methods are refused")
+            if m.name == "finalize" and m.descriptor == "()V":
+                raise _Refusal(f"class {cls.name} declares finalize(): it would run outside every budget")
+            self.descriptor(cls, m.descriptor, where)
+            for handler, ct in m.handlers:
+                if (
+                    ct
+                    and cls.class_name(ct) in allowlist.FORBIDDEN_CATCH
+                    and not straight_to_athrow(cls, m, handler, allowlist.RETHROW_CALLS)
+                ):
+                    raise _Refusal(
+                        f"class {cls.name} {where} catches {cls.class_name(ct).replace('/', '.')}: "
+                        "code may not swallow errors the watchdog uses to stop it (a handler for "
+                        "them must rethrow at once, as javac's try-with-resources does)"
+                    )
+        # bootstrap methods are vouched for by the allowlist; their own descriptors are not checked
+        vouched: set[int] = set()
+        for bsm, args in cls.bootstraps:
+            self.bootstrap(cls, bsm)
+            vouched.add(cls.pool[bsm].b)  # type: ignore[union-attr]
+            for a in args:
+                c = cls.pool[a] if 0 < a < len(cls.pool) else None
+                if c is None:
+                    raise _Refusal(f"class {cls.name}: bootstrap argument {a} is not a constant")
+        used_classes: set[int] = set()
+        vouched_classes: set[int] = set()
+        for i, c in enumerate(cls.pool):
+            if c is None:
+                continue
+            if c.tag in (FIELDREF, METHODREF, IMETHODREF):
+                if i in vouched:
+                    vouched_classes.add(int(c.a))
+                    continue
+                used_classes.add(int(c.a))
+                owner, name, desc = cls.member(i)
+                self.member(cls, owner, name, desc, "constant pool")
+            elif c.tag == METHOD_HANDLE and c.b not in vouched:
+                owner, name, desc = cls.member(c.b)
+                self.member(cls, owner, name, desc, "method handle")
+            elif c.tag == METHOD_TYPE:
+                self.descriptor(cls, cls.utf8(int(c.a)), "method type")
+            elif c.tag == INVOKE_DYNAMIC:
+                nat = cls.pool[c.b]
+                assert nat is not None
+                self.descriptor(cls, cls.utf8(nat.b), "invokedynamic")
+            elif c.tag == DYNAMIC:
+                raise _Refusal(f"class {cls.name}: dynamic constants (condy) are refused")
+        for m in cls.methods:
+            for idx, _pc in m.code_refs:
+                c = cls.pool[idx] if 0 < idx < len(cls.pool) else None
+                if c is None:
+                    raise CodeObjectError(
+                        f"class {cls.name} method {m.name}: bytecode refers to missing constant {idx}"
+                    )
+                if c.tag == CLASS:
+                    used_classes.add(idx)
+        used_classes.update(ct for m in cls.methods for ct in m.catch_types if ct)
+        for i, c in enumerate(cls.pool):
+            if c is not None and c.tag == CLASS:
+                # named only by InnerClasses (MethodHandles$Lookup) or a vouched bootstrap: not used
+                if (i in cls.inner_class_refs or i in vouched_classes) and i not in used_classes:
+                    continue
+                self.klass(cls, cls.class_name(i), "class constant")
+
+
+def check_classes(classes: Mapping[str, bytes], visible: Collection[str] = ()) -> dict[str, ClassFile]:
+    """Parse and check ``classes`` (internal name -> bytes); ``visible`` are dependency classes."""
+    parsed: dict[str, ClassFile] = {}
+    for name, data in classes.items():
+        cf = parse_class(data, f"jar entry {name}.class")
+        if cf.name != name:
+            raise CodeObjectError(f"jar entry {name}.class defines class {cf.name}; the names must match")
+        parsed[name] = cf
+    checker = _Checker(parsed, visible)
+    for cf in parsed.values():
+        checker.check(cf)
+    return parsed
+
+
+def check_jar(payload: bytes, visible: Collection[str] = ()) -> CheckedJar:
+    """Read, parse and check a code object's jar; raise ``CodeObjectError`` on the first problem."""
+    classes = read_jar(payload)
+    return CheckedJar(classes, check_classes(classes, visible))

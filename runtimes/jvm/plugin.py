@@ -1,0 +1,25 @@
+"""pluggy registration of the ``jvm`` runtime and its builder (entry point ``pan.runtimes``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pan_runtime.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from pan_runtime.builders import BuilderRegistry
+    from pan_runtime.plugins import RuntimeRegistry
+
+
+@hookimpl
+def pan_register_runtimes(registry: RuntimeRegistry) -> None:
+    from pan_jvm.runtime import JvmRuntime
+
+    registry.add(JvmRuntime)
+
+
+@hookimpl
+def pan_register_builders(registry: BuilderRegistry) -> None:
+    from pan_jvm.builder import JvmBuilder
+
+    registry.add(JvmBuilder())

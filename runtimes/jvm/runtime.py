@@ -1,0 +1,387 @@
+"""The ``jvm`` runtime: Java code objects, one class loader each, in the process's one JVM.
+
+A code object's payload is a jar; ``meta["entry_class"]`` names (binary name, e.g.
+``com.example.Forward``) the class implementing ``org.pan.pni.PanCode``; its ``accept``,
+``init``, ``finalize`` and ``export`` methods are the entry points (manifest ``entry``
+is ``{"accept": "accept", ...}`` as for every runtime). Loading checks every class
+against ``pan_jvm.allowlist`` first. Each capsule is one JPype call into ``Lane.accept``
+with a pre-registered direct ByteBuffer over the segment pool (no copy of the body), and
+a batch is one call for all its capsules.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pan_jvm.checker import CheckedJar, check_jar
+from pan_jvm.jvm import Jvm, current_jvm, ensure_jvm, unavailable_reason
+from pan_jvm.upcalls import upcall_class
+
+from pan_runtime.errors import BudgetExceeded, ClosedError, CodeObjectError, RuntimeFault
+from pan_runtime.runtime import Isolation, LoadedCode, Runtime
+
+if TYPE_CHECKING:
+    from pan_runtime.codeobj import CodeObject
+    from pan_runtime.env import Environment
+    from pan_runtime.pni import PniHost
+    from pan_runtime.segments import Segment
+
+__all__ = ["JvmRuntime", "JvmLoadedCode", "FAULT_REASONS"]
+
+FAULT = -(2**31)
+FAULT_LONG = -(2**63)
+#: Lane fault kind -> (drop reason, budget fault?, instance may be corrupt?)
+FAULT_REASONS: dict[int, tuple[str, bool, bool]] = {
+    1: ("timeout", True, True),
+    2: ("memory", True, True),
+    3: ("out_of_memory", True, True),
+    4: ("stack_overflow", False, True),
+    5: ("code_exception", False, False),
+    6: ("link_refused", False, True),
+    7: ("bad_entry", False, True),
+    8: ("init_failed", False, True),
+    9: ("bad_verdict", False, False),
+}
+_BATCH_MAX = 256
+_STRIDE = 4
+
+
+def _fault(code: CodeObject, kind: int, message: str) -> RuntimeFault:
+    reason, budget, _ = FAULT_REASONS.get(kind, ("code_error", False, True))
+    text = f"{code.short_name}: {message}"
+    return BudgetExceeded(text, reason) if budget else RuntimeFault(text, reason)
+
+
+class _Memory:
+    """Direct ByteBuffers over node memory, one per underlying buffer, registered once.
+
+    The hot path finds a segment's buffer id and offset from its ``address`` with two
+    comparisons against the last region used; a new region (a pool's mapping) is wrapped
+    once. Segments without an address (owned bytearrays, containers) get buffer id 0: the
+    Java side then serves every body access through the host.
+    """
+
+    def __init__(self, jvm: Jvm, lane: Any):
+        self._jvm = jvm
+        self._lane = lane
+        self._regions: list[tuple[int, int, int, Any]] = []  # (lo, hi, id, keepalive)
+        self.lo = self.hi = 0
+        self.id = 0
+
+    def find(self, body: Segment) -> tuple[int, int]:
+        """(buffer id, offset) for a segment, registering its memory on first sight."""
+        addr = body.address
+        if addr is None or body.next is not None or not body.contiguous:
+            return 0, 0
+        if self.lo <= addr < self.hi:
+            return self.id, addr - self.lo
+        for lo, hi, bid, _ in self._regions:
+            if lo <= addr < hi:
+                self.lo, self.hi, self.id = lo, hi, bid
+                return bid, addr - lo
+        obj = body.view().obj
+        try:
+            anchor = ctypes.c_char.from_buffer(obj)
+        except (TypeError, ValueError):
+            return 0, 0
+        lo = ctypes.addressof(anchor)
+        del anchor
+        size = len(memoryview(obj).cast("B"))
+        if self._jvm.direct_by_address:
+            buf = self._jvm.cls("Memory").wrap(lo, size)
+        else:  # holds a buffer export until the JVM drops the buffer
+            import jpype
+
+            buf = jpype.nio.convertToDirectBuffer(obj)
+        bid = int(self._lane.addBuffer(buf))
+        self._regions.append((lo, lo + size, bid, obj))
+        self.lo, self.hi, self.id = lo, lo + size, bid
+        return bid, addr - lo
+
+    def clear(self) -> None:
+        for _, _, bid, _ in self._regions:
+            self._lane.removeBuffer(bid)
+        self._regions.clear()
+        self.lo = self.hi = self.id = 0
+
+
+class JvmRuntime(Runtime):
+    """Java code objects on JPype. Options: ``heap`` ("256m"), ``gc`` ("SerialGC"),
+    ``jvm_flags`` (list), ``watchdog_tick_ms`` (2); JVM options apply only when this is
+    the first JVM user in the process."""
+
+    name: ClassVar[str] = "jvm"
+    isolation: ClassVar[Isolation] = Isolation.GUARDED
+    payload: ClassVar[str] = "jar with a class implementing org.pan.pni.PanCode (meta.entry_class)"
+
+    def __init__(self, options: Mapping[str, Any] | None = None):
+        super().__init__(options)
+        self._jvm: Jvm | None = None
+        self._lane: Any = None
+        self.memory: _Memory | None = None
+        self._next_id = 1
+        self._batch_buf: bytearray | None = None
+        self._batch: memoryview | None = None
+        self._loaded: dict[int, JvmLoadedCode] = {}
+        self._gc_base = 0
+        self._closed = False
+
+    @classmethod
+    def available(cls) -> str | None:
+        return unavailable_reason()
+
+    # -- engine ----------------------------------------------------------------------
+    def _engine(self) -> Jvm:
+        if self._closed:
+            raise ClosedError("jvm runtime used after close()")
+        if self._jvm is None:
+            jvm = ensure_jvm(self.options)
+            self._lane = jvm.cls("Lane")()
+            self.memory = _Memory(jvm, self._lane)
+            self._batch_buf = bytearray(_BATCH_MAX * _STRIDE * 4)
+            self._batch = memoryview(self._batch_buf).cast("i")
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(self._batch_buf))
+            if jvm.direct_by_address:
+                self._lane.setBatch(jvm.cls("Memory").wrap(addr, len(self._batch_buf)))
+            else:
+                import jpype
+
+                self._lane.setBatch(jpype.nio.convertToDirectBuffer(self._batch_buf))
+            self._gc_base = int(jvm.cls("Lane").gcCount())
+            self._jvm = jvm
+        return self._jvm
+
+    @property
+    def lane(self) -> Any:
+        self._engine()
+        return self._lane
+
+    def gc_pauses(self) -> int:
+        """Garbage collections the JVM ran since this runtime started (all code objects)."""
+        jvm = self._engine()
+        return int(jvm.cls("Lane").gcCount()) - self._gc_base
+
+    def gc_millis(self) -> int:
+        """Milliseconds the JVM has spent collecting garbage since it started."""
+        return int(self._engine().cls("Lane").gcMillis())
+
+    # -- loading ---------------------------------------------------------------------
+    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniHost) -> JvmLoadedCode:
+        jvm = self._engine()
+        entry = code.manifest.meta.get("entry_class")
+        if not isinstance(entry, str) or not entry:
+            raise CodeObjectError(
+                f"{code.short_name}: jvm code objects name their PanCode class in meta.entry_class"
+            )
+        jdeps: list[JvmLoadedCode] = []
+        for i, d in enumerate(deps):
+            if not isinstance(d, JvmLoadedCode):
+                raise CodeObjectError(
+                    f"{code.short_name}: dependency {i} runs in another runtime; Java classes can only "
+                    "link against jvm dependencies (call it with pni.depCall instead)"
+                )
+            jdeps.append(d)
+        visible = {name for d in jdeps for name in d.checked.classes}
+        visible.update(jvm.pni_class_names)
+        checked = check_jar(code.payload, visible)
+        if entry.replace(".", "/") not in checked.classes:
+            raise CodeObjectError(f"{code.short_name}: entry class {entry} is not in the jar")
+        loaded = JvmLoadedCode(self, code, host, checked, entry, jdeps)
+        loaded.instantiate()
+        return loaded
+
+    def _new_id(self) -> int:
+        cid = self._next_id
+        self._next_id += 1
+        return cid
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        for loaded in list(self._loaded.values()):
+            loaded.unload()
+        if self._lane is not None:
+            self._lane.close()
+            assert self.memory is not None
+            self.memory.clear()
+        self._closed = True
+
+    def versions(self) -> dict[str, str]:
+        jvm = current_jvm()
+        return jvm.versions() if jvm is not None else {}
+
+
+class JvmLoadedCode(LoadedCode):
+    """One Java code object: its class loader, its PanCode instance, its Java-side PNI."""
+
+    def __init__(
+        self,
+        runtime: JvmRuntime,
+        code: CodeObject,
+        host: PniHost,
+        checked: CheckedJar,
+        entry_class: str,
+        deps: Sequence[JvmLoadedCode],
+    ):
+        super().__init__(code, host)
+        self.runtime = runtime
+        self.checked = checked
+        self.entry_class = entry_class
+        self.deps = tuple(deps)
+        self.loader: Any = None
+        self.id = 0
+        self._budget: Any = None
+        jvm = runtime._engine()
+        self._proxy = upcall_class(jvm.cls("Upcalls"))(host)
+        self._lane = runtime.lane
+        self._jaccept = self._lane.accept
+        self._memory = runtime.memory
+        self._export_names: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+    def instantiate(self) -> None:
+        """Define a fresh class loader and PanCode instance (at load and on reset)."""
+        import jpype
+
+        jvm = self.runtime._engine()
+        names = self.checked.binary_names()
+        loader = jvm.cls("CodeLoader")(
+            jvm.cls("gate"),
+            self.code.name.hex()[:12],
+            jpype.JArray(jpype.JString)(list(names)),
+            jpype.JArray(jpype.JArray(jpype.JByte))([jpype.JArray(jpype.JByte)(b) for b in names.values()]),
+            jpype.JArray(jvm.cls("CodeLoader"))([d.loader for d in self.deps]),
+        )
+        if self.id:
+            self._lane.drop(self.id)
+            del self.runtime._loaded[self.id]
+        self.id = self.runtime._new_id()
+        budget = self._budget_values(None)
+        r = int(self._lane.instantiate(self.id, loader, self.entry_class, self._proxy, *budget))
+        if r == FAULT:
+            kind, msg = int(self._lane.faultKind()), str(self._lane.faultMessage())
+            self._lane.drop(self.id)
+            reason = FAULT_REASONS.get(kind, ("code_error", False, True))[0]
+            if kind in (6, 7):
+                raise CodeObjectError(f"{self.code.short_name}: {msg}")
+            raise CodeObjectError(f"{self.code.short_name}: loading failed ({reason}): {msg}")
+        self.loader = loader
+        self._budget = None
+        self.runtime._loaded[self.id] = self
+        self.needs_reset = False
+
+    def _budget_values(self, budget: Any) -> tuple[int, int]:
+        if budget is None:
+            from pan_runtime.env import Budget
+
+            budget = Budget()
+        return int(budget.time_ms * 1_000_000), int(budget.memory_bytes)
+
+    def _raise(self, kind: int, message: str) -> RuntimeFault:
+        if FAULT_REASONS.get(kind, ("", False, True))[2]:
+            self.needs_reset = True
+        return _fault(self.code, kind, message)
+
+    def _fault_now(self) -> RuntimeFault:
+        lane = self._lane
+        return self._raise(int(lane.faultKind()), str(lane.faultMessage()))
+
+    def init(self) -> int:
+        r = int(self._lane.init(self.id))
+        if r == FAULT:
+            raise self._fault_now()
+        return r
+
+    def finalize(self) -> int:
+        r = int(self._lane.finish(self.id))
+        if r == FAULT:
+            raise self._fault_now()
+        return r
+
+    def reset(self) -> None:
+        """A fresh class loader (static state dropped) and instance; ``init`` runs again."""
+        self.instantiate()
+        self.init()
+
+    def unload(self) -> None:
+        if self.id:
+            self._lane.drop(self.id)
+            self.runtime._loaded.pop(self.id, None)
+            self.id = 0
+        self.loader = None
+
+    # -- capsules --------------------------------------------------------------------
+    def accept(self, env: Environment) -> int:
+        if env.budget is not self._budget:
+            self._set_budget(env.budget)
+        body = env.body
+        addr = body.address  # type: ignore[union-attr]
+        mem = self._memory
+        lo = mem.lo  # type: ignore[union-attr]
+        if addr is not None and lo <= addr < mem.hi:  # type: ignore[union-attr]
+            r = self._jaccept(self.id, mem.id, addr - lo, env.length)  # type: ignore[union-attr]
+        else:
+            bid, off = mem.find(body)  # type: ignore[union-attr,arg-type]
+            r = self._jaccept(self.id, bid, off, env.length)
+        if r == FAULT:
+            raise self._fault_now()
+        return r
+
+    def _set_budget(self, budget: Any) -> None:
+        self._lane.setBudget(self.id, *self._budget_values(budget))
+        self._budget = budget
+
+    def accept_batch(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
+        out: list[int | RuntimeFault] = []
+        n_all = len(envs)
+        if not n_all:
+            return out
+        if envs[0].budget is not self._budget:
+            self._set_budget(envs[0].budget)
+        arr = self.runtime._batch
+        assert arr is not None
+        mem = self._memory
+        assert mem is not None
+        lane = self._lane
+        proxy = self._proxy
+        for start in range(0, n_all, _BATCH_MAX):
+            chunk = envs[start : start + _BATCH_MAX]
+            for i, env in enumerate(chunk):
+                body = env.body
+                addr = body.address  # type: ignore[union-attr]
+                if addr is not None and mem.lo <= addr < mem.hi:
+                    bid, off = mem.id, addr - mem.lo
+                else:
+                    bid, off = mem.find(body)  # type: ignore[arg-type]
+                at = i * _STRIDE
+                arr[at] = bid
+                arr[at + 1] = off
+                arr[at + 2] = env.length
+            proxy.envs = chunk
+            faults = lane.acceptBatch(self.id, len(chunk))
+            if faults:
+                for i in range(len(chunk)):
+                    r = arr[i * _STRIDE + 3]
+                    if r == FAULT:
+                        out.append(self._raise(int(lane.batchFaultKind(i)), str(lane.batchFaultMessage(i))))
+                    else:
+                        out.append(r)
+            else:
+                out.extend(arr[3 : len(chunk) * _STRIDE : _STRIDE])
+            proxy.envs = ()
+        return out
+
+    def call_export(self, name: str, a0: int, a1: int) -> int:
+        if name not in self.code.manifest.exports:
+            raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", "no_export")
+        jname = self._export_names.get(name)
+        if jname is None:
+            import jpype
+
+            jname = self._export_names[name] = jpype.JString(name)
+        r = int(self._lane.export(self.id, jname, a0, a1))
+        if r == FAULT_LONG:
+            raise self._fault_now()
+        return r

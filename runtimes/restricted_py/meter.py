@@ -1,0 +1,120 @@
+"""The step meter: a per-call budget that restricted code counts down and cannot escape.
+
+Instrumented code keeps two globals in its module dict: ``_left_`` (steps left in the current
+chunk) and ``_depth_`` (nesting of its own function calls). Every loop iteration and every
+entry into a function that can call decrements ``_left_`` inline; when it goes negative the
+code calls ``_stop_`` (``Meter.stop``), which either draws the next chunk of steps (checking
+the wall-clock budget once per chunk) or halts the call.
+
+A halt raises ``Halt``, a ``BaseException`` subclass that code cannot name, and leaves
+``_left_`` hugely negative. Every ``except`` handler and ``finally`` block of the code starts
+with ``if _left_ < 0: _stop_()``, so a handler that catches the halt (``except:``,
+``except BaseException``) re-raises it before any of its own statements run, and so does
+every later tick: once halted, the call stays halted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NoReturn
+
+__all__ = ["Halt", "Meter"]
+
+_HALTED_LEFT = -(1 << 62)
+
+
+class Halt(BaseException):
+    """Ends a call of restricted code; ``reason`` is ``budget`` or ``guard``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class Meter:
+    """Step, time and depth accounting for one loaded code object."""
+
+    __slots__ = (
+        "g",
+        "steps",
+        "chunk",
+        "chunk0",
+        "extra0",
+        "extra",
+        "time_ns",
+        "t0",
+        "max_depth",
+        "reason",
+        "detail",
+        "budget",
+    )
+
+    def __init__(self, g: dict[str, Any], max_depth: int, chunk: int):
+        self.g = g
+        self.max_depth = max_depth
+        self.chunk = chunk
+        self.budget: Any = None
+        self.reason = ""
+        self.detail = ""
+        self.t0 = 0
+        g["_left_"] = 0
+        g["_depth_"] = 0
+        g["_stop_"] = self.stop
+        self.configure(200_000, 50.0)
+
+    def configure(self, steps: int, time_ms: float | None) -> None:
+        """Set the per-call step budget and wall-clock budget (None or <= 0: no time limit)."""
+        steps = max(int(steps), 1)
+        self.steps = steps
+        self.chunk0 = min(steps, self.chunk)
+        self.extra0 = steps - self.chunk0
+        self.extra = self.extra0
+        self.time_ns = int(time_ms * 1e6) if time_ms and time_ms > 0 else 0
+
+    def arm(self) -> None:
+        """Give the next call its full budget (the runtime inlines this on the hot path)."""
+        self.g["_left_"] = self.chunk0
+        self.extra = self.extra0
+
+    @property
+    def halted(self) -> bool:
+        return self.extra < 0
+
+    def used(self) -> int:
+        """Steps the last call used (all of them if it was halted for the budget)."""
+        if self.extra < 0:
+            return self.steps
+        return self.steps - self.extra - max(self.g["_left_"], 0)
+
+    def stop(self) -> bool:
+        """Called by code when ``_left_`` ran out or ``_depth_`` is too deep (``_stop_``)."""
+        g = self.g
+        extra = self.extra
+        if extra < 0:
+            raise Halt(self.reason, self.detail)
+        if g["_depth_"] > self.max_depth:
+            self.halt("guard", f"recursion deeper than {self.max_depth} calls")
+        left = g["_left_"]
+        if left >= 0:
+            return True
+        if extra == 0:
+            self.halt("budget", f"step budget of {self.steps} steps spent")
+        now = time.perf_counter_ns()
+        if extra == self.extra0:
+            self.t0 = now
+        elif self.time_ns and now - self.t0 > self.time_ns:
+            self.halt("budget", f"time budget of {self.time_ns / 1e6:g} ms spent")
+        n = extra if extra < self.chunk else self.chunk
+        self.extra = extra - n
+        g["_left_"] = left + n
+        return True
+
+    def halt(self, reason: str, detail: str) -> NoReturn:
+        """Halt the running call for good; later ticks and handlers re-raise."""
+        if self.extra >= 0:
+            self.reason = reason
+            self.detail = detail
+            self.extra = -1
+        self.g["_left_"] = _HALTED_LEFT
+        raise Halt(self.reason, self.detail)

@@ -1,0 +1,25 @@
+"""Registers the restricted_py runtime and its builder with pan (entry point ``pan.runtimes``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pan_runtime.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from pan_runtime.builders import BuilderRegistry
+    from pan_runtime.plugins import RuntimeRegistry
+
+
+@hookimpl
+def pan_register_runtimes(registry: RuntimeRegistry) -> None:
+    from pan_restricted_py.runtime import RestrictedPyRuntime
+
+    registry.add(RestrictedPyRuntime)
+
+
+@hookimpl
+def pan_register_builders(registry: BuilderRegistry) -> None:
+    from pan_restricted_py.builder import RestrictedPyBuilder
+
+    registry.add(RestrictedPyBuilder())

@@ -1,0 +1,88 @@
+"""Execution budgets for wasm code: epoch ticks (default) or fuel.
+
+Epoch mode: one daemon thread per engine advances the engine's epoch every
+``epoch_tick_ms``; each store's deadline is one tick ahead and a deadline callback decides,
+once per tick at most, whether the call running now has used up its time. The per-call
+cost is one Python integer increment — no FFI call, no message to another thread. Wasm
+runs with the GIL released (ctypes), so the ticker keeps ticking while code spins.
+
+Fuel mode: the store's fuel is set before every call (one extra FFI call per capsule) and
+counts instructions exactly; use it when runs must be deterministic rather than timed.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import wasmtime
+
+__all__ = ["EpochTicker", "TickBudget", "MODES"]
+
+MODES = ("epoch", "fuel")
+
+
+class EpochTicker:
+    """A daemon thread calling ``engine.increment_epoch()`` every ``period_ms``."""
+
+    def __init__(self, engine: wasmtime.Engine, period_ms: float):
+        self._engine = engine
+        self._period = period_ms / 1000.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pan-wasm-epoch", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        engine, period, stop = self._engine, self._period, self._stop
+        while not stop.wait(period):
+            engine.increment_epoch()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+
+class TickBudget:
+    """Counts the ticks one call has seen; the deadline callback's state for one store.
+
+    ``seq`` is bumped before every call into the instance. A tick seen under a new ``seq``
+    starts the count at one (it may be a tick that fell between calls), so a call is
+    stopped after between ``limit`` and ``limit + 1`` tick periods of running.
+    """
+
+    __slots__ = ("seq", "limit", "stopped", "_seen_seq", "_ticks")
+
+    def __init__(self, limit: int = 1):
+        self.seq = 0
+        self.limit = limit
+        self.stopped = False
+        self._seen_seq = -1
+        self._ticks = 0
+
+    @staticmethod
+    def ticks_for(time_ms: float, tick_ms: float) -> int:
+        return max(1, math.ceil(time_ms / tick_ms))
+
+    def on_deadline(self) -> int | None:
+        """1 to continue for another tick, ``None`` to stop the running call."""
+        if self.seq != self._seen_seq:
+            self._seen_seq = self.seq
+            self._ticks = 1
+        else:
+            self._ticks += 1
+        if self._ticks > self.limit:
+            self.stopped = True
+            return None
+        return 1

@@ -1,0 +1,26 @@
+"""Registers the wasm runtime and its builder with pan (entry point ``pan.runtimes``: wasm).
+
+Importing this module never imports wasmtime; ``WasmRuntime.available()`` reports a missing
+or unusable engine with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pan_wasm.builder import WasmBuilder
+from pan_wasm.runtime import WasmRuntime
+
+from pan_runtime.hookspecs import hookimpl
+
+__all__ = ["pan_register_runtimes", "pan_register_builders"]
+
+
+@hookimpl
+def pan_register_runtimes(registry: Any) -> None:
+    registry.add(WasmRuntime)
+
+
+@hookimpl
+def pan_register_builders(registry: Any) -> None:
+    registry.add(WasmBuilder())

@@ -1,0 +1,610 @@
+"""The ``wasm`` runtime: code objects are WebAssembly modules run by Wasmtime.
+
+A module imports only PNI calls from ``pan_pni_1`` and exports ``memory``, ``accept``
+and optionally ``init``, ``finalize``, the manifest's exports (``(i64, i64) -> i64``) and
+the batch pair ``accept_batch``/``pni_batch_area``. Each loaded code object owns one store
+and one instance; capsules cross in through ``fastcall`` (one unchecked call, no copy of
+the body: code reads what it wants through ``seg_read``).
+
+Dependencies are reached through the PNI's ``dep_call``, which the host implements:
+modules are never linked to one another, so each keeps its own store, memory ceiling,
+budget and fault domain, and a wasm code object may depend on code from any runtime.
+
+Options (``WasmRuntime(options)``), all optional:
+
+``cache_dir``           directory for compiled artifacts (none: compile once per process)
+``max_module_bytes``    largest payload accepted, checked before compiling (8 MiB)
+``max_memory_bytes``    ceiling on linear memory, whatever the budget says (64 MiB)
+``max_wasm_stack``      bytes of native stack wasm may use before a ``stack`` fault (512 KiB)
+``max_table_elements``  table elements per instance (65536)
+``budget``              ``"epoch"`` (default, timed) or ``"fuel"`` (counted instructions)
+``epoch_tick_ms``       epoch ticker period (2.0); a call stops 0-1 tick after its time
+"""
+
+from __future__ import annotations
+
+import array
+import importlib.metadata
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pan_runtime.errors import (
+    BudgetExceeded,
+    ClosedError,
+    CodeObjectError,
+    ConfigError,
+    RuntimeFault,
+    RuntimeUnavailable,
+)
+from pan_runtime.runtime import Isolation, LoadedCode, Runtime
+
+if TYPE_CHECKING:
+    import wasmtime
+
+    from pan_runtime.codeobj import CodeObject
+    from pan_runtime.env import Budget, Environment
+    from pan_runtime.pni import PniHost
+    from pni_spec.spec import Call
+
+__all__ = ["WasmRuntime", "WasmCode", "DEFAULT_OPTIONS", "BATCH_HEADER_WORDS", "BATCH_SLOT_WORDS"]
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "cache_dir": None,
+    "max_module_bytes": 8 << 20,
+    "max_memory_bytes": 64 << 20,
+    "max_wasm_stack": 512 << 10,
+    "max_table_elements": 65536,
+    "budget": "epoch",
+    "epoch_tick_ms": 2.0,
+}
+WASM_MAGIC = b"\0asm\x01\0\0\0"
+#: batch area in linear memory: u32 cursor, u32 capacity, then capacity x {u32 capsule, u32 length, i32 verdict}
+BATCH_HEADER_WORDS = 2
+BATCH_SLOT_WORDS = 3
+MAX_BATCH = 4096
+_TRAP_REASONS = {
+    "STACK_OVERFLOW": "stack",
+    "MEMORY_OUT_OF_BOUNDS": "oob",
+    "TABLE_OUT_OF_BOUNDS": "oob",
+    "HEAP_MISALIGNED": "oob",
+}
+_BUDGET_TRAPS = {"INTERRUPT", "OUT_OF_FUEL"}
+
+
+def _summary(message: str) -> str:
+    """The causes of a Wasmtime trap message on one line, without the backtrace."""
+    lines = [line.strip() for line in message.strip().splitlines()]
+    if "Caused by:" in lines:
+        causes = lines[lines.index("Caused by:") + 1 :]
+        return "; ".join(c.split(":", 1)[1].strip() if c[:1].isdigit() else c for c in causes if c)
+    return lines[0] if lines else "no message"
+
+
+def _i64(value: int) -> int:
+    value &= 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >> 63 else value
+
+
+class WasmRuntime(Runtime):
+    """WebAssembly modules on Wasmtime, sandboxed, with epoch or fuel budgets."""
+
+    name = "wasm"
+    isolation = Isolation.SANDBOXED
+    payload = "WebAssembly module (.wasm) importing the PNI from module pan_pni_1"
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            import wasmtime  # noqa: F401
+        except ImportError as exc:
+            return f"wasmtime is not installed ({exc}); pip install 'pan-runtime[wasm]'"
+        except OSError as exc:  # the shared library failed to load
+            return f"wasmtime cannot load its engine: {exc}"
+        from pan_wasm import fastcall
+
+        return fastcall.binding_problem()
+
+    def __init__(self, options: Mapping[str, Any] | None = None):
+        super().__init__(options)
+        problem = self.available()
+        if problem:
+            raise RuntimeUnavailable(problem)
+        import wasmtime
+        from pan_wasm.cache import ModuleCache, fingerprint
+        from pan_wasm.limits import MODES, EpochTicker
+
+        from pni_spec import load_spec
+
+        unknown = set(self.options) - set(DEFAULT_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"wasm runtime: unknown options {sorted(unknown)}; known: {sorted(DEFAULT_OPTIONS)}"
+            )
+        opts = {**DEFAULT_OPTIONS, **self.options}
+        if opts["budget"] not in MODES:
+            raise ConfigError(f"wasm runtime: budget must be one of {MODES}, got {opts['budget']!r}")
+        for key in ("max_module_bytes", "max_memory_bytes", "max_wasm_stack", "max_table_elements"):
+            if not isinstance(opts[key], int) or opts[key] <= 0:
+                raise ConfigError(f"wasm runtime: {key} must be a positive integer, got {opts[key]!r}")
+        if not float(opts["epoch_tick_ms"]) > 0:
+            raise ConfigError("wasm runtime: epoch_tick_ms must be positive")
+        self.settings = opts
+        self.mode: str = opts["budget"]
+        self.tick_ms = float(opts["epoch_tick_ms"])
+        self.max_module_bytes: int = opts["max_module_bytes"]
+        self.max_memory_bytes: int = opts["max_memory_bytes"]
+        self.max_table_elements: int = opts["max_table_elements"]
+
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = self.mode == "epoch"
+        cfg.consume_fuel = self.mode == "fuel"
+        cfg.max_wasm_stack = opts["max_wasm_stack"]
+        cfg.memory_may_move = False  # fastcall.LinearMemory caches the base address
+        cfg.wasm_threads = False
+        cfg.cranelift_opt_level = "speed"
+        self.engine = wasmtime.Engine(cfg)
+        self.wasmtime_version = importlib.metadata.version("wasmtime")
+        codegen = {"mode": self.mode, "stack": opts["max_wasm_stack"], "opt": "speed", "may_move": False}
+        self.cache = ModuleCache(self.engine, opts["cache_dir"], fingerprint(self.wasmtime_version, codegen))
+        self.spec = load_spec()
+        self._calls = {c.name: c for c in self.spec.calls}
+        self._ticker = EpochTicker(self.engine, self.tick_ms) if self.mode == "epoch" else None
+        self._closed = False
+
+    # -- loading -----------------------------------------------------------------------
+    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniHost) -> WasmCode:
+        if self._closed:
+            raise ClosedError("wasm runtime is closed")
+        name = code.short_name
+        if code.runtime != self.name:
+            raise CodeObjectError(f"{name}: code object is for runtime {code.runtime!r}, not 'wasm'")
+        payload = code.payload
+        if len(payload) > self.max_module_bytes:
+            raise CodeObjectError(
+                f"{name}: module is {len(payload)} bytes, more than max_module_bytes={self.max_module_bytes}"
+            )
+        if payload[:8] != WASM_MAGIC:
+            what = "truncated" if len(payload) < 8 else f"bad magic {payload[:8]!r}"
+            raise CodeObjectError(f"{name}: payload is not a WebAssembly 1.0 module ({what})")
+        module = self.cache.get(code, lambda: self._compile(code))
+        calls = self._check_imports(code, module)
+        self._check_exports(code, module)
+        if self._ticker is not None:
+            self._ticker.start()
+        try:
+            return WasmCode(self, code, module, calls, host, deps)
+        except RuntimeFault as exc:
+            raise CodeObjectError(f"{name}: cannot instantiate: {exc}") from None
+
+    def _compile(self, code: CodeObject) -> wasmtime.Module:
+        import wasmtime
+
+        try:
+            return wasmtime.Module(self.engine, code.payload)
+        except wasmtime.WasmtimeError as exc:
+            first = str(exc).strip().splitlines()
+            detail = " / ".join(line.strip() for line in first[:3])
+            raise CodeObjectError(f"{code.short_name}: not a valid WebAssembly module: {detail}") from None
+
+    def _check_imports(self, code: CodeObject, module: wasmtime.Module) -> list[Call]:
+        import wasmtime
+        from pan_wasm.hostcalls import wasm_signature
+
+        calls = []
+        want_module = self.spec.wasm_module
+        for imp in module.imports:
+            where = f"{code.short_name}: import {imp.module}.{imp.name}"
+            if imp.module != want_module:
+                raise CodeObjectError(
+                    f"{where} is not from the PNI module {want_module!r}; only PNI calls may be imported"
+                )
+            call = self._calls.get(imp.name or "")
+            if call is None:
+                raise CodeObjectError(f"{where} is not a call of PNI {self.spec.version}")
+            ty = imp.type
+            if not isinstance(ty, wasmtime.FuncType):
+                raise CodeObjectError(f"{where} must be a function")
+            params, results = wasm_signature(call)
+            got = (tuple(str(t) for t in ty.params), tuple(str(t) for t in ty.results))
+            if got != (params, results):
+                raise CodeObjectError(f"{where} has type {got}, the PNI says {(params, results)}")
+            calls.append(call)
+        return calls
+
+    def _check_exports(self, code: CodeObject, module: wasmtime.Module) -> None:
+        import wasmtime
+
+        exports = {e.name: e.type for e in module.exports}
+        name = code.short_name
+
+        def need_func(export: str, params: tuple[str, ...], results: tuple[str, ...], what: str) -> None:
+            ty = exports.get(export)
+            if ty is None:
+                raise CodeObjectError(f"{name}: module does not export {what} {export!r}")
+            got = (
+                (tuple(str(t) for t in ty.params), tuple(str(t) for t in ty.results))
+                if isinstance(ty, wasmtime.FuncType)
+                else None
+            )
+            if got != (params, results):
+                raise CodeObjectError(
+                    f"{name}: export {export!r} has type {got}, {what} needs {(params, results)}"
+                )
+
+        if not isinstance(exports.get("memory"), wasmtime.MemoryType):
+            raise CodeObjectError(f"{name}: module does not export its linear memory as 'memory'")
+        entry = code.manifest.entry
+        need_func(entry["accept"], ("i32", "i32"), ("i32",), "entry point")
+        for kind in ("init", "finalize"):
+            if kind in entry:
+                need_func(entry[kind], (), ("i32",), "entry point")
+        for export in code.manifest.exports:
+            need_func(export, ("i64", "i64"), ("i64",), "manifest export")
+        if "accept_batch" in exports or "pni_batch_area" in exports:
+            need_func("accept_batch", ("i32",), ("i32",), "batch entry")
+            need_func("pni_batch_area", (), ("i32",), "batch entry")
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+        self.cache.clear()
+        self._closed = True
+
+    def versions(self) -> dict[str, str]:
+        from pan_wasm import fastcall
+
+        return {
+            "wasmtime": self.wasmtime_version,
+            "fastcall": f"unchecked ctypes path, tested with wasmtime {fastcall.TESTED_VERSION}",
+            "budget": self.mode if self.mode == "fuel" else f"epoch ({self.tick_ms:g} ms ticks)",
+        }
+
+
+class _ClosedCall:
+    """Stands in for a FastCall after unload, so the hot path needs no closed check."""
+
+    name = "closed"
+    trap_slot = 0
+
+    def __init__(self, what: str):
+        self.q = memoryview(bytearray(64)).cast("q")
+        self.i32 = memoryview(bytearray(16)).cast("i")
+        self._what = what
+
+    def invoke(self) -> int:
+        raise ClosedError(f"{self._what} was unloaded")
+
+
+class WasmCode(LoadedCode):
+    """One wasm code object: a linker with its PNI imports, a store and an instance."""
+
+    def __init__(
+        self,
+        runtime: WasmRuntime,
+        code: CodeObject,
+        module: wasmtime.Module,
+        calls: Sequence[Call],
+        host: PniHost,
+        deps: Sequence[LoadedCode],
+    ):
+        super().__init__(code, host)
+        import wasmtime
+        from pan_wasm import fastcall
+        from pan_wasm.hostcalls import make_callback, wasm_signature
+        from pan_wasm.limits import TickBudget
+
+        from pan_runtime.env import Budget
+
+        self._fc = fastcall
+        self._rt = runtime
+        self._module = module
+        self.deps = tuple(deps)
+        entry = code.manifest.entry
+        self._entry_names = (entry["accept"], entry.get("init"), entry.get("finalize"))
+        self.mem = fastcall.LinearMemory()
+        #: environments of the batch being run (host callbacks follow its cursor), else None
+        self.batch_envs: Sequence[Environment] | None = None
+        self._batch_cursor = 0
+        self._host_error: tuple[str, BaseException] | None = None
+        self._ticks = TickBudget()
+        self._fuel_mode = runtime.mode == "fuel"
+        self._fuel = 0
+        self._budget: Budget | None = None
+        self._memory_limit = runtime.max_memory_bytes
+        self._store: wasmtime.Store | None = None
+        self._keep: list[Any] = []
+        self._linker = wasmtime.Linker(runtime.engine)
+        self._funcs = fastcall.HostFuncs(self._linker)
+        types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
+
+        for call in calls:
+            method = getattr(host, call.name, None)
+            if method is None:
+                raise CodeObjectError(
+                    f"{code.short_name}: the host does not implement PNI call {call.name!r}"
+                )
+            params, results = wasm_signature(call)
+            cb = make_callback(runtime.spec, call, method, self.mem, self, fastcall.SLOT)
+            self._funcs.define(
+                runtime.spec.wasm_module,
+                call.name,
+                [types[t] for t in params],
+                [types[t] for t in results],
+                cb,
+            )
+        self._apply_budget(Budget())
+        self._instantiate()
+
+    # -- instance ----------------------------------------------------------------------
+    def _instantiate(self) -> None:
+        import wasmtime
+
+        fc, rt = self._fc, self._rt
+        store = wasmtime.Store(rt.engine)
+        self._set_limits(store)
+        keep: list[Any] = []
+        if self._fuel_mode:
+            self._refuel = fc.set_fuel(store)
+            self._refuel(self._fuel)
+        else:
+            store.set_epoch_deadline(1)
+            keep.append(fc.install_deadline_callback(store, self._ticks.on_deadline))
+            self._ticks.seq += 1
+        try:
+            instance = self._linker.instantiate(store, self._module)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            store.close()
+            stopped, self._ticks.stopped = self._ticks.stopped, False
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if stopped:
+                raise BudgetExceeded(f"{self.code.short_name}: start function exceeded its budget") from None
+            raise RuntimeFault(
+                f"{self.code.short_name}: instantiation failed: {detail}", "instantiate"
+            ) from None
+        exports = instance.exports(store)
+        self._store = store
+        self._keep = keep
+        self.mem.bind(store, exports["memory"])
+        accept, init, finalize = self._entry_names
+        self._accept = fc.FastCall(store, exports[accept], 2, 1, "accept")
+        self._init = fc.FastCall(store, exports[init], 0, 1, "init") if init else None
+        self._finalize = fc.FastCall(store, exports[finalize], 0, 1, "finalize") if finalize else None
+        self._exports: dict[str, Any] = {}
+        self._instance_exports = exports
+        self._batch = None
+        self._area: memoryview | None = None
+        if "accept_batch" in exports:
+            self._bind_batch(exports)
+
+    def _bind_batch(self, exports: Any) -> None:
+        fc = self._fc
+        where = fc.FastCall(self._store, exports["pni_batch_area"], 0, 1, "pni_batch_area")
+        self._run(where)
+        base = where.i32[0] & 0xFFFFFFFF
+        if base + 8 > self.mem.size:
+            return
+        cap = int.from_bytes(self.mem.view[base + 4 : base + 8], "little")
+        cap = min(cap, MAX_BATCH)
+        end = base + 4 * (BATCH_HEADER_WORDS + BATCH_SLOT_WORDS * cap)
+        if cap < 2 or end > self.mem.size or base % 4:
+            return
+        self._area = self.mem.view[base:end].cast("i")
+        self._batch_cap = cap
+        self._batch = fc.FastCall(self._store, exports["accept_batch"], 1, 1, "accept_batch")
+
+    def _close_instance(self) -> None:
+        self.mem.release()
+        self._area = None
+        self._batch = None
+        self._instance_exports = None
+        self._exports = {}
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self._keep = []
+
+    # -- budgets -----------------------------------------------------------------------
+    def _apply_budget(self, budget: Budget) -> None:
+        from pan_wasm.limits import TickBudget
+
+        self._budget = budget
+        self._ticks.limit = TickBudget.ticks_for(budget.time_ms, self._rt.tick_ms)
+        self._fuel = max(1, int(budget.fuel))
+        limit = min(int(budget.memory_bytes), self._rt.max_memory_bytes)
+        if limit != self._memory_limit:
+            self._memory_limit = limit
+            if self._store is not None:
+                self._set_limits(self._store)
+
+    def _set_limits(self, store: wasmtime.Store) -> None:
+        # each call replaces the whole limiter, so every limit is passed every time
+        store.set_limits(
+            memory_size=self._memory_limit,
+            table_elements=self._rt.max_table_elements,
+            instances=1,
+            tables=4,
+            memories=1,
+        )
+
+    # -- calls -------------------------------------------------------------------------
+    def accept(self, env: Environment) -> int:
+        if env.budget is not self._budget:
+            self._apply_budget(env.budget)
+        c = self._accept
+        q = c.q
+        q[0] = 1  # Environment.BODY_HANDLE
+        q[2] = env.length
+        self._ticks.seq += 1
+        if self._fuel_mode:
+            self._refuel(self._fuel)
+        err = c.invoke()
+        if err or q[c.trap_slot]:
+            self._raise_fault(c, err)
+        return c.i32[0]
+
+    def _run(self, c: Any) -> None:
+        """Call a bound entry (not the hot path); raises on a fault. Results stay in ``c``."""
+        self._ticks.seq += 1
+        if self._fuel_mode:
+            self._refuel(self._fuel)
+        err = c.invoke()
+        if err or c.q[c.trap_slot]:
+            self._raise_fault(c, err)
+
+    def _raise_fault(self, c: Any, err: int) -> None:
+        kind, message = c.failure(err)
+        self.needs_reset = True
+        stopped, self._ticks.stopped = self._ticks.stopped, False
+        host_error, self._host_error = self._host_error, None
+        where = f"{self.code.short_name}: {c.name}"
+        if host_error is not None:
+            call, exc = host_error
+            raise RuntimeFault(f"{where}: host call {call} raised {exc!r}", "host_error") from exc
+        if stopped or kind in _BUDGET_TRAPS:
+            spent = (
+                f"{self._fuel} fuel"
+                if self._fuel_mode
+                else f"{self._budget.time_ms if self._budget else '?'} ms"
+            )
+            raise BudgetExceeded(f"{where} exceeded its budget of {spent}", "budget")
+        raise RuntimeFault(
+            f"{where} trapped ({kind.lower()}): {_summary(message)}", _TRAP_REASONS.get(kind, "trap")
+        )
+
+    def host_failed(self, call: str, exc: BaseException) -> int:
+        """A host method raised inside a callback: remember it and trap the code."""
+        self._host_error = (call, exc)
+        return self._fc.trap_for(f"pan: host call {call} failed")
+
+    def sync_batch(self) -> None:
+        """Inside a batch, make ``host.current`` the capsule the module's loop is on."""
+        area, envs = self._area, self.batch_envs
+        if area is None or envs is None:
+            return
+        cur = area[0]
+        if cur != self._batch_cursor and 0 <= cur < len(envs):
+            self._batch_cursor = cur
+            self.host.current = envs[cur]
+
+    def init(self) -> int:
+        if self._init is None:
+            return 0
+        self._run(self._init)
+        return self._init.i32[0]
+
+    def finalize(self) -> int:
+        if self._finalize is None or self._store is None:
+            return 0
+        self._run(self._finalize)
+        return self._finalize.i32[0]
+
+    def call_export(self, name: str, a0: int, a1: int) -> int:
+        c = self._exports.get(name)
+        if c is None:
+            if name not in self.code.manifest.exports or self._instance_exports is None:
+                raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", "no_export")
+            c = self._exports[name] = self._fc.FastCall(self._store, self._instance_exports[name], 2, 1, name)
+        c.q[0] = _i64(a0)
+        c.q[2] = _i64(a1)
+        self._run(c)
+        return c.q[0]
+
+    # -- batches -----------------------------------------------------------------------
+    def accept_batch(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
+        if self._batch is None or len(envs) < 2:
+            return self._accept_each(envs)
+        out: list[int | RuntimeFault] = []
+        cap = self._batch_cap
+        for start in range(0, len(envs), cap):
+            out.extend(self._accept_chunk(envs[start : start + cap]))
+        return out
+
+    def _accept_each(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
+        host = self.host
+        out: list[int | RuntimeFault] = []
+        for env in envs:
+            if self.needs_reset:
+                try:
+                    self.reset()
+                except RuntimeFault as fault:
+                    out.append(fault)
+                    continue
+            host.current = env
+            try:
+                out.append(self.accept(env))
+            except RuntimeFault as fault:
+                out.append(fault)
+        return out
+
+    def _accept_chunk(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
+        if self.needs_reset:
+            try:
+                self.reset()
+            except RuntimeFault as fault:
+                return [fault] * len(envs)
+        if self._batch is None or len(envs) < 2:
+            return self._accept_each(envs)
+        area, b = self._area, self._batch
+        assert area is not None
+        k = len(envs)
+        first = envs[0]
+        if first.budget is not self._budget:
+            self._apply_budget(first.budget)
+        end = BATCH_HEADER_WORDS + BATCH_SLOT_WORDS * k
+        area[0] = 0
+        area[BATCH_HEADER_WORDS:end:BATCH_SLOT_WORDS] = array.array("i", [1]) * k
+        area[BATCH_HEADER_WORDS + 1 : end : BATCH_SLOT_WORDS] = array.array("i", [e.length for e in envs])
+        self.batch_envs = envs
+        self._batch_cursor = 0
+        self.host.current = first
+        ticks = self._ticks
+        per_call = ticks.limit
+        ticks.limit = per_call * k
+        ticks.seq += 1
+        if self._fuel_mode:
+            self._refuel(self._fuel * k)
+        b.q[0] = k
+        try:
+            err = b.invoke()
+            failed = err or b.q[b.trap_slot]
+        finally:
+            self.batch_envs = None
+            ticks.limit = per_call
+        if not failed:
+            return area[BATCH_HEADER_WORDS + 2 : end : BATCH_SLOT_WORDS].tolist()
+        cur = min(max(area[0], 0), k - 1)
+        out: list[int | RuntimeFault] = area[
+            BATCH_HEADER_WORDS + 2 : BATCH_HEADER_WORDS + 2 + BATCH_SLOT_WORDS * cur : BATCH_SLOT_WORDS
+        ].tolist()
+        try:
+            self._raise_fault(b, err)
+        except RuntimeFault as fault:
+            out.append(fault)
+        if cur + 1 < k:
+            out.extend(self._accept_chunk(envs[cur + 1 :]))
+        return out
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def reset(self) -> None:
+        """A fresh instance (new store, memory and globals); ``init`` runs again if defined."""
+        self._close_instance()
+        self._instantiate()
+        self.needs_reset = False
+        if self._init is not None:
+            result = self.init()
+            if result < 0:
+                raise RuntimeFault(f"{self.code.short_name}: init refused after reset ({result})", "init")
+
+    def unload(self) -> None:
+        self._close_instance()
+        closed = _ClosedCall(self.code.short_name)
+        self._accept = closed
+        self._init = self._finalize = None
+        self._funcs.close()
+        self._rt.cache.forget(self.code)
+
+    @property
+    def memory_size(self) -> int:
+        """Current size of the instance's linear memory in bytes."""
+        return self.mem.refresh()

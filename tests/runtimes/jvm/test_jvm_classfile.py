@@ -1,0 +1,100 @@
+"""The class-file reader and the allowlist checker, on real javac output and mutated bytes."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from pan_jvm.checker import check_classes, check_jar, read_jar
+from pan_jvm.classfile import parse_class
+
+from pan_runtime.errors import CodeObjectError
+
+
+def test_parses_javac_output(classes):
+    cf = parse_class(classes.classes["cases/Body"])
+    assert cf.name == "cases/Body"
+    assert cf.major == 61
+    assert "org/pan/pni/PanCode" in cf.interfaces
+    assert {m.name for m in cf.methods} >= {"accept", "init", "export", "<init>"}
+
+
+def test_allowed_language_features_pass(classes):
+    # lambdas, string concatenation, records, enum switches, collections
+    fancy = {k: v for k, v in classes.classes.items() if k.startswith("cases/Fancy")}
+    parsed = check_classes(fancy)
+    assert "cases/Fancy$Pair" in parsed
+
+
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("hostile/Exit", "java.lang.System.exit"),
+        ("hostile/Exec", "java.lang.Runtime"),
+        ("hostile/Reflect", "java.lang.Class.getDeclaredField"),
+        ("hostile/Files", "java.io.FileInputStream"),
+        ("hostile/Sock", "java.net.Socket"),
+        ("hostile/Threads", "java.lang.Thread"),
+        ("hostile/CatchAll", "catches java.lang.Throwable"),
+        ("hostile/Native", "native method poke"),
+        ("hostile/Loader", "java.lang.ClassLoader"),
+        ("hostile/Waits", "java.lang.Object.wait"),
+    ],
+)
+def test_hostile_classes_refused_with_the_reference_named(classes, name, needle):
+    with pytest.raises(CodeObjectError) as err:
+        check_jar(classes.jar(name))
+    assert needle in str(err.value)
+    assert "hostile/" in str(err.value)
+
+
+def test_bad_magic_names_offset(classes):
+    data = bytearray(classes.classes["cases/Fwd"])
+    data[0:4] = b"\xde\xad\xbe\xef"
+    with pytest.raises(CodeObjectError, match=r"bad magic 0xDEADBEEF .* at offset 0"):
+        parse_class(bytes(data))
+
+
+def test_truncated_constant_pool_names_entry_and_offset(classes):
+    data = classes.classes["cases/Fwd"]
+    with pytest.raises(CodeObjectError, match=r"truncated class file: constant pool entry \d+ .* at offset \d+"):
+        parse_class(data[:40])
+
+
+def test_bad_constant_pool_tag(classes):
+    data = bytearray(classes.classes["cases/Fwd"])
+    data[10] = 99  # first entry's tag
+    with pytest.raises(CodeObjectError, match=r"entry 1 has unknown tag 99 at offset 10"):
+        parse_class(bytes(data))
+
+
+def test_future_class_version_refused(classes):
+    data = bytearray(classes.classes["cases/Fwd"])
+    struct.pack_into(">H", data, 6, 65)
+    with pytest.raises(CodeObjectError, match=r"version 65\.0 is not supported"):
+        parse_class(bytes(data))
+
+
+def test_trailing_bytes_refused(classes):
+    with pytest.raises(CodeObjectError, match="trailing data"):
+        parse_class(classes.classes["cases/Fwd"] + b"\0")
+
+
+def test_corrupt_jar(classes):
+    jar = bytearray(classes.jar("cases/Fwd"))
+    with pytest.raises(CodeObjectError, match="not a jar"):
+        read_jar(b"PK\x03\x04 not really a zip")
+    jar[40:60] = bytes(20)  # inside the first entry's compressed data
+    with pytest.raises(CodeObjectError, match=r"jar entry cases/Fwd\.class at offset 0 is corrupt"):
+        read_jar(bytes(jar))
+
+
+def test_entry_name_must_match_class(classes):
+    with pytest.raises(CodeObjectError, match="defines class cases/Fwd"):
+        check_classes({"cases/Other": classes.classes["cases/Fwd"]})
+
+
+def test_reserved_package_refused(classes):
+    data = classes.classes["cases/Fwd"]
+    with pytest.raises(CodeObjectError, match="defines class"):
+        check_classes({"org/pan/pni/PNI": data})

@@ -1,0 +1,56 @@
+"""Fixtures for the wasm runtime tests: the real PniHost over a fake node (see wasm_helpers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from pan_wasm.runtime import WasmCode, WasmRuntime
+from wasm_helpers import FORWARD_WAT, FakeNode, make_env, wat_code
+
+from pan_runtime.env import Budget
+from pan_runtime.pni import PniHost
+
+
+@pytest.fixture
+def node() -> FakeNode:
+    return FakeNode()
+
+
+@pytest.fixture
+def host(node: FakeNode) -> PniHost:
+    return PniHost(node)
+
+
+@pytest.fixture
+def runtime() -> Iterator[WasmRuntime]:
+    rt = WasmRuntime()
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def fuel_runtime() -> Iterator[WasmRuntime]:
+    rt = WasmRuntime({"budget": "fuel"})
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def run(runtime: WasmRuntime, host: PniHost) -> Callable[..., int]:
+    """``run(loaded, body)``: one accept the way the node makes it."""
+
+    def go(loaded: WasmCode, body: bytes = bytes(64), budget: Budget | None = None) -> int:
+        env = make_env(loaded.code, body, budget)
+        host.current = env
+        try:
+            return loaded.accept(env)
+        finally:
+            env.clear()
+
+    return go
+
+
+@pytest.fixture
+def forward(runtime: WasmRuntime, host: PniHost) -> WasmCode:
+    return runtime.load(wat_code(FORWARD_WAT), [], host)

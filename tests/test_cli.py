@@ -1,0 +1,93 @@
+"""The `pan` command through a real subprocess and through main()."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pan_runtime.cli import main
+from pan_runtime.codeobj import CodeObject
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "pan_runtime.cli", *args], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pan {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_help_and_version():
+    out = run("--help").stdout
+    for cmd in ("runtimes", "inspect", "keygen", "sign", "build", "demo", "bench"):
+        assert cmd in out
+    assert "pan 0." in run("--version").stdout
+
+
+def test_runtimes_lists_isolation_and_availability():
+    data = json.loads(run("runtimes", "--json").stdout)
+    names = {d["name"]: d for d in data}
+    assert names["null"]["available"] and names["null"]["isolation"] == "sandboxed"
+    assert "native" in names and "wasm" in names
+
+
+def test_keygen_sign_inspect_round_trip(tmp_path, capsys):
+    code = CodeObject.create("restricted_py", b"def accept(pni, c, n):\n    return DROP\n", meta={"label": "x"})
+    pco = code.write(tmp_path / "x.pco")
+    key = tmp_path / "k"
+    assert main(["keygen", str(key)]) == 0
+    assert (tmp_path / "k.pub").exists()
+    assert main(["keygen", str(key)]) == 2  # refuses to overwrite
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert main(["sign", str(pco), "--key", str(key)]) == 0
+    assert "signed" in capsys.readouterr().out
+    assert main(["inspect", str(pco), "--json", "--trust", str(tmp_path / "k.pub")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == code.hex_name
+    assert info["signatures"][0]["valid"] and info["signatures"][0]["trusted"]
+    signed = CodeObject.read(pco)
+    assert signed.name == code.name and len(signed.verified_signers()) == 1
+
+
+def test_inspect_bad_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.pco"
+    bad.write_bytes(b"not a code object at all")
+    assert main(["inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.pco" in err and "bad magic" in err
+
+
+def test_sign_with_bad_key_file(tmp_path, capsys):
+    code = CodeObject.create("x", b"").write(tmp_path / "c.pco")
+    (tmp_path / "key").write_text("nope")
+    assert main(["sign", str(code), "--key", str(tmp_path / "key")]) == 2
+    assert "not an unencrypted PEM" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "--runtime", "nosuch"], "unknown runtime"),
+        (["bench", "--size", "20"], "below the smallest"),
+        (["bench", "--size", "70000"], "datagram"),
+        (["bench", "--experiment", "warp"], "unknown experiment"),
+    ],
+)
+def test_bench_rejects_bad_options(args, message, capsys):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_dispatch_writes_the_documented_json(tmp_path):
+    out = tmp_path / "b.json"
+    run("bench", "--experiment", "dispatch", "--runtime", "null,bare", "--size", "128,1500", "--quick", "--json", str(out), "--quiet")
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"meta", "results"}
+    for key in ("machine", "python", "versions", "date", "options"):
+        assert key in doc["meta"]
+    rows = doc["results"]
+    assert {(r["runtime"], r["size"]) for r in rows} == {("null", 128), ("null", 1500), ("bare", 128), ("bare", 1500)}
+    for r in rows:
+        assert set(r) == {"experiment", "topology", "config", "runtime", "size", "metric", "stat", "value"}
+        assert r["experiment"] == "dispatch" and r["topology"] == "inproc" and r["metric"] == "dispatch_us"
+        assert r["value"] > 0

@@ -1,0 +1,351 @@
+"""The node through its public API, driven by the null runtime and a test-only Python runtime."""
+
+import struct
+
+import pyfunc_runtime as pf
+import pytest
+
+from pan_runtime import nullrt, pni
+from pan_runtime.application import Application, capsule_bytes
+from pan_runtime.errors import CodeObjectError, PniVersionError, RuntimeFault, TrustError
+from pan_runtime.network import ManualClock, Network
+from pan_runtime.node import Node, NodeConfig
+from pan_runtime.plugins import load_plugins
+from pan_runtime.trust import CodeOrigin
+
+PLUGINS = load_plugins(extra=[nullrt, pf])
+PORT = 7
+
+
+def body_to(node, port=PORT, extra=b"x" * 30):
+    return node.address.raw + struct.pack(">HH", port, 0) + extra
+
+
+# a portmapper in the test runtime: bind from applications, lookup for the node
+def pm_accept(host, env):
+    port = host.seg_get_u16(1, 0)
+    if host.env_origin_kind() != 1:
+        return pni.VERDICT_DROP
+    tok = host.env_origin_link()
+    host.state_put(b"port" + port.to_bytes(2, "big"), tok.to_bytes(8, "big"), 0)
+    return pni.VERDICT_DONE
+
+
+def pm_lookup(host, a0, a1):
+    buf = bytearray(8)
+    n = host.state_get(b"port" + a0.to_bytes(2, "big"), memoryview(buf))
+    return int.from_bytes(buf, "big") if n == 8 else pni.NOT_FOUND
+
+
+pf.FUNCS.update({"pm": pm_accept, "pm.lookup": pm_lookup})
+PM = pf.code("pm", exports=["lookup"])
+FWD = nullrt.null_code("forward")
+
+
+@pytest.fixture
+def net():
+    n = Network.line(3, plugins=PLUGINS)
+    for node in n.nodes:
+        node.install(PM, pin=True)
+        node.use_portmapper(PM)
+    n.install(FWD)
+    yield n
+    for node in n.nodes:
+        assert not node.queue
+    pools = [node.pool for node in n.nodes]
+    n.close()
+    assert all(p._closed for p in pools)
+
+
+def test_forward_across_three_nodes_and_deliver_through_portmapper(net):
+    a, b, c = net.nodes
+    sink = Application(c)
+    sink.bind(PORT)
+    src = Application(a)
+    for i in range(50):
+        src.send(FWD, body_to(c, extra=bytes([i]) * 10))
+    net.run()
+    got = sink.deliveries()
+    assert [d.data[20] for d in got] == list(range(50))
+    assert all(d.port == PORT and d.code == FWD.name for d in got)
+    mid = b.cache.peek(FWD.name).stats
+    assert mid.capsules_in == 50 and mid.forwarded == 50
+    assert c.cache.peek(FWD.name).stats.delivered == 50
+    for n in net.nodes:
+        assert n.pool.available == n.pool.count
+
+
+def test_unbound_port_is_a_counted_drop(net):
+    a, _, c = net.nodes
+    Application(a).send(FWD, body_to(c, port=99))
+    net.run()
+    assert c.cache.peek(FWD.name).stats.drops["no_port"] == 1
+
+
+def test_hop_limit_stops_loops():
+    net = Network.line(3, plugins=PLUGINS)
+    net.install(FWD)
+    a, b, c = net.nodes
+    src = Application(a)
+    src.send(FWD, body_to(c), hop_limit=1)
+    net.run()
+    assert c.stats.drops["hop_limit"] == 1
+    net.close()
+
+
+def test_missing_code_malformed_and_queue_full_are_counted():
+    net = Network.line(2, plugins=PLUGINS, config=NodeConfig(queue_limit=3))
+    a, b = net.nodes
+    app = Application(a)
+    app.send(b"\x09" * 32, b"whatever")
+    a.inject(b"\x05" + bytes(60), app.link)
+    a.inject(b"", app.link)
+    assert not a.inject(b"one too many", app.link)
+    net.run()
+    assert a.stats.drops["no_code"] == 1
+    assert a.stats.drops["malformed:version"] == 1
+    assert a.stats.drops["malformed:truncated"] == 1
+    assert a.stats.drops["queue_full"] == 1
+    net.close()
+
+
+def test_faulting_code_is_counted_then_quarantined_and_others_go_on():
+    def boom(host, env):
+        raise RuntimeFault("kaboom", "code_error")
+
+    pf.FUNCS["boom"] = boom
+    BOOM = pf.code("boom")
+    clock = ManualClock()
+    net = Network.line(2, plugins=PLUGINS, clock=clock)
+    net.install(BOOM)
+    net.install(FWD)
+    a, b = net.nodes
+    app = Application(a)
+    for _ in range(8):
+        app.send(BOOM, b"x" * 20)
+    for _ in range(3):
+        app.send(FWD, body_to(b, port=1))
+    net.run()
+    st = a.cache.peek(BOOM.name).stats
+    assert st.errors == 5 and st.drops["code_error"] == 5 and st.drops["quarantined"] == 3
+    assert a.statistics()["quarantined"] == [BOOM.hex_name]
+    assert b.cache.peek(FWD.name).stats.capsules_in == 3
+    # after the back-off the code is tried again
+    clock.advance(2_000_000_000)
+    app.send(BOOM, b"x")
+    net.run()
+    assert st.errors == 6
+    net.close()
+
+
+def test_runtime_bug_does_not_stop_the_node():
+    pf.FUNCS["bug"] = lambda host, env: 1 // 0
+    BUG = pf.code("bug")
+    with Node(1, plugins=PLUGINS) as n:
+        n.install(BUG)
+        app = Application(n)
+        app.send(BUG, b"x")
+        n.process()
+        assert n.cache.peek(BUG.name).stats.drops["runtime_error"] == 1
+
+
+def test_sends_state_and_delivery_through_the_host():
+    """A code object that stores a link in soft state and later delivers to it."""
+
+    def relay(host, env):
+        if host.env_origin_kind() == 1:
+            tok = host.env_origin_link()
+            assert host.state_put(b"owner", tok.to_bytes(8, "big"), 0) == pni.OK
+            h = host.seg_alloc(4)
+            host.seg_write(h, 0, b"ping")
+            dest = bytearray(16)
+            host.neighbor_address(0, memoryview(dest))
+            return host.send_toward(dest, h) or pni.VERDICT_DONE
+        buf = bytearray(8)
+        if host.state_get(b"owner", memoryview(buf)) == 8:
+            return host.deliver(int.from_bytes(buf, "big"), 5, 1) or pni.VERDICT_DONE
+        return pni.VERDICT_DROP
+
+    def echo(host, env):
+        prev = bytearray(16)
+        assert host.env_prev_hop(memoryview(prev)) == pni.OK
+        return host.send_toward(prev, 1) or pni.VERDICT_DONE
+
+    pf.FUNCS.update({"relay": relay, "echo": echo})
+    # the same code object must run on both nodes; branch on the node address
+    def both(host, env):
+        me = bytearray(16)
+        host.node_address(memoryview(me))
+        return (relay if me[-1] == 1 else echo)(host, env)
+
+    pf.FUNCS["both"] = both
+    BOTH = pf.code("both")
+    net = Network.line(2, plugins=PLUGINS)
+    net.install(BOTH)
+    a, _ = net.nodes
+    app = Application(a)
+    app.send(BOTH, b"")
+    net.run()
+    d = app.receive()
+    assert d is not None and d.port == 5 and d.data == b"ping"
+    assert a.cache.peek(BOTH.name).stats.delivered == 1
+    # a forged token delivers nothing
+    def forge(host, env):
+        return host.deliver(12345, 5, 1)
+
+    pf.FUNCS["forge"] = forge
+    FORGE = pf.code("forge")
+    a.install(FORGE)
+    app.send(FORGE, b"")
+    net.run()
+    assert app.receive() is None
+    assert a.cache.peek(FORGE.name).stats.drops["status:DENIED"] == 1
+    # the link dies with the application
+    app.close()
+    net.close()
+
+
+def test_bad_pni_arguments_return_statuses_and_touch_nothing_else():
+    seen = {}
+
+    def probe(host, env):
+        seen["bad_handle"] = host.seg_length(99)
+        seen["oob"] = host.seg_read(1, env.length - 2, memoryview(bytearray(4)))
+        seen["neg"] = host.seg_alloc(-1)
+        seen["addr"] = host.send_toward(b"short", 1)
+        seen["level"] = host.log(3, b"x")
+        seen["release_body"] = host.seg_release(1)
+        seen["set"] = host.seg_set_u8(1, 0, 300)
+        seen["dep"] = host.dep_call(0, b"lookup", 0, 0)
+        return pni.VERDICT_DONE
+
+    pf.FUNCS["probe"] = probe
+    P = pf.code("probe")
+    with Node(1, plugins=PLUGINS) as n:
+        n.install(P)
+        Application(n).send(P, b"abcdef")
+        n.process()
+    assert seen == {
+        "bad_handle": pni.BAD_HANDLE,
+        "oob": pni.OUT_OF_RANGE,
+        "neg": pni.BAD_ARGUMENT,
+        "addr": pni.OUT_OF_RANGE,
+        "level": pni.BAD_ARGUMENT,
+        "release_body": pni.BAD_HANDLE,
+        "set": pni.BAD_ARGUMENT,
+        "dep": pni.NOT_FOUND,
+    }
+
+
+def test_soft_state_is_private_and_dies_with_its_code_object():
+    def put(host, env):
+        return host.state_put(b"k", b"secret", 0) or pni.VERDICT_DONE
+
+    def get(host, env):
+        return pni.VERDICT_DONE if host.state_get(b"k", memoryview(bytearray(8))) == pni.NOT_FOUND else pni.VERDICT_DROP
+
+    pf.FUNCS.update({"put": put, "get": get})
+    PUT, GET = pf.code("put"), pf.code("get")
+    with Node(1, plugins=PLUGINS) as n:
+        n.install(PUT)
+        n.install(GET)
+        app = Application(n)
+        app.send(PUT, b"")
+        app.send(GET, b"")
+        n.process()
+        assert n.cache.peek(GET.name).stats.done == 1
+        assert len(n.cache.peek(PUT.name).state) == 1
+        entry = n.cache.peek(PUT.name)
+        n.uninstall(PUT)
+        assert len(entry.state) == 0
+        assert "put" in pf.FINALIZED
+
+
+def test_dependencies_exports_and_guardians():
+    pf.FUNCS["lib"] = lambda host, env: pni.VERDICT_DROP
+    pf.FUNCS["lib.double"] = lambda host, a0, a1: 2 * a0
+    pf.FUNCS["lib.secret"] = lambda host, a0, a1: 42
+    LIB = pf.code("lib", exports=["double"])
+
+    def user(host, env):
+        a = host.dep_call(0, b"double", 21, 0)
+        b = host.dep_call(0, b"secret", 0, 0)  # not exported: unreachable
+        return pni.VERDICT_DONE if (a, b) == (42, pni.NOT_FOUND) else pni.VERDICT_DROP
+
+    pf.FUNCS["user"] = user
+    USER = pf.code("user", deps=[LIB])
+    with Node(1, plugins=PLUGINS) as n:
+        with pytest.raises(CodeObjectError, match="not installed"):
+            n.install(USER)
+        n.install(LIB)
+        n.install(USER)
+        with pytest.raises(CodeObjectError, match="dependency of"):
+            n.uninstall(LIB)
+        Application(n).send(USER, b"")
+        n.process()
+        assert n.cache.peek(USER.name).stats.done == 1
+
+
+def test_init_failure_refuses_installation():
+    pf.FUNCS["badinit"] = lambda host, env: 0
+    pf.FUNCS["badinit.init"] = lambda host: -5
+    with Node(1, plugins=PLUGINS) as n:
+        with pytest.raises(CodeObjectError, match="refused installation"):
+            n.install(pf.code("badinit"))
+        assert len(n.cache) == 0
+
+
+def test_cache_evicts_lru_but_never_pinned(tmp_path):
+    pf.FUNCS["e"] = lambda host, env: 0
+    codes = [pf.code("e", label=f"c{i}") for i in range(4)]
+    size = codes[0].size
+    with Node(1, plugins=PLUGINS, config=NodeConfig(cache_bytes=size * 2 + 10, cache_dir=str(tmp_path))) as n:
+        n.install(codes[0], pin=True)
+        n.install(codes[1])
+        n.install(codes[2])  # evicts codes[1], not the pinned codes[0]
+        assert codes[0].name in n.cache and codes[1].name not in n.cache and codes[2].name in n.cache
+        assert n.cache.evictions == 1
+    # a restarted node reloads from its cache directory
+    with Node(1, plugins=PLUGINS, config=NodeConfig(cache_dir=str(tmp_path))) as n2:
+        assert n2.install_from_disk() == 3
+
+
+def test_trust_and_version_checks_at_install():
+    from pan_runtime.codeobj import CodeObject, Manifest
+
+    with Node(1, plugins=PLUGINS) as n:
+        with pytest.raises(TrustError):
+            # the null runtime is sandboxed; pretend a guarded one by tightening the rule
+            n.trust.set_rule("network.sandboxed", "signed")
+            n.install(FWD, origin=CodeOrigin.NETWORK)
+        old = CodeObject(Manifest("null", "9.0", payload_size=7), b"forward")
+        with pytest.raises(PniVersionError, match="PNI 9.0"):
+            n.install(old)
+        with pytest.raises(CodeObjectError, match="no runtime|not available"):
+            n.install(CodeObject.create("nosuch", b""))
+
+
+def test_batches_group_queued_capsules_of_one_code_object():
+    calls = []
+
+    class Batching(pf._Loaded):
+        def accept_batch(self, envs):
+            calls.append(len(envs))
+            return super().accept_batch(envs)
+
+    pf.FUNCS["b"] = lambda host, env: pni.VERDICT_DONE
+    B = pf.code("b")
+    with Node(1, plugins=PLUGINS, config=NodeConfig(batch=16)) as n:
+        entry = n.install(B)
+        entry.loaded.__class__ = Batching
+        app = Application(n)
+        for _ in range(40):
+            app.send(B, b"")
+        n.process()
+        assert calls == [16, 16, 8]
+        assert entry.stats.done == 40
+
+
+def test_wire_capsule_helper():
+    wire = capsule_bytes(FWD, b"body", Node.__init__ and __import__("pan_runtime.address").address.NodeAddress.from_int(1))
+    assert wire[4:36] == FWD.name and wire.endswith(b"body")

@@ -1,0 +1,41 @@
+"""The spec, the host implementation and the generated Python bindings name the same calls."""
+
+import inspect
+
+from pan_runtime import pni, pni_api
+from pni_spec import load_spec
+
+SPEC = load_spec()
+
+
+def host_calls() -> set[str]:
+    return {
+        name
+        for name, fn in inspect.getmembers(pni.PniHost, inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+def test_host_implements_exactly_the_spec_calls():
+    spec_calls = {c.name for c in SPEC.calls}
+    assert host_calls() - spec_calls == set(), "host implements calls the spec does not have"
+    assert spec_calls - host_calls() == set(), "host misses calls the spec has"
+
+
+def test_host_parameters_follow_the_spec():
+    for call in SPEC.calls:
+        params = list(inspect.signature(getattr(pni.PniHost, call.name)).parameters)[1:]
+        assert params == [p.name for p in call.params], call.name
+
+
+def test_generated_python_table_matches_spec():
+    assert [c[0] for c in pni_api.CALLS] == [c.name for c in SPEC.calls]
+    assert pni_api.PNI_VERSION == pni.PNI_VERSION == SPEC.version
+
+
+def test_version_compatibility_rule():
+    assert pni.version_compatible("1.0", "1.0")
+    assert pni.version_compatible("1.0", "1.3")
+    assert not pni.version_compatible("1.4", "1.3")
+    assert not pni.version_compatible("2.0", "1.9")
+    assert not pni.version_compatible("garbage", "1.0")

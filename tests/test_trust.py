@@ -1,0 +1,51 @@
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pan_runtime.codeobj import CodeObject
+from pan_runtime.errors import ConfigError, TrustError
+from pan_runtime.runtime import Isolation
+from pan_runtime.trust import CodeOrigin, TrustPolicy
+
+
+def pub(key):
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+CODE = CodeObject.create("native", b"\x7fELF...", meta={"label": "n"})
+
+
+@pytest.mark.parametrize("iso", list(Isolation))
+def test_local_code_is_accepted_unsigned_by_default(iso):
+    TrustPolicy().check(CODE, iso, CodeOrigin.LOCAL)
+
+
+def test_sandboxed_network_code_needs_no_signature():
+    TrustPolicy().check(CODE, Isolation.SANDBOXED, CodeOrigin.NETWORK)
+
+
+@pytest.mark.parametrize("iso", [Isolation.GUARDED, Isolation.NONE])
+def test_unsandboxed_network_code_needs_a_trusted_signature(iso):
+    policy = TrustPolicy()
+    with pytest.raises(TrustError) as err:
+        policy.check(CODE, iso, CodeOrigin.NETWORK)
+    assert err.value.rule == f"network.{iso.value}"
+    assert "unsigned" in str(err.value)
+    stranger = Ed25519PrivateKey.generate()
+    with pytest.raises(TrustError, match="no signature by a trusted key"):
+        policy.check(CODE.signed(stranger), iso, CodeOrigin.NETWORK)
+    friend = Ed25519PrivateKey.generate()
+    policy.trust([pub(friend)])
+    policy.check(CODE.signed(friend), iso, CodeOrigin.NETWORK)
+
+
+def test_rules_can_be_tightened_and_loosened_by_name():
+    policy = TrustPolicy.from_config({"local.none": "never", "network.none": "any"})
+    with pytest.raises(TrustError) as err:
+        policy.check(CODE, Isolation.NONE, CodeOrigin.LOCAL)
+    assert err.value.rule == "local.none"
+    policy.check(CODE, Isolation.NONE, CodeOrigin.NETWORK)
+    with pytest.raises(ConfigError, match="bad trust rule"):
+        policy.set_rule("network.bogus", "any")
+    with pytest.raises(ConfigError):
+        policy.set_rule("network.none", "maybe")
