@@ -71,7 +71,7 @@ class RuntimeRegistry:
         return self._sources.get(name, "")
 
 
-@dataclass
+@dataclass(eq=False)
 class Plugins:
     """The loaded plugin state: the manager, registered runtimes and builders, and failures."""
 

@@ -36,9 +36,8 @@ def test_third_party_example_is_discovered_and_runs_a_capsule():
     infos = {i.name: i for i in plugins.runtime_infos()}
     assert "verdict" in infos, "install examples/verdict-runtime (the README's test command does)"
     assert infos["verdict"].available
-    from pan_verdict.plugin import VerdictRuntime
-
     from pan_runtime.codeobj import CodeObject
+    from pan_verdict.plugin import VerdictRuntime
 
     code = CodeObject.create("verdict", b"deliver 9")
     with Node(1, plugins=plugins) as n:

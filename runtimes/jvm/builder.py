@@ -11,7 +11,6 @@ from typing import ClassVar
 
 from pan_jvm.checker import check_classes, read_jar
 from pan_jvm.jvm import compiled_classes, find_javac
-
 from pan_runtime.builders import Builder, BuildRequest
 from pan_runtime.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError, PanError

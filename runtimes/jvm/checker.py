@@ -29,7 +29,6 @@ from pan_jvm.classfile import (
     parse_class,
     straight_to_athrow,
 )
-
 from pan_runtime.errors import CodeObjectError
 
 __all__ = ["MAX_CLASSES", "MAX_JAR_BYTES", "CheckedJar", "read_jar", "check_classes", "check_jar"]

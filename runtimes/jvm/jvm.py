@@ -165,6 +165,7 @@ def ensure_jvm(options: Mapping[str, Any] | None = None) -> Jvm:
         if _JVM is not None:
             return _JVM
         import jpype
+
         from pan_jvm import allowlist
 
         opts = dict(options or {})

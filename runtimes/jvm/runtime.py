@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pan_jvm.checker import CheckedJar, check_jar
 from pan_jvm.jvm import Jvm, current_jvm, ensure_jvm, unavailable_reason
 from pan_jvm.upcalls import upcall_class
-
 from pan_runtime.errors import BudgetExceeded, ClosedError, CodeObjectError, RuntimeFault
 from pan_runtime.runtime import Isolation, LoadedCode, Runtime
 

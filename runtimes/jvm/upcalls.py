@@ -51,7 +51,7 @@ def _forwarder(call_name: str, types: Sequence[str]) -> Callable[..., int]:
                 if not _span(arr, off, n):
                     return OUT_OF_RANGE
                 if kind == "bytes_in":
-                    args.append(memoryview(arr)[off : off + n])
+                    args.append(memoryview(arr).cast("B")[off : off + n])
                 else:
                     buf = bytearray(n)
                     outs.append((arr, off, buf))
@@ -62,7 +62,7 @@ def _forwarder(call_name: str, types: Sequence[str]) -> Callable[..., int]:
                 if not _span(arr, 0, size):
                     return OUT_OF_RANGE
                 if kind == "addr_in":
-                    args.append(memoryview(arr)[:size])
+                    args.append(memoryview(arr).cast("B")[:size])
                 else:
                     buf = bytearray(size)
                     outs.append((arr, 0, buf))

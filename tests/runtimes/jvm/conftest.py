@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pan_jvm.builder import pack_jar
 from pan_jvm.jvm import compiled_classes, find_javac
 from pan_jvm.runtime import JvmLoadedCode, JvmRuntime
-
 from pan_runtime.address import NodeAddress
 from pan_runtime.capsule import Capsule
 from pan_runtime.codeobj import CodeObject
@@ -137,9 +137,10 @@ def runtime() -> Iterator[JvmRuntime]:
 
 @pytest.fixture(scope="session")
 def jpool() -> Iterator[SegmentPool]:
-    p = SegmentPool(2048, 64)
+    p = SegmentPool(2048, 256)
     yield p
-    p.close()
+    if p.whole:  # capsule bodies stay with their (test-made) capsules; the mapping goes at exit
+        p.close()
 
 
 @pytest.fixture

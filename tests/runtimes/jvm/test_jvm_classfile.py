@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from pan_jvm.checker import check_classes, check_jar, read_jar
 from pan_jvm.classfile import parse_class
-
 from pan_runtime.errors import CodeObjectError
 
 

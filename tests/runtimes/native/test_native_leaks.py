@@ -6,7 +6,7 @@ import gc
 import os
 from pathlib import Path
 
-from conftest import SOURCES, make_env
+from native_helpers import SOURCES, make_env
 from pan_native.elfobject import parse_object
 from pan_native.image import link
 from pan_native.runtime import NativeRuntime

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SOURCES
+from native_helpers import SOURCES
 from pan_native.elfobject import MAX_IMAGE, parse_object
 from pan_native.image import Resolved, link
 from pan_native.runtime import NativeRuntime

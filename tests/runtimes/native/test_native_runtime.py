@@ -7,7 +7,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import SOURCES, make_env
+from native_helpers import SOURCES, make_env
 from pan_native import plugin
 from pan_native.builder import NativeBuilder
 from pan_native.runtime import NativeRuntime

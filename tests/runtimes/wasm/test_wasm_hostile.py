@@ -246,7 +246,9 @@ def test_start_function_that_spins_is_refused_at_load(runtime, host, run):
 
 
 def test_table_limits_hold_at_load_and_after_a_budget_change(runtime, host, run):
-    big = FORWARD_WAT.replace('(memory (export "memory") 1)', '(memory (export "memory") 1) (table 70000 funcref)')
+    big = FORWARD_WAT.replace(
+        '(memory (export "memory") 1)', '(memory (export "memory") 1) (table 70000 funcref)'
+    )
     with pytest.raises(CodeObjectError, match="cannot instantiate"):
         runtime.load(wat_code(big), [], host)
     grower = runtime.load(
