@@ -175,11 +175,21 @@ ALLOWED: Final[dict[str, frozenset[str] | None]] = {
     "java/lang/Object": frozenset(_OBJECT_MEMBERS | {"clone"}),
     # Throwable is every exception's superclass; catching it is refused separately
     "java/lang/Throwable": frozenset(
-        _OBJECT_MEMBERS | {"getMessage", "getLocalizedMessage", "getCause", "initCause", "addSuppressed", "getSuppressed"}
+        _OBJECT_MEMBERS
+        | {"getMessage", "getLocalizedMessage", "getCause", "initCause", "addSuppressed", "getSuppressed"}
     ),
     "java/lang/System": frozenset({"arraycopy", "nanoTime", "currentTimeMillis", "identityHashCode"}),
     "java/lang/Class": frozenset(
-        {"getName", "getSimpleName", "isInstance", "cast", "desiredAssertionStatus", "equals", "hashCode", "toString"}
+        {
+            "getName",
+            "getSimpleName",
+            "isInstance",
+            "cast",
+            "desiredAssertionStatus",
+            "equals",
+            "hashCode",
+            "toString",
+        }
     ),
     # heap buffers only: allocateDirect is refused through FORBIDDEN_MEMBERS
     "java/nio/Buffer": ALL,

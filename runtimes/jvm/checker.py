@@ -65,7 +65,9 @@ def read_jar(payload: bytes) -> dict[str, bytes]:
             raise CodeObjectError(f"jar holds more than {MAX_CLASSES} classes")
         total += info.file_size
         if total > MAX_JAR_BYTES:
-            raise CodeObjectError(f"jar classes exceed {MAX_JAR_BYTES} bytes uncompressed (at {info.filename})")
+            raise CodeObjectError(
+                f"jar classes exceed {MAX_JAR_BYTES} bytes uncompressed (at {info.filename})"
+            )
         try:
             data = zf.read(info)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:

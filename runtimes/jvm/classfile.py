@@ -46,7 +46,20 @@ TAG_NAMES = {
 _OPERANDS = bytearray(256)
 for _op in (0x10, 0x12, 0x15, 0x16, 0x17, 0x18, 0x19, 0x36, 0x37, 0x38, 0x39, 0x3A, 0xA9, 0xBC):
     _OPERANDS[_op] = 1
-for _op in (0x11, 0x13, 0x14, 0x84, *range(0x99, 0xA9), *range(0xB2, 0xB9), 0xBB, 0xBD, 0xC0, 0xC1, 0xC6, 0xC7):
+for _op in (
+    0x11,
+    0x13,
+    0x14,
+    0x84,
+    *range(0x99, 0xA9),
+    *range(0xB2, 0xB9),
+    0xBB,
+    0xBD,
+    0xC0,
+    0xC1,
+    0xC6,
+    0xC7,
+):
     _OPERANDS[_op] = 2
 for _op in (0xC5,):
     _OPERANDS[_op] = 3
@@ -193,7 +206,9 @@ def _check_pool(pool: list[Const | None], r: _Reader) -> None:
         e = pool[idx] if 0 < idx < len(pool) else None
         if e is None or e.tag not in tags:
             names = "/".join(TAG_NAMES[t] for t in tags)
-            raise r.fail(f"constant pool entry {owner} refers to entry {idx}, which is not a {names}", c.offset)
+            raise r.fail(
+                f"constant pool entry {owner} refers to entry {idx}, which is not a {names}", c.offset
+            )
 
     for i, c in enumerate(pool):
         if c is None:
@@ -335,7 +350,11 @@ def parse_class(data: bytes, where: str = "class") -> ClassFile:
             r.take(r.u4("field attribute_length"), "field attribute")
     for _ in range(r.u2("methods_count")):
         m_access = r.u2("method access_flags")
-        m = Method(cls.utf8(idx("method name_index", (UTF8,))), cls.utf8(idx("method descriptor_index", (UTF8,))), m_access)
+        m = Method(
+            cls.utf8(idx("method name_index", (UTF8,))),
+            cls.utf8(idx("method descriptor_index", (UTF8,))),
+            m_access,
+        )
         for _ in range(r.u2("method attributes_count")):
             aname = cls.utf8(idx("method attribute_name_index", (UTF8,)))
             alen = r.u4("method attribute_length")

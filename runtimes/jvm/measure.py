@@ -38,7 +38,11 @@ def main(n: int = 100_000) -> None:
     envs = []
     for _ in range(64):
         seg = pool.allocate(128)
-        envs.append(Environment().setup(code, Capsule(code.name, _Node.address, seg), Origin.NETWORK, None, None, budget))
+        envs.append(
+            Environment().setup(
+                code, Capsule(code.name, _Node.address, seg), Origin.NETWORK, None, None, budget
+            )
+        )
     accept = loaded.accept
     for env in envs * 200:  # warm up the JIT
         accept(env)

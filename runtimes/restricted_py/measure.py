@@ -46,14 +46,16 @@ class _Node:
         return lambda *a: 0
 
 
-def _time(fn: Any, arg: Any, n: int, rounds: int = 7) -> float:
-    samples = []
+def _time(fns: list[Any], arg: Any, n: int, rounds: int = 15) -> list[float]:
+    """Best µs per call of each of FNS, rounds interleaved so load hits them alike."""
+    best = [float("inf")] * len(fns)
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn(arg)
-        samples.append((time.perf_counter() - t0) / n * 1e6)
-    return min(samples)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn(arg)
+            best[i] = min(best[i], (time.perf_counter() - t0) / n * 1e6)
+    return best
 
 
 def measure(name: str, source: bytes, body: bytes, n: int = 100_000) -> tuple[float, float, float]:
@@ -84,9 +86,9 @@ def measure(name: str, source: bytes, body: bytes, n: int = 100_000) -> tuple[fl
         host.current = env
 
     assert plain(env) == restricted(env), "plain and restricted disagree"
-    for f in (plain, restricted):
-        _time(f, env, n // 10, 1)
-    return _time(plain, env, n), _time(restricted, env, n), _time(empty, env, n)
+    _time([plain, restricted], env, n // 10, 1)
+    p, r, e = _time([plain, restricted, empty], env, n // 5)
+    return p, r, e
 
 
 _TTL_LOOP = b"""

@@ -102,7 +102,9 @@ class Classes:
         assert picked, names
         return pack_jar(picked)
 
-    def code(self, entry: str, *more: str, exports: tuple[str, ...] = (), deps: tuple[bytes, ...] = ()) -> CodeObject:
+    def code(
+        self, entry: str, *more: str, exports: tuple[str, ...] = (), deps: tuple[bytes, ...] = ()
+    ) -> CodeObject:
         return CodeObject.create(
             "jvm",
             self.jar(entry, *more),
@@ -167,7 +169,9 @@ def make_env(
     else:
         seg = Segment.owned(body)
     capsule = Capsule(code.name, HOME, seg)
-    return Environment().setup(code, capsule, origin, 1 if origin == Origin.APPLICATION else None, PREV, budget or BUDGET)
+    return Environment().setup(
+        code, capsule, origin, 1 if origin == Origin.APPLICATION else None, PREV, budget or BUDGET
+    )
 
 
 def run(loaded: JvmLoadedCode, host: PniHost, env: Environment) -> int:

@@ -57,7 +57,9 @@ def test_bad_magic_names_offset(classes):
 
 def test_truncated_constant_pool_names_entry_and_offset(classes):
     data = classes.classes["cases/Fwd"]
-    with pytest.raises(CodeObjectError, match=r"truncated class file: constant pool entry \d+ .* at offset \d+"):
+    with pytest.raises(
+        CodeObjectError, match=r"truncated class file: constant pool entry \d+ .* at offset \d+"
+    ):
         parse_class(data[:40])
 
 
