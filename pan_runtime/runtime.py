@@ -17,6 +17,11 @@ Calling convention for ``LoadedCode.accept``:
   when the code raised, trapped or ran out of budget; the node drops that capsule, counts
   the reason against the code object and goes on. ``LoadedCode.needs_reset`` tells the
   node the instance may be corrupt.
+
+Drop reasons shared by every runtime (a runtime may add its own for what only it detects):
+``budget`` (time, steps or fuel used up), ``memory`` (memory ceiling), ``stack`` (stack
+exhausted), ``code_error`` (the code raised or trapped), ``guard`` (a guard refused an
+operation), ``oob`` (an out-of-bounds access the engine caught).
 """
 
 from __future__ import annotations

@@ -33,11 +33,11 @@ FAULT = -(2**31)
 FAULT_LONG = -(2**63)
 #: Lane fault kind -> (drop reason, budget fault?, instance may be corrupt?)
 FAULT_REASONS: dict[int, tuple[str, bool, bool]] = {
-    1: ("timeout", True, True),
+    1: ("budget", True, True),
     2: ("memory", True, True),
     3: ("out_of_memory", True, True),
-    4: ("stack_overflow", False, True),
-    5: ("code_exception", False, False),
+    4: ("stack", False, True),
+    5: ("code_error", False, False),
     6: ("link_refused", False, True),
     7: ("bad_entry", False, True),
     8: ("init_failed", False, True),

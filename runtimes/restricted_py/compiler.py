@@ -5,8 +5,8 @@ Three passes over the AST, once per code object:
 1. ``PanPolicy`` (RestrictedPython's transformer plus refusals): no imports, classes,
    lambdas, generators, ``print``, starred displays or dynamic format specs; attribute
    reads and item/attribute writes become guard calls.
-2. ``Instrumenter``: a step tick at the top of every loop body and comprehension, a tick
-   plus depth counter at the entry of every function that can call, ``if _left_ < 0:
+2. ``Instrumenter``: a step tick at the top of every loop body and comprehension and at
+   the entry of every function that can call, ``if _left_ < 0:
    _stop_()`` at the top of every ``except`` handler and ``finally`` block, and guard calls
    for ``*``, ``**``, ``<<``, ``+``, ``%`` and f-strings where they could allocate without
    bound. Guards that buy nothing here are taken out again: subscript reads compile to
@@ -23,9 +23,9 @@ import re
 import types
 from dataclasses import dataclass
 
-from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
+from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
 from pan_runtime.errors import CodeObjectError
 
 __all__ = ["CompiledSource", "compile_source", "GUARD_NAMES"]
@@ -174,17 +174,11 @@ class Instrumenter(ast.NodeTransformer):
             body.extend(r if isinstance(r, list) else [r])
         scope = self.scopes.pop()
         if scope.calls:
-            # _depth_ += 1; try: <tick>; body; finally: _depth_ -= 1 — the depth is checked
-            # when a chunk of steps runs out, so it never passes max_depth + chunk
-            check = _tick_stmt()
-            body = [
-                ast.AugAssign(ast.Name("_depth_", ast.Store()), ast.Add(), ast.Constant(1)),
-                ast.Try([check, *body], [], [], [
-                    ast.AugAssign(ast.Name("_depth_", ast.Store()), ast.Sub(), ast.Constant(1))
-                ]),
-            ]
+            # a step at every entry of a function that can call: recursion spends steps, and
+            # the meter measures the call depth whenever a chunk of steps runs out
+            body.insert(0, _tick_stmt())
         if scope.calls or scope.needs_global:
-            body.insert(0, ast.Global(["_left_", "_depth_"]))
+            body.insert(0, ast.Global(["_left_"]))
         node.body = body
         return node
 

@@ -22,24 +22,28 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pan_restricted_py.limits import Limits
-from pan_restricted_py.meter import Meter
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
+from pan_restricted_py.limits import Limits
+from pan_restricted_py.meter import Meter
 from pan_runtime.errors import PniError
 
 __all__ = ["make_guards", "make_builtins", "DENIED_ATTRIBUTES", "EXCEPTIONS"]
 
 #: attributes code may never read, whatever the object
 DENIED_ATTRIBUTES = frozenset(
-    {"format", "format_map", "translate", "maketrans", "mro", "host"} | set(INSPECT_ATTRIBUTES)
+    {"format", "format_map", "translate", "maketrans", "mro", "host", "obj"} | set(INSPECT_ATTRIBUTES)
 )
 #: methods that can make a big object from small arguments; checked by a wrapper
 _SIZE_METHODS = frozenset(
     {"join", "ljust", "rjust", "center", "zfill", "expandtabs", "replace", "extend", "to_bytes",
-     "encode", "decode", "hex"}
+     "encode", "decode", "hex", "sort"}
 )
 _SIZED = frozenset({str, bytes, bytearray, list, tuple})
+#: inputs whose size bulk builtins are charged for: one step per ``1 << _BULK_SHIFT`` items
+_BULK = frozenset({str, bytes, bytearray, list, tuple, dict, set, frozenset, range})
+_BULK_SHIFT = 6
+_BULK_FREE = 1 << 10
 _TEXT = frozenset({str, bytes, bytearray})
 _INTS = frozenset({int, bool})
 _SCALARS = frozenset({int, bool, float, str, bytes, type(None)})
@@ -64,6 +68,7 @@ _FORMAT_FIELD = re.compile(rb"%[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
 def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[str, Any]:
     """The guard functions for one code object, keyed by the global names code uses."""
     halt = meter.halt
+    charge = meter.charge
     max_items = limits.max_items
     max_bits = limits.max_int_bits
     max_args = limits.max_args
@@ -122,6 +127,13 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
                 too_long(len(ob) + n * max(len(new) - len(old), 0), name)
                 return method(old, new, count)
             return replace
+        if name == "sort":
+            def sort(*args: Any, **kw: Any) -> None:
+                n = len(ob)
+                if n > _BULK_FREE:
+                    charge(n >> _BULK_SHIFT)
+                return method(*args, **kw)
+            return sort
         if name == "to_bytes":
             def to_bytes(length: int = 1, *args: Any, **kw: Any) -> Any:
                 too_long(operator.index(length), name)
@@ -265,8 +277,12 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
 
     def sized_ctor(ctor: type) -> Callable[..., Any]:
         def make(*args: Any, **kw: Any) -> Any:
-            if args and type(args[0]) in _INTS:
-                too_long(args[0], f"{ctor.__name__}()")
+            if args:
+                a = args[0]
+                if type(a) in _INTS:
+                    too_long(a, f"{ctor.__name__}()")
+                elif type(a) in _BULK and len(a) > _BULK_FREE:
+                    charge(len(a) >> _BULK_SHIFT)
             return ctor(*args, **kw)
         make.__name__ = ctor.__name__
         return make
@@ -279,7 +295,20 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
     def guarded_sum(items: Iterable[Any], start: Any = 0) -> Any:
         if type(start) not in (int, float, bool):
             violation("sum() with a non-numeric start; use join or a loop")
+        if type(items) in _BULK and len(items) > _BULK_FREE:  # type: ignore[arg-type]
+            charge(len(items) >> _BULK_SHIFT)  # type: ignore[arg-type]
         return _py.sum(items, start)
+
+    def bulk(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """FN charged one step per 64 items of a big sized first argument."""
+        def call(*args: Any, **kw: Any) -> Any:
+            if args and type(args[0]) in _BULK:
+                n = len(args[0])
+                if n > _BULK_FREE:
+                    charge(n >> _BULK_SHIFT)
+            return fn(*args, **kw)
+        call.__name__ = fn.__name__
+        return call
 
     def guarded_str(*args: Any, **kw: Any) -> str:
         if args:
@@ -290,7 +319,11 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
         _fmt_(x)
         return repr(x)
 
+    bulk_fns = {name: bulk(getattr(_py, name)) for name in _BULK_BUILTINS}
     real_types = {guarded_range: range, guarded_str: str}
+    for name in _BULK_BUILTINS:
+        if isinstance(getattr(_py, name), type):
+            real_types[bulk_fns[name]] = getattr(_py, name)
     for t in (bytes, bytearray):
         real_types[ctors[t]] = t
 
@@ -328,10 +361,12 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
         "sum": guarded_sum,
         "str": guarded_str,
         "repr": guarded_repr,
+        **bulk_fns,
     }
     return guards
 
 
+_BULK_BUILTINS = ("sorted", "min", "max", "list", "tuple", "set", "frozenset", "dict", "any", "all")
 _METHOD_TYPES = frozenset({str, bytes, bytearray, list, int})
 _SPECIAL_INPLACE = {"**=": "_pow_", "<<=": "_lshift_", "%=": "_mod_"}
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
@@ -351,7 +386,8 @@ def make_builtins(guards: dict[str, Any]) -> dict[str, Any]:
     b: dict[str, Any] = {name: getattr(_py, name) for name in _PLAIN_BUILTINS}
     for name in EXCEPTIONS:
         b[name] = getattr(_py, name)
-    for name in ("range", "bytes", "bytearray", "pow", "sum", "str", "repr", "isinstance", "issubclass"):
+    for name in ("range", "bytes", "bytearray", "pow", "sum", "str", "repr", "isinstance", "issubclass",
+                 *_BULK_BUILTINS):
         b[name] = guards[name]
     b["PniError"] = PniError
     b["True"] = True

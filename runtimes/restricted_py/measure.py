@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from pan_restricted_py.runtime import RestrictedPyRuntime
-
 from pan_runtime import pni_api
 from pan_runtime.address import NodeAddress
 from pan_runtime.capsule import Capsule

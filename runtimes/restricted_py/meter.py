@@ -1,10 +1,12 @@
 """The step meter: a per-call budget that restricted code counts down and cannot escape.
 
-Instrumented code keeps two globals in its module dict: ``_left_`` (steps left in the current
-chunk) and ``_depth_`` (nesting of its own function calls). Every loop iteration and every
-entry into a function that can call decrements ``_left_`` inline; when it goes negative the
-code calls ``_stop_`` (``Meter.stop``), which either draws the next chunk of steps (checking
-the wall-clock budget once per chunk) or halts the call.
+Instrumented code keeps one global in its module dict: ``_left_``, the steps left in the
+current chunk. Every loop iteration and every entry into a function that can call
+decrements it inline; when it goes negative the code calls ``_stop_`` (``Meter.stop``),
+which either draws the next chunk of steps or halts the call. Once per chunk the meter also
+checks the wall-clock budget and counts the code's frames on the stack: recursion spends a
+step per level, so code never nests more than ``chunk`` frames past ``max_depth``, and no
+per-call depth bookkeeping is needed.
 
 A halt raises ``Halt``, a ``BaseException`` subclass that code cannot name, and leaves
 ``_left_`` hugely negative. Every ``except`` handler and ``finally`` block of the code starts
@@ -15,6 +17,7 @@ every later tick: once halted, the call stays halted.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, NoReturn
 
@@ -48,10 +51,15 @@ class Meter:
         "reason",
         "detail",
         "budget",
+        "filename",
+        "sentinels",
     )
 
-    def __init__(self, g: dict[str, Any], max_depth: int, chunk: int):
+    def __init__(self, g: dict[str, Any], max_depth: int, chunk: int, filename: str):
         self.g = g
+        self.filename = filename
+        #: code objects of the runtime frames that call into the code: the depth walk stops there
+        self.sentinels: set[Any] = set()
         self.max_depth = max_depth
         self.chunk = chunk
         self.budget: Any = None
@@ -59,7 +67,6 @@ class Meter:
         self.detail = ""
         self.t0 = 0
         g["_left_"] = 0
-        g["_depth_"] = 0
         g["_stop_"] = self.stop
         self.configure(200_000, 50.0)
 
@@ -93,7 +100,7 @@ class Meter:
         extra = self.extra
         if extra < 0:
             raise Halt(self.reason, self.detail)
-        if g["_depth_"] > self.max_depth:
+        if self.depth() > self.max_depth:
             self.halt("guard", f"recursion deeper than {self.max_depth} calls")
         left = g["_left_"]
         if left >= 0:
@@ -109,6 +116,26 @@ class Meter:
         self.extra = extra - n
         g["_left_"] = left + n
         return True
+
+    def charge(self, n: int) -> None:
+        """Spend N steps at once (bulk work in a builtin), halting if the budget runs out."""
+        g = self.g
+        left = g["_left_"] - n
+        g["_left_"] = left
+        while left < 0:
+            self.stop()
+            left = g["_left_"]
+
+    def depth(self) -> int:
+        """How many frames of the code are on the stack above the runtime's call into it."""
+        n = 0
+        filename, sentinels = self.filename, self.sentinels
+        f = sys._getframe(1)
+        while f is not None and f.f_code not in sentinels:
+            if f.f_code.co_filename == filename:
+                n += 1
+            f = f.f_back
+        return n
 
     def halt(self, reason: str, detail: str) -> NoReturn:
         """Halt the running call for good; later ticks and handlers re-raise."""

@@ -28,7 +28,6 @@ from pan_restricted_py.compiler import CompiledSource, compile_source
 from pan_restricted_py.guards import make_builtins, make_guards
 from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
 from pan_restricted_py.meter import Halt, Meter
-
 from pan_runtime import pni_api
 from pan_runtime.env import Budget
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, PanError, RuntimeFault
@@ -112,7 +111,9 @@ class RestrictedPyCode(LoadedCode):
     def _instantiate(self) -> None:
         code, limits = self.code, self._limits
         g: dict[str, Any] = {}
-        meter = Meter(g, limits.max_depth, limits.chunk)
+        meter = Meter(g, limits.max_depth, limits.chunk, self._compiled.filename)
+        meter.sentinels.update(_RUNTIME_CODES)
+        self._active = 0
         self._g = g
         self._meter = meter
         self._budget: Any = None
@@ -167,9 +168,7 @@ class RestrictedPyCode(LoadedCode):
             return RuntimeFault(f"{self.code.short_name}: out of memory{where}", "memory")
         if isinstance(exc, RuntimeFault):
             return RuntimeFault(f"{self.code.short_name}: in a dependency: {exc}", exc.reason)
-        name = type(exc).__name__
-        text = str(exc) if not isinstance(exc, PanError) or hasattr(exc, "status") else ""
-        return RuntimeFault(f"{self.code.short_name}: {name}: {text}{where}", "code_error")
+        return RuntimeFault(f"{self.code.short_name}: {type(exc).__name__}: {exc}{where}", "code_error")
 
     def _line_of(self, exc: BaseException) -> str:
         tb = exc.__traceback__
@@ -229,6 +228,7 @@ class RestrictedPyCode(LoadedCode):
                 raise not_int(r)
             return r
 
+        self._meter.sentinels.update((accept_metered.__code__, accept_unmetered.__code__))
         bound = accept_metered if metered else accept_unmetered
         self.accept = bound  # type: ignore[method-assign]
         return bound
@@ -236,17 +236,19 @@ class RestrictedPyCode(LoadedCode):
     def _run(self, fn: Any, *args: Any) -> Any:
         """Run an entry other than accept with a full budget; re-entrant calls keep the caller's."""
         g, meter = self._g, self._meter
-        nested = g["_depth_"] > 0
+        nested = self._active > 0
         if nested:
             saved = (g["_left_"], meter.extra)
-        if self.host.current.budget is not self._budget:
+        elif self.host.current.budget is not self._budget:
             self._configure(self.host.current.budget)
         meter.arm()
+        self._active += 1
         try:
             return fn(self._pni, *args)
         except BaseException as exc:
             raise self._fault(exc) from None
         finally:
+            self._active -= 1
             if nested:
                 g["_left_"], meter.extra = saved
 
@@ -286,6 +288,9 @@ class RestrictedPyCode(LoadedCode):
     def unload(self) -> None:
         self._g.clear()
         self._exports = {}
+
+
+_RUNTIME_CODES = (RestrictedPyCode._run.__code__, RestrictedPyCode._instantiate.__code__)
 
 
 class RestrictedPyRuntime(Runtime):

@@ -79,7 +79,7 @@ def test_code_exception_is_a_fault_and_code_keeps_working(runtime, classes, host
     env = make_env(loaded.code, b"\x06" + bytes(7), jpool)
     with pytest.raises(RuntimeFault, match="IllegalStateException: op 6 8") as err:
         run(loaded, host, env)
-    assert err.value.reason == "code_exception"
+    assert err.value.reason == "code_error"
     assert not loaded.needs_reset
     env.body.view()[0] = 0
     assert run(loaded, host, env) == 0
@@ -134,7 +134,7 @@ def test_infinite_loop_is_stopped(runtime, classes, host, jpool, forward):
     env = make_env(loaded.code, bytes(8), jpool, Budget(time_ms=20.0, memory_bytes=1 << 20))
     with pytest.raises(BudgetExceeded, match="stopped by the watchdog") as err:
         run(loaded, host, env)
-    assert err.value.reason == "timeout"
+    assert err.value.reason == "budget"
     assert loaded.needs_reset
     loaded.reset()
     assert not loaded.needs_reset
@@ -147,7 +147,7 @@ def test_stop_absorbed_by_finally_still_counts(runtime, classes, host, jpool, fo
     env = make_env(loaded.code, bytes(8), jpool, Budget(time_ms=10.0))
     with pytest.raises(BudgetExceeded) as err:
         run(loaded, host, env)
-    assert err.value.reason == "timeout"
+    assert err.value.reason == "budget"
     env.clear()
     _still_forwards(forward, host, jpool)
 
@@ -173,7 +173,7 @@ def test_deep_recursion_is_contained(runtime, classes, host, jpool, forward):
     env = make_env(loaded.code, bytes(8), jpool)
     with pytest.raises(RuntimeFault) as err:
         run(loaded, host, env)
-    assert err.value.reason == "stack_overflow"
+    assert err.value.reason == "stack"
     env.clear()
     _still_forwards(forward, host, jpool)
 

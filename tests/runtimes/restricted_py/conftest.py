@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pan_restricted_py.runtime import RestrictedPyCode, RestrictedPyRuntime
 
+from pan_restricted_py.runtime import RestrictedPyCode, RestrictedPyRuntime
 from pan_runtime.address import NodeAddress
 from pan_runtime.capsule import Capsule
 from pan_runtime.codeobj import CodeObject

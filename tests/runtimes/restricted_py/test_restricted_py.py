@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from pan_restricted_py.builder import RestrictedPyBuilder
 from pan_restricted_py.compiler import compile_source
 from pan_restricted_py.runtime import RestrictedPyRuntime
-
 from pan_runtime.builders import BuildRequest
 from pan_runtime.codeobj import CodeObject
 from pan_runtime.env import Budget, Origin
@@ -122,6 +122,8 @@ GUARD_CASES = {
     "write to a tuple": "t = (1, 2)\nt[0] = 5\nreturn 0",
     "write to a host codec class": "PingHdr.SIZE = 1\nreturn 0",
     "write to the pni object": "pni.seg_length = 1\nreturn 0",
+    "write to deps": "deps[0] = 1\nreturn 0",
+    "object behind an AttributeError": "try:\n    pni.nothing\nexcept AttributeError as e:\n    return len(e.obj)",
     "pow": "x = 10\nreturn x ** 100000",
     "pow builtin": "return pow(10, 100000) & 1",
     "mul sequence": "n = 10 ** 8\nreturn len('x' * n)",
@@ -151,6 +153,28 @@ def test_guards_give_contained_guard_fault(load, run, case):
     assert time.perf_counter() - t0 < 2.0
     assert info.value.reason == "guard", str(info.value)
     assert not isinstance(info.value, BudgetExceeded)
+    if case == "recursion":
+        assert "recursion deeper than 64 calls" in str(info.value)
+
+
+def test_code_sees_only_pni_calls_on_pni(load, run):
+    loaded = load(accept_body("return len([n for n in ('seg_length_impl', 'host') if n])"))
+    assert run(loaded) == 2
+    for attr in ("host", "seg_length_impl", "current"):
+        fault = fault_of(load, run, f"return pni.{attr}")
+        assert fault.reason in ("guard", "code_error")
+        assert "PniHost" not in str(fault)
+
+
+def test_a_guard_halt_does_not_outlive_its_call(load, run):
+    loaded = load(accept_body("if length > 100:\n    return len('x' * 10 ** 9)\nreturn DONE"))
+    with pytest.raises(RuntimeFault, match="guard"):
+        run(loaded, bytes(200))
+    assert run(loaded, bytes(10)) == 1
+    metered = load(accept_body("for i in range(length):\n    pass\nif length > 100:\n    return len('x' * 10 ** 9)\nreturn DONE"))
+    with pytest.raises(RuntimeFault, match="guard"):
+        run(metered, bytes(200))
+    assert run(metered, bytes(10)) == 1
 
 
 def test_guard_violation_cannot_be_caught(load, run):
@@ -209,11 +233,19 @@ def test_budget_stop_cannot_be_swallowed(load, run, case):
 
 
 def test_time_budget_is_checked_per_chunk(load, run):
-    loaded = load(accept_body("x = list(range(200000))\nwhile True:\n    x.sort()"))
+    loaded = load(accept_body("s = 'ab' * 100000\nwhile True:\n    s.count('b')"))
     t0 = time.perf_counter()
-    with pytest.raises(BudgetExceeded, match="time budget"):
+    with pytest.raises(BudgetExceeded, match="time budget of 30 ms"):
         run(loaded, budget=Budget(steps=10**9, time_ms=30.0))
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_bulk_builtins_are_charged_by_size(load, run):
+    loaded = load(accept_body("x = list(range(200000))\nwhile True:\n    y = sorted(x)"))
+    with pytest.raises(BudgetExceeded, match="20000 steps"):
+        run(loaded, budget=Budget(steps=20_000, time_ms=10_000.0))
+    small = load(accept_body("x = list(range(1000))\nreturn len(sorted(x)) + max(x)"))
+    assert run(small, budget=Budget(steps=10, time_ms=10_000.0)) == 1999
 
 
 def test_steps_used_are_reported_and_budget_resets_per_call(load, run, host, make_env):
@@ -328,7 +360,6 @@ def test_builder_wraps_source_and_detects_entries(tmp_path):
 
 def test_plugin_registers_runtime_and_builder():
     from pan_restricted_py import plugin
-
     from pan_runtime.builders import BuilderRegistry
     from pan_runtime.plugins import RuntimeRegistry
 
