@@ -25,7 +25,6 @@ from pan_native.elfobject import STT_FUNC, STT_NOTYPE, ElfObject, parse_object
 from pan_native.hostcalls import make_callback
 from pan_native.image import Image, Resolved, libc_helper, link
 from pan_native.support import HOT_CALLS, support_object
-
 from pan_runtime.errors import ClosedError, CodeObjectError, RuntimeFault
 from pan_runtime.runtime import LoadedCode
 from pni_spec import load_spec

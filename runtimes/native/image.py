@@ -34,7 +34,6 @@ from pan_native.elfobject import (
     ElfObject,
     Symbol,
 )
-
 from pan_runtime.errors import ClosedError, CodeObjectError
 
 __all__ = ["Resolved", "Image", "link", "libc_helper"]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from pan_native.builder import NativeBuilder
 from pan_native.runtime import NativeRuntime
-
 from pan_runtime.builders import BuildRequest
 from pan_runtime.env import Environment
 from pan_runtime.pni import PniHost

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from pan_native.elfobject import ElfObject, parse_object
 from pan_native.toolchain import CFLAGS, compile_object, include_dir
-
 from pan_runtime.errors import BuildError, RuntimeUnavailable
 
 __all__ = ["HOT_CALLS", "SOURCE", "cache_dir", "support_object"]

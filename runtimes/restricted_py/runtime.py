@@ -126,6 +126,8 @@ class RestrictedPyCode(LoadedCode):
             exec(self._compiled.code, g)
         except BaseException as exc:
             fault = self._fault(exc)
+            if fault is exc:  # a real interrupt, not the code's fault
+                raise
             raise CodeObjectError(f"{code.short_name}: module body failed: {fault}") from None
         entry = code.manifest.entry
         self._accept = self._function(entry.get("accept", "accept"), required=True)

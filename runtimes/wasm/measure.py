@@ -60,13 +60,13 @@ def best(fn: Callable[[], None], n: int, rounds: int = 5) -> float:
 
 def main(argv: list[str]) -> None:
     import wasmtime
-    from pan_wasm.runtime import WasmCode, WasmRuntime
 
     from pan_runtime.address import NodeAddress
     from pan_runtime.capsule import Capsule
     from pan_runtime.codeobj import CodeObject
     from pan_runtime.env import Budget, Environment, Origin
     from pan_runtime.pni import PniHost
+    from pan_wasm.runtime import WasmCode, WasmRuntime
 
     n = 20_000 if "--quick" in argv else 200_000
     here = NodeAddress.from_int(1)

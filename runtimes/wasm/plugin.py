@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pan_runtime.hookspecs import hookimpl
 from pan_wasm.builder import WasmBuilder
 from pan_wasm.runtime import WasmRuntime
-
-from pan_runtime.hookspecs import hookimpl
 
 __all__ = ["pan_register_runtimes", "pan_register_builders"]
 

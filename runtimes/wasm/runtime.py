@@ -110,9 +110,9 @@ class WasmRuntime(Runtime):
         if problem:
             raise RuntimeUnavailable(problem)
         import wasmtime
+
         from pan_wasm.cache import ModuleCache, fingerprint
         from pan_wasm.limits import MODES, EpochTicker
-
         from pni_spec import load_spec
 
         unknown = set(self.options) - set(DEFAULT_OPTIONS)
@@ -188,6 +188,7 @@ class WasmRuntime(Runtime):
 
     def _check_imports(self, code: CodeObject, module: wasmtime.Module) -> list[Call]:
         import wasmtime
+
         from pan_wasm.hostcalls import wasm_signature
 
         calls = []
@@ -290,11 +291,11 @@ class WasmCode(LoadedCode):
     ):
         super().__init__(code, host)
         import wasmtime
+
+        from pan_runtime.env import Budget
         from pan_wasm import fastcall
         from pan_wasm.hostcalls import make_callback, wasm_signature
         from pan_wasm.limits import TickBudget
-
-        from pan_runtime.env import Budget
 
         self._fc = fastcall
         self._rt = runtime

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from pan_native.toolchain import include_dir
-
 from pan_runtime.address import NodeAddress
 from pan_runtime.codeobj import CodeObject
 from pan_runtime.env import Environment

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from native_helpers import SOURCES, make_env
+
 from pan_native.elfobject import parse_object
 from pan_native.image import link
 from pan_native.runtime import NativeRuntime
-
 from pan_runtime.codeobj import CodeObject
 
 

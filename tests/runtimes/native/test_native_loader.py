@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from native_helpers import SOURCES
+
 from pan_native.elfobject import RELOC_NAMES, SHN_COMMON, parse_object
 from pan_native.image import Resolved, link
 from pan_native.runtime import NativeRuntime
-
 from pan_runtime.codeobj import CodeObject
 
 FLAGS = {

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from native_helpers import SOURCES, make_env
+
 from pan_native import plugin
 from pan_native.builder import NativeBuilder
 from pan_native.runtime import NativeRuntime
-
 from pan_runtime.builders import BuilderRegistry, BuildRequest
 from pan_runtime.codeobj import CodeObject
 from pan_runtime.env import Origin

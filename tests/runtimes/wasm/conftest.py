@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from pan_wasm.runtime import WasmCode, WasmRuntime
 from wasm_helpers import FORWARD_WAT, FakeNode, make_env, wat_code
 
 from pan_runtime.env import Budget
 from pan_runtime.pni import PniHost
+from pan_wasm.runtime import WasmCode, WasmRuntime
 
 
 @pytest.fixture

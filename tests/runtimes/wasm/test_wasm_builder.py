@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from pan_wasm.builder import WasmBuilder
 from wasm_helpers import FORWARD_WAT
 
 from pan_runtime.builders import BuilderRegistry, BuildRequest
 from pan_runtime.errors import BuildError
+from pan_wasm.builder import WasmBuilder
 
 
 def _build(*paths, **kw):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pan_wasm.runtime import WasmRuntime
 from wasm_helpers import FORWARD_WAT, wat_code
+
+from pan_wasm.runtime import WasmRuntime
 
 
 def test_second_runtime_loads_the_artifact_instead_of_compiling(tmp_path, host, run):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import wasmtime
+
 from pan_wasm import fastcall
 
 CALC_WAT = """

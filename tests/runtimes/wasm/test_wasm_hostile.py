@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from pan_wasm.runtime import WasmRuntime
 from wasm_helpers import BUDGET, FORWARD_WAT, make_env, wat_code
 
 from pan_runtime.env import Budget
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, RuntimeFault
+from pan_wasm.runtime import WasmRuntime
 
 LOOP_WAT = """
 (module

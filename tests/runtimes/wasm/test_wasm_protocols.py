@@ -6,12 +6,12 @@ import struct
 from pathlib import Path
 
 import pytest
-from pan_wasm.builder import WasmBuilder
 from wasm_helpers import BUDGET, HERE, HOME, PREV, make_env
 
 from pan_runtime.builders import BuildRequest
 from pan_runtime.env import Origin
 from pan_runtime.pni import NOT_FOUND
+from pan_wasm.builder import WasmBuilder
 
 PROTOCOLS = Path(__file__).resolve().parents[3] / "protocols"
 FORWARD = 2

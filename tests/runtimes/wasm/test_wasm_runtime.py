@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from pan_wasm import plugin
-from pan_wasm.runtime import WasmRuntime
 from wasm_helpers import BUDGET, FORWARD_WAT, make_env, wat_code
 
 from pan_runtime.errors import ClosedError, ConfigError, RuntimeFault
 from pan_runtime.runtime import Isolation
+from pan_wasm import plugin
+from pan_wasm.runtime import WasmRuntime
 
 # accept returns the body's first byte (read through the host, so it follows the batch
 # cursor); a first byte of 0xEE traps. Batch area at 1024 with capacity 4.
