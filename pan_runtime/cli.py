@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(fn=_cmd_demo)
 
+    from pan_runtime.netcli import add_subcommands
+
+    add_subcommands(sub)
+
     s = sub.add_parser("bench", help="compare runtimes (see `pan bench --help`)")
     from pan_runtime.bench import add_arguments
 

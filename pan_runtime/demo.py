@@ -134,7 +134,10 @@ def demo_runtime(runtime: str, *, pings: int = 200, count: int = 2000, size: int
 def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 512, quiet: bool = False) -> int:
     plugins = default_plugins()
     infos = {i.name: i for i in plugins.runtime_infos()}
-    wanted = runtimes or [n for n, i in sorted(infos.items()) if i.available and n != "null"]
+    from pan_runtime.protocols import has_reference_sources
+
+    wanted = runtimes or [n for n, i in sorted(infos.items()) if i.available and has_reference_sources(n)]
+    others = {n: "no reference protocols for this runtime" for n, i in infos.items() if i.available and n not in wanted and n != "null"}
     prog = Progress(quiet)
     results: list[DemoResult] = []
     failed: dict[str, str] = {}
@@ -168,6 +171,7 @@ def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 5
         )
     )
     unavailable = {n: i.reason for n, i in sorted(infos.items()) if not i.available}
+    unavailable.update(others)
     unavailable.update(failed)
     if unavailable:
         print("\nnot run:")

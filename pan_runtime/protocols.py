@@ -17,7 +17,7 @@ from pan_runtime.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError
 from pan_runtime.plugins import Plugins
 
-__all__ = ["PROTOCOLS", "protocols_dir", "source_of", "reference_code"]
+__all__ = ["PROTOCOLS", "protocols_dir", "source_of", "has_reference_sources", "reference_code"]
 
 PROTOCOLS = ("forward", "ping", "flood", "portmapper")
 EXPORTS = {"portmapper": ["lookup"]}
@@ -43,6 +43,14 @@ def source_of(runtime: str, protocol: str) -> Path:
     if runtime == "restricted_py":
         return d / f"{protocol}.py"
     raise CodeObjectError(f"no reference sources for runtime {runtime!r}")
+
+
+def has_reference_sources(runtime: str) -> bool:
+    """True when ``protocols/`` has the reference sources for ``runtime``."""
+    try:
+        return all(source_of(runtime, p).exists() for p in PROTOCOLS)
+    except CodeObjectError:
+        return False
 
 
 def _cache_dir() -> Path:
