@@ -85,7 +85,9 @@ class Capsule:
     @classmethod
     def parse(cls, seg: Segment) -> Capsule:
         """Parse a received segment; the capsule holds a new reference to it (``wire``)."""
-        view = seg.view()
+        view = seg._view
+        if view is None:
+            view = seg.view()  # raises: released, or a container
         n = len(view)
         if n < HEADER_SIZE:
             raise CapsuleError(f"capsule truncated: {n} bytes, header needs {HEADER_SIZE}", "truncated", n)
@@ -125,10 +127,11 @@ class Capsule:
         original segment, with the hop limit patched in place.
         """
         wire = self.wire
-        if wire is not None and wire.live:
-            v = wire.view()
-            v[HOP_LIMIT_OFFSET] = self.hop_limit
-            return [v]
+        if wire is not None and wire.refs > 0:
+            v = wire._view
+            if v is not None:
+                v[HOP_LIMIT_OFFSET] = self.hop_limit
+                return [v]
         return [memoryview(self.header()), *self.body.chain_buffers()]
 
     def to_bytes(self) -> bytes:
@@ -149,10 +152,10 @@ class Capsule:
     def release(self) -> None:
         """Drop the capsule's references to its segments."""
         body, self.body = self.body, None  # type: ignore[assignment]
-        if body is not None and body.live:
+        if body is not None and body.refs > 0:
             body.release()
         wire, self.wire = self.wire, None
-        if wire is not None and wire.live:
+        if wire is not None and wire.refs > 0:
             wire.release()
 
     def __repr__(self) -> str:

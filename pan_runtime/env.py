@@ -55,6 +55,10 @@ class Usage:
     time_ns: int = 0
 
 
+_RUNNING = Status.RUNNING
+_DONE = Status.DONE
+
+
 class Environment:
     """The per-capsule environment. ``handles[1]`` is always the capsule body."""
 
@@ -114,7 +118,7 @@ class Environment:
         self.origin_link = origin_link
         self.prev_hop = prev_hop
         self.budget = budget
-        self.status = Status.RUNNING
+        self.status = _RUNNING
         self.sent_bytes = 0
         self.allocated = 0
         return self
@@ -135,7 +139,7 @@ class Environment:
 
     def clear(self) -> None:
         """Release everything the capsule's run held; the environment can be reused."""
-        if len(self.ring):
+        if self.ring._segs:
             self.ring.release_all()
         if len(self.handles) > 2:
             del self.handles[2:]
@@ -145,5 +149,5 @@ class Environment:
         self.code = None
         self.origin_link = None
         self.prev_hop = None
-        self.status = Status.DONE
+        self.status = _DONE
         self.extra = None

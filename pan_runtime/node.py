@@ -26,7 +26,7 @@ from typing import Any
 from pan_runtime import pni
 from pan_runtime.address import ADDRESS_SIZE, NodeAddress
 from pan_runtime.cache import Breaker, CacheEntry, CodeCache, DiskStore
-from pan_runtime.capsule import DEFAULT_HOP_LIMIT, HEADER_SIZE, Capsule
+from pan_runtime.capsule import DEFAULT_HOP_LIMIT, FLAG_SYSTEM, HEADER_SIZE, Capsule
 from pan_runtime.codeobj import CodeObject
 from pan_runtime.env import Budget, Environment, Origin
 from pan_runtime.errors import (
@@ -52,6 +52,8 @@ __all__ = ["Node", "NodeConfig"]
 log = logging.getLogger("pan.node")
 
 _KIND_MASK = 0xFF
+_NETWORK = Origin.NETWORK
+_APPLICATION = Origin.APPLICATION
 _FORWARD = pni.VERDICT_FORWARD
 _DELIVER = pni.VERDICT_DELIVER
 _DONE = pni.VERDICT_DONE
@@ -126,6 +128,7 @@ class Node:
         elif isinstance(address, str):
             address = NodeAddress.parse(address)
         self.address = address
+        self._address_raw = address.raw
         self.name = name or str(address)
         self.config = config or NodeConfig()
         self.trust = trust or TrustPolicy()
@@ -412,22 +415,29 @@ class Node:
         if len(self.queue) >= self.config.queue_limit:
             self._drop_node("queue_full")
             return False
-        total = sum(len(b) for b in buffers)
-        if total > self.pool.buffer_size:
-            self._drop_node("too_big", f"{total} bytes > pool buffer {self.pool.buffer_size}")
+        pool = self.pool
+        if len(buffers) == 1:  # type: ignore[arg-type]
+            (only,) = buffers
+            total = len(only)
+        else:
+            total = 0
+            for b in buffers:
+                total += len(b)
+        if total > pool.buffer_size:
+            self._drop_node("too_big", f"{total} bytes > pool buffer {pool.buffer_size}")
             return False
         try:
-            slot = self.pool.take_slot()
+            slot = pool.take_slot()
         except PanError:
             self._drop_node("pool_exhausted")
             return False
-        dst = self.pool.slot_view(slot)
+        dst = pool.slot_view(slot)
         pos = 0
         for b in buffers:
             n = len(b)
             dst[pos : pos + n] = b
             pos += n
-        self.queue.append(_Queued(self.pool.segment_for_slot(slot, total), Origin.NETWORK, link, prev_hop))
+        self.queue.append(_Queued(pool.segment_for_slot(slot, total), _NETWORK, link, prev_hop))
         return True
 
     def receive_segment(self, seg: Segment, prev_hop: NodeAddress | None, link: Any = None) -> bool:
@@ -437,7 +447,7 @@ class Node:
             seg.release()
             self._drop_node("queue_full")
             return False
-        self.queue.append(_Queued(seg, Origin.NETWORK, link, prev_hop))
+        self.queue.append(_Queued(seg, _NETWORK, link, prev_hop))
         return True
 
     def inject(self, data: bytes | bytearray | memoryview, app: AppLink) -> bool:
@@ -454,7 +464,7 @@ class Node:
             seg.view()[:] = data
         else:
             seg = Segment.owned(data)
-        self.queue.append(_Queued(seg, Origin.APPLICATION, app, None))
+        self.queue.append(_Queued(seg, _APPLICATION, app, None))
         return True
 
     def requeue(self, capsule: Capsule, item: Any) -> None:
@@ -506,7 +516,7 @@ class Node:
             return None
         finally:
             seg.release()
-        if item.origin is Origin.NETWORK:
+        if item.origin is _NETWORK:
             if cap.hop_limit == 0:
                 self._drop_node("hop_limit")
                 cap.release()
@@ -515,7 +525,7 @@ class Node:
         return cap
 
     def _lookup(self, cap: Capsule, item: _Queued) -> CacheEntry | None:
-        if cap.is_system:
+        if cap.flags & FLAG_SYSTEM:
             if self.on_system_capsule is not None:
                 try:
                     self.on_system_capsule(cap, item)
@@ -533,7 +543,7 @@ class Node:
             self._drop_node("no_code", cap.name.hex()[:12])
             cap.release()
             return None
-        if not entry.breaker.allows(self.now_ns()):
+        if entry.breaker.open_until and not entry.breaker.allows(self.now_ns()):
             self._drop(entry, "quarantined")
             cap.release()
             return None
@@ -641,13 +651,14 @@ class Node:
         if offset + ADDRESS_SIZE > body.length:
             self._drop(entry, "bad_verdict", f"FORWARD({offset}) past a {body.length}-byte body")
             return
-        if body.contiguous:
-            raw = bytes(body.view()[offset : offset + ADDRESS_SIZE])
+        view = body._view
+        if view is not None:
+            raw = view[offset : offset + ADDRESS_SIZE].tobytes()
         else:
             buf = bytearray(ADDRESS_SIZE)
             body.read_into(offset, memoryview(buf))
             raw = bytes(buf)
-        if raw == self.address.raw:
+        if raw == self._address_raw:
             if offset + ADDRESS_SIZE + 2 > body.length:
                 self._drop(entry, "bad_verdict", "FORWARD at destination without a port")
                 return
@@ -655,27 +666,32 @@ class Node:
             body.read_into(offset + ADDRESS_SIZE, memoryview(pb))
             self._deliver_port(entry, cap, body, int.from_bytes(pb, "big"))
             return
-        dest = NodeAddress(raw)
-        if self._send_capsule(entry, cap, dest):
+        if self._send_capsule(entry, cap, raw):
             entry.stats.forwarded += 1
 
-    def _send_capsule(self, entry: CacheEntry | None, cap: Capsule, dest: NodeAddress) -> bool:
-        route = self.routes.lookup(dest)
+    def _send_capsule(self, entry: CacheEntry | None, cap: Capsule, dest_raw: bytes) -> bool:
+        route = self.routes.lookup_raw(dest_raw)
         if route is None:
-            self._drop(entry, "no_route", str(dest))
+            self._drop(entry, "no_route", str(NodeAddress(dest_raw)))
             return False
-        link = self.neighbors.get(route.next_hop)
+        hop = route.next_hop
+        link = self.neighbors.get(hop)
         if link is None:
-            self._drop(entry, "no_link", str(route.next_hop))
+            self._drop(entry, "no_link", str(hop))
             return False
         buffers = cap.buffers()
-        size = sum(len(b) for b in buffers)
+        if len(buffers) == 1:
+            size = len(buffers[0])
+        else:
+            size = 0
+            for b in buffers:
+                size += len(b)
         if size > link.mtu:
             self._drop(entry, "too_big", f"{size} bytes > link MTU {link.mtu}")
             return False
         if self.config.copy_on_send:
             buffers = [memoryview(b"".join(bytes(b) for b in buffers))]
-        if link.send(buffers, route.next_hop):
+        if link.send(buffers, hop):
             self.stats.sent += 1
             return True
         self._drop(entry, "link_lost")

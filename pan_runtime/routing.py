@@ -23,11 +23,12 @@ class RoutingTable:
 
     def __init__(self, max_dynamic: int = 4096):
         self._routes: dict[NodeAddress, Route] = {}
+        self._by_raw: dict[bytes, Route] = {}  # the same routes keyed by wire bytes, for the per-capsule lookup
         self.max_dynamic = max_dynamic
         self.default: NodeAddress | None = None
 
     def add_static(self, dest: NodeAddress, next_hop: NodeAddress, metric: int = 1) -> None:
-        self._routes[dest] = Route(dest, next_hop, metric, True)
+        self._routes[dest] = self._by_raw[dest.raw] = Route(dest, next_hop, metric, True)
 
     def set_dynamic(self, dest: NodeAddress, next_hop: NodeAddress, metric: int, by: bytes = b"") -> bool:
         """Install or update a learned route; never overrides a static one. False when refused."""
@@ -36,7 +37,7 @@ class RoutingTable:
             return False
         if cur is None and sum(1 for r in self._routes.values() if not r.static) >= self.max_dynamic:
             return False
-        self._routes[dest] = Route(dest, next_hop, metric, False, by)
+        self._routes[dest] = self._by_raw[dest.raw] = Route(dest, next_hop, metric, False, by)
         return True
 
     def lookup(self, dest: NodeAddress) -> Route | None:
@@ -45,8 +46,16 @@ class RoutingTable:
             return Route(dest, self.default, 0xFFFF, True)
         return r
 
+    def lookup_raw(self, dest: bytes) -> Route | None:
+        """``lookup`` by the 16 wire bytes of the address."""
+        r = self._by_raw.get(dest)
+        if r is None and self.default is not None:
+            return Route(NodeAddress(dest), self.default, 0xFFFF, True)
+        return r
+
     def remove(self, dest: NodeAddress) -> None:
         self._routes.pop(dest, None)
+        self._by_raw.pop(dest.raw, None)
 
     def routes(self) -> list[Route]:
         return sorted(self._routes.values(), key=lambda r: r.dest.raw)

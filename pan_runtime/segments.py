@@ -34,6 +34,12 @@ class SegType(enum.IntEnum):
 
 
 Finalizer = Callable[["Segment"], None]
+# module-level aliases: reading an enum member through its class costs more than the work
+# it names on the per-capsule path
+_POOLED = SegType.POOLED
+_OWNED = SegType.OWNED
+_OVERLAY = SegType.OVERLAY
+_CONTAINER = SegType.CONTAINER
 
 
 class Segment:
@@ -82,7 +88,7 @@ class Segment:
             self.refs += 1
             seg = _new_segment(Segment)
             seg._view = v[offset : offset + length]
-            seg.type = SegType.OVERLAY
+            seg.type = _OVERLAY
             seg.refs = 1
             seg.next = None
             seg.finalizer = None
@@ -127,7 +133,7 @@ class Segment:
         self.refs = 0
         view = self._view
         self._view = None
-        if view is not None and self.type is not SegType.POOLED:
+        if view is not None and self.type is not _POOLED:
             view.release()
         fin = self.finalizer
         if fin is not None:
@@ -294,6 +300,8 @@ class SegmentPool:
         del anchor
         self._slots = [self._whole[i * buffer_size : (i + 1) * buffer_size] for i in range(count)]
         self._free = list(range(count - 1, -1, -1))
+        # one finalizer per slot, made once: giving a buffer back allocates nothing
+        self._finalizers = [self._finalizer_for(i) for i in range(count)]
         self._closed = False
 
     @property
@@ -319,12 +327,16 @@ class SegmentPool:
 
     def segment_for_slot(self, index: int, length: int) -> Segment:
         """Wrap ``length`` bytes of an already taken slot as a pooled segment."""
-        seg = Segment(
-            self._slots[index][:length],
-            SegType.POOLED,
-            address=self.base_address + index * self.buffer_size,
-            finalizer=self._finalizer_for(index),
-        )
+        seg = _new_segment(Segment)
+        seg._view = self._slots[index][:length]
+        seg.type = _POOLED
+        seg.refs = 1
+        seg.next = None
+        seg.finalizer = self._finalizers[index]
+        seg.address = self.base_address + index * self.buffer_size
+        seg._parts = ()
+        seg._base = None
+        seg.length = length
         return seg
 
     def allocate(self, length: int | None = None) -> Segment:

@@ -1,0 +1,116 @@
+"""The ``dispatch`` experiment: per-capsule processing time inside one node, no sockets.
+
+Capsules of the ``forward`` protocol are queued at the middle node of an in-process sender -
+middle - receiver network, and the time for the node to evaluate them (parse, look up code,
+run ``accept``, carry out the verdict, hand the capsule to the link) is divided by their
+count. Runtime ``null`` is the built-in baseline (a plain Python function doing the forward
+inside the same node); ``bare`` is a loop that only parses each capsule and re-sends it,
+without the node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pan_runtime.address import NodeAddress
+from pan_runtime.capsule import HEADER_SIZE, Capsule, encode_header
+from pan_runtime.errors import PanError
+from pan_runtime.network import Network
+from pan_runtime.node import NodeConfig
+from pan_runtime.protocols import reference_code
+
+from .options import IP_UDP_OVERHEAD
+
+__all__ = ["FORWARD_HDR", "dispatch_experiment", "forward_capsule"]
+
+FORWARD_HDR = 20
+
+
+def forward_capsule(code_name: bytes, home: NodeAddress, dest: NodeAddress, size: int) -> bytes:
+    """A ``forward`` capsule of IP packet size ``size`` from ``home`` toward ``dest``."""
+    body_len = size - IP_UDP_OVERHEAD - HEADER_SIZE
+    body = dest.raw + (7).to_bytes(2, "big") + b"\0\0" + bytes(body_len - FORWARD_HDR)
+    return encode_header(code_name, home) + body
+
+
+def _bare_loop(wire: bytes, count: int, trials: int, warmup: int) -> list[float]:
+    """Parse and re-send without a node: the floor any node pays."""
+    from pan_runtime.segments import SegmentPool
+
+    samples = []
+    with SegmentPool(max(len(wire), 64), 64) as pool:
+        sink: list[int] = []
+        for t in range(trials + warmup):
+            segs = []
+            for _ in range(min(count, 64)):
+                s = pool.allocate(len(wire))
+                s.view()[:] = wire
+                segs.append(s)
+            reps = max(1, count // len(segs))
+            t0 = time.perf_counter_ns()
+            for _ in range(reps):
+                for s in segs:
+                    cap = Capsule.parse(s)
+                    cap.hop_limit -= 1
+                    sink.append(len(cap.buffers()[0]))
+                    cap.release()
+                sink.clear()
+            dt = time.perf_counter_ns() - t0
+            for s in segs:
+                s.release()
+            if t >= warmup:
+                samples.append(dt / (reps * len(segs)) / 1000)
+    return samples
+
+
+def dispatch_experiment(
+    runtime: str,
+    size: int,
+    *,
+    count: int,
+    trials: int,
+    batch: int,
+    warmup: int = 1,
+    copy: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[float]:
+    """Per-capsule middle-node times (µs), one sample per trial after ``warmup`` trials."""
+    if runtime == "bare":
+        wire = forward_capsule(b"\1" * 32, NodeAddress.from_int(1), NodeAddress.from_int(3), size)
+        return _bare_loop(wire, count, trials, warmup)
+    code = reference_code(runtime, "forward")
+    cfg = NodeConfig(
+        batch=batch, queue_limit=count + 16, pool_buffers=count + 64, pool_buffer_size=max(9216, size), copy_on_send=copy
+    )
+    with Network.line(3, config=cfg) as net:
+        sender, middle, receiver = net.nodes
+        net.install(code)
+        wire = memoryview(forward_capsule(code.name, sender.address, receiver.address, size))
+        samples = []
+        for t in range(trials + warmup):
+            for _ in range(count):
+                middle.receive_buffers([wire], sender.address)
+            t0 = time.perf_counter_ns()
+            middle.process()
+            dt = time.perf_counter_ns() - t0
+            _drain(receiver)  # what arrived at the receiver (not timed)
+            if t >= warmup:
+                samples.append(dt / count / 1000)
+            if progress:
+                progress(f"dispatch {runtime} {size}B trial {t + 1}/{trials + warmup}")
+        fwd = middle.cache.peek(code.name)
+        assert fwd is not None
+        drops = middle.stats.drops + fwd.stats.drops
+        if drops:
+            raise PanError(f"dispatch {runtime} {size}B: the middle node dropped capsules: {dict(drops)}")
+        if fwd.stats.forwarded != count * (trials + warmup):
+            raise PanError(f"dispatch {runtime}: forwarded {fwd.stats.forwarded} of {count * (trials + warmup)}")
+        return samples
+
+
+def _drain(node: Any) -> None:
+    q = node.queue
+    while q:
+        q.popleft().seg.release()
