@@ -82,3 +82,6 @@ PNI_EXPORT(accept) int32_t accept(pni_handle_t capsule, uint32_t length) {
     pni_state_put(key, sizeof key, rec, RECORD_SIZE, 0);
     return PNI_DONE;
 }
+
+/* capsules of this protocol queued together cross into the code once (wasm) */
+PNI_BATCH_ENTRY(64)

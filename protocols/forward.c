@@ -7,3 +7,6 @@ PNI_EXPORT(accept) int32_t accept(pni_handle_t capsule, uint32_t length) {
     (void)length;
     return PNI_FORWARD(0);
 }
+
+/* capsules of this protocol queued together cross into the code once (wasm) */
+PNI_BATCH_ENTRY(64)

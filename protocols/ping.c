@@ -43,3 +43,6 @@ PNI_EXPORT(accept) int32_t accept(pni_handle_t capsule, uint32_t length) {
     pni_addr_copy(h.src, self);
     return pni_ping_hdr_write(capsule, 0, &h) == PNI_OK ? PNI_FORWARD(0) : PNI_DROP;
 }
+
+/* capsules of this protocol queued together cross into the code once (wasm) */
+PNI_BATCH_ENTRY(64)

@@ -596,6 +596,29 @@ static inline int32_t pni_portmap_req_write(pni_handle_t seg, uint32_t off, cons
     return PNI_OK;
 }
 
+/* ---- batches: one call into the code for many capsules ----
+ * PNI_BATCH_ENTRY(N), placed after accept, exports pni_batch_area() and accept_batch(n).
+ * The area holds u32 cursor, u32 capacity and N slots of {u32 capsule, u32 length,
+ * i32 verdict}; the host fills capsules and lengths, accept_batch runs accept on each
+ * and stores its verdict, keeping `cursor` on the capsule being run so PNI calls made
+ * during the batch act on the right capsule. Runtimes that cannot use it ignore it. */
+#define PNI_BATCH_ENTRY(slots) \
+    static struct { \
+        uint32_t cursor, capacity; \
+        struct { uint32_t capsule, length; int32_t verdict; } slot[slots]; \
+    } pni_batch_ = {.cursor = 0, .capacity = (slots)}; \
+    PNI_EXPORT(pni_batch_area) uintptr_t pni_batch_area(void) { \
+        return (uintptr_t)&pni_batch_; \
+    } \
+    PNI_EXPORT(accept_batch) int32_t accept_batch(uint32_t n) { \
+        uint32_t i; \
+        for (i = 0; i < n && i < (slots); i++) { \
+            *(volatile uint32_t *)&pni_batch_.cursor = i; \
+            pni_batch_.slot[i].verdict = accept(pni_batch_.slot[i].capsule, pni_batch_.slot[i].length); \
+        } \
+        return (int32_t)i; \
+    }
+
 #ifdef __cplusplus
 }
 #endif

@@ -41,6 +41,11 @@ def _ran_in_child(name: str) -> bool:
     return True
 
 
+# A leak of one mapping or fd per load would show as thousands here; the allocator's own
+# arenas (anonymous mappings too) may add a few while Python objects come and go.
+MAPS_SLACK = 8
+
+
 def test_link_and_close_thousands_of_times(cc):
     if _ran_in_child("test_link_and_close_thousands_of_times"):
         return
@@ -51,7 +56,7 @@ def test_link_and_close_thousands_of_times(cc):
     for _ in range(5000):
         link(obj, lambda name: None).close()
     maps1, fds1, rss1 = _counts()
-    assert maps1 <= maps0 + 2 and fds1 == fds0
+    assert maps1 <= maps0 + MAPS_SLACK and fds1 == fds0
     assert rss1 - rss0 < 2048, f"RSS grew {rss1 - rss0} KiB"
 
 
@@ -73,5 +78,5 @@ def test_load_run_unload_thousands_of_times(cc, host, pool):
     for _ in range(2000):
         cycle()
     maps1, fds1, rss1 = _counts()
-    assert maps1 <= maps0 + 2 and fds1 == fds0
+    assert maps1 <= maps0 + MAPS_SLACK and fds1 == fds0
     assert rss1 - rss0 < 4096, f"RSS grew {rss1 - rss0} KiB"

@@ -1,0 +1,291 @@
+"""Testbeds: where the sender, middle and receiver of the socket topologies run.
+
+``udp`` puts three processes on loopback. ``netns`` builds three network namespaces joined
+by veth pairs (sender - middle on 10.201.1.0/24, middle - receiver on 10.201.2.0/24, the
+middle forwarding between them) plus a direct sender - receiver pair (10.201.3.0/24) for the
+``none`` configuration. Every address is private to namespaces this process made; nothing
+is ever sent outside them. A testbed owns every process it starts and every namespace it
+makes, and ``close()`` (run by ``with``, by a signal, or at exit) removes them all.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pan_runtime.errors import PanError
+
+from .placement import taskset_prefix
+
+__all__ = ["Host", "Proc", "Testbed", "LoopbackTestbed", "NetnsTestbed", "topology_unavailable", "make_testbed", "NS_PREFIX"]
+
+NS_PREFIX = "panbench-"
+
+
+@dataclass
+class Host:
+    """One of the three hosts: its role, namespace (None: this one) and addresses."""
+
+    role: str
+    ns: str | None
+    #: address facing each neighbour role ("middle", "sender", "receiver")
+    ips: dict[str, str]
+
+    def ip_toward(self, other: str) -> str:
+        return self.ips[other]
+
+
+class Proc:
+    """A process a testbed started; stopped (TERM, then KILL) by ``stop``."""
+
+    def __init__(self, name: str, popen: subprocess.Popen[str]):
+        self.name = name
+        self.popen = popen
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_line(self, prefix: str, timeout: float) -> str:
+        """Read stdout until a line starting with ``prefix``; PanError with its stderr if it dies."""
+        import selectors
+
+        assert self.popen.stdout is not None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.popen.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not sel.select(max(0.0, deadline - time.monotonic())):
+                    break
+                line = self.popen.stdout.readline()
+                if not line:
+                    break
+                if line.startswith(prefix):
+                    return line.strip()
+        self.stop()
+        err = self.popen.stderr.read() if self.popen.stderr else ""
+        raise PanError(f"{self.name} did not start (exit {self.popen.returncode}): {err.strip()[-800:] or 'no output'}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        p = self.popen
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout)
+        for f in (p.stdout, p.stderr, p.stdin):
+            if f is not None:
+                f.close()
+
+
+class Testbed:
+    """Three hosts and the processes running on them."""
+
+    name = "?"
+
+    def __init__(self, placement: str):
+        self.placement = placement
+        self.procs: list[Proc] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="pan-bench-"))
+        self.hosts: dict[str, Host] = {}
+        self._closed = False
+        atexit.register(self.close)
+
+    def config_unavailable(self, config: str) -> str | None:
+        return None
+
+    def port(self, role: str) -> int:
+        return 7000
+
+    def spawn(self, role: str, argv: list[str], name: str) -> Proc:
+        host = self.hosts[role]
+        cmd = list(argv)
+        cmd = taskset_prefix(self.placement, role) + cmd
+        if host.ns is not None:
+            cmd = ["ip", "netns", "exec", host.ns, *cmd]
+        popen = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            cwd=self.tmp,
+        )
+        proc = Proc(name, popen)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        while self.procs:
+            self.procs.pop().stop()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_all()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        atexit.unregister(self.close)
+
+    def __enter__(self) -> Testbed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoopbackTestbed(Testbed):
+    """Three processes on 127.0.0.1, each on a port of its own."""
+
+    name = "udp"
+
+    def __init__(self, placement: str):
+        super().__init__(placement)
+        lo = "127.0.0.1"
+        for role in ("sender", "middle", "receiver"):
+            self.hosts[role] = Host(role, None, {"sender": lo, "middle": lo, "receiver": lo})
+        self._ports = {role: _free_udp_port() for role in self.hosts}
+
+    def config_unavailable(self, config: str) -> str | None:
+        if config == "passive":
+            return "kernel IP forwarding needs a kernel between the hosts (netns or mininet)"
+        return None
+
+    def port(self, role: str) -> int:
+        return self._ports[role]
+
+
+def _run(cmd: list[str]) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise PanError(f"`{' '.join(cmd)}` failed: {r.stderr.strip() or r.stdout.strip()}")
+
+
+def netns_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "network namespaces need root (run as root, or use --topology udp)"
+    if shutil.which("ip") is None:
+        return "the `ip` command (iproute2) is not installed"
+    if not Path("/proc/self/ns/net").exists():
+        return "this kernel has no network namespaces"
+    return None
+
+
+def _our_namespaces() -> list[str]:
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    return [line.split()[0] for line in r.stdout.splitlines() if line.startswith(NS_PREFIX)]
+
+
+def sweep_stale_namespaces() -> list[str]:
+    """Delete namespaces left by a bench process that no longer exists; returns their names."""
+    gone = []
+    for ns in _our_namespaces():
+        try:
+            pid = int(ns[len(NS_PREFIX) :].split("-")[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            gone.append(ns)
+    return gone
+
+
+class NetnsTestbed(Testbed):
+    """sender - middle - receiver in three network namespaces (plus a direct sender - receiver pair)."""
+
+    name = "netns"
+    SUBNETS = {"sm": "10.201.1", "mr": "10.201.2", "sr": "10.201.3"}
+
+    def __init__(self, placement: str):
+        why = netns_unavailable()
+        if why:
+            raise PanError(f"topology netns is unavailable: {why}")
+        super().__init__(placement)
+        sweep_stale_namespaces()
+        pid = os.getpid()
+        self.ns = {role: f"{NS_PREFIX}{pid}-{role[0]}" for role in ("sender", "middle", "receiver")}
+        self.made: list[str] = []
+        try:
+            self._build(pid)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, pid: int) -> None:
+        ns = self.ns
+        for role, name in ns.items():
+            _run(["ip", "netns", "add", name])
+            self.made.append(name)
+            _run(["ip", "-n", name, "link", "set", "lo", "up"])
+        s, m, r = ns["sender"], ns["middle"], ns["receiver"]
+        net = self.SUBNETS
+        pairs = [("sm", s, m), ("mr", m, r), ("sr", s, r)]
+        for tag, a, b in pairs:
+            va, vb = f"pb{pid}{tag}a", f"pb{pid}{tag}b"
+            _run(["ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b])
+            _run(["ip", "-n", a, "addr", "add", f"{net[tag]}.1/24", "dev", va])
+            _run(["ip", "-n", b, "addr", "add", f"{net[tag]}.2/24", "dev", vb])
+            _run(["ip", "-n", a, "link", "set", va, "up"])
+            _run(["ip", "-n", b, "link", "set", vb, "up"])
+        # the middle forwards between the two subnets (a sysctl of its own namespace only)
+        _run(["ip", "netns", "exec", m, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        _run(["ip", "-n", s, "route", "add", f"{net['mr']}.0/24", "via", f"{net['sm']}.2"])
+        _run(["ip", "-n", r, "route", "add", f"{net['sm']}.0/24", "via", f"{net['mr']}.1"])
+        self.hosts = {
+            # each host's own address on the link toward each other host (.1 = the first of the pair)
+            "sender": Host("sender", s, {"middle": f"{net['sm']}.1", "receiver": f"{net['sr']}.1"}),
+            "middle": Host("middle", m, {"sender": f"{net['sm']}.2", "receiver": f"{net['mr']}.1"}),
+            "receiver": Host("receiver", r, {"middle": f"{net['mr']}.2", "sender": f"{net['sr']}.2"}),
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            super().close()
+        finally:
+            for name in getattr(self, "made", []):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            self.made = []
+
+
+def mininet_unavailable() -> str | None:
+    if shutil.which("mn") is None:
+        return "Mininet is not installed (Debian's `mininet` package: apt-get install mininet)"
+    return "Mininet is installed, but this harness drives it only through namespaces it builds itself; use --topology netns"
+
+
+def topology_unavailable(name: str) -> str | None:
+    """Why topology ``name`` cannot run here (None when it can)."""
+    if name in ("inproc", "udp"):
+        return None
+    if name == "netns":
+        return netns_unavailable()
+    if name == "mininet":
+        return mininet_unavailable()
+    return f"unknown topology {name!r}"
+
+
+def make_testbed(name: str, placement: str) -> Testbed:
+    if name == "udp":
+        return LoopbackTestbed(placement)
+    if name == "netns":
+        return NetnsTestbed(placement)
+    raise PanError(f"topology {name} is unavailable: {topology_unavailable(name)}")

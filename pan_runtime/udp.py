@@ -1,0 +1,302 @@
+"""UDP netlinks and the node's event loop.
+
+``UdpTransport`` opens one UDP socket per address family (IPv4, IPv6), receives datagrams
+straight into the node's pool buffers (``recvmsg_into``: the capsule arrives in a segment
+without a copy) and gives the node one ``UdpLink`` per neighbour, which sends a capsule's
+buffer list with one ``sendmsg`` (no join). A datagram from an endpoint that is not a
+configured neighbour, a datagram cut short by the buffer size, or a capsule too large for a
+neighbour's MTU is a counted drop with a reason; the node goes on.
+
+``EventLoop`` is a ``selectors`` loop (epoll on Linux) with a timer heap. Each turn reads up
+to ``rx_burst`` datagrams per readable socket, then evaluates the node's bounded queue one
+capsule at a time (``Node.process``), and blocks in ``select`` only while the queue is
+empty. Why not asyncio: a turn of this loop is a handful of direct calls, and asyncio's
+protocol callbacks would add a call layer and a ``bytes`` object per datagram (no
+``recvmsg_into`` into our pool); measured numbers are in ``docs/network.md``.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import ipaddress
+import logging
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pan_runtime.address import NodeAddress
+from pan_runtime.errors import LinkError, PanError
+from pan_runtime.links import NetLink
+
+if TYPE_CHECKING:
+    from pan_runtime.node import Node
+
+__all__ = ["EventLoop", "UdpLink", "UdpTransport", "MAX_DATAGRAM"]
+
+log = logging.getLogger("pan.udp")
+
+#: the largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP)
+MAX_DATAGRAM = 65507
+_SOCK_BUFFER = 4 << 20
+
+
+class EventLoop:
+    """Readiness callbacks on file objects plus timers; ``run_once`` is one turn."""
+
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.running = False
+        #: called after I/O and timers each turn; returns True while it has more work
+        self.idle: list[Callable[[], bool]] = []
+        self.turns = 0
+
+    def add(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
+        self.sel.register(fileobj, events, callback)
+
+    def modify(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
+        self.sel.modify(fileobj, events, callback)
+
+    def remove(self, fileobj: Any) -> None:
+        try:
+            self.sel.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, self._seq, fn))
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """Wait for I/O (up to ``timeout``, 0 when work is pending), run callbacks, timers, idle work."""
+        busy = False
+        for fn in self.idle:
+            busy = fn() or busy
+        if busy:
+            timeout = 0.0
+        elif self._timers:
+            wait = max(0.0, self._timers[0][0] - time.monotonic())
+            timeout = wait if timeout is None else min(timeout, wait)
+        for key, mask in self.sel.select(timeout):
+            key.data(mask)
+        if self._timers:
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, fn = heapq.heappop(self._timers)
+                fn()
+        self.turns += 1
+
+    def run(self, should_stop: Callable[[], bool] | None = None, tick: float = 0.5) -> None:
+        """Run turns until ``stop()`` (or ``should_stop()`` returns True)."""
+        self.running = True
+        while self.running and not (should_stop and should_stop()):
+            self.run_once(tick)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        self.sel.close()
+
+
+class UdpLink(NetLink):
+    """The link to one neighbour: its endpoint on one of the transport's sockets."""
+
+    def __init__(self, sock: socket.socket, address: NodeAddress, endpoint: tuple[str, int], mtu: int):
+        if not 0 < mtu <= MAX_DATAGRAM:
+            raise LinkError(f"MTU {mtu} for neighbour {address} is outside 1..{MAX_DATAGRAM}")
+        self.sock = sock
+        self.address = address
+        self.endpoint = endpoint
+        self.mtu = mtu
+        self.sent = 0
+        self.sent_bytes = 0
+        self.largest_sent = 0
+        self.received = 0
+        self.received_bytes = 0
+        self.errors = 0
+        self.last_error = ""
+        self._sendmsg = sock.sendmsg
+
+    def send(self, buffers: list[memoryview], next_hop: NodeAddress) -> bool:
+        try:
+            n = self._sendmsg(buffers, (), 0, self.endpoint)
+        except OSError as exc:  # EAGAIN when the socket buffer is full, ENOBUFS, ...
+            self.errors += 1
+            self.last_error = exc.strerror or type(exc).__name__
+            return False
+        self.sent += 1
+        self.sent_bytes += n
+        if n > self.largest_sent:
+            self.largest_sent = n
+        return True
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "endpoint": _endpoint_text(self.endpoint),
+            "mtu": self.mtu,
+            "largest_capsule": self.mtu,
+            "sent": self.sent,
+            "sent_bytes": self.sent_bytes,
+            "largest_sent": self.largest_sent,
+            "received": self.received,
+            "received_bytes": self.received_bytes,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
+
+
+def _endpoint_text(ep: tuple[str, int]) -> str:
+    return f"[{ep[0]}]:{ep[1]}" if ":" in ep[0] else f"{ep[0]}:{ep[1]}"
+
+
+def _norm(host: str) -> str:
+    return str(ipaddress.ip_address(host.split("%", 1)[0]))
+
+
+class UdpTransport:
+    """The node's UDP sockets (one per address family) and its neighbours' links."""
+
+    def __init__(
+        self,
+        node: Node,
+        listen: list[tuple[str, int]],
+        loop: EventLoop,
+        *,
+        accept_unknown_peers: bool = False,
+        rx_burst: int = 64,
+    ):
+        self.node = node
+        self.loop = loop
+        self.accept_unknown_peers = accept_unknown_peers
+        self.rx_burst = rx_burst
+        self.sockets: dict[int, socket.socket] = {}
+        self.links: dict[NodeAddress, UdpLink] = {}
+        self._peers: dict[tuple[str, int], UdpLink] = {}
+        self.unknown_peers = 0
+        self.truncated = 0
+        self._scratch = bytearray(MAX_DATAGRAM)
+        try:
+            for host, port in listen:
+                self._open(host, port)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, host: str, port: int) -> None:
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if fam in self.sockets:
+            raise LinkError(f"a second {'IPv6' if fam == socket.AF_INET6 else 'IPv4'} listen address {host}:{port}: one socket per address family")
+        sock = socket.socket(fam, socket.SOCK_DGRAM)
+        try:
+            if fam == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUFFER)
+                except OSError:
+                    pass
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            ep = _endpoint_text((host, port))
+            if exc.errno == errno.EADDRINUSE:
+                raise LinkError(f"UDP {ep} is already in use by another process; pick another port in node.listen") from None
+            raise LinkError(f"cannot listen on UDP {ep}: {exc.strerror}") from None
+        sock.setblocking(False)
+        self.sockets[fam] = sock
+        self.loop.add(sock, selectors.EVENT_READ, lambda _mask, s=sock: self._readable(s))
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [s.getsockname()[:2] for s in self.sockets.values()]
+
+    def add_neighbor(self, address: NodeAddress, endpoint: tuple[str, int], mtu: int = 9216) -> UdpLink:
+        """Make the link to a neighbour and register it with the node."""
+        host = _norm(endpoint[0])
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = self.sockets.get(fam)
+        if sock is None:
+            raise LinkError(
+                f"neighbour {address} at {_endpoint_text(endpoint)} needs an {'IPv6' if fam == socket.AF_INET6 else 'IPv4'} listen address"
+            )
+        link = UdpLink(sock, address, (host, endpoint[1]), min(mtu, MAX_DATAGRAM))
+        self.links[address] = link
+        self._peers[(host, endpoint[1])] = link
+        self.node.add_neighbor(address, link)
+        return link
+
+    def _readable(self, sock: socket.socket) -> None:
+        node = self.node
+        pool = node.pool
+        peers = self._peers
+        trunc = socket.MSG_TRUNC
+        for _ in range(self.rx_burst):
+            try:
+                slot = pool.take_slot()
+            except PanError:
+                # no buffer: read the datagram away so the socket does not stall, count it
+                try:
+                    sock.recv_into(self._scratch)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    return
+                node.stats.received += 1
+                node._drop_node("pool_exhausted")
+                continue
+            try:
+                n, _anc, flags, addr = sock.recvmsg_into([pool.slot_view(slot)])
+            except BlockingIOError:
+                pool.give_slot(slot)
+                return
+            except OSError as exc:
+                pool.give_slot(slot)
+                log.debug("recvmsg on %s: %s", sock.getsockname(), exc)
+                return
+            link = peers.get((addr[0], addr[1]))
+            if link is None:
+                link = self._unknown(addr)
+                if link is None:
+                    pool.give_slot(slot)
+                    continue
+            link.received += 1
+            link.received_bytes += n
+            if flags & trunc:
+                pool.give_slot(slot)
+                self.truncated += 1
+                node.stats.received += 1
+                node._drop_node("datagram_truncated", f"from {link.address}: larger than {pool.buffer_size} bytes")
+                continue
+            node.receive_segment(pool.segment_for_slot(slot, n), link.address, link)
+
+    def _unknown(self, addr: tuple[Any, ...]) -> UdpLink | None:
+        host, port = addr[0], addr[1]
+        if self.accept_unknown_peers and ":" not in host:
+            address = NodeAddress.from_endpoint(host, port)
+            log.info("learned neighbour %s from its datagram", address)
+            return self.add_neighbor(address, (host, port), self.node.pool.buffer_size)
+        self.unknown_peers += 1
+        self.node.stats.received += 1
+        self.node._drop_node("unknown_peer", _endpoint_text((host, port)))
+        if self.unknown_peers & (self.unknown_peers - 1) == 0:  # log 1, 2, 4, 8, ... times
+            log.warning("dropped a datagram from unknown peer %s (%d so far)", _endpoint_text((host, port)), self.unknown_peers)
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "listen": [_endpoint_text(e) for e in self.endpoints],
+            "unknown_peer_datagrams": self.unknown_peers,
+            "truncated_datagrams": self.truncated,
+            "neighbors": {str(a): link.info() for a, link in sorted(self.links.items())},
+        }
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            self.loop.remove(sock)
+            sock.close()
+        self.sockets.clear()
