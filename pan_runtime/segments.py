@@ -363,7 +363,12 @@ class SegmentPool:
         for s in self._slots:
             s.release()
         self._whole.release()
-        self._map.close()
+        try:
+            self._map.close()
+        except BufferError:
+            raise SegmentError(
+                "closing a segment pool while memoryviews of its buffers are still held; drop them first"
+            ) from None
         self._closed = True
 
     def __enter__(self) -> SegmentPool:
