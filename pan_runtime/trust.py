@@ -13,6 +13,7 @@ from a local application. A refusal names the rule that refused.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ from pan_runtime.errors import ConfigError, TrustError
 from pan_runtime.runtime import Isolation
 
 __all__ = ["CodeOrigin", "Rule", "TrustPolicy"]
+
+log = logging.getLogger("pan.trust")
 
 
 class CodeOrigin(str, enum.Enum):
@@ -51,6 +54,9 @@ class TrustPolicy:
 
     trusted_keys: set[bytes] = field(default_factory=set)
     rules: dict[tuple[CodeOrigin, Isolation], Rule] = field(default_factory=_default_rules)
+    #: let unsigned unsandboxed (native) code from the network run: any neighbour can then run
+    #: arbitrary machine code in this process. Off unless a configuration turns it on by name.
+    insecure_allow_unsigned_native: bool = False
 
     @staticmethod
     def rule_name(origin: CodeOrigin, isolation: Isolation) -> str:
@@ -75,8 +81,14 @@ class TrustPolicy:
             ) from None
 
     @classmethod
-    def from_config(cls, rules: Mapping[str, str] | None = None, keys: Iterable[bytes] = ()) -> TrustPolicy:
-        policy = cls()
+    def from_config(
+        cls,
+        rules: Mapping[str, str] | None = None,
+        keys: Iterable[bytes] = (),
+        *,
+        insecure_allow_unsigned_native: bool = False,
+    ) -> TrustPolicy:
+        policy = cls(insecure_allow_unsigned_native=insecure_allow_unsigned_native)
         for name, rule in (rules or {}).items():
             policy.set_rule(name, rule)
         policy.trust(keys)
@@ -88,6 +100,16 @@ class TrustPolicy:
         name = self.rule_name(origin, isolation)
         rule = self.rules[(origin, isolation)]
         if rule is Rule.ANY:
+            return
+        if (
+            rule is Rule.SIGNED
+            and self.insecure_allow_unsigned_native
+            and (origin, isolation) == (CodeOrigin.NETWORK, Isolation.NONE)
+        ):
+            log.warning(
+                "loading unsigned native code object %s from the network: insecure_allow_unsigned_native is on",
+                code.short_name,
+            )
             return
         if rule is Rule.NEVER:
             raise TrustError(

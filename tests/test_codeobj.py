@@ -108,3 +108,18 @@ def test_read_names_the_file(tmp_path):
         CodeObject.read(p)
     with pytest.raises(CodeObjectError, match="cannot read"):
         CodeObject.read(tmp_path / "missing.pco")
+
+
+@given(st.binary(max_size=300))
+def test_key_files_with_any_content_raise_key_file_error(tmp_path_factory, data):
+    from pan_runtime.errors import KeyFileError
+    from pan_runtime.keys import load_private_key, load_public_key
+
+    d = tmp_path_factory.mktemp("keys")
+    f = d / "k"
+    f.write_bytes(data)
+    for loader in (load_private_key, load_public_key):
+        try:
+            loader(f)
+        except KeyFileError:
+            pass

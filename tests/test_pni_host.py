@@ -39,3 +39,29 @@ def test_version_compatibility_rule():
     assert not pni.version_compatible("1.4", "1.3")
     assert not pni.version_compatible("2.0", "1.9")
     assert not pni.version_compatible("garbage", "1.0")
+
+
+def test_mutated_specs_load_or_raise_spec_error():
+    """Any edit of the spec text either still loads or names what is wrong; nothing else escapes."""
+    import random
+
+    from pan_runtime.errors import SpecError
+    from pni_spec.spec import SPEC_PATH, load_spec_file
+
+    text = SPEC_PATH.read_text()
+    rng = random.Random(11)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        target = Path(d) / "pni.toml"
+        for _ in range(300):
+            chars = list(text)
+            for _ in range(rng.randrange(1, 4)):
+                i = rng.randrange(len(chars))
+                chars[i] = rng.choice(['"', "=", "[", "]", "x", "\n", "-", "1", " ", "}"])
+            target.write_text("".join(chars))
+            try:
+                load_spec_file(target)
+            except SpecError:
+                pass
