@@ -5,76 +5,24 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pan_jvm.builder import pack_jar
 from pan_jvm.jvm import compiled_classes, find_javac
 from pan_jvm.runtime import JvmLoadedCode, JvmRuntime
-from pan_runtime.address import NodeAddress
 from pan_runtime.capsule import Capsule
 from pan_runtime.codeobj import CodeObject
 from pan_runtime.env import Budget, Environment, Origin
-from pan_runtime.pni import NOT_FOUND, PniHost
+from pan_runtime.pni import PniHost
 from pan_runtime.segments import Segment, SegmentPool
-from pan_runtime.softstate import SoftState
+from pan_runtime.testing.stubnode import HOME, PREV, StubNode
 
-HERE = NodeAddress.from_int(0x0A000001)
-HOME = NodeAddress.from_int(0x0A000002)
-PREV = NodeAddress.from_int(0x0A000003)
 SOURCES = Path(__file__).with_name("java")
 BUDGET = Budget(time_ms=100.0, memory_bytes=8 << 20)
 
 
-class FakeNode:
-    """Just enough of ``NodeServices`` to run code: records sends, serves soft state and deps."""
-
-    def __init__(self) -> None:
-        self.address = HERE
-        self.sent: list[tuple[str, NodeAddress, bytes]] = []
-        self.states: dict[bytes, SoftState] = {}
-        self.deps: dict[tuple[bytes, int], Any] = {}
-        self.clock = 1_000_000
-
-    def now_ns(self) -> int:
-        self.clock += 1
-        return self.clock
-
-    def soft_state(self, code: CodeObject) -> SoftState:
-        return self.states.setdefault(code.name, SoftState())
-
-    def send_toward(self, env: Environment, dest: NodeAddress, body: Segment) -> int:
-        self.sent.append(("toward", dest, body.tobytes()))
-        return 0
-
-    def send_neighbor(self, env: Environment, neighbor: NodeAddress, body: Segment) -> int:
-        self.sent.append(("neighbor", neighbor, body.tobytes()))
-        return 0
-
-    def deliver(self, env: Environment, token: int, port: int, body: Segment) -> int:
-        return 0
-
-    def link_token(self, code: CodeObject, link: Any) -> int:
-        return 0x1234
-
-    def mtu_toward(self, dest: NodeAddress) -> int:
-        return 1400
-
-    def neighbor_addresses(self) -> list[NodeAddress]:
-        return [PREV]
-
-    def route_lookup(self, dest: NodeAddress) -> tuple[NodeAddress, int] | None:
-        return (PREV, 1)
-
-    def route_set(self, code: CodeObject, dest: NodeAddress, next_hop: NodeAddress, metric: int) -> int:
-        return 0
-
-    def dep_call(self, code: CodeObject, dep: int, export: str, a0: int, a1: int) -> int:
-        loaded = self.deps.get((code.name, dep))
-        if loaded is None:
-            return NOT_FOUND
-        return loaded.call_export(export, a0, a1)
+FakeNode = StubNode
 
 
 def javac(sources: list[Path], out: Path, extra_cp: list[str] = ()) -> dict[str, bytes]:
