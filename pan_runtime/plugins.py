@@ -9,6 +9,7 @@ recorded with its reason; it never stops the others.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,8 @@ class Plugins:
             except Exception as exc:  # an availability probe must never break the listing
                 reason = f"availability check failed: {type(exc).__name__}: {exc}"
             versions: dict[str, str] = {}
-            if reason is None:
+            # only versions known without starting an engine (a classmethod) are listed here
+            if reason is None and isinstance(inspect.getattr_static(cls, "versions"), classmethod):
                 try:
                     versions = dict(cls.versions())
                 except Exception:

@@ -131,7 +131,7 @@ class Runtime(abc.ABC):
     def close(self) -> None:
         """Release engine-wide resources when the node closes."""
 
-    @classmethod
-    def versions(cls) -> dict[str, str]:
-        """Versions of the engine and bindings, for ``pan runtimes`` and bench metadata."""
+    def versions(self) -> dict[str, str]:
+        """Versions of the engine and bindings, for ``pan runtimes`` and bench metadata
+        (a classmethod where they are known without starting the engine)."""
         return {}

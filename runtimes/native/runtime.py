@@ -54,7 +54,8 @@ class NativeRuntime(Runtime):
         except CodeObjectError as exc:
             raise CodeObjectError(f"{code.short_name}: {exc}") from None
 
-    def versions(self) -> dict[str, str]:
+    @classmethod
+    def versions(cls) -> dict[str, str]:
         import elftools
 
         return {"pyelftools": elftools.__version__, "machine": platform.machine()}

@@ -340,7 +340,8 @@ class RestrictedPyRuntime(Runtime):
     def close(self) -> None:
         self._compiled.clear()
 
-    def versions(self) -> dict[str, str]:
+    @classmethod
+    def versions(cls) -> dict[str, str]:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
