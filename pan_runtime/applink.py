@@ -103,7 +103,7 @@ class AppConnection:
         if len(self.wbuf) > self.server.out_limit:
             self.dropped += 1
             self.server.backpressure += 1
-            self.server.node._drop_node("app_backpressure", self.name)
+            self.server.node.count_drop("app_backpressure", self.name)
             return
         payload = _U16.pack(d.port) + d.code + d.data
         self._write(FRAME.pack(FRAME_HEAD + len(payload), DELIVERY, 0) + payload)

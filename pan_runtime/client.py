@@ -58,6 +58,7 @@ class Client:
             sock.close()
             raise LinkError(f"cannot connect to the node at {self.path}: {exc.strerror or exc}") from None
         self.sock = sock
+        self._mode: float | None = -1.0  # the socket's current timeout (cached: each change is a syscall)
         self._rbuf = bytearray()
         self._inbox: deque[Delivery] = deque()
         self._next_id = 1
@@ -122,6 +123,7 @@ class Client:
         """Inject a whole capsule given as bytes (header + body)."""
         self._check_open()
         data = FRAME.pack(FRAME_HEAD + len(capsule), INJECT, 0) + bytes(capsule)
+        self._timeout(None)
         try:
             self.sock.sendall(data)
         except OSError as exc:
@@ -212,6 +214,7 @@ class Client:
         self._check_open()
         req = self._next_id
         self._next_id = (req + 1) & 0xFFFFFFFF or 1
+        self._timeout(None)
         try:
             self.sock.sendall(frame(kind, req, payload))
         except OSError as exc:
@@ -245,13 +248,9 @@ class Client:
                     del rbuf[:end]
                     return kind, req, data
             if deadline is None:
-                self.sock.settimeout(None)
+                self._timeout(None)
             else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.sock.setblocking(False)
-                else:
-                    self.sock.settimeout(left)
+                self._timeout(max(0.0, deadline - time.monotonic()))
             try:
                 chunk = self.sock.recv(1 << 18)
             except (BlockingIOError, TimeoutError):
@@ -264,6 +263,12 @@ class Client:
                 self.close()
                 raise LinkError(f"the node at {self.path} closed the connection")
             rbuf += chunk
+
+
+    def _timeout(self, t: float | None) -> None:
+        if t != self._mode:
+            self.sock.settimeout(t)
+            self._mode = t
 
 
 class _NodeRefused(PanError):

@@ -168,7 +168,7 @@ def load_config(path: str | Path) -> NodeFileConfig:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the configuration: {exc.strerror}") from None
-    return parse_config(text, str(p), base=p.parent)
+    return parse_config(text, str(p), base=p.parent.resolve())
 
 
 def parse_config(text: str, path: str = "<config>", base: Path | None = None) -> NodeFileConfig:

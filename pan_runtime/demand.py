@@ -170,7 +170,7 @@ class DemandLoader:
 
     def _refuse(self, cap: Capsule, reason: str, name: bytes) -> bool:
         cap.release()
-        self.node._drop_node(reason, name.hex()[:12])
+        self.node.count_drop(reason, name.hex()[:12])
         return True
 
     def _candidates(self, cap: Capsule, item: Any) -> list[NodeAddress]:
@@ -230,10 +230,10 @@ class DemandLoader:
         if link is None and via is not None:
             hop, link = via, node.neighbors.get(via)
         if link is None:
-            node._drop_node("system_no_route", str(dest))
+            node.count_drop("system_no_route", str(dest))
             return False
         if len(data) > link.mtu:
-            node._drop_node("too_big", f"system capsule of {len(data)} bytes > MTU {link.mtu} toward {hop}")
+            node.count_drop("too_big", f"system capsule of {len(data)} bytes > MTU {link.mtu} toward {hop}")
             return False
         if link.send([memoryview(data)], hop):
             node.stats.sent += 1
@@ -267,11 +267,11 @@ class DemandLoader:
     def on_system_capsule(self, cap: Capsule, item: Any) -> None:
         node = self.node
         if item.origin is Origin.APPLICATION:
-            node._drop_node("system_from_app")
+            node.count_drop("system_from_app")
             return
         body = cap.body.tobytes()
         if len(body) < SYS_HEADER.size:
-            node._drop_node("system_malformed", f"{len(body)}-byte system body")
+            node.count_drop("system_malformed", f"{len(body)}-byte system body")
             return
         kind, _r1, _r2, dest_raw = SYS_HEADER.unpack_from(body, 0)
         dest = NodeAddress(dest_raw)
@@ -285,11 +285,11 @@ class DemandLoader:
             else:
                 self._on_not_found(cap)
         else:
-            node._drop_node("system_malformed", f"system message type {kind}")
+            node.count_drop("system_malformed", f"system message type {kind}")
 
     def _relay(self, cap: Capsule, dest: NodeAddress) -> None:
         if cap.hop_limit <= 0:
-            self.node._drop_node("hop_limit")
+            self.node.count_drop("hop_limit")
             return
         if self._send(dest, cap.to_bytes()):
             self.counters["system_forwarded"] += 1
@@ -297,12 +297,12 @@ class DemandLoader:
     def _on_request(self, cap: Capsule, item: Any, body: bytes, dest: NodeAddress) -> None:
         node = self.node
         if len(body) < SYS_HEADER.size + REQ_FIELDS.size:
-            node._drop_node("system_malformed", "short code request")
+            node.count_drop("system_malformed", "short code request")
             return
         chunk_size, n = REQ_FIELDS.unpack_from(body, SYS_HEADER.size)
         off = SYS_HEADER.size + REQ_FIELDS.size
         if len(body) < off + 2 * n or chunk_size < MIN_CHUNK:
-            node._drop_node("system_malformed", "code request with a bad chunk list or size")
+            node.count_drop("system_malformed", "code request with a bad chunk list or size")
             return
         requester = cap.home
         entry = node.cache.peek(cap.name)
@@ -316,7 +316,7 @@ class DemandLoader:
         pco = self._pco(entry.code)
         count = (len(pco) + chunk_size - 1) // chunk_size
         if count > MAX_CHUNKS:
-            node._drop_node("system_too_big", f"{len(pco)} bytes in {chunk_size}-byte chunks")
+            node.count_drop("system_too_big", f"{len(pco)} bytes in {chunk_size}-byte chunks")
             return
         indexes = list(struct.unpack_from(f">{n}H", body, off)) if n else list(range(count))
         self.counters["requests_served"] += 1
@@ -327,7 +327,7 @@ class DemandLoader:
                 continue
             if not self._serving.take(now):
                 self.counters["serve_rate_limited"] += 1
-                node._drop_node("serve_rate_limited", cap.name.hex()[:12])
+                node.count_drop("serve_rate_limited", cap.name.hex()[:12])
                 return
             data = encode_chunk(cap.name, node.address, requester, i, count, len(pco), pco[i * chunk_size : (i + 1) * chunk_size], hop)
             if self._send(requester, data, via=item.prev_hop):
@@ -346,12 +346,12 @@ class DemandLoader:
         node = self.node
         f = self.fetches.get(cap.name)
         if f is None:
-            node._drop_node("system_unexpected", "a code chunk nobody asked for")
+            node.count_drop("system_unexpected", "a code chunk nobody asked for")
             return
         off = SYS_HEADER.size + CHUNK_FIELDS.size
         if len(body) < off:
             self.counters["chunks_bad"] += 1
-            node._drop_node("system_malformed", "short code chunk")
+            node.count_drop("system_malformed", "short code chunk")
             return
         index, count, total = CHUNK_FIELDS.unpack_from(body, SYS_HEADER.size)
         data = body[off:]
@@ -359,7 +359,7 @@ class DemandLoader:
         want_len = min(f.chunk_size, total - index * f.chunk_size)
         if count != expected or index >= count or len(data) != want_len or (f.count and (count, total) != (f.count, f.total)):
             self.counters["chunks_bad"] += 1
-            node._drop_node("system_bad_chunk", f"chunk {index}/{count} of {len(data)} bytes for {cap.name.hex()[:12]}")
+            node.count_drop("system_bad_chunk", f"chunk {index}/{count} of {len(data)} bytes for {cap.name.hex()[:12]}")
             return
         f.count, f.total = count, total
         f.chunks[index] = data
@@ -385,7 +385,7 @@ class DemandLoader:
             code = CodeObject.from_pco(data, expect_name=f.name)
         except CodeObjectError as exc:
             self.counters["hash_mismatch"] += 1
-            node._drop_node("code_hash_mismatch", str(exc))
+            node.count_drop("code_hash_mismatch", str(exc))
             log.warning("discarded code received for %s: %s", f.name.hex()[:12], exc)
             f.chunks.clear()
             f.count = f.total = 0
@@ -423,7 +423,7 @@ class DemandLoader:
         self.parked_total -= len(f.parked)
         for cap, _item in f.parked:
             cap.release()
-            self.node._drop_node(reason, detail)
+            self.node.count_drop(reason, detail)
         f.parked.clear()
         log.info("gave up fetching %s: %s (%s)", f.name.hex()[:12], reason, detail)
 

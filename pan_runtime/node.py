@@ -413,7 +413,7 @@ class Node:
         """Queue a datagram from a neighbour (copied into the node's pool); False if dropped."""
         self.stats.received += 1
         if len(self.queue) >= self.config.queue_limit:
-            self._drop_node("queue_full")
+            self.count_drop("queue_full")
             return False
         pool = self.pool
         if len(buffers) == 1:  # type: ignore[arg-type]
@@ -424,12 +424,12 @@ class Node:
             for b in buffers:
                 total += len(b)
         if total > pool.buffer_size:
-            self._drop_node("too_big", f"{total} bytes > pool buffer {pool.buffer_size}")
+            self.count_drop("too_big", f"{total} bytes > pool buffer {pool.buffer_size}")
             return False
         try:
             slot = pool.take_slot()
         except PanError:
-            self._drop_node("pool_exhausted")
+            self.count_drop("pool_exhausted")
             return False
         dst = pool.slot_view(slot)
         pos = 0
@@ -445,7 +445,7 @@ class Node:
         self.stats.received += 1
         if len(self.queue) >= self.config.queue_limit:
             seg.release()
-            self._drop_node("queue_full")
+            self.count_drop("queue_full")
             return False
         self.queue.append(_Queued(seg, _NETWORK, link, prev_hop))
         return True
@@ -456,7 +456,7 @@ class Node:
         app.check_open()
         self.stats.injected += 1
         if len(self.queue) >= self.config.queue_limit:
-            self._drop_node("queue_full")
+            self.count_drop("queue_full")
             return False
         n = len(data)
         if n <= self.pool.buffer_size:
@@ -509,16 +509,16 @@ class Node:
         try:
             cap = Capsule.parse(seg)
         except CapsuleError as exc:
-            self._drop_node(f"malformed:{exc.reason}", str(exc))
+            self.count_drop(f"malformed:{exc.reason}", str(exc))
             return None
         except PanError as exc:
-            self._drop_node("malformed", str(exc))
+            self.count_drop("malformed", str(exc))
             return None
         finally:
             seg.release()
         if item.origin is _NETWORK:
             if cap.hop_limit == 0:
-                self._drop_node("hop_limit")
+                self.count_drop("hop_limit")
                 cap.release()
                 return None
             cap.hop_limit -= 1
@@ -531,16 +531,16 @@ class Node:
                     self.on_system_capsule(cap, item)
                 except Exception:
                     log.exception("system capsule handler failed")
-                    self._drop_node("system_error")
+                    self.count_drop("system_error")
             else:
-                self._drop_node("system_unsupported")
+                self.count_drop("system_unsupported")
             cap.release()
             return None
         entry = self.cache.get(cap.name)
         if entry is None:
             if self.on_missing_code is not None and self.on_missing_code(cap, item):
                 return None
-            self._drop_node("no_code", cap.name.hex()[:12])
+            self.count_drop("no_code", cap.name.hex()[:12])
             cap.release()
             return None
         if entry.breaker.open_until and not entry.breaker.allows(self.now_ns()):
@@ -746,14 +746,16 @@ class Node:
 
     def _drop(self, entry: CacheEntry | None, reason: str, detail: str = "") -> None:
         if entry is None:
-            self._drop_node(reason, detail)
+            self.count_drop(reason, detail)
             return
         entry.stats.drops[reason] += 1
         self._emit(CapsuleDropped(reason, entry.code.hex_name, detail))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: dropped a %s capsule: %s %s", self.name, entry.code.short_name, reason, detail)
 
-    def _drop_node(self, reason: str, detail: str = "") -> None:
+    def count_drop(self, reason: str, detail: str = "") -> None:
+        """Count (and log at debug level) a capsule dropped before any code object saw it;
+        links and the demand loader report their drops here too."""
         self.stats.drops[reason] += 1
         self._emit(CapsuleDropped(reason, "", detail))
         if log.isEnabledFor(logging.DEBUG):

@@ -51,8 +51,9 @@ class EventLoop:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self.running = False
-        #: called after I/O and timers each turn; returns True while it has more work
-        self.idle: list[Callable[[], bool]] = []
+        #: called at the start of each turn; each returns the seconds until it needs to run
+        #: again (0: it has work queued now) or None (only when I/O arrives)
+        self.idle: list[Callable[[], float | None]] = []
         self.turns = 0
 
     def add(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
@@ -73,12 +74,11 @@ class EventLoop:
 
     def run_once(self, timeout: float | None = None) -> None:
         """Wait for I/O (up to ``timeout``, 0 when work is pending), run callbacks, timers, idle work."""
-        busy = False
         for fn in self.idle:
-            busy = fn() or busy
-        if busy:
-            timeout = 0.0
-        elif self._timers:
+            wait = fn()
+            if wait is not None:
+                timeout = wait if timeout is None else min(timeout, wait)
+        if self._timers:
             wait = max(0.0, self._timers[0][0] - time.monotonic())
             timeout = wait if timeout is None else min(timeout, wait)
         for key, mask in self.sel.select(timeout):
@@ -247,7 +247,7 @@ class UdpTransport:
                 except OSError:
                     return
                 node.stats.received += 1
-                node._drop_node("pool_exhausted")
+                node.count_drop("pool_exhausted")
                 continue
             try:
                 n, _anc, flags, addr = sock.recvmsg_into([pool.slot_view(slot)])
@@ -270,7 +270,7 @@ class UdpTransport:
                 pool.give_slot(slot)
                 self.truncated += 1
                 node.stats.received += 1
-                node._drop_node("datagram_truncated", f"from {link.address}: larger than {pool.buffer_size} bytes")
+                node.count_drop("datagram_truncated", f"from {link.address}: larger than {pool.buffer_size} bytes")
                 continue
             node.receive_segment(pool.segment_for_slot(slot, n), link.address, link)
 
@@ -282,7 +282,7 @@ class UdpTransport:
             return self.add_neighbor(address, (host, port), self.node.pool.buffer_size)
         self.unknown_peers += 1
         self.node.stats.received += 1
-        self.node._drop_node("unknown_peer", _endpoint_text((host, port)))
+        self.node.count_drop("unknown_peer", _endpoint_text((host, port)))
         if self.unknown_peers & (self.unknown_peers - 1) == 0:  # log 1, 2, 4, 8, ... times
             log.warning("dropped a datagram from unknown peer %s (%d so far)", _endpoint_text((host, port)), self.unknown_peers)
         return None

@@ -28,12 +28,14 @@ PORT = 7
 
 class Trial:
     """What one trial measured: samples (µs or capsules/s) and, for jvm, the samples taken
-    while no garbage collection ran, and how many collections ran."""
+    while no garbage collection ran and how many collections ran."""
 
-    def __init__(self, samples: list[float], clean: list[float] | None = None, gc_pauses: int | None = None):
+    def __init__(self, samples: list[float], clean: list[float] | None = None, gc_pauses: int | None = None, loss: float = 0.0):
         self.samples = samples
         self.clean = clean
         self.gc_pauses = gc_pauses
+        #: flood only: the fraction of data capsules the receiver did not count
+        self.loss = loss
 
 
 def body_length(size: int) -> int:

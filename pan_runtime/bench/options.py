@@ -78,7 +78,10 @@ class Plan:
     batch: int
     placement: str
     quick: bool
+    #: what the plan names but cannot run here ("runtime jvm": "no JDK")
     skipped: dict[str, str] = field(default_factory=dict)
+    #: topologies the plan names that are unavailable here, with the reason
+    skipped_topologies: dict[str, str] = field(default_factory=dict)
 
     def options(self) -> dict[str, object]:
         return {

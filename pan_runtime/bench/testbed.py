@@ -230,7 +230,7 @@ class NetnsTestbed(Testbed):
 
     def _build(self, pid: int) -> None:
         ns = self.ns
-        for role, name in ns.items():
+        for name in ns.values():
             _run(["ip", "netns", "add", name])
             self.made.append(name)
             _run(["ip", "-n", name, "link", "set", "lo", "up"])

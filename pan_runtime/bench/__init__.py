@@ -1,0 +1,145 @@
+"""``pan bench``: compare runtimes on the paper's experiments, measured side by side in one run.
+
+Experiments ``dispatch`` (per-capsule time inside one node), ``ping`` (round trip, and the
+middle node's added latency) and ``flood`` (throughput); configurations ``none``,
+``passive``, ``cforw``, ``active``, ``activecopy``; topologies ``inproc``, ``udp``, ``netns``,
+``mininet``. ``docs/bench.md`` explains the run, the JSON and how to read the figures;
+``pan bench report FILE.json`` renders a run as Markdown next to the paper's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+from pan_runtime.errors import PanError
+
+from .dispatch import dispatch_experiment
+from .options import CONFIGS, EXPERIMENTS, PLACEMENTS, TOPOLOGIES, make_plan
+from .results import Result
+
+__all__ = ["Result", "add_arguments", "main", "dispatch_experiment"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``pan bench`` (and its ``report`` subcommand) on ``p``."""
+    p.add_argument("--experiment", help=f"comma-separated: {', '.join(EXPERIMENTS)} (default dispatch)")
+    p.add_argument("--topology", help=f"comma-separated: {', '.join(TOPOLOGIES)} (default inproc)")
+    p.add_argument("--config", help=f"comma-separated: {', '.join(CONFIGS)} (default all that the topology has)")
+    p.add_argument("--runtime", help="comma-separated runtimes (default: native, wasm, jvm, restricted_py; "
+                                     "dispatch also takes the baselines null and bare)")
+    p.add_argument("--size", help="comma-separated IP packet sizes in bytes (default 128,156,512,1024,1500,1504,2048,8192)")
+    p.add_argument("--batch", type=int, default=1, help="largest batch the node hands a runtime in dispatch (default 1)")
+    p.add_argument("--count", type=int, help="capsules per trial (default: dispatch 2000, ping 300, flood 4000)")
+    p.add_argument("--trials", type=int, help="trials per cell, the median kept (default 3)")
+    p.add_argument("--warmup", type=int, help="untimed trials before the timed ones (default 1)")
+    p.add_argument("--placement", default="onecpu", help=f"{', '.join(PLACEMENTS)}: which CPUs the hosts run on (default onecpu)")
+    p.add_argument("--json", metavar="FILE", help="write results as JSON")
+    p.add_argument("--plot", metavar="DIR", help="draw the paper's figures as PNG files into DIR (needs matplotlib)")
+    p.add_argument("--quick", action="store_true", help="a smoke run under a minute: few capsules, one trial, two sizes")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    sub = p.add_subparsers(dest="bench_command", metavar="[report]")
+    r = sub.add_parser("report", help="render a bench JSON file as a Markdown report next to the paper's figures")
+    r.add_argument("file", help="a JSON file from `pan bench --json`")
+    r.add_argument("-o", "--output", help="write the report here (default: standard output)")
+    r.add_argument("--plot", dest="report_plot", metavar="DIR", help="also draw the figures into DIR and link them")
+
+
+def _known_runtimes() -> tuple[dict[str, str | None], dict[str, dict[str, str]]]:
+    from pan_runtime.node import default_plugins
+
+    infos = default_plugins().runtime_infos()
+    return {i.name: (None if i.available else (i.reason or "unavailable")) for i in infos}, {i.name: dict(i.versions) for i in infos}
+
+
+class _Progress:
+    def __init__(self, quiet: bool):
+        self.on = not quiet
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, text: str) -> None:
+        if self.on:
+            sys.stderr.write(("\r\033[K" + text) if self.tty else text + "\n")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.on and self.tty:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``pan bench``: check everything, run, print the table, write JSON and plots."""
+    if getattr(args, "bench_command", None) == "report":
+        from .report import report_main
+
+        return report_main(args.file, args.output, args.report_plot)
+    from .placement import cpus_for, pin_self
+    from .results import document, meta, write_json
+    from .runner import run_plan
+    from .table import format_results
+    from .testbed import topology_unavailable
+
+    known, versions = _known_runtimes()
+    plan = make_plan(args, known)
+    for topo in plan.topologies:
+        why = topology_unavailable(topo)
+        if why:
+            plan.skipped_topologies[topo] = why
+    if plan.skipped_topologies and len(plan.skipped_topologies) == len(plan.topologies):
+        raise PanError("; ".join(f"topology {t} is unavailable: {w}" for t, w in plan.skipped_topologies.items()))
+    if args.plot:
+        from .plots import check_matplotlib
+
+        check_matplotlib()
+    available = [r for r in plan.runtimes if known.get(r) is None]
+    progress = _Progress(args.quiet)
+    old_term = signal.signal(signal.SIGTERM, _terminate)
+    affinity = pin_self(plan.placement, "sender")
+    try:
+        outcome = run_plan(plan, available, progress)
+    finally:
+        os.sched_setaffinity(0, affinity)
+        signal.signal(signal.SIGTERM, old_term)
+        progress.done()
+    header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept) after {plan.warmup} warm-up; "
+              f"placement {plan.placement}")
+    print(header)
+    print(format_results(outcome.results) or "(no results)")
+    notes = {**plan.skipped, **{f"topology {t}": w for t, w in plan.skipped_topologies.items()}, **outcome.skipped}
+    if notes:
+        print("\nnot run:")
+        for k, why in notes.items():
+            print(f"  {k}: {why}")
+    if outcome.loss:
+        print("\nflood cells with loss (fraction of data capsules not counted):")
+        for k, v in outcome.loss.items():
+            print(f"  {k}: {v:.1%}")
+    if outcome.failed:
+        print("\nfailed:")
+        for k, why in outcome.failed.items():
+            print(f"  {k}: {why}")
+    if args.json:
+        m = meta(
+            {k: v for k, v in vars(args).items() if k not in ("fn",)} | {"plan": plan.options()},
+            runtime_versions=versions,
+            placement={"mode": plan.placement, "cpus": {r: sorted(cpus_for(plan.placement, r) or []) for r in ("sender", "middle", "receiver")}},
+            skipped=notes,
+            failed=outcome.failed,
+            loss=outcome.loss,
+        )
+        write_json(args.json, document(m, outcome.results))
+        print(f"wrote {args.json}")
+    if args.plot:
+        from .plots import draw_all
+
+        for path in draw_all([r.__dict__ for r in outcome.results], args.plot):
+            print(f"wrote {path}")
+    return 1 if outcome.failed else 0

@@ -1,0 +1,189 @@
+"""A configuration (the paper's Figure 2) brought up on a socket testbed.
+
+The sender and receiver are always ``pan node`` processes; what sits between them is the
+configuration: ``none`` (linked directly), ``passive`` (the middle host's kernel forwards IP),
+``cforw`` (a plain user-space UDP forwarder), ``active`` (a ``pan node``) or ``activecopy``
+(a ``pan node`` that copies capsule data before sending). The harness is the application
+on the sender (and installs code on every node before anything is timed).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from pan_runtime.client import Client
+from pan_runtime.codeobj import CodeObject
+from pan_runtime.errors import PanError
+
+from .testbed import Proc, Testbed
+
+__all__ = ["Running", "copy_on_send_unsupported", "start_configuration"]
+
+
+def copy_on_send_unsupported() -> str | None:
+    """Why ``pan node`` cannot run ``activecopy`` (None when its configuration can say so)."""
+    from pan_runtime.config import parse_config
+
+    try:
+        parse_config('[node]\nlisten = ["127.0.0.1:1"]\n[limits]\ncopy_on_send = true\n')
+    except PanError:
+        return "pan node's configuration has no limits.copy_on_send key (needed to run a copying middle node)"
+    return None
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def node_toml(
+    name: str,
+    listen: str,
+    address: str,
+    app_socket: Path,
+    neighbors: list[tuple[str, str]],
+    routes: list[tuple[str, str]],
+    runtimes: list[str],
+    pool_buffer_size: int,
+    copy_on_send: bool = False,
+) -> str:
+    """The TOML configuration of one bench node (``neighbors``: (address, endpoint) pairs)."""
+    lines = [
+        "[node]",
+        f"name = {_toml_str(name)}",
+        f"listen = [{_toml_str(listen)}]",
+        f"address = {_toml_str(address)}",
+        f"app_socket = {_toml_str(str(app_socket))}",
+        'log_level = "error"',
+        "",
+        "[runtimes]",
+        "enabled = [" + ", ".join(_toml_str(r) for r in runtimes) + "]",
+        "",
+        "[limits]",
+        "queue = 4096",
+        "pool_buffers = 1024",
+        f"pool_buffer_size = {pool_buffer_size}",
+        "budget_time_ms = 1000",
+    ]
+    if copy_on_send:
+        lines.append("copy_on_send = true")
+    for addr, ep in neighbors:
+        lines += ["", "[[neighbors]]", f"address = {_toml_str(addr)}", f"endpoint = {_toml_str(ep)}"]
+    for dest, via in routes:
+        lines += ["", "[[routes]]", f"dest = {_toml_str(dest)}", f"via = {_toml_str(via)}"]
+    return "\n".join(lines) + "\n"
+
+
+class Running:
+    """The processes of one configuration, and the harness's application links to its nodes."""
+
+    def __init__(self, bed: Testbed, config: str, procs: list[Proc], sockets: dict[str, Path], receiver_address: str):
+        self.bed = bed
+        self.config = config
+        self.procs = procs
+        self.sockets = sockets
+        self.receiver_address = receiver_address
+        self.clients: dict[str, Client] = {}
+        for role, path in sockets.items():
+            self.clients[role] = Client.connect(path, timeout=30.0, request_timeout=120.0)
+
+    @property
+    def app(self) -> Client:
+        """The application on the sender node."""
+        return self.clients["sender"]
+
+    def install_everywhere(self, codes: dict[str, CodeObject]) -> None:
+        """Install (pinned) the code objects on every pan node of the configuration."""
+        for c in self.clients.values():
+            for code in codes.values():
+                c.install(code, pin=True)
+
+    def use_runtime(self, codes: dict[str, CodeObject], port: int) -> None:
+        """Make ``codes``' portmapper current on every node and bind ``port`` to the harness."""
+        for c in self.clients.values():
+            c.use_portmapper(codes["portmapper"])
+        self.app.bind(port)
+        time.sleep(0.05)  # the bind capsule is evaluated on the node's next turn
+        self.app.ping_node()
+
+    def node_stats(self) -> dict[str, dict[str, object]]:
+        return {role: c.stats() for role, c in self.clients.items()}
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            try:
+                c.close()
+            except PanError:
+                pass
+        self.clients.clear()
+        for p in self.procs:
+            p.stop()
+            if p in self.bed.procs:
+                self.bed.procs.remove(p)
+        for path in self.sockets.values():
+            path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pan_node(bed: Testbed, role: str, toml: str) -> tuple[Proc, Path]:
+    cfg = bed.tmp / f"{role}.toml"
+    cfg.write_text(toml)
+    proc = bed.spawn(role, [sys.executable, "-m", "pan_runtime.cli", "node", str(cfg)], f"pan node ({role})")
+    return proc, cfg
+
+
+def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int) -> Running:
+    """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect."""
+    why = bed.config_unavailable(config)
+    if why:
+        raise PanError(f"configuration {config} on {bed.name}: {why}")
+    s, m, r = bed.hosts["sender"], bed.hosts["middle"], bed.hosts["receiver"]
+    ps, pm, pr = bed.port("sender"), bed.port("middle"), bed.port("receiver")
+    pool = max(9216, max_size)
+    if config == "none":
+        s_ip, r_ip = s.ip_toward("receiver"), r.ip_toward("sender")
+    else:
+        s_ip, r_ip = s.ip_toward("middle"), r.ip_toward("middle")
+    s_addr, r_addr = f"{s_ip}:{ps}", f"{r_ip}:{pr}"
+    m_addr = f"{m.ip_toward('sender')}:{pm}"  # the middle's name, as the sender sees it
+    m_for_r = f"{m.ip_toward('receiver')}:{pm}"  # its endpoint, as the receiver sees it
+    m_listen = f"0.0.0.0:{pm}" if m.ns is not None else m_addr
+    if config in ("none", "passive"):
+        s_nb, r_nb = [(r_addr, r_addr)], [(s_addr, s_addr)]
+        s_rt: list[tuple[str, str]] = []
+        r_rt: list[tuple[str, str]] = []
+    else:
+        s_nb, r_nb = [(m_addr, m_addr)], [(m_addr, m_for_r)]
+        s_rt, r_rt = [(r_addr, m_addr)], [(s_addr, m_addr)]
+    procs: list[Proc] = []
+    sockets = {role: bed.tmp / f"{role}.sock" for role in ("sender", "receiver")}
+    try:
+        if config == "cforw":
+            fw = bed.spawn("middle", [sys.executable, "-m", "pan_runtime.bench.forwarder", m_listen, s_addr, r_addr], "cforw")
+            procs.append(fw)
+            fw.wait_line("ready", 30.0)
+        elif config in ("active", "activecopy"):
+            sockets["middle"] = bed.tmp / "middle.sock"
+            toml = node_toml(
+                "middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
+                copy_on_send=config == "activecopy",
+            )
+            procs.append(_pan_node(bed, "middle", toml)[0])
+        procs.append(_pan_node(bed, "receiver", node_toml("receiver", r_addr, r_addr, sockets["receiver"], r_nb, r_rt, runtimes, pool))[0])
+        procs.append(_pan_node(bed, "sender", node_toml("sender", s_addr, s_addr, sockets["sender"], s_nb, s_rt, runtimes, pool))[0])
+        for p in procs:
+            if p.name.startswith("pan node"):
+                p.wait_line("pan node", 60.0)
+        return Running(bed, config, procs, sockets, r_addr)
+    except BaseException:
+        for p in procs:
+            p.stop()
+            if p in bed.procs:
+                bed.procs.remove(p)
+        raise

@@ -1,0 +1,227 @@
+"""Runs a plan: every experiment, topology, configuration, runtime and size it names, in an
+order that lets drift of a shared machine hit all runtimes alike, and turns the trials
+into result rows (the median trial kept) plus the derived metrics of the paper's figures.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pan_runtime.errors import PanError
+
+from .dispatch import dispatch_experiment
+from .inproc import PORT, Trial, inproc_flood, inproc_ping, reference_set
+from .options import Plan, config_unsupported, min_size
+from .results import Result, summarize
+
+__all__ = ["Outcome", "run_plan", "derive", "NOGC_SUFFIX"]
+
+#: a jvm runtime's figures with the samples during which a collection ran left out
+NOGC_SUFFIX = "-nogc"
+
+
+@dataclass
+class Outcome:
+    results: list[Result] = field(default_factory=list)
+    #: what did not run, and why ("ping netns cforw jvm 128": "...")
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: what ran and failed, and how
+    failed: dict[str, str] = field(default_factory=dict)
+    #: flood cells whose receiver counted fewer capsules than were sent (fraction lost)
+    loss: dict[str, float] = field(default_factory=dict)
+
+
+def _median_of_trials(trials: list[list[float]]) -> dict[str, float]:
+    """Each stat as the median over trials of that stat within a trial."""
+    per = [summarize(t) for t in trials if t]
+    return {k: statistics.median(p[k] for p in per) for k in per[0]}
+
+
+class _Recorder:
+    def __init__(self, out: Outcome):
+        self.out = out
+
+    def add(self, exp: str, topo: str, config: str, runtime: str, size: int, metric: str, stats: dict[str, float]) -> None:
+        for stat, value in stats.items():
+            self.out.results.append(Result(exp, topo, config, runtime, size, metric, stat, float(value)))
+
+    def trials(self, exp: str, topo: str, config: str, runtime: str, size: int, trials: list[Trial]) -> None:
+        if exp == "ping":
+            self.add(exp, topo, config, runtime, size, "rtt_us", _median_of_trials([t.samples for t in trials]))
+            clean = [t.clean for t in trials if t.clean is not None]
+            if clean and all(clean):
+                self.add(exp, topo, config, runtime + NOGC_SUFFIX, size, "rtt_us", _median_of_trials(clean))
+        else:
+            cps = [t.samples[0] for t in trials]
+            s = {k: v for k, v in summarize(cps).items() if k != "p99"}
+            self.add(exp, topo, config, runtime, size, "capsules_per_s", s)
+            self.add(exp, topo, config, runtime, size, "mbit_per_s", {k: v * size * 8 / 1e6 for k, v in s.items()})
+            worst = max(t.loss for t in trials)
+            if worst > 0:
+                self.out.loss[f"{exp} {topo} {config} {runtime} {size}"] = worst
+        gcs = [t.gc_pauses for t in trials if t.gc_pauses is not None]
+        if gcs:
+            self.add(exp, topo, config, runtime, size, "gc_pauses", {"median": statistics.median(gcs), "max": max(gcs)})
+
+
+def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] | None = None) -> Outcome:
+    """Run every cell of ``plan`` with the ``available`` runtimes (others are in ``plan.skipped``)."""
+    out = Outcome()
+    rec = _Recorder(out)
+    runtimes = [r for r in plan.runtimes if r in available or r in ("null", "bare")]
+
+    def attempt(key: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except PanError as exc:
+            out.failed[key] = str(exc)
+
+    if "dispatch" in plan.experiments:
+        for size in plan.sizes:
+            for config in (c for c in plan.configs if c in ("active", "activecopy")):
+                for rt in runtimes:
+                    def one(rt: str = rt, size: int = size, config: str = config) -> None:
+                        samples = dispatch_experiment(
+                            rt, size, count=plan.counts["dispatch"], trials=plan.trials, batch=plan.batch,
+                            warmup=plan.warmup, copy=config == "activecopy", progress=progress,
+                        )
+                        s = {k: v for k, v in summarize(samples).items() if k != "p99"}
+                        rec.add("dispatch", "inproc", config, rt, size, "dispatch_us", s)
+
+                    attempt(f"dispatch inproc {config} {rt} {size}", one)
+    socket_exps = [e for e in plan.experiments if e in ("ping", "flood")]
+    if not socket_exps:
+        return out
+    node_rts = [r for r in runtimes if r not in ("null", "bare")]
+    for r in runtimes:
+        if r in ("null", "bare"):
+            out.skipped[f"ping/flood {r}"] = "a dispatch baseline: it has no ping or flood protocol"
+    codes = {}
+    for r in node_rts:
+        try:
+            codes[r] = reference_set(r)
+        except PanError as exc:
+            out.failed[f"build {r}"] = str(exc)
+    node_rts = [r for r in node_rts if r in codes]
+    for topo in plan.topologies:
+        if topo in plan.skipped_topologies:
+            continue
+        if topo == "inproc":
+            _run_inproc(plan, socket_exps, node_rts, rec, attempt, progress)
+        else:
+            _run_sockets(plan, topo, socket_exps, node_rts, codes, rec, attempt, progress)
+    derive(out)
+    return out
+
+
+def _cells(plan: Plan, exps: list[str], topo: str, rec: _Recorder) -> list[tuple[str, str]]:
+    """(config, reason-or-empty) pairs for ``topo``; unsupported ones noted once as skipped."""
+    cells = []
+    for config in plan.configs:
+        reasons = {e: config_unsupported(e, topo, config) for e in exps}
+        if all(reasons.values()):
+            rec.out.skipped[f"{'/'.join(exps)} {topo} {config}"] = next(iter(reasons.values())) or ""
+            continue
+        cells.append((config, ""))
+    return cells
+
+
+def _size_ok(exp: str, size: int, key: str, rec: _Recorder) -> bool:
+    if size < min_size(exp):
+        rec.out.skipped[key] = f"a {exp} capsule needs at least {min_size(exp)} bytes"
+        return False
+    return True
+
+
+def _run_inproc(plan, exps, runtimes, rec, attempt, progress) -> None:  # type: ignore[no-untyped-def]
+    for config, _ in _cells(plan, exps, "inproc", rec):
+        for size in plan.sizes:
+            for rt in runtimes:
+                for exp in exps:
+                    key = f"{exp} inproc {config} {rt} {size}"
+                    if config_unsupported(exp, "inproc", config) or not _size_ok(exp, size, key, rec):
+                        continue
+                    fn = inproc_ping if exp == "ping" else inproc_flood
+
+                    def one(fn=fn, exp=exp, rt=rt, size=size, config=config) -> None:  # type: ignore[no-untyped-def]
+                        trials = fn(rt, config, size, count=plan.counts[exp], trials=plan.trials, warmup=plan.warmup, progress=progress)
+                        rec.trials(exp, "inproc", config, rt, size, trials)
+
+                    attempt(key, one)
+
+
+def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> None:  # type: ignore[no-untyped-def]
+    from .configuration import copy_on_send_unsupported, start_configuration
+    from .sockets import socket_flood, socket_ping
+    from .testbed import make_testbed
+
+    copy_why = copy_on_send_unsupported()
+    with make_testbed(topo, plan.placement) as bed:
+        flow = 0
+        for config, _ in _cells(plan, exps, topo, rec):
+            why = bed.config_unavailable(config) or (copy_why if config == "activecopy" else None)
+            if why:
+                rec.out.skipped[f"{'/'.join(exps)} {topo} {config}"] = why
+                continue
+            if progress:
+                progress(f"{topo}: starting {config}")
+            try:
+                running = start_configuration(bed, config, runtimes, max(plan.sizes))
+            except PanError as exc:
+                rec.out.failed[f"{'/'.join(exps)} {topo} {config}"] = str(exc)
+                continue
+            with running:
+                ok = []
+                for rt in runtimes:
+                    try:
+                        running.install_everywhere(codes[rt])
+                        ok.append(rt)
+                    except PanError as exc:
+                        rec.out.failed[f"{'/'.join(exps)} {topo} {config} {rt}"] = f"installing the reference protocols: {exc}"
+                for size in plan.sizes:
+                    for rt in ok:
+                        try:
+                            running.use_runtime(codes[rt], PORT)
+                        except PanError as exc:
+                            rec.out.failed[f"{'/'.join(exps)} {topo} {config} {rt} {size}"] = str(exc)
+                            continue
+                        for exp in exps:
+                            key = f"{exp} {topo} {config} {rt} {size}"
+                            if not _size_ok(exp, size, key, rec):
+                                continue
+                            flow += 100
+
+                            def one(exp=exp, rt=rt, size=size, config=config, flow=flow, running=running) -> None:  # type: ignore[no-untyped-def]
+                                kw = dict(count=plan.counts[exp], trials=plan.trials, warmup=plan.warmup, progress=progress)
+                                if exp == "ping":
+                                    trials = socket_ping(running, rt, codes[rt], size, **kw)
+                                else:
+                                    trials = socket_flood(running, rt, codes[rt], size, flow_base=flow, **kw)
+                                rec.trials(exp, topo, config, rt, size, trials)
+
+                            attempt(key, one)
+
+
+def derive(out: Outcome) -> None:
+    """Add ``added_us`` (half the round trip above ``none``) and ``overhead_pct`` (above the
+    forwarding baseline: ``passive`` where it was measured, else ``cforw``)."""
+    rtt = {
+        (r.topology, r.config, r.runtime, r.size): r.value
+        for r in out.results
+        if r.experiment == "ping" and r.metric == "rtt_us" and r.stat == "median"
+    }
+    added: dict[tuple[str, str, str, int], float] = {}
+    for (topo, config, rt, size), v in rtt.items():
+        none = rtt.get((topo, "none", rt, size))
+        if config == "none" or none is None:
+            continue
+        added[(topo, config, rt, size)] = a = (v - none) / 2
+        out.results.append(Result("ping", topo, config, rt, size, "added_us", "median", a))
+    for (topo, config, rt, size), a in added.items():
+        base_cfg = "passive" if (topo, "passive", rt, size) in added else "cforw"
+        base = added.get((topo, base_cfg, rt, size))
+        if config == base_cfg or base is None or base <= 0:
+            continue
+        out.results.append(Result("ping", topo, config, rt, size, "overhead_pct", "median", (a - base) / base * 100))

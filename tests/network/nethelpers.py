@@ -1,0 +1,153 @@
+"""Helpers for the network tests: short socket paths, free ports, configs, node processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pan_runtime.config import parse_config
+from pan_runtime.daemon import NodeDaemon
+
+
+def short_dir() -> Path:
+    """A fresh directory with a short path (UNIX socket paths are limited to 107 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="pan-", dir="/tmp"))
+
+
+def free_udp_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    socks = []
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        for _ in range(n):
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def line_configs(d: Path, ports: list[int], extra: str = "", names=("sender", "middle", "receiver")) -> list[Path]:
+    """Configs for nodes in a line on 127.0.0.1 ports, each with an app socket in ``d``."""
+    addrs = [f"127.0.0.1:{p}" for p in ports]
+    paths = []
+    for i, name in enumerate(names):
+        lines = [
+            "[node]",
+            f'name = "{name}"',
+            f'listen = ["{addrs[i]}"]',
+            f'app_socket = "{name}.sock"',
+        ]
+        nbrs = [j for j in (i - 1, i + 1) if 0 <= j < len(names)]
+        for j in nbrs:
+            lines += ["[[neighbors]]", f'address = "{addrs[j]}"']
+        for j in range(len(names)):
+            if j != i and j not in nbrs:
+                via = addrs[i + 1] if j > i else addrs[i - 1]
+                lines += ["[[routes]]", f'dest = "{addrs[j]}"', f'via = "{via}"', f"metric = {abs(j - i)}"]
+        p = d / f"{name}.toml"
+        p.write_text("\n".join(lines) + "\n" + extra)
+        paths.append(p)
+    return paths
+
+
+def daemon_from(path: Path, **kw) -> NodeDaemon:
+    return NodeDaemon(parse_config(path.read_text(), str(path), base=path.parent), **kw)
+
+
+def pump(daemons: list[NodeDaemon], until: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Turn every daemon's loop until ``until()`` holds (True) or the time is up (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for d in daemons:
+            d.run_once(0.0005)
+        if until():
+            return True
+    return until()
+
+
+@contextlib.contextmanager
+def running(daemon: NodeDaemon) -> Iterator[NodeDaemon]:
+    """Run a daemon's loop in a background thread for the duration of the block."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                daemon.run_once(0.01)
+        except BaseException as exc:  # surfaced in the test
+            errors.append(exc)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield daemon
+    finally:
+        stop.set()
+        t.join(5)
+    if errors:
+        raise errors[0]
+
+
+PAN = [sys.executable, "-m", "pan_runtime.cli"]
+
+
+class NodeProcesses:
+    """``pan node`` processes; ``stop`` ends them all (and is safe to call twice)."""
+
+    def __init__(self, configs: list[Path], logdir: Path):
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+        self.configs = configs
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            for cfg in configs:
+                log = logdir / f"{cfg.stem}.log"
+                self.logs.append(log)
+                with open(log, "wb") as out:
+                    self.procs.append(subprocess.Popen([*PAN, "node", str(cfg)], stdout=out, stderr=subprocess.STDOUT, env=env))
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        for p, log in zip(self.procs, self.logs, strict=True):
+            while b"ready" not in log.read_bytes():
+                if p.poll() is not None:
+                    raise AssertionError(f"{log.stem} exited {p.returncode}: {log.read_text()}")
+                if time.monotonic() > end:
+                    raise AssertionError(f"{log.stem} not ready in {timeout} s: {log.read_text()}")
+                time.sleep(0.02)
+
+    def output(self) -> str:
+        return "\n".join(f"--- {log.stem}\n{log.read_text(errors='replace')}" for log in self.logs)
+
+    def stop(self) -> list[int | None]:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = []
+        for p in self.procs:
+            try:
+                codes.append(p.wait(10))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes.append(p.wait(5))
+        return codes
+
+
+def remove_tree(d: Path) -> None:
+    shutil.rmtree(d, ignore_errors=True)
