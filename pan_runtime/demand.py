@@ -99,6 +99,9 @@ class _Fetch:
     count: int = 0
     total: int = 0
     chunks: dict[int, bytes] = field(default_factory=dict)
+    #: the fetched code object, held until the dependencies it names are installed
+    code: CodeObject | None = None
+    waiting: set[bytes] = field(default_factory=set)
 
 
 class DemandLoader:
@@ -253,6 +256,9 @@ class DemandLoader:
             if now >= f.deadline_ns:
                 self._fail(f, "fetch_timeout", f"no answer from {', '.join(map(str, f.candidates))} within {self.cfg.deadline_ms} ms")
                 continue
+            if f.code is not None:  # fetched; waiting for its dependencies
+                nxt = f.deadline_ns if nxt is None else min(nxt, f.deadline_ns)
+                continue
             if now >= f.next_ns:
                 self._ask(f, now)
             due = min(f.next_ns, f.deadline_ns)
@@ -391,6 +397,23 @@ class DemandLoader:
             f.count = f.total = 0
             f.next_ns = node.now_ns()  # ask again (the next candidate)
             return
+        missing = [d for d in code.manifest.dependencies if d not in node.cache]
+        if missing:
+            # hold it and fetch what it depends on, from the same places
+            now = node.now_ns()
+            f.code, f.waiting = code, set(missing)
+            f.chunks.clear()
+            f.deadline_ns = now + self.cfg.deadline_ms * 1_000_000
+            for dep in missing:
+                if dep not in self.fetches:
+                    df = _Fetch(dep, list(f.candidates), now, f.deadline_ns, f.chunk_size)
+                    self.fetches[dep] = df
+                    self._ask(df, now)
+            return
+        self._install(f, code)
+
+    def _install(self, f: _Fetch, code: CodeObject) -> None:
+        node = self.node
         try:
             node.install(code, origin=CodeOrigin.NETWORK)
         except TrustError as exc:
@@ -401,9 +424,12 @@ class DemandLoader:
             log.warning("could not install demand-loaded code %s: %s", code.short_name, exc)
             self._fail(f, "code_refused", str(exc))
             return
-        log.info("demand-loaded %s (%s, %d bytes) from %s", code.short_name, code.runtime, len(data), f.candidates)
+        log.info("demand-loaded %s (%s, %d bytes) from %s", code.short_name, code.runtime, code.size, f.candidates)
         self.counters["fetched"] += 1
         self._finish(f)
+
+    def _waiters(self, name: bytes) -> list[_Fetch]:
+        return [h for h in self.fetches.values() if h.code is not None and name in h.waiting]
 
     def _finish(self, f: _Fetch) -> None:
         self.fetches.pop(f.name, None)
@@ -412,6 +438,10 @@ class DemandLoader:
         for cap, item in reversed(f.parked):
             node.requeue(cap, item)
         f.parked.clear()
+        for held in self._waiters(f.name):
+            held.waiting.discard(f.name)
+            if not held.waiting and held.code is not None:
+                self._install(held, held.code)
 
     def _fail(self, f: _Fetch, reason: str, detail: str) -> None:
         self.fetches.pop(f.name, None)
@@ -426,6 +456,8 @@ class DemandLoader:
             self.node.count_drop(reason, detail)
         f.parked.clear()
         log.info("gave up fetching %s: %s (%s)", f.name.hex()[:12], reason, detail)
+        for held in self._waiters(f.name):
+            self._fail(held, "dependency_failed", f"dependency {f.name.hex()[:12]}: {reason}")
 
     def close(self) -> None:
         """Drop every parked capsule (the node is stopping)."""
