@@ -28,7 +28,7 @@ generate: $(STAMP)
 	$(BIN)/python -m pni_spec.generate
 
 bench: $(STAMP)
-	$(BIN)/pan bench --experiment dispatch --runtime null,bare,restricted_py,wasm,native,jvm --size 128,1500,8192
+	$(BIN)/pan bench --experiment dispatch,ping,flood --topology inproc,udp,netns --runtime native,wasm,jvm,restricted_py,null,bare --json docs/bench-example/run.json --plot docs/bench-example
 
 clean:
 	rm -rf $(VENV)

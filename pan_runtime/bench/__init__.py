@@ -122,6 +122,10 @@ def main(args: argparse.Namespace) -> int:
         print("\nflood cells with loss (fraction of data capsules not counted):")
         for k, v in outcome.loss.items():
             print(f"  {k}: {v:.1%}")
+    for topo, changed in outcome.sysctls.items():
+        print(f"\n{topo} raised machine-wide sysctls while it ran (restored since):")
+        for k, v in changed.items():
+            print(f"  {k}: {v['before']} -> {v['during']}")
     if outcome.failed:
         print("\nfailed:")
         for k, why in outcome.failed.items():
@@ -134,6 +138,7 @@ def main(args: argparse.Namespace) -> int:
             skipped=notes,
             failed=outcome.failed,
             loss=outcome.loss,
+            sysctls=outcome.sysctls,
         )
         write_json(args.json, document(m, outcome.results))
         print(f"wrote {args.json}")

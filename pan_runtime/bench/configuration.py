@@ -131,11 +131,10 @@ class Running:
         self.close()
 
 
-def _pan_node(bed: Testbed, role: str, toml: str) -> tuple[Proc, Path]:
-    cfg = bed.tmp / f"{role}.toml"
+def _pan_node(bed: Testbed, role: str, config: str, toml: str) -> Proc:
+    cfg = bed.tmp / f"{config}-{role}.toml"
     cfg.write_text(toml)
-    proc = bed.spawn(role, [sys.executable, "-m", "pan_runtime.cli", "node", str(cfg)], f"pan node ({role})")
-    return proc, cfg
+    return bed.spawn(role, [sys.executable, "-m", "pan_runtime.cli", "node", str(cfg)], f"pan node ({config} {role})")
 
 
 def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int) -> Running:
@@ -144,7 +143,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
     if why:
         raise PanError(f"configuration {config} on {bed.name}: {why}")
     s, m, r = bed.hosts["sender"], bed.hosts["middle"], bed.hosts["receiver"]
-    ps, pm, pr = bed.port("sender"), bed.port("middle"), bed.port("receiver")
+    ps, pm, pr = (bed.port(role, config) for role in ("sender", "middle", "receiver"))
     pool = max(9216, max_size)
     if config == "none":
         s_ip, r_ip = s.ip_toward("receiver"), r.ip_toward("sender")
@@ -153,7 +152,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
     s_addr, r_addr = f"{s_ip}:{ps}", f"{r_ip}:{pr}"
     m_addr = f"{m.ip_toward('sender')}:{pm}"  # the middle's name, as the sender sees it
     m_for_r = f"{m.ip_toward('receiver')}:{pm}"  # its endpoint, as the receiver sees it
-    m_listen = f"0.0.0.0:{pm}" if m.ns is not None else m_addr
+    m_listen = f"0.0.0.0:{pm}" if m.isolated else m_addr
     if config in ("none", "passive"):
         s_nb, r_nb = [(r_addr, r_addr)], [(s_addr, s_addr)]
         s_rt: list[tuple[str, str]] = []
@@ -162,21 +161,23 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
         s_nb, r_nb = [(m_addr, m_addr)], [(m_addr, m_for_r)]
         s_rt, r_rt = [(r_addr, m_addr)], [(s_addr, m_addr)]
     procs: list[Proc] = []
-    sockets = {role: bed.tmp / f"{role}.sock" for role in ("sender", "receiver")}
+    sockets = {role: bed.tmp / f"{config}-{role}.sock" for role in ("sender", "receiver")}
     try:
         if config == "cforw":
-            fw = bed.spawn("middle", [sys.executable, "-m", "pan_runtime.bench.forwarder", m_listen, s_addr, r_addr], "cforw")
+            fw = bed.spawn("middle", [sys.executable, "-m", "pan_runtime.bench.forwarder", m_listen, s_addr, r_addr], "cforw forwarder")
             procs.append(fw)
             fw.wait_line("ready", 30.0)
         elif config in ("active", "activecopy"):
-            sockets["middle"] = bed.tmp / "middle.sock"
+            sockets["middle"] = bed.tmp / f"{config}-middle.sock"
             toml = node_toml(
-                "middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
+                f"{config}-middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
                 copy_on_send=config == "activecopy",
             )
-            procs.append(_pan_node(bed, "middle", toml)[0])
-        procs.append(_pan_node(bed, "receiver", node_toml("receiver", r_addr, r_addr, sockets["receiver"], r_nb, r_rt, runtimes, pool))[0])
-        procs.append(_pan_node(bed, "sender", node_toml("sender", s_addr, s_addr, sockets["sender"], s_nb, s_rt, runtimes, pool))[0])
+            procs.append(_pan_node(bed, "middle", config, toml))
+        toml = node_toml(f"{config}-receiver", r_addr, r_addr, sockets["receiver"], r_nb, r_rt, runtimes, pool)
+        procs.append(_pan_node(bed, "receiver", config, toml))
+        toml = node_toml(f"{config}-sender", s_addr, s_addr, sockets["sender"], s_nb, s_rt, runtimes, pool)
+        procs.append(_pan_node(bed, "sender", config, toml))
         for p in procs:
             if p.name.startswith("pan node"):
                 p.wait_line("pan node", 60.0)

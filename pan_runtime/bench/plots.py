@@ -56,6 +56,18 @@ def _series(rows: list[dict[str, Any]], exp: str, metric: str, topo: str) -> dic
     return out
 
 
+_COLORS = {"native": "tab:blue", "wasm": "tab:orange", "jvm": "tab:red", "jvm-nogc": "tab:pink",
+           "restricted_py": "tab:green", "null": "tab:gray", "bare": "black"}
+_LINES = {"none": ":", "passive": "-.", "cforw": "--", "active": "-", "activecopy": (0, (5, 1, 1, 1))}
+_MARKS = {"none": ".", "passive": "v", "cforw": "s", "active": "o", "activecopy": "D"}
+
+
+def _style(config: str, runtime: str) -> dict[str, Any]:
+    """Colour by runtime, line and marker by configuration, so a figure reads at a glance."""
+    return {"color": _COLORS.get(runtime, "tab:purple"), "linestyle": _LINES.get(config, "-"),
+            "marker": _MARKS.get(config, "o"), "markersize": 3.5, "linewidth": 1.2}
+
+
 def draw_all(rows: list[dict[str, Any]], directory: str | Path) -> list[Path]:
     """Draw every figure the rows have data for into ``directory``; returns the files written."""
     check_matplotlib()
@@ -73,23 +85,30 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path) -> list[Path]:
             series = _series(rows, exp, metric, topo)
             if not series:
                 continue
-            fig, ax = plt.subplots(figsize=(8, 5.5))
+            fig, ax = plt.subplots(figsize=(8.5, 5.5))
             dropped = 0
+            sizes: set[int] = set()
             for label, pts in sorted(series.items()):
                 pts = sorted(pts)
                 good = [(x, y) for x, y in pts if y > 0]
                 dropped += len(pts) - len(good)
+                sizes.update(x for x, _ in good)
                 if good:
-                    ax.plot([x for x, _ in good], [y for _, y in good], marker="o", markersize=3, label=label)
+                    config, rt = label.split()[:2]
+                    ax.plot([x for x, _ in good], [y for _, y in good], label=label, **_style(config, rt))
             ax.set_xscale("log")
             ax.set_yscale("log")
+            if sizes:
+                ax.set_xticks(sorted(sizes))
+                ax.set_xticklabels([str(x) for x in sorted(sizes)], rotation=45, fontsize=7)
+                ax.minorticks_off()
             ax.set_xlabel("packet size (bytes, incl. IP and UDP headers)")
             ax.set_ylabel(ylabel)
-            ax.set_title(f"{title} — {topo}")
+            ax.set_title(f"{title} — {topo}", fontsize=10)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=6, ncol=2)
+            ax.legend(fontsize=6, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
             if dropped:
-                ax.text(0.01, 0.01, f"{dropped} point(s) at or below zero not drawn", transform=ax.transAxes, fontsize=7)
+                fig.text(0.01, 0.01, f"{dropped} point(s) at or below zero not drawn on the log axis", fontsize=7)
             path = d / f"{stem}-{topo}.png"
             fig.tight_layout()
             fig.savefig(path, dpi=110)

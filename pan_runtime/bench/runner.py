@@ -5,6 +5,7 @@ into result rows (the median trial kept) plus the derived metrics of the paper's
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
     #: flood cells whose receiver counted fewer capsules than were sent (fraction lost)
     loss: dict[str, float] = field(default_factory=dict)
+    #: machine-wide sysctls a topology changed while it ran (restored since): topology -> name -> values
+    sysctls: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
 
 def _median_of_trials(trials: list[list[float]]) -> dict[str, float]:
@@ -153,55 +156,65 @@ def _run_inproc(plan, exps, runtimes, rec, attempt, progress) -> None:  # type: 
 
 
 def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> None:  # type: ignore[no-untyped-def]
+    """Every configuration runs side by side on one testbed; cells interleave them."""
     from .configuration import copy_on_send_unsupported, start_configuration
     from .sockets import socket_flood, socket_ping
     from .testbed import make_testbed
 
     copy_why = copy_on_send_unsupported()
-    with make_testbed(topo, plan.placement) as bed:
-        flow = 0
+    tag = "/".join(exps)
+    with make_testbed(topo, plan.placement) as bed, contextlib.ExitStack() as stack:
+        changed = getattr(bed, "sysctl_changes", None)
+        if changed:
+            rec.out.sysctls[topo] = {k: {"before": b, "during": d} for k, (b, d) in changed.items()}
+        runs = []
         for config, _ in _cells(plan, exps, topo, rec):
             why = bed.config_unavailable(config) or (copy_why if config == "activecopy" else None)
             if why:
-                rec.out.skipped[f"{'/'.join(exps)} {topo} {config}"] = why
+                rec.out.skipped[f"{tag} {topo} {config}"] = why
                 continue
             if progress:
                 progress(f"{topo}: starting {config}")
             try:
-                running = start_configuration(bed, config, runtimes, max(plan.sizes))
+                runs.append(stack.enter_context(start_configuration(bed, config, runtimes, max(plan.sizes))))
             except PanError as exc:
-                rec.out.failed[f"{'/'.join(exps)} {topo} {config}"] = str(exc)
-                continue
-            with running:
-                ok = []
-                for rt in runtimes:
+                rec.out.failed[f"{tag} {topo} {config}"] = str(exc)
+        if not runs:
+            return
+        ok = []
+        for rt in runtimes:
+            try:
+                for run in runs:
+                    run.install_everywhere(codes[rt])
+                ok.append(rt)
+            except PanError as exc:
+                rec.out.failed[f"{tag} {topo} {rt}"] = f"installing the reference protocols: {exc}"
+        flow = 0
+        for size in plan.sizes:
+            for rt in ok:
+                try:
+                    for run in runs:
+                        run.use_runtime(codes[rt], PORT)
+                except PanError as exc:
+                    rec.out.failed[f"{tag} {topo} {rt} {size}"] = str(exc)
+                    continue
+                for exp in exps:
+                    if not _size_ok(exp, size, f"{exp} {topo} {rt} {size}", rec):
+                        continue
+                    flow += 100
+                    kw = dict(count=plan.counts[exp], trials=plan.trials, warmup=plan.warmup, progress=progress)
                     try:
-                        running.install_everywhere(codes[rt])
-                        ok.append(rt)
+                        if exp == "ping":
+                            by_config, failed = socket_ping(runs, rt, codes[rt], size, **kw)
+                        else:
+                            by_config, failed = socket_flood(runs, rt, codes[rt], size, flow_base=flow, **kw)
                     except PanError as exc:
-                        rec.out.failed[f"{'/'.join(exps)} {topo} {config} {rt}"] = f"installing the reference protocols: {exc}"
-                for size in plan.sizes:
-                    for rt in ok:
-                        try:
-                            running.use_runtime(codes[rt], PORT)
-                        except PanError as exc:
-                            rec.out.failed[f"{'/'.join(exps)} {topo} {config} {rt} {size}"] = str(exc)
-                            continue
-                        for exp in exps:
-                            key = f"{exp} {topo} {config} {rt} {size}"
-                            if not _size_ok(exp, size, key, rec):
-                                continue
-                            flow += 100
-
-                            def one(exp=exp, rt=rt, size=size, config=config, flow=flow, running=running) -> None:  # type: ignore[no-untyped-def]
-                                kw = dict(count=plan.counts[exp], trials=plan.trials, warmup=plan.warmup, progress=progress)
-                                if exp == "ping":
-                                    trials = socket_ping(running, rt, codes[rt], size, **kw)
-                                else:
-                                    trials = socket_flood(running, rt, codes[rt], size, flow_base=flow, **kw)
-                                rec.trials(exp, topo, config, rt, size, trials)
-
-                            attempt(key, one)
+                        rec.out.failed[f"{exp} {topo} {rt} {size}"] = str(exc)
+                        continue
+                    for config, trials in by_config.items():
+                        rec.trials(exp, topo, config, rt, size, trials)
+                    for config, why in failed.items():
+                        rec.out.failed[f"{exp} {topo} {config} {rt} {size}"] = why
 
 
 def derive(out: Outcome) -> None:

@@ -41,8 +41,24 @@ def jvm_gc_count(run: Running) -> int | None:
     return total if seen else None
 
 
+def _ping_once(run: Running, ping: CodeObject, body: bytes, seq: int) -> float | None:
+    """One round trip (µs), or None when no answer came within ``PING_TIMEOUT_S``."""
+    app = run.app
+    app.send(ping, body)
+    deadline = time.monotonic() + PING_TIMEOUT_S
+    while True:
+        d = app.receive(timeout=max(0.0, deadline - time.monotonic()))
+        now = time.monotonic_ns()
+        if d is None:
+            return None
+        if len(d.data) >= PingHdr.SIZE:
+            back = PingHdr.unpack(d.data)
+            if back.seq == seq and back.phase == 1:
+                return (now - back.sent_ns) / 1000
+
+
 def socket_ping(
-    run: Running,
+    runs: list[Running],
     runtime: str,
     codes: dict[str, CodeObject],
     size: int,
@@ -51,48 +67,45 @@ def socket_ping(
     trials: int,
     warmup: int,
     progress: Callable[[str], None] | None = None,
-) -> list[Trial]:
-    app = run.app
-    dest = NodeAddress.parse(run.receiver_address).raw
+) -> tuple[dict[str, list[Trial]], dict[str, str]]:
+    """Ping through every configuration in ``runs``, one capsule to each in turn, so drift of
+    the machine hits all of them alike. Returns trials and failures, by configuration."""
     pad = bytes(body_length(size) - PingHdr.SIZE)
-    hdr = PingHdr(dest=dest, port=PORT)
     ping = codes["ping"]
-    out: list[Trial] = []
-    lost = 0
+    hdrs = {run.config: PingHdr(dest=NodeAddress.parse(run.receiver_address).raw, port=PORT) for run in runs}
+    out: dict[str, list[Trial]] = {run.config: [] for run in runs}
+    failed: dict[str, str] = {}
+    live = list(runs)
     for t in range(warmup + trials):
-        gc0 = jvm_gc_count(run) if runtime == "jvm" else None
-        rtts: list[float] = []
+        gc0 = {run.config: jvm_gc_count(run) for run in live} if runtime == "jvm" else {}
+        rtts: dict[str, list[float]] = {run.config: [] for run in live}
+        lost = dict.fromkeys(rtts, 0)
         for seq in range(count):
-            hdr.seq = seq
-            app.send(ping, hdr.pack() + pad)
-            deadline = time.monotonic() + PING_TIMEOUT_S
-            while True:
-                d = app.receive(timeout=max(0.0, deadline - time.monotonic()))
-                now = time.monotonic_ns()
-                if d is None:
-                    lost += 1
-                    if not rtts and lost >= 3:
-                        raise PanError(f"ping {runtime} {run.config} {size}B: the first {lost} pings did not come back")
-                    break
-                if len(d.data) < PingHdr.SIZE:
+            for run in list(live):
+                hdr = hdrs[run.config]
+                hdr.seq = seq
+                rtt = _ping_once(run, ping, hdr.pack() + pad, seq)
+                if rtt is not None:
+                    rtts[run.config].append(rtt)
                     continue
-                back = PingHdr.unpack(d.data)
-                if back.seq == seq and back.phase == 1:
-                    rtts.append((now - back.sent_ns) / 1000)
-                    break
-        if len(rtts) < count // 2:
-            raise PanError(f"ping {runtime} {run.config} {size}B: {count - len(rtts)} of {count} pings did not come back")
+                lost[run.config] += 1
+                if lost[run.config] >= max(3, count // 2):
+                    failed[run.config] = f"ping {runtime} {size}B: {lost[run.config]} pings did not come back"
+                    live.remove(run)
         if progress:
-            progress(f"ping {run.bed.name} {run.config} {runtime} {size}B trial {t + 1}/{warmup + trials}")
+            progress(f"ping {runs[0].bed.name} {runtime} {size}B trial {t + 1}/{warmup + trials}")
         if t >= warmup:
-            gc1 = jvm_gc_count(run) if runtime == "jvm" else None
-            gcs = gc1 - gc0 if gc0 is not None and gc1 is not None else None
-            out.append(Trial(rtts, None, gcs))
-    return out
+            for run in live:
+                gcs = None
+                if runtime == "jvm":
+                    g0, g1 = gc0.get(run.config), jvm_gc_count(run)
+                    gcs = g1 - g0 if g0 is not None and g1 is not None else None
+                out[run.config].append(Trial(rtts[run.config], None, gcs))
+    return {k: v for k, v in out.items() if k not in failed}, failed
 
 
 def socket_flood(
-    run: Running,
+    runs: list[Running],
     runtime: str,
     codes: dict[str, CodeObject],
     size: int,
@@ -102,55 +115,67 @@ def socket_flood(
     warmup: int,
     flow_base: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> list[Trial]:
+) -> tuple[dict[str, list[Trial]], dict[str, str]]:
+    """Flood through every configuration in ``runs``, a trial of each in turn."""
+    out: dict[str, list[Trial]] = {run.config: [] for run in runs}
+    failed: dict[str, str] = {}
+    for t in range(warmup + trials):
+        for run in runs:
+            if run.config in failed:
+                continue
+            try:
+                trial = _flood_once(run, runtime, codes, size, count, flow_base + t + 1)
+            except PanError as exc:
+                failed[run.config] = str(exc)
+                continue
+            if t >= warmup:
+                out[run.config].append(trial)
+        if progress:
+            progress(f"flood {runs[0].bed.name} {runtime} {size}B trial {t + 1}/{warmup + trials}")
+    return {k: v for k, v in out.items() if k not in failed}, failed
+
+
+def _flood_once(run: Running, runtime: str, codes: dict[str, CodeObject], size: int, count: int, flow: int) -> Trial:
     app = run.app
     dest = NodeAddress.parse(run.receiver_address).raw
     pad = bytes(body_length(size) - FloodHdr.SIZE)
     flood = codes["flood"]
     every = max(10, count // 20)
     window = 2 * every
-    home = app.address
-    out: list[Trial] = []
-    for t in range(warmup + trials):
-        flow = flow_base + t + 1
-        gc0 = jvm_gc_count(run) if runtime == "jvm" else None
-        app.deliveries()  # nothing old may count for this flow
-        app.send(flood, FloodHdr(dest=dest, port=PORT, kind=0, flow=flow, report_every=every).pack() + pad)
-        wire = capsule_bytes(flood, FloodHdr(dest=dest, port=PORT, kind=1, flow=flow, report_every=every).pack() + pad, home)
-        acked = 0
-        last: FloodHdr | None = None
-        sent = 0
+    gc0 = jvm_gc_count(run) if runtime == "jvm" else None
+    app.deliveries()  # nothing old may count for this flow
+    app.send(flood, FloodHdr(dest=dest, port=PORT, kind=0, flow=flow, report_every=every).pack() + pad)
+    wire = capsule_bytes(flood, FloodHdr(dest=dest, port=PORT, kind=1, flow=flow, report_every=every).pack() + pad, app.address)
+    acked = 0
+    last: FloodHdr | None = None
+    sent = 0
 
-        def take(timeout: float, flow: int = flow) -> bool:
-            nonlocal acked, last
-            d = app.receive(timeout=timeout)
-            if d is None:
-                return False
-            if len(d.data) >= FloodHdr.SIZE:
-                rep = FloodHdr.unpack(d.data)
-                if rep.kind == 2 and rep.flow == flow and (last is None or rep.count > last.count):
-                    last, acked = rep, rep.count
-            return True
+    def take(timeout: float) -> bool:
+        nonlocal acked, last
+        d = app.receive(timeout=timeout)
+        if d is None:
+            return False
+        if len(d.data) >= FloodHdr.SIZE:
+            rep = FloodHdr.unpack(d.data)
+            if rep.kind == 2 and rep.flow == flow and (last is None or rep.count > last.count):
+                last, acked = rep, rep.count
+        return True
 
-        while sent < count:
-            if sent - acked >= window:
-                if not take(REPORT_TIMEOUT_S):
-                    break  # reports stopped: capsules were lost
-                continue
-            app.send_raw(wire)
-            sent += 1
-            if sent % 64 == 0:
-                while app.pending:
-                    take(0.0)
-        deadline = time.monotonic() + REPORT_TIMEOUT_S
-        while acked < (sent // every) * every and time.monotonic() < deadline:
-            take(max(0.0, deadline - time.monotonic()))
-        if last is None or not last.elapsed_ns:
-            raise PanError(f"flood {runtime} {run.config} {size}B: the receiver sent no report")
-        if progress:
-            progress(f"flood {run.bed.name} {run.config} {runtime} {size}B trial {t + 1}/{warmup + trials}")
-        if t >= warmup:
-            gc1 = jvm_gc_count(run) if runtime == "jvm" else None
-            gcs = gc1 - gc0 if gc0 is not None and gc1 is not None else None
-            out.append(Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / sent))
-    return out
+    while sent < count:
+        if sent - acked >= window:
+            if not take(REPORT_TIMEOUT_S):
+                break  # reports stopped: capsules were lost
+            continue
+        app.send_raw(wire)
+        sent += 1
+        if sent % 64 == 0:
+            while app.pending:
+                take(0.0)
+    deadline = time.monotonic() + REPORT_TIMEOUT_S
+    while acked < (sent // every) * every and time.monotonic() < deadline:
+        take(max(0.0, deadline - time.monotonic()))
+    if last is None or not last.elapsed_ns:
+        raise PanError(f"flood {runtime} {run.config} {size}B: the receiver sent no report")
+    gc1 = jvm_gc_count(run) if runtime == "jvm" else None
+    gcs = gc1 - gc0 if gc0 is not None and gc1 is not None else None
+    return Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / sent)

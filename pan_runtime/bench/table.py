@@ -32,17 +32,14 @@ def format_results(results: list[Result] | list[dict[str, Any]]) -> str:
     disp = [c for c in cells if c[0] == "dispatch"]
     if disp:
         rows = []
+        base = "native" if any(c[3] == "native" for c in disp) else "null"
         for exp, topo, config, rt, size in disp:
             v = ix.get((exp, topo, config, rt, size, "dispatch_us", "median"))
-            ref = None
-            for base in ("native", "null"):
-                ref = ix.get((exp, topo, config, base, size, "dispatch_us", "median"))
-                if ref:
-                    break
+            ref = ix.get((exp, topo, config, base, size, "dispatch_us", "median"))
             rows.append([config, rt, str(size), _f(v, "{:.3f}"), _f(v / ref if v and ref else None, "{:.2f}x"),
                          _f(ix.get((exp, topo, config, rt, size, "dispatch_us", "min")), "{:.3f}")])
         parts.append("dispatch (in-process, µs per capsule at the middle node)\n"
-                      + format_table(rows, ["config", "runtime", "size", "median µs", "vs native", "min µs"]))
+                      + format_table(rows, ["config", "runtime", "size", "median µs", f"vs {base}", "min µs"]))
     ping = [c for c in cells if c[0] == "ping"]
     if ping:
         rows = []

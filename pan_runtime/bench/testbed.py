@@ -25,19 +25,36 @@ from pan_runtime.errors import PanError
 
 from .placement import taskset_prefix
 
-__all__ = ["Host", "Proc", "Testbed", "LoopbackTestbed", "NetnsTestbed", "topology_unavailable", "make_testbed", "NS_PREFIX"]
+__all__ = [
+    "Host",
+    "Proc",
+    "Testbed",
+    "LoopbackTestbed",
+    "NetnsTestbed",
+    "MininetTestbed",
+    "MININET_SYSCTLS",
+    "topology_unavailable",
+    "make_testbed",
+    "NS_PREFIX",
+]
 
 NS_PREFIX = "panbench-"
+_CONFIG_SLOT = {"none": 0, "passive": 1, "cforw": 2, "active": 3, "activecopy": 4}
 
 
 @dataclass
 class Host:
-    """One of the three hosts: its role, namespace (None: this one) and addresses."""
+    """One of the three hosts: its role, how to run a command inside it, and its addresses."""
 
     role: str
-    ns: str | None
-    #: address facing each neighbour role ("middle", "sender", "receiver")
+    #: command prefix that runs a command in the host's network namespace ([]: this one)
+    enter: list[str]
+    #: the host's own address on the link toward each other role ("middle", "sender", "receiver")
     ips: dict[str, str]
+
+    @property
+    def isolated(self) -> bool:
+        return bool(self.enter)
 
     def ip_toward(self, other: str) -> str:
         return self.ips[other]
@@ -104,15 +121,15 @@ class Testbed:
     def config_unavailable(self, config: str) -> str | None:
         return None
 
-    def port(self, role: str) -> int:
-        return 7000
+    def port(self, role: str, config: str) -> int:
+        """The UDP port of ``role`` in ``config`` (configurations run side by side, each on its own ports)."""
+        return 7000 + 10 * _CONFIG_SLOT.get(config, 9) + ("sender", "middle", "receiver").index(role)
 
     def spawn(self, role: str, argv: list[str], name: str) -> Proc:
         host = self.hosts[role]
         cmd = list(argv)
         cmd = taskset_prefix(self.placement, role) + cmd
-        if host.ns is not None:
-            cmd = ["ip", "netns", "exec", host.ns, *cmd]
+        cmd = host.enter + cmd
         popen = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -160,16 +177,19 @@ class LoopbackTestbed(Testbed):
         super().__init__(placement)
         lo = "127.0.0.1"
         for role in ("sender", "middle", "receiver"):
-            self.hosts[role] = Host(role, None, {"sender": lo, "middle": lo, "receiver": lo})
-        self._ports = {role: _free_udp_port() for role in self.hosts}
+            self.hosts[role] = Host(role, [], {"sender": lo, "middle": lo, "receiver": lo})
+        self._ports: dict[tuple[str, str], int] = {}
 
     def config_unavailable(self, config: str) -> str | None:
         if config == "passive":
             return "kernel IP forwarding needs a kernel between the hosts (netns or mininet)"
         return None
 
-    def port(self, role: str) -> int:
-        return self._ports[role]
+    def port(self, role: str, config: str) -> int:
+        key = (role, config)
+        if key not in self._ports:
+            self._ports[key] = _free_udp_port()
+        return self._ports[key]
 
 
 def _run(cmd: list[str]) -> None:
@@ -250,9 +270,9 @@ class NetnsTestbed(Testbed):
         _run(["ip", "-n", r, "route", "add", f"{net['sm']}.0/24", "via", f"{net['mr']}.1"])
         self.hosts = {
             # each host's own address on the link toward each other host (.1 = the first of the pair)
-            "sender": Host("sender", s, {"middle": f"{net['sm']}.1", "receiver": f"{net['sr']}.1"}),
-            "middle": Host("middle", m, {"sender": f"{net['sm']}.2", "receiver": f"{net['mr']}.1"}),
-            "receiver": Host("receiver", r, {"middle": f"{net['mr']}.2", "sender": f"{net['sr']}.2"}),
+            "sender": Host("sender", ["ip", "netns", "exec", s], {"middle": f"{net['sm']}.1", "receiver": f"{net['sr']}.1"}),
+            "middle": Host("middle", ["ip", "netns", "exec", m], {"sender": f"{net['sm']}.2", "receiver": f"{net['mr']}.1"}),
+            "receiver": Host("receiver", ["ip", "netns", "exec", r], {"middle": f"{net['mr']}.2", "sender": f"{net['sr']}.2"}),
         }
 
     def close(self) -> None:
@@ -266,10 +286,135 @@ class NetnsTestbed(Testbed):
             self.made = []
 
 
+#: machine-wide sysctls Mininet raises when it starts (``mininet.util.fixLimits``); the
+#: harness records them before and restores every one that changed
+MININET_SYSCTLS = (
+    "fs.file-max",
+    "net.core.wmem_max",
+    "net.core.rmem_max",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+    "net.core.netdev_max_backlog",
+    "net.ipv4.neigh.default.gc_thresh1",
+    "net.ipv4.neigh.default.gc_thresh2",
+    "net.ipv4.neigh.default.gc_thresh3",
+    "net.ipv4.route.max_size",
+    "kernel.pty.max",
+)
+
+
+def _sysctl_path(name: str) -> Path:
+    return Path("/proc/sys") / name.replace(".", "/")
+
+
+def read_sysctls(names: tuple[str, ...] = MININET_SYSCTLS) -> dict[str, str]:
+    out = {}
+    for n in names:
+        try:
+            out[n] = " ".join(_sysctl_path(n).read_text().split())
+        except OSError:
+            pass
+    return out
+
+
+def _mininet_python() -> str | None:
+    """A Python interpreter that can import Mininet (Debian installs it for the system python3)."""
+    import sys
+
+    for cand in (sys.executable, "/usr/bin/python3"):
+        if cand and Path(cand).exists():
+            r = subprocess.run([cand, "-c", "import mininet.net"], capture_output=True)
+            if r.returncode == 0:
+                return cand
+    return None
+
+
 def mininet_unavailable() -> str | None:
-    if shutil.which("mn") is None:
+    if shutil.which("mn") is None or shutil.which("mnexec") is None:
         return "Mininet is not installed (Debian's `mininet` package: apt-get install mininet)"
-    return "Mininet is installed, but this harness drives it only through namespaces it builds itself; use --topology netns"
+    if os.geteuid() != 0:
+        return "Mininet needs root"
+    if _mininet_python() is None:
+        return "no Python here can import Mininet's `mininet` package"
+    return None
+
+
+class MininetTestbed(Testbed):
+    """The same line (plus the direct sender - receiver link), built by Mininet from hosts
+    linked directly: no switch, no controller, no Open vSwitch."""
+
+    name = "mininet"
+
+    def __init__(self, placement: str):
+        why = mininet_unavailable()
+        if why:
+            raise PanError(f"topology mininet is unavailable: {why}")
+        super().__init__(placement)
+        self.sysctls_before = read_sysctls()
+        #: sysctls Mininet changed (name -> (before, during)); restored by close()
+        self.sysctl_changes: dict[str, tuple[str, str]] = {}
+        self.helper: subprocess.Popen[str] | None = None
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        import json
+        import selectors
+
+        script = Path(__file__).with_name("mininet_line.py")
+        py = _mininet_python()
+        assert py is not None
+        self.helper = subprocess.Popen(
+            [py, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True, cwd=self.tmp,
+        )
+        assert self.helper.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.helper.stdout, selectors.EVENT_READ)
+            line = self.helper.stdout.readline() if sel.select(60.0) else ""
+        if not line.startswith("{"):
+            self.helper.kill()
+            err = self.helper.communicate(timeout=10)[1]
+            raise PanError(f"Mininet did not build the line topology: {err.strip()[-800:] or 'no output'}")
+        pids = json.loads(line)["pids"]
+        after = read_sysctls()
+        self.sysctl_changes = {k: (v, after[k]) for k, v in self.sysctls_before.items() if after.get(k) != v}
+        net = NetnsTestbed.SUBNETS
+        enter = {role: ["mnexec", "-a", str(pid)] for role, pid in pids.items()}
+        self.hosts = {
+            "sender": Host("sender", enter["sender"], {"middle": f"{net['sm']}.1", "receiver": f"{net['sr']}.1"}),
+            "middle": Host("middle", enter["middle"], {"sender": f"{net['sm']}.2", "receiver": f"{net['mr']}.1"}),
+            "receiver": Host("receiver", enter["receiver"], {"middle": f"{net['mr']}.2", "sender": f"{net['sr']}.2"}),
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            super().close()
+        finally:
+            h = self.helper
+            if h is not None:
+                if h.stdin is not None:
+                    h.stdin.close()
+                try:
+                    h.wait(30)
+                except subprocess.TimeoutExpired:
+                    h.kill()
+                    h.wait(10)
+                for f in (h.stdout, h.stderr):
+                    if f is not None:
+                        f.close()
+                self.helper = None
+            for name, value in self.sysctls_before.items():
+                try:
+                    if " ".join(_sysctl_path(name).read_text().split()) != value:
+                        _sysctl_path(name).write_text(value)
+                except OSError:
+                    pass
 
 
 def topology_unavailable(name: str) -> str | None:
@@ -288,4 +433,6 @@ def make_testbed(name: str, placement: str) -> Testbed:
         return LoopbackTestbed(placement)
     if name == "netns":
         return NetnsTestbed(placement)
+    if name == "mininet":
+        return MininetTestbed(placement)
     raise PanError(f"topology {name} is unavailable: {topology_unavailable(name)}")

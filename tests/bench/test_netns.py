@@ -1,0 +1,115 @@
+"""The ``netns`` topology (we are root here): every configuration, cleanup after a run and
+after an interrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from bench_helpers import ROOT, bench_namespaces, run_bench
+
+from pan_runtime.bench.results import validate_document
+
+
+def test_quick_netns_run_measures_every_configuration(tmp, tmp_path):
+    out = tmp_path / "n.json"
+    r = run_bench("--quick", "--experiment", "ping,flood", "--topology", "netns", "--runtime", "native,restricted_py",
+                  "--size", "1500", "--json", str(out), "--quiet", tmp=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    validate_document(doc)
+    got = {(x["config"], x["runtime"], x["metric"]) for x in doc["results"]}
+    for rt in ("native", "restricted_py"):
+        for config in ("none", "passive", "cforw", "active"):
+            assert (config, rt, "rtt_us") in got
+            assert (config, rt, "capsules_per_s") in got
+        for config in ("passive", "cforw", "active"):
+            assert (config, rt, "added_us") in got
+    # overhead relative to passive, where passive's own added latency is above zero (on veth
+    # pairs kernel forwarding costs next to nothing, so it may be lost in noise)
+    ix = {(x["config"], x["runtime"], x["metric"]): x["value"] for x in doc["results"] if x["stat"] == "median"}
+    for (config, rt, metric), v in ix.items():
+        if metric == "overhead_pct":
+            base = ix[("passive", rt, "added_us")]
+            assert base > 0 and abs(v - (ix[(config, rt, "added_us")] - base) / base * 100) < 1e-6
+    assert bench_namespaces() == []
+    assert list(tmp.iterdir()) == []
+
+
+def _bench_processes(marker: str) -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if marker.encode() in cmd:
+            pids.append(int(d))
+    return pids
+
+
+def _interrupt(tmp, sig: int) -> subprocess.CompletedProcess[str] | None:
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pan_runtime.cli", "bench", "--experiment", "ping", "--topology", "netns",
+         "--runtime", "native", "--size", "1500", "--count", "1000000", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 60
+    # wait until the namespaces exist and the nodes are up (their application sockets exist)
+    while time.monotonic() < deadline:
+        socks = list(tmp.glob("pan-bench-*/*.sock"))
+        if len(socks) >= 7 and any(ns.startswith(f"panbench-{p.pid}-") for ns in bench_namespaces()):
+            break
+        time.sleep(0.1)
+    else:
+        p.kill()
+        raise AssertionError(f"the run never got going: {p.communicate()[1]}")
+    time.sleep(0.5)
+    assert _bench_processes(str(tmp)), "the nodes should be running now"
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def test_an_interrupted_run_leaves_nothing_behind(tmp):
+    r = _interrupt(tmp, signal.SIGINT)
+    assert r.returncode == 130, r.stderr
+    assert "interrupted" in r.stderr
+    assert bench_namespaces() == []
+    assert _bench_processes(str(tmp)) == []
+    assert list(tmp.iterdir()) == []  # no sockets, configurations or temporary directories
+
+
+def test_a_terminated_run_leaves_nothing_behind(tmp):
+    r = _interrupt(tmp, signal.SIGTERM)
+    assert r.returncode == 130, r.stderr
+    assert bench_namespaces() == []
+    assert _bench_processes(str(tmp)) == []
+    assert list(tmp.iterdir()) == []
+
+
+def test_mininet_runs_the_line_and_restores_its_sysctls_or_says_why_not(tmp, tmp_path):
+    from pan_runtime.bench.testbed import read_sysctls, topology_unavailable
+
+    why = topology_unavailable("mininet")
+    before = read_sysctls()
+    out = tmp_path / "m.json"
+    r = run_bench("--quick", "--experiment", "ping", "--topology", "mininet", "--runtime", "native",
+                  "--size", "1500", "--config", "none,passive,active", "--json", str(out), "--quiet", tmp=tmp)
+    if why is not None:  # Debian's mininet package is not installed on this machine
+        assert r.returncode == 2 and f"topology mininet is unavailable: {why}" in r.stderr
+        return
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    got = {(x["config"], x["metric"]) for x in doc["results"] if x["topology"] == "mininet"}
+    assert {("none", "rtt_us"), ("passive", "added_us"), ("active", "added_us")} <= got
+    assert read_sysctls() == before  # Mininet's raised limits are put back
+    assert list(tmp.iterdir()) == []

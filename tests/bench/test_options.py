@@ -1,0 +1,83 @@
+"""Bad input to ``pan bench``: a clear message, exit status 2, nothing started."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from bench_helpers import bench_namespaces
+
+from pan_runtime.bench.options import min_size
+from pan_runtime.cli import main
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--runtime", "nosuch"], "unknown runtime 'nosuch'"),
+        (["--experiment", "warp"], "unknown experiment 'warp'"),
+        (["--topology", "ring"], "unknown topology 'ring'"),
+        (["--config", "turbo"], "unknown configuration 'turbo'"),
+        (["--placement", "wherever"], "unknown placement 'wherever'"),
+        (["--size", "20"], "below the smallest capsule"),
+        (["--size", "70000"], "above what a datagram can carry"),
+        (["--size", "1500,big"], "'big' is not a whole number"),
+        (["--experiment", "ping", "--size", "120"], "below the smallest capsule these experiments send (136 bytes"),
+        (["--count", "0"], "must be positive"),
+        (["--trials", "-1"], "must be positive"),
+        (["--batch", "0"], "at least 1"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_runs(args, message, capsys):
+    before = bench_namespaces()
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.startswith("pan bench: error:")
+    assert bench_namespaces() == before
+
+
+def _without_mininet(monkeypatch):
+    import shutil
+
+    from pan_runtime.bench import testbed
+
+    real = shutil.which
+    monkeypatch.setattr(testbed.shutil, "which", lambda name: None if name in ("mn", "mnexec") else real(name))
+
+
+def test_mininet_missing_says_how_to_get_it(monkeypatch, capsys):
+    _without_mininet(monkeypatch)
+    assert main(["bench", "--experiment", "ping", "--topology", "mininet"]) == 2
+    err = capsys.readouterr().err
+    assert "topology mininet is unavailable: Mininet is not installed (Debian's `mininet` package" in err
+
+
+def test_netns_without_root_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["bench", "--experiment", "ping", "--topology", "netns"]) == 2
+    assert "network namespaces need root" in capsys.readouterr().err
+
+
+def test_an_unavailable_topology_beside_an_available_one_is_skipped_with_its_reason(monkeypatch, capsys):
+    _without_mininet(monkeypatch)
+    assert main(["bench", "--experiment", "ping", "--topology", "inproc,mininet", "--runtime", "native",
+                 "--size", "1500", "--config", "none", "--count", "5", "--trials", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "topology mininet: Mininet is not installed" in out
+    assert "inproc    none    native   1500" in out
+
+
+def test_experiment_minimum_sizes_follow_the_protocol_headers():
+    # IP+UDP (28) + capsule header (52) + the protocol's body header
+    assert min_size("dispatch") == 28 + 52 + 20
+    assert min_size("ping") == 28 + 52 + 56
+    assert min_size("flood") == 28 + 52 + 68
+
+
+def test_sizes_too_small_for_one_experiment_are_skipped_not_faked(capsys):
+    assert main(["bench", "--experiment", "dispatch,ping", "--runtime", "native", "--size", "128", "--config", "active",
+                 "--count", "5", "--trials", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ping inproc active native 128: a ping capsule needs at least 136 bytes" in out
+    assert "active  native   128" in out  # dispatch ran at 128

@@ -1,0 +1,93 @@
+"""The JSON document: schema, statistics, derived metrics."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from pan_runtime.bench.results import (
+    SCHEMA,
+    Result,
+    document,
+    meta,
+    percentile,
+    read_json,
+    summarize,
+    validate_document,
+)
+from pan_runtime.bench.runner import Outcome, derive
+from pan_runtime.errors import PanError
+
+
+def _doc() -> dict:
+    rows = [Result("ping", "netns", "none", "native", 1500, "rtt_us", "median", 100.0)]
+    return document(meta({"quick": True}), rows)
+
+
+def test_a_document_validates_and_survives_a_round_trip(tmp_path):
+    doc = _doc()
+    validate_document(doc)
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(doc))
+    assert read_json(p) == doc
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("meta"), "exactly the keys"),
+        (lambda d: d["meta"].pop("date"), "meta.date"),
+        (lambda d: d["results"][0].update(metric="speed"), "metric 'speed'"),
+        (lambda d: d["results"][0].update(stat="p50"), "stat 'p50'"),
+        (lambda d: d["results"][0].update(extra=1), "exactly the keys"),
+        (lambda d: d["results"][0].update(value=float("nan")), "finite number"),
+        (lambda d: d["results"][0].update(size="1500"), "positive integer"),
+        (lambda d: d["results"][0].update(runtime=""), "non-empty string"),
+    ],
+)
+def test_validation_names_what_is_wrong(mutate, message):
+    doc = copy.deepcopy(_doc())
+    mutate(doc)
+    with pytest.raises(PanError, match=message):
+        validate_document(doc)
+
+
+def test_the_schema_lists_every_metric_and_stat():
+    item = SCHEMA["properties"]["results"]["items"]["properties"]
+    assert item["metric"]["enum"] == ["dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses"]
+    assert item["stat"]["enum"] == ["median", "p99", "mean", "min", "max"]
+
+
+def test_read_json_explains_a_missing_or_broken_file(tmp_path):
+    with pytest.raises(PanError, match="no such file"):
+        read_json(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(PanError, match="not a bench JSON file"):
+        read_json(bad)
+
+
+def test_summary_statistics():
+    s = summarize([float(x) for x in range(1, 101)])
+    assert s == {"median": 50.5, "p99": 99.0, "mean": 50.5, "min": 1.0, "max": 100.0}
+    assert percentile([5.0], 0.99) == 5.0
+
+
+def test_added_latency_and_overhead_follow_the_paper():
+    out = Outcome()
+    rtt = {"none": 100.0, "passive": 140.0, "cforw": 180.0, "active": 200.0}
+    for config, v in rtt.items():
+        out.results.append(Result("ping", "netns", config, "native", 1500, "rtt_us", "median", v))
+    out.results.append(Result("ping", "udp", "none", "native", 1500, "rtt_us", "median", 100.0))
+    out.results.append(Result("ping", "udp", "cforw", "native", 1500, "rtt_us", "median", 120.0))
+    out.results.append(Result("ping", "udp", "active", "native", 1500, "rtt_us", "median", 150.0))
+    derive(out)
+    got = {(r.topology, r.config, r.metric): r.value for r in out.results if r.metric in ("added_us", "overhead_pct")}
+    assert got[("netns", "passive", "added_us")] == 20.0
+    assert got[("netns", "active", "added_us")] == 50.0
+    assert got[("netns", "active", "overhead_pct")] == pytest.approx(150.0)  # (50 - 20) / 20, relative to passive
+    assert got[("netns", "cforw", "overhead_pct")] == pytest.approx(100.0)
+    assert ("netns", "passive", "overhead_pct") not in got
+    assert got[("udp", "active", "overhead_pct")] == pytest.approx(150.0)  # no passive on udp: relative to cforw
