@@ -112,6 +112,7 @@ _SCHEMA: dict[str, set[str]] = {
         "budget_time_ms",
         "app_max_frame",
         "app_out_bytes",
+        "copy_on_send",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
 }
@@ -243,6 +244,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         hop_limit=_int(ctx, "limits.hop_limit", limits.get("hop_limit", 64), 1, 255),
         runtime_options=options,
         runtimes=enabled,
+        copy_on_send=_bool(ctx, "limits.copy_on_send", limits.get("copy_on_send", False)),
     )
 
     neighbors: list[NeighborConfig] = []

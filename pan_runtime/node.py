@@ -928,9 +928,21 @@ class Node:
             "pool_free": self.pool.available,
             "cache": {"entries": len(self.cache), "bytes": self.cache.bytes_used, "evictions": self.cache.evictions},
             "code": self.code_stats(),
-            "runtimes": {k: v.as_dict() for k, v in self.runtime_totals().items()},
+            "runtimes": self._runtime_statistics(),
             "quarantined": [e.code.hex_name for e in self.cache if not e.breaker.allows(self.now_ns())],
         }
+
+    def _runtime_statistics(self) -> dict[str, dict[str, Any]]:
+        out = {k: v.as_dict() for k, v in self.runtime_totals().items()}
+        for name, rt in self._runtimes.items():
+            try:
+                extra = rt.statistics()
+            except Exception as exc:  # a runtime's counters must not break the node's report
+                log.warning("runtime %s statistics failed: %s", name, exc)
+                continue
+            if extra:
+                out.setdefault(name, CodeStats().as_dict()).update(extra)
+        return out
 
     def format_statistics(self) -> str:
         rows = []

@@ -131,6 +131,10 @@ class Runtime(abc.ABC):
     def close(self) -> None:
         """Release engine-wide resources when the node closes."""
 
+    def statistics(self) -> dict[str, int]:
+        """Engine-wide counters worth reporting with the node's (e.g. ``gc_pauses``)."""
+        return {}
+
     def versions(self) -> dict[str, str]:
         """Versions of the engine and bindings, for ``pan runtimes`` and bench metadata
         (a classmethod where they are known without starting the engine)."""

@@ -349,3 +349,13 @@ def test_batches_group_queued_capsules_of_one_code_object():
 def test_wire_capsule_helper():
     wire = capsule_bytes(FWD, b"body", Node.__init__ and __import__("pan_runtime.address").address.NodeAddress.from_int(1))
     assert wire[4:36] == FWD.name and wire.endswith(b"body")
+
+
+def test_runtime_counters_join_the_node_statistics():
+    from pan_runtime.protocols import reference_code
+
+    plugins = __import__("pan_runtime.node", fromlist=["default_plugins"]).default_plugins()
+    with Node(1, plugins=plugins) as n:
+        n.install(reference_code("jvm", "forward", plugins))
+        stats = n.statistics()["runtimes"]["jvm"]
+        assert isinstance(stats["gc_pauses"], int) and stats["gc_pauses"] >= 0

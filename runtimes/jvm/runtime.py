@@ -162,6 +162,12 @@ class JvmRuntime(Runtime):
         jvm = self._engine()
         return int(jvm.cls("Lane").gcCount()) - self._gc_base
 
+    def statistics(self) -> dict[str, int]:
+        """``gc_pauses`` and ``gc_millis`` for the node's report (zero before the JVM starts)."""
+        if self._closed or current_jvm() is None:
+            return {}
+        return {"gc_pauses": self.gc_pauses(), "gc_millis": self.gc_millis()}
+
     def gc_millis(self) -> int:
         """Milliseconds the JVM has spent collecting garbage since it started."""
         return int(self._engine().cls("Lane").gcMillis())

@@ -102,3 +102,12 @@ def test_toml_syntax_errors_name_the_line(tmp_path):
 def test_a_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_copy_on_send_reaches_the_node_config():
+    cfg = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\ncopy_on_send = true\n', "n.toml")
+    assert cfg.node.copy_on_send is True
+    cfg = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n', "n.toml")
+    assert cfg.node.copy_on_send is False
+    with pytest.raises(ConfigError, match="limits.copy_on_send"):
+        parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\ncopy_on_send = 3\n', "n.toml")
