@@ -70,6 +70,9 @@ OK = 64
 ERROR = 65
 DELIVERY = 66
 
+#: longest path a UNIX socket can bind to on Linux (sun_path is 108 bytes with the NUL)
+MAX_SOCKET_PATH = 107
+
 log = logging.getLogger("pan.applink")
 
 
@@ -289,6 +292,12 @@ class AppServer:
         self.backpressure = 0
         self.bad_frames = 0
         self.disconnects_mid_delivery = 0
+        n = len(os.fsencode(str(self.path)))
+        if n > MAX_SOCKET_PATH:
+            raise LinkError(
+                f"application socket path {self.path} is {n} bytes; UNIX socket paths are limited to "
+                f"{MAX_SOCKET_PATH}: choose a shorter node.app_socket"
+            )
         self._remove_stale()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

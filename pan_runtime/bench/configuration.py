@@ -137,6 +137,9 @@ def _pan_node(bed: Testbed, role: str, config: str, toml: str) -> Proc:
     return bed.spawn(role, [sys.executable, "-m", "pan_runtime.cli", "node", str(cfg)], f"pan node ({config} {role})")
 
 
+_SOCKET_TAGS = {"none": "n", "passive": "p", "cforw": "f", "active": "a", "activecopy": "ac"}
+
+
 def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int) -> Running:
     """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect."""
     why = bed.config_unavailable(config)
@@ -161,14 +164,16 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
         s_nb, r_nb = [(m_addr, m_addr)], [(m_addr, m_for_r)]
         s_rt, r_rt = [(r_addr, m_addr)], [(s_addr, m_addr)]
     procs: list[Proc] = []
-    sockets = {role: bed.tmp / f"{config}-{role}.sock" for role in ("sender", "receiver")}
+    # short names: a UNIX socket path must fit 107 bytes, and TMPDIR may already be long
+    tag = _SOCKET_TAGS.get(config, config[:3])
+    sockets = {role: bed.tmp / f"{tag}-{role[0]}.sock" for role in ("sender", "receiver")}
     try:
         if config == "cforw":
             fw = bed.spawn("middle", [sys.executable, "-m", "pan_runtime.bench.forwarder", m_listen, s_addr, r_addr], "cforw forwarder")
             procs.append(fw)
             fw.wait_line("ready", 30.0)
         elif config in ("active", "activecopy"):
-            sockets["middle"] = bed.tmp / f"{config}-middle.sock"
+            sockets["middle"] = bed.tmp / f"{tag}-m.sock"
             toml = node_toml(
                 f"{config}-middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
                 copy_on_send=config == "activecopy",

@@ -87,11 +87,12 @@ class Proc:
                     break
                 if line.startswith(prefix):
                     return line.strip()
-        self.stop()
+        self.stop(close=False)
         err = self.popen.stderr.read() if self.popen.stderr else ""
+        self.stop()
         raise PanError(f"{self.name} did not start (exit {self.popen.returncode}): {err.strip()[-800:] or 'no output'}")
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, close: bool = True) -> None:
         p = self.popen
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -100,6 +101,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout)
+        if not close:
+            return
         for f in (p.stdout, p.stderr, p.stdin):
             if f is not None:
                 f.close()

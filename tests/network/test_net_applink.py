@@ -197,3 +197,19 @@ def test_client_without_a_node():
 def test_frame_layout_is_as_documented():
     assert FRAME.size == 9
     assert FRAME.pack(5, INJECT, 7) == struct.pack(">IBI", 5, 5, 7)
+
+
+def test_a_socket_path_too_long_for_af_unix_is_a_clear_error(tmp_path):
+    from pan_runtime.applink import AppServer
+    from pan_runtime.errors import LinkError
+    from pan_runtime.node import Node
+    from pan_runtime.udp import EventLoop
+
+    long_path = tmp_path / ("x" * 120) / "a.sock"
+    with Node(1) as node:
+        loop = EventLoop()
+        try:
+            with pytest.raises(LinkError, match="limited to 107"):
+                AppServer(node, str(long_path), loop)
+        finally:
+            loop.close()
