@@ -139,37 +139,40 @@ class PniHost:
         except Exception:
             return None
 
+    def _range(self, seg: int, offset: int, n: int) -> Segment | int:
+        """The live segment behind ``seg`` when [offset, offset+n) lies inside it, else a status."""
+        s = self.current.segment(seg)
+        if s is None:
+            return BAD_HANDLE
+        if not _span_ok(s, offset, n):
+            return OUT_OF_RANGE
+        return s
+
     # -- segments ------------------------------------------------------------------------
     def seg_length(self, seg: int) -> int:
         s = self._seg(seg)
         return BAD_HANDLE if s is None else s.length
 
     def seg_read(self, seg: int, offset: int, dst: memoryview) -> int:
-        s = self._seg(seg)
-        if s is None:
-            return BAD_HANDLE
         n = len(dst)
-        if not _span_ok(s, offset, n):
-            return OUT_OF_RANGE
+        s = self._range(seg, offset, n)
+        if isinstance(s, int):
+            return s
         s.read_into(offset, dst)
         return n
 
     def seg_write(self, seg: int, offset: int, src: Any) -> int:
-        s = self._seg(seg)
-        if s is None:
-            return BAD_HANDLE
         n = len(src)
-        if not _span_ok(s, offset, n):
-            return OUT_OF_RANGE
+        s = self._range(seg, offset, n)
+        if isinstance(s, int):
+            return s
         s.write_from(offset, src)
         return n
 
     def _get(self, seg: int, offset: int, size: int) -> int:
-        s = self._seg(seg)
-        if s is None:
-            return BAD_HANDLE
-        if not _span_ok(s, offset, size):
-            return OUT_OF_RANGE
+        s = self._range(seg, offset, size)
+        if isinstance(s, int):
+            return s
         if s.contiguous:
             return int.from_bytes(s.view()[offset : offset + size], "big")
         buf = bytearray(size)
@@ -177,11 +180,9 @@ class PniHost:
         return int.from_bytes(buf, "big")
 
     def _set(self, seg: int, offset: int, value: int, size: int) -> int:
-        s = self._seg(seg)
-        if s is None:
-            return BAD_HANDLE
-        if not _span_ok(s, offset, size):
-            return OUT_OF_RANGE
+        s = self._range(seg, offset, size)
+        if isinstance(s, int):
+            return s
         if not 0 <= value < 1 << (8 * size):
             return BAD_ARGUMENT
         s.write_from(offset, value.to_bytes(size, "big"))
@@ -223,11 +224,9 @@ class PniHost:
         return self.current.register(Segment.owned(length))
 
     def seg_slice(self, seg: int, offset: int, length: int) -> int:
-        s = self._seg(seg)
-        if s is None:
-            return BAD_HANDLE
-        if not _span_ok(s, offset, length):
-            return OUT_OF_RANGE
+        s = self._range(seg, offset, length)
+        if isinstance(s, int):
+            return s
         st = self._admit(0)
         if st < 0:
             return NO_SPACE
@@ -438,11 +437,9 @@ class PniHost:
         return OK
 
     def _views(self, seg: int, offset: int, length: int) -> list[memoryview] | int:
-        s = self._seg(seg)
-        if s is None:
-            return BAD_HANDLE
-        if not _span_ok(s, offset, length):
-            return OUT_OF_RANGE
+        s = self._range(seg, offset, length)
+        if isinstance(s, int):
+            return s
         if s.contiguous:
             return [s.view()[offset : offset + length]]
         buf = bytearray(length)
