@@ -121,6 +121,8 @@ class Environment:
         self.status = _RUNNING
         self.sent_bytes = 0
         self.allocated = 0
+        usage = self.usage
+        usage.steps = usage.fuel = usage.time_ns = 0
         return self
 
     def register(self, seg: Segment) -> int:

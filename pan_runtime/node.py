@@ -570,7 +570,10 @@ class Node:
         except Exception as exc:  # a runtime bug must not stop the node
             log.exception("runtime %s raised on %s", entry.runtime, entry.code.short_name)
             verdict = RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
-        stats.add_time(time.perf_counter_ns() - t0)
+        dt = time.perf_counter_ns() - t0
+        env.usage.time_ns = dt
+        stats.add_time(dt)
+        stats.add_usage(env)
         try:
             self._outcome(entry, env, cap, verdict)
         finally:
@@ -616,7 +619,9 @@ class Node:
         elapsed = time.perf_counter_ns() - t0
         per = elapsed // len(envs)
         for env, cap, verdict in zip(envs, runnable, verdicts, strict=True):
+            env.usage.time_ns = per
             entry.stats.add_time(per)
+            entry.stats.add_usage(env)
             try:
                 self._outcome(entry, env, cap, verdict)
             finally:

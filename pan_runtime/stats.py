@@ -22,11 +22,24 @@ class CodeStats:
     errors: int = 0
     time_ns: int = 0
     max_time_ns: int = 0
+    steps: int = 0  # interpreter steps the code used (where the runtime counts them)
+    fuel: int = 0  # instructions the code used (where the runtime counts them)
+    sent_bytes: int = 0  # body bytes the code sent or delivered through the PNI
 
     def add_time(self, ns: int) -> None:
         self.time_ns += ns
         if ns > self.max_time_ns:
             self.max_time_ns = ns
+
+    def add_usage(self, env: Any) -> None:
+        """Fold one call's reported use (``env.usage``, ``env.sent_bytes``) into the totals."""
+        usage = env.usage
+        if usage.steps:
+            self.steps += usage.steps
+        if usage.fuel:
+            self.fuel += usage.fuel
+        if env.sent_bytes:
+            self.sent_bytes += env.sent_bytes
 
     def merge(self, other: CodeStats) -> None:
         self.capsules_in += other.capsules_in
@@ -38,6 +51,9 @@ class CodeStats:
         self.errors += other.errors
         self.time_ns += other.time_ns
         self.max_time_ns = max(self.max_time_ns, other.max_time_ns)
+        self.steps += other.steps
+        self.fuel += other.fuel
+        self.sent_bytes += other.sent_bytes
 
     @property
     def dropped(self) -> int:
@@ -57,6 +73,9 @@ class CodeStats:
             "time_us_total": self.time_ns / 1000,
             "time_us_mean": mean,
             "time_us_max": self.max_time_ns / 1000,
+            "steps": self.steps,
+            "fuel": self.fuel,
+            "sent_bytes": self.sent_bytes,
         }
 
 

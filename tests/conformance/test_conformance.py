@@ -134,6 +134,10 @@ def test_flood_counts_and_reports(runtime):
         assert r.bytes == 20 * (FloodHdr.SIZE + 32)
         assert r.elapsed_ns >= 0
         assert c.cache.peek(code.name).stats.done == 26
+        # what the code sent through the PNI is reported per call and summed per code object
+        assert c.cache.peek(code.name).stats.sent_bytes == 2 * FloodHdr.SIZE
+        if runtime == "restricted_py":
+            assert c.cache.peek(code.name).stats.steps > 0
         assert b.cache.peek(code.name).stats.forwarded == 26 + 2
 
 
