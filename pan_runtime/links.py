@@ -9,6 +9,7 @@ UDP netlinks and UNIX-socket application links implement the same interfaces.
 from __future__ import annotations
 
 import abc
+import heapq
 import random
 from collections import deque
 from collections.abc import Callable
@@ -46,14 +47,10 @@ class Scheduler:
         self._seq = 0
 
     def at(self, when_ns: int, fn: Callable[[], None]) -> None:
-        import heapq
-
         self._seq += 1
         heapq.heappush(self._items, (when_ns, self._seq, fn))
 
     def due(self, now_ns: int) -> int:
-        import heapq
-
         n = 0
         while self._items and self._items[0][0] <= now_ns:
             _, _, fn = heapq.heappop(self._items)

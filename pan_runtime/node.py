@@ -41,7 +41,7 @@ from pan_runtime.events import CapsuleDropped, CodeLoaded, CodeQuarantined, Code
 from pan_runtime.links import AppLink, Delivery, NetLink
 from pan_runtime.plugins import Plugins, load_plugins
 from pan_runtime.routing import RoutingTable
-from pan_runtime.runtime import Isolation, Runtime
+from pan_runtime.runtime import Runtime
 from pan_runtime.segments import Segment, SegmentPool
 from pan_runtime.softstate import SoftState
 from pan_runtime.stats import CodeStats, NodeStats, format_table
@@ -972,9 +972,6 @@ class Node:
         drops = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.drops.items())) or "none"
         table = format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "err", "µs/cap", ""])
         return f"{head}\nnode drops: {drops}\n{table}"
-
-    def isolation_of(self, runtime: str) -> Isolation:
-        return self.plugins.runtimes.get(runtime).isolation
 
 
 _DEFAULT_PLUGINS: Plugins | None = None

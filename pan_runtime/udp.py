@@ -235,6 +235,8 @@ class UdpTransport:
         pool = node.pool
         peers = self._peers
         trunc = int(socket.MSG_TRUNC)  # a plain int: `&` on the IntFlag runs Python code per datagram
+        # with batches the burst stays queued, so the node can hand a runtime several at once
+        eager = node.config.batch == 1
         for _ in range(self.rx_burst):
             try:
                 slot = pool.take_slot()
@@ -273,9 +275,9 @@ class UdpTransport:
                 node.count_drop("datagram_truncated", f"from {link.address}: larger than {pool.buffer_size} bytes")
                 continue
             node.receive_segment(pool.segment_for_slot(slot, n), link.address, link)
-            # evaluate it now, before asking the socket for more: the capsule leaves without
-            # waiting for the failed read that ends the burst or for the next loop turn
-            node.process()
+            if eager:
+                # one at a time: evaluate it now, before the read that ends the burst
+                node.process()
 
     def _unknown(self, addr: tuple[Any, ...]) -> UdpLink | None:
         host, port = addr[0], addr[1]
