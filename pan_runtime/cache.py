@@ -133,6 +133,9 @@ class CodeCache:
     def __init__(self, max_bytes: int = 256 << 20):
         self.max_bytes = max_bytes
         self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        #: bumped when an entry is added, removed, reset or quarantined or let out, so copies
+        #: of the cache (the UDP fast path's code table) know to refresh
+        self.generation = 0
         self.bytes_used = 0
         self.evictions = 0
 
@@ -157,11 +160,13 @@ class CodeCache:
     def add(self, entry: CacheEntry) -> None:
         self._entries[entry.code.name] = entry
         self.bytes_used += entry.code.size
+        self.generation += 1
 
     def remove(self, name: bytes) -> CacheEntry | None:
         e = self._entries.pop(name, None)
         if e is not None:
             self.bytes_used -= e.code.size
+            self.generation += 1
         return e
 
     def victims(self, incoming: int) -> list[bytes] | None:

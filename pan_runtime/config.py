@@ -113,6 +113,7 @@ _SCHEMA: dict[str, set[str]] = {
         "app_max_frame",
         "app_out_bytes",
         "copy_on_send",
+        "fast_path",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
 }
@@ -245,6 +246,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         runtime_options=options,
         runtimes=enabled,
         copy_on_send=_bool(ctx, "limits.copy_on_send", limits.get("copy_on_send", False)),
+        fast_path=_bool(ctx, "limits.fast_path", limits.get("fast_path", True)),
     )
 
     neighbors: list[NeighborConfig] = []

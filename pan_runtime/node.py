@@ -81,6 +81,7 @@ class NodeConfig:
         runtimes: Sequence[str] | None = None,
         breaker_threshold: int = 5,
         copy_on_send: bool = False,
+        fast_path: bool = True,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -98,6 +99,8 @@ class NodeConfig:
         self.breaker_threshold = breaker_threshold
         #: copy capsule data before sending (the bench's ``activecopy`` configuration)
         self.copy_on_send = copy_on_send
+        #: let UDP netlinks finish common capsules in compiled code (pan_runtime.fastpath)
+        self.fast_path = fast_path
 
 
 class _Queued:
@@ -136,6 +139,8 @@ class Node:
         self.now_ns = clock
         self.pool = SegmentPool(self.config.pool_buffer_size, self.config.pool_buffers)
         self.host = pni.PniHost(self, logging.getLogger(f"pan.code.{self.name}"))
+        #: callables that fold counters kept elsewhere into the node's (see ``sync_counters``)
+        self.counter_sources: list[Callable[[], None]] = []
         self.cache = CodeCache(self.config.cache_bytes)
         self.disk = DiskStore(self.config.cache_dir) if self.config.cache_dir else None
         self.routes = RoutingTable()
@@ -629,12 +634,18 @@ class Node:
                 cap.release()
 
     # ------------------------------------------------------------------ outcomes
+    def finish(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault) -> None:
+        """Carry out the verdict (or fault) of a run that happened outside ``process``: the
+        UDP fast path hands over every capsule it does not finish itself."""
+        self._outcome(entry, env, cap, verdict)
+
     def _outcome(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault) -> None:
         if isinstance(verdict, RuntimeFault):
             self._fault(entry, verdict)
             return
         if entry.breaker.open_until:
             entry.breaker.record_success()
+            self.cache.generation += 1
         if verdict < 0:
             self._drop(entry, f"status:{pni.status_name(verdict)}")
             return
@@ -736,11 +747,13 @@ class Node:
         self._drop(entry, fault.reason, str(fault))
         now = self.now_ns()
         if entry.loaded.needs_reset:
+            self.cache.generation += 1
             try:
                 entry.loaded.reset()
             except Exception:
                 log.exception("resetting %s", entry.code.short_name)
         if entry.breaker.record_fault(now):
+            self.cache.generation += 1
             self._emit(CodeQuarantined(entry.code.hex_name, entry.breaker.trips, entry.breaker.open_until))
             log.warning(
                 "quarantined %s for %.1fs after repeated faults (last: %s)",
@@ -915,10 +928,17 @@ class Node:
             return pni.NOT_FOUND
 
     # ------------------------------------------------------------------ statistics
+    def sync_counters(self) -> None:
+        """Fold counters kept outside the node's objects (the UDP fast path's) into them."""
+        for source in self.counter_sources:
+            source()
+
     def code_stats(self) -> dict[str, dict[str, Any]]:
+        self.sync_counters()
         return {e.code.hex_name: {"runtime": e.runtime, "label": e.code.short_name, **e.stats.as_dict()} for e in self.cache}
 
     def runtime_totals(self) -> dict[str, CodeStats]:
+        self.sync_counters()
         totals: dict[str, CodeStats] = {}
         for e in self.cache:
             totals.setdefault(e.runtime, CodeStats()).merge(e.stats)
@@ -926,6 +946,7 @@ class Node:
 
     def statistics(self) -> dict[str, Any]:
         """Everything the node counts, as plain data."""
+        self.sync_counters()
         return {
             "node": str(self.address),
             **self.stats.as_dict(),
@@ -950,6 +971,7 @@ class Node:
         return out
 
     def format_statistics(self) -> str:
+        self.sync_counters()
         rows = []
         now = self.now_ns()
         for e in self.cache:

@@ -25,10 +25,23 @@ class RoutingTable:
         self._routes: dict[NodeAddress, Route] = {}
         self._by_raw: dict[bytes, Route] = {}  # the same routes keyed by wire bytes, for the per-capsule lookup
         self.max_dynamic = max_dynamic
-        self.default: NodeAddress | None = None
+        self._default: NodeAddress | None = None
+        #: bumped on every change, so copies of the table (the UDP fast path's) know to refresh
+        self.generation = 0
+
+    @property
+    def default(self) -> NodeAddress | None:
+        """Next hop for destinations without a route (None: no default route)."""
+        return self._default
+
+    @default.setter
+    def default(self, hop: NodeAddress | None) -> None:
+        self._default = hop
+        self.generation += 1
 
     def add_static(self, dest: NodeAddress, next_hop: NodeAddress, metric: int = 1) -> None:
         self._routes[dest] = self._by_raw[dest.raw] = Route(dest, next_hop, metric, True)
+        self.generation += 1
 
     def set_dynamic(self, dest: NodeAddress, next_hop: NodeAddress, metric: int, by: bytes = b"") -> bool:
         """Install or update a learned route; never overrides a static one. False when refused."""
@@ -37,7 +50,10 @@ class RoutingTable:
             return False
         if cur is None and sum(1 for r in self._routes.values() if not r.static) >= self.max_dynamic:
             return False
+        if cur is not None and cur.next_hop == next_hop and cur.metric == metric and cur.learned_by == by:
+            return True  # a refresh: nothing changed
         self._routes[dest] = self._by_raw[dest.raw] = Route(dest, next_hop, metric, False, by)
+        self.generation += 1
         return True
 
     def lookup(self, dest: NodeAddress) -> Route | None:
@@ -54,7 +70,8 @@ class RoutingTable:
         return r
 
     def remove(self, dest: NodeAddress) -> None:
-        self._routes.pop(dest, None)
+        if self._routes.pop(dest, None) is not None:
+            self.generation += 1
         self._by_raw.pop(dest.raw, None)
 
     def routes(self) -> list[Route]:

@@ -83,6 +83,17 @@ class LoadedCode(abc.ABC):
                 out.append(fault)
         return out
 
+    def fast_entry(self) -> tuple[int, int] | None:
+        """The C addresses of a ``pan_fast_run_fn`` (``include/pan_fast.h``) and of its state
+        for the node's compiled UDP fast path, or None (the default): the fast path then runs
+        the capsule through ``accept``. A runtime that offers one must, during such a run, route every PNI call
+        it cannot answer from the context through ``pan_runtime.fastpath.materialize`` first."""
+        return None
+
+    def after_fast_run(self) -> None:
+        """Raise the ``RuntimeFault`` a fast run recorded, if any; called after each C run
+        whose capsule the node then finishes in Python."""
+
     def call_export(self, name: str, a0: int, a1: int) -> int:
         """Call an exported function (``int64 f(int64, int64)``) for a dependant."""
         raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", "no_export")

@@ -10,7 +10,9 @@ neighbour's MTU is a counted drop with a reason; the node goes on.
 ``EventLoop`` is a ``selectors`` loop (epoll on Linux) with a timer heap. Each turn reads up
 to ``rx_burst`` datagrams per readable socket, then evaluates the node's bounded queue one
 capsule at a time (``Node.process``), and blocks in ``select`` only while the queue is
-empty. Why not asyncio: a turn of this loop is a handful of direct calls, and asyncio's
+empty. Where the compiled fast path is built, each socket's burst is read by it instead
+(``pan_runtime.fastpath``): it finishes common forwards in C and hands every other datagram
+to ``received``, the same entry the Python loop uses. Why not asyncio: a turn of this loop is a handful of direct calls, and asyncio's
 protocol callbacks would add a call layer and a ``bytes`` object per datagram (no
 ``recvmsg_into`` into our pool); measured numbers are in ``docs/network.md``.
 """
@@ -29,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from pan_runtime.address import NodeAddress
 from pan_runtime.errors import LinkError, PanError
+from pan_runtime.fastpath import PATHS, UdpFastPath, unavailable_reason
+from pan_runtime.fastpath import wait as fast_wait
 from pan_runtime.links import NetLink
 
 if TYPE_CHECKING:
@@ -41,6 +45,8 @@ log = logging.getLogger("pan.udp")
 #: the largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP)
 MAX_DATAGRAM = 65507
 _SOCK_BUFFER = 4 << 20
+_FOLD_EVERY_S = 1.0
+_TRUNC = int(socket.MSG_TRUNC)  # a plain int: `&` on the IntFlag runs Python code per datagram
 
 
 class EventLoop:
@@ -55,6 +61,25 @@ class EventLoop:
         #: again (0: it has work queued now) or None (only when I/O arrives)
         self.idle: list[Callable[[], float | None]] = []
         self.turns = 0
+        #: UDP sockets whose datagrams the compiled fast path reads while the loop waits
+        self.fast: dict[int, UdpFastPath] = {}
+        self._fast_c: dict[int, Any] = {}
+        self.fast_burst = 64
+        self._epoll = isinstance(self.sel, getattr(selectors, "EpollSelector", ()))
+        self._map = self.sel.get_map()
+
+    def add_fast(self, fast: UdpFastPath, burst: int) -> None:
+        """Let ``fast`` read its socket inside the wait (epoll only; elsewhere its reader does)."""
+        if self._epoll:
+            self.fast[fast.fd] = fast
+            self._fast_c[fast.fd] = fast.c
+            self.fast_burst = burst
+
+    def remove_fast(self, fast: UdpFastPath) -> None:
+        for fd, f in list(self.fast.items()):
+            if f is fast:
+                del self.fast[fd]
+                del self._fast_c[fd]
 
     def add(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
         self.sel.register(fileobj, events, callback)
@@ -81,8 +106,17 @@ class EventLoop:
         if self._timers:
             wait = max(0.0, self._timers[0][0] - time.monotonic())
             timeout = wait if timeout is None else min(timeout, wait)
-        for key, mask in self.sel.select(timeout):
-            key.data(mask)
+        if self.fast:
+            for f in self.fast.values():
+                f.sync()
+            keys = self._map
+            for fd, mask in fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst):
+                key = keys.get(fd)
+                if key is not None:
+                    key.data(mask)
+        else:
+            for key, mask in self.sel.select(timeout):
+                key.data(mask)
         if self._timers:
             now = time.monotonic()
             while self._timers and self._timers[0][0] <= now:
@@ -180,12 +214,24 @@ class UdpTransport:
         self.unknown_peers = 0
         self.truncated = 0
         self._scratch = bytearray(MAX_DATAGRAM)
+        #: bumped when a neighbour is added, so the fast path refreshes its copy
+        self.generation = 0
+        self._fast: dict[socket.socket, UdpFastPath] = {}
+        cfg = node.config
+        #: why capsules all take the Python path ("" when the compiled fast path is on)
+        self.fast_path_off = (
+            "limits.fast_path is false" if not cfg.fast_path
+            else f"batch {cfg.batch} > 1 (the fast path runs one capsule at a time)" if cfg.batch > 1
+            else unavailable_reason() or ""
+        )
         try:
             for host, port in listen:
                 self._open(host, port)
         except BaseException:
             self.close()
             raise
+        if self._fast:
+            self.loop.call_later(_FOLD_EVERY_S, self._fold)
 
     def _open(self, host: str, port: int) -> None:
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -209,6 +255,9 @@ class UdpTransport:
             raise LinkError(f"cannot listen on UDP {ep}: {exc.strerror}") from None
         sock.setblocking(False)
         self.sockets[fam] = sock
+        if not self.fast_path_off:
+            fast = self._fast[sock] = UdpFastPath(self, sock)
+            self.loop.add_fast(fast, self.rx_burst)
         self.loop.add(sock, selectors.EVENT_READ, lambda _mask, s=sock: self._readable(s))
 
     @property
@@ -228,15 +277,15 @@ class UdpTransport:
         self.links[address] = link
         self._peers[(host, endpoint[1])] = link
         self.node.add_neighbor(address, link)
+        self.generation += 1
         return link
 
     def _readable(self, sock: socket.socket) -> None:
+        fast = self._fast.get(sock)
+        if fast is not None and fast.burst(self.rx_burst):
+            return
         node = self.node
         pool = node.pool
-        peers = self._peers
-        trunc = int(socket.MSG_TRUNC)  # a plain int: `&` on the IntFlag runs Python code per datagram
-        # with batches the burst stays queued, so the node can hand a runtime several at once
-        eager = node.config.batch == 1
         for _ in range(self.rx_burst):
             try:
                 slot = pool.take_slot()
@@ -244,9 +293,7 @@ class UdpTransport:
                 # no buffer: read the datagram away so the socket does not stall, count it
                 try:
                     sock.recv_into(self._scratch)
-                except BlockingIOError:
-                    return
-                except OSError:
+                except OSError:  # BlockingIOError included: the socket is empty
                     return
                 node.stats.received += 1
                 node.count_drop("pool_exhausted")
@@ -260,24 +307,31 @@ class UdpTransport:
                 pool.give_slot(slot)
                 log.debug("recvmsg on %s: %s", sock.getsockname(), exc)
                 return
-            link = peers.get((addr[0], addr[1]))
+            self.received(sock, slot, n, flags, addr)
+
+    def received(self, sock: socket.socket, slot: int, n: int, flags: int, addr: tuple[Any, ...]) -> None:
+        """Take a datagram read into pool slot ``slot`` (the slot moves to the node)."""
+        node = self.node
+        pool = node.pool
+        link = self._peers.get((addr[0], addr[1]))
+        if link is None:
+            link = self._unknown(addr)
             if link is None:
-                link = self._unknown(addr)
-                if link is None:
-                    pool.give_slot(slot)
-                    continue
-            link.received += 1
-            link.received_bytes += n
-            if flags & trunc:
                 pool.give_slot(slot)
-                self.truncated += 1
-                node.stats.received += 1
-                node.count_drop("datagram_truncated", f"from {link.address}: larger than {pool.buffer_size} bytes")
-                continue
-            node.receive_segment(pool.segment_for_slot(slot, n), link.address, link)
-            if eager:
-                # one at a time: evaluate it now, before the read that ends the burst
-                node.process()
+                return
+        link.received += 1
+        link.received_bytes += n
+        if flags & _TRUNC:
+            pool.give_slot(slot)
+            self.truncated += 1
+            node.stats.received += 1
+            node.count_drop("datagram_truncated", f"from {link.address}: larger than {pool.buffer_size} bytes")
+            return
+        node.receive_segment(pool.segment_for_slot(slot, n), link.address, link)
+        if node.config.batch == 1:
+            # one at a time: evaluate it now, before the read that ends the burst (with
+            # batches the burst stays queued, so the node can hand a runtime several at once)
+            node.process()
 
     def _unknown(self, addr: tuple[Any, ...]) -> UdpLink | None:
         host, port = addr[0], addr[1]
@@ -293,14 +347,36 @@ class UdpTransport:
         return None
 
     def info(self) -> dict[str, Any]:
+        self.node.sync_counters()
         return {
             "listen": [_endpoint_text(e) for e in self.endpoints],
             "unknown_peer_datagrams": self.unknown_peers,
             "truncated_datagrams": self.truncated,
+            "fast_path": self._fast_info(),
             "neighbors": {str(a): link.info() for a, link in sorted(self.links.items())},
         }
 
+    def _fold(self) -> None:
+        # the fast path's counters, and its use of code objects (the cache's LRU order), reach
+        # the node at least this often even when nobody reads the statistics
+        if self._fast:
+            self.node.sync_counters()
+            self.loop.call_later(_FOLD_EVERY_S, self._fold)
+
+    def _fast_info(self) -> dict[str, Any]:
+        if self.fast_path_off:
+            return {"on": False, "why_off": self.fast_path_off}
+        out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0)}
+        for fast in self._fast.values():
+            for k, v in fast.paths.items():
+                out[k] += v
+        return out
+
     def close(self) -> None:
+        for fast in self._fast.values():
+            self.loop.remove_fast(fast)
+            fast.close()
+        self._fast.clear()
         for sock in self.sockets.values():
             self.loop.remove(sock)
             sock.close()

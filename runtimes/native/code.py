@@ -137,6 +137,7 @@ class NativeCode(LoadedCode):
         ctypes.c_void_p.from_address(support.address("pan_accept_fn") or 0).value = entries["accept"]
         self._batch_index = ctypes.c_int32.from_address(support.address("pan_batch_index") or 0)
         self._run = _RUN(support.address("pan_run"))
+        self._fast_entry = support.address("pan_run_fast") or None
         self._run_batch = _RUN_BATCH(support.address("pan_run_batch"))
         self._init = _ENTRY(entries["init"]) if "init" in entries else None
         self._finalize = _ENTRY(entries["finalize"]) if "finalize" in entries else None
@@ -195,6 +196,13 @@ class NativeCode(LoadedCode):
         if self._faults:
             self._raise_fault()
         return verdict
+
+    def fast_entry(self) -> tuple[int, int] | None:
+        return (self._fast_entry, 0) if self._fast_entry else None
+
+    def after_fast_run(self) -> None:
+        if self._faults:
+            self._raise_fault()
 
     def accept_batch(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
         n = len(envs)
@@ -257,6 +265,7 @@ class NativeCode(LoadedCode):
 
     def unload(self) -> None:
         self._run = self._run_batch = self._init = self._finalize = _closed  # type: ignore[assignment]
+        self._fast_entry = None
         self._exports = {}
         self._close_images()
 

@@ -2,7 +2,9 @@
 
 Each callback turns C arguments into the host's Python arguments (pointer + length into a
 memoryview over the code's memory, without copying), sets ``host.current`` when a batch is
-running, calls ``host.<call>`` and returns its int. Nothing raises into C: an exception is
+running (or, when the node's compiled fast path is running the capsule, has the node build
+its environment first: ``pan_runtime.fastpath.materialize``), calls ``host.<call>`` and
+returns its int. Nothing raises into C: an exception is
 recorded on the owner and becomes a ``RuntimeFault`` once control is back in Python, while
 the code sees ``PNI_BAD_ARGUMENT``.
 
@@ -16,6 +18,7 @@ import ctypes
 import functools
 from typing import Any, Protocol
 
+from pan_runtime.fastpath import materialize
 from pni_spec import load_spec
 from pni_spec.spec import Call
 
@@ -88,6 +91,8 @@ def _source(call: Call) -> str:
     body += [f"    {c}" for c in checks]
     body += [
         "    try:",
+        "        if host.current is None:",
+        "            materialize()",
         "        if sink._batch is not None:",
         "            host.current = sink._batch[sink._batch_index.value]",
         f"        return method({', '.join(args)})",
@@ -114,6 +119,7 @@ def make_callback(call: Call, host: Any, sink: FaultSink) -> Any:
         "sink": sink,
         "host": host,
         "method": method,
+        "materialize": materialize,
     }
     exec(_compiled(call), scope)
     return callback_type(call)(scope[f"pni_{call.name}"])

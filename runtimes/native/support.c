@@ -5,9 +5,12 @@
  * costs no call back into Python. Every other handle, and every other call, goes to the
  * host through the `pan_host_*` functions, which the runtime binds to Python callbacks.
  * `pan_run` and `pan_run_batch` are the only ways the runtime enters `accept`: one ctypes
- * call per capsule, or one per batch. Built with `cc` at first use, linked by pan_native.
+ * call per capsule, or one per batch. `pan_run_fast` is the entry the node's compiled UDP
+ * fast path calls directly (include/pan_fast.h); during such a run the environment calls
+ * below are answered from its context, in C. Built with `cc` at first use, linked by pan_native.
  */
 #include "pni.h"
+#include "pan_fast.h"
 
 typedef __SIZE_TYPE__ size_t;
 void *memcpy(void *dst, const void *src, size_t n);
@@ -22,6 +25,12 @@ int64_t pan_host_seg_get_u32(pni_handle_t seg, uint32_t offset);
 int32_t pan_host_seg_set_u8(pni_handle_t seg, uint32_t offset, uint32_t value);
 int32_t pan_host_seg_set_u16(pni_handle_t seg, uint32_t offset, uint32_t value);
 int32_t pan_host_seg_set_u32(pni_handle_t seg, uint32_t offset, uint32_t value);
+int32_t pan_host_env_origin_kind(void);
+int32_t pan_host_env_prev_hop(uint8_t *dst);
+int32_t pan_host_node_address(uint8_t *dst);
+
+/* the fast path's context during pan_run_fast, else 0 */
+static const pan_fast_ctx *pan_fast;
 
 /* the body of the capsule being run; pan_body == 0 outside a run or for a chained body */
 static uint8_t *pan_body;
@@ -92,6 +101,38 @@ int32_t pni_seg_set_u32(pni_handle_t seg, uint32_t offset, uint32_t value) {
     if (!IN_RANGE(offset, 4)) return PNI_OUT_OF_RANGE;
     pni_be32_put(pan_body + offset, value);
     return PNI_OK;
+}
+
+int32_t pni_env_origin_kind(void) {
+    if (pan_fast == 0) return pan_host_env_origin_kind();
+    return pan_fast->origin_kind;
+}
+
+int32_t pni_env_prev_hop(uint8_t *dst) {
+    if (pan_fast == 0) return pan_host_env_prev_hop(dst);
+    if (dst == 0) return PNI_OUT_OF_RANGE;
+    if (!pan_fast->has_prev_hop) return PNI_NOT_FOUND;
+    memcpy(dst, pan_fast->prev_hop, PNI_ADDR_SIZE);
+    return PNI_OK;
+}
+
+int32_t pni_node_address(uint8_t *dst) {
+    if (pan_fast == 0) return pan_host_node_address(dst);
+    if (dst == 0) return PNI_OUT_OF_RANGE;
+    memcpy(dst, pan_fast->node_address, PNI_ADDR_SIZE);
+    return PNI_OK;
+}
+
+/* The node's fast path: accept on one capsule body, environment calls answered from CTX. */
+int32_t pan_run_fast(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx) {
+    (void)state;
+    pan_fast = ctx;
+    pan_body = body;
+    pan_body_len = (uint32_t)length;
+    int32_t verdict = pan_accept_fn(1, (uint32_t)length);
+    pan_body = 0;
+    pan_fast = 0;
+    return verdict;
 }
 
 /* Run accept on one capsule whose body is LENGTH bytes at BODY (0: ask the host).

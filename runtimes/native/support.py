@@ -21,10 +21,11 @@ from pan_runtime.errors import BuildError, RuntimeUnavailable
 __all__ = ["HOT_CALLS", "SOURCE", "cache_dir", "support_object"]
 
 SOURCE = Path(__file__).with_name("support.c")
-#: PNI calls the support object answers in C for the capsule body
+#: PNI calls the support object answers in C: segment calls on the capsule body, and the
+#: environment calls the node's fast path answers from its context (else the host does)
 HOT_CALLS = frozenset(
     {"seg_length", "seg_read", "seg_write", "seg_get_u8", "seg_get_u16", "seg_get_u32",
-     "seg_set_u8", "seg_set_u16", "seg_set_u32"}
+     "seg_set_u8", "seg_set_u16", "seg_set_u32", "env_origin_kind", "env_prev_hop", "node_address"}
 )
 
 
@@ -41,7 +42,9 @@ def support_object() -> ElfObject:
     """The parsed support object, compiled now if the cache does not hold it."""
     header = include_dir() / "pni.h"
     try:
-        digest = hashlib.sha256(SOURCE.read_bytes() + header.read_bytes() + " ".join(CFLAGS).encode())
+        digest = hashlib.sha256(
+            SOURCE.read_bytes() + header.read_bytes() + (include_dir() / "pan_fast.h").read_bytes() + " ".join(CFLAGS).encode()
+        )
     except OSError as exc:
         raise RuntimeUnavailable(f"native support source unreadable: {exc}") from None
     path = cache_dir() / f"support-{digest.hexdigest()[:20]}.o"

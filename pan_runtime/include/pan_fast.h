@@ -1,0 +1,27 @@
+/* pan_fast.h: the contract between the node's compiled fast path and a runtime's C entry.
+ *
+ * Hand-written (it is host-internal, not part of the PNI): the UDP fast path
+ * (pan_runtime/_fastpath.c) calls a code object's `pan_fast_run_fn` with the capsule body
+ * and this context instead of going through Python. The context answers the environment
+ * calls a forwarding capsule makes most often, so they cost no call back into Python.
+ * Any other PNI call the code makes during the run reaches the Python host as usual;
+ * the host then builds the capsule's Python environment on the spot (see
+ * pan_runtime/fastpath.py), and the node finishes that capsule in Python.
+ */
+#ifndef PAN_FAST_H
+#define PAN_FAST_H
+
+#include <stdint.h>
+
+typedef struct pan_fast_ctx {
+    int32_t origin_kind;      /* PNI origin kind of the capsule (0: network) */
+    int32_t has_prev_hop;     /* 1 when prev_hop holds the previous hop's address */
+    uint8_t node_address[16]; /* this node's address */
+    uint8_t prev_hop[16];     /* the neighbour the capsule came from */
+} pan_fast_ctx;
+
+/* Run accept on one capsule whose body is LENGTH bytes at BODY; returns the verdict.
+ * STATE is the runtime's own pointer for the code object (LoadedCode.fast_entry gives both). */
+typedef int32_t (*pan_fast_run_fn)(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx);
+
+#endif

@@ -1,0 +1,19 @@
+"""Builds the optional C extension ``pan_runtime._fastpath``; all metadata is in pyproject.toml.
+
+``optional=True``: a machine without a C compiler still installs pan, and the node then
+takes its Python path for every capsule (``pan node`` logs which path it runs).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "pan_runtime._fastpath",
+            ["pan_runtime/_fastpath.c"],
+            depends=["pan_runtime/include/pan_fast.h"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
+    ]
+)
