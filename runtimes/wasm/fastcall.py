@@ -41,6 +41,8 @@ __all__ = [
     "set_fuel",
     "install_deadline_callback",
     "decode_failure",
+    "FastEntry",
+    "fast_module",
 ]
 
 TESTED_VERSION = "50.0.1"
@@ -86,6 +88,62 @@ _deadline_callback = _fresh(
     None,
     [c_void_p, _DEADLINE_CALLBACK, c_void_p, c_void_p],
 )
+
+
+class FastEntry(ctypes.Structure):
+    """One code object's bound ``accept`` for ``pan_wasm._fast`` (same layout as its
+    ``pan_wasm_entry``): the node's UDP fast path calls it without Python."""
+
+    _fields_ = [
+        ("context", c_void_p),
+        ("func", c_void_p),
+        ("args", c_void_p),
+        ("nargs", c_size_t),
+        ("trap", c_void_p),
+        ("fuel", c_uint64),
+        ("ticks", c_void_p),
+        ("err", c_void_p),
+    ]
+
+    def bind(self, call: FastCall, ticks: Any, fuel: int) -> None:
+        """Point at ``call`` (``accept``), bumping ``ticks.seq`` and refuelling like ``invoke``."""
+        base = ctypes.addressof(call._array)
+        self.context = call.context
+        self.func = ctypes.addressof(call._func)
+        self.args = base
+        self.nargs = call.trap_slot // SLOT
+        self.trap = base + call.trap_slot * 8
+        self.fuel = fuel
+        self.ticks = id(ticks)  # the code object keeps it alive
+        self.err = None
+
+
+class _ImportEnv(ctypes.Structure):
+    """What a C host function of ``pan_wasm._fast`` needs: the Python one, and the memory."""
+
+    _fields_ = [("fallback", c_void_p), ("memory", c_void_p)]
+
+
+@functools.cache
+def fast_module() -> Any:
+    """``pan_wasm._fast`` configured with Wasmtime's function addresses, or None when the
+    extension is not built (the node then runs wasm code through ``accept``)."""
+    try:
+        from pan_wasm import _fast
+    except ImportError:
+        return None
+
+    def addr(name: str) -> int:
+        return ctypes.cast(_dll[name], c_void_p).value or 0
+
+    _fast.configure(
+        addr("wasmtime_func_call_unchecked"),
+        addr("wasmtime_context_set_fuel"),
+        addr("wasmtime_caller_context"),
+        addr("wasmtime_memory_data"),
+        addr("wasmtime_memory_data_size"),
+    )
+    return _fast
 
 
 def binding_problem() -> str | None:
@@ -209,7 +267,8 @@ class LinearMemory:
 
     def bind(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
         """Point at ``memory`` of ``store`` (again after a reset); callbacks keep this object."""
-        self._mem = ffi.wasmtime_memory_t.from_buffer_copy(memory._memory)
+        # copied into the same struct, so C host functions holding its address stay valid
+        ctypes.memmove(ctypes.addressof(self._mem), ctypes.addressof(memory._memory), ctypes.sizeof(self._mem))
         self._context = context_address(store)
         self.refresh()
 
@@ -271,6 +330,31 @@ class HostFuncs:
             kind, message = decode_failure(err, 0)
             raise wasmtime.WasmtimeError(f"defining {module}.{name}: {message}")
         self._keep.append((cb, ty))
+
+    def define_c(
+        self,
+        module: str,
+        name: str,
+        params: Sequence[wasmtime.ValType],
+        results: Sequence[wasmtime.ValType],
+        address: int,
+        callback: Callable[[int, int, Any, int], int],
+        memory: LinearMemory,
+    ) -> None:
+        """Define ``module.name`` as the C host function at ``address`` (``pan_wasm._fast``),
+        which calls ``callback`` for whatever it does not answer itself."""
+        cb = HOST_CALLBACK(callback)
+        env = _ImportEnv(ctypes.cast(cb, c_void_p).value, ctypes.addressof(memory._mem))
+        ty = wasmtime.FuncType(list(params), list(results))
+        m, n = module.encode(), name.encode()
+        err = _define_unchecked(
+            self._ptr, m, len(m), n, len(n), ctypes.cast(ty.ptr(), c_void_p), ctypes.cast(address, HOST_CALLBACK),
+            ctypes.addressof(env), None,
+        )
+        if err:
+            kind, message = decode_failure(err, 0)
+            raise wasmtime.WasmtimeError(f"defining {module}.{name}: {message}")
+        self._keep.append((cb, ty, env))
 
     def close(self) -> None:
         self._keep.clear()

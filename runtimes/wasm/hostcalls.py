@@ -9,7 +9,9 @@ A callback is generated per call as straight-line Python (no loop over parameter
 run time): it reads the raw argument slots, checks every (pointer, length) against the
 instance's linear memory — a range outside it returns ``OUT_OF_RANGE`` to the code
 without reaching the host — passes memoryviews of linear memory to ``host.<call>`` and
-writes the result back. Nothing a guest passes can make a callback raise; a host method
+writes the result back. When ``host.current`` is None, the node's UDP fast path is running
+the capsule and the callback has its environment built first (``fastpath.materialize``).
+Nothing a guest passes can make a callback raise; a host method
 that raises (a host bug) becomes a trap recorded on the calling code.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from pan_runtime.fastpath import materialize
 from pni_spec.spec import Call, Spec
 
 __all__ = ["WASM_PARAM", "wasm_signature", "CallbackState", "make_callback"]
@@ -87,7 +90,13 @@ def _source(call: Call, slot: int) -> str:
             checks.append(f"e{i}")
             args.append(f"view[p{i}:e{i}]")
         k += len(WASM_PARAM[p.type])
-    body = ["if state.batch_envs is not None:", "    state.sync_batch()", *lines]
+    body = [
+        "if state.batch_envs is not None:",
+        "    state.sync_batch()",
+        "elif host.current is None:",  # the node's fast path is running this capsule
+        "    materialize()",
+        *lines,
+    ]
     if checks:
         far = checks[0] if len(checks) == 1 else f"max({', '.join(checks)})"
         body += [
@@ -100,7 +109,7 @@ def _source(call: Call, slot: int) -> str:
     body.append(f"a[0] = method({', '.join(args)})")
     inner = "\n".join("        " + line for line in body)
     return (
-        "def make(method, mem, state, OOR):\n"
+        "def make(method, mem, state, OOR, host, materialize):\n"
         "    def callback(env, caller, a, n):\n"
         "      try:\n"
         f"{inner}\n"
@@ -128,4 +137,16 @@ def make_callback(
         namespace: dict[str, Any] = {}
         exec(compile(_source(call, slot), f"<pni import {call.name}>", "exec"), namespace)
         make = _FACTORIES[key] = namespace["make"]
-    return make(method, mem, state, spec.status_value("OUT_OF_RANGE"))
+    host = getattr(method, "__self__", None)
+    if not hasattr(host, "current"):
+        host = _NO_FAST_PATH
+    return make(method, mem, state, spec.status_value("OUT_OF_RANGE"), host, materialize)
+
+
+class _NoFastPath:
+    """Stands in for a host that is not a node's (a method that is not bound to one)."""
+
+    current = False
+
+
+_NO_FAST_PATH = _NoFastPath()

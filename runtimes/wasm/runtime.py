@@ -24,6 +24,7 @@ Options (``WasmRuntime(options)``), all optional:
 from __future__ import annotations
 
 import array
+import ctypes
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -319,6 +320,10 @@ class WasmCode(LoadedCode):
         self._funcs = fastcall.HostFuncs(self._linker)
         types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
 
+        fast = fastcall.fast_module()
+        self._fast_run, c_imports = fast.addresses() if fast is not None else (0, {})
+        #: the bound accept the node's UDP fast path calls (None without pan_wasm._fast)
+        self._fast: fastcall.FastEntry | None = fastcall.FastEntry() if fast is not None else None
         for call in calls:
             method = getattr(host, call.name, None)
             if method is None:
@@ -327,13 +332,11 @@ class WasmCode(LoadedCode):
                 )
             params, results = wasm_signature(call)
             cb = make_callback(runtime.spec, call, method, self.mem, self, fastcall.SLOT)
-            self._funcs.define(
-                runtime.spec.wasm_module,
-                call.name,
-                [types[t] for t in params],
-                [types[t] for t in results],
-                cb,
-            )
+            ptypes, rtypes = [types[t] for t in params], [types[t] for t in results]
+            if call.name in c_imports:  # answered in C during a fast run, else by ``cb``
+                self._funcs.define_c(runtime.spec.wasm_module, call.name, ptypes, rtypes, c_imports[call.name], cb, self.mem)
+            else:
+                self._funcs.define(runtime.spec.wasm_module, call.name, ptypes, rtypes, cb)
         self._apply_budget(Budget())
         self._instantiate()
 
@@ -377,6 +380,8 @@ class WasmCode(LoadedCode):
         self._area: memoryview | None = None
         if "accept_batch" in exports:
             self._bind_batch(exports)
+        if self._fast is not None:
+            self._fast.bind(self._accept, self._ticks, self._fuel if self._fuel_mode else 0)
 
     def _bind_batch(self, exports: Any) -> None:
         fc = self._fc
@@ -412,6 +417,8 @@ class WasmCode(LoadedCode):
         self._budget = budget
         self._ticks.limit = TickBudget.ticks_for(budget.time_ms, self._rt.tick_ms)
         self._fuel = max(1, int(budget.fuel))
+        if self._fast is not None and self._fuel_mode:
+            self._fast.fuel = self._fuel
         limit = min(int(budget.memory_bytes), self._rt.max_memory_bytes)
         if limit != self._memory_limit:
             self._memory_limit = limit
@@ -443,6 +450,21 @@ class WasmCode(LoadedCode):
         if err or q[c.trap_slot]:
             self._raise_fault(c, err)
         return c.i32[0]
+
+    def fast_entry(self) -> tuple[int, int] | None:
+        if self._fast is None or self._store is None:
+            return None
+        node = getattr(self.host, "node", None)
+        budget = getattr(getattr(node, "config", None), "budget", None)
+        if budget is not None and budget is not self._budget:
+            self._apply_budget(budget)  # what the node's own path would apply first
+        return self._fast_run, ctypes.addressof(self._fast)
+
+    def after_fast_run(self) -> None:
+        fast = self._fast
+        if fast is not None and (fast.err or self._accept.q[self._accept.trap_slot]):
+            err, fast.err = fast.err or 0, None
+            self._raise_fault(self._accept, err)
 
     def _run(self, c: Any) -> None:
         """Call a bound entry (not the hot path); raises on a fault. Results stay in ``c``."""

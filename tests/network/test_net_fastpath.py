@@ -8,6 +8,7 @@ own report must show which way the capsules went.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from nethelpers import daemon_from, free_udp_ports, line_configs, pump, remove_tree, short_dir
@@ -15,11 +16,14 @@ from test_net_udp import FakePeer, forward_body
 
 from pan_runtime import fastpath
 from pan_runtime.application import Application, capsule_bytes
+from pan_runtime.node import default_plugins
 from pan_runtime.pni_api import PingHdr
 from pan_runtime.protocols import reference_code
+from pan_runtime.testing import build_case
 
 PORT = 7
 RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
+CASES = Path(__file__).parents[1] / "conformance" / "cases"
 N = 20
 
 
@@ -35,8 +39,8 @@ def test_the_fast_path_is_built_here():
     assert fastpath.available(), fastpath.unavailable_reason()
 
 
-def _line(tmpdir, fast: bool):
-    extra = "" if fast else "[limits]\nfast_path = false\n"
+def _line(tmpdir, fast: bool, limits: str = ""):
+    extra = "[limits]\n" + limits + ("" if fast else "fast_path = false\n")
     ds = [daemon_from(c) for c in line_configs(tmpdir, free_udp_ports(3), extra)]
     for d in ds:
         assert d.transport.info()["fast_path"]["on"] is fast
@@ -94,7 +98,7 @@ def test_ping_through_the_fast_path_matches_the_python_path(tmpdir_short, runtim
     assert fast == slow
     assert off["middle"]["on"] is False and "fast_path" in off["middle"]["why_off"]
     mid, rcv = paths["middle"], paths["receiver"]
-    if runtime == "native":
+    if runtime in ("native", "wasm"):  # the runtimes with a C entry
         # the middle forwards out and back without entering Python
         assert mid["finished_in_c"] == 2 * N and mid["python_runs"] == mid["handed_over"] == 0
         # the receiver's code keeps soft state through the Python host: handed over, not lost
@@ -209,5 +213,42 @@ def test_counters_finished_in_c_show_in_the_node_statistics(tmpdir_short):
         assert out["sent"] == 7 and out["largest_sent"] == len(capsule_bytes(code, forward_body(receiver.node.address, bytes(104)), sender.node.address))
         assert s["links"]["fast_path"]["finished_in_c"] == 7
     finally:
+        for d in ds:
+            d.close()
+
+
+@pytest.mark.parametrize("runtime", ["wasm", "jvm", "restricted_py"])
+@pytest.mark.parametrize("case", ["spin", "raise"])
+def test_hostile_code_on_the_fast_path_is_contained(tmpdir_short, runtime, case):
+    ds = _line(tmpdir_short, True, "budget_time_ms = 30\n")
+    peer = None
+    try:
+        sender, middle, receiver = ds
+        port = sender.transport.endpoints[0][1]
+        sender.close()
+        peer = FakePeer(port)
+        ds = [middle, receiver]
+        hostile = build_case(CASES / case, runtime, default_plugins())
+        middle.node.install(hostile)
+        fwd = _install_everywhere(ds, "native", "forward")
+        app = Application(receiver.node)
+        app.bind(PORT)
+        mport = middle.transport.endpoints[0][1]
+        for _ in range(2):
+            peer.send(capsule_bytes(hostile, b"x" * 8, peer.address), mport)
+        peer.send(capsule_bytes(fwd, forward_body(receiver.node.address, b"after"), peer.address), mport)
+        assert pump(ds, lambda: app.pending == 1, timeout=10.0)
+        stats = middle.statistics()["code"][hostile.hex_name]
+        assert stats["capsules_in"] == 2 and stats["dropped"] == 2, stats
+        if case == "spin":
+            assert stats["drops"] == {"budget": 2}, stats
+        else:
+            assert stats["errors"] == 2, stats
+        paths = middle.transport.info()["fast_path"]
+        assert paths["slow"] == 0  # both ran from the fast path: through wasm's C entry, or from Python
+        assert paths["handed_over" if runtime == "wasm" else "python_runs"] == 2
+    finally:
+        if peer is not None:
+            peer.close()
         for d in ds:
             d.close()
