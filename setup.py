@@ -1,11 +1,30 @@
 """Builds the optional C extensions of the UDP fast path (``pan_runtime._fastpath`` and the
-wasm runtime's entry ``pan_wasm._fast``); all metadata is in pyproject.toml.
+runtimes' C entries ``pan_wasm._fast`` and ``pan_jvm._fast``); all metadata is in pyproject.toml.
 
 ``optional=True``: a machine without a C compiler still installs pan, and the node then
 takes its Python path for every capsule (``pan node`` logs which path it runs).
 """
 
+import os
+import shutil
+from pathlib import Path
+
 from setuptools import Extension, setup
+
+
+def _jdk_include() -> list[str]:
+    """``include`` and ``include/linux`` of the JDK (``$JAVA_HOME``, else ``javac`` on PATH)."""
+    home = os.environ.get("JAVA_HOME")
+    if not home:
+        javac = shutil.which("javac")
+        home = str(Path(javac).resolve().parent.parent) if javac else ""
+    inc = Path(home) / "include" if home else None
+    if inc is None or not (inc / "jni.h").is_file():
+        return []
+    return [str(inc), str(inc / "linux")]
+
+
+_JNI = _jdk_include()
 
 setup(
     ext_modules=[
@@ -25,4 +44,18 @@ setup(
             optional=True,
         ),
     ]
+    + (
+        [
+            Extension(
+                "pan_jvm._fast",
+                ["runtimes/jvm/_fast.c"],
+                include_dirs=["pan_runtime/include", *_JNI],
+                depends=["pan_runtime/include/pan_fast.h"],
+                extra_compile_args=["-O2"],
+                optional=True,
+            )
+        ]
+        if _JNI  # without a JDK's jni.h the jvm runtime runs through accept
+        else []
+    )
 )

@@ -12,6 +12,7 @@ a batch is one call for all its capsules.
 from __future__ import annotations
 
 import ctypes
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,14 +21,16 @@ from pan_jvm.jvm import Jvm, current_jvm, ensure_jvm, unavailable_reason
 from pan_jvm.upcalls import upcall_class
 from pan_runtime.errors import BudgetExceeded, ClosedError, CodeObjectError, RuntimeFault
 from pan_runtime.runtime import Isolation, LoadedCode, Runtime
+from pan_runtime.segments import Segment, SegType
 
 if TYPE_CHECKING:
     from pan_runtime.codeobj import CodeObject
     from pan_runtime.env import Environment
     from pan_runtime.pni import PniHost
-    from pan_runtime.segments import Segment
 
 __all__ = ["JvmRuntime", "JvmLoadedCode", "FAULT_REASONS"]
+
+log = logging.getLogger("pan.jvm")
 
 FAULT = -(2**31)
 FAULT_LONG = -(2**63)
@@ -106,6 +109,47 @@ class _Memory:
         self.lo = self.hi = self.id = 0
 
 
+class _JvmEntry(ctypes.Structure):
+    """One code object for ``pan_jvm._fast`` (same layout as its ``pan_jvm_entry``)."""
+
+    _fields_ = [
+        ("lane", ctypes.c_int32),
+        ("code", ctypes.c_int32),
+        ("buffer", ctypes.c_int32),
+        ("last", ctypes.c_int32),
+        ("lo", ctypes.c_void_p),
+        ("hi", ctypes.c_void_p),
+        ("ctx", ctypes.c_void_p),
+    ]
+
+
+#: bytes of a pan_fast_ctx (include/pan_fast.h)
+_FAST_CTX_SIZE = 40
+
+
+def _fast_setup(jvm: Jvm, lane: Any) -> tuple[int, int, Any] | None:
+    """Configure ``pan_jvm._fast`` and give the lane the context buffer it reads."""
+    try:
+        from pan_jvm import _fast
+    except ImportError:
+        return None
+    try:
+        vms = ctypes.cast(ctypes.CDLL(None).JNI_GetCreatedJavaVMs, ctypes.c_void_p).value or 0
+        run = int(_fast.configure(vms))
+    except (AttributeError, RuntimeError) as exc:  # libjvm not global, or Lane not on the system loader
+        log.info("jvm fast entry unavailable: %s", exc)
+        return None
+    ctx = (ctypes.c_uint8 * _FAST_CTX_SIZE)()
+    if jvm.direct_by_address:
+        buf = jvm.cls("Memory").wrap(ctypes.addressof(ctx), _FAST_CTX_SIZE)
+    else:
+        import jpype
+
+        buf = jpype.nio.convertToDirectBuffer(ctx)
+    index = int(lane.enableFast(buf))
+    return run, index, ctx
+
+
 class JvmRuntime(Runtime):
     """Java code objects on JPype. Options: ``heap`` ("256m"), ``gc`` ("SerialGC"),
     ``jvm_flags`` (list), ``watchdog_tick_ms`` (2); JVM options apply only when this is
@@ -126,6 +170,7 @@ class JvmRuntime(Runtime):
         self._loaded: dict[int, JvmLoadedCode] = {}
         self._gc_base = 0
         self._closed = False
+        self._fast: tuple[int, int, Any] | tuple[()] | None = None
 
     @classmethod
     def available(cls) -> str | None:
@@ -156,6 +201,13 @@ class JvmRuntime(Runtime):
     def lane(self) -> Any:
         self._engine()
         return self._lane
+
+    def fast_run(self) -> tuple[int, int, Any] | None:
+        """(C entry, lane index, context) for the node's UDP fast path, or None when
+        ``pan_jvm._fast`` is not built or cannot reach the JVM (code then runs through accept)."""
+        if self._fast is None:
+            self._fast = _fast_setup(self._engine(), self._lane) or ()
+        return self._fast or None
 
     def gc_pauses(self) -> int:
         """Garbage collections the JVM ran since this runtime started (all code objects)."""
@@ -244,6 +296,7 @@ class JvmLoadedCode(LoadedCode):
         self._jaccept = self._lane.accept
         self._memory = runtime.memory
         self._export_names: dict[str, Any] = {}
+        self._fast_entry = _JvmEntry()
 
     # -- lifecycle -------------------------------------------------------------------
     def instantiate(self) -> None:
@@ -333,6 +386,31 @@ class JvmLoadedCode(LoadedCode):
         if r == FAULT:
             raise self._fault_now()
         return r
+
+    def fast_entry(self) -> tuple[int, int] | None:
+        fast = self.runtime.fast_run()
+        node = getattr(self.host, "node", None)
+        pool = getattr(node, "pool", None)
+        mem = self._memory
+        if fast is None or pool is None or mem is None or not self.id:
+            return None
+        run, lane, ctx = fast
+        probe = Segment(pool.slot_view(0)[:1], SegType.OWNED, address=pool.base_address)
+        buf, _ = mem.find(probe)  # registers the pool's mapping with the lane once
+        if not buf:
+            return None
+        budget = node.config.budget
+        if budget is not self._budget:
+            self._set_budget(budget)  # what the node's own path would apply first
+        e = self._fast_entry
+        e.lane, e.code, e.buffer, e.last = lane, self.id, buf, 0
+        e.lo, e.hi, e.ctx = mem.lo, mem.hi, ctypes.addressof(ctx)
+        return run, ctypes.addressof(e)
+
+    def after_fast_run(self) -> None:
+        if self._fast_entry.last == FAULT:
+            self._fast_entry.last = 0
+            raise self._fault_now()
 
     def _set_budget(self, budget: Any) -> None:
         self._lane.setBudget(self.id, *self._budget_values(budget))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pan_runtime.fastpath import materialize
 from pan_runtime.pni import OUT_OF_RANGE, PniHost
 from pni_spec import load_spec
 
@@ -42,6 +43,8 @@ def _forwarder(call_name: str, types: Sequence[str]) -> Callable[..., int]:
 
     def method(self: Any, *jargs: Any) -> int:
         host = self.host
+        if host.current is None:  # the node's fast path is running this capsule
+            materialize()
         args: list[Any] = []
         outs: list[tuple[Any, int, bytearray]] = []
         i = 0

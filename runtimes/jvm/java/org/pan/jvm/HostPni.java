@@ -20,6 +20,11 @@ public final class HostPni implements PNI {
     // batch bookkeeping: which capsule runs now, which one the host has selected
     int index;
     int selected;
+    // the node's UDP fast path: while fastOn, origin, previous hop and node address come from
+    // its context (little-endian pan_fast_ctx: origin i32 @0, has_prev_hop i32 @4,
+    // node address @8, previous hop @24), not from the host
+    boolean fastOn;
+    ByteBuffer fastCtx;
     private final CRC32 crc = new CRC32();
 
     public HostPni(Upcalls up) {
@@ -182,7 +187,7 @@ public final class HostPni implements PNI {
 
     @Override
     public int envOriginKind() {
-        return host().envOriginKind();
+        return fastOn ? fastCtx.getInt(0) : host().envOriginKind();
     }
 
     @Override
@@ -192,12 +197,19 @@ public final class HostPni implements PNI {
 
     @Override
     public int envPrevHop(byte[] dst) {
-        return host().envPrevHop(dst);
+        if (!fastOn) return host().envPrevHop(dst);
+        if (!arrayOk(dst, 0, 16)) return PniStatus.OUT_OF_RANGE;
+        if (fastCtx.getInt(4) == 0) return PniStatus.NOT_FOUND;
+        fastCtx.get(24, dst, 0, 16);
+        return PniStatus.OK;
     }
 
     @Override
     public int nodeAddress(byte[] dst) {
-        return host().nodeAddress(dst);
+        if (!fastOn) return host().nodeAddress(dst);
+        if (!arrayOk(dst, 0, 16)) return PniStatus.OUT_OF_RANGE;
+        fastCtx.get(8, dst, 0, 16);
+        return PniStatus.OK;
     }
 
     @Override

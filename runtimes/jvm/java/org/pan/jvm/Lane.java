@@ -60,12 +60,55 @@ public final class Lane {
     private int faultKind;
     private String faultMessage;
 
+    // lanes the node's UDP fast path can reach from C by index (fastAccept)
+    private static volatile Lane[] fastLanes = new Lane[0];
+    private int fastIndex = -1;
+    private ByteBuffer fastCtx;
+
     public Lane() {
         Watchdog.register(this);
     }
 
     public void close() {
         Watchdog.unregister(this);
+        synchronized (Lane.class) {
+            if (fastIndex >= 0) {
+                Lane[] lanes = fastLanes.clone();
+                lanes[fastIndex] = null;
+                fastLanes = lanes;
+                fastIndex = -1;
+            }
+        }
+    }
+
+    /** Let the fast path run this lane's code; ctx is the direct buffer its context is copied to. */
+    public int enableFast(ByteBuffer ctx) {
+        fastCtx = ctx.order(ByteOrder.LITTLE_ENDIAN);
+        synchronized (Lane.class) {
+            if (fastIndex < 0) {
+                Lane[] lanes = fastLanes;
+                int i = 0;
+                while (i < lanes.length && lanes[i] != null) i++;
+                lanes = Arrays.copyOf(lanes, Math.max(lanes.length, i + 1));
+                lanes[i] = this;
+                fastLanes = lanes;
+                fastIndex = i;
+            }
+            return fastIndex;
+        }
+    }
+
+    /** accept() for the node's UDP fast path, called from C with the lane's index. */
+    public static int fastAccept(int lane, int id, int bufId, int off, int len) {
+        Lane l = fastLanes[lane];
+        HostPni pni = l.pnis[id];
+        pni.fastCtx = l.fastCtx;
+        pni.fastOn = true;
+        try {
+            return l.accept(id, bufId, off, len);
+        } finally {
+            pni.fastOn = false;
+        }
     }
 
     // ---- registration (setup time, not per capsule) ----
