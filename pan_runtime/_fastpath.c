@@ -12,7 +12,9 @@
  *                                         a send that failed, or a run during which the
  *                                         code reached the Python host
  *   on_run(code, link, n)                 a code object whose runtime has no C entry:
- *                                         run and finish it in Python
+ *                                         Python runs it and returns the verdict (then
+ *                                         as after a C run), or finishes it and
+ *                                         returns None
  *
  * `wait` is the event loop's epoll_wait: readable fast sockets are read here and the wait
  * goes on while every capsule was finished in C, so a forwarding node runs no Python at all
@@ -348,18 +350,11 @@ fail:
     return NULL;
 }
 
-/* Run the code's C entry on the datagram in `buf`; returns 1 when finished here, 0 when the
- * verdict goes to Python (already handed over), -1 on a Python error. */
+/* Run the code on the datagram in `buf` (its C entry, else `on_run` in Python); returns 1 when
+ * finished here, 0 when the capsule went to Python (already handed over), -1 on a Python error. */
 static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
     fp_code *code = &self->codes[ci];
     fp_link *in = &self->links[li];
-    if (!code->run) { /* a runtime without a C entry: the whole capsule in Python, from here */
-        self->n_python_runs++;
-        PyObject *r = PyObject_CallFunction(self->on_run, "iii", ci, li, n);
-        if (!r) return -1;
-        Py_DECREF(r);
-        return 0;
-    }
     PyObject *old = PyObject_GetAttr(self->host, str_current);
     if (!old) return -1;
     if (PyObject_SetAttr(self->host, str_current, Py_None) < 0) {
@@ -372,7 +367,31 @@ static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
     self->in_slot = self->slot, self->in_n = n, self->in_link = li, self->in_code = ci;
     g_inflight = self;
     unsigned long long t0 = now_ns();
-    int32_t verdict = code->run(code->state, buf + HEADER_SIZE, (uintptr_t)(n - HEADER_SIZE), &self->ctx);
+    int32_t verdict;
+    if (code->run) {
+        verdict = code->run(code->state, buf + HEADER_SIZE, (uintptr_t)(n - HEADER_SIZE), &self->ctx);
+    } else {
+        /* a runtime without a C entry: Python runs the code and returns the verdict, or
+         * finishes the capsule itself and returns None */
+        PyObject *r = PyObject_CallFunction(self->on_run, "iii", ci, li, n);
+        if (!r || r == Py_None) {
+            g_inflight = NULL;
+            self->in_slot = -1;
+            Py_DECREF(old);
+            if (!r) return -1;
+            Py_DECREF(r);
+            self->n_python_runs++;
+            return 0;
+        }
+        verdict = (int32_t)PyLong_AsLong(r);
+        Py_DECREF(r);
+        if (verdict == -1 && PyErr_Occurred()) {
+            g_inflight = NULL;
+            self->in_slot = -1;
+            Py_DECREF(old);
+            return -1;
+        }
+    }
     unsigned long long dt = now_ns() - t0;
     g_inflight = NULL;
     self->in_slot = -1;

@@ -28,9 +28,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from pan_runtime.capsule import Capsule
+from pan_runtime.capsule import HEADER_SIZE, Capsule
 from pan_runtime.env import Environment, Origin
 from pan_runtime.errors import PanError, RuntimeFault
+from pan_runtime.pni import BAD_ARGUMENT, OK, OUT_OF_RANGE
 
 if TYPE_CHECKING:
     import socket
@@ -46,7 +47,7 @@ except ImportError as exc:  # built at install only where a C compiler was found
 else:
     _IMPORT_ERROR = ""
 
-__all__ = ["UdpFastPath", "available", "materialize", "unavailable_reason", "wait"]
+__all__ = ["LeanHost", "UdpFastPath", "available", "materialize", "unavailable_reason", "wait"]
 
 log = logging.getLogger("pan.fastpath")
 
@@ -88,6 +89,130 @@ def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int) -> 
     return _fastpath.wait(epfd, fast, timeout, limit)  # type: ignore[no-any-return]
 
 
+class LeanHost:
+    """PNI host calls for a capsule the fast path runs from Python without an environment.
+
+    A runtime whose code runs in Python (``LoadedCode.fast_accept``) binds its PNI to one of
+    these: segment calls on the body (handle 1) and the origin, previous-hop and node-address
+    calls are answered from the capsule's bytes, with the host's statuses and checks; any
+    other call first has the node build the capsule's environment (``materialize``), then
+    goes to the node's ``PniHost``, and from then on every call does.
+    """
+
+    BODY = 1
+
+    def __init__(self, host: Any):
+        self._host = host
+        self.body: memoryview | None = None  # None: not in a lean run (or materialized)
+        self.prev_hop = b""
+        self.node_raw = b""
+
+    def begin(self, body: memoryview, prev_hop: bytes) -> None:
+        self.body = body
+        self.prev_hop = prev_hop
+        self.node_raw = self._host.node.address.raw
+
+    def end(self) -> None:
+        self.body = None
+
+    def _real(self) -> Any:
+        host = self._host
+        if host.current is None:
+            materialize()
+        self.body = None
+        return host
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._host, name)  # AttributeError for what the host lacks
+
+        def call(*args: Any) -> Any:
+            self._real()
+            return method(*args)
+
+        call.__name__ = name
+        return call
+
+    def seg_length(self, seg: int) -> int:
+        if seg == 1 and self.body is not None:
+            return len(self.body)
+        return int(self._real().seg_length(seg))
+
+    def seg_read(self, seg: int, offset: int, dst: memoryview) -> int:
+        if seg != 1 or self.body is None:
+            return int(self._real().seg_read(seg, offset, dst))
+        n = len(dst)
+        if offset < 0 or offset + n > len(self.body):
+            return OUT_OF_RANGE
+        dst[:] = self.body[offset : offset + n]
+        return n
+
+    def seg_write(self, seg: int, offset: int, src: Any) -> int:
+        if seg != 1 or self.body is None:
+            return int(self._real().seg_write(seg, offset, src))
+        n = len(src)
+        if offset < 0 or offset + n > len(self.body):
+            return OUT_OF_RANGE
+        self.body[offset : offset + n] = src
+        return n
+
+    def _get(self, seg: int, offset: int, size: int, call: str) -> int:
+        if seg != 1 or self.body is None:
+            return int(getattr(self._real(), call)(seg, offset))
+        if offset < 0 or offset + size > len(self.body):
+            return OUT_OF_RANGE
+        return int.from_bytes(self.body[offset : offset + size], "big")
+
+    def seg_get_u8(self, seg: int, offset: int) -> int:
+        return self._get(seg, offset, 1, "seg_get_u8")
+
+    def seg_get_u16(self, seg: int, offset: int) -> int:
+        return self._get(seg, offset, 2, "seg_get_u16")
+
+    def seg_get_u32(self, seg: int, offset: int) -> int:
+        return self._get(seg, offset, 4, "seg_get_u32")
+
+    def _set(self, seg: int, offset: int, value: int, size: int, call: str) -> int:
+        if seg != 1 or self.body is None:
+            return int(getattr(self._real(), call)(seg, offset, value))
+        if offset < 0 or offset + size > len(self.body):
+            return OUT_OF_RANGE
+        if not 0 <= value < 1 << (8 * size):
+            return BAD_ARGUMENT
+        self.body[offset : offset + size] = value.to_bytes(size, "big")
+        return OK
+
+    def seg_set_u8(self, seg: int, offset: int, value: int) -> int:
+        return self._set(seg, offset, value, 1, "seg_set_u8")
+
+    def seg_set_u16(self, seg: int, offset: int, value: int) -> int:
+        return self._set(seg, offset, value, 2, "seg_set_u16")
+
+    def seg_set_u32(self, seg: int, offset: int, value: int) -> int:
+        return self._set(seg, offset, value & 0xFFFFFFFF, 4, "seg_set_u32")
+
+    def env_origin_kind(self) -> int:
+        if self.body is None:
+            return int(self._real().env_origin_kind())
+        return int(Origin.NETWORK)
+
+    def env_prev_hop(self, dst: memoryview) -> int:
+        if self.body is None:
+            return int(self._real().env_prev_hop(dst))
+        return _fill(dst, self.prev_hop)
+
+    def node_address(self, dst: memoryview) -> int:
+        if self.body is None:
+            return int(self._real().node_address(dst))
+        return _fill(dst, self.node_raw)
+
+
+def _fill(dst: memoryview, data: bytes) -> int:
+    if len(dst) < len(data):
+        return OUT_OF_RANGE
+    dst[: len(data)] = data
+    return OK
+
+
 class UdpFastPath:
     """The fast path of one UDP socket of a transport; see the module docstring."""
 
@@ -118,6 +243,7 @@ class UdpFastPath:
         self._entries: list[CacheEntry] = []
         self._env = Environment()
         self._materialized: tuple[Environment, Capsule] | None = None
+        self._lean_fault: RuntimeFault | None = None
         self.closed = False
         #: capsules by the way they went (see ``PATHS``)
         self.paths = dict.fromkeys(PATHS, 0)
@@ -255,6 +381,8 @@ class UdpFastPath:
         env.usage.time_ns = dt
         stats.add_time(dt)
         result: int | RuntimeFault = verdict
+        if self._lean_fault is not None:
+            result, self._lean_fault = self._lean_fault, None
         try:
             entry.loaded.after_fast_run()
         except RuntimeFault as fault:
@@ -270,9 +398,28 @@ class UdpFastPath:
             cap.release()
         self._sync()
 
-    def _run(self, code: int, link_index: int, n: int) -> None:
+    def _run(self, code: int, link_index: int, n: int) -> int | None:
         entry = self._entries[code]
         link = self._links[link_index]
+        lean = entry.loaded.fast_accept
+        if lean is not None:
+            # run without an environment; C carries out the verdict (or hands it back)
+            body = self.pool.slot_view(self._c.slot)[HEADER_SIZE:n]
+            try:
+                verdict = lean(body, link.address.raw)
+            except Exception as exc:
+                if not isinstance(exc, RuntimeFault):  # a runtime bug must not stop the node
+                    log.exception("runtime %s raised on %s", entry.runtime, entry.code.short_name)
+                    exc = RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
+                materialize()  # the node records the fault on the capsule's environment
+                # the traceback holds the run's frames, and they the body: let them go
+                exc.__traceback__ = exc.__context__ = None
+                self._lean_fault = exc
+                verdict = BAD_ARGUMENT
+            finally:
+                body.release()
+            entry.stats.steps += entry.loaded.fast_steps
+            return verdict
         node = self.node
         c = self._c
         slot = c.slot

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pan_runtime.errors import RuntimeFault
@@ -82,6 +82,13 @@ class LoadedCode(abc.ABC):
             except RuntimeFault as fault:
                 out.append(fault)
         return out
+
+    #: a runtime whose code runs in Python sets this to a method ``(body, prev_hop) -> verdict``
+    #: that the UDP fast path calls without an Environment: PNI calls go to a
+    #: ``pan_runtime.fastpath.LeanHost``; faults raise ``RuntimeFault``. None: run through accept.
+    fast_accept: Callable[[memoryview, bytes], int] | None = None
+    #: interpreter steps the last ``fast_accept`` used (where the runtime counts them)
+    fast_steps: int = 0
 
     def fast_entry(self) -> tuple[int, int] | None:
         """The C addresses of a ``pan_fast_run_fn`` (``include/pan_fast.h``) and of its state

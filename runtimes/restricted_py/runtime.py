@@ -31,6 +31,7 @@ from pan_restricted_py.meter import Halt, Meter
 from pan_runtime import pni_api
 from pan_runtime.env import Budget
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, PanError, RuntimeFault
+from pan_runtime.fastpath import LeanHost
 from pan_runtime.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
@@ -119,6 +120,9 @@ class RestrictedPyCode(LoadedCode):
         self._budget: Any = None
         code_globals(meter, limits, code.short_name)
         self._pni = _pni_view(pni_api.HostPNI(self.host))
+        # the PNI of runs from the node's UDP fast path, which have no environment
+        self._lean = LeanHost(self.host)
+        self._lean_pni = _pni_view(pni_api.HostPNI(self._lean))
         g["deps"] = tuple(_dep_view(d) for d in self._deps)
         self._configure(_DEFAULT_BUDGET)
         meter.arm()
@@ -135,6 +139,7 @@ class RestrictedPyCode(LoadedCode):
         self._finalize = self._function(entry["finalize"], required=True) if "finalize" in entry else None
         self._exports = {e: self._function(e, required=True) for e in code.manifest.exports}
         self._bind_accept()
+        self._bind_fast()
 
     def _function(self, name: str, required: bool) -> Any:
         fn = self._g.get(name)
@@ -234,6 +239,40 @@ class RestrictedPyCode(LoadedCode):
         bound = accept_metered if metered else accept_unmetered
         self.accept = bound  # type: ignore[method-assign]
         return bound
+
+    def _bind_fast(self) -> None:
+        """Make ``fast_accept``: ``accept`` on a capsule body the node's UDP fast path holds,
+        with the PNI answered by a ``LeanHost`` (no environment unless the code needs one)."""
+        g, meter, fn, pni, lean = self._g, self._meter, self._accept, self._lean_pni, self._lean
+        fault, name = self._fault, self.code.short_name
+        node_budget = getattr(getattr(getattr(self.host, "node", None), "config", None), "budget", None)
+        if node_budget is None:
+            return
+        metered = "_left_" in fn.__code__.co_names
+
+        def fast_accept(body: memoryview, prev_hop: bytes) -> int:
+            if self._budget is not node_budget:
+                self._configure(node_budget)
+            if metered:
+                g["_left_"] = meter.chunk0
+                meter.extra = meter.extra0
+            lean.begin(body, prev_hop)
+            try:
+                r = fn(pni, 1, len(body))
+            except BaseException as exc:
+                f = fault(exc)
+                if not metered:
+                    meter.arm()  # a guard halt must not outlive its call
+                raise f from None
+            finally:
+                lean.end()
+            self.fast_steps = meter.steps - meter.extra - g["_left_"] if metered else 0
+            if r.__class__ is not int:
+                raise RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", "code_error")
+            return r
+
+        self._meter.sentinels.add(fast_accept.__code__)
+        self.fast_accept = fast_accept  # type: ignore[method-assign]
 
     def _run(self, fn: Any, *args: Any) -> Any:
         """Run an entry other than accept with a full budget; re-entrant calls keep the caller's."""
