@@ -53,6 +53,7 @@ typedef struct {
     uint8_t name[NAME_SIZE];
     pan_fast_run_fn run;
     void *state;
+    PyObject *lean; /* the runtime's fast_accept(body, prev_hop) when it has no C entry, or NULL */
     unsigned long long in, forwarded, time_ns, max_ns;
 } fp_code;
 
@@ -60,6 +61,7 @@ typedef struct {
     struct sockaddr_storage sa;
     socklen_t salen;
     uint8_t address[ADDR_SIZE];
+    PyObject *address_obj; /* the same 16 bytes, for fast_accept */
     Py_ssize_t mtu;
     unsigned long long received, received_bytes, sent, sent_bytes, largest_sent;
 } fp_link;
@@ -83,6 +85,7 @@ typedef struct {
     PyObject *on_slow;
     PyObject *on_after;
     PyObject *on_run;
+    PyObject *on_fault;
     PyObject *owner;        /* what `inflight()` returns during a run */
     pan_fast_ctx ctx;
     uint8_t self_addr[ADDR_SIZE];
@@ -179,17 +182,25 @@ static int find_route(FastPath *self, const uint8_t *dest) {
     return self->default_link;
 }
 
+static void free_tables(fp_link *l, int nl, fp_code *c, int nc) {
+    for (int i = 0; l && i < nl; i++) Py_XDECREF(l[i].address_obj);
+    for (int i = 0; c && i < nc; i++) Py_XDECREF(c[i].lean);
+    PyMem_Free(l);
+    PyMem_Free(c);
+}
+
 /* ---------------------------------------------------------------- the type */
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"fd", "pool", "free", "base", "slot_size", "slot_count", "host", "queue",
-                         "on_slow", "on_after", "on_run", "owner", NULL};
+                         "on_slow", "on_after", "on_run", "on_fault", "owner", NULL};
     int fd;
     unsigned long long base;
     Py_ssize_t slot_size, slot_count;
-    PyObject *pool, *free, *host, *queue, *on_slow, *on_after, *on_run, *owner;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOO!KnnOOOOOO", kw, &fd, &pool, &PyList_Type, &free, &base,
-                                     &slot_size, &slot_count, &host, &queue, &on_slow, &on_after, &on_run, &owner))
+    PyObject *pool, *free, *host, *queue, *on_slow, *on_after, *on_run, *on_fault, *owner;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOO!KnnOOOOOOO", kw, &fd, &pool, &PyList_Type, &free, &base,
+                                     &slot_size, &slot_count, &host, &queue, &on_slow, &on_after, &on_run, &on_fault,
+                                     &owner))
         return -1;
     if (slot_size <= 0 || slot_count <= 0 || base == 0) {
         PyErr_SetString(PyExc_ValueError, "FastPath needs a pool with a base address and positive slot sizes");
@@ -209,6 +220,7 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->on_slow, Py_NewRef(on_slow));
     Py_XSETREF(self->on_after, Py_NewRef(on_after));
     Py_XSETREF(self->on_run, Py_NewRef(on_run));
+    Py_XSETREF(self->on_fault, Py_NewRef(on_fault));
     Py_XSETREF(self->owner, Py_NewRef(owner));
     return 0;
 }
@@ -221,6 +233,9 @@ static int FastPath_traverse(FastPath *self, visitproc visit, void *arg) {
     Py_VISIT(self->on_slow);
     Py_VISIT(self->on_after);
     Py_VISIT(self->on_run);
+    Py_VISIT(self->on_fault);
+    for (int i = 0; i < self->ncodes; i++) Py_VISIT(self->codes[i].lean);
+    for (int i = 0; i < self->nlinks; i++) Py_VISIT(self->links[i].address_obj);
     Py_VISIT(self->owner);
     return 0;
 }
@@ -233,6 +248,9 @@ static int FastPath_clear(FastPath *self) {
     Py_CLEAR(self->on_slow);
     Py_CLEAR(self->on_after);
     Py_CLEAR(self->on_run);
+    Py_CLEAR(self->on_fault);
+    for (int i = 0; i < self->ncodes; i++) Py_CLEAR(self->codes[i].lean);
+    for (int i = 0; i < self->nlinks; i++) Py_CLEAR(self->links[i].address_obj);
     Py_CLEAR(self->owner);
     return 0;
 }
@@ -241,8 +259,7 @@ static void FastPath_dealloc(FastPath *self) {
     PyObject_GC_UnTrack(self);
     if (g_inflight == self) g_inflight = NULL;
     FastPath_clear(self);
-    PyMem_Free(self->codes);
-    PyMem_Free(self->links);
+    free_tables(self->links, self->nlinks, self->codes, self->ncodes);
     PyMem_Free(self->routes);
     PyMem_Free(self->copybuf);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -282,8 +299,12 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
         Py_ssize_t mtu;
         if (!PyArg_ParseTuple(PyList_GET_ITEM(links, i), "Oy*n", &ep, &a, &mtu)) goto fail;
         int ok = a.len == ADDR_SIZE;
-        if (ok) memcpy(nl[i].address, a.buf, ADDR_SIZE);
+        if (ok) {
+            memcpy(nl[i].address, a.buf, ADDR_SIZE);
+            nl[i].address_obj = PyBytes_FromStringAndSize(a.buf, ADDR_SIZE);
+        }
         PyBuffer_Release(&a);
+        if (ok && !nl[i].address_obj) goto fail;
         if (!ok) {
             PyErr_SetString(PyExc_ValueError, "a link address is 16 bytes");
             goto fail;
@@ -307,16 +328,18 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < C; i++) {
         Py_buffer n;
         unsigned long long entry, state;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(codes, i), "y*KK", &n, &entry, &state)) goto fail;
+        PyObject *lean;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(codes, i), "y*KKO", &n, &entry, &state, &lean)) goto fail;
         int ok = n.len == NAME_SIZE;
         if (ok) memcpy(nc[i].name, n.buf, NAME_SIZE);
         PyBuffer_Release(&n);
         if (!ok) {
-            PyErr_SetString(PyExc_ValueError, "a code entry is (32-byte name, C entry address or 0, state)");
+            PyErr_SetString(PyExc_ValueError, "a code entry is (32-byte name, C entry address or 0, state, fast_accept or None)");
             goto fail;
         }
         nc[i].run = (pan_fast_run_fn)(uintptr_t)entry;
         nc[i].state = (void *)(uintptr_t)state;
+        nc[i].lean = lean == Py_None ? NULL : Py_NewRef(lean);
     }
     if (default_link < -1 || default_link >= L) {
         PyErr_SetString(PyExc_ValueError, "default link index out of range");
@@ -329,9 +352,8 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
             goto fail;
         }
     }
-    PyMem_Free(self->links);
+    free_tables(self->links, self->nlinks, self->codes, self->ncodes);
     PyMem_Free(self->routes);
-    PyMem_Free(self->codes);
     self->links = nl, self->nlinks = (int)L;
     self->routes = nr, self->nroutes = (int)R;
     self->codes = nc, self->ncodes = (int)C;
@@ -344,9 +366,8 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     Py_RETURN_NONE;
 fail:
     PyBuffer_Release(&addr);
-    PyMem_Free(nl);
+    free_tables(nl, (int)L, nc, (int)C);
     PyMem_Free(nr);
-    PyMem_Free(nc);
     return NULL;
 }
 
@@ -370,6 +391,42 @@ static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
     int32_t verdict;
     if (code->run) {
         verdict = code->run(code->state, buf + HEADER_SIZE, (uintptr_t)(n - HEADER_SIZE), &self->ctx);
+    } else if (code->lean) {
+        /* code that runs in Python, without an environment: fast_accept(body, prev_hop) */
+        PyObject *body = PyMemoryView_FromMemory((char *)buf + HEADER_SIZE, n - HEADER_SIZE, PyBUF_WRITE);
+        if (!body) {
+            g_inflight = NULL;
+            self->in_slot = -1;
+            Py_DECREF(old);
+            return -1;
+        }
+        PyObject *r = PyObject_CallFunctionObjArgs(code->lean, body, in->address_obj, NULL);
+        PyObject *type = NULL, *exc = NULL, *tb = NULL;
+        if (!r) {
+            PyErr_Fetch(&type, &exc, &tb);
+            PyErr_NormalizeException(&type, &exc, &tb);
+        }
+        PyObject *gone = PyObject_CallMethod(body, "release", NULL);
+        if (gone) Py_DECREF(gone);
+        else PyErr_Clear(); /* a view of it is still held: it stays valid, as the pool does */
+        Py_DECREF(body);
+        if (!r) { /* the code faulted: Python records it and gives a verdict to hand over */
+            Py_XDECREF(type);
+            Py_XDECREF(tb); /* the traceback holds the run's frames: not kept */
+            if (exc) {
+                r = PyObject_CallFunction(self->on_fault, "iiiN", ci, li, n, exc);
+            } else {
+                PyErr_SetString(PyExc_SystemError, "fast_accept failed without an exception");
+            }
+        }
+        verdict = r ? (int32_t)PyLong_AsLong(r) : -1;
+        Py_XDECREF(r);
+        if (!r || (verdict == -1 && PyErr_Occurred())) {
+            g_inflight = NULL;
+            self->in_slot = -1;
+            Py_DECREF(old);
+            return -1;
+        }
     } else {
         /* a runtime without a C entry: Python runs the code and returns the verdict, or
          * finishes the capsule itself and returns None */

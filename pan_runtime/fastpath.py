@@ -28,7 +28,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from pan_runtime.capsule import HEADER_SIZE, Capsule
+from pan_runtime.capsule import Capsule
 from pan_runtime.env import Environment, Origin
 from pan_runtime.errors import PanError, RuntimeFault
 from pan_runtime.pni import BAD_ARGUMENT, OK, OUT_OF_RANGE
@@ -103,17 +103,12 @@ class LeanHost:
 
     def __init__(self, host: Any):
         self._host = host
-        self.body: memoryview | None = None  # None: not in a lean run (or materialized)
+        #: the capsule body during a run (set by the runtime; None: not in a run, or materialized)
+        self.body: memoryview | None = None
+        #: the previous hop's address during a run
         self.prev_hop = b""
-        self.node_raw = b""
-
-    def begin(self, body: memoryview, prev_hop: bytes) -> None:
-        self.body = body
-        self.prev_hop = prev_hop
-        self.node_raw = self._host.node.address.raw
-
-    def end(self) -> None:
-        self.body = None
+        node = getattr(host, "node", None)
+        self.node_raw = node.address.raw if node is not None else b""
 
     def _real(self) -> Any:
         host = self._host
@@ -236,6 +231,7 @@ class UdpFastPath:
             on_slow=self._slow,
             on_after=self._after,
             on_run=self._run,
+            on_fault=self._fault,
             owner=self,
         )
         self._key: tuple[int, int, int] | None = None
@@ -279,13 +275,13 @@ class UdpFastPath:
         routes = [(r.dest.raw, link_of(r.next_hop)) for r in node.routes.routes()]
         default = link_of(node.routes.default) if node.routes.default is not None else -1
         entries: list[CacheEntry] = []
-        codes: list[tuple[bytes, int, int]] = []
+        codes: list[tuple[bytes, int, int, Any]] = []
         for e in node.cache:
             if e.breaker.open_until:
                 continue
             entries.append(e)
             fn, state = e.loaded.fast_entry() or (0, 0)
-            codes.append((e.code.name, fn, state))
+            codes.append((e.code.name, fn, state, None if fn else e.loaded.fast_accept))
         self._c.configure(
             node.address.raw,
             [(link.endpoint, link.address.raw, link.mtu) for link in links],
@@ -307,6 +303,10 @@ class UdpFastPath:
         node.stats.received += received
         node.stats.sent += sent
         for e, (n_in, forwarded, time_ns, max_ns) in zip(self._entries, codes, strict=True):
+            steps = e.loaded.fast_steps
+            if steps:  # interpreter steps of runs without an environment
+                e.stats.steps += steps
+                e.loaded.fast_steps = 0
             if n_in:
                 s = e.stats
                 s.capsules_in += n_in
@@ -398,28 +398,20 @@ class UdpFastPath:
             cap.release()
         self._sync()
 
-    def _run(self, code: int, link_index: int, n: int) -> int | None:
+    def _fault(self, code: int, link_index: int, n: int, exc: BaseException) -> int:
+        """A ``fast_accept`` raised: keep the fault for ``_after`` (the node records it)."""
+        entry = self._entries[code]
+        if not isinstance(exc, RuntimeFault):  # a runtime bug must not stop the node
+            log.error("runtime %s raised on %s: %r", entry.runtime, entry.code.short_name, exc)
+            exc = RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
+        exc.__traceback__ = exc.__context__ = None  # frames of the run, holding the body
+        materialize()
+        self._lean_fault = exc
+        return BAD_ARGUMENT
+
+    def _run(self, code: int, link_index: int, n: int) -> None:
         entry = self._entries[code]
         link = self._links[link_index]
-        lean = entry.loaded.fast_accept
-        if lean is not None:
-            # run without an environment; C carries out the verdict (or hands it back)
-            body = self.pool.slot_view(self._c.slot)[HEADER_SIZE:n]
-            try:
-                verdict = lean(body, link.address.raw)
-            except Exception as exc:
-                if not isinstance(exc, RuntimeFault):  # a runtime bug must not stop the node
-                    log.exception("runtime %s raised on %s", entry.runtime, entry.code.short_name)
-                    exc = RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
-                materialize()  # the node records the fault on the capsule's environment
-                # the traceback holds the run's frames, and they the body: let them go
-                exc.__traceback__ = exc.__context__ = None
-                self._lean_fault = exc
-                verdict = BAD_ARGUMENT
-            finally:
-                body.release()
-            entry.stats.steps += entry.loaded.fast_steps
-            return verdict
         node = self.node
         c = self._c
         slot = c.slot

@@ -87,7 +87,7 @@ class LoadedCode(abc.ABC):
     #: that the UDP fast path calls without an Environment: PNI calls go to a
     #: ``pan_runtime.fastpath.LeanHost``; faults raise ``RuntimeFault``. None: run through accept.
     fast_accept: Callable[[memoryview, bytes], int] | None = None
-    #: interpreter steps the last ``fast_accept`` used (where the runtime counts them)
+    #: interpreter steps ``fast_accept`` runs used since the node last took them
     fast_steps: int = 0
 
     def fast_entry(self) -> tuple[int, int] | None:

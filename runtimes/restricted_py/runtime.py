@@ -256,7 +256,8 @@ class RestrictedPyCode(LoadedCode):
             if metered:
                 g["_left_"] = meter.chunk0
                 meter.extra = meter.extra0
-            lean.begin(body, prev_hop)
+            lean.body = body
+            lean.prev_hop = prev_hop
             try:
                 r = fn(pni, 1, len(body))
             except BaseException as exc:
@@ -265,8 +266,9 @@ class RestrictedPyCode(LoadedCode):
                     meter.arm()  # a guard halt must not outlive its call
                 raise f from None
             finally:
-                lean.end()
-            self.fast_steps = meter.steps - meter.extra - g["_left_"] if metered else 0
+                lean.body = None
+            if metered:
+                self.fast_steps += meter.steps - meter.extra - g["_left_"]
             if r.__class__ is not int:
                 raise RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", "code_error")
             return r
