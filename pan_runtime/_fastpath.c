@@ -105,7 +105,7 @@ typedef struct {
     int in_slot, in_n, in_link, in_code;
 } FastPath;
 
-static FastPath *g_inflight; /* the FastPath running a capsule, if any (one thread: the GIL) */
+static __thread FastPath *g_inflight; /* the FastPath running a capsule on this thread, if any */
 static PyObject *str_current;
 
 static inline unsigned long long now_ns(void) {

@@ -279,6 +279,14 @@ def run_node(path: str, metrics_port: int | None = None, metrics_host: str = "12
             extra += f", metrics port {daemon.metrics.port}"
         print(f"pan node {config.address}: ready (name {config.name}, udp {eps}{extra})", flush=True)
         log.info("%s: %d neighbours, %d routes", config.name, len(config.neighbors), len(daemon.node.routes))
+        if daemon.transport is not None:
+            off = daemon.transport.fast_path_off
+            if off:
+                # chosen in the configuration: say so; a missing build: warn
+                chosen = not daemon.node.config.fast_path or daemon.node.config.batch > 1
+                log.log(logging.INFO if chosen else logging.WARNING, "%s: every capsule takes the Python path: %s", config.name, off)
+            else:
+                log.info("%s: UDP fast path on", config.name)
         daemon.serve()
     finally:
         daemon.close()

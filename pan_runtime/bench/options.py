@@ -121,15 +121,23 @@ def parse_sizes(text: str | None, experiments: list[str], default: tuple[int, ..
         if not t.isdigit():
             raise PanError(f"size {t!r} is not a whole number of bytes")
         n = int(t)
-        if n < smallest:
-            raise PanError(
-                f"size {n} is below the smallest capsule these experiments send ({smallest} bytes incl. "
-                f"{IP_UDP_OVERHEAD} bytes of IP/UDP headers and the {HEADER_SIZE}-byte capsule header)"
-            )
+        if n < IP_UDP_OVERHEAD + HEADER_SIZE:
+            raise PanError(_too_small(n, smallest))
         if n > MAX_SIZE:
             raise PanError(f"size {n} is above what a datagram can carry ({MAX_SIZE} bytes incl. IP/UDP headers)")
         out.append(n)
+    # a size too small for one experiment's capsule skips that experiment's cells (with the
+    # reason in the results); a size list in which nothing could run is refused
+    if max(out) < smallest:
+        raise PanError(_too_small(max(out), smallest))
     return list(dict.fromkeys(out))
+
+
+def _too_small(n: int, smallest: int) -> str:
+    return (
+        f"size {n} is below the smallest capsule these experiments send ({smallest} bytes incl. "
+        f"{IP_UDP_OVERHEAD} bytes of IP/UDP headers and the {HEADER_SIZE}-byte capsule header)"
+    )
 
 
 def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None]) -> Plan:

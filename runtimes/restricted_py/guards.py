@@ -88,11 +88,18 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
             return ob
         return violation(f"code may not assign to items or attributes of a {type(ob).__name__}")
 
+    plain: set[str] = set()  # names already checked that need no wrapper: one lookup next time
+
     def _getattr_(ob: Any, name: str) -> Any:
+        if name.__class__ is str and name in plain:  # exact str: a subclass could fake equality
+            return getattr(ob, name)
         if name in DENIED_ATTRIBUTES or name[:1] == "_":
             violation(f"attribute {name!r} is not available to code")
-        if name in _SIZE_METHODS and type(ob) in _METHOD_TYPES:
-            return _sized_method(ob, name)
+        if name in _SIZE_METHODS:
+            if type(ob) in _METHOD_TYPES:
+                return _sized_method(ob, name)
+        elif name.__class__ is str and len(plain) < 4096:
+            plain.add(name)
         return getattr(ob, name)
 
     def _sized_method(ob: Any, name: str) -> Callable[..., Any]:

@@ -122,7 +122,8 @@ class RestrictedPyCode(LoadedCode):
         self._pni = _pni_view(pni_api.HostPNI(self.host))
         # the PNI of runs from the node's UDP fast path, which have no environment
         self._lean = LeanHost(self.host)
-        self._lean_pni = _pni_view(pni_api.HostPNI(self._lean))
+        lean_pni = pni_api.HostPNI(self._lean)
+        self._lean_pni = types.SimpleNamespace(**{**vars(_pni_view(lean_pni)), **self._lean.python_calls(lean_pni)})
         g["deps"] = tuple(_dep_view(d) for d in self._deps)
         self._configure(_DEFAULT_BUDGET)
         meter.arm()

@@ -81,3 +81,16 @@ def test_sizes_too_small_for_one_experiment_are_skipped_not_faked(capsys):
     out = capsys.readouterr().out
     assert "ping inproc active native 128: a ping capsule needs at least 136 bytes" in out
     assert "active  native   128" in out  # dispatch ran at 128
+
+
+def test_a_size_too_small_for_one_experiment_skips_its_cells_with_the_reason(tmp_path, capsys):
+    out = tmp_path / "run.json"
+    args = ["bench", "--experiment", "ping", "--topology", "inproc", "--config", "active", "--runtime", "native"]
+    args += ["--size", "128,1500", "--count", "5", "--trials", "1", "--warmup", "0", "--quiet", "--json", str(out)]
+    assert main(args) == 0
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["meta"]["skipped"]["ping inproc active native 128"] == f"a ping capsule needs at least {min_size('ping')} bytes"
+    sizes = {r["size"] for r in data["results"]}
+    assert sizes == {1500}
