@@ -107,6 +107,7 @@ typedef struct {
 
 static __thread FastPath *g_inflight; /* the FastPath running a capsule on this thread, if any */
 static PyObject *str_current;
+static PyObject *str_release;
 
 static inline unsigned long long now_ns(void) {
     struct timespec ts;
@@ -406,7 +407,7 @@ static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
             PyErr_Fetch(&type, &exc, &tb);
             PyErr_NormalizeException(&type, &exc, &tb);
         }
-        PyObject *gone = PyObject_CallMethod(body, "release", NULL);
+        PyObject *gone = PyObject_CallMethodNoArgs(body, str_release);
         if (gone) Py_DECREF(gone);
         else PyErr_Clear(); /* a view of it is still held: it stays valid, as the pool does */
         Py_DECREF(body);
@@ -782,7 +783,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&FastPathType) < 0) return NULL;
     str_current = PyUnicode_InternFromString("current");
-    if (!str_current) return NULL;
+    str_release = PyUnicode_InternFromString("release");
+    if (!str_current || !str_release) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0) {

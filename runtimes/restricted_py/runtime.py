@@ -250,26 +250,25 @@ class RestrictedPyCode(LoadedCode):
         if node_budget is None:
             return
         metered = "_left_" in fn.__code__.co_names
+        chunk0 = extra0 = steps = 0
 
         def fast_accept(body: memoryview, prev_hop: bytes) -> int:
-            if self._budget is not node_budget:
+            nonlocal chunk0, extra0, steps
+            if self._budget is not node_budget or not steps:
                 self._configure(node_budget)
-            if metered:
-                g["_left_"] = meter.chunk0
-                meter.extra = meter.extra0
+                chunk0, extra0, steps = meter.chunk0, meter.extra0, meter.steps
+            g["_left_"] = chunk0
+            meter.extra = extra0
             lean.body = body
             lean.prev_hop = prev_hop
             try:
                 r = fn(pni, 1, len(body))
             except BaseException as exc:
-                f = fault(exc)
-                if not metered:
-                    meter.arm()  # a guard halt must not outlive its call
-                raise f from None
-            finally:
                 lean.body = None
+                raise fault(exc) from None
+            lean.body = None
             if metered:
-                self.fast_steps += meter.steps - meter.extra - g["_left_"]
+                self.fast_steps += steps - meter.extra - g["_left_"]
             if r.__class__ is not int:
                 raise RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", "code_error")
             return r
