@@ -55,9 +55,11 @@ __all__ = ["LeanHost", "UdpFastPath", "available", "materialize", "unavailable_r
 
 log = logging.getLogger("pan.fastpath")
 
-#: how the datagrams a fast path read went: finished in C; run in Python from C (a runtime
-#: without a C entry); handed to Python after a C run (another verdict, or the code reached
-#: the Python host); and to the node's ordinary path before any run
+#: how the datagrams a fast path read went: carried out in C after the code ran (through a C
+#: entry or ``fast_accept``); run through ``accept`` with a full environment and finished in
+#: Python (a runtime with neither entry); handed to Python after the code ran (another
+#: verdict, or the code reached the Python host); and to the node's ordinary path before any
+#: run (unknown peer, malformed, missing code, ...)
 PATHS = ("finished_in_c", "python_runs", "handed_over", "slow")
 
 

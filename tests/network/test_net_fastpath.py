@@ -248,3 +248,32 @@ def test_hostile_code_on_the_fast_path_is_contained(tmpdir_short, runtime, case)
             peer.close()
         for d in ds:
             d.close()
+
+
+def test_ipv6_neighbours_forward_on_the_fast_path(tmpdir_short):
+    ports = free_udp_ports(3, "::1")
+    eps = [f"[::1]:{p}" for p in ports]
+    for i, name in enumerate(("a", "b", "c")):
+        lines = ["[node]", f'name = "{name}"', f'listen = ["{eps[i]}"]']
+        for j in (i - 1, i + 1):
+            if 0 <= j < 3:
+                lines += ["[[neighbors]]", f'address = "{eps[j]}"', f'endpoint = "{eps[j]}"']
+        far = 2 - i if i != 1 else None
+        if far is not None:
+            lines += ["[[routes]]", f'dest = "{eps[far]}"', f'via = "{eps[1]}"']
+        (tmpdir_short / f"{name}.toml").write_text("\n".join(lines) + "\n")
+    ds = [daemon_from(tmpdir_short / f"{n}.toml") for n in ("a", "b", "c")]
+    try:
+        a, b, c = ds
+        code = _install_everywhere(ds, "wasm", "forward")
+        app = Application(c.node)
+        app.bind(PORT)
+        src = Application(a.node)
+        for i in range(3):
+            src.send(code, forward_body(c.node.address, b"six %d" % i))
+        assert pump(ds, lambda: app.pending == 3)
+        assert [d.data[20:] for d in app.deliveries()] == [b"six 0", b"six 1", b"six 2"]
+        assert b.transport.info()["fast_path"]["finished_in_c"] == 3
+    finally:
+        for d in ds:
+            d.close()
