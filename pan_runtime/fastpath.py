@@ -27,8 +27,6 @@ the node's statistics whenever they are read (``Node.sync_counters``).
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +34,7 @@ from pan_runtime.capsule import Capsule
 from pan_runtime.env import Environment, Origin
 from pan_runtime.errors import PanError, RuntimeFault
 from pan_runtime.pni import BAD_ARGUMENT, OK, OUT_OF_RANGE
+from pan_runtime.runtime import as_fault
 
 if TYPE_CHECKING:
     import socket
@@ -52,8 +51,6 @@ else:
     _IMPORT_ERROR = ""
 
 __all__ = ["LeanHost", "UdpFastPath", "available", "materialize", "unavailable_reason", "wait"]
-
-log = logging.getLogger("pan.fastpath")
 
 #: how the datagrams a fast path read went: carried out in C after the code ran (through a C
 #: entry or ``fast_accept``); run through ``accept`` with a full environment and finished in
@@ -432,73 +429,43 @@ class UdpFastPath:
             c.slot = self._take()
             env, cap = self._environment(entry, link, slot, n)
             node.host.current = env
-        node.stats.received += 1
-        link.received += 1
-        link.received_bytes += n
-        stats = entry.stats
-        stats.capsules_in += 1
-        env.usage.time_ns = dt
-        stats.add_time(dt)
+        self._count_in(link, n)
+        entry.stats.capsules_in += 1
         result: int | RuntimeFault = verdict
         if self._lean_fault is not None:
             result, self._lean_fault = self._lean_fault, None
         try:
             entry.loaded.after_fast_run()
-        except RuntimeFault as fault:
-            result = fault
-        except Exception as exc:  # a runtime bug must not stop the node
-            log.exception("runtime %s raised on %s", entry.runtime, entry.code.short_name)
-            result = RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
-        stats.add_usage(env)
-        try:
-            node.finish(entry, env, cap, result)
-        finally:
-            env.clear()
-            cap.release()
+        except Exception as exc:
+            result = as_fault(exc, entry.runtime, entry.code.short_name)
+        node.finish(entry, env, cap, result, dt)
         self._sync()
+
+    def _count_in(self, link: UdpLink, n: int) -> None:
+        self.node.stats.received += 1
+        link.received += 1
+        link.received_bytes += n
 
     def _fault(self, code: int, link_index: int, n: int, exc: BaseException) -> int:
         """A ``fast_accept`` raised: keep the fault for ``_after`` (the node records it)."""
         entry = self._entries[code]
-        if not isinstance(exc, RuntimeFault):  # a runtime bug must not stop the node
-            log.error("runtime %s raised on %s: %r", entry.runtime, entry.code.short_name, exc)
-            exc = RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
-        exc.__traceback__ = exc.__context__ = None  # frames of the run, holding the body
+        fault = as_fault(exc, entry.runtime, entry.code.short_name) if isinstance(exc, Exception) else exc
+        fault.__traceback__ = fault.__context__ = None  # frames of the run, holding the body
+        if not isinstance(fault, RuntimeFault):  # KeyboardInterrupt, SystemExit: not the code's
+            raise fault
         materialize()
-        self._lean_fault = exc
+        self._lean_fault = fault
         return BAD_ARGUMENT
 
     def _run(self, code: int, link_index: int, n: int) -> None:
         entry = self._entries[code]
         link = self._links[link_index]
-        node = self.node
         c = self._c
         slot = c.slot
         c.slot = self._take()
         env, cap = self._environment(entry, link, slot, n)
-        node.host.current = env
-        node.stats.received += 1
-        link.received += 1
-        link.received_bytes += n
-        stats = entry.stats
-        stats.capsules_in += 1
-        t0 = time.perf_counter_ns()
-        try:
-            verdict: int | RuntimeFault = entry.loaded.accept(env)
-        except RuntimeFault as fault:
-            verdict = fault
-        except Exception as exc:  # a runtime bug must not stop the node
-            log.exception("runtime %s raised on %s", entry.runtime, entry.code.short_name)
-            verdict = RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
-        dt = time.perf_counter_ns() - t0
-        env.usage.time_ns = dt
-        stats.add_time(dt)
-        stats.add_usage(env)
-        try:
-            node.finish(entry, env, cap, verdict)
-        finally:
-            env.clear()
-            cap.release()
+        self._count_in(link, n)
+        self.node.run(entry, env, cap)
         self._sync()
 
     def close(self) -> None:

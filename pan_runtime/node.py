@@ -41,7 +41,7 @@ from pan_runtime.events import CapsuleDropped, CodeLoaded, CodeQuarantined, Code
 from pan_runtime.links import AppLink, Delivery, NetLink
 from pan_runtime.plugins import Plugins, load_plugins
 from pan_runtime.routing import RoutingTable
-from pan_runtime.runtime import Runtime
+from pan_runtime.runtime import Runtime, as_fault
 from pan_runtime.segments import Segment, SegmentPool
 from pan_runtime.softstate import SoftState
 from pan_runtime.stats import CodeStats, NodeStats, format_table
@@ -563,27 +563,19 @@ class Node:
             return
         env = self._env_pool[0]
         env.setup(entry.code, cap, item.origin, item.link, item.prev_hop, self._budget)
-        host = self.host
-        host.current = env
-        stats = entry.stats
-        stats.capsules_in += 1
+        self.run(entry, env, cap)
+
+    def run(self, entry: CacheEntry, env: Environment, cap: Capsule) -> None:
+        """Run ``accept`` on a capsule whose environment is set up, count it, carry out the
+        verdict and release the capsule (also the UDP fast path's way for code it cannot enter)."""
+        self.host.current = env
+        entry.stats.capsules_in += 1
         t0 = time.perf_counter_ns()
         try:
             verdict: int | RuntimeFault = entry.loaded.accept(env)
-        except RuntimeFault as fault:
-            verdict = fault
-        except Exception as exc:  # a runtime bug must not stop the node
-            log.exception("runtime %s raised on %s", entry.runtime, entry.code.short_name)
-            verdict = RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
-        dt = time.perf_counter_ns() - t0
-        env.usage.time_ns = dt
-        stats.add_time(dt)
-        stats.add_usage(env)
-        try:
-            self._outcome(entry, env, cap, verdict)
-        finally:
-            env.clear()
-            cap.release()
+        except Exception as exc:
+            verdict = as_fault(exc, entry.runtime, entry.code.short_name)
+        self.finish(entry, env, cap, verdict, time.perf_counter_ns() - t0)
 
     def _dispatch_batch(self, items: list[_Queued]) -> None:
         caps: list[tuple[Capsule, _Queued]] = []
@@ -634,10 +626,18 @@ class Node:
                 cap.release()
 
     # ------------------------------------------------------------------ outcomes
-    def finish(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault) -> None:
-        """Carry out the verdict (or fault) of a run that happened outside ``process``: the
-        UDP fast path hands over every capsule it does not finish itself."""
-        self._outcome(entry, env, cap, verdict)
+    def finish(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault, time_ns: int) -> None:
+        """Account a run's time and use, carry out its verdict (or fault), release the capsule;
+        the UDP fast path hands over this way every capsule it does not finish itself."""
+        env.usage.time_ns = time_ns
+        stats = entry.stats
+        stats.add_time(time_ns)
+        stats.add_usage(env)
+        try:
+            self._outcome(entry, env, cap, verdict)
+        finally:
+            env.clear()
+            cap.release()
 
     def _outcome(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault) -> None:
         if isinstance(verdict, RuntimeFault):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -157,3 +158,12 @@ class Runtime(abc.ABC):
         """Versions of the engine and bindings, for ``pan runtimes`` and bench metadata
         (a classmethod where they are known without starting the engine)."""
         return {}
+
+
+def as_fault(exc: Exception, runtime: str, code: str) -> RuntimeFault:
+    """``exc`` as the fault of one run: the code's own ``RuntimeFault``, or a runtime's bug,
+    logged with its traceback and counted as ``runtime_error`` (it must not stop the node)."""
+    if isinstance(exc, RuntimeFault):
+        return exc
+    logging.getLogger("pan.node").error("runtime %s raised on %s", runtime, code, exc_info=exc)
+    return RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")

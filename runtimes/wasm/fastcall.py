@@ -320,16 +320,18 @@ class HostFuncs:
         results are written from slot 0; the callback returns 0 or a ``trap_for`` pointer
         and must never raise.
         """
-        ty = wasmtime.FuncType(list(params), list(results))
         cb = HOST_CALLBACK(callback)
+        ty = self._define(module, name, params, results, cb, None)
+        self._keep.append((cb, ty))
+
+    def _define(self, module: str, name: str, params: Sequence[wasmtime.ValType], results: Sequence[wasmtime.ValType], fn: Any, env: int | None) -> Any:
+        ty = wasmtime.FuncType(list(params), list(results))
         m, n = module.encode(), name.encode()
-        err = _define_unchecked(
-            self._ptr, m, len(m), n, len(n), ctypes.cast(ty.ptr(), c_void_p), cb, None, None
-        )
+        err = _define_unchecked(self._ptr, m, len(m), n, len(n), ctypes.cast(ty.ptr(), c_void_p), fn, env, None)
         if err:
             kind, message = decode_failure(err, 0)
             raise wasmtime.WasmtimeError(f"defining {module}.{name}: {message}")
-        self._keep.append((cb, ty))
+        return ty
 
     def define_c(
         self,
@@ -345,15 +347,7 @@ class HostFuncs:
         which calls ``callback`` for whatever it does not answer itself."""
         cb = HOST_CALLBACK(callback)
         env = _ImportEnv(ctypes.cast(cb, c_void_p).value, ctypes.addressof(memory._mem))
-        ty = wasmtime.FuncType(list(params), list(results))
-        m, n = module.encode(), name.encode()
-        err = _define_unchecked(
-            self._ptr, m, len(m), n, len(n), ctypes.cast(ty.ptr(), c_void_p), ctypes.cast(address, HOST_CALLBACK),
-            ctypes.addressof(env), None,
-        )
-        if err:
-            kind, message = decode_failure(err, 0)
-            raise wasmtime.WasmtimeError(f"defining {module}.{name}: {message}")
+        ty = self._define(module, name, params, results, ctypes.cast(address, HOST_CALLBACK), ctypes.addressof(env))
         self._keep.append((cb, ty, env))
 
     def close(self) -> None:

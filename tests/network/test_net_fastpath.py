@@ -7,7 +7,9 @@ own report must show which way the capsules went.
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import types
 from pathlib import Path
 
 import pytest
@@ -105,149 +107,118 @@ def test_ping_through_the_fast_path_matches_the_python_path(tmpdir_short, runtim
     assert rcv["handed_over"] == N and rcv["finished_in_c"] == 0
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast", "python"])
-def test_hop_limit_is_taken_once_per_node_on_either_path(tmpdir_short, fast):
-    ds = _line(tmpdir_short, fast)
-    peer = None
+@contextlib.contextmanager
+def _forward_line(tmpdir, fast: bool = True, limits: str = "", peer: bool = False):
+    """Three daemons with native forward code and an application bound at the receiver; with
+    ``peer``, a FakePeer takes the sender's place as the middle's neighbour."""
+    ds = _line(tmpdir, fast, limits)
+    sender, middle, receiver = ds
+    fake = None
     try:
-        sender, middle, receiver = ds
         code = _install_everywhere(ds, "native", "forward")
         app = Application(receiver.node)
         app.bind(PORT)
-        # a neighbour of the middle, in place of the sender
-        port = sender.transport.endpoints[0][1]
-        sender.close()
-        peer = FakePeer(port)
-        ds = [middle, receiver]
-        mport = middle.transport.endpoints[0][1]
-        for hop in (2, 1, 0):
-            peer.send(capsule_bytes(code, forward_body(receiver.node.address, b"hop %d" % hop), peer.address, hop), mport)
-        assert pump(ds, lambda: middle.node.stats.drops["hop_limit"] == 1 and receiver.node.stats.drops["hop_limit"] == 1)
-        assert pump(ds, lambda: app.pending == 1)
-        assert [d.data[20:] for d in app.deliveries()] == [b"hop 2"]
-        assert middle.statistics()["sent"] == 2  # counters kept in C are folded in when read
+        if peer:
+            port = sender.transport.endpoints[0][1]
+            sender.close()
+            fake = FakePeer(port)
+        yield types.SimpleNamespace(
+            ds=ds[1:] if peer else ds, sender=sender, middle=middle, receiver=receiver, code=code, app=app,
+            peer=fake, mport=middle.transport.endpoints[0][1], src=None if peer else Application(sender.node),
+        )
     finally:
-        if peer is not None:
-            peer.close()
+        if fake is not None:
+            fake.close()
         for d in ds:
             d.close()
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "python"])
+def test_hop_limit_is_taken_once_per_node_on_either_path(tmpdir_short, fast):
+    with _forward_line(tmpdir_short, fast, peer=True) as t:
+        for hop in (2, 1, 0):
+            body = forward_body(t.receiver.node.address, b"hop %d" % hop)
+            t.peer.send(capsule_bytes(t.code, body, t.peer.address, hop), t.mport)
+        drops = (t.middle.node.stats.drops, t.receiver.node.stats.drops)
+        assert pump(t.ds, lambda: drops[0]["hop_limit"] == 1 and drops[1]["hop_limit"] == 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        assert [d.data[20:] for d in t.app.deliveries()] == [b"hop 2"]
+        assert t.middle.statistics()["sent"] == 2  # counters kept in C are folded in when read
+
+
 def test_malformed_and_unknown_datagrams_take_the_python_path_and_are_counted(tmpdir_short):
-    ds = _line(tmpdir_short, True)
-    peer = stranger = None
-    try:
-        sender, middle, receiver = ds
-        code = _install_everywhere(ds, "native", "forward")
-        port = sender.transport.endpoints[0][1]
-        sender.close()
-        peer = FakePeer(port)
-        ds = [middle, receiver]
-        mport = middle.transport.endpoints[0][1]
-        good = capsule_bytes(code, forward_body(receiver.node.address, b"x"), peer.address)
+    with _forward_line(tmpdir_short, peer=True) as t:
+        middle, peer, mport = t.middle, t.peer, t.mport
+        good = capsule_bytes(t.code, forward_body(t.receiver.node.address, b"x"), peer.address)
         peer.send(good[:20], mport)  # truncated header
         peer.send(b"\x09" + good[1:], mport)  # wrong version
         peer.send(good[:4] + bytes(32) + good[36:], mport)  # names code nobody has: parked, asked for
         stranger = FakePeer(free_udp_ports(1)[0])
-        stranger.send(good, mport)  # not a neighbour
+        try:
+            stranger.send(good, mport)  # not a neighbour
+        finally:
+            stranger.close()
         peer.send(good, mport)  # and one good capsule
-        assert pump(ds, lambda: middle.statistics()["sent"] >= 1 and sum(middle.node.stats.drops.values()) >= 3)
+        assert pump(t.ds, lambda: middle.statistics()["sent"] >= 1 and sum(middle.node.stats.drops.values()) >= 3)
         drops = middle.node.stats.drops
         assert drops["malformed:truncated"] == 1 and drops["malformed:version"] == 1 and drops["unknown_peer"] == 1
         info = middle.transport.info()["fast_path"]
         assert info["finished_in_c"] == 1 and info["slow"] == 4
         assert middle.demand.counters["requests_sent"] >= 1
         assert middle.node.pool.available == middle.node.pool.count - 1  # only the parked capsule's
-    finally:
-        for p in (peer, stranger):
-            if p is not None:
-                p.close()
-        for d in ds:
-            d.close()
 
 
 def test_a_route_change_reaches_the_fast_path(tmpdir_short):
-    ds = _line(tmpdir_short, True)
-    try:
-        sender, middle, receiver = ds
-        code = _install_everywhere(ds, "native", "forward")
-        app = Application(receiver.node)
-        app.bind(PORT)
-        src = Application(sender.node)
-        src.send(code, forward_body(receiver.node.address, b"one"))
-        assert pump(ds, lambda: app.pending == 1)
+    with _forward_line(tmpdir_short) as t:
+        middle, dest = t.middle, t.receiver.node.address
+        t.src.send(t.code, forward_body(dest, b"one"))
+        assert pump(t.ds, lambda: t.app.pending == 1)
         # the middle loses its route to the receiver: the next capsule is dropped for it
-        middle.node.routes.remove(receiver.node.address)
-        src.send(code, forward_body(receiver.node.address, b"two"))
-        assert pump(ds, lambda: middle.node.cache.peek(code.name).stats.drops["no_route"] == 1)
-        middle.node.routes.add_static(receiver.node.address, receiver.node.address)
-        src.send(code, forward_body(receiver.node.address, b"three"))
-        assert pump(ds, lambda: app.pending == 2)
-        assert [d.data[20:] for d in app.deliveries()] == [b"one", b"three"]
-        stats = middle.statistics()["code"][code.hex_name]
+        middle.node.routes.remove(dest)
+        t.src.send(t.code, forward_body(dest, b"two"))
+        assert pump(t.ds, lambda: middle.node.cache.peek(t.code.name).stats.drops["no_route"] == 1)
+        middle.node.routes.add_static(dest, dest)
+        t.src.send(t.code, forward_body(dest, b"three"))
+        assert pump(t.ds, lambda: t.app.pending == 2)
+        assert [d.data[20:] for d in t.app.deliveries()] == [b"one", b"three"]
+        stats = middle.statistics()["code"][t.code.hex_name]
         assert stats["capsules_in"] == 3 and stats["forwarded"] == 2 and stats["drops"] == {"no_route": 1}
-    finally:
-        for d in ds:
-            d.close()
 
 
 def test_counters_finished_in_c_show_in_the_node_statistics(tmpdir_short):
-    ds = _line(tmpdir_short, True)
-    try:
-        sender, middle, receiver = ds
-        code = _install_everywhere(ds, "native", "forward")
-        app = Application(receiver.node)
-        app.bind(PORT)
-        src = Application(sender.node)
+    with _forward_line(tmpdir_short) as t:
+        dest = t.receiver.node.address
         for i in range(7):
-            src.send(code, forward_body(receiver.node.address, struct.pack(">I", i) + bytes(100)))
-        assert pump(ds, lambda: app.pending == 7)
-        s = middle.statistics()
-        c = s["code"][code.hex_name]
+            t.src.send(t.code, forward_body(dest, struct.pack(">I", i) + bytes(100)))
+        assert pump(t.ds, lambda: t.app.pending == 7)
+        s = t.middle.statistics()
+        c = s["code"][t.code.hex_name]
         assert c["capsules_in"] == 7 and c["forwarded"] == 7 and c["time_us_total"] > 0
         assert s["received"] == 7 and s["sent"] == 7
-        out = s["links"]["neighbors"][str(receiver.node.address)]
-        assert out["sent"] == 7 and out["largest_sent"] == len(capsule_bytes(code, forward_body(receiver.node.address, bytes(104)), sender.node.address))
+        out = s["links"]["neighbors"][str(dest)]
+        size = len(capsule_bytes(t.code, forward_body(dest, bytes(104)), t.sender.node.address))
+        assert out["sent"] == 7 and out["largest_sent"] == size
         assert s["links"]["fast_path"]["finished_in_c"] == 7
-    finally:
-        for d in ds:
-            d.close()
 
 
 @pytest.mark.parametrize("runtime", ["wasm", "jvm", "restricted_py"])
 @pytest.mark.parametrize("case", ["spin", "raise"])
 def test_hostile_code_on_the_fast_path_is_contained(tmpdir_short, runtime, case):
-    ds = _line(tmpdir_short, True, "budget_time_ms = 30\n")
-    peer = None
-    try:
-        sender, middle, receiver = ds
-        port = sender.transport.endpoints[0][1]
-        sender.close()
-        peer = FakePeer(port)
-        ds = [middle, receiver]
+    with _forward_line(tmpdir_short, limits="budget_time_ms = 30\n", peer=True) as t:
         hostile = build_case(CASES / case, runtime, default_plugins())
-        middle.node.install(hostile)
-        fwd = _install_everywhere(ds, "native", "forward")
-        app = Application(receiver.node)
-        app.bind(PORT)
-        mport = middle.transport.endpoints[0][1]
+        t.middle.node.install(hostile)
         for _ in range(2):
-            peer.send(capsule_bytes(hostile, b"x" * 8, peer.address), mport)
-        peer.send(capsule_bytes(fwd, forward_body(receiver.node.address, b"after"), peer.address), mport)
-        assert pump(ds, lambda: app.pending == 1, timeout=10.0)
-        stats = middle.statistics()["code"][hostile.hex_name]
+            t.peer.send(capsule_bytes(hostile, b"x" * 8, t.peer.address), t.mport)
+        t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, b"after"), t.peer.address), t.mport)
+        assert pump(t.ds, lambda: t.app.pending == 1, timeout=10.0)
+        stats = t.middle.statistics()["code"][hostile.hex_name]
         assert stats["capsules_in"] == 2 and stats["dropped"] == 2, stats
         if case == "spin":
             assert stats["drops"] == {"budget": 2}, stats
         else:
             assert stats["errors"] == 2, stats
-        paths = middle.transport.info()["fast_path"]
+        paths = t.middle.transport.info()["fast_path"]
         assert paths["slow"] == 0 and paths["handed_over"] == 2  # both ran from the fast path
-    finally:
-        if peer is not None:
-            peer.close()
-        for d in ds:
-            d.close()
 
 
 def test_ipv6_neighbours_forward_on_the_fast_path(tmpdir_short):
