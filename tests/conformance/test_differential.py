@@ -12,8 +12,9 @@ import random
 import pytest
 
 from pan_runtime.application import Application
+from pan_runtime.env import Budget
 from pan_runtime.network import ManualClock, Network
-from pan_runtime.node import default_plugins
+from pan_runtime.node import NodeConfig, default_plugins
 from pan_runtime.pni_api import FloodHdr, PingHdr
 from pan_runtime.protocols import reference_code
 
@@ -24,7 +25,10 @@ PORT = 7
 def run(runtime: str, protocol: str, seed: int) -> tuple[list[tuple[int, bytes]], list[dict]]:
     rng = random.Random(seed)
     clock = ManualClock()
-    with Network.line(3, plugins=PLUGINS, clock=clock) as net:
+    # a time budget no run comes near: a stall of the shared machine must not look like a
+    # difference between runtimes (budgets have their own conformance cases)
+    config = NodeConfig(budget=Budget(time_ms=10_000))
+    with Network.line(3, plugins=PLUGINS, clock=clock, config=config) as net:
         a, b, c = net.nodes
         pm = reference_code(runtime, "portmapper", PLUGINS)
         code = reference_code(runtime, protocol, PLUGINS)
