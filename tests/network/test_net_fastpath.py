@@ -18,6 +18,7 @@ from test_net_udp import FakePeer, forward_body
 
 from pan_runtime import fastpath
 from pan_runtime.application import Application, capsule_bytes
+from pan_runtime.builders import BuildRequest
 from pan_runtime.node import default_plugins
 from pan_runtime.pni_api import PingHdr
 from pan_runtime.protocols import reference_code
@@ -248,3 +249,29 @@ def test_ipv6_neighbours_forward_on_the_fast_path(tmpdir_short):
     finally:
         for d in ds:
             d.close()
+
+
+KEEPER = """
+def accept(pni, capsule, length):
+    # keeps every capsule's body in soft state, and with it the receive buffer it lies in
+    pni.state_put_seg(pni.seg_read(capsule, 0, 4), capsule, 0)
+    return DONE
+"""
+
+
+def test_an_exhausted_pool_is_counted_and_the_node_goes_on(tmpdir_short):
+    src = tmpdir_short / "keeper.py"
+    src.write_text(KEEPER)
+    keeper = default_plugins().builders.find("restricted_py", ".py").build(BuildRequest([src], "restricted_py", [], [], "keeper"))
+    limits = "pool_buffers = 16\n[demand]\npark_total = 8\npark_per_code = 8\n"
+    with _forward_line(tmpdir_short, limits=limits, peer=True) as t:
+        t.middle.node.install(keeper)
+        for i in range(24):
+            t.peer.send(capsule_bytes(keeper, struct.pack(">I", i), t.peer.address), t.mport)
+        drops = t.middle.node.stats.drops
+        assert pump(t.ds, lambda: t.middle.statistics()["received"] == 24)
+        assert t.middle.node.pool.available == 0 and drops["pool_exhausted"] == 24 - 16
+        # the node goes on: a capsule of other code still gets through once a buffer is free
+        t.middle.node.cache.peek(keeper.name).state.clear()
+        t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, b"on"), t.peer.address), t.mport)
+        assert pump(t.ds, lambda: t.app.pending == 1)
