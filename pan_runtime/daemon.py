@@ -213,6 +213,14 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     metric("pan_link_sent_total", "counter", "Capsules sent per neighbour.", [({"neighbor": n}, v["sent"]) for n, v in links.items()])
     metric("pan_link_received_total", "counter", "Datagrams received per neighbour.", [({"neighbor": n}, v["received"]) for n, v in links.items()])
     metric("pan_link_largest_capsule_bytes", "gauge", "Largest capsule the link to a neighbour carries.", [({"neighbor": n}, v["mtu"]) for n, v in links.items()])
+    fast = stats.get("links", {}).get("fast_path", {})
+    if fast.get("on"):
+        metric(
+            "pan_fast_path_capsules_total",
+            "counter",
+            "Datagrams the UDP fast path read, by the way they went.",
+            [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow")],
+        )
     demand = stats.get("demand", {})
     metric("pan_demand_fetched_total", "counter", "Code objects fetched on demand.", [({}, demand.get("fetched", 0))])
     metric("pan_demand_parked", "gauge", "Capsules waiting for their code.", [({}, demand.get("parked_now", 0))])

@@ -109,6 +109,15 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
             for n, v in links.items()
         ]
         lines.append(format_table(rows, ["neighbour", "endpoint", "largest capsule", "sent", "received", "largest sent", "errors"]))
+    fast = st.get("links", {}).get("fast_path")
+    if fast:
+        if fast.get("on"):
+            lines.append(
+                f"fast path: on; carried out in C {fast['finished_in_c']}, run in Python {fast['python_runs']}, "
+                f"handed to Python after the run {fast['handed_over']}, Python path {fast['slow']}"
+            )
+        else:
+            lines.append(f"fast path: off ({fast.get('why_off', '')})")
     d = st.get("demand")
     if d:
         lines.append(

@@ -162,6 +162,7 @@ def test_metrics_over_http(node):
         assert r.headers["Content-Type"].startswith("text/plain")
     assert "# TYPE pan_received_total counter" in text
     assert "pan_uptime_seconds" in text
+    assert 'pan_fast_path_capsules_total{path="finished_in_c"} 0' in text
 
 
 def test_a_live_socket_is_not_stolen_and_a_stale_one_is_replaced(node, tmp_path):

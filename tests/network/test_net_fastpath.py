@@ -19,6 +19,7 @@ from test_net_udp import FakePeer, forward_body
 from pan_runtime import fastpath
 from pan_runtime.application import Application, capsule_bytes
 from pan_runtime.builders import BuildRequest
+from pan_runtime.netcli import format_stats
 from pan_runtime.node import default_plugins
 from pan_runtime.pni_api import PingHdr
 from pan_runtime.protocols import reference_code
@@ -200,6 +201,7 @@ def test_counters_finished_in_c_show_in_the_node_statistics(tmpdir_short):
         size = len(capsule_bytes(t.code, forward_body(dest, bytes(104)), t.sender.node.address))
         assert out["sent"] == 7 and out["largest_sent"] == size
         assert s["links"]["fast_path"]["finished_in_c"] == 7
+        assert "fast path: on; carried out in C 7," in format_stats(s)  # what `pan stats` prints
 
 
 @pytest.mark.parametrize("runtime", ["wasm", "jvm", "restricted_py"])
