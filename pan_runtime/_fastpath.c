@@ -564,19 +564,27 @@ static long do_burst(FastPath *self, long limit, int *called) {
             *called = 1;
             self->n_slow++;
             PyObject *addr = from_sockaddr(&src);
-            if (!addr) return -1;
+            if (!addr) goto error;
             PyObject *r = PyObject_CallFunction(self->on_slow, "iiN", n, (int)msg.msg_flags, addr);
-            if (!r) return -1;
+            if (!r) goto error;
             Py_DECREF(r);
             continue;
         }
         buf[HOP_OFFSET]--;
         int done = run_one(self, buf, n, li, ci);
-        if (done < 0) return -1;
+        if (done < 0) goto error;
         if (done == 0) *called = 1;
     }
     if (give_slot(self) < 0) return -1;
     return count;
+error: {
+    /* a Python error: the buffer still goes back to the pool, the error goes on up */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (give_slot(self) < 0) PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return -1;
+}
 }
 
 PyDoc_STRVAR(burst_doc,

@@ -61,6 +61,8 @@ class EventLoop:
         #: again (0: it has work queued now) or None (only when I/O arrives)
         self.idle: list[Callable[[], float | None]] = []
         self.turns = 0
+        #: callbacks that raised (each logged with its traceback)
+        self.errors = 0
         #: UDP sockets whose datagrams the compiled fast path reads while the loop waits
         self.fast: dict[int, UdpFastPath] = {}
         self._fast_c: dict[int, Any] = {}
@@ -109,20 +111,36 @@ class EventLoop:
         if self.fast:
             for f in self.fast.values():
                 f.sync()
+            try:
+                ready = fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst)
+            except Exception:  # a bug in a hand-over to Python: the loop must go on serving
+                self._failed("the fast path's wait")
+                ready = []
             keys = self._map
-            for fd, mask in fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst):
+            for fd, mask in ready:
                 key = keys.get(fd)
                 if key is not None:
-                    key.data(mask)
+                    self._call(key.data, mask)
         else:
             for key, mask in self.sel.select(timeout):
-                key.data(mask)
+                self._call(key.data, mask)
         if self._timers:
             now = time.monotonic()
             while self._timers and self._timers[0][0] <= now:
                 _, _, fn = heapq.heappop(self._timers)
-                fn()
+                self._call(fn)
         self.turns += 1
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            self._failed(getattr(fn, "__qualname__", repr(fn)))
+
+    def _failed(self, what: str) -> None:
+        """A callback raised (a bug, not bad input): log it, count it, keep the loop running."""
+        self.errors += 1
+        log.exception("event loop: %s raised; the node goes on", what)
 
     def run(self, should_stop: Callable[[], bool] | None = None, tick: float = 0.5) -> None:
         """Run turns until ``stop()`` (or ``should_stop()`` returns True)."""
@@ -315,7 +333,11 @@ class UdpTransport:
         pool = node.pool
         link = self._peers.get((addr[0], addr[1]))
         if link is None:
-            link = self._unknown(addr)
+            try:
+                link = self._unknown(addr)
+            except BaseException:
+                pool.give_slot(slot)  # the buffer is not lost to a failure here
+                raise
             if link is None:
                 pool.give_slot(slot)
                 return

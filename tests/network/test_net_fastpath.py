@@ -277,3 +277,24 @@ def test_an_exhausted_pool_is_counted_and_the_node_goes_on(tmpdir_short):
         t.middle.node.cache.peek(keeper.name).state.clear()
         t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, b"on"), t.peer.address), t.mport)
         assert pump(t.ds, lambda: t.app.pending == 1)
+
+
+def test_a_bug_in_a_hand_over_is_logged_and_the_loop_goes_on(tmpdir_short, monkeypatch, caplog):
+    with _forward_line(tmpdir_short, peer=True) as t:
+        calls = []
+
+        def broken(addr):
+            calls.append(addr)
+            raise RuntimeError("a bug in the Python path")
+
+        monkeypatch.setattr(t.middle.transport, "_unknown", broken)
+        stranger = FakePeer(free_udp_ports(1)[0])
+        try:
+            stranger.send(b"not a capsule", t.mport)  # handed to the Python path, which raises
+            assert pump(t.ds, lambda: t.middle.loop.errors == 1)
+        finally:
+            stranger.close()
+        t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, b"still"), t.peer.address), t.mport)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        assert "a bug in the Python path" in caplog.text and len(calls) == 1
+        assert t.middle.node.pool.available == t.middle.node.pool.count  # its buffer went back
