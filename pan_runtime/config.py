@@ -110,6 +110,8 @@ _SCHEMA: dict[str, set[str]] = {
         "state_bytes",
         "state_ttl_ms",
         "budget_time_ms",
+        "budget_steps",
+        "budget_fuel",
         "app_max_frame",
         "app_out_bytes",
         "copy_on_send",
@@ -217,9 +219,14 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         return _int(ctx, f"limits.{key}", limits.get(key, default), lo)
 
     pool_size = lim("pool_buffer_size", 9216, 128)
-    budget = Budget()
-    if "budget_time_ms" in limits:
-        budget = Budget(time_ms=lim("budget_time_ms", 50))
+    # the per-capsule budget: time for every runtime, steps for restricted_py, fuel for wasm
+    # in fuel mode (each runtime enforces what it counts; see env.Budget)
+    default = Budget()
+    budget = Budget(
+        time_ms=lim("budget_time_ms", int(default.time_ms)),
+        steps=lim("budget_steps", default.steps),
+        fuel=lim("budget_fuel", default.fuel),
+    )
     cache_t = _table(ctx, data, "cache")
     cache_dir = cache_t.get("dir")
     if cache_dir is not None:

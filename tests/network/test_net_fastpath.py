@@ -13,12 +13,14 @@ import types
 from pathlib import Path
 
 import pytest
+import wasmtime
 from nethelpers import daemon_from, free_udp_ports, line_configs, pump, remove_tree, short_dir
 from test_net_udp import FakePeer, forward_body
 
 from pan_runtime import fastpath
 from pan_runtime.application import Application, capsule_bytes
 from pan_runtime.builders import BuildRequest
+from pan_runtime.codeobj import CodeObject
 from pan_runtime.netcli import format_stats
 from pan_runtime.node import default_plugins
 from pan_runtime.pni_api import PingHdr
@@ -298,3 +300,39 @@ def test_a_bug_in_a_hand_over_is_logged_and_the_loop_goes_on(tmpdir_short, monke
         assert pump(t.ds, lambda: t.app.pending == 1)
         assert "a bug in the Python path" in caplog.text and len(calls) == 1
         assert t.middle.node.pool.available == t.middle.node.pool.count  # its buffer went back
+
+
+# a body over 100 bytes: an endless loop; else a loop of 500 rounds (a few thousand fuel
+# units) and FORWARD(0)
+COUNTED_WAT = """
+(module
+  (memory (export "memory") 1)
+  (func (export "accept") (param i32 i32) (result i32)
+    (local $i i32)
+    (if (i32.gt_u (local.get 1) (i32.const 100))
+      (then (loop $spin (br $spin))))
+    (local.set $i (i32.const 500))
+    (loop $round
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $round (i32.gt_s (local.get $i) (i32.const 0))))
+    i32.const 2))
+"""
+
+
+def test_wasm_fuel_is_refilled_for_every_capsule_on_the_fast_path(tmpdir_short):
+    # fuel mode with a per-capsule budget that one capsule's loop fits in and ten would not:
+    # after an endless loop has run out of fuel, each next capsule still gets all of its own
+    limits = 'budget_fuel = 20000\n[runtimes.options.wasm]\nbudget = "fuel"\n'
+    with _forward_line(tmpdir_short, limits=limits, peer=True) as t:
+        counted = CodeObject.create("wasm", bytes(wasmtime.wat2wasm(COUNTED_WAT)))
+        for d in t.ds:
+            d.node.install(counted)
+        t.peer.send(capsule_bytes(counted, bytes(200), t.peer.address), t.mport)
+        stats = t.middle.node.cache.peek(counted.name).stats
+        assert pump(t.ds, lambda: stats.dropped == 1)
+        for i in range(40):
+            t.peer.send(capsule_bytes(counted, forward_body(t.receiver.node.address, b"%d" % i), t.peer.address), t.mport)
+        assert pump(t.ds, lambda: t.app.pending == 40)
+        code = t.middle.statistics()["code"][counted.hex_name]
+        assert code["forwarded"] == 40 and code["drops"] == {"budget": 1}
+        assert t.middle.transport.info()["fast_path"]["finished_in_c"] == 40
