@@ -359,10 +359,9 @@ class UdpFastPath:
         node.stats.received += received
         node.stats.sent += sent
         for e, (n_in, forwarded, time_ns, max_ns) in zip(self._entries, codes, strict=True):
-            steps = e.loaded.fast_steps
-            if steps:  # interpreter steps of runs without an environment
-                e.stats.steps += steps
-                e.loaded.fast_steps = 0
+            steps, fuel = e.loaded.take_fast_usage()  # what runs without an environment used
+            e.stats.steps += steps
+            e.stats.fuel += fuel
             if n_in:
                 s = e.stats
                 s.capsules_in += n_in

@@ -91,6 +91,12 @@ class LoadedCode(abc.ABC):
     #: interpreter steps ``fast_accept`` runs used since the node last took them
     fast_steps: int = 0
 
+    def take_fast_usage(self) -> tuple[int, int]:
+        """(steps, fuel) the fast path's runs used since the last call, which the node adds
+        to the code object's statistics (runs it finished in C report no environment)."""
+        steps, self.fast_steps = self.fast_steps, 0
+        return steps, 0
+
     def fast_entry(self) -> tuple[int, int] | None:
         """The C addresses of a ``pan_fast_run_fn`` (``include/pan_fast.h``) and of its state
         for the node's compiled UDP fast path, or None (the default): the fast path then runs

@@ -21,6 +21,7 @@
 
 typedef void *(*call_unchecked_fn)(void *ctx, const void *func, int64_t *args, size_t n, void **trap);
 typedef void *(*set_fuel_fn)(void *ctx, uint64_t fuel);
+typedef void *(*get_fuel_fn)(const void *ctx, uint64_t *fuel);
 typedef void *(*caller_context_fn)(void *caller);
 typedef uint8_t *(*memory_data_fn)(const void *ctx, const void *memory);
 typedef size_t (*memory_data_size_fn)(const void *ctx, const void *memory);
@@ -28,6 +29,7 @@ typedef void *(*host_fn)(void *env, void *caller, int64_t *args, size_t n);
 
 static call_unchecked_fn p_call;
 static set_fuel_fn p_set_fuel;
+static get_fuel_fn p_get_fuel;
 static caller_context_fn p_caller_context;
 static memory_data_fn p_memory_data;
 static memory_data_size_fn p_memory_data_size;
@@ -49,6 +51,7 @@ typedef struct {
     uint64_t fuel;     /* fuel per call; 0: epoch mode */
     PyObject *ticks;   /* TickBudget whose seq is bumped before each call (borrowed) */
     void *err;         /* out: the wasmtime_error_t * of a failed call */
+    uint64_t fuel_used; /* out: fuel the runs used since Python last took it (fuel mode) */
 } pan_wasm_entry;
 
 /* One import stood in for (pan_wasm.fastcall.ImportEnv). */
@@ -85,6 +88,15 @@ static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_
     err = p_call(e->context, e->func, e->args, e->nargs, e->trap);
     Py_END_ALLOW_THREADS
     t_ctx = NULL, t_body = NULL, t_len = 0;
+    if (e->fuel) {
+        uint64_t left = 0;
+        void *ferr = p_get_fuel(e->context, &left);
+        if (ferr) {
+            if (!err) err = ferr; /* reported like a failed call */
+        } else if (left <= e->fuel) {
+            e->fuel_used += e->fuel - left;
+        }
+    }
     if (err || *e->trap) {
         e->err = err;
         return PNI_BAD_ARGUMENT; /* after_fast_run turns the trap or error into the fault */
@@ -226,18 +238,19 @@ static const struct {
 };
 
 PyDoc_STRVAR(configure_doc,
-"configure(call_unchecked, set_fuel, caller_context, memory_data, memory_data_size)\n\n"
+"configure(call_unchecked, set_fuel, get_fuel, caller_context, memory_data, memory_data_size)\n\n"
 "The addresses of the Wasmtime C functions this module calls.");
 
 static PyObject *configure(PyObject *Py_UNUSED(m), PyObject *args) {
-    unsigned long long c, f, cc, md, mds;
-    if (!PyArg_ParseTuple(args, "KKKKK", &c, &f, &cc, &md, &mds)) return NULL;
-    if (!c || !f || !cc || !md || !mds) {
+    unsigned long long c, f, g, cc, md, mds;
+    if (!PyArg_ParseTuple(args, "KKKKKK", &c, &f, &g, &cc, &md, &mds)) return NULL;
+    if (!c || !f || !g || !cc || !md || !mds) {
         PyErr_SetString(PyExc_ValueError, "every Wasmtime function address is needed");
         return NULL;
     }
     p_call = (call_unchecked_fn)(uintptr_t)c;
     p_set_fuel = (set_fuel_fn)(uintptr_t)f;
+    p_get_fuel = (get_fuel_fn)(uintptr_t)g;
     p_caller_context = (caller_context_fn)(uintptr_t)cc;
     p_memory_data = (memory_data_fn)(uintptr_t)md;
     p_memory_data_size = (memory_data_size_fn)(uintptr_t)mds;

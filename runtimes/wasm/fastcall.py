@@ -39,6 +39,7 @@ __all__ = [
     "HOST_CALLBACK",
     "trap_for",
     "set_fuel",
+    "get_fuel",
     "install_deadline_callback",
     "decode_failure",
     "FastEntry",
@@ -73,6 +74,7 @@ _DEADLINE_CALLBACK = CFUNCTYPE(c_void_p, c_void_p, c_void_p, POINTER(c_uint64), 
 # called without argtypes on prebuilt ctypes objects: no conversion work per call
 _call_unchecked = _fresh("wasmtime_func_call_unchecked", c_size_t)
 _set_fuel = _fresh("wasmtime_context_set_fuel", c_size_t)
+_get_fuel = _fresh("wasmtime_context_get_fuel", c_size_t)
 _memory_data = _fresh("wasmtime_memory_data", c_void_p, [c_void_p, c_void_p])
 _memory_data_size = _fresh("wasmtime_memory_data_size", c_size_t, [c_void_p, c_void_p])
 _caller_context = _fresh("wasmtime_caller_context", c_void_p, [c_void_p])
@@ -103,6 +105,7 @@ class FastEntry(ctypes.Structure):
         ("fuel", c_uint64),
         ("ticks", c_void_p),
         ("err", c_void_p),
+        ("fuel_used", c_uint64),
     ]
 
     def bind(self, call: FastCall, ticks: Any, fuel: int) -> None:
@@ -139,6 +142,7 @@ def fast_module() -> Any:
     _fast.configure(
         addr("wasmtime_func_call_unchecked"),
         addr("wasmtime_context_set_fuel"),
+        addr("wasmtime_context_get_fuel"),
         addr("wasmtime_caller_context"),
         addr("wasmtime_memory_data"),
         addr("wasmtime_memory_data_size"),
@@ -245,6 +249,18 @@ def set_fuel(store: wasmtime.Store) -> Callable[[int], int]:
     """A setter ``f(fuel)`` for the store's fuel, cheaper than ``Store.set_fuel``."""
     ctx = c_void_p(context_address(store))
     return functools.partial(_set_fuel, ctx)
+
+
+def get_fuel(store: wasmtime.Store) -> Callable[[], int]:
+    """A reader ``f()`` of the fuel left in the store (-1 when it cannot be read)."""
+    ctx = c_void_p(context_address(store))
+    out = c_uint64()
+    call = functools.partial(_get_fuel, ctx, ctypes.byref(out))
+
+    def left() -> int:
+        return -1 if call() else out.value
+
+    return left
 
 
 class LinearMemory:

@@ -350,6 +350,7 @@ class WasmCode(LoadedCode):
         keep: list[Any] = []
         if self._fuel_mode:
             self._refuel = fc.set_fuel(store)
+            self._fuel_left = fc.get_fuel(store)
             self._refuel(self._fuel)
         else:
             store.set_epoch_deadline(1)
@@ -446,7 +447,12 @@ class WasmCode(LoadedCode):
         self._ticks.seq += 1
         if self._fuel_mode:
             self._refuel(self._fuel)
-        err = c.invoke()
+            err = c.invoke()
+            left = self._fuel_left()
+            if 0 <= left <= self._fuel:
+                env.usage.fuel = self._fuel - left
+        else:
+            err = c.invoke()
         if err or q[c.trap_slot]:
             self._raise_fault(c, err)
         return c.i32[0]
@@ -459,6 +465,13 @@ class WasmCode(LoadedCode):
         if budget is not None and budget is not self._budget:
             self._apply_budget(budget)  # what the node's own path would apply first
         return self._fast_run, ctypes.addressof(self._fast)
+
+    def take_fast_usage(self) -> tuple[int, int]:
+        fast = self._fast
+        if fast is None or not fast.fuel_used:
+            return 0, 0
+        used, fast.fuel_used = fast.fuel_used, 0
+        return 0, used
 
     def after_fast_run(self) -> None:
         fast = self._fast
