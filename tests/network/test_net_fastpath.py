@@ -338,3 +338,41 @@ def test_wasm_fuel_is_refilled_for_every_capsule_and_counted(tmpdir_short, fast)
         assert code["forwarded"] == 40 and code["drops"] == {"budget": 1}
         assert 40 * 500 <= code["fuel"] <= 40 * 20000, code["fuel"]  # what the 40 runs used
         assert t.middle.transport.info()["fast_path"].get("finished_in_c", 0) == (40 if fast else 0)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_random_mix_of_datagrams_is_all_accounted_for(tmpdir_short, runtime):
+    import random
+
+    rng = random.Random(7)
+    with _forward_line(tmpdir_short, peer=True) as t:
+        code = _install_everywhere(t.ds, runtime, "forward")
+        dest = t.receiver.node.address
+        sent_good = 0
+        n = 300
+        for i in range(n):
+            kind = rng.randrange(5)
+            if kind == 0:  # a good capsule
+                data = capsule_bytes(code, forward_body(dest, b"%d" % i), t.peer.address)
+                sent_good += 1
+            elif kind == 1:  # a capsule of this code with a random body (random next hop, short bodies)
+                data = capsule_bytes(code, rng.randbytes(rng.randrange(0, 64)), t.peer.address, rng.randrange(256))
+            elif kind == 2:  # cut anywhere
+                whole = capsule_bytes(code, forward_body(dest, b"cut"), t.peer.address)
+                data = whole[: rng.randrange(len(whole))]
+            elif kind == 3:  # a header with bad flags or a bad reserved byte
+                whole = bytearray(capsule_bytes(code, forward_body(dest, b"bad"), t.peer.address))
+                whole[rng.choice((1, 3))] = rng.randrange(2, 256)
+                data = bytes(whole)
+            else:  # noise
+                data = rng.randbytes(rng.randrange(1, 200))
+                data = b"\x09" + data[1:]
+            t.peer.send(data, t.mport)
+        assert pump(t.ds, lambda: t.middle.statistics()["received"] == n, timeout=10.0)
+        assert pump(t.ds, lambda: t.app.pending >= sent_good)
+        s = t.middle.statistics()
+        code_stats = s["code"][code.hex_name]
+        # every datagram is a drop with a reason, or a capsule the code saw
+        assert sum(s["drops"].values()) + code_stats["capsules_in"] == n, (s["drops"], code_stats)
+        assert code_stats["forwarded"] + code_stats["dropped"] + code_stats["delivered"] + code_stats["done"] == code_stats["capsules_in"]
+        assert t.middle.node.pool.available == t.middle.node.pool.count
