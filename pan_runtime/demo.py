@@ -16,8 +16,8 @@ from pan_runtime.application import Application
 from pan_runtime.errors import PanError
 from pan_runtime.network import Network
 from pan_runtime.node import NodeConfig, default_plugins
-from pan_runtime.pni_api import FloodHdr, PingHdr
-from pan_runtime.protocols import reference_code
+from pan_runtime.pni_api import FloodHdr
+from pan_runtime.protocols import ping_body, ping_rtt_us, reference_code
 from pan_runtime.stats import format_table
 
 __all__ = ["DemoResult", "demo_runtime", "run_demo"]
@@ -78,21 +78,15 @@ def demo_runtime(runtime: str, *, pings: int = 200, count: int = 2000, size: int
         net.run()
         # ping: one at a time, round trip stamped by the sender node's ping code
         rtts: list[float] = []
-        body_len = max(size, PingHdr.SIZE)
-        pad = bytes(body_len - PingHdr.SIZE)
         for seq in range(pings):
             if seq % 50 == 0:
                 prog.show(f"{runtime}: ping {seq}/{pings}")
-            hdr = PingHdr(dest=receiver.address.raw, port=PORT, phase=0, seq=seq)
-            app.send(codes["ping"], hdr.pack() + pad)
+            app.send(codes["ping"], ping_body(receiver.address.raw, PORT, seq, size))
             net.run()
             d = app.receive()
-            now = time.monotonic_ns()
-            if d is None:
-                continue
-            back = PingHdr.unpack(d.data)
-            if back.seq == seq and back.phase == 1:
-                rtts.append((now - back.sent_ns) / 1000)
+            rtt = ping_rtt_us(d.data, seq, time.monotonic_ns()) if d is not None else None
+            if rtt is not None:
+                rtts.append(rtt)
         if not rtts:
             raise PanError(f"{runtime}: no ping came back (sender drops: {dict(sender.stats.drops)})")
         # flood: a flow start, then data; the receiver reports back every `count` capsules

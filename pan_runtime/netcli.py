@@ -184,27 +184,20 @@ def ping(
     on_reply=None,
 ) -> tuple[list[float], int]:
     """Send ``count`` pings of ``size`` body bytes one at a time; returns (RTTs in µs, sent)."""
-    from pan_runtime.pni_api import PingHdr
+    from pan_runtime.protocols import ping_body, ping_rtt_us
 
-    body_len = max(size, PingHdr.SIZE)
-    pad = bytes(body_len - PingHdr.SIZE)
     rtts: list[float] = []
     for seq in range(count):
-        hdr = PingHdr(dest=dest.raw, port=port, phase=0, seq=seq)
-        client.send(code, hdr.pack() + pad)
+        client.send(code, ping_body(dest.raw, port, seq, size))
         deadline = time.monotonic() + timeout
         while True:
             d = client.receive(max(0.0, deadline - time.monotonic()))
-            now = time.monotonic_ns()
             if d is None:
                 if on_reply:
                     on_reply(seq, None, 0)
                 break
-            if len(d.data) < PingHdr.SIZE:
-                continue
-            back = PingHdr.unpack(d.data)
-            if back.phase == 1 and back.seq == seq:
-                rtt = (now - back.sent_ns) / 1000
+            rtt = ping_rtt_us(d.data, seq, time.monotonic_ns())
+            if rtt is not None:
                 rtts.append(rtt)
                 if on_reply:
                     on_reply(seq, rtt, len(d.data))
@@ -217,12 +210,13 @@ def ping(
 def _cmd_ping(args: argparse.Namespace) -> int:
     from pan_runtime.address import NodeAddress
     from pan_runtime.client import Client
+    from pan_runtime.pni_api import PingHdr
 
     dest = NodeAddress.parse(args.to)
     prog = _Progress(not args.no_progress)
     with Client.connect(_socket_of(args.node), timeout=5.0) as c:
         code = _setup(c, args.runtime, "ping", args.code, args.portmapper, args.port)
-        print(f"PING {dest} from {c.address} with {args.runtime} code {code.short_name}: {max(args.size, 52)} body bytes")
+        print(f"PING {dest} from {c.address} with {args.runtime} code {code.short_name}: {max(args.size, PingHdr.SIZE)} body bytes")
 
         def on_reply(seq: int, rtt: float | None, n: int) -> None:
             if args.quiet:

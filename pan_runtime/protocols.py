@@ -17,7 +17,15 @@ from pan_runtime.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError
 from pan_runtime.plugins import Plugins
 
-__all__ = ["PROTOCOLS", "protocols_dir", "source_of", "has_reference_sources", "reference_code"]
+__all__ = [
+    "PROTOCOLS",
+    "protocols_dir",
+    "source_of",
+    "has_reference_sources",
+    "reference_code",
+    "ping_body",
+    "ping_rtt_us",
+]
 
 PROTOCOLS = ("forward", "ping", "flood", "portmapper")
 EXPORTS = {"portmapper": ["lookup"]}
@@ -99,3 +107,24 @@ def reference_code(runtime: str, protocol: str, plugins: Plugins | None = None) 
     code.write(tmp)
     os.replace(tmp, cached)
     return code
+
+
+def ping_body(dest: bytes, port: int, seq: int, size: int = 0) -> bytes:
+    """The body of ping number ``seq`` toward ``dest`` (16 bytes), answered at ``port``: the
+    ping header, padded to ``size`` bytes when that is longer."""
+    from pan_runtime.pni_api import PingHdr
+
+    return PingHdr(dest=dest, port=port, phase=0, seq=seq).pack() + bytes(max(0, size - PingHdr.SIZE))
+
+
+def ping_rtt_us(data: bytes, seq: int, now_ns: int) -> float | None:
+    """The round trip (µs) of ping ``seq`` if ``data`` is its answer, else None; the ping code
+    stamped the departure time at the sender (``CLOCK_MONOTONIC``, shared by local nodes)."""
+    from pan_runtime.pni_api import PingHdr
+
+    if len(data) < PingHdr.SIZE:
+        return None
+    back = PingHdr.unpack(data)
+    if back.seq != seq or back.phase != 1:
+        return None
+    return (now_ns - back.sent_ns) / 1000

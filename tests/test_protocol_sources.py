@@ -506,3 +506,19 @@ def test_java_protocols_behave(tmp_path: Path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "JAVA PROTOCOLS OK" in proc.stdout
+
+
+def test_ping_bodies_and_answers():
+    from pan_runtime.pni_api import PingHdr
+    from pan_runtime.protocols import ping_body, ping_rtt_us
+
+    dest = bytes(range(16))
+    body = ping_body(dest, 7, 3, 200)
+    assert len(body) == 200 and len(ping_body(dest, 7, 3)) == PingHdr.SIZE
+    sent = PingHdr.unpack(body)
+    assert (sent.dest, sent.port, sent.seq, sent.phase) == (dest, 7, 3, 0)
+    answer = PingHdr(dest=dest, port=7, phase=1, seq=3, sent_ns=1_000_000).pack()
+    assert ping_rtt_us(answer, 3, 1_250_000) == 250.0
+    assert ping_rtt_us(answer, 4, 1_250_000) is None  # another ping's answer
+    assert ping_rtt_us(body, 3, 1_250_000) is None  # still on its way out
+    assert ping_rtt_us(answer[:20], 3, 1_250_000) is None  # too short to be one

@@ -16,8 +16,8 @@ from pan_runtime.codeobj import CodeObject
 from pan_runtime.errors import PanError
 from pan_runtime.network import Network
 from pan_runtime.node import NodeConfig
-from pan_runtime.pni_api import FloodHdr, PingHdr
-from pan_runtime.protocols import reference_code
+from pan_runtime.pni_api import FloodHdr
+from pan_runtime.protocols import ping_body, ping_rtt_us, reference_code
 
 from .options import IP_UDP_OVERHEAD
 
@@ -103,26 +103,19 @@ def inproc_ping(
         app = _setup(net, codes)
         gc = _GcClock(net, runtime)
         dest = net.nodes[-1].address.raw
-        pad = bytes(body_length(size) - PingHdr.SIZE)
-        hdr = PingHdr(dest=dest, port=PORT)
         ping = codes["ping"]
         for t in range(warmup + trials):
             rtts: list[float] = []
             clean: list[float] = []
             gc0 = gc.read()
             for seq in range(count):
-                hdr.seq = seq
                 before = gc.read()
-                app.send(ping, hdr.pack() + pad)
+                app.send(ping, ping_body(dest, PORT, seq, body_length(size)))
                 net.run()
                 d = app.receive()
-                now = time.monotonic_ns()
-                if d is None:
+                rtt = ping_rtt_us(d.data, seq, time.monotonic_ns()) if d is not None else None
+                if rtt is None:
                     continue
-                back = PingHdr.unpack(d.data)
-                if back.seq != seq or back.phase != 1:
-                    continue
-                rtt = (now - back.sent_ns) / 1000
                 rtts.append(rtt)
                 if gc.read() == before:
                     clean.append(rtt)

@@ -17,7 +17,8 @@ from pan_runtime.address import NodeAddress
 from pan_runtime.application import capsule_bytes
 from pan_runtime.codeobj import CodeObject
 from pan_runtime.errors import PanError
-from pan_runtime.pni_api import FloodHdr, PingHdr
+from pan_runtime.pni_api import FloodHdr
+from pan_runtime.protocols import ping_body, ping_rtt_us
 
 from .configuration import Running
 from .inproc import PORT, Trial, body_length
@@ -48,13 +49,11 @@ def _ping_once(run: Running, ping: CodeObject, body: bytes, seq: int) -> float |
     deadline = time.monotonic() + PING_TIMEOUT_S
     while True:
         d = app.receive(timeout=max(0.0, deadline - time.monotonic()))
-        now = time.monotonic_ns()
         if d is None:
             return None
-        if len(d.data) >= PingHdr.SIZE:
-            back = PingHdr.unpack(d.data)
-            if back.seq == seq and back.phase == 1:
-                return (now - back.sent_ns) / 1000
+        rtt = ping_rtt_us(d.data, seq, time.monotonic_ns())
+        if rtt is not None:
+            return rtt
 
 
 def socket_ping(
@@ -70,9 +69,8 @@ def socket_ping(
 ) -> tuple[dict[str, list[Trial]], dict[str, str]]:
     """Ping through every configuration in ``runs``, one capsule to each in turn, so drift of
     the machine hits all of them alike. Returns trials and failures, by configuration."""
-    pad = bytes(body_length(size) - PingHdr.SIZE)
     ping = codes["ping"]
-    hdrs = {run.config: PingHdr(dest=NodeAddress.parse(run.receiver_address).raw, port=PORT) for run in runs}
+    dests = {run.config: NodeAddress.parse(run.receiver_address).raw for run in runs}
     out: dict[str, list[Trial]] = {run.config: [] for run in runs}
     failed: dict[str, str] = {}
     live = list(runs)
@@ -82,9 +80,7 @@ def socket_ping(
         lost = dict.fromkeys(rtts, 0)
         for seq in range(count):
             for run in list(live):
-                hdr = hdrs[run.config]
-                hdr.seq = seq
-                rtt = _ping_once(run, ping, hdr.pack() + pad, seq)
+                rtt = _ping_once(run, ping, ping_body(dests[run.config], PORT, seq, body_length(size)), seq)
                 if rtt is not None:
                     rtts[run.config].append(rtt)
                     continue
