@@ -30,10 +30,19 @@ class Trial:
     """What one trial measured: samples (µs or capsules/s) and, for jvm, the samples taken
     while no garbage collection ran and how many collections ran."""
 
-    def __init__(self, samples: list[float], clean: list[float] | None = None, gc_pauses: int | None = None, loss: float = 0.0):
+    def __init__(
+        self,
+        samples: list[float],
+        clean: list[float] | None = None,
+        gc_pauses: int | None = None,
+        loss: float = 0.0,
+        fast_share: float | None = None,
+    ):
         self.samples = samples
         self.clean = clean
         self.gc_pauses = gc_pauses
+        #: share of the middle pan node's datagrams its UDP fast path carried out in C
+        self.fast_share = fast_share
         #: flood only: the fraction of data capsules the receiver did not count
         self.loss = loss
 

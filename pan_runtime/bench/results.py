@@ -33,7 +33,7 @@ __all__ = [
     "validate_document",
 ]
 
-METRICS = ("dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses")
+METRICS = ("dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share")
 STATS = ("median", "p99", "mean", "min", "max")
 FIELDS = ("experiment", "topology", "config", "runtime", "size", "metric", "stat", "value")
 #: the Python distributions whose versions a run records

@@ -67,6 +67,9 @@ class _Recorder:
         gcs = [t.gc_pauses for t in trials if t.gc_pauses is not None]
         if gcs:
             self.add(exp, topo, config, runtime, size, "gc_pauses", {"median": statistics.median(gcs), "max": max(gcs)})
+        shares = [t.fast_share for t in trials if t.fast_share is not None]
+        if shares:
+            self.add(exp, topo, config, runtime, size, "fast_share", {"median": statistics.median(shares), "min": min(shares)})
 
 
 def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] | None = None) -> Outcome:

@@ -23,7 +23,7 @@ from pan_runtime.protocols import ping_body, ping_rtt_us
 from .configuration import Running
 from .inproc import PORT, Trial, body_length
 
-__all__ = ["socket_ping", "socket_flood", "jvm_gc_count"]
+__all__ = ["socket_ping", "socket_flood", "jvm_gc_count", "fast_share"]
 
 PING_TIMEOUT_S = 1.0
 REPORT_TIMEOUT_S = 2.0
@@ -40,6 +40,23 @@ def jvm_gc_count(run: Running) -> int | None:
             total += jvm["gc_pauses"]
             seen = True
     return total if seen else None
+
+
+def _fast_paths(run: Running) -> dict[str, int] | None:
+    """The middle pan node's fast-path counters (None: no pan node in the middle, or no fast path)."""
+    client = run.clients.get("middle")
+    if client is None:
+        return None
+    fast = client.stats().get("links", {}).get("fast_path", {})
+    return {k: int(v) for k, v in fast.items() if k != "on" and isinstance(v, int)} if fast.get("on") else None
+
+
+def fast_share(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
+    """Share of the datagrams the middle read between two readings that its fast path carried out in C."""
+    if before is None or after is None:
+        return None
+    total = sum(after.values()) - sum(before.values())
+    return (after["finished_in_c"] - before["finished_in_c"]) / total if total > 0 else None
 
 
 def _ping_once(run: Running, ping: CodeObject, body: bytes, seq: int) -> float | None:
@@ -76,6 +93,7 @@ def socket_ping(
     live = list(runs)
     for t in range(warmup + trials):
         gc0 = {run.config: jvm_gc_count(run) for run in live} if runtime == "jvm" else {}
+        paths0 = {run.config: _fast_paths(run) for run in live}
         rtts: dict[str, list[float]] = {run.config: [] for run in live}
         lost = dict.fromkeys(rtts, 0)
         for seq in range(count):
@@ -96,7 +114,8 @@ def socket_ping(
                 if runtime == "jvm":
                     g0, g1 = gc0.get(run.config), jvm_gc_count(run)
                     gcs = g1 - g0 if g0 is not None and g1 is not None else None
-                out[run.config].append(Trial(rtts[run.config], None, gcs))
+                share = fast_share(paths0.get(run.config), _fast_paths(run))
+                out[run.config].append(Trial(rtts[run.config], None, gcs, fast_share=share))
     return {k: v for k, v in out.items() if k not in failed}, failed
 
 
@@ -139,6 +158,7 @@ def _flood_once(run: Running, runtime: str, codes: dict[str, CodeObject], size: 
     every = max(10, count // 20)
     window = 2 * every
     gc0 = jvm_gc_count(run) if runtime == "jvm" else None
+    paths0 = _fast_paths(run)
     app.deliveries()  # nothing old may count for this flow
     app.send(flood, FloodHdr(dest=dest, port=PORT, kind=0, flow=flow, report_every=every).pack() + pad)
     wire = capsule_bytes(flood, FloodHdr(dest=dest, port=PORT, kind=1, flow=flow, report_every=every).pack() + pad, app.address)
@@ -174,4 +194,5 @@ def _flood_once(run: Running, runtime: str, codes: dict[str, CodeObject], size: 
         raise PanError(f"flood {runtime} {run.config} {size}B: the receiver sent no report")
     gc1 = jvm_gc_count(run) if runtime == "jvm" else None
     gcs = gc1 - gc0 if gc0 is not None and gc1 is not None else None
-    return Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / sent)
+    share = fast_share(paths0, _fast_paths(run))
+    return Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / sent, share)

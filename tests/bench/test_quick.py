@@ -39,6 +39,11 @@ def test_quick_run_on_inproc_and_udp_with_every_runtime(tmp, tmp_path):
                 assert (config, rt, size) in cells("ping", "udp", "rtt_us")
                 assert (config, rt, size) in cells("flood", "udp", "mbit_per_s")
             assert ("active", rt, size) in cells("ping", "udp", "added_us")
+    # the middle pan node forwarded every ping and flood capsule through its fast path
+    shares = {(x["experiment"], x["config"], x["runtime"], x["size"]): x["value"]
+              for x in rows if x["metric"] == "fast_share" and x["stat"] == "min" and x["topology"] == "udp"}
+    assert {(e, "active", rt, size) for e in ("ping", "flood") for rt in RUNTIMES for size in (156, 1500)} <= set(shares)
+    assert all(v > 0.9 for v in shares.values()), shares
     # overhead relative to cforw on udp (no passive there), wherever cforw's own added latency is above zero
     ix = {(x["config"], x["runtime"], x["size"], x["metric"]): x["value"]
           for x in rows if x["topology"] == "udp" and x["stat"] == "median"}
