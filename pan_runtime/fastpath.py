@@ -313,9 +313,6 @@ class UdpFastPath:
 
     def sync(self) -> None:
         """Refresh the C tables if the node's routes, code cache or neighbours changed."""
-        self._sync()
-
-    def _sync(self) -> None:
         node = self.node
         key = (node.routes.generation, node.cache.generation, self.transport.generation)
         if key == self._key:
@@ -381,7 +378,7 @@ class UdpFastPath:
     # -- the loop ----------------------------------------------------------------------------
     def burst(self, limit: int) -> bool:
         """Read up to ``limit`` datagrams; False when no pool slot is free (use the Python path)."""
-        self._sync()
+        self.sync()
         return bool(self._c.burst(limit) >= 0)
 
     def _take(self) -> int:
@@ -405,7 +402,7 @@ class UdpFastPath:
         slot = c.slot
         c.slot = self._take()
         self.transport.received(self.sock, slot, n, flags, addr)
-        self._sync()
+        self.sync()
 
     def _materialize(self, slot: int, n: int, link: int, code: int) -> None:
         assert _fastpath is not None
@@ -438,7 +435,7 @@ class UdpFastPath:
         except Exception as exc:
             result = as_fault(exc, entry.runtime, entry.code.short_name)
         node.finish(entry, env, cap, result, dt)
-        self._sync()
+        self.sync()
 
     def _count_in(self, link: UdpLink, n: int) -> None:
         self.node.stats.received += 1
@@ -465,7 +462,7 @@ class UdpFastPath:
         env, cap = self._environment(entry, link, slot, n)
         self._count_in(link, n)
         self.node.run(entry, env, cap)
-        self._sync()
+        self.sync()
 
     def close(self) -> None:
         """Stop: fold the last counters in; a burst still running reads nothing more."""
