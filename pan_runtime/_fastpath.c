@@ -799,9 +799,5 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "HEADER_SIZE", HEADER_SIZE) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
     return m;
 }

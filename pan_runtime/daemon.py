@@ -291,8 +291,8 @@ def run_node(path: str, metrics_port: int | None = None, metrics_host: str = "12
             off = daemon.transport.fast_path_off
             if off:
                 # chosen in the configuration: say so; a missing build: warn
-                chosen = not daemon.node.config.fast_path or daemon.node.config.batch > 1
-                log.log(logging.INFO if chosen else logging.WARNING, "%s: every capsule takes the Python path: %s", config.name, off)
+                level = logging.INFO if daemon.transport.fast_path_declined else logging.WARNING
+                log.log(level, "%s: every capsule takes the Python path: %s", config.name, off)
             else:
                 log.info("%s: UDP fast path on", config.name)
         daemon.serve()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pan_runtime.capsule import Capsule
 from pan_runtime.env import Environment, Origin
 from pan_runtime.errors import PanError, RuntimeFault
-from pan_runtime.pni import BAD_ARGUMENT, OK, OUT_OF_RANGE
+from pan_runtime.pni import BAD_ARGUMENT, OK, OUT_OF_RANGE, PniHost
 from pan_runtime.runtime import as_fault
 
 if TYPE_CHECKING:
@@ -196,12 +196,12 @@ class LeanHost:
     def env_prev_hop(self, dst: memoryview) -> int:
         if self.body is None:
             return int(self._real().env_prev_hop(dst))
-        return _fill(dst, self.prev_hop)
+        return PniHost._fill(dst, self.prev_hop)
 
     def node_address(self, dst: memoryview) -> int:
         if self.body is None:
             return int(self._real().node_address(dst))
-        return _fill(dst, self.node_raw)
+        return PniHost._fill(dst, self.node_raw)
 
 
     def python_calls(self, pni: Any) -> dict[str, Callable[..., Any]]:
@@ -255,13 +255,6 @@ class LeanHost:
 
 
 _NETWORK = int(Origin.NETWORK)
-
-
-def _fill(dst: memoryview, data: bytes) -> int:
-    if len(dst) < len(data):
-        return OUT_OF_RANGE
-    dst[: len(data)] = data
-    return OK
 
 
 class UdpFastPath:
@@ -381,11 +374,16 @@ class UdpFastPath:
         self.sync()
         return bool(self._c.burst(limit) >= 0)
 
-    def _take(self) -> int:
+    def _claim(self) -> int:
+        """The slot C read the current datagram into, now Python's; C reads into a fresh one
+        (or into none, and stops, when the pool is empty)."""
+        c = self._c
+        slot = c.slot
         try:
-            return self.pool.take_slot()
+            c.slot = self.pool.take_slot()
         except PanError:
-            return -1
+            c.slot = -1
+        return slot
 
     def _environment(self, entry: CacheEntry, link: UdpLink, slot: int, n: int) -> tuple[Environment, Capsule]:
         seg = self.pool.segment_for_slot(slot, n)
@@ -398,16 +396,13 @@ class UdpFastPath:
         return env, cap
 
     def _slow(self, n: int, flags: int, addr: tuple[Any, ...]) -> None:
-        c = self._c
-        slot = c.slot
-        c.slot = self._take()
-        self.transport.received(self.sock, slot, n, flags, addr)
+        self.transport.received(self.sock, self._claim(), n, flags, addr)
         self.sync()
 
     def _materialize(self, slot: int, n: int, link: int, code: int) -> None:
         assert _fastpath is not None
         _fastpath.release_inflight()
-        self._c.slot = self._take()
+        self._claim()  # C's slot is the in-flight one
         env, cap = self._environment(self._entries[code], self._links[link], slot, n)
         self.node.host.current = env
         self._materialized = (env, cap)
@@ -420,10 +415,7 @@ class UdpFastPath:
             env, cap = self._materialized
             self._materialized = None
         else:
-            c = self._c
-            slot = c.slot
-            c.slot = self._take()
-            env, cap = self._environment(entry, link, slot, n)
+            env, cap = self._environment(entry, link, self._claim(), n)
             node.host.current = env
         self._count_in(link, n)
         entry.stats.capsules_in += 1
@@ -456,10 +448,7 @@ class UdpFastPath:
     def _run(self, code: int, link_index: int, n: int) -> None:
         entry = self._entries[code]
         link = self._links[link_index]
-        c = self._c
-        slot = c.slot
-        c.slot = self._take()
-        env, cap = self._environment(entry, link, slot, n)
+        env, cap = self._environment(entry, link, self._claim(), n)
         self._count_in(link, n)
         self.node.run(entry, env, cap)
         self.sync()

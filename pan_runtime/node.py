@@ -608,22 +608,11 @@ class Node:
         t0 = time.perf_counter_ns()
         try:
             verdicts: list[int | RuntimeFault] = list(entry.loaded.accept_batch(envs))
-        except RuntimeFault as fault:
-            verdicts = [fault] * len(envs)
         except Exception as exc:
-            log.exception("runtime %s raised on a batch of %s", entry.runtime, entry.code.short_name)
-            verdicts = [RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")] * len(envs)
-        elapsed = time.perf_counter_ns() - t0
-        per = elapsed // len(envs)
+            verdicts = [as_fault(exc, entry.runtime, entry.code.short_name)] * len(envs)
+        per = (time.perf_counter_ns() - t0) // len(envs)
         for env, cap, verdict in zip(envs, runnable, verdicts, strict=True):
-            env.usage.time_ns = per
-            entry.stats.add_time(per)
-            entry.stats.add_usage(env)
-            try:
-                self._outcome(entry, env, cap, verdict)
-            finally:
-                env.clear()
-                cap.release()
+            self.finish(entry, env, cap, verdict, per)
 
     # ------------------------------------------------------------------ outcomes
     def finish(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault, time_ns: int) -> None:

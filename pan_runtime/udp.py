@@ -236,6 +236,8 @@ class UdpTransport:
         self.generation = 0
         self._fast: dict[socket.socket, UdpFastPath] = {}
         cfg = node.config
+        #: True when the configuration turned the fast path off (not a missing build)
+        self.fast_path_declined = not cfg.fast_path or cfg.batch > 1
         #: why capsules all take the Python path ("" when the compiled fast path is on)
         self.fast_path_off = (
             "limits.fast_path is false" if not cfg.fast_path
