@@ -1,4 +1,4 @@
-"""Builds the optional C extensions of the UDP fast path (``pan_runtime._fastpath`` and the
+"""Builds the optional C extensions of the UDP fast path (``pan_runtime.net._fastpath`` and the
 runtimes' C entries ``pan_wasm._fast`` and ``pan_jvm._fast``); all metadata is in pyproject.toml.
 
 ``optional=True``: a machine without a C compiler still installs pan, and the node then
@@ -29,8 +29,9 @@ _JNI = _jdk_include()
 setup(
     ext_modules=[
         Extension(
-            "pan_runtime._fastpath",
-            ["pan_runtime/_fastpath.c"],
+            "pan_runtime.net._fastpath",
+            ["pan_runtime/net/_fastpath.c"],
+            include_dirs=["pan_runtime/include"],
             depends=["pan_runtime/include/pan_fast.h"],
             extra_compile_args=["-O2"],
             optional=True,

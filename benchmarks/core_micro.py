@@ -13,9 +13,9 @@ import statistics
 import struct
 import time
 
-from pan_runtime.address import NodeAddress
-from pan_runtime.capsule import Capsule, encode_header
-from pan_runtime.segments import Segment, SegmentPool, chain
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.capsule import Capsule, encode_header
+from pan_runtime.data.segments import Segment, SegmentPool, chain
 
 SIZE = 1500
 HDR = struct.Struct(">BBBB32s16s")

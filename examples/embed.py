@@ -7,11 +7,11 @@ for code, Application to inject capsules and receive deliveries.
 
 from __future__ import annotations
 
-from pan_runtime.application import Application
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.network import Network
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.net.application import Application
+from pan_runtime.net.network import Network
 from pan_runtime.pni_api import PingHdr
-from pan_runtime.protocols import reference_code
 
 # Code objects are written for a runtime. This one is Python source for `restricted_py`:
 # it forwards every capsule toward the address at body offset 0, and counts capsules it

@@ -2,7 +2,7 @@
 
 The PAN Node Interface 1.0 for Python: constants, call and entry tables for runtimes,
 the ``PNI`` protocol that Python code objects program against, ``HostPNI`` (that protocol over
-a ``pan_runtime.pni.PniHost``) and one codec class per capsule-body structure.
+a ``pan_runtime.node.pni.PniHost``) and one codec class per capsule-body structure.
 Reference: docs/pni-reference.md.
 """
 
@@ -465,7 +465,7 @@ class PNI(Protocol):
 
 
 class HostPNI:
-    """``PNI`` over a ``pan_runtime.pni.PniHost``: marshals, then raises on negative statuses.
+    """``PNI`` over a ``pan_runtime.node.pni.PniHost``: marshals, then raises on negative statuses.
 
     The host's bound methods are looked up once, here; each call costs one Python call into
     the host plus the output buffer it fills.

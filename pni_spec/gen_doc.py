@@ -47,7 +47,7 @@ def render_doc(spec: Spec) -> str:
         "`pan_runtime/include/pni.h`, the Java package `" + spec.java_package + "` under `pan_runtime/java/`",
         "and the Python module `pan_runtime/pni_api.py` are generated from it by",
         "`python -m pni_spec.generate` (see `pni_spec/README.md`). The host implements every call",
-        "once, in `pan_runtime/pni.py`; runtimes only marshal arguments.",
+        "once, in `pan_runtime/node/pni.py`; runtimes only marshal arguments.",
         "",
         "## Terminology",
         "",

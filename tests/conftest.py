@@ -12,7 +12,7 @@ settings.load_profile("ci")
 
 @pytest.fixture
 def pool():
-    from pan_runtime.segments import SegmentPool
+    from pan_runtime.data.segments import SegmentPool
 
     p = SegmentPool(256, 64)
     yield p

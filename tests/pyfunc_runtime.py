@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pan_runtime import hookimpl
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import CodeObjectError
-from pan_runtime.runtime import Isolation, LoadedCode, Runtime
+from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 FUNCS: dict[str, Callable] = {}
 

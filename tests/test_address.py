@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pan_runtime.address import NodeAddress
+from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import AddressError
 
 

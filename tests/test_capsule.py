@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pan_runtime.address import NodeAddress
-from pan_runtime.capsule import HEADER_SIZE, Capsule, encode_header
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.capsule import HEADER_SIZE, Capsule, encode_header
+from pan_runtime.data.segments import Segment
 from pan_runtime.errors import CapsuleError
-from pan_runtime.segments import Segment
 
 NAME = bytes(range(32))
 HOME = NodeAddress.from_endpoint("127.0.0.1", 7000)

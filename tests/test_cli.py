@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from pan_runtime.cli import main
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.cli.main import main
+from pan_runtime.data.codeobj import CodeObject
 
 
 def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "pan_runtime.cli", *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "pan_runtime.cli.main", *args], capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"pan {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pan_runtime.codeobj import MAGIC, CodeObject, Manifest
+from pan_runtime.data.codeobj import MAGIC, CodeObject, Manifest
 from pan_runtime.errors import CodeObjectError, SignatureError
 
 
@@ -112,8 +112,8 @@ def test_read_names_the_file(tmp_path):
 
 @given(st.binary(max_size=300))
 def test_key_files_with_any_content_raise_key_file_error(tmp_path_factory, data):
+    from pan_runtime.data.keys import load_private_key, load_public_key
     from pan_runtime.errors import KeyFileError
-    from pan_runtime.keys import load_private_key, load_public_key
 
     d = tmp_path_factory.mktemp("keys")
     f = d / "k"

@@ -6,7 +6,7 @@ import sys
 
 def test_demo_runs_every_runtime():
     proc = subprocess.run(
-        [sys.executable, "-m", "pan_runtime.cli", "demo", "--count", "500", "--quiet"],
+        [sys.executable, "-m", "pan_runtime.cli.main", "demo", "--count", "500", "--quiet"],
         capture_output=True,
         text=True,
         timeout=300,

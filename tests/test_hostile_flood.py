@@ -3,11 +3,11 @@
 import random
 from pathlib import Path
 
-from pan_runtime.application import Application
-from pan_runtime.env import Budget
-from pan_runtime.network import Network
-from pan_runtime.node import NodeConfig, default_plugins
-from pan_runtime.protocols import reference_code
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.net.application import Application
+from pan_runtime.net.network import Network
+from pan_runtime.node.env import Budget
+from pan_runtime.node.node import NodeConfig, default_plugins
 from pan_runtime.testing import build_case
 
 CASES = Path(__file__).parent / "conformance" / "cases"

@@ -5,13 +5,15 @@ import struct
 import pyfunc_runtime as pf
 import pytest
 
-from pan_runtime import nullrt, pni
-from pan_runtime.application import Application, capsule_bytes
+from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import CodeObjectError, PniVersionError, RuntimeFault, TrustError
-from pan_runtime.network import ManualClock, Network
-from pan_runtime.node import Node, NodeConfig
-from pan_runtime.plugins import load_plugins
-from pan_runtime.trust import CodeOrigin
+from pan_runtime.net.application import Application, capsule_bytes
+from pan_runtime.net.network import ManualClock, Network
+from pan_runtime.node import pni
+from pan_runtime.node.node import Node, NodeConfig, default_plugins
+from pan_runtime.node.trust import CodeOrigin
+from pan_runtime.plugin import nullrt
+from pan_runtime.plugin.plugins import load_plugins
 
 PLUGINS = load_plugins(extra=[nullrt, pf])
 PORT = 7
@@ -311,7 +313,7 @@ def test_cache_evicts_lru_but_never_pinned(tmp_path):
 
 
 def test_trust_and_version_checks_at_install():
-    from pan_runtime.codeobj import CodeObject, Manifest
+    from pan_runtime.data.codeobj import CodeObject, Manifest
 
     with Node(1, plugins=PLUGINS) as n:
         with pytest.raises(TrustError):
@@ -347,14 +349,15 @@ def test_batches_group_queued_capsules_of_one_code_object():
 
 
 def test_wire_capsule_helper():
-    wire = capsule_bytes(FWD, b"body", Node.__init__ and __import__("pan_runtime.address").address.NodeAddress.from_int(1))
-    assert wire[4:36] == FWD.name and wire.endswith(b"body")
+    home = NodeAddress.from_int(1)
+    wire = capsule_bytes(FWD, b"body", home)
+    assert wire[4:36] == FWD.name and wire[36:52] == home.raw and wire.endswith(b"body")
 
 
 def test_runtime_counters_join_the_node_statistics():
-    from pan_runtime.protocols import reference_code
+    from pan_runtime.cli.protocols import reference_code
 
-    plugins = __import__("pan_runtime.node", fromlist=["default_plugins"]).default_plugins()
+    plugins = default_plugins()
     with Node(1, plugins=plugins) as n:
         n.install(reference_code("jvm", "forward", plugins))
         stats = n.statistics()["runtimes"]["jvm"]

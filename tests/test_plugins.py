@@ -4,12 +4,13 @@ import importlib.metadata
 
 import pytest
 
-from pan_runtime import hookimpl, nullrt
-from pan_runtime.application import Application
+from pan_runtime import hookimpl
 from pan_runtime.errors import PanError
-from pan_runtime.node import Node
-from pan_runtime.plugins import load_plugins
-from pan_runtime.runtime import Isolation, Runtime
+from pan_runtime.net.application import Application
+from pan_runtime.node.node import Node
+from pan_runtime.plugin import nullrt
+from pan_runtime.plugin.plugins import load_plugins
+from pan_runtime.plugin.runtime import Isolation, Runtime
 
 BUILTIN = {"native", "wasm", "jvm", "restricted_py"}
 
@@ -36,7 +37,7 @@ def test_third_party_example_is_discovered_and_runs_a_capsule():
     infos = {i.name: i for i in plugins.runtime_infos()}
     assert "verdict" in infos, "install examples/verdict-runtime (the README's test command does)"
     assert infos["verdict"].available
-    from pan_runtime.codeobj import CodeObject
+    from pan_runtime.data.codeobj import CodeObject
     from pan_verdict.plugin import VerdictRuntime
 
     code = CodeObject.create("verdict", b"deliver 9")
@@ -76,14 +77,14 @@ def test_broken_and_unavailable_plugins_are_reported_not_fatal():
     assert not infos["missing"].available and infos["missing"].reason == "engine not installed"
     assert infos["null"].available
     assert any("cannot register" in why for why in plugins.failures.values())
-    from pan_runtime.codeobj import CodeObject
+    from pan_runtime.data.codeobj import CodeObject
 
     with Node(1, plugins=plugins) as n, pytest.raises(PanError, match="engine not installed"):
         n.install(CodeObject.create("missing", b""))
 
 
 def test_duplicate_runtime_names_are_refused():
-    from pan_runtime.plugins import RuntimeRegistry
+    from pan_runtime.plugin.plugins import RuntimeRegistry
 
     class A(Runtime):
         name = "dup"

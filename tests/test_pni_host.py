@@ -2,7 +2,8 @@
 
 import inspect
 
-from pan_runtime import pni, pni_api
+from pan_runtime import pni_api
+from pan_runtime.node import pni
 from pni_spec import load_spec
 
 SPEC = load_spec()

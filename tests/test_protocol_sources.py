@@ -509,8 +509,8 @@ def test_java_protocols_behave(tmp_path: Path):
 
 
 def test_ping_bodies_and_answers():
+    from pan_runtime.cli.protocols import ping_body, ping_rtt_us
     from pan_runtime.pni_api import PingHdr
-    from pan_runtime.protocols import ping_body, ping_rtt_us
 
     dest = bytes(range(16))
     body = ping_body(dest, 7, 3, 200)

@@ -3,8 +3,8 @@ import socket
 
 import pytest
 
+from pan_runtime.data.segments import Segment, SegmentPool, SegmentRing, SegType, chain, gather
 from pan_runtime.errors import SegmentError
-from pan_runtime.segments import Segment, SegmentPool, SegmentRing, SegType, chain, gather
 
 
 def test_pooled_segment_has_stable_address_and_returns_to_pool(pool):

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pan_runtime.address import NodeAddress
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.segments import Segment, chain
+from pan_runtime.data.streams import PanStream
 from pan_runtime.errors import StreamError
-from pan_runtime.segments import Segment, chain
-from pan_runtime.streams import PanStream
 
 
 def split_chain(data: bytes, cuts: list[int]) -> Segment:

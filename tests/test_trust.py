@@ -2,10 +2,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import ConfigError, TrustError
-from pan_runtime.runtime import Isolation
-from pan_runtime.trust import CodeOrigin, TrustPolicy
+from pan_runtime.node.trust import CodeOrigin, TrustPolicy
+from pan_runtime.plugin.runtime import Isolation
 
 
 def pub(key):

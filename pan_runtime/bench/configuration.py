@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from pan_runtime.client import Client
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import PanError
+from pan_runtime.net.client import Client
 
 from .testbed import Proc, Testbed
 
@@ -24,7 +24,7 @@ __all__ = ["Running", "copy_on_send_unsupported", "start_configuration"]
 
 def copy_on_send_unsupported() -> str | None:
     """Why ``pan node`` cannot run ``activecopy`` (None when its configuration can say so)."""
-    from pan_runtime.config import parse_config
+    from pan_runtime.net.config import parse_config
 
     try:
         parse_config('[node]\nlisten = ["127.0.0.1:1"]\n[limits]\ncopy_on_send = true\n')
@@ -134,7 +134,7 @@ class Running:
 def _pan_node(bed: Testbed, role: str, config: str, toml: str) -> Proc:
     cfg = bed.tmp / f"{config}-{role}.toml"
     cfg.write_text(toml)
-    return bed.spawn(role, [sys.executable, "-m", "pan_runtime.cli", "node", str(cfg)], f"pan node ({config} {role})")
+    return bed.spawn(role, [sys.executable, "-m", "pan_runtime.cli.main", "node", str(cfg)], f"pan node ({config} {role})")
 
 
 _SOCKET_TAGS = {"none": "n", "passive": "p", "cforw": "f", "active": "a", "activecopy": "ac"}

@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pan_runtime.address import NodeAddress
-from pan_runtime.capsule import HEADER_SIZE, Capsule, encode_header
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.capsule import HEADER_SIZE, Capsule, encode_header
 from pan_runtime.errors import PanError
-from pan_runtime.network import Network
-from pan_runtime.node import NodeConfig
-from pan_runtime.protocols import reference_code
+from pan_runtime.net.network import Network
+from pan_runtime.node.node import NodeConfig
 
 from .options import IP_UDP_OVERHEAD
 
@@ -37,7 +37,7 @@ def forward_capsule(code_name: bytes, home: NodeAddress, dest: NodeAddress, size
 
 def _bare_loop(wire: bytes, count: int, trials: int, warmup: int) -> list[float]:
     """Parse and re-send without a node: the floor any node pays."""
-    from pan_runtime.segments import SegmentPool
+    from pan_runtime.data.segments import SegmentPool
 
     samples = []
     with SegmentPool(max(len(wire), 64), 64) as pool:

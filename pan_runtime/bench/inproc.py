@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pan_runtime.application import Application
-from pan_runtime.capsule import HEADER_SIZE
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.cli.protocols import ping_body, ping_rtt_us, reference_code
+from pan_runtime.data.capsule import HEADER_SIZE
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import PanError
-from pan_runtime.network import Network
-from pan_runtime.node import NodeConfig
+from pan_runtime.net.application import Application
+from pan_runtime.net.network import Network
+from pan_runtime.node.node import NodeConfig
 from pan_runtime.pni_api import FloodHdr
-from pan_runtime.protocols import ping_body, ping_rtt_us, reference_code
 
 from .options import IP_UDP_OVERHEAD
 

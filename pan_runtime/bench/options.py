@@ -11,7 +11,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
-from pan_runtime.capsule import HEADER_SIZE
+from pan_runtime.data.capsule import HEADER_SIZE
 from pan_runtime.errors import PanError
 
 __all__ = [

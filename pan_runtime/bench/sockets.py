@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pan_runtime.address import NodeAddress
-from pan_runtime.application import capsule_bytes
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.cli.protocols import ping_body, ping_rtt_us
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import PanError
+from pan_runtime.net.application import capsule_bytes
 from pan_runtime.pni_api import FloodHdr
-from pan_runtime.protocols import ping_body, ping_rtt_us
 
 from .configuration import Running
 from .inproc import PORT, Trial, body_length

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pan_runtime.stats import format_table
+from pan_runtime.node.stats import format_table
 
 from .results import Result
 

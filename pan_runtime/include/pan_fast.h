@@ -1,12 +1,12 @@
 /* pan_fast.h: the contract between the node's compiled fast path and a runtime's C entry.
  *
  * Hand-written (it is host-internal, not part of the PNI): the UDP fast path
- * (pan_runtime/_fastpath.c) calls a code object's `pan_fast_run_fn` with the capsule body
+ * (pan_runtime/net/_fastpath.c) calls a code object's `pan_fast_run_fn` with the capsule body
  * and this context instead of going through Python. The context answers the environment
  * calls a forwarding capsule makes most often, so they cost no call back into Python.
  * Any other PNI call the code makes during the run reaches the Python host as usual;
  * the host then builds the capsule's Python environment on the spot (see
- * pan_runtime/fastpath.py), and the node finishes that capsule in Python.
+ * pan_runtime/net/fastpath.py), and the node finishes that capsule in Python.
  */
 #ifndef PAN_FAST_H
 #define PAN_FAST_H

@@ -12,10 +12,10 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from pan_runtime.builders import BuildRequest
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BuildError
-from pan_runtime.plugins import Plugins
+from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.plugin.plugins import Plugins
 
 __all__ = ["BUILTIN_RUNTIMES", "CaseSource", "source_for", "build_case"]
 

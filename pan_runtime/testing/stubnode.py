@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pan_runtime.address import NodeAddress
-from pan_runtime.capsule import Capsule
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.env import Budget, Environment, Origin
-from pan_runtime.pni import NOT_FOUND
-from pan_runtime.segments import Segment
-from pan_runtime.softstate import SoftState
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.capsule import Capsule
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.segments import Segment
+from pan_runtime.node.env import Budget, Environment, Origin
+from pan_runtime.node.pni import NOT_FOUND
+from pan_runtime.node.softstate import SoftState
 
 __all__ = ["HERE", "HOME", "PREV", "StubNode", "make_env"]
 

@@ -11,9 +11,9 @@ from typing import ClassVar
 
 from pan_jvm.checker import check_classes, read_jar
 from pan_jvm.jvm import compiled_classes, find_javac
-from pan_runtime.builders import Builder, BuildRequest
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError, PanError
+from pan_runtime.plugin.builders import Builder, BuildRequest
 
 __all__ = ["JvmBuilder", "pack_jar"]
 

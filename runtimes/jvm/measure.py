@@ -12,12 +12,12 @@ from pathlib import Path
 
 from pan_jvm.builder import JvmBuilder
 from pan_jvm.runtime import JvmRuntime
-from pan_runtime.address import NodeAddress
-from pan_runtime.builders import BuildRequest
-from pan_runtime.capsule import Capsule
-from pan_runtime.env import Budget, Environment, Origin
-from pan_runtime.pni import PniHost
-from pan_runtime.segments import SegmentPool
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.capsule import Capsule
+from pan_runtime.data.segments import SegmentPool
+from pan_runtime.node.env import Budget, Environment, Origin
+from pan_runtime.node.pni import PniHost
+from pan_runtime.plugin.builders import BuildRequest
 
 
 class _Node:

@@ -17,16 +17,16 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pan_jvm.checker import CheckedJar, check_jar
+from pan_jvm.hostcalls import upcall_class
 from pan_jvm.jvm import Jvm, current_jvm, ensure_jvm, unavailable_reason
-from pan_jvm.upcalls import upcall_class
+from pan_runtime.data.segments import Segment, SegType
 from pan_runtime.errors import BudgetExceeded, ClosedError, CodeObjectError, RuntimeFault
-from pan_runtime.runtime import Isolation, LoadedCode, Runtime
-from pan_runtime.segments import Segment, SegType
+from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
-    from pan_runtime.codeobj import CodeObject
-    from pan_runtime.env import Environment
-    from pan_runtime.pni import PniHost
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.node.env import Environment
+    from pan_runtime.node.pni import PniHost
 
 __all__ = ["JvmRuntime", "JvmLoadedCode", "FAULT_REASONS"]
 
@@ -332,7 +332,7 @@ class JvmLoadedCode(LoadedCode):
 
     def _budget_values(self, budget: Any) -> tuple[int, int]:
         if budget is None:
-            from pan_runtime.env import Budget
+            from pan_runtime.node.env import Budget
 
             budget = Budget()
         return int(budget.time_ms * 1_000_000), int(budget.memory_bytes)

@@ -9,9 +9,9 @@ from typing import ClassVar
 from pan_native.elfobject import STT_FUNC, parse_object
 from pan_native.image import HELPERS
 from pan_native.toolchain import CFLAGS, compile_object, compiler
-from pan_runtime.builders import Builder, BuildRequest
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError
+from pan_runtime.plugin.builders import Builder, BuildRequest
 from pni_spec import load_spec
 
 __all__ = ["NativeBuilder"]

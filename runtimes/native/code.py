@@ -26,12 +26,12 @@ from pan_native.hostcalls import make_callback
 from pan_native.image import Image, Resolved, libc_helper, link
 from pan_native.support import HOT_CALLS, support_object
 from pan_runtime.errors import ClosedError, CodeObjectError, RuntimeFault
-from pan_runtime.runtime import LoadedCode
+from pan_runtime.plugin.runtime import LoadedCode
 from pni_spec import load_spec
 
 if TYPE_CHECKING:
-    from pan_runtime.codeobj import CodeObject
-    from pan_runtime.env import Environment
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.node.env import Environment
 
 __all__ = ["NativeCode"]
 

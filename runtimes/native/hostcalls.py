@@ -3,7 +3,7 @@
 Each callback turns C arguments into the host's Python arguments (pointer + length into a
 memoryview over the code's memory, without copying), sets ``host.current`` when a batch is
 running (or, when the node's compiled fast path is running the capsule, has the node build
-its environment first: ``pan_runtime.fastpath.materialize``), calls ``host.<call>`` and
+its environment first: ``pan_runtime.net.fastpath.materialize``), calls ``host.<call>`` and
 returns its int. Nothing raises into C: an exception is
 recorded on the owner and becomes a ``RuntimeFault`` once control is back in Python, while
 the code sees ``PNI_BAD_ARGUMENT``.
@@ -18,7 +18,7 @@ import ctypes
 import functools
 from typing import Any, Protocol
 
-from pan_runtime.fastpath import materialize
+from pan_runtime.net.fastpath import materialize
 from pni_spec import load_spec
 from pni_spec.spec import Call
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from pan_native.builder import NativeBuilder
 from pan_native.runtime import NativeRuntime
-from pan_runtime.builders import BuildRequest
-from pan_runtime.env import Environment
-from pan_runtime.pni import PniHost
-from pan_runtime.segments import SegmentPool
+from pan_runtime.data.segments import SegmentPool
+from pan_runtime.node.env import Environment
+from pan_runtime.node.pni import PniHost
+from pan_runtime.plugin.builders import BuildRequest
 
 _LOOPS = r"""
 #include "pni.h"

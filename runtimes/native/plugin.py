@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pan_runtime.hookspecs import hookimpl
+from pan_runtime.plugin.hookspecs import hookimpl
 
 __all__ = ["pan_register_runtimes", "pan_register_builders"]
 

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from pan_runtime.errors import CodeObjectError, RuntimeUnavailable
-from pan_runtime.runtime import Isolation, LoadedCode, Runtime
+from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
-    from pan_runtime.codeobj import CodeObject
-    from pan_runtime.pni import PniHost
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.node.pni import PniHost
 
 __all__ = ["NativeRuntime"]
 

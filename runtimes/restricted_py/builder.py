@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pan_restricted_py.compiler import compile_source
-from pan_runtime.builders import Builder, BuildRequest
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError
+from pan_runtime.plugin.builders import Builder, BuildRequest
 
 __all__ = ["RestrictedPyBuilder"]
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from pan_restricted_py.runtime import RestrictedPyRuntime
 from pan_runtime import pni_api
-from pan_runtime.address import NodeAddress
-from pan_runtime.capsule import Capsule
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.env import Budget, Environment, Origin
-from pan_runtime.pni import PniHost
-from pan_runtime.segments import Segment
-from pan_runtime.softstate import SoftState
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.capsule import Capsule
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.segments import Segment
+from pan_runtime.node.env import Budget, Environment, Origin
+from pan_runtime.node.pni import PniHost
+from pan_runtime.node.softstate import SoftState
 
 _PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
 _HERE = NodeAddress.from_int(0x0A000001)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pan_runtime.hookspecs import hookimpl
+from pan_runtime.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from pan_runtime.builders import BuilderRegistry
-    from pan_runtime.plugins import RuntimeRegistry
+    from pan_runtime.plugin.builders import BuilderRegistry
+    from pan_runtime.plugin.plugins import RuntimeRegistry
 
 
 @hookimpl

@@ -29,15 +29,15 @@ from pan_restricted_py.guards import make_builtins, make_guards
 from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
 from pan_restricted_py.meter import Halt, Meter
 from pan_runtime import pni_api
-from pan_runtime.env import Budget
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, PanError, RuntimeFault
-from pan_runtime.fastpath import LeanHost
-from pan_runtime.runtime import Isolation, LoadedCode, Runtime
+from pan_runtime.net.fastpath import LeanHost
+from pan_runtime.node.env import Budget
+from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
-    from pan_runtime.codeobj import CodeObject
-    from pan_runtime.env import Environment
-    from pan_runtime.pni import PniHost
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.node.env import Environment
+    from pan_runtime.node.pni import PniHost
 
 __all__ = ["RestrictedPyRuntime", "RestrictedPyCode", "code_globals"]
 

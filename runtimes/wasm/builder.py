@@ -14,9 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pan_runtime.builders import Builder, BuildRequest
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BuildError
+from pan_runtime.plugin.builders import Builder, BuildRequest
 
 __all__ = ["WasmBuilder", "C_FLAGS", "include_dir", "compiler"]
 
@@ -32,6 +32,13 @@ C_FLAGS = (
     "-Wl,--strip-all",
 )
 _TIMEOUT_S = 120
+
+
+def _zig_cache() -> Path:
+    """zig's compilation cache: kept with pan's other caches (``$PAN_CACHE``, else
+    ``$XDG_CACHE_HOME/pan``), never in the temporary directory a build runs in."""
+    base = os.environ.get("PAN_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "pan")
+    return Path(base) / "zig"
 
 
 def include_dir() -> Path:
@@ -113,12 +120,7 @@ class WasmBuilder(Builder):
         with tempfile.TemporaryDirectory(prefix="pan-wasm-") as tmp:
             out = Path(tmp) / "module.wasm"
             cmd = [*cc, *C_FLAGS, "-I", str(include_dir()), *extra, *map(str, sources), "-o", str(out)]
-            env = dict(
-                os.environ,
-                ZIG_GLOBAL_CACHE_DIR=os.environ.get(
-                    "ZIG_GLOBAL_CACHE_DIR", str(Path(tempfile.gettempdir()) / "pan-zig-cache")
-                ),
-            )
+            env = dict(os.environ, ZIG_GLOBAL_CACHE_DIR=os.environ.get("ZIG_GLOBAL_CACHE_DIR", str(_zig_cache())))
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, env=env)
             except (OSError, subprocess.TimeoutExpired) as exc:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import wasmtime
 
-    from pan_runtime.codeobj import CodeObject
+    from pan_runtime.data.codeobj import CodeObject
 
 __all__ = ["CacheStats", "ModuleCache", "fingerprint"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pan_runtime.fastpath import materialize
+from pan_runtime.net.fastpath import materialize
 from pni_spec.spec import Call, Spec
 
 __all__ = ["WASM_PARAM", "wasm_signature", "CallbackState", "make_callback"]

@@ -61,11 +61,11 @@ def best(fn: Callable[[], None], n: int, rounds: int = 5) -> float:
 def main(argv: list[str]) -> None:
     import wasmtime
 
-    from pan_runtime.address import NodeAddress
-    from pan_runtime.capsule import Capsule
-    from pan_runtime.codeobj import CodeObject
-    from pan_runtime.env import Budget, Environment, Origin
-    from pan_runtime.pni import PniHost
+    from pan_runtime.data.address import NodeAddress
+    from pan_runtime.data.capsule import Capsule
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.node.env import Budget, Environment, Origin
+    from pan_runtime.node.pni import PniHost
     from pan_wasm.runtime import WasmCode, WasmRuntime
 
     n = 20_000 if "--quick" in argv else 200_000
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> None:
     budget = Budget()
 
     def env_for(size: int) -> Environment:
-        from pan_runtime.segments import Segment
+        from pan_runtime.data.segments import Segment
 
         return Environment().setup(
             code, Capsule(code.name, here, Segment.owned(size)), Origin.NETWORK, None, None, budget

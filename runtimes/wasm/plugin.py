@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pan_runtime.hookspecs import hookimpl
+from pan_runtime.plugin.hookspecs import hookimpl
 from pan_wasm.builder import WasmBuilder
 from pan_wasm.runtime import WasmRuntime
 

@@ -37,14 +37,14 @@ from pan_runtime.errors import (
     RuntimeFault,
     RuntimeUnavailable,
 )
-from pan_runtime.runtime import Isolation, LoadedCode, Runtime
+from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
     import wasmtime
 
-    from pan_runtime.codeobj import CodeObject
-    from pan_runtime.env import Budget, Environment
-    from pan_runtime.pni import PniHost
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.node.env import Budget, Environment
+    from pan_runtime.node.pni import PniHost
     from pni_spec.spec import Call
 
 __all__ = ["WasmRuntime", "WasmCode", "DEFAULT_OPTIONS", "BATCH_HEADER_WORDS", "BATCH_SLOT_WORDS"]
@@ -293,7 +293,7 @@ class WasmCode(LoadedCode):
         super().__init__(code, host)
         import wasmtime
 
-        from pan_runtime.env import Budget
+        from pan_runtime.node.env import Budget
         from pan_wasm import fastcall
         from pan_wasm.hostcalls import make_callback, wasm_signature
         from pan_wasm.limits import TickBudget

@@ -14,7 +14,7 @@ def run_bench(*args: str, tmp: Path, timeout: float = 170) -> subprocess.Complet
     """``pan bench ARGS`` in a fresh interpreter, with TMPDIR inside the test's directory."""
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "pan_runtime.cli", "bench", *args],
+        [sys.executable, "-m", "pan_runtime.cli.main", "bench", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -58,7 +58,7 @@ def _bench_processes(marker: str) -> list[int]:
 def _interrupt(tmp, sig: int) -> subprocess.CompletedProcess[str] | None:
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT))
     p = subprocess.Popen(
-        [sys.executable, "-m", "pan_runtime.cli", "bench", "--experiment", "ping", "--topology", "netns",
+        [sys.executable, "-m", "pan_runtime.cli.main", "bench", "--experiment", "ping", "--topology", "netns",
          "--runtime", "native", "--size", "1500", "--count", "1000000", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )

@@ -8,7 +8,7 @@ import pytest
 from bench_helpers import bench_namespaces
 
 from pan_runtime.bench.options import min_size
-from pan_runtime.cli import main
+from pan_runtime.cli.main import main
 
 
 @pytest.mark.parametrize(

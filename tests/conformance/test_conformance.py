@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from pan_runtime import nullrt
-from pan_runtime.application import Application
-from pan_runtime.env import Budget
-from pan_runtime.network import ManualClock, Network
-from pan_runtime.node import Node, NodeConfig, default_plugins
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.net.application import Application
+from pan_runtime.net.network import ManualClock, Network
+from pan_runtime.node.env import Budget
+from pan_runtime.node.node import Node, NodeConfig, default_plugins
+from pan_runtime.plugin import nullrt
+from pan_runtime.plugin.runtime import Isolation
 from pan_runtime.pni_api import FloodHdr, PingHdr
-from pan_runtime.protocols import reference_code
-from pan_runtime.runtime import Isolation
 from pan_runtime.testing import BUILTIN_RUNTIMES, build_case
 
 CASES = Path(__file__).parent / "cases"

@@ -11,12 +11,12 @@ import random
 
 import pytest
 
-from pan_runtime.application import Application
-from pan_runtime.env import Budget
-from pan_runtime.network import ManualClock, Network
-from pan_runtime.node import NodeConfig, default_plugins
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.net.application import Application
+from pan_runtime.net.network import ManualClock, Network
+from pan_runtime.node.env import Budget
+from pan_runtime.node.node import NodeConfig, default_plugins
 from pan_runtime.pni_api import FloodHdr, PingHdr
-from pan_runtime.protocols import reference_code
 
 PLUGINS = default_plugins()
 PORT = 7

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pan_runtime.config import parse_config
-from pan_runtime.daemon import NodeDaemon
+from pan_runtime.net.config import parse_config
+from pan_runtime.net.daemon import NodeDaemon
 
 
 def short_dir() -> Path:
@@ -101,7 +101,7 @@ def running(daemon: NodeDaemon) -> Iterator[NodeDaemon]:
         raise errors[0]
 
 
-PAN = [sys.executable, "-m", "pan_runtime.cli"]
+PAN = [sys.executable, "-m", "pan_runtime.cli.main"]
 
 
 class NodeProcesses:

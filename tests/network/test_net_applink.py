@@ -10,12 +10,12 @@ import urllib.request
 import pytest
 from nethelpers import daemon_from, free_udp_ports, remove_tree, running, short_dir
 
-from pan_runtime.applink import FRAME, INJECT
-from pan_runtime.client import Client
+from pan_runtime.cli.netcli import format_stats
+from pan_runtime.cli.protocols import reference_code
 from pan_runtime.errors import CodeObjectError, LinkError, PanError
-from pan_runtime.netcli import format_stats
+from pan_runtime.net.applink import FRAME, INJECT
+from pan_runtime.net.client import Client
 from pan_runtime.pni_api import PingHdr
-from pan_runtime.protocols import reference_code
 
 PORT = 7
 
@@ -166,8 +166,8 @@ def test_metrics_over_http(node):
 
 
 def test_a_live_socket_is_not_stolen_and_a_stale_one_is_replaced(node, tmp_path):
-    from pan_runtime.applink import AppServer
-    from pan_runtime.udp import EventLoop
+    from pan_runtime.net.applink import AppServer
+    from pan_runtime.net.udp import EventLoop
 
     loop = EventLoop()
     try:
@@ -201,10 +201,10 @@ def test_frame_layout_is_as_documented():
 
 
 def test_a_socket_path_too_long_for_af_unix_is_a_clear_error(tmp_path):
-    from pan_runtime.applink import AppServer
     from pan_runtime.errors import LinkError
-    from pan_runtime.node import Node
-    from pan_runtime.udp import EventLoop
+    from pan_runtime.net.applink import AppServer
+    from pan_runtime.net.udp import EventLoop
+    from pan_runtime.node.node import Node
 
     long_path = tmp_path / ("x" * 120) / "a.sock"
     with Node(1) as node:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pan_runtime.address import NodeAddress
-from pan_runtime.config import load_config, parse_config
+from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import ConfigError
-from pan_runtime.runtime import Isolation
-from pan_runtime.trust import CodeOrigin, Rule
+from pan_runtime.net.config import load_config, parse_config
+from pan_runtime.node.trust import CodeOrigin, Rule
+from pan_runtime.plugin.runtime import Isolation
 
 GOOD = """
 [node]

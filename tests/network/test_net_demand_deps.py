@@ -1,11 +1,11 @@
 """Demand loading fetches the dependencies a fetched code object names, then runs the capsule."""
 
-from pan_runtime.application import Application
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.demand import DemandLoader
-from pan_runtime.network import Network
-from pan_runtime.node import default_plugins
-from pan_runtime.trust import TrustPolicy
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.net.application import Application
+from pan_runtime.net.demand import DemandLoader
+from pan_runtime.net.network import Network
+from pan_runtime.node.node import default_plugins
+from pan_runtime.node.trust import TrustPolicy
 
 LIB = CodeObject.create(
     "restricted_py",

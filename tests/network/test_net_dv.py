@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pan_runtime.application import Application
-from pan_runtime.builders import BuildRequest
-from pan_runtime.demand import DemandLoader
-from pan_runtime.network import Network
-from pan_runtime.node import default_plugins
-from pan_runtime.trust import TrustPolicy
+from pan_runtime.net.application import Application
+from pan_runtime.net.demand import DemandLoader
+from pan_runtime.net.network import Network
+from pan_runtime.node.node import default_plugins
+from pan_runtime.node.trust import TrustPolicy
+from pan_runtime.plugin.builders import BuildRequest
 
 DV = Path(__file__).resolve().parents[2] / "protocols" / "dv.py"
 

@@ -17,14 +17,14 @@ import wasmtime
 from nethelpers import daemon_from, free_udp_ports, line_configs, pump, remove_tree, short_dir
 from test_net_udp import FakePeer, forward_body
 
-from pan_runtime import fastpath
-from pan_runtime.application import Application, capsule_bytes
-from pan_runtime.builders import BuildRequest
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.netcli import format_stats
-from pan_runtime.node import default_plugins
+from pan_runtime.cli.netcli import format_stats
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.net import fastpath
+from pan_runtime.net.application import Application, capsule_bytes
+from pan_runtime.node.node import default_plugins
+from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.pni_api import PingHdr
-from pan_runtime.protocols import reference_code
 from pan_runtime.testing import build_case
 
 PORT = 7

@@ -14,11 +14,11 @@ import subprocess
 import pytest
 from nethelpers import PAN, NodeProcesses, free_udp_ports, line_configs, remove_tree, short_dir
 
-from pan_runtime.address import NodeAddress
-from pan_runtime.client import Client
-from pan_runtime.keys import generate_keypair, load_private_key
-from pan_runtime.netcli import flood, ping
-from pan_runtime.protocols import reference_code
+from pan_runtime.cli.netcli import flood, ping
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.keys import generate_keypair, load_private_key
+from pan_runtime.net.client import Client
 
 RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
 PORT = 7

@@ -14,11 +14,13 @@ import time
 import pytest
 from nethelpers import daemon_from, free_udp_ports, line_configs, pump, remove_tree, short_dir
 
-from pan_runtime.address import NodeAddress
-from pan_runtime.application import Application, capsule_bytes
-from pan_runtime.capsule import HEADER_SIZE, Capsule
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.demand import (
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.capsule import HEADER_SIZE, Capsule
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.errors import LinkError
+from pan_runtime.net.application import Application, capsule_bytes
+from pan_runtime.net.demand import (
     CHUNK,
     CHUNK_FIELDS,
     REQ_FIELDS,
@@ -27,9 +29,7 @@ from pan_runtime.demand import (
     encode_chunk,
     encode_request,
 )
-from pan_runtime.errors import LinkError
-from pan_runtime.nullrt import null_code
-from pan_runtime.protocols import reference_code
+from pan_runtime.plugin.nullrt import null_code
 
 PORT = 7
 TRUST_GUARDED = '[trust]\nrules = { "network.guarded" = "any" }\n'

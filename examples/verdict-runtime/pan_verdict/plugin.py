@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pan_runtime import hookimpl
-from pan_runtime.builders import Builder, BuildRequest
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError
+from pan_runtime.plugin.builders import Builder, BuildRequest
+from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 from pan_runtime.pni_api import DONE, DROP, deliver, forward
-from pan_runtime.runtime import Isolation, LoadedCode, Runtime
 
 
 def parse_rule(text: str) -> int:

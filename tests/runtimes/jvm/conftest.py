@@ -11,11 +11,11 @@ import pytest
 from pan_jvm.builder import pack_jar
 from pan_jvm.jvm import compiled_classes, find_javac
 from pan_jvm.runtime import JvmLoadedCode, JvmRuntime
-from pan_runtime.capsule import Capsule
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.env import Budget, Environment, Origin
-from pan_runtime.pni import PniHost
-from pan_runtime.segments import Segment, SegmentPool
+from pan_runtime.data.capsule import Capsule
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.segments import Segment, SegmentPool
+from pan_runtime.node.env import Budget, Environment, Origin
+from pan_runtime.node.pni import PniHost
 from pan_runtime.testing.stubnode import HOME, PREV, StubNode
 
 SOURCES = Path(__file__).with_name("java")

@@ -8,10 +8,10 @@ import pytest
 from conftest import make_env, run
 
 from pan_jvm.builder import JvmBuilder
-from pan_runtime.builders import BuildRequest
-from pan_runtime.env import Origin
 from pan_runtime.errors import BuildError
-from pan_runtime.pni import VERDICT_DONE, VERDICT_FORWARD
+from pan_runtime.node.env import Origin
+from pan_runtime.node.pni import VERDICT_DONE, VERDICT_FORWARD
+from pan_runtime.plugin.builders import BuildRequest
 
 PROTOCOLS = Path(__file__).parents[3] / "protocols" / "java"
 

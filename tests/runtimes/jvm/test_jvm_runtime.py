@@ -9,10 +9,10 @@ import pytest
 from conftest import BUDGET, make_env, run
 
 from pan_jvm.runtime import JvmRuntime
-from pan_runtime.env import Budget, Origin
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, RuntimeFault
-from pan_runtime.pni import VERDICT_FORWARD
-from pan_runtime.runtime import Isolation
+from pan_runtime.node.env import Budget, Origin
+from pan_runtime.node.pni import VERDICT_FORWARD
+from pan_runtime.plugin.runtime import Isolation
 
 FWD = VERDICT_FORWARD  # FORWARD(0)
 

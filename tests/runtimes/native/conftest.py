@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from native_helpers import FakeNode, TrackingPool, compile_c
 
-from pan_runtime.pni import PniHost
+from pan_runtime.node.pni import PniHost
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from pan_native.toolchain import include_dir
-from pan_runtime.address import NodeAddress
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.env import Environment
-from pan_runtime.segments import SegmentPool
-from pan_runtime.softstate import SoftState
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.segments import SegmentPool
+from pan_runtime.node.env import Environment
+from pan_runtime.node.softstate import SoftState
 
 SOURCES = Path(__file__).with_name("sources")
 

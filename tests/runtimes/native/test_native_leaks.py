@@ -13,7 +13,7 @@ from native_helpers import SOURCES, make_env
 from pan_native.elfobject import parse_object
 from pan_native.image import link
 from pan_native.runtime import NativeRuntime
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 
 
 def _counts() -> tuple[int, int, int]:

@@ -12,7 +12,7 @@ from native_helpers import SOURCES
 from pan_native.elfobject import RELOC_NAMES, SHN_COMMON, parse_object
 from pan_native.image import Resolved, link
 from pan_native.runtime import NativeRuntime
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 
 FLAGS = {
     "O0-pie": ["-O0"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from native_helpers import SOURCES
 from pan_native.elfobject import MAX_IMAGE, parse_object
 from pan_native.image import Resolved, link
 from pan_native.runtime import NativeRuntime
-from pan_runtime.codeobj import CodeObject
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import CodeObjectError
 
 SHDR = struct.Struct("<IIQQQQIIQQ")  # name type flags addr offset size link info addralign entsize
@@ -149,7 +150,7 @@ def test_aarch64_object(tmp_path):
     src.write_text("int f(int x) { return x + 1; }\n")
     out = tmp_path / "a.o"
     subprocess.run(
-        ["python", "-m", "ziglang", "cc", "--target=aarch64-linux", "-c", "-o", str(out), str(src)], check=True
+        [sys.executable, "-m", "ziglang", "cc", "--target=aarch64-linux", "-c", "-o", str(out), str(src)], check=True
     )
     assert _refused(out.read_bytes()) == (
         "native object: wrong machine: EM_AARCH64, this loader links EM_X86_64 objects only"
@@ -338,6 +339,6 @@ def test_order_type_before_machine(tmp_path):
     src = tmp_path / "a.c"
     src.write_text("int f(int x) { return x + 1; }\n")
     out = tmp_path / "a.so"
-    subprocess.run(["python", "-m", "ziglang", "cc", "--target=aarch64-linux", "-shared", "-fPIC",
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=aarch64-linux", "-shared", "-fPIC",
                     "-o", str(out), str(src)], check=True, capture_output=True)
     assert _refused(Path(out).read_bytes()).startswith("native object: not a relocatable object: e_type is ET_DYN")

@@ -12,12 +12,12 @@ from native_helpers import SOURCES, make_env
 from pan_native import plugin
 from pan_native.builder import NativeBuilder
 from pan_native.runtime import NativeRuntime
-from pan_runtime.builders import BuilderRegistry, BuildRequest
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.env import Origin
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.segments import Segment
 from pan_runtime.errors import BuildError, ClosedError, RuntimeFault
-from pan_runtime.runtime import Isolation, LoadedCode
-from pan_runtime.segments import Segment
+from pan_runtime.node.env import Origin
+from pan_runtime.plugin.builders import BuilderRegistry, BuildRequest
+from pan_runtime.plugin.runtime import Isolation, LoadedCode
 
 PROTOCOLS = Path(__file__).resolve().parents[3] / "protocols"
 FORWARD_0 = 2

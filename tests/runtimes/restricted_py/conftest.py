@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from pan_restricted_py.runtime import RestrictedPyCode, RestrictedPyRuntime
-from pan_runtime.address import NodeAddress
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.env import Budget, Environment, Origin
-from pan_runtime.pni import PniHost
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.node.env import Budget, Environment, Origin
+from pan_runtime.node.pni import PniHost
 from pan_runtime.testing.stubnode import HERE, HOME, PREV, StubNode
 from pan_runtime.testing.stubnode import make_env as stub_env
 

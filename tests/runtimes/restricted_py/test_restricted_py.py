@@ -10,10 +10,10 @@ import pytest
 from pan_restricted_py.builder import RestrictedPyBuilder
 from pan_restricted_py.compiler import compile_source
 from pan_restricted_py.runtime import RestrictedPyRuntime
-from pan_runtime.builders import BuildRequest
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.env import Budget, Origin
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BudgetExceeded, BuildError, CodeObjectError, RuntimeFault
+from pan_runtime.node.env import Budget, Origin
+from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.pni_api import FORWARD, PingHdr, PortmapReq
 
 PROTOCOLS = Path(__file__).resolve().parents[3] / "protocols"
@@ -360,8 +360,8 @@ def test_builder_wraps_source_and_detects_entries(tmp_path):
 
 def test_plugin_registers_runtime_and_builder():
     from pan_restricted_py import plugin
-    from pan_runtime.builders import BuilderRegistry
-    from pan_runtime.plugins import RuntimeRegistry
+    from pan_runtime.plugin.builders import BuilderRegistry
+    from pan_runtime.plugin.plugins import RuntimeRegistry
 
     runtimes, builders = RuntimeRegistry(), BuilderRegistry()
     plugin.pan_register_runtimes(runtimes)

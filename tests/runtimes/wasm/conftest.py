@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from wasm_helpers import FORWARD_WAT, FakeNode, make_env, wat_code
 
-from pan_runtime.env import Budget
-from pan_runtime.pni import PniHost
+from pan_runtime.node.env import Budget
+from pan_runtime.node.pni import PniHost
 from pan_wasm.runtime import WasmCode, WasmRuntime
 
 

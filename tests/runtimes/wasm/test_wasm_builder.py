@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from wasm_helpers import FORWARD_WAT
 
-from pan_runtime.builders import BuilderRegistry, BuildRequest
 from pan_runtime.errors import BuildError
+from pan_runtime.plugin.builders import BuilderRegistry, BuildRequest
 from pan_wasm.builder import WasmBuilder
 
 

@@ -6,7 +6,7 @@ import pytest
 from wasm_helpers import BUDGET, HERE, make_env, wat_code
 
 from pan_runtime.errors import RuntimeFault
-from pan_runtime.pni import OUT_OF_RANGE, PniHost
+from pan_runtime.node.pni import OUT_OF_RANGE, PniHost
 from pan_wasm.hostcalls import wasm_signature
 from pni_spec import load_spec
 

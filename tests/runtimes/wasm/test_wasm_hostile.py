@@ -7,8 +7,8 @@ import time
 import pytest
 from wasm_helpers import BUDGET, FORWARD_WAT, make_env, wat_code
 
-from pan_runtime.env import Budget
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, RuntimeFault
+from pan_runtime.node.env import Budget
 from pan_wasm.runtime import WasmRuntime
 
 LOOP_WAT = """
@@ -186,7 +186,7 @@ def test_imports_outside_the_spec_are_refused_naming_them(runtime, host, run, im
 
 def test_malformed_module_is_refused(runtime, host, run):
     good = bytes(wat_code(FORWARD_WAT).payload)
-    from pan_runtime.codeobj import CodeObject
+    from pan_runtime.data.codeobj import CodeObject
 
     for payload, pattern in [
         (good[: len(good) // 2], "not a valid WebAssembly module"),

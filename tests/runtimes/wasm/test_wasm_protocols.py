@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from wasm_helpers import BUDGET, HERE, HOME, PREV, make_env
 
-from pan_runtime.builders import BuildRequest
-from pan_runtime.env import Origin
-from pan_runtime.pni import NOT_FOUND
+from pan_runtime.node.env import Origin
+from pan_runtime.node.pni import NOT_FOUND
+from pan_runtime.plugin.builders import BuildRequest
 from pan_wasm.builder import WasmBuilder
 
 PROTOCOLS = Path(__file__).resolve().parents[3] / "protocols"
@@ -51,7 +51,7 @@ def test_builds_carry_only_pni_imports_and_the_right_entries(built, runtime, hos
 
 @pytest.mark.parametrize("size", [20, 1500, 8192])
 def test_forward_returns_forward_zero_without_reading_the_body(built, runtime, node, size):
-    from pan_runtime.pni import PniHost
+    from pan_runtime.node.pni import PniHost
 
     class NoCalls(PniHost):
         def __getattribute__(self, name):

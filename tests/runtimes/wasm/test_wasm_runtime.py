@@ -6,7 +6,7 @@ import pytest
 from wasm_helpers import BUDGET, FORWARD_WAT, make_env, wat_code
 
 from pan_runtime.errors import ClosedError, ConfigError, RuntimeFault
-from pan_runtime.runtime import Isolation
+from pan_runtime.plugin.runtime import Isolation
 from pan_wasm import plugin
 from pan_wasm.runtime import WasmRuntime
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import wasmtime
 
-from pan_runtime.codeobj import CodeObject
-from pan_runtime.env import Budget, Environment, Origin
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.node.env import Budget, Environment, Origin
 from pan_runtime.testing.stubnode import HERE, HOME, PREV, StubNode
 from pan_runtime.testing.stubnode import make_env as stub_env
 

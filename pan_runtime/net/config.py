@@ -1,0 +1,422 @@
+"""Node configuration from TOML: listen addresses, neighbours, routes, trust, cache, runtimes,
+limits and demand loading (the format is in ``docs/network.md``).
+
+Every key is checked; an error is a ``ConfigError`` whose message names the file, the line
+of the offending key (found in the source text, since ``tomllib`` keeps no positions) and
+the dotted key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.errors import ConfigError, PanError
+from pan_runtime.node.env import Budget
+from pan_runtime.node.node import NodeConfig
+from pan_runtime.node.trust import TrustPolicy
+
+__all__ = ["DemandConfig", "Endpoint", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
+
+Endpoint = tuple[str, int]
+
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``a.b.c.d:port`` or ``[ip6]:port`` -> (host, port); raises ``PanError`` if malformed."""
+    import ipaddress
+
+    t = text.strip()
+    if t.startswith("["):
+        host, sep, port = t[1:].partition("]:")
+        if not sep:
+            raise PanError(f"{text!r} is not an endpoint: expected [ip6]:port")
+    else:
+        host, sep, port = t.rpartition(":")
+        if not sep:
+            raise PanError(f"{text!r} is not an endpoint: expected a.b.c.d:port or [ip6]:port")
+    if not port.isdigit() or not 0 <= int(port) <= 0xFFFF:
+        raise PanError(f"{text!r}: port must be 0..65535")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise PanError(f"{text!r}: {host!r} is not an IPv4 or IPv6 address") from None
+    return str(ip), int(port)
+
+
+@dataclass
+class NeighborConfig:
+    address: NodeAddress
+    endpoint: Endpoint
+    mtu: int
+
+
+@dataclass
+class DemandConfig:
+    """Bounds and timing of demand loading (``pan_runtime.net.demand``)."""
+
+    park_per_code: int = 64
+    park_total: int = 512
+    max_fetches: int = 32
+    deadline_ms: int = 5000
+    retry_ms: int = 100
+    request_rate: float = 200.0
+    serve_rate: float = 2000.0
+    chunk_size: int = 0
+
+
+@dataclass
+class NodeFileConfig:
+    """Everything ``pan node`` needs, parsed and checked."""
+
+    path: str
+    address: NodeAddress
+    listen: list[Endpoint]
+    name: str
+    app_socket: str | None = None
+    log_level: str = "warning"
+    accept_unknown_peers: bool = False
+    neighbors: list[NeighborConfig] = field(default_factory=list)
+    routes: list[tuple[NodeAddress, NodeAddress, int]] = field(default_factory=list)
+    trust: TrustPolicy = field(default_factory=TrustPolicy)
+    node: NodeConfig = field(default_factory=NodeConfig)
+    demand: DemandConfig = field(default_factory=DemandConfig)
+    rx_burst: int = 64
+    app_max_frame: int = 16 << 20
+    app_out_bytes: int = 4 << 20
+
+
+_SCHEMA: dict[str, set[str]] = {
+    "": {"node", "neighbors", "routes", "trust", "cache", "runtimes", "limits", "demand"},
+    "node": {"name", "listen", "address", "app_socket", "log_level", "accept_unknown_peers"},
+    "neighbors": {"address", "endpoint", "mtu"},
+    "routes": {"dest", "via", "metric"},
+    "trust": {"trusted_keys", "rules"},
+    "cache": {"dir", "max_bytes"},
+    "runtimes": {"enabled", "options"},
+    "limits": {
+        "queue",
+        "batch",
+        "pool_buffers",
+        "pool_buffer_size",
+        "hop_limit",
+        "rx_burst",
+        "state_entries",
+        "state_bytes",
+        "state_ttl_ms",
+        "budget_time_ms",
+        "budget_steps",
+        "budget_fuel",
+        "app_max_frame",
+        "app_out_bytes",
+        "copy_on_send",
+        "fast_path",
+    },
+    "demand": set(DemandConfig.__dataclass_fields__),
+}
+
+
+class _Ctx:
+    """Error reporting: the file and its text, to find the line a key is on."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, key: str) -> int | None:
+        """The line of ``key`` (dotted; list items as ``name[i]``) in the source, best effort."""
+        parts = key.split(".")
+        section_idx: dict[str, int] = {}
+        start = 0
+        # walk into the table the key lives in
+        for part in parts[:-1]:
+            m = re.fullmatch(r"(\w+)\[(\d+)\]", part)
+            base, idx = (m.group(1), int(m.group(2))) if m else (part, None)
+            hdr = re.compile(rf"^\s*\[\[?\s*(?:[\w.]*\.)?{re.escape(base)}\s*\]\]?\s*(#.*)?$")
+            count = -1
+            found = None
+            for i in range(start, len(self.lines)):
+                if hdr.match(self.lines[i]):
+                    count += 1
+                    if idx is None or count == idx:
+                        found = i
+                        break
+            if found is None:
+                break
+            start = found
+            section_idx[part] = found
+        leaf = re.sub(r"\[\d+\]$", "", parts[-1])
+        pat = re.compile(rf"^\s*\"?{re.escape(leaf)}\"?\s*=")
+        for i in range(start, len(self.lines)):
+            if pat.match(self.lines[i]) or re.search(rf"[{{,]\s*\"?{re.escape(leaf)}\"?\s*=", self.lines[i]):
+                return i + 1
+        if section_idx:
+            return max(section_idx.values()) + 1
+        return None
+
+    def error(self, key: str, message: str) -> ConfigError:
+        line = self.line_of(key)
+        where = f"{self.path}:{line}" if line else self.path
+        return ConfigError(f"{where}: {key}: {message}")
+
+
+def load_config(path: str | Path) -> NodeFileConfig:
+    """Read and check a node configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the configuration: {exc.strerror}") from None
+    return parse_config(text, str(p), base=p.parent.resolve())
+
+
+def parse_config(text: str, path: str = "<config>", base: Path | None = None) -> NodeFileConfig:
+    """Check a configuration given as TOML text (``path`` names it in errors)."""
+    ctx = _Ctx(path, text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"line (\d+)", msg)
+        where = f"{path}:{m.group(1)}" if m else path
+        raise ConfigError(f"{where}: not valid TOML: {msg}") from None
+    base = base or Path(".")
+    _check_keys(ctx, data, "", "")
+
+    node_t = _table(ctx, data, "node")
+    listen_raw = node_t.get("listen")
+    if listen_raw is None:
+        raise ctx.error("node.listen", "missing: give at least one UDP address to listen on, e.g. listen = [\"127.0.0.1:7001\"]")
+    if isinstance(listen_raw, str):
+        listen_raw = [listen_raw]
+    listen = [_endpoint(ctx, f"node.listen[{i}]", v) for i, v in enumerate(_list(ctx, "node.listen", listen_raw))]
+    if not listen:
+        raise ctx.error("node.listen", "empty: give at least one UDP address")
+    families = [":" in h for h, _ in listen]
+    if len(set(families)) != len(families):
+        raise ctx.error("node.listen", "at most one IPv4 and one IPv6 address (one socket per address family)")
+    if "address" in node_t:
+        address = _address(ctx, "node.address", node_t["address"])
+    else:
+        address = NodeAddress.from_endpoint(*listen[0])
+    name = _str(ctx, "node.name", node_t.get("name", str(address)))
+    app_socket = node_t.get("app_socket")
+    if app_socket is not None:
+        app_socket = str(base / _str(ctx, "node.app_socket", app_socket))
+    level = _str(ctx, "node.log_level", node_t.get("log_level", "warning")).lower()
+    if level not in _LEVELS:
+        raise ctx.error("node.log_level", f"{level!r} is not one of {', '.join(_LEVELS)}")
+    accept_unknown = _bool(ctx, "node.accept_unknown_peers", node_t.get("accept_unknown_peers", False))
+
+    limits = _table(ctx, data, "limits")
+
+    def lim(key: str, default: int, lo: int = 1) -> int:
+        return _int(ctx, f"limits.{key}", limits.get(key, default), lo)
+
+    pool_size = lim("pool_buffer_size", 9216, 128)
+    # the per-capsule budget: time for every runtime, steps for restricted_py, fuel for wasm
+    # in fuel mode (each runtime enforces what it counts; see env.Budget)
+    default = Budget()
+    budget = Budget(
+        time_ms=lim("budget_time_ms", int(default.time_ms)),
+        steps=lim("budget_steps", default.steps),
+        fuel=lim("budget_fuel", default.fuel),
+    )
+    cache_t = _table(ctx, data, "cache")
+    cache_dir = cache_t.get("dir")
+    if cache_dir is not None:
+        cache_dir = str(base / _str(ctx, "cache.dir", cache_dir))
+    rt_t = _table(ctx, data, "runtimes")
+    enabled = rt_t.get("enabled")
+    if enabled is not None:
+        enabled = [_str(ctx, f"runtimes.enabled[{i}]", v) for i, v in enumerate(_list(ctx, "runtimes.enabled", enabled))]
+    options = rt_t.get("options", {})
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ctx.error("runtimes.options", "must be tables [runtimes.options.RUNTIME] of runtime options")
+    node_cfg = NodeConfig(
+        queue_limit=lim("queue", 4096),
+        batch=lim("batch", 1),
+        budget=budget,
+        cache_bytes=_int(ctx, "cache.max_bytes", cache_t.get("max_bytes", 256 << 20), 1024),
+        cache_dir=cache_dir,
+        state_entries=lim("state_entries", 4096),
+        state_bytes=lim("state_bytes", 4 << 20),
+        state_ttl_ms=lim("state_ttl_ms", 60_000),
+        pool_buffers=lim("pool_buffers", 2048, 16),
+        pool_buffer_size=pool_size,
+        hop_limit=_int(ctx, "limits.hop_limit", limits.get("hop_limit", 64), 1, 255),
+        runtime_options=options,
+        runtimes=enabled,
+        copy_on_send=_bool(ctx, "limits.copy_on_send", limits.get("copy_on_send", False)),
+        fast_path=_bool(ctx, "limits.fast_path", limits.get("fast_path", True)),
+    )
+
+    neighbors: list[NeighborConfig] = []
+    for i, n in enumerate(_list(ctx, "neighbors", data.get("neighbors", []))):
+        key = f"neighbors[{i}]"
+        if isinstance(n, str):
+            n = {"address": n}
+        if not isinstance(n, dict):
+            raise ctx.error(key, "a neighbour is a table {address = ..., endpoint = ..., mtu = ...} or an address string")
+        if "address" not in n:
+            raise ctx.error(f"{key}.address", "missing: the neighbour's node address")
+        addr = _address(ctx, f"{key}.address", n["address"])
+        if "endpoint" in n:
+            ep = _endpoint(ctx, f"{key}.endpoint", n["endpoint"])
+        else:
+            ep4 = addr.ipv4_endpoint()
+            if ep4 is None:
+                raise ctx.error(f"{key}.endpoint", f"missing: address {addr} is not an IPv4 endpoint address, so give its UDP endpoint")
+            ep = ep4
+        mtu = _int(ctx, f"{key}.mtu", n.get("mtu", pool_size), 128, 65507)
+        if ":" in ep[0] and not any(":" in h for h, _ in listen):
+            raise ctx.error(f"{key}.endpoint", f"{ep[0]} is IPv6 but the node listens on no IPv6 address")
+        if ":" not in ep[0] and not any(":" not in h for h, _ in listen):
+            raise ctx.error(f"{key}.endpoint", f"{ep[0]} is IPv4 but the node listens on no IPv4 address")
+        if addr == address:
+            raise ctx.error(f"{key}.address", "a node cannot be its own neighbour")
+        neighbors.append(NeighborConfig(addr, ep, mtu))
+
+    routes: list[tuple[NodeAddress, NodeAddress, int]] = []
+    known = {n.address for n in neighbors}
+    for i, r in enumerate(_list(ctx, "routes", data.get("routes", []))):
+        key = f"routes[{i}]"
+        if not isinstance(r, dict):
+            raise ctx.error(key, "a route is a table {dest = ..., via = ..., metric = ...}")
+        for k in ("dest", "via"):
+            if k not in r:
+                raise ctx.error(f"{key}.{k}", "missing")
+        dest = _address(ctx, f"{key}.dest", r["dest"])
+        via = _address(ctx, f"{key}.via", r["via"])
+        if via not in known:
+            raise ctx.error(f"{key}.via", f"{via} is not a configured neighbour")
+        routes.append((dest, via, _int(ctx, f"{key}.metric", r.get("metric", 1), 0, 0xFFFF)))
+
+    trust_t = _table(ctx, data, "trust")
+    keys: list[bytes] = []
+    from pan_runtime.data.keys import load_public_key
+
+    for i, k in enumerate(_list(ctx, "trust.trusted_keys", trust_t.get("trusted_keys", []))):
+        k = _str(ctx, f"trust.trusted_keys[{i}]", k)
+        candidate = base / k
+        try:
+            keys.append(load_public_key(candidate if candidate.exists() else k))
+        except PanError as exc:
+            raise ctx.error(f"trust.trusted_keys[{i}]", str(exc)) from None
+    rules = trust_t.get("rules", {})
+    if not isinstance(rules, dict):
+        raise ctx.error("trust.rules", "must be a table of ORIGIN.ISOLATION = any|signed|never")
+    try:
+        trust = TrustPolicy.from_config({str(k): str(v) for k, v in rules.items()}, keys)
+    except ConfigError as exc:
+        raise ctx.error("trust.rules", str(exc)) from None
+
+    demand_t = _table(ctx, data, "demand")
+    dc = DemandConfig()
+    for k, default in vars(DemandConfig()).items():
+        if k in demand_t:
+            v = demand_t[k]
+            if isinstance(default, float):
+                if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+                    raise ctx.error(f"demand.{k}", f"must be a positive number, got {v!r}")
+                setattr(dc, k, float(v))
+            else:
+                setattr(dc, k, _int(ctx, f"demand.{k}", v, 0 if k == "chunk_size" else 1))
+    if dc.park_total >= node_cfg.pool_buffers:
+        raise ctx.error("demand.park_total", f"{dc.park_total} must be below limits.pool_buffers ({node_cfg.pool_buffers}): parked capsules hold receive buffers")
+
+    return NodeFileConfig(
+        path=path,
+        address=address,
+        listen=listen,
+        name=name,
+        app_socket=app_socket,
+        log_level=level,
+        accept_unknown_peers=accept_unknown,
+        neighbors=neighbors,
+        routes=routes,
+        trust=trust,
+        node=node_cfg,
+        demand=dc,
+        rx_burst=lim("rx_burst", 64),
+        app_max_frame=lim("app_max_frame", 16 << 20, 1024),
+        app_out_bytes=lim("app_out_bytes", 4 << 20, 1024),
+    )
+
+
+# ---------------------------------------------------------------------- value checkers
+def _check_keys(ctx: _Ctx, data: dict[str, Any], section: str, prefix: str) -> None:
+    allowed = _SCHEMA[section]
+    for k, v in data.items():
+        dotted = f"{prefix}{k}"
+        if k not in allowed:
+            raise ctx.error(dotted, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+        if section == "" and k in _SCHEMA and k not in ("runtimes",):
+            if isinstance(v, dict):
+                _check_keys(ctx, v, k, f"{k}.")
+            elif isinstance(v, list):
+                for i, item in enumerate(v):
+                    if isinstance(item, dict):
+                        _check_keys(ctx, item, k, f"{k}[{i}].")
+            elif k not in ("neighbors", "routes"):
+                raise ctx.error(dotted, f"must be a table [{k}]")
+        elif section == "" and k == "runtimes":
+            if not isinstance(v, dict):
+                raise ctx.error(dotted, "must be a table [runtimes]")
+            _check_keys(ctx, v, "runtimes", "runtimes.")
+
+
+def _table(ctx: _Ctx, data: dict[str, Any], key: str) -> dict[str, Any]:
+    v = data.get(key, {})
+    if not isinstance(v, dict):
+        raise ctx.error(key, f"must be a table [{key}]")
+    return v
+
+
+def _list(ctx: _Ctx, key: str, v: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise ctx.error(key, f"must be a list, got {type(v).__name__}")
+    return v
+
+
+def _str(ctx: _Ctx, key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ctx.error(key, f"must be a string, got {v!r}")
+    return v
+
+
+def _bool(ctx: _Ctx, key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ctx.error(key, f"must be true or false, got {v!r}")
+    return v
+
+
+def _int(ctx: _Ctx, key: str, v: Any, lo: int = 0, hi: int | None = None) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ctx.error(key, f"must be an integer, got {v!r}")
+    if v < lo or (hi is not None and v > hi):
+        raise ctx.error(key, f"{v} is outside {lo}..{hi if hi is not None else 'any'}")
+    return v
+
+
+def _address(ctx: _Ctx, key: str, v: Any) -> NodeAddress:
+    try:
+        return NodeAddress.parse(_str(ctx, key, v))
+    except PanError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ctx.error(key, str(exc)) from None
+
+
+def _endpoint(ctx: _Ctx, key: str, v: Any) -> Endpoint:
+    try:
+        return parse_endpoint(_str(ctx, key, v))
+    except PanError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ctx.error(key, str(exc)) from None

@@ -1,0 +1,313 @@
+"""``pan node CONFIG``: a node as a process, on UDP netlinks and a UNIX application socket.
+
+``NodeDaemon`` assembles the pieces (node, UDP transport, application server, demand
+loader, optional Prometheus endpoint) on one ``EventLoop`` in one thread. It can be driven
+turn by turn (``run_once``, for tests that keep several nodes in one process) or run until
+SIGINT/SIGTERM (``serve``); ``close`` drops queued and parked capsules, finalizes code and
+removes the socket file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from pan_runtime.errors import LinkError
+from pan_runtime.net.applink import AppServer
+from pan_runtime.net.config import NodeFileConfig, load_config
+from pan_runtime.net.demand import DemandLoader
+from pan_runtime.net.udp import EventLoop, UdpTransport
+from pan_runtime.node.node import Node
+
+__all__ = ["NodeDaemon", "MetricsServer", "prometheus_text", "run_node"]
+
+log = logging.getLogger("pan.daemon")
+
+
+class NodeDaemon:
+    """A node with its sockets, built from a ``NodeFileConfig``."""
+
+    def __init__(self, config: NodeFileConfig, *, metrics_port: int | None = None, metrics_host: str = "127.0.0.1"):
+        self.config = config
+        self.loop = EventLoop()
+        # the JVM would otherwise take SIGTERM/SIGINT for itself (and exit 143 without our cleanup)
+        jvm = config.node.runtime_options.setdefault("jvm", {})
+        flags = list(jvm.get("jvm_flags", ()))
+        if "-Xrs" not in flags:
+            jvm["jvm_flags"] = [*flags, "-Xrs"]
+        self.node = Node(config.address, config=config.node, trust=config.trust, name=config.name)
+        self.started = time.monotonic()
+        self.transport: UdpTransport | None = None
+        self.apps: AppServer | None = None
+        self.metrics: MetricsServer | None = None
+        try:
+            self.transport = UdpTransport(
+                self.node,
+                config.listen,
+                self.loop,
+                accept_unknown_peers=config.accept_unknown_peers,
+                rx_burst=config.rx_burst,
+            )
+            for n in config.neighbors:
+                self.transport.add_neighbor(n.address, n.endpoint, n.mtu)
+            for dest, via, metric in config.routes:
+                self.node.add_route(dest, via, metric)
+            self.demand = DemandLoader(self.node, config.demand)
+            if config.app_socket:
+                self.apps = AppServer(
+                    self.node,
+                    config.app_socket,
+                    self.loop,
+                    max_frame=config.app_max_frame,
+                    out_limit=config.app_out_bytes,
+                    stats_fn=self.statistics,
+                )
+            if metrics_port is not None:
+                self.metrics = MetricsServer(self, metrics_host, metrics_port)
+            if self.node.disk is not None:
+                n = self.node.install_from_disk()
+                if n:
+                    log.info("reloaded %d code objects from %s", n, config.node.cache_dir)
+        except BaseException:
+            self.close()
+            raise
+        self.loop.idle.append(self._work)
+
+    # ------------------------------------------------------------------ running
+    def _work(self) -> float | None:
+        """Evaluate queued capsules (one at a time) and run demand-loading timers."""
+        node = self.node
+        if node.queue:
+            node.process(256)
+        demand = self.demand
+        if not demand.fetches:
+            return 0.0 if node.queue else None
+        due = demand.tick()  # cheap: at most max_fetches entries
+        if node.queue:
+            return 0.0
+        return None if due is None else max(0.0, (due - node.now_ns()) / 1e9)
+
+    def run_once(self, timeout: float = 0.0) -> None:
+        self.loop.run_once(timeout)
+
+    def serve(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        old_wakeup = signal.set_wakeup_fd(wfd)
+        stopping: list[int] = []
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            stopping.append(signum)
+            self.loop.stop()
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.loop.add(rfd, selectors.EVENT_READ, lambda _m: _drain(rfd))
+        try:
+            self.loop.run(lambda: bool(stopping), tick=1.0)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            signal.set_wakeup_fd(old_wakeup)
+            self.loop.remove(rfd)
+            os.close(rfd)
+            os.close(wfd)
+        if stopping:
+            log.info("%s: stopping on %s", self.node.name, signal.Signals(stopping[0]).name)
+
+    def statistics(self) -> dict[str, Any]:
+        stats = self.node.statistics()
+        stats["name"] = self.node.name
+        stats["uptime_s"] = time.monotonic() - self.started
+        if self.transport is not None:
+            stats["links"] = self.transport.info()
+        stats["demand"] = self.demand.info()
+        if self.apps is not None:
+            stats["apps"] = self.apps.info()
+        stats["routes"] = [
+            {"dest": str(r.dest), "via": str(r.next_hop), "metric": r.metric, "static": r.static} for r in self.node.routes.routes()
+        ]
+        return stats
+
+    def close(self) -> None:
+        demand = getattr(self, "demand", None)
+        if demand is not None:
+            demand.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.apps is not None:
+            self.apps.close()
+        if self.transport is not None:
+            self.transport.close()
+        self.node.close()
+        self.loop.close()
+
+    def __enter__(self) -> NodeDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+# ---------------------------------------------------------------------- Prometheus text
+def _esc(v: Any) -> str:
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(stats: dict[str, Any]) -> str:
+    """Render ``NodeDaemon.statistics()`` in the Prometheus text exposition format."""
+    out: list[str] = []
+
+    def metric(name: str, kind: str, helptext: str, samples: list[tuple[dict[str, Any], float]]) -> None:
+        out.append(f"# HELP {name} {helptext}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+            out.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+
+    metric("pan_received_total", "counter", "Datagrams received from neighbours.", [({}, stats["received"])])
+    metric("pan_injected_total", "counter", "Capsules injected by applications.", [({}, stats["injected"])])
+    metric("pan_sent_total", "counter", "Capsules sent to neighbours.", [({}, stats["sent"])])
+    metric("pan_delivered_total", "counter", "Deliveries to applications.", [({}, stats["delivered"])])
+    metric("pan_dropped_total", "counter", "Capsules dropped by the node, by reason.", [({"reason": k}, v) for k, v in sorted(stats["drops"].items())])
+    metric("pan_queue_length", "gauge", "Capsules waiting for evaluation.", [({}, stats["queue"])])
+    metric("pan_pool_free", "gauge", "Free receive buffers.", [({}, stats["pool_free"])])
+    metric("pan_code_cache_entries", "gauge", "Installed code objects.", [({}, stats["cache"]["entries"])])
+    metric("pan_code_cache_bytes", "gauge", "Bytes of installed code objects.", [({}, stats["cache"]["bytes"])])
+    code = stats.get("code", {})
+    for field, helptext in (
+        ("capsules_in", "Capsules evaluated per code object."),
+        ("forwarded", "Capsules forwarded per code object."),
+        ("delivered", "Deliveries per code object."),
+        ("dropped", "Capsules dropped per code object."),
+        ("errors", "Faults per code object."),
+    ):
+        metric(
+            f"pan_code_{field}_total",
+            "counter",
+            helptext,
+            [({"code": c["label"], "runtime": c["runtime"]}, c[field]) for c in code.values()],
+        )
+    metric(
+        "pan_code_time_seconds_total",
+        "counter",
+        "Time spent in code per code object.",
+        [({"code": c["label"], "runtime": c["runtime"]}, c["time_us_total"] / 1e6) for c in code.values()],
+    )
+    links = stats.get("links", {}).get("neighbors", {})
+    metric("pan_link_sent_total", "counter", "Capsules sent per neighbour.", [({"neighbor": n}, v["sent"]) for n, v in links.items()])
+    metric("pan_link_received_total", "counter", "Datagrams received per neighbour.", [({"neighbor": n}, v["received"]) for n, v in links.items()])
+    metric("pan_link_largest_capsule_bytes", "gauge", "Largest capsule the link to a neighbour carries.", [({"neighbor": n}, v["mtu"]) for n, v in links.items()])
+    fast = stats.get("links", {}).get("fast_path", {})
+    if fast.get("on"):
+        metric(
+            "pan_fast_path_capsules_total",
+            "counter",
+            "Datagrams the UDP fast path read, by the way they went.",
+            [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow")],
+        )
+    demand = stats.get("demand", {})
+    metric("pan_demand_fetched_total", "counter", "Code objects fetched on demand.", [({}, demand.get("fetched", 0))])
+    metric("pan_demand_parked", "gauge", "Capsules waiting for their code.", [({}, demand.get("parked_now", 0))])
+    metric("pan_uptime_seconds", "gauge", "Seconds since the node started.", [({}, round(stats.get("uptime_s", 0.0), 3))])
+    return "\n".join(out) + "\n"
+
+
+class MetricsServer:
+    """A tiny HTTP endpoint on the node's loop: ``GET /metrics`` answers Prometheus text."""
+
+    def __init__(self, daemon: NodeDaemon, host: str, port: int):
+        self.daemon = daemon
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(fam, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(16)
+        except OSError as exc:
+            sock.close()
+            raise LinkError(f"cannot serve metrics on TCP {host}:{port}: {exc.strerror}") from None
+        sock.setblocking(False)
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        daemon.loop.add(sock, selectors.EVENT_READ, self._accept)
+        log.info("metrics on http://%s:%d/metrics", host, self.port)
+
+    def _accept(self, _mask: int) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        conn.settimeout(0.5)
+        try:
+            req = conn.recv(4096)
+            line = req.split(b"\r\n", 1)[0].split()
+            if len(line) >= 2 and line[0] == b"GET" and line[1].split(b"?")[0] == b"/metrics":
+                body = prometheus_text(self.daemon.statistics()).encode()
+                head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+            else:
+                body = b"pan node: try /metrics\n"
+                head = b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
+            conn.sendall(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.daemon.loop.remove(self.sock)
+        self.sock.close()
+
+
+def run_node(path: str, metrics_port: int | None = None, metrics_host: str = "127.0.0.1", verbose: int = 0) -> int:
+    """Load a configuration, run the node until a signal, shut down cleanly."""
+    config = load_config(path)
+    if not verbose:
+        logging.getLogger().setLevel(getattr(logging, config.log_level.upper()))
+    daemon = NodeDaemon(config, metrics_port=metrics_port, metrics_host=metrics_host)
+    try:
+        eps = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in daemon.transport.endpoints) if daemon.transport else ""
+        extra = f", app socket {config.app_socket}" if config.app_socket else ""
+        if daemon.metrics is not None:
+            extra += f", metrics port {daemon.metrics.port}"
+        print(f"pan node {config.address}: ready (name {config.name}, udp {eps}{extra})", flush=True)
+        log.info("%s: %d neighbours, %d routes", config.name, len(config.neighbors), len(daemon.node.routes))
+        if daemon.transport is not None:
+            off = daemon.transport.fast_path_off
+            if off:
+                # chosen in the configuration: say so; a missing build: warn
+                level = logging.INFO if daemon.transport.fast_path_declined else logging.WARNING
+                log.log(level, "%s: every capsule takes the Python path: %s", config.name, off)
+            else:
+                log.info("%s: UDP fast path on", config.name)
+        daemon.serve()
+    finally:
+        daemon.close()
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":  # `python -m pan_runtime.net.daemon CONFIG`: the node without the rest of the CLI
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from pan_runtime.errors import PanError
+
+    try:
+        sys.exit(run_node(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None))
+    except PanError as exc:
+        print(f"pan node: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,407 @@
+"""UDP netlinks and the node's event loop.
+
+``UdpTransport`` opens one UDP socket per address family (IPv4, IPv6), receives datagrams
+straight into the node's pool buffers (``recvmsg_into``: the capsule arrives in a segment
+without a copy) and gives the node one ``UdpLink`` per neighbour, which sends a capsule's
+buffer list with one ``sendmsg`` (no join). A datagram from an endpoint that is not a
+configured neighbour, a datagram cut short by the buffer size, or a capsule too large for a
+neighbour's MTU is a counted drop with a reason; the node goes on.
+
+``EventLoop`` is a ``selectors`` loop (epoll on Linux) with a timer heap. Each turn reads up
+to ``rx_burst`` datagrams per readable socket, then evaluates the node's bounded queue one
+capsule at a time (``Node.process``), and blocks in ``select`` only while the queue is
+empty. Where the compiled fast path is built, each socket's burst is read by it instead
+(``pan_runtime.net.fastpath``): it finishes common forwards in C and hands every other datagram
+to ``received``, the same entry the Python loop uses. Why not asyncio: a turn of this loop is a handful of direct calls, and asyncio's
+protocol callbacks would add a call layer and a ``bytes`` object per datagram (no
+``recvmsg_into`` into our pool); measured numbers are in ``docs/network.md``.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import ipaddress
+import logging
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.errors import LinkError, PanError
+from pan_runtime.net.fastpath import PATHS, UdpFastPath, unavailable_reason
+from pan_runtime.net.fastpath import wait as fast_wait
+from pan_runtime.node.links import NetLink
+
+if TYPE_CHECKING:
+    from pan_runtime.node.node import Node
+
+__all__ = ["EventLoop", "UdpLink", "UdpTransport", "MAX_DATAGRAM"]
+
+log = logging.getLogger("pan.udp")
+
+#: the largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP)
+MAX_DATAGRAM = 65507
+_SOCK_BUFFER = 4 << 20
+_FOLD_EVERY_S = 1.0
+_TRUNC = int(socket.MSG_TRUNC)  # a plain int: `&` on the IntFlag runs Python code per datagram
+
+
+class EventLoop:
+    """Readiness callbacks on file objects plus timers; ``run_once`` is one turn."""
+
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.running = False
+        #: called at the start of each turn; each returns the seconds until it needs to run
+        #: again (0: it has work queued now) or None (only when I/O arrives)
+        self.idle: list[Callable[[], float | None]] = []
+        self.turns = 0
+        #: callbacks that raised (each logged with its traceback)
+        self.errors = 0
+        #: UDP sockets whose datagrams the compiled fast path reads while the loop waits
+        self.fast: dict[int, UdpFastPath] = {}
+        self._fast_c: dict[int, Any] = {}
+        self.fast_burst = 64
+        self._epoll = isinstance(self.sel, getattr(selectors, "EpollSelector", ()))
+        self._map = self.sel.get_map()
+
+    def add_fast(self, fast: UdpFastPath, burst: int) -> None:
+        """Let ``fast`` read its socket inside the wait (epoll only; elsewhere its reader does)."""
+        if self._epoll:
+            self.fast[fast.fd] = fast
+            self._fast_c[fast.fd] = fast.c
+            self.fast_burst = burst
+
+    def remove_fast(self, fast: UdpFastPath) -> None:
+        for fd, f in list(self.fast.items()):
+            if f is fast:
+                del self.fast[fd]
+                del self._fast_c[fd]
+
+    def add(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
+        self.sel.register(fileobj, events, callback)
+
+    def modify(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
+        self.sel.modify(fileobj, events, callback)
+
+    def remove(self, fileobj: Any) -> None:
+        try:
+            self.sel.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, self._seq, fn))
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """Wait for I/O (up to ``timeout``, 0 when work is pending), run callbacks, timers, idle work."""
+        for fn in self.idle:
+            wait = fn()
+            if wait is not None:
+                timeout = wait if timeout is None else min(timeout, wait)
+        if self._timers:
+            wait = max(0.0, self._timers[0][0] - time.monotonic())
+            timeout = wait if timeout is None else min(timeout, wait)
+        if self.fast:
+            for f in self.fast.values():
+                f.sync()
+            try:
+                ready = fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst)
+            except Exception:  # a bug in a hand-over to Python: the loop must go on serving
+                self._failed("the fast path's wait")
+                ready = []
+            keys = self._map
+            for fd, mask in ready:
+                key = keys.get(fd)
+                if key is not None:
+                    self._call(key.data, mask)
+        else:
+            for key, mask in self.sel.select(timeout):
+                self._call(key.data, mask)
+        if self._timers:
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, fn = heapq.heappop(self._timers)
+                self._call(fn)
+        self.turns += 1
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            self._failed(getattr(fn, "__qualname__", repr(fn)))
+
+    def _failed(self, what: str) -> None:
+        """A callback raised (a bug, not bad input): log it, count it, keep the loop running."""
+        self.errors += 1
+        log.exception("event loop: %s raised; the node goes on", what)
+
+    def run(self, should_stop: Callable[[], bool] | None = None, tick: float = 0.5) -> None:
+        """Run turns until ``stop()`` (or ``should_stop()`` returns True)."""
+        self.running = True
+        while self.running and not (should_stop and should_stop()):
+            self.run_once(tick)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        self.sel.close()
+
+
+class UdpLink(NetLink):
+    """The link to one neighbour: its endpoint on one of the transport's sockets."""
+
+    def __init__(self, sock: socket.socket, address: NodeAddress, endpoint: tuple[str, int], mtu: int):
+        if not 0 < mtu <= MAX_DATAGRAM:
+            raise LinkError(f"MTU {mtu} for neighbour {address} is outside 1..{MAX_DATAGRAM}")
+        self.sock = sock
+        self.address = address
+        self.endpoint = endpoint
+        self.mtu = mtu
+        self.sent = 0
+        self.sent_bytes = 0
+        self.largest_sent = 0
+        self.received = 0
+        self.received_bytes = 0
+        self.errors = 0
+        self.last_error = ""
+        self._sendmsg = sock.sendmsg
+
+    def send(self, buffers: list[memoryview], next_hop: NodeAddress) -> bool:
+        try:
+            n = self._sendmsg(buffers, (), 0, self.endpoint)
+        except OSError as exc:  # EAGAIN when the socket buffer is full, ENOBUFS, ...
+            self.errors += 1
+            self.last_error = exc.strerror or type(exc).__name__
+            return False
+        self.sent += 1
+        self.sent_bytes += n
+        if n > self.largest_sent:
+            self.largest_sent = n
+        return True
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "endpoint": _endpoint_text(self.endpoint),
+            "mtu": self.mtu,
+            "largest_capsule": self.mtu,
+            "sent": self.sent,
+            "sent_bytes": self.sent_bytes,
+            "largest_sent": self.largest_sent,
+            "received": self.received,
+            "received_bytes": self.received_bytes,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
+
+
+def _endpoint_text(ep: tuple[str, int]) -> str:
+    return f"[{ep[0]}]:{ep[1]}" if ":" in ep[0] else f"{ep[0]}:{ep[1]}"
+
+
+def _norm(host: str) -> str:
+    return str(ipaddress.ip_address(host.split("%", 1)[0]))
+
+
+class UdpTransport:
+    """The node's UDP sockets (one per address family) and its neighbours' links."""
+
+    def __init__(
+        self,
+        node: Node,
+        listen: list[tuple[str, int]],
+        loop: EventLoop,
+        *,
+        accept_unknown_peers: bool = False,
+        rx_burst: int = 64,
+    ):
+        self.node = node
+        self.loop = loop
+        self.accept_unknown_peers = accept_unknown_peers
+        self.rx_burst = rx_burst
+        self.sockets: dict[int, socket.socket] = {}
+        self.links: dict[NodeAddress, UdpLink] = {}
+        self._peers: dict[tuple[str, int], UdpLink] = {}
+        self.unknown_peers = 0
+        self.truncated = 0
+        self._scratch = bytearray(MAX_DATAGRAM)
+        #: bumped when a neighbour is added, so the fast path refreshes its copy
+        self.generation = 0
+        self._fast: dict[socket.socket, UdpFastPath] = {}
+        cfg = node.config
+        #: True when the configuration turned the fast path off (not a missing build)
+        self.fast_path_declined = not cfg.fast_path or cfg.batch > 1
+        #: why capsules all take the Python path ("" when the compiled fast path is on)
+        self.fast_path_off = (
+            "limits.fast_path is false" if not cfg.fast_path
+            else f"batch {cfg.batch} > 1 (the fast path runs one capsule at a time)" if cfg.batch > 1
+            else unavailable_reason() or ""
+        )
+        try:
+            for host, port in listen:
+                self._open(host, port)
+        except BaseException:
+            self.close()
+            raise
+        if self._fast:
+            self.loop.call_later(_FOLD_EVERY_S, self._fold)
+
+    def _open(self, host: str, port: int) -> None:
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if fam in self.sockets:
+            raise LinkError(f"a second {'IPv6' if fam == socket.AF_INET6 else 'IPv4'} listen address {host}:{port}: one socket per address family")
+        sock = socket.socket(fam, socket.SOCK_DGRAM)
+        try:
+            if fam == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUFFER)
+                except OSError:
+                    pass
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            ep = _endpoint_text((host, port))
+            if exc.errno == errno.EADDRINUSE:
+                raise LinkError(f"UDP {ep} is already in use by another process; pick another port in node.listen") from None
+            raise LinkError(f"cannot listen on UDP {ep}: {exc.strerror}") from None
+        sock.setblocking(False)
+        self.sockets[fam] = sock
+        if not self.fast_path_off:
+            fast = self._fast[sock] = UdpFastPath(self, sock)
+            self.loop.add_fast(fast, self.rx_burst)
+        self.loop.add(sock, selectors.EVENT_READ, lambda _mask, s=sock: self._readable(s))
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [s.getsockname()[:2] for s in self.sockets.values()]
+
+    def add_neighbor(self, address: NodeAddress, endpoint: tuple[str, int], mtu: int = 9216) -> UdpLink:
+        """Make the link to a neighbour and register it with the node."""
+        host = _norm(endpoint[0])
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = self.sockets.get(fam)
+        if sock is None:
+            raise LinkError(
+                f"neighbour {address} at {_endpoint_text(endpoint)} needs an {'IPv6' if fam == socket.AF_INET6 else 'IPv4'} listen address"
+            )
+        link = UdpLink(sock, address, (host, endpoint[1]), min(mtu, MAX_DATAGRAM))
+        self.links[address] = link
+        self._peers[(host, endpoint[1])] = link
+        self.node.add_neighbor(address, link)
+        self.generation += 1
+        return link
+
+    def _readable(self, sock: socket.socket) -> None:
+        fast = self._fast.get(sock)
+        if fast is not None and fast.burst(self.rx_burst):
+            return
+        node = self.node
+        pool = node.pool
+        for _ in range(self.rx_burst):
+            try:
+                slot = pool.take_slot()
+            except PanError:
+                # no buffer: read the datagram away so the socket does not stall, count it
+                try:
+                    sock.recv_into(self._scratch)
+                except OSError:  # BlockingIOError included: the socket is empty
+                    return
+                node.stats.received += 1
+                node.count_drop("pool_exhausted")
+                continue
+            try:
+                n, _anc, flags, addr = sock.recvmsg_into([pool.slot_view(slot)])
+            except BlockingIOError:
+                pool.give_slot(slot)
+                return
+            except OSError as exc:
+                pool.give_slot(slot)
+                log.debug("recvmsg on %s: %s", sock.getsockname(), exc)
+                return
+            self.received(sock, slot, n, flags, addr)
+
+    def received(self, sock: socket.socket, slot: int, n: int, flags: int, addr: tuple[Any, ...]) -> None:
+        """Take a datagram read into pool slot ``slot`` (the slot moves to the node)."""
+        node = self.node
+        pool = node.pool
+        link = self._peers.get((addr[0], addr[1]))
+        if link is None:
+            try:
+                link = self._unknown(addr)
+            except BaseException:
+                pool.give_slot(slot)  # the buffer is not lost to a failure here
+                raise
+            if link is None:
+                pool.give_slot(slot)
+                return
+        link.received += 1
+        link.received_bytes += n
+        if flags & _TRUNC:
+            pool.give_slot(slot)
+            self.truncated += 1
+            node.stats.received += 1
+            node.count_drop("datagram_truncated", f"from {link.address}: larger than {pool.buffer_size} bytes")
+            return
+        node.receive_segment(pool.segment_for_slot(slot, n), link.address, link)
+        if node.config.batch == 1:
+            # one at a time: evaluate it now, before the read that ends the burst (with
+            # batches the burst stays queued, so the node can hand a runtime several at once)
+            node.process()
+
+    def _unknown(self, addr: tuple[Any, ...]) -> UdpLink | None:
+        host, port = addr[0], addr[1]
+        if self.accept_unknown_peers and ":" not in host:
+            address = NodeAddress.from_endpoint(host, port)
+            log.info("learned neighbour %s from its datagram", address)
+            return self.add_neighbor(address, (host, port), self.node.pool.buffer_size)
+        self.unknown_peers += 1
+        self.node.stats.received += 1
+        self.node.count_drop("unknown_peer", _endpoint_text((host, port)))
+        if self.unknown_peers & (self.unknown_peers - 1) == 0:  # log 1, 2, 4, 8, ... times
+            log.warning("dropped a datagram from unknown peer %s (%d so far)", _endpoint_text((host, port)), self.unknown_peers)
+        return None
+
+    def info(self) -> dict[str, Any]:
+        self.node.sync_counters()
+        return {
+            "listen": [_endpoint_text(e) for e in self.endpoints],
+            "unknown_peer_datagrams": self.unknown_peers,
+            "truncated_datagrams": self.truncated,
+            "fast_path": self._fast_info(),
+            "neighbors": {str(a): link.info() for a, link in sorted(self.links.items())},
+        }
+
+    def _fold(self) -> None:
+        # the fast path's counters, and its use of code objects (the cache's LRU order), reach
+        # the node at least this often even when nobody reads the statistics
+        if self._fast:
+            self.node.sync_counters()
+            self.loop.call_later(_FOLD_EVERY_S, self._fold)
+
+    def _fast_info(self) -> dict[str, Any]:
+        if self.fast_path_off:
+            return {"on": False, "why_off": self.fast_path_off}
+        out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0)}
+        for fast in self._fast.values():
+            for k, v in fast.paths.items():
+                out[k] += v
+        return out
+
+    def close(self) -> None:
+        for fast in self._fast.values():
+            self.loop.remove_fast(fast)
+            fast.close()
+        self._fast.clear()
+        for sock in self.sockets.values():
+            self.loop.remove(sock)
+            sock.close()
+        self.sockets.clear()

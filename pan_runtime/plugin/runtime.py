@@ -1,0 +1,175 @@
+"""The runtime interface: what a mobile-code system implements to run code objects in pan.
+
+A runtime is a class registered through the ``pan_register_runtimes`` hook. The node makes
+one instance per runtime, asks it to ``load`` each code object (after the trust policy
+allowed it and its dependencies are loaded) and then calls the returned ``LoadedCode`` for
+every capsule. Every PNI call is implemented once, by the node's ``PniHost``
+(``pan_runtime.node.pni``); a runtime only marshals between its code and that host.
+
+Calling convention for ``LoadedCode.accept``:
+
+* The node has set up ``env`` (``pan_runtime.node.env.Environment``): ``env.body`` is the capsule
+  body segment, registered as handle ``env.BODY_HANDLE`` (1); ``env.length`` its length.
+* ``host.current`` is ``env`` for the duration of the call; PNI calls made by the code go
+  to ``host`` and return negative statuses on bad arguments, never raise into the code.
+* ``accept`` returns the code's verdict (``pni_spec`` verdicts: low byte kind, argument in
+  the bits above) or a negative status. It raises ``RuntimeFault`` (or ``BudgetExceeded``)
+  when the code raised, trapped or ran out of budget; the node drops that capsule, counts
+  the reason against the code object and goes on. ``LoadedCode.needs_reset`` tells the
+  node the instance may be corrupt.
+
+Drop reasons shared by every runtime (a runtime may add its own for what only it detects):
+``budget`` (time, steps or fuel used up), ``memory`` (memory ceiling), ``stack`` (stack
+exhausted), ``code_error`` (the code raised or trapped), ``guard`` (a guard refused an
+operation), ``oob`` (an out-of-bounds access the engine caught).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pan_runtime.errors import RuntimeFault
+
+if TYPE_CHECKING:
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.node.env import Environment
+    from pan_runtime.node.pni import PniHost
+
+__all__ = ["Isolation", "Runtime", "LoadedCode"]
+
+
+class Isolation(str, enum.Enum):
+    """How far a runtime contains hostile code; the trust policy keys on it."""
+
+    SANDBOXED = "sandboxed"  # a real boundary (wasm): code may come from anywhere
+    GUARDED = "guarded"  # checks that help but are not a security boundary
+    NONE = "none"  # no containment: trusted by signature or local installation only
+
+
+class LoadedCode(abc.ABC):
+    """One code object, linked and ready to run in its runtime."""
+
+    #: set by the runtime when a fault may have left the instance in a bad state
+    needs_reset: bool = False
+
+    def __init__(self, code: CodeObject, host: PniHost):
+        self.code = code
+        self.host = host
+
+    def init(self) -> int:
+        """Run the code object's ``init`` entry if it has one; a negative result refuses it."""
+        return 0
+
+    @abc.abstractmethod
+    def accept(self, env: Environment) -> int:
+        """Run ``accept`` on one capsule; see the module docstring for the contract."""
+
+    def accept_batch(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
+        """Run ``accept`` on several capsules of this code object, in order.
+
+        Runtimes override this to cross into their engine once per batch. A fault in one
+        capsule is returned in its place; the others still run.
+        """
+        host = self.host
+        out: list[int | RuntimeFault] = []
+        for env in envs:
+            host.current = env
+            try:
+                out.append(self.accept(env))
+            except RuntimeFault as fault:
+                out.append(fault)
+        return out
+
+    #: a runtime whose code runs in Python sets this to a method ``(body, prev_hop) -> verdict``
+    #: that the UDP fast path calls without an Environment: PNI calls go to a
+    #: ``pan_runtime.net.fastpath.LeanHost``; faults raise ``RuntimeFault``. None: run through accept.
+    fast_accept: Callable[[memoryview, bytes], int] | None = None
+    #: interpreter steps ``fast_accept`` runs used since the node last took them
+    fast_steps: int = 0
+
+    def take_fast_usage(self) -> tuple[int, int]:
+        """(steps, fuel) the fast path's runs used since the last call, which the node adds
+        to the code object's statistics (runs it finished in C report no environment)."""
+        steps, self.fast_steps = self.fast_steps, 0
+        return steps, 0
+
+    def fast_entry(self) -> tuple[int, int] | None:
+        """The C addresses of a ``pan_fast_run_fn`` (``include/pan_fast.h``) and of its state
+        for the node's compiled UDP fast path, or None (the default): the fast path then runs
+        the capsule through ``accept``. A runtime that offers one must, during such a run, route every PNI call
+        it cannot answer from the context through ``pan_runtime.net.fastpath.materialize`` first."""
+        return None
+
+    def after_fast_run(self) -> None:
+        """Raise the ``RuntimeFault`` a fast run recorded, if any; called after each C run
+        whose capsule the node then finishes in Python."""
+
+    def call_export(self, name: str, a0: int, a1: int) -> int:
+        """Call an exported function (``int64 f(int64, int64)``) for a dependant."""
+        raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", "no_export")
+
+    def reset(self) -> None:
+        """Recreate the instance after a fault that may have corrupted it."""
+        self.needs_reset = False
+
+    def finalize(self) -> int:
+        """Run the code object's ``finalize`` entry if it has one."""
+        return 0
+
+    def unload(self) -> None:
+        """Release everything the runtime holds for this code object (after ``finalize``)."""
+
+
+class Runtime(abc.ABC):
+    """A mobile-code system. Subclasses set ``name`` and ``isolation`` at class level."""
+
+    name: ClassVar[str]
+    isolation: ClassVar[Isolation]
+    #: a short description of the payload a code object for this runtime carries
+    payload: ClassVar[str] = ""
+
+    def __init__(self, options: Mapping[str, Any] | None = None):
+        self.options: dict[str, Any] = dict(options or {})
+
+    @classmethod
+    def available(cls) -> str | None:
+        """``None`` when the runtime can run here, else the reason it cannot."""
+        return None
+
+    @abc.abstractmethod
+    def load(
+        self,
+        code: CodeObject,
+        deps: Sequence[LoadedCode],
+        host: PniHost,
+    ) -> LoadedCode:
+        """Validate, compile and link ``code`` against ``deps`` (manifest order).
+
+        Raise ``CodeObjectError`` naming what is wrong (a bad payload, an import that is
+        not in the PNI spec, an unresolved symbol, a refused class reference).
+        """
+
+    def close(self) -> None:
+        """Release engine-wide resources when the node closes."""
+
+    def statistics(self) -> dict[str, int]:
+        """Engine-wide counters worth reporting with the node's (e.g. ``gc_pauses``)."""
+        return {}
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the engine and bindings, for ``pan runtimes`` and bench metadata
+        (a classmethod where they are known without starting the engine)."""
+        return {}
+
+
+def as_fault(exc: Exception, runtime: str, code: str) -> RuntimeFault:
+    """``exc`` as the fault of one run: the code's own ``RuntimeFault``, or a runtime's bug,
+    logged with its traceback and counted as ``runtime_error`` (it must not stop the node)."""
+    if isinstance(exc, RuntimeFault):
+        return exc
+    logging.getLogger("pan.node").error("runtime %s raised on %s", runtime, code, exc_info=exc)
+    return RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
