@@ -13,7 +13,6 @@ __all__ = [
     "TrustError",
     "PniVersionError",
     "PniError",
-    "SpecError",
     "RuntimeUnavailable",
     "RuntimeFault",
     "BudgetExceeded",
@@ -80,10 +79,6 @@ class PniError(PanError):
     def __init__(self, message: str, status: int):
         super().__init__(message)
         self.status = status
-
-
-class SpecError(PanError):
-    """The machine-readable PNI specification is malformed."""
 
 
 class RuntimeUnavailable(PanError):

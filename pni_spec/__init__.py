@@ -1,5 +1,6 @@
 """The PAN Node Interface, defined once: the spec file, its loader and the binding generator."""
 
+from pni_spec.errors import SpecError
 from pni_spec.spec import Call, Entry, Param, Spec, Status, Struct, StructField, Verdict, load_spec
 
 __all__ = [
@@ -7,6 +8,7 @@ __all__ = [
     "Entry",
     "Param",
     "Spec",
+    "SpecError",
     "Status",
     "Struct",
     "StructField",

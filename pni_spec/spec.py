@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pan_runtime.errors import SpecError
+from pni_spec.errors import SpecError
 
 SPEC_PATH = Path(__file__).with_name("pni.toml")
 

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pan_runtime import pni_api
-from pan_runtime.errors import PniError, SpecError
-from pni_spec import generate, load_spec
+from pan_runtime.errors import PniError
+from pni_spec import SpecError, generate, load_spec
 from pni_spec.gen_common import camel
 from pni_spec.gen_python import py_params
 from pni_spec.spec import FIELD_SIZES, SPEC_PATH, load_spec_file

@@ -46,7 +46,7 @@ def test_mutated_specs_load_or_raise_spec_error():
     """Any edit of the spec text either still loads or names what is wrong; nothing else escapes."""
     import random
 
-    from pan_runtime.errors import SpecError
+    from pni_spec.errors import SpecError
     from pni_spec.spec import SPEC_PATH, load_spec_file
 
     text = SPEC_PATH.read_text()
