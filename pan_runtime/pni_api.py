@@ -18,6 +18,7 @@ __all__ = [
     'PNI_VERSION_MAJOR',
     'PNI_VERSION_MINOR',
     'WASM_MODULE',
+    'PARAM_SIZES',
     'STATUS',
     'STATUS_NAMES',
     'OK',
@@ -56,6 +57,8 @@ PNI_VERSION = '1.0'
 PNI_VERSION_MAJOR = 1
 PNI_VERSION_MINOR = 0
 WASM_MODULE = 'pan_pni_1'
+#: bytes at the pointer of each parameter type that carries no length
+PARAM_SIZES = {'addr_in': 16, 'addr_out': 16, 'name_out': 32}
 
 # ---- statuses: negative results of calls ----
 

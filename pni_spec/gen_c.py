@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pni_spec.gen_common import BANNER, FIXED_SIZES, groups, wrap
+from pni_spec.gen_common import BANNER, groups, wrap
 from pni_spec.spec import Call, Param, Spec, Struct, StructField
 
 SCALARS = {
@@ -46,9 +46,9 @@ def block_comment(text: str, extra: tuple[str, ...] = ()) -> list[str]:
     return ["/*", *(f" * {line}" for line in lines), " */"]
 
 
-def _call_comment(call: Call) -> list[str]:
+def _call_comment(call: Call, sizes: dict[str, int]) -> list[str]:
     lines = wrap(call.doc, 96, "")
-    sized = [f"{p.name}: {FIXED_SIZES[p.type]} bytes" for p in call.params if p.type in FIXED_SIZES]
+    sized = [f"{p.name}: {sizes[p.type]} bytes" for p in call.params if p.type in sizes]
     if sized:
         lines.append("; ".join(sized) + ".")
     errs = ", ".join(f"PNI_{e}" for e in call.errors) or "none"
@@ -143,6 +143,7 @@ def render_c(spec: Spec) -> str:
         "",
         f"#define PNI_VERSION_MAJOR {spec.major}",
         f"#define PNI_VERSION_MINOR {spec.minor}",
+        *[f"#define PNI_{t.upper()}_SIZE {n}" for t, n in spec.sizes],
         f"#define PNI_WASM_MODULE \"{spec.wasm_module}\"",
         "",
         "/* A segment handle (0 is never valid) and an application-link token. */",
@@ -197,7 +198,7 @@ def render_c(spec: Spec) -> str:
     for group, calls in groups(spec):
         o += ["", f"/* ---- calls: {group} ---- */", ""]
         for c in calls:
-            o += _call_comment(c)
+            o += _call_comment(c, dict(spec.sizes))
             o.append(f"PNI_IMPORT({c.name}) {SCALARS[c.result]} {spec.c_prefix}{c.name}({c_params(c.params)});")
     o += [
         "",

@@ -9,24 +9,28 @@ from pni_spec.gen_java import ident, java_params
 from pni_spec.gen_python import py_params
 from pni_spec.spec import Call, Spec
 
-TYPE_ROWS = [
-    ("i32", "signed 32-bit", "`int32_t`", "`i32`", "`int`", "`int`"),
-    ("u32", "unsigned 32-bit", "`uint32_t`", "`i32` (same bits)", "`int` (same bits)", "`int`"),
-    ("i64", "signed 64-bit", "`int64_t`", "`i64`", "`long`", "`int`"),
-    ("u64", "unsigned 64-bit", "`uint64_t`", "`i64` (same bits)", "`long` (same bits)", "`int`"),
-    ("handle", "segment handle, u32, never 0", "`pni_handle_t`", "`i32`", "`int`", "`int`"),
-    ("link", "application-link token, i64", "`pni_link_t`", "`i64`", "`long`", "`int`"),
-    ("bytes_in", "byte range read by the host", "`const void *x, uint32_t x_len`", "`i32 ptr, i32 len`",
-     "`byte[] x, int xOff, int xLen`", "bytes-like"),
-    ("bytes_out", "byte range the host fills", "`void *x, uint32_t x_len`", "`i32 ptr, i32 len`",
-     "`byte[] x, int xOff, int xLen`", "`length: int` in, `bytes` returned"),
-    ("addr_in", "16-byte node address read by the host", "`const uint8_t *x`", "`i32 ptr`",
-     "`byte[] x` (index 0..15)", "`bytes` (16)"),
-    ("addr_out", "16-byte node address the host writes", "`uint8_t *x`", "`i32 ptr`",
-     "`byte[] x` (index 0..15)", "returned as `bytes` (16)"),
-    ("name_out", "32-byte code object name the host writes", "`uint8_t *x`", "`i32 ptr`",
-     "`byte[] x` (index 0..31)", "returned as `bytes` (32)"),
-]
+
+def type_rows(sizes: dict[str, int]) -> list[tuple[str, ...]]:
+    """One row per spec type: meaning, then its form in C, wasm, Java and Python."""
+    a, a_out, n = sizes["addr_in"], sizes["addr_out"], sizes["name_out"]
+    return [
+        ("i32", "signed 32-bit", "`int32_t`", "`i32`", "`int`", "`int`"),
+        ("u32", "unsigned 32-bit", "`uint32_t`", "`i32` (same bits)", "`int` (same bits)", "`int`"),
+        ("i64", "signed 64-bit", "`int64_t`", "`i64`", "`long`", "`int`"),
+        ("u64", "unsigned 64-bit", "`uint64_t`", "`i64` (same bits)", "`long` (same bits)", "`int`"),
+        ("handle", "segment handle, u32, never 0", "`pni_handle_t`", "`i32`", "`int`", "`int`"),
+        ("link", "application-link token, i64", "`pni_link_t`", "`i64`", "`long`", "`int`"),
+        ("bytes_in", "byte range read by the host", "`const void *x, uint32_t x_len`", "`i32 ptr, i32 len`",
+         "`byte[] x, int xOff, int xLen`", "bytes-like"),
+        ("bytes_out", "byte range the host fills", "`void *x, uint32_t x_len`", "`i32 ptr, i32 len`",
+         "`byte[] x, int xOff, int xLen`", "`length: int` in, `bytes` returned"),
+        ("addr_in", f"{a}-byte node address read by the host", "`const uint8_t *x`", "`i32 ptr`",
+         f"`byte[] x` (index 0..{a - 1})", f"`bytes` ({a})"),
+        ("addr_out", f"{a_out}-byte node address the host writes", "`uint8_t *x`", "`i32 ptr`",
+         f"`byte[] x` (index 0..{a_out - 1})", f"returned as `bytes` ({a_out})"),
+        ("name_out", f"{n}-byte code object name the host writes", "`uint8_t *x`", "`i32 ptr`",
+         f"`byte[] x` (index 0..{n - 1})", f"returned as `bytes` ({n})"),
+    ]
 
 
 def _python_sig(c: Call) -> str:
@@ -76,7 +80,7 @@ def render_doc(spec: Spec) -> str:
         "| spec type | meaning | C | wasm | Java | Python |",
         "|---|---|---|---|---|---|",
     ]
-    for row in TYPE_ROWS:
+    for row in type_rows(dict(spec.sizes)):
         o.append("| `" + row[0] + "` | " + " | ".join(row[1:]) + " |")
     o += [
         "",

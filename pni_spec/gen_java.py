@@ -7,7 +7,7 @@ ranges) so a capsule can be handled without allocating.
 
 from __future__ import annotations
 
-from pni_spec.gen_common import BANNER_ASCII, FIXED_SIZES, camel, groups, wrap
+from pni_spec.gen_common import BANNER_ASCII, camel, groups, wrap
 from pni_spec.spec import Call, Param, Spec, Struct, StructField
 
 JAVA_KEYWORDS = {
@@ -76,19 +76,21 @@ def _pni(spec: Spec) -> str:
     o.append(f"    int VERSION_MAJOR = {spec.major};")
     o.append(f"    int VERSION_MINOR = {spec.minor};")
     o.append(f'    String VERSION = "{spec.version}";')
+    for t, n in spec.sizes:
+        o.append(f"    int {t.upper()}_SIZE = {n};")
     for group, calls in groups(spec):
         o += ["", f"    // ---- {group} ----"]
         for c in calls:
             o.append("")
-            o += javadoc(c.doc, "    ", _call_extra(c))
+            o += javadoc(c.doc, "    ", _call_extra(c, dict(spec.sizes)))
             o.append(f"    {SCALARS[c.result]} {ident(c.name)}({java_params(c.params)});")
     o += ["}", ""]
     return "\n".join(o)
 
 
-def _call_extra(c: Call) -> tuple[str, ...]:
+def _call_extra(c: Call, sizes: dict[str, int]) -> tuple[str, ...]:
     extra = []
-    sized = [f"{ident(p.name)}: {FIXED_SIZES[p.type]} bytes from index 0" for p in c.params if p.type in FIXED_SIZES]
+    sized = [f"{ident(p.name)}: {sizes[p.type]} bytes from index 0" for p in c.params if p.type in sizes]
     if sized:
         extra.append("; ".join(sized) + ".")
     extra.append("Errors: " + (", ".join(f"{{@link PniStatus#{e}}}" for e in c.errors) or "none") + ".")

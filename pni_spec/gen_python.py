@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pni_spec.gen_common import BANNER, FIXED_SIZES, camel, groups, outputs, struct_format, wrap
+from pni_spec.gen_common import BANNER, camel, groups, outputs, struct_format, wrap
 from pni_spec.spec import Call, Spec, Struct
 
 PY_TYPES = {
@@ -61,7 +61,7 @@ def _protocol_method(call: Call) -> list[str]:
     return [sig, *_docstring(call, "        "), "        ..."]
 
 
-def _host_method(call: Call) -> list[str]:
+def _host_method(call: Call, sizes: dict[str, int]) -> list[str]:
     params = py_params(call)
     args = ", ".join(n for n, _, _ in params)
     o = [f"    def {call.name}(self{', ' if args else ''}{args}):"]
@@ -71,7 +71,7 @@ def _host_method(call: Call) -> list[str]:
     for p in call.params:
         if p.type in ("addr_out", "name_out"):
             buf = f"{p.name}_buf"
-            o.append(f"        {buf} = bytearray({FIXED_SIZES[p.type]})")
+            o.append(f"        {buf} = bytearray({sizes[p.type]})")
             host_args.append(f"memoryview({buf})")
             bufs.append((buf, p.type))
             continue
@@ -169,7 +169,8 @@ def _struct_class(s: Struct) -> list[str]:
 
 def render_python(spec: Spec) -> str:
     structs = [camel(s.name, upper=True) for s in spec.structs]
-    public = ["PNI_VERSION", "PNI_VERSION_MAJOR", "PNI_VERSION_MINOR", "WASM_MODULE", "STATUS", "STATUS_NAMES"]
+    public = ["PNI_VERSION", "PNI_VERSION_MAJOR", "PNI_VERSION_MINOR", "WASM_MODULE", "PARAM_SIZES"]
+    public += ["STATUS", "STATUS_NAMES"]
     public += [s.name for s in spec.statuses]
     public += ["VERDICTS", *[v.name for v in spec.verdicts]]
     public += [v.name.lower() for v in spec.verdicts if v.arg]
@@ -200,6 +201,8 @@ def render_python(spec: Spec) -> str:
         f"PNI_VERSION_MAJOR = {spec.major}",
         f"PNI_VERSION_MINOR = {spec.minor}",
         f"WASM_MODULE = {spec.wasm_module!r}",
+        "#: bytes at the pointer of each parameter type that carries no length",
+        "PARAM_SIZES = {" + ", ".join(f"{t!r}: {n}" for t, n in spec.sizes) + "}",
         "",
         "# ---- statuses: negative results of calls ----",
         "",
@@ -296,7 +299,7 @@ def render_python(spec: Spec) -> str:
         o.append(f"        self.{c.name}_impl = host.{c.name}")
     for c in spec.calls:
         o.append("")
-        o += _host_method(c)
+        o += _host_method(c, dict(spec.sizes))
     o += ["", "", "# ---- capsule-body structures ----"]
     for s in spec.structs:
         o += ["", ""]

@@ -16,6 +16,8 @@ SPEC_PATH = Path(__file__).with_name("pni.toml")
 #: parameter types of calls and entry points
 PARAM_TYPES = {"i32", "u32", "i64", "u64", "handle", "link", "bytes_in", "bytes_out", "addr_in", "addr_out", "name_out"}
 RESULT_TYPES = {"i32", "i64"}
+#: parameter types that point at a fixed-size area; ``[sizes]`` gives each one's size
+FIXED_TYPES = ("addr_in", "addr_out", "name_out")
 #: field types of capsule-body structures, with their sizes
 FIELD_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "i32": 4, "i64": 8, "addr": 16}
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -90,6 +92,8 @@ class Spec:
     wasm_module: str
     c_prefix: str
     java_package: str
+    #: (type, bytes) of each fixed-size pointer type, in FIXED_TYPES order
+    sizes: tuple[tuple[str, int], ...]
     statuses: tuple[Status, ...]
     verdicts: tuple[Verdict, ...]
     entries: tuple[Entry, ...]
@@ -103,6 +107,10 @@ class Spec:
     @property
     def minor(self) -> int:
         return int(self.version.split(".")[1])
+
+    def size(self, param_type: str) -> int:
+        """Bytes at a pointer of the fixed-size ``param_type`` (``addr_in``, ``name_out``, ...)."""
+        return dict(self.sizes)[param_type]
 
     def call(self, name: str) -> Call:
         for c in self.calls:
@@ -157,6 +165,13 @@ def parse_spec(data: dict[str, Any]) -> Spec:
     version = _get(head, "version", str, "[pni]")
     if not _VERSION.match(version):
         raise SpecError(f"[pni]: version {version!r} is not MAJOR.MINOR")
+    raw_sizes = _get(data, "sizes", dict, "spec")
+    if set(raw_sizes) != set(FIXED_TYPES):
+        raise SpecError(f"[sizes]: must give exactly {', '.join(FIXED_TYPES)}")
+    sizes = tuple((t, _get(raw_sizes, t, int, "[sizes]")) for t in FIXED_TYPES)
+    for t, n in sizes:
+        if n <= 0:
+            raise SpecError(f"[sizes]: {t} must be positive")
     statuses = []
     for i, s in enumerate(_get(data, "status", list, "spec")):
         where = f"[[status]] {i}"
@@ -224,6 +239,7 @@ def parse_spec(data: dict[str, Any]) -> Spec:
         wasm_module=_get(head, "wasm_module", str, "[pni]"),
         c_prefix=_get(head, "c_prefix", str, "[pni]"),
         java_package=_get(head, "java_package", str, "[pni]"),
+        sizes=sizes,
         statuses=tuple(statuses),
         verdicts=tuple(verdicts),
         entries=tuple(entries),

@@ -80,6 +80,15 @@ def test_spec_error_names_the_place(tmp_path: Path):
     assert generate.main(["--check", "--spec", str(path), "--root", str(tmp_path)]) == 2
 
 
+def test_sizes_come_from_the_spec_and_every_fixed_type_needs_one(tmp_path: Path):
+    assert pni_api.PARAM_SIZES == dict(SPEC.sizes) == {"addr_in": 16, "addr_out": 16, "name_out": 32}
+    assert "#define PNI_NAME_OUT_SIZE 32" in HEADER
+    with pytest.raises(SpecError, match=r"\[sizes\]: must give exactly"):
+        load_spec_file(_bad_spec(tmp_path, "name_out = 32\n", ""))
+    with pytest.raises(SpecError, match=r"\[sizes\]: addr_in must be positive"):
+        load_spec_file(_bad_spec(tmp_path, "addr_in = 16\n", "addr_in = 0\n"))
+
+
 def test_generator_rejects_a_verdict_named_like_a_status(tmp_path: Path):
     path = _bad_spec(tmp_path, 'name = "DONE"', 'name = "DENIED"')
     with pytest.raises(SpecError, match=r"\[\[verdict\]\] DENIED"):
@@ -169,7 +178,7 @@ class RecordingHost:
             for (pname, ptype), arg in zip(params, args, strict=True):
                 if ptype in ("bytes_out", "addr_out", "name_out"):
                     assert isinstance(arg, memoryview) and not arg.readonly, (name, pname)
-                    want = {"addr_out": 16, "name_out": 32}.get(ptype)
+                    want = pni_api.PARAM_SIZES.get(ptype)
                     if want:
                         assert len(arg) == want, (name, pname)
                     arg[:] = bytes(range(1, len(arg) + 1))
@@ -199,7 +208,7 @@ def test_host_pni_marshals_every_call():
         elif kinds == ["bytes_out"]:
             assert out == bytes([1, 2, 3, 4])
         else:
-            assert out == bytes(range(1, {"addr_out": 17, "name_out": 33}[kinds[0]]))
+            assert out == bytes(range(1, pni_api.PARAM_SIZES[kinds[0]] + 1))
 
 
 def test_host_pni_raises_pni_error_naming_call_and_status():

@@ -12,6 +12,9 @@
 
 #define PNI_VERSION_MAJOR 1
 #define PNI_VERSION_MINOR 0
+#define PNI_ADDR_IN_SIZE 16
+#define PNI_ADDR_OUT_SIZE 16
+#define PNI_NAME_OUT_SIZE 32
 #define PNI_WASM_MODULE "pan_pni_1"
 
 /* A segment handle (0 is never valid) and an application-link token. */

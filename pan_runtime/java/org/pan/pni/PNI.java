@@ -15,6 +15,9 @@ public interface PNI {
     int VERSION_MAJOR = 1;
     int VERSION_MINOR = 0;
     String VERSION = "1.0";
+    int ADDR_IN_SIZE = 16;
+    int ADDR_OUT_SIZE = 16;
+    int NAME_OUT_SIZE = 32;
 
     // ---- segments ----
 
