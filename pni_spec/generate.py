@@ -1,7 +1,8 @@
 """Generate every PNI binding from ``pni.toml``: ``python -m pni_spec.generate [--check]``.
 
-Writes the C header, the Java interfaces and codecs, the Python protocol module and the
-reference document. ``--check`` writes nothing and exits 1 listing each file that differs
+Writes the C header, the Java interfaces and codecs, the Python protocol module, the
+reference document and the marshalling module of each runtime that binds calls itself
+(native ctypes callbacks, wasm host callbacks, the JVM's Python proxy). ``--check`` writes nothing and exits 1 listing each file that differs
 from a fresh generation (so a test and CI can tell when someone edited a generated file or
 the spec without regenerating).
 """
@@ -16,7 +17,10 @@ from pathlib import Path
 from pni_spec.gen_c import render_c
 from pni_spec.gen_doc import render_doc
 from pni_spec.gen_java import render_java
+from pni_spec.gen_jvm import render_jvm
+from pni_spec.gen_native import render_native
 from pni_spec.gen_python import render_python
+from pni_spec.gen_wasm import render_wasm
 from pni_spec.spec import Spec, SpecError, load_spec, load_spec_file
 
 __all__ = ["REPO_ROOT", "render_all", "check", "write", "main"]
@@ -49,6 +53,9 @@ def render_all(spec: Spec) -> dict[str, str]:
         "pan_runtime/include/pni.h": render_c(spec),
         "pan_runtime/pni_api.py": render_python(spec),
         "docs/pni-reference.md": render_doc(spec),
+        "runtimes/native/pni_marshal.py": render_native(spec),
+        "runtimes/wasm/pni_marshal.py": render_wasm(spec),
+        "runtimes/jvm/pni_marshal.py": render_jvm(spec),
     }
     for name, text in render_java(spec).items():
         files[f"pan_runtime/java/{spec.java_package.replace('.', '/')}/{name}"] = text
