@@ -11,7 +11,7 @@ from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
-from pan_runtime.pni_api import PingHdr
+from pan_runtime.protocol_headers import PingHdr
 
 # Code objects are written for a runtime. This one is Python source for `restricted_py`:
 # it forwards every capsule toward the address at body offset 0, and counts capsules it

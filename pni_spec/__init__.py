@@ -1,7 +1,8 @@
-"""The PAN Node Interface, defined once: the spec file, its loader and the binding generator."""
+"""The PAN Node Interface, defined once: the spec file, its loader and the binding generators;
+and the codec generator for protocols' header specs (``pni_spec.codecs``)."""
 
 from pni_spec.errors import SpecError
-from pni_spec.spec import Call, Entry, Param, Spec, Status, Struct, StructField, Verdict, load_spec
+from pni_spec.spec import Call, Entry, Param, Spec, Status, Verdict, load_spec
 
 __all__ = [
     "Call",
@@ -10,8 +11,6 @@ __all__ = [
     "Spec",
     "SpecError",
     "Status",
-    "Struct",
-    "StructField",
     "Verdict",
     "load_spec",
 ]

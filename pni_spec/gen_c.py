@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pni_spec.gen_common import BANNER, groups, wrap
-from pni_spec.spec import Call, Param, Spec, Struct, StructField
+from pni_spec.spec import Call, Param, Spec
 
 SCALARS = {
     "i32": "int32_t",
@@ -54,76 +54,6 @@ def _call_comment(call: Call, sizes: dict[str, int]) -> list[str]:
     errs = ", ".join(f"PNI_{e}" for e in call.errors) or "none"
     lines.append(f"Errors: {errs}.")
     return ["/*", *(f" * {line}" for line in lines), " */"]
-
-
-def _decode_field(f: StructField) -> list[str]:
-    at = f"b + {f.offset}" if f.offset else "b"
-    if f.type == "addr":
-        return [f"    pni_addr_copy(out->{f.name}, {at});"]
-    if f.type == "u8":
-        return [f"    out->{f.name} = b[{f.offset}];"]
-    cast = f"({FIELD_C[f.type]})" if f.type in ("i32", "i64") else ""
-    return [f"    out->{f.name} = {cast}{GETTER[f.type]}({at});"]
-
-
-def _encode_field(f: StructField) -> list[str]:
-    at = f"b + {f.offset}" if f.offset else "b"
-    if f.type == "addr":
-        return [f"    pni_addr_copy({at}, in->{f.name});"]
-    if f.type == "u8":
-        return [f"    b[{f.offset}] = in->{f.name};"]
-    unsigned = {"i32": "(uint32_t)", "i64": "(uint64_t)"}.get(f.type, "")
-    return [f"    {SETTER[f.type]}({at}, {unsigned}in->{f.name});"]
-
-
-def _struct(s: Struct) -> list[str]:
-    up = s.name.upper()
-    size = f"PNI_{up}_SIZE"
-    layout = ["Wire layout (offset, type, field; network order):"]
-    layout += [f"  {f.offset:3d}  {f.type:<4} {f.name}" for f in s.fields]
-    out = block_comment(s.doc, tuple(layout))
-    out.append(f"typedef struct pni_{s.name} {{")
-    for f in s.fields:
-        if f.type == "addr":
-            out.append(f"    uint8_t {f.name}[PNI_ADDR_SIZE];")
-        else:
-            out.append(f"    {FIELD_C[f.type]} {f.name};")
-    out.append(f"}} pni_{s.name};")
-    out.append(f"#define {size} {s.size}u")
-    out.append("")
-    out.append(f"static inline void pni_{s.name}_decode(const uint8_t *b, pni_{s.name} *out) {{")
-    for f in s.fields:
-        out.extend(_decode_field(f))
-    out.append("}")
-    out.append("")
-    out.append(f"static inline void pni_{s.name}_encode(const pni_{s.name} *in, uint8_t *b) {{")
-    for f in s.fields:
-        out.extend(_encode_field(f))
-    out.append("}")
-    out.append("")
-    out.append(f"/* One pni_seg_read of {size} bytes at OFF of SEG; PNI_OK, or a status when short. */")
-    out.append(f"static inline int32_t pni_{s.name}_read(pni_handle_t seg, uint32_t off, pni_{s.name} *out) {{")
-    out.append(f"    uint8_t b[{size}];")
-    out.append(f"    int32_t n = pni_seg_read(seg, off, b, {size});")
-    out.append("    if (n < 0) return n;")
-    out.append(f"    if ((uint32_t)n < {size}) return PNI_OUT_OF_RANGE;")
-    out.append(f"    pni_{s.name}_decode(b, out);")
-    out.append("    return PNI_OK;")
-    out.append("}")
-    out.append("")
-    out.append("/* Encode IN and store it with one pni_seg_write at OFF of SEG; PNI_OK or a status. */")
-    out.append(
-        f"static inline int32_t pni_{s.name}_write(pni_handle_t seg, uint32_t off, const pni_{s.name} *in) {{"
-    )
-    out.append(f"    uint8_t b[{size}];")
-    out.append(f"    pni_{s.name}_encode(in, b);")
-    out.append(f"    int32_t n = pni_seg_write(seg, off, b, {size});")
-    out.append("    if (n < 0) return n;")
-    out.append(f"    if ((uint32_t)n < {size}) return PNI_OUT_OF_RANGE;")
-    out.append("    return PNI_OK;")
-    out.append("}")
-    out.append("")
-    return out
 
 
 def render_c(spec: Spec) -> str:
@@ -237,11 +167,7 @@ def render_c(spec: Spec) -> str:
         "    for (uint32_t i = 0; i < PNI_ADDR_SIZE; i++) dst[i] = src[i];",
         "}",
         "",
-        "/* ---- capsule-body structures: host-order C structs, network-order wire bytes ---- */",
-        "",
     ]
-    for s in spec.structs:
-        o += _struct(s)
     o += [
         "/* ---- batches: one call into the code for many capsules ----",
         " * PNI_BATCH_ENTRY(N), placed after accept, exports pni_batch_area() and accept_batch(n).",

@@ -155,16 +155,11 @@ def render_doc(spec: Spec) -> str:
         "",
         "## Capsule-body structures",
         "",
-        "Integers are in network order; `addr` is 16 bytes. Generated codecs: C `pni_<name>` with",
-        "`_decode`/`_encode` (memory) and `_read`/`_write` (one segment call each); Java class",
-        "`<CamelName>` with `decode`/`encode` (array or `ByteBuffer`) and `read`/`write` (with a",
-        "caller's scratch array); Python class `<CamelName>` with `unpack`/`pack_into`/`pack` and",
-        "`read`/`write`.",
+        "The node interface defines no body layout. Protocols describe their headers in a header",
+        "spec of their own (the reference protocols: `protocols/headers.toml`, layouts in",
+        "`docs/protocols.md`); `python -m pni_spec.codecs` turns one into C, Java and Python codecs",
+        "over `seg_read`/`seg_write` and the byte helpers above.",
     ]
-    for s in spec.structs:
-        o += ["", f"### {s.name} ({s.size} bytes)", "", s.doc, "", "| offset | size | type | field |", "|---|---|---|---|"]
-        for f in s.fields:
-            o.append(f"| {f.offset} | {f.size} | `{f.type}` | `{f.name}` |")
     o += [
         "",
         "## Versioning",
@@ -174,7 +169,7 @@ def render_doc(spec: Spec) -> str:
         "",
         "- A code object built against `M.m` runs on every node serving `M.n` with `n >= m`: a node",
         "  refuses code that needs a newer minor version or another major one.",
-        "- MINOR: adding a call, a status, a verdict or a struct. Existing code keeps working",
+        "- MINOR: adding a call, a status or a verdict. Existing code keeps working",
         "  unchanged.",
         "- MAJOR: changing or removing anything that exists (a parameter, a type, a value, a field,",
         "  a name), or changing what a call means. Bump the major number and the wasm module name.",

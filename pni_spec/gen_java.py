@@ -8,7 +8,7 @@ ranges) so a capsule can be handled without allocating.
 from __future__ import annotations
 
 from pni_spec.gen_common import BANNER_ASCII, camel, groups, wrap
-from pni_spec.spec import Call, Param, Spec, Struct, StructField
+from pni_spec.spec import Call, Param, Spec
 
 JAVA_KEYWORDS = {
     "abstract", "assert", "boolean", "break", "byte", "case", "catch", "char", "class", "const", "continue",
@@ -260,84 +260,6 @@ def _bytes(spec: Spec) -> str:
     return "\n".join(o)
 
 
-def _field_decl(f: StructField) -> str:
-    if f.type == "addr":
-        return f"    public final byte[] {ident(f.name)} = new byte[16];"
-    return f"    public {FIELD_JAVA[f.type]} {ident(f.name)};"
-
-
-def _getter(f: StructField, src: str) -> str:
-    n = ident(f.name)
-    at = f"off + {f.offset}" if f.offset else "off"
-    if f.type == "addr":
-        return f"        PniBytes.getAddr({src}, {at}, {n});"
-    suffix = {"u8": "U8", "u16": "U16", "u32": "U32", "u64": "U64", "i32": "U32", "i64": "U64"}[f.type]
-    cast = "(int) " if f.type == "i32" else ""
-    return f"        {n} = {cast}PniBytes.get{suffix}({src}, {at});"
-
-
-def _setter(f: StructField, dst: str) -> str:
-    n = ident(f.name)
-    at = f"off + {f.offset}" if f.offset else "off"
-    if f.type == "addr":
-        return f"        PniBytes.putAddr({dst}, {at}, {n});"
-    suffix = {"u8": "U8", "u16": "U16", "u32": "U32", "u64": "U64", "i32": "U32", "i64": "U64"}[f.type]
-    return f"        PniBytes.put{suffix}({dst}, {at}, {n});"
-
-
-def _struct(spec: Spec, s: Struct) -> str:
-    cls = camel(s.name, upper=True)
-    o = header(spec)
-    o.append("import java.nio.ByteBuffer;")
-    o.append("")
-    layout = ["", "Wire layout (offset, type, field; network order):", "<pre>"]
-    layout += [f"{f.offset:4d}  {f.type:<4} {f.name}" for f in s.fields]
-    layout += ["</pre>", "u32 fields are held in a long (0..2^32-1); reuse one instance and one scratch array",
-               "of at least SIZE bytes per code object to handle capsules without allocating."]
-    o += javadoc(s.doc, "", tuple(layout))
-    o.append(f"public final class {cls} {{")
-    o.append("    /** Size of the structure on the wire, in bytes. */")
-    o.append(f"    public static final int SIZE = {s.size};")
-    o.append("")
-    for f in s.fields:
-        o.append(_field_decl(f))
-    for src in ("byte[] b", "ByteBuffer b"):
-        o.append("")
-        o.append("    /** Decode the fields from b at off (absolute, whatever b's position). */" if "Buffer" in src
-                 else "    /** Decode the fields from b at off. */")
-        o.append(f"    public void decode({src}, int off) {{")
-        o += [_getter(f, "b") for f in s.fields]
-        o.append("    }")
-        o.append("")
-        o.append("    /** Encode the fields into b at off. */")
-        o.append(f"    public void encode({src}, int off) {{")
-        o += [_setter(f, "b") for f in s.fields]
-        o.append("    }")
-    o += [
-        "",
-        "    /** Decode from segment seg at off with one segRead into scratch; 0 or a PniStatus. */",
-        "    public int read(PNI pni, int seg, int off, byte[] scratch) {",
-        "        int n = pni.segRead(seg, off, scratch, 0, SIZE);",
-        "        if (n < 0) return n;",
-        "        if (n < SIZE) return PniStatus.OUT_OF_RANGE;",
-        "        decode(scratch, 0);",
-        "        return PniStatus.OK;",
-        "    }",
-        "",
-        "    /** Encode into scratch and store at off of segment seg with one segWrite; 0 or a PniStatus. */",
-        "    public int write(PNI pni, int seg, int off, byte[] scratch) {",
-        "        encode(scratch, 0);",
-        "        int n = pni.segWrite(seg, off, scratch, 0, SIZE);",
-        "        if (n < 0) return n;",
-        "        if (n < SIZE) return PniStatus.OUT_OF_RANGE;",
-        "        return PniStatus.OK;",
-        "    }",
-        "}",
-        "",
-    ]
-    return "\n".join(o)
-
-
 def render_java(spec: Spec) -> dict[str, str]:
     """``{file name: source}`` for the package directory."""
     files = {
@@ -347,6 +269,4 @@ def render_java(spec: Spec) -> dict[str, str]:
         "PanCode.java": _pancode(spec),
         "PniBytes.java": _bytes(spec),
     }
-    for s in spec.structs:
-        files[f"{camel(s.name, upper=True)}.java"] = _struct(spec, s)
     return files

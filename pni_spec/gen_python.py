@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pni_spec.gen_common import BANNER, camel, groups, outputs, struct_format, wrap
-from pni_spec.spec import Call, Spec, Struct
+from pni_spec.gen_common import BANNER, groups, outputs, wrap
+from pni_spec.spec import Call, Spec
 
 PY_TYPES = {
     "i32": "int", "u32": "int", "i64": "int", "u64": "int", "handle": "int", "link": "int",
     "bytes_in": "bytes", "addr_in": "bytes",
 }
-FIELD_DEFAULTS = {"addr": 'b"\\x00" * 16'}
 
 
 def py_params(call: Call) -> list[tuple[str, str, str]]:
@@ -100,95 +99,25 @@ def _host_method(call: Call, sizes: dict[str, int]) -> list[str]:
     return o
 
 
-def _struct_class(s: Struct) -> list[str]:
-    cls = camel(s.name, upper=True)
-    names = [f.name for f in s.fields]
-    o = [f"class {cls}:"]
-    o += wrap(s.doc, 96, "    ")
-    o[1] = '    """' + o[1][4:]
-    o.append("")
-    o.append("    Wire layout (offset, type, field; network order): " + ", ".join(
-        f"{f.offset} {f.type} {f.name}" for f in s.fields))
-    o[-1:] = wrap(o[-1], 96, "    ")
-    o.append('    """')
-    o.append("")
-    o.append(f"    __slots__ = ({', '.join(repr(n) for n in names)},)")
-    o.append("    #: lets RestrictedPython's write guard allow setting fields from guarded code")
-    o.append("    _guarded_writes = True")
-    o.append(f"    NAME = {s.name!r}")
-    o.append(f"    SIZE = {s.size}")
-    o.append(f"    FIELDS = ({', '.join(repr(n) for n in names)},)")
-    o.append(f"    STRUCT = _struct.Struct({struct_format(s)!r})")
-    o.append("")
-    init_args = ", ".join(f"{f.name}={FIELD_DEFAULTS.get(f.type, '0')}" for f in s.fields)
-    o.append(f"    def __init__(self, {init_args}):")
-    for n in names:
-        o.append(f"        self.{n} = {n}")
-    o.append("")
-    o.append("    @classmethod")
-    o.append(f"    def unpack(cls, buf, off=0) -> {cls}:")
-    o.append(f'        """Decode {s.size} bytes of BUF at OFF into a new {cls}."""')
-    o.append("        self = _new(cls)")
-    targets = ", ".join(f"self.{n}" for n in names)
-    o.append(f"        ({targets},) = cls.STRUCT.unpack_from(buf, off)")
-    o.append("        return self")
-    o.append("")
-    o.append("    def pack_into(self, buf, off=0) -> None:")
-    o.append('        """Encode into the writable BUF at OFF."""')
-    values = ", ".join(f"self.{n}" for n in names)
-    o.append(f"        self.STRUCT.pack_into(buf, off, {values})")
-    o.append("")
-    o.append("    def pack(self) -> bytes:")
-    o.append(f'        """The {s.size} wire bytes."""')
-    o.append(f"        return self.STRUCT.pack({values})")
-    o.append("")
-    o.append("    @classmethod")
-    o.append(f"    def read(cls, pni, seg, off=0) -> {cls}:")
-    o.append('        """Decode the structure at OFF of segment SEG with one ``seg_read``."""')
-    o.append("        data = pni.seg_read(seg, off, cls.SIZE)")
-    o.append("        if len(data) < cls.SIZE:")
-    o.append(f"            raise PniError(f\"{cls}.read: {{len(data)}} of {{cls.SIZE}} bytes\", OUT_OF_RANGE)")
-    o.append("        return cls.unpack(data)")
-    o.append("")
-    o.append("    def write(self, pni, seg, off=0) -> None:")
-    o.append('        """Store the structure at OFF of segment SEG with one ``seg_write``."""')
-    o.append("        pni.seg_write(seg, off, self.pack())")
-    o.append("")
-    o.append("    def __eq__(self, other):")
-    o.append(f"        if not isinstance(other, {cls}):")
-    o.append("            return NotImplemented")
-    o.append(f"        return ({values},) == ({', '.join(f'other.{n}' for n in names)},)")
-    o.append("")
-    o.append("    __hash__ = None")
-    o.append("")
-    o.append("    def __repr__(self):")
-    fmt = ", ".join(f"{n}={{self.{n}!r}}" for n in names)
-    o.append(f'        return f"{cls}({fmt})"')
-    return o
-
-
 def render_python(spec: Spec) -> str:
-    structs = [camel(s.name, upper=True) for s in spec.structs]
     public = ["PNI_VERSION", "PNI_VERSION_MAJOR", "PNI_VERSION_MINOR", "WASM_MODULE", "PARAM_SIZES"]
     public += ["STATUS", "STATUS_NAMES"]
     public += [s.name for s in spec.statuses]
     public += ["VERDICTS", *[v.name for v in spec.verdicts]]
     public += [v.name.lower() for v in spec.verdicts if v.arg]
-    public += ["verdict_kind", "verdict_arg", "CALLS", "ENTRIES", "REQUIRED_ENTRIES", "STRUCTS", "PNI", "HostPNI"]
+    public += ["verdict_kind", "verdict_arg", "CALLS", "ENTRIES", "REQUIRED_ENTRIES", "PNI", "HostPNI"]
     public += ["PniError"]
-    public += structs
     o = [
         f'"""{BANNER}',
         "",
         f"The PAN Node Interface {spec.version} for Python: constants, call and entry tables for runtimes,",
         "the ``PNI`` protocol that Python code objects program against, ``HostPNI`` (that protocol over",
-        "a ``pan_runtime.node.pni.PniHost``) and one codec class per capsule-body structure.",
+        "a ``pan_runtime.node.pni.PniHost``). Protocols' header codecs come from their own header specs.",
         "Reference: docs/pni-reference.md.",
         '"""',
         "",
         "from __future__ import annotations",
         "",
-        "import struct as _struct",
         "from typing import Protocol",
         "",
         "from pan_runtime.errors import PniError",
@@ -300,13 +229,6 @@ def render_python(spec: Spec) -> str:
     for c in spec.calls:
         o.append("")
         o += _host_method(c, dict(spec.sizes))
-    o += ["", "", "# ---- capsule-body structures ----"]
-    for s in spec.structs:
-        o += ["", ""]
-        o += _struct_class(s)
-    o += ["", "", "_new = object.__new__", ""]
-    o.append("STRUCTS = {" + ", ".join(f"{s.name!r}: {camel(s.name, upper=True)}" for s in spec.structs) + "}")
-    o[-1:] = _wrap_dict(o[-1])
     o.append("")
     return "\n".join(o)
 

@@ -1,7 +1,8 @@
 """Generate every PNI binding from ``pni.toml``: ``python -m pni_spec.generate [--check]``.
 
 Writes the C header, the Java interfaces and codecs, the Python protocol module, the
-reference document and the marshalling module of each runtime that binds calls itself
+reference document, the reference protocols' header codecs (from ``protocols/headers.toml``)
+and the marshalling module of each runtime that binds calls itself
 (native ctypes callbacks, wasm host callbacks, the JVM's Python proxy). ``--check`` writes nothing and exits 1 listing each file that differs
 from a fresh generation (so a test and CI can tell when someone edited a generated file or
 the spec without regenerating).
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pni_spec.codecs import banner, codec_files
 from pni_spec.gen_c import render_c
 from pni_spec.gen_doc import render_doc
 from pni_spec.gen_java import render_java
@@ -21,12 +23,16 @@ from pni_spec.gen_jvm import render_jvm
 from pni_spec.gen_native import render_native
 from pni_spec.gen_python import render_python
 from pni_spec.gen_wasm import render_wasm
+from pni_spec.headers import load_headers
 from pni_spec.spec import Spec, SpecError, load_spec, load_spec_file
 
 __all__ = ["REPO_ROOT", "render_all", "check", "write", "main"]
 
 #: the repository root: generated paths are relative to it
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: the reference protocols' header spec, and where its codecs go
+HEADERS = "protocols/headers.toml"
+HEADER_CODECS = {"c": "protocols/headers.h", "java": "protocols/java", "python": "pan_runtime/protocol_headers.py"}
 
 
 def _validate(spec: Spec) -> None:
@@ -35,15 +41,6 @@ def _validate(spec: Spec) -> None:
     for v in spec.verdicts:
         if v.name in statuses:
             raise SpecError(f"[[verdict]] {v.name}: the name is also a status; the bindings share one namespace")
-    structs = [s.name for s in spec.structs]
-    if len(set(structs)) != len(structs):
-        raise SpecError("[[struct]]: duplicate struct names")
-    for s in spec.structs:
-        fields = [f.name for f in s.fields]
-        if len(set(fields)) != len(fields):
-            raise SpecError(f"[[struct]] {s.name}: duplicate field names")
-        if not fields:
-            raise SpecError(f"[[struct]] {s.name}: no fields")
 
 
 def render_all(spec: Spec) -> dict[str, str]:
@@ -59,6 +56,8 @@ def render_all(spec: Spec) -> dict[str, str]:
     }
     for name, text in render_java(spec).items():
         files[f"pan_runtime/java/{spec.java_package.replace('.', '/')}/{name}"] = text
+    headers = load_headers(REPO_ROOT / HEADERS)
+    files.update(codec_files(headers, banner("python -m pni_spec.generate", HEADERS), **HEADER_CODECS))
     return files
 
 

@@ -18,8 +18,6 @@ PARAM_TYPES = {"i32", "u32", "i64", "u64", "handle", "link", "bytes_in", "bytes_
 RESULT_TYPES = {"i32", "i64"}
 #: parameter types that point at a fixed-size area; ``[sizes]`` gives each one's size
 FIXED_TYPES = ("addr_in", "addr_out", "name_out")
-#: field types of capsule-body structures, with their sizes
-FIELD_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "i32": 4, "i64": 8, "addr": 16}
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
 
@@ -65,28 +63,6 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class StructField:
-    name: str
-    type: str
-    offset: int
-
-    @property
-    def size(self) -> int:
-        return FIELD_SIZES[self.type]
-
-
-@dataclass(frozen=True)
-class Struct:
-    name: str
-    doc: str
-    fields: tuple[StructField, ...]
-
-    @property
-    def size(self) -> int:
-        return sum(f.size for f in self.fields)
-
-
-@dataclass(frozen=True)
 class Spec:
     version: str
     wasm_module: str
@@ -98,7 +74,6 @@ class Spec:
     verdicts: tuple[Verdict, ...]
     entries: tuple[Entry, ...]
     calls: tuple[Call, ...]
-    structs: tuple[Struct, ...]
 
     @property
     def major(self) -> int:
@@ -220,20 +195,9 @@ def parse_spec(data: dict[str, Any]) -> Spec:
         )
     if len({c.name for c in calls}) != len(calls):
         raise SpecError("[[call]]: duplicate call names")
-    structs = []
-    for i, s in enumerate(data.get("struct", [])):
-        name = _ident(_get(s, "name", str, f"[[struct]] {i}"), f"[[struct]] {i}")
-        where = f"[[struct]] {name}"
-        fields = []
-        offset = 0
-        for j, f in enumerate(_get(s, "fields", list, where)):
-            fname = _ident(_get(f, "name", str, f"{where} field {j}"), f"{where} field {j}")
-            ftype = _get(f, "type", str, f"{where} field {fname}")
-            if ftype not in FIELD_SIZES:
-                raise SpecError(f"{where} field {fname}: unknown type {ftype!r}")
-            fields.append(StructField(fname, ftype, offset))
-            offset += FIELD_SIZES[ftype]
-        structs.append(Struct(name, _get(s, "doc", str, where), tuple(fields)))
+    if "struct" in data:
+        raise SpecError("[[struct]]: capsule-body structures belong to their protocols' header spec "
+                        "(pni_spec.codecs), not to the node interface")
     return Spec(
         version=version,
         wasm_module=_get(head, "wasm_module", str, "[pni]"),
@@ -244,7 +208,6 @@ def parse_spec(data: dict[str, Any]) -> Spec:
         verdicts=tuple(verdicts),
         entries=tuple(entries),
         calls=tuple(calls),
-        structs=tuple(structs),
     )
 
 

@@ -1,5 +1,6 @@
 # dv: distance-vector routing as mobile code (docs/network.md, "Routing").
-# Runs under the restricted_py runtime: pan_runtime.pni_api's public names are globals.
+# Runs under the restricted_py runtime: the public names of pan_runtime.pni_api and
+# pan_runtime.protocol_headers (PingHdr, ...) are globals.
 # ruff: noqa: F821 -- the runtime provides those globals, so the linter cannot see them
 #
 # Body, big-endian: type u8 @0 (0 = start: an application asks this node to advertise,

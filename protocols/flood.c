@@ -1,6 +1,7 @@
 /* flood: a sender streams data capsules to `dest`, which counts them per flow and reports
  * back every `report_every` capsules (docs/protocols.md). */
 #include "pni.h"
+#include "headers.h"
 
 /* The per-flow record kept in soft state under "flow" + u32 flow, big-endian:
  * count u32 @0, bytes u64 @4, start_ns u64 @12, report_every u32 @20, pad u32 @24. */
@@ -21,9 +22,9 @@ static void record_start(uint8_t rec[RECORD_SIZE], uint32_t report_every) {
 }
 
 /* Send a report of REC for the flow of H back to H's sender. */
-static void send_report(const pni_flood_hdr *h, const uint8_t rec[RECORD_SIZE], const uint8_t self[16]) {
-    pni_flood_hdr r;
-    int64_t seg = pni_seg_alloc(PNI_FLOOD_HDR_SIZE);
+static void send_report(const pan_flood_hdr *h, const uint8_t rec[RECORD_SIZE], const uint8_t self[16]) {
+    pan_flood_hdr r;
+    int64_t seg = pni_seg_alloc(PAN_FLOOD_HDR_SIZE);
     if (seg < 0) return;
     pni_addr_copy(r.dest, h->src);
     r.port = h->port;
@@ -36,23 +37,23 @@ static void send_report(const pni_flood_hdr *h, const uint8_t rec[RECORD_SIZE], 
     r.report_every = pni_be32_get(rec + 20);
     r.bytes = pni_be64_get(rec + 4);
     r.elapsed_ns = (uint64_t)pni_node_now_ns() - pni_be64_get(rec + 12);
-    if (pni_flood_hdr_write((pni_handle_t)seg, 0, &r) == PNI_OK) {
+    if (pan_flood_hdr_write((pni_handle_t)seg, 0, &r) == PNI_OK) {
         pni_send_toward(h->src, (pni_handle_t)seg);
     }
 }
 
 PNI_EXPORT(accept) int32_t accept(pni_handle_t capsule, uint32_t length) {
-    pni_flood_hdr h;
+    pan_flood_hdr h;
     uint8_t self[PNI_ADDR_SIZE];
     uint8_t key[8];
     uint8_t rec[RECORD_SIZE];
-    if (length < PNI_FLOOD_HDR_SIZE || pni_flood_hdr_read(capsule, 0, &h) != PNI_OK) {
+    if (length < PAN_FLOOD_HDR_SIZE || pan_flood_hdr_read(capsule, 0, &h) != PNI_OK) {
         return PNI_DROP;
     }
     pni_node_address(self);
     if (pni_env_origin_kind() == 1) {
         pni_addr_copy(h.src, self);
-        if (pni_flood_hdr_write(capsule, 0, &h) != PNI_OK) return PNI_DROP;
+        if (pan_flood_hdr_write(capsule, 0, &h) != PNI_OK) return PNI_DROP;
     }
     if (!pni_addr_eq(self, h.dest)) {
         return PNI_FORWARD(0);

@@ -1,7 +1,8 @@
 # flood: a sender streams data capsules to `dest`, which counts them per flow and reports
 # back every `report_every` capsules (docs/protocols.md).
 # ruff: noqa: F821 -- the runtime provides those globals, so the linter cannot see them
-# Runs under the restricted_py runtime: pan_runtime.pni_api's public names are globals.
+# Runs under the restricted_py runtime: the public names of pan_runtime.pni_api and
+# pan_runtime.protocol_headers (PingHdr, ...) are globals.
 #
 # The per-flow record under b"flow" + u32 flow, big-endian:
 # count u32 @0, bytes u64 @4, start_ns u64 @12, report_every u32 @20, pad u32 @24.

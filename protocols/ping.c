@@ -1,5 +1,6 @@
 /* ping: out to `dest`, bounced back to the sender with both timestamps (docs/protocols.md). */
 #include "pni.h"
+#include "headers.h"
 
 /* Add one to the big-endian u64 counter kept under "pinged". */
 static void count_ping(void) {
@@ -14,9 +15,9 @@ static void count_ping(void) {
 }
 
 PNI_EXPORT(accept) int32_t accept(pni_handle_t capsule, uint32_t length) {
-    pni_ping_hdr h;
+    pan_ping_hdr h;
     uint8_t self[PNI_ADDR_SIZE];
-    if (length < PNI_PING_HDR_SIZE || pni_ping_hdr_read(capsule, 0, &h) != PNI_OK) {
+    if (length < PAN_PING_HDR_SIZE || pan_ping_hdr_read(capsule, 0, &h) != PNI_OK) {
         return PNI_DROP;
     }
     if (h.phase == 1) {
@@ -29,7 +30,7 @@ PNI_EXPORT(accept) int32_t accept(pni_handle_t capsule, uint32_t length) {
         /* the sender: stamp the departure time and our address */
         h.sent_ns = (uint64_t)pni_node_now_ns();
         pni_node_address(h.src);
-        return pni_ping_hdr_write(capsule, 0, &h) == PNI_OK ? PNI_FORWARD(0) : PNI_DROP;
+        return pan_ping_hdr_write(capsule, 0, &h) == PNI_OK ? PNI_FORWARD(0) : PNI_DROP;
     }
     pni_node_address(self);
     if (!pni_addr_eq(self, h.dest)) {
@@ -41,7 +42,7 @@ PNI_EXPORT(accept) int32_t accept(pni_handle_t capsule, uint32_t length) {
     h.bounced_ns = (uint64_t)pni_node_now_ns();
     pni_addr_copy(h.dest, h.src);
     pni_addr_copy(h.src, self);
-    return pni_ping_hdr_write(capsule, 0, &h) == PNI_OK ? PNI_FORWARD(0) : PNI_DROP;
+    return pan_ping_hdr_write(capsule, 0, &h) == PNI_OK ? PNI_FORWARD(0) : PNI_DROP;
 }
 
 /* capsules of this protocol queued together cross into the code once (wasm) */

@@ -2,6 +2,7 @@
  * `lookup` export to find where to deliver (docs/protocols.md).
  * Exports: lookup */
 #include "pni.h"
+#include "headers.h"
 
 static void port_key(uint8_t key[6], uint32_t port) {
     key[0] = 'p';
@@ -12,13 +13,13 @@ static void port_key(uint8_t key[6], uint32_t port) {
 }
 
 PNI_EXPORT(accept) int32_t accept(pni_handle_t capsule, uint32_t length) {
-    pni_portmap_req req;
+    pan_portmap_req req;
     uint8_t key[6];
     uint8_t token[8];
     if (pni_env_origin_kind() != 1) {
         return PNI_DROP;
     }
-    if (length < PNI_PORTMAP_REQ_SIZE || pni_portmap_req_read(capsule, 0, &req) != PNI_OK) {
+    if (length < PAN_PORTMAP_REQ_SIZE || pan_portmap_req_read(capsule, 0, &req) != PNI_OK) {
         return PNI_DROP;
     }
     port_key(key, req.port);

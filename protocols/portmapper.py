@@ -1,7 +1,8 @@
 # portmapper: binds ports to the application links that ask for them; the node calls the
 # `lookup` export to find where to deliver (docs/protocols.md).
 # ruff: noqa: F821 -- the runtime provides those globals, so the linter cannot see them
-# Runs under the restricted_py runtime: pan_runtime.pni_api's public names are globals.
+# Runs under the restricted_py runtime: the public names of pan_runtime.pni_api and
+# pan_runtime.protocol_headers (PingHdr, ...) are globals.
 # Exports: lookup
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pan_runtime import pni_api
+from pan_runtime import pni_api, protocol_headers
 from pni_spec.gen_common import camel
 from pni_spec.gen_java import SCALARS, java_params
 from pni_spec.generate import REPO_ROOT
@@ -20,6 +20,8 @@ PROTOCOLS = ("forward", "ping", "flood", "portmapper")
 SRC = REPO_ROOT / "protocols"
 INCLUDE = REPO_ROOT / "pan_runtime" / "include"
 JAVA_BINDING = REPO_ROOT / "pan_runtime" / "java" / "org" / "pan" / "pni"
+#: the generated header codecs (protocols/headers.toml) the Java protocols compile with
+JAVA_CODECS = REPO_ROOT / "protocols" / "java" / "pan" / "protocols"
 #: the documented flags of the wasm builder (pni_spec/README.md)
 ZIG_WASM = [sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding", "-nostdlib", "-O2",
             "-Wl,--no-entry", "-Wl,--strip-all"]
@@ -61,7 +63,8 @@ def wasm_modules(tmp_path_factory) -> dict[str, bytes]:
 def test_java_protocols_compile_against_the_generated_binding(tmp_path: Path):
     javac = shutil.which("javac")
     assert javac, "javac (JDK 17) is required"
-    sources = [*sorted(JAVA_BINDING.glob("*.java")), *(SRC / "java" / f"{n.capitalize()}.java" for n in PROTOCOLS)]
+    sources = [*sorted(JAVA_BINDING.glob("*.java")), *sorted(JAVA_CODECS.glob("*.java")),
+               *(SRC / "java" / f"{n.capitalize()}.java" for n in PROTOCOLS)]
     subprocess.run([javac, "--release", "17", "-Xlint:all", "-Werror", "-d", str(tmp_path),
                     *map(str, sources)], check=True, timeout=120)
     for name in PROTOCOLS:
@@ -162,7 +165,7 @@ class PythonCode:
 
     def __init__(self, name: str, host: FakeHost, restricted: bool):
         source = (SRC / f"{name}.py").read_text()
-        names = {n: getattr(pni_api, n) for n in pni_api.__all__}
+        names = {n: getattr(m, n) for m in (pni_api, protocol_headers) for n in m.__all__}
         if restricted:
             rp = pytest.importorskip("RestrictedPython")
             from RestrictedPython.Guards import full_write_guard, safer_getattr
@@ -277,24 +280,24 @@ FWD = pni_api.forward(0)
 
 def test_forward(load):
     code = load("forward", A)
-    body = pni_api.ForwardHdr(dest=B, port=9).pack() + b"payload"
+    body = protocol_headers.ForwardHdr(dest=B, port=9).pack() + b"payload"
     assert run(code, body) == (FWD, body)
     assert run(code, body, origin=1) == (FWD, body)
 
 
 def test_ping_round_trip(load):
-    out = pni_api.PingHdr(dest=B, port=5, phase=0, src=bytes(16), seq=3).pack() + bytes(8)
+    out = protocol_headers.PingHdr(dest=B, port=5, phase=0, src=bytes(16), seq=3).pack() + bytes(8)
     sender, middle, receiver = load("ping", A), load("ping", C), load("ping", B)
 
     verdict, body = run(sender, out, origin=1)
-    sent = pni_api.PingHdr.unpack(body)
+    sent = protocol_headers.PingHdr.unpack(body)
     assert verdict == FWD and sent.src == A and sent.sent_ns > 0 and sent.dest == B and sent.seq == 3
     assert body[56:] == bytes(8)
 
     assert run(middle, body) == (FWD, body)
 
     verdict, back = run(receiver, body)
-    bounced = pni_api.PingHdr.unpack(back)
+    bounced = protocol_headers.PingHdr.unpack(back)
     assert verdict == FWD
     assert (bounced.phase, bounced.dest, bounced.src, bounced.sent_ns) == (1, A, B, sent.sent_ns)
     assert bounced.bounced_ns > 0 and bounced.port == 5
@@ -307,14 +310,14 @@ def test_ping_round_trip(load):
 
 
 def _flood(kind: int, seq: int = 0, flow: int = 7, every: int = 2, src: bytes = A, pad: int = 28) -> bytes:
-    return pni_api.FloodHdr(dest=B, port=6, kind=kind, src=src, flow=flow, seq=seq,
+    return protocol_headers.FloodHdr(dest=B, port=6, kind=kind, src=src, flow=flow, seq=seq,
                             report_every=every).pack() + bytes(pad)
 
 
 def test_flood_counts_and_reports(load):
     sender, receiver = load("flood", A), load("flood", B)
     verdict, body = run(sender, _flood(1, src=bytes(16)), origin=1)
-    assert verdict == FWD and pni_api.FloodHdr.unpack(body).src == A
+    assert verdict == FWD and protocol_headers.FloodHdr.unpack(body).src == A
 
     assert run(receiver, _flood(0))[0] == pni_api.DONE
     key = b"flow" + (7).to_bytes(4, "big")
@@ -325,27 +328,27 @@ def test_flood_counts_and_reports(load):
     assert run(receiver, data)[0] == pni_api.DONE and receiver.host.sent == []
     assert run(receiver, _flood(1, seq=2))[0] == pni_api.DONE
     [(dest, report)] = receiver.host.sent
-    r = pni_api.FloodHdr.unpack(report)
-    assert dest == A and len(report) == pni_api.FloodHdr.SIZE
+    r = protocol_headers.FloodHdr.unpack(report)
+    assert dest == A and len(report) == protocol_headers.FloodHdr.SIZE
     assert (r.kind, r.dest, r.src, r.port, r.flow, r.seq) == (2, A, B, 6, 7, 2)
     assert (r.count, r.bytes, r.report_every) == (2, 2 * len(data), 2) and r.elapsed_ns > 0
 
     assert run(receiver, _flood(1, flow=9, every=1))[0] == pni_api.DONE  # no start seen: created
-    assert pni_api.FloodHdr.unpack(receiver.host.sent[-1][1]).count == 1
+    assert protocol_headers.FloodHdr.unpack(receiver.host.sent[-1][1]).count == 1
     assert run(receiver, _flood(2)) == (FWD, _flood(2))
     assert run(receiver, _flood(1)[:60]) == (pni_api.DROP, _flood(1)[:60])
 
 
 def test_portmapper_binds_and_looks_up(load):
     pm = load("portmapper", A)
-    bind = pni_api.PortmapReq(port=80, op=0).pack()
+    bind = protocol_headers.PortmapReq(port=80, op=0).pack()
     assert run(pm, bind, origin=0)[0] == pni_api.DROP
     assert pm.lookup(80, 0) == pni_api.NOT_FOUND
     assert run(pm, bind, origin=1)[0] == pni_api.DONE
     assert pm.lookup(80, 0) == LINK
     assert pm.lookup(81, 0) == pni_api.NOT_FOUND
     assert pm.lookup(-1, 0) == pni_api.NOT_FOUND
-    assert run(pm, pni_api.PortmapReq(port=80, op=1).pack(), origin=1)[0] == pni_api.DONE
+    assert run(pm, protocol_headers.PortmapReq(port=80, op=1).pack(), origin=1)[0] == pni_api.DONE
     assert pm.lookup(80, 0) == pni_api.NOT_FOUND
     assert run(pm, b"\x00", origin=1)[0] == pni_api.DROP
 
@@ -466,6 +469,7 @@ def _java_fake() -> str:
         "import java.nio.charset.StandardCharsets;",
         "import java.util.*;",
         "import org.pan.pni.*;",
+        "import pan.protocols.*;",
         "",
         "public final class FakePni implements PNI {",
         "    final Map<Integer, byte[]> segs = new HashMap<>();",
@@ -498,7 +502,8 @@ def test_java_protocols_behave(tmp_path: Path):
     assert javac and java, "a JDK 17 is required"
     fake = tmp_path / "FakePni.java"
     fake.write_text(_java_fake())
-    sources = [*sorted(JAVA_BINDING.glob("*.java")), *(SRC / "java" / f"{n.capitalize()}.java" for n in PROTOCOLS)]
+    sources = [*sorted(JAVA_BINDING.glob("*.java")), *sorted(JAVA_CODECS.glob("*.java")),
+               *(SRC / "java" / f"{n.capitalize()}.java" for n in PROTOCOLS)]
     classes = tmp_path / "classes"
     subprocess.run([javac, "--release", "17", "-d", str(classes), str(fake), *map(str, sources)],
                    check=True, timeout=120)
@@ -510,7 +515,7 @@ def test_java_protocols_behave(tmp_path: Path):
 
 def test_ping_bodies_and_answers():
     from pan_runtime.cli.protocols import ping_body, ping_rtt_us
-    from pan_runtime.pni_api import PingHdr
+    from pan_runtime.protocol_headers import PingHdr
 
     dest = bytes(range(16))
     body = ping_body(dest, 7, 3, 200)

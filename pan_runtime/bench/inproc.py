@@ -17,7 +17,7 @@ from pan_runtime.errors import PanError
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
 from pan_runtime.node.node import NodeConfig
-from pan_runtime.pni_api import FloodHdr
+from pan_runtime.protocol_headers import FloodHdr
 
 from .options import IP_UDP_OVERHEAD
 

@@ -18,7 +18,7 @@ from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import PanError
 from pan_runtime.net.application import capsule_bytes
-from pan_runtime.pni_api import FloodHdr
+from pan_runtime.protocol_headers import FloodHdr
 
 from .configuration import Running
 from .inproc import PORT, Trial, body_length

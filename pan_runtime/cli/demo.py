@@ -18,7 +18,7 @@ from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
 from pan_runtime.node.node import NodeConfig, default_plugins
 from pan_runtime.node.stats import format_table
-from pan_runtime.pni_api import FloodHdr
+from pan_runtime.protocol_headers import FloodHdr
 
 __all__ = ["DemoResult", "demo_runtime", "run_demo"]
 

@@ -210,7 +210,7 @@ def ping(
 def _cmd_ping(args: argparse.Namespace) -> int:
     from pan_runtime.data.address import NodeAddress
     from pan_runtime.net.client import Client
-    from pan_runtime.pni_api import PingHdr
+    from pan_runtime.protocol_headers import PingHdr
 
     dest = NodeAddress.parse(args.to)
     prog = _Progress(not args.no_progress)
@@ -258,7 +258,7 @@ def flood(
     receiver's report before running further ahead, so it goes as fast as the receiver
     keeps up without loss.
     """
-    from pan_runtime.pni_api import FloodHdr
+    from pan_runtime.protocol_headers import FloodHdr
 
     report_every = max(1, min(report_every, count))
     body = max(size, FloodHdr.SIZE)

@@ -2,7 +2,8 @@
 
 Sources live in ``protocols/`` (C for ``native`` and ``wasm``, Java for ``jvm``, Python for
 ``restricted_py``); their behaviour is specified in ``docs/protocols.md``. Built code objects
-are cached on disk, keyed by the hash of the source, the PNI header and the runtime, so
+are cached on disk, keyed by the hash of the source, the PNI header, the header codecs
+(``header_codecs``) and the runtime, so
 only the first use compiles.
 """
 
@@ -22,6 +23,7 @@ __all__ = [
     "protocols_dir",
     "source_of",
     "has_reference_sources",
+    "header_codecs",
     "reference_code",
     "ping_body",
     "ping_rtt_us",
@@ -53,6 +55,15 @@ def source_of(runtime: str, protocol: str) -> Path:
     raise CodeObjectError(f"no reference sources for runtime {runtime!r}")
 
 
+def header_codecs(runtime: str) -> list[Path]:
+    """The generated codecs of the protocols' headers (``protocols/headers.toml``) a build for
+    ``runtime`` reads: the C header the C sources include and, for jvm, the Java classes
+    compiled into each code object beside the protocol's own."""
+    d = protocols_dir()
+    java = sorted((d / "java" / "pan" / "protocols").glob("*.java")) if runtime == "jvm" else []
+    return [d / "headers.h", *java]
+
+
 def has_reference_sources(runtime: str) -> bool:
     """True when ``protocols/`` has the reference sources for ``runtime``."""
     try:
@@ -79,10 +90,11 @@ def reference_code(runtime: str, protocol: str, plugins: Plugins | None = None) 
     src = source_of(runtime, protocol)
     if not src.exists():
         raise CodeObjectError(f"reference source {src} is missing (set PAN_PROTOCOLS to the protocols directory)")
+    codecs = header_codecs(runtime)
     h = hashlib.sha256(src.read_bytes())
-    header = _ROOT / "include" / "pni.h"
-    if header.exists():
-        h.update(header.read_bytes())
+    for header in (_ROOT / "include" / "pni.h", *codecs):
+        if header.exists():
+            h.update(header.read_bytes())
     java = _ROOT / "java" / "org" / "pan" / "pni"
     if runtime == "jvm" and java.exists():
         for f in sorted(java.glob("*.java")):
@@ -102,7 +114,7 @@ def reference_code(runtime: str, protocol: str, plugins: Plugins | None = None) 
     reason = builder.available()
     if reason is not None:
         raise BuildError(f"cannot build {protocol} for {runtime}: {reason}")
-    code = builder.build(BuildRequest([src], runtime, [], EXPORTS.get(protocol, []), f"{protocol}-{runtime}"))
+    code = builder.build(BuildRequest([src, *(c for c in codecs if c.suffix == ".java")], runtime, [], EXPORTS.get(protocol, []), f"{protocol}-{runtime}"))
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
     code.write(tmp)
     os.replace(tmp, cached)
@@ -112,7 +124,7 @@ def reference_code(runtime: str, protocol: str, plugins: Plugins | None = None) 
 def ping_body(dest: bytes, port: int, seq: int, size: int = 0) -> bytes:
     """The body of ping number ``seq`` toward ``dest`` (16 bytes), answered at ``port``: the
     ping header, padded to ``size`` bytes when that is longer."""
-    from pan_runtime.pni_api import PingHdr
+    from pan_runtime.protocol_headers import PingHdr
 
     return PingHdr(dest=dest, port=port, phase=0, seq=seq).pack() + bytes(max(0, size - PingHdr.SIZE))
 
@@ -120,7 +132,7 @@ def ping_body(dest: bytes, port: int, seq: int, size: int = 0) -> bytes:
 def ping_rtt_us(data: bytes, seq: int, now_ns: int) -> float | None:
     """The round trip (µs) of ping ``seq`` if ``data`` is its answer, else None; the ping code
     stamped the departure time at the sender (``CLOCK_MONOTONIC``, shared by local nodes)."""
-    from pan_runtime.pni_api import PingHdr
+    from pan_runtime.protocol_headers import PingHdr
 
     if len(data) < PingHdr.SIZE:
         return None

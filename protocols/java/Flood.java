@@ -1,12 +1,13 @@
 // flood: a sender streams data capsules to `dest`, which counts them per flow and reports
 // back every `report_every` capsules (docs/protocols.md).
 
-import org.pan.pni.FloodHdr;
 import org.pan.pni.PNI;
 import org.pan.pni.PanCode;
 import org.pan.pni.PniBytes;
 import org.pan.pni.PniStatus;
 import org.pan.pni.Verdict;
+
+import pan.protocols.FloodHdr;
 
 public final class Flood implements PanCode {
     // the per-flow record under "flow" + u32 flow, big-endian:

@@ -2,10 +2,11 @@
 
 import org.pan.pni.PNI;
 import org.pan.pni.PanCode;
-import org.pan.pni.PingHdr;
 import org.pan.pni.PniBytes;
 import org.pan.pni.PniStatus;
 import org.pan.pni.Verdict;
+
+import pan.protocols.PingHdr;
 
 public final class Ping implements PanCode {
     private static final byte[] KEY = {'p', 'i', 'n', 'g', 'e', 'd'};

@@ -6,8 +6,9 @@ import org.pan.pni.PNI;
 import org.pan.pni.PanCode;
 import org.pan.pni.PniBytes;
 import org.pan.pni.PniStatus;
-import org.pan.pni.PortmapReq;
 import org.pan.pni.Verdict;
+
+import pan.protocols.PortmapReq;
 
 public final class Portmapper implements PanCode {
     // reused for every capsule: the code handles one capsule at a time

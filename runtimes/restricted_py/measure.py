@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pan_restricted_py.runtime import RestrictedPyRuntime
-from pan_runtime import pni_api
+from pan_runtime import pni_api, protocol_headers
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import Capsule
 from pan_runtime.data.codeobj import CodeObject
@@ -65,7 +65,7 @@ def measure(name: str, source: bytes, body: bytes, n: int = 100_000) -> tuple[fl
     env.setup(code, Capsule(code.name, _HERE, Segment.owned(body)), Origin.NETWORK, None, None, Budget())
     host.current = env
 
-    plain_g: dict[str, Any] = {name: getattr(pni_api, name) for name in pni_api.__all__}
+    plain_g: dict[str, Any] = {n: getattr(m, n) for m in (pni_api, protocol_headers) for n in m.__all__}
     exec(compile(source, f"{name}.py", "exec"), plain_g)
     plain_accept = plain_g["accept"]
     plain_pni = pni_api.HostPNI(host)
@@ -100,7 +100,7 @@ def accept(pni, capsule, length):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ping = pni_api.PingHdr(dest=_OTHER.raw, phase=0).pack() + bytes(72)
+    ping = protocol_headers.PingHdr(dest=_OTHER.raw, phase=0).pack() + bytes(72)
     def proto(name: str) -> bytes:
         return (_PROTOCOLS / f"{name}.py").read_bytes()
 

@@ -11,9 +11,9 @@ module-level functions::
 
 ``pni`` is the code object's view of ``pan_runtime.pni_api.HostPNI``: one object per loaded
 code object, made once, exposing exactly the PNI calls (a negative status raises
-``PniError``, which code may catch). The constants, verdict helpers (``forward(off)``,
-``deliver(port)``) and struct codecs (``PingHdr`` ...) of ``pan_runtime.pni_api`` are
-globals. Dependencies are reachable as ``deps[i].<export>(a0, a1)`` (manifest order) or as
+``PniError``, which code may catch). The constants and verdict helpers (``forward(off)``,
+``deliver(port)``) of ``pan_runtime.pni_api`` and the header codecs (``PingHdr`` ...) of
+``pan_runtime.protocol_headers`` are globals. Dependencies are reachable as ``deps[i].<export>(a0, a1)`` (manifest order) or as
 ``pni.dep_call(i, b"<export>", a0, a1)``.
 """
 
@@ -28,7 +28,7 @@ from pan_restricted_py.compiler import CompiledSource, compile_source
 from pan_restricted_py.guards import make_builtins, make_guards
 from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
 from pan_restricted_py.meter import Halt, Meter
-from pan_runtime import pni_api
+from pan_runtime import pni_api, protocol_headers
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, PanError, RuntimeFault
 from pan_runtime.net.fastpath import LeanHost
 from pan_runtime.node.env import Budget
@@ -42,23 +42,24 @@ if TYPE_CHECKING:
 __all__ = ["RestrictedPyRuntime", "RestrictedPyCode", "code_globals"]
 
 _CALL_NAMES = tuple(c[0] for c in pni_api.CALLS)
-_CODEC_CLASSES = tuple(
-    v for v in vars(pni_api).values() if isinstance(v, type) and hasattr(v, "STRUCT") and hasattr(v, "FIELDS")
-)
+#: the modules whose public names code sees as globals: the PNI and the reference protocols' header codecs
+_API_MODULES = (pni_api, protocol_headers)
+_CODEC_CLASSES = tuple(protocol_headers.STRUCTS.values())
 _HIDDEN = {"PNI", "HostPNI"}
 _DEFAULT_BUDGET = Budget()
 
 
 def _api_globals() -> dict[str, Any]:
-    """Public names of ``pni_api`` for code: constants, verdict helpers, codecs (dicts copied)."""
+    """Public names of ``_API_MODULES`` for code: constants, verdict helpers, codecs (dicts copied)."""
     out: dict[str, Any] = {}
-    for name in pni_api.__all__:
-        if name in _HIDDEN:
-            continue
-        value = getattr(pni_api, name)
-        if isinstance(value, dict):
-            value = dict(value)  # private copy: code may not change what other code sees
-        out[name] = value
+    for module in _API_MODULES:
+        for name in module.__all__:
+            if name in _HIDDEN:
+                continue
+            value = getattr(module, name)
+            if isinstance(value, dict):
+                value = dict(value)  # private copy: code may not change what other code sees
+            out[name] = value
     return out
 
 

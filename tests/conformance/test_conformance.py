@@ -20,7 +20,7 @@ from pan_runtime.node.env import Budget
 from pan_runtime.node.node import Node, NodeConfig, default_plugins
 from pan_runtime.plugin import nullrt
 from pan_runtime.plugin.runtime import Isolation
-from pan_runtime.pni_api import FloodHdr, PingHdr
+from pan_runtime.protocol_headers import FloodHdr, PingHdr
 from pan_runtime.testing import BUILTIN_RUNTIMES, build_case
 
 CASES = Path(__file__).parent / "cases"

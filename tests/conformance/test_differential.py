@@ -16,7 +16,7 @@ from pan_runtime.net.application import Application
 from pan_runtime.net.network import ManualClock, Network
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig, default_plugins
-from pan_runtime.pni_api import FloodHdr, PingHdr
+from pan_runtime.protocol_headers import FloodHdr, PingHdr
 
 PLUGINS = default_plugins()
 PORT = 7

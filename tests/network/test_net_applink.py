@@ -15,7 +15,7 @@ from pan_runtime.cli.protocols import reference_code
 from pan_runtime.errors import CodeObjectError, LinkError, PanError
 from pan_runtime.net.applink import FRAME, INJECT
 from pan_runtime.net.client import Client
-from pan_runtime.pni_api import PingHdr
+from pan_runtime.protocol_headers import PingHdr
 
 PORT = 7
 

@@ -24,7 +24,7 @@ from pan_runtime.net import fastpath
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.node.node import default_plugins
 from pan_runtime.plugin.builders import BuildRequest
-from pan_runtime.pni_api import PingHdr
+from pan_runtime.protocol_headers import PingHdr
 from pan_runtime.testing import build_case
 
 PORT = 7

@@ -29,7 +29,8 @@ def test_build_reference_protocols_and_forward(runtime, host, jpool):
 
 
 def test_portmapper_binds_from_application_only(runtime, host, node, jpool):
-    code = JvmBuilder().build(BuildRequest([PROTOCOLS / "Portmapper.java"], "jvm", exports=["lookup"]))
+    codecs = sorted((PROTOCOLS / "pan" / "protocols").glob("*.java"))
+    code = JvmBuilder().build(BuildRequest([PROTOCOLS / "Portmapper.java", *codecs], "jvm", exports=["lookup"]))
     loaded = runtime.load(code, [], host)
     app = make_env(code, b"\x00\x07\x00\x00", jpool, origin=Origin.APPLICATION)
     assert run(loaded, host, app) == VERDICT_DONE

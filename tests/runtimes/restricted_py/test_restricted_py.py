@@ -14,7 +14,8 @@ from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BudgetExceeded, BuildError, CodeObjectError, RuntimeFault
 from pan_runtime.node.env import Budget, Origin
 from pan_runtime.plugin.builders import BuildRequest
-from pan_runtime.pni_api import FORWARD, PingHdr, PortmapReq
+from pan_runtime.pni_api import FORWARD
+from pan_runtime.protocol_headers import PingHdr, PortmapReq
 
 PROTOCOLS = Path(__file__).resolve().parents[3] / "protocols"
 
@@ -318,7 +319,8 @@ def test_ping_protocol_bounces_at_destination(load, run, host, node, make_env, a
 def test_flood_and_portmapper_protocols(load, run, node, host, make_env, addr):
     HERE, PREV = addr["here"], addr["prev"]
     flood = proto(load, "flood")
-    from pan_runtime.pni_api import DONE, FloodHdr
+    from pan_runtime.pni_api import DONE
+    from pan_runtime.protocol_headers import FloodHdr
 
     start = FloodHdr(dest=HERE.raw, port=9, kind=0, src=PREV.raw, flow=1, report_every=2)
     assert run(flood, start.pack()) == DONE
