@@ -2,7 +2,8 @@
 
 1. The core (``pan_runtime``) never imports a runtime package or an engine.
 2. No runtime imports another (every ordered pair).
-3. The spec (``pni_spec``) is a leaf: it imports nothing of the core or of a runtime.
+3. The spec (``pni_spec``) is a leaf: it imports nothing of the core or of a runtime; and
+   nothing that runs imports the spec (what the core and runtimes need is generated).
 
 Imports are read from the source (``ast``), wherever they sit: at module level, inside a
 function, under ``TYPE_CHECKING``, or as ``importlib.import_module("name")`` with a literal.
@@ -69,6 +70,12 @@ def test_no_runtime_imports_another(importer: str, imported_runtime: str):
 
 def test_spec_imports_nothing_of_the_core_or_a_runtime():
     assert violations(ROOT / SPEC, {CORE, *RUNTIMES} | ENGINES) == []
+
+
+@pytest.mark.parametrize("package", [CORE, *RUNTIMES])
+def test_nothing_that_runs_imports_the_spec(package: str):
+    """Runtimes and the core take what they need from generated files, never from pni_spec."""
+    assert violations(RUNTIMES.get(package, ROOT / CORE), {SPEC}) == []
 
 
 def test_every_runtime_folder_is_checked():

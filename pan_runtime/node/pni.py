@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pan_runtime import pni_api
 from pan_runtime.data.address import ADDRESS_SIZE, NodeAddress
 from pan_runtime.data.segments import Segment
 from pan_runtime.data.streams import crc32, hmac_sha256, inet_checksum, sha256
 from pan_runtime.node.env import Environment, Origin
-from pni_spec import load_spec
 
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
@@ -53,10 +53,9 @@ __all__ = [
     "PniHost",
 ]
 
-_SPEC = load_spec()
-PNI_VERSION: str = _SPEC.version
-STATUS: dict[str, int] = {s.name: s.value for s in _SPEC.statuses}
-VERDICT: dict[str, int] = {v.name: v.value for v in _SPEC.verdicts}
+PNI_VERSION: str = pni_api.PNI_VERSION
+STATUS: dict[str, int] = dict(pni_api.STATUS)
+VERDICT: dict[str, int] = dict(pni_api.VERDICTS)
 OK = STATUS["OK"]
 BAD_HANDLE = STATUS["BAD_HANDLE"]
 OUT_OF_RANGE = STATUS["OUT_OF_RANGE"]

@@ -12,7 +12,7 @@ from pan_native.toolchain import CFLAGS, compile_object, compiler
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError
 from pan_runtime.plugin.builders import Builder, BuildRequest
-from pni_spec import load_spec
+from pan_runtime.pni_api import CALLS
 
 __all__ = ["NativeBuilder"]
 
@@ -50,7 +50,7 @@ class NativeBuilder(Builder):
         missing = [e for e in request.exports if e not in defined]
         if missing:
             raise BuildError(f"exports not defined by the sources: {', '.join(missing)}")
-        calls = {f"pni_{c.name}" for c in load_spec().calls}
+        calls = {f"pni_{c[0]}" for c in CALLS}
         offered = {e for dep in request.dependencies for e in dep.manifest.exports}
         unknown = sorted(
             s.name for s in obj.undefined() if s.name not in calls and s.name not in offered and s.name not in HELPERS

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pan_native.elfobject import STT_FUNC, STT_NOTYPE, ElfObject, parse_object
-from pan_native.hostcalls import make_callback
+from pan_native.hostcalls import CALLS, make_callback
 from pan_native.image import Image, Resolved, libc_helper, link
 from pan_native.support import HOT_CALLS, support_object
 from pan_runtime.errors import ClosedError, CodeObjectError, RuntimeFault
 from pan_runtime.plugin.runtime import LoadedCode
-from pni_spec import load_spec
+from pan_runtime.pni_api import BAD_ARGUMENT, NOT_FOUND
 
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
@@ -35,10 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NativeCode"]
 
-_SPEC = load_spec()
-_CALLS = {c.name: c for c in _SPEC.calls}
-_BAD_ARGUMENT = _SPEC.status_value("BAD_ARGUMENT")
-_NOT_FOUND = _SPEC.status_value("NOT_FOUND")
+_BAD_ARGUMENT = BAD_ARGUMENT
+_NOT_FOUND = NOT_FOUND
 _RUN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)  # two c_void_p: fastest ctypes path
 _RUN_BATCH = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32)
@@ -68,7 +66,7 @@ class NativeCode(LoadedCode):
     # -- linking -------------------------------------------------------------------------
     def _callback(self, call_name: str) -> Resolved:
         try:
-            cb = make_callback(_CALLS[call_name], self.host, self)
+            cb = make_callback(call_name, self.host, self)
         except AttributeError:
             raise CodeObjectError(f"the node's PNI host does not implement '{call_name}'") from None
         return Resolved(ctypes.cast(cb, ctypes.c_void_p).value or 0, True, cb)
@@ -82,7 +80,7 @@ class NativeCode(LoadedCode):
 
     def _resolve_code(self, name: str) -> Resolved | None:
         assert self._support is not None
-        if name.startswith("pni_") and name[4:] in _CALLS:
+        if name.startswith("pni_") and name[4:] in CALLS:
             call = name[4:]
             if call in HOT_CALLS:
                 return Resolved(self._support.address(name) or 0, True)

@@ -38,6 +38,7 @@ from pan_runtime.errors import (
     RuntimeUnavailable,
 )
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
+from pan_runtime.pni_api import CALLS, PNI_VERSION, WASM_MODULE
 
 if TYPE_CHECKING:
     import wasmtime
@@ -45,9 +46,11 @@ if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.env import Budget, Environment
     from pan_runtime.node.pni import PniHost
-    from pni_spec.spec import Call
 
 __all__ = ["WasmRuntime", "WasmCode", "DEFAULT_OPTIONS", "BATCH_HEADER_WORDS", "BATCH_SLOT_WORDS"]
+
+#: the names of the PNI calls a module may import
+_PNI_CALLS = frozenset(c[0] for c in CALLS)
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "cache_dir": None,
@@ -114,7 +117,6 @@ class WasmRuntime(Runtime):
 
         from pan_wasm.cache import ModuleCache, fingerprint
         from pan_wasm.limits import MODES, EpochTicker
-        from pni_spec import load_spec
 
         unknown = set(self.options) - set(DEFAULT_OPTIONS)
         if unknown:
@@ -147,8 +149,6 @@ class WasmRuntime(Runtime):
         self.wasmtime_version = importlib.metadata.version("wasmtime")
         codegen = {"mode": self.mode, "stack": opts["max_wasm_stack"], "opt": "speed", "may_move": False}
         self.cache = ModuleCache(self.engine, opts["cache_dir"], fingerprint(self.wasmtime_version, codegen))
-        self.spec = load_spec()
-        self._calls = {c.name: c for c in self.spec.calls}
         self._ticker = EpochTicker(self.engine, self.tick_ms) if self.mode == "epoch" else None
         self._closed = False
 
@@ -187,22 +187,22 @@ class WasmRuntime(Runtime):
             detail = " / ".join(line.strip() for line in first[:3])
             raise CodeObjectError(f"{code.short_name}: not a valid WebAssembly module: {detail}") from None
 
-    def _check_imports(self, code: CodeObject, module: wasmtime.Module) -> list[Call]:
+    def _check_imports(self, code: CodeObject, module: wasmtime.Module) -> list[str]:
         import wasmtime
 
         from pan_wasm.hostcalls import wasm_signature
 
         calls = []
-        want_module = self.spec.wasm_module
+        want_module = WASM_MODULE
         for imp in module.imports:
             where = f"{code.short_name}: import {imp.module}.{imp.name}"
             if imp.module != want_module:
                 raise CodeObjectError(
                     f"{where} is not from the PNI module {want_module!r}; only PNI calls may be imported"
                 )
-            call = self._calls.get(imp.name or "")
-            if call is None:
-                raise CodeObjectError(f"{where} is not a call of PNI {self.spec.version}")
+            call = imp.name or ""
+            if call not in _PNI_CALLS:
+                raise CodeObjectError(f"{where} is not a call of PNI {PNI_VERSION}")
             ty = imp.type
             if not isinstance(ty, wasmtime.FuncType):
                 raise CodeObjectError(f"{where} must be a function")
@@ -286,7 +286,7 @@ class WasmCode(LoadedCode):
         runtime: WasmRuntime,
         code: CodeObject,
         module: wasmtime.Module,
-        calls: Sequence[Call],
+        calls: Sequence[str],
         host: PniHost,
         deps: Sequence[LoadedCode],
     ):
@@ -325,18 +325,18 @@ class WasmCode(LoadedCode):
         #: the bound accept the node's UDP fast path calls (None without pan_wasm._fast)
         self._fast: fastcall.FastEntry | None = fastcall.FastEntry() if fast is not None else None
         for call in calls:
-            method = getattr(host, call.name, None)
+            method = getattr(host, call, None)
             if method is None:
                 raise CodeObjectError(
-                    f"{code.short_name}: the host does not implement PNI call {call.name!r}"
+                    f"{code.short_name}: the host does not implement PNI call {call!r}"
                 )
             params, results = wasm_signature(call)
-            cb = make_callback(runtime.spec, call, method, self.mem, self, fastcall.SLOT)
+            cb = make_callback(call, method, self.mem, self)
             ptypes, rtypes = [types[t] for t in params], [types[t] for t in results]
-            if call.name in c_imports:  # answered in C during a fast run, else by ``cb``
-                self._funcs.define_c(runtime.spec.wasm_module, call.name, ptypes, rtypes, c_imports[call.name], cb, self.mem)
+            if call in c_imports:  # answered in C during a fast run, else by ``cb``
+                self._funcs.define_c(WASM_MODULE, call, ptypes, rtypes, c_imports[call], cb, self.mem)
             else:
-                self._funcs.define(runtime.spec.wasm_module, call.name, ptypes, rtypes, cb)
+                self._funcs.define(WASM_MODULE, call, ptypes, rtypes, cb)
         self._apply_budget(Budget())
         self._instantiate()
 
