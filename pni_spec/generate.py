@@ -23,6 +23,7 @@ from pni_spec.gen_jvm import render_jvm
 from pni_spec.gen_native import render_native
 from pni_spec.gen_python import render_python
 from pni_spec.gen_wasm import render_wasm
+from pni_spec.gen_wire import render_wire
 from pni_spec.headers import load_headers
 from pni_spec.spec import Spec, SpecError, load_spec, load_spec_file
 
@@ -54,6 +55,7 @@ def render_all(spec: Spec) -> dict[str, str]:
         "runtimes/wasm/pni_marshal.py": render_wasm(spec),
         "runtimes/jvm/pni_marshal.py": render_jvm(spec),
     }
+    files.update(render_wire(spec))
     for name, text in render_java(spec).items():
         files[f"pan_runtime/java/{spec.java_package.replace('.', '/')}/{name}"] = text
     headers = load_headers(REPO_ROOT / HEADERS)

@@ -11,7 +11,8 @@ Wire format (network order), 52 header bytes then the body::
     36      16    home node address where the code object can be fetched
     52      ...   body              up to the end of the datagram or frame
 
-Parsing never copies the body: it becomes an overlay of the received segment. Any byte
+The constants are generated from ``[wire]`` in ``pni_spec/pni.toml`` (``data/wire.py``; the
+compiled fast path reads the same values from ``include/pan_wire.h``). Parsing never copies the body: it becomes an overlay of the received segment. Any byte
 string either parses or raises ``CapsuleError`` with a reason tag; nothing else escapes.
 """
 
@@ -21,6 +22,14 @@ import struct
 
 from pan_runtime.data.address import ADDRESS_SIZE, NodeAddress
 from pan_runtime.data.segments import Segment
+from pan_runtime.data.wire import (
+    DEFAULT_HOP_LIMIT,
+    FLAG_SYSTEM,
+    HEADER_SIZE,
+    HOP_LIMIT_OFFSET,
+    KNOWN_FLAGS,
+    VERSION,
+)
 from pan_runtime.errors import CapsuleError
 
 __all__ = [
@@ -32,12 +41,7 @@ __all__ = [
     "encode_header",
 ]
 
-VERSION = 1
-HEADER_SIZE = 52
-FLAG_SYSTEM = 0x01
-KNOWN_FLAGS = FLAG_SYSTEM
-DEFAULT_HOP_LIMIT = 64
-HOP_LIMIT_OFFSET = 2
+# the constants come from pni.toml's [wire] (generated data/wire.py), as the C fast path's do
 _HEADER = struct.Struct(">BBBB32s16s")
 
 
