@@ -18,6 +18,7 @@ from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import PanError
 from pan_runtime.net.application import capsule_bytes
+from pan_runtime.net.udp_fast import PATHS
 from pan_runtime.protocol_headers import FloodHdr
 
 from .configuration import Running
@@ -55,7 +56,7 @@ def fast_share(before: dict[str, int] | None, after: dict[str, int] | None) -> f
     """Share of the datagrams the middle read between two readings that its fast path carried out in C."""
     if before is None or after is None:
         return None
-    total = sum(after.values()) - sum(before.values())
+    total = sum(after[p] for p in PATHS) - sum(before[p] for p in PATHS)
     return (after["finished_in_c"] - before["finished_in_c"]) / total if total > 0 else None
 
 

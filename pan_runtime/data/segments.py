@@ -317,13 +317,28 @@ class SegmentPool:
         """The full buffer of slot ``index`` (for receiving into before a segment is made)."""
         return self._slots[index]
 
+    # The slot API: a reader (the UDP transport, the fast path) takes a slot, receives into
+    # it (``slot_view``, or C at ``slot_address``), then makes it a segment or gives it back.
     def take_slot(self) -> int:
+        """A free slot's index; ``SegmentError`` when every buffer is in use."""
         if not self._free:
             raise SegmentError(f"segment pool exhausted: all {self.count} buffers in use")
         return self._free.pop()
 
+    def try_take_slot(self) -> int:
+        """A free slot's index, or -1 when every buffer is in use."""
+        free = self._free
+        return free.pop() if free else -1
+
     def give_slot(self, index: int) -> None:
+        """Return a slot taken with ``take_slot`` that did not become a segment."""
+        if not 0 <= index < self.count:
+            raise SegmentError(f"slot {index} is outside the pool's {self.count} slots")
         self._free.append(index)
+
+    def slot_address(self, index: int) -> int:
+        """The C address of slot ``index``'s first byte (the mapping never moves)."""
+        return self.base_address + index * self.buffer_size
 
     def segment_for_slot(self, index: int, length: int) -> Segment:
         """Wrap ``length`` bytes of an already taken slot as a pooled segment."""

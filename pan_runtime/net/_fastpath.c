@@ -1,31 +1,40 @@
 /* pan_runtime.net._fastpath: the compiled per-capsule path of a UDP netlink.
  *
- * One FastPath serves one UDP socket of a node. `burst` reads datagrams straight into a
- * slot of the node's segment pool and, for the common case, finishes each one in C:
- * neighbour check, header check, hop limit, code lookup by name, one call into the code
- * object's C entry (see include/pan_fast.h), route lookup, MTU check, send. A datagram or
- * verdict this file does not finish goes to Python, which owns every rule of the node:
+ * One FastPath serves one UDP socket of a node. `burst` reads datagrams into the pool slot
+ * Python lent it and, for the common case, finishes each one in C: neighbour check, header
+ * check, code lookup by name, one call into the code object's C entry (see
+ * include/pan_fast.h), route lookup, MTU check, hop limit, send. A datagram or verdict this
+ * file does not finish goes to Python, which owns every rule of the node, in ONE call:
  *
- *   on_slow(n, msg_flags, (host, port))   before a run: unknown peer, truncated or
- *                                         malformed datagram, system or unknown code, ...
- *   on_after(verdict, code, link, n, dt)  after a run: any verdict but a plain forward,
- *                                         a send that failed, or a run during which the
- *                                         code reached the Python host
- *   on_run(code, link, n)                 a code object whose runtime has no C entry:
- *                                         Python runs it and returns the verdict (then
- *                                         as after a C run), or finishes it and
- *                                         returns None
+ *   on_slow(slot, n, msg_flags, (host, port))          before a run: unknown peer, truncated
+ *                                                      or malformed datagram, system or
+ *                                                      unknown code, queue not empty, ...
+ *   on_handover(code, link, slot, n, result, dt_ns)    after a run (any verdict but a plain
+ *                                                      forward, a failed send, a fault: result
+ *                                                      is the verdict or the exception), or
+ *                                                      instead of one (result None: a runtime
+ *                                                      with no C entry; Python runs it); slot
+ *                                                      -1: the code reached the host during
+ *                                                      the run and `inflight()` handed the
+ *                                                      capsule over already
+ *
+ * Both take the slot and return (slot, held): the slot lent for the next read (-1: none,
+ * the burst stops) and whether the node's queue holds capsules (then every datagram goes
+ * to on_slow, so capsules keep their arrival order). No other Python object is touched per
+ * capsule; `crossings` counts these calls (and `inflight()` claims) so tests can hold the
+ * number down.
+ *
+ * The hop limit: the node takes one hop from every capsule it parses (Node.hand_over does
+ * for what this file hands over, untouched); this file takes it only from the capsules it
+ * sends itself, in the byte it sends. Either way exactly one per node.
  *
  * `wait` is the event loop's epoll_wait: readable fast sockets are read here and the wait
  * goes on while every capsule was finished in C, so a forwarding node runs no Python at all
  * between wake-ups; other ready descriptors, or any Python callback, end the wait.
- * Python callbacks may rebuild the tables (`configure`); nothing here keeps a pointer into
- * them across a callback.
- *
- * In both cases the receive slot moves to Python, which gives the FastPath a fresh one.
- * Counters of capsules finished here are kept in C until `take_counters` moves them to
- * the node's statistics. The tables (neighbours, routes, code entries) are copies the
- * node rebuilds with `configure` whenever its own tables change.
+ * The tables (neighbours, routes, code entries) are copies the node's snapshot fills with
+ * `configure`; configure refuses while a run is in flight, so the table pointers a run
+ * holds stay valid across the Python it may call. Counters of capsules finished here are
+ * kept in C until `take_counters` moves them to the node's statistics.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -39,15 +48,11 @@
 #include <time.h>
 
 #include "pan_fast.h"
+#include "pan_wire.h"
 
-#define HEADER_SIZE 52
-#define HOP_OFFSET 2
-#define NAME_OFFSET 4
-#define NAME_SIZE 32
-#define ADDR_SIZE 16
-#define WIRE_VERSION 1
-#define KIND_MASK 0xFF
-#define KIND_FORWARD 2
+#define HEADER_SIZE PAN_WIRE_HEADER_SIZE
+#define NAME_SIZE PAN_WIRE_NAME_SIZE
+#define ADDR_SIZE PAN_WIRE_ADDRESS_SIZE
 
 typedef struct {
     uint8_t name[NAME_SIZE];
@@ -77,15 +82,11 @@ typedef struct {
     uint8_t *base;          /* the pool's first byte */
     Py_ssize_t slot_size;
     Py_ssize_t slot_count;
-    int slot;               /* the slot the next datagram is read into; -1: none */
+    int slot;               /* the slot Python lent for the next read; -1: none */
+    int held;               /* the node's queue holds capsules: leave every datagram to it */
     PyObject *pool;         /* kept alive while the FastPath may write into it */
-    PyObject *free;         /* the pool's list of free slot indexes */
-    PyObject *host;         /* the node's PNI host: `current` is None during a C run */
-    PyObject *queue;        /* the node's queue: capsules go to Python while it holds any */
     PyObject *on_slow;
-    PyObject *on_after;
-    PyObject *on_run;
-    PyObject *on_fault;
+    PyObject *on_handover;
     PyObject *owner;        /* what `inflight()` returns during a run */
     pan_fast_ctx ctx;
     uint8_t self_addr[ADDR_SIZE];
@@ -101,12 +102,13 @@ typedef struct {
     unsigned long long received, sent;
     /* how capsules went: finished in C, run in Python, handed over after a C run, slow */
     unsigned long long n_finished, n_python_runs, n_handed_over, n_slow;
-    /* the capsule being run */
-    int in_slot, in_n, in_link, in_code;
+    /* calls between C and Python made for capsules (callbacks, inflight claims) */
+    unsigned long long crossings;
+    /* the capsule being run: in_run while the code runs; in_slot -1 once Python claimed it */
+    int in_run, in_slot, in_n, in_link, in_code;
 } FastPath;
 
 static __thread FastPath *g_inflight; /* the FastPath running a capsule on this thread, if any */
-static PyObject *str_current;
 static PyObject *str_release;
 
 static inline unsigned long long now_ns(void) {
@@ -193,18 +195,24 @@ static void free_tables(fp_link *l, int nl, fp_code *c, int nc) {
 /* ---------------------------------------------------------------- the type */
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
-    static char *kw[] = {"fd", "pool", "free", "base", "slot_size", "slot_count", "host", "queue",
-                         "on_slow", "on_after", "on_run", "on_fault", "owner", NULL};
+    static char *kw[] = {"fd", "pool", "base", "slot_size", "slot_count", "on_slow", "on_handover", "owner", NULL};
     int fd;
     unsigned long long base;
     Py_ssize_t slot_size, slot_count;
-    PyObject *pool, *free, *host, *queue, *on_slow, *on_after, *on_run, *on_fault, *owner;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOO!KnnOOOOOOO", kw, &fd, &pool, &PyList_Type, &free, &base,
-                                     &slot_size, &slot_count, &host, &queue, &on_slow, &on_after, &on_run, &on_fault,
-                                     &owner))
+    PyObject *pool, *on_slow, *on_handover, *owner;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO", kw, &fd, &pool, &base, &slot_size, &slot_count, &on_slow,
+                                     &on_handover, &owner))
         return -1;
-    if (slot_size <= 0 || slot_count <= 0 || base == 0) {
+    if (slot_size <= 0 || slot_count <= 0 || slot_count > INT_MAX || base == 0) {
         PyErr_SetString(PyExc_ValueError, "FastPath needs a pool with a base address and positive slot sizes");
+        return -1;
+    }
+    if (!PyCallable_Check(on_slow) || !PyCallable_Check(on_handover)) {
+        PyErr_SetString(PyExc_TypeError, "on_slow and on_handover must be callable");
+        return -1;
+    }
+    if (self->in_run) {
+        PyErr_SetString(PyExc_RuntimeError, "FastPath re-initialised during a run");
         return -1;
     }
     self->fd = fd;
@@ -215,26 +223,16 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     self->default_link = -1;
     self->in_slot = -1;
     Py_XSETREF(self->pool, Py_NewRef(pool));
-    Py_XSETREF(self->free, Py_NewRef(free));
-    Py_XSETREF(self->host, Py_NewRef(host));
-    Py_XSETREF(self->queue, Py_NewRef(queue));
     Py_XSETREF(self->on_slow, Py_NewRef(on_slow));
-    Py_XSETREF(self->on_after, Py_NewRef(on_after));
-    Py_XSETREF(self->on_run, Py_NewRef(on_run));
-    Py_XSETREF(self->on_fault, Py_NewRef(on_fault));
+    Py_XSETREF(self->on_handover, Py_NewRef(on_handover));
     Py_XSETREF(self->owner, Py_NewRef(owner));
     return 0;
 }
 
 static int FastPath_traverse(FastPath *self, visitproc visit, void *arg) {
     Py_VISIT(self->pool);
-    Py_VISIT(self->free);
-    Py_VISIT(self->host);
-    Py_VISIT(self->queue);
     Py_VISIT(self->on_slow);
-    Py_VISIT(self->on_after);
-    Py_VISIT(self->on_run);
-    Py_VISIT(self->on_fault);
+    Py_VISIT(self->on_handover);
     for (int i = 0; i < self->ncodes; i++) Py_VISIT(self->codes[i].lean);
     for (int i = 0; i < self->nlinks; i++) Py_VISIT(self->links[i].address_obj);
     Py_VISIT(self->owner);
@@ -243,13 +241,8 @@ static int FastPath_traverse(FastPath *self, visitproc visit, void *arg) {
 
 static int FastPath_clear(FastPath *self) {
     Py_CLEAR(self->pool);
-    Py_CLEAR(self->free);
-    Py_CLEAR(self->host);
-    Py_CLEAR(self->queue);
     Py_CLEAR(self->on_slow);
-    Py_CLEAR(self->on_after);
-    Py_CLEAR(self->on_run);
-    Py_CLEAR(self->on_fault);
+    Py_CLEAR(self->on_handover);
     for (int i = 0; i < self->ncodes; i++) Py_CLEAR(self->codes[i].lean);
     for (int i = 0; i < self->nlinks; i++) Py_CLEAR(self->links[i].address_obj);
     Py_CLEAR(self->owner);
@@ -283,6 +276,14 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     fp_route *nr = NULL;
     fp_code *nc = NULL;
     Py_ssize_t L = PyList_GET_SIZE(links), R = PyList_GET_SIZE(routes), C = PyList_GET_SIZE(codes);
+    if (self->in_run) { /* a run holds pointers into the tables: they change between runs only */
+        PyErr_SetString(PyExc_RuntimeError, "configure during a run");
+        goto fail;
+    }
+    if (L > INT_MAX || R > INT_MAX || C > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "tables too large");
+        goto fail;
+    }
     if (addr.len != ADDR_SIZE) {
         PyErr_SetString(PyExc_ValueError, "a node address is 16 bytes");
         goto fail;
@@ -372,170 +373,191 @@ fail:
     return NULL;
 }
 
-/* Run the code on the datagram in `buf` (its C entry, else `on_run` in Python); returns 1 when
- * finished here, 0 when the capsule went to Python (already handed over), -1 on a Python error. */
+/* Take a callback's answer (slot, held): the slot lent for the next read and whether the
+ * node's queue holds capsules. Consumes R; 0, or -1 with an error set. */
+static int take_answer(FastPath *self, PyObject *r) {
+    int slot, held;
+    int ok = PyArg_ParseTuple(r, "ip", &slot, &held);
+    Py_DECREF(r);
+    if (!ok) return -1;
+    if (slot < -1 || slot >= self->slot_count) {
+        PyErr_Format(PyExc_ValueError, "slot %d outside the pool's %zd slots", slot, self->slot_count);
+        return -1;
+    }
+    self->slot = slot;
+    self->held = held;
+    return 0;
+}
+
+/* Hand the capsule in the current run over to Python (RESULT: the verdict or exception, or
+ * None: run it there; stolen). Returns 0, or -1 on a Python error. */
+static int hand_over(FastPath *self, int ci, int li, int n, PyObject *result, unsigned long long dt) {
+    int slot = self->in_slot; /* -1: inflight() already handed it over */
+    self->slot = -1;          /* the read slot is Python's now, whatever happens */
+    self->in_slot = -1;
+    self->crossings++;
+    PyObject *r = PyObject_CallFunction(self->on_handover, "iiiiNK", ci, li, slot, n, result, dt);
+    return r ? take_answer(self, r) : -1;
+}
+
+static void end_run(FastPath *self) {
+    g_inflight = NULL;
+    self->in_run = 0;
+}
+
+/* Try to send a plain forward in C: 1 when sent (and counted), 0 when Python must finish it. */
+static int send_forward(FastPath *self, uint8_t *buf, int n, int32_t verdict, fp_code *code, fp_link *in,
+                        unsigned long long dt) {
+    if (verdict < 0 || (verdict & PAN_WIRE_VERDICT_KIND_MASK) != PAN_WIRE_VERDICT_FORWARD) return 0;
+    uint32_t off = (uint32_t)verdict >> 8;
+    uint32_t body_len = (uint32_t)(n - HEADER_SIZE);
+    if ((uint64_t)off + ADDR_SIZE > body_len) return 0;
+    const uint8_t *dest = buf + HEADER_SIZE + off;
+    if (memcmp(dest, self->self_addr, ADDR_SIZE) == 0) return 0;
+    int out = find_route(self, dest);
+    if (out < 0 || n > self->links[out].mtu) return 0;
+    fp_link *ol = &self->links[out];
+    buf[PAN_WIRE_HOP_LIMIT_OFFSET]--; /* this node's hop (checked non-zero before the run) */
+    const uint8_t *data = buf;
+    if (self->copy_on_send) {
+        memcpy(self->copybuf, buf, (size_t)n);
+        data = self->copybuf;
+    }
+    ssize_t sent = sendto(self->fd, data, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&ol->sa, ol->salen);
+    if (sent != n) {
+        buf[PAN_WIRE_HOP_LIMIT_OFFSET]++; /* Python finishes it and takes the hop itself */
+        return 0;
+    }
+    code->in++;
+    code->forwarded++;
+    code->time_ns += dt;
+    if (dt > code->max_ns) code->max_ns = dt;
+    in->received++;
+    in->received_bytes += (unsigned long long)n;
+    ol->sent++;
+    ol->sent_bytes += (unsigned long long)n;
+    if ((unsigned long long)n > ol->largest_sent) ol->largest_sent = (unsigned long long)n;
+    self->received++;
+    self->sent++;
+    self->n_finished++;
+    return 1;
+}
+
+/* The raised exception, normalized and without its traceback (a new reference; NULL when
+ * none is set). Python 3.11 has no PyErr_GetRaisedException. */
+static PyObject *fetch_exception(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (!type) return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    if (value && PyExceptionInstance_Check(value)) PyException_SetTraceback(value, Py_None);
+    return value;
+}
+
+/* fast_accept(body, prev_hop) of code that runs in Python without an environment: the
+ * verdict as a new int, or the exception it raised (a new reference either way); NULL with
+ * an error set only when the call could not be made. */
+static PyObject *run_lean(fp_code *code, fp_link *in, uint8_t *buf, int n) {
+    PyObject *body = PyMemoryView_FromMemory((char *)buf + HEADER_SIZE, n - HEADER_SIZE, PyBUF_WRITE);
+    if (!body) return NULL;
+    PyObject *r = PyObject_CallFunctionObjArgs(code->lean, body, in->address_obj, NULL);
+    PyObject *exc = NULL;
+    if (!r) {
+        exc = fetch_exception(); /* without the frames of the run, which hold the body */
+        if (!exc) {
+            exc = PyObject_CallFunction(PyExc_SystemError, "s", "fast_accept failed without an exception");
+        }
+    } else if (!PyLong_Check(r)) {
+        Py_DECREF(r);
+        r = NULL;
+        exc = PyObject_CallFunction(PyExc_TypeError, "s", "fast_accept returned a non-integer verdict");
+    }
+    PyObject *gone = PyObject_CallMethodNoArgs(body, str_release);
+    if (gone) Py_DECREF(gone);
+    else PyErr_Clear(); /* a view of it is still held: it stays valid, as the pool does */
+    Py_DECREF(body);
+    return r ? r : exc;
+}
+
+/* Run the code on the datagram in `buf` (its C entry, else its fast_accept, else Python
+ * runs it); returns 1 when finished here, 0 when the capsule went to Python, -1 on a Python
+ * error. The tables cannot change during the run (configure refuses), so `code` and `in`
+ * stay valid across the Python calls the run may make. */
 static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
     fp_code *code = &self->codes[ci];
     fp_link *in = &self->links[li];
-    PyObject *old = PyObject_GetAttr(self->host, str_current);
-    if (!old) return -1;
-    if (PyObject_SetAttr(self->host, str_current, Py_None) < 0) {
-        Py_DECREF(old);
-        return -1;
+    if (!code->run && !code->lean) { /* no entry without an environment: Python runs it */
+        self->in_slot = self->slot;
+        self->n_python_runs++;
+        Py_INCREF(Py_None);
+        return hand_over(self, ci, li, n, Py_None, 0) < 0 ? -1 : 0;
     }
     self->ctx.origin_kind = 0;
     self->ctx.has_prev_hop = 1;
     memcpy(self->ctx.prev_hop, in->address, ADDR_SIZE);
     self->in_slot = self->slot, self->in_n = n, self->in_link = li, self->in_code = ci;
+    self->in_run = 1;
     g_inflight = self;
     unsigned long long t0 = now_ns();
-    int32_t verdict;
+    PyObject *result = NULL; /* set when the run's outcome is not a plain verdict */
+    int32_t verdict = 0;
     if (code->run) {
         verdict = code->run(code->state, buf + HEADER_SIZE, (uintptr_t)(n - HEADER_SIZE), &self->ctx);
-    } else if (code->lean) {
-        /* code that runs in Python, without an environment: fast_accept(body, prev_hop) */
-        PyObject *body = PyMemoryView_FromMemory((char *)buf + HEADER_SIZE, n - HEADER_SIZE, PyBUF_WRITE);
-        if (!body) {
-            g_inflight = NULL;
-            self->in_slot = -1;
-            Py_DECREF(old);
-            return -1;
-        }
-        PyObject *r = PyObject_CallFunctionObjArgs(code->lean, body, in->address_obj, NULL);
-        PyObject *type = NULL, *exc = NULL, *tb = NULL;
-        if (!r) {
-            PyErr_Fetch(&type, &exc, &tb);
-            PyErr_NormalizeException(&type, &exc, &tb);
-        }
-        PyObject *gone = PyObject_CallMethodNoArgs(body, str_release);
-        if (gone) Py_DECREF(gone);
-        else PyErr_Clear(); /* a view of it is still held: it stays valid, as the pool does */
-        Py_DECREF(body);
-        if (!r) { /* the code faulted: Python records it and gives a verdict to hand over */
-            Py_XDECREF(type);
-            Py_XDECREF(tb); /* the traceback holds the run's frames: not kept */
-            if (exc) {
-                r = PyObject_CallFunction(self->on_fault, "iiiN", ci, li, n, exc);
-            } else {
-                PyErr_SetString(PyExc_SystemError, "fast_accept failed without an exception");
-            }
-        }
-        verdict = r ? (int32_t)PyLong_AsLong(r) : -1;
-        Py_XDECREF(r);
-        if (!r || (verdict == -1 && PyErr_Occurred())) {
-            g_inflight = NULL;
-            self->in_slot = -1;
-            Py_DECREF(old);
-            return -1;
-        }
     } else {
-        /* a runtime without a C entry: Python runs the code and returns the verdict, or
-         * finishes the capsule itself and returns None */
-        PyObject *r = PyObject_CallFunction(self->on_run, "iii", ci, li, n);
-        if (!r || r == Py_None) {
-            g_inflight = NULL;
+        PyObject *r = run_lean(code, in, buf, n);
+        if (!r) { /* no memory for the call: the datagram is lost, its slot stays lent (or
+                   * is Python's already, when the code reached the host) */
+            end_run(self);
             self->in_slot = -1;
-            Py_DECREF(old);
-            if (!r) return -1;
-            Py_DECREF(r);
-            self->n_python_runs++;
-            return 0;
-        }
-        verdict = (int32_t)PyLong_AsLong(r);
-        Py_DECREF(r);
-        if (verdict == -1 && PyErr_Occurred()) {
-            g_inflight = NULL;
-            self->in_slot = -1;
-            Py_DECREF(old);
             return -1;
+        }
+        if (PyLong_Check(r)) {
+            long v = PyLong_AsLong(r);
+            Py_DECREF(r);
+            if (v == -1 && PyErr_Occurred()) {
+                result = fetch_exception(); /* out of range: a fault of the code */
+                if (!result) {
+                    end_run(self);
+                    return -1;
+                }
+            } else if (v < INT32_MIN || v > INT32_MAX) {
+                result = PyObject_CallFunction(PyExc_OverflowError, "s", "verdict outside 32 bits");
+                if (!result) {
+                    end_run(self);
+                    return -1;
+                }
+            } else {
+                verdict = (int32_t)v;
+            }
+        } else {
+            result = r; /* the exception the code raised */
         }
     }
     unsigned long long dt = now_ns() - t0;
-    g_inflight = NULL;
-    self->in_slot = -1;
-    PyObject *cur = PyObject_GetAttr(self->host, str_current);
-    if (!cur) {
-        Py_DECREF(old);
-        return -1;
-    }
-    int reached_python = cur != Py_None;
-    Py_DECREF(cur);
-    if (!reached_python && PyObject_SetAttr(self->host, str_current, old) < 0) {
-        Py_DECREF(old);
-        return -1;
-    }
-    Py_DECREF(old);
-    if (!reached_python && verdict >= 0 && (verdict & KIND_MASK) == KIND_FORWARD) {
-        uint32_t off = (uint32_t)verdict >> 8;
-        uint32_t body_len = (uint32_t)(n - HEADER_SIZE);
-        if ((uint64_t)off + ADDR_SIZE <= body_len) {
-            const uint8_t *dest = buf + HEADER_SIZE + off;
-            int out = memcmp(dest, self->self_addr, ADDR_SIZE) == 0 ? -1 : find_route(self, dest);
-            if (out >= 0 && n <= self->links[out].mtu) {
-                fp_link *ol = &self->links[out];
-                const uint8_t *data = buf;
-                if (self->copy_on_send) {
-                    memcpy(self->copybuf, buf, (size_t)n);
-                    data = self->copybuf;
-                }
-                ssize_t sent = sendto(self->fd, data, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&ol->sa, ol->salen);
-                if (sent == n) {
-                    code->in++;
-                    code->forwarded++;
-                    code->time_ns += dt;
-                    if (dt > code->max_ns) code->max_ns = dt;
-                    in->received++;
-                    in->received_bytes += (unsigned long long)n;
-                    ol->sent++;
-                    ol->sent_bytes += (unsigned long long)n;
-                    if ((unsigned long long)n > ol->largest_sent) ol->largest_sent = (unsigned long long)n;
-                    self->received++;
-                    self->sent++;
-                    self->n_finished++;
-                    return 1;
-                }
-            }
+    end_run(self);
+    int claimed = self->in_slot < 0; /* the code reached the host: Python has the capsule */
+    if (!claimed && !result && send_forward(self, buf, n, verdict, code, in, dt)) return 1;
+    self->n_handed_over++;
+    if (!result) {
+        result = PyLong_FromLong(verdict);
+        if (!result) {
+            self->in_slot = -1;
+            return -1;
         }
     }
-    self->n_handed_over++;
-    PyObject *r = PyObject_CallFunction(self->on_after, "iiiiK", (int)verdict, ci, li, n, dt);
-    if (!r) return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-/* Take a slot from the pool's free list; 0, or -1 when the pool has none (no error set). */
-static int take_slot(FastPath *self) {
-    Py_ssize_t k = PyList_GET_SIZE(self->free);
-    if (k == 0) return -1;
-    PyObject *last = PyList_GET_ITEM(self->free, k - 1);
-    long s = PyLong_AsLong(last);
-    if (s < 0 || s >= self->slot_count) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a free slot index outside the pool");
-        return -2;
-    }
-    if (PyList_SetSlice(self->free, k - 1, k, NULL) < 0) return -2;
-    self->slot = (int)s;
-    return 0;
-}
-
-/* Give the receive slot back to the pool, so the pool is whole between bursts. */
-static int give_slot(FastPath *self) {
-    if (self->slot < 0) return 0;
-    PyObject *i = PyLong_FromLong(self->slot);
-    if (!i) return -1;
-    int r = PyList_Append(self->free, i);
-    Py_DECREF(i);
-    self->slot = -1;
-    return r;
+    return hand_over(self, ci, li, n, result, dt) < 0 ? -1 : 0;
 }
 
 /* Read and handle up to LIMIT datagrams. Returns how many were read, -1 on a Python error,
- * -2 when the pool has no free slot; *called is set when Python code ran. */
+ * -2 when no slot is lent; *called is set when Python code ran. */
 static long do_burst(FastPath *self, long limit, int *called) {
-    int t = take_slot(self);
-    if (t == -1) return -2;
-    if (t < -1) return -1;
+    if (self->slot < 0) return -2;
+    if (self->in_run) { /* a wait inside a run (code that reached the host ran an event loop) */
+        PyErr_SetString(PyExc_RuntimeError, "a fast path burst inside a fast path run");
+        return -1;
+    }
     long count = 0;
     while (count < limit && self->slot >= 0) {
         uint8_t *buf = self->base + (Py_ssize_t)self->slot * self->slot_size;
@@ -556,41 +578,34 @@ static long do_burst(FastPath *self, long limit, int *called) {
         int n = (int)got;
         int li = find_link(self, &src);
         int ci = -1;
-        if (li >= 0 && !(msg.msg_flags & MSG_TRUNC) && n >= HEADER_SIZE && buf[0] == WIRE_VERSION && buf[1] == 0 &&
-            buf[3] == 0 && buf[HOP_OFFSET] != 0 && PyObject_Length(self->queue) == 0) {
-            ci = find_code(self, buf + NAME_OFFSET);
+        if (li >= 0 && !self->held && !(msg.msg_flags & MSG_TRUNC) && n >= HEADER_SIZE &&
+            buf[PAN_WIRE_VERSION_OFFSET] == PAN_WIRE_VERSION && buf[PAN_WIRE_FLAGS_OFFSET] == 0 &&
+            buf[PAN_WIRE_RESERVED_OFFSET] == 0 && buf[PAN_WIRE_HOP_LIMIT_OFFSET] != 0) {
+            ci = find_code(self, buf + PAN_WIRE_NAME_OFFSET);
         }
         if (ci < 0) {
             *called = 1;
             self->n_slow++;
+            int slot = self->slot;
+            self->slot = -1; /* Python's now */
             PyObject *addr = from_sockaddr(&src);
-            if (!addr) goto error;
-            PyObject *r = PyObject_CallFunction(self->on_slow, "iiN", n, (int)msg.msg_flags, addr);
-            if (!r) goto error;
-            Py_DECREF(r);
+            if (!addr) return -1;
+            self->crossings++;
+            PyObject *r = PyObject_CallFunction(self->on_slow, "iiiN", slot, n, (int)msg.msg_flags, addr);
+            if (!r || take_answer(self, r) < 0) return -1;
             continue;
         }
-        buf[HOP_OFFSET]--;
         int done = run_one(self, buf, n, li, ci);
-        if (done < 0) goto error;
+        if (done < 0) return -1;
         if (done == 0) *called = 1;
     }
-    if (give_slot(self) < 0) return -1;
     return count;
-error: {
-    /* a Python error: the buffer still goes back to the pool, the error goes on up */
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (give_slot(self) < 0) PyErr_Clear();
-    PyErr_Restore(type, value, tb);
-    return -1;
-}
 }
 
 PyDoc_STRVAR(burst_doc,
 "burst(limit) -> int\n\n"
 "Read up to `limit` datagrams without blocking; returns how many were read, or -1 when\n"
-"the pool has no free slot to read into (the caller reads them its own way).");
+"no slot is lent to read into (the caller reads them its own way).");
 
 static PyObject *FastPath_burst(FastPath *self, PyObject *arg) {
     long limit = PyLong_AsLong(arg);
@@ -649,8 +664,29 @@ static int FastPath_set_slot(FastPath *self, PyObject *value, void *Py_UNUSED(c)
         PyErr_Format(PyExc_ValueError, "slot %ld outside the pool's %zd slots", s, self->slot_count);
         return -1;
     }
+    if (self->in_run) {
+        PyErr_SetString(PyExc_RuntimeError, "the read slot changes between runs only");
+        return -1;
+    }
     self->slot = (int)s;
     return 0;
+}
+
+static PyObject *FastPath_get_held(FastPath *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->held); }
+
+static int FastPath_set_held(FastPath *self, PyObject *value, void *Py_UNUSED(c)) {
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete held");
+        return -1;
+    }
+    int v = PyObject_IsTrue(value);
+    if (v < 0) return -1;
+    self->held = v;
+    return 0;
+}
+
+static PyObject *FastPath_get_crossings(FastPath *self, void *Py_UNUSED(c)) {
+    return PyLong_FromUnsignedLongLong(self->crossings);
 }
 
 static PyMethodDef FastPath_methods[] = {
@@ -661,7 +697,11 @@ static PyMethodDef FastPath_methods[] = {
 };
 
 static PyGetSetDef FastPath_getset[] = {
-    {"slot", (getter)FastPath_get_slot, (setter)FastPath_set_slot, "the pool slot the next datagram is read into (-1: none)", NULL},
+    {"slot", (getter)FastPath_get_slot, (setter)FastPath_set_slot, "the pool slot lent for the next read (-1: none)", NULL},
+    {"held", (getter)FastPath_get_held, (setter)FastPath_set_held,
+     "True while the node's queue holds capsules: every datagram goes to on_slow", NULL},
+    {"crossings", (getter)FastPath_get_crossings, NULL,
+     "calls between C and Python made for capsules so far (callbacks and inflight claims)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -733,9 +773,11 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
             Py_DECREF(key);
             if (!fp && PyErr_Occurred()) goto fail;
             if (fp && Py_IS_TYPE(fp, &FastPathType) && e == EPOLLIN && ((FastPath *)fp)->fd == fd) {
+                Py_INCREF(fp); /* the burst runs Python, which may drop it from `fast` */
                 long r = do_burst((FastPath *)fp, limit, &called);
+                Py_DECREF(fp);
                 if (r == -1) goto fail;
-                if (r != -2) continue; /* -2: no free slot; the loop's own reader deals with it */
+                if (r != -2) continue; /* -2: no slot lent; the loop's own reader deals with it */
             }
             int mask = 0;
             if (e & ~(uint32_t)EPOLLIN) mask |= EVENT_WRITE;
@@ -756,27 +798,24 @@ fail:
 
 PyDoc_STRVAR(inflight_doc,
 "inflight() -> (owner, slot, n, link, code) or None\n\n"
-"The capsule a FastPath is running right now, for a host call that needs its environment.");
+"The capsule a FastPath is running right now, claimed for Python: a host call needs its\n"
+"environment, so the node takes it over (`owner.materialize(...)`) and the FastPath hands\n"
+"its result over after the run. None when no capsule is running or it was claimed.");
 
 static PyObject *fp_inflight(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
     FastPath *f = g_inflight;
-    if (!f || f->in_slot < 0) Py_RETURN_NONE;
-    return Py_BuildValue("(Oiiii)", f->owner, f->in_slot, f->in_n, f->in_link, f->in_code);
-}
-
-PyDoc_STRVAR(release_doc,
-"release_inflight()\n\n"
-"The running capsule's slot now belongs to Python (its environment was built).");
-
-static PyObject *fp_release_inflight(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
-    if (g_inflight) g_inflight->in_slot = -1;
-    Py_RETURN_NONE;
+    if (!f || !f->in_run || f->in_slot < 0) Py_RETURN_NONE;
+    PyObject *out = Py_BuildValue("(Oiiii)", f->owner, f->in_slot, f->in_n, f->in_link, f->in_code);
+    if (!out) return NULL;
+    f->crossings++;
+    f->in_slot = -1; /* the slot is Python's now; the next read waits for a fresh one */
+    f->slot = -1;
+    return out;
 }
 
 static PyMethodDef module_methods[] = {
     {"wait", fp_wait, METH_VARARGS, wait_doc},
     {"inflight", fp_inflight, METH_NOARGS, inflight_doc},
-    {"release_inflight", fp_release_inflight, METH_NOARGS, release_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -790,9 +829,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&FastPathType) < 0) return NULL;
-    str_current = PyUnicode_InternFromString("current");
     str_release = PyUnicode_InternFromString("release");
-    if (!str_current || !str_release) return NULL;
+    if (!str_release) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0) {

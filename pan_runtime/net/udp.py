@@ -11,7 +11,7 @@ neighbour's MTU is a counted drop with a reason; the node goes on.
 to ``rx_burst`` datagrams per readable socket, then evaluates the node's bounded queue one
 capsule at a time (``Node.process``), and blocks in ``select`` only while the queue is
 empty. Where the compiled fast path is built, each socket's burst is read by it instead
-(``pan_runtime.net.fastpath``): it finishes common forwards in C and hands every other datagram
+(``pan_runtime.net.udp_fast``): it finishes common forwards in C and hands every other datagram
 to ``received``, the same entry the Python loop uses. Why not asyncio: a turn of this loop is a handful of direct calls, and asyncio's
 protocol callbacks would add a call layer and a ``bytes`` object per datagram (no
 ``recvmsg_into`` into our pool); measured numbers are in ``docs/network.md``.
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import LinkError, PanError
-from pan_runtime.net.fastpath import PATHS, UdpFastPath, unavailable_reason
-from pan_runtime.net.fastpath import wait as fast_wait
+from pan_runtime.net.udp_fast import PATHS, UdpFastPath, unavailable_reason
+from pan_runtime.net.udp_fast import wait as fast_wait
 from pan_runtime.node.links import NetLink
 
 if TYPE_CHECKING:
@@ -110,12 +110,15 @@ class EventLoop:
             timeout = wait if timeout is None else min(timeout, wait)
         if self.fast:
             for f in self.fast.values():
-                f.sync()
+                f.lend()
             try:
                 ready = fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst)
             except Exception:  # a bug in a hand-over to Python: the loop must go on serving
                 self._failed("the fast path's wait")
                 ready = []
+            finally:
+                for f in self.fast.values():
+                    f.reclaim()
             keys = self._map
             for fd, mask in ready:
                 key = keys.get(fd)
@@ -390,10 +393,11 @@ class UdpTransport:
     def _fast_info(self) -> dict[str, Any]:
         if self.fast_path_off:
             return {"on": False, "why_off": self.fast_path_off}
-        out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0)}
+        out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0), "crossings": 0}
         for fast in self._fast.values():
             for k, v in fast.paths.items():
                 out[k] += v
+            out["crossings"] += fast.crossings
         return out
 
     def close(self) -> None:

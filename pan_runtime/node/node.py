@@ -99,7 +99,7 @@ class NodeConfig:
         self.breaker_threshold = breaker_threshold
         #: copy capsule data before sending (the bench's ``activecopy`` configuration)
         self.copy_on_send = copy_on_send
-        #: let UDP netlinks finish common capsules in compiled code (pan_runtime.net.fastpath)
+        #: let UDP netlinks finish common capsules in compiled code (pan_runtime.net.udp_fast)
         self.fast_path = fast_path
 
 
@@ -139,6 +139,7 @@ class Node:
         self.now_ns = clock
         self.pool = SegmentPool(self.config.pool_buffer_size, self.config.pool_buffers)
         self.host = pni.PniHost(self, logging.getLogger(f"pan.code.{self.name}"))
+        self.host.current = None  # type: ignore[assignment]  # no capsule runs outside run/finish
         #: callables that fold counters kept elsewhere into the node's (see ``sync_counters``)
         self.counter_sources: list[Callable[[], None]] = []
         self.cache = CodeCache(self.config.cache_bytes)
@@ -162,6 +163,7 @@ class Node:
         self._link_tokens: dict[tuple[bytes, int], int] = {}
         self._env_pool: list[Environment] = [Environment() for _ in range(self.config.batch)]
         self._call_envs: list[Environment] = []
+        self._handover_env = Environment()
         self._closed = False
         self._budget = self.config.budget
 
@@ -390,6 +392,7 @@ class Node:
     # ------------------------------------------------------------------ links and routes
     def add_neighbor(self, address: NodeAddress, link: NetLink) -> None:
         self.neighbors[address] = link
+        self.routes.generation += 1  # what a route's next hop reaches changed (see snapshot.generation)
         if self.routes.lookup(address) is None:
             self.routes.add_static(address, address, 1)
 
@@ -625,8 +628,51 @@ class Node:
         try:
             self._outcome(entry, env, cap, verdict)
         finally:
+            self.host.current = None  # type: ignore[assignment]  # a fast path's runs start from none
             env.clear()
             cap.release()
+
+    def hand_over(
+        self,
+        entry: CacheEntry,
+        wire: Segment | None,
+        link: NetLink,
+        result: int | RuntimeFault | None = None,
+        time_ns: int = 0,
+        *,
+        running: bool = False,
+    ) -> bool:
+        """The door for a capsule a fast path read and does not finish: it enters the node here.
+
+        ``wire`` is the datagram (its reference moves to the node) from neighbour ``link``;
+        the node parses it and takes its hop (``_parse``, as for every capsule from a link).
+        ``result`` is what the fast path's run of ``entry`` gave (a verdict or a fault),
+        finished here like any run; None: the node runs it now. ``running``: the code is
+        running now and reached the host, so its environment is made current and left open;
+        the fast path finishes it later with ``wire`` None and the run's result. Returns
+        whether capsules wait in the queue (the fast path then leaves new ones to it).
+        """
+        env = self._handover_env
+        if wire is None:
+            cap = env.capsule
+        else:
+            self.stats.received += 1
+            parsed = self._parse(_Queued(wire, _NETWORK, link, link.address))
+            if parsed is None:  # the fast path checked the header: only a bug gets here
+                return bool(self.queue)
+            cap = parsed
+            env.setup(entry.code, cap, _NETWORK, link, link.address, self._budget)
+            if result is None and not running:
+                self.run(entry, env, cap)
+                return bool(self.queue)
+            entry.stats.capsules_in += 1
+            if running:
+                self.host.current = env
+                return bool(self.queue)
+        if result is None:
+            raise ValueError("hand_over: a capsule left running needs the run's result")
+        self.finish(entry, env, cap, result, time_ns)
+        return bool(self.queue)
 
     def _outcome(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault) -> None:
         if isinstance(verdict, RuntimeFault):

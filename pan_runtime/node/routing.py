@@ -38,6 +38,7 @@ class RoutingTable:
     def default(self, hop: NodeAddress | None) -> None:
         self._default = hop
         self.generation += 1
+        self.generation += 1
 
     def add_static(self, dest: NodeAddress, next_hop: NodeAddress, metric: int = 1) -> None:
         self._routes[dest] = self._by_raw[dest.raw] = Route(dest, next_hop, metric, True)

@@ -20,7 +20,7 @@ from test_net_udp import FakePeer, forward_body
 from pan_runtime.cli.netcli import format_stats
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
-from pan_runtime.net import fastpath
+from pan_runtime.net import udp_fast as fastpath
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.node.node import default_plugins
 from pan_runtime.plugin.builders import BuildRequest

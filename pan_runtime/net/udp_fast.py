@@ -1,0 +1,267 @@
+"""The compiled fast path of a UDP netlink: common capsules finished in C, the rest in Python.
+
+A forwarded capsule's cost in a ``pan node`` process is dominated by how much the process
+touches per capsule, not by the code it runs: every Python frame on the path is paid again
+with cold caches after each wake-up (``docs/network.md``). ``pan_runtime.net._fastpath`` (a
+small C extension, built at install when a C compiler is present) therefore does the event
+loop's ``epoll_wait`` itself, reads each datagram into a pool slot this module lends it and,
+when it comes from a neighbour, is not truncated, has a well-formed header with hop limit
+left, its code object is installed and not quarantined, and the node's queue is empty, runs
+the code: through the runtime's C entry, else through its Python entry without an
+environment (``fast_accept``), else Python runs it. A plain forward toward another node
+over this socket's neighbours, within the MTU, is sent and counted in C, and the wait goes
+on without returning to the event loop.
+
+The door to the node is narrow: the fast path copies the node's tables from a snapshot
+(``pan_runtime.node.snapshot``, refreshed when its generation moves) and gives every capsule
+it does not finish to ``Node.hand_over`` in one call from C, together with the slot the
+datagram is in and what the run gave; the answer lends C the next slot. A capsule whose
+code reaches the node's host during the run is claimed for Python at that moment
+(``materialize``) and handed over after the run. Every rule of the node (drops and their
+reasons, deliveries, demand loading, faults and quarantine) is so written once, in Python.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pan_runtime.errors import PanError, RuntimeFault
+from pan_runtime.node.snapshot import FastSnapshot, generation, queued, snapshot
+from pan_runtime.plugin.runtime import as_fault
+
+if TYPE_CHECKING:
+    import socket
+
+    from pan_runtime.net.udp import UdpLink, UdpTransport
+    from pan_runtime.node.cache import CacheEntry
+    from pan_runtime.plugin.runtime import LoadedCode
+
+try:
+    from pan_runtime.net import _fastpath
+except ImportError as exc:  # built at install only where a C compiler was found
+    _fastpath = None
+    _IMPORT_ERROR = str(exc)
+else:
+    _IMPORT_ERROR = ""
+
+__all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait"]
+
+#: how the datagrams a fast path read went: carried out in C after the code ran (through a C
+#: entry or ``fast_accept``); run in Python (a runtime with neither entry); handed to Python
+#: after the code ran (another verdict, or the code reached the host); and to the node's
+#: ordinary path before any run (unknown peer, malformed, missing code, ...)
+PATHS = ("finished_in_c", "python_runs", "handed_over", "slow")
+
+
+def available() -> bool:
+    """True when the C extension is built and importable."""
+    return _fastpath is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why the fast path cannot run here (None when it can)."""
+    if _fastpath is not None:
+        return None
+    return f"pan_runtime.net._fastpath is not built ({_IMPORT_ERROR}); reinstall pan with a C compiler on PATH"
+
+
+def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int) -> list[tuple[int, int]]:
+    """``epoll_wait`` with the fast sockets' bursts read in C (``fast``: fd -> ``UdpFastPath.c``);
+    returns the other ready descriptors. See ``_fastpath.wait``."""
+    assert _fastpath is not None
+    return _fastpath.wait(epfd, fast, timeout, limit)  # type: ignore[no-any-return]
+
+
+def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any]:
+    """What C runs for a code object: (C entry address or 0, its state, ``fast_accept`` or None).
+    The one place that asks the runtime for its fast entry."""
+    fn, state = loaded.fast_entry() or (0, 0)
+    return fn, state, None if fn else loaded.fast_accept
+
+
+def after_run(loaded: LoadedCode) -> None:
+    """Tell the runtime a run without an environment ended (it may raise the code's fault)."""
+    loaded.after_fast_run()
+
+
+class UdpFastPath:
+    """The fast path of one UDP socket of a transport; see the module docstring."""
+
+    def __init__(self, transport: UdpTransport, sock: socket.socket):
+        if _fastpath is None:
+            raise PanError(unavailable_reason() or "fast path unavailable")
+        node = transport.node
+        self.transport = transport
+        self.node = node
+        self.sock = sock
+        self.pool = pool = node.pool
+        self._c: Any = _fastpath.FastPath(
+            fd=sock.fileno(),
+            pool=pool,
+            base=pool.base_address,
+            slot_size=pool.buffer_size,
+            slot_count=pool.count,
+            on_slow=self._slow,
+            on_handover=self._handover,
+            owner=self,
+        )
+        self._snapshot: FastSnapshot | None = None
+        self._links: list[UdpLink] = []
+        self._entries: list[CacheEntry] = []
+        self._held = False
+        self.closed = False
+        #: capsules by the way they went (see ``PATHS``)
+        self.paths = dict.fromkeys(PATHS, 0)
+        node.counter_sources.append(self.flush)
+
+    @property
+    def c(self) -> Any:
+        """The C object (what ``wait`` takes)."""
+        return self._c
+
+    @property
+    def fd(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def crossings(self) -> int:
+        """Calls between C and Python made for capsules so far (hand-overs and claims)."""
+        return int(self._c.crossings)
+
+    # -- tables ------------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Refresh the C tables from the node's snapshot if its generation moved."""
+        snap = self._snapshot
+        if snap is not None and snap.generation == generation(self.node):
+            return
+        self.flush()
+        snap = snapshot(self.node)
+        neighbors = dict(snap.neighbors)
+        links = [link for link in self.transport.links.values() if link.sock is self.sock]
+        index = {link.address: i for i, link in enumerate(links)}
+
+        def link_of(hop: Any) -> int:
+            i = index.get(hop, -1)
+            return i if i >= 0 and neighbors.get(hop) is links[i] else -1
+
+        routes = [(dest, link_of(hop)) for dest, hop in snap.routes]
+        default = link_of(snap.default) if snap.default is not None else -1
+        codes = [(e.code.name, *fast_entry(e.loaded)) for e in snap.codes]
+        self._c.configure(
+            snap.address,
+            [(link.endpoint, link.address.raw, link.mtu) for link in links],
+            routes,
+            default,
+            codes,
+            snap.copy_on_send,
+        )
+        self._links, self._entries, self._snapshot = links, list(snap.codes), snap
+
+    def lend(self) -> None:
+        """Before C reads: fresh tables, a pool slot to read into, and whether the queue holds capsules."""
+        self.sync()
+        held = queued(self.node)
+        if held != self._held:
+            self._c.held = self._held = held
+        slot = self.pool.try_take_slot()
+        if slot >= 0:
+            self._c.slot = slot
+
+    def reclaim(self) -> None:
+        """After C read: the lent slot back to the pool (it is whole between turns)."""
+        slot = self._c.slot
+        if slot >= 0:
+            self._c.slot = -1
+            self.pool.give_slot(slot)
+
+    def flush(self) -> None:
+        """Fold the counters of capsules finished in C into the node, links and code stats."""
+        if self._snapshot is None or self.closed:
+            return
+        received, sent, codes, links, paths = self._c.take_counters()
+        for k, v in zip(PATHS, paths, strict=True):
+            self.paths[k] += v
+        node = self.node
+        node.stats.received += received
+        node.stats.sent += sent
+        for e, (n_in, forwarded, time_ns, max_ns) in zip(self._entries, codes, strict=True):
+            steps, fuel = e.loaded.take_fast_usage()  # what runs without an environment used
+            e.stats.steps += steps
+            e.stats.fuel += fuel
+            if n_in:
+                s = e.stats
+                s.capsules_in += n_in
+                s.forwarded += forwarded
+                s.time_ns += time_ns
+                if max_ns > s.max_time_ns:
+                    s.max_time_ns = max_ns
+                node.cache.get(e.code.name)  # used: keep it off the LRU end
+        for link, (r, rb, sn, sb, big) in zip(self._links, links, strict=True):
+            link.received += r
+            link.received_bytes += rb
+            link.sent += sn
+            link.sent_bytes += sb
+            if big > link.largest_sent:
+                link.largest_sent = big
+
+    # -- the loop ------------------------------------------------------------------------------
+    def burst(self, limit: int) -> bool:
+        """Read up to ``limit`` datagrams; False when no pool slot is free (use the Python path)."""
+        self.lend()
+        try:
+            return bool(self._c.burst(limit) >= 0)
+        finally:
+            self.reclaim()
+
+    def _answer(self) -> tuple[int, bool]:
+        """What a callback returns to C: the next slot to read into, and whether the queue holds capsules."""
+        self.sync()
+        self._held = held = queued(self.node)
+        return self.pool.try_take_slot(), held
+
+    def _slow(self, slot: int, n: int, flags: int, addr: tuple[Any, ...]) -> tuple[int, bool]:
+        """A datagram C does not run: the transport's ordinary path takes it (and its slot)."""
+        self.transport.received(self.sock, slot, n, flags, addr)
+        return self._answer()
+
+    def materialize(self, slot: int, n: int, link: int, code: int) -> None:
+        """The running capsule's code reached the host: the node takes the capsule over now,
+        its environment current (C hands the run's result over when the run ends)."""
+        self.node.hand_over(self._entries[code], self.pool.segment_for_slot(slot, n), self._links[link], running=True)
+
+    def _handover(self, code: int, link_index: int, slot: int, n: int, result: Any, dt: int) -> tuple[int, bool]:
+        """A capsule C read and does not finish: ``result`` is the run's verdict or the
+        exception it raised, or None (no run yet); slot -1: ``materialize`` took it already."""
+        entry = self._entries[code]
+        link = self._links[link_index]
+        wire = self.pool.segment_for_slot(slot, n) if slot >= 0 else None
+        link.received += 1
+        link.received_bytes += n
+        interrupt: BaseException | None = None
+        if isinstance(result, BaseException):
+            result.__traceback__ = result.__context__ = None  # frames of the run, holding the body
+            if isinstance(result, Exception):
+                result = as_fault(result, entry.runtime, entry.code.short_name)
+            else:  # KeyboardInterrupt, SystemExit: not the code's; the capsule still goes in
+                interrupt, result = result, RuntimeFault(f"interrupted: {type(result).__name__}", "interrupted")
+        if result is not None:
+            try:
+                after_run(entry.loaded)
+            except Exception as exc:
+                result = as_fault(exc, entry.runtime, entry.code.short_name)
+        self.node.hand_over(entry, wire, link, result, dt)
+        if interrupt is not None:
+            raise interrupt
+        return self._answer()
+
+    def close(self) -> None:
+        """Stop: fold the last counters in; a burst still running reads nothing more."""
+        if self.closed:
+            return
+        self.flush()
+        self.closed = True
+        self.reclaim()
+        try:
+            self.node.counter_sources.remove(self.flush)
+        except ValueError:
+            pass
