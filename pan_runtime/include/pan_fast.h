@@ -5,8 +5,8 @@
  * and this context instead of going through Python. The context answers the environment
  * calls a forwarding capsule makes most often, so they cost no call back into Python.
  * Any other PNI call the code makes during the run reaches the Python host as usual;
- * the host then builds the capsule's Python environment on the spot (see
- * pan_runtime/net/fastpath.py), and the node finishes that capsule in Python.
+ * the host then has the node take the capsule over on the spot (see
+ * pan_runtime/net/fastpath.py and udp_fast.py), and the node finishes that capsule in Python.
  */
 #ifndef PAN_FAST_H
 #define PAN_FAST_H

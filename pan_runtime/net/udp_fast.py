@@ -227,7 +227,8 @@ class UdpFastPath:
     def materialize(self, slot: int, n: int, link: int, code: int) -> None:
         """The running capsule's code reached the host: the node takes the capsule over now,
         its environment current (C hands the run's result over when the run ends)."""
-        self.node.hand_over(self._entries[code], self.pool.segment_for_slot(slot, n), self._links[link], running=True)
+        via = self._links[link]
+        self.node.hand_over(self._entries[code], self.pool.segment_for_slot(slot, n), via, via.address, running=True)
 
     def _handover(self, code: int, link_index: int, slot: int, n: int, result: Any, dt: int) -> tuple[int, bool]:
         """A capsule C read and does not finish: ``result`` is the run's verdict or the
@@ -249,7 +250,7 @@ class UdpFastPath:
                 after_run(entry.loaded)
             except Exception as exc:
                 result = as_fault(exc, entry.runtime, entry.code.short_name)
-        self.node.hand_over(entry, wire, link, result, dt)
+        self.node.hand_over(entry, wire, link, link.address, result, dt)
         if interrupt is not None:
             raise interrupt
         return self._answer()

@@ -637,6 +637,7 @@ class Node:
         entry: CacheEntry,
         wire: Segment | None,
         link: NetLink,
+        prev_hop: NodeAddress,
         result: int | RuntimeFault | None = None,
         time_ns: int = 0,
         *,
@@ -644,7 +645,7 @@ class Node:
     ) -> bool:
         """The door for a capsule a fast path read and does not finish: it enters the node here.
 
-        ``wire`` is the datagram (its reference moves to the node) from neighbour ``link``;
+        ``wire`` is the datagram (its reference moves to the node) from neighbour ``prev_hop`` on ``link``;
         the node parses it and takes its hop (``_parse``, as for every capsule from a link).
         ``result`` is what the fast path's run of ``entry`` gave (a verdict or a fault),
         finished here like any run; None: the node runs it now. ``running``: the code is
@@ -657,11 +658,11 @@ class Node:
             cap = env.capsule
         else:
             self.stats.received += 1
-            parsed = self._parse(_Queued(wire, _NETWORK, link, link.address))
+            parsed = self._parse(_Queued(wire, _NETWORK, link, prev_hop))
             if parsed is None:  # the fast path checked the header: only a bug gets here
                 return bool(self.queue)
             cap = parsed
-            env.setup(entry.code, cap, _NETWORK, link, link.address, self._budget)
+            env.setup(entry.code, cap, _NETWORK, link, prev_hop, self._budget)
             if result is None and not running:
                 self.run(entry, env, cap)
                 return bool(self.queue)

@@ -1,0 +1,113 @@
+"""The door between the node and the UDP fast path (``pan_runtime.net.udp_fast``).
+
+How many times a capsule crosses between C and Python is held to what the design needs:
+none for a capsule finished in C, one for a datagram or a capsule handed to the node, two
+for a capsule whose code reached the node's host during its run (the claim and the hand-
+over). The hop limit is taken once per node on every way through, and the fast path reads
+nothing private of the node, the pool or the transport.
+"""
+
+from __future__ import annotations
+
+import ast
+import struct
+from pathlib import Path
+
+import pytest
+from nethelpers import pump
+from test_net_fastpath import RUNTIMES, N, _forward_line, _ping_run, tmpdir_short  # noqa: F401
+from test_net_udp import forward_body
+
+from pan_runtime.net import udp_fast
+from pan_runtime.net.application import capsule_bytes
+from pan_runtime.node.node import default_plugins
+from pan_runtime.plugin.builders import BuildRequest
+
+# forward, after a call the fast path does not answer without an environment
+REACHES_HOST = """
+def accept(pni, capsule, length):
+    pni.state_put(b"k", b"v", 0)
+    return FORWARD
+"""
+
+
+def _fast(d) -> dict:
+    return d.transport.info()["fast_path"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_capsule_handed_over_after_its_run_crosses_once(tmpdir_short, runtime):  # noqa: F811
+    with _forward_line(tmpdir_short) as t:
+        from test_net_fastpath import _install_everywhere
+
+        code = _install_everywhere(t.ds, runtime, "forward")
+        for i in range(5):
+            t.src.send(code, forward_body(t.receiver.node.address, struct.pack(">I", i)))
+        assert pump(t.ds, lambda: t.app.pending == 5)
+        mid, rcv = _fast(t.middle), _fast(t.receiver)
+        assert mid["finished_in_c"] == 5 and mid["crossings"] == 0  # no Python at all
+        # at the receiver the code's FORWARD names the receiver: the node delivers it
+        assert rcv["handed_over"] == 5 and rcv["slow"] == 0 and rcv["crossings"] == 5
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_capsule_whose_code_reaches_the_host_crosses_twice(tmpdir_short, runtime):  # noqa: F811
+    _, paths = _ping_run(tmpdir_short, runtime, fast=True)
+    # the receiver's ping code keeps a count in soft state: claimed during the run, handed over after it
+    assert paths["receiver"]["handed_over"] == N and paths["receiver"]["crossings"] == 2 * N
+    assert paths["middle"]["finished_in_c"] == 2 * N and paths["middle"]["crossings"] == 0
+
+
+def test_a_datagram_for_the_python_path_crosses_once(tmpdir_short):  # noqa: F811
+    with _forward_line(tmpdir_short, peer=True) as t:
+        good = capsule_bytes(t.code, forward_body(t.receiver.node.address, b"x"), t.peer.address)
+        for bad in (good[:20], b"\x09" + good[1:], good[:1] + b"\x80" + good[2:]):
+            t.peer.send(bad, t.mport)
+        t.peer.send(good, t.mport)
+        assert pump(t.ds, lambda: t.middle.statistics()["sent"] == 1 and t.middle.statistics()["dropped"] == 3)
+        info = _fast(t.middle)
+        assert info["slow"] == 3 and info["finished_in_c"] == 1 and info["crossings"] == 3
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "python"])
+def test_a_capsule_handed_over_mid_run_loses_one_hop(tmpdir_short, fast):  # noqa: F811
+    src = tmpdir_short / "reaches.py"
+    src.write_text(REACHES_HOST)
+    plugins = default_plugins()
+    code = plugins.builders.find("restricted_py", ".py").build(BuildRequest([src], "restricted_py", [], [], "reaches"))
+    with _forward_line(tmpdir_short, fast, peer=True) as t:
+        for d in t.ds:
+            d.node.install(code)
+        for hop in (2, 1):
+            t.peer.send(capsule_bytes(code, forward_body(t.receiver.node.address, b"hop %d" % hop), t.peer.address, hop), t.mport)
+        drops = t.receiver.node.stats.drops
+        assert pump(t.ds, lambda: t.app.pending == 1 and drops["hop_limit"] == 1)
+        assert [d.data[20:] for d in t.app.deliveries()] == [b"hop 2"]
+        if fast:  # the middle ran both from the fast path and forwarded them from Python
+            assert _fast(t.middle)["handed_over"] == 2 and _fast(t.middle)["crossings"] == 4
+
+
+def test_the_pool_is_whole_between_turns(tmpdir_short):  # noqa: F811
+    with _forward_line(tmpdir_short) as t:
+        t.src.send(t.code, forward_body(t.receiver.node.address, b"x"))
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        assert all(d.node.pool.whole for d in t.ds)
+
+
+def test_the_fast_path_reads_nothing_private_of_the_node():
+    tree = ast.parse(Path(udp_fast.__file__).read_text(encoding="utf-8"))
+    private = [
+        f"line {n.lineno}: {ast.unparse(n)}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and n.attr.startswith("_")
+        and not (n.attr.startswith("__") and n.attr.endswith("__"))
+        and not (isinstance(n.value, ast.Name) and n.value.id == "self")
+    ]
+    assert private == []
+    node_uses = {
+        n.attr for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and n.value.attr == "node"
+    }
+    # the door: snapshot functions take the node; these are the only members it touches
+    assert node_uses <= {"hand_over", "counter_sources", "stats", "cache", "pool"}, node_uses
