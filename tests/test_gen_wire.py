@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pan_runtime.data import capsule, wire
-from pan_runtime.errors import SpecError
 from pni_spec import generate, load_spec
+from pni_spec.errors import SpecError
 from pni_spec.gen_wire import WIRE_KEYS, load_wire, render_wire
 
 
