@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pan_runtime.errors import PanError
+from pan_runtime.errors import FaultReason, PanError
 from pan_runtime.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ _PUBLIC = {
 
 __all__ = [
     "PanError",
+    "FaultReason",
     "hookimpl",
     "__version__",
     "NodeAddress",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
     "PanError",
     "SegmentError",
@@ -14,6 +16,7 @@ __all__ = [
     "PniVersionError",
     "PniError",
     "RuntimeUnavailable",
+    "FaultReason",
     "RuntimeFault",
     "BudgetExceeded",
     "ConfigError",
@@ -85,18 +88,54 @@ class RuntimeUnavailable(PanError):
     """A runtime that cannot run here (missing engine, JDK, ...); `reason` says why."""
 
 
+class FaultReason(enum.StrEnum):
+    """Why a runtime stopped a run: every runtime maps its stops to one of these.
+
+    A ``str`` enum, so the value is the drop reason counted against the code object and
+    written to JSON exactly as before.
+    """
+
+    #: time, steps or fuel used up
+    BUDGET = "budget"
+    #: a memory ceiling reached, or the engine ran out of memory
+    MEMORY = "memory"
+    #: stack exhausted (deep recursion)
+    STACK = "stack"
+    #: an out-of-bounds memory or table access the engine caught
+    OOB = "oob"
+    #: any other trap of the engine (unreachable, division by zero, ...)
+    TRAP = "trap"
+    #: the code raised an exception
+    CODE_ERROR = "code_error"
+    #: a guard refused an operation (restricted_py)
+    GUARD = "guard"
+    #: the code returned something that is not a verdict
+    BAD_VERDICT = "bad_verdict"
+    #: the code has no export of the name called
+    NO_EXPORT = "no_export"
+    #: the code failed to initialise again after a reset (init refused, start function failed,
+    #: a static initializer raised)
+    INIT = "init"
+    #: the code referred to something its runtime refuses to link (a class, an import)
+    LINK = "link_refused"
+    #: the node's side raised inside a PNI call the code made (a host bug, not the code's)
+    HOST_ERROR = "host_error"
+    #: the runtime itself raised (a runtime bug, logged with its traceback)
+    RUNTIME_ERROR = "runtime_error"
+
+
 class RuntimeFault(PanError):
     """Code raised, trapped or otherwise failed inside a runtime; `reason` is the counted drop tag."""
 
-    def __init__(self, message: str, reason: str = "code_error"):
+    def __init__(self, message: str, reason: FaultReason = FaultReason.CODE_ERROR):
         super().__init__(message)
-        self.reason = reason
+        self.reason = FaultReason(reason)
 
 
 class BudgetExceeded(RuntimeFault):
     """Code used more than its execution budget (time, steps, fuel, memory)."""
 
-    def __init__(self, message: str, reason: str = "budget"):
+    def __init__(self, message: str, reason: FaultReason = FaultReason.BUDGET):
         super().__init__(message, reason)
 
 

@@ -18,10 +18,14 @@ Calling convention for ``LoadedCode.accept``:
   the reason against the code object and goes on. ``LoadedCode.needs_reset`` tells the
   node the instance may be corrupt.
 
-Drop reasons shared by every runtime (a runtime may add its own for what only it detects):
-``budget`` (time, steps or fuel used up), ``memory`` (memory ceiling), ``stack`` (stack
-exhausted), ``code_error`` (the code raised or trapped), ``guard`` (a guard refused an
-operation), ``oob`` (an out-of-bounds access the engine caught).
+Fault reasons: every runtime maps each way a run can stop to one ``FaultReason``
+(``pan_runtime.errors``), a ``str`` enum whose value is the drop reason the node counts:
+``budget`` (time, steps or fuel used up), ``memory`` (memory ceiling or out of memory),
+``stack`` (stack exhausted), ``oob`` (an out-of-bounds access the engine caught), ``trap``
+(any other engine trap), ``code_error`` (the code raised), ``guard`` (a guard refused an
+operation), ``bad_verdict`` (not a verdict), ``no_export``, ``init`` (initialising again
+failed), ``link_refused`` (a reference the runtime will not link), ``host_error`` (the
+node's side of a PNI call raised) and ``runtime_error`` (the runtime itself raised).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pan_runtime.errors import RuntimeFault
+from pan_runtime.errors import FaultReason, RuntimeFault
 
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
@@ -110,7 +114,7 @@ class LoadedCode(abc.ABC):
 
     def call_export(self, name: str, a0: int, a1: int) -> int:
         """Call an exported function (``int64 f(int64, int64)``) for a dependant."""
-        raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", "no_export")
+        raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", FaultReason.NO_EXPORT)
 
     def reset(self) -> None:
         """Recreate the instance after a fault that may have corrupted it."""
@@ -172,4 +176,4 @@ def as_fault(exc: Exception, runtime: str, code: str) -> RuntimeFault:
     if isinstance(exc, RuntimeFault):
         return exc
     logging.getLogger("pan.node").error("runtime %s raised on %s", runtime, code, exc_info=exc)
-    return RuntimeFault(f"{type(exc).__name__}: {exc}", "runtime_error")
+    return RuntimeFault(f"{type(exc).__name__}: {exc}", FaultReason.RUNTIME_ERROR)

@@ -20,7 +20,7 @@ from pan_jvm.checker import CheckedJar, check_jar
 from pan_jvm.hostcalls import upcall_class
 from pan_jvm.jvm import Jvm, current_jvm, ensure_jvm, unavailable_reason
 from pan_runtime.data.segments import Segment, SegType
-from pan_runtime.errors import BudgetExceeded, ClosedError, CodeObjectError, RuntimeFault
+from pan_runtime.errors import BudgetExceeded, ClosedError, CodeObjectError, FaultReason, RuntimeFault
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
@@ -34,24 +34,27 @@ log = logging.getLogger("pan.jvm")
 
 FAULT = -(2**31)
 FAULT_LONG = -(2**63)
-#: Lane fault kind -> (drop reason, budget fault?, instance may be corrupt?)
-FAULT_REASONS: dict[int, tuple[str, bool, bool]] = {
-    1: ("budget", True, True),
-    2: ("memory", True, True),
-    3: ("out_of_memory", True, True),
-    4: ("stack", False, True),
-    5: ("code_error", False, False),
-    6: ("link_refused", False, True),
-    7: ("bad_entry", False, True),
-    8: ("init_failed", False, True),
-    9: ("bad_verdict", False, False),
+#: the lane's fault kinds (``org.pan.jvm.Lane.F_*``)
+F_TIME, F_MEMORY, F_OOM, F_STACK, F_EXCEPTION, F_LINK, F_ENTRY, F_INIT, F_VERDICT = range(1, 10)
+#: Lane fault kind -> (fault reason, budget fault?, instance may be corrupt?)
+FAULT_REASONS: dict[int, tuple[FaultReason, bool, bool]] = {
+    F_TIME: (FaultReason.BUDGET, True, True),
+    F_MEMORY: (FaultReason.MEMORY, True, True),  # the watchdog's allocation ceiling
+    F_OOM: (FaultReason.MEMORY, True, True),  # the JVM's own OutOfMemoryError
+    F_STACK: (FaultReason.STACK, False, True),
+    F_EXCEPTION: (FaultReason.CODE_ERROR, False, False),
+    F_LINK: (FaultReason.LINK, False, True),
+    F_ENTRY: (FaultReason.LINK, False, True),  # no usable entry class
+    F_INIT: (FaultReason.INIT, False, True),
+    F_VERDICT: (FaultReason.BAD_VERDICT, False, False),
 }
+_UNKNOWN_FAULT = (FaultReason.CODE_ERROR, False, True)
 _BATCH_MAX = 256
 _STRIDE = 4
 
 
 def _fault(code: CodeObject, kind: int, message: str) -> RuntimeFault:
-    reason, budget, _ = FAULT_REASONS.get(kind, ("code_error", False, True))
+    reason, budget, _ = FAULT_REASONS.get(kind, _UNKNOWN_FAULT)
     text = f"{code.short_name}: {message}"
     return BudgetExceeded(text, reason) if budget else RuntimeFault(text, reason)
 
@@ -321,8 +324,8 @@ class JvmLoadedCode(LoadedCode):
         if r == FAULT:
             kind, msg = int(self._lane.faultKind()), str(self._lane.faultMessage())
             self._lane.drop(self.id)
-            reason = FAULT_REASONS.get(kind, ("code_error", False, True))[0]
-            if kind in (6, 7):
+            reason = FAULT_REASONS.get(kind, _UNKNOWN_FAULT)[0]
+            if kind in (F_LINK, F_ENTRY):
                 raise CodeObjectError(f"{self.code.short_name}: {msg}")
             raise CodeObjectError(f"{self.code.short_name}: loading failed ({reason}): {msg}")
         self.loader = loader
@@ -338,7 +341,7 @@ class JvmLoadedCode(LoadedCode):
         return int(budget.time_ms * 1_000_000), int(budget.memory_bytes)
 
     def _raise(self, kind: int, message: str) -> RuntimeFault:
-        if FAULT_REASONS.get(kind, ("", False, True))[2]:
+        if FAULT_REASONS.get(kind, _UNKNOWN_FAULT)[2]:
             self.needs_reset = True
         return _fault(self.code, kind, message)
 
@@ -458,7 +461,7 @@ class JvmLoadedCode(LoadedCode):
 
     def call_export(self, name: str, a0: int, a1: int) -> int:
         if name not in self.code.manifest.exports:
-            raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", "no_export")
+            raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", FaultReason.NO_EXPORT)
         jname = self._export_names.get(name)
         if jname is None:
             import jpype

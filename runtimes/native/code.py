@@ -25,7 +25,7 @@ from pan_native.elfobject import STT_FUNC, STT_NOTYPE, ElfObject, parse_object
 from pan_native.hostcalls import CALLS, make_callback
 from pan_native.image import Image, Resolved, libc_helper, link
 from pan_native.support import HOT_CALLS, support_object
-from pan_runtime.errors import ClosedError, CodeObjectError, RuntimeFault
+from pan_runtime.errors import ClosedError, CodeObjectError, FaultReason, RuntimeFault
 from pan_runtime.plugin.runtime import LoadedCode
 from pan_runtime.pni_api import BAD_ARGUMENT, NOT_FOUND
 
@@ -177,7 +177,7 @@ class NativeCode(LoadedCode):
     def _as_fault(self, exc: BaseException, call: str) -> RuntimeFault:
         if isinstance(exc, RuntimeFault):
             return exc
-        return RuntimeFault(f"{self.code.short_name}: host call {call} raised {exc!r}", "host_error")
+        return RuntimeFault(f"{self.code.short_name}: host call {call} raised {exc!r}", FaultReason.HOST_ERROR)
 
     # -- LoadedCode ----------------------------------------------------------------------
     def init(self) -> int:

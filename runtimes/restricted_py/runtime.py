@@ -29,7 +29,7 @@ from pan_restricted_py.guards import make_builtins, make_guards
 from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
 from pan_restricted_py.meter import Halt, Meter
 from pan_runtime import pni_api, protocol_headers
-from pan_runtime.errors import BudgetExceeded, CodeObjectError, PanError, RuntimeFault
+from pan_runtime.errors import BudgetExceeded, CodeObjectError, FaultReason, PanError, RuntimeFault
 from pan_runtime.net.fastpath import LeanHost
 from pan_runtime.node.env import Budget
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
@@ -164,20 +164,20 @@ class RestrictedPyCode(LoadedCode):
         if meter.halted:
             if meter.reason == "budget":
                 return BudgetExceeded(f"{self.code.short_name}: {meter.detail}{where}")
-            return RuntimeFault(f"{self.code.short_name}: guard: {meter.detail}{where}", "guard")
+            return RuntimeFault(f"{self.code.short_name}: guard: {meter.detail}{where}", FaultReason.GUARD)
         if isinstance(exc, Halt):  # cannot happen without a halted meter; be safe
-            return RuntimeFault(f"{self.code.short_name}: {exc.detail}{where}", exc.reason)
+            return RuntimeFault(f"{self.code.short_name}: {exc.detail}{where}", FaultReason(exc.reason))
         if isinstance(exc, KeyboardInterrupt):
             return exc
         if isinstance(exc, RecursionError):
             self.needs_reset = True
-            return RuntimeFault(f"{self.code.short_name}: guard: recursion too deep{where}", "guard")
+            return RuntimeFault(f"{self.code.short_name}: guard: recursion too deep{where}", FaultReason.GUARD)
         if isinstance(exc, MemoryError):
             self.needs_reset = True
-            return RuntimeFault(f"{self.code.short_name}: out of memory{where}", "memory")
+            return RuntimeFault(f"{self.code.short_name}: out of memory{where}", FaultReason.MEMORY)
         if isinstance(exc, RuntimeFault):
             return RuntimeFault(f"{self.code.short_name}: in a dependency: {exc}", exc.reason)
-        return RuntimeFault(f"{self.code.short_name}: {type(exc).__name__}: {exc}{where}", "code_error")
+        return RuntimeFault(f"{self.code.short_name}: {type(exc).__name__}: {exc}{where}", FaultReason.CODE_ERROR)
 
     def _line_of(self, exc: BaseException) -> str:
         tb = exc.__traceback__
@@ -207,7 +207,7 @@ class RestrictedPyCode(LoadedCode):
         metered = "_left_" in fn.__code__.co_names
 
         def not_int(r: Any) -> RuntimeFault:
-            return RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", "code_error")
+            return RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", FaultReason.BAD_VERDICT)
 
         def accept_metered(env: Environment) -> int:
             nonlocal budget, chunk0, extra0, steps
@@ -271,7 +271,7 @@ class RestrictedPyCode(LoadedCode):
             if metered:
                 self.fast_steps += steps - meter.extra - g["_left_"]
             if r.__class__ is not int:
-                raise RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", "code_error")
+                raise RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", FaultReason.BAD_VERDICT)
             return r
 
         self._meter.sentinels.add(fast_accept.__code__)
@@ -300,7 +300,7 @@ class RestrictedPyCode(LoadedCode):
         if r is None and default is not None:
             return default
         if type(r) is not int:
-            raise RuntimeFault(f"{self.code.short_name}: {what} returned {type(r).__name__}, not an int", "code_error")
+            raise RuntimeFault(f"{self.code.short_name}: {what} returned {type(r).__name__}, not an int", FaultReason.CODE_ERROR)
         return r
 
     def init(self) -> int:
@@ -316,7 +316,7 @@ class RestrictedPyCode(LoadedCode):
     def call_export(self, name: str, a0: int, a1: int) -> int:
         fn = self._exports.get(name)
         if fn is None:
-            raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", "no_export")
+            raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", FaultReason.NO_EXPORT)
         return self._int_result(f"export {name}", self._run(fn, a0, a1))
 
     @property

@@ -34,6 +34,7 @@ from pan_runtime.errors import (
     ClosedError,
     CodeObjectError,
     ConfigError,
+    FaultReason,
     RuntimeFault,
     RuntimeUnavailable,
 )
@@ -66,11 +67,12 @@ WASM_MAGIC = b"\0asm\x01\0\0\0"
 BATCH_HEADER_WORDS = 2
 BATCH_SLOT_WORDS = 3
 MAX_BATCH = 4096
+#: Wasmtime trap code -> fault reason (any other trap: ``FaultReason.TRAP``)
 _TRAP_REASONS = {
-    "STACK_OVERFLOW": "stack",
-    "MEMORY_OUT_OF_BOUNDS": "oob",
-    "TABLE_OUT_OF_BOUNDS": "oob",
-    "HEAP_MISALIGNED": "oob",
+    "STACK_OVERFLOW": FaultReason.STACK,
+    "MEMORY_OUT_OF_BOUNDS": FaultReason.OOB,
+    "TABLE_OUT_OF_BOUNDS": FaultReason.OOB,
+    "HEAP_MISALIGNED": FaultReason.OOB,
 }
 _BUDGET_TRAPS = {"INTERRUPT", "OUT_OF_FUEL"}
 
@@ -365,7 +367,7 @@ class WasmCode(LoadedCode):
             if stopped:
                 raise BudgetExceeded(f"{self.code.short_name}: start function exceeded its budget") from None
             raise RuntimeFault(
-                f"{self.code.short_name}: instantiation failed: {detail}", "instantiate"
+                f"{self.code.short_name}: instantiation failed: {detail}", FaultReason.INIT
             ) from None
         exports = instance.exports(store)
         self._store = store
@@ -496,16 +498,16 @@ class WasmCode(LoadedCode):
         where = f"{self.code.short_name}: {c.name}"
         if host_error is not None:
             call, exc = host_error
-            raise RuntimeFault(f"{where}: host call {call} raised {exc!r}", "host_error") from exc
+            raise RuntimeFault(f"{where}: host call {call} raised {exc!r}", FaultReason.HOST_ERROR) from exc
         if stopped or kind in _BUDGET_TRAPS:
             spent = (
                 f"{self._fuel} fuel"
                 if self._fuel_mode
                 else f"{self._budget.time_ms if self._budget else '?'} ms"
             )
-            raise BudgetExceeded(f"{where} exceeded its budget of {spent}", "budget")
+            raise BudgetExceeded(f"{where} exceeded its budget of {spent}", FaultReason.BUDGET)
         raise RuntimeFault(
-            f"{where} trapped ({kind.lower()}): {_summary(message)}", _TRAP_REASONS.get(kind, "trap")
+            f"{where} trapped ({kind.lower()}): {_summary(message)}", _TRAP_REASONS.get(kind, FaultReason.TRAP)
         )
 
     def host_failed(self, call: str, exc: BaseException) -> int:
@@ -539,7 +541,7 @@ class WasmCode(LoadedCode):
         c = self._exports.get(name)
         if c is None:
             if name not in self.code.manifest.exports or self._instance_exports is None:
-                raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", "no_export")
+                raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", FaultReason.NO_EXPORT)
             c = self._exports[name] = self._fc.FastCall(self._store, self._instance_exports[name], 2, 1, name)
         c.q[0] = _i64(a0)
         c.q[2] = _i64(a1)
@@ -630,7 +632,7 @@ class WasmCode(LoadedCode):
         if self._init is not None:
             result = self.init()
             if result < 0:
-                raise RuntimeFault(f"{self.code.short_name}: init refused after reset ({result})", "init")
+                raise RuntimeFault(f"{self.code.short_name}: init refused after reset ({result})", FaultReason.INIT)
 
     def unload(self) -> None:
         self._close_instance()

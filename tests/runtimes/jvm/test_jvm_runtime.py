@@ -163,7 +163,7 @@ def test_allocation_bomb_is_bounded(runtime, classes, host, jpool, forward):
     one = make_env(loaded.code, b"\x01", jpool)
     with pytest.raises(BudgetExceeded) as err:
         run(loaded, host, one)  # a single array larger than the heap
-    assert err.value.reason == "out_of_memory"
+    assert err.value.reason == "memory"
     one.clear()
     _still_forwards(forward, host, jpool)
 

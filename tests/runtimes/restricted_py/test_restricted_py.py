@@ -114,7 +114,8 @@ def test_pni_error_is_catchable_by_code(load, run):
 
 
 def test_non_int_verdict_is_a_fault(load, run):
-    assert "not an int" in str(fault_of(load, run, "return 'x'"))
+    fault = fault_of(load, run, "return 'x'")
+    assert fault.reason == "bad_verdict" and "not an int" in str(fault)
 
 
 GUARD_CASES = {
