@@ -6,14 +6,14 @@ import pyfunc_runtime as pf
 import pytest
 
 from pan_runtime.data.address import NodeAddress
-from pan_runtime.errors import CodeObjectError, PniVersionError, RuntimeFault, TrustError
+from pan_runtime.errors import CodeObjectError, PniVersionError, RuntimeFault, RuntimeUnavailable, TrustError
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.net.network import ManualClock, Network
 from pan_runtime.node import pni
-from pan_runtime.node.node import Node, NodeConfig, default_plugins
+from pan_runtime.node.node import Node, NodeConfig
 from pan_runtime.node.trust import CodeOrigin
 from pan_runtime.plugin import nullrt
-from pan_runtime.plugin.plugins import load_plugins
+from pan_runtime.plugin.plugins import default_plugins, load_plugins
 
 PLUGINS = load_plugins(extra=[nullrt, pf])
 PORT = 7
@@ -323,7 +323,7 @@ def test_trust_and_version_checks_at_install():
         old = CodeObject(Manifest("null", "9.0", payload_size=7), b"forward")
         with pytest.raises(PniVersionError, match="PNI 9.0"):
             n.install(old)
-        with pytest.raises(CodeObjectError, match="no runtime|not available"):
+        with pytest.raises(RuntimeUnavailable, match="no plugin registers it"):
             n.install(CodeObject.create("nosuch", b""))
 
 

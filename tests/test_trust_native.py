@@ -7,8 +7,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.errors import TrustError
 from pan_runtime.net.application import Application
-from pan_runtime.node.node import Node, default_plugins
+from pan_runtime.node.node import Node
 from pan_runtime.node.trust import CodeOrigin, TrustPolicy
+from pan_runtime.plugin.plugins import default_plugins
 
 PLUGINS = default_plugins()
 KEY = Ed25519PrivateKey.generate()

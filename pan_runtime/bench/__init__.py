@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _known_runtimes() -> tuple[dict[str, str | None], dict[str, dict[str, str]]]:
-    from pan_runtime.node.node import default_plugins
+    from pan_runtime.plugin.plugins import default_plugins
 
     infos = default_plugins().runtime_infos()
     return {i.name: (None if i.available else (i.reason or "unavailable")) for i in infos}, {i.name: dict(i.versions) for i in infos}

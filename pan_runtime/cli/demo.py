@@ -16,8 +16,9 @@ from pan_runtime.cli.protocols import ping_body, ping_rtt_us, reference_code
 from pan_runtime.errors import PanError
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
-from pan_runtime.node.node import NodeConfig, default_plugins
+from pan_runtime.node.node import NodeConfig
 from pan_runtime.node.stats import format_table
+from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import FloodHdr
 
 __all__ = ["DemoResult", "demo_runtime", "run_demo"]

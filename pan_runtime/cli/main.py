@@ -15,8 +15,8 @@ __all__ = ["main"]
 
 
 def _cmd_runtimes(args: argparse.Namespace) -> int:
-    from pan_runtime.node.node import default_plugins
     from pan_runtime.node.stats import format_table
+    from pan_runtime.plugin.plugins import default_plugins
 
     plugins = default_plugins()
     infos = plugins.runtime_infos()
@@ -108,8 +108,8 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from pan_runtime.data.codeobj import CodeObject
-    from pan_runtime.node.node import default_plugins
     from pan_runtime.plugin.builders import BuildRequest
+    from pan_runtime.plugin.plugins import default_plugins
 
     sources = [Path(s) for s in args.sources]
     for s in sources:

@@ -107,7 +107,7 @@ def reference_code(runtime: str, protocol: str, plugins: Plugins | None = None) 
         except CodeObjectError:
             cached.unlink(missing_ok=True)
     if plugins is None:
-        from pan_runtime.node.node import default_plugins
+        from pan_runtime.plugin.plugins import default_plugins
 
         plugins = default_plugins()
     builder = plugins.builders.find(runtime, src.suffix)

@@ -89,7 +89,7 @@ def version_compatible(code_version: str, node_version: str = PNI_VERSION) -> bo
 
 
 class NodeServices(Protocol):
-    """What the host needs from the node it serves (implemented by ``pan_runtime.node.node.Node``)."""
+    """What the host needs from the node it serves (implemented by ``pan_runtime.node.services.Services``)."""
 
     address: NodeAddress
 

@@ -1,12 +1,31 @@
-"""Counters a node keeps per code object, per runtime and for itself; readable and printable."""
+"""Counters a node keeps per code object, per runtime and for itself; readable and printable.
+
+``CodeStats`` and ``NodeStats`` are the counters the dispatch path bumps; ``statistics``,
+``code_stats``, ``runtime_totals`` and ``format_statistics`` read a node's counters as plain
+data or as a text table (``Node.statistics()`` and friends call them).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CodeStats", "NodeStats", "format_table"]
+if TYPE_CHECKING:
+    from pan_runtime.node.node import Node
+
+__all__ = [
+    "CodeStats",
+    "NodeStats",
+    "format_table",
+    "statistics",
+    "code_stats",
+    "runtime_totals",
+    "format_statistics",
+]
+
+log = logging.getLogger("pan.node")
 
 
 @dataclass
@@ -108,3 +127,76 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
     for r in rows:
         out.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
     return "\n".join(out)
+
+
+def code_stats(node: Node) -> dict[str, dict[str, Any]]:
+    """Each installed code object's counters, by hex name."""
+    node.sync_counters()
+    return {e.code.hex_name: {"runtime": e.runtime, "label": e.code.short_name, **e.stats.as_dict()} for e in node.cache}
+
+
+def runtime_totals(node: Node) -> dict[str, CodeStats]:
+    """The counters of the installed code objects summed per runtime."""
+    node.sync_counters()
+    totals: dict[str, CodeStats] = {}
+    for e in node.cache:
+        totals.setdefault(e.runtime, CodeStats()).merge(e.stats)
+    return totals
+
+
+def _runtime_statistics(node: Node) -> dict[str, dict[str, Any]]:
+    out = {k: v.as_dict() for k, v in runtime_totals(node).items()}
+    for name, rt in node.codes.runtimes.items():
+        try:
+            extra = rt.statistics()
+        except Exception as exc:  # a runtime's counters must not break the node's report
+            log.warning("runtime %s statistics failed: %s", name, exc)
+            continue
+        if extra:
+            out.setdefault(name, CodeStats().as_dict()).update(extra)
+    return out
+
+
+def statistics(node: Node) -> dict[str, Any]:
+    """Everything a node counts, as plain data (what ``pan node`` and the bench report)."""
+    node.sync_counters()
+    cache = node.cache
+    now = node.now_ns()
+    return {
+        "node": str(node.address),
+        **node.stats.as_dict(),
+        "queue": len(node.queue),
+        "pool_free": node.pool.available,
+        "cache": {"entries": len(cache), "bytes": cache.bytes_used, "evictions": cache.evictions},
+        "code": code_stats(node),
+        "runtimes": _runtime_statistics(node),
+        "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],
+    }
+
+
+def format_statistics(node: Node) -> str:
+    """A node's counters as text: a line of totals, the node's drops, a table per code object."""
+    node.sync_counters()
+    rows = []
+    now = node.now_ns()
+    for e in node.cache:
+        s = e.stats
+        rows.append(
+            [
+                e.code.short_name,
+                e.runtime,
+                str(s.capsules_in),
+                str(s.forwarded),
+                str(s.delivered),
+                str(s.done),
+                str(s.dropped),
+                str(s.errors),
+                f"{(s.time_ns / s.capsules_in / 1000) if s.capsules_in else 0:.2f}",
+                "quarantined" if not e.breaker.allows(now) else "",
+            ]
+        )
+    ns = node.stats
+    head = f"node {node.name}: received {ns.received}, injected {ns.injected}, sent {ns.sent}, delivered {ns.delivered}"
+    drops = ", ".join(f"{k}={v}" for k, v in sorted(ns.drops.items())) or "none"
+    table = format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "err", "µs/cap", ""])
+    return f"{head}\nnode drops: {drops}\n{table}"

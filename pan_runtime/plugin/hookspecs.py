@@ -4,8 +4,16 @@ A plugin is any module or object with functions decorated by ``pan_runtime.hooki
 Third parties expose one through an entry point in the group ``pan.runtimes``; the
 built-in runtimes register through the very same hooks.
 
-Hooks are called at start-up and on lifecycle events only; pluggy is never on the
-per-capsule path.
+One mechanism per thing:
+
+* **hooks** (this module) are the plugin boundary: registering runtimes and builders when a
+  plugin manager is loaded (``pan_runtime.plugin.plugins.load_plugins``), and a node's own
+  life (``pan_node_started``, ``pan_node_stopping``). They are called through the manager,
+  never per capsule.
+* **events** (``pan_runtime.node.events``) report what happens inside a running node: code
+  loaded, unloaded or quarantined, capsules dropped. A node keeps the last ones in
+  ``node.events`` and passes each to ``node.on_event``; a plugin that wants them sets that
+  callback from ``pan_node_started`` (keeping any callback already there).
 """
 
 from __future__ import annotations
@@ -47,19 +55,17 @@ def pan_register_builders(registry: BuilderRegistry) -> None:
 
 @hookspec
 def pan_node_started(node: Any) -> None:
-    """A node finished starting: its runtimes are loaded and its links are open."""
+    """A node was constructed and is ready to take code objects, links and capsules.
+
+    Called once per node, at the end of ``Node.__init__``; the node has no links and no code
+    yet. A plugin may install code or subscribe to the node's events here.
+    """
 
 
 @hookspec
 def pan_node_stopping(node: Any) -> None:
-    """A node is about to close its links and unload its code objects."""
+    """A node is about to close: its links and code objects are still there.
 
-
-@hookspec
-def pan_code_loaded(node: Any, name: str, runtime: str) -> None:
-    """A code object (by hex name) was installed in a node's cache and initialised."""
-
-
-@hookspec
-def pan_code_unloaded(node: Any, name: str, reason: str) -> None:
-    """A code object left a node's cache (``reason``: uninstall, evicted, quarantine)."""
+    Called once, at the start of ``Node.close``; afterwards every code object is unloaded
+    (a ``CodeUnloaded`` event each) and the links are closed.
+    """

@@ -1,15 +1,19 @@
 """Finding runtimes: the plugin manager, the runtime registry and availability reports.
 
-``make_plugin_manager()`` builds a fresh pluggy manager (never at import time), loads every
-entry point in the group ``pan.runtimes`` and lets each plugin register its runtimes and
-builders. A plugin that fails to import, or a runtime that reports itself unavailable, is
-recorded with its reason; it never stops the others.
+``load_plugins()`` builds a fresh pluggy manager (``make_plugin_manager``, never at import
+time), registers every entry point in the group ``pan.runtimes`` and then calls the
+registration hooks through the manager (``pm.hook.pan_register_runtimes(registry=...)``).
+A plugin that fails to import, does not match the hook specifications, or raises while
+registering is recorded with its reason and left out; it never stops the others. A runtime
+that reports itself unavailable is listed with its reason. ``default_plugins()`` is the
+process-wide set nodes use unless given their own.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +24,7 @@ from pan_runtime.plugin import hookspecs
 from pan_runtime.plugin.builders import BuilderRegistry
 from pan_runtime.plugin.runtime import Isolation, Runtime
 
-__all__ = ["RuntimeInfo", "RuntimeRegistry", "Plugins", "make_plugin_manager", "load_plugins"]
+__all__ = ["RuntimeInfo", "RuntimeRegistry", "Plugins", "make_plugin_manager", "load_plugins", "default_plugins"]
 
 
 @dataclass
@@ -116,17 +120,49 @@ class Plugins:
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
+    """A fresh manager that knows pan's hook specifications and no plugin yet."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
 
 
+def _register(pm: pluggy.PluginManager, plugin: object, name: str | None, failures: dict[str, str]) -> None:
+    """Register ``plugin``; one that does not match the hook specifications is refused and recorded."""
+    label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        failures[label] = f"plugin {label} does not match pan's hooks: {exc}"
+
+
+def _call_each(
+    pm: pluggy.PluginManager,
+    hook: str,
+    kwargs: dict[str, Any],
+    failures: dict[str, str],
+    before: Callable[[str], None] | None = None,
+) -> None:
+    """Call ``hook`` through the manager once per implementing plugin (``before`` is told its
+    name), so that one plugin's error is recorded against it and the others still run."""
+    everyone = pm.get_plugins()
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        only = pm.subset_hook_caller(hook, remove_plugins=[p for p in everyone if p is not impl.plugin])
+        if before is not None:
+            before(impl.plugin_name)
+        try:
+            only(**kwargs)
+        except Exception as exc:
+            failures.setdefault(impl.plugin_name, f"{hook} failed: {type(exc).__name__}: {exc}")
+
+
 def load_plugins(extra: list[Any] | None = None, entry_points: bool = True) -> Plugins:
-    """A fresh manager with every ``pan.runtimes`` entry point (and ``extra`` plugin objects)."""
+    """A fresh manager with every ``pan.runtimes`` entry point (and ``extra`` plugin objects)
+    registered, and the runtimes and builders they register."""
     pm = make_plugin_manager()
     failures: dict[str, str] = {}
-    runtimes = RuntimeRegistry()
-    builders = BuilderRegistry()
     if entry_points:
         for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
             try:
@@ -134,21 +170,31 @@ def load_plugins(extra: list[Any] | None = None, entry_points: bool = True) -> P
             except Exception as exc:
                 failures[ep.name] = f"plugin {ep.value} failed to import: {type(exc).__name__}: {exc}"
                 continue
-            if pm.is_registered(plugin):
-                continue
-            pm.register(plugin, name=f"{ep.name}")
+            if not pm.is_registered(plugin):
+                _register(pm, plugin, ep.name, failures)
     for obj in extra or []:
-        pm.register(obj)
-    for impl in pm.hook.pan_register_runtimes.get_hookimpls():
-        runtimes.current_source = impl.plugin_name
-        try:
-            impl.function(registry=runtimes)
-        except Exception as exc:
-            failures[impl.plugin_name] = f"registering runtimes failed: {type(exc).__name__}: {exc}"
+        if not pm.is_registered(obj):
+            _register(pm, obj, None, failures)
+    runtimes = RuntimeRegistry()
+    builders = BuilderRegistry()
+
+    def source(name: str) -> None:
+        runtimes.current_source = name
+
+    _call_each(pm, "pan_register_runtimes", {"registry": runtimes}, failures, before=source)
     runtimes.current_source = ""
-    for impl in pm.hook.pan_register_builders.get_hookimpls():
-        try:
-            impl.function(registry=builders)
-        except Exception as exc:
-            failures.setdefault(impl.plugin_name, f"registering builders failed: {type(exc).__name__}: {exc}")
+    _call_each(pm, "pan_register_builders", {"registry": builders}, failures)
     return Plugins(pm, runtimes, builders, failures)
+
+
+_DEFAULT_PLUGINS: Plugins | None = None
+
+
+def default_plugins() -> Plugins:
+    """The process-wide plugin set (entry points plus the built-in null runtime), loaded once."""
+    global _DEFAULT_PLUGINS
+    if _DEFAULT_PLUGINS is None:
+        from pan_runtime.plugin import nullrt
+
+        _DEFAULT_PLUGINS = load_plugins(extra=[nullrt])
+    return _DEFAULT_PLUGINS

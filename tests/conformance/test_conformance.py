@@ -17,8 +17,9 @@ from pan_runtime.cli.protocols import reference_code
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import ManualClock, Network
 from pan_runtime.node.env import Budget
-from pan_runtime.node.node import Node, NodeConfig, default_plugins
+from pan_runtime.node.node import Node, NodeConfig
 from pan_runtime.plugin import nullrt
+from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.plugin.runtime import Isolation
 from pan_runtime.protocol_headers import FloodHdr, PingHdr
 from pan_runtime.testing import BUILTIN_RUNTIMES, build_case

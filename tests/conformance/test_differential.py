@@ -15,7 +15,8 @@ from pan_runtime.cli.protocols import reference_code
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import ManualClock, Network
 from pan_runtime.node.env import Budget
-from pan_runtime.node.node import NodeConfig, default_plugins
+from pan_runtime.node.node import NodeConfig
+from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import FloodHdr, PingHdr
 
 PLUGINS = default_plugins()

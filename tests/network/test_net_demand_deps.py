@@ -4,8 +4,8 @@ from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.net.application import Application
 from pan_runtime.net.demand import DemandLoader
 from pan_runtime.net.network import Network
-from pan_runtime.node.node import default_plugins
 from pan_runtime.node.trust import TrustPolicy
+from pan_runtime.plugin.plugins import default_plugins
 
 LIB = CodeObject.create(
     "restricted_py",

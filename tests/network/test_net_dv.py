@@ -7,9 +7,9 @@ from pathlib import Path
 from pan_runtime.net.application import Application
 from pan_runtime.net.demand import DemandLoader
 from pan_runtime.net.network import Network
-from pan_runtime.node.node import default_plugins
 from pan_runtime.node.trust import TrustPolicy
 from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.plugin.plugins import default_plugins
 
 DV = Path(__file__).resolve().parents[2] / "protocols" / "dv.py"
 

@@ -1,0 +1,281 @@
+"""The code table: a node's runtimes and the code objects loaded into them.
+
+Installing checks the PNI version, the trust policy and the dependencies, makes room in the
+code cache, loads the code into its runtime and runs ``init``; unloading runs ``finalize``
+and releases everything the code object held. The table also keeps which code object is the
+node's portmapper and calls exports (``lookup``, dependency calls) in an environment of
+their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.errors import CodeObjectError, PanError, PniVersionError, RuntimeFault, RuntimeUnavailable
+from pan_runtime.node import pni
+from pan_runtime.node.cache import Breaker, CacheEntry, CodeCache, DiskStore
+from pan_runtime.node.env import Environment, Origin
+from pan_runtime.node.events import CodeLoaded, CodeUnloaded
+from pan_runtime.node.softstate import SoftState
+from pan_runtime.node.stats import CodeStats
+from pan_runtime.node.trust import CodeOrigin
+from pan_runtime.plugin.runtime import Runtime
+
+if TYPE_CHECKING:
+    from pan_runtime.node.node import Node
+
+__all__ = ["CodeTable"]
+
+log = logging.getLogger("pan.node")
+
+
+class CodeTable:
+    """The runtimes a node made and the code objects it holds (cache, disk store, portmapper)."""
+
+    def __init__(self, node: Node):
+        self._node = node
+        config = node.config
+        self.cache = CodeCache(config.cache_bytes)
+        self.disk = DiskStore(config.cache_dir) if config.cache_dir else None
+        #: runtime name -> the node's instance of it (made on first use)
+        self.runtimes: dict[str, Runtime] = {}
+        self.runtime_stats: dict[str, CodeStats] = {}
+        #: name of the code object that maps ports to application links, if any
+        self.portmapper: bytes | None = None
+        self._call_envs: list[Environment] = []
+
+    # ------------------------------------------------------------------ runtimes
+    def runtime(self, name: str) -> Runtime:
+        """The node's instance of runtime ``name`` (made on first use); ``RuntimeUnavailable``
+        when the node does not enable it, no plugin registers it or it cannot run here."""
+        rt = self.runtimes.get(name)
+        if rt is not None:
+            return rt
+        node = self._node
+        allowed = node.config.runtimes
+        if allowed is not None and name not in allowed:
+            raise RuntimeUnavailable(
+                f"runtime {name!r} is not enabled on node {node.name} (enabled: {', '.join(allowed)})"
+            )
+        plugins = node.plugins
+        if name not in plugins.runtimes:
+            why = plugins.failures.get(name, "no plugin registers it")
+            raise RuntimeUnavailable(f"runtime {name!r} is not available: {why}")
+        cls = plugins.runtimes.get(name)
+        reason = cls.available()
+        if reason is not None:
+            raise RuntimeUnavailable(f"runtime {name!r} is unavailable here: {reason}")
+        options = dict(node.config.runtime_options.get(name, {}))
+        if node.config.cache_dir and "cache_dir" not in options:
+            options["cache_dir"] = node.config.cache_dir
+        rt = cls(options)
+        self.runtimes[name] = rt
+        self.runtime_stats.setdefault(name, CodeStats())
+        return rt
+
+    # ------------------------------------------------------------------ install, unload
+    def install(self, code: CodeObject, origin: CodeOrigin = CodeOrigin.LOCAL, pin: bool = False) -> CacheEntry:
+        """Load ``code`` (its dependencies installed first), run ``init``, cache it."""
+        existing = self.cache.get(code.name)
+        if existing is not None:
+            existing.pinned = existing.pinned or pin
+            return existing
+        if not pni.version_compatible(code.manifest.pni_version):
+            raise PniVersionError(
+                f"code object {code.short_name} was built for PNI {code.manifest.pni_version}; this node "
+                f"serves PNI {pni.PNI_VERSION} (same major, minor <= {pni.PNI_VERSION.split('.')[1]})"
+            )
+        node = self._node
+        rt = self.runtime(code.runtime)
+        node.trust.check(code, rt.isolation, origin)
+        deps = self._dependencies(code)
+        self._make_room(code)
+        loaded = rt.load(code, [d.loaded for d in deps], node.host)
+        config = node.config
+        entry = CacheEntry(
+            code=code,
+            runtime=rt.name,
+            loaded=loaded,
+            state=SoftState(config.state_entries, config.state_bytes, config.state_ttl_ms, node.now_ns),
+            origin=origin.value,
+            pinned=pin,
+            breaker=Breaker(threshold=config.breaker_threshold),
+        )
+        self.cache.add(entry)
+        env, saved = self._enter(entry)
+        try:
+            rc: int | RuntimeFault = loaded.init()
+        except RuntimeFault as fault:
+            rc = fault
+        finally:
+            self._leave(env, saved)
+        if not isinstance(rc, int) or rc < 0:
+            self.cache.remove(code.name)
+            entry.state.clear()
+            try:
+                loaded.unload()
+            except Exception:
+                log.exception("unloading %s after a failed init", code.short_name)
+            why = rc if isinstance(rc, RuntimeFault) else f"init returned {pni.status_name(rc)}"
+            raise CodeObjectError(f"code object {code.short_name} refused installation: {why}")
+        for d in deps:
+            d.dependants.add(code.name)
+        if self.disk is not None:
+            self.disk.put(code)
+        node.emit(CodeLoaded(code.hex_name, rt.name, origin.value))
+        return entry
+
+    def _dependencies(self, code: CodeObject) -> list[CacheEntry]:
+        deps: list[CacheEntry] = []
+        for dep in code.manifest.dependencies:
+            if dep == code.name:
+                raise CodeObjectError(f"code object {code.short_name} depends on itself")
+            e = self.cache.get(dep)
+            if e is None:
+                raise CodeObjectError(
+                    f"code object {code.short_name} depends on {dep.hex()[:12]}, which is not installed; "
+                    "install its dependencies first"
+                )
+            deps.append(e)
+        return deps
+
+    def _make_room(self, code: CodeObject) -> None:
+        victims = self.cache.victims(code.size)
+        if victims is None:
+            raise CodeObjectError(
+                f"code object {code.short_name} ({code.size} bytes) does not fit the code cache "
+                f"({self.cache.max_bytes} bytes, the rest pinned or depended on)"
+            )
+        for v in victims:
+            entry = self.cache.peek(v)
+            if entry is not None:
+                self.unload(entry, "evicted")
+                self.cache.evictions += 1
+
+    def install_from_disk(self) -> int:
+        """Install every code object in the cache directory (dependencies first); returns the count."""
+        if self.disk is None:
+            return 0
+        pending = [c for c in (self.disk.get(n) for n in self.disk.names()) if c is not None]
+        done = 0
+        progress = True
+        while pending and progress:
+            progress = False
+            for code in list(pending):
+                if all(d in self.cache for d in code.manifest.dependencies):
+                    pending.remove(code)
+                    try:
+                        self._node.install(code, origin=CodeOrigin.LOCAL)
+                        done += 1
+                    except PanError as exc:
+                        log.warning("not reloading %s from disk: %s", code.short_name, exc)
+                    progress = True
+        return done
+
+    def uninstall(self, name: bytes | CodeObject) -> None:
+        """Remove a code object that nothing depends on (``finalize`` runs; its disk copy goes)."""
+        key = name.name if isinstance(name, CodeObject) else name
+        entry = self.cache.peek(key)
+        if entry is None:
+            raise CodeObjectError(f"code object {key.hex()[:12]} is not installed")
+        if entry.dependants:
+            raise CodeObjectError(
+                f"code object {entry.code.short_name} is a dependency of "
+                f"{', '.join(d.hex()[:12] for d in sorted(entry.dependants))}; uninstall those first"
+            )
+        self.unload(entry, "uninstall")
+        if self.disk is not None:
+            self.disk.remove(key)
+
+    def unload(self, entry: CacheEntry, reason: str) -> None:
+        """Run ``finalize``, unload the code and release its soft state, segments and tokens."""
+        env, saved = self._enter(entry)
+        try:
+            entry.loaded.finalize()
+        except Exception as exc:
+            log.warning("finalize of %s failed: %s", entry.code.short_name, exc)
+        finally:
+            self._leave(env, saved)
+        try:
+            entry.loaded.unload()
+        except Exception:
+            log.exception("unloading %s", entry.code.short_name)
+        entry.state.clear()
+        entry.ring.release_all()
+        name = entry.code.name
+        self.cache.remove(name)
+        for dep in entry.code.manifest.dependencies:
+            d = self.cache.peek(dep)
+            if d is not None:
+                d.dependants.discard(name)
+        if self.portmapper == name:
+            self.portmapper = None
+        node = self._node
+        node.services.forget_code(name)
+        node.emit(CodeUnloaded(entry.code.hex_name, reason))
+
+    def close(self) -> None:
+        """Unload every code object (pinned and depended-on ones too), then close the runtimes."""
+        for entry in list(self.cache):
+            entry.pinned = False
+            entry.dependants.clear()
+            self.unload(entry, "close")
+        for rt in self.runtimes.values():
+            try:
+                rt.close()
+            except Exception:
+                log.exception("closing runtime %s", rt.name)
+
+    # ------------------------------------------------------------------ calls outside a capsule
+    def use_portmapper(self, code: CodeObject | bytes) -> None:
+        """Make an installed code object (exporting ``lookup``) the node's portmapper."""
+        name = code.name if isinstance(code, CodeObject) else code
+        entry = self.cache.peek(name)
+        if entry is None or "lookup" not in entry.code.manifest.exports:
+            raise CodeObjectError("the portmapper must be installed and export 'lookup'")
+        entry.pinned = True
+        self.portmapper = name
+
+    def portmap(self, port: int) -> int | None:
+        """The link token the portmapper holds for ``port`` (negative: none), None without one."""
+        if self.portmapper is None:
+            return None
+        pm = self.cache.peek(self.portmapper)
+        if pm is None:
+            return None
+        try:
+            return self.call_export(pm, "lookup", port, 0)
+        except RuntimeFault as fault:
+            log.warning("portmapper lookup of port %d faulted: %s", port, fault)
+            return None
+
+    def call_export(self, entry: CacheEntry, export: str, a0: int, a1: int) -> int:
+        """Call ``export`` of an installed code object in an environment of its own."""
+        if export not in entry.code.manifest.exports:
+            return pni.NOT_FOUND
+        env, saved = self._enter(entry)
+        try:
+            return int(entry.loaded.call_export(export, a0, a1))
+        finally:
+            self._leave(env, saved)
+
+    def _enter(self, entry: CacheEntry) -> tuple[Environment, Environment]:
+        """Let the host serve a fresh application-origin environment of ``entry``; returns it
+        and the environment it replaced (give both to ``_leave``)."""
+        env = self._call_envs.pop() if self._call_envs else Environment()
+        env.code = entry.code
+        env.budget = self._node.config.budget
+        env.origin_kind = Origin.APPLICATION
+        env.sent_bytes = 0
+        env.allocated = 0
+        host = self._node.host
+        saved = host.current
+        host.current = env
+        return env, saved
+
+    def _leave(self, env: Environment, saved: Environment) -> None:
+        self._node.host.current = saved
+        env.clear()
+        self._call_envs.append(env)

@@ -1,0 +1,58 @@
+"""A node's tunables (``NodeConfig``): queue, batches, budgets, caches, pool, hop limit, runtimes.
+
+``pan_runtime.net.config`` reads them from a configuration file; an embedding program makes
+one directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT
+from pan_runtime.node.env import Budget
+
+__all__ = ["NodeConfig"]
+
+
+class NodeConfig:
+    """Tunables of a node; every field has a default that suits an embedded node."""
+
+    def __init__(
+        self,
+        *,
+        queue_limit: int = 4096,
+        batch: int = 1,
+        budget: Budget | None = None,
+        cache_bytes: int = 256 << 20,
+        cache_dir: str | None = None,
+        state_entries: int = 4096,
+        state_bytes: int = 4 << 20,
+        state_ttl_ms: int = 60_000,
+        pool_buffers: int = 1024,
+        pool_buffer_size: int = 9216,
+        hop_limit: int = DEFAULT_HOP_LIMIT,
+        runtime_options: Mapping[str, Mapping[str, Any]] | None = None,
+        runtimes: Sequence[str] | None = None,
+        breaker_threshold: int = 5,
+        copy_on_send: bool = False,
+        fast_path: bool = True,
+    ):
+        self.queue_limit = queue_limit
+        self.batch = max(1, batch)
+        self.budget = budget or Budget()
+        self.cache_bytes = cache_bytes
+        self.cache_dir = cache_dir
+        self.state_entries = state_entries
+        self.state_bytes = state_bytes
+        self.state_ttl_ms = state_ttl_ms
+        self.pool_buffers = pool_buffers
+        self.pool_buffer_size = pool_buffer_size
+        self.hop_limit = hop_limit
+        self.runtime_options = {k: dict(v) for k, v in (runtime_options or {}).items()}
+        self.runtimes = list(runtimes) if runtimes is not None else None
+        self.breaker_threshold = breaker_threshold
+        #: copy capsule data before sending (the bench's ``activecopy`` configuration)
+        self.copy_on_send = copy_on_send
+        #: let UDP netlinks finish common capsules in compiled code (pan_runtime.net.udp_fast)
+        self.fast_path = fast_path
