@@ -1,4 +1,6 @@
-"""The node through its public API, driven by the null runtime and a test-only Python runtime."""
+"""The node's queue, dispatch and outcomes through its public API, driven by the null runtime and a
+test-only Python runtime (the code table, services, statistics, cache, soft state, routing and
+links have test modules of their own)."""
 
 import struct
 
@@ -6,14 +8,13 @@ import pyfunc_runtime as pf
 import pytest
 
 from pan_runtime.data.address import NodeAddress
-from pan_runtime.errors import CodeObjectError, PniVersionError, RuntimeFault, RuntimeUnavailable, TrustError
+from pan_runtime.errors import RuntimeFault
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.net.network import ManualClock, Network
 from pan_runtime.node import pni
 from pan_runtime.node.node import Node, NodeConfig
-from pan_runtime.node.trust import CodeOrigin
 from pan_runtime.plugin import nullrt
-from pan_runtime.plugin.plugins import default_plugins, load_plugins
+from pan_runtime.plugin.plugins import load_plugins
 
 PLUGINS = load_plugins(extra=[nullrt, pf])
 PORT = 7
@@ -151,62 +152,6 @@ def test_runtime_bug_does_not_stop_the_node():
         assert n.cache.peek(BUG.name).stats.drops["runtime_error"] == 1
 
 
-def test_sends_state_and_delivery_through_the_host():
-    """A code object that stores a link in soft state and later delivers to it."""
-
-    def relay(host, env):
-        if host.env_origin_kind() == 1:
-            tok = host.env_origin_link()
-            assert host.state_put(b"owner", tok.to_bytes(8, "big"), 0) == pni.OK
-            h = host.seg_alloc(4)
-            host.seg_write(h, 0, b"ping")
-            dest = bytearray(16)
-            host.neighbor_address(0, memoryview(dest))
-            return host.send_toward(dest, h) or pni.VERDICT_DONE
-        buf = bytearray(8)
-        if host.state_get(b"owner", memoryview(buf)) == 8:
-            return host.deliver(int.from_bytes(buf, "big"), 5, 1) or pni.VERDICT_DONE
-        return pni.VERDICT_DROP
-
-    def echo(host, env):
-        prev = bytearray(16)
-        assert host.env_prev_hop(memoryview(prev)) == pni.OK
-        return host.send_toward(prev, 1) or pni.VERDICT_DONE
-
-    pf.FUNCS.update({"relay": relay, "echo": echo})
-    # the same code object must run on both nodes; branch on the node address
-    def both(host, env):
-        me = bytearray(16)
-        host.node_address(memoryview(me))
-        return (relay if me[-1] == 1 else echo)(host, env)
-
-    pf.FUNCS["both"] = both
-    BOTH = pf.code("both")
-    net = Network.line(2, plugins=PLUGINS)
-    net.install(BOTH)
-    a, _ = net.nodes
-    app = Application(a)
-    app.send(BOTH, b"")
-    net.run()
-    d = app.receive()
-    assert d is not None and d.port == 5 and d.data == b"ping"
-    assert a.cache.peek(BOTH.name).stats.delivered == 1
-    # a forged token delivers nothing
-    def forge(host, env):
-        return host.deliver(12345, 5, 1)
-
-    pf.FUNCS["forge"] = forge
-    FORGE = pf.code("forge")
-    a.install(FORGE)
-    app.send(FORGE, b"")
-    net.run()
-    assert app.receive() is None
-    assert a.cache.peek(FORGE.name).stats.drops["status:DENIED"] == 1
-    # the link dies with the application
-    app.close()
-    net.close()
-
-
 def test_bad_pni_arguments_return_statuses_and_touch_nothing_else():
     seen = {}
 
@@ -239,94 +184,6 @@ def test_bad_pni_arguments_return_statuses_and_touch_nothing_else():
     }
 
 
-def test_soft_state_is_private_and_dies_with_its_code_object():
-    def put(host, env):
-        return host.state_put(b"k", b"secret", 0) or pni.VERDICT_DONE
-
-    def get(host, env):
-        return pni.VERDICT_DONE if host.state_get(b"k", memoryview(bytearray(8))) == pni.NOT_FOUND else pni.VERDICT_DROP
-
-    pf.FUNCS.update({"put": put, "get": get})
-    PUT, GET = pf.code("put"), pf.code("get")
-    with Node(1, plugins=PLUGINS) as n:
-        n.install(PUT)
-        n.install(GET)
-        app = Application(n)
-        app.send(PUT, b"")
-        app.send(GET, b"")
-        n.process()
-        assert n.cache.peek(GET.name).stats.done == 1
-        assert len(n.cache.peek(PUT.name).state) == 1
-        entry = n.cache.peek(PUT.name)
-        n.uninstall(PUT)
-        assert len(entry.state) == 0
-        assert "put" in pf.FINALIZED
-
-
-def test_dependencies_exports_and_guardians():
-    pf.FUNCS["lib"] = lambda host, env: pni.VERDICT_DROP
-    pf.FUNCS["lib.double"] = lambda host, a0, a1: 2 * a0
-    pf.FUNCS["lib.secret"] = lambda host, a0, a1: 42
-    LIB = pf.code("lib", exports=["double"])
-
-    def user(host, env):
-        a = host.dep_call(0, b"double", 21, 0)
-        b = host.dep_call(0, b"secret", 0, 0)  # not exported: unreachable
-        return pni.VERDICT_DONE if (a, b) == (42, pni.NOT_FOUND) else pni.VERDICT_DROP
-
-    pf.FUNCS["user"] = user
-    USER = pf.code("user", deps=[LIB])
-    with Node(1, plugins=PLUGINS) as n:
-        with pytest.raises(CodeObjectError, match="not installed"):
-            n.install(USER)
-        n.install(LIB)
-        n.install(USER)
-        with pytest.raises(CodeObjectError, match="dependency of"):
-            n.uninstall(LIB)
-        Application(n).send(USER, b"")
-        n.process()
-        assert n.cache.peek(USER.name).stats.done == 1
-
-
-def test_init_failure_refuses_installation():
-    pf.FUNCS["badinit"] = lambda host, env: 0
-    pf.FUNCS["badinit.init"] = lambda host: -5
-    with Node(1, plugins=PLUGINS) as n:
-        with pytest.raises(CodeObjectError, match="refused installation"):
-            n.install(pf.code("badinit"))
-        assert len(n.cache) == 0
-
-
-def test_cache_evicts_lru_but_never_pinned(tmp_path):
-    pf.FUNCS["e"] = lambda host, env: 0
-    codes = [pf.code("e", label=f"c{i}") for i in range(4)]
-    size = codes[0].size
-    with Node(1, plugins=PLUGINS, config=NodeConfig(cache_bytes=size * 2 + 10, cache_dir=str(tmp_path))) as n:
-        n.install(codes[0], pin=True)
-        n.install(codes[1])
-        n.install(codes[2])  # evicts codes[1], not the pinned codes[0]
-        assert codes[0].name in n.cache and codes[1].name not in n.cache and codes[2].name in n.cache
-        assert n.cache.evictions == 1
-    # a restarted node reloads from its cache directory
-    with Node(1, plugins=PLUGINS, config=NodeConfig(cache_dir=str(tmp_path))) as n2:
-        assert n2.install_from_disk() == 3
-
-
-def test_trust_and_version_checks_at_install():
-    from pan_runtime.data.codeobj import CodeObject, Manifest
-
-    with Node(1, plugins=PLUGINS) as n:
-        with pytest.raises(TrustError):
-            # the null runtime is sandboxed; pretend a guarded one by tightening the rule
-            n.trust.set_rule("network.sandboxed", "signed")
-            n.install(FWD, origin=CodeOrigin.NETWORK)
-        old = CodeObject(Manifest("null", "9.0", payload_size=7), b"forward")
-        with pytest.raises(PniVersionError, match="PNI 9.0"):
-            n.install(old)
-        with pytest.raises(RuntimeUnavailable, match="no plugin registers it"):
-            n.install(CodeObject.create("nosuch", b""))
-
-
 def test_batches_group_queued_capsules_of_one_code_object():
     calls = []
 
@@ -352,13 +209,3 @@ def test_wire_capsule_helper():
     home = NodeAddress.from_int(1)
     wire = capsule_bytes(FWD, b"body", home)
     assert wire[4:36] == FWD.name and wire[36:52] == home.raw and wire.endswith(b"body")
-
-
-def test_runtime_counters_join_the_node_statistics():
-    from pan_runtime.cli.protocols import reference_code
-
-    plugins = default_plugins()
-    with Node(1, plugins=plugins) as n:
-        n.install(reference_code("jvm", "forward", plugins))
-        stats = n.statistics()["runtimes"]["jvm"]
-        assert isinstance(stats["gc_pauses"], int) and stats["gc_pauses"] >= 0

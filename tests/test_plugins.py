@@ -100,3 +100,66 @@ def test_duplicate_runtime_names_are_refused():
     reg.add(A)
     with pytest.raises(PanError, match="registered twice"):
         reg.add(B)
+
+
+class Recorder:
+    """A plugin that implements every hook pan declares and records the calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def pan_register_runtimes(self, registry):
+        self.calls.append(("runtimes", type(registry).__name__))
+
+    @hookimpl
+    def pan_register_builders(self, registry):
+        self.calls.append(("builders", type(registry).__name__))
+
+    @hookimpl
+    def pan_node_started(self, node):
+        self.calls.append(("started", node.name, len(node.cache)))
+
+    @hookimpl
+    def pan_node_stopping(self, node):
+        self.calls.append(("stopping", node.name, len(node.cache)))
+
+
+def test_every_declared_hook_fires_through_the_manager():
+    from pan_runtime.plugin import hookspecs
+
+    rec = Recorder()
+    plugins = load_plugins(extra=[rec, nullrt], entry_points=False)
+    assert plugins.manager.is_registered(rec)
+    declared = {name for name in dir(hookspecs) if name.startswith("pan_")}
+    assert declared == {n for n in dir(rec) if n.startswith("pan_")}
+    assert rec.calls == [("runtimes", "RuntimeRegistry"), ("builders", "BuilderRegistry")]
+    with Node(1, plugins=plugins, name="n1") as n:
+        assert rec.calls[-1] == ("started", "n1", 0)
+        n.install(nullrt.null_code("forward"))
+    assert rec.calls[-1] == ("stopping", "n1", 1)  # before the code is unloaded
+    assert [c[0] for c in rec.calls] == ["runtimes", "builders", "started", "stopping"]
+
+
+def test_a_plugin_that_does_not_match_the_hooks_is_refused_and_reported():
+    class Unknown:
+        @hookimpl
+        def pan_no_such_hook(self):
+            pass
+
+    class WrongArgs:
+        @hookimpl
+        def pan_register_runtimes(self, registry, extra):
+            pass
+
+    unknown, wrong = Unknown(), WrongArgs()
+    plugins = load_plugins(extra=[unknown, wrong, nullrt], entry_points=False)
+    assert not plugins.manager.is_registered(unknown) and not plugins.manager.is_registered(wrong)
+    assert "pan_no_such_hook" in plugins.failures["Unknown"]
+    assert "does not match pan's hooks" in plugins.failures["WrongArgs"]
+    assert "null" in plugins.runtimes
+
+
+def test_registration_records_which_plugin_added_each_runtime():
+    plugins = load_plugins(extra=[nullrt], entry_points=False)
+    assert plugins.runtimes.source("null") == plugins.manager.get_name(nullrt)

@@ -133,7 +133,7 @@ def test_flood_counts_and_reports(runtime):
         r = reports[-1]
         assert r.kind == 2 and r.flow == 3 and r.src == c.address.raw and r.dest == a.address.raw
         assert r.bytes == 20 * (FloodHdr.SIZE + 32)
-        assert r.elapsed_ns >= 0
+        assert 0 <= r.elapsed_ns < 60 * 10**9  # a real duration, not garbage from the header
         assert c.cache.peek(code.name).stats.done == 26
         # what the code sent through the PNI is reported per call and summed per code object
         assert c.cache.peek(code.name).stats.sent_bytes == 2 * FloodHdr.SIZE

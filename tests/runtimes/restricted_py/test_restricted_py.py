@@ -312,7 +312,7 @@ def test_ping_protocol_bounces_at_destination(load, run, host, node, make_env, a
     out = PingHdr.unpack(env.body.tobytes())
     assert out.phase == 1 and out.dest == PREV.raw and out.src == HERE.raw and out.bounced_ns > 0
     state = node.soft_state(ping.code)
-    assert state is not None
+    assert state is node.soft_state(ping.code)  # one store per code object, kept across calls
     other = PingHdr(dest=PREV.raw, phase=0)
     assert run(ping, other.pack()) == FORWARD
 
