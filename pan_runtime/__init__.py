@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from pan_runtime.net.application import Application
     from pan_runtime.net.client import Client
     from pan_runtime.net.network import ManualClock, Network
+    from pan_runtime.node.config import NodeConfig
     from pan_runtime.node.env import Budget, Environment, Origin
-    from pan_runtime.node.node import Node, NodeConfig
+    from pan_runtime.node.node import Node
     from pan_runtime.node.trust import CodeOrigin, TrustPolicy
     from pan_runtime.plugin.builders import Builder, BuildRequest
     from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
@@ -52,7 +53,7 @@ _PUBLIC = {
     "Environment": "pan_runtime.node.env",
     "Origin": "pan_runtime.node.env",
     "Node": "pan_runtime.node.node",
-    "NodeConfig": "pan_runtime.node.node",
+    "NodeConfig": "pan_runtime.node.config",
     "CodeOrigin": "pan_runtime.node.trust",
     "TrustPolicy": "pan_runtime.node.trust",
     "Builder": "pan_runtime.plugin.builders",

@@ -39,7 +39,7 @@ from pan_runtime.node.trust import CodeOrigin, TrustPolicy
 from pan_runtime.plugin.plugins import Plugins, default_plugins
 from pan_runtime.plugin.runtime import Runtime, as_fault
 
-__all__ = ["Node", "NodeConfig", "default_plugins"]
+__all__ = ["Node", "NodeConfig"]
 
 log = logging.getLogger("pan.node")
 

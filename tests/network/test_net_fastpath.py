@@ -22,8 +22,8 @@ from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.net import udp_fast as fastpath
 from pan_runtime.net.application import Application, capsule_bytes
-from pan_runtime.node.node import default_plugins
 from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import PingHdr
 from pan_runtime.testing import build_case
 

@@ -20,8 +20,8 @@ from test_net_udp import forward_body
 
 from pan_runtime.net import udp_fast
 from pan_runtime.net.application import capsule_bytes
-from pan_runtime.node.node import default_plugins
 from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.plugin.plugins import default_plugins
 
 # forward, after a call the fast path does not answer without an environment
 REACHES_HOST = """
