@@ -13,6 +13,8 @@ import signal
 import socket
 import sys
 
+from pan_runtime.net.lifetime import die_with_parent
+
 __all__ = ["forward_loop", "main"]
 
 BUFFER = 65536
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 3:
         print("usage: python -m pan_runtime.bench.forwarder LISTEN A B", file=sys.stderr)
         return 2
+    die_with_parent()
     listen, a, b = (_endpoint(x) for x in args)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pan_runtime.errors import PanError
+from pan_runtime.net.lifetime import child_env
 
 from .placement import taskset_prefix
 
@@ -141,6 +142,7 @@ class Testbed:
             text=True,
             start_new_session=True,
             cwd=self.tmp,
+            env=child_env(),
         )
         proc = Proc(name, popen)
         self.procs.append(proc)

@@ -22,6 +22,7 @@ from pan_runtime.errors import LinkError
 from pan_runtime.net.applink import AppServer
 from pan_runtime.net.config import NodeFileConfig, load_config
 from pan_runtime.net.demand import DemandLoader
+from pan_runtime.net.lifetime import die_with_parent
 from pan_runtime.net.udp import EventLoop, UdpTransport
 from pan_runtime.node.node import Node
 
@@ -276,6 +277,7 @@ class MetricsServer:
 
 def run_node(path: str, metrics_port: int | None = None, metrics_host: str = "127.0.0.1", verbose: int = 0) -> int:
     """Load a configuration, run the node until a signal, shut down cleanly."""
+    die_with_parent()
     config = load_config(path)
     if not verbose:
         logging.getLogger().setLevel(getattr(logging, config.log_level.upper()))

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from bench_helpers import ROOT, bench_namespaces, run_bench
+from bench_helpers import ROOT, RUN_LIMIT_S, BenchRun, bench_namespaces, run_bench
 
 from pan_runtime.bench.results import validate_document
 
@@ -36,7 +36,7 @@ def test_quick_netns_run_measures_every_configuration(tmp, tmp_path):
         if metric == "overhead_pct":
             base = ix[("passive", rt, "added_us")]
             assert base > 0 and abs(v - (ix[(config, rt, "added_us")] - base) / base * 100) < 1e-6
-    assert bench_namespaces() == []
+    assert bench_namespaces(r.pid) == []
     assert list(tmp.iterdir()) == []
 
 
@@ -55,35 +55,36 @@ def _bench_processes(marker: str) -> list[int]:
     return pids
 
 
-def _interrupt(tmp, sig: int) -> subprocess.CompletedProcess[str] | None:
+def _interrupt(tmp, sig: int) -> BenchRun:
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT))
     p = subprocess.Popen(
         [sys.executable, "-m", "pan_runtime.cli.main", "bench", "--experiment", "ping", "--topology", "netns",
          "--runtime", "native", "--size", "1500", "--count", "1000000", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )
-    deadline = time.monotonic() + 60
-    # wait until the namespaces exist and the nodes are up (their application sockets exist)
-    while time.monotonic() < deadline:
+    # wait until the namespaces exist and the nodes are up (their application sockets exist),
+    # as long as the run is alive: a busy machine may take its time
+    deadline = time.monotonic() + RUN_LIMIT_S
+    while p.poll() is None and time.monotonic() < deadline:
         socks = list(tmp.glob("pan-bench-*/*.sock"))
-        if len(socks) >= 7 and any(ns.startswith(f"panbench-{p.pid}-") for ns in bench_namespaces()):
+        if len(socks) >= 7 and bench_namespaces(p.pid):
             break
         time.sleep(0.1)
     else:
         p.kill()
-        raise AssertionError(f"the run never got going: {p.communicate()[1]}")
+        raise AssertionError(f"the run never got going (exit {p.poll()}): {p.communicate()[1]}")
     time.sleep(0.5)
     assert _bench_processes(str(tmp)), "the nodes should be running now"
     p.send_signal(sig)
-    out, err = p.communicate(timeout=60)
-    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    out, err = p.communicate(timeout=RUN_LIMIT_S)
+    return BenchRun(p.args, p.returncode, out, err, p.pid)
 
 
 def test_an_interrupted_run_leaves_nothing_behind(tmp):
     r = _interrupt(tmp, signal.SIGINT)
     assert r.returncode == 130, r.stderr
     assert "interrupted" in r.stderr
-    assert bench_namespaces() == []
+    assert bench_namespaces(r.pid) == []
     assert _bench_processes(str(tmp)) == []
     assert list(tmp.iterdir()) == []  # no sockets, configurations or temporary directories
 
@@ -91,7 +92,7 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp):
 def test_a_terminated_run_leaves_nothing_behind(tmp):
     r = _interrupt(tmp, signal.SIGTERM)
     assert r.returncode == 130, r.stderr
-    assert bench_namespaces() == []
+    assert bench_namespaces(r.pid) == []
     assert _bench_processes(str(tmp)) == []
     assert list(tmp.iterdir()) == []
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pan_runtime.net.config import parse_config
 from pan_runtime.net.daemon import NodeDaemon
+from pan_runtime.net.lifetime import child_env
 
 
 def short_dir() -> Path:
@@ -111,7 +112,7 @@ class NodeProcesses:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         self.configs = configs
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = child_env(dict(os.environ, PYTHONUNBUFFERED="1"))  # nodes die with the test run
         try:
             for cfg in configs:
                 log = logdir / f"{cfg.stem}.log"
