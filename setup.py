@@ -40,7 +40,7 @@ setup(
             "pan_wasm._fast",
             ["runtimes/wasm/_fast.c"],
             include_dirs=["pan_runtime/include"],
-            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pni.h"],
+            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pni.h", "pan_runtime/include/pni_hot.h"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

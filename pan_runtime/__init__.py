@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pan_runtime.node.node import Node
     from pan_runtime.node.trust import CodeOrigin, TrustPolicy
     from pan_runtime.plugin.builders import Builder, BuildRequest
+    from pan_runtime.plugin.fastentry import FastEntry
     from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ _PUBLIC = {
     "TrustPolicy": "pan_runtime.node.trust",
     "Builder": "pan_runtime.plugin.builders",
     "BuildRequest": "pan_runtime.plugin.builders",
+    "FastEntry": "pan_runtime.plugin.fastentry",
     "Isolation": "pan_runtime.plugin.runtime",
     "LoadedCode": "pan_runtime.plugin.runtime",
     "Runtime": "pan_runtime.plugin.runtime",
@@ -86,6 +88,7 @@ __all__ = [
     "TrustPolicy",
     "Builder",
     "BuildRequest",
+    "FastEntry",
     "Isolation",
     "LoadedCode",
     "Runtime",

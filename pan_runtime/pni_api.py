@@ -2,7 +2,7 @@
 
 The PAN Node Interface 1.0 for Python: constants, call and entry tables for runtimes,
 the ``PNI`` protocol that Python code objects program against, ``HostPNI`` (that protocol over
-a ``pan_runtime.node.pni.PniHost``). Protocols' header codecs come from their own header specs.
+a ``pan_runtime.node.pni.PniServer``). Protocols' header codecs come from their own header specs.
 Reference: docs/pni-reference.md.
 """
 
@@ -462,7 +462,7 @@ class PNI(Protocol):
 
 
 class HostPNI:
-    """``PNI`` over a ``pan_runtime.node.pni.PniHost``: marshals, then raises on negative statuses.
+    """``PNI`` over a ``pan_runtime.node.pni.PniServer``: marshals, then raises on negative statuses.
 
     The host's bound methods are looked up once, here; each call costs one Python call into
     the host plus the output buffer it fills.

@@ -1,6 +1,6 @@
 """Render ``runtimes/jvm/pni_marshal.py``: the Python side of every PNI call Java code makes.
 
-``make_methods(materialize)`` returns, per call, the method of the JPype proxy that
+``make_methods()`` returns, per call, the method of the JPype proxy that
 implements ``org.pan.pni.PNI``: straight-line Python that checks each Java array range
 (``OUT_OF_RANGE`` if it does not fit), calls ``self.host.<call>`` with memoryviews and copies
 outputs back. Generated so that no spec is read when the JVM runtime starts.
@@ -47,7 +47,7 @@ def _method(call: Call, sizes: dict[str, int]) -> list[str]:
             params.append(n)
             args.append(f"int({n})")
     o = [f"    def {camel(call.name)}(self{''.join(', ' + p for p in params)}):"]
-    o += ["        host = self.host", "        if host.current is None:", "            materialize()"]
+    o += ["        host = self.host"]
     o += [f"        {line}" for line in pre]
     if post:
         o.append(f"        result = host.{call.name}({', '.join(args)})")
@@ -75,8 +75,8 @@ def render_jvm(spec: Spec) -> str:
         "}",
         "",
         "",
-        "def make_methods(materialize):",
-        '    """The proxy methods by Java name; ``materialize`` builds the environment the fast path skipped."""',
+        "def make_methods():",
+        '    """The proxy methods by Java name (the server builds the environment of a capsule when a call needs it)."""',
     ]
     for c in spec.calls:
         o += ["", *_method(c, sizes)]

@@ -1,7 +1,7 @@
 """Render ``runtimes/native/pni_marshal.py``: the ctypes callback of every PNI call for native code.
 
 Each call gets a ctypes function type and a factory ``make_<call>(M, host, sink, method,
-materialize)`` returning straight-line Python: C pointers and lengths become slices of ``M``
+)`` returning straight-line Python: C pointers and lengths become slices of ``M``
 (a memoryview over the address space, never copied); a null pointer with a length returns
 ``OUT_OF_RANGE``; nothing raises into C (``sink._fault`` records it). Generated so that no
 spec is read and no source is ``exec``'d when code loads.
@@ -48,14 +48,12 @@ def _factory(call: Call, sizes: dict[str, int]) -> list[str]:
             params.append(f"{n}_p")
             checks.append(f"if not {n}_p:")
             args.append(f"M[{n}_p:{n}_p + {sizes[p.type]}]")
-    o = [f"def make_{call.name}(M, host, sink, method, materialize):"]
+    o = [f"def make_{call.name}(M, host, sink, method):"]
     o.append(f"    def pni_{call.name}({', '.join(params)}):")
     for c in checks:
         o += [f"        {c}", "            return OUT_OF_RANGE"]
     o += [
         "        try:",
-        "            if host.current is None:",
-        "                materialize()",
         "            if sink._batch is not None:",
         "                host.current = sink._batch[sink._batch_index.value]",
         f"            return method({', '.join(args)})",

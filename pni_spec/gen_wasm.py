@@ -1,7 +1,7 @@
 """Render ``runtimes/wasm/pni_marshal.py``: every PNI call as a raw wasmtime host callback.
 
 Each call gets its wasm signature and a factory ``make_<call>(method, mem, state, OOR, host,
-materialize)`` returning straight-line Python over the raw value array (stride ``SLOT``
+)`` returning straight-line Python over the raw value array (stride ``SLOT``
 int64 slots per value): it checks every (pointer, length) against linear memory, passes
 memoryviews of it to the host and writes the result to slot 0. Generated so that no spec is
 read and no source is ``exec``'d when code loads.
@@ -59,8 +59,6 @@ def _factory(call: Call, sizes: dict[str, int]) -> list[str]:
     body = [
         "if state.batch_envs is not None:",
         "    state.sync_batch()",
-        "elif host.current is None:",  # the node's fast path is running this capsule
-        "    materialize()",
         *lines,
     ]
     if checks:
@@ -74,7 +72,7 @@ def _factory(call: Call, sizes: dict[str, int]) -> list[str]:
         ]
     body.append(f"a[0] = method({', '.join(args)})")
     return [
-        f"def make_{call.name}(method, mem, state, OOR, host, materialize):",
+        f"def make_{call.name}(method, mem, state, OOR, host):",
         "    def callback(env, caller, a, n):",
         "        try:",
         *("            " + line for line in body),

@@ -18,6 +18,7 @@ from pathlib import Path
 from pni_spec.codecs import banner, codec_files
 from pni_spec.gen_c import render_c
 from pni_spec.gen_doc import render_doc
+from pni_spec.gen_hot import render_hot
 from pni_spec.gen_java import render_java
 from pni_spec.gen_jvm import render_jvm
 from pni_spec.gen_native import render_native
@@ -60,6 +61,7 @@ def render_all(spec: Spec) -> dict[str, str]:
         files[f"pan_runtime/java/{spec.java_package.replace('.', '/')}/{name}"] = text
     headers = load_headers(REPO_ROOT / HEADERS)
     files.update(codec_files(headers, banner("python -m pni_spec.generate", HEADERS), **HEADER_CODECS))
+    files.update(render_hot(spec))
     return files
 
 

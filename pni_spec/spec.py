@@ -36,6 +36,16 @@ class Call:
     result: str
     errors: tuple[str, ...]
     doc: str
+    #: how the node answers the call without an environment ("" when it does not); see HOT_KINDS
+    hot: str = ""
+
+
+#: what a ``hot`` call does when answered from the capsule body or the fast path's context:
+#: length/read/write/getN/setN on the body (handle 1), or one field of the context
+HOT_KINDS = frozenset(
+    {"length", "read", "write", "get8", "get16", "get32", "set8", "set16", "set32",
+     "origin_kind", "prev_hop", "node_address"}
+)
 
 
 @dataclass(frozen=True)
@@ -189,9 +199,12 @@ def parse_spec(data: dict[str, Any]) -> Spec:
         for err in errors:
             if err not in status_names:
                 raise SpecError(f"{where}: unknown status {err!r} in errors")
+        hot = c.get("hot", "")
+        if hot and hot not in HOT_KINDS:
+            raise SpecError(f"{where}: unknown hot kind {hot!r} (one of {', '.join(sorted(HOT_KINDS))})")
         calls.append(
             Call(name, _ident(_get(c, "group", str, where), where), _params(c.get("params", []), where),
-                 result, errors, _get(c, "doc", str, where))
+                 result, errors, _get(c, "doc", str, where), hot)
         )
     if len({c.name for c in calls}) != len(calls):
         raise SpecError("[[call]]: duplicate call names")

@@ -144,7 +144,7 @@ def test_constants_follow_the_spec():
 
 
 class RecordingHost:
-    """A PniHost stand-in that checks the marshalling conventions of each call."""
+    """A PniServer stand-in that checks the marshalling conventions of each call."""
 
     def __init__(self, result: int = 0):
         self.result = result

@@ -83,7 +83,7 @@ def test_python_protocol_compiles_under_restricted_python(name):
 # ---- a fake node for behaviour -------------------------------------------------------------
 
 class FakeHost:
-    """The PniHost conventions, over bytearrays: just the calls the reference protocols use."""
+    """The PniServer conventions, over bytearrays: just the calls the reference protocols use."""
 
     def __init__(self, me: bytes):
         self.me = me

@@ -63,9 +63,9 @@ def test_hand_over_runs_finishes_or_holds_a_capsule_and_takes_one_hop():
         b.hand_over(entry, _wire(b, body, 5), link, a.address)
         # held while the code runs, finished with the run's result later
         assert b.hand_over(entry, _wire(b, body, 5), link, a.address, running=True) is False
-        assert b.host.current is not None and b.host.current.capsule is not None
+        assert b.host.current is not b.host.unbuilt and b.host.current.capsule is not None
         b.hand_over(entry, None, link, a.address, RuntimeFault("boom"), 10)
-        assert b.host.current is None  # no environment is current between runs
+        assert b.host.current is b.host.unbuilt  # no environment is current between runs
         assert [s[2] for s in sent] == [4, 4]  # one hop taken, once, on both sends
         assert entry.stats.capsules_in == 3 and entry.stats.forwarded == 2 and entry.stats.errors == 1
         assert b.stats.received == 3 and not queued(b)

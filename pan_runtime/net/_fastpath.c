@@ -822,7 +822,7 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "pan_runtime.net._fastpath",
-    .m_doc = PyDoc_STR("The compiled per-capsule path of a UDP netlink; see pan_runtime/net/fastpath.py."),
+    .m_doc = PyDoc_STR("The compiled per-capsule path of a UDP netlink; see pan_runtime/net/udp_fast.py."),
     .m_size = -1,
     .m_methods = module_methods,
 };

@@ -17,7 +17,8 @@ The door to the node is narrow: the fast path copies the node's tables from a sn
 it does not finish to ``Node.hand_over`` in one call from C, together with the slot the
 datagram is in and what the run gave; the answer lends C the next slot. A capsule whose
 code reaches the node's host during the run is claimed for Python at that moment
-(``materialize``) and handed over after the run. Every rule of the node (drops and their
+(``materialize``, the hook this module registers with the node's PNI server, which calls it
+the first time such a call needs the environment) and handed over after the run. Every rule of the node (drops and their
 reasons, deliveries, demand loading, faults and quarantine) is so written once, in Python.
 """
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pan_runtime.errors import PanError, RuntimeFault
 from pan_runtime.node.snapshot import FastSnapshot, generation, queued, snapshot
+from pan_runtime.plugin.fastentry import FastEntry
 from pan_runtime.plugin.runtime import as_fault
 
 if TYPE_CHECKING:
@@ -73,15 +75,33 @@ def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int) -> 
 
 
 def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any]:
-    """What C runs for a code object: (C entry address or 0, its state, ``fast_accept`` or None).
-    The one place that asks the runtime for its fast entry."""
+    """What C runs for a code object: (C entry address or 0, its state, ``fast_accept`` or None);
+    (0, 0, None) for code that does not offer the ``FastEntry`` capability (Python runs it)."""
+    if not isinstance(loaded, FastEntry):
+        return 0, 0, None
     fn, state = loaded.fast_entry() or (0, 0)
     return fn, state, None if fn else loaded.fast_accept
 
 
 def after_run(loaded: LoadedCode) -> None:
     """Tell the runtime a run without an environment ended (it may raise the code's fault)."""
-    loaded.after_fast_run()
+    if isinstance(loaded, FastEntry):
+        loaded.after_fast_run()
+
+
+def fast_usage(loaded: LoadedCode) -> tuple[int, int]:
+    """(steps, fuel) the runtime's fast runs used since the last call."""
+    return loaded.take_fast_usage() if isinstance(loaded, FastEntry) else (0, 0)
+
+
+def _materialize_inflight() -> None:
+    """The ``materialize`` hook of the node's PNI server: the capsule a fast path is running
+    (if any) is taken over by the node now, its environment current."""
+    assert _fastpath is not None
+    got = _fastpath.inflight()
+    if got is not None:
+        owner, slot, n, link, code = got
+        owner.materialize(slot, n, link, code)
 
 
 class UdpFastPath:
@@ -113,6 +133,8 @@ class UdpFastPath:
         #: capsules by the way they went (see ``PATHS``)
         self.paths = dict.fromkeys(PATHS, 0)
         node.counter_sources.append(self.flush)
+        # a host call from code this runs has the capsule's environment built on the spot
+        node.host.materialize = _materialize_inflight
 
     @property
     def c(self) -> Any:
@@ -185,7 +207,7 @@ class UdpFastPath:
         node.stats.received += received
         node.stats.sent += sent
         for e, (n_in, forwarded, time_ns, max_ns) in zip(self._entries, codes, strict=True):
-            steps, fuel = e.loaded.take_fast_usage()  # what runs without an environment used
+            steps, fuel = fast_usage(e.loaded)  # what runs without an environment used
             e.stats.steps += steps
             e.stats.fuel += fuel
             if n_in:

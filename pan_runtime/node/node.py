@@ -91,8 +91,10 @@ class Node:
         self.services = Services(self)
         self.routes = self.services.routes
         self.neighbors = self.services.neighbors
-        self.host = pni.PniHost(self.services, logging.getLogger(f"pan.code.{self.name}"))
-        self.host.current = None  # type: ignore[assignment]  # no capsule runs outside run/finish
+        self.host = pni.PniServer(self.services, logging.getLogger(f"pan.code.{self.name}"))
+        #: outside run/finish no capsule's environment is current: a host call then comes from
+        #: code the fast path is running, and the server has its environment built (``build``)
+        self.host.current = self.host.unbuilt
         #: the runtimes and the code objects loaded into them
         self.codes = CodeTable(self)
         self.cache = self.codes.cache
@@ -419,7 +421,7 @@ class Node:
         try:
             self._outcome(entry, env, cap, verdict)
         finally:
-            self.host.current = None  # type: ignore[assignment]  # a fast path's runs start from none
+            self.host.current = self.host.unbuilt  # a fast path's runs start from none built
             env.clear()
             cap.release()
 

@@ -12,12 +12,17 @@ Runtimes marshal their code's calls into these methods (one per call in
   Bad arguments from code never raise.
 
 ``current`` is the environment of the capsule being run; the node sets it before each call
-into a runtime. A test checks that this class and the spec name the same calls.
+into a runtime. While the node's UDP fast path runs a capsule without an environment,
+``current`` is ``unbuilt``: the first call that reads anything of the environment has it
+built then (``build``, through the ``materialize`` hook the fast path registers), so no
+runtime needs to know about the fast path. A test checks that this class and the spec name
+the same calls.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pan_runtime import pni_api
@@ -50,7 +55,8 @@ __all__ = [
     "VERDICT_DELIVER",
     "version_compatible",
     "NodeServices",
-    "PniHost",
+    "PniServer",
+    "Unbuilt",
 ]
 
 PNI_VERSION: str = pni_api.PNI_VERSION
@@ -110,13 +116,45 @@ def _span_ok(seg: Segment, offset: int, n: int) -> bool:
     return offset >= 0 and n >= 0 and offset + n <= seg.length
 
 
-class PniHost:
+class Unbuilt:
+    """Stands for the environment of a capsule the fast path runs without one: reading any
+    attribute builds the real one (``PniServer.build``) and answers from it."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: PniServer):
+        object.__setattr__(self, "_server", server)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server.build(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._server.build(), name, value)
+
+
+class PniServer:
     """Implements the PNI for one node; ``current`` is the environment being served."""
 
     def __init__(self, node: NodeServices, logger: logging.Logger | None = None):
         self.node = node
         self.current: Environment = Environment()
         self.log_ = logger or logging.getLogger("pan.code")
+        #: what ``current`` is while the fast path runs a capsule whose environment is not built
+        self.unbuilt: Any = Unbuilt(self)
+        #: set by the node's fast path: builds the environment of the capsule it is running
+        #: and makes it ``current`` (None: no fast path, nothing is ever left unbuilt)
+        self.materialize: Callable[[], None] | None = None
+
+    def build(self) -> Environment:
+        """``current``, built first when it is ``unbuilt``; raises when nothing can build it."""
+        env = self.current
+        if env is self.unbuilt:
+            if self.materialize is not None:
+                self.materialize()
+            env = self.current
+            if env is self.unbuilt:
+                raise RuntimeError("no environment: the fast path is not running a capsule")
+        return env
 
     # -- helpers -------------------------------------------------------------------------
     def _seg(self, handle: int) -> Segment | None:

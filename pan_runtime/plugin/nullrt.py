@@ -33,7 +33,7 @@ BUILTINS: dict[str, Callable[[Environment], int]] = {"forward": _forward, "drop"
 
 
 class _LoadedNull(LoadedCode):
-    def __init__(self, code: CodeObject, host: pni.PniHost, fn: Callable[[Environment], int]):
+    def __init__(self, code: CodeObject, host: pni.PniServer, fn: Callable[[Environment], int]):
         super().__init__(code, host)
         self.accept = fn  # type: ignore[method-assign]  # one Python call per capsule, nothing more
 
@@ -46,7 +46,7 @@ class NullRuntime(Runtime):
     isolation = Isolation.SANDBOXED
     payload = "the name of a function built into the node"
 
-    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: pni.PniHost) -> LoadedCode:
+    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: pni.PniServer) -> LoadedCode:
         fname = code.payload.decode("ascii", "replace")
         fn = BUILTINS.get(fname)
         if fn is None:

@@ -3,8 +3,10 @@
 A runtime is a class registered through the ``pan_register_runtimes`` hook. The node makes
 one instance per runtime, asks it to ``load`` each code object (after the trust policy
 allowed it and its dependencies are loaded) and then calls the returned ``LoadedCode`` for
-every capsule. Every PNI call is implemented once, by the node's ``PniHost``
-(``pan_runtime.node.pni``); a runtime only marshals between its code and that host.
+every capsule. Every PNI call is implemented once, by the node's ``PniServer``
+(``pan_runtime.node.pni``); a runtime only marshals between its code and that host (the hot
+calls' shortcuts are generated from the spec: ``pni_hot``). Running on the node's UDP fast
+path is an optional capability, ``pan_runtime.plugin.fastentry.FastEntry``.
 
 Calling convention for ``LoadedCode.accept``:
 
@@ -33,7 +35,7 @@ from __future__ import annotations
 import abc
 import enum
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pan_runtime.errors import FaultReason, RuntimeFault
@@ -41,7 +43,7 @@ from pan_runtime.errors import FaultReason, RuntimeFault
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.env import Environment
-    from pan_runtime.node.pni import PniHost
+    from pan_runtime.node.pni import PniServer
 
 __all__ = ["Isolation", "Runtime", "LoadedCode"]
 
@@ -60,7 +62,7 @@ class LoadedCode(abc.ABC):
     #: set by the runtime when a fault may have left the instance in a bad state
     needs_reset: bool = False
 
-    def __init__(self, code: CodeObject, host: PniHost):
+    def __init__(self, code: CodeObject, host: PniServer):
         self.code = code
         self.host = host
 
@@ -87,30 +89,6 @@ class LoadedCode(abc.ABC):
             except RuntimeFault as fault:
                 out.append(fault)
         return out
-
-    #: a runtime whose code runs in Python sets this to a method ``(body, prev_hop) -> verdict``
-    #: that the UDP fast path calls without an Environment: PNI calls go to a
-    #: ``pan_runtime.net.fastpath.LeanHost``; faults raise ``RuntimeFault``. None: run through accept.
-    fast_accept: Callable[[memoryview, bytes], int] | None = None
-    #: interpreter steps ``fast_accept`` runs used since the node last took them
-    fast_steps: int = 0
-
-    def take_fast_usage(self) -> tuple[int, int]:
-        """(steps, fuel) the fast path's runs used since the last call, which the node adds
-        to the code object's statistics (runs it finished in C report no environment)."""
-        steps, self.fast_steps = self.fast_steps, 0
-        return steps, 0
-
-    def fast_entry(self) -> tuple[int, int] | None:
-        """The C addresses of a ``pan_fast_run_fn`` (``include/pan_fast.h``) and of its state
-        for the node's compiled UDP fast path, or None (the default): the fast path then runs
-        the capsule through ``accept``. A runtime that offers one must, during such a run, route every PNI call
-        it cannot answer from the context through ``pan_runtime.net.fastpath.materialize`` first."""
-        return None
-
-    def after_fast_run(self) -> None:
-        """Raise the ``RuntimeFault`` a fast run recorded, if any; called after each C run
-        whose capsule the node then finishes in Python."""
 
     def call_export(self, name: str, a0: int, a1: int) -> int:
         """Call an exported function (``int64 f(int64, int64)``) for a dependant."""
@@ -149,7 +127,7 @@ class Runtime(abc.ABC):
         self,
         code: CodeObject,
         deps: Sequence[LoadedCode],
-        host: PniHost,
+        host: PniServer,
     ) -> LoadedCode:
         """Validate, compile and link ``code`` against ``deps`` (manifest order).
 

@@ -1,8 +1,8 @@
-"""A stand-in for the node, for testing a runtime alone: the real ``PniHost`` over a small
+"""A stand-in for the node, for testing a runtime alone: the real ``PniServer`` over a small
 in-memory ``NodeServices`` that records what code sends and keeps soft state per code object.
 
     node = StubNode()
-    host = PniHost(node)
+    host = PniServer(node)
     env = make_env(code, b"body bytes")
     host.current = env
     loaded.accept(env)

@@ -1,11 +1,14 @@
 /* pan_jvm._fast: the jvm runtime's C entry for the node's UDP fast path.
  *
  * `run` (a pan_fast_run_fn, include/pan_fast.h) copies the fast path's context where the
- * Java HostPni of the lane reads it (origin, previous hop, node address: no call back into
+ * Java PniBridge of the lane reads it (origin, previous hop, node address: no call back into
  * Python for those) and calls the static org.pan.jvm.Lane.fastAccept through JNI, with the
  * GIL released as JPype does for calls into Java. Everything else a code object asks of
  * the PNI still reaches the Python host through the lane's upcalls. The JavaVM comes from
  * JNI_GetCreatedJavaVMs of the libjvm JPype loaded (`configure`); nothing here starts one.
+ * A run that fails around the code (no JNIEnv, a body outside the lane's buffer, an escaped
+ * Java exception) sets `host_failed`, so the runtime reports a host failure instead of the
+ * lane's last fault message, which is about an earlier run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,8 +33,14 @@ typedef struct {
     int32_t buffer;    /* the lane's id of the direct buffer over the node's pool */
     int32_t last;      /* out: the verdict of the last run (Lane.FAULT when it faulted) */
     uint8_t *lo, *hi;  /* the pool memory that buffer covers */
-    uint8_t *ctx;      /* the pan_fast_ctx copy the lane's HostPni reads */
+    uint8_t *ctx;      /* the pan_fast_ctx copy the lane's PniBridge reads */
+    int32_t host_failed; /* out: why the last run failed before or around the code (HOST_*), else 0 */
 } pan_jvm_entry;
+
+/* failures of the host, not of the code: the lane's fault message is not about this run */
+#define HOST_NO_JNIENV 1      /* this thread could not get a JNIEnv */
+#define HOST_OUTSIDE_BUFFER 2 /* the body is not inside the lane's buffer over the pool */
+#define HOST_JAVA_EXCEPTION 3 /* Lane.fastAccept let an exception out */
 
 static JNIEnv *jni_env(void) {
     JNIEnv *env = NULL;
@@ -43,7 +52,8 @@ static JNIEnv *jni_env(void) {
 static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx) {
     pan_jvm_entry *e = state;
     JNIEnv *env = jni_env();
-    if (!env || body < e->lo || body + length > e->hi) {
+    e->host_failed = !env ? HOST_NO_JNIENV : (body < e->lo || body + length > e->hi) ? HOST_OUTSIDE_BUFFER : 0;
+    if (e->host_failed) {
         e->last = INT32_MIN;
         return INT32_MIN;
     }
@@ -54,6 +64,7 @@ static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_
                                      (jint)(body - e->lo), (jint)length);
     if ((*env)->ExceptionCheck(env)) {
         (*env)->ExceptionClear(env);
+        e->host_failed = HOST_JAVA_EXCEPTION;
         r = INT32_MIN;
     }
     Py_END_ALLOW_THREADS
@@ -86,13 +97,14 @@ static PyObject *configure(PyObject *Py_UNUSED(m), PyObject *args) {
         }
         jclass c = (*env)->FindClass(env, "org/pan/jvm/Lane");
         jmethodID m = c ? (*env)->GetStaticMethodID(env, c, "fastAccept", "(IIIII)I") : NULL;
-        if (!c || !m) {
+        jclass global = m ? (*env)->NewGlobalRef(env, c) : NULL;
+        if (c) (*env)->DeleteLocalRef(env, c);
+        if (!global) {
             (*env)->ExceptionClear(env);
             PyErr_SetString(PyExc_RuntimeError, "org.pan.jvm.Lane.fastAccept(IIIII)I not found");
             return NULL;
         }
-        lane_class = (*env)->NewGlobalRef(env, c);
-        (*env)->DeleteLocalRef(env, c);
+        lane_class = global;
         fast_accept = m;
     }
     return PyLong_FromVoidPtr((void *)run);

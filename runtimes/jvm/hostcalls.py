@@ -1,6 +1,6 @@
-"""The Python side of the Java PNI: a JPype proxy that forwards to the node's ``PniHost``.
+"""The Python side of the Java PNI: a JPype proxy that forwards to the node's ``PniServer``.
 
-Java code reaches it only for calls the Java ``HostPni`` cannot serve from the direct body
+Java code reaches it only for calls the Java ``PniBridge`` cannot serve from the direct body
 buffer (sends, state, other segments, ...), about 2 µs per call. The proxy's methods are
 generated from the spec into ``pni_marshal`` (``pni_spec/gen_jvm.py``), so a new call in the
 spec needs no change here: each unpacks the Java arguments (arrays with offset and length
@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pan_jvm.pni_marshal import make_methods
-from pan_runtime.net.fastpath import materialize
 
 if TYPE_CHECKING:
-    from pan_runtime.node.pni import PniHost
+    from pan_runtime.node.pni import PniServer
 
 __all__ = ["upcall_class"]
 
@@ -33,7 +32,7 @@ def upcall_class(upcalls_interface: Any) -> type:
 
     ns: dict[str, Any] = {}
 
-    def __init__(self: Any, host: PniHost) -> None:
+    def __init__(self: Any, host: PniServer) -> None:
         self.host = host
         self.envs: Sequence[Any] = ()
 
@@ -42,7 +41,7 @@ def upcall_class(upcalls_interface: Any) -> type:
 
     ns["__init__"] = __init__
     ns["select"] = JOverride(select)
-    for name, method in make_methods(materialize).items():
+    for name, method in make_methods().items():
         ns[name] = JOverride(method)
     _CLASS = JImplements(upcalls_interface)(type("PniUpcalls", (), ns))
     return _CLASS

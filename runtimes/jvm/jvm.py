@@ -183,7 +183,7 @@ def ensure_jvm(options: Mapping[str, Any] | None = None) -> Jvm:
             urls = jpype.JArray(jpype.JClass("java.net.URL"))([url])
             loader = jpype.JClass("java.net.URLClassLoader")(urls)
         jvm = Jvm(os.getpid(), classes_dir, opts, started_here)
-        for short in ("Lane", "Gate", "CodeLoader", "HostPni", "Upcalls", "Memory", "Watchdog"):
+        for short in ("Lane", "Gate", "CodeLoader", "PniBridge", "Upcalls", "Memory", "Watchdog"):
             jvm.classes[short] = jpype.JClass(f"org.pan.jvm.{short}", loader=loader)
         jvm.classes["PanCode"] = jpype.JClass("org.pan.pni.PanCode", loader=loader)
         allowed = sorted({n.replace("/", ".") for n in (*allowlist.ALLOWED, *allowlist.INDY_SUPPORT)})

@@ -16,7 +16,7 @@ from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import Capsule
 from pan_runtime.data.segments import SegmentPool
 from pan_runtime.node.env import Budget, Environment, Origin
-from pan_runtime.node.pni import PniHost
+from pan_runtime.node.pni import PniServer
 from pan_runtime.plugin.builders import BuildRequest
 
 
@@ -31,7 +31,7 @@ def main(n: int = 100_000) -> None:
     src = Path(__file__).parents[2] / "protocols" / "java" / "Forward.java"
     code = JvmBuilder().build(BuildRequest([src], "jvm"))
     rt = JvmRuntime()
-    host = PniHost(_Node())  # type: ignore[arg-type]
+    host = PniServer(_Node())  # type: ignore[arg-type]
     loaded = rt.load(code, [], host)
     pool = SegmentPool(2048, 64)
     budget = Budget()

@@ -52,19 +52,15 @@ JAVA_NAMES = {
 }
 
 
-def make_methods(materialize):
-    """The proxy methods by Java name; ``materialize`` builds the environment the fast path skipped."""
+def make_methods():
+    """The proxy methods by Java name (the server builds the environment of a capsule when a call needs it)."""
 
     def segLength(self, seg):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_length(int(seg))
 
     def segRead(self, seg, offset, dst, dst_off, dst_len):
         host = self.host
-        if host.current is None:
-            materialize()
         dst_off = int(dst_off)
         dst_len = int(dst_len)
         if dst is None or dst_off < 0 or dst_len < 0 or dst_off + dst_len > len(dst):
@@ -76,8 +72,6 @@ def make_methods(materialize):
 
     def segWrite(self, seg, offset, src, src_off, src_len):
         host = self.host
-        if host.current is None:
-            materialize()
         src_off = int(src_off)
         src_len = int(src_len)
         if src is None or src_off < 0 or src_len < 0 or src_off + src_len > len(src):
@@ -86,80 +80,54 @@ def make_methods(materialize):
 
     def segGetU8(self, seg, offset):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_get_u8(int(seg), int(offset))
 
     def segGetU16(self, seg, offset):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_get_u16(int(seg), int(offset))
 
     def segGetU32(self, seg, offset):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_get_u32(int(seg), int(offset))
 
     def segSetU8(self, seg, offset, value):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_set_u8(int(seg), int(offset), int(value))
 
     def segSetU16(self, seg, offset, value):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_set_u16(int(seg), int(offset), int(value))
 
     def segSetU32(self, seg, offset, value):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_set_u32(int(seg), int(offset), int(value))
 
     def segAlloc(self, length):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_alloc(int(length))
 
     def segSlice(self, seg, offset, length):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_slice(int(seg), int(offset), int(length))
 
     def segConcat(self, head, tail):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_concat(int(head), int(tail))
 
     def segCopy(self, dst, dst_offset, src, src_offset, length):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_copy(int(dst), int(dst_offset), int(src), int(src_offset), int(length))
 
     def segRelease(self, seg):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.seg_release(int(seg))
 
     def capsuleHopLimit(self):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.capsule_hop_limit()
 
     def capsuleHome(self, dst):
         host = self.host
-        if host.current is None:
-            materialize()
         if dst is None or len(dst) < 16:
             return OUT_OF_RANGE
         dst_buf = bytearray(16)
@@ -169,8 +137,6 @@ def make_methods(materialize):
 
     def capsuleCodeName(self, dst):
         host = self.host
-        if host.current is None:
-            materialize()
         if dst is None or len(dst) < 32:
             return OUT_OF_RANGE
         dst_buf = bytearray(32)
@@ -180,20 +146,14 @@ def make_methods(materialize):
 
     def envOriginKind(self):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.env_origin_kind()
 
     def envOriginLink(self):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.env_origin_link()
 
     def envPrevHop(self, dst):
         host = self.host
-        if host.current is None:
-            materialize()
         if dst is None or len(dst) < 16:
             return OUT_OF_RANGE
         dst_buf = bytearray(16)
@@ -203,8 +163,6 @@ def make_methods(materialize):
 
     def nodeAddress(self, dst):
         host = self.host
-        if host.current is None:
-            materialize()
         if dst is None or len(dst) < 16:
             return OUT_OF_RANGE
         dst_buf = bytearray(16)
@@ -214,50 +172,36 @@ def make_methods(materialize):
 
     def nodeNowNs(self):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.node_now_ns()
 
     def nodeMtu(self, dest):
         host = self.host
-        if host.current is None:
-            materialize()
         if dest is None or len(dest) < 16:
             return OUT_OF_RANGE
         return host.node_mtu(memoryview(dest).cast("B")[:16])
 
     def sendToward(self, dest, body):
         host = self.host
-        if host.current is None:
-            materialize()
         if dest is None or len(dest) < 16:
             return OUT_OF_RANGE
         return host.send_toward(memoryview(dest).cast("B")[:16], int(body))
 
     def sendNeighbor(self, neighbor, body):
         host = self.host
-        if host.current is None:
-            materialize()
         if neighbor is None or len(neighbor) < 16:
             return OUT_OF_RANGE
         return host.send_neighbor(memoryview(neighbor).cast("B")[:16], int(body))
 
     def deliver(self, link, port, body):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.deliver(int(link), int(port), int(body))
 
     def neighborCount(self):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.neighbor_count()
 
     def neighborAddress(self, index, dst):
         host = self.host
-        if host.current is None:
-            materialize()
         if dst is None or len(dst) < 16:
             return OUT_OF_RANGE
         dst_buf = bytearray(16)
@@ -267,8 +211,6 @@ def make_methods(materialize):
 
     def routeLookup(self, dest, next_hop):
         host = self.host
-        if host.current is None:
-            materialize()
         if dest is None or len(dest) < 16:
             return OUT_OF_RANGE
         if next_hop is None or len(next_hop) < 16:
@@ -280,8 +222,6 @@ def make_methods(materialize):
 
     def routeSet(self, dest, next_hop, metric):
         host = self.host
-        if host.current is None:
-            materialize()
         if dest is None or len(dest) < 16:
             return OUT_OF_RANGE
         if next_hop is None or len(next_hop) < 16:
@@ -290,8 +230,6 @@ def make_methods(materialize):
 
     def stateGet(self, key, key_off, key_len, dst, dst_off, dst_len):
         host = self.host
-        if host.current is None:
-            materialize()
         key_off = int(key_off)
         key_len = int(key_len)
         if key is None or key_off < 0 or key_len < 0 or key_off + key_len > len(key):
@@ -307,8 +245,6 @@ def make_methods(materialize):
 
     def statePut(self, key, key_off, key_len, value, value_off, value_len, ttl_ms):
         host = self.host
-        if host.current is None:
-            materialize()
         key_off = int(key_off)
         key_len = int(key_len)
         if key is None or key_off < 0 or key_len < 0 or key_off + key_len > len(key):
@@ -321,8 +257,6 @@ def make_methods(materialize):
 
     def stateDelete(self, key, key_off, key_len):
         host = self.host
-        if host.current is None:
-            materialize()
         key_off = int(key_off)
         key_len = int(key_len)
         if key is None or key_off < 0 or key_len < 0 or key_off + key_len > len(key):
@@ -331,8 +265,6 @@ def make_methods(materialize):
 
     def statePutSeg(self, key, key_off, key_len, seg, ttl_ms):
         host = self.host
-        if host.current is None:
-            materialize()
         key_off = int(key_off)
         key_len = int(key_len)
         if key is None or key_off < 0 or key_len < 0 or key_off + key_len > len(key):
@@ -341,8 +273,6 @@ def make_methods(materialize):
 
     def stateGetSeg(self, key, key_off, key_len):
         host = self.host
-        if host.current is None:
-            materialize()
         key_off = int(key_off)
         key_len = int(key_len)
         if key is None or key_off < 0 or key_len < 0 or key_off + key_len > len(key):
@@ -351,8 +281,6 @@ def make_methods(materialize):
 
     def log(self, level, message, message_off, message_len):
         host = self.host
-        if host.current is None:
-            materialize()
         message_off = int(message_off)
         message_len = int(message_len)
         if message is None or message_off < 0 or message_len < 0 or message_off + message_len > len(message):
@@ -361,20 +289,14 @@ def make_methods(materialize):
 
     def checksumInet(self, seg, offset, length):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.checksum_inet(int(seg), int(offset), int(length))
 
     def crc32(self, seg, offset, length):
         host = self.host
-        if host.current is None:
-            materialize()
         return host.crc32(int(seg), int(offset), int(length))
 
     def sha256(self, seg, offset, length, dst):
         host = self.host
-        if host.current is None:
-            materialize()
         if dst is None or len(dst) < 32:
             return OUT_OF_RANGE
         dst_buf = bytearray(32)
@@ -384,8 +306,6 @@ def make_methods(materialize):
 
     def hmacSha256(self, seg, offset, length, key, key_off, key_len, dst):
         host = self.host
-        if host.current is None:
-            materialize()
         key_off = int(key_off)
         key_len = int(key_len)
         if key is None or key_off < 0 or key_len < 0 or key_off + key_len > len(key):
@@ -399,8 +319,6 @@ def make_methods(materialize):
 
     def depCall(self, dep, export, export_off, export_len, a0, a1):
         host = self.host
-        if host.current is None:
-            materialize()
         export_off = int(export_off)
         export_len = int(export_len)
         if export is None or export_off < 0 or export_len < 0 or export_off + export_len > len(export):

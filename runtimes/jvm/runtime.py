@@ -21,12 +21,13 @@ from pan_jvm.hostcalls import upcall_class
 from pan_jvm.jvm import Jvm, current_jvm, ensure_jvm, unavailable_reason
 from pan_runtime.data.segments import Segment, SegType
 from pan_runtime.errors import BudgetExceeded, ClosedError, CodeObjectError, FaultReason, RuntimeFault
+from pan_runtime.plugin.fastentry import FastEntry
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.env import Environment
-    from pan_runtime.node.pni import PniHost
+    from pan_runtime.node.pni import PniServer
 
 __all__ = ["JvmRuntime", "JvmLoadedCode", "FAULT_REASONS"]
 
@@ -123,7 +124,12 @@ class _JvmEntry(ctypes.Structure):
         ("lo", ctypes.c_void_p),
         ("hi", ctypes.c_void_p),
         ("ctx", ctypes.c_void_p),
+        ("host_failed", ctypes.c_int32),
     ]
+
+
+#: why a fast run failed around the code (``pan_jvm_entry.host_failed`` in ``_fast.c``)
+_HOST_FAILURES = {1: "no JNIEnv on this thread", 2: "body outside the lane's buffer", 3: "Lane.fastAccept threw"}
 
 
 #: bytes of a pan_fast_ctx (include/pan_fast.h)
@@ -228,7 +234,7 @@ class JvmRuntime(Runtime):
         return int(self._engine().cls("Lane").gcMillis())
 
     # -- loading ---------------------------------------------------------------------
-    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniHost) -> JvmLoadedCode:
+    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> JvmLoadedCode:
         jvm = self._engine()
         entry = code.manifest.meta.get("entry_class")
         if not isinstance(entry, str) or not entry:
@@ -273,14 +279,14 @@ class JvmRuntime(Runtime):
         return jvm.versions() if jvm is not None else {}
 
 
-class JvmLoadedCode(LoadedCode):
+class JvmLoadedCode(LoadedCode, FastEntry):
     """One Java code object: its class loader, its PanCode instance, its Java-side PNI."""
 
     def __init__(
         self,
         runtime: JvmRuntime,
         code: CodeObject,
-        host: PniHost,
+        host: PniServer,
         checked: CheckedJar,
         entry_class: str,
         deps: Sequence[JvmLoadedCode],
@@ -411,8 +417,12 @@ class JvmLoadedCode(LoadedCode):
         return run, ctypes.addressof(e)
 
     def after_fast_run(self) -> None:
-        if self._fast_entry.last == FAULT:
-            self._fast_entry.last = 0
+        e = self._fast_entry
+        failed, e.host_failed = e.host_failed, 0
+        if e.last == FAULT:
+            e.last = 0
+            if failed:  # the code did not fault: the lane's fault message is about an earlier run
+                raise RuntimeError(f"{self.code.short_name}: fast run failed in the host ({_HOST_FAILURES[failed]})")
             raise self._fault_now()
 
     def _set_budget(self, budget: Any) -> None:

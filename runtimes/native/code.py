@@ -26,6 +26,7 @@ from pan_native.hostcalls import CALLS, make_callback
 from pan_native.image import Image, Resolved, libc_helper, link
 from pan_native.support import HOT_CALLS, support_object
 from pan_runtime.errors import ClosedError, CodeObjectError, FaultReason, RuntimeFault
+from pan_runtime.plugin.fastentry import FastEntry
 from pan_runtime.plugin.runtime import LoadedCode
 from pan_runtime.pni_api import BAD_ARGUMENT, NOT_FOUND
 
@@ -48,7 +49,7 @@ def _closed(*_args: object) -> int:
     raise ClosedError("native code object was unloaded")
 
 
-class NativeCode(LoadedCode):
+class NativeCode(LoadedCode, FastEntry):
     """One native code object, linked with its own support image; see the module docstring."""
 
     def __init__(self, code: CodeObject, host: Any, deps: Sequence[LoadedCode] = ()):

@@ -2,9 +2,8 @@
 
 Each callback turns C arguments into the host's Python arguments (pointer + length into a
 memoryview over the code's memory, without copying), sets ``host.current`` when a batch is
-running (or, when the node's compiled fast path is running the capsule, has the node build
-its environment first: ``pan_runtime.net.fastpath.materialize``), calls ``host.<call>`` and
-returns its int. Nothing raises into C: an exception is
+running, calls ``host.<call>`` and returns its int (during a run of the node's fast path,
+the host builds the capsule's environment itself when a call needs it). Nothing raises into C: an exception is
 recorded on the owner and becomes a ``RuntimeFault`` once control is back in Python, while
 the code sees ``PNI_BAD_ARGUMENT``.
 
@@ -18,7 +17,6 @@ import ctypes
 from typing import Any, Protocol
 
 from pan_native.pni_marshal import CALLBACK_TYPES, FACTORIES
-from pan_runtime.net.fastpath import materialize
 
 __all__ = ["ADDRESS_SPACE", "CALLS", "FaultSink", "make_callback"]
 
@@ -44,4 +42,4 @@ class FaultSink(Protocol):
 def make_callback(call: str, host: Any, sink: FaultSink) -> Any:
     """A ctypes callback for ``pni_<call>`` that calls ``host.<call>``; keep it alive while used."""
     method = getattr(host, call)
-    return CALLBACK_TYPES[call](FACTORIES[call](ADDRESS_SPACE, host, sink, method, materialize))
+    return CALLBACK_TYPES[call](FACTORIES[call](ADDRESS_SPACE, host, sink, method))

@@ -18,7 +18,7 @@ from pan_native.builder import NativeBuilder
 from pan_native.runtime import NativeRuntime
 from pan_runtime.data.segments import SegmentPool
 from pan_runtime.node.env import Environment
-from pan_runtime.node.pni import PniHost
+from pan_runtime.node.pni import PniServer
 from pan_runtime.plugin.builders import BuildRequest
 
 _LOOPS = r"""
@@ -65,7 +65,7 @@ def main() -> None:
         src = Path(tmp) / "loops.c"
         src.write_text(_LOOPS)
         loops = builder.build(BuildRequest([src], "native", exports=["callbacks", "hot"]))
-    host = PniHost(_Node())  # type: ignore[arg-type]
+    host = PniServer(_Node())  # type: ignore[arg-type]
     rt = NativeRuntime()
     pool = SegmentPool(2048, 64)
     envs = []

@@ -10,11 +10,9 @@ __all__ = ["CALLBACK_TYPES", "FACTORIES"]
 OUT_OF_RANGE = -2
 
 
-def make_seg_length(M, host, sink, method, materialize):
+def make_seg_length(M, host, sink, method):
     def pni_seg_length(seg):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg)
@@ -24,13 +22,11 @@ def make_seg_length(M, host, sink, method, materialize):
     return pni_seg_length
 
 
-def make_seg_read(M, host, sink, method, materialize):
+def make_seg_read(M, host, sink, method):
     def pni_seg_read(seg, offset, dst_p, dst_n):
         if not dst_p and dst_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, M[dst_p:dst_p + dst_n])
@@ -40,13 +36,11 @@ def make_seg_read(M, host, sink, method, materialize):
     return pni_seg_read
 
 
-def make_seg_write(M, host, sink, method, materialize):
+def make_seg_write(M, host, sink, method):
     def pni_seg_write(seg, offset, src_p, src_n):
         if not src_p and src_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, M[src_p:src_p + src_n])
@@ -56,11 +50,9 @@ def make_seg_write(M, host, sink, method, materialize):
     return pni_seg_write
 
 
-def make_seg_get_u8(M, host, sink, method, materialize):
+def make_seg_get_u8(M, host, sink, method):
     def pni_seg_get_u8(seg, offset):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset)
@@ -70,11 +62,9 @@ def make_seg_get_u8(M, host, sink, method, materialize):
     return pni_seg_get_u8
 
 
-def make_seg_get_u16(M, host, sink, method, materialize):
+def make_seg_get_u16(M, host, sink, method):
     def pni_seg_get_u16(seg, offset):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset)
@@ -84,11 +74,9 @@ def make_seg_get_u16(M, host, sink, method, materialize):
     return pni_seg_get_u16
 
 
-def make_seg_get_u32(M, host, sink, method, materialize):
+def make_seg_get_u32(M, host, sink, method):
     def pni_seg_get_u32(seg, offset):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset)
@@ -98,11 +86,9 @@ def make_seg_get_u32(M, host, sink, method, materialize):
     return pni_seg_get_u32
 
 
-def make_seg_set_u8(M, host, sink, method, materialize):
+def make_seg_set_u8(M, host, sink, method):
     def pni_seg_set_u8(seg, offset, value):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, value)
@@ -112,11 +98,9 @@ def make_seg_set_u8(M, host, sink, method, materialize):
     return pni_seg_set_u8
 
 
-def make_seg_set_u16(M, host, sink, method, materialize):
+def make_seg_set_u16(M, host, sink, method):
     def pni_seg_set_u16(seg, offset, value):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, value)
@@ -126,11 +110,9 @@ def make_seg_set_u16(M, host, sink, method, materialize):
     return pni_seg_set_u16
 
 
-def make_seg_set_u32(M, host, sink, method, materialize):
+def make_seg_set_u32(M, host, sink, method):
     def pni_seg_set_u32(seg, offset, value):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, value)
@@ -140,11 +122,9 @@ def make_seg_set_u32(M, host, sink, method, materialize):
     return pni_seg_set_u32
 
 
-def make_seg_alloc(M, host, sink, method, materialize):
+def make_seg_alloc(M, host, sink, method):
     def pni_seg_alloc(length):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(length)
@@ -154,11 +134,9 @@ def make_seg_alloc(M, host, sink, method, materialize):
     return pni_seg_alloc
 
 
-def make_seg_slice(M, host, sink, method, materialize):
+def make_seg_slice(M, host, sink, method):
     def pni_seg_slice(seg, offset, length):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, length)
@@ -168,11 +146,9 @@ def make_seg_slice(M, host, sink, method, materialize):
     return pni_seg_slice
 
 
-def make_seg_concat(M, host, sink, method, materialize):
+def make_seg_concat(M, host, sink, method):
     def pni_seg_concat(head, tail):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(head, tail)
@@ -182,11 +158,9 @@ def make_seg_concat(M, host, sink, method, materialize):
     return pni_seg_concat
 
 
-def make_seg_copy(M, host, sink, method, materialize):
+def make_seg_copy(M, host, sink, method):
     def pni_seg_copy(dst, dst_offset, src, src_offset, length):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(dst, dst_offset, src, src_offset, length)
@@ -196,11 +170,9 @@ def make_seg_copy(M, host, sink, method, materialize):
     return pni_seg_copy
 
 
-def make_seg_release(M, host, sink, method, materialize):
+def make_seg_release(M, host, sink, method):
     def pni_seg_release(seg):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg)
@@ -210,11 +182,9 @@ def make_seg_release(M, host, sink, method, materialize):
     return pni_seg_release
 
 
-def make_capsule_hop_limit(M, host, sink, method, materialize):
+def make_capsule_hop_limit(M, host, sink, method):
     def pni_capsule_hop_limit():
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method()
@@ -224,13 +194,11 @@ def make_capsule_hop_limit(M, host, sink, method, materialize):
     return pni_capsule_hop_limit
 
 
-def make_capsule_home(M, host, sink, method, materialize):
+def make_capsule_home(M, host, sink, method):
     def pni_capsule_home(dst_p):
         if not dst_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[dst_p:dst_p + 16])
@@ -240,13 +208,11 @@ def make_capsule_home(M, host, sink, method, materialize):
     return pni_capsule_home
 
 
-def make_capsule_code_name(M, host, sink, method, materialize):
+def make_capsule_code_name(M, host, sink, method):
     def pni_capsule_code_name(dst_p):
         if not dst_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[dst_p:dst_p + 32])
@@ -256,11 +222,9 @@ def make_capsule_code_name(M, host, sink, method, materialize):
     return pni_capsule_code_name
 
 
-def make_env_origin_kind(M, host, sink, method, materialize):
+def make_env_origin_kind(M, host, sink, method):
     def pni_env_origin_kind():
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method()
@@ -270,11 +234,9 @@ def make_env_origin_kind(M, host, sink, method, materialize):
     return pni_env_origin_kind
 
 
-def make_env_origin_link(M, host, sink, method, materialize):
+def make_env_origin_link(M, host, sink, method):
     def pni_env_origin_link():
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method()
@@ -284,13 +246,11 @@ def make_env_origin_link(M, host, sink, method, materialize):
     return pni_env_origin_link
 
 
-def make_env_prev_hop(M, host, sink, method, materialize):
+def make_env_prev_hop(M, host, sink, method):
     def pni_env_prev_hop(dst_p):
         if not dst_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[dst_p:dst_p + 16])
@@ -300,13 +260,11 @@ def make_env_prev_hop(M, host, sink, method, materialize):
     return pni_env_prev_hop
 
 
-def make_node_address(M, host, sink, method, materialize):
+def make_node_address(M, host, sink, method):
     def pni_node_address(dst_p):
         if not dst_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[dst_p:dst_p + 16])
@@ -316,11 +274,9 @@ def make_node_address(M, host, sink, method, materialize):
     return pni_node_address
 
 
-def make_node_now_ns(M, host, sink, method, materialize):
+def make_node_now_ns(M, host, sink, method):
     def pni_node_now_ns():
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method()
@@ -330,13 +286,11 @@ def make_node_now_ns(M, host, sink, method, materialize):
     return pni_node_now_ns
 
 
-def make_node_mtu(M, host, sink, method, materialize):
+def make_node_mtu(M, host, sink, method):
     def pni_node_mtu(dest_p):
         if not dest_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[dest_p:dest_p + 16])
@@ -346,13 +300,11 @@ def make_node_mtu(M, host, sink, method, materialize):
     return pni_node_mtu
 
 
-def make_send_toward(M, host, sink, method, materialize):
+def make_send_toward(M, host, sink, method):
     def pni_send_toward(dest_p, body):
         if not dest_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[dest_p:dest_p + 16], body)
@@ -362,13 +314,11 @@ def make_send_toward(M, host, sink, method, materialize):
     return pni_send_toward
 
 
-def make_send_neighbor(M, host, sink, method, materialize):
+def make_send_neighbor(M, host, sink, method):
     def pni_send_neighbor(neighbor_p, body):
         if not neighbor_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[neighbor_p:neighbor_p + 16], body)
@@ -378,11 +328,9 @@ def make_send_neighbor(M, host, sink, method, materialize):
     return pni_send_neighbor
 
 
-def make_deliver(M, host, sink, method, materialize):
+def make_deliver(M, host, sink, method):
     def pni_deliver(link, port, body):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(link, port, body)
@@ -392,11 +340,9 @@ def make_deliver(M, host, sink, method, materialize):
     return pni_deliver
 
 
-def make_neighbor_count(M, host, sink, method, materialize):
+def make_neighbor_count(M, host, sink, method):
     def pni_neighbor_count():
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method()
@@ -406,13 +352,11 @@ def make_neighbor_count(M, host, sink, method, materialize):
     return pni_neighbor_count
 
 
-def make_neighbor_address(M, host, sink, method, materialize):
+def make_neighbor_address(M, host, sink, method):
     def pni_neighbor_address(index, dst_p):
         if not dst_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(index, M[dst_p:dst_p + 16])
@@ -422,15 +366,13 @@ def make_neighbor_address(M, host, sink, method, materialize):
     return pni_neighbor_address
 
 
-def make_route_lookup(M, host, sink, method, materialize):
+def make_route_lookup(M, host, sink, method):
     def pni_route_lookup(dest_p, next_hop_p):
         if not dest_p:
             return OUT_OF_RANGE
         if not next_hop_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[dest_p:dest_p + 16], M[next_hop_p:next_hop_p + 16])
@@ -440,15 +382,13 @@ def make_route_lookup(M, host, sink, method, materialize):
     return pni_route_lookup
 
 
-def make_route_set(M, host, sink, method, materialize):
+def make_route_set(M, host, sink, method):
     def pni_route_set(dest_p, next_hop_p, metric):
         if not dest_p:
             return OUT_OF_RANGE
         if not next_hop_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[dest_p:dest_p + 16], M[next_hop_p:next_hop_p + 16], metric)
@@ -458,15 +398,13 @@ def make_route_set(M, host, sink, method, materialize):
     return pni_route_set
 
 
-def make_state_get(M, host, sink, method, materialize):
+def make_state_get(M, host, sink, method):
     def pni_state_get(key_p, key_n, dst_p, dst_n):
         if not key_p and key_n:
             return OUT_OF_RANGE
         if not dst_p and dst_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[key_p:key_p + key_n], M[dst_p:dst_p + dst_n])
@@ -476,15 +414,13 @@ def make_state_get(M, host, sink, method, materialize):
     return pni_state_get
 
 
-def make_state_put(M, host, sink, method, materialize):
+def make_state_put(M, host, sink, method):
     def pni_state_put(key_p, key_n, value_p, value_n, ttl_ms):
         if not key_p and key_n:
             return OUT_OF_RANGE
         if not value_p and value_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[key_p:key_p + key_n], M[value_p:value_p + value_n], ttl_ms)
@@ -494,13 +430,11 @@ def make_state_put(M, host, sink, method, materialize):
     return pni_state_put
 
 
-def make_state_delete(M, host, sink, method, materialize):
+def make_state_delete(M, host, sink, method):
     def pni_state_delete(key_p, key_n):
         if not key_p and key_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[key_p:key_p + key_n])
@@ -510,13 +444,11 @@ def make_state_delete(M, host, sink, method, materialize):
     return pni_state_delete
 
 
-def make_state_put_seg(M, host, sink, method, materialize):
+def make_state_put_seg(M, host, sink, method):
     def pni_state_put_seg(key_p, key_n, seg, ttl_ms):
         if not key_p and key_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[key_p:key_p + key_n], seg, ttl_ms)
@@ -526,13 +458,11 @@ def make_state_put_seg(M, host, sink, method, materialize):
     return pni_state_put_seg
 
 
-def make_state_get_seg(M, host, sink, method, materialize):
+def make_state_get_seg(M, host, sink, method):
     def pni_state_get_seg(key_p, key_n):
         if not key_p and key_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(M[key_p:key_p + key_n])
@@ -542,13 +472,11 @@ def make_state_get_seg(M, host, sink, method, materialize):
     return pni_state_get_seg
 
 
-def make_log(M, host, sink, method, materialize):
+def make_log(M, host, sink, method):
     def pni_log(level, message_p, message_n):
         if not message_p and message_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(level, M[message_p:message_p + message_n])
@@ -558,11 +486,9 @@ def make_log(M, host, sink, method, materialize):
     return pni_log
 
 
-def make_checksum_inet(M, host, sink, method, materialize):
+def make_checksum_inet(M, host, sink, method):
     def pni_checksum_inet(seg, offset, length):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, length)
@@ -572,11 +498,9 @@ def make_checksum_inet(M, host, sink, method, materialize):
     return pni_checksum_inet
 
 
-def make_crc32(M, host, sink, method, materialize):
+def make_crc32(M, host, sink, method):
     def pni_crc32(seg, offset, length):
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, length)
@@ -586,13 +510,11 @@ def make_crc32(M, host, sink, method, materialize):
     return pni_crc32
 
 
-def make_sha256(M, host, sink, method, materialize):
+def make_sha256(M, host, sink, method):
     def pni_sha256(seg, offset, length, dst_p):
         if not dst_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, length, M[dst_p:dst_p + 32])
@@ -602,15 +524,13 @@ def make_sha256(M, host, sink, method, materialize):
     return pni_sha256
 
 
-def make_hmac_sha256(M, host, sink, method, materialize):
+def make_hmac_sha256(M, host, sink, method):
     def pni_hmac_sha256(seg, offset, length, key_p, key_n, dst_p):
         if not key_p and key_n:
             return OUT_OF_RANGE
         if not dst_p:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(seg, offset, length, M[key_p:key_p + key_n], M[dst_p:dst_p + 32])
@@ -620,13 +540,11 @@ def make_hmac_sha256(M, host, sink, method, materialize):
     return pni_hmac_sha256
 
 
-def make_dep_call(M, host, sink, method, materialize):
+def make_dep_call(M, host, sink, method):
     def pni_dep_call(dep, export_p, export_n, a0, a1):
         if not export_p and export_n:
             return OUT_OF_RANGE
         try:
-            if host.current is None:
-                materialize()
             if sink._batch is not None:
                 host.current = sink._batch[sink._batch_index.value]
             return method(dep, M[export_p:export_p + export_n], a0, a1)

@@ -12,7 +12,7 @@ from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
-    from pan_runtime.node.pni import PniHost
+    from pan_runtime.node.pni import PniServer
 
 __all__ = ["NativeRuntime"]
 
@@ -41,7 +41,7 @@ class NativeRuntime(Runtime):
             return "no C compiler (cc or $CC) to build the native support object"
         return None
 
-    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniHost) -> LoadedCode:
+    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> LoadedCode:
         reason = self.available()
         if reason is not None:
             raise RuntimeUnavailable(f"native runtime unavailable: {reason}")

@@ -17,16 +17,11 @@ from pathlib import Path
 from pan_native.elfobject import ElfObject, parse_object
 from pan_native.toolchain import CFLAGS, compile_object, include_dir
 from pan_runtime.errors import BuildError, RuntimeUnavailable
+from pan_runtime.pni_hot import HOT_CALLS
 
 __all__ = ["HOT_CALLS", "SOURCE", "cache_dir", "support_object"]
 
 SOURCE = Path(__file__).with_name("support.c")
-#: PNI calls the support object answers in C: segment calls on the capsule body, and the
-#: environment calls the node's fast path answers from its context (else the host does)
-HOT_CALLS = frozenset(
-    {"seg_length", "seg_read", "seg_write", "seg_get_u8", "seg_get_u16", "seg_get_u32",
-     "seg_set_u8", "seg_set_u16", "seg_set_u32", "env_origin_kind", "env_prev_hop", "node_address"}
-)
 
 
 def cache_dir() -> Path:
@@ -43,7 +38,8 @@ def support_object() -> ElfObject:
     header = include_dir() / "pni.h"
     try:
         digest = hashlib.sha256(
-            SOURCE.read_bytes() + header.read_bytes() + (include_dir() / "pan_fast.h").read_bytes() + " ".join(CFLAGS).encode()
+            SOURCE.read_bytes() + header.read_bytes() + (include_dir() / "pan_fast.h").read_bytes()
+            + (include_dir() / "pni_hot.h").read_bytes() + " ".join(CFLAGS).encode()
         )
     except OSError as exc:
         raise RuntimeUnavailable(f"native support source unreadable: {exc}") from None

@@ -21,7 +21,7 @@ from pan_runtime.data.capsule import Capsule
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.segments import Segment
 from pan_runtime.node.env import Budget, Environment, Origin
-from pan_runtime.node.pni import PniHost
+from pan_runtime.node.pni import PniServer
 from pan_runtime.node.softstate import SoftState
 
 _PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
@@ -59,7 +59,7 @@ def _time(fns: list[Any], arg: Any, n: int, rounds: int = 15) -> list[float]:
 
 def measure(name: str, source: bytes, body: bytes, n: int = 100_000) -> tuple[float, float, float]:
     """(plain µs, restricted µs, empty-loop µs) per capsule for SOURCE on BODY."""
-    host = PniHost(_Node())
+    host = PniServer(_Node())
     code = CodeObject.create("restricted_py", source)
     env = Environment()
     env.setup(code, Capsule(code.name, _HERE, Segment.owned(body)), Origin.NETWORK, None, None, Budget())

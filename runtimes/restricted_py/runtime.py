@@ -28,16 +28,16 @@ from pan_restricted_py.compiler import CompiledSource, compile_source
 from pan_restricted_py.guards import make_builtins, make_guards
 from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
 from pan_restricted_py.meter import Halt, Meter
-from pan_runtime import pni_api, protocol_headers
+from pan_runtime import pni_api, pni_hot, protocol_headers
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, FaultReason, PanError, RuntimeFault
-from pan_runtime.net.fastpath import LeanHost
 from pan_runtime.node.env import Budget
+from pan_runtime.plugin.fastentry import FastEntry
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.env import Environment
-    from pan_runtime.node.pni import PniHost
+    from pan_runtime.node.pni import PniServer
 
 __all__ = ["RestrictedPyRuntime", "RestrictedPyCode", "code_globals"]
 
@@ -92,13 +92,13 @@ def code_globals(meter: Meter, limits: Limits, name: str) -> dict[str, Any]:
     return g
 
 
-class RestrictedPyCode(LoadedCode):
+class RestrictedPyCode(LoadedCode, FastEntry):
     """One restricted_py code object: its module dict, meter and bound entry points."""
 
     def __init__(
         self,
         code: CodeObject,
-        host: PniHost,
+        host: PniServer,
         compiled: CompiledSource,
         deps: Sequence[LoadedCode],
         limits: Limits,
@@ -122,9 +122,9 @@ class RestrictedPyCode(LoadedCode):
         code_globals(meter, limits, code.short_name)
         self._pni = _pni_view(pni_api.HostPNI(self.host))
         # the PNI of runs from the node's UDP fast path, which have no environment
-        self._lean = LeanHost(self.host)
+        self._lean = pni_hot.BodyHost(self.host)
         lean_pni = pni_api.HostPNI(self._lean)
-        self._lean_pni = types.SimpleNamespace(**{**vars(_pni_view(lean_pni)), **self._lean.python_calls(lean_pni)})
+        self._lean_pni = types.SimpleNamespace(**{**vars(_pni_view(lean_pni)), **self._lean.direct_calls(lean_pni)})
         g["deps"] = tuple(_dep_view(d) for d in self._deps)
         self._configure(_DEFAULT_BUDGET)
         meter.arm()
@@ -244,7 +244,8 @@ class RestrictedPyCode(LoadedCode):
 
     def _bind_fast(self) -> None:
         """Make ``fast_accept``: ``accept`` on a capsule body the node's UDP fast path holds,
-        with the PNI answered by a ``LeanHost`` (no environment unless the code needs one)."""
+        with the PNI answered by a generated ``pni_hot.BodyHost`` (no environment unless the
+        code needs one)."""
         g, meter, fn, pni, lean = self._g, self._meter, self._accept, self._lean_pni, self._lean
         fault, name = self._fault, self.code.short_name
         node_budget = getattr(getattr(getattr(self.host, "node", None), "config", None), "budget", None)
@@ -276,6 +277,13 @@ class RestrictedPyCode(LoadedCode):
 
         self._meter.sentinels.add(fast_accept.__code__)
         self.fast_accept = fast_accept  # type: ignore[method-assign]
+
+    #: interpreter steps ``fast_accept`` runs used since the node last took them
+    fast_steps: int = 0
+
+    def take_fast_usage(self) -> tuple[int, int]:
+        steps, self.fast_steps = self.fast_steps, 0
+        return steps, 0
 
     def _run(self, fn: Any, *args: Any) -> Any:
         """Run an entry other than accept with a full budget; re-entrant calls keep the caller's."""
@@ -370,7 +378,7 @@ class RestrictedPyRuntime(Runtime):
             self._compiled[code.name] = compiled
         return compiled
 
-    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniHost) -> RestrictedPyCode:
+    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> RestrictedPyCode:
         if code.runtime != self.name:
             raise CodeObjectError(f"{code.short_name}: runtime {code.runtime!r}, not {self.name!r}")
         return RestrictedPyCode(code, host, self.compile(code), deps, self.limits)

@@ -3,11 +3,12 @@
  * `run` (a pan_fast_run_fn, include/pan_fast.h) calls a code object's bound `accept` with
  * wasmtime_func_call_unchecked, the GIL released as ctypes would (the epoch ticker and
  * Python host calls need it). The C host functions below stand in for the Python ones of
- * the PNI calls a forwarding capsule makes most: segment calls on the body (handle 1) and
- * the origin, previous-hop and node-address calls. During a fast run they answer from the
- * capsule body and the fast path's context; otherwise, or for any other handle, they call
- * the Python host function they replace (its ctypes callback), so results are the same
- * on either path. Wasmtime functions are reached through addresses pan_wasm.fastcall takes
+ * the PNI's hot calls (pni_hot.h, generated from the spec): segment calls on the body
+ * (handle 1) and the origin, previous-hop and node-address calls. During a fast run they
+ * answer from the capsule body and the fast path's context; otherwise, or for any other
+ * handle, they call the Python host function they replace (its ctypes callback), so results
+ * are the same on either path. A failure of the host's own bookkeeping before a run (the
+ * tick bump) is kept as the Python exception for `take_error`, never reported as a trap. Wasmtime functions are reached through addresses pan_wasm.fastcall takes
  * from wasmtime-py's own library handle (`configure`): nothing here links libwasmtime.
  */
 #define PY_SSIZE_T_CLEAN
@@ -16,8 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "pan_fast.h"
-#include "pni.h"
+#include "pni_hot.h"
 
 typedef void *(*call_unchecked_fn)(void *ctx, const void *func, int64_t *args, size_t n, void **trap);
 typedef void *(*set_fuel_fn)(void *ctx, uint64_t fuel);
@@ -36,10 +36,8 @@ static memory_data_size_fn p_memory_data_size;
 static PyObject *str_seq;
 static PyObject *one;
 
-/* the capsule of the fast run in progress on this thread */
-static __thread const pan_fast_ctx *t_ctx;
-static __thread uint8_t *t_body;
-static __thread uint64_t t_len;
+/* the capsule of the fast run in progress on this thread (all 0 outside one) */
+static __thread pni_hot_body t_body;
 
 /* One code object's bound accept (pan_wasm.fastcall.FastEntry has the same layout). */
 typedef struct {
@@ -49,9 +47,10 @@ typedef struct {
     size_t nargs;
     void **trap;       /* where a trap lands */
     uint64_t fuel;     /* fuel per call; 0: epoch mode */
-    PyObject *ticks;   /* TickBudget whose seq is bumped before each call (borrowed) */
+    PyObject *ticks;   /* TickBudget whose seq is bumped before each call (the code object owns it) */
     void *err;         /* out: the wasmtime_error_t * of a failed call */
     uint64_t fuel_used; /* out: fuel the runs used since Python last took it (fuel mode) */
+    PyObject *host_error; /* out, owned: the exception of a failed tick bump (take_error) */
 } pan_wasm_entry;
 
 /* One import stood in for (pan_wasm.fastcall.ImportEnv). */
@@ -60,17 +59,33 @@ typedef struct {
     void *memory;      /* wasmtime_memory_t * of the instance */
 } pan_wasm_import;
 
-static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx) {
-    pan_wasm_entry *e = state;
-    PyObject *seq = PyObject_GetAttr(e->ticks, str_seq);
+/* ticks.seq += 1, as the Python path does before each call; -1 with the exception kept in
+ * E->host_error (a failure of the host, not of the code). TICKS is held for the duration:
+ * the attribute calls may run Python code. */
+static int bump_ticks(pan_wasm_entry *e) {
+    PyObject *ticks = e->ticks;
+    Py_INCREF(ticks);
+    PyObject *seq = PyObject_GetAttr(ticks, str_seq);
     PyObject *next = seq ? PyNumber_Add(seq, one) : NULL;
     Py_XDECREF(seq);
-    if (!next || PyObject_SetAttr(e->ticks, str_seq, next) < 0) {
-        Py_XDECREF(next);
-        PyErr_WriteUnraisable(e->ticks);
-        return PNI_BAD_ARGUMENT;
-    }
-    Py_DECREF(next);
+    int rc = next ? PyObject_SetAttr(ticks, str_seq, next) : -1;
+    Py_XDECREF(next);
+    Py_DECREF(ticks);
+    if (rc == 0) return 0;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    Py_XSETREF(e->host_error, value);
+    return -1;
+}
+
+static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx) {
+    pan_wasm_entry *e = state;
+    e->err = NULL;
+    if (bump_ticks(e) < 0) return PNI_BAD_ARGUMENT; /* after_fast_run raises e->host_error */
     if (e->fuel) {
         void *err = p_set_fuel(e->context, e->fuel);
         if (err) {
@@ -81,13 +96,12 @@ static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_
     e->args[0] = 1; /* the body's handle */
     e->args[2] = (int64_t)length;
     *e->trap = NULL;
-    e->err = NULL;
-    t_ctx = ctx, t_body = body, t_len = length;
+    t_body.data = body, t_body.length = length, t_body.ctx = ctx;
     void *err;
     Py_BEGIN_ALLOW_THREADS
     err = p_call(e->context, e->func, e->args, e->nargs, e->trap);
     Py_END_ALLOW_THREADS
-    t_ctx = NULL, t_body = NULL, t_len = 0;
+    t_body.data = NULL, t_body.length = 0, t_body.ctx = NULL;
     if (e->fuel) {
         uint64_t left = 0;
         void *ferr = p_get_fuel(e->context, &left);
@@ -116,107 +130,87 @@ static uint8_t *linear(void *caller, pan_wasm_import *imp, uint32_t ptr, uint64_
 
 #define BODY_OR_FALLBACK(a)                                          \
     pan_wasm_import *imp = env;                                      \
-    if (!t_ctx || U32(a, 0) != 1) return imp->fallback(env, caller, a, n)
+    if (!pni_hot_on_body(&t_body, U32(a, 0))) return imp->fallback(env, caller, a, n)
 
-#define IN_BODY(off, k) ((uint64_t)(off) + (uint64_t)(k) <= t_len)
+#define CONTEXT_OR_FALLBACK(a)                                       \
+    pan_wasm_import *imp = env;                                      \
+    if (!pni_hot_in_context(&t_body)) return imp->fallback(env, caller, a, n)
 
 static void *seg_length(void *env, void *caller, int64_t *a, size_t n) {
     BODY_OR_FALLBACK(a);
-    RESULT(a, t_len);
+    RESULT(a, pni_hot_seg_length(&t_body));
     return NULL;
 }
 
+/* a (pointer, length) outside linear memory is OUT_OF_RANGE, as in the Python callback */
 static void *seg_read(void *env, void *caller, int64_t *a, size_t n) {
     BODY_OR_FALLBACK(a);
-    uint32_t off = U32(a, 1), len = U32(a, 3);
+    uint32_t len = U32(a, 3);
     uint8_t *dst = linear(caller, imp, U32(a, 2), len);
-    if (!dst || !IN_BODY(off, len)) {
-        RESULT(a, PNI_OUT_OF_RANGE);
-        return NULL;
-    }
-    memcpy(dst, t_body + off, len);
-    RESULT(a, len);
+    RESULT(a, dst ? pni_hot_seg_read(&t_body, U32(a, 1), dst, len) : PNI_OUT_OF_RANGE);
     return NULL;
 }
 
 static void *seg_write(void *env, void *caller, int64_t *a, size_t n) {
     BODY_OR_FALLBACK(a);
-    uint32_t off = U32(a, 1), len = U32(a, 3);
+    uint32_t len = U32(a, 3);
     uint8_t *src = linear(caller, imp, U32(a, 2), len);
-    if (!src || !IN_BODY(off, len)) {
-        RESULT(a, PNI_OUT_OF_RANGE);
-        return NULL;
-    }
-    memmove(t_body + off, src, len);
-    RESULT(a, len);
+    RESULT(a, src ? pni_hot_seg_write(&t_body, U32(a, 1), src, len) : PNI_OUT_OF_RANGE);
     return NULL;
 }
 
-static void get(int64_t *a, int k) {
-    uint32_t off = U32(a, 1);
-    if (!IN_BODY(off, k)) {
-        RESULT(a, PNI_OUT_OF_RANGE);
-        return;
-    }
-    uint64_t v = 0;
-    for (int i = 0; i < k; i++) v = (v << 8) | t_body[off + i];
-    RESULT(a, v);
+static void *seg_get_u8(void *env, void *caller, int64_t *a, size_t n) {
+    BODY_OR_FALLBACK(a);
+    RESULT(a, pni_hot_seg_get_u8(&t_body, U32(a, 1)));
+    return NULL;
 }
 
-static void set(int64_t *a, int k) {
-    uint32_t off = U32(a, 1), value = U32(a, 2);
-    if (!IN_BODY(off, k)) {
-        RESULT(a, PNI_OUT_OF_RANGE);
-        return;
-    }
-    if (k < 4 && value >= (1u << (8 * k))) {
-        RESULT(a, PNI_BAD_ARGUMENT);
-        return;
-    }
-    for (int i = k - 1; i >= 0; i--, value >>= 8) t_body[off + i] = (uint8_t)value;
-    RESULT(a, PNI_OK);
+static void *seg_get_u16(void *env, void *caller, int64_t *a, size_t n) {
+    BODY_OR_FALLBACK(a);
+    RESULT(a, pni_hot_seg_get_u16(&t_body, U32(a, 1)));
+    return NULL;
 }
 
-static void *seg_get_u8(void *env, void *caller, int64_t *a, size_t n) { BODY_OR_FALLBACK(a); get(a, 1); return NULL; }
-static void *seg_get_u16(void *env, void *caller, int64_t *a, size_t n) { BODY_OR_FALLBACK(a); get(a, 2); return NULL; }
-static void *seg_get_u32(void *env, void *caller, int64_t *a, size_t n) { BODY_OR_FALLBACK(a); get(a, 4); return NULL; }
-static void *seg_set_u8(void *env, void *caller, int64_t *a, size_t n) { BODY_OR_FALLBACK(a); set(a, 1); return NULL; }
-static void *seg_set_u16(void *env, void *caller, int64_t *a, size_t n) { BODY_OR_FALLBACK(a); set(a, 2); return NULL; }
-static void *seg_set_u32(void *env, void *caller, int64_t *a, size_t n) { BODY_OR_FALLBACK(a); set(a, 4); return NULL; }
+static void *seg_get_u32(void *env, void *caller, int64_t *a, size_t n) {
+    BODY_OR_FALLBACK(a);
+    RESULT(a, pni_hot_seg_get_u32(&t_body, U32(a, 1)));
+    return NULL;
+}
+
+static void *seg_set_u8(void *env, void *caller, int64_t *a, size_t n) {
+    BODY_OR_FALLBACK(a);
+    RESULT(a, pni_hot_seg_set_u8(&t_body, U32(a, 1), U32(a, 2)));
+    return NULL;
+}
+
+static void *seg_set_u16(void *env, void *caller, int64_t *a, size_t n) {
+    BODY_OR_FALLBACK(a);
+    RESULT(a, pni_hot_seg_set_u16(&t_body, U32(a, 1), U32(a, 2)));
+    return NULL;
+}
+
+static void *seg_set_u32(void *env, void *caller, int64_t *a, size_t n) {
+    BODY_OR_FALLBACK(a);
+    RESULT(a, pni_hot_seg_set_u32(&t_body, U32(a, 1), U32(a, 2)));
+    return NULL;
+}
 
 static void *env_origin_kind(void *env, void *caller, int64_t *a, size_t n) {
-    pan_wasm_import *imp = env;
-    if (!t_ctx) return imp->fallback(env, caller, a, n);
-    RESULT(a, t_ctx->origin_kind);
-    return NULL;
-}
-
-static void *address_out(void *env, void *caller, int64_t *a, size_t n, const uint8_t *addr) {
-    pan_wasm_import *imp = env;
-    uint8_t *dst = linear(caller, imp, U32(a, 0), PNI_ADDR_SIZE);
-    if (!dst) {
-        RESULT(a, PNI_OUT_OF_RANGE);
-        return NULL;
-    }
-    if (!addr) {
-        RESULT(a, PNI_NOT_FOUND);
-        return NULL;
-    }
-    memcpy(dst, addr, PNI_ADDR_SIZE);
-    RESULT(a, PNI_OK);
+    CONTEXT_OR_FALLBACK(a);
+    RESULT(a, pni_hot_env_origin_kind(&t_body));
     return NULL;
 }
 
 static void *env_prev_hop(void *env, void *caller, int64_t *a, size_t n) {
-    pan_wasm_import *imp = env;
-    if (!t_ctx) return imp->fallback(env, caller, a, n);
-    return address_out(env, caller, a, n, t_ctx->has_prev_hop ? t_ctx->prev_hop : NULL);
+    CONTEXT_OR_FALLBACK(a);
+    RESULT(a, pni_hot_env_prev_hop(&t_body, linear(caller, imp, U32(a, 0), PNI_ADDR_SIZE)));
+    return NULL;
 }
 
 static void *node_address(void *env, void *caller, int64_t *a, size_t n) {
-    pan_wasm_import *imp = env;
-    if (!t_ctx) return imp->fallback(env, caller, a, n);
-    return address_out(env, caller, a, n, t_ctx->node_address);
+    CONTEXT_OR_FALLBACK(a);
+    RESULT(a, pni_hot_node_address(&t_body, linear(caller, imp, U32(a, 0), PNI_ADDR_SIZE)));
+    return NULL;
 }
 
 static const struct {
@@ -273,12 +267,35 @@ static PyObject *addresses(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
         }
         Py_DECREF(v);
     }
-    return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)run), d);
+    PyObject *r = PyLong_FromVoidPtr((void *)run);
+    if (!r) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", r, d);
+}
+
+PyDoc_STRVAR(take_error_doc,
+"take_error(entry) -> exception or None\n\n"
+"The exception that stopped the last run at ENTRY (the address of a pan_wasm_entry) before\n"
+"the code ran (a failure of the host, not of the code), cleared; None when there was none.");
+
+static PyObject *take_error(PyObject *Py_UNUSED(m), PyObject *arg) {
+    pan_wasm_entry *e = PyLong_AsVoidPtr(arg);
+    if (!e) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a null entry address");
+        return NULL;
+    }
+    PyObject *exc = e->host_error;
+    e->host_error = NULL;
+    if (!exc) Py_RETURN_NONE;
+    return exc;
 }
 
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, configure_doc},
     {"addresses", addresses, METH_NOARGS, addresses_doc},
+    {"take_error", take_error, METH_O, take_error_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -291,8 +308,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__fast(void) {
-    str_seq = PyUnicode_InternFromString("seq");
-    one = PyLong_FromLong(1);
-    if (!str_seq || !one) return NULL;
+    if (!str_seq && !(str_seq = PyUnicode_InternFromString("seq"))) return NULL;
+    if (!one && !(one = PyLong_FromLong(1))) return NULL;
     return PyModule_Create(&module);
 }

@@ -106,6 +106,7 @@ class FastEntry(ctypes.Structure):
         ("ticks", c_void_p),
         ("err", c_void_p),
         ("fuel_used", c_uint64),
+        ("host_error", c_void_p),  # owned by pan_wasm._fast: read with take_error
     ]
 
     def bind(self, call: FastCall, ticks: Any, fuel: int) -> None:

@@ -9,8 +9,8 @@ A callback is generated per call (``pni_spec/gen_wasm.py``) as straight-line Pyt
 loop over parameter kinds at run time): it reads the raw argument slots, checks every (pointer, length) against the
 instance's linear memory — a range outside it returns ``OUT_OF_RANGE`` to the code
 without reaching the host — passes memoryviews of linear memory to ``host.<call>`` and
-writes the result back. When ``host.current`` is None, the node's UDP fast path is running
-the capsule and the callback has its environment built first (``fastpath.materialize``).
+writes the result back. (During a run of the node's UDP fast path the host builds the
+capsule's environment itself when a call needs it.)
 Nothing a guest passes can make a callback raise; a host method
 that raises (a host bug) becomes a trap recorded on the calling code.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pan_runtime.net.fastpath import materialize
 from pan_runtime.pni_api import OUT_OF_RANGE
 from pan_wasm import fastcall
 from pan_wasm.pni_marshal import FACTORIES, SIGNATURES, SLOT
@@ -59,7 +58,7 @@ def make_callback(
     host = getattr(method, "__self__", None)
     if not hasattr(host, "current"):
         host = _NO_FAST_PATH
-    return FACTORIES[call](method, mem, state, OUT_OF_RANGE, host, materialize)
+    return FACTORIES[call](method, mem, state, OUT_OF_RANGE, host)
 
 
 class _NoFastPath:

@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
     from pan_runtime.data.capsule import Capsule
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.env import Budget, Environment, Origin
-    from pan_runtime.node.pni import PniHost
+    from pan_runtime.node.pni import PniServer
     from pan_wasm.runtime import WasmCode, WasmRuntime
 
     n = 20_000 if "--quick" in argv else 200_000
@@ -77,7 +77,7 @@ def main(argv: list[str]) -> None:
         def neighbor_addresses(self) -> list[NodeAddress]:
             return [here]
 
-    host = PniHost(Node())  # type: ignore[arg-type]
+    host = PniServer(Node())  # type: ignore[arg-type]
     code = CodeObject.create("wasm", bytes(wasmtime.wat2wasm(FORWARD_WAT)))
     budget = Budget()
 

@@ -9,13 +9,11 @@ __all__ = ["SLOT", "SIGNATURES", "FACTORIES"]
 SLOT = 2
 
 
-def make_seg_length(method, mem, state, OOR, host, materialize):
+def make_seg_length(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_length', exc)
@@ -24,13 +22,11 @@ def make_seg_length(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_read(method, mem, state, OOR, host, materialize):
+def make_seg_read(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p2 = a[4] & 0xFFFFFFFF
             e2 = p2 + (a[6] & 0xFFFFFFFF)
             far = e2
@@ -46,13 +42,11 @@ def make_seg_read(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_write(method, mem, state, OOR, host, materialize):
+def make_seg_write(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p2 = a[4] & 0xFFFFFFFF
             e2 = p2 + (a[6] & 0xFFFFFFFF)
             far = e2
@@ -68,13 +62,11 @@ def make_seg_write(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_get_u8(method, mem, state, OOR, host, materialize):
+def make_seg_get_u8(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_get_u8', exc)
@@ -83,13 +75,11 @@ def make_seg_get_u8(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_get_u16(method, mem, state, OOR, host, materialize):
+def make_seg_get_u16(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_get_u16', exc)
@@ -98,13 +88,11 @@ def make_seg_get_u16(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_get_u32(method, mem, state, OOR, host, materialize):
+def make_seg_get_u32(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_get_u32', exc)
@@ -113,13 +101,11 @@ def make_seg_get_u32(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_set_u8(method, mem, state, OOR, host, materialize):
+def make_seg_set_u8(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_set_u8', exc)
@@ -128,13 +114,11 @@ def make_seg_set_u8(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_set_u16(method, mem, state, OOR, host, materialize):
+def make_seg_set_u16(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_set_u16', exc)
@@ -143,13 +127,11 @@ def make_seg_set_u16(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_set_u32(method, mem, state, OOR, host, materialize):
+def make_seg_set_u32(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_set_u32', exc)
@@ -158,13 +140,11 @@ def make_seg_set_u32(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_alloc(method, mem, state, OOR, host, materialize):
+def make_seg_alloc(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_alloc', exc)
@@ -173,13 +153,11 @@ def make_seg_alloc(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_slice(method, mem, state, OOR, host, materialize):
+def make_seg_slice(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_slice', exc)
@@ -188,13 +166,11 @@ def make_seg_slice(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_concat(method, mem, state, OOR, host, materialize):
+def make_seg_concat(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_concat', exc)
@@ -203,13 +179,11 @@ def make_seg_concat(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_copy(method, mem, state, OOR, host, materialize):
+def make_seg_copy(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF, a[6] & 0xFFFFFFFF, a[8] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_copy', exc)
@@ -218,13 +192,11 @@ def make_seg_copy(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_seg_release(method, mem, state, OOR, host, materialize):
+def make_seg_release(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('seg_release', exc)
@@ -233,13 +205,11 @@ def make_seg_release(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_capsule_hop_limit(method, mem, state, OOR, host, materialize):
+def make_capsule_hop_limit(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method()
         except BaseException as exc:
             return state.host_failed('capsule_hop_limit', exc)
@@ -248,13 +218,11 @@ def make_capsule_hop_limit(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_capsule_home(method, mem, state, OOR, host, materialize):
+def make_capsule_home(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 16
             far = e0
@@ -270,13 +238,11 @@ def make_capsule_home(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_capsule_code_name(method, mem, state, OOR, host, materialize):
+def make_capsule_code_name(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 32
             far = e0
@@ -292,13 +258,11 @@ def make_capsule_code_name(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_env_origin_kind(method, mem, state, OOR, host, materialize):
+def make_env_origin_kind(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method()
         except BaseException as exc:
             return state.host_failed('env_origin_kind', exc)
@@ -307,13 +271,11 @@ def make_env_origin_kind(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_env_origin_link(method, mem, state, OOR, host, materialize):
+def make_env_origin_link(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method()
         except BaseException as exc:
             return state.host_failed('env_origin_link', exc)
@@ -322,13 +284,11 @@ def make_env_origin_link(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_env_prev_hop(method, mem, state, OOR, host, materialize):
+def make_env_prev_hop(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 16
             far = e0
@@ -344,13 +304,11 @@ def make_env_prev_hop(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_node_address(method, mem, state, OOR, host, materialize):
+def make_node_address(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 16
             far = e0
@@ -366,13 +324,11 @@ def make_node_address(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_node_now_ns(method, mem, state, OOR, host, materialize):
+def make_node_now_ns(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method()
         except BaseException as exc:
             return state.host_failed('node_now_ns', exc)
@@ -381,13 +337,11 @@ def make_node_now_ns(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_node_mtu(method, mem, state, OOR, host, materialize):
+def make_node_mtu(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 16
             far = e0
@@ -403,13 +357,11 @@ def make_node_mtu(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_send_toward(method, mem, state, OOR, host, materialize):
+def make_send_toward(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 16
             far = e0
@@ -425,13 +377,11 @@ def make_send_toward(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_send_neighbor(method, mem, state, OOR, host, materialize):
+def make_send_neighbor(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 16
             far = e0
@@ -447,13 +397,11 @@ def make_send_neighbor(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_deliver(method, mem, state, OOR, host, materialize):
+def make_deliver(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0], a[2] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('deliver', exc)
@@ -462,13 +410,11 @@ def make_deliver(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_neighbor_count(method, mem, state, OOR, host, materialize):
+def make_neighbor_count(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method()
         except BaseException as exc:
             return state.host_failed('neighbor_count', exc)
@@ -477,13 +423,11 @@ def make_neighbor_count(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_neighbor_address(method, mem, state, OOR, host, materialize):
+def make_neighbor_address(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p1 = a[2] & 0xFFFFFFFF
             e1 = p1 + 16
             far = e1
@@ -499,13 +443,11 @@ def make_neighbor_address(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_route_lookup(method, mem, state, OOR, host, materialize):
+def make_route_lookup(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 16
             p1 = a[2] & 0xFFFFFFFF
@@ -523,13 +465,11 @@ def make_route_lookup(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_route_set(method, mem, state, OOR, host, materialize):
+def make_route_set(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + 16
             p1 = a[2] & 0xFFFFFFFF
@@ -547,13 +487,11 @@ def make_route_set(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_state_get(method, mem, state, OOR, host, materialize):
+def make_state_get(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + (a[2] & 0xFFFFFFFF)
             p1 = a[4] & 0xFFFFFFFF
@@ -571,13 +509,11 @@ def make_state_get(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_state_put(method, mem, state, OOR, host, materialize):
+def make_state_put(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + (a[2] & 0xFFFFFFFF)
             p1 = a[4] & 0xFFFFFFFF
@@ -595,13 +531,11 @@ def make_state_put(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_state_delete(method, mem, state, OOR, host, materialize):
+def make_state_delete(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + (a[2] & 0xFFFFFFFF)
             far = e0
@@ -617,13 +551,11 @@ def make_state_delete(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_state_put_seg(method, mem, state, OOR, host, materialize):
+def make_state_put_seg(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + (a[2] & 0xFFFFFFFF)
             far = e0
@@ -639,13 +571,11 @@ def make_state_put_seg(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_state_get_seg(method, mem, state, OOR, host, materialize):
+def make_state_get_seg(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p0 = a[0] & 0xFFFFFFFF
             e0 = p0 + (a[2] & 0xFFFFFFFF)
             far = e0
@@ -661,13 +591,11 @@ def make_state_get_seg(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_log(method, mem, state, OOR, host, materialize):
+def make_log(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p1 = a[2] & 0xFFFFFFFF
             e1 = p1 + (a[4] & 0xFFFFFFFF)
             far = e1
@@ -683,13 +611,11 @@ def make_log(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_checksum_inet(method, mem, state, OOR, host, materialize):
+def make_checksum_inet(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('checksum_inet', exc)
@@ -698,13 +624,11 @@ def make_checksum_inet(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_crc32(method, mem, state, OOR, host, materialize):
+def make_crc32(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             a[0] = method(a[0] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF)
         except BaseException as exc:
             return state.host_failed('crc32', exc)
@@ -713,13 +637,11 @@ def make_crc32(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_sha256(method, mem, state, OOR, host, materialize):
+def make_sha256(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p3 = a[6] & 0xFFFFFFFF
             e3 = p3 + 32
             far = e3
@@ -735,13 +657,11 @@ def make_sha256(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_hmac_sha256(method, mem, state, OOR, host, materialize):
+def make_hmac_sha256(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p3 = a[6] & 0xFFFFFFFF
             e3 = p3 + (a[8] & 0xFFFFFFFF)
             p4 = a[10] & 0xFFFFFFFF
@@ -759,13 +679,11 @@ def make_hmac_sha256(method, mem, state, OOR, host, materialize):
     return callback
 
 
-def make_dep_call(method, mem, state, OOR, host, materialize):
+def make_dep_call(method, mem, state, OOR, host):
     def callback(env, caller, a, n):
         try:
             if state.batch_envs is not None:
                 state.sync_batch()
-            elif host.current is None:
-                materialize()
             p1 = a[2] & 0xFFFFFFFF
             e1 = p1 + (a[4] & 0xFFFFFFFF)
             far = e1

@@ -38,6 +38,7 @@ from pan_runtime.errors import (
     RuntimeFault,
     RuntimeUnavailable,
 )
+from pan_runtime.plugin.fastentry import FastEntry
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 from pan_runtime.pni_api import CALLS, PNI_VERSION, WASM_MODULE
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.env import Budget, Environment
-    from pan_runtime.node.pni import PniHost
+    from pan_runtime.node.pni import PniServer
 
 __all__ = ["WasmRuntime", "WasmCode", "DEFAULT_OPTIONS", "BATCH_HEADER_WORDS", "BATCH_SLOT_WORDS"]
 
@@ -155,7 +156,7 @@ class WasmRuntime(Runtime):
         self._closed = False
 
     # -- loading -----------------------------------------------------------------------
-    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniHost) -> WasmCode:
+    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> WasmCode:
         if self._closed:
             raise ClosedError("wasm runtime is closed")
         name = code.short_name
@@ -280,7 +281,7 @@ class _ClosedCall:
         raise ClosedError(f"{self._what} was unloaded")
 
 
-class WasmCode(LoadedCode):
+class WasmCode(LoadedCode, FastEntry):
     """One wasm code object: a linker with its PNI imports, a store and an instance."""
 
     def __init__(
@@ -289,7 +290,7 @@ class WasmCode(LoadedCode):
         code: CodeObject,
         module: wasmtime.Module,
         calls: Sequence[str],
-        host: PniHost,
+        host: PniServer,
         deps: Sequence[LoadedCode],
     ):
         super().__init__(code, host)
@@ -477,6 +478,12 @@ class WasmCode(LoadedCode):
 
     def after_fast_run(self) -> None:
         fast = self._fast
+        if fast is not None and fast.host_error:
+            from pan_wasm import fastcall
+
+            error = fastcall.fast_module().take_error(ctypes.addressof(fast))
+            if error is not None:  # the host's bookkeeping failed before the code ran: not its fault
+                raise error
         if fast is not None and (fast.err or self._accept.q[self._accept.trap_slot]):
             err, fast.err = fast.err or 0, None
             self._raise_fault(self._accept, err)

@@ -1,4 +1,4 @@
-"""Fixtures for the jvm runtime tests: one JVM per session, a small node behind the real PniHost."""
+"""Fixtures for the jvm runtime tests: one JVM per session, a small node behind the real PniServer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pan_runtime.data.capsule import Capsule
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.segments import Segment, SegmentPool
 from pan_runtime.node.env import Budget, Environment, Origin
-from pan_runtime.node.pni import PniHost
+from pan_runtime.node.pni import PniServer
 from pan_runtime.testing.stubnode import HOME, PREV, StubNode
 
 SOURCES = Path(__file__).with_name("java")
@@ -99,8 +99,8 @@ def node() -> FakeNode:
 
 
 @pytest.fixture
-def host(node: FakeNode) -> PniHost:
-    return PniHost(node)
+def host(node: FakeNode) -> PniServer:
+    return PniServer(node)
 
 
 def make_env(
@@ -122,14 +122,14 @@ def make_env(
     )
 
 
-def run(loaded: JvmLoadedCode, host: PniHost, env: Environment) -> int:
+def run(loaded: JvmLoadedCode, host: PniServer, env: Environment) -> int:
     """One accept the way the node makes it."""
     host.current = env
     return loaded.accept(env)
 
 
 @pytest.fixture
-def forward(runtime: JvmRuntime, classes: Classes, host: PniHost) -> Iterator[JvmLoadedCode]:
+def forward(runtime: JvmRuntime, classes: Classes, host: PniServer) -> Iterator[JvmLoadedCode]:
     loaded = runtime.load(classes.code("cases/Fwd"), [], host)
     yield loaded
     loaded.unload()

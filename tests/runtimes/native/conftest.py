@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from native_helpers import FakeNode, TrackingPool, compile_c
 
-from pan_runtime.node.pni import PniHost
+from pan_runtime.node.pni import PniServer
 
 
 @pytest.fixture
@@ -17,8 +17,8 @@ def node() -> FakeNode:
 
 
 @pytest.fixture
-def host(node: FakeNode) -> PniHost:
-    return PniHost(node)  # type: ignore[arg-type]
+def host(node: FakeNode) -> PniServer:
+    return PniServer(node)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ SOURCES = Path(__file__).with_name("sources")
 
 
 class FakeNode:
-    """The node services PniHost needs, recorded for assertions."""
+    """The node services PniServer needs, recorded for assertions."""
 
     def __init__(self) -> None:
         self.address = NodeAddress(bytes(range(16)))

@@ -1,4 +1,4 @@
-"""Fixtures for the restricted_py runtime tests: a small in-memory node behind the real PniHost."""
+"""Fixtures for the restricted_py runtime tests: a small in-memory node behind the real PniServer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pan_restricted_py.runtime import RestrictedPyCode, RestrictedPyRuntime
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.node.env import Budget, Environment, Origin
-from pan_runtime.node.pni import PniHost
+from pan_runtime.node.pni import PniServer
 from pan_runtime.testing.stubnode import HERE, HOME, PREV, StubNode
 from pan_runtime.testing.stubnode import make_env as stub_env
 
@@ -47,8 +47,8 @@ def node() -> FakeNode:
 
 
 @pytest.fixture
-def host(node: FakeNode) -> PniHost:
-    return PniHost(node)
+def host(node: FakeNode) -> PniServer:
+    return PniServer(node)
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def runtime() -> RestrictedPyRuntime:
 
 
 @pytest.fixture
-def load(runtime: RestrictedPyRuntime, host: PniHost) -> Callable[..., RestrictedPyCode]:
+def load(runtime: RestrictedPyRuntime, host: PniServer) -> Callable[..., RestrictedPyCode]:
     """``load(source, **manifest)``: compile and load a source string."""
 
     def go(source: str, deps: tuple[Any, ...] = (), **kw: Any) -> RestrictedPyCode:
@@ -69,7 +69,7 @@ def load(runtime: RestrictedPyRuntime, host: PniHost) -> Callable[..., Restricte
 
 
 @pytest.fixture
-def run(host: PniHost) -> Callable[..., int]:
+def run(host: PniServer) -> Callable[..., int]:
     """``run(loaded, body)``: one accept the way the node makes it."""
 
     def go(loaded: RestrictedPyCode, body: bytes = bytes(64), budget: Budget | None = None,

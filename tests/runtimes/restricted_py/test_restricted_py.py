@@ -165,7 +165,7 @@ def test_code_sees_only_pni_calls_on_pni(load, run):
     for attr in ("host", "seg_length_impl", "current"):
         fault = fault_of(load, run, f"return pni.{attr}")
         assert fault.reason in ("guard", "code_error")
-        assert "PniHost" not in str(fault)
+        assert "PniServer" not in str(fault)
 
 
 def test_a_guard_halt_does_not_outlive_its_call(load, run):

@@ -1,4 +1,4 @@
-"""Fixtures for the wasm runtime tests: the real PniHost over a fake node (see wasm_helpers)."""
+"""Fixtures for the wasm runtime tests: the real PniServer over a fake node (see wasm_helpers)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from wasm_helpers import FORWARD_WAT, FakeNode, make_env, wat_code
 
 from pan_runtime.node.env import Budget
-from pan_runtime.node.pni import PniHost
+from pan_runtime.node.pni import PniServer
 from pan_wasm.runtime import WasmCode, WasmRuntime
 
 
@@ -18,8 +18,8 @@ def node() -> FakeNode:
 
 
 @pytest.fixture
-def host(node: FakeNode) -> PniHost:
-    return PniHost(node)
+def host(node: FakeNode) -> PniServer:
+    return PniServer(node)
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def fuel_runtime() -> Iterator[WasmRuntime]:
 
 
 @pytest.fixture
-def run(runtime: WasmRuntime, host: PniHost) -> Callable[..., int]:
+def run(runtime: WasmRuntime, host: PniServer) -> Callable[..., int]:
     """``run(loaded, body)``: one accept the way the node makes it."""
 
     def go(loaded: WasmCode, body: bytes = bytes(64), budget: Budget | None = None) -> int:
@@ -52,5 +52,5 @@ def run(runtime: WasmRuntime, host: PniHost) -> Callable[..., int]:
 
 
 @pytest.fixture
-def forward(runtime: WasmRuntime, host: PniHost) -> WasmCode:
+def forward(runtime: WasmRuntime, host: PniServer) -> WasmCode:
     return runtime.load(wat_code(FORWARD_WAT), [], host)

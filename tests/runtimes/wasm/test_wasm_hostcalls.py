@@ -6,7 +6,7 @@ import pytest
 from wasm_helpers import BUDGET, HERE, make_env, wat_code
 
 from pan_runtime.errors import RuntimeFault
-from pan_runtime.node.pni import OUT_OF_RANGE, PniHost
+from pan_runtime.node.pni import OUT_OF_RANGE, PniServer
 from pan_wasm.hostcalls import wasm_signature
 
 PROBE_WAT = """
@@ -37,7 +37,7 @@ PROBE_WAT = """
 EXPORTS = ["read_to", "addr_to", "now", "grow", "put", "get", "set_u8"]
 
 
-class CountingHost(PniHost):
+class CountingHost(PniServer):
     def __init__(self, node):
         super().__init__(node)
         self.reads = 0
@@ -125,7 +125,7 @@ def test_accept_reads_the_body_through_the_host(probe, counting):
 
 
 def test_a_host_method_that_raises_becomes_a_fault(runtime, node):
-    class BrokenHost(PniHost):
+    class BrokenHost(PniServer):
         def seg_read(self, seg, offset, dst):
             raise ZeroDivisionError("host bug")
 

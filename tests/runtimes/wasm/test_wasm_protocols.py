@@ -51,9 +51,9 @@ def test_builds_carry_only_pni_imports_and_the_right_entries(built, runtime, hos
 
 @pytest.mark.parametrize("size", [20, 1500, 8192])
 def test_forward_returns_forward_zero_without_reading_the_body(built, runtime, node, size):
-    from pan_runtime.node.pni import PniHost
+    from pan_runtime.node.pni import PniServer
 
-    class NoCalls(PniHost):
+    class NoCalls(PniServer):
         def __getattribute__(self, name):
             if name.startswith("seg_"):
                 raise AssertionError(f"forward called {name}")

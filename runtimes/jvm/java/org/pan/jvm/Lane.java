@@ -48,7 +48,7 @@ public final class Lane {
     private volatile int stopReason;
 
     private PanCode[] codes = new PanCode[8];
-    private HostPni[] pnis = new HostPni[8];
+    private PniBridge[] pnis = new PniBridge[8];
     private long[] timeNs = new long[8];
     private long[] memBytes = new long[8];
     private ByteBuffer[] buffers = new ByteBuffer[16];
@@ -101,7 +101,7 @@ public final class Lane {
     /** accept() for the node's UDP fast path, called from C with the lane's index. */
     public static int fastAccept(int lane, int id, int bufId, int off, int len) {
         Lane l = fastLanes[lane];
-        HostPni pni = l.pnis[id];
+        PniBridge pni = l.pnis[id];
         pni.fastCtx = l.fastCtx;
         pni.fastOn = true;
         try {
@@ -145,7 +145,7 @@ public final class Lane {
         grow(id);
         timeNs[id] = budgetNs;
         memBytes[id] = budgetBytes;
-        HostPni pni = new HostPni(up);
+        PniBridge pni = new PniBridge(up);
         pnis[id] = pni;
         int r;
         enter(id);
@@ -199,14 +199,14 @@ public final class Lane {
 
     /** Run accept of code id on len bytes at off of buffer bufId (0: not mapped, use the host). */
     public int accept(int id, int bufId, int off, int len) {
-        HostPni pni = pnis[id];
+        PniBridge pni = pnis[id];
         pni.setBody(buffers[bufId], off, len);
         pni.index = 0;
         pni.selected = 0;
         enter(id);
         int r;
         try {
-            r = codes[id].accept(pni, HostPni.BODY, len);
+            r = codes[id].accept(pni, PniBridge.BODY, len);
             if (r == FAULT) r = fault(F_VERDICT, "accept returned Integer.MIN_VALUE, which is not a verdict");
         } catch (Throwable t) {
             r = caught(t, false);
@@ -216,7 +216,7 @@ public final class Lane {
 
     /** Run accept of code id on n capsules described in the batch buffer; results written back. */
     public int acceptBatch(int id, int n) {
-        HostPni pni = pnis[id];
+        PniBridge pni = pnis[id];
         PanCode code = codes[id];
         IntBuffer b = batch;
         pni.selected = -1;
@@ -229,7 +229,7 @@ public final class Lane {
             enter(id);
             int r;
             try {
-                r = code.accept(pni, HostPni.BODY, len);
+                r = code.accept(pni, PniBridge.BODY, len);
                 if (r == FAULT) r = fault(F_VERDICT, "accept returned Integer.MIN_VALUE, which is not a verdict");
             } catch (Throwable t) {
                 r = caught(t, false);
@@ -247,7 +247,7 @@ public final class Lane {
     }
 
     public int init(int id) {
-        HostPni pni = pnis[id];
+        PniBridge pni = pnis[id];
         pni.setBody(null, 0, 0);
         pni.index = 0;
         pni.selected = 0;
@@ -263,7 +263,7 @@ public final class Lane {
     }
 
     public int finish(int id) {
-        HostPni pni = pnis[id];
+        PniBridge pni = pnis[id];
         pni.setBody(null, 0, 0);
         pni.index = 0;
         pni.selected = 0;
@@ -279,7 +279,7 @@ public final class Lane {
     }
 
     public long export(int id, String name, long a0, long a1) {
-        HostPni pni = pnis[id];
+        PniBridge pni = pnis[id];
         enter(id);
         long r;
         try {

@@ -2,42 +2,27 @@ package org.pan.jvm;
 
 import java.nio.ByteBuffer;
 import java.util.zip.CRC32;
-import org.pan.pni.PNI;
 import org.pan.pni.PniStatus;
 
 /**
- * The PNI a code object sees. Reads and writes of the capsule body (handle 1) go straight to
- * the direct ByteBuffer over the node's segment memory; everything else calls the node's
- * PniHost in Python through the Upcalls proxy. One instance per loaded code object.
+ * The PNI a code object sees. The hot calls (generated PniHot) answer from the direct
+ * ByteBuffer over the node's segment memory and the fast path's context; everything else
+ * calls the node's PniServer in Python through the Upcalls proxy. One instance per loaded
+ * code object.
  */
-public final class HostPni implements PNI {
-    static final int BODY = 1;
-
+public final class PniBridge extends PniHot {
     private final Upcalls up;
-    private ByteBuffer body; // null: the body is not directly mapped; use the host
-    private int base;
-    private int len;
     // batch bookkeeping: which capsule runs now, which one the host has selected
     int index;
     int selected;
-    // the node's UDP fast path: while fastOn, origin, previous hop and node address come from
-    // its context (little-endian pan_fast_ctx: origin i32 @0, has_prev_hop i32 @4,
-    // node address @8, previous hop @24), not from the host
-    boolean fastOn;
-    ByteBuffer fastCtx;
     private final CRC32 crc = new CRC32();
 
-    public HostPni(Upcalls up) {
+    public PniBridge(Upcalls up) {
         this.up = up;
     }
 
-    void setBody(ByteBuffer b, int offset, int length) {
-        body = b;
-        base = offset;
-        len = length;
-    }
-
-    private Upcalls host() {
+    @Override
+    Upcalls host() {
         if (index != selected) {
             up.select(index);
             selected = index;
@@ -45,87 +30,7 @@ public final class HostPni implements PNI {
         return up;
     }
 
-    private boolean fast(int seg) {
-        return seg == BODY && body != null;
-    }
-
-    private boolean inside(int offset, int n) {
-        return offset >= 0 && n >= 0 && offset <= len - n;
-    }
-
-    private static boolean arrayOk(byte[] a, int off, int n) {
-        return a != null && off >= 0 && n >= 0 && off <= a.length - n;
-    }
-
-    // ---- segments ----
-
-    @Override
-    public long segLength(int seg) {
-        return fast(seg) ? len : host().segLength(seg);
-    }
-
-    @Override
-    public int segRead(int seg, int offset, byte[] dst, int dstOff, int dstLen) {
-        if (!fast(seg)) return host().segRead(seg, offset, dst, dstOff, dstLen);
-        if (!arrayOk(dst, dstOff, dstLen) || !inside(offset, dstLen)) return PniStatus.OUT_OF_RANGE;
-        body.get(base + offset, dst, dstOff, dstLen);
-        return dstLen;
-    }
-
-    @Override
-    public int segWrite(int seg, int offset, byte[] src, int srcOff, int srcLen) {
-        if (!fast(seg)) return host().segWrite(seg, offset, src, srcOff, srcLen);
-        if (!arrayOk(src, srcOff, srcLen) || !inside(offset, srcLen)) return PniStatus.OUT_OF_RANGE;
-        body.put(base + offset, src, srcOff, srcLen);
-        return srcLen;
-    }
-
-    @Override
-    public long segGetU8(int seg, int offset) {
-        if (!fast(seg)) return host().segGetU8(seg, offset);
-        if (!inside(offset, 1)) return PniStatus.OUT_OF_RANGE;
-        return body.get(base + offset) & 0xff;
-    }
-
-    @Override
-    public long segGetU16(int seg, int offset) {
-        if (!fast(seg)) return host().segGetU16(seg, offset);
-        if (!inside(offset, 2)) return PniStatus.OUT_OF_RANGE;
-        return body.getShort(base + offset) & 0xffff;
-    }
-
-    @Override
-    public long segGetU32(int seg, int offset) {
-        if (!fast(seg)) return host().segGetU32(seg, offset);
-        if (!inside(offset, 4)) return PniStatus.OUT_OF_RANGE;
-        return body.getInt(base + offset) & 0xffffffffL;
-    }
-
-    @Override
-    public int segSetU8(int seg, int offset, int value) {
-        if (!fast(seg)) return host().segSetU8(seg, offset, value);
-        if (!inside(offset, 1)) return PniStatus.OUT_OF_RANGE;
-        if ((value & ~0xff) != 0) return PniStatus.BAD_ARGUMENT;
-        body.put(base + offset, (byte) value);
-        return PniStatus.OK;
-    }
-
-    @Override
-    public int segSetU16(int seg, int offset, int value) {
-        if (!fast(seg)) return host().segSetU16(seg, offset, value);
-        if (!inside(offset, 2)) return PniStatus.OUT_OF_RANGE;
-        if ((value & ~0xffff) != 0) return PniStatus.BAD_ARGUMENT;
-        body.putShort(base + offset, (short) value);
-        return PniStatus.OK;
-    }
-
-    @Override
-    public int segSetU32(int seg, int offset, int value) {
-        if (!fast(seg)) return host().segSetU32(seg, offset, value);
-        if (!inside(offset, 4)) return PniStatus.OUT_OF_RANGE;
-        body.putInt(base + offset, value);
-        return PniStatus.OK;
-    }
+    // ---- segments (the hot ones are in PniHot) ----
 
     @Override
     public long segAlloc(int length) {
@@ -186,30 +91,8 @@ public final class HostPni implements PNI {
     }
 
     @Override
-    public int envOriginKind() {
-        return fastOn ? fastCtx.getInt(0) : host().envOriginKind();
-    }
-
-    @Override
     public long envOriginLink() {
         return host().envOriginLink();
-    }
-
-    @Override
-    public int envPrevHop(byte[] dst) {
-        if (!fastOn) return host().envPrevHop(dst);
-        if (!arrayOk(dst, 0, 16)) return PniStatus.OUT_OF_RANGE;
-        if (fastCtx.getInt(4) == 0) return PniStatus.NOT_FOUND;
-        fastCtx.get(24, dst, 0, 16);
-        return PniStatus.OK;
-    }
-
-    @Override
-    public int nodeAddress(byte[] dst) {
-        if (!fastOn) return host().nodeAddress(dst);
-        if (!arrayOk(dst, 0, 16)) return PniStatus.OUT_OF_RANGE;
-        fastCtx.get(8, dst, 0, 16);
-        return PniStatus.OK;
     }
 
     @Override
