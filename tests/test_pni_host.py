@@ -2,6 +2,8 @@
 
 import inspect
 
+import pytest
+
 from pan_runtime import pni_api
 from pan_runtime.node import pni
 from pni_spec import load_spec
@@ -68,3 +70,33 @@ def test_mutated_specs_load_or_raise_spec_error():
                 load_spec_file(target)
             except SpecError:
                 pass
+
+
+def test_an_unbuilt_environment_is_built_by_the_first_call_that_needs_it():
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.testing.stubnode import StubNode, make_env
+
+    server = pni.PniServer(StubNode())
+    code = CodeObject.create("restricted_py", b"")
+    env = make_env(code, b"\x01\x02\x03")
+    built: list[int] = []
+
+    def materialize() -> None:
+        built.append(1)
+        server.current = env
+
+    server.materialize = materialize
+    server.current = server.unbuilt
+    assert server.node_now_ns() >= 0 and not built  # needs no environment: none built
+    assert server.seg_length(1) == 3 and built == [1]
+    assert server.current is env
+    assert server.seg_alloc(4) > 1 and built == [1]  # built once
+
+
+def test_an_unbuilt_environment_without_a_builder_is_a_host_error():
+    from pan_runtime.testing.stubnode import StubNode
+
+    server = pni.PniServer(StubNode())
+    server.current = server.unbuilt
+    with pytest.raises(RuntimeError, match="no environment"):
+        server.seg_length(1)
