@@ -4,9 +4,10 @@
  * (pan_runtime/net/_fastpath.c) calls a code object's `pan_fast_run_fn` with the capsule body
  * and this context instead of going through Python. The context answers the environment
  * calls a forwarding capsule makes most often, so they cost no call back into Python.
- * Any other PNI call the code makes during the run reaches the Python host as usual;
- * the host then has the node take the capsule over on the spot (see
- * pan_runtime/net/fastpath.py and udp_fast.py), and the node finishes that capsule in Python.
+ * The calls answered from the body and this context are generated (pni_hot.h). Any other
+ * PNI call the code makes during the run reaches the node's PNI server as usual, which has
+ * the node take the capsule over on the spot (its materialize hook, registered by
+ * pan_runtime/net/udp_fast.py), and the node finishes that capsule in Python.
  */
 #ifndef PAN_FAST_H
 #define PAN_FAST_H
