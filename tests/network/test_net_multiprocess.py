@@ -100,17 +100,50 @@ def test_ping_through_the_middle(bed, runtime):
     assert bed.stats(0)["demand"]["chunks_served"] >= 1
 
 
+def _kernel_drops(ports: list[int]) -> int:
+    """Datagrams the kernel dropped at these loopback UDP ports' sockets (full receive
+    buffers): the ``drops`` column of ``/proc/net/udp``."""
+    total = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) in ports:
+                    total += int(cols[-1])
+    return total
+
+
+def _counted_drops(bed: LoopbackBed) -> int:
+    """Every drop the three nodes counted, with a reason, before or after code ran."""
+    total = 0
+    for i in range(3):
+        st = bed.stats(i)
+        total += st["dropped"] + sum(c["dropped"] for c in st["code"].values())
+    return total
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_flood_through_the_middle(bed, runtime):
     code = bed.signed(reference_code(runtime, "flood"))
     bed.app.install(code)
+    kernel, counted = _kernel_drops(bed.ports), _counted_drops(bed)
     r = flood(bed.app, code, bed.addresses[2], count=2000, size=512, report_every=250, timeout=20, flow=RUNTIMES.index(runtime) + 1)
+    recv = bed.stats(2)["code"][code.hex_name]
+    mid = bed.stats(1)["code"][code.hex_name]
+    # every capsule arrives, or the shortfall is accounted for: datagrams the kernel dropped
+    # at a full socket buffer (a busy machine), or drops a node counted with a reason
+    arrived = min(2000, recv["done"] - 1)  # data capsules, the flow's start capsule aside
+    lost = 2000 - arrived
+    accounted = (_kernel_drops(bed.ports) - kernel) + (_counted_drops(bed) - counted)
+    assert lost <= accounted, f"{lost} capsules lost, {accounted} drops counted"
+    assert recv["errors"] == 0
+    if lost:
+        return  # the rest describes a flood that arrived whole
     assert r["received"] == 2000
     assert r["bytes"] == 2000 * 512
     assert r["capsules_per_s"] > 0 and r["mbit_per_s"] > 0
-    recv = bed.stats(2)["code"][code.hex_name]
-    assert recv["done"] >= 2001 and recv["errors"] == 0
-    mid = bed.stats(1)["code"][code.hex_name]
+    assert recv["done"] >= 2001
     assert mid["forwarded"] >= 2002 + 8  # data, start, probe, and the reports coming back
 
 
