@@ -26,8 +26,9 @@ def test_a_link_hands_the_datagram_to_the_other_node(pair):
     _, a, b = pair
     link = InprocLink(a, b)
     assert link.send([memoryview(b"ab"), memoryview(b"cd")], b.address)
-    assert len(b.queue) == 1 and b.stats.received == 1 and link.sent == 1
-    assert bytes(b.queue[0].seg.view()) == b"abcd" and b.queue[0].prev_hop == a.address
+    (queued,) = b.queue
+    assert b.stats.received == 1 and link.sent == 1
+    assert bytes(queued.seg.view()) == b"abcd" and queued.prev_hop == a.address
 
 
 def test_a_lossy_link_loses_what_its_random_source_says(pair):
@@ -64,6 +65,6 @@ def test_an_application_link_queues_or_sinks_deliveries_until_closed(pair):
     assert sunk.deliver(d) and queued.deliver(d)
     assert got == [d] and list(queued.inbox) == [d] and queued.delivered == 1
     queued.close()
-    assert not queued.deliver(d) and queued not in a._apps
+    assert not queued.deliver(d) and queued not in a.services.apps
     with pytest.raises(ClosedError, match="queue"):
         queued.check_open()

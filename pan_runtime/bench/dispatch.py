@@ -111,6 +111,4 @@ def dispatch_experiment(
 
 
 def _drain(node: Any) -> None:
-    q = node.queue
-    while q:
-        q.popleft().seg.release()
+    node.queue.clear()

@@ -354,7 +354,7 @@ class UdpTransport:
             node.stats.received += 1
             node.count_drop("datagram_truncated", f"from {link.address}: larger than {pool.buffer_size} bytes")
             return
-        node.receive_segment(pool.segment_for_slot(slot, n), link.address, link)
+        node.queue.receive_segment(pool.segment_for_slot(slot, n), link.address, link)
         if node.config.batch == 1:
             # one at a time: evaluate it now, before the read that ends the burst (with
             # batches the burst stays queued, so the node can hand a runtime several at once)

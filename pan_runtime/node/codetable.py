@@ -17,7 +17,7 @@ from pan_runtime.errors import CodeObjectError, PanError, PniVersionError, Runti
 from pan_runtime.node import pni
 from pan_runtime.node.cache import Breaker, CacheEntry, CodeCache, DiskStore
 from pan_runtime.node.env import Environment, Origin
-from pan_runtime.node.events import CodeLoaded, CodeUnloaded
+from pan_runtime.node.events import CodeLoaded, CodeQuarantined, CodeUnloaded
 from pan_runtime.node.softstate import SoftState
 from pan_runtime.node.stats import CodeStats
 from pan_runtime.node.trust import CodeOrigin
@@ -227,6 +227,26 @@ class CodeTable:
                 rt.close()
             except Exception:
                 log.exception("closing runtime %s", rt.name)
+
+    def after_fault(self, entry: CacheEntry, fault: RuntimeFault) -> None:
+        """Reset ``entry``'s code if its runtime asks, and quarantine it after repeated faults."""
+        node = self._node
+        now = node.now_ns()
+        if entry.loaded.needs_reset:
+            self.cache.generation += 1
+            try:
+                entry.loaded.reset()
+            except Exception:
+                log.exception("resetting %s", entry.code.short_name)
+        if entry.breaker.record_fault(now):
+            self.cache.generation += 1
+            node.emit(CodeQuarantined(entry.code.hex_name, entry.breaker.trips, entry.breaker.open_until))
+            log.warning(
+                "quarantined %s for %.1fs after repeated faults (last: %s)",
+                entry.code.short_name,
+                entry.breaker.current_backoff / 1e9,
+                fault,
+            )
 
     # ------------------------------------------------------------------ calls outside a capsule
     def use_portmapper(self, code: CodeObject | bytes) -> None:

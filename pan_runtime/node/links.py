@@ -103,10 +103,10 @@ class InprocLink(NetLink):
             assert self.scheduler is not None
             self.scheduler.at(
                 self.src.now_ns() + self.delay_ns,
-                lambda: self.dst.receive_buffers([memoryview(data)], self.src.address),
+                lambda: self.dst.queue.receive_buffers([memoryview(data)], self.src.address),
             )
             return True
-        return self.dst.receive_buffers(buffers, self.src.address)
+        return self.dst.queue.receive_buffers(buffers, self.src.address)
 
 
 @dataclass(frozen=True)

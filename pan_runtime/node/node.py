@@ -1,11 +1,9 @@
-"""The node: receives capsules, finds their code, runs it in an environment, carries out
-what the code decided, and keeps counting.
+"""The node: takes capsules from its queue, finds their code, runs it in an environment,
+carries out what the code decided, and keeps counting.
 
-The node does no I/O of its own: links hand it datagrams (``receive_buffers``) and
-applications hand it capsules (``inject``); it queues them (bounded) and ``process``
-evaluates them one at a time, handing whatever leaves to a link. Everything is driven by
-the caller (an in-process ``Network``, a UDP event loop, a test), with ``now_ns`` from an
-injectable clock.
+No I/O of its own: links and applications hand it capsules (``node/queue.py`` holds them) and
+what leaves goes to a link; the caller drives it (an in-process ``Network``, a UDP event
+loop, a test), with ``now_ns`` from an injectable clock.
 
 Dispatch: parse -> look up code -> environment -> runtime ``accept`` (alone, or in a batch
 with capsules of the same code object already queued) -> carry out the verdict -> release.
@@ -22,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pan_runtime.data.address import ADDRESS_SIZE, NodeAddress
-from pan_runtime.data.capsule import FLAG_SYSTEM, HEADER_SIZE, Capsule
+from pan_runtime.data.capsule import FLAG_SYSTEM, Capsule
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.segments import Segment, SegmentPool
 from pan_runtime.errors import CapsuleError, ClosedError, PanError, RuntimeFault
@@ -31,10 +29,11 @@ from pan_runtime.node.cache import CacheEntry
 from pan_runtime.node.codetable import CodeTable
 from pan_runtime.node.config import NodeConfig
 from pan_runtime.node.env import Environment, Origin
-from pan_runtime.node.events import CapsuleDropped, CodeQuarantined, Event
+from pan_runtime.node.events import CapsuleDropped, Event
 from pan_runtime.node.links import AppLink, Delivery, NetLink
+from pan_runtime.node.queue import CapsuleQueue, Queued
 from pan_runtime.node.services import Services
-from pan_runtime.node.stats import CodeStats, NodeStats
+from pan_runtime.node.stats import NodeStats
 from pan_runtime.node.trust import CodeOrigin, TrustPolicy
 from pan_runtime.plugin.plugins import Plugins, default_plugins
 from pan_runtime.plugin.runtime import Runtime, as_fault
@@ -45,21 +44,10 @@ log = logging.getLogger("pan.node")
 
 _KIND_MASK = 0xFF
 _NETWORK = Origin.NETWORK
-_APPLICATION = Origin.APPLICATION
 _FORWARD = pni.VERDICT_FORWARD
 _DELIVER = pni.VERDICT_DELIVER
 _DONE = pni.VERDICT_DONE
 _DROP = pni.VERDICT_DROP
-
-
-class _Queued:
-    __slots__ = ("seg", "origin", "link", "prev_hop")
-
-    def __init__(self, seg: Segment, origin: Origin, link: Any, prev_hop: NodeAddress | None):
-        self.seg = seg
-        self.origin = origin
-        self.link = link
-        self.prev_hop = prev_hop
 
 
 class Node:
@@ -87,7 +75,7 @@ class Node:
         self.plugins = plugins if plugins is not None else default_plugins()
         self.now_ns = clock
         self.pool = SegmentPool(self.config.pool_buffer_size, self.config.pool_buffers)
-        #: what the PNI host asks of the node; owns the neighbours and routes
+        #: what the PNI host asks of the node; keeps the neighbours, routes and application links
         self.services = Services(self)
         self.routes = self.services.routes
         self.neighbors = self.services.neighbors
@@ -102,7 +90,8 @@ class Node:
         #: callables that fold counters kept elsewhere into the node's (see ``sync_counters``)
         self.counter_sources: list[Callable[[], None]] = []
         self.stats = NodeStats()
-        self.queue: deque[_Queued] = deque()
+        #: capsules waiting for ``process`` (bounded; counts and drops what it takes in)
+        self.queue = CapsuleQueue(self.pool, self.config.queue_limit, self.stats, self.count_drop)
         self.events: deque[Event] = deque(maxlen=1000)
         self.on_event: Callable[[Event], None] | None = None
         #: called with (capsule, queued item) when a capsule's code is not cached; returns
@@ -111,7 +100,6 @@ class Node:
         #: called with system capsules (flag bit 0), e.g. the demand-loading protocol
         self.on_system_capsule: Callable[[Capsule, Any], None] | None = None
         self._next_hop = self.services.next_hop
-        self._apps: list[AppLink] = []
         self._env_pool: list[Environment] = [Environment() for _ in range(self.config.batch)]
         self._handover_env = Environment()
         self._closed = False
@@ -124,13 +112,9 @@ class Node:
         if self._closed:
             return
         self.plugins.manager.hook.pan_node_stopping(node=self)
-        while self.queue:
-            self.queue.popleft().seg.release()
+        self.queue.clear()
         self.codes.close()
-        for app in list(self._apps):
-            app.close()
-        for link in set(self.neighbors.values()):
-            link.close()
+        self.services.close()
         self._closed = True
         self.pool.close()
 
@@ -152,15 +136,12 @@ class Node:
 
     # ------------------------------------------------------------------ code objects (the code table)
     def runtime(self, name: str) -> Runtime:
-        """The node's instance of runtime ``name`` (made on first use); ``RuntimeUnavailable``
-        when it is not enabled, not registered or cannot run here."""
+        """The node's instance of runtime ``name`` (made on first use), or ``RuntimeUnavailable``."""
         return self.codes.runtime(name)
 
     def install(self, code: CodeObject, *, origin: CodeOrigin = CodeOrigin.LOCAL, pin: bool = False) -> CacheEntry:
-        """Load ``code`` (its dependencies must be installed first), run ``init``, cache it.
-
-        Raises ``CodeObjectError`` (or ``TrustError``) naming what refused it.
-        """
+        """Load ``code`` (its dependencies first), run ``init``, cache it; ``CodeObjectError``
+        (or ``TrustError``) names what refused it."""
         self._check_open()
         return self.codes.install(code, origin, pin)
 
@@ -185,12 +166,10 @@ class Node:
         """Call ``export`` of an installed code object in an environment of its own."""
         return self.codes.call_export(entry, export, a0, a1)
 
-    # ------------------------------------------------------------------ links and routes
+    # ------------------------------------------------------------------ links and routes (kept by the services)
     def add_neighbor(self, address: NodeAddress, link: NetLink) -> None:
-        self.neighbors[address] = link
-        self.routes.generation += 1  # what a route's next hop reaches changed (see snapshot.generation)
-        if self.routes.lookup(address) is None:
-            self.routes.add_static(address, address, 1)
+        """Reach neighbour ``address`` over ``link`` (with a route to it unless one exists)."""
+        self.services.add_neighbor(address, link)
 
     def add_route(self, dest: NodeAddress, next_hop: NodeAddress, metric: int = 1) -> None:
         self.routes.add_static(dest, next_hop, metric)
@@ -198,114 +177,51 @@ class Node:
     def attach(self, name: str = "app", sink: Callable[[Delivery], None] | None = None) -> AppLink:
         """A new application link on this node (the in-process application API uses it)."""
         self._check_open()
-        link = AppLink(self, name, sink)
-        self._apps.append(link)
-        return link
+        return self.services.attach(name, sink)
 
     def detach(self, link: AppLink) -> None:
         """Forget an application link; tokens that named it die with it."""
-        link.closed = True
-        if link in self._apps:
-            self._apps.remove(link)
-        self.services.forget_link(link)
+        self.services.detach(link)
 
-    # ------------------------------------------------------------------ input
+    # ------------------------------------------------------------------ input (the queue's intake)
     def receive_buffers(self, buffers: Iterable[memoryview], prev_hop: NodeAddress | None, link: Any = None) -> bool:
         """Queue a datagram from a neighbour (copied into the node's pool); False if dropped."""
-        self.stats.received += 1
-        if len(self.queue) >= self.config.queue_limit:
-            self.count_drop("queue_full")
-            return False
-        pool = self.pool
-        if len(buffers) == 1:  # type: ignore[arg-type]
-            (only,) = buffers
-            total = len(only)
-        else:
-            total = 0
-            for b in buffers:
-                total += len(b)
-        if total > pool.buffer_size:
-            self.count_drop("too_big", f"{total} bytes > pool buffer {pool.buffer_size}")
-            return False
-        try:
-            slot = pool.take_slot()
-        except PanError:
-            self.count_drop("pool_exhausted")
-            return False
-        dst = pool.slot_view(slot)
-        pos = 0
-        for b in buffers:
-            n = len(b)
-            dst[pos : pos + n] = b
-            pos += n
-        self.queue.append(_Queued(pool.segment_for_slot(slot, total), _NETWORK, link, prev_hop))
-        return True
+        return self.queue.receive_buffers(buffers, prev_hop, link)
 
     def receive_segment(self, seg: Segment, prev_hop: NodeAddress | None, link: Any = None) -> bool:
         """Queue a received segment (its reference moves to the node); False if dropped."""
-        self.stats.received += 1
-        if len(self.queue) >= self.config.queue_limit:
-            seg.release()
-            self.count_drop("queue_full")
-            return False
-        self.queue.append(_Queued(seg, _NETWORK, link, prev_hop))
-        return True
+        return self.queue.receive_segment(seg, prev_hop, link)
 
     def inject(self, data: bytes | bytearray | memoryview, app: AppLink) -> bool:
         """Queue a capsule an application injected; its origin is that application link."""
         self._check_open()
         app.check_open()
-        self.stats.injected += 1
-        if len(self.queue) >= self.config.queue_limit:
-            self.count_drop("queue_full")
-            return False
-        n = len(data)
-        if n <= self.pool.buffer_size:
-            seg = self.pool.allocate(n)
-            seg.view()[:] = data
-        else:
-            seg = Segment.owned(data)
-        self.queue.append(_Queued(seg, _APPLICATION, app, None))
-        return True
+        return self.queue.inject(data, app)
 
-    def requeue(self, capsule: Capsule, item: Any) -> None:
+    def requeue(self, capsule: Capsule, item: Queued) -> None:
         """Put a parked capsule (from ``on_missing_code``) back at the front of the queue."""
-        wire = capsule.wire
-        assert wire is not None
-        wire.retain()
-        capsule.release()
-        self.queue.appendleft(_Queued(wire, item.origin, item.link, item.prev_hop))
+        self.queue.requeue(capsule, item)
 
     # ------------------------------------------------------------------ dispatch
     def process(self, limit: int | None = None) -> int:
         """Evaluate queued capsules (all, or up to ``limit``); returns how many were taken."""
         self._check_open()
         done = 0
-        queue = self.queue
+        queue = self.queue.items  # the deque itself: no call per capsule for the queue
         batch_max = self.config.batch
         while queue and (limit is None or done < limit):
             item = queue.popleft()
             done += 1
             if batch_max > 1 and queue:
-                name = bytes(item.seg.view()[4:36]) if item.seg.length >= HEADER_SIZE else None
-                group = [item]
-                while (
-                    name is not None
-                    and queue
-                    and len(group) < batch_max
-                    and (limit is None or done < limit)
-                    and queue[0].seg.length >= HEADER_SIZE
-                    and queue[0].seg.view()[4:36] == name
-                ):
-                    group.append(queue.popleft())
-                    done += 1
-                if len(group) > 1:
+                group = self.queue.pop_run(item, batch_max if limit is None else min(batch_max, limit - done + 1))
+                if group is not None:
+                    done += len(group) - 1
                     self._dispatch_batch(group)
                     continue
             self._dispatch(item)
         return done
 
-    def _parse(self, item: _Queued) -> Capsule | None:
+    def _parse(self, item: Queued) -> Capsule | None:
         seg = item.seg
         try:
             cap = Capsule.parse(seg)
@@ -325,7 +241,7 @@ class Node:
             cap.hop_limit -= 1
         return cap
 
-    def _lookup(self, cap: Capsule, item: _Queued) -> CacheEntry | None:
+    def _lookup(self, cap: Capsule, item: Queued) -> CacheEntry | None:
         if cap.flags & FLAG_SYSTEM:
             if self.on_system_capsule is not None:
                 try:
@@ -350,7 +266,7 @@ class Node:
             return None
         return entry
 
-    def _dispatch(self, item: _Queued) -> None:
+    def _dispatch(self, item: Queued) -> None:
         cap = self._parse(item)
         if cap is None:
             return
@@ -362,8 +278,7 @@ class Node:
         self.run(entry, env, cap)
 
     def run(self, entry: CacheEntry, env: Environment, cap: Capsule) -> None:
-        """Run ``accept`` on a capsule whose environment is set up, count it, carry out the
-        verdict and release the capsule (also the UDP fast path's way for code it cannot enter)."""
+        """Run ``accept`` on a capsule whose environment is set up, count it and ``finish`` it."""
         self.host.current = env
         entry.stats.capsules_in += 1
         t0 = time.perf_counter_ns()
@@ -373,31 +288,22 @@ class Node:
             verdict = as_fault(exc, entry.runtime, entry.code.short_name)
         self.finish(entry, env, cap, verdict, time.perf_counter_ns() - t0)
 
-    def _dispatch_batch(self, items: list[_Queued]) -> None:
-        caps: list[tuple[Capsule, _Queued]] = []
-        for item in items:
-            cap = self._parse(item)
-            if cap is not None:
-                caps.append((cap, item))
-        if not caps:
-            return
+    def _dispatch_batch(self, items: list[Queued]) -> None:
+        caps = [(cap, item) for item in items if (cap := self._parse(item)) is not None]
         entry = None
-        runnable: list[Capsule] = []
+        runnable: list[tuple[Capsule, Queued]] = []
         for cap, item in caps:
             e = self._lookup(cap, item)
-            if e is None:
-                continue
-            entry = e
-            runnable.append(cap)
-        if entry is None or not runnable:
+            if e is not None:
+                entry = e
+                runnable.append((cap, item))
+        if entry is None:
             return
         pool = self._env_pool
         while len(pool) < len(runnable):
             pool.append(Environment())
         envs = pool[: len(runnable)]
-        item_of = {id(c): it for c, it in caps}
-        for env, cap in zip(envs, runnable, strict=True):
-            it = item_of[id(cap)]
+        for env, (cap, it) in zip(envs, runnable, strict=True):
             env.setup(entry.code, cap, it.origin, it.link, it.prev_hop, self._budget)
         entry.stats.capsules_in += len(envs)
         self.host.current = envs[0]
@@ -407,13 +313,12 @@ class Node:
         except Exception as exc:
             verdicts = [as_fault(exc, entry.runtime, entry.code.short_name)] * len(envs)
         per = (time.perf_counter_ns() - t0) // len(envs)
-        for env, cap, verdict in zip(envs, runnable, verdicts, strict=True):
+        for env, (cap, _), verdict in zip(envs, runnable, verdicts, strict=True):
             self.finish(entry, env, cap, verdict, per)
 
     # ------------------------------------------------------------------ outcomes
     def finish(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault, time_ns: int) -> None:
-        """Account a run's time and use, carry out its verdict (or fault), release the capsule;
-        the UDP fast path hands over this way every capsule it does not finish itself."""
+        """Account a run's time and use, carry out its verdict (or fault), release the capsule."""
         env.usage.time_ns = time_ns
         stats = entry.stats
         stats.add_time(time_ns)
@@ -438,35 +343,32 @@ class Node:
     ) -> bool:
         """The door for a capsule a fast path read and does not finish: it enters the node here.
 
-        ``wire`` is the datagram (its reference moves to the node) from neighbour ``prev_hop`` on ``link``;
-        the node parses it and takes its hop (``_parse``, as for every capsule from a link).
-        ``result`` is what the fast path's run of ``entry`` gave (a verdict or a fault),
-        finished here like any run; None: the node runs it now. ``running``: the code is
-        running now and reached the host, so its environment is made current and left open;
-        the fast path finishes it later with ``wire`` None and the run's result. Returns
-        whether capsules wait in the queue (the fast path then leaves new ones to it).
+        ``wire``: the datagram (its reference moves to the node) from neighbour ``prev_hop`` on
+        ``link``, parsed here (taking its hop) like any. ``result``: what the fast path's run of
+        ``entry`` gave, finished here; None: the node runs it now. ``running``: the code runs now
+        and reached the host, so its environment is made current and left open until the fast
+        path finishes it (``wire`` None and the run's result). Returns whether capsules wait in
+        the queue (the fast path then leaves new ones to it).
         """
         env = self._handover_env
-        if wire is None:
-            cap = env.capsule
-        else:
+        cap = env.capsule
+        if wire is not None:
             self.stats.received += 1
-            parsed = self._parse(_Queued(wire, _NETWORK, link, prev_hop))
-            if parsed is None:  # the fast path checked the header: only a bug gets here
-                return bool(self.queue)
-            cap = parsed
+            cap = self._parse(Queued(wire, _NETWORK, link, prev_hop))
+            if cap is None:  # the fast path checked the header: only a bug gets here
+                return bool(self.queue.items)
             env.setup(entry.code, cap, _NETWORK, link, prev_hop, self._budget)
             if result is None and not running:
                 self.run(entry, env, cap)
-                return bool(self.queue)
+                return bool(self.queue.items)
             entry.stats.capsules_in += 1
             if running:
                 self.host.current = env
-                return bool(self.queue)
-        if result is None:
+                return bool(self.queue.items)
+        if result is None or cap is None:
             raise ValueError("hand_over: a capsule left running needs the run's result")
         self.finish(entry, env, cap, result, time_ns)
-        return bool(self.queue)
+        return bool(self.queue.items)
 
     def _outcome(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault) -> None:
         if isinstance(verdict, RuntimeFault):
@@ -514,7 +416,7 @@ class Node:
         if self._send_capsule(entry, cap, raw):
             entry.stats.forwarded += 1
 
-    def _send_capsule(self, entry: CacheEntry | None, cap: Capsule, dest_raw: bytes) -> bool:
+    def _send_capsule(self, entry: CacheEntry, cap: Capsule, dest_raw: bytes) -> bool:
         found = self._next_hop(dest_raw)
         if found is None:
             self._drop(entry, "no_route", str(NodeAddress(dest_raw)))
@@ -564,27 +466,10 @@ class Node:
         runtime asks, and quarantine it after repeated faults."""
         entry.stats.errors += 1
         self._drop(entry, fault.reason, str(fault))
-        now = self.now_ns()
-        if entry.loaded.needs_reset:
-            self.cache.generation += 1
-            try:
-                entry.loaded.reset()
-            except Exception:
-                log.exception("resetting %s", entry.code.short_name)
-        if entry.breaker.record_fault(now):
-            self.cache.generation += 1
-            self.emit(CodeQuarantined(entry.code.hex_name, entry.breaker.trips, entry.breaker.open_until))
-            log.warning(
-                "quarantined %s for %.1fs after repeated faults (last: %s)",
-                entry.code.short_name,
-                entry.breaker.current_backoff / 1e9,
-                fault,
-            )
+        self.codes.after_fault(entry, fault)
 
-    def _drop(self, entry: CacheEntry | None, reason: str, detail: str = "") -> None:
-        if entry is None:
-            self.count_drop(reason, detail)
-            return
+    def _drop(self, entry: CacheEntry, reason: str, detail: str = "") -> None:
+        """Count a capsule of ``entry``'s code dropped (``count_drop``: one no code object saw)."""
         entry.stats.drops[reason] += 1
         self.emit(CapsuleDropped(reason, entry.code.hex_name, detail))
         if log.isEnabledFor(logging.DEBUG):
@@ -604,18 +489,8 @@ class Node:
         for source in self.counter_sources:
             source()
 
-    def statistics(self) -> dict[str, Any]:
-        """Everything the node counts, as plain data."""
-        return stats.statistics(self)
-
-    def code_stats(self) -> dict[str, dict[str, Any]]:
-        """Each installed code object's counters, by hex name."""
-        return stats.code_stats(self)
-
-    def runtime_totals(self) -> dict[str, CodeStats]:
-        """The installed code objects' counters summed per runtime."""
-        return stats.runtime_totals(self)
-
-    def format_statistics(self) -> str:
-        """The node's counters as text (``pan node`` prints it)."""
-        return stats.format_statistics(self)
+    # the readers live in node/stats.py; bound here as methods (``node.statistics()``)
+    statistics = stats.statistics
+    code_stats = stats.code_stats
+    runtime_totals = stats.runtime_totals
+    format_statistics = stats.format_statistics

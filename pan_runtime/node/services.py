@@ -3,14 +3,15 @@ applications, link tokens, routes, soft state and calls into dependencies.
 
 The host checks the code's arguments and turns handles into segments; these methods do what
 the call asks of the node and answer with a PNI status. They also own the node's neighbours,
-its routing table and the one route-to-link lookup (``next_hop``) that forwarding, sending
-and ``node_mtu`` share.
+its routing table, its application links and the one route-to-link lookup (``next_hop``)
+that forwarding, sending and ``node_mtu`` share.
 """
 
 from __future__ import annotations
 
 import secrets
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.address import NodeAddress
@@ -42,10 +43,25 @@ class Services:
         self.pool = node.pool
         self.routes = RoutingTable()
         self.neighbors: dict[NodeAddress, NetLink] = {}
+        self.apps: list[AppLink] = []
         self._tokens: dict[tuple[bytes, int], weakref.ref[AppLink]] = {}
         self._link_tokens: dict[tuple[bytes, int], int] = {}
 
+    def close(self) -> None:
+        """Close every application link and netlink (the node is closing)."""
+        for app in list(self.apps):
+            app.close()
+        for link in set(self.neighbors.values()):
+            link.close()
+
     # ------------------------------------------------------------------ routes and links
+    def add_neighbor(self, address: NodeAddress, link: NetLink) -> None:
+        """Reach neighbour ``address`` over ``link`` (with a route to it unless one exists)."""
+        self.neighbors[address] = link
+        self.routes.generation += 1  # what a route's next hop reaches changed (see snapshot.generation)
+        if self.routes.lookup(address) is None:
+            self.routes.add_static(address, address, 1)
+
     def next_hop(self, dest_raw: bytes) -> tuple[NodeAddress, NetLink | None] | None:
         """The next hop toward ``dest_raw`` and the link to it (None: no such link), or None
         when no route leads there."""
@@ -125,6 +141,19 @@ class Services:
         return pni.OK
 
     # ------------------------------------------------------------------ applications
+    def attach(self, name: str, sink: Callable[[Delivery], None] | None) -> AppLink:
+        """A new application link on the node."""
+        link = AppLink(self._node, name, sink)
+        self.apps.append(link)
+        return link
+
+    def detach(self, link: AppLink) -> None:
+        """Forget an application link; tokens that named it die with it."""
+        link.closed = True
+        if link in self.apps:
+            self.apps.remove(link)
+        self.forget_link(link)
+
     def link_token(self, code: CodeObject, link: Any) -> int:
         """The unforgeable token that names application ``link`` to ``code`` (made once)."""
         key = (code.name, id(link))

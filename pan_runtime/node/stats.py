@@ -2,7 +2,7 @@
 
 ``CodeStats`` and ``NodeStats`` are the counters the dispatch path bumps; ``statistics``,
 ``code_stats``, ``runtime_totals`` and ``format_statistics`` read a node's counters as plain
-data or as a text table (``Node.statistics()`` and friends call them).
+data or as a text table (``Node`` binds them as its methods: ``node.statistics()``).
 """
 
 from __future__ import annotations
