@@ -97,6 +97,14 @@ def test_an_exhausted_pool_drops_datagrams(rig):
     assert rig.drops == {"pool_exhausted": 1} and len(rig.queue) == rig.pool.count
 
 
+def test_an_exhausted_pool_drops_injected_capsules_too(rig):
+    """Counted like a datagram's, not raised into the application link that injected it."""
+    for _ in range(rig.pool.count):
+        assert rig.queue.inject(b"x", object())  # type: ignore[arg-type]
+    assert not rig.queue.inject(b"x", object())  # type: ignore[arg-type]
+    assert rig.drops == {"pool_exhausted": 1} and len(rig.queue) == rig.pool.count
+
+
 def test_injected_capsules_carry_their_application_link(rig):
     app = object()
     assert rig.queue.inject(b"small", app)  # type: ignore[arg-type]

@@ -111,7 +111,11 @@ class CapsuleQueue:
             return False
         n = len(data)
         if n <= self.pool.buffer_size:
-            seg = self.pool.allocate(n)
+            try:
+                seg = self.pool.allocate(n)
+            except PanError:
+                self.count_drop("pool_exhausted", "")
+                return False
             seg.view()[:] = data
         else:
             seg = Segment.owned(data)
