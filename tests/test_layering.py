@@ -4,15 +4,23 @@
 2. No runtime imports another (every ordered pair).
 3. The spec (``pni_spec``) is a leaf: it imports nothing of the core or of a runtime; and
    nothing that runs imports the spec (what the core and runtimes need is generated).
+4. Inside the core, a lower layer never imports a higher one (``docs/architecture.md``):
+   ``data`` imports only ``errors`` and the generated ``pni_api``; ``plugin`` imports ``data``
+   (``node`` only for annotations, except ``nullrt``, a runtime); ``node`` imports ``plugin`` and
+   ``data``; ``net`` imports ``node``, ``plugin`` and ``data``; ``cli``, ``bench`` and
+   ``testing`` may import anything.
+5. No runtime uses a private name of the core.
 
 Imports are read from the source (``ast``), wherever they sit: at module level, inside a
-function, under ``TYPE_CHECKING``, or as ``importlib.import_module("name")`` with a literal.
+function, under ``TYPE_CHECKING``, or as ``importlib.import_module("name")`` with a literal;
+relative imports are resolved inside a package.
 """
 
 from __future__ import annotations
 
 import ast
 import itertools
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -25,15 +33,59 @@ RUNTIMES = {f"pan_{d.name}": d for d in sorted((ROOT / "runtimes").iterdir()) if
 ENGINES = {"wasmtime", "jpype", "elftools", "RestrictedPython"}
 
 
-def imported(path: Path) -> set[str]:
-    """Every absolute module name ``path`` imports (``a.b`` for ``from a.b import c``)."""
+def _package(path: Path) -> list[str]:
+    """The dotted package ``path`` sits in (its folders that hold ``__init__.py``), as parts."""
+    parts: list[str] = []
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return parts
+
+
+def _is_core_module(name: str) -> bool:
+    """Whether ``name`` is a module or package of the core's source."""
+    parts = name.split(".")
+    base = ROOT.joinpath(*parts)
+    return parts[0] == CORE and (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file())
+
+
+def _typing_only(tree: ast.AST) -> set[ast.AST]:
+    """The statements under ``if TYPE_CHECKING:`` (for annotations only; never run)."""
+    out: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        test = node.test if isinstance(node, ast.If) else None
+        if test is not None and (getattr(test, "id", None) or getattr(test, "attr", None)) == "TYPE_CHECKING":
+            for stmt in node.body:
+                out.update(ast.walk(stmt))
+    return out
+
+
+def imported(path: Path, *, typing: bool = True) -> set[str]:
+    """Every absolute module name ``path`` imports (``a.b`` for ``from a.b import c``; ``a.b``,
+    not ``a``, for ``from a import b`` when ``b`` is a module of the core). ``typing=False``
+    leaves out imports under ``TYPE_CHECKING``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    skip = set() if typing else _typing_only(tree)
     out: set[str] = set()
     for node in ast.walk(tree):
+        if node in skip:
+            continue
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module
+            if node.level:
+                package = _package(path)
+                if not package or node.level > len(package):
+                    continue  # outside a package: not resolvable
+                module = ".".join(package[: len(package) - node.level + 1] + ([module] if module else []))
+            if not module:
+                continue
+            subs = [f"{module}.{a.name}" for a in node.names if _is_core_module(f"{module}.{a.name}")]
+            out.update(subs)
+            if len(subs) < len(node.names):
+                out.add(module)
         elif (
             isinstance(node, ast.Call)
             and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
@@ -45,12 +97,17 @@ def imported(path: Path) -> set[str]:
     return out
 
 
-def violations(tree: Path, forbidden: set[str]) -> list[str]:
-    """``"file imports module"`` for each import under ``tree`` of a package in ``forbidden``."""
+def violations(tree: Path, forbidden: set[str], *, typing: bool = True, skip: Iterable[Path] = ()) -> list[str]:
+    """``"file imports module"`` for each import under ``tree`` (a folder or one file) of a
+    module in ``forbidden`` or inside one (``a`` covers ``a.b``); ``typing=False`` leaves out
+    imports for annotations only, ``skip`` files the rule does not cover."""
     found = []
-    for f in sorted(tree.rglob("*.py")):
-        for name in sorted(imported(f)):
-            if name.split(".")[0] in forbidden:
+    files = sorted(tree.rglob("*.py")) if tree.is_dir() else [tree]
+    for f in files:
+        if f in set(skip):
+            continue
+        for name in sorted(imported(f, typing=typing)):
+            if any(name == bad or name.startswith(bad + ".") for bad in forbidden):
                 found.append(f"{f.relative_to(tree.parent)} imports {name}")
     return found
 
@@ -103,3 +160,172 @@ def test_the_checker_finds_every_form_of_import(tmp_path: Path):
         "pan_native/typed.py imports pan_wasm",
     ]
     assert violations(pkg, {"pan_jvm"}) == []
+
+
+# ---------------------------------------------------------------------------- the core's layers
+CORE_DIR = ROOT / CORE
+#: the core's sub-packages and top-level modules, by name
+PARTS = {p.stem for p in CORE_DIR.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()} - {"__init__"}
+#: ``errors`` and the modules generated from the specs: the bottom, under every layer
+LEAVES = {"errors", "pni_api", "pni_hot", "protocol_headers"}
+#: what each layer may import besides itself (``docs/architecture.md``, Layers)
+LAYERS = {
+    "data": {"errors", "pni_api"},
+    "plugin": {"data"} | LEAVES,
+    "node": {"plugin", "data"} | LEAVES,
+    "net": {"node", "plugin", "data"} | LEAVES,
+}
+#: the faces, which may import anything
+FACES = {"cli", "bench", "testing"}
+NULLRT = CORE_DIR / "plugin" / "nullrt.py"
+
+
+def layer_violations(path: Path, allowed: set[str], *, typing: bool = True, skip: Iterable[Path] = ()) -> list[str]:
+    """What the core's code at ``path`` imports of the core outside ``allowed`` (sub-packages
+    and top-level modules by name), the package itself (the public API, which names every
+    layer) included."""
+    found = violations(path, {f"{CORE}.{p}" for p in PARTS - allowed}, typing=typing, skip=skip)
+    for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+        if f not in set(skip) and CORE in imported(f, typing=typing):
+            found.append(f"{f.relative_to(path.parent)} imports {CORE}")
+    return found
+
+
+def test_every_part_of_the_core_has_a_layer():
+    assert PARTS == set(LAYERS) | LEAVES | FACES
+
+
+def test_leaves_import_only_errors_and_pni_api():
+    for leaf in sorted(LEAVES):
+        assert layer_violations(CORE_DIR / f"{leaf}.py", {leaf, "errors", "pni_api"}) == [], leaf
+
+
+def test_data_imports_only_errors_and_the_generated_pni_api():
+    assert layer_violations(CORE_DIR / "data", {"data"} | LAYERS["data"]) == []
+
+
+def test_plugin_imports_data_and_the_node_only_for_annotations():
+    plugin = CORE_DIR / "plugin"
+    assert layer_violations(plugin, {"plugin"} | LAYERS["plugin"], typing=False, skip=[NULLRT]) == []
+    assert layer_violations(plugin, {"plugin", "node"} | LAYERS["plugin"], skip=[NULLRT]) == []
+
+
+def test_nullrt_uses_the_node_as_a_runtime_does():
+    """The built-in ``null`` runtime imports what a runtime may: the node's API, never ``net``
+    or a face."""
+    assert layer_violations(NULLRT, {"plugin", "node"} | LAYERS["plugin"]) == []
+
+
+def test_node_imports_plugin_and_data():
+    assert layer_violations(CORE_DIR / "node", {"node"} | LAYERS["node"]) == []
+
+
+def test_net_imports_node_plugin_and_data():
+    assert layer_violations(CORE_DIR / "net", {"net"} | LAYERS["net"]) == []
+
+
+def test_the_layer_checker_finds_each_kind_of_violation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / CORE
+    (root / "data").mkdir(parents=True)
+    (root / "net").mkdir()
+    for init in (root, root / "data", root / "net"):
+        (init / "__init__.py").write_text("")
+    (root / "errors.py").write_text("")
+    (root / "data" / "up.py").write_text("from pan_runtime.net import udp\n")
+    (root / "data" / "rel.py").write_text("from ..net import udp\n")
+    (root / "data" / "api.py").write_text("from pan_runtime import Node\n")
+    (root / "data" / "sub.py").write_text("from pan_runtime import errors, net\n")
+    (root / "data" / "typed.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pan_runtime.net.udp import UdpTransport\n"
+    )
+    (root / "data" / "ok.py").write_text("from pan_runtime.errors import PanError\nfrom . import up\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    monkeypatch.setitem(globals(), "PARTS", {"data", "net", "errors"})
+    assert layer_violations(root / "data", {"data", "errors"}) == [
+        "data/rel.py imports pan_runtime.net",
+        "data/sub.py imports pan_runtime.net",
+        "data/typed.py imports pan_runtime.net.udp",
+        "data/up.py imports pan_runtime.net",
+        "data/api.py imports pan_runtime",
+    ]
+    assert layer_violations(root / "data", {"data", "errors"}, typing=False) == [
+        "data/rel.py imports pan_runtime.net",
+        "data/sub.py imports pan_runtime.net",
+        "data/up.py imports pan_runtime.net",
+        "data/api.py imports pan_runtime",
+    ]
+
+
+# ---------------------------------------------------------------------------- the core's private names
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for an attribute chain on a plain name, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.insert(0, node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *parts])
+
+
+def private_uses(tree: Path) -> list[str]:
+    """``"file uses name"`` for each private name of the core (``_x``, not ``__x__``) used under
+    ``tree``: imported (``from pan_runtime.a import _x``), a module of its own (``pan_runtime.a._m``),
+    or read off a core module (``pan_runtime.a._x``, or ``m._x`` where ``m`` names a core module)."""
+    found = []
+    for f in sorted(tree.rglob("*.py")) if tree.is_dir() else [tree]:
+        syntax = ast.parse(f.read_text(encoding="utf-8"), filename=str(f))
+        uses = {n for n in imported(f) if n.split(".")[0] == CORE and any(_private(p) for p in n.split("."))}
+        modules: dict[str, str] = {}  # local name -> the core module it names
+        for node in ast.walk(syntax):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == CORE:
+                        modules[a.asname or CORE] = a.name if a.asname else CORE
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == CORE:
+                for a in node.names:
+                    full = f"{node.module}.{a.name}"
+                    if _private(a.name):
+                        uses.add(full)
+                    elif _is_core_module(full):
+                        modules[a.asname or a.name] = full
+        for node in ast.walk(syntax):
+            if isinstance(node, ast.Attribute) and _private(node.attr):
+                base = (_dotted(node.value) or "").split(".")
+                if base[0] in modules:
+                    uses.add(".".join([modules[base[0]], *base[1:], node.attr]))
+        found.extend(f"{f.relative_to(tree.parent)} uses {name}" for name in sorted(uses))
+    return found
+
+
+@pytest.mark.parametrize("runtime", [*RUNTIMES, "null"])
+def test_no_runtime_uses_a_private_name_of_the_core(runtime: str):
+    """A runtime sees the core's public API only, as a third party's would (``null`` is built in)."""
+    assert private_uses(RUNTIMES.get(runtime, NULLRT)) == []
+
+
+def test_the_private_name_checker_finds_every_form(tmp_path: Path):
+    pkg = tmp_path / "pan_native"
+    pkg.mkdir()
+    (pkg / "named.py").write_text("from pan_runtime.node.pni import _fill, PniServer\n")
+    (pkg / "module.py").write_text("import pan_runtime.net._fastpath\n")
+    (pkg / "from_module.py").write_text("from pan_runtime.net import _fastpath\n")
+    (pkg / "dynamic.py").write_text("import importlib\nm = importlib.import_module('pan_runtime.net._fastpath')\n")
+    (pkg / "chain.py").write_text("import pan_runtime.node\nx = pan_runtime.node.pni._fill\n")
+    (pkg / "alias.py").write_text("from pan_runtime.node import pni as p\nx = p._fill\n")
+    (pkg / "clean.py").write_text(
+        "import pan_runtime\nfrom pan_runtime.node import pni\nfrom other import _x\n"
+        "p = pan_runtime.__file__\nq = pni.PniServer\nr = _x._y\nclass A:\n    def f(self):\n        return self._y\n"
+    )
+    assert private_uses(pkg) == [
+        "pan_native/alias.py uses pan_runtime.node.pni._fill",
+        "pan_native/chain.py uses pan_runtime.node.pni._fill",
+        "pan_native/dynamic.py uses pan_runtime.net._fastpath",
+        "pan_native/from_module.py uses pan_runtime.net._fastpath",
+        "pan_native/module.py uses pan_runtime.net._fastpath",
+        "pan_native/named.py uses pan_runtime.node.pni._fill",
+    ]
