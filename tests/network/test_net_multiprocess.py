@@ -138,8 +138,11 @@ def test_flood_through_the_middle(bed, runtime):
     accounted = (_kernel_drops(bed.ports) - kernel) + (_counted_drops(bed) - counted)
     assert lost <= accounted, f"{lost} capsules lost, {accounted} drops counted"
     assert recv["errors"] == 0
-    if lost:
-        return  # the rest describes a flood that arrived whole
+    if lost or r["received"] < 2000:
+        # a data capsule or the receiver's last report (it travels back the same way) was
+        # dropped: only acceptable when a drop was counted
+        assert accounted > 0, f"the flood came up short ({r['received']} reported) and no drop was counted"
+        return
     assert r["received"] == 2000
     assert r["bytes"] == 2000 * 512
     assert r["capsules_per_s"] > 0 and r["mbit_per_s"] > 0
