@@ -20,7 +20,14 @@ from pan_jvm.checker import CheckedJar, check_jar
 from pan_jvm.hostcalls import upcall_class
 from pan_jvm.jvm import Jvm, current_jvm, ensure_jvm, unavailable_reason
 from pan_runtime.data.segments import Segment, SegType
-from pan_runtime.errors import BudgetExceeded, ClosedError, CodeObjectError, FaultReason, RuntimeFault
+from pan_runtime.errors import (
+    BudgetExceeded,
+    ClosedError,
+    CodeObjectError,
+    ConfigError,
+    FaultReason,
+    RuntimeFault,
+)
 from pan_runtime.plugin.fastentry import FastEntry
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
@@ -29,14 +36,14 @@ if TYPE_CHECKING:
     from pan_runtime.node.env import Environment
     from pan_runtime.node.pni import PniServer
 
-__all__ = ["JvmRuntime", "JvmLoadedCode", "FAULT_REASONS"]
+__all__ = ["JvmRuntime", "JvmLoadedCode", "FAULT_REASONS", "DEFAULT_LOAD_BUDGET_MS"]
 
 log = logging.getLogger("pan.jvm")
 
 FAULT = -(2**31)
 FAULT_LONG = -(2**63)
 #: the lane's fault kinds (``org.pan.jvm.Lane.F_*``)
-F_TIME, F_MEMORY, F_OOM, F_STACK, F_EXCEPTION, F_LINK, F_ENTRY, F_INIT, F_VERDICT = range(1, 10)
+F_TIME, F_MEMORY, F_OOM, F_STACK, F_EXCEPTION, F_LINK, F_ENTRY, F_INIT, F_VERDICT, F_STALE = range(1, 11)
 #: Lane fault kind -> (fault reason, budget fault?, instance may be corrupt?)
 FAULT_REASONS: dict[int, tuple[FaultReason, bool, bool]] = {
     F_TIME: (FaultReason.BUDGET, True, True),
@@ -48,10 +55,54 @@ FAULT_REASONS: dict[int, tuple[FaultReason, bool, bool]] = {
     F_ENTRY: (FaultReason.LINK, False, True),  # no usable entry class
     F_INIT: (FaultReason.INIT, False, True),
     F_VERDICT: (FaultReason.BAD_VERDICT, False, False),
+    F_STALE: (FaultReason.RUNTIME_ERROR, False, True),  # a stop issued for an earlier call: not the code's
 }
 _UNKNOWN_FAULT = (FaultReason.CODE_ERROR, False, True)
 _BATCH_MAX = 256
 _STRIDE = 4
+#: time budget (ms) for loading: class initialisation, the constructor and ``init``
+DEFAULT_LOAD_BUDGET_MS = 500.0
+
+
+def _java_name(exc: BaseException) -> str:
+    """``java.lang.ThreadDeath: message`` for a Java exception that reached Python."""
+    name = type(exc).__name__
+    text = str(exc)
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def _escaped_fault(code: CodeObject, exc: BaseException, what: str, stops: int) -> RuntimeFault:
+    """The typed fault for a Java exception that escaped the lane during ``what`` of a run:
+    a stop the watchdog issued for this call (``stops`` != 0, from ``Lane.recover``) is a
+    budget fault, an OutOfMemoryError a memory one, anything else the runtime's own error."""
+    name = type(exc).__name__
+    text = f"{code.short_name}: {what} ended by {_java_name(exc)} outside the lane's guard"
+    if name == "java.lang.ThreadDeath":
+        if stops:
+            return BudgetExceeded(f"{text} (stopped by the watchdog)", FaultReason.BUDGET)
+        return RuntimeFault(
+            f"{text} (a stop the watchdog did not issue for this call)", FaultReason.RUNTIME_ERROR
+        )
+    if name == "java.lang.OutOfMemoryError":
+        return BudgetExceeded(text, FaultReason.MEMORY)
+    return RuntimeFault(text, FaultReason.RUNTIME_ERROR)
+
+
+def _escaped_load(code: CodeObject, exc: BaseException, stops: int, budget_ns: int) -> CodeObjectError:
+    """The ``CodeObjectError`` for a Java exception that escaped the lane while loading."""
+    if type(exc).__name__ != "java.lang.ThreadDeath":
+        what = f"{_java_name(exc)} escaped the lane"
+    elif stops:
+        what = f"stopped by the watchdog past the load budget of {budget_ns / 1e6:g} ms (the stop reached the host)"
+    else:
+        what = "interrupted by a watchdog stop not issued for this load (it reached the host)"
+    return CodeObjectError(f"{code.short_name}: loading failed: {what}")
+
+
+def _default_memory_bytes() -> int:
+    from pan_runtime.node.env import Budget
+
+    return int(Budget().memory_bytes)
 
 
 def _fault(code: CodeObject, kind: int, message: str) -> RuntimeFault:
@@ -130,6 +181,7 @@ class _JvmEntry(ctypes.Structure):
 
 #: why a fast run failed around the code (``pan_jvm_entry.host_failed`` in ``_fast.c``)
 _HOST_FAILURES = {1: "no JNIEnv on this thread", 2: "body outside the lane's buffer", 3: "Lane.fastAccept threw"}
+_HOST_JAVA_EXCEPTION = 3
 
 
 #: bytes of a pan_fast_ctx (include/pan_fast.h)
@@ -162,7 +214,8 @@ def _fast_setup(jvm: Jvm, lane: Any) -> tuple[int, int, Any] | None:
 class JvmRuntime(Runtime):
     """Java code objects on JPype. Options: ``heap`` ("256m"), ``gc`` ("SerialGC"),
     ``jvm_flags`` (list), ``watchdog_tick_ms`` (2); JVM options apply only when this is
-    the first JVM user in the process."""
+    the first JVM user in the process. ``load_budget_ms`` (500) bounds loading (class
+    initialisation, constructor, ``init``), which the per-capsule budget would make flaky."""
 
     name: ClassVar[str] = "jvm"
     isolation: ClassVar[Isolation] = Isolation.GUARDED
@@ -170,6 +223,17 @@ class JvmRuntime(Runtime):
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         super().__init__(options)
+        load_ms = self.options.get("load_budget_ms", DEFAULT_LOAD_BUDGET_MS)
+        if (
+            isinstance(load_ms, bool)
+            or not isinstance(load_ms, int | float)
+            or not 0 < load_ms < float("inf")
+        ):
+            raise ConfigError(
+                f"jvm: load_budget_ms must be a positive number of milliseconds, not {load_ms!r}"
+            )
+        #: (time ns, memory bytes) loading runs under
+        self.load_budget = (int(load_ms * 1_000_000), _default_memory_bytes())
         self._jvm: Jvm | None = None
         self._lane: Any = None
         self.memory: _Memory | None = None
@@ -211,6 +275,20 @@ class JvmRuntime(Runtime):
         self._engine()
         return self._lane
 
+    def recover_lane(self) -> int:
+        """Put the lane back to idle after a Java exception escaped a call into it (``Lane.recover``:
+        no call active, stray stops collected), so the next call of any code object starts clean.
+        Returns the stops the watchdog had issued for the call that escaped (-1: unknown)."""
+        import jpype
+
+        for _ in range(4):  # a stop pending when a call enters is thrown at its entry: retry
+            try:
+                return int(self._lane.recover())
+            except jpype.JException:
+                continue
+        log.error("jvm lane did not recover after an escaped Java exception")
+        return -1
+
     def fast_run(self) -> tuple[int, int, Any] | None:
         """(C entry, lane index, context) for the node's UDP fast path, or None when
         ``pan_jvm._fast`` is not built or cannot reach the JVM (code then runs through accept)."""
@@ -235,6 +313,14 @@ class JvmRuntime(Runtime):
 
     # -- loading ---------------------------------------------------------------------
     def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> JvmLoadedCode:
+        import jpype
+
+        try:
+            return self._load(code, deps, host)
+        except jpype.JException as exc:  # instantiate converts its own; this is any other JVM call
+            raise _escaped_load(code, exc, self.recover_lane(), self.load_budget[0]) from exc
+
+    def _load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> JvmLoadedCode:
         jvm = self._engine()
         entry = code.manifest.meta.get("entry_class")
         if not isinstance(entry, str) or not entry:
@@ -269,9 +355,14 @@ class JvmRuntime(Runtime):
         for loaded in list(self._loaded.values()):
             loaded.unload()
         if self._lane is not None:
-            self._lane.close()
-            assert self.memory is not None
-            self.memory.clear()
+            import jpype
+
+            try:
+                self._lane.close()
+                assert self.memory is not None
+                self.memory.clear()
+            except jpype.JException as exc:  # closing must not fail the node's shutdown
+                log.error("closing the jvm lane: %s", _java_name(exc))
         self._closed = True
 
     def versions(self) -> dict[str, str]:
@@ -306,12 +397,27 @@ class JvmLoadedCode(LoadedCode, FastEntry):
         self._memory = runtime.memory
         self._export_names: dict[str, Any] = {}
         self._fast_entry = _JvmEntry()
+        import jpype
+
+        self._jexception: type[BaseException] = jpype.JException
 
     # -- lifecycle -------------------------------------------------------------------
     def instantiate(self) -> None:
-        """Define a fresh class loader and PanCode instance (at load and on reset)."""
+        """Define a fresh class loader and PanCode instance (at load and on reset), under the
+        runtime's load budget; every failure, a Java exception that escaped the lane included,
+        is a ``CodeObjectError``."""
         import jpype
 
+        before = self.id
+        try:
+            self._instantiate(jpype)
+        except jpype.JException as exc:
+            stops = self.runtime.recover_lane()
+            if self.id != before:  # the lane had the new instance's id: forget it
+                self._lane.drop(self.id)
+            raise _escaped_load(self.code, exc, stops, self.runtime.load_budget[0]) from exc
+
+    def _instantiate(self, jpype: Any) -> None:
         jvm = self.runtime._engine()
         names = self.checked.binary_names()
         loader = jvm.cls("CodeLoader")(
@@ -325,8 +431,9 @@ class JvmLoadedCode(LoadedCode, FastEntry):
             self._lane.drop(self.id)
             del self.runtime._loaded[self.id]
         self.id = self.runtime._new_id()
-        budget = self._budget_values(None)
-        r = int(self._lane.instantiate(self.id, loader, self.entry_class, self._proxy, *budget))
+        r = int(
+            self._lane.instantiate(self.id, loader, self.entry_class, self._proxy, *self.runtime.load_budget)
+        )
         if r == FAULT:
             kind, msg = int(self._lane.faultKind()), str(self._lane.faultMessage())
             self._lane.drop(self.id)
@@ -340,10 +447,6 @@ class JvmLoadedCode(LoadedCode, FastEntry):
         self.needs_reset = False
 
     def _budget_values(self, budget: Any) -> tuple[int, int]:
-        if budget is None:
-            from pan_runtime.node.env import Budget
-
-            budget = Budget()
         return int(budget.time_ms * 1_000_000), int(budget.memory_bytes)
 
     def _raise(self, kind: int, message: str) -> RuntimeFault:
@@ -355,17 +458,31 @@ class JvmLoadedCode(LoadedCode, FastEntry):
         lane = self._lane
         return self._raise(int(lane.faultKind()), str(lane.faultMessage()))
 
+    def _escaped(self, exc: BaseException, what: str) -> RuntimeFault:
+        """A Java exception escaped the lane during ``what``: recover the lane, fault the run."""
+        stops = self.runtime.recover_lane()
+        self.needs_reset = True
+        return _escaped_fault(self.code, exc, what, stops)
+
     def init(self) -> int:
-        r = int(self._lane.init(self.id))
-        if r == FAULT:
-            raise self._fault_now()
-        return r
+        try:
+            r = int(self._lane.init(self.id))
+            if r != FAULT:
+                return r
+            fault = self._fault_now()
+        except self._jexception as exc:
+            fault = self._escaped(exc, "init")
+        raise fault
 
     def finalize(self) -> int:
-        r = int(self._lane.finish(self.id))
-        if r == FAULT:
-            raise self._fault_now()
-        return r
+        try:
+            r = int(self._lane.finish(self.id))
+            if r != FAULT:
+                return r
+            fault = self._fault_now()
+        except self._jexception as exc:
+            fault = self._escaped(exc, "finalize")
+        raise fault
 
     def reset(self) -> None:
         """A fresh class loader (static state dropped) and instance; ``init`` runs again."""
@@ -374,29 +491,43 @@ class JvmLoadedCode(LoadedCode, FastEntry):
 
     def unload(self) -> None:
         if self.id:
-            self._lane.drop(self.id)
+            try:
+                self._lane.drop(self.id)
+            except self._jexception as exc:  # the id is forgotten either way
+                self.runtime.recover_lane()
+                log.error("%s: dropping from the jvm lane: %s", self.code.short_name, _java_name(exc))
             self.runtime._loaded.pop(self.id, None)
             self.id = 0
         self.loader = None
 
     # -- capsules --------------------------------------------------------------------
     def accept(self, env: Environment) -> int:
-        if env.budget is not self._budget:
-            self._set_budget(env.budget)
-        body = env.body
-        addr = body.address  # type: ignore[union-attr]
-        mem = self._memory
-        lo = mem.lo  # type: ignore[union-attr]
-        if addr is not None and lo <= addr < mem.hi:  # type: ignore[union-attr]
-            r = self._jaccept(self.id, mem.id, addr - lo, env.length)  # type: ignore[union-attr]
-        else:
-            bid, off = mem.find(body)  # type: ignore[union-attr,arg-type]
-            r = self._jaccept(self.id, bid, off, env.length)
-        if r == FAULT:
-            raise self._fault_now()
-        return r
+        try:
+            if env.budget is not self._budget:
+                self._set_budget(env.budget)
+            body = env.body
+            addr = body.address  # type: ignore[union-attr]
+            mem = self._memory
+            lo = mem.lo  # type: ignore[union-attr]
+            if addr is not None and lo <= addr < mem.hi:  # type: ignore[union-attr]
+                r = self._jaccept(self.id, mem.id, addr - lo, env.length)  # type: ignore[union-attr]
+            else:
+                bid, off = mem.find(body)  # type: ignore[union-attr,arg-type]
+                r = self._jaccept(self.id, bid, off, env.length)
+            if r != FAULT:
+                return r
+            fault = self._fault_now()
+        except self._jexception as exc:
+            fault = self._escaped(exc, "accept")
+        raise fault
 
     def fast_entry(self) -> tuple[int, int] | None:
+        try:
+            return self._fast_entry_now()
+        except self._jexception as exc:
+            raise self._escaped(exc, "setting up the fast entry") from exc
+
+    def _fast_entry_now(self) -> tuple[int, int] | None:
         fast = self.runtime.fast_run()
         node = getattr(self.host, "node", None)
         pool = getattr(node, "pool", None)
@@ -422,62 +553,83 @@ class JvmLoadedCode(LoadedCode, FastEntry):
         if e.last == FAULT:
             e.last = 0
             if failed:  # the code did not fault: the lane's fault message is about an earlier run
-                raise RuntimeError(f"{self.code.short_name}: fast run failed in the host ({_HOST_FAILURES[failed]})")
-            raise self._fault_now()
+                if failed == _HOST_JAVA_EXCEPTION:
+                    self.runtime.recover_lane()
+                    self.needs_reset = True
+                raise RuntimeFault(
+                    f"{self.code.short_name}: fast run failed in the host ({_HOST_FAILURES[failed]})",
+                    FaultReason.RUNTIME_ERROR,
+                )
+            try:
+                fault = self._fault_now()
+            except self._jexception as exc:
+                fault = self._escaped(exc, "reading the fault of a fast run")
+            raise fault
 
     def _set_budget(self, budget: Any) -> None:
         self._lane.setBudget(self.id, *self._budget_values(budget))
         self._budget = budget
 
     def accept_batch(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
+        """Every capsule's verdict or fault; a Java exception escaping the lane faults its chunk."""
         out: list[int | RuntimeFault] = []
-        n_all = len(envs)
-        if not n_all:
+        if not envs:
             return out
-        if envs[0].budget is not self._budget:
-            self._set_budget(envs[0].budget)
+        for start in range(0, len(envs), _BATCH_MAX):
+            chunk = envs[start : start + _BATCH_MAX]
+            try:
+                out.extend(self._accept_chunk(chunk))
+            except self._jexception as exc:
+                out.extend([self._escaped(exc, "a batch")] * len(chunk))
+            finally:
+                self._proxy.envs = ()
+        return out
+
+    def _accept_chunk(self, chunk: Sequence[Environment]) -> list[int | RuntimeFault]:
+        if chunk[0].budget is not self._budget:
+            self._set_budget(chunk[0].budget)
         arr = self.runtime._batch
         assert arr is not None
         mem = self._memory
         assert mem is not None
         lane = self._lane
         proxy = self._proxy
-        for start in range(0, n_all, _BATCH_MAX):
-            chunk = envs[start : start + _BATCH_MAX]
-            for i, env in enumerate(chunk):
-                body = env.body
-                addr = body.address  # type: ignore[union-attr]
-                if addr is not None and mem.lo <= addr < mem.hi:
-                    bid, off = mem.id, addr - mem.lo
-                else:
-                    bid, off = mem.find(body)  # type: ignore[arg-type]
-                at = i * _STRIDE
-                arr[at] = bid
-                arr[at + 1] = off
-                arr[at + 2] = env.length
-            proxy.envs = chunk
-            faults = lane.acceptBatch(self.id, len(chunk))
-            if faults:
-                for i in range(len(chunk)):
-                    r = arr[i * _STRIDE + 3]
-                    if r == FAULT:
-                        out.append(self._raise(int(lane.batchFaultKind(i)), str(lane.batchFaultMessage(i))))
-                    else:
-                        out.append(r)
+        for i, env in enumerate(chunk):
+            body = env.body
+            addr = body.address  # type: ignore[union-attr]
+            if addr is not None and mem.lo <= addr < mem.hi:
+                bid, off = mem.id, addr - mem.lo
             else:
-                out.extend(arr[3 : len(chunk) * _STRIDE : _STRIDE])
-            proxy.envs = ()
+                bid, off = mem.find(body)  # type: ignore[arg-type]
+            at = i * _STRIDE
+            arr[at] = bid
+            arr[at + 1] = off
+            arr[at + 2] = env.length
+        proxy.envs = chunk
+        if not lane.acceptBatch(self.id, len(chunk)):
+            return list(arr[3 : len(chunk) * _STRIDE : _STRIDE])
+        out: list[int | RuntimeFault] = []
+        for i in range(len(chunk)):
+            r = arr[i * _STRIDE + 3]
+            if r == FAULT:
+                out.append(self._raise(int(lane.batchFaultKind(i)), str(lane.batchFaultMessage(i))))
+            else:
+                out.append(r)
         return out
 
     def call_export(self, name: str, a0: int, a1: int) -> int:
         if name not in self.code.manifest.exports:
             raise RuntimeFault(f"{self.code.short_name}: no export {name!r}", FaultReason.NO_EXPORT)
-        jname = self._export_names.get(name)
-        if jname is None:
-            import jpype
+        try:
+            jname = self._export_names.get(name)
+            if jname is None:
+                import jpype
 
-            jname = self._export_names[name] = jpype.JString(name)
-        r = int(self._lane.export(self.id, jname, a0, a1))
-        if r == FAULT_LONG:
-            raise self._fault_now()
-        return r
+                jname = self._export_names[name] = jpype.JString(name)
+            r = int(self._lane.export(self.id, jname, a0, a1))
+            if r != FAULT_LONG:
+                return r
+            fault = self._fault_now()
+        except self._jexception as exc:
+            fault = self._escaped(exc, f"export {name}")
+        raise fault

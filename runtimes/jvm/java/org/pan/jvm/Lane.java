@@ -13,6 +13,12 @@ import org.pan.pni.PanCode;
  * runs a code object's accept on a body held in a pre-registered direct ByteBuffer, under
  * the watchdog's time and allocation budget, and turns every Throwable into a fault record
  * instead of an exception. Calls on one lane come from one thread at a time.
+ *
+ * <p>Every entry point has the same shape: enter() inside the try, the catch handler only
+ * keeps the Throwable, and leave() classifies it inside its own retry loop. A watchdog stop
+ * (a ThreadDeath) may arrive at any safepoint poll or VM transition while the call is active,
+ * including in the lane's own bookkeeping, so every such point is inside a try; leave() does
+ * not return before each stop issued for the call has arrived or is known to be absorbed.
  */
 public final class Lane {
     /** Result of a call that faulted; the fault is in faultKind()/faultMessage(). */
@@ -29,6 +35,19 @@ public final class Lane {
     public static final int F_ENTRY = 7;
     public static final int F_INIT = 8;
     public static final int F_VERDICT = 9;
+    /** A stop arrived that no watchdog issued for this call (not the code's fault). */
+    public static final int F_STALE = 10;
+
+    /**
+     * VM transitions leave() makes to collect a stop the watchdog issued. Thread.stop installs
+     * the ThreadDeath synchronously (a handshake) before the watchdog releases the lock, and a
+     * pending one is thrown on return from any native call, so one transition suffices; the
+     * rest cover a delivery the VM defers. Counted in transitions, not time: load cannot beat it.
+     */
+    static final int DRAIN_TRANSITIONS = 16;
+    /** Throwables leave() classifies before it records a fixed message instead (see LEAVE_FAILED). */
+    private static final int MAX_LEAVE_FAILURES = 8;
+    private static final String LEAVE_FAILED = "the call failed and recording why failed too (out of memory?)";
 
     /** Ints per capsule in the batch buffer: buffer id, offset, length, result. */
     public static final int BATCH_STRIDE = 4;
@@ -42,8 +61,9 @@ public final class Lane {
     private volatile long allocLimit = Long.MAX_VALUE;
     private long allocStart;
     private int depth;
-    private int stopsIssued; // guarded by lock
-    private int stopsSeen;
+    private volatile int stopsIssued; // written under lock by the watchdog; never reset
+    private int stopsSeen; // stops that arrived (or were found absorbed); equals stopsIssued between calls
+    private volatile int stopBase; // stopsIssued when the current outermost call entered (the watchdog reads it)
     private long lastStopNs;
     private volatile int stopReason;
 
@@ -59,6 +79,7 @@ public final class Lane {
 
     private int faultKind;
     private String faultMessage;
+    private String loadingEntry; // the entry class instantiate() is loading, for caught()
 
     // lanes the node's UDP fast path can reach from C by index (fastAccept)
     private static volatile Lane[] fastLanes = new Lane[0];
@@ -148,8 +169,11 @@ public final class Lane {
         PniBridge pni = new PniBridge(up);
         pnis[id] = pni;
         int r;
-        enter(id);
+        Throwable thrown = null;
+        loadingEntry = entryClass;
+        depth++; // before the try, so leave() always has one level to undo
         try {
+            enter(id);
             Class<?> c = Class.forName(entryClass, true, loader);
             if (!PanCode.class.isAssignableFrom(c)) {
                 r = fault(F_ENTRY, "entry class " + entryClass + " does not implement org.pan.pni.PanCode");
@@ -157,20 +181,14 @@ public final class Lane {
                 codes[id] = (PanCode) c.getDeclaredConstructor().newInstance();
                 r = 0;
             }
-        } catch (ClassNotFoundException e) {
-            r = fault(F_ENTRY, "entry class " + entryClass + " is not in the jar");
-        } catch (NoSuchMethodException e) {
-            r = fault(F_ENTRY, "entry class " + entryClass + " has no public no-argument constructor");
-        } catch (IllegalAccessException e) {
-            r = fault(F_ENTRY, "entry class " + entryClass + " or its constructor is not public");
         } catch (java.lang.reflect.InvocationTargetException e) {
-            r = caught(e.getCause() == null ? e : e.getCause(), true);
-        } catch (ExceptionInInitializerError e) {
-            r = caught(e, true);
+            r = FAULT;
+            thrown = e.getCause() == null ? e : e.getCause();
         } catch (Throwable t) {
-            r = caught(t, true);
+            r = FAULT;
+            thrown = t;
         }
-        return leave(r);
+        return leave(r, thrown);
     }
 
     public void setBudget(int id, long budgetNs, long budgetBytes) {
@@ -203,15 +221,18 @@ public final class Lane {
         pni.setBody(buffers[bufId], off, len);
         pni.index = 0;
         pni.selected = 0;
-        enter(id);
         int r;
+        Throwable thrown = null;
+        depth++; // before the try, so leave() always has one level to undo
         try {
+            enter(id);
             r = codes[id].accept(pni, PniBridge.BODY, len);
             if (r == FAULT) r = fault(F_VERDICT, "accept returned Integer.MIN_VALUE, which is not a verdict");
         } catch (Throwable t) {
-            r = caught(t, false);
+            r = FAULT;
+            thrown = t;
         }
-        return leave(r);
+        return leave(r, thrown);
     }
 
     /** Run accept of code id on n capsules described in the batch buffer; results written back. */
@@ -226,15 +247,18 @@ public final class Lane {
             int len = b.get(at + 2);
             pni.setBody(buffers[b.get(at)], b.get(at + 1), len);
             pni.index = i;
-            enter(id);
             int r;
+            Throwable thrown = null;
+            depth++; // before the try, so leave() always has one level to undo
             try {
+                enter(id);
                 r = code.accept(pni, PniBridge.BODY, len);
                 if (r == FAULT) r = fault(F_VERDICT, "accept returned Integer.MIN_VALUE, which is not a verdict");
             } catch (Throwable t) {
-                r = caught(t, false);
+                r = FAULT;
+                thrown = t;
             }
-            r = leave(r);
+            r = leave(r, thrown);
             if (r == FAULT) {
                 batchFaultKind[i] = faultKind;
                 batchFaultMessage[i] = faultMessage;
@@ -251,15 +275,18 @@ public final class Lane {
         pni.setBody(null, 0, 0);
         pni.index = 0;
         pni.selected = 0;
-        enter(id);
         int r;
+        Throwable thrown = null;
+        depth++; // before the try, so leave() always has one level to undo
         try {
+            enter(id);
             r = codes[id].init(pni);
             if (r == FAULT) r = -1;
         } catch (Throwable t) {
-            r = caught(t, false);
+            r = FAULT;
+            thrown = t;
         }
-        return leave(r);
+        return leave(r, thrown);
     }
 
     public int finish(int id) {
@@ -267,31 +294,36 @@ public final class Lane {
         pni.setBody(null, 0, 0);
         pni.index = 0;
         pni.selected = 0;
-        enter(id);
         int r;
+        Throwable thrown = null;
+        depth++; // before the try, so leave() always has one level to undo
         try {
+            enter(id);
             r = codes[id].finalize(pni);
             if (r == FAULT) r = -1;
         } catch (Throwable t) {
-            r = caught(t, false);
+            r = FAULT;
+            thrown = t;
         }
-        return leave(r);
+        return leave(r, thrown);
     }
 
     public long export(int id, String name, long a0, long a1) {
         PniBridge pni = pnis[id];
-        enter(id);
         long r;
+        Throwable thrown = null;
+        depth++; // before the try, so leave() always has one level to undo
         try {
+            enter(id);
             r = codes[id].export(pni, name, a0, a1);
             if (r == FAULT_LONG) {
                 fault(F_VERDICT, "export returned Long.MIN_VALUE");
             }
         } catch (Throwable t) {
-            caught(t, false);
             r = FAULT_LONG;
+            thrown = t;
         }
-        int k = leave(r == FAULT_LONG ? FAULT : 0);
+        int k = leave(r == FAULT_LONG ? FAULT : 0, thrown);
         return k == FAULT ? FAULT_LONG : r;
     }
 
@@ -320,8 +352,18 @@ public final class Lane {
     }
 
     @SuppressWarnings("deprecation")
-    private int caught(Throwable t, boolean loading) {
+    private int caught(Throwable t) {
+        String entry = depth == 1 ? loadingEntry : null; // thrown by instantiate's own reflection
+        if (entry != null && t instanceof ReflectiveOperationException) {
+            if (t instanceof ClassNotFoundException) return fault(F_ENTRY, "entry class " + entry + " is not in the jar");
+            if (t instanceof NoSuchMethodException) return fault(F_ENTRY, "entry class " + entry + " has no public no-argument constructor");
+            if (t instanceof IllegalAccessException) return fault(F_ENTRY, "entry class " + entry + " or its constructor is not public");
+        }
         if (t instanceof ThreadDeath) {
+            if (stopsIssued == stopBase) {
+                // no stop was issued for this call: one meant for an earlier call came late
+                return fault(F_STALE, "interrupted by a watchdog stop issued for an earlier call");
+            }
             stopsSeen++;
             int why = stopReason;
             return why == F_MEMORY
@@ -350,16 +392,16 @@ public final class Lane {
 
     private int current;
 
+    /** Start the budget of an outermost call (depth is already counted); nested calls share it. */
     private void enter(int id) {
-        if (depth++ > 0) return;
+        if (depth > 1) return;
         Thread me = Thread.currentThread();
         if (callerBox[0] != me) {
             callerBox[0] = me;
             callerId = me.getId();
         }
         current = id;
-        stopsIssued = 0;
-        stopsSeen = 0;
+        stopBase = stopsSeen = stopsIssued; // settled by the last leave() (or recover())
         long mem = memBytes[id];
         allocStart = Watchdog.THREADS.getCurrentThreadAllocatedBytes();
         allocLimit = mem > 0 ? allocStart + mem : Long.MAX_VALUE;
@@ -368,36 +410,98 @@ public final class Lane {
         active = ++seq;
     }
 
-    /** Leave a call; at the outermost level also wait out a stop that is still in flight. */
-    @SuppressWarnings("deprecation")
-    private int leave(int r) {
-        if (--depth > 0) return r;
+    /**
+     * Leave a call: classify what the call threw, and at the outermost level stop the watchdog
+     * from issuing more stops and collect every stop already issued. A stop that does not
+     * arrive within DRAIN_TRANSITIONS VM transitions was absorbed by the code (a finally that
+     * did not rethrow); the call still counts as stopped. Runs in a loop so a stop arriving
+     * here, at any step, is caught and classified like one arriving in the code.
+     */
+    private int leave(int r, Throwable thrown) {
+        boolean outer = true;
+        int transitions = 0;
+        int failures = 0;
         for (;;) {
             try {
-                boolean inFlight;
+                if (thrown != null) {
+                    Throwable t = thrown;
+                    thrown = null;
+                    r = caught(t);
+                }
+                if (outer) {
+                    outer = false;
+                    if (--depth > 0) return r;
+                    loadingEntry = null;
+                }
+                int issued;
                 synchronized (lock) {
                     active = 0;
-                    inFlight = stopsIssued != stopsSeen;
+                    issued = stopsIssued;
                 }
-                if (inFlight) {
-                    // a stop was issued; it arrives at the next safepoint poll, so spin briefly for it
-                    long until = System.nanoTime() + 20_000_000L;
-                    while (System.nanoTime() - until < 0) Thread.onSpinWait();
-                    stopsSeen = stopsIssued; // code absorbed it (a finally that did not rethrow)
+                if (issued != stopsSeen) {
+                    if (transitions++ < DRAIN_TRANSITIONS) {
+                        Thread.yield(); // a native call: a pending ThreadDeath is thrown on its return
+                        continue;
+                    }
+                    stopsSeen = issued; // the code absorbed it
                     if (r != FAULT) r = fault(stopReason == F_MEMORY ? F_MEMORY : F_TIME, "stopped by the watchdog (code absorbed the stop)");
                 }
-                break;
-            } catch (ThreadDeath td) {
-                stopsSeen++;
-                r = caught(td, false);
+                if (issued != stopBase) Thread.interrupted(); // Thread.stop also sets the interrupt flag
+                if (r != FAULT && allocLimit != Long.MAX_VALUE
+                        && Watchdog.THREADS.getCurrentThreadAllocatedBytes() > allocLimit) {
+                    r = fault(F_MEMORY, "allocated " + (Watchdog.THREADS.getCurrentThreadAllocatedBytes() - allocStart)
+                        + " bytes in one call, more than the budget of " + memBytes[current]);
+                }
+                return r;
+            } catch (Throwable t) {
+                thrown = t;
+                if (++failures > MAX_LEAVE_FAILURES) { // classifying keeps failing (no heap left?)
+                    thrown = null;
+                    r = fault(t instanceof OutOfMemoryError ? F_OOM : F_EXCEPTION, LEAVE_FAILED);
+                }
             }
         }
-        if (r != FAULT && allocLimit != Long.MAX_VALUE
-                && Watchdog.THREADS.getCurrentThreadAllocatedBytes() > allocLimit) {
-            r = fault(F_MEMORY, "allocated " + (Watchdog.THREADS.getCurrentThreadAllocatedBytes() - allocStart)
-                + " bytes in one call, more than the budget of " + memBytes[current]);
+    }
+
+    /**
+     * Put the lane back to idle after an exception escaped a call into the host (which the
+     * design above rules out but for a stop pending before a call entered; this is the host's
+     * last resort): no call active, every issued stop collected or written off, interrupt flag
+     * cleared. Returns how many stops the watchdog had issued for the call that escaped (0:
+     * none, so a ThreadDeath was not this call's), or -1 when called from inside a lane call
+     * (a host call nested in it), which is left alone to settle itself.
+     */
+    @SuppressWarnings("deprecation")
+    public int recover() {
+        if (insideCall()) return -1;
+        for (int transitions = 0;;) {
+            try {
+                int issued;
+                synchronized (lock) {
+                    active = 0;
+                    issued = stopsIssued;
+                }
+                if (issued != stopsSeen && transitions++ < DRAIN_TRANSITIONS) {
+                    Thread.yield();
+                    continue;
+                }
+                int ours = depth > 0 ? issued - stopBase : 0;
+                depth = 0;
+                stopsSeen = stopBase = issued;
+                loadingEntry = null;
+                Thread.interrupted();
+                return ours;
+            } catch (ThreadDeath td) {
+                stopsSeen++;
+            }
         }
-        return r;
+    }
+
+    /** Whether a lane call is on this thread's stack below recover() (a host call nested in it). */
+    private static boolean insideCall() {
+        return StackWalker.getInstance().walk(frames -> frames.anyMatch(
+            f -> f.getClassName().equals(Lane.class.getName()) && !f.getMethodName().equals("recover")
+                && !f.getMethodName().equals("insideCall") && !f.getMethodName().startsWith("lambda$")));
     }
 
     /** Called by the watchdog thread every tick. */
@@ -415,7 +519,7 @@ public final class Lane {
         }
         synchronized (lock) {
             if (active != s) return;
-            if (stopsIssued > 0 && now - lastStopNs < Watchdog.RESTOP_NS) return;
+            if (stopsIssued != stopBase && now - lastStopNs < Watchdog.RESTOP_NS) return; // already stopped this call
             stopReason = reason;
             stopsIssued++;
             lastStopNs = now;

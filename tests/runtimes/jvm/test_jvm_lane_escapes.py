@@ -1,0 +1,251 @@
+"""No Java exception escapes a jvm lane call: a ``ThreadDeath`` (the watchdog's stop) or any
+other Java exception that reaches the host becomes the call's typed error, the lane is put
+back to idle, and later calls of other code objects are not charged for it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jpype
+import pytest
+from conftest import make_env, run
+
+from pan_jvm.runtime import JvmLoadedCode, JvmRuntime
+from pan_runtime.errors import BudgetExceeded, CodeObjectError, ConfigError, RuntimeFault
+from pan_runtime.net.application import Application
+from pan_runtime.node.env import Budget
+from pan_runtime.node.node import Node
+from pan_runtime.node.pni import VERDICT_FORWARD
+from pan_runtime.plugin.plugins import default_plugins
+
+FWD = VERDICT_FORWARD
+
+
+class LaneStandIn:
+    """The real lane, except that each method named in ``raising`` raises a Java exception
+    the first time it is called (what a stop arriving outside the lane's guard looks like)."""
+
+    def __init__(self, lane: Any, raising: set[str], exc: str):
+        self.lane = lane
+        self.raising = set(raising)
+        self.exc = exc
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.raising:
+            self.raising.discard(name)
+            return self._raise
+        return getattr(self.lane, name)
+
+    def _raise(self, *args: Any) -> Any:
+        raise jpype.JClass(self.exc)()
+
+
+def stray_stop() -> None:
+    """Leave a ``ThreadDeath`` pending on this thread while it is outside the JVM: another
+    thread stops it (a synchronous handshake), so the next call into Java throws it at entry."""
+    me = jpype.JClass("java.lang.Thread").currentThread()
+    stopper = threading.Thread(target=me.stop)
+    stopper.start()
+    stopper.join()
+
+
+@pytest.fixture
+def body(runtime: JvmRuntime, classes: Any, host: Any) -> Iterator[JvmLoadedCode]:
+    loaded = runtime.load(classes.code("cases/Body", exports=("add",)), [], host)
+    yield loaded
+    loaded.unload()
+
+
+def _still_forwards(forward: JvmLoadedCode, host: Any) -> None:
+    env = make_env(forward.code, bytes(32))
+    assert run(forward, host, env) == FWD
+    env.clear()
+
+
+# -- (b) every call into the lane: a Java exception that escapes is the call's typed error ------
+
+EXCEPTIONS = [
+    pytest.param("java.lang.ThreadDeath", RuntimeFault, "runtime_error", id="stray-stop"),
+    pytest.param("java.lang.OutOfMemoryError", BudgetExceeded, "memory", id="oom"),
+    pytest.param("java.lang.IllegalStateException", RuntimeFault, "runtime_error", id="other"),
+]
+
+
+def _accept(loaded: JvmLoadedCode, host: Any) -> int:
+    env = make_env(loaded.code, bytes(8))
+    try:
+        return run(loaded, host, env)
+    finally:
+        env.clear()
+
+
+def _batch(loaded: JvmLoadedCode, host: Any) -> int:
+    envs = [make_env(loaded.code, bytes(8)) for _ in range(3)]
+    out = loaded.accept_batch(envs)
+    for env in envs:
+        env.clear()
+    assert len(out) == 3 and all(r is out[0] for r in out), out  # the whole chunk faulted alike
+    raise out[0]
+
+
+def _new_budget(loaded: JvmLoadedCode, host: Any) -> int:
+    env = make_env(loaded.code, bytes(8), None, Budget(time_ms=77.0))
+    try:
+        return run(loaded, host, env)
+    finally:
+        env.clear()
+
+
+RUNS: list[Any] = [
+    pytest.param({"accept"}, _accept, id="accept"),
+    pytest.param({"acceptBatch"}, _batch, id="batch"),
+    pytest.param({"setBudget"}, _new_budget, id="set-budget"),
+    pytest.param({"init"}, lambda loaded, host: loaded.init(), id="init"),
+    pytest.param({"finish"}, lambda loaded, host: loaded.finalize(), id="finalize"),
+    pytest.param({"export"}, lambda loaded, host: loaded.call_export("add", 40, 2), id="export"),
+]
+
+
+@pytest.mark.parametrize("exc,error,reason", EXCEPTIONS)
+@pytest.mark.parametrize("methods,call", RUNS)
+def test_java_exception_escaping_a_run_is_a_typed_fault(
+    body: JvmLoadedCode,
+    forward: JvmLoadedCode,
+    host: Any,
+    methods: set[str],
+    call: Callable[..., int],
+    exc: str,
+    error: type[RuntimeFault],
+    reason: str,
+) -> None:
+    real = body._lane
+    stand_in = LaneStandIn(real, methods, exc)
+    body._lane = stand_in
+    body._jaccept = stand_in.accept
+    try:
+        with pytest.raises(error) as err:
+            call(body, host)
+    finally:
+        body._lane = real
+        body._jaccept = real.accept
+    assert type(err.value) is error and err.value.reason == reason
+    assert exc in str(err.value) and body.code.short_name in str(err.value)
+    assert body.needs_reset
+    body.reset()
+    assert body.call_export("add", 40, 2) == 42  # the code object keeps serving
+    _still_forwards(forward, host)  # and so does the lane for others
+
+
+@pytest.mark.parametrize(
+    "exc,match",
+    [
+        pytest.param("java.lang.ThreadDeath", "not issued for this load", id="stray-stop"),
+        pytest.param("java.lang.IllegalStateException", "IllegalStateException escaped the lane", id="other"),
+    ],
+)
+def test_java_exception_escaping_a_load_is_a_code_object_error(
+    runtime: JvmRuntime, classes: Any, host: Any, forward: JvmLoadedCode, monkeypatch: Any, exc: str, match: str
+) -> None:
+    monkeypatch.setattr(runtime, "_lane", LaneStandIn(runtime._lane, {"instantiate"}, exc))
+    code = classes.code("cases/Fancy")
+    with pytest.raises(CodeObjectError, match=f"{code.short_name}: loading failed: .*{match}"):
+        runtime.load(code, [], host)
+    monkeypatch.undo()
+    loaded = runtime.load(code, [], host)  # the same code object loads once nothing interferes
+    env = make_env(loaded.code, bytes(20))
+    assert run(loaded, host, env) == 41
+    env.clear()
+    loaded.unload()
+    _still_forwards(forward, host)
+
+
+def test_a_stray_stop_at_any_call_entry_is_typed_and_the_lane_recovers(
+    runtime: JvmRuntime, classes: Any, host: Any, forward: JvmLoadedCode
+) -> None:
+    """A real ThreadDeath, pending before a call enters the JVM (the bench's failure): loading
+    and running report it as typed errors charged to no code's budget, then all is well."""
+    code = classes.code("cases/Fancy")
+    stray_stop()
+    with pytest.raises(CodeObjectError, match="not issued for this load"):
+        runtime.load(code, [], host)
+    loaded = runtime.load(code, [], host)
+    env = make_env(loaded.code, bytes(20))
+    stray_stop()
+    with pytest.raises(RuntimeFault) as err:
+        run(loaded, host, env)
+    assert err.value.reason == "runtime_error" and "ThreadDeath" in str(err.value)
+    assert run(loaded, host, env) == 41  # the stop never reached the code: its state is intact
+    env.clear()
+    loaded.unload()
+    _still_forwards(forward, host)
+
+
+def test_the_node_counts_an_escaped_stop_and_keeps_serving(classes: Any) -> None:
+    code = classes.code("cases/Fwd")
+    with Node(1, plugins=default_plugins()) as n:
+        rt = n.runtime("jvm")
+        real = rt.lane
+        rt._lane = LaneStandIn(real, {"instantiate"}, "java.lang.ThreadDeath")
+        with pytest.raises(CodeObjectError, match="loading failed"):
+            n.install(code)
+        rt._lane = real
+        n.install(code)
+        loaded = n.cache.peek(code.name).loaded
+        stand_in = LaneStandIn(real, {"accept", "acceptBatch"}, "java.lang.ThreadDeath")
+        loaded._lane, loaded._jaccept = stand_in, stand_in.accept
+        app = Application(n)
+        app.send(code, b"one")
+        n.process()
+        stats = n.cache.peek(code.name).stats
+        assert stats.drops["runtime_error"] == 1 and stats.errors == 1
+        loaded._lane, loaded._jaccept = real, real.accept
+        app.send(code, b"two")
+        n.process()
+        assert stats.capsules_in == 2 and stats.errors == 1
+
+
+# -- (a) the watchdog's stop never outlives the call it was issued for -------------------------
+
+
+@pytest.fixture
+def quick(classes: Any, host: Any) -> Iterator[tuple[JvmRuntime, JvmLoadedCode]]:
+    """A runtime whose load budget is 2 ms, with a forwarding code object on its own lane."""
+    rt = JvmRuntime({"watchdog_tick_ms": 1, "load_budget_ms": 2})
+    budget = rt.load_budget
+    rt.load_budget = (500_000_000, budget[1])  # the forwarder itself loads without a race
+    fwd = rt.load(classes.code("cases/Fwd"), [], host)
+    rt.load_budget = budget
+    yield rt, fwd
+    rt.close()
+
+
+def test_loads_stopped_at_the_load_budget_are_typed_and_charge_no_one_else(
+    quick: tuple[JvmRuntime, JvmLoadedCode], classes: Any, host: Any, forward: JvmLoadedCode
+) -> None:
+    rt, own_fwd = quick
+    for _ in range(25):
+        with pytest.raises(CodeObjectError, match="stopped by the watchdog after 2.0 ms"):
+            rt.load(classes.code("cases/SlowInit"), [], host)
+        _still_forwards(own_fwd, host)  # the same lane's next call
+        _still_forwards(forward, host)  # another lane on the same thread
+
+
+def test_loads_ending_around_the_deadline_leave_no_stop_behind(
+    quick: tuple[JvmRuntime, JvmLoadedCode], classes: Any, host: Any, forward: JvmLoadedCode
+) -> None:
+    rt, own_fwd = quick
+    for _ in range(100):
+        try:
+            rt.load(classes.code("cases/NearDeadline"), [], host).unload()
+        except CodeObjectError as exc:
+            assert "stopped by the watchdog" in str(exc)
+        _still_forwards(own_fwd, host)
+        _still_forwards(forward, host)
+
+
+@pytest.mark.parametrize("value", [0, -1, float("inf"), "500", True])
+def test_load_budget_must_be_a_positive_number(value: Any) -> None:
+    with pytest.raises(ConfigError, match="load_budget_ms"):
+        JvmRuntime({"load_budget_ms": value})
