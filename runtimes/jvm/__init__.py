@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["JvmRuntime", "JvmLoadedCode", "JvmBuilder"]
+__all__ = ["JvmRuntime", "JvmCode", "JvmBuilder"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("JvmRuntime", "JvmLoadedCode"):
-        from pan_jvm import runtime
+    if name == "JvmRuntime":
+        from pan_jvm.runtime import JvmRuntime
 
-        return getattr(runtime, name)
+        return JvmRuntime
+    if name == "JvmCode":
+        from pan_jvm.code import JvmCode
+
+        return JvmCode
     if name == "JvmBuilder":
         from pan_jvm.builder import JvmBuilder
 

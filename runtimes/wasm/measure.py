@@ -66,7 +66,8 @@ def main(argv: list[str]) -> None:
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.env import Budget, Environment, Origin
     from pan_runtime.node.pni import PniServer
-    from pan_wasm.runtime import WasmCode, WasmRuntime
+    from pan_wasm.code import WasmCode
+    from pan_wasm.runtime import WasmRuntime
 
     n = 20_000 if "--quick" in argv else 200_000
     here = NodeAddress.from_int(1)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pan_jvm.builder import pack_jar
+from pan_jvm.code import JvmCode
 from pan_jvm.jvm import compiled_classes, find_javac
-from pan_jvm.runtime import JvmLoadedCode, JvmRuntime
+from pan_jvm.runtime import JvmRuntime
 from pan_runtime.data.capsule import Capsule
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.segments import Segment, SegmentPool
@@ -122,14 +123,14 @@ def make_env(
     )
 
 
-def run(loaded: JvmLoadedCode, host: PniServer, env: Environment) -> int:
+def run(loaded: JvmCode, host: PniServer, env: Environment) -> int:
     """One accept the way the node makes it."""
     host.current = env
     return loaded.accept(env)
 
 
 @pytest.fixture
-def forward(runtime: JvmRuntime, classes: Classes, host: PniServer) -> Iterator[JvmLoadedCode]:
+def forward(runtime: JvmRuntime, classes: Classes, host: PniServer) -> Iterator[JvmCode]:
     loaded = runtime.load(classes.code("cases/Fwd"), [], host)
     yield loaded
     loaded.unload()

@@ -12,7 +12,8 @@ import jpype
 import pytest
 from conftest import make_env, run
 
-from pan_jvm.runtime import JvmLoadedCode, JvmRuntime
+from pan_jvm.code import JvmCode
+from pan_jvm.runtime import JvmRuntime
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, ConfigError, RuntimeFault
 from pan_runtime.net.application import Application
 from pan_runtime.node.env import Budget
@@ -52,13 +53,13 @@ def stray_stop() -> None:
 
 
 @pytest.fixture
-def body(runtime: JvmRuntime, classes: Any, host: Any) -> Iterator[JvmLoadedCode]:
+def body(runtime: JvmRuntime, classes: Any, host: Any) -> Iterator[JvmCode]:
     loaded = runtime.load(classes.code("cases/Body", exports=("add",)), [], host)
     yield loaded
     loaded.unload()
 
 
-def _still_forwards(forward: JvmLoadedCode, host: Any) -> None:
+def _still_forwards(forward: JvmCode, host: Any) -> None:
     env = make_env(forward.code, bytes(32))
     assert run(forward, host, env) == FWD
     env.clear()
@@ -73,7 +74,7 @@ EXCEPTIONS = [
 ]
 
 
-def _accept(loaded: JvmLoadedCode, host: Any) -> int:
+def _accept(loaded: JvmCode, host: Any) -> int:
     env = make_env(loaded.code, bytes(8))
     try:
         return run(loaded, host, env)
@@ -81,7 +82,7 @@ def _accept(loaded: JvmLoadedCode, host: Any) -> int:
         env.clear()
 
 
-def _batch(loaded: JvmLoadedCode, host: Any) -> int:
+def _batch(loaded: JvmCode, host: Any) -> int:
     envs = [make_env(loaded.code, bytes(8)) for _ in range(3)]
     out = loaded.accept_batch(envs)
     for env in envs:
@@ -90,7 +91,7 @@ def _batch(loaded: JvmLoadedCode, host: Any) -> int:
     raise out[0]
 
 
-def _new_budget(loaded: JvmLoadedCode, host: Any) -> int:
+def _new_budget(loaded: JvmCode, host: Any) -> int:
     env = make_env(loaded.code, bytes(8), None, Budget(time_ms=77.0))
     try:
         return run(loaded, host, env)
@@ -111,8 +112,8 @@ RUNS: list[Any] = [
 @pytest.mark.parametrize("exc,error,reason", EXCEPTIONS)
 @pytest.mark.parametrize("methods,call", RUNS)
 def test_java_exception_escaping_a_run_is_a_typed_fault(
-    body: JvmLoadedCode,
-    forward: JvmLoadedCode,
+    body: JvmCode,
+    forward: JvmCode,
     host: Any,
     methods: set[str],
     call: Callable[..., int],
@@ -146,7 +147,7 @@ def test_java_exception_escaping_a_run_is_a_typed_fault(
     ],
 )
 def test_java_exception_escaping_a_load_is_a_code_object_error(
-    runtime: JvmRuntime, classes: Any, host: Any, forward: JvmLoadedCode, monkeypatch: Any, exc: str, match: str
+    runtime: JvmRuntime, classes: Any, host: Any, forward: JvmCode, monkeypatch: Any, exc: str, match: str
 ) -> None:
     monkeypatch.setattr(runtime, "_lane", LaneStandIn(runtime._lane, {"instantiate"}, exc))
     code = classes.code("cases/Fancy")
@@ -162,7 +163,7 @@ def test_java_exception_escaping_a_load_is_a_code_object_error(
 
 
 def test_a_stray_stop_at_any_call_entry_is_typed_and_the_lane_recovers(
-    runtime: JvmRuntime, classes: Any, host: Any, forward: JvmLoadedCode
+    runtime: JvmRuntime, classes: Any, host: Any, forward: JvmCode
 ) -> None:
     """A real ThreadDeath, pending before a call enters the JVM (the bench's failure): loading
     and running report it as typed errors charged to no code's budget, then all is well."""
@@ -210,7 +211,7 @@ def test_the_node_counts_an_escaped_stop_and_keeps_serving(classes: Any) -> None
 
 
 @pytest.fixture
-def quick(classes: Any, host: Any) -> Iterator[tuple[JvmRuntime, JvmLoadedCode]]:
+def quick(classes: Any, host: Any) -> Iterator[tuple[JvmRuntime, JvmCode]]:
     """A runtime whose load budget is 2 ms, with a forwarding code object on its own lane."""
     rt = JvmRuntime({"watchdog_tick_ms": 1, "load_budget_ms": 2})
     budget = rt.load_budget
@@ -222,7 +223,7 @@ def quick(classes: Any, host: Any) -> Iterator[tuple[JvmRuntime, JvmLoadedCode]]
 
 
 def test_loads_stopped_at_the_load_budget_are_typed_and_charge_no_one_else(
-    quick: tuple[JvmRuntime, JvmLoadedCode], classes: Any, host: Any, forward: JvmLoadedCode
+    quick: tuple[JvmRuntime, JvmCode], classes: Any, host: Any, forward: JvmCode
 ) -> None:
     rt, own_fwd = quick
     for _ in range(25):
@@ -233,7 +234,7 @@ def test_loads_stopped_at_the_load_budget_are_typed_and_charge_no_one_else(
 
 
 def test_loads_ending_around_the_deadline_leave_no_stop_behind(
-    quick: tuple[JvmRuntime, JvmLoadedCode], classes: Any, host: Any, forward: JvmLoadedCode
+    quick: tuple[JvmRuntime, JvmCode], classes: Any, host: Any, forward: JvmCode
 ) -> None:
     rt, own_fwd = quick
     for _ in range(100):

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from pan_restricted_py.runtime import RestrictedPyCode, RestrictedPyRuntime
+from pan_restricted_py.code import RestrictedPyCode
+from pan_restricted_py.runtime import RestrictedPyRuntime
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.node.env import Budget, Environment, Origin

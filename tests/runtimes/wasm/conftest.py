@@ -9,7 +9,8 @@ from wasm_helpers import FORWARD_WAT, FakeNode, make_env, wat_code
 
 from pan_runtime.node.env import Budget
 from pan_runtime.node.pni import PniServer
-from pan_wasm.runtime import WasmCode, WasmRuntime
+from pan_wasm.code import WasmCode
+from pan_wasm.runtime import WasmRuntime
 
 
 @pytest.fixture
