@@ -4,13 +4,15 @@ back to idle, and later calls of other code objects are not charged for it."""
 
 from __future__ import annotations
 
+import ctypes
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import jpype
 import pytest
-from conftest import make_env, run
+from conftest import BUDGET, make_env, run
 
 from pan_jvm.code import JvmCode
 from pan_jvm.runtime import JvmRuntime
@@ -250,3 +252,62 @@ def test_loads_ending_around_the_deadline_leave_no_stop_behind(
 def test_load_budget_must_be_a_positive_number(value: Any) -> None:
     with pytest.raises(ConfigError, match="load_budget_ms"):
         JvmRuntime({"load_budget_ms": value})
+
+
+# -- the fast path's C entry (pan_jvm._fast): failures around the code are the host's ----------
+
+#: pan_fast_run_fn, called with the GIL held as the fast path does
+RUN = ctypes.PYFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+
+
+@pytest.fixture
+def fast_forward(forward: JvmCode, node: Any, jpool: Any) -> Iterator[tuple[JvmCode, Callable[[int], int]]]:
+    """``forward`` with its fast entry set up over ``jpool``; the callable runs it on a pool body."""
+    node.pool = jpool
+    node.config = types.SimpleNamespace(budget=BUDGET)
+    entry = forward.fast_entry()
+    assert entry is not None, "pan_jvm._fast is not built or cannot reach the JVM"
+    fn, state = entry
+    seg = jpool.allocate(32)
+    ctx = (ctypes.c_uint8 * 40)()  # a pan_fast_ctx
+
+    def go(address: int) -> int:
+        return RUN(fn)(state, address, 32, ctypes.addressof(ctx))
+
+    yield forward, lambda shift: go(seg.address + shift)
+    seg.release()
+
+
+@pytest.mark.parametrize(
+    "how,message,reset",
+    [
+        pytest.param("outside", "body outside the lane's buffer", False, id="outside-buffer"),
+        pytest.param("java", "Lane.fastAccept threw", True, id="java-exception"),
+    ],
+)
+def test_a_fast_run_failing_around_the_code_is_a_runtime_error(
+    fast_forward: tuple[JvmCode, Callable[[int], int]], host: Any, how: str, message: str, reset: bool
+) -> None:
+    loaded, go = fast_forward
+    assert go(0) == FWD
+    loaded.after_fast_run()
+    entry = loaded._fast_entry
+    if how == "outside":
+        r = go(-(1 << 30))  # well below the pool's mapping
+    else:
+        code_id, entry.code = entry.code, 10_000  # no such code object on the lane: fastAccept throws
+        try:
+            r = go(0)
+        finally:
+            entry.code = code_id
+    assert r == -(2**31)
+    with pytest.raises(RuntimeFault, match=message) as err:
+        loaded.after_fast_run()
+    assert type(err.value) is RuntimeFault and err.value.reason == "runtime_error"
+    assert loaded.needs_reset is reset
+    if reset:
+        loaded.reset()
+        assert loaded.fast_entry() is not None  # the node asks again after a reset (a new generation)
+    assert go(0) == FWD  # the next fast run is the code's own again
+    loaded.after_fast_run()
+    _still_forwards(loaded, host)
