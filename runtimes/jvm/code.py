@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pan_jvm.checker import CheckedJar
@@ -208,25 +208,23 @@ class JvmCode(LoadedCode, FastEntry):
         self.needs_reset = True
         return _escaped_fault(self.code, exc, what, stops)
 
-    def init(self) -> int:
+    def _entry(self, what: str, call: Callable[[int], Any]) -> int:
+        """``call(id)`` into the lane (an entry point of the code): its result, or the code's
+        fault, or the fault of a Java exception that escaped the lane, raised."""
         try:
-            r = int(self._lane.init(self.id))
+            r = int(call(self.id))
             if r != FAULT:
                 return r
             fault = self._fault_now()
         except self._jexception as exc:
-            fault = self._escaped(exc, "init")
+            fault = self._escaped(exc, what)
         raise fault
 
+    def init(self) -> int:
+        return self._entry("init", self._lane.init)
+
     def finalize(self) -> int:
-        try:
-            r = int(self._lane.finish(self.id))
-            if r != FAULT:
-                return r
-            fault = self._fault_now()
-        except self._jexception as exc:
-            fault = self._escaped(exc, "finalize")
-        raise fault
+        return self._entry("finalize", self._lane.finish)
 
     def reset(self) -> None:
         """A fresh class loader (static state dropped) and instance; ``init`` runs again."""
