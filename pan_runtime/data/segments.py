@@ -318,7 +318,7 @@ class SegmentPool:
         return self._slots[index]
 
     # The slot API: a reader (the UDP transport, the fast path) takes a slot, receives into
-    # it (``slot_view``, or C at ``slot_address``), then makes it a segment or gives it back.
+    # it (``slot_view``, or C at ``base_address`` + index × ``buffer_size``), then makes it a segment or gives it back.
     def take_slot(self) -> int:
         """A free slot's index; ``SegmentError`` when every buffer is in use."""
         if not self._free:
@@ -335,10 +335,6 @@ class SegmentPool:
         if not 0 <= index < self.count:
             raise SegmentError(f"slot {index} is outside the pool's {self.count} slots")
         self._free.append(index)
-
-    def slot_address(self, index: int) -> int:
-        """The C address of slot ``index``'s first byte (the mapping never moves)."""
-        return self.base_address + index * self.buffer_size
 
     def segment_for_slot(self, index: int, length: int) -> Segment:
         """Wrap ``length`` bytes of an already taken slot as a pooled segment."""
