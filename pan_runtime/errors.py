@@ -57,7 +57,15 @@ class CapsuleError(PanError):
 
 
 class CodeObjectError(PanError):
-    """A code object that cannot be decoded, verified, linked or loaded."""
+    """A code object that cannot be decoded, verified, linked or loaded.
+
+    ``reason`` names what refused it when that is one of the node's load limits or the
+    outcome of compiling it off the node's thread (a ``FaultReason``; None otherwise).
+    """
+
+    def __init__(self, message: str, reason: FaultReason | str | None = None):
+        super().__init__(message)
+        self.reason = FaultReason(reason) if reason is not None else None
 
 
 class SignatureError(CodeObjectError):
@@ -89,10 +97,11 @@ class RuntimeUnavailable(PanError):
 
 
 class FaultReason(enum.StrEnum):
-    """Why a runtime stopped a run: every runtime maps its stops to one of these.
+    """Why a runtime stopped a run, or why loading refused a code object: every runtime
+    maps its stops to one of these, and every load-limit refusal names one.
 
-    A ``str`` enum, so the value is the drop reason counted against the code object and
-    written to JSON exactly as before.
+    A ``str`` enum, so the value is the drop reason counted against the code object (or
+    against the capsules parked for a code object that was refused) and written to JSON.
     """
 
     #: time, steps or fuel used up
@@ -122,6 +131,27 @@ class FaultReason(enum.StrEnum):
     HOST_ERROR = "host_error"
     #: the runtime itself raised (a runtime bug, logged with its traceback)
     RUNTIME_ERROR = "runtime_error"
+
+    # -- load refusals (``CodeObjectError.reason``): limits.code_* and limits.compile_*
+    #: the code object, or one part of it (a class file, a function body), is larger than allowed
+    CODE_TOO_BIG = "code_too_big"
+    #: more functions (wasm functions, jvm methods) than allowed
+    TOO_MANY_FUNCTIONS = "too_many_functions"
+    #: blocks nested deeper than allowed
+    TOO_DEEP = "nesting_too_deep"
+    #: a function declares more locals than allowed
+    TOO_MANY_LOCALS = "too_many_locals"
+    #: more imports (wasm imports, undefined ELF symbols) than allowed
+    TOO_MANY_IMPORTS = "too_many_imports"
+    #: more entries of some table than allowed (sections, symbols, relocations, classes,
+    #: types, globals, exports, data or element segments)
+    TOO_MANY_ENTRIES = "too_many_entries"
+    #: compiling (or checking) the code took longer than allowed; the compiler was stopped
+    COMPILE_TIMEOUT = "compile_timeout"
+    #: compiling the code needed more memory than allowed
+    COMPILE_MEMORY = "compile_memory"
+    #: the compiler stopped otherwise (crashed, killed, returned nothing usable)
+    COMPILE_FAILED = "compile_failed"
 
 
 class RuntimeFault(PanError):

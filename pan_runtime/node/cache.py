@@ -91,17 +91,30 @@ class DiskStore:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.rejected = 0
+        self.write_errors = 0
 
     def _file(self, name: bytes) -> Path:
         return self.path / f"{name.hex()}.pco"
 
-    def put(self, code: CodeObject) -> None:
+    def put(self, code: CodeObject) -> bool:
+        """Write ``code`` (once); False, logged and counted in ``write_errors``, when the
+        directory refuses it: the copy only spares a restart a fetch, so the install goes on."""
         target = self._file(code.name)
         if target.exists():
-            return
+            return True
         tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(code.to_pco())
-        os.replace(tmp, target)
+        try:
+            tmp.write_bytes(code.to_pco())
+            os.replace(tmp, target)
+        except OSError as exc:
+            self.write_errors += 1
+            log.warning("cannot keep %s in %s: %s", code.short_name, self.path, exc)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return False
+        return True
 
     def get(self, name: bytes) -> CodeObject | None:
         f = self._file(name)

@@ -1,4 +1,5 @@
-"""A node's tunables (``NodeConfig``): queue, batches, budgets, caches, pool, hop limit, runtimes.
+"""A node's tunables (``NodeConfig``): queue, batches, budgets, caches, pool, hop limit, runtimes,
+load limits.
 
 ``pan_runtime.net.config`` reads them from a configuration file; an embedding program makes
 one directly.
@@ -11,6 +12,7 @@ from typing import Any
 
 from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT
 from pan_runtime.node.env import Budget
+from pan_runtime.plugin.loadlimits import LoadLimits
 
 __all__ = ["NodeConfig"]
 
@@ -37,6 +39,7 @@ class NodeConfig:
         breaker_threshold: int = 5,
         copy_on_send: bool = False,
         fast_path: bool = True,
+        load_limits: LoadLimits | None = None,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -56,3 +59,5 @@ class NodeConfig:
         self.copy_on_send = copy_on_send
         #: let UDP netlinks finish common capsules in compiled code (pan_runtime.net.udp_fast)
         self.fast_path = fast_path
+        #: limits on code objects' size and shape and on compiling them (``LoadLimits``)
+        self.load_limits = load_limits or LoadLimits()

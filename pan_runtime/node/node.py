@@ -35,6 +35,7 @@ from pan_runtime.node.queue import CapsuleQueue, Queued
 from pan_runtime.node.services import Services
 from pan_runtime.node.stats import NodeStats
 from pan_runtime.node.trust import CodeOrigin, TrustPolicy
+from pan_runtime.plugin.loadjob import LoadJob
 from pan_runtime.plugin.plugins import Plugins, default_plugins
 from pan_runtime.plugin.runtime import Runtime, as_fault
 
@@ -99,6 +100,9 @@ class Node:
         self.on_missing_code: Callable[[Capsule, Any], bool] | None = None
         #: called with system capsules (flag bit 0), e.g. the demand-loading protocol
         self.on_system_capsule: Callable[[Capsule, Any], None] | None = None
+        #: work finishing outside the node's thread (the demand loader's compiles): a driver
+        #: with nothing else to do calls each; it returns whether that work is still pending
+        self.background: list[Callable[[], bool]] = []
         self._next_hop = self.services.next_hop
         self._env_pool: list[Environment] = [Environment() for _ in range(self.config.batch)]
         self._handover_env = Environment()
@@ -144,6 +148,17 @@ class Node:
         (or ``TrustError``) names what refused it."""
         self._check_open()
         return self.codes.install(code, origin, pin)
+
+    def prepare(self, code: CodeObject, *, origin: CodeOrigin = CodeOrigin.NETWORK) -> LoadJob | None:
+        """Check ``code`` as ``install`` would and return the costly part of loading it (a
+        ``LoadJob`` to run off this thread, then ``adopt``), or None when installing is cheap."""
+        self._check_open()
+        return self.codes.prepare(code, origin)
+
+    def adopt(self, code: CodeObject, result: bytes) -> None:
+        """Hand ``code``'s runtime the result of the job ``prepare`` returned; ``install`` next."""
+        self._check_open()
+        self.codes.adopt(code, result)
 
     def install_from_disk(self) -> int:
         """Install every code object in the cache directory (dependencies first); returns the count."""
