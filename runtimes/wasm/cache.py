@@ -3,22 +3,35 @@
 In memory, modules are kept by code object name. On disk (``cache_dir`` option), the
 serialized artifact (``Module.serialize``) lives in ``<name hex>-<fingerprint>.cwasm``,
 where the fingerprint hashes the wasmtime version and every engine setting that changes
-generated code, so a node with other settings or another wasmtime never reads a stale
-artifact (Wasmtime also refuses incompatible ones; such a file is deleted and recompiled).
+generated code, so a node with other settings or another wasmtime never reads a stale one.
 
-The directory must be private to the node: deserializing an artifact trusts it to be
-what this process wrote (files are written to a temporary name and renamed into place).
+Deserializing trusts the bytes to be machine code this node's compiler made, and Wasmtime
+checks only that they claim the right version and settings, so no file is taken on its
+word: each starts with a header naming the code object and the fingerprint and carries an
+HMAC-SHA256 over header and artifact, under a key kept in the directory (``.artifact-key``,
+created on first use, readable by the node's user only). A file that is truncated, altered,
+written for another code object or settings, or by another key (copied from another node)
+is counted in ``disk_errors``, deleted and compiled again.
+
+Artifacts compiled in the node's compiler process arrive through ``adopt``; they wait (a
+few at most) for the ``load`` that takes them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 import os
+import struct
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pan_runtime.errors import CodeObjectError, FaultReason
 
 if TYPE_CHECKING:
     import wasmtime
@@ -26,6 +39,16 @@ if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
 
 __all__ = ["CacheStats", "ModuleCache", "fingerprint"]
+
+log = logging.getLogger("pan.wasm")
+
+#: file header: magic, code object name, fingerprint (ASCII hex), artifact length, HMAC
+_MAGIC = b"PANCWSM1"
+_HEADER = struct.Struct(">8s32s16sQ32s")
+_KEY_FILE = ".artifact-key"
+_KEY_SIZE = 32
+#: adopted artifacts waiting for their load
+_ADOPTED_MAX = 8
 
 
 def fingerprint(wasmtime_version: str, settings: Mapping[str, Any]) -> str:
@@ -36,10 +59,11 @@ def fingerprint(wasmtime_version: str, settings: Mapping[str, Any]) -> str:
 
 @dataclass
 class CacheStats:
-    compiled: int = 0  # modules compiled from wasm bytes
+    compiled: int = 0  # modules compiled from wasm bytes in this process
+    adopted: int = 0  # modules compiled elsewhere (the node's compiler process) and handed over
     disk_hits: int = 0  # modules deserialized from the cache directory
     memory_hits: int = 0  # loads served by a module already in memory
-    disk_errors: int = 0  # unreadable or incompatible artifacts replaced
+    disk_errors: int = 0  # unreadable, altered, foreign or incompatible artifacts replaced
 
 
 class ModuleCache:
@@ -51,6 +75,8 @@ class ModuleCache:
         self.tag = tag
         self.stats = CacheStats()
         self._modules: dict[bytes, wasmtime.Module] = {}
+        self._adopted: OrderedDict[bytes, wasmtime.Module] = OrderedDict()
+        self._key: bytes | None = None
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
 
@@ -59,43 +85,136 @@ class ModuleCache:
             return None
         return self.directory / f"{code.hex_name}-{self.tag}.cwasm"
 
-    def get(self, code: CodeObject, compile_: Callable[[], wasmtime.Module]) -> wasmtime.Module:
-        """The module for ``code``; ``compile_`` runs only when neither cache has it."""
-        import wasmtime
-
+    # ------------------------------------------------------------------ lookups
+    def lookup(self, code: CodeObject) -> wasmtime.Module | None:
+        """The module for ``code`` from memory or from a verified artifact on disk, else None."""
         module = self._modules.get(code.name)
         if module is not None:
             self.stats.memory_hits += 1
             return module
-        path = self.path_for(code)
-        if path is not None and path.exists():
-            try:
-                module = wasmtime.Module.deserialize_file(self.engine, str(path))
-                self.stats.disk_hits += 1
-            except (wasmtime.WasmtimeError, OSError, ValueError):
-                self.stats.disk_errors += 1
-                path.unlink(missing_ok=True)
-                module = None
+        module = self._adopted.pop(code.name, None)
+        if module is None:
+            module = self._from_disk(code)
+        if module is not None:
+            self._modules[code.name] = module
+        return module
+
+    def get(self, code: CodeObject, compile_: Callable[[], wasmtime.Module]) -> wasmtime.Module:
+        """The module for ``code``; ``compile_`` runs only when neither cache has it."""
+        module = self.lookup(code)
         if module is None:
             module = compile_()
             self.stats.compiled += 1
+            path = self.path_for(code)
             if path is not None:
-                self._store(path, bytes(module.serialize()))
-        self._modules[code.name] = module
+                self._store(path, code, bytes(module.serialize()))
+            self._modules[code.name] = module
         return module
 
-    def _store(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cwasm")
+    def adopt(self, code: CodeObject, artifact: bytes) -> None:
+        """Take an artifact the node's compiler process made for ``code`` (same engine settings)."""
+        import wasmtime
+
+        try:
+            module = wasmtime.Module.deserialize(self.engine, artifact)
+        except (wasmtime.WasmtimeError, ValueError, TypeError) as exc:
+            raise CodeObjectError(
+                f"{code.short_name}: the compiler's artifact does not load: {str(exc).splitlines()[0] if str(exc) else exc}",
+                FaultReason.COMPILE_FAILED,
+            ) from None
+        self.stats.adopted += 1
+        self._adopted[code.name] = module
+        while len(self._adopted) > _ADOPTED_MAX:
+            self._adopted.popitem(last=False)
+        path = self.path_for(code)
+        if path is not None:
+            self._store(path, code, artifact)
+
+    # ------------------------------------------------------------------ the directory
+    def _from_disk(self, code: CodeObject) -> wasmtime.Module | None:
+        import wasmtime
+
+        path = self.path_for(code)
+        if path is None or not path.exists():
+            return None
+        try:
+            artifact = self._verified(path, code)
+            module = wasmtime.Module.deserialize(self.engine, artifact)
+        except (OSError, ValueError, wasmtime.WasmtimeError) as exc:
+            self.stats.disk_errors += 1
+            log.warning("compiling %s again: its cached artifact %s is unusable: %s", code.short_name, path.name, exc)
+            path.unlink(missing_ok=True)
+            return None
+        self.stats.disk_hits += 1
+        return module
+
+    def _verified(self, path: Path, code: CodeObject) -> bytes:
+        data = path.read_bytes()
+        if len(data) < _HEADER.size:
+            raise ValueError("shorter than its header")
+        magic, name, tag, length, mac = _HEADER.unpack_from(data, 0)
+        if magic != _MAGIC:
+            raise ValueError("not an artifact file of this cache")
+        if name != code.name or tag != self.tag.encode():
+            raise ValueError("made for another code object or other engine settings")
+        if length != len(data) - _HEADER.size:
+            raise ValueError(f"holds {len(data) - _HEADER.size} artifact bytes, its header says {length}")
+        artifact = data[_HEADER.size :]
+        if not hmac.compare_digest(mac, self._mac(name, tag, artifact)):
+            raise ValueError("its authentication code does not match (altered, or written with another key)")
+        return artifact
+
+    def _mac(self, name: bytes, tag: bytes, artifact: bytes) -> bytes:
+        h = hmac.new(self._secret(), digestmod=hashlib.sha256)
+        h.update(_MAGIC + name + tag + struct.pack(">Q", len(artifact)))
+        h.update(artifact)
+        return h.digest()
+
+    def _secret(self) -> bytes:
+        """The directory's key: read once, created (mode 0600) when missing or malformed."""
+        if self._key is not None:
+            return self._key
+        assert self.directory is not None
+        path = self.directory / _KEY_FILE
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = b""
+        if len(key) != _KEY_SIZE:
+            key = os.urandom(_KEY_SIZE)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-key-")
+            try:
+                with os.fdopen(fd, "wb") as f:  # mkstemp makes it 0600
+                    f.write(key)
+                os.replace(tmp, path)
+            except OSError:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        self._key = key
+        return key
+
+    def _store(self, path: Path, code: CodeObject, artifact: bytes) -> None:
+        try:
+            tag = self.tag.encode()
+            header = _HEADER.pack(_MAGIC, code.name, tag, len(artifact), self._mac(code.name, tag, artifact))
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cwasm")
+        except OSError as exc:
+            log.warning("not caching the artifact of %s: %s", code.short_name, exc)
+            return
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                f.write(header)
+                f.write(artifact)
             os.replace(tmp, path)
-        except OSError:
+        except OSError as exc:
+            log.warning("not caching the artifact of %s: %s", code.short_name, exc)
             Path(tmp).unlink(missing_ok=True)
 
     def forget(self, code: CodeObject) -> None:
         """Drop the in-memory module (the disk artifact stays for the next load)."""
         self._modules.pop(code.name, None)
+        self._adopted.pop(code.name, None)
 
     def clear(self) -> None:
         self._modules.clear()
+        self._adopted.clear()
