@@ -8,6 +8,7 @@ the dotted key.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ from typing import Any
 
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import ConfigError, PanError
+from pan_runtime.net.demand import largest_pco
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.node.trust import TrustPolicy
+from pan_runtime.plugin.loadlimits import MIN_COMPILE_MEMORY, LoadLimits
 
 __all__ = ["DemandConfig", "Endpoint", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
 
@@ -68,6 +71,8 @@ class DemandConfig:
     request_rate: float = 200.0
     serve_rate: float = 2000.0
     chunk_size: int = 0
+    #: bytes all fetches together may hold (each reserves its declared total at its first chunk)
+    inflight_bytes: int = 32 << 20
 
 
 @dataclass
@@ -116,6 +121,7 @@ _SCHEMA: dict[str, set[str]] = {
         "app_out_bytes",
         "copy_on_send",
         "fast_path",
+        *(f.name for f in dataclasses.fields(LoadLimits)),
     },
     "demand": set(DemandConfig.__dataclass_fields__),
 }
@@ -238,6 +244,13 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     options = rt_t.get("options", {})
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ctx.error("runtimes.options", "must be tables [runtimes.options.RUNTIME] of runtime options")
+    defaults = LoadLimits()
+    load_limits = LoadLimits(
+        **{
+            f.name: lim(f.name, getattr(defaults, f.name), MIN_COMPILE_MEMORY if f.name == "compile_memory" else 1)
+            for f in dataclasses.fields(LoadLimits)
+        }
+    )
     node_cfg = NodeConfig(
         queue_limit=lim("queue", 4096),
         batch=lim("batch", 1),
@@ -254,6 +267,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         runtimes=enabled,
         copy_on_send=_bool(ctx, "limits.copy_on_send", limits.get("copy_on_send", False)),
         fast_path=_bool(ctx, "limits.fast_path", limits.get("fast_path", True)),
+        load_limits=load_limits,
     )
 
     neighbors: list[NeighborConfig] = []
@@ -329,6 +343,12 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
                 setattr(dc, k, _int(ctx, f"demand.{k}", v, 0 if k == "chunk_size" else 1))
     if dc.park_total >= node_cfg.pool_buffers:
         raise ctx.error("demand.park_total", f"{dc.park_total} must be below limits.pool_buffers ({node_cfg.pool_buffers}): parked capsules hold receive buffers")
+    if dc.inflight_bytes < largest_pco(load_limits.code_bytes):
+        raise ctx.error(
+            "demand.inflight_bytes",
+            f"{dc.inflight_bytes} must be at least {largest_pco(load_limits.code_bytes)} (limits.code_bytes and "
+            "a signature block): a code object of the largest size allowed could never be fetched",
+        )
 
     return NodeFileConfig(
         path=path,
