@@ -220,7 +220,8 @@ class WasmRuntime(Runtime):
             got = (tuple(str(t) for t in ty.params), tuple(str(t) for t in ty.results))
             if got != (params, results):
                 raise CodeObjectError(f"{where} has type {got}, the PNI says {(params, results)}")
-            calls.append(call)
+            if call not in calls:  # a call imported twice is linked once
+                calls.append(call)
         return calls
 
     def _check_exports(self, code: CodeObject, module: wasmtime.Module) -> None:
