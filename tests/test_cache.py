@@ -69,6 +69,17 @@ def test_disk_store_keeps_code_by_name_and_rejects_a_corrupt_file(tmp_path):
     assert store.get(a.name) is None
 
 
+def test_a_disk_store_that_cannot_write_counts_it_and_lets_the_install_go_on(tmp_path):
+    pf.FUNCS["kept"] = lambda host, env: 0
+    code = pf.code("kept")
+    (tmp_path / "codes").mkdir()
+    (tmp_path / "codes" / f"{code.name.hex()}.tmp").mkdir()  # the file the copy is written to first
+    with Node(1, plugins=PLUGINS, config=NodeConfig(cache_dir=str(tmp_path / "codes"))) as n:
+        n.install(code)
+        assert code.name in n.cache
+        assert n.disk.write_errors == 1 and n.disk.names() == []
+
+
 def test_a_node_evicts_lru_but_never_pinned_and_reloads_from_its_cache_dir(tmp_path):
     pf.FUNCS["e"] = lambda host, env: 0
     codes = [pf.code("e", label=f"c{i}") for i in range(4)]
