@@ -167,7 +167,13 @@ def statistics(node: Node) -> dict[str, Any]:
         **node.stats.as_dict(),
         "queue": len(node.queue),
         "pool_free": node.pool.available,
-        "cache": {"entries": len(cache), "bytes": cache.bytes_used, "evictions": cache.evictions},
+        "cache": {
+            "entries": len(cache),
+            "bytes": cache.bytes_used,
+            "evictions": cache.evictions,
+            # the code directory: files refused on reading, copies it could not keep
+            **({"disk_rejected": node.disk.rejected, "disk_write_errors": node.disk.write_errors} if node.disk else {}),
+        },
         "code": code_stats(node),
         "runtimes": _runtime_statistics(node),
         "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],

@@ -320,7 +320,7 @@ def test_parked_capsules_run_when_the_code_directory_cannot_be_written(folder):
         bed.serve(code, size)
         assert pump([bed.d], lambda: code.name in bed.d.node.cache, timeout=60), bed.drops
         assert pump([bed.d], lambda: bed.d.node.cache.peek(code.name).stats.capsules_in == 3)
-        assert bed.d.node.disk.write_errors == 1 and "system_error" not in bed.drops
+        assert bed.d.statistics()["cache"]["disk_write_errors"] == 1 and "system_error" not in bed.drops
         assert bed.d.demand.parked_total == 0
     finally:
         bed.close()
