@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["leb", "many_functions", "nested_blocks", "many_locals"]
 
-_DROP = 2  # pni verdict DROP: returned by every accept here
+_DROP = 0  # the PNI verdict DROP: what every accept here returns
 
 
 def leb(n: int) -> bytes:

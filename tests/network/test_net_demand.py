@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import wasmtime
 from nethelpers import (
     FakePeer,
     chunks_of,
@@ -400,3 +401,21 @@ def test_parked_capsules_are_dropped_as_install_error_when_installing_raises():
         assert code.name not in b.cache
         assert loader.parked_total == 0 and loader.counters["parked"] == 3
         assert b.pool.available == b.pool.count
+
+
+def test_an_in_process_network_waits_for_a_compile_and_then_runs_the_parked_capsules():
+    with Network.line(3) as net:
+        a, b, c = net.nodes
+        forward = '(module (memory (export "memory") 1) (func (export "accept") (param i32 i32) (result i32) i32.const 2))'
+        fwd = wasm(bytes(wasmtime.wat2wasm(forward)), "wasm-forward")  # FORWARD(0): to the address the body starts with
+        a.install(fwd)
+        loaders = [DemandLoader(n) for n in net.nodes]
+        app = Application(a)
+        for i in range(3):
+            app.send(fwd, c.address.raw + bytes([0, PORT, 0, 0, i]))
+        net.run()
+        # b and c each fetched it, compiled it in their compiler process, then ran the capsules
+        assert [ld.compiler.counters["compiled"] for ld in loaders] == [0, 1, 1]
+        assert b.cache.peek(fwd.name).stats.forwarded == 3
+        assert c.cache.peek(fwd.name).stats.capsules_in == 3
+        assert all(ld.parked_total == 0 for ld in loaders)
