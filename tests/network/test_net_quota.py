@@ -17,8 +17,10 @@ import pytest
 from nethelpers import daemon_from, free_udp_ports, pump, remove_tree, short_dir
 from test_net_udp import FakePeer
 
+from pan_runtime.cli.netcli import format_stats
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.net.application import capsule_bytes
+from pan_runtime.net.daemon import prometheus_text
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import PingHdr
 from pan_runtime.testing import BUILTIN_RUNTIMES, build_case
@@ -96,6 +98,8 @@ def test_hoarding_code_neither_empties_the_pool_nor_stops_a_ping(tmpdir_short, r
         stats = d.statistics()
         assert stats["refused"] == {"code_buffers": senders}
         assert stats["code"][hoard.hex_name]["refused"] == {"code_buffers": senders}
+        assert f'pan_refused_total{{reason="code_buffers"}} {senders}' in prometheus_text(stats)
+        assert f"refused to code: code_buffers={senders}" in format_stats(stats)
         assert pump([d], lambda: pool.available == pool.count and not node.queue)
         assert entry.buffers.held == 0 and entry.stats.done == kept + senders * EXPECTED["code_buffers"]
 
