@@ -1,6 +1,8 @@
 """Soft state (``pan_runtime.node.softstate``): bounded by entries and bytes, LRU, TTL, and
 private to one code object."""
 
+import random
+
 import pyfunc_runtime as pf
 
 from pan_runtime.data.segments import SegmentPool
@@ -134,3 +136,23 @@ def test_a_value_larger_than_the_bound_is_refused_and_counted():
         assert entry.stats.drops["status:NO_SPACE"] == 1
         assert n.stats.refused["state_bytes"] == 1 and entry.stats.refused["state_bytes"] == 1
         assert n.statistics()["refused"] == {"state_bytes": 1}
+
+
+def test_the_store_always_evicts_from_a_largest_holder_among_many():
+    rng = random.Random(7)
+    picks: list[tuple[int, int]] = []  # (bytes the chosen holder holds, most any holder holds)
+
+    class Watched(SoftStateStore):
+        def _largest(self, putter):
+            chosen = super()._largest(putter)
+            picks.append((chosen.bytes_used, max(s.bytes_used for s in states)))
+            return chosen
+
+    store = Watched(max_bytes=20_000)
+    states = [SoftState(max_bytes=5_000, default_ttl_ms=0, store=store) for _ in range(40)]
+    for i in range(3000):
+        st = rng.choice(states[: 5 + i // 100])  # more holders over time
+        assert st.put(b"%d" % i, bytes(rng.randrange(1, 400)))
+        assert store.bytes_used == sum(s.bytes_used for s in states) <= store.max_bytes
+    assert len(picks) > 500 and all(held == most for held, most in picks)
+    assert len(store._heap) <= 4 * len(store._holders) + 64

@@ -14,6 +14,7 @@ A code object's state vanishes with it (``clear``).
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,30 +30,61 @@ ENTRY_OVERHEAD = 64
 
 
 class SoftStateStore:
-    """The node-wide bound on soft-state bytes, shared by every code object's ``SoftState``."""
+    """The node-wide bound on soft-state bytes, shared by every code object's ``SoftState``.
+
+    The largest holder is found through a heap of (bytes, holder) noted whenever a holder
+    grows: a holder's newest note is at least what it holds, so the top note, once checked
+    against what its holder holds now, names the largest in O(log n) per eviction however
+    many code objects hold state (stale notes are dropped or renewed as they surface).
+    """
 
     def __init__(self, max_bytes: int = 64 << 20):
         self.max_bytes = max_bytes
         self.bytes_used = 0
         #: entries dropped from a code object's state because the node's store was full
         self.evictions = 0
-        self._holders: dict[SoftState, None] = {}  # those holding any bytes, in no order that matters
+        self._holders: dict[SoftState, None] = {}  # those holding any bytes
+        self._heap: list[tuple[int, int, SoftState]] = []  # (-bytes noted, tie-breaker, holder)
+        self._seq = 0
 
     def _add(self, state: SoftState, n: int) -> None:
         self.bytes_used += n
         if state.bytes_used:
             self._holders[state] = None
+            if n > 0:
+                self._note(state)
         else:
             self._holders.pop(state, None)
 
+    def _note(self, state: SoftState) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (-state.bytes_used, self._seq, state))
+        if len(self._heap) > 4 * len(self._holders) + 64:  # mostly stale notes: start afresh
+            self._heap = [(-st.bytes_used, i, st) for i, st in enumerate(self._holders)]
+            heapq.heapify(self._heap)
+
+    def _largest(self, putter: SoftState) -> SoftState | None:
+        """The holder with the most bytes (``putter`` among equals), or None."""
+        heap = self._heap
+        while heap:
+            noted, _, state = heap[0]
+            if -noted == state.bytes_used:
+                return putter if putter.bytes_used == state.bytes_used else state
+            heapq.heappop(heap)
+            if 0 < state.bytes_used < -noted:  # shrank since: its note may be its newest
+                self._seq += 1
+                heapq.heappush(heap, (-state.bytes_used, self._seq, state))
+        return None
+
     def make_room(self, need: int, putter: SoftState) -> bool:
         """Evict until ``need`` more bytes of ``putter`` fit, each time from the code object
-        holding the most (``putter`` itself among equals); False if ``need`` exceeds the store.
-        Finding the largest looks at every holder: done only while the store is full."""
+        holding the most (``putter`` itself among equals); False if ``need`` exceeds the store."""
         if need > self.max_bytes:
             return False
-        while self.bytes_used + need > self.max_bytes and self._holders:
-            largest = max(self._holders, key=lambda st: (st.bytes_used, st is putter))
+        while self.bytes_used + need > self.max_bytes:
+            largest = self._largest(putter)
+            if largest is None:
+                break
             largest.evict_oldest()
             self.evictions += 1
         return self.bytes_used + need <= self.max_bytes
