@@ -96,6 +96,8 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
         f"queue {st['queue']}, free buffers {st['pool_free']}",
         "drops: " + (", ".join(f"{k}={v}" for k, v in sorted(st["drops"].items())) or "none"),
     ]
+    if st.get("refused"):
+        lines.append("refused to code: " + ", ".join(f"{k}={v}" for k, v in sorted(st["refused"].items())))
     rows = [
         [c["label"], c["runtime"], str(c["capsules_in"]), str(c["forwarded"]), str(c["delivered"]), str(c["done"]), str(c["dropped"]), f"{c['time_us_mean']:.2f}"]
         for c in st.get("code", {}).values()

@@ -109,6 +109,9 @@ _SCHEMA: dict[str, set[str]] = {
         "state_entries",
         "state_bytes",
         "state_ttl_ms",
+        "state_total_bytes",
+        "pool_reserve",
+        "code_buffers",
         "budget_time_ms",
         "budget_steps",
         "budget_fuel",
@@ -238,6 +241,16 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     options = rt_t.get("options", {})
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ctx.error("runtimes.options", "must be tables [runtimes.options.RUNTIME] of runtime options")
+    pool_buffers = lim("pool_buffers", 2048, 16)
+    # what code objects may hold (pan_runtime.node.quota): checked here to name the key and line
+    state_bytes = lim("state_bytes", 4 << 20)
+    state_total = lim("state_total_bytes", max(64 << 20, state_bytes))
+    if state_bytes > state_total:
+        raise ctx.error("limits.state_bytes", f"{state_bytes} is more than limits.state_total_bytes ({state_total}), the soft state of every code object together")
+    reserve = _int(ctx, "limits.pool_reserve", limits.get("pool_reserve", pool_buffers // 4), 0, pool_buffers - 1)
+    code_buffers = _int(
+        ctx, "limits.code_buffers", limits.get("code_buffers", max(1, pool_buffers // 16)), 0, pool_buffers - reserve
+    )
     node_cfg = NodeConfig(
         queue_limit=lim("queue", 4096),
         batch=lim("batch", 1),
@@ -245,10 +258,13 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         cache_bytes=_int(ctx, "cache.max_bytes", cache_t.get("max_bytes", 256 << 20), 1024),
         cache_dir=cache_dir,
         state_entries=lim("state_entries", 4096),
-        state_bytes=lim("state_bytes", 4 << 20),
+        state_bytes=state_bytes,
         state_ttl_ms=lim("state_ttl_ms", 60_000),
-        pool_buffers=lim("pool_buffers", 2048, 16),
+        state_total_bytes=state_total,
+        pool_buffers=pool_buffers,
         pool_buffer_size=pool_size,
+        pool_reserve=reserve,
+        code_buffers=code_buffers,
         hop_limit=_int(ctx, "limits.hop_limit", limits.get("hop_limit", 64), 1, 255),
         runtime_options=options,
         runtimes=enabled,

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pan_runtime.data.codeobj import CodeObject
-from pan_runtime.data.segments import SegmentRing
 from pan_runtime.errors import CodeObjectError
+from pan_runtime.node.quota import CodeBuffers
 from pan_runtime.node.softstate import SoftState
 from pan_runtime.node.stats import CodeStats
 from pan_runtime.plugin.runtime import LoadedCode
@@ -78,7 +78,8 @@ class CacheEntry:
     state: SoftState
     origin: str
     pinned: bool = False
-    ring: SegmentRing = field(default_factory=SegmentRing)
+    #: pool buffers the code object holds past its calls (``pan_runtime.node.quota``)
+    buffers: CodeBuffers = field(default_factory=CodeBuffers)
     stats: CodeStats = field(default_factory=CodeStats)
     breaker: Breaker = field(default_factory=Breaker)
     dependants: set[bytes] = field(default_factory=set)

@@ -98,7 +98,9 @@ class CodeTable:
             code=code,
             runtime=rt.name,
             loaded=loaded,
-            state=SoftState(config.state_entries, config.state_bytes, config.state_ttl_ms, node.now_ns),
+            state=SoftState(
+                config.state_entries, config.state_bytes, config.state_ttl_ms, node.now_ns, node.soft_state
+            ),
             origin=origin.value,
             pinned=pin,
             breaker=Breaker(threshold=config.breaker_threshold),
@@ -203,7 +205,7 @@ class CodeTable:
         except Exception:
             log.exception("unloading %s", entry.code.short_name)
         entry.state.clear()
-        entry.ring.release_all()
+        entry.buffers.release_all()
         name = entry.code.name
         self.cache.remove(name)
         for dep in entry.code.manifest.dependencies:

@@ -32,7 +32,9 @@ from pan_runtime.node.env import Environment, Origin
 from pan_runtime.node.events import CapsuleDropped, Event
 from pan_runtime.node.links import AppLink, Delivery, NetLink
 from pan_runtime.node.queue import CapsuleQueue, Queued
+from pan_runtime.node.quota import BufferQuota
 from pan_runtime.node.services import Services
+from pan_runtime.node.softstate import SoftStateStore
 from pan_runtime.node.stats import NodeStats
 from pan_runtime.node.trust import CodeOrigin, TrustPolicy
 from pan_runtime.plugin.plugins import Plugins, default_plugins
@@ -75,6 +77,10 @@ class Node:
         self.plugins = plugins if plugins is not None else default_plugins()
         self.now_ns = clock
         self.pool = SegmentPool(self.config.pool_buffer_size, self.config.pool_buffers)
+        #: what code objects may hold of the pool past their calls, and the reserve they may not
+        self.buffers = BufferQuota(self.pool, self.config.code_buffers, self.config.pool_reserve)
+        #: the node-wide bound on soft state, shared by every code object's
+        self.soft_state = SoftStateStore(self.config.state_total_bytes)
         #: what the PNI host asks of the node; keeps the neighbours, routes and application links
         self.services = Services(self)
         self.routes = self.services.routes
@@ -482,6 +488,15 @@ class Node:
         self.emit(CapsuleDropped(reason, "", detail))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: dropped a capsule: %s %s", self.name, reason, detail)
+
+    def count_refusal(self, entry: CacheEntry | None, reason: str) -> None:
+        """Count a resource refused to code (``pan_runtime.node.quota.Refusal``): on the node
+        and on ``entry``'s code object."""
+        self.stats.refused[reason] += 1
+        if entry is not None:
+            entry.stats.refused[reason] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: refused %s: %s", self.name, entry.code.short_name if entry else "code", reason)
 
     # ------------------------------------------------------------------ statistics
     def sync_counters(self) -> None:

@@ -111,3 +111,25 @@ def test_copy_on_send_reaches_the_node_config():
     assert cfg.node.copy_on_send is False
     with pytest.raises(ConfigError, match="limits.copy_on_send"):
         parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\ncopy_on_send = 3\n', "n.toml")
+
+
+@pytest.mark.parametrize(
+    ("limits", "key", "words"),
+    [
+        ("pool_buffers = 64\npool_reserve = 64\n", "limits.pool_reserve", "outside 0..63"),
+        ("pool_buffers = 64\npool_reserve = 16\ncode_buffers = 49\n", "limits.code_buffers", "outside 0..48"),
+        ("state_bytes = 2048\nstate_total_bytes = 1024\n", "limits.state_bytes", "state_total_bytes"),
+    ],
+)
+def test_what_code_may_hold_must_fit_the_pool_and_the_store(limits, key, words):
+    with pytest.raises(ConfigError, match=key) as ei:
+        parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\n' + limits, "n.toml")
+    assert words in str(ei.value)
+
+
+def test_buffer_quota_and_soft_state_bounds_reach_the_node_config():
+    text = '[node]\nlisten = ["127.0.0.1:7100"]\n[demand]\npark_total = 8\n[limits]\npool_buffers = 64\n'
+    cfg = parse_config(text, "n.toml").node
+    assert (cfg.pool_reserve, cfg.code_buffers, cfg.state_total_bytes) == (16, 4, 64 << 20)
+    cfg = parse_config(text + "pool_reserve = 8\ncode_buffers = 10\nstate_total_bytes = 8388608\n", "n.toml").node
+    assert (cfg.pool_reserve, cfg.code_buffers, cfg.state_total_bytes) == (8, 10, 8 << 20)
