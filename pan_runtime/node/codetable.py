@@ -123,7 +123,7 @@ class CodeTable:
         for d in deps:
             d.dependants.add(code.name)
         if self.disk is not None:
-            self.disk.put(code)
+            self.disk.keep(code)  # best effort: see DiskStore
         node.emit(CodeLoaded(code.hex_name, rt.name, origin.value))
         return entry
 
@@ -187,7 +187,7 @@ class CodeTable:
             )
         self.unload(entry, "uninstall")
         if self.disk is not None:
-            self.disk.remove(key)
+            self.disk.forget(key)
 
     def unload(self, entry: CacheEntry, reason: str) -> None:
         """Run ``finalize``, unload the code and release its soft state, segments and tokens."""
