@@ -214,6 +214,7 @@ class CodeTable:
             self.portmapper = None
         node = self._node
         node.services.forget_code(name)
+        node.pins.forget(name)
         node.emit(CodeUnloaded(entry.code.hex_name, reason))
 
     def close(self) -> None:

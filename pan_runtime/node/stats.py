@@ -177,6 +177,7 @@ def statistics(node: Node) -> dict[str, Any]:
         "code": code_stats(node),
         "runtimes": _runtime_statistics(node),
         "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],
+        "ports": node.ports.info(),
     }
 
 
