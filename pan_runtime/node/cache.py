@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pan_runtime.data.codeobj import MAX_MANIFEST, MAX_PAYLOAD, CodeObject
+from pan_runtime.data.codeobj import MAX_PCO, CodeObject
 from pan_runtime.data.files import read_bounded
 from pan_runtime.data.segments import SegmentRing
 from pan_runtime.errors import CodeObjectError, DiskError
@@ -90,10 +90,6 @@ class CacheEntry:
     dependants: set[bytes] = field(default_factory=set)
 
 
-#: largest ``.pco`` file read back (the largest code object a node accepts, with room for signatures)
-MAX_PCO_FILE = MAX_PAYLOAD + MAX_MANIFEST + (1 << 16)
-
-
 class DiskStore:
     """A directory of ``<hex name>.pco`` files; failures are ``DiskError``."""
 
@@ -136,7 +132,7 @@ class DiskStore:
         try:
             if not f.exists():
                 return None
-            return CodeObject.from_pco(read_bounded(f, MAX_PCO_FILE, DiskError, "cached code object"), expect_name=name)
+            return CodeObject.from_pco(read_bounded(f, MAX_PCO, DiskError, "cached code object"), expect_name=name)
         except (CodeObjectError, DiskError, OSError) as exc:
             self.rejected += 1
             log.warning("ignoring %s: %s", f, exc)
