@@ -125,7 +125,7 @@ class CodeTable:
         for d in deps:
             d.dependants.add(code.name)
         if self.disk is not None:
-            self.disk.put(code)
+            self.disk.keep(code)  # best effort: see DiskStore
         node.emit(CodeLoaded(code.hex_name, rt.name, origin.value))
         return entry
 
@@ -189,7 +189,7 @@ class CodeTable:
             )
         self.unload(entry, "uninstall")
         if self.disk is not None:
-            self.disk.remove(key)
+            self.disk.forget(key)
 
     def unload(self, entry: CacheEntry, reason: str) -> None:
         """Run ``finalize``, unload the code and release its soft state, segments and tokens."""
@@ -216,6 +216,7 @@ class CodeTable:
             self.portmapper = None
         node = self._node
         node.services.forget_code(name)
+        node.pins.forget(name)
         node.emit(CodeUnloaded(entry.code.hex_name, reason))
 
     def close(self) -> None:

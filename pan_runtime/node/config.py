@@ -43,6 +43,7 @@ class NodeConfig:
         breaker_threshold: int = 5,
         copy_on_send: bool = False,
         fast_path: bool = True,
+        app_ports: int = 256,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -68,6 +69,8 @@ class NodeConfig:
         self.copy_on_send = copy_on_send
         #: let UDP netlinks finish common capsules in compiled code (pan_runtime.net.udp_fast)
         self.fast_path = fast_path
+        #: ports one application link may hold bound at once
+        self.app_ports = app_ports
         self._check_holding_bounds()
 
     def _check_holding_bounds(self) -> None:

@@ -165,9 +165,9 @@ class Services:
         return pni.OK
 
     # ------------------------------------------------------------------ applications
-    def attach(self, name: str, sink: Callable[[Delivery], None] | None) -> AppLink:
-        """A new application link on the node."""
-        link = AppLink(self._node, name, sink)
+    def attach(self, name: str, sink: Callable[[Delivery], None] | None, uid: int | None = None, pid: int | None = None) -> AppLink:
+        """A new application link on the node (``uid``/``pid``: its peer; default this process)."""
+        link = AppLink(self._node, name, sink, uid=uid, pid=pid)
         self.apps.append(link)
         return link
 

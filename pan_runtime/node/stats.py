@@ -181,10 +181,17 @@ def statistics(node: Node) -> dict[str, Any]:
             "held_by_code": sum(e.buffers.held for e in cache),
         },
         "soft_state": {"bytes": node.soft_state.bytes_used, "max_bytes": node.soft_state.max_bytes},
-        "cache": {"entries": len(cache), "bytes": cache.bytes_used, "evictions": cache.evictions},
+        "cache": {
+            "entries": len(cache),
+            "bytes": cache.bytes_used,
+            "evictions": cache.evictions,
+            "disk_errors": node.disk.errors if node.disk is not None else 0,
+            "disk_rejected": node.disk.rejected if node.disk is not None else 0,
+        },
         "code": code_stats(node),
         "runtimes": _runtime_statistics(node),
         "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],
+        "ports": node.ports.info(),
     }
 
 
