@@ -23,6 +23,9 @@ __all__ = [
     "KeyFileError",
     "ClosedError",
     "LinkError",
+    "OwnershipError",
+    "LimitError",
+    "DiskError",
     "BuildError",
 ]
 
@@ -179,6 +182,20 @@ class KeyFileError(PanError):
 
 class LinkError(PanError):
     """A link (in-process, UDP, application) that cannot be opened or used."""
+
+
+class OwnershipError(PanError):
+    """An application asked to change what another application owns: a port it bound, code it
+    pinned, the portmapper its ports go through."""
+
+
+class LimitError(PanError):
+    """A request would take more than a limit the node sets (ports per application, ...)."""
+
+
+class DiskError(PanError):
+    """The node's disk failed it: a file it keeps (the code cache) could not be written or read
+    (full, read-only, permissions, I/O error)."""
 
 
 class BuildError(PanError):

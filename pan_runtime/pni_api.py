@@ -343,7 +343,10 @@ class PNI(Protocol):
 
     def send_toward(self, dest: bytes, body: int) -> int:
         """Send a capsule of the current code object with BODY toward DEST through the routing
-        table. Raises PniError on: BAD_HANDLE, NO_ROUTE, TOO_BIG, BUDGET, OUT_OF_RANGE.
+        table. Toward this node the capsule waits in a receive buffer the code object holds
+        until it is evaluated: NO_SPACE when the code object holds its quota of them or only the
+        node's reserve is free. Raises PniError on: BAD_HANDLE, NO_ROUTE, TOO_BIG, BUDGET,
+        OUT_OF_RANGE, NO_SPACE.
         """
         ...
 
@@ -406,8 +409,10 @@ class PNI(Protocol):
         ...
 
     def state_put_seg(self, key: bytes, seg: int, ttl_ms: int) -> int:
-        """Keep segment SEG (without copying it) under KEY in soft state for TTL_MS. Raises
-        PniError on: BAD_HANDLE, NO_SPACE, OUT_OF_RANGE.
+        """Keep a copy of segment SEG's bytes under KEY in soft state for TTL_MS (a copy: SEG may
+        lie in a receive buffer, which soft state never holds). NO_SPACE when the copy is larger
+        than this code object's soft-state bound. Raises PniError on: BAD_HANDLE, NO_SPACE,
+        OUT_OF_RANGE.
         """
         ...
 

@@ -110,6 +110,28 @@ def test_read_names_the_file(tmp_path):
         CodeObject.read(tmp_path / "missing.pco")
 
 
+READ_CHILD = """
+import sys
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.errors import CodeObjectError
+try:
+    CodeObject.read(sys.argv[1])
+except CodeObjectError as exc:
+    print(exc)
+"""
+
+
+def test_read_refuses_what_is_not_a_regular_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "code.pco"
+    os.mkfifo(fifo)  # nobody writes: reading it would never end
+    r = subprocess.run([sys.executable, "-c", READ_CHILD, str(fifo)], capture_output=True, text=True, timeout=60)  # hang guard
+    assert r.returncode == 0 and "not a regular file" in r.stdout, r.stdout + r.stderr
+
+
 @given(st.binary(max_size=300))
 def test_key_files_with_any_content_raise_key_file_error(tmp_path_factory, data):
     from pan_runtime.data.keys import load_private_key, load_public_key

@@ -96,6 +96,8 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
         f"queue {st['queue']}, free buffers {st['pool_free']}",
         "drops: " + (", ".join(f"{k}={v}" for k, v in sorted(st["drops"].items())) or "none"),
     ]
+    if st.get("refused"):
+        lines.append("refused to code: " + ", ".join(f"{k}={v}" for k, v in sorted(st["refused"].items())))
     rows = [
         [c["label"], c["runtime"], str(c["capsules_in"]), str(c["forwarded"]), str(c["delivered"]), str(c["done"]), str(c["dropped"]), f"{c['time_us_mean']:.2f}"]
         for c in st.get("code", {}).values()
@@ -146,14 +148,20 @@ class _Progress:
 
 
 def _setup(client, runtime: str, protocol: str, code_path: Path | None, pm_path: Path | None, port: int):  # type: ignore[no-untyped-def]
-    """Install the protocol's code and a portmapper on the client's node; bind ``port``."""
+    """Install the protocol's code and a portmapper on the client's node; bind ``port``. A
+    portmapper that other applications' ports go through stays (the node refuses to replace
+    it); the port is bound through it."""
     from pan_runtime.cli.protocols import reference_code
     from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.errors import OwnershipError
 
     code = CodeObject.read(code_path) if code_path else reference_code(runtime, protocol)
     pm = CodeObject.read(pm_path) if pm_path else reference_code(runtime, "portmapper")
     client.install(pm, pin=True)
-    client.use_portmapper(pm)
+    try:
+        client.use_portmapper(pm)
+    except OwnershipError:
+        pass
     client.install(code)
     client.bind(port)
     return code

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import CodeObjectError, SignatureError
 
 __all__ = [
     "MAGIC",
     "NAME_SIZE",
     "MAX_MANIFEST",
+    "MAX_PCO",
     "Manifest",
     "Signature",
     "CodeObject",
@@ -44,6 +46,8 @@ MAGIC = b"PANCO1"
 NAME_SIZE = 32
 MAX_MANIFEST = 64 * 1024
 MAX_PAYLOAD = 64 * 1024 * 1024
+#: an upper bound on a whole .pco: magic, lengths, manifest, payload, up to 65535 signatures
+MAX_PCO = 16 + MAX_MANIFEST + MAX_PAYLOAD + 2 + 96 * 0xFFFF
 _ENTRY_KEYS = ("accept", "init", "finalize")
 _MANIFEST_KEYS = {
     "runtime",
@@ -309,10 +313,7 @@ class CodeObject:
     @classmethod
     def read(cls, path: str | Path) -> CodeObject:
         p = Path(path)
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise CodeObjectError(f"cannot read {p}: {exc.strerror}") from None
+        data = read_bounded(p, MAX_PCO, CodeObjectError, "code object file")
         try:
             return cls.from_pco(data)
         except CodeObjectError as exc:

@@ -12,9 +12,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import KeyFileError
 
-__all__ = ["generate_keypair", "load_private_key", "load_public_key", "public_key_hex"]
+__all__ = ["generate_keypair", "load_private_key", "load_public_key", "public_key_hex", "MAX_KEY_FILE"]
+
+#: largest key file read (a public key file is 65 bytes, a PEM private key about 120)
+MAX_KEY_FILE = 4096
 
 
 def public_key_hex(key: Ed25519PrivateKey) -> str:
@@ -41,10 +45,7 @@ def generate_keypair(path: str | Path) -> tuple[Path, Path]:
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read private key {p}: {exc.strerror}") from None
+    data = read_bounded(p, MAX_KEY_FILE, KeyFileError, "private key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -55,15 +56,18 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
 
 
 def load_public_key(text_or_path: str | Path) -> bytes:
-    """A raw 32-byte public key from 64 hex digits or a ``.pub`` file holding them."""
+    """A raw 32-byte public key from 64 hex digits or a ``.pub`` file holding them (a regular
+    file of at most ``MAX_KEY_FILE`` bytes: a device or FIFO named by mistake must not hang)."""
     s = str(text_or_path).strip()
     source = "argument"
     if not (len(s) == 64 and all(c in "0123456789abcdefABCDEF" for c in s)):
         p = Path(s)
         try:
-            s = p.read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
+            s = read_bounded(p, MAX_KEY_FILE, KeyFileError, "public key file").decode().strip()
+        except KeyFileError as exc:
             raise KeyFileError(f"{p} is neither 64 hex digits nor a readable public key file ({exc})") from None
+        except UnicodeDecodeError:
+            raise KeyFileError(f"public key file {p} is not text") from None
         source = str(p)
     try:
         raw = bytes.fromhex(s)

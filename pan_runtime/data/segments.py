@@ -148,6 +148,16 @@ class Segment:
             for p in parts:
                 p.release()
 
+    def pooled_buffers(self) -> int:
+        """How many pool buffers a reference to this segment keeps alive: its own, the one it
+        overlays, those of the parts it contains (a buffer reached twice counts twice)."""
+        if self.type is _POOLED:
+            return 1
+        base = self._base
+        if base is not None:
+            return base.pooled_buffers()
+        return sum(p.pooled_buffers() for p in self._parts)
+
     @property
     def live(self) -> bool:
         return self.refs > 0

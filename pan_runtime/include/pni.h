@@ -214,8 +214,11 @@ PNI_IMPORT(node_mtu) int32_t pni_node_mtu(const uint8_t *dest);
 
 /*
  * Send a capsule of the current code object with BODY toward DEST through the routing table.
+ * Toward this node the capsule waits in a receive buffer the code object holds until it is
+ * evaluated: NO_SPACE when the code object holds its quota of them or only the node's reserve is
+ * free.
  * dest: 16 bytes.
- * Errors: PNI_BAD_HANDLE, PNI_NO_ROUTE, PNI_TOO_BIG, PNI_BUDGET, PNI_OUT_OF_RANGE.
+ * Errors: PNI_BAD_HANDLE, PNI_NO_ROUTE, PNI_TOO_BIG, PNI_BUDGET, PNI_OUT_OF_RANGE, PNI_NO_SPACE.
  */
 PNI_IMPORT(send_toward) int32_t pni_send_toward(const uint8_t *dest, pni_handle_t body);
 /*
@@ -274,7 +277,9 @@ PNI_IMPORT(state_put) int32_t pni_state_put(const void *key, uint32_t key_len, c
  */
 PNI_IMPORT(state_delete) int32_t pni_state_delete(const void *key, uint32_t key_len);
 /*
- * Keep segment SEG (without copying it) under KEY in soft state for TTL_MS.
+ * Keep a copy of segment SEG's bytes under KEY in soft state for TTL_MS (a copy: SEG may lie in a
+ * receive buffer, which soft state never holds). NO_SPACE when the copy is larger than this code
+ * object's soft-state bound.
  * Errors: PNI_BAD_HANDLE, PNI_NO_SPACE, PNI_OUT_OF_RANGE.
  */
 PNI_IMPORT(state_put_seg) int32_t pni_state_put_seg(const void *key, uint32_t key_len, pni_handle_t seg, uint32_t ttl_ms);

@@ -7,8 +7,6 @@ application reaches data only through deliveries made on its own link.
 
 from __future__ import annotations
 
-import struct
-
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT, encode_header
 from pan_runtime.data.codeobj import CodeObject
@@ -16,12 +14,10 @@ from pan_runtime.errors import CodeObjectError
 from pan_runtime.node.cache import CacheEntry
 from pan_runtime.node.links import Delivery
 from pan_runtime.node.node import Node
+from pan_runtime.node.ports import PORTMAP_BIND, PORTMAP_UNBIND
 from pan_runtime.node.trust import CodeOrigin
 
-__all__ = ["Application", "capsule_bytes"]
-
-PORTMAP_BIND = 0
-PORTMAP_UNBIND = 1
+__all__ = ["Application", "capsule_bytes", "PORTMAP_BIND", "PORTMAP_UNBIND"]
 
 
 def capsule_bytes(
@@ -47,9 +43,10 @@ class Application:
         return self.node.address
 
     def install(self, code: CodeObject, *, pin: bool = False) -> CacheEntry:
-        """Install a code object on the node as a local application (trusted as local origin)."""
+        """Install a code object on the node as a local application (trusted as local origin);
+        a pin is this application's, until it closes."""
         self.link.check_open()
-        return self.node.install(code, origin=CodeOrigin.LOCAL, pin=pin)
+        return self.node.install(code, origin=CodeOrigin.LOCAL, pin=pin, owner=self.link)
 
     def send(
         self,
@@ -62,18 +59,25 @@ class Application:
         """Inject a capsule of ``code`` with ``body``; False if the node's queue was full."""
         return self.node.inject(capsule_bytes(code, body, home or self.node.address, hop_limit), self.link)
 
-    def bind(self, port: int, portmapper: CodeObject | bytes | None = None) -> bool:
-        """Ask the node's portmapper to deliver capsules for ``port`` to this application."""
-        return self._portmap(port, PORTMAP_BIND, portmapper)
+    def bind(self, port: int, portmapper: CodeObject | bytes | None = None, *, force: bool = False) -> bool:
+        """Ask the node's portmapper to deliver capsules for ``port`` to this application, until
+        it unbinds or closes. ``OwnershipError`` if another application holds the port (``force``:
+        take it anyway, for a root process only)."""
+        self._check_portmapper(portmapper)
+        self.node.bind_port(self.link, port, force=force)
+        return True
 
-    def unbind(self, port: int, portmapper: CodeObject | bytes | None = None) -> bool:
-        return self._portmap(port, PORTMAP_UNBIND, portmapper)
+    def unbind(self, port: int, portmapper: CodeObject | bytes | None = None, *, force: bool = False) -> bool:
+        self._check_portmapper(portmapper)
+        self.node.unbind_port(self.link, port, force=force)
+        return True
 
-    def _portmap(self, port: int, op: int, portmapper: CodeObject | bytes | None) -> bool:
-        pm = portmapper if portmapper is not None else self.node.portmapper
-        if pm is None:
-            raise CodeObjectError("this node has no portmapper; install one and call node.use_portmapper()")
-        return self.send(pm, struct.pack(">HBB", port, op, 0))
+    def _check_portmapper(self, portmapper: CodeObject | bytes | None) -> None:
+        if portmapper is None:
+            return
+        name = portmapper.name if isinstance(portmapper, CodeObject) else bytes(portmapper)
+        if name != self.node.portmapper:
+            raise CodeObjectError(f"{name.hex()[:12]} is not this node's portmapper; call node.use_portmapper() first")
 
     def receive(self) -> Delivery | None:
         """The oldest delivery not yet taken, or None."""

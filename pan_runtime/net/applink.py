@@ -6,6 +6,17 @@ and below. Each connection is one ``AppLink`` of the node: code sees only the op
 the node issues for it, and the token dies when the connection closes, so data reaches an
 application only through its own connection.
 
+The link carries its peer's credentials (``SO_PEERCRED``: uid, pid). Ports a connection binds
+and code it pins are its own until it closes (``node/ports.py``, ``node/pins.py``); another
+connection's request to change them is refused with ``Status.NOT_OWNER``, unless its peer is
+root and it sets the force flag. Every refusal is an ``ERROR`` frame whose first byte is a
+``Status``; the client library raises the matching ``PanError``.
+
+Input is bounded: a frame longer than ``max_frame`` closes its connection, and the bytes of
+partial frames held for all connections together may not pass ``in_limit`` (the connection
+whose data would pass it is closed); at most ``max_connections`` are served, later ones are
+closed at once. Each such close is counted by reason (``info()["closed"]``).
+
 Output is written without blocking; what the socket does not take is buffered up to
 ``out_limit`` bytes, beyond which deliveries are dropped and counted (``app_backpressure``)
 so a slow or stuck application never stalls the node.
@@ -13,6 +24,7 @@ so a slow or stuck application never stalls the node.
 
 from __future__ import annotations
 
+import enum
 import errno
 import json
 import logging
@@ -21,13 +33,23 @@ import selectors
 import socket
 import stat
 import struct
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.codeobj import CodeObject
-from pan_runtime.errors import LinkError, PanError
+from pan_runtime.errors import (
+    CapsuleError,
+    CodeObjectError,
+    LimitError,
+    LinkError,
+    OwnershipError,
+    PanError,
+)
+from pan_runtime.net.listener import Listener
 from pan_runtime.node.links import AppLink, Delivery
+from pan_runtime.node.ports import PORTMAP_FORCE
 from pan_runtime.node.trust import CodeOrigin
 
 if TYPE_CHECKING:
@@ -46,14 +68,21 @@ __all__ = [
     "STATS",
     "PING",
     "LIST",
+    "BIND",
+    "UNBIND",
     "OK",
     "ERROR",
     "DELIVERY",
+    "FORCE",
     "PROTOCOL_VERSION",
+    "Status",
+    "error_class",
     "frame",
+    "peer_credentials",
 ]
 
-PROTOCOL_VERSION = 1
+#: 2: ERROR frames start with a ``Status`` byte; BIND and UNBIND; flags on UNINSTALL/USE_PORTMAPPER
+PROTOCOL_VERSION = 2
 FRAME = struct.Struct(">IBI")  # length (of what follows), type, request id
 FRAME_HEAD = FRAME.size - 4
 _U16 = struct.Struct(">H")
@@ -66,9 +95,17 @@ INJECT = 5
 STATS = 6
 PING = 7
 LIST = 8
+BIND = 9
+UNBIND = 10
 OK = 64
 ERROR = 65
 DELIVERY = 66
+
+#: flags bit of BIND, UNBIND, UNINSTALL, USE_PORTMAPPER: override another connection's
+#: ownership (honoured only for a root peer)
+FORCE = PORTMAP_FORCE
+_BIND = struct.Struct(">HB")  # port, flags; then optionally the 32-byte portmapper name
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 #: longest path a UNIX socket can bind to on Linux (sun_path is 108 bytes with the NUL)
 MAX_SOCKET_PATH = 107
@@ -76,9 +113,66 @@ MAX_SOCKET_PATH = 107
 log = logging.getLogger("pan.applink")
 
 
+class Status(enum.IntEnum):
+    """What kind of refusal an ERROR frame carries (its first byte)."""
+
+    #: any other refusal (a ``PanError``)
+    FAILED = 1
+    #: the request was malformed (``LinkError``, ``CapsuleError``)
+    BAD_REQUEST = 2
+    #: a code object could not be installed, found or used (``CodeObjectError``)
+    CODE = 3
+    #: it belongs to another connection (``OwnershipError``)
+    NOT_OWNER = 4
+    #: a limit of the node (``LimitError``)
+    LIMIT = 5
+    #: a bug in the node (logged there)
+    INTERNAL = 6
+
+
+_STATUS_OF: list[tuple[type[PanError], Status]] = [
+    (OwnershipError, Status.NOT_OWNER),
+    (LimitError, Status.LIMIT),
+    (CodeObjectError, Status.CODE),
+    (LinkError, Status.BAD_REQUEST),
+    (CapsuleError, Status.BAD_REQUEST),
+]
+_ERROR_OF = {
+    Status.NOT_OWNER: OwnershipError,
+    Status.LIMIT: LimitError,
+    Status.CODE: CodeObjectError,
+    Status.BAD_REQUEST: LinkError,
+}
+
+
+def status_of(exc: BaseException) -> Status:
+    """The status an ERROR frame carries for ``exc``."""
+    for cls, status in _STATUS_OF:
+        if isinstance(exc, cls):
+            return status
+    return Status.FAILED if isinstance(exc, PanError) else Status.INTERNAL
+
+
+def error_class(status: int) -> type[PanError]:
+    """The ``PanError`` class a client raises for an ERROR frame's status byte."""
+    try:
+        return _ERROR_OF.get(Status(status), PanError)
+    except ValueError:
+        return PanError
+
+
 def frame(kind: int, req: int, payload: bytes | bytearray | memoryview = b"") -> bytes:
     """One frame of the application-link protocol."""
     return FRAME.pack(FRAME_HEAD + len(payload), kind, req) + bytes(payload)
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a UNIX socket; (-1, -1) if unknown (never root)."""
+    try:
+        pid, uid, _gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
+    except (OSError, AttributeError, struct.error):
+        return -1, -1
+    return pid, uid
 
 
 class AppConnection:
@@ -92,7 +186,8 @@ class AppConnection:
         self.wbuf = bytearray()
         self.closed = False
         self.dropped = 0
-        self.link: AppLink = server.node.attach(self.name, sink=self._deliver)
+        self.pid, self.uid = peer_credentials(sock)
+        self.link: AppLink = server.node.attach(self.name, sink=self._deliver, uid=self.uid, pid=self.pid)
         self._writing = False
         server.loop.add(sock, selectors.EVENT_READ, self.on_event)
         node = server.node
@@ -172,20 +267,24 @@ class AppConnection:
         if not data:
             self.close()
             return
+        server = self.server
+        if server.in_bytes + len(data) > server.in_limit:
+            server.refuse(self, "input_limit", f"partial frames of all applications would pass {server.in_limit} bytes (limits.app_in_bytes)")
+            return
         rbuf = self.rbuf
         rbuf += data
+        server.in_bytes += len(data)
         pos = 0
         n = len(rbuf)
-        limit = self.server.max_frame
+        limit = server.max_frame
         view = memoryview(rbuf)
         try:
             while n - pos >= FRAME.size:
                 length, kind, req = FRAME.unpack_from(rbuf, pos)
                 if length < FRAME_HEAD or length > limit:
-                    log.warning("application %s sent a frame of %d bytes (limit %d); closing it", self.name, length, limit)
-                    self.server.bad_frames += 1
+                    server.bad_frames += 1
                     view.release()
-                    self.close()
+                    server.refuse(self, "bad_frame", f"a frame of {length} bytes (limits.app_max_frame: {limit})")
                     return
                 end = pos + 4 + length
                 if end > n:
@@ -198,43 +297,62 @@ class AppConnection:
             view.release()
         if pos:
             del rbuf[:pos]
+            server.in_bytes -= pos
 
     def _handle(self, kind: int, req: int, payload: memoryview) -> None:
         node = self.server.node
         if kind == INJECT:
             if not self.link.closed:
-                node.inject(payload, self.link)
+                try:
+                    node.inject(payload, self.link)
+                except CapsuleError as exc:  # a portmapper capsule that is not one
+                    node.count_drop(f"malformed:{exc.reason}", str(exc))
+                except PanError as exc:  # a port request refused: no reply to carry it, so counted
+                    node.count_drop("port_refused", f"{self.name}: {exc}")
             return
         try:
             reply = self._request(kind, payload)
         except PanError as exc:
-            self._write(frame(ERROR, req, str(exc).encode()))
+            self._write(frame(ERROR, req, bytes([status_of(exc)]) + str(exc).encode()))
             return
         except Exception as exc:  # a bug must not take the node down
             log.exception("application request %d failed", kind)
-            self._write(frame(ERROR, req, f"{type(exc).__name__}: {exc}".encode()))
+            self._write(frame(ERROR, req, bytes([Status.INTERNAL]) + f"{type(exc).__name__}: {exc}".encode()))
             return
         self._write(frame(OK, req, reply))
 
     def _request(self, kind: int, payload: memoryview) -> bytes:
         server = self.server
         node = server.node
+        link = self.link
         if kind == INSTALL:
             if len(payload) < 1:
                 raise LinkError("INSTALL needs a flags byte and a .pco")
             code = CodeObject.from_pco(bytes(payload[1:]))
-            node.install(code, origin=CodeOrigin.LOCAL, pin=bool(payload[0] & 1))
+            node.install(code, origin=CodeOrigin.LOCAL, pin=bool(payload[0] & 1), owner=link)
             if server.on_install is not None:
                 server.on_install(code.name)
             return code.name
         if kind in (UNINSTALL, USE_PORTMAPPER):
-            if len(payload) != 32:
-                raise LinkError(f"expected a 32-byte code object name, got {len(payload)} bytes")
-            name = bytes(payload)
+            if len(payload) not in (32, 33):
+                raise LinkError(f"expected a 32-byte code object name (and a flags byte), got {len(payload)} bytes")
+            name = bytes(payload[:32])
+            force = len(payload) == 33 and bool(payload[32] & FORCE)
             if kind == UNINSTALL:
-                node.uninstall(name)
+                node.uninstall(name, by=link, force=force)
             else:
-                node.use_portmapper(name)
+                node.use_portmapper(name, by=link, force=force)
+            return b""
+        if kind in (BIND, UNBIND):
+            if len(payload) not in (_BIND.size, _BIND.size + 32):
+                raise LinkError(f"BIND and UNBIND take a port, a flags byte and optionally the portmapper's name; got {len(payload)} bytes")
+            port, flags = _BIND.unpack_from(payload)
+            if len(payload) > _BIND.size and bytes(payload[_BIND.size :]) != node.portmapper:
+                raise CodeObjectError(f"{bytes(payload[_BIND.size :]).hex()[:12]} is not this node's portmapper; call use_portmapper first")
+            if kind == BIND:
+                node.bind_port(link, port, force=bool(flags & FORCE))
+            else:
+                node.unbind_port(link, port, force=bool(flags & FORCE))
             return b""
         if kind == STATS:
             return json.dumps(server.stats_fn(), default=str).encode()
@@ -258,13 +376,16 @@ class AppConnection:
         if self.closed:
             return
         self.closed = True
-        self.server.loop.remove(self.sock)
+        server = self.server
+        server.in_bytes -= len(self.rbuf)
+        self.rbuf = bytearray()
+        server.loop.remove(self.sock)
         try:
             self.sock.close()
         except OSError:
             pass
         self.link.close()
-        self.server.connections.discard(self)
+        server.connections.discard(self)
 
 
 class AppServer:
@@ -278,6 +399,8 @@ class AppServer:
         *,
         max_frame: int = 16 << 20,
         out_limit: int = 4 << 20,
+        in_limit: int = 32 << 20,
+        max_connections: int = 64,
         stats_fn: Callable[[], dict[str, Any]] | None = None,
     ):
         self.node = node
@@ -285,6 +408,10 @@ class AppServer:
         self.loop = loop
         self.max_frame = max_frame
         self.out_limit = out_limit
+        #: bytes of partial frames held for all connections together, at most
+        self.in_limit = max(in_limit, max_frame)
+        self.in_bytes = 0
+        self.max_connections = max_connections
         self.stats_fn = stats_fn or node.statistics
         self.on_install: Callable[[bytes], None] | None = None
         self.connections: set[AppConnection] = set()
@@ -292,6 +419,8 @@ class AppServer:
         self.backpressure = 0
         self.bad_frames = 0
         self.disconnects_mid_delivery = 0
+        #: connections the node closed, by reason: bad_frame, input_limit, connections_full
+        self.closed_for: Counter[str] = Counter()
         n = len(os.fsencode(str(self.path)))
         if n > MAX_SOCKET_PATH:
             raise LinkError(
@@ -308,9 +437,8 @@ class AppServer:
             if exc.errno == errno.EADDRINUSE:
                 raise LinkError(f"application socket {self.path} is in use by a running node") from None
             raise LinkError(f"cannot listen on application socket {self.path}: {exc.strerror}") from None
-        sock.setblocking(False)
         self.sock = sock
-        loop.add(sock, selectors.EVENT_READ, self._accept)
+        self.listener = Listener(sock, loop, self._accept, what=f"application socket {self.path}")
 
     def _remove_stale(self) -> None:
         """Remove a socket file left by a node that died, but never a live node's socket."""
@@ -331,34 +459,41 @@ class AppServer:
             probe.close()
         raise LinkError(f"application socket {p} is in use by a running node")
 
-    def _accept(self, _mask: int) -> None:
-        while True:
-            try:
-                sock, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("accept on %s: %s", self.path, exc)
-                return
-            sock.setblocking(False)
-            self.accepted += 1
-            conn = AppConnection(self, sock, self.accepted)
-            if not conn.closed:
-                self.connections.add(conn)
+    def refuse(self, conn: AppConnection | None, reason: str, detail: str) -> None:
+        """Close ``conn`` (None: a connection not taken on) for ``reason``: counted, and logged
+        at the 1st, 10th, 100th, ... time so a flood of them does not flood the log too."""
+        self.closed_for[reason] += 1
+        n = self.closed_for[reason]
+        if n == 10 ** (len(str(n)) - 1):
+            log.warning("application socket %s: closed %s (%s); %d so far", self.path, conn.name if conn else "a new connection", detail, n)
+        if conn is not None:
+            conn.close()
+
+    def _accept(self, sock: socket.socket) -> None:
+        self.accepted += 1
+        if len(self.connections) >= self.max_connections:
+            sock.close()
+            self.refuse(None, "connections_full", f"{self.max_connections} applications are connected (limits.app_connections)")
+            return
+        sock.setblocking(False)
+        conn = AppConnection(self, sock, self.accepted)
+        if not conn.closed:
+            self.connections.add(conn)
 
     def info(self) -> dict[str, Any]:
         return {
             "socket": str(self.path),
             "connected": len(self.connections),
-            "accepted": self.accepted,
             "backpressure_drops": self.backpressure,
             "bad_frames": self.bad_frames,
             "disconnects_mid_delivery": self.disconnects_mid_delivery,
+            "input_bytes": self.in_bytes,
+            "closed": dict(self.closed_for),
+            **self.listener.info(),
         }
 
     def close(self) -> None:
         for c in list(self.connections):
             c.close()
-        self.loop.remove(self.sock)
-        self.sock.close()
+        self.listener.close()
         self.path.unlink(missing_ok=True)

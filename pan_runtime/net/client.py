@@ -5,6 +5,11 @@ UNIX socket and mirrors the in-process ``Application``: ``install``, ``send``, `
 ``unbind``, ``receive``, ``deliveries``, ``pending``, ``close``, plus ``stats`` and
 ``use_portmapper``. It is synchronous and single-threaded: requests wait for their reply,
 and deliveries that arrive meanwhile are kept in order for ``receive``.
+
+A refusal raises the ``PanError`` its status names: ``OwnershipError`` when the port or code
+belongs to another connection, ``LimitError`` at a node limit, ``CodeObjectError`` for code
+that cannot be installed or used, ``LinkError`` for a malformed request. Ports bound and code
+pinned through a ``Client`` are its connection's: they last until it closes, with no renewal.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from typing import Any
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT
 from pan_runtime.data.codeobj import CodeObject
-from pan_runtime.errors import ClosedError, CodeObjectError, LinkError, PanError
-from pan_runtime.net.application import PORTMAP_BIND, PORTMAP_UNBIND, capsule_bytes
+from pan_runtime.errors import ClosedError, CodeObjectError, LinkError
+from pan_runtime.net.application import capsule_bytes
 from pan_runtime.net.applink import (
+    BIND,
     DELIVERY,
     ERROR,
+    FORCE,
     FRAME,
     FRAME_HEAD,
     HELLO,
@@ -33,9 +40,12 @@ from pan_runtime.net.applink import (
     LIST,
     OK,
     PING,
+    PROTOCOL_VERSION,
     STATS,
+    UNBIND,
     UNINSTALL,
     USE_PORTMAPPER,
+    error_class,
     frame,
 )
 from pan_runtime.node.links import Delivery
@@ -43,6 +53,7 @@ from pan_runtime.node.links import Delivery
 __all__ = ["Client"]
 
 _U16 = struct.Struct(">H")
+_BIND = struct.Struct(">HB")
 
 
 class Client:
@@ -69,6 +80,9 @@ class Client:
             self.close()
             raise LinkError(f"{self.path} did not greet like a pan node")
         self.protocol_version = payload[0]
+        if self.protocol_version != PROTOCOL_VERSION:
+            self.close()
+            raise LinkError(f"{self.path} speaks application-link protocol {payload[0]}, this client {PROTOCOL_VERSION}")
         self.address = NodeAddress(payload[1:17])
         self.node_name = payload[17:].decode(errors="replace")
 
@@ -88,24 +102,18 @@ class Client:
 
     # -- the Application API ------------------------------------------------------------
     def install(self, code: CodeObject, *, pin: bool = False) -> bytes:
-        """Install ``code`` on the node as local code; returns its name. Raises ``CodeObjectError``."""
-        try:
-            return self._request(INSTALL, bytes([1 if pin else 0]) + code.to_pco())
-        except _NodeRefused as exc:
-            raise CodeObjectError(str(exc)) from None
+        """Install ``code`` on the node as local code; returns its name. Raises ``CodeObjectError``.
+        ``pin``: this connection keeps it installed (no eviction) until it closes."""
+        return self._request(INSTALL, bytes([1 if pin else 0]) + code.to_pco())
 
-    def uninstall(self, code: CodeObject | bytes) -> None:
-        try:
-            self._request(UNINSTALL, _name(code))
-        except _NodeRefused as exc:
-            raise CodeObjectError(str(exc)) from None
+    def uninstall(self, code: CodeObject | bytes, *, force: bool = False) -> None:
+        """Uninstall code; ``OwnershipError`` if another connection pins it (``force``: root only)."""
+        self._request(UNINSTALL, _name(code) + _flags(force))
 
-    def use_portmapper(self, code: CodeObject | bytes) -> None:
-        """Make an installed code object the node's portmapper (and ``bind``'s default)."""
-        try:
-            self._request(USE_PORTMAPPER, _name(code))
-        except _NodeRefused as exc:
-            raise CodeObjectError(str(exc)) from None
+    def use_portmapper(self, code: CodeObject | bytes, *, force: bool = False) -> None:
+        """Make an installed code object the node's portmapper; ``OwnershipError`` if that
+        replaces one other connections' ports go through (``force``: root only)."""
+        self._request(USE_PORTMAPPER, _name(code) + _flags(force))
         self.portmapper = _name(code)
 
     def send(
@@ -130,20 +138,23 @@ class Client:
             raise LinkError(f"the node at {self.path} went away: {exc}") from None
         return True
 
-    def bind(self, port: int, portmapper: CodeObject | bytes | None = None) -> bool:
-        """Ask the portmapper to deliver capsules for ``port`` to this connection."""
-        return self._portmap(port, PORTMAP_BIND, portmapper)
+    def bind(self, port: int, portmapper: CodeObject | bytes | None = None, *, force: bool = False) -> bool:
+        """Have the node's portmapper deliver capsules for ``port`` to this connection until it
+        unbinds or closes; in place when this returns. ``OwnershipError`` if another connection
+        holds the port (``force``: take it anyway, honoured for a root process only);
+        ``portmapper``, if given, must be the node's."""
+        return self._portmap(BIND, port, portmapper, force)
 
-    def unbind(self, port: int, portmapper: CodeObject | bytes | None = None) -> bool:
-        return self._portmap(port, PORTMAP_UNBIND, portmapper)
+    def unbind(self, port: int, portmapper: CodeObject | bytes | None = None, *, force: bool = False) -> bool:
+        """Release ``port``; ``OwnershipError`` if another connection holds it."""
+        return self._portmap(UNBIND, port, portmapper, force)
 
-    def _portmap(self, port: int, op: int, portmapper: CodeObject | bytes | None) -> bool:
-        pm = _name(portmapper) if portmapper is not None else self.portmapper
-        if pm is None:
-            raise CodeObjectError("no portmapper named: call use_portmapper(code) first or pass portmapper=")
-        ok = self.send(pm, struct.pack(">HBB", port, op, 0))
-        self.ping_node()  # the node evaluates in order: once this returns, the binding is in place
-        return ok
+    def _portmap(self, kind: int, port: int, portmapper: CodeObject | bytes | None, force: bool) -> bool:
+        if not 0 <= port <= 0xFFFF:
+            raise LinkError(f"port {port} is outside 0..65535")
+        pm = _name(portmapper) if portmapper is not None else b""
+        self._request(kind, _BIND.pack(port, FORCE if force else 0) + pm)
+        return True
 
     def receive(self, timeout: float | None = 0.0) -> Delivery | None:
         """The oldest delivery, waiting up to ``timeout`` seconds (None: forever); None if none came."""
@@ -227,7 +238,7 @@ class Client:
             k, r, data = got
             if r == req and k in (OK, ERROR):
                 if k == ERROR:
-                    raise _NodeRefused(data.decode(errors="replace"))
+                    raise error_class(data[0] if data else 0)(data[1:].decode(errors="replace"))
                 return data
             self._unexpected(got)
 
@@ -271,8 +282,8 @@ class Client:
             self._mode = t
 
 
-class _NodeRefused(PanError):
-    """The node answered a request with an error message."""
+def _flags(force: bool) -> bytes:
+    return bytes([FORCE]) if force else b""
 
 
 def _name(code: CodeObject | bytes) -> bytes:

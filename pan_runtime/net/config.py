@@ -9,6 +9,8 @@ the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,18 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import ConfigError, PanError
 from pan_runtime.net.demand import largest_pco
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.node.trust import TrustPolicy
-from pan_runtime.plugin.loadlimits import MIN_COMPILE_MEMORY, LoadLimits
+from pan_runtime.plugin.loadlimits import BOUNDS as LOAD_BOUNDS
+from pan_runtime.plugin.loadlimits import LoadLimits
 
 __all__ = ["DemandConfig", "Endpoint", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
 
 Endpoint = tuple[str, int]
 
 _LEVELS = ("debug", "info", "warning", "error")
+#: largest configuration file read
+MAX_CONFIG_BYTES = 1 << 20
+#: longest path a UNIX socket binds to on Linux (sun_path is 108 bytes with the NUL)
+_MAX_SOCKET_PATH = 107
+#: most memory the receive pool may take (pool_buffers x pool_buffer_size)
+MAX_POOL_BYTES = 1 << 30
 
 
 def parse_endpoint(text: str) -> Endpoint:
@@ -94,7 +104,22 @@ class NodeFileConfig:
     rx_burst: int = 64
     app_max_frame: int = 16 << 20
     app_out_bytes: int = 4 << 20
+    app_in_bytes: int = 32 << 20
+    app_connections: int = 64
 
+
+#: (lowest, highest) of each [demand] value; a rate's lowest is excluded
+_DEMAND_RANGES: dict[str, tuple[int, int]] = {
+    "park_per_code": (1, 1 << 16),
+    "park_total": (1, 1 << 18),
+    "max_fetches": (1, 4096),
+    "deadline_ms": (1, 600_000),
+    "retry_ms": (1, 60_000),
+    "request_rate": (0, 1_000_000),
+    "serve_rate": (0, 1_000_000),
+    "chunk_size": (0, 65507),
+    "inflight_bytes": (1, 1 << 32),
+}
 
 _SCHEMA: dict[str, set[str]] = {
     "": {"node", "neighbors", "routes", "trust", "cache", "runtimes", "limits", "demand"},
@@ -114,11 +139,17 @@ _SCHEMA: dict[str, set[str]] = {
         "state_entries",
         "state_bytes",
         "state_ttl_ms",
+        "state_total_bytes",
+        "pool_reserve",
+        "code_buffers",
         "budget_time_ms",
         "budget_steps",
         "budget_fuel",
         "app_max_frame",
         "app_out_bytes",
+        "app_in_bytes",
+        "app_connections",
+        "app_ports",
         "copy_on_send",
         "fast_path",
         *(f.name for f in dataclasses.fields(LoadLimits)),
@@ -163,6 +194,17 @@ class _Ctx:
                 return i + 1
         if section_idx:
             return max(section_idx.values()) + 1
+        # dotted forms: `network.none = ...` under [trust.rules], or the header [trust.rules]
+        segs = re.sub(r"\[\d+\]", "", key).split(".")
+        for i in range(1, len(segs)):
+            dotted = re.compile(rf"^\s*{re.escape('.'.join(segs[i:]))}\s*=")
+            for n, text in enumerate(self.lines):
+                if dotted.match(text):
+                    return n + 1
+        header = re.compile(rf"^\s*\[\s*{re.escape('.'.join(segs))}\s*\]")
+        for n, text in enumerate(self.lines):
+            if header.match(text):
+                return n + 1
         return None
 
     def error(self, key: str, message: str) -> ConfigError:
@@ -175,9 +217,14 @@ def load_config(path: str | Path) -> NodeFileConfig:
     """Read and check a node configuration file."""
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the configuration: {exc.strerror}") from None
+        raw = read_bounded(p, MAX_CONFIG_BYTES, ConfigError, "configuration")
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{p}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); TOML files are UTF-8") from None
     return parse_config(text, str(p), base=p.parent.resolve())
 
 
@@ -211,9 +258,14 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     else:
         address = NodeAddress.from_endpoint(*listen[0])
     name = _str(ctx, "node.name", node_t.get("name", str(address)))
+    if not 0 < len(name.encode()) <= 255 or not name.isprintable():
+        raise ctx.error("node.name", "must be 1..255 bytes of printable text")
     app_socket = node_t.get("app_socket")
     if app_socket is not None:
-        app_socket = str(base / _str(ctx, "node.app_socket", app_socket))
+        app_socket = str(base / _path(ctx, "node.app_socket", app_socket))
+        n = len(os.fsencode(app_socket))
+        if n > _MAX_SOCKET_PATH:
+            raise ctx.error("node.app_socket", f"{app_socket} is {n} bytes; UNIX socket paths are limited to {_MAX_SOCKET_PATH}")
     level = _str(ctx, "node.log_level", node_t.get("log_level", "warning")).lower()
     if level not in _LEVELS:
         raise ctx.error("node.log_level", f"{level!r} is not one of {', '.join(_LEVELS)}")
@@ -221,22 +273,25 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
 
     limits = _table(ctx, data, "limits")
 
-    def lim(key: str, default: int, lo: int = 1) -> int:
-        return _int(ctx, f"limits.{key}", limits.get(key, default), lo)
+    def lim(key: str, default: int, lo: int = 1, hi: int | None = None) -> int:
+        return _int(ctx, f"limits.{key}", limits.get(key, default), lo, hi)
 
-    pool_size = lim("pool_buffer_size", 9216, 128)
+    pool_size = lim("pool_buffer_size", 9216, 128, 65535)
+    pool_buffers = lim("pool_buffers", 2048, 16, 1 << 18)
+    if pool_buffers * pool_size > MAX_POOL_BYTES:
+        raise ctx.error("limits.pool_buffers", f"{pool_buffers} buffers of {pool_size} bytes exceed {MAX_POOL_BYTES} bytes of receive pool")
     # the per-capsule budget: time for every runtime, steps for restricted_py, fuel for wasm
     # in fuel mode (each runtime enforces what it counts; see env.Budget)
     default = Budget()
     budget = Budget(
-        time_ms=lim("budget_time_ms", int(default.time_ms)),
-        steps=lim("budget_steps", default.steps),
-        fuel=lim("budget_fuel", default.fuel),
+        time_ms=lim("budget_time_ms", int(default.time_ms), 1, 60_000),
+        steps=lim("budget_steps", default.steps, 1, 1 << 40),
+        fuel=lim("budget_fuel", default.fuel, 1, 1 << 48),
     )
     cache_t = _table(ctx, data, "cache")
     cache_dir = cache_t.get("dir")
     if cache_dir is not None:
-        cache_dir = str(base / _str(ctx, "cache.dir", cache_dir))
+        cache_dir = str(base / _path(ctx, "cache.dir", cache_dir))
     rt_t = _table(ctx, data, "runtimes")
     enabled = rt_t.get("enabled")
     if enabled is not None:
@@ -244,25 +299,33 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     options = rt_t.get("options", {})
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ctx.error("runtimes.options", "must be tables [runtimes.options.RUNTIME] of runtime options")
-    defaults = LoadLimits()
-    load_limits = LoadLimits(
-        **{
-            f.name: lim(f.name, getattr(defaults, f.name), MIN_COMPILE_MEMORY if f.name == "compile_memory" else 1)
-            for f in dataclasses.fields(LoadLimits)
-        }
+    # what code objects may hold (pan_runtime.node.quota): checked here to name the key and line
+    state_bytes = lim("state_bytes", 4 << 20, 1, 1 << 30)
+    state_total = lim("state_total_bytes", max(64 << 20, state_bytes), 1, 1 << 34)
+    if state_bytes > state_total:
+        raise ctx.error("limits.state_bytes", f"{state_bytes} is more than limits.state_total_bytes ({state_total}), the soft state of every code object together")
+    reserve = _int(ctx, "limits.pool_reserve", limits.get("pool_reserve", pool_buffers // 4), 0, pool_buffers - 1)
+    code_buffers = _int(
+        ctx, "limits.code_buffers", limits.get("code_buffers", max(1, pool_buffers // 16)), 0, pool_buffers - reserve
     )
+    defaults = LoadLimits()
+    load_limits = LoadLimits(**{f.name: lim(f.name, getattr(defaults, f.name), *LOAD_BOUNDS[f.name]) for f in dataclasses.fields(LoadLimits)})
     node_cfg = NodeConfig(
-        queue_limit=lim("queue", 4096),
-        batch=lim("batch", 1),
+        queue_limit=lim("queue", 4096, 1, 1 << 20),
+        batch=lim("batch", 1, 1, 1024),
         budget=budget,
-        cache_bytes=_int(ctx, "cache.max_bytes", cache_t.get("max_bytes", 256 << 20), 1024),
+        cache_bytes=_int(ctx, "cache.max_bytes", cache_t.get("max_bytes", 256 << 20), 1024, 1 << 40),
         cache_dir=cache_dir,
-        state_entries=lim("state_entries", 4096),
-        state_bytes=lim("state_bytes", 4 << 20),
-        state_ttl_ms=lim("state_ttl_ms", 60_000),
-        pool_buffers=lim("pool_buffers", 2048, 16),
+        state_entries=lim("state_entries", 4096, 1, 1 << 20),
+        state_bytes=state_bytes,
+        state_ttl_ms=lim("state_ttl_ms", 60_000, 1, 7 * 86_400_000),
+        state_total_bytes=state_total,
+        pool_buffers=pool_buffers,
         pool_buffer_size=pool_size,
-        hop_limit=_int(ctx, "limits.hop_limit", limits.get("hop_limit", 64), 1, 255),
+        pool_reserve=reserve,
+        code_buffers=code_buffers,
+        hop_limit=lim("hop_limit", 64, 1, 255),
+        app_ports=lim("app_ports", 256, 1, 65536),
         runtime_options=options,
         runtimes=enabled,
         copy_on_send=_bool(ctx, "limits.copy_on_send", limits.get("copy_on_send", False)),
@@ -316,7 +379,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     from pan_runtime.data.keys import load_public_key
 
     for i, k in enumerate(_list(ctx, "trust.trusted_keys", trust_t.get("trusted_keys", []))):
-        k = _str(ctx, f"trust.trusted_keys[{i}]", k)
+        k = _path(ctx, f"trust.trusted_keys[{i}]", k)
         candidate = base / k
         try:
             keys.append(load_public_key(candidate if candidate.exists() else k))
@@ -325,8 +388,13 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     rules = trust_t.get("rules", {})
     if not isinstance(rules, dict):
         raise ctx.error("trust.rules", "must be a table of ORIGIN.ISOLATION = any|signed|never")
+    flat: dict[str, str] = {}
+    for k, v in rules.items():  # `network.none = "any"` unquoted is a nested table in TOML
+        for sub, rule in (v.items() if isinstance(v, dict) else [("", v)]):
+            name = f"{k}.{sub}" if sub else k
+            flat[name] = _str(ctx, f"trust.rules.{name}", rule)
     try:
-        trust = TrustPolicy.from_config({str(k): str(v) for k, v in rules.items()}, keys)
+        trust = TrustPolicy.from_config(flat, keys)
     except ConfigError as exc:
         raise ctx.error("trust.rules", str(exc)) from None
 
@@ -335,12 +403,17 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     for k, default in vars(DemandConfig()).items():
         if k in demand_t:
             v = demand_t[k]
+            lo, hi = _DEMAND_RANGES[k]
             if isinstance(default, float):
-                if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
-                    raise ctx.error(f"demand.{k}", f"must be a positive number, got {v!r}")
+                if not isinstance(v, int | float) or isinstance(v, bool) or not (math.isfinite(v) and lo < v <= hi):
+                    raise ctx.error(f"demand.{k}", f"must be a number above {lo} and at most {hi}, got {v!r}")
                 setattr(dc, k, float(v))
             else:
-                setattr(dc, k, _int(ctx, f"demand.{k}", v, 0 if k == "chunk_size" else 1))
+                setattr(dc, k, _int(ctx, f"demand.{k}", v, lo, hi))
+    app_max_frame = lim("app_max_frame", 16 << 20, 1024, 1 << 28)
+    app_in_bytes = lim("app_in_bytes", 32 << 20, 1024, 1 << 32)
+    if app_in_bytes < app_max_frame:
+        raise ctx.error("limits.app_in_bytes", f"{app_in_bytes} is below limits.app_max_frame ({app_max_frame}): the largest frame could never arrive")
     if dc.park_total >= node_cfg.pool_buffers:
         raise ctx.error("demand.park_total", f"{dc.park_total} must be below limits.pool_buffers ({node_cfg.pool_buffers}): parked capsules hold receive buffers")
     if dc.inflight_bytes < largest_pco(load_limits.code_bytes):
@@ -363,9 +436,11 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         trust=trust,
         node=node_cfg,
         demand=dc,
-        rx_burst=lim("rx_burst", 64),
-        app_max_frame=lim("app_max_frame", 16 << 20, 1024),
-        app_out_bytes=lim("app_out_bytes", 4 << 20, 1024),
+        rx_burst=lim("rx_burst", 64, 1, 4096),
+        app_max_frame=app_max_frame,
+        app_out_bytes=lim("app_out_bytes", 4 << 20, 1024, 1 << 30),
+        app_in_bytes=app_in_bytes,
+        app_connections=lim("app_connections", 64, 1, 4096),
     )
 
 
@@ -408,6 +483,13 @@ def _str(ctx: _Ctx, key: str, v: Any) -> str:
     if not isinstance(v, str):
         raise ctx.error(key, f"must be a string, got {v!r}")
     return v
+
+
+def _path(ctx: _Ctx, key: str, v: Any) -> str:
+    s = _str(ctx, key, v)
+    if not s or "\0" in s or len(s) > 4096:
+        raise ctx.error(key, "must be a path: 1..4096 characters, no NUL")
+    return s
 
 
 def _bool(ctx: _Ctx, key: str, v: Any) -> bool:

@@ -23,6 +23,7 @@ from pan_runtime.net.applink import AppServer
 from pan_runtime.net.config import NodeFileConfig, load_config
 from pan_runtime.net.demand import DemandLoader
 from pan_runtime.net.lifetime import die_with_parent
+from pan_runtime.net.listener import Listener
 from pan_runtime.net.udp import EventLoop, UdpTransport
 from pan_runtime.node.node import Node
 
@@ -67,6 +68,8 @@ class NodeDaemon:
                     self.loop,
                     max_frame=config.app_max_frame,
                     out_limit=config.app_out_bytes,
+                    in_limit=config.app_in_bytes,
+                    max_connections=config.app_connections,
                     stats_fn=self.statistics,
                 )
             if metrics_port is not None:
@@ -188,6 +191,9 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     metric("pan_dropped_total", "counter", "Capsules dropped by the node, by reason.", [({"reason": k}, v) for k, v in sorted(stats["drops"].items())])
     metric("pan_queue_length", "gauge", "Capsules waiting for evaluation.", [({}, stats["queue"])])
     metric("pan_pool_free", "gauge", "Free receive buffers.", [({}, stats["pool_free"])])
+    metric("pan_pool_held_by_code", "gauge", "Receive buffers code objects hold past their calls.", [({}, stats["pool"]["held_by_code"])])
+    metric("pan_refused_total", "counter", "Resources refused to code objects, by reason.", [({"reason": k}, v) for k, v in sorted(stats["refused"].items())])
+    metric("pan_soft_state_bytes", "gauge", "Soft-state bytes of every code object together.", [({}, stats["soft_state"]["bytes"])])
     metric("pan_code_cache_entries", "gauge", "Installed code objects.", [({}, stats["cache"]["entries"])])
     metric("pan_code_cache_bytes", "gauge", "Bytes of installed code objects.", [({}, stats["cache"]["bytes"])])
     code = stats.get("code", {})
@@ -222,6 +228,18 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "Datagrams the UDP fast path read, by the way they went.",
             [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow")],
         )
+    ports = stats.get("ports", {})
+    metric("pan_ports_bound", "gauge", "Ports bound to application links.", [({}, ports.get("bound", 0))])
+    metric(
+        "pan_port_requests_refused_total",
+        "counter",
+        "Port requests refused, by reason.",
+        [({"reason": k[len("refused_") :]}, v) for k, v in sorted(ports.items()) if k.startswith("refused_")],
+    )
+    apps = stats.get("apps", {})
+    metric("pan_app_connections", "gauge", "Connected applications.", [({}, apps.get("connected", 0))])
+    metric("pan_app_closed_total", "counter", "Application connections the node closed, by reason.", [({"reason": k}, v) for k, v in sorted(apps.get("closed", {}).items())])
+    metric("pan_app_accept_pauses_total", "counter", "Pauses of the application socket at the descriptor limit.", [({}, apps.get("accept_pauses", 0))])
     demand = stats.get("demand", {})
     metric("pan_demand_fetched_total", "counter", "Code objects fetched on demand.", [({}, demand.get("fetched", 0))])
     metric("pan_demand_parked", "gauge", "Capsules waiting for their code.", [({}, demand.get("parked_now", 0))])
@@ -243,17 +261,12 @@ class MetricsServer:
         except OSError as exc:
             sock.close()
             raise LinkError(f"cannot serve metrics on TCP {host}:{port}: {exc.strerror}") from None
-        sock.setblocking(False)
         self.sock = sock
         self.port = sock.getsockname()[1]
-        daemon.loop.add(sock, selectors.EVENT_READ, self._accept)
+        self.listener = Listener(sock, daemon.loop, self._serve, what=f"metrics port {self.port}", burst=1)
         log.info("metrics on http://%s:%d/metrics", host, self.port)
 
-    def _accept(self, _mask: int) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
+    def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(0.5)
         try:
             req = conn.recv(4096)
@@ -271,8 +284,7 @@ class MetricsServer:
             conn.close()
 
     def close(self) -> None:
-        self.daemon.loop.remove(self.sock)
-        self.sock.close()
+        self.listener.close()
 
 
 def run_node(path: str, metrics_port: int | None = None, metrics_host: str = "127.0.0.1", verbose: int = 0) -> int:

@@ -268,7 +268,10 @@ class DemandLoader:
         backoff = self.cfg.retry_ms * 1_000_000 * (1 << min(f.attempts // max(1, len(f.candidates)), 6))
         f.next_ns = now + backoff
 
-    def _send(self, dest: NodeAddress, data: bytes, via: NodeAddress | None = None) -> bool:
+    def _send(self, dest: NodeAddress, data: bytes, via: NodeAddress | None = None, no_route: str = "system_no_route_own") -> bool:
+        """Send a system capsule toward ``dest``; without a route it is dropped as ``no_route``:
+        ``system_no_route_own`` for the node's own requests and replies, ``system_no_route`` for
+        a capsule it was asked to route (``_relay``)."""
         node = self.node
         link = node.neighbors.get(dest)
         hop = dest
@@ -280,7 +283,7 @@ class DemandLoader:
         if link is None and via is not None:
             hop, link = via, node.neighbors.get(via)
         if link is None:
-            node.count_drop("system_no_route", str(dest))
+            node.count_drop(no_route, str(dest))
             return False
         if len(data) > link.mtu:
             node.count_drop("too_big", f"system capsule of {len(data)} bytes > MTU {link.mtu} toward {hop}")
@@ -355,7 +358,7 @@ class DemandLoader:
         if cap.hop_limit <= 0:
             self.node.count_drop("hop_limit")
             return
-        if self._send(dest, cap.to_bytes()):
+        if self._send(dest, cap.to_bytes(), no_route="system_no_route"):
             self.counters["system_forwarded"] += 1
 
     def _on_request(self, cap: Capsule, item: Any, body: bytes, dest: NodeAddress) -> None:

@@ -4,6 +4,11 @@ Pinned entries are never evicted, nor are entries other cached code depends on. 
 directory, every installed code object is also written there as ``<name>.pco`` so a
 restarted node can reload it instead of fetching it again; a file whose contents do not
 hash to its name is ignored and counted.
+
+The directory is a cache, best effort: a write that fails (disk full, read-only, I/O error)
+is a ``DiskError`` that the code table counts and logs while the code stays installed, since a
+full disk should cost a node a faster restart, not the code its applications and neighbours
+use. A failed write leaves no file behind: a ``.pco`` is complete or absent.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pan_runtime.data.codeobj import CodeObject
-from pan_runtime.data.segments import SegmentRing
-from pan_runtime.errors import CodeObjectError
+from pan_runtime.data.codeobj import MAX_PCO, CodeObject
+from pan_runtime.data.files import read_bounded
+from pan_runtime.errors import CodeObjectError, DiskError
+from pan_runtime.node.quota import CodeBuffers
 from pan_runtime.node.softstate import SoftState
 from pan_runtime.node.stats import CodeStats
 from pan_runtime.plugin.runtime import LoadedCode
@@ -78,65 +84,110 @@ class CacheEntry:
     state: SoftState
     origin: str
     pinned: bool = False
-    ring: SegmentRing = field(default_factory=SegmentRing)
+    #: pool buffers the code object holds past its calls (``pan_runtime.node.quota``)
+    buffers: CodeBuffers = field(default_factory=CodeBuffers)
     stats: CodeStats = field(default_factory=CodeStats)
     breaker: Breaker = field(default_factory=Breaker)
     dependants: set[bytes] = field(default_factory=set)
 
 
 class DiskStore:
-    """A directory of ``<hex name>.pco`` files."""
+    """A directory of ``<hex name>.pco`` files; failures are ``DiskError``."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DiskError(f"cannot make the code cache directory {self.path}: {exc.strerror or exc}") from None
+        #: files that did not hold the code object their name says, or could not be read
         self.rejected = 0
-        self.write_errors = 0
+        #: writes and removals that failed (``keep``/``forget``; each is logged only when a
+        #: run of failures starts, so a full disk does not also fill the log)
+        self.errors = 0
+        self._failing = False
 
     def _file(self, name: bytes) -> Path:
         return self.path / f"{name.hex()}.pco"
 
-    def put(self, code: CodeObject) -> bool:
-        """Write ``code`` (once); False, logged and counted in ``write_errors``, when the
-        directory refuses it: the copy only spares a restart a fetch, so the install goes on."""
+    def put(self, code: CodeObject) -> None:
+        """Write ``code`` (whole, or nothing: a temporary file renamed into place)."""
         target = self._file(code.name)
-        if target.exists():
-            return True
         tmp = target.with_suffix(".tmp")
         try:
-            tmp.write_bytes(code.to_pco())
+            if target.exists():
+                return
+            with open(tmp, "wb") as f:
+                f.write(code.to_pco())
             os.replace(tmp, target)
         except OSError as exc:
-            self.write_errors += 1
-            log.warning("cannot keep %s in %s: %s", code.short_name, self.path, exc)
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-            return False
-        return True
+            raise DiskError(f"cannot write {target}: {exc.strerror or exc}") from None
 
     def get(self, name: bytes) -> CodeObject | None:
+        """The code object stored under ``name``; None (counted in ``rejected``) if absent or bad."""
         f = self._file(name)
-        if not f.exists():
-            return None
         try:
-            return CodeObject.from_pco(f.read_bytes(), expect_name=name)
-        except CodeObjectError as exc:
+            if not f.exists():
+                return None
+            return CodeObject.from_pco(read_bounded(f, MAX_PCO, DiskError, "cached code object"), expect_name=name)
+        except (CodeObjectError, DiskError, OSError) as exc:
             self.rejected += 1
             log.warning("ignoring %s: %s", f, exc)
             return None
 
     def remove(self, name: bytes) -> None:
-        self._file(name).unlink(missing_ok=True)
+        try:
+            self._file(name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise DiskError(f"cannot remove {self._file(name)}: {exc.strerror or exc}") from None
+
+    def keep(self, code: CodeObject) -> bool:
+        """``put``, best effort: a failure is counted and logged, not raised; True if written."""
+        try:
+            self.put(code)
+        except DiskError as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        return True
+
+    def forget(self, name: bytes) -> bool:
+        """``remove``, best effort like ``keep``."""
+        try:
+            self.remove(name)
+        except DiskError as exc:
+            self._failed(exc)
+            return False
+        return True
+
+    def _failed(self, exc: DiskError) -> None:
+        self.errors += 1
+        if not self._failing:
+            self._failing = True
+            log.warning("code cache: %s; the code stays installed but is not kept on disk (further failures are counted, not logged)", exc)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("code cache: writes to %s succeed again (%d failed)", self.path, self.errors)
 
     def names(self) -> list[bytes]:
+        try:
+            files = sorted(self.path.glob("*.pco"))
+        except OSError as exc:
+            raise DiskError(f"cannot list the code cache directory {self.path}: {exc.strerror or exc}") from None
         out = []
-        for f in sorted(self.path.glob("*.pco")):
+        for f in files:
             try:
-                out.append(bytes.fromhex(f.stem))
+                name = bytes.fromhex(f.stem)
             except ValueError:
                 continue
+            if len(name) == 32:
+                out.append(name)
         return out
 
 

@@ -103,7 +103,9 @@ class CodeTable:
             code=code,
             runtime=rt.name,
             loaded=loaded,
-            state=SoftState(config.state_entries, config.state_bytes, config.state_ttl_ms, node.now_ns),
+            state=SoftState(
+                config.state_entries, config.state_bytes, config.state_ttl_ms, node.now_ns, node.soft_state
+            ),
             origin=origin.value,
             pinned=pin,
             breaker=Breaker(threshold=config.breaker_threshold),
@@ -128,7 +130,7 @@ class CodeTable:
         for d in deps:
             d.dependants.add(code.name)
         if self.disk is not None:
-            self.disk.put(code)
+            self.disk.keep(code)  # best effort: see DiskStore
         node.emit(CodeLoaded(code.hex_name, rt.name, origin.value))
         return entry
 
@@ -218,7 +220,7 @@ class CodeTable:
             )
         self.unload(entry, "uninstall")
         if self.disk is not None:
-            self.disk.remove(key)
+            self.disk.forget(key)
 
     def unload(self, entry: CacheEntry, reason: str) -> None:
         """Run ``finalize``, unload the code and release its soft state, segments and tokens."""
@@ -234,7 +236,7 @@ class CodeTable:
         except Exception:
             log.exception("unloading %s", entry.code.short_name)
         entry.state.clear()
-        entry.ring.release_all()
+        entry.buffers.release_all()
         name = entry.code.name
         self.cache.remove(name)
         for dep in entry.code.manifest.dependencies:
@@ -245,6 +247,7 @@ class CodeTable:
             self.portmapper = None
         node = self._node
         node.services.forget_code(name)
+        node.pins.forget(name)
         node.emit(CodeUnloaded(entry.code.hex_name, reason))
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import heapq
+import os
 import random
 from collections import deque
 from collections.abc import Callable
@@ -122,11 +123,24 @@ class AppLink:
     """A node's end of one attached application; dies with the application.
 
     Code never sees this object: it sees a per-code-object token the node issues for it.
+    ``uid`` and ``pid`` name the application's process (the peer's credentials of a UNIX socket;
+    this process for an application in it): ports and pins belong to the link, and a root
+    ``uid`` may override another link's (``node/ports.py``).
     """
 
-    def __init__(self, node: Node, name: str = "app", sink: Callable[[Delivery], None] | None = None):
+    def __init__(
+        self,
+        node: Node,
+        name: str = "app",
+        sink: Callable[[Delivery], None] | None = None,
+        *,
+        uid: int | None = None,
+        pid: int | None = None,
+    ):
         self.node = node
         self.name = name
+        self.uid = os.geteuid() if uid is None else uid
+        self.pid = os.getpid() if pid is None else pid
         self.inbox: deque[Delivery] = deque()
         self.sink = sink
         self.closed = False

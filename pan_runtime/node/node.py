@@ -23,7 +23,8 @@ from pan_runtime.data.address import ADDRESS_SIZE, NodeAddress
 from pan_runtime.data.capsule import FLAG_SYSTEM, Capsule
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.segments import Segment, SegmentPool
-from pan_runtime.errors import CapsuleError, ClosedError, PanError, RuntimeFault
+from pan_runtime.data.wire import HEADER_SIZE, NAME_OFFSET, NAME_SIZE
+from pan_runtime.errors import CapsuleError, ClosedError, OwnershipError, PanError, RuntimeFault
 from pan_runtime.node import pni, stats
 from pan_runtime.node.cache import CacheEntry
 from pan_runtime.node.codetable import CodeTable
@@ -31,8 +32,12 @@ from pan_runtime.node.config import NodeConfig
 from pan_runtime.node.env import Environment, Origin
 from pan_runtime.node.events import CapsuleDropped, Event
 from pan_runtime.node.links import AppLink, Delivery, NetLink
+from pan_runtime.node.pins import Pins
+from pan_runtime.node.ports import Ports, may_force
 from pan_runtime.node.queue import CapsuleQueue, Queued
+from pan_runtime.node.quota import BufferQuota
 from pan_runtime.node.services import Services
+from pan_runtime.node.softstate import SoftStateStore
 from pan_runtime.node.stats import NodeStats
 from pan_runtime.node.trust import CodeOrigin, TrustPolicy
 from pan_runtime.plugin.loadjob import LoadJob
@@ -49,6 +54,7 @@ _FORWARD = pni.VERDICT_FORWARD
 _DELIVER = pni.VERDICT_DELIVER
 _DONE = pni.VERDICT_DONE
 _DROP = pni.VERDICT_DROP
+_NAME_END = NAME_OFFSET + NAME_SIZE
 
 
 class Node:
@@ -76,6 +82,10 @@ class Node:
         self.plugins = plugins if plugins is not None else default_plugins()
         self.now_ns = clock
         self.pool = SegmentPool(self.config.pool_buffer_size, self.config.pool_buffers)
+        #: what code objects may hold of the pool past their calls, and the reserve they may not
+        self.buffers = BufferQuota(self.pool, self.config.code_buffers, self.config.pool_reserve)
+        #: the node-wide bound on soft state, shared by every code object's
+        self.soft_state = SoftStateStore(self.config.state_total_bytes)
         #: what the PNI host asks of the node; keeps the neighbours, routes and application links
         self.services = Services(self)
         self.routes = self.services.routes
@@ -88,6 +98,9 @@ class Node:
         self.codes = CodeTable(self)
         self.cache = self.codes.cache
         self.disk = self.codes.disk
+        #: which application link owns each port, and who pins which code object
+        self.ports = Ports(self, self.config.app_ports)
+        self.pins = Pins(self)
         #: callables that fold counters kept elsewhere into the node's (see ``sync_counters``)
         self.counter_sources: list[Callable[[], None]] = []
         self.stats = NodeStats()
@@ -143,11 +156,17 @@ class Node:
         """The node's instance of runtime ``name`` (made on first use), or ``RuntimeUnavailable``."""
         return self.codes.runtime(name)
 
-    def install(self, code: CodeObject, *, origin: CodeOrigin = CodeOrigin.LOCAL, pin: bool = False) -> CacheEntry:
+    def install(
+        self, code: CodeObject, *, origin: CodeOrigin = CodeOrigin.LOCAL, pin: bool = False, owner: AppLink | None = None
+    ) -> CacheEntry:
         """Load ``code`` (its dependencies first), run ``init``, cache it; ``CodeObjectError``
-        (or ``TrustError``) names what refused it."""
+        (or ``TrustError``) names what refused it. ``pin``: held by ``owner`` (an application
+        link, until it closes; None: the node itself), never evicted meanwhile."""
         self._check_open()
-        return self.codes.install(code, origin, pin)
+        entry = self.codes.install(code, origin, pin)
+        if pin:
+            self.pins.pin(code.name, owner)
+        return entry
 
     def prepare(self, code: CodeObject, *, origin: CodeOrigin = CodeOrigin.NETWORK) -> LoadJob | None:
         """Check ``code`` as ``install`` would and return the costly part of loading it (a
@@ -164,13 +183,50 @@ class Node:
         """Install every code object in the cache directory (dependencies first); returns the count."""
         return self.codes.install_from_disk()
 
-    def uninstall(self, name: bytes | CodeObject) -> None:
-        """Remove a code object (``finalize`` runs, its soft state and segments are released)."""
-        self.codes.uninstall(name)
+    def uninstall(self, name: bytes | CodeObject, *, by: AppLink | None = None, force: bool = False) -> None:
+        """Remove a code object (``finalize`` runs, its soft state and segments are released).
 
-    def use_portmapper(self, code: CodeObject | bytes) -> None:
-        """Make an installed code object (exporting ``lookup``) this node's portmapper."""
-        self.codes.use_portmapper(code)
+        ``by``: the application link asking (None: the node itself); ``OwnershipError`` if
+        another holds a pin on the code, or it is the portmapper other links' ports go through.
+        """
+        key = name.name if isinstance(name, CodeObject) else bytes(name)
+        self.pins.check_uninstall(key, by, force)
+        if key == self.codes.portmapper:
+            self._check_portmapper_change(by, force)
+        self.codes.uninstall(key)
+
+    def use_portmapper(self, code: CodeObject | bytes, *, by: AppLink | None = None, force: bool = False) -> None:
+        """Make an installed code object (exporting ``lookup``) this node's portmapper.
+
+        ``by``: the application link asking; replacing a portmapper that other links' ports go
+        through is an ``OwnershipError``. The ports stay bound (to the new portmapper).
+        """
+        name = code.name if isinstance(code, CodeObject) else bytes(code)
+        old = self.codes.portmapper
+        if old is not None and old != name:
+            self._check_portmapper_change(by, force)
+        self.codes.use_portmapper(name)
+        if old is not None and old != name:
+            self.pins.refresh(old)
+
+    def _check_portmapper_change(self, by: AppLink | None, force: bool) -> None:
+        if by is None:
+            return
+        others = self.ports.holders() - {by}
+        if others and not may_force(by, force):
+            raise OwnershipError(
+                f"the portmapper carries ports of {len(others)} other application(s); it cannot be "
+                "replaced or uninstalled while they hold them" + (" (root: use force)" if by.uid == 0 else "")
+            )
+
+    def bind_port(self, link: AppLink, port: int, *, force: bool = False) -> None:
+        """Bind ``port`` to application ``link`` through the portmapper, now (``node/ports.py``)."""
+        self._check_open()
+        self.ports.bind(link, port, force)
+
+    def unbind_port(self, link: AppLink, port: int, *, force: bool = False) -> None:
+        self._check_open()
+        self.ports.unbind(link, port, force)
 
     @property
     def portmapper(self) -> bytes | None:
@@ -189,14 +245,19 @@ class Node:
     def add_route(self, dest: NodeAddress, next_hop: NodeAddress, metric: int = 1) -> None:
         self.routes.add_static(dest, next_hop, metric)
 
-    def attach(self, name: str = "app", sink: Callable[[Delivery], None] | None = None) -> AppLink:
-        """A new application link on this node (the in-process application API uses it)."""
+    def attach(
+        self, name: str = "app", sink: Callable[[Delivery], None] | None = None, *, uid: int | None = None, pid: int | None = None
+    ) -> AppLink:
+        """A new application link on this node (the in-process application API uses it);
+        ``uid``/``pid`` name the application's process (default: this one)."""
         self._check_open()
-        return self.services.attach(name, sink)
+        return self.services.attach(name, sink, uid, pid)
 
     def detach(self, link: AppLink) -> None:
-        """Forget an application link; tokens that named it die with it."""
+        """Forget an application link; tokens that named it, its ports and its pins go with it."""
         self.services.detach(link)
+        self.ports.release(link)
+        self.pins.release(link)
 
     # ------------------------------------------------------------------ input (the queue's intake)
     def receive_buffers(self, buffers: Iterable[memoryview], prev_hop: NodeAddress | None, link: Any = None) -> bool:
@@ -208,9 +269,18 @@ class Node:
         return self.queue.receive_segment(seg, prev_hop, link)
 
     def inject(self, data: bytes | bytearray | memoryview, app: AppLink) -> bool:
-        """Queue a capsule an application injected; its origin is that application link."""
+        """Queue a capsule an application injected; its origin is that application link.
+
+        A capsule for the portmapper is a port request: checked against who owns the port and
+        run now (``Ports.request``; its refusal is raised: ``OwnershipError``, ...).
+        """
         self._check_open()
         app.check_open()
+        pm = self.codes.portmapper
+        if pm is not None and len(data) >= HEADER_SIZE and data[NAME_OFFSET:_NAME_END] == pm:
+            self.stats.injected += 1
+            self.ports.request(app, data)
+            return True
         return self.queue.inject(data, app)
 
     def requeue(self, capsule: Capsule, item: Queued) -> None:
@@ -459,16 +529,9 @@ class Node:
         return False
 
     def _deliver_port(self, entry: CacheEntry, cap: Capsule, body: Segment, port: int) -> None:
-        codes = self.codes
-        token = codes.portmap(port)
-        if token is None or token < 0:
-            self._drop(entry, "no_port", str(port))
-            return
-        pm = codes.portmapper
-        assert pm is not None
-        link = self.services.resolve_token(pm, token)
+        link, why = self.ports.resolve(port)
         if link is None:
-            self._drop(entry, "dead_link", str(port))
+            self._drop(entry, why, str(port))
             return
         if link.deliver(Delivery(port, body.tobytes(), cap.name)):
             entry.stats.delivered += 1
@@ -497,6 +560,15 @@ class Node:
         self.emit(CapsuleDropped(reason, "", detail))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: dropped a capsule: %s %s", self.name, reason, detail)
+
+    def count_refusal(self, entry: CacheEntry | None, reason: str) -> None:
+        """Count a resource refused to code (``pan_runtime.node.quota.Refusal``): on the node
+        and on ``entry``'s code object."""
+        self.stats.refused[reason] += 1
+        if entry is not None:
+            entry.stats.refused[reason] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: refused %s: %s", self.name, entry.code.short_name if entry else "code", reason)
 
     # ------------------------------------------------------------------ statistics
     def sync_counters(self) -> None:

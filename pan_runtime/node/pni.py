@@ -30,6 +30,7 @@ from pan_runtime.data.address import ADDRESS_SIZE, NodeAddress
 from pan_runtime.data.segments import Segment
 from pan_runtime.data.streams import crc32, hmac_sha256, inet_checksum, sha256
 from pan_runtime.node.env import Environment, Origin
+from pan_runtime.node.quota import Refusal
 
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
@@ -101,6 +102,7 @@ class NodeServices(Protocol):
 
     def now_ns(self) -> int: ...
     def soft_state(self, code: CodeObject) -> SoftState: ...
+    def refused(self, code: CodeObject, reason: str) -> None: ...
     def send_toward(self, env: Environment, dest: NodeAddress, body: Segment) -> int: ...
     def send_neighbor(self, env: Environment, neighbor: NodeAddress, body: Segment) -> int: ...
     def deliver(self, env: Environment, token: int, port: int, body: Segment) -> int: ...
@@ -423,10 +425,21 @@ class PniServer:
         dst[:n] = data[:n]
         return len(data)
 
+    def _too_big(self, st: SoftState, key: Any, length: int) -> bool:
+        """True (and counted) when an entry of ``key`` and ``length`` bytes can never be stored."""
+        if st.fits(len(key), length):
+            return False
+        code = self.current.code
+        if code is not None:
+            self.node.refused(code, Refusal.STATE_BYTES)
+        return True
+
     def state_put(self, key: Any, value: Any, ttl_ms: int) -> int:
         st = self._state()
         if st is None or ttl_ms < 0:
             return BAD_ARGUMENT
+        if self._too_big(st, key, len(value)):
+            return NO_SPACE
         return OK if st.put(bytes(key), bytes(value), ttl_ms) else NO_SPACE
 
     def state_delete(self, key: Any) -> int:
@@ -436,15 +449,21 @@ class PniServer:
         return OK if st.delete(bytes(key)) else NOT_FOUND
 
     def state_put_seg(self, key: Any, seg: int, ttl_ms: int) -> int:
+        # Soft state outlives the call, so it keeps a copy in memory of its own: the segment may
+        # lie in a receive buffer of the node's pool (the capsule body does), which soft state
+        # would otherwise hold for its lifetime. The copy's bytes count against the soft-state
+        # bounds; bodies are small next to a pool buffer, and this call is off the common path.
         s = self._seg(seg)
         if s is None:
             return BAD_HANDLE
         st = self._state()
         if st is None:
             return BAD_ARGUMENT
-        s.retain()
-        if not st.put(bytes(key), s, ttl_ms):
-            s.release()
+        if self._too_big(st, key, s.length):
+            return NO_SPACE
+        copy = Segment.owned(s.view() if s.contiguous else s.tobytes())
+        if not st.put(bytes(key), copy, ttl_ms):
+            copy.release()
             return NO_SPACE
         return OK
 

@@ -105,15 +105,8 @@ class Services:
         code = env.code
         if cap_src is None or code is None:
             return pni.DENIED
-        node = self._node
         if not direct and dest == self.address:
-            # sending to ourselves: queue it as if it arrived
-            cap = Capsule(cap_src.name, cap_src.home, body.retain(), hop_limit=self.config.hop_limit)
-            try:
-                node.receive_buffers(cap.buffers(), self.address)
-            finally:
-                cap.release()
-            return self._sent(code, 0)
+            return self._queue_here(code, cap_src, body)
         if direct:
             hop, link = dest, self.neighbors.get(dest)
             if link is None:
@@ -133,6 +126,37 @@ class Services:
         finally:
             cap.release()
 
+    def _queue_here(self, code: CodeObject, cap_src: Capsule, body: Segment) -> int:
+        """Queue a capsule the running code sends to this node, as if it arrived. It waits in a
+        pool buffer the code object holds until it is evaluated: over the code object's quota,
+        or with only the pool's reserve free, the code gets ``NO_SPACE`` (counted)."""
+        node = self._node
+        entry = node.cache.peek(code.name)
+        if entry is None:
+            return pni.DENIED
+        cap = Capsule(cap_src.name, cap_src.home, body.retain(), hop_limit=self.config.hop_limit)
+        try:
+            buffers = cap.buffers()
+            size = sum(len(b) for b in buffers)
+            if size > node.pool.buffer_size:
+                # as a datagram that size would be: counted and lost, the send itself succeeded
+                node.stats.received += 1
+                node.count_drop("too_big", f"{size} bytes > pool buffer {node.pool.buffer_size}")
+                return self._sent(code, 0)
+            seg = node.buffers.allocate(entry.buffers, size)
+            if not isinstance(seg, Segment):
+                node.count_refusal(entry, seg)
+                return pni.NO_SPACE
+            view = seg.view()
+            pos = 0
+            for b in buffers:
+                view[pos : pos + len(b)] = b
+                pos += len(b)
+        finally:
+            cap.release()
+        node.queue.receive_segment(seg, self.address)
+        return self._sent(code, 0)
+
     def _sent(self, code: CodeObject, on_wire: int) -> int:
         self._node.stats.sent += on_wire
         entry = self._node.cache.peek(code.name)
@@ -141,9 +165,9 @@ class Services:
         return pni.OK
 
     # ------------------------------------------------------------------ applications
-    def attach(self, name: str, sink: Callable[[Delivery], None] | None) -> AppLink:
-        """A new application link on the node."""
-        link = AppLink(self._node, name, sink)
+    def attach(self, name: str, sink: Callable[[Delivery], None] | None, uid: int | None = None, pid: int | None = None) -> AppLink:
+        """A new application link on the node (``uid``/``pid``: its peer; default this process)."""
+        link = AppLink(self._node, name, sink, uid=uid, pid=pid)
         self.apps.append(link)
         return link
 
@@ -204,6 +228,10 @@ class Services:
             del self._link_tokens[key]
 
     # ------------------------------------------------------------------ state and dependencies
+    def refused(self, code: CodeObject, reason: str) -> None:
+        """Count a resource the host refused ``code`` (``pan_runtime.node.quota.Refusal``)."""
+        self._node.count_refusal(self._node.cache.peek(code.name), reason)
+
     def soft_state(self, code: CodeObject) -> SoftState:
         entry = self._node.cache.peek(code.name)
         if entry is None:

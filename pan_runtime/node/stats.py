@@ -44,6 +44,8 @@ class CodeStats:
     steps: int = 0  # interpreter steps the code used (where the runtime counts them)
     fuel: int = 0  # instructions the code used (where the runtime counts them)
     sent_bytes: int = 0  # body bytes the code sent or delivered through the PNI
+    #: resources the node refused the code, by reason (``pan_runtime.node.quota.Refusal``)
+    refused: Counter[str] = field(default_factory=Counter)
 
     def add_time(self, ns: int) -> None:
         self.time_ns += ns
@@ -73,6 +75,7 @@ class CodeStats:
         self.steps += other.steps
         self.fuel += other.fuel
         self.sent_bytes += other.sent_bytes
+        self.refused.update(other.refused)
 
     @property
     def dropped(self) -> int:
@@ -95,6 +98,7 @@ class CodeStats:
             "steps": self.steps,
             "fuel": self.fuel,
             "sent_bytes": self.sent_bytes,
+            "refused": dict(self.refused),
         }
 
 
@@ -107,6 +111,8 @@ class NodeStats:
     sent: int = 0
     delivered: int = 0
     drops: Counter[str] = field(default_factory=Counter)
+    #: resources the node refused code objects, by reason (``pan_runtime.node.quota.Refusal``)
+    refused: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +122,7 @@ class NodeStats:
             "delivered": self.delivered,
             "dropped": sum(self.drops.values()),
             "drops": dict(self.drops),
+            "refused": dict(self.refused),
         }
 
 
@@ -167,16 +174,24 @@ def statistics(node: Node) -> dict[str, Any]:
         **node.stats.as_dict(),
         "queue": len(node.queue),
         "pool_free": node.pool.available,
+        "pool": {
+            "buffers": node.pool.count,
+            "free": node.pool.available,
+            "reserve": node.buffers.reserve,
+            "held_by_code": sum(e.buffers.held for e in cache),
+        },
+        "soft_state": {"bytes": node.soft_state.bytes_used, "max_bytes": node.soft_state.max_bytes},
         "cache": {
             "entries": len(cache),
             "bytes": cache.bytes_used,
             "evictions": cache.evictions,
-            # the code directory: files refused on reading, copies it could not keep
-            **({"disk_rejected": node.disk.rejected, "disk_write_errors": node.disk.write_errors} if node.disk else {}),
+            "disk_errors": node.disk.errors if node.disk is not None else 0,
+            "disk_rejected": node.disk.rejected if node.disk is not None else 0,
         },
         "code": code_stats(node),
         "runtimes": _runtime_statistics(node),
         "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],
+        "ports": node.ports.info(),
     }
 
 
@@ -205,4 +220,7 @@ def format_statistics(node: Node) -> str:
     head = f"node {node.name}: received {ns.received}, injected {ns.injected}, sent {ns.sent}, delivered {ns.delivered}"
     drops = ", ".join(f"{k}={v}" for k, v in sorted(ns.drops.items())) or "none"
     table = format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "err", "µs/cap", ""])
-    return f"{head}\nnode drops: {drops}\n{table}"
+    text = f"{head}\nnode drops: {drops}\n{table}"
+    if ns.refused:
+        text += "\nrefused to code: " + ", ".join(f"{k}={v}" for k, v in sorted(ns.refused.items()))
+    return text

@@ -15,10 +15,22 @@ from dataclasses import dataclass, fields
 
 from pan_runtime.errors import CodeObjectError, ConfigError, FaultReason
 
-__all__ = ["LoadLimits"]
+__all__ = ["BOUNDS", "LoadLimits"]
 
 #: the smallest compile memory ceiling: a child interpreter with an engine loaded needs this much
 MIN_COMPILE_MEMORY = 64 << 20
+#: the values each limit may take (a configuration outside them is a mistake, not a policy)
+BOUNDS: dict[str, tuple[int, int]] = {
+    "code_bytes": (1024, 64 << 20),  # codeobj.MAX_PAYLOAD
+    "code_functions": (1, 1_000_000),
+    "code_nesting": (1, 1 << 20),
+    "code_locals": (1, 50_000),  # what Wasmtime's validator allows
+    "code_imports": (1, 1 << 20),
+    "code_entries": (1, 1 << 24),
+    "compile_time_ms": (1, 3_600_000),
+    "compile_memory": (MIN_COMPILE_MEMORY, 1 << 40),
+    "compile_jobs": (1, 64),
+}
 
 
 @dataclass(frozen=True)
@@ -48,13 +60,9 @@ class LoadLimits:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"load limit {f.name} must be a positive integer, got {v!r}")
-        if self.compile_memory < MIN_COMPILE_MEMORY:
-            raise ConfigError(
-                f"load limit compile_memory must be at least {MIN_COMPILE_MEMORY} bytes "
-                f"(a compiler process needs that much to start), got {self.compile_memory}"
-            )
+            lo, hi = BOUNDS[f.name]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ConfigError(f"load limit {f.name} must be an integer in {lo}..{hi}, got {v!r}")
 
     def require(self, what: str, value: int, limit: str, reason: FaultReason) -> None:
         """Refuse (``CodeObjectError`` with ``reason``) when ``value`` exceeds the limit named ``limit``."""

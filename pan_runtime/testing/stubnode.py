@@ -28,7 +28,8 @@ PREV = NodeAddress.from_int(0x0A000003)
 
 
 class StubNode:
-    """Just enough of ``NodeServices`` to run code: records sends, serves soft state and deps.
+    """Just enough of ``NodeServices`` to run code: records sends and refusals, serves soft
+    state and deps.
 
     ``deps[(code name, index)]`` maps a code object's dependency number to a ``LoadedCode``.
     """
@@ -39,6 +40,7 @@ class StubNode:
         self.sent: list[tuple[str, NodeAddress, bytes]] = []
         self.delivered: list[tuple[int, int, bytes]] = []
         self.states: dict[bytes, SoftState] = {}
+        self.refusals: list[tuple[bytes, str]] = []
         self.deps: dict[tuple[bytes, int], Any] = {}
         self.clock = 1_000_000
 
@@ -48,6 +50,9 @@ class StubNode:
 
     def soft_state(self, code: CodeObject) -> SoftState:
         return self.states.setdefault(code.name, SoftState())
+
+    def refused(self, code: CodeObject, reason: str) -> None:
+        self.refusals.append((code.name, reason))
 
     def send_toward(self, env: Environment, dest: NodeAddress, body: Segment) -> int:
         self.sent.append(("toward", dest, body.tobytes()))

@@ -19,6 +19,7 @@ import hashlib
 import io
 import struct
 import zipfile
+import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,7 +98,7 @@ def read_jar(payload: bytes, limits: LoadLimits | None = None) -> dict[str, byte
     try:
         zf = zipfile.ZipFile(io.BytesIO(payload))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise CodeObjectError(f"jvm payload is not a jar (zip): {exc}") from None
     out: dict[str, bytes] = {}
     total = 0
@@ -114,9 +115,16 @@ def read_jar(payload: bytes, limits: LoadLimits | None = None) -> dict[str, byte
             raise CodeObjectError(
                 f"jar classes exceed {MAX_JAR_BYTES} bytes uncompressed (at {info.filename})"
             )
+        if info.flag_bits & 0x1:
+            raise CodeObjectError(f"jar entry {info.filename} is encrypted; a code object's jar must not be")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CodeObjectError(
+                f"jar entry {info.filename} uses compression method {info.compress_type}; "
+                "a code object's jar is stored or deflated"
+            )
         try:
             data = zf.read(info)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError) as exc:
             raise CodeObjectError(
                 f"jar entry {info.filename} at offset {info.header_offset} is corrupt: {exc}"
             ) from None

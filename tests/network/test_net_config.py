@@ -6,7 +6,7 @@ import pytest
 
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import ConfigError
-from pan_runtime.net.config import load_config, parse_config
+from pan_runtime.net.config import _SCHEMA, load_config, parse_config
 from pan_runtime.node.trust import CodeOrigin, Rule
 from pan_runtime.plugin.loadlimits import LoadLimits
 from pan_runtime.plugin.runtime import Isolation
@@ -140,3 +140,115 @@ def test_load_limits_reach_the_node_config_and_bad_ones_name_their_key(tmp_path)
             load_config(p)
         assert str(ei.value).startswith(f"{p}:{line}: {key}"), str(ei.value)
         assert words in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    ("limits", "key", "words"),
+    [
+        ("pool_buffers = 64\npool_reserve = 64\n", "limits.pool_reserve", "outside 0..63"),
+        ("pool_buffers = 64\npool_reserve = 16\ncode_buffers = 49\n", "limits.code_buffers", "outside 0..48"),
+        ("state_bytes = 2048\nstate_total_bytes = 1024\n", "limits.state_bytes", "state_total_bytes"),
+    ],
+)
+def test_what_code_may_hold_must_fit_the_pool_and_the_store(limits, key, words):
+    with pytest.raises(ConfigError, match=key) as ei:
+        parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\n' + limits, "n.toml")
+    assert words in str(ei.value)
+
+
+def test_buffer_quota_and_soft_state_bounds_reach_the_node_config():
+    text = '[node]\nlisten = ["127.0.0.1:7100"]\n[demand]\npark_total = 8\n[limits]\npool_buffers = 64\n'
+    cfg = parse_config(text, "n.toml").node
+    assert (cfg.pool_reserve, cfg.code_buffers, cfg.state_total_bytes) == (16, 4, 64 << 20)
+    cfg = parse_config(text + "pool_reserve = 8\ncode_buffers = 10\nstate_total_bytes = 8388608\n", "n.toml").node
+    assert (cfg.pool_reserve, cfg.code_buffers, cfg.state_total_bytes) == (8, 10, 8 << 20)
+HEAD = '[node]\nlisten = ["127.0.0.1:1"]\n'
+INT_LIMITS = sorted(k for k in _SCHEMA["limits"] if k not in ("copy_on_send", "fast_path"))
+
+
+@pytest.mark.parametrize("key", INT_LIMITS)
+def test_every_limit_has_an_upper_bound(tmp_path, key):
+    p = tmp_path / "huge.toml"
+    p.write_text(f"{HEAD}[limits]\n{key} = {2**63 - 1}\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    assert str(ei.value).startswith(f"{p}:4: limits.{key}: "), ei.value
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "words"),
+    [
+        (HEAD + "[cache]\nmax_bytes = 9223372036854775807\n", 4, "cache.max_bytes", "outside"),
+        (HEAD + "[demand]\nrequest_rate = inf\n", 4, "demand.request_rate", "at most"),
+        (HEAD + "[demand]\nserve_rate = nan\n", 4, "demand.serve_rate", "at most"),
+        (HEAD + "[demand]\nserve_rate = 1e300\n", 4, "demand.serve_rate", "at most"),
+        (HEAD + "[demand]\nrequest_rate = -1\n", 4, "demand.request_rate", "above 0"),
+        (HEAD + "[demand]\nchunk_size = 70000\n", 4, "demand.chunk_size", "outside"),
+        (HEAD + "[demand]\ndeadline_ms = 9223372036854775807\n", 4, "demand.deadline_ms", "outside"),
+        (HEAD + "[limits]\npool_buffers = 262144\npool_buffer_size = 65535\n", 4, "limits.pool_buffers", "receive pool"),
+        (HEAD + "[limits]\napp_max_frame = 1048576\napp_in_bytes = 4096\n", 5, "limits.app_in_bytes", "below limits.app_max_frame"),
+        ('[node]\nlisten = ["127.0.0.1:1"]\nname = "a\\nb"\n', 3, "node.name", "printable"),
+        ('[node]\nlisten = ["127.0.0.1:1"]\napp_socket = "a\\u0000b"\n', 3, "node.app_socket", "no NUL"),
+        ('[node]\nlisten = ["127.0.0.1:1"]\napp_socket = "' + "s" * 120 + '.sock"\n', 3, "node.app_socket", "limited to 107"),
+        (HEAD + "[cache]\ndir = \"\\u0000\"\n", 4, "cache.dir", "no NUL"),
+        (HEAD + "[trust]\ntrusted_keys = [\"k\\u0000\"]\n", 4, "trust.trusted_keys[0]", "no NUL"),
+        (HEAD + "[trust.rules]\nnetwork.none = 3\n", 4, "trust.rules.network.none", "string"),
+    ],
+)
+def test_values_out_of_range_name_file_line_and_key(tmp_path, text, line, key, words):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    msg = str(ei.value)
+    assert msg.startswith(f"{p}:{line}: {key}: "), msg
+    assert words in msg, msg
+
+
+def test_upper_bounds_themselves_are_accepted_and_rule_tables_may_nest(tmp_path):
+    text = HEAD + (
+        "[limits]\nbudget_time_ms = 60000\nbudget_steps = 1099511627776\nbudget_fuel = 281474976710656\n"
+        "state_ttl_ms = 604800000\n[demand]\nrequest_rate = 1000000\nchunk_size = 65507\n"
+        '[trust.rules]\nnetwork.none = "never"\n'
+    )
+    cfg = parse_config(text, "ok.toml", base=tmp_path)
+    assert cfg.node.budget.fuel == 1 << 48 and cfg.demand.chunk_size == 65507
+    assert cfg.trust.rules[(CodeOrigin.NETWORK, Isolation.NONE)] is Rule.NEVER
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes(b'[node]\nlisten = ["127.0.0.1:1"]\nname = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=rf"^{p}:3: not UTF-8 text \(byte 0xe9\)"):
+        load_config(p)
+
+
+KEY_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # reading /dev/zero must not eat the machine
+from pan_runtime.errors import ConfigError
+from pan_runtime.net.config import load_config
+try:
+    load_config(sys.argv[1])
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "big"])
+def test_trusted_key_files_are_small_regular_files(tmp_path, target):
+    import os
+    import subprocess
+    import sys
+
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")  # nobody writes: reading it would block start-up forever
+    elif target == "big":
+        (tmp_path / "big").write_bytes(b"ab" * 4096)
+    p = tmp_path / "n.toml"
+    p.write_text(HEAD + f'[trust]\ntrusted_keys = ["{target}"]\n')
+    # a hang guard only: the answer comes at once
+    r = subprocess.run([sys.executable, "-c", KEY_CHILD, str(p)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.startswith(f"{p}:4: trust.trusted_keys[0]: "), r.stdout
+    assert ("more than 4096" if target == "big" else "not a regular file") in r.stdout

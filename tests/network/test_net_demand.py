@@ -310,23 +310,6 @@ def test_every_parked_capsule_is_dropped_with_the_reason_its_fetch_ended(folder,
             bed.close()
 
 
-def test_parked_capsules_run_when_the_code_directory_cannot_be_written(folder):
-    cache = folder / "cache"
-    bed = Bed(folder, f'[cache]\ndir = "{cache}"\n')
-    try:
-        code = wasm(many_functions(3), "unwritable")
-        (cache / f"{code.hex_name}.tmp").mkdir()  # where the copy would be written first
-        bed.send_capsules(code, 3)
-        _, _, size = bed.first_request()
-        bed.serve(code, size)
-        assert pump([bed.d], lambda: code.name in bed.d.node.cache, timeout=60), bed.drops
-        assert pump([bed.d], lambda: bed.d.node.cache.peek(code.name).stats.capsules_in == 3)
-        assert bed.d.statistics()["cache"]["disk_write_errors"] == 1 and "system_error" not in bed.drops
-        assert bed.d.demand.parked_total == 0
-    finally:
-        bed.close()
-
-
 # ---------------------------------------------------------------------- compiled once
 def test_a_compiled_module_is_reused_after_a_restart_and_a_tampered_one_is_compiled_again(folder):
     cache = folder / "cache"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pan_jvm.checker import check_classes, check_jar, read_jar
 from pan_jvm.classfile import parse_class
@@ -100,3 +102,41 @@ def test_reserved_package_refused(classes):
     data = classes.classes["cases/Fwd"]
     with pytest.raises(CodeObjectError, match="defines class"):
         check_classes({"org/pan/pni/PNI": data})
+
+
+# -- fuzzing: mutated class files and jars are checked or refused, never anything else ---------
+
+_FUZZ_CLASSES = ("cases/Fwd", "cases/Body", "cases/Fancy")
+
+
+@pytest.mark.fuzz
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.sampled_from(_FUZZ_CLASSES),
+    edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=6),
+    cut=st.none() | st.integers(0, 4096),
+)
+def test_mutated_class_files_check_or_raise_code_object_error(classes, which, edits, cut):
+    data = bytearray(classes.classes[which])
+    for pos, byte in edits:
+        data[pos % len(data)] = byte
+    try:
+        check_classes({which: bytes(data[:cut] if cut is not None else data)})
+    except CodeObjectError:
+        pass
+
+
+@pytest.mark.fuzz
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=6),
+    cut=st.none() | st.integers(0, 8192),
+)
+def test_mutated_jars_check_or_raise_code_object_error(classes, edits, cut):
+    data = bytearray(classes.jar("cases/Fwd"))
+    for pos, byte in edits:
+        data[pos % len(data)] = byte
+    try:
+        check_jar(bytes(data[:cut] if cut is not None else data))
+    except CodeObjectError:
+        pass

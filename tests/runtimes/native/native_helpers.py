@@ -33,6 +33,9 @@ class FakeNode:
     def soft_state(self, code: CodeObject) -> SoftState:
         return self.states.setdefault(code.name, SoftState())
 
+    def refused(self, code: CodeObject, reason: str) -> None:
+        pass
+
     def send_toward(self, env: Environment, dest: NodeAddress, body: Any) -> int:
         self.sent.append((dest, body.tobytes()))
         return 0

@@ -174,8 +174,11 @@ public interface PNI {
 
     /**
      * Send a capsule of the current code object with BODY toward DEST through the routing table.
+     * Toward this node the capsule waits in a receive buffer the code object holds until it is
+     * evaluated: NO_SPACE when the code object holds its quota of them or only the node's reserve is
+     * free.
      * dest: 16 bytes from index 0.
-     * Errors: {@link PniStatus#BAD_HANDLE}, {@link PniStatus#NO_ROUTE}, {@link PniStatus#TOO_BIG}, {@link PniStatus#BUDGET}, {@link PniStatus#OUT_OF_RANGE}.
+     * Errors: {@link PniStatus#BAD_HANDLE}, {@link PniStatus#NO_ROUTE}, {@link PniStatus#TOO_BIG}, {@link PniStatus#BUDGET}, {@link PniStatus#OUT_OF_RANGE}, {@link PniStatus#NO_SPACE}.
      */
     int sendToward(byte[] dest, int body);
 
@@ -242,7 +245,9 @@ public interface PNI {
     int stateDelete(byte[] key, int keyOff, int keyLen);
 
     /**
-     * Keep segment SEG (without copying it) under KEY in soft state for TTL_MS.
+     * Keep a copy of segment SEG's bytes under KEY in soft state for TTL_MS (a copy: SEG may lie in a
+     * receive buffer, which soft state never holds). NO_SPACE when the copy is larger than this code
+     * object's soft-state bound.
      * Errors: {@link PniStatus#BAD_HANDLE}, {@link PniStatus#NO_SPACE}, {@link PniStatus#OUT_OF_RANGE}.
      */
     int statePutSeg(byte[] key, int keyOff, int keyLen, int seg, int ttlMs);
