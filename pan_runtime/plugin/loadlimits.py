@@ -21,7 +21,7 @@ __all__ = ["BOUNDS", "LoadLimits"]
 MIN_COMPILE_MEMORY = 64 << 20
 #: the values each limit may take (a configuration outside them is a mistake, not a policy)
 BOUNDS: dict[str, tuple[int, int]] = {
-    "code_bytes": (1024, 64 << 20),  # codeobj.MAX_PAYLOAD
+    "code_bytes": (1, 64 << 20),  # codeobj.MAX_PAYLOAD
     "code_functions": (1, 1_000_000),
     "code_nesting": (1, 1 << 20),
     "code_locals": (1, 50_000),  # what Wasmtime's validator allows

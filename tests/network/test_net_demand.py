@@ -12,8 +12,11 @@ No assertion is about wall time: progress and counts only, timeouts are hang gua
 
 from __future__ import annotations
 
+import io
+import os
 import struct
 import tracemalloc
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,10 @@ from nethelpers import (
     short_dir,
 )
 
+from pan_jvm.runtime import INLINE_CHECK_BYTES
+from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.keys import generate_keypair, load_private_key
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.net.daemon import NodeDaemon
 from pan_runtime.net.demand import DemandLoader, encode_chunk
@@ -402,3 +408,40 @@ def test_an_in_process_network_waits_for_a_compile_and_then_runs_the_parked_caps
         assert b.cache.peek(fwd.name).stats.forwarded == 3
         assert c.cache.peek(fwd.name).stats.capsules_in == 3
         assert all(ld.parked_total == 0 for ld in loaders)
+
+
+def _padded_jar(code: CodeObject) -> CodeObject:
+    """The same classes, in a jar over the size the node checks in its own thread."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(code.payload)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        dst.writestr("padding.bin", os.urandom(INLINE_CHECK_BYTES), zipfile.ZIP_STORED)
+    m = code.manifest
+    return CodeObject.create("jvm", out.getvalue(), entry=m.entry, exports=list(m.exports), meta={**m.meta, "label": "padded"})
+
+
+@pytest.mark.parametrize("runtime", ["native", "wasm", "jvm", "restricted_py"])
+def test_fetched_code_is_prepared_in_the_compiler_process_where_its_runtime_has_costly_work(folder, runtime):
+    """wasm compiles there; jvm checks a jar over 64 KiB there; native and restricted_py load in
+    the node (linking maps into it; restricted_py's compile is bounded by code_bytes)."""
+    priv, pub = generate_keypair(folder / "site")
+    bed = Bed(folder, f'[trust]\ntrusted_keys = ["{pub}"]\n')
+    try:
+        code = reference_code(runtime, "forward")
+        if runtime == "jvm":
+            code = _padded_jar(code)
+        code = code.signed(load_private_key(priv))
+        for i in range(3):
+            body = bed.dst.address.raw + struct.pack(">HH", PORT, 0) + b"fetched %d" % i
+            bed.src.send(capsule_bytes(code, body, bed.src.address), bed.port)
+        _, _, size = bed.first_request()
+        bed.serve(code, size)
+        got: list[bytes] = []
+        assert pump([bed.d], lambda: bool(got.extend(bed.dst.recv_all()) or len(got) >= 3), timeout=60), (bed.drops, bed.d.demand.info())
+        assert sorted(g[-9:] for g in got) == [b"fetched %d" % i for i in range(3)]
+        expected = 1 if runtime in ("wasm", "jvm") else 0
+        assert bed.d.demand.compiler.counters["compiled"] == expected
+        assert bed.d.demand.compiler.counters["started"] == expected
+    finally:
+        bed.close()
