@@ -119,9 +119,9 @@ def test_a_code_object_over_the_size_limit_is_refused_before_its_runtime_loads_i
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_prepare_hands_out_only_the_costly_part_of_loading(runtime):
-    """wasm: the compile (unless cached); jvm: the check of a jar over 64 KiB; restricted_py: the
-    compile of a source over 8 KiB (the reference forward is smaller); native (linked in the
-    node's process): nothing."""
+    """wasm: the compile (unless cached); jvm: the check of a jar whose classes inflate over
+    64 KiB; restricted_py: the compile of a source over 8 KiB (the reference forwards are
+    smaller); native (linked in the node's process): nothing."""
     code = reference_code(runtime, "forward")
     with Node(1) as n:
         job = n.prepare(code, origin=CodeOrigin.LOCAL)

@@ -48,6 +48,7 @@ __all__ = [
     "MAX_JAR_BYTES",
     "CheckedJar",
     "scan_jar",
+    "class_bytes",
     "read_jar",
     "check_classes",
     "check_jar",
@@ -90,6 +91,20 @@ def scan_jar(payload: bytes, limits: LoadLimits, who: str = "jar") -> None:
             FaultReason.TOO_MANY_ENTRIES,
         )
     limits.require(f"{who} entries", entries, "code_entries", FaultReason.TOO_MANY_ENTRIES)
+
+
+def class_bytes(payload: bytes, max_entries: int) -> int | None:
+    """The inflated size the jar's directory declares for its classes (what checking them
+    costs), or None when it lists more than ``max_entries`` entries or is not a zip."""
+    data = bytes(payload)
+    at = data.rfind(struct.pack("<I", _EOCD_SIG), max(0, len(data) - _EOCD.size - 0xFFFF))
+    if at < 0 or at + _EOCD.size > len(data) or _EOCD.unpack_from(data, at)[4] > max_entries:
+        return None
+    try:
+        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return None
+    return sum(i.file_size for i in infos if i.filename.endswith(".class"))
 
 
 def read_jar(payload: bytes, limits: LoadLimits | None = None) -> dict[str, bytes]:

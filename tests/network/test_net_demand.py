@@ -13,8 +13,8 @@ No assertion is about wall time: progress and counts only, timeouts are hang gua
 from __future__ import annotations
 
 import io
-import os
 import struct
+import subprocess
 import tracemalloc
 import zipfile
 from collections.abc import Iterator
@@ -34,6 +34,7 @@ from nethelpers import (
     short_dir,
 )
 
+from pan_jvm.jvm import find_javac
 from pan_jvm.runtime import INLINE_CHECK_BYTES
 from pan_restricted_py.runtime import INLINE_COMPILE_BYTES
 from pan_runtime.cli.protocols import reference_code
@@ -411,27 +412,36 @@ def test_an_in_process_network_waits_for_a_compile_and_then_runs_the_parked_caps
         assert all(ld.parked_total == 0 for ld in loaders)
 
 
-def _padded_jar(code: CodeObject) -> CodeObject:
-    """The same classes, in a jar over the size the node checks in its own thread."""
+def _padded_jar(code: CodeObject, folder: Path) -> CodeObject:
+    """The same classes plus one whose ~80 KB of constants (deflated to ~1 KB) put the jar's
+    inflated classes over what the node checks on its own thread."""
+    strings = ", ".join(f'"{chr(97 + i) * 8000}"' for i in range(10))
+    (folder / "Filler.java").write_text(f"package filler;\npublic class Filler {{ public static final String[] S = {{{strings}}}; }}\n")
+    javac = find_javac()
+    assert javac is not None, "the jvm runtime is available, so javac is"
+    subprocess.run([javac, "--release", "17", "-d", str(folder / "classes"), str(folder / "Filler.java")], check=True)
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(code.payload)) as src, zipfile.ZipFile(out, "w") as dst:
+    with zipfile.ZipFile(io.BytesIO(code.payload)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             dst.writestr(info, src.read(info))
-        dst.writestr("padding.bin", os.urandom(INLINE_CHECK_BYTES), zipfile.ZIP_STORED)
+        dst.writestr("filler/Filler.class", (folder / "classes" / "filler" / "Filler.class").read_bytes())
     m = code.manifest
-    return CodeObject.create("jvm", out.getvalue(), entry=m.entry, exports=list(m.exports), meta={**m.meta, "label": "padded"})
+    padded = CodeObject.create("jvm", out.getvalue(), entry=m.entry, exports=list(m.exports), meta={**m.meta, "label": "padded"})
+    assert len(padded.payload) < INLINE_CHECK_BYTES
+    return padded
 
 
 @pytest.mark.parametrize("runtime", ["native", "wasm", "jvm", "restricted_py"])
 def test_fetched_code_is_prepared_in_the_compiler_process_where_its_runtime_has_costly_work(folder, runtime):
-    """wasm compiles there; jvm checks a jar over 64 KiB there; restricted_py compiles a source
-    over 8 KiB there; native objects are linked in the node (linking maps them into it)."""
+    """wasm compiles there; jvm checks a jar whose classes inflate over 64 KiB there;
+    restricted_py compiles a source over 8 KiB there; native objects are linked in the node
+    (linking maps them into it)."""
     priv, pub = generate_keypair(folder / "site")
     bed = Bed(folder, f'[trust]\ntrusted_keys = ["{pub}"]\n')
     try:
         code = reference_code(runtime, "forward")
         if runtime == "jvm":
-            code = _padded_jar(code)
+            code = _padded_jar(code, folder)
         elif runtime == "restricted_py":
             m = code.manifest
             padded = code.payload + b"# " + b"padding " * INLINE_COMPILE_BYTES + b"\n"

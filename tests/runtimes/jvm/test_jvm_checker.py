@@ -5,11 +5,11 @@ large jar from the network is checked in the compiler process and not again in t
 from __future__ import annotations
 
 import io
-import os
 import time
 import zipfile
 
 import pytest
+from conftest import javac
 
 from pan_jvm.checker import check_jar, read_jar, scan_jar
 from pan_jvm.runtime import INLINE_CHECK_BYTES
@@ -19,13 +19,11 @@ from pan_runtime.net.compiler import Compiler, Outcome
 from pan_runtime.plugin.loadlimits import LoadLimits
 
 
-def jar(classes: dict[str, bytes], padding: int = 0, junk_entries: int = 0) -> bytes:
+def jar(classes: dict[str, bytes], junk_entries: int = 0) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in sorted(classes.items()):
             zf.writestr(f"{name}.class", data)
-        if padding:
-            zf.writestr("padding.bin", os.urandom(padding), zipfile.ZIP_STORED)
         for i in range(junk_entries):
             zf.writestr(f"junk/{i}.txt", b"")
     return out.getvalue()
@@ -85,13 +83,24 @@ def _run(compiler: Compiler, key: bytes, job) -> Outcome:  # type: ignore[no-unt
     return got[0]
 
 
-def test_a_large_jar_is_checked_in_the_compiler_process_and_not_again(runtime, classes, host):
+_STRINGS = ", ".join(f'"{chr(97 + i) * 8000}"' for i in range(10))
+FILLER = f"package filler;\npublic class Filler {{\n    public static final String[] S = {{{_STRINGS}}};\n}}\n"
+
+
+@pytest.fixture(scope="module")
+def filler(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A class of ~80 KB of string constants that deflates to ~1 KB."""
+    folder = tmp_path_factory.mktemp("filler")
+    (folder / "Filler.java").write_text(FILLER)
+    return javac([folder / "Filler.java"], folder / "out")
+
+
+def test_a_jar_whose_classes_inflate_large_is_checked_in_the_compiler_process_and_not_again(runtime, classes, host, filler):
     big = CodeObject.create(
-        "jvm",
-        jar(picked(classes, "cases/Body"), padding=INLINE_CHECK_BYTES),
-        meta={"entry_class": "cases.Body", "label": "big"},
+        "jvm", jar({**picked(classes, "cases/Body"), **filler}), meta={"entry_class": "cases.Body", "label": "big"}
     )
-    assert runtime.prepare(classes.code("cases/Body"), []) is None  # small: checked in load
+    assert len(big.payload) < INLINE_CHECK_BYTES < sum(map(len, filler.values()))  # small on the wire
+    assert runtime.prepare(classes.code("cases/Body"), []) is None  # small inflated: checked in load
     job = runtime.prepare(big, [])
     assert job is not None and job.target == "pan_jvm.checker:check_job"
     compiler = Compiler(runtime.load_limits)
@@ -100,15 +109,13 @@ def test_a_large_jar_is_checked_in_the_compiler_process_and_not_again(runtime, c
         assert isinstance(verdict, bytes), verdict
         runtime.adopt(big, verdict)
         loaded = runtime.load(big, [], host)
-        assert loaded.checked.parsed == {} and "cases/Body" in loaded.checked.classes  # not checked again
+        assert loaded.checked.parsed == {} and "filler/Filler" in loaded.checked.classes  # not checked again
         loaded.unload()
         loaded = runtime.load(big, [], host)  # the verdict was used up: this load checks
-        assert "cases/Body" in loaded.checked.parsed
+        assert "filler/Filler" in loaded.checked.parsed
         loaded.unload()
 
-        hostile = CodeObject.create(
-            "jvm", jar(picked(classes, "hostile/Files"), padding=INLINE_CHECK_BYTES), meta={"entry_class": "hostile.Files"}
-        )
+        hostile = CodeObject.create("jvm", jar({**picked(classes, "hostile/Files"), **filler}), meta={"entry_class": "hostile.Files"})
         refusal = _run(compiler, b"hostile", runtime.prepare(hostile, []))
         assert isinstance(refusal, CodeObjectError) and "FileInputStream" in str(refusal)
     finally:
