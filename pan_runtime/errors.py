@@ -24,6 +24,7 @@ __all__ = [
     "ClosedError",
     "LinkError",
     "BuildError",
+    "ResourceError",
 ]
 
 
@@ -153,3 +154,7 @@ class LinkError(PanError):
 
 class BuildError(PanError):
     """``pan build`` could not turn sources into a code object (compiler missing or failed)."""
+
+
+class ResourceError(PanError):
+    """A file pan ships (headers, Java sources, reference protocols) is missing or unreadable."""
