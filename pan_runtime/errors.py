@@ -27,6 +27,7 @@ __all__ = [
     "LimitError",
     "DiskError",
     "BuildError",
+    "ResourceError",
 ]
 
 
@@ -170,3 +171,7 @@ class DiskError(PanError):
 
 class BuildError(PanError):
     """``pan build`` could not turn sources into a code object (compiler missing or failed)."""
+
+
+class ResourceError(PanError):
+    """A file pan ships (headers, Java sources, reference protocols) is missing or unreadable."""

@@ -57,7 +57,7 @@ class RestrictedPyRuntime(Runtime):
         try:
             import RestrictedPython  # noqa: F401
         except ImportError:
-            return "RestrictedPython is not installed (pip install 'pan-runtime[restricted_py]')"
+            return "RestrictedPython is not installed (pip install 'pan-runtime[restricted-py]')"
         return None
 
     def compile(self, code: CodeObject) -> CompiledSource:
