@@ -4,12 +4,15 @@ no call runs."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +156,42 @@ def test_the_watchdog_parks_while_no_call_runs_and_still_stops_loops(
         env = make_env(fwd.code, bytes(8))
         assert run(fwd, host, env) >= 0  # short calls while parked wake it and run as usual
         env.clear()
+
+
+#: pan_fast_run_fn, called with the GIL held as the fast path does
+RUN = ctypes.PYFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+
+
+def test_a_fast_run_wakes_the_parked_watchdog_and_is_stopped(
+    idle_runtime: JvmRuntime, classes: Any, host: Any, node: Any, jpool: Any
+) -> None:
+    """The C entry of the UDP fast path (``pan_jvm._fast``) enters the lane without Python;
+    entering is what wakes the watchdog."""
+    rt = idle_runtime
+    node.pool = jpool
+    node.config = types.SimpleNamespace(budget=Budget(time_ms=10.0, memory_bytes=8 << 20))
+    spin = rt.load(classes.code("cases/Spin"), [], host)
+    entry = spin.fast_entry()
+    assert entry is not None, "pan_jvm._fast is not built or cannot reach the JVM"
+    fn, state = entry
+    seg = jpool.allocate(16)
+    ctx = (ctypes.c_uint8 * 40)()  # a pan_fast_ctx
+    _wait_parked(rt)
+    watchdog = rt._engine().cls("Watchdog")
+    rescued: list[bool] = []
+
+    def rescue() -> None:
+        rescued.append(True)
+        watchdog.wake()
+
+    guard = threading.Timer(30.0, rescue)  # a hang guard only
+    guard.start()
+    try:
+        r = RUN(fn)(state, seg.address, 16, ctypes.addressof(ctx))
+    finally:
+        guard.cancel()
+        seg.release()
+    assert not rescued, "the fast run ran on with the watchdog parked"
+    assert r == -(2**31)
+    with pytest.raises(BudgetExceeded, match="stopped by the watchdog"):
+        spin.after_fast_run()
