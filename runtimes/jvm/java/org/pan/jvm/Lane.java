@@ -509,12 +509,12 @@ public final class Lane {
                 }
                 boolean toHost = level > 1 && hostAt[level];
                 int issued;
-                synchronized (lock) {
+                synchronized (lock) { // volatile writes only where something changes: this is the hot path
                     if (level == 1) {
                         active = 0;
-                        inHost = false;
-                        stopWanted = false;
-                    } else {
+                        if (inHost) inHost = false;
+                        if (stopWanted) stopWanted = false;
+                    } else if (inHost != toHost) {
                         inHost = toHost;
                     }
                     issued = stopsIssued;
