@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pan_runtime.node.env import Environment
     from pan_runtime.node.pni import PniServer
 
-__all__ = ["JvmCode", "FAULT_REASONS", "ENTRY_RETRIES", "java_name", "escaped_load"]
+__all__ = ["JvmCode", "FAULT_REASONS", "ENTRY_RETRIES", "java_name", "escaped_load", "stray_entry_stop"]
 
 log = logging.getLogger("pan.jvm")
 
