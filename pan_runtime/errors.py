@@ -61,7 +61,12 @@ class CapsuleError(PanError):
 
 
 class CodeObjectError(PanError):
-    """A code object that cannot be decoded, verified, linked or loaded."""
+    """A code object that cannot be decoded, verified, linked or loaded; ``reason`` names the
+    refusal where a runtime classifies it (a ``FaultReason``), else None."""
+
+    def __init__(self, message: str, reason: FaultReason | str | None = None):
+        super().__init__(message)
+        self.reason = FaultReason(reason) if reason is not None else None
 
 
 class SignatureError(CodeObjectError):
@@ -93,7 +98,8 @@ class RuntimeUnavailable(PanError):
 
 
 class FaultReason(enum.StrEnum):
-    """Why a runtime stopped a run: every runtime maps its stops to one of these.
+    """Why a runtime stopped a run, or refused a code object: every runtime maps its stops
+    (and the refusals it classifies) to one of these.
 
     A ``str`` enum, so the value is the drop reason counted against the code object and
     written to JSON exactly as before.
@@ -126,6 +132,16 @@ class FaultReason(enum.StrEnum):
     HOST_ERROR = "host_error"
     #: the runtime itself raised (a runtime bug, logged with its traceback)
     RUNTIME_ERROR = "runtime_error"
+    #: refused at load: an exception handler could swallow the stop that ends a run (jvm)
+    ABSORBS_STOP = "absorbs_stop"
+    #: refused at load: a symbol's value lies outside its section (native)
+    SYMBOL_OUTSIDE_SECTION = "symbol_outside_section"
+    #: refused at load: a section asks to be writable and executable at once (native)
+    WRITABLE_CODE = "writable_code"
+    #: refused at load: a relocation patches or names a section the loader does not map (native)
+    UNMAPPED_SECTION = "unmapped_section"
+    #: refused at load: the source nests too deeply to compile (restricted_py)
+    TOO_DEEP = "too_deep"
 
 
 class RuntimeFault(PanError):

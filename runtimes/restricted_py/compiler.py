@@ -13,7 +13,8 @@ Three passes over the AST, once per code object:
    plain subscripts and tuple unpacking to plain unpacking (``_getiter_`` is ``iter``).
 3. CPython's ``compile``.
 
-Refusals raise ``CodeObjectError`` naming line and column.
+Refusals raise ``CodeObjectError`` naming line and column; a source nested too deeply for
+any of the passes (a parser or a recursion limit) is refused with reason ``too_deep``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
-from pan_runtime.errors import CodeObjectError
+from pan_runtime.errors import CodeObjectError, FaultReason
 
 __all__ = ["CompiledSource", "compile_source", "GUARD_NAMES"]
 
@@ -304,11 +305,28 @@ def compile_source(source: str | bytes, filename: str = "<restricted_py>", limit
         except UnicodeDecodeError as exc:
             raise CodeObjectError(f"{filename}: source is not UTF-8 (byte {exc.start})") from None
     try:
+        return _compile(source, filename, limits)
+    except RecursionError:  # a pass (ours, RestrictedPython's, CPython's) nested too deep
+        raise _too_deep(filename, "compiling it") from None
+
+
+def _too_deep(filename: str, where: str) -> CodeObjectError:
+    return CodeObjectError(
+        f"{filename}: the source nests too deeply to compile (the limit was reached {where}); "
+        "split long expressions and deep nesting",
+        FaultReason.TOO_DEEP,
+    )
+
+
+def _compile(source: str, filename: str, limits: Limits) -> CompiledSource:
+    try:
         tree = ast.parse(source, filename, "exec")
     except SyntaxError as exc:
         raise CodeObjectError(
             f"{filename}: line {exc.lineno}, column {exc.offset}: syntax error: {exc.msg}"
         ) from None
+    except MemoryError:  # CPython's parser reports a nesting too deep for its stack this way
+        raise _too_deep(filename, "parsing it") from None
     errors: list[str] = []
     PanPolicy(errors, [], {}, limits).visit(tree)
     if errors:

@@ -79,6 +79,29 @@ def test_syntax_error_names_line_and_column():
         compile_source("x = 1\ndef f(:\n")
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        pytest.param("1+" * 100_000 + "1", id="long-sum"),
+        pytest.param("-" * 100_000 + "1", id="unary-chain"),
+        pytest.param("a." * 100_000 + "b", id="attribute-chain"),
+        pytest.param("1+" * 950 + "1", id="deeper-than-the-visitors"),
+    ],
+)
+def test_a_source_nested_too_deeply_is_refused_not_raised_out_of_install(expression):
+    """RecursionError (and the parser's MemoryError) never leave Node.install."""
+    from pan_runtime.node.node import Node
+    from pan_runtime.plugin.plugins import default_plugins
+
+    code = CodeObject.create("restricted_py", f"x = {expression}\ndef accept(pni, c, n):\n    return 0\n".encode())
+    with Node(1, plugins=default_plugins()) as node:
+        with pytest.raises(CodeObjectError, match="nests too deeply to compile") as info:
+            node.install(code)
+        assert info.value.reason == "too_deep"
+        ok = CodeObject.create("restricted_py", b"x = 1 + 2\ndef accept(pni, c, n):\n    return 0\n")
+        node.install(ok)  # the node goes on installing
+
+
 def test_load_refuses_missing_entry_and_failing_module_body(load):
     with pytest.raises(CodeObjectError, match="'accept'"):
         load("def other(pni, c, n):\n    return 0\n")
