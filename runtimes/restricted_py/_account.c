@@ -14,14 +14,21 @@
  * reports it, whatever the code did with the MemoryError). After that, only small blocks
  * (exception objects, tracebacks) are still granted, from a small grace allowance.
  *
- * Time. Each call gets a deadline at `enter()`. The allocator compares the clock every
- * 256 KiB or 4096 blocks a call allocates and refuses allocations once the deadline has
- * passed (one big operation cannot run on by allocating). A ticker thread wakes every
- * tick while a call with a deadline runs; past the deadline it schedules a pending call
- * (Py_AddPendingCall), which the interpreter runs at its next bytecode boundary in the
- * main thread: it sets `_left_` of the running code's globals to -1, so the code's next
- * step tick calls the meter, which halts it. The ticker parks on a condition variable
- * when no call has run for a while.
+ * Time. The budget is CPU time of the thread running the call, so time the node spends
+ * descheduled is never charged to the code. A ticker thread samples that thread's CPU clock
+ * every tick while a call with a time budget runs (the outermost call's budget covers the
+ * calls nested in it) and adds up what the call has used; calls shorter than a tick are
+ * never charged at all. When the sum passes the budget the call is late: the allocator
+ * refuses its allocations from then on (one big operation cannot run on by allocating),
+ * and the ticker takes the GIL (the running thread gives it up at its next bytecode
+ * boundary, within the switch interval), marks the frames and sets `_left_` of their code's
+ * globals to -1, so the code's next step tick calls the meter, which halts it. If the
+ * running thread's current Python frame is the late code's own (straight-line code that
+ * never ticks), the ticker also raises the runtime's `late` exception there
+ * (PyThreadState_SetAsyncExc); it never does so while node or runtime code is on top, and
+ * retries each tick until it can. (Not a pending call: in 3.11 one added from a thread
+ * other than the main thread does not wake the interpreter.) The ticker parks on a
+ * condition variable when no call has run for a while.
  *
  * Each block is charged its size plus OVERHEAD bytes for its side table entry. Blocks the
  * interpreter keeps on free lists (floats, tuples, dicts) stay charged until really freed.
@@ -40,14 +47,12 @@
 #define MAX_BLOCK ((size_t)UINT32_MAX - OVERHEAD) /* larger blocks are never charged: refused in a call */
 #define GRACE_BLOCK 1024         /* a spent call still gets blocks this small ... */
 #define GRACE_TOTAL (256 << 10)  /* ... up to this many bytes in all */
-#define CHECK_BYTES (256 << 10)  /* the allocator reads the clock after this many bytes ... */
-#define CHECK_BLOCKS 4096        /* ... or this many blocks */
 #define MAX_FRAMES 64            /* nested calls (dependencies) on the stack at once */
 #define MIN_CAP 1024             /* side table slots, at least */
 #define IDLE_TICKS 50            /* ticks without a call before the ticker parks */
 
 #define F_MEMORY 1  /* an allocation was refused: over the call's memory ceiling */
-#define F_TIME 2    /* the call's deadline passed */
+#define F_TIME 2    /* the call used up its time budget */
 #define F_HELD 4    /* at leave: the account holds more than its held limit */
 
 typedef struct acct {
@@ -72,10 +77,7 @@ typedef struct {
 typedef struct {
     acct_t *acct;
     AccountObject *owner;  /* strong reference while the frame is on the stack */
-    int64_t deadline;      /* 0: none */
-    int64_t saved_watch;   /* the ticker's deadline before this frame */
-    size_t gross, next_check, grace;
-    int countdown;
+    size_t grace;          /* bytes granted since the call was refused */
     int flags;
     uint64_t gen;
     PyThreadState *tstate;  /* the thread running the call */
@@ -107,10 +109,11 @@ static PyObject *str_left, *minus_one;
 static PyObject *late_exc; /* raised in late straight-line code (set_late) */
 
 /* shared with the ticker thread */
-static _Atomic int64_t watch_deadline;
-static _Atomic uint64_t watch_gen;
-static _Atomic uint64_t fired_gen;   /* a late call seen by the ticker */
-static _Atomic uint64_t settled_gen; /* ... and raised in, or gone */
+static _Atomic int64_t watch_budget;   /* the running outermost call's CPU budget (ns); 0: none */
+static _Atomic uint64_t watch_gen;     /* which outermost call that is */
+static _Atomic unsigned long watch_owner; /* its thread (pthread_t) */
+static _Atomic uint64_t late_gen;      /* the call the ticker found over its budget */
+static _Atomic uint64_t settled_gen;   /* ... and raised in, or gone */
 static _Atomic int tk_parked;
 static _Atomic int tk_stop;
 static _Atomic int64_t tick_ns = 2000000;
@@ -119,9 +122,10 @@ static pthread_t tk_thread;
 static pthread_mutex_t tk_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t tk_cond = PTHREAD_COND_INITIALIZER;
 
-static inline int64_t now_ns(void) {
+static int64_t cpu_ns(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (clock_gettime(clock, &ts) != 0)
+        return -1;
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -285,14 +289,9 @@ static int admit(frame_t *f, size_t n, size_t release) {
         f->flags |= F_MEMORY;
         return 0;
     }
-    f->gross += cost;
-    if (--f->countdown <= 0 || f->gross >= f->next_check) {
-        f->countdown = CHECK_BLOCKS;
-        f->next_check = f->gross + CHECK_BYTES;
-        if (f->deadline && now_ns() > f->deadline) {
-            f->flags |= F_TIME;
-            return 0;
-        }
+    if (atomic_load_explicit(&late_gen, memory_order_relaxed) == f->gen) {
+        f->flags |= F_TIME;
+        return 0;
     }
     return 1;
 }
@@ -394,28 +393,22 @@ static int in_own_code(frame_t *f) {
     return same;
 }
 
-/* Runs on the ticker thread with the GIL: every late frame's code calls its meter at its
- * next step; late straight-line code gets the late exception. Never raises. */
+/* Runs on the ticker thread with the GIL: every frame of the late call GEN has its code
+ * call its meter at its next step; late straight-line code gets the late exception. */
 static void poke(uint64_t gen) {
     if (depth == 0 || frames[0].gen != gen) {
         atomic_store(&settled_gen, gen);
         return;
     }
-    int64_t now = now_ns();
     for (int i = 0; i < depth; i++) {
         frame_t *f = &frames[i];
-        if (f->deadline == 0 || now <= f->deadline)
-            continue;
         f->flags |= F_TIME;
         PyObject *g = f->owner->globals;
         if (g != NULL && PyDict_SetItem(g, str_left, minus_one) < 0)
             PyErr_Clear();
     }
-    frame_t *top = &frames[depth - 1];
-    if (!(top->flags & F_TIME) || late_exc == NULL)
-        return;
-    if (in_own_code(top)) {
-        PyThreadState_SetAsyncExc(top->ident, late_exc);
+    if (late_exc != NULL && in_own_code(&frames[depth - 1])) {
+        PyThreadState_SetAsyncExc(frames[depth - 1].ident, late_exc);
         atomic_store(&settled_gen, gen);
     }
 }
@@ -423,18 +416,22 @@ static void poke(uint64_t gen) {
 static void *ticker(void *unused) {
     (void)unused;
     int idle = 0;
+    uint64_t seen_gen = 0;
+    unsigned long seen_owner = 0;
+    clockid_t clock = CLOCK_THREAD_CPUTIME_ID;
+    int64_t used = 0, last = 0;
     while (!atomic_load(&tk_stop)) {
         int64_t t = atomic_load(&tick_ns);
         struct timespec ts = {(time_t)(t / 1000000000), (long)(t % 1000000000)};
         nanosleep(&ts, NULL);
-        int64_t d = atomic_load(&watch_deadline);
-        if (d == 0) {
+        int64_t budget = atomic_load(&watch_budget);
+        if (budget == 0) {
             if (++idle < IDLE_TICKS)
                 continue;
             idle = 0;
             pthread_mutex_lock(&tk_lock);
             atomic_store(&tk_parked, 1);
-            while (atomic_load(&tk_parked) && atomic_load(&watch_deadline) == 0 && !atomic_load(&tk_stop))
+            while (atomic_load(&tk_parked) && atomic_load(&watch_budget) == 0 && !atomic_load(&tk_stop))
                 pthread_cond_wait(&tk_cond, &tk_lock);
             atomic_store(&tk_parked, 0);
             pthread_mutex_unlock(&tk_lock);
@@ -442,14 +439,33 @@ static void *ticker(void *unused) {
         }
         idle = 0;
         uint64_t g = atomic_load(&watch_gen);
-        if (now_ns() > d && atomic_load(&settled_gen) != g) {
-            atomic_store(&fired_gen, g);
-            if (atomic_load(&tk_stop) || !Py_IsInitialized() || _Py_IsFinalizing())
+        unsigned long owner = atomic_load(&watch_owner);
+        if (owner != seen_owner) {
+            if (pthread_getcpuclockid((pthread_t)owner, &clock) != 0)
                 continue;
-            PyGILState_STATE st = PyGILState_Ensure();
-            poke(g);
-            PyGILState_Release(st);
+            seen_owner = owner;
+            seen_gen = 0;
         }
+        int64_t now = cpu_ns(clock);
+        if (now < 0)
+            continue;
+        if (g != seen_gen) { /* a new call: its CPU time counts from this sample on */
+            seen_gen = g;
+            used = 0;
+            last = now;
+            continue;
+        }
+        used += now - last;
+        last = now;
+        if (used <= budget || atomic_load(&settled_gen) == g)
+            continue;
+        atomic_store(&late_gen, g);
+        if (atomic_load(&tk_stop) || !Py_IsInitialized() || _Py_IsFinalizing())
+            continue;
+        PyGILState_STATE st = PyGILState_Ensure();
+        if (atomic_load(&watch_gen) == g)
+            poke(g);
+        PyGILState_Release(st);
     }
     return NULL;
 }
@@ -483,7 +499,7 @@ static void after_fork_child(void) {
     /* the ticker did not come along; the next install() starts one */
     tk_started = 0;
     atomic_store(&tk_parked, 0);
-    atomic_store(&watch_deadline, 0);
+    atomic_store(&watch_budget, 0);
 }
 
 /* ---- Account ---------------------------------------------------------------------------- */
@@ -593,37 +609,27 @@ static PyObject *acct_enter(AccountObject *self, PyObject *unused) {
         return NULL;
     }
     acct_t *a = self->a;
-    int64_t now = now_ns();
     frame_t *f = &frames[depth];
     f->acct = a;
     f->owner = (AccountObject *)Py_NewRef(self);
-    f->deadline = self->time_ns ? now + self->time_ns : 0;
-    if (depth > 0) {
-        int64_t outer = frames[depth - 1].deadline;
-        if (outer && (f->deadline == 0 || outer < f->deadline))
-            f->deadline = outer;
-    }
-    f->gross = 0;
     f->grace = 0;
-    f->next_check = CHECK_BYTES;
-    f->countdown = CHECK_BLOCKS;
     f->flags = 0;
     f->tstate = PyThreadState_Get();
     f->ident = PyThread_get_thread_ident();
     if (a->active == 0)
         a->ceiling = a->held > SIZE_MAX - self->call_limit ? SIZE_MAX : a->held + self->call_limit;
     a->active++;
-    f->saved_watch = atomic_load(&watch_deadline);
     if (depth == 0) {
         owner_thread = me;
-        f->gen = atomic_load(&watch_gen) + 1;
+        f->gen = atomic_load_explicit(&watch_gen, memory_order_relaxed) + 1;
+        atomic_store(&watch_owner, (unsigned long)me);
         atomic_store(&watch_gen, f->gen);
+        if (self->time_ns) {
+            atomic_store(&watch_budget, self->time_ns);
+            wake_ticker();
+        }
     } else {
         f->gen = frames[0].gen;
-    }
-    if (f->deadline && (f->saved_watch == 0 || f->deadline < f->saved_watch)) {
-        atomic_store(&watch_deadline, f->deadline);
-        wake_ticker();
     }
     depth++;
     Py_RETURN_NONE;
@@ -642,13 +648,14 @@ static PyObject *acct_leave(AccountObject *self, PyObject *unused) {
     if (f == NULL)
         return NULL;
     int flags = f->flags;
-    if (!(flags & F_TIME) && f->deadline && atomic_load(&fired_gen) == f->gen && now_ns() > f->deadline)
+    if (atomic_load_explicit(&late_gen, memory_order_relaxed) == f->gen)
         flags |= F_TIME;
     acct_t *a = f->acct;
     a->active--;
     if (a->active == 0 && a->held > self->held_limit)
         flags |= F_HELD;
-    atomic_store(&watch_deadline, f->saved_watch);
+    if (depth == 1)
+        atomic_store(&watch_budget, 0);
     AccountObject *owner = f->owner;
     f->owner = NULL;
     f->acct = NULL;
@@ -661,7 +668,7 @@ static PyObject *acct_check(AccountObject *self, PyObject *unused) {
     frame_t *f = own_top(self);
     if (f == NULL)
         return NULL;
-    if (f->deadline && !(f->flags & F_TIME) && now_ns() > f->deadline)
+    if (atomic_load_explicit(&late_gen, memory_order_relaxed) == f->gen)
         f->flags |= F_TIME;
     return PyLong_FromLong(f->flags);
 }
@@ -686,8 +693,8 @@ static PyMethodDef acct_methods[] = {
      "bind(globals, filename): the module dict whose _left_ the ticker sets in a late call, and the code's filename"},
     {"enter", (PyCFunction)acct_enter, METH_NOARGS, "Start charging a call to this account"},
     {"leave", (PyCFunction)acct_leave, METH_NOARGS,
-     "Stop charging the call; its flags: 1 memory refused, 2 time passed, 4 held over the limit"},
-    {"check", (PyCFunction)acct_check, METH_NOARGS, "The running call's flags so far (reads the clock)"},
+     "Stop charging the call; its flags: 1 memory refused, 2 time used up, 4 held over the limit"},
+    {"check", (PyCFunction)acct_check, METH_NOARGS, "The running call's flags so far"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -789,7 +796,7 @@ static PyObject *mod_stats(PyObject *mod, PyObject *unused) {
 static PyMethodDef mod_methods[] = {
     {"install", mod_install, METH_NOARGS, "Wrap the MEM and OBJ allocator domains and start the ticker (once)"},
     {"ensure_ticker", mod_ensure_ticker, METH_NOARGS, "Start the ticker again if it is not running"},
-    {"set_tick", mod_set_tick, METH_O, "set_tick(ns): how often the ticker checks a running call's deadline"},
+    {"set_tick", mod_set_tick, METH_O, "set_tick(ns): how often the ticker samples a running call's CPU time"},
     {"set_late", mod_set_late, METH_O, "set_late(cls): the exception raised in late straight-line code"},
     {"shutdown", mod_shutdown, METH_NOARGS, "Stop the ticker thread"},
     {"stats", mod_stats, METH_NOARGS, "The side table's size and the call stack's depth"},
