@@ -118,6 +118,7 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         meter.check = acct.check
         acct.bind(g, self._compiled.filename)
         code_globals(meter, limits, code.short_name)
+        g["_pace_"] = acct.check
         self._pni = _pni_view(pni_api.HostPNI(self.host))
         # the PNI of runs from the node's UDP fast path, which have no environment
         self._lean = pni_hot.BodyHost(self.host)

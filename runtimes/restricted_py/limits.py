@@ -53,6 +53,7 @@ def limits_from_options(options: Mapping[str, Any]) -> Limits:
     """The runtime's limits from its options (``[runtimes.options.restricted_py]`` in the
     node TOML): each field of ``Limits`` by name, or ``limits``, a whole ``Limits``."""
     opts = dict(options)
+    opts.pop("cache_dir", None)  # the node offers every runtime its cache; compiled Python stays in memory
     whole = opts.pop("limits", None)
     if whole is not None and not isinstance(whole, Limits):
         raise ConfigError(f"restricted_py option 'limits' must be a Limits, not {type(whole).__name__}")
