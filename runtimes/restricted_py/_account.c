@@ -49,6 +49,7 @@
 #define GRACE_TOTAL (256 << 10)  /* ... up to this many bytes in all */
 #define MAX_FRAMES 64            /* nested calls (dependencies) on the stack at once */
 #define MIN_CAP 1024             /* side table slots, at least */
+#define KEEP_CAP 65536           /* the table shrinks back no further than this (1 MiB) once grown */
 #define IDLE_TICKS 50            /* ticks without a call before the ticker parks */
 
 #define F_MEMORY 1  /* an allocation was refused: over the call's memory ceiling */
@@ -131,8 +132,12 @@ static int64_t cpu_ns(clockid_t clock) {
 
 /* ---- the side table: open addressing, linear probing, backward-shift deletion ---------- */
 
+/* Blocks of one 4 KiB page go to a run of neighbouring slots (the page number hashed picks
+ * the run): objects allocated one after another, as pymalloc hands them out, then share
+ * cache lines of the table instead of missing the cache once each. */
 static inline size_t slot_of(uintptr_t key) {
-    return (size_t)(((uint64_t)(key >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+    size_t run = (size_t)(((uint64_t)(key >> 12) * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+    return (run + ((key >> 4) & 0xFF)) & (cap - 1);
 }
 
 static ssize_t find(uintptr_t key) {
@@ -223,7 +228,7 @@ static void remove_at(size_t i) {
     }
     tab[i].key = 0;
     count--;
-    if (cap > MIN_CAP && count * 8 < cap)
+    if (cap > KEEP_CAP && count * 32 < cap) /* lazily: calls that allocate and free a lot do not regrow it each time */
         (void)rehash(cap / 2); /* without memory the table just stays larger */
 }
 

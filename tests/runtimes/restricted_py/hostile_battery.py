@@ -1,6 +1,6 @@
 """Runs hostile restricted_py snippets through a Node and prints one JSON line per snippet.
 
-Run as a child process (``python hostile_battery.py SNIPPETS.json``) under a memory rlimit,
+Run as a child process (``python hostile_battery.py SNIPPETS.json BUDGET_MS``) under a memory rlimit,
 so a node that does not bound them fails its test instead of eating the machine. For each
 snippet: the drop reasons counted against it, the node's resident set before and after,
 the CPU time of its slowest call, what its account holds before and after, and whether a
@@ -67,7 +67,9 @@ def run(name: str, source: str, calls: int, node: Node, app: Application, good: 
 
 def main() -> int:
     snippets = json.loads(open(sys.argv[1]).read())
-    cfg = NodeConfig(breaker_threshold=1_000_000, budget=Budget(time_ms=50.0))
+    # a time budget well above what filling the memory budget takes, so the memory snippets
+    # end on memory even on a loaded machine (the time budget has tests of its own)
+    cfg = NodeConfig(breaker_threshold=1_000_000, budget=Budget(time_ms=float(sys.argv[2])))
     with Node("127.0.0.1:7001", config=cfg) as node:
         app = Application(node)
         good = CodeObject.create("restricted_py", GOOD, entry={"accept": "accept"})
