@@ -361,9 +361,9 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         elif self.host.current.budget is not self._budget:
             self._configure(self.host.current.budget)
         meter.arm()
-        acct.enter()
         self._active += 1
         try:
+            acct.enter()
             try:
                 r = fn(self._pni, *args)
             except BaseException as exc:
