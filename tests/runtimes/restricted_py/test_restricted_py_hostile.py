@@ -66,17 +66,30 @@ BATTERY: dict[str, tuple[str, int, set[str]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict[str, dict]:
+#: snippets only the time budget stops, each step or statement costly: run at the default
+#: 50 ms budget, each call must end in a budget fault within a generous multiple of it
+TIME_BUDGET_MS = 50.0
+TIME_BATTERY: dict[str, tuple[str, int, set[str]]] = {
+    "membership in a big list": (
+        "a = list(range(200000))\n" + accept_body("n = 0\nwhile True:\n    if -1 in a:\n        n += 1"), 2, {"budget"}
+    ),
+    "joins of many parts": (accept_body("parts = ['abcd'] * 60000\nwhile True:\n    s = ''.join(parts)"), 2, {"budget"}),
+    "straight-line comparisons": (
+        "a = [0] * 250000\nb = list(a)\n" + accept_body("x = a == b\n" * 3000 + "return DONE"), 2, {"budget"}
+    ),
+}
+
+
+def run_battery(tmp_path_factory, battery: dict[str, tuple[str, int, set[str]]], budget_ms: float) -> dict[str, dict]:
     spec = tmp_path_factory.mktemp("battery") / "snippets.json"
-    spec.write_text(json.dumps([[name, src, calls] for name, (src, calls, _) in BATTERY.items()]))
+    spec.write_text(json.dumps([[name, src, calls] for name, (src, calls, _) in battery.items()]))
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
     try:
         proc = subprocess.run(
-            [sys.executable, str(HERE / "hostile_battery.py"), str(spec), str(BUDGET_MS)],
+            [sys.executable, str(HERE / "hostile_battery.py"), str(spec), str(budget_ms)],
             capture_output=True, text=True, timeout=240, preexec_fn=limit,
         )
         stdout, stderr = proc.stdout, proc.stderr
@@ -91,9 +104,19 @@ def results(tmp_path_factory) -> dict[str, dict]:
     return found
 
 
-@pytest.mark.parametrize("name", list(BATTERY))
-def test_hostile_snippet_ends_in_a_named_fault_and_the_node_stays_bounded(results, name):
-    _, calls, reasons = BATTERY[name]
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, dict]:
+    return run_battery(tmp_path_factory, BATTERY, BUDGET_MS)
+
+
+@pytest.fixture(scope="module")
+def time_results(tmp_path_factory) -> dict[str, dict]:
+    return run_battery(tmp_path_factory, TIME_BATTERY, TIME_BUDGET_MS)
+
+
+def check_outcome(results: dict[str, dict], battery: dict[str, tuple[str, int, set[str]]], name: str,
+                  budget_ms: float) -> None:
+    _, calls, reasons = battery[name]
     r = results.get(name)
     assert r is not None, f"no result: the node hung or died before this snippet finished\n{results['_stderr']['text']}"
     assert "install_error" not in r, r["install_error"]
@@ -102,9 +125,19 @@ def test_hostile_snippet_ends_in_a_named_fault_and_the_node_stays_bounded(result
     else:  # calls that grow what the code holds: some end in that fault, none in another
         assert r["errors"] >= 1 and set(r["drops"]) == reasons, r
     assert r["rss_growth"] < RSS_MARGIN, f"the node grew by {r['rss_growth'] >> 20} MiB"
-    assert r["worst_cpu_ms"] < 10 * BUDGET_MS, f"a call used {r['worst_cpu_ms']:.0f} ms of CPU"
+    assert r["worst_cpu_ms"] < 10 * budget_ms, f"a call used {r['worst_cpu_ms']:.0f} ms of CPU"
     # the code beside it ran every capsule sent to it
     assert r["good_ran"] == calls and not r["good_drops"], r
+
+
+@pytest.mark.parametrize("name", list(BATTERY))
+def test_hostile_snippet_ends_in_a_named_fault_and_the_node_stays_bounded(results, name):
+    check_outcome(results, BATTERY, name, BUDGET_MS)
+
+
+@pytest.mark.parametrize("name", list(TIME_BATTERY))
+def test_costly_steps_end_in_a_budget_fault_within_a_small_multiple_of_it(time_results, name):
+    check_outcome(time_results, TIME_BATTERY, name, TIME_BUDGET_MS)
 
 
 @pytest.mark.parametrize("name", [n for n, (_, calls, _) in BATTERY.items() if calls == 1])
