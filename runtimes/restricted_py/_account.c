@@ -613,6 +613,10 @@ static PyObject *acct_enter(AccountObject *self, PyObject *unused) {
         PyErr_SetString(PyExc_RuntimeError, "restricted_py calls nested too deeply");
         return NULL;
     }
+    if (!tk_started && start_ticker() < 0) { /* a forked child has no ticker until here */
+        PyErr_SetString(PyExc_OSError, "cannot start the restricted_py time ticker thread");
+        return NULL;
+    }
     acct_t *a = self->a;
     frame_t *f = &frames[depth];
     f->acct = a;
