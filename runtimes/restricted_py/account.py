@@ -5,8 +5,9 @@ One ``Account`` per loaded code object. The runtime calls ``enter()`` before and
 between the two, every block CPython's object and memory allocators hand out on that
 thread is charged to the account, and its charge is returned when the block is freed,
 whenever that is. ``leave()`` returns the call's flags: ``MEMORY`` (an allocation was
-refused: the call would have held more than its per-call limit), ``TIME`` (its deadline
-passed) and ``HELD`` (what the code object holds between calls is over its limit).
+refused: the call would have held more than its per-call limit), ``TIME`` (it used up
+its CPU time budget) and ``HELD`` (what the code object holds between calls is over
+its limit).
 
 This is the in-process line of defence: it bounds what restricted code can make CPython
 allocate for it, it does not bound the process (a later isolation layer runs code in
@@ -18,9 +19,9 @@ from __future__ import annotations
 import atexit
 from typing import Any
 
-from pan_restricted_py.meter import Late
+from pan_restricted_py.meter import HELD, MEMORY, TIME, Late
 
-__all__ = ["problem", "install", "new_account", "MEMORY", "TIME", "HELD", "OVERHEAD"]
+__all__ = ["problem", "install", "new_account", "stats", "MEMORY", "TIME", "HELD", "OVERHEAD"]
 
 try:
     from pan_restricted_py import _account as _c
@@ -30,9 +31,6 @@ except ImportError as exc:  # built without a C compiler
 else:
     _WHY = ""
 
-MEMORY = 1
-TIME = 2
-HELD = 4
 #: bytes charged per block on top of its size (the side table's entry)
 OVERHEAD = 48 if _c is None else _c.OVERHEAD
 _installed = False

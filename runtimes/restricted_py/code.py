@@ -198,6 +198,8 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         meter = self._meter
         where = self._line_of(exc)
         _drop_frames(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
         if flags:
             over = self._over(flags)
             if over is not None:

@@ -20,7 +20,7 @@ class Limits:
     (``*``, ``+``, ``%``, ``join``, ``bytes(n)``, ``range(n)``, ...) and of any sequence
     sorted, and the items compared when sorting or taking ``min``/``max`` of containers;
     ``max_int_bits`` the size of an integer made by ``*``, ``**`` or ``<<``; ``chunk`` how
-    many steps run between two checks of the account (deadline, refused allocations) and
+    many steps run between two checks of the account (time used up, refused allocations) and
     the call depth; ``max_depth`` the nesting of calls between functions of one code
     object, checked once per chunk, so code never nests deeper than ``max_depth + chunk``
     frames (well inside CPython's recursion limit).
@@ -30,7 +30,7 @@ class Limits:
     ``held_memory_bytes`` is what a code object may hold between calls (module globals, and the soft state its calls
     stored as Python objects). Bytes are those of every block CPython allocates for the
     code, plus 32 bytes of bookkeeping per block. ``tick_ms`` is how often the account's
-    ticker looks at a running call's deadline.
+    ticker samples a running call's CPU time (one ticker per process).
     """
 
     max_items: int = 1 << 18

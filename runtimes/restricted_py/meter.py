@@ -4,11 +4,11 @@ Instrumented code keeps one global in its module dict: ``_left_``, the steps lef
 current chunk. Every loop iteration and every entry into a function that can call
 decrements it inline; when it goes negative the code calls ``_stop_`` (``Meter.stop``),
 which either draws the next chunk of steps or halts the call. Once per chunk the meter also
-asks the call's account (``account.py``) whether the call's deadline passed or an
-allocation was refused, and counts the code's frames on the stack: recursion spends a step
-per level, so code never nests more than ``chunk`` frames past ``max_depth``, and no
-per-call depth bookkeeping is needed. A call whose deadline passes in the middle of a
-chunk has its ``_left_`` set to -1 by the account's ticker, so the next step comes here.
+asks the call's account (``account.py``) whether the call used up its time budget (CPU
+time) or had an allocation refused, and counts the code's frames on the stack: recursion
+spends a step per level, so code never nests more than ``chunk`` frames past ``max_depth``,
+and no per-call depth bookkeeping is needed. A call that uses up its time in the middle of
+a chunk has its ``_left_`` set to -1 by the account's ticker, so the next step comes here.
 
 A halt raises ``Halt``, a ``BaseException`` subclass that code cannot name, and leaves
 ``_left_`` hugely negative. Every ``except`` handler and ``finally`` block of the code starts
@@ -26,8 +26,8 @@ from typing import Any, NoReturn
 __all__ = ["Halt", "Late", "Meter", "MEMORY", "TIME", "HELD"]
 
 _HALTED_LEFT = -(1 << 62)
-#: flags of a call's account (``_account.c``): an allocation refused, the deadline passed,
-#: the code object holding more than its limit after the call
+#: flags of a call's account (``_account.c``): an allocation refused, the time budget used
+#: up, the code object holding more than its limit after the call
 MEMORY = 1
 TIME = 2
 HELD = 4
@@ -92,8 +92,8 @@ class Meter:
         self.configure(200_000, 50.0)
 
     def configure(self, steps: int, time_ms: float | None, memory: int = 0) -> None:
-        """Set the per-call step budget and wall-clock budget (None or <= 0: no time limit);
-        ``memory`` is the per-call memory limit, for messages (the account enforces it)."""
+        """Set the per-call step budget and time budget (None or <= 0: no time limit) and the
+        per-call memory limit; the last two are for messages, the account enforces them."""
         self.memory = memory
         steps = max(int(steps), 1)
         self.steps = steps
@@ -139,7 +139,7 @@ class Meter:
         return True
 
     def over(self, flags: int) -> NoReturn:
-        """Halt for what the account reported: a refused allocation or a passed deadline."""
+        """Halt for what the account reported: a refused allocation or the time used up."""
         if flags & MEMORY:
             self.halt("memory", f"memory budget of {self.memory} bytes per call spent")
         self.halt("budget", f"time budget of {self.time_ns / 1e6:g} ms spent")
