@@ -109,6 +109,10 @@ class FaultReason(enum.StrEnum):
     BUDGET = "budget"
     #: a memory ceiling reached, or the engine ran out of memory
     MEMORY = "memory"
+    #: a call allocated more than its per-call memory budget (restricted_py)
+    MEMORY_BUDGET = "memory_budget"
+    #: the code object holds more memory between calls than its limit (restricted_py)
+    MEMORY_HELD = "memory_held"
     #: stack exhausted (deep recursion)
     STACK = "stack"
     #: an out-of-bounds memory or table access the engine caught

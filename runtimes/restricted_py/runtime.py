@@ -15,6 +15,11 @@ code object, made once, exposing exactly the PNI calls (a negative status raises
 ``deliver(port)``) of ``pan_runtime.pni_api`` and the header codecs (``PingHdr`` ...) of
 ``pan_runtime.protocol_headers`` are globals. Dependencies are reachable as ``deps[i].<export>(a0, a1)`` (manifest order) or as
 ``pni.dep_call(i, b"<export>", a0, a1)``.
+
+Options (``[runtimes.options.restricted_py]`` in the node TOML, or ``RestrictedPyRuntime(options)``),
+all optional: every field of ``limits.Limits`` by name (``max_items``, ``max_int_bits``,
+``max_depth``, ``max_args``, ``max_width``, ``chunk``, ``max_call_memory_bytes``,
+``held_memory_bytes``, ``tick_ms``), or ``limits``, a whole ``Limits``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
-from pan_runtime.errors import CodeObjectError, PanError
+from pan_restricted_py import account
+from pan_restricted_py.limits import limits_from_options
+from pan_runtime.errors import CodeObjectError, RuntimeUnavailable
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
@@ -45,10 +51,11 @@ class RestrictedPyRuntime(Runtime):
 
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
-        limits = self.options.get("limits", DEFAULT_LIMITS)
-        if not isinstance(limits, Limits):
-            raise PanError(f"restricted_py option 'limits' must be a Limits, not {type(limits).__name__}")
-        self.limits = limits
+        self.limits = limits_from_options(self.options)
+        problem = self.available()
+        if problem:
+            raise RuntimeUnavailable(problem)
+        account.install(self.limits.tick_ms)
         self._compiled: dict[bytes, CompiledSource] = {}
         self.compilations = 0
 
@@ -58,7 +65,7 @@ class RestrictedPyRuntime(Runtime):
             import RestrictedPython  # noqa: F401
         except ImportError:
             return "RestrictedPython is not installed (pip install 'pan-runtime[restricted-py]')"
-        return None
+        return account.problem()
 
     def compile(self, code: CodeObject) -> CompiledSource:
         """The compiled source of ``code``, compiled on first use only."""

@@ -267,8 +267,8 @@ def test_time_budget_is_checked_per_chunk(load, run):
 
 def test_bulk_builtins_are_charged_by_size(load, run):
     loaded = load(accept_body("x = list(range(200000))\nwhile True:\n    y = sorted(x)"))
-    with pytest.raises(BudgetExceeded, match="20000 steps"):
-        run(loaded, budget=Budget(steps=20_000, time_ms=10_000.0))
+    with pytest.raises(BudgetExceeded, match="20000 steps"):  # 200000 ints and two lists: over 16 MiB
+        run(loaded, budget=Budget(steps=20_000, time_ms=10_000.0, memory_bytes=32 << 20))
     small = load(accept_body("x = list(range(1000))\nreturn len(sorted(x)) + max(x)"))
     assert run(small, budget=Budget(steps=10, time_ms=10_000.0)) == 1999
 
