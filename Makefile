@@ -8,11 +8,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test setup lint generate bench clean
 
-$(STAMP): pyproject.toml examples/verdict-runtime/pyproject.toml
+# pip prints each package as it goes: the first setup fetches wasmtime, zig, JPype and
+# matplotlib and compiles pan's C extensions, a few minutes on a small machine
+$(STAMP): pyproject.toml setup.py examples/verdict-runtime/pyproject.toml
+	@echo "==> [1/3] creating $(VENV) with $(PY)"
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,test]' -e examples/verdict-runtime
+	@echo "==> [2/3] upgrading pip in $(VENV)"
+	$(BIN)/python -m pip install --progress-bar off --upgrade pip
+	@echo "==> [3/3] installing pan with every runtime and the test tools (a few minutes the first time)"
+	$(BIN)/python -m pip install --progress-bar off -e '.[all,test]' -e examples/verdict-runtime
 	touch $(STAMP)
+	@echo "==> $(VENV) is ready"
 
 setup: $(STAMP)
 

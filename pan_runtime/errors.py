@@ -27,6 +27,7 @@ __all__ = [
     "LimitError",
     "DiskError",
     "BuildError",
+    "ResourceError",
 ]
 
 
@@ -60,11 +61,9 @@ class CapsuleError(PanError):
 
 
 class CodeObjectError(PanError):
-    """A code object that cannot be decoded, verified, linked or loaded.
-
-    ``reason`` names what refused it when that is one of the node's load limits or the
-    outcome of compiling it off the node's thread (a ``FaultReason``; None otherwise).
-    """
+    """A code object that cannot be decoded, verified, linked or loaded; ``reason`` names the
+    refusal where a runtime classifies it or a load limit or compile outcome refused it (a
+    ``FaultReason``), else None."""
 
     def __init__(self, message: str, reason: FaultReason | str | None = None):
         super().__init__(message)
@@ -100,8 +99,8 @@ class RuntimeUnavailable(PanError):
 
 
 class FaultReason(enum.StrEnum):
-    """Why a runtime stopped a run, or why loading refused a code object: every runtime
-    maps its stops to one of these, and every load-limit refusal names one.
+    """Why a runtime stopped a run, or refused a code object: every runtime maps its stops
+    (and the refusals it classifies) to one of these, and every load-limit refusal names one.
 
     A ``str`` enum, so the value is the drop reason counted against the code object (or
     against the capsules parked for a code object that was refused) and written to JSON.
@@ -111,6 +110,10 @@ class FaultReason(enum.StrEnum):
     BUDGET = "budget"
     #: a memory ceiling reached, or the engine ran out of memory
     MEMORY = "memory"
+    #: a call allocated more than its per-call memory budget (restricted_py)
+    MEMORY_BUDGET = "memory_budget"
+    #: the code object holds more memory between calls than its limit (restricted_py)
+    MEMORY_HELD = "memory_held"
     #: stack exhausted (deep recursion)
     STACK = "stack"
     #: an out-of-bounds memory or table access the engine caught
@@ -134,14 +137,23 @@ class FaultReason(enum.StrEnum):
     HOST_ERROR = "host_error"
     #: the runtime itself raised (a runtime bug, logged with its traceback)
     RUNTIME_ERROR = "runtime_error"
+    #: refused at load: an exception handler could swallow the stop that ends a run (jvm)
+    ABSORBS_STOP = "absorbs_stop"
+    #: refused at load: a symbol's value lies outside its section (native)
+    SYMBOL_OUTSIDE_SECTION = "symbol_outside_section"
+    #: refused at load: a section asks to be writable and executable at once (native)
+    WRITABLE_CODE = "writable_code"
+    #: refused at load: a relocation patches or names a section the loader does not map (native)
+    UNMAPPED_SECTION = "unmapped_section"
+    #: refused at load: the source nests too deeply to compile (restricted_py), or blocks nest
+    #: deeper than limits.code_nesting (wasm)
+    TOO_DEEP = "too_deep"
 
     # -- load refusals (``CodeObjectError.reason``): limits.code_* and limits.compile_*
     #: the code object, or one part of it (a class file, a function body), is larger than allowed
     CODE_TOO_BIG = "code_too_big"
     #: more functions (wasm functions, jvm methods) than allowed
     TOO_MANY_FUNCTIONS = "too_many_functions"
-    #: blocks nested deeper than allowed
-    TOO_DEEP = "nesting_too_deep"
     #: a function declares more locals than allowed
     TOO_MANY_LOCALS = "too_many_locals"
     #: more imports (wasm imports, undefined ELF symbols) than allowed
@@ -200,3 +212,7 @@ class DiskError(PanError):
 
 class BuildError(PanError):
     """``pan build`` could not turn sources into a code object (compiler missing or failed)."""
+
+
+class ResourceError(PanError):
+    """A file pan ships (headers, Java sources, reference protocols) is missing or unreadable."""

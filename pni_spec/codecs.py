@@ -133,19 +133,19 @@ def _java_getter(f: StructField, src: str) -> str:
     n = ident(f.name)
     at = f"off + {f.offset}" if f.offset else "off"
     if f.type == "addr":
-        return f"        PniBytes.getAddr({src}, {at}, {n});"
+        return f"        PniBytes.getAddr({src}, {at}, this.{n});"
     suffix = {"u8": "U8", "u16": "U16", "u32": "U32", "u64": "U64", "i32": "U32", "i64": "U64"}[f.type]
     cast = "(int) " if f.type == "i32" else ""
-    return f"        {n} = {cast}PniBytes.get{suffix}({src}, {at});"
+    return f"        this.{n} = {cast}PniBytes.get{suffix}({src}, {at});"
 
 
 def _java_setter(f: StructField, dst: str) -> str:
     n = ident(f.name)
     at = f"off + {f.offset}" if f.offset else "off"
     if f.type == "addr":
-        return f"        PniBytes.putAddr({dst}, {at}, {n});"
+        return f"        PniBytes.putAddr({dst}, {at}, this.{n});"
     suffix = {"u8": "U8", "u16": "U16", "u32": "U32", "u64": "U64", "i32": "U32", "i64": "U64"}[f.type]
-    return f"        PniBytes.put{suffix}({dst}, {at}, {n});"
+    return f"        PniBytes.put{suffix}({dst}, {at}, this.{n});"
 
 
 def _java_struct(s: Struct, package: str, banner: str) -> str:

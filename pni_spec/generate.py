@@ -3,7 +3,7 @@
 Writes the C header, the Java interfaces and codecs, the Python protocol module, the
 reference document, the reference protocols' header codecs (from ``protocols/headers.toml``)
 and the marshalling module of each runtime that binds calls itself
-(native ctypes callbacks, wasm host callbacks, the JVM's Python proxy). ``--check`` writes nothing and exits 1 listing each file that differs
+(native ctypes callbacks, wasm host callbacks, the JVM's Python proxy and its Java guard). ``--check`` writes nothing and exits 1 listing each file that differs
 from a fresh generation (so a test and CI can tell when someone edited a generated file or
 the spec without regenerating).
 """
@@ -21,6 +21,7 @@ from pni_spec.gen_doc import render_doc
 from pni_spec.gen_hot import render_hot
 from pni_spec.gen_java import render_java
 from pni_spec.gen_jvm import render_jvm
+from pni_spec.gen_jvm_guard import GUARD_PATH, render_jvm_guard
 from pni_spec.gen_native import render_native
 from pni_spec.gen_python import render_python
 from pni_spec.gen_wasm import render_wasm
@@ -55,6 +56,7 @@ def render_all(spec: Spec) -> dict[str, str]:
         "runtimes/native/pni_marshal.py": render_native(spec),
         "runtimes/wasm/pni_marshal.py": render_wasm(spec),
         "runtimes/jvm/pni_marshal.py": render_jvm(spec),
+        GUARD_PATH: render_jvm_guard(spec),
     }
     files.update(render_wire(spec))
     for name, text in render_java(spec).items():

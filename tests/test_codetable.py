@@ -4,10 +4,17 @@ checks, dependencies, unloading and the portmapper."""
 import pyfunc_runtime as pf
 import pytest
 
-from pan_runtime import hookimpl
+from pan_runtime import hookimpl, pni_api
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject, Manifest
-from pan_runtime.errors import CodeObjectError, FaultReason, PniVersionError, RuntimeUnavailable, TrustError
+from pan_runtime.errors import (
+    CodeObjectError,
+    FaultReason,
+    PniVersionError,
+    RuntimeFault,
+    RuntimeUnavailable,
+    TrustError,
+)
 from pan_runtime.net.application import Application
 from pan_runtime.node import pni
 from pan_runtime.node.config import NodeConfig
@@ -85,18 +92,6 @@ def test_init_failure_refuses_installation():
         with pytest.raises(CodeObjectError, match="refused installation: init returned"):
             n.install(pf.code("badinit"))
         assert len(n.cache) == 0
-
-
-def test_an_init_that_raises_leaves_nothing_installed():
-    def boom(host):  # type: ignore[no-untyped-def]
-        raise RuntimeError("a runtime's bug")
-
-    pf.FUNCS["raisinginit"] = lambda host, env: 0
-    pf.FUNCS["raisinginit.init"] = boom
-    with Node(1, plugins=PLUGINS) as n:
-        with pytest.raises(CodeObjectError, match="refused installation: RuntimeError: a runtime's bug"):
-            n.install(pf.code("raisinginit"))
-        assert len(n.cache) == 0 and n.cache.bytes_used == 0
 
 
 RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
@@ -191,3 +186,34 @@ def test_call_export_runs_in_an_application_environment_of_its_own():
         assert n.call_export(entry, "probe", 2, 3) == 5 and seen == [(1, 5)]
         assert n.call_export(entry, "missing", 0, 0) == pni.NOT_FOUND
         assert n.host.current is current
+
+
+class _RuntimeBug(Exception):
+    """An exception of a runtime's own (a raw engine exception, not a PanError)."""
+
+
+def _raise_bug(*args):
+    raise _RuntimeBug("the engine's own exception")
+
+
+def test_a_runtime_exception_from_an_export_or_init_is_a_runtime_error_fault():
+    """A lookup, a dependency call and init map whatever a runtime raises to a typed fault:
+    the node's dispatch never sees a raw exception (the portmapper's lookup once let one out)."""
+    pf.FUNCS.update({"buggy": lambda host, env: pni.VERDICT_DONE, "buggy.lookup": _raise_bug})
+    pf.FUNCS.update({"badinit": lambda host, env: pni.VERDICT_DONE, "badinit.init": _raise_bug})
+    buggy = pf.code("buggy", exports=["lookup"])
+    deliver = pf.code("deliver7")
+    pf.FUNCS["deliver7"] = lambda host, env: pni_api.deliver(7)
+    with Node(1, plugins=PLUGINS) as n:
+        n.install(buggy)
+        n.use_portmapper(buggy)
+        assert n.codes.portmap(7) is None  # the fault is logged; no port
+        with pytest.raises(RuntimeFault) as err:
+            n.call_export(n.cache.peek(buggy.name), "lookup", 7, 0)
+        assert err.value.reason == "runtime_error" and "the engine's own exception" in str(err.value)
+        n.install(deliver)
+        Application(n).send(deliver, b"x")
+        n.process()  # the lookup inside dispatch raised: a counted drop, not an escape
+        assert n.cache.peek(deliver.name).stats.drops["no_port"] == 1
+        with pytest.raises(CodeObjectError, match="refused installation: .*the engine's own exception"):
+            n.install(pf.code("badinit"))

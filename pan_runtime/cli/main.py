@@ -1,4 +1,4 @@
-"""The ``pan`` command: runtimes, build, inspect, keygen, sign, demo, bench."""
+"""The ``pan`` command: runtimes, build, inspect, keygen, sign, demo, codec, bench."""
 
 from __future__ import annotations
 
@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pan_runtime.cli.netcli import add_subcommands
 
     add_subcommands(sub)
+
+    from pan_runtime.cli.codec import add_subcommand as add_codec
+
+    add_codec(sub)
 
     s = sub.add_parser("bench", help="compare runtimes (see `pan bench --help`)")
     from pan_runtime.bench import add_arguments

@@ -1,7 +1,8 @@
 """The reference protocols (forward, ping, flood, portmapper) as code objects for any runtime.
 
-Sources live in ``protocols/`` (C for ``native`` and ``wasm``, Java for ``jvm``, Python for
-``restricted_py``); their behaviour is specified in ``docs/protocols.md``. Built code objects
+Sources are package data (``pan_runtime.resources.protocols_dir``: the repository's
+``protocols/``, installed as ``pan_protocols``; C for ``native`` and ``wasm``, Java for ``jvm``,
+Python for ``restricted_py``); their behaviour is specified in ``docs/protocols.md``. Built code objects
 are cached on disk, keyed by the hash of the source, the PNI header, the header codecs
 (``header_codecs``) and the runtime, so
 only the first use compiles.
@@ -14,9 +15,10 @@ import os
 from pathlib import Path
 
 from pan_runtime.data.codeobj import CodeObject
-from pan_runtime.errors import BuildError, CodeObjectError
+from pan_runtime.errors import BuildError, CodeObjectError, ResourceError
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import Plugins
+from pan_runtime.resources import include_dir, pni_java_dir, protocols_dir
 
 __all__ = [
     "PROTOCOLS",
@@ -31,15 +33,6 @@ __all__ = [
 
 PROTOCOLS = ("forward", "ping", "flood", "portmapper")
 EXPORTS = {"portmapper": ["lookup"]}
-_ROOT = Path(__file__).resolve().parents[1]
-
-
-def protocols_dir() -> Path:
-    """Where the reference sources are: ``$PAN_PROTOCOLS``, else the checkout's ``protocols/``."""
-    env = os.environ.get("PAN_PROTOCOLS")
-    if env:
-        return Path(env)
-    return _ROOT.parent / "protocols"
 
 
 def source_of(runtime: str, protocol: str) -> Path:
@@ -68,7 +61,7 @@ def has_reference_sources(runtime: str) -> bool:
     """True when ``protocols/`` has the reference sources for ``runtime``."""
     try:
         return all(source_of(runtime, p).exists() for p in PROTOCOLS)
-    except CodeObjectError:
+    except (CodeObjectError, ResourceError):
         return False
 
 
@@ -89,13 +82,13 @@ def reference_code(runtime: str, protocol: str, plugins: Plugins | None = None) 
         return null_code("forward")
     src = source_of(runtime, protocol)
     if not src.exists():
-        raise CodeObjectError(f"reference source {src} is missing (set PAN_PROTOCOLS to the protocols directory)")
+        raise CodeObjectError(f"reference source {src} is missing (reinstall pan-runtime, or set PAN_PROTOCOLS to a protocols directory)")
     codecs = header_codecs(runtime)
     h = hashlib.sha256(src.read_bytes())
-    for header in (_ROOT / "include" / "pni.h", *codecs):
+    for header in (include_dir() / "pni.h", *codecs):
         if header.exists():
             h.update(header.read_bytes())
-    java = _ROOT / "java" / "org" / "pan" / "pni"
+    java = pni_java_dir() / "org" / "pan" / "pni"
     if runtime == "jvm" and java.exists():
         for f in sorted(java.glob("*.java")):
             h.update(f.read_bytes())

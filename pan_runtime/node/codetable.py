@@ -114,7 +114,7 @@ class CodeTable:
         env, saved = self._enter(entry)
         try:
             rc: int | RuntimeFault = loaded.init()
-        except Exception as exc:  # a runtime's bug must not leave a half-installed entry
+        except Exception as exc:  # a runtime's own failure is a fault too, never the node's
             rc = as_fault(exc, rt.name, code.short_name)
         finally:
             self._leave(env, saved)
@@ -306,12 +306,17 @@ class CodeTable:
             return None
 
     def call_export(self, entry: CacheEntry, export: str, a0: int, a1: int) -> int:
-        """Call ``export`` of an installed code object in an environment of its own."""
+        """Call ``export`` of an installed code object in an environment of its own; every
+        failure is a ``RuntimeFault`` with its reason (a runtime's own exception included)."""
         if export not in entry.code.manifest.exports:
             return pni.NOT_FOUND
         env, saved = self._enter(entry)
         try:
             return int(entry.loaded.call_export(export, a0, a1))
+        except RuntimeFault:
+            raise
+        except Exception as exc:
+            raise as_fault(exc, entry.runtime, entry.code.short_name) from exc
         finally:
             self._leave(env, saved)
 

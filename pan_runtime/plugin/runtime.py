@@ -23,6 +23,8 @@ Calling convention for ``LoadedCode.accept``:
 Fault reasons: every runtime maps each way a run can stop to one ``FaultReason``
 (``pan_runtime.errors``), a ``str`` enum whose value is the drop reason the node counts:
 ``budget`` (time, steps or fuel used up), ``memory`` (memory ceiling or out of memory),
+``memory_budget`` (a call allocated more than its memory budget), ``memory_held`` (the code
+object holds more than its limit between calls),
 ``stack`` (stack exhausted), ``oob`` (an out-of-bounds access the engine caught), ``trap``
 (any other engine trap), ``code_error`` (the code raised), ``guard`` (a guard refused an
 operation), ``bad_verdict`` (not a verdict), ``no_export``, ``init`` (initialising again

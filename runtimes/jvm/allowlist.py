@@ -19,11 +19,12 @@ Rules, in the order the checker applies them:
    a different method and allowed).
 5. ``invokedynamic`` and ``MethodHandle`` constants may only name the bootstrap methods
    in ``BOOTSTRAPS`` (what javac emits for string concatenation, lambdas and records).
-6. Exception handlers may not swallow ``FORBIDDEN_CATCH`` types: the watchdog stops code
-   with ``ThreadDeath`` and contains ``OutOfMemoryError``/``StackOverflowError``. A handler
-   for them must rethrow at once, calling nothing but ``RETHROW_CALLS`` (the shape javac
-   gives try-with-resources). ``finally`` blocks (catch-any) are not restricted; see the
-   README for what that leaves open.
+6. Exception handlers may not swallow what the watchdog stops code with (``ThreadDeath``) or
+   what the lane contains (``OutOfMemoryError``, ``StackOverflowError``): a ``finally`` block
+   (catch any) or a handler of a ``FORBIDDEN_CATCH`` type must rethrow the exception it
+   caught, moving forward only and doing nothing that can throw in its place
+   (``pan_jvm.handlers``: no calls, no field or array access, no allocation). So
+   try-with-resources and ``synchronized`` blocks are refused.
 
 What is deliberately absent: files (``java.io.File*``, ``java.nio.file``), sockets
 (``java.net``, ``java.nio.channels``), reflection and method handles (``java.lang.reflect``,
@@ -42,7 +43,6 @@ __all__ = [
     "ALLOWED",
     "FORBIDDEN_MEMBERS",
     "FORBIDDEN_CATCH",
-    "RETHROW_CALLS",
     "BOOTSTRAPS",
     "RESERVED_PACKAGES",
     "INDY_SUPPORT",
@@ -227,9 +227,6 @@ FORBIDDEN_CATCH: Final = frozenset(
         "java/lang/UnknownError",
     }
 )
-
-#: calls a handler of a FORBIDDEN_CATCH type may make before it rethrows (try-with-resources)
-RETHROW_CALLS: Final = frozenset({("java/lang/Throwable", "addSuppressed")})
 
 #: (class, method) pairs allowed as invokedynamic bootstrap methods
 BOOTSTRAPS: Final = frozenset(

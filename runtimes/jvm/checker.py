@@ -36,10 +36,11 @@ from pan_jvm.classfile import (
     METHOD_TYPE,
     METHODREF,
     ClassFile,
+    Method,
     descriptor_classes,
     parse_class,
-    straight_to_athrow,
 )
+from pan_jvm.handlers import absorbs_stop
 from pan_runtime.errors import CodeObjectError, FaultReason
 from pan_runtime.plugin.loadlimits import LoadLimits
 
@@ -194,6 +195,29 @@ class _Checker:
                 )
         self.descriptor(cls, desc, f"{context} {pretty}")
 
+    def handlers(self, cls: ClassFile, m: Method, where: str) -> None:
+        """Refuse a handler that catches the watchdog's stop (or an error the lane contains)
+        and could swallow it (``pan_jvm.handlers``)."""
+        seen: set[int] = set()
+        for handler, ct in m.handlers:
+            caught = cls.class_name(ct) if ct else None
+            if handler in seen or (caught is not None and caught not in allowlist.FORBIDDEN_CATCH):
+                continue
+            seen.add(handler)
+            why = absorbs_stop(cls, m, handler)
+            if why is None:
+                continue
+            what = (
+                f"has a finally block (a catch-any handler at bytecode index {handler})"
+                if caught is None
+                else f"catches {caught.replace('/', '.')} (a handler at bytecode index {handler})"
+            )
+            raise _Refusal(
+                f"class {cls.name} {where} {what} that could swallow the watchdog's stop: {why}; "
+                "a handler that catches it must rethrow it, changing nothing but locals first",
+                FaultReason.ABSORBS_STOP,
+            )
+
     def bootstrap(self, cls: ClassFile, handle_index: int) -> tuple[str, str, str]:
         mh = cls.pool[handle_index]
         assert mh is not None
@@ -221,17 +245,6 @@ class _Checker:
             if m.name == "finalize" and m.descriptor == "()V":
                 raise _Refusal(f"class {cls.name} declares finalize(): it would run outside every budget")
             self.descriptor(cls, m.descriptor, where)
-            for handler, ct in m.handlers:
-                if (
-                    ct
-                    and cls.class_name(ct) in allowlist.FORBIDDEN_CATCH
-                    and not straight_to_athrow(cls, m, handler, allowlist.RETHROW_CALLS)
-                ):
-                    raise _Refusal(
-                        f"class {cls.name} {where} catches {cls.class_name(ct).replace('/', '.')}: "
-                        "code may not swallow errors the watchdog uses to stop it (a handler for "
-                        "them must rethrow at once, as javac's try-with-resources does)"
-                    )
         # bootstrap methods are vouched for by the allowlist; their own descriptors are not checked
         vouched: set[int] = set()
         for bsm, args in cls.bootstraps:
@@ -280,6 +293,8 @@ class _Checker:
                 if (i in cls.inner_class_refs or i in vouched_classes) and i not in used_classes:
                     continue
                 self.klass(cls, cls.class_name(i), "class constant")
+        for m in cls.methods:  # after the references: a class naming a refused one is refused for that
+            self.handlers(cls, m, f"method {m.name}{m.descriptor}")
 
 
 def check_classes(

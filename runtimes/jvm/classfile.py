@@ -386,34 +386,6 @@ def parse_class(data: bytes, where: str = "class") -> ClassFile:
     return cls
 
 
-def straight_to_athrow(cls: ClassFile, m: Method, pc: int, allowed_calls: frozenset[tuple[str, str]]) -> bool:
-    """True when every path from ``pc`` reaches ``athrow`` moving forward only, calling
-    nothing but ``allowed_calls`` and ``close()`` (the shape javac gives the handlers of
-    try-with-resources): no loop, no return, so a caught error always leaves."""
-    code = m.code or b""
-    while pc < len(code):
-        op = code[pc]
-        if op == 0xBF:  # athrow
-            return True
-        if op == 0xA7 or 0x99 <= op <= 0xA6 or op in (0xC6, 0xC7):  # goto, if*, ifnull/ifnonnull
-            target = pc + int.from_bytes(code[pc + 1 : pc + 3], "big", signed=True)
-            if target <= pc:
-                return False
-            if op == 0xA7:
-                pc = target
-                continue
-            if not straight_to_athrow(cls, m, target, allowed_calls):
-                return False
-        elif 0xA8 <= op <= 0xB1 or op in (0xBA, 0xC4, 0xC8, 0xC9):
-            return False  # jsr/ret, switches, returns, invokedynamic, wide, goto_w/jsr_w
-        elif 0xB6 <= op <= 0xB9:  # invokes
-            owner, name, desc = cls.member((code[pc + 1] << 8) | code[pc + 2])
-            if (owner, name) not in allowed_calls and not (name == "close" and desc == "()V"):
-                return False
-        pc += 1 + _OPERANDS[op]
-    return False
-
-
 def descriptor_classes(desc: str) -> list[str]:
     """Internal class names named by a field or method descriptor (``Ljava/lang/String;``)."""
     out: list[str] = []

@@ -3,9 +3,11 @@ driven through the runtime's ``Lane``.
 
 Every lane call's result is checked: a fault the lane recorded becomes a ``RuntimeFault``
 (``FAULT_REASONS`` maps the lane's fault kinds), and a Java exception that escapes a call
-(``jpype.JException``, e.g. a stray ``ThreadDeath``) becomes the call's typed error after
-``Lane.recover`` put the lane back to idle: ``CodeObjectError`` when loading, ``RuntimeFault``
-for a run. Nothing Java reaches the node.
+(``jpype.JException``) becomes the call's typed error after ``Lane.recover`` put the lane
+back to idle: ``CodeObjectError`` when loading, ``RuntimeFault`` for a run. A stop thrown at
+a call's entry, before the code ran (only a stop from outside the lane can be pending there),
+is collected and the call made again, so it is charged to no one. Nothing Java reaches the
+node.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from pan_runtime.node.env import Environment
     from pan_runtime.node.pni import PniServer
 
-__all__ = ["JvmCode", "FAULT_REASONS", "java_name", "escaped_load"]
+__all__ = ["JvmCode", "FAULT_REASONS", "ENTRY_RETRIES", "java_name", "escaped_load", "stray_entry_stop"]
 
 log = logging.getLogger("pan.jvm")
 
@@ -52,22 +54,32 @@ FAULT_REASONS: dict[int, tuple[FaultReason, bool, bool]] = {
 }
 _UNKNOWN_FAULT = (FaultReason.CODE_ERROR, False, True)
 
+#: what ``Lane.recover`` found (``Lane.RECOVERED_*``)
+RECOVERED_NESTED, RECOVERED_IDLE, RECOVERED_UNSTOPPED, RECOVERED_STOPPED = -1, 0, 1, 2
+#: times a call is made again after a stop was thrown at its entry, before the code ran
+ENTRY_RETRIES = 3
+_THREAD_DEATH = "java.lang.ThreadDeath"
+
 
 def java_name(exc: BaseException) -> str:
-    """``java.lang.ThreadDeath: message`` for a Java exception that reached Python."""
+    """``java.lang.ThreadDeath: message`` for a Java exception that reached Python (its
+    class name alone when asking Java for the message fails too)."""
     name = type(exc).__name__
-    text = str(exc)
+    try:
+        text = str(exc)  # calls Throwable.toString in the JVM
+    except Exception:
+        return name
     return text if text.startswith(name) else f"{name}: {text}"
 
 
-def _escaped_fault(code: CodeObject, exc: BaseException, what: str, stops: int) -> RuntimeFault:
+def _escaped_fault(code: CodeObject, exc: BaseException, what: str, status: int) -> RuntimeFault:
     """The typed fault for a Java exception that escaped the lane during ``what`` of a run:
-    a stop the watchdog issued for this call (``stops`` != 0, from ``Lane.recover``) is a
-    budget fault, an OutOfMemoryError a memory one, anything else the runtime's own error."""
+    a stop the watchdog issued for this call (``status``, from ``Lane.recover``) is a budget
+    fault, an OutOfMemoryError a memory one, anything else the runtime's own error."""
     name = type(exc).__name__
     text = f"{code.short_name}: {what} ended by {java_name(exc)} outside the lane's guard"
-    if name == "java.lang.ThreadDeath":
-        if stops:
+    if name == _THREAD_DEATH:
+        if status == RECOVERED_STOPPED:
             return BudgetExceeded(f"{text} (stopped by the watchdog)", FaultReason.BUDGET)
         return RuntimeFault(
             f"{text} (a stop the watchdog did not issue for this call)", FaultReason.RUNTIME_ERROR
@@ -77,15 +89,21 @@ def _escaped_fault(code: CodeObject, exc: BaseException, what: str, stops: int) 
     return RuntimeFault(text, FaultReason.RUNTIME_ERROR)
 
 
-def escaped_load(code: CodeObject, exc: BaseException, stops: int, budget_ns: int) -> CodeObjectError:
+def escaped_load(code: CodeObject, exc: BaseException, status: int, budget_ns: int) -> CodeObjectError:
     """The ``CodeObjectError`` for a Java exception that escaped the lane while loading."""
-    if type(exc).__name__ != "java.lang.ThreadDeath":
+    if type(exc).__name__ != _THREAD_DEATH:
         what = f"{java_name(exc)} escaped the lane"
-    elif stops:
+    elif status == RECOVERED_STOPPED:
         what = f"stopped by the watchdog past the load budget of {budget_ns / 1e6:g} ms (the stop reached the host)"
     else:
         what = "interrupted by a watchdog stop not issued for this load (it reached the host)"
     return CodeObjectError(f"{code.short_name}: loading failed: {what}")
+
+
+def stray_entry_stop(exc: BaseException, status: int) -> bool:
+    """Whether ``exc`` is a stop thrown at a call's entry, before the code ran (the lane
+    was idle): the call can simply be made again."""
+    return status == RECOVERED_IDLE and type(exc).__name__ == _THREAD_DEATH
 
 
 def _fault(code: CodeObject, kind: int, message: str) -> RuntimeFault:
@@ -141,6 +159,7 @@ class JvmCode(LoadedCode, FastEntry):
         self._memory = runtime.memory
         self._export_names: dict[str, Any] = {}
         self._fast_entry = _JvmEntry()
+        self._retries = 0  # calls being made again after a stop at their entry
         import jpype
 
         self._jexception: type[BaseException] = jpype.JException
@@ -152,14 +171,28 @@ class JvmCode(LoadedCode, FastEntry):
         is a ``CodeObjectError``."""
         import jpype
 
-        before = self.id
-        try:
-            self._instantiate(jpype)
-        except jpype.JException as exc:
-            stops = self.runtime.recover_lane()
-            if self.id != before:  # the lane had the new instance's id: forget it
+        for attempt in range(ENTRY_RETRIES + 1):
+            try:
+                self._instantiate(jpype)
+                return
+            except jpype.JException as exc:
+                status = self.runtime.recover_lane()
+                self._forget_id()  # the instance the lane was making, or the one it replaced
+                if not stray_entry_stop(exc, status) or attempt == ENTRY_RETRIES:
+                    raise escaped_load(self.code, exc, status, self.runtime.load_budget[0]) from exc
+                log.warning("%s: a stop from outside the lane arrived as loading began; loading again",
+                            self.code.short_name)
+
+    def _forget_id(self) -> None:
+        """Drop this code object's instance from the lane (and the runtime's table), if any."""
+        if self.id:
+            try:
                 self._lane.drop(self.id)
-            raise escaped_load(self.code, exc, stops, self.runtime.load_budget[0]) from exc
+            except self._jexception as exc:  # the id is forgotten either way
+                self.runtime.recover_lane()
+                log.error("%s: dropping from the jvm lane: %s", self.code.short_name, java_name(exc))
+            self.runtime._loaded.pop(self.id, None)
+            self.id = 0
 
     def _instantiate(self, jpype: Any) -> None:
         jvm = self.runtime._engine()
@@ -171,9 +204,7 @@ class JvmCode(LoadedCode, FastEntry):
             jpype.JArray(jpype.JArray(jpype.JByte))([jpype.JArray(jpype.JByte)(b) for b in names.values()]),
             jpype.JArray(jvm.cls("CodeLoader"))([d.loader for d in self.deps]),
         )
-        if self.id:
-            self._lane.drop(self.id)
-            del self.runtime._loaded[self.id]
+        self._forget_id()
         self.id = self.runtime._new_id()
         r = int(
             self._lane.instantiate(self.id, loader, self.entry_class, self._proxy, *self.runtime.load_budget)
@@ -202,11 +233,25 @@ class JvmCode(LoadedCode, FastEntry):
         lane = self._lane
         return self._raise(int(lane.faultKind()), str(lane.faultMessage()))
 
-    def _escaped(self, exc: BaseException, what: str) -> RuntimeFault:
-        """A Java exception escaped the lane during ``what``: recover the lane, fault the run."""
-        stops = self.runtime.recover_lane()
+    def _escaped(self, exc: BaseException, what: str, retry: bool = True) -> RuntimeFault | None:
+        """A Java exception escaped the lane during ``what``: recover the lane and fault the
+        run, or return None when it was a stop thrown at the call's entry before the code ran
+        (``retry``: the caller makes the call again, through ``_again``)."""
+        status = self.runtime.recover_lane()
+        if retry and stray_entry_stop(exc, status) and self._retries < ENTRY_RETRIES:
+            log.warning("%s: a stop from outside the lane arrived as %s began; calling again",
+                        self.code.short_name, what)
+            return None
         self.needs_reset = True
-        return _escaped_fault(self.code, exc, what, stops)
+        return _escaped_fault(self.code, exc, what, status)
+
+    def _again(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Make a call again after a stop at its entry (at most ``ENTRY_RETRIES`` deep)."""
+        self._retries += 1
+        try:
+            return call(*args)
+        finally:
+            self._retries -= 1
 
     def _entry(self, what: str, call: Callable[[int], Any]) -> int:
         """``call(id)`` into the lane (an entry point of the code): its result, or the code's
@@ -217,7 +262,10 @@ class JvmCode(LoadedCode, FastEntry):
                 return r
             fault = self._fault_now()
         except self._jexception as exc:
-            fault = self._escaped(exc, what)
+            escaped = self._escaped(exc, what)
+            if escaped is None:
+                return int(self._again(self._entry, what, call))
+            fault = escaped
         raise fault
 
     def init(self) -> int:
@@ -232,14 +280,7 @@ class JvmCode(LoadedCode, FastEntry):
         self.init()
 
     def unload(self) -> None:
-        if self.id:
-            try:
-                self._lane.drop(self.id)
-            except self._jexception as exc:  # the id is forgotten either way
-                self.runtime.recover_lane()
-                log.error("%s: dropping from the jvm lane: %s", self.code.short_name, java_name(exc))
-            self.runtime._loaded.pop(self.id, None)
-            self.id = 0
+        self._forget_id()
         self.loader = None
 
     # -- capsules --------------------------------------------------------------------
@@ -260,14 +301,20 @@ class JvmCode(LoadedCode, FastEntry):
                 return r
             fault = self._fault_now()
         except self._jexception as exc:
-            fault = self._escaped(exc, "accept")
+            escaped = self._escaped(exc, "accept")
+            if escaped is None:
+                return int(self._again(self.accept, env))
+            fault = escaped
         raise fault
 
     def fast_entry(self) -> tuple[int, int] | None:
         try:
             return self._fast_entry_now()
         except self._jexception as exc:
-            raise self._escaped(exc, "setting up the fast entry") from exc
+            fault = self._escaped(exc, "setting up the fast entry")
+            if fault is None:
+                return self._again(self.fast_entry)  # type: ignore[no-any-return]
+            raise fault from exc
 
     def _fast_entry_now(self) -> tuple[int, int] | None:
         fast = self.runtime.fast_run()
@@ -305,7 +352,7 @@ class JvmCode(LoadedCode, FastEntry):
             try:
                 fault = self._fault_now()
             except self._jexception as exc:
-                fault = self._escaped(exc, "reading the fault of a fast run")
+                fault = self._escaped(exc, "reading the fault of a fast run", retry=False)  # type: ignore[assignment]
             raise fault
 
     def _set_budget(self, budget: Any) -> None:
@@ -321,8 +368,8 @@ class JvmCode(LoadedCode, FastEntry):
             chunk = envs[start : start + BATCH_MAX]
             try:
                 out.extend(self._accept_chunk(chunk))
-            except self._jexception as exc:
-                out.extend([self._escaped(exc, "a batch")] * len(chunk))
+            except self._jexception as exc:  # capsules may have run: never made again
+                out.extend([self._escaped(exc, "a batch", retry=False)] * len(chunk))  # type: ignore[list-item]
             finally:
                 self._proxy.envs = ()
         return out
@@ -373,5 +420,8 @@ class JvmCode(LoadedCode, FastEntry):
                 return r
             fault = self._fault_now()
         except self._jexception as exc:
-            fault = self._escaped(exc, f"export {name}")
+            escaped = self._escaped(exc, f"export {name}")
+            if escaped is None:
+                return int(self._again(self.call_export, name, a0, a1))
+            fault = escaped
         raise fault

@@ -41,10 +41,10 @@ _JVM: Jvm | None = None
 
 
 def pni_source_dir() -> Path:
-    """Where the generated ``org.pan.pni`` sources live (``pan_runtime/java``)."""
-    import pan_runtime
+    """Where the generated ``org.pan.pni`` sources live (shipped with pan_runtime)."""
+    from pan_runtime.resources import pni_java_dir
 
-    return Path(pan_runtime.__file__).with_name("java")
+    return pni_java_dir()
 
 
 def java_sources() -> list[Path]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from pan_jvm.builder import JvmBuilder
 from pan_jvm.runtime import JvmRuntime
@@ -18,6 +17,7 @@ from pan_runtime.data.segments import SegmentPool
 from pan_runtime.node.env import Budget, Environment, Origin
 from pan_runtime.node.pni import PniServer
 from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.resources import protocols_dir
 
 
 class _Node:
@@ -28,7 +28,7 @@ class _Node:
 
 
 def main(n: int = 100_000) -> None:
-    src = Path(__file__).parents[2] / "protocols" / "java" / "Forward.java"
+    src = protocols_dir() / "java" / "Forward.java"
     code = JvmBuilder().build(BuildRequest([src], "jvm"))
     rt = JvmRuntime()
     host = PniServer(_Node())  # type: ignore[arg-type]

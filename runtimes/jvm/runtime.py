@@ -202,7 +202,8 @@ class JvmRuntime(Runtime):
     def recover_lane(self) -> int:
         """Put the lane back to idle after a Java exception escaped a call into it (``Lane.recover``:
         no call active, stray stops collected), so the next call of any code object starts clean.
-        Returns the stops the watchdog had issued for the call that escaped (-1: unknown)."""
+        Returns what it found (``Lane.RECOVERED_*``, ``pan_jvm.code.RECOVERED_*``); when the lane
+        cannot be reached, "a call was active, not stopped" (nothing is retried on it)."""
         import jpype
 
         for _ in range(4):  # a stop pending when a call enters is thrown at its entry: retry
@@ -211,7 +212,7 @@ class JvmRuntime(Runtime):
             except jpype.JException:
                 continue
         log.error("jvm lane did not recover after an escaped Java exception")
-        return -1
+        return 1  # RECOVERED_UNSTOPPED
 
     def fast_run(self) -> tuple[int, int, Any] | None:
         """(C entry, lane index, context) for the node's UDP fast path, or None when
@@ -268,12 +269,17 @@ class JvmRuntime(Runtime):
     def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> JvmCode:
         import jpype
 
-        from pan_jvm.code import escaped_load
+        from pan_jvm.code import ENTRY_RETRIES, escaped_load, stray_entry_stop
 
-        try:
-            return self._load(code, deps, host)
-        except jpype.JException as exc:  # instantiate converts its own; this is any other JVM call
-            raise escaped_load(code, exc, self.recover_lane(), self.load_budget[0]) from exc
+        for attempt in range(ENTRY_RETRIES + 1):
+            try:
+                return self._load(code, deps, host)
+            except jpype.JException as exc:  # instantiate converts its own; this is any other JVM call
+                status = self.recover_lane()
+                if not stray_entry_stop(exc, status) or attempt == ENTRY_RETRIES:
+                    raise escaped_load(code, exc, status, self.load_budget[0]) from exc
+                log.warning("%s: a stop from outside the lane arrived while loading; loading again", code.short_name)
+        raise AssertionError("unreachable")
 
     def _load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> JvmCode:
         from pan_jvm.code import JvmCode

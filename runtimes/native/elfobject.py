@@ -8,9 +8,15 @@ Parsing never maps or runs anything; it turns untrusted bytes into plain data or
 3. wrong machine (anything but ``EM_X86_64``)
 4. section and symbol indexes out of range (symbol table, relocation links and targets,
    symbols' sections, relocations' symbols and offsets)
-5. unsupported sections (constructors/destructors, thread-local storage)
+5. unsupported sections (constructors/destructors, thread-local storage, a section both
+   writable and executable: ``writable_code``, the image is W^X), relocations of an
+   allocated section the loader does not map (``unmapped_section``)
 6. unsupported relocation types (named)
-7. sizes that would overflow the image (section sizes, alignments, the total)
+7. sizes that would overflow the image (section sizes, alignments, the total); symbols whose
+   value (and size) lie outside their section (``symbol_outside_section``: calling one would
+   jump outside the code)
+
+Refusals that could otherwise have crashed the node carry a ``FaultReason`` (``reason``).
 
 Undefined symbols and relocation overflows are found when the object is linked
 (``pan_native.image``), because they depend on what it is linked against.
@@ -26,7 +32,7 @@ from elftools.common.exceptions import ELFError
 from elftools.common.utils import struct_parse
 from elftools.elf.elffile import ELFFile
 
-from pan_runtime.errors import CodeObjectError
+from pan_runtime.errors import CodeObjectError, FaultReason
 
 __all__ = [
     "MAX_IMAGE",
@@ -153,8 +159,8 @@ class ElfObject:
         return [s for s in self.symbols if s.index in used and not s.defined and s.index != 0]
 
 
-def _fail(message: str) -> CodeObjectError:
-    return CodeObjectError(f"native object: {message}")
+def _fail(message: str, reason: FaultReason | None = None) -> CodeObjectError:
+    return CodeObjectError(f"native object: {message}", reason)
 
 
 def _cstr(table: bytes, offset: int, what: str) -> str:
@@ -275,6 +281,7 @@ def parse_object(data: bytes) -> ElfObject:
         symbols = tuple(syms)
 
     relocations: list[Relocation] = []
+    unmapped: list[tuple[str, int]] = []
     rela_sections = [i for i, t in enumerate(types) if t == _SHT_RELA]
     for ri in rela_sections:
         sh = raw_sections[ri]
@@ -295,6 +302,8 @@ def parse_object(data: bytes) -> ElfObject:
         tsh = raw_sections[target]
         if not tsh["sh_flags"] & SHF_ALLOC or _skipped(names[target], types[target]):
             continue  # debug info, unwind tables: not mapped, so not relocated
+        if types[target] not in (_SHT_PROGBITS, _SHT_NOBITS):
+            unmapped.append((rname, target))  # refused after the sections' own checks (5.)
         tsize = tsh["sh_size"]
         raw = data[sh["sh_offset"] : sh["sh_offset"] + sh["sh_size"]]
         for k, (off, info, addend) in enumerate(_RELA.iter_unpack(raw)):
@@ -322,6 +331,19 @@ def parse_object(data: bytes) -> ElfObject:
             )
         if sh["sh_flags"] & SHF_TLS:
             raise _fail(f"unsupported section '{names[i]}': thread-local storage")
+        if sh["sh_flags"] & SHF_WRITE and sh["sh_flags"] & SHF_EXECINSTR:
+            raise _fail(
+                f"section '{names[i]}' (index {i}) is both writable and executable; the image is never "
+                "writable and executable at once (its code is mapped read-execute)",
+                FaultReason.WRITABLE_CODE,
+            )
+    if unmapped:
+        rname, target = unmapped[0]
+        raise _fail(
+            f"relocation section '{rname}' applies to section '{names[target]}' (index {target}), "
+            f"which has type {types[target]:#x}; the loader maps only SHT_PROGBITS and SHT_NOBITS",
+            FaultReason.UNMAPPED_SECTION,
+        )
 
     # 6. relocation types
     for r in relocations:
@@ -362,6 +384,16 @@ def parse_object(data: bytes) -> ElfObject:
         body = None if t == _SHT_NOBITS else data[sh["sh_offset"] : sh["sh_offset"] + size]
         sections[i] = Section(i, names[i], size, align, body, kind)
     for s in symbols:
+        sec = sections.get(s.shndx)
+        if sec is not None and s.type != STT_SECTION:
+            end = s.value + s.size
+            if end > sec.size or (s.type == STT_FUNC and s.value >= sec.size):
+                raise _fail(
+                    f"symbol '{s.name}' (index {s.index}) at {s.value:#x}"
+                    + (f" with size {s.size:#x}" if s.size else "")
+                    + f" lies outside its section '{sec.name}' ({sec.size:#x} bytes)",
+                    FaultReason.SYMBOL_OUTSIDE_SECTION,
+                )
         if s.shndx == SHN_COMMON:
             align = max(1, s.value)
             if align & (align - 1) or align > MAX_ALIGN or s.size > MAX_IMAGE:

@@ -34,7 +34,7 @@ from pan_native.elfobject import (
     ElfObject,
     Symbol,
 )
-from pan_runtime.errors import ClosedError, CodeObjectError
+from pan_runtime.errors import ClosedError, CodeObjectError, FaultReason
 
 __all__ = ["Resolved", "Image", "link", "libc_helper"]
 
@@ -202,7 +202,8 @@ def link(obj: ElfObject, resolve: Callable[[str], Resolved | None]) -> Image:
             if sym.shndx not in offsets:
                 raise CodeObjectError(
                     f"native object: symbol '{sym.name or obj.section_names[sym.shndx]}' is in section "
-                    f"'{obj.section_names[sym.shndx]}', which is not loaded"
+                    f"'{obj.section_names[sym.shndx]}', which is not loaded",
+                    FaultReason.UNMAPPED_SECTION,
                 )
             return starts[kinds[sym.shndx]] + offsets[sym.shndx] + sym.value
 
@@ -228,17 +229,9 @@ def link(obj: ElfObject, resolve: Callable[[str], Resolved | None]) -> Image:
             else:
                 S = sym_addr(r.symbol)
             t = r.type
-            if t == 1:  # 64
-                struct.pack_into("<Q", buf, at, (S + A) & 0xFFFFFFFFFFFFFFFF)
-                continue
-            if t == 24:  # PC64
-                struct.pack_into("<q", buf, at, S + A - P)
-                continue
-            if t == 25:  # GOTOFF64
-                struct.pack_into("<q", buf, at, S + A - got_base)
-                continue
-            if t == 29:  # GOTPC64
-                struct.pack_into("<q", buf, at, got_base + A - P)
+            if t in (1, 24, 25, 29):  # 64, PC64, GOTOFF64, GOTPC64: 64-bit, wrapping as ld does
+                value = {1: S + A, 24: S + A - P, 25: S + A - got_base, 29: got_base + A - P}[t]
+                struct.pack_into("<Q", buf, at, value & 0xFFFFFFFFFFFFFFFF)
                 continue
             if t in (2, 4):  # PC32, PLT32
                 value, signed = S + A - P, True

@@ -20,6 +20,7 @@ from pan_runtime.data.segments import SegmentPool
 from pan_runtime.node.env import Environment
 from pan_runtime.node.pni import PniServer
 from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.resources import protocols_dir
 
 _LOOPS = r"""
 #include "pni.h"
@@ -58,9 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=200_000)
     n = ap.parse_args().n
-    root = Path(__file__).resolve().parents[2]
     builder = NativeBuilder()
-    forward = builder.build(BuildRequest([root / "protocols" / "forward.c"], "native"))
+    forward = builder.build(BuildRequest([protocols_dir() / "forward.c"], "native"))
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "loops.c"
         src.write_text(_LOOPS)

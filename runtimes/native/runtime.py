@@ -61,7 +61,7 @@ class NativeRuntime(Runtime):
         try:
             return NativeCode(code, host, deps)
         except CodeObjectError as exc:
-            raise CodeObjectError(f"{code.short_name}: {exc}") from None
+            raise CodeObjectError(f"{code.short_name}: {exc}", exc.reason) from None
 
     @classmethod
     def versions(cls) -> dict[str, str]:

@@ -33,10 +33,10 @@ def compiler() -> str | None:
 
 
 def include_dir() -> Path:
-    """The directory holding the generated ``pni.h``."""
-    import pan_runtime
+    """The directory holding the generated ``pni.h`` (shipped with pan_runtime)."""
+    from pan_runtime.resources import include_dir as shipped
 
-    return Path(pan_runtime.__file__).with_name("include")
+    return shipped()
 
 
 def compile_object(sources: Sequence[Path], out: Path, extra: Sequence[str] = ()) -> None:

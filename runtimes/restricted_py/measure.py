@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from pan_restricted_py.runtime import RestrictedPyRuntime
@@ -23,8 +22,8 @@ from pan_runtime.data.segments import Segment
 from pan_runtime.node.env import Budget, Environment, Origin
 from pan_runtime.node.pni import PniServer
 from pan_runtime.node.softstate import SoftState
+from pan_runtime.resources import protocols_dir
 
-_PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
 _HERE = NodeAddress.from_int(0x0A000001)
 _OTHER = NodeAddress.from_int(0x0A000009)
 
@@ -102,7 +101,7 @@ def accept(pni, capsule, length):
 def main(argv: list[str] | None = None) -> int:
     ping = protocol_headers.PingHdr(dest=_OTHER.raw, phase=0).pack() + bytes(72)
     def proto(name: str) -> bytes:
-        return (_PROTOCOLS / f"{name}.py").read_bytes()
+        return (protocols_dir() / f"{name}.py").read_bytes()
 
     cases = [
         ("forward", proto("forward"), bytes(128)),

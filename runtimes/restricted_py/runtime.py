@@ -16,6 +16,11 @@ code object, made once, exposing exactly the PNI calls (a negative status raises
 ``pan_runtime.protocol_headers`` are globals. Dependencies are reachable as ``deps[i].<export>(a0, a1)`` (manifest order) or as
 ``pni.dep_call(i, b"<export>", a0, a1)``.
 
+Options (``[runtimes.options.restricted_py]`` in the node TOML, or ``RestrictedPyRuntime(options)``),
+all optional: every field of ``limits.Limits`` by name (``max_items``, ``max_int_bits``,
+``max_depth``, ``max_args``, ``max_width``, ``chunk``, ``max_call_memory_bytes``,
+``held_memory_bytes``, ``tick_ms``), or ``limits``, a whole ``Limits``.
+
 Compiling costs about 5 µs per byte of source, so a source from the network larger than
 ``INLINE_COMPILE_BYTES`` is compiled in the node's compiler process (``compile_job``): the
 CPython code comes back marshalled (same interpreter) and ``adopt`` keeps it for ``load``.
@@ -31,8 +36,9 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
-from pan_runtime.errors import CodeObjectError, FaultReason, PanError
+from pan_restricted_py import account
+from pan_restricted_py.limits import Limits, limits_from_options
+from pan_runtime.errors import CodeObjectError, FaultReason, RuntimeUnavailable
 from pan_runtime.plugin.loadjob import LoadJob
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
@@ -58,10 +64,11 @@ class RestrictedPyRuntime(Runtime):
 
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
-        limits = self.options.get("limits", DEFAULT_LIMITS)
-        if not isinstance(limits, Limits):
-            raise PanError(f"restricted_py option 'limits' must be a Limits, not {type(limits).__name__}")
-        self.limits = limits
+        self.limits = limits_from_options(self.options)
+        problem = self.available()
+        if problem:
+            raise RuntimeUnavailable(problem)
+        account.install(self.limits.tick_ms)
         self._compiled: dict[bytes, CompiledSource] = {}
         #: compiled in the compiler process, waiting for their load (a few at most)
         self._adopted: OrderedDict[bytes, CompiledSource] = OrderedDict()
@@ -72,8 +79,8 @@ class RestrictedPyRuntime(Runtime):
         try:
             import RestrictedPython  # noqa: F401
         except ImportError:
-            return "RestrictedPython is not installed (pip install 'pan-runtime[restricted_py]')"
-        return None
+            return "RestrictedPython is not installed (pip install 'pan-runtime[restricted-py]')"
+        return account.problem()
 
     def compile(self, code: CodeObject) -> CompiledSource:
         """The compiled source of ``code``, compiled on first use only."""

@@ -42,10 +42,10 @@ def _zig_cache() -> Path:
 
 
 def include_dir() -> Path:
-    """Where the generated ``pni.h`` lives (``pan_runtime/include``)."""
-    import pan_runtime
+    """Where the generated ``pni.h`` lives (shipped with pan_runtime)."""
+    from pan_runtime.resources import include_dir as shipped
 
-    return Path(pan_runtime.__file__).parent / "include"
+    return shipped()
 
 
 def compiler() -> list[str] | None:

@@ -103,7 +103,7 @@ class WasmCode(LoadedCode, FastEntry):
         self.batch_envs: Sequence[Environment] | None = None
         self._batch_cursor = 0
         self._host_error: tuple[str, BaseException] | None = None
-        self._ticks = TickBudget()
+        self._ticks = TickBudget(ticker=runtime.ticker)
         self._fuel_mode = runtime.mode == "fuel"
         self._fuel = 0
         self._budget: Budget | None = None
@@ -150,6 +150,8 @@ class WasmCode(LoadedCode, FastEntry):
             store.set_epoch_deadline(1)
             keep.append(fc.install_deadline_callback(store, self._ticks.on_deadline))
             self._ticks.seq += 1
+            if rt.ticker is not None:  # the new store's deadline is ahead: the ticker must move
+                rt.ticker.wake()
         try:
             instance = self._linker.instantiate(store, self._module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:

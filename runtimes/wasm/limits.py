@@ -6,6 +6,13 @@ once per tick at most, whether the call running now has used up its time. The pe
 cost is one Python integer increment — no FFI call, no message to another thread. Wasm
 runs with the GIL released (ctypes), so the ticker keeps ticking while code spins.
 
+An idle node costs no CPU: after ``IDLE_TICKS`` ticks in which no deadline callback ran (no
+wasm code ran across a tick), the ticker advances the epoch once more and parks. From then
+on every store is past its deadline, so the first epoch check of any wasm code that runs —
+a new call, or one coming back from a long host call — calls its deadline callback, which
+wakes the ticker (``TickBudget.on_deadline``). No call path pays for this: the C fast entry
+and the Python one stay as they are, and a new store wakes the ticker when it is made.
+
 Fuel mode: the store's fuel is set before every call (one extra FFI call per capsule) and
 counts instructions exactly; use it when runs must be deterministic rather than timed.
 """
@@ -25,26 +32,63 @@ MODES = ("epoch", "fuel")
 
 
 class EpochTicker:
-    """A daemon thread calling ``engine.increment_epoch()`` every ``period_ms``."""
+    """A daemon thread calling ``engine.increment_epoch()`` every ``period_ms`` while wasm
+    code runs, parked while none does (see the module docstring)."""
+
+    #: ticks without a deadline callback before the ticker parks
+    IDLE_TICKS = 8
 
     def __init__(self, engine: wasmtime.Engine, period_ms: float):
         self._engine = engine
         self._period = period_ms / 1000.0
         self._stop = threading.Event()
+        self._awake = threading.Event()
         self._thread: threading.Thread | None = None
+        #: the ticker is parked (or about to park) until ``wake``
+        self.sleeping = False
+        #: a deadline callback ran since the ticker last looked
+        self.busy = False
+        #: times the ticker parked (for tests and statistics)
+        self.parks = 0
 
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="pan-wasm-epoch", daemon=True)
             self._thread.start()
 
+    def wake(self) -> None:
+        """Let a parked ticker tick again (a deadline callback, a new store)."""
+        self.sleeping = False
+        self._awake.set()
+
     def _run(self) -> None:
-        engine, period, stop = self._engine, self._period, self._stop
+        engine, period, stop, awake = self._engine, self._period, self._stop, self._awake
+        idle = 0
         while not stop.wait(period):
             engine.increment_epoch()
+            if self.busy:
+                self.busy = False
+                idle = 0
+                continue
+            idle += 1
+            if idle < self.IDLE_TICKS:
+                continue
+            awake.clear()
+            self.sleeping = True
+            engine.increment_epoch()  # every store is now past its deadline: the next check wakes us
+            engine.increment_epoch()
+            if self.busy:  # a callback ran since the ticker last looked: not idle after all
+                self.sleeping = False
+            else:
+                self.parks += 1
+                awake.wait()
+            self.sleeping = False
+            self.busy = False
+            idle = 0
 
     def stop(self) -> None:
         self._stop.set()
+        self._awake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -62,12 +106,14 @@ class TickBudget:
     stopped after between ``limit`` and ``limit + 1`` tick periods of running.
     """
 
-    __slots__ = ("seq", "limit", "stopped", "_seen_seq", "_ticks")
+    __slots__ = ("seq", "limit", "stopped", "ticker", "_seen_seq", "_ticks")
 
-    def __init__(self, limit: int = 1):
+    def __init__(self, limit: int = 1, ticker: EpochTicker | None = None):
         self.seq = 0
         self.limit = limit
         self.stopped = False
+        #: the engine's ticker, told that wasm code runs (and woken if it parked)
+        self.ticker = ticker
         self._seen_seq = -1
         self._ticks = 0
 
@@ -77,6 +123,11 @@ class TickBudget:
 
     def on_deadline(self) -> int | None:
         """1 to continue for another tick, ``None`` to stop the running call."""
+        ticker = self.ticker
+        if ticker is not None:
+            ticker.busy = True
+            if ticker.sleeping:
+                ticker.wake()
         if self.seq != self._seen_seq:
             self._seen_seq = self.seq
             self._ticks = 1

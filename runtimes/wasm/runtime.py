@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.pni import PniServer
     from pan_wasm.code import WasmCode
+    from pan_wasm.limits import EpochTicker
 
 __all__ = ["WasmRuntime", "DEFAULT_OPTIONS"]
 
@@ -127,6 +128,11 @@ class WasmRuntime(Runtime):
         self.cache = ModuleCache(self.engine, opts["cache_dir"], fingerprint(self.wasmtime_version, self.codegen))
         self._ticker = EpochTicker(self.engine, self.tick_ms) if self.mode == "epoch" else None
         self._closed = False
+
+    @property
+    def ticker(self) -> EpochTicker | None:
+        """The engine's epoch ticker (epoch mode), else None."""
+        return self._ticker
 
     # -- loading -----------------------------------------------------------------------
     def check(self, code: CodeObject) -> None:

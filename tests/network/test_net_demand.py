@@ -268,7 +268,7 @@ class Ending:
 ENDINGS = {
     "total_over_the_size_limit": Ending(wasm(many_functions(10), "lie"), "", "lie", "code_too_big"),
     "refused_by_its_headers": Ending(wasm(many_functions(50), "wide"), "[limits]\ncode_functions = 10\n", "all", "too_many_functions"),
-    "refused_in_the_compiler_process": Ending(wasm(nested_blocks(100), "deep"), "[limits]\ncode_nesting = 16\n", "all", "nesting_too_deep"),
+    "refused_in_the_compiler_process": Ending(wasm(nested_blocks(100), "deep"), "[limits]\ncode_nesting = 16\n", "all", "too_deep"),
     "compile_out_of_time": Ending(wasm(many_functions(10), "slow"), "[limits]\ncompile_time_ms = 1\n", "all", "compile_timeout"),
     "compile_out_of_memory": Ending(
         wasm(many_functions(60_000), "fat"),

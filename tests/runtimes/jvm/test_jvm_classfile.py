@@ -50,6 +50,64 @@ def test_hostile_classes_refused_with_the_reference_named(classes, name, needle)
     assert "hostile/" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "name, handler, needle",
+    [
+        ("hostile/FinallyLoop", "a finally block", "jumps back to bytecode index"),
+        ("cases/Absorb", "a finally block", "returns instead of rethrowing"),
+        ("hostile/CatchAll", "catches java.lang.Throwable", "jumps back to bytecode index"),
+        ("hostile/Replace", "catches java.lang.Throwable", "uses new, which can throw in place of the stop"),
+        ("hostile/FinallyCall", "a finally block", "uses a call, which can throw in place of the stop"),
+        ("hostile/FinallyDivide", "a finally block", "uses idiv, which can throw in place of the stop"),
+        ("hostile/WithResources", "catches java.lang.Throwable", "uses a call"),
+    ],
+)
+def test_handlers_that_could_swallow_the_stop_are_refused_with_a_named_reason(classes, name, handler, needle):
+    with pytest.raises(CodeObjectError) as err:
+        check_jar(classes.jar(name))
+    message = str(err.value)
+    assert err.value.reason == "absorbs_stop"
+    assert f"class {name}" in message and handler in message and needle in message
+    assert "could swallow the watchdog's stop" in message
+
+
+def test_handlers_that_rethrow_what_they_caught_pass(classes):
+    check_jar(classes.jar("cases/Finally"))
+
+
+def _with_handler(classes, code: bytes) -> bytes:
+    """cases/Finally with the bytes of its first catch-any handler replaced by ``code``."""
+    data = bytearray(classes.classes["cases/Finally"])
+    cf = parse_class(bytes(data))
+    m = next(m for m in cf.methods if m.name == "accept")
+    handler = next(h for h, ct in m.handlers if ct == 0)
+    at = m.code_offset + handler
+    data[at : at + len(code)] = code
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "code, needle",
+    [
+        (bytes([0x57, 0xB1]), "returns instead of rethrowing"),  # pop; return
+        (bytes([0x01, 0xBF]), "throws something other than the exception it caught"),  # aconst_null; athrow
+        (bytes([0x4C, 0x2A, 0xBF]), "throws something other"),  # astore_1; aload_0; athrow
+        (bytes([0x59, 0x5F, 0x57, 0xBF]), None),  # dup; swap; pop; athrow: still the caught one
+        (bytes([0xA8, 0x00, 0x00]), "uses jsr"),  # jsr
+        (bytes([0xA7, 0xFF, 0xFF]), "jumps back"),  # goto -1
+        (bytes([0xBE]), "uses arraylength"),
+    ],
+)
+def test_handler_bytecode_is_followed_through_the_stack_and_locals(classes, code, needle):
+    data = _with_handler(classes, code)
+    if needle is None:
+        check_classes({"cases/Finally": data})
+        return
+    with pytest.raises(CodeObjectError, match=needle) as err:
+        check_classes({"cases/Finally": data})
+    assert err.value.reason == "absorbs_stop"
+
+
 def test_bad_magic_names_offset(classes):
     data = bytearray(classes.classes["cases/Fwd"])
     data[0:4] = b"\xde\xad\xbe\xef"

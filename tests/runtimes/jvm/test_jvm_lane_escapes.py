@@ -14,7 +14,7 @@ import jpype
 import pytest
 from conftest import BUDGET, make_env, run
 
-from pan_jvm.code import JvmCode
+from pan_jvm.code import ENTRY_RETRIES, JvmCode
 from pan_jvm.runtime import JvmRuntime
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, ConfigError, RuntimeFault
 from pan_runtime.net.application import Application
@@ -28,21 +28,26 @@ FWD = VERDICT_FORWARD
 
 class LaneStandIn:
     """The real lane, except that each method named in ``raising`` raises a Java exception
-    the first time it is called (what a stop arriving outside the lane's guard looks like)."""
+    the first ``times`` times it is called (what a stop arriving at a call's entry, outside
+    the lane's guard, looks like)."""
 
-    def __init__(self, lane: Any, raising: set[str], exc: str):
+    def __init__(self, lane: Any, raising: set[str], exc: str, times: int = 1):
         self.lane = lane
-        self.raising = set(raising)
+        self.raising = dict.fromkeys(raising, times)
         self.exc = exc
 
     def __getattr__(self, name: str) -> Any:
-        if name in self.raising:
-            self.raising.discard(name)
-            return self._raise
-        return getattr(self.lane, name)
+        real = getattr(self.lane, name)
+        if name not in self.raising:
+            return real
 
-    def _raise(self, *args: Any) -> Any:
-        raise jpype.JClass(self.exc)()
+        def call(*args: Any) -> Any:
+            if self.raising[name]:
+                self.raising[name] -= 1
+                raise jpype.JClass(self.exc)()
+            return real(*args)
+
+        return call
 
 
 def stray_stop() -> None:
@@ -70,7 +75,6 @@ def _still_forwards(forward: JvmCode, host: Any) -> None:
 # -- (b) every call into the lane: a Java exception that escapes is the call's typed error ------
 
 EXCEPTIONS = [
-    pytest.param("java.lang.ThreadDeath", RuntimeFault, "runtime_error", id="stray-stop"),
     pytest.param("java.lang.OutOfMemoryError", BudgetExceeded, "memory", id="oom"),
     pytest.param("java.lang.IllegalStateException", RuntimeFault, "runtime_error", id="other"),
 ]
@@ -100,6 +104,14 @@ def _new_budget(loaded: JvmCode, host: Any) -> int:
     finally:
         env.clear()
 
+
+STOP_RUNS: list[Any] = [
+    pytest.param({"accept"}, _accept, 0, id="accept"),
+    pytest.param({"setBudget"}, _new_budget, 0, id="set-budget"),
+    pytest.param({"init"}, lambda loaded, host: loaded.init(), 0, id="init"),
+    pytest.param({"finish"}, lambda loaded, host: loaded.finalize(), 0, id="finalize"),
+    pytest.param({"export"}, lambda loaded, host: loaded.call_export("add", 40, 2), 42, id="export"),
+]
 
 RUNS: list[Any] = [
     pytest.param({"accept"}, _accept, id="accept"),
@@ -141,10 +153,67 @@ def test_java_exception_escaping_a_run_is_a_typed_fault(
     _still_forwards(forward, host)  # and so does the lane for others
 
 
+@pytest.mark.parametrize("methods,call,result", [p for p in STOP_RUNS])
+def test_a_stop_at_a_call_entry_is_collected_and_the_call_made_again(
+    body: JvmCode, forward: JvmCode, host: Any, methods: set[str], call: Callable[..., int], result: int
+) -> None:
+    """The code never ran: the call is simply made again, and nobody is charged."""
+    real = body._lane
+    stand_in = LaneStandIn(real, methods, "java.lang.ThreadDeath")
+    body._lane = stand_in
+    body._jaccept = stand_in.accept
+    try:
+        assert call(body, host) == result
+    finally:
+        body._lane = real
+        body._jaccept = real.accept
+    assert not stand_in.raising[next(iter(methods))]  # the stop did arrive, and was collected
+    assert not body.needs_reset
+    assert body.call_export("add", 40, 2) == 42
+    _still_forwards(forward, host)
+
+
+@pytest.mark.parametrize("methods,call,result", [p for p in STOP_RUNS])
+def test_stops_at_every_entry_end_as_a_runtime_error(
+    body: JvmCode, forward: JvmCode, host: Any, methods: set[str], call: Callable[..., int], result: int
+) -> None:
+    """A stop at the entry of every retry too: typed, not a loop, charged to the budget of no one."""
+    real = body._lane
+    stand_in = LaneStandIn(real, methods, "java.lang.ThreadDeath", times=1000)
+    body._lane = stand_in
+    body._jaccept = stand_in.accept
+    try:
+        with pytest.raises(RuntimeFault) as err:
+            call(body, host)
+    finally:
+        body._lane = real
+        body._jaccept = real.accept
+    assert type(err.value) is RuntimeFault and err.value.reason == "runtime_error"
+    assert "not issue for this call" in str(err.value)
+    assert stand_in.raising[next(iter(methods))] == 1000 - ENTRY_RETRIES - 1
+    body.reset()
+    assert body.call_export("add", 40, 2) == 42
+    _still_forwards(forward, host)
+
+
+def test_a_stop_in_a_batch_is_never_made_again(body: JvmCode, forward: JvmCode, host: Any) -> None:
+    """Capsules of a batch may have run before the stop: the chunk faults, typed, once."""
+    real = body._lane
+    stand_in = LaneStandIn(real, {"acceptBatch"}, "java.lang.ThreadDeath")
+    body._lane = stand_in
+    try:
+        with pytest.raises(RuntimeFault) as err:
+            _batch(body, host)
+    finally:
+        body._lane = real
+    assert type(err.value) is RuntimeFault and err.value.reason == "runtime_error"
+    body.reset()
+    _still_forwards(forward, host)
+
+
 @pytest.mark.parametrize(
     "exc,match",
     [
-        pytest.param("java.lang.ThreadDeath", "not issued for this load", id="stray-stop"),
         pytest.param("java.lang.IllegalStateException", "IllegalStateException escaped the lane", id="other"),
     ],
 )
@@ -164,49 +233,50 @@ def test_java_exception_escaping_a_load_is_a_code_object_error(
     _still_forwards(forward, host)
 
 
-def test_a_stray_stop_at_any_call_entry_is_typed_and_the_lane_recovers(
+def test_a_stray_stop_at_any_call_entry_is_collected_and_charged_to_no_one(
     runtime: JvmRuntime, classes: Any, host: Any, forward: JvmCode
 ) -> None:
-    """A real ThreadDeath, pending before a call enters the JVM (the bench's failure): loading
-    and running report it as typed errors charged to no code's budget, then all is well."""
+    """A real ThreadDeath, pending before a call enters the JVM: it is thrown at the entry,
+    before the code runs, so loading and running simply happen again."""
     code = classes.code("cases/Fancy")
     stray_stop()
-    with pytest.raises(CodeObjectError, match="not issued for this load"):
-        runtime.load(code, [], host)
     loaded = runtime.load(code, [], host)
     env = make_env(loaded.code, bytes(20))
     stray_stop()
-    with pytest.raises(RuntimeFault) as err:
-        run(loaded, host, env)
-    assert err.value.reason == "runtime_error" and "ThreadDeath" in str(err.value)
-    assert run(loaded, host, env) == 41  # the stop never reached the code: its state is intact
+    assert run(loaded, host, env) == 41
+    assert run(loaded, host, env) == 42  # the stop never reached the code: its state is intact
+    assert not loaded.needs_reset
     env.clear()
     loaded.unload()
     _still_forwards(forward, host)
 
 
-def test_the_node_counts_an_escaped_stop_and_keeps_serving(classes: Any) -> None:
+def test_the_node_charges_no_one_for_a_stop_at_entry_and_counts_one_in_a_batch(classes: Any) -> None:
     code = classes.code("cases/Fwd")
     with Node(1, plugins=default_plugins()) as n:
         rt = n.runtime("jvm")
         real = rt.lane
         rt._lane = LaneStandIn(real, {"instantiate"}, "java.lang.ThreadDeath")
-        with pytest.raises(CodeObjectError, match="loading failed"):
-            n.install(code)
+        n.install(code)  # loaded again after the stop at the entry
         rt._lane = real
-        n.install(code)
         loaded = n.cache.peek(code.name).loaded
-        stand_in = LaneStandIn(real, {"accept", "acceptBatch"}, "java.lang.ThreadDeath")
+        stand_in = LaneStandIn(real, {"accept"}, "java.lang.ThreadDeath")
         loaded._lane, loaded._jaccept = stand_in, stand_in.accept
         app = Application(n)
         app.send(code, b"one")
         n.process()
         stats = n.cache.peek(code.name).stats
-        assert stats.drops["runtime_error"] == 1 and stats.errors == 1
-        loaded._lane, loaded._jaccept = real, real.accept
-        app.send(code, b"two")
+        assert stats.errors == 0 and stats.capsules_in == 1 and not stand_in.raising["accept"]
+        loaded._lane = LaneStandIn(real, {"acceptBatch"}, "java.lang.ThreadDeath")
+        n.config.batch = 8
+        for body in (b"two", b"three"):
+            app.send(code, body)
         n.process()
-        assert stats.capsules_in == 2 and stats.errors == 1
+        assert stats.drops["runtime_error"] == 2 and stats.errors == 2
+        loaded._lane, loaded._jaccept = real, real.accept
+        app.send(code, b"four")
+        n.process()
+        assert stats.capsules_in == 4 and stats.errors == 2
 
 
 # -- (a) the watchdog's stop never outlives the call it was issued for -------------------------

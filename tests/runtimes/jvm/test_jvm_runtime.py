@@ -142,8 +142,18 @@ def test_infinite_loop_is_stopped(runtime, classes, host, jpool, forward):
     _still_forwards(forward, host, jpool)
 
 
-def test_stop_absorbed_by_finally_still_counts(runtime, classes, host, jpool, forward):
+def test_a_finally_that_swallows_the_stop_is_refused(runtime, classes, host):
+    with pytest.raises(CodeObjectError, match="could swallow the watchdog's stop") as err:
+        runtime.load(classes.code("cases/Absorb"), [], host)
+    assert err.value.reason == "absorbs_stop"
+
+
+def test_stop_absorbed_where_the_checker_cannot_see_still_counts(runtime, classes, host, jpool, forward, monkeypatch):
+    """Defence in depth: a stop swallowed out of the checker's sight (in JDK code, say) still
+    ends the call as stopped; here the checker is told to let Absorb through."""
+    monkeypatch.setattr("pan_jvm.checker.absorbs_stop", lambda *args: None)
     loaded = runtime.load(classes.code("cases/Absorb"), [], host)
+    monkeypatch.undo()
     env = make_env(loaded.code, bytes(8), jpool, Budget(time_ms=10.0))
     with pytest.raises(BudgetExceeded) as err:
         run(loaded, host, env)
@@ -193,11 +203,29 @@ def test_entry_not_implementing_pancode(runtime, classes, host, jpool, forward):
 
 
 @pytest.mark.parametrize(
-    "name", ["Exit", "Exec", "Reflect", "Files", "Sock", "Threads", "CatchAll", "Native", "Loader", "Waits"]
+    "name",
+    [
+        "Exit", "Exec", "Reflect", "Files", "Sock", "Threads", "CatchAll", "Native", "Loader", "Waits",
+        "FinallyLoop", "Replace", "FinallyCall", "FinallyDivide", "WithResources",
+    ],
 )
 def test_hostile_code_refused_at_load(runtime, classes, host, jpool, forward, name):
     with pytest.raises(CodeObjectError, match=f"class hostile/{name}"):
         runtime.load(classes.code(f"hostile/{name}"), [], host)
+    _still_forwards(forward, host, jpool)
+
+
+def test_handlers_that_pass_the_stop_on_run_and_are_stopped(runtime, classes, host, jpool, forward):
+    loaded = runtime.load(classes.code("cases/Finally"), [], host)
+    env = make_env(loaded.code, bytes(8), jpool)
+    assert run(loaded, host, env) == 3 + 3 * 8 + 100  # finally blocks, a loop, a caught parse error
+    env.clear()
+    env = make_env(loaded.code, bytes(2000), jpool, Budget(time_ms=20.0))
+    with pytest.raises(BudgetExceeded, match="stopped by the watchdog") as err:
+        run(loaded, host, env)  # spins inside try/finally: the finally rethrows the stop
+    assert err.value.reason == "budget"
+    env.clear()
+    loaded.reset()
     _still_forwards(forward, host, jpool)
 
 

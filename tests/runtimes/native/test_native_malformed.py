@@ -342,3 +342,124 @@ def test_order_type_before_machine(tmp_path):
     subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=aarch64-linux", "-shared", "-fPIC",
                     "-o", str(out), str(src)], check=True, capture_output=True)
     assert _refused(Path(out).read_bytes()).startswith("native object: not a relocatable object: e_type is ET_DYN")
+
+
+# -- objects that linked on main and then killed the node, or failed untyped ------------------
+
+#: a child process installs a code object on a node and runs one capsule through it; it
+#: prints the refusal's reason, or "ran" (on main these objects killed the process instead)
+INSTALL_AND_RUN = """
+import sys
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.errors import CodeObjectError
+from pan_runtime.net.application import Application
+from pan_runtime.node.node import Node
+from pan_runtime.plugin.plugins import default_plugins
+
+code = CodeObject.create("native", open(sys.argv[1], "rb").read())
+with Node(1, plugins=default_plugins()) as node:
+    try:
+        node.install(code)
+    except CodeObjectError as exc:
+        print("refused", exc.reason, exc)
+        raise SystemExit(0)
+    app = Application(node)
+    app.send(code, bytes(8))
+    node.process()
+    print("ran")
+"""
+
+
+def _install_and_run(data: bytes, tmp_path: Path) -> str:
+    obj = tmp_path / "object.o"
+    obj.write_bytes(data)
+    proc = subprocess.run(
+        [sys.executable, "-c", INSTALL_AND_RUN, str(obj)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"the node process died ({proc.returncode}): {proc.stderr[-2000:]}"
+    return proc.stdout.strip()
+
+
+WRITABLE_CODE = r"""
+/* code and a counter it writes in one section asking to be writable and executable */
+__asm__(
+    ".section .wxcode,\"awx\",@progbits\n"
+    ".globl accept\n"
+    ".type accept,@function\n"
+    "accept:\n"
+    "    addl $1, counter(%rip)\n"
+    "    xorl %eax, %eax\n"
+    "    ret\n"
+    ".size accept, .-accept\n"
+    "counter: .long 0\n"
+    ".text\n");
+"""
+
+
+def test_a_writable_and_executable_section_is_refused(cc, tmp_path):
+    data = cc(WRITABLE_CODE, name="wx")
+    msg = _refused(data)
+    assert "section '.wxcode'" in msg and "both writable and executable" in msg
+    assert _install_and_run(data, tmp_path).startswith("refused writable_code")
+
+
+def _symbol_at(data: bytes, name: str, value: int, size: int | None = None) -> bytes:
+    """``data`` with symbol ``name``'s st_value (and st_size) rewritten."""
+    sym = parse_object(data).globals()[name]
+    symtab = SHDR.unpack_from(data, _sections(data)[".symtab"][1])[4]
+    buf = bytearray(data)
+    struct.pack_into("<Q", buf, symtab + 24 * sym.index + 8, value)
+    if size is not None:
+        struct.pack_into("<Q", buf, symtab + 24 * sym.index + 16, size)
+    return bytes(buf)
+
+
+def test_a_symbol_outside_its_section_is_refused(template, tmp_path):
+    text = SHDR.unpack_from(template, _sections(template)[".text"][1])[5]
+    data = _symbol_at(template, "accept", 0x100000)
+    msg = _refused(data)
+    assert f"symbol 'accept' (index {parse_object(template).globals()['accept'].index}) at 0x100000" in msg
+    assert f"lies outside its section '.text' ({text:#x} bytes)" in msg
+    assert _install_and_run(data, tmp_path).startswith("refused symbol_outside_section")
+
+
+@pytest.mark.parametrize(
+    "value, size",
+    [
+        pytest.param(None, None, id="function-at-end"),  # a function of no bytes at the very end
+        pytest.param(0, 1 << 20, id="size-past-end"),
+        pytest.param(1 << 63, 1 << 63, id="wrapping"),
+    ],
+)
+def test_symbol_extents_are_checked(template, value, size):
+    text = SHDR.unpack_from(template, _sections(template)[".text"][1])[5]
+    with pytest.raises(CodeObjectError) as err:
+        parse_object(_symbol_at(template, "dep_add", text if value is None else value, 0 if size is None else size))
+    assert err.value.reason == "symbol_outside_section"
+
+
+def test_a_data_symbol_may_end_its_section(cc):
+    obj = parse_object(cc("char buf[16]; char end[0]; int accept(unsigned c, unsigned n) { return buf[0]; }\n",
+                          name="end"))
+    assert "end" in obj.globals()
+
+
+def test_a_relocation_of_a_section_the_loader_does_not_map_is_refused(cc, tmp_path):
+    data = cc("int x; int *p = &x; int accept(unsigned c, unsigned n) { return 0; }\n", name="unmapped")
+    name = next(n for n in _sections(data) if n.startswith(".data.rel"))
+    index, _ = _sections(data)[name]
+    data = _set_field(data, name, 1, 0x60000000)  # sh_type: an OS-specific type the loader skips
+    msg = _refused(data)
+    assert f"applies to section '{name}' (index {index}), which has type 0x60000000" in msg
+    assert _install_and_run(data, tmp_path).startswith("refused unmapped_section")
+
+
+def test_a_64_bit_relocation_value_wraps_instead_of_failing(template):
+    """A 64-bit PC-relative value past the signed range wraps (as ld does) instead of an
+    untyped struct.error; nothing here runs the code."""
+    data = bytearray(template)
+    at = _rela(template)
+    off, info, _ = struct.unpack_from("<QQq", data, at)
+    struct.pack_into("<Qq", data, at + 8, (info & ~0xFFFFFFFF) | 24, (1 << 63) - 1)  # PC64, huge addend
+    image = link(parse_object(bytes(data)), lambda name: Resolved(0x1000, True))
+    image.close()

@@ -114,6 +114,29 @@ def test_syntax_error_names_line_and_column():
         compile_source("x = 1\ndef f(:\n")
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        pytest.param("1+" * 100_000 + "1", id="long-sum"),
+        pytest.param("-" * 100_000 + "1", id="unary-chain"),
+        pytest.param("a." * 100_000 + "b", id="attribute-chain"),
+        pytest.param("1+" * 950 + "1", id="deeper-than-the-visitors"),
+    ],
+)
+def test_a_source_nested_too_deeply_is_refused_not_raised_out_of_install(expression):
+    """RecursionError (and the parser's MemoryError) never leave Node.install."""
+    from pan_runtime.node.node import Node
+    from pan_runtime.plugin.plugins import default_plugins
+
+    code = CodeObject.create("restricted_py", f"x = {expression}\ndef accept(pni, c, n):\n    return 0\n".encode())
+    with Node(1, plugins=default_plugins()) as node:
+        with pytest.raises(CodeObjectError, match="nests too deeply to compile") as info:
+            node.install(code)
+        assert info.value.reason == "too_deep"
+        ok = CodeObject.create("restricted_py", b"x = 1 + 2\ndef accept(pni, c, n):\n    return 0\n")
+        node.install(ok)  # the node goes on installing
+
+
 def test_load_refuses_missing_entry_and_failing_module_body(load):
     with pytest.raises(CodeObjectError, match="'accept'"):
         load("def other(pni, c, n):\n    return 0\n")
@@ -279,8 +302,8 @@ def test_time_budget_is_checked_per_chunk(load, run):
 
 def test_bulk_builtins_are_charged_by_size(load, run):
     loaded = load(accept_body("x = list(range(200000))\nwhile True:\n    y = sorted(x)"))
-    with pytest.raises(BudgetExceeded, match="20000 steps"):
-        run(loaded, budget=Budget(steps=20_000, time_ms=10_000.0))
+    with pytest.raises(BudgetExceeded, match="20000 steps"):  # 200000 ints and two lists: over 16 MiB
+        run(loaded, budget=Budget(steps=20_000, time_ms=10_000.0, memory_bytes=32 << 20))
     small = load(accept_body("x = list(range(1000))\nreturn len(sorted(x)) + max(x)"))
     assert run(small, budget=Budget(steps=10, time_ms=10_000.0)) == 1999
 

@@ -46,62 +46,62 @@ public final class FloodHdr {
 
     /** Decode the fields from b at off. */
     public void decode(byte[] b, int off) {
-        PniBytes.getAddr(b, off, dest);
-        port = PniBytes.getU16(b, off + 16);
-        kind = PniBytes.getU8(b, off + 18);
-        flags = PniBytes.getU8(b, off + 19);
-        PniBytes.getAddr(b, off + 20, src);
-        flow = PniBytes.getU32(b, off + 36);
-        seq = PniBytes.getU32(b, off + 40);
-        count = PniBytes.getU32(b, off + 44);
-        reportEvery = PniBytes.getU32(b, off + 48);
-        bytes = PniBytes.getU64(b, off + 52);
-        elapsedNs = PniBytes.getU64(b, off + 60);
+        PniBytes.getAddr(b, off, this.dest);
+        this.port = PniBytes.getU16(b, off + 16);
+        this.kind = PniBytes.getU8(b, off + 18);
+        this.flags = PniBytes.getU8(b, off + 19);
+        PniBytes.getAddr(b, off + 20, this.src);
+        this.flow = PniBytes.getU32(b, off + 36);
+        this.seq = PniBytes.getU32(b, off + 40);
+        this.count = PniBytes.getU32(b, off + 44);
+        this.reportEvery = PniBytes.getU32(b, off + 48);
+        this.bytes = PniBytes.getU64(b, off + 52);
+        this.elapsedNs = PniBytes.getU64(b, off + 60);
     }
 
     /** Encode the fields into b at off. */
     public void encode(byte[] b, int off) {
-        PniBytes.putAddr(b, off, dest);
-        PniBytes.putU16(b, off + 16, port);
-        PniBytes.putU8(b, off + 18, kind);
-        PniBytes.putU8(b, off + 19, flags);
-        PniBytes.putAddr(b, off + 20, src);
-        PniBytes.putU32(b, off + 36, flow);
-        PniBytes.putU32(b, off + 40, seq);
-        PniBytes.putU32(b, off + 44, count);
-        PniBytes.putU32(b, off + 48, reportEvery);
-        PniBytes.putU64(b, off + 52, bytes);
-        PniBytes.putU64(b, off + 60, elapsedNs);
+        PniBytes.putAddr(b, off, this.dest);
+        PniBytes.putU16(b, off + 16, this.port);
+        PniBytes.putU8(b, off + 18, this.kind);
+        PniBytes.putU8(b, off + 19, this.flags);
+        PniBytes.putAddr(b, off + 20, this.src);
+        PniBytes.putU32(b, off + 36, this.flow);
+        PniBytes.putU32(b, off + 40, this.seq);
+        PniBytes.putU32(b, off + 44, this.count);
+        PniBytes.putU32(b, off + 48, this.reportEvery);
+        PniBytes.putU64(b, off + 52, this.bytes);
+        PniBytes.putU64(b, off + 60, this.elapsedNs);
     }
 
     /** Decode the fields from b at off (absolute, whatever b's position). */
     public void decode(ByteBuffer b, int off) {
-        PniBytes.getAddr(b, off, dest);
-        port = PniBytes.getU16(b, off + 16);
-        kind = PniBytes.getU8(b, off + 18);
-        flags = PniBytes.getU8(b, off + 19);
-        PniBytes.getAddr(b, off + 20, src);
-        flow = PniBytes.getU32(b, off + 36);
-        seq = PniBytes.getU32(b, off + 40);
-        count = PniBytes.getU32(b, off + 44);
-        reportEvery = PniBytes.getU32(b, off + 48);
-        bytes = PniBytes.getU64(b, off + 52);
-        elapsedNs = PniBytes.getU64(b, off + 60);
+        PniBytes.getAddr(b, off, this.dest);
+        this.port = PniBytes.getU16(b, off + 16);
+        this.kind = PniBytes.getU8(b, off + 18);
+        this.flags = PniBytes.getU8(b, off + 19);
+        PniBytes.getAddr(b, off + 20, this.src);
+        this.flow = PniBytes.getU32(b, off + 36);
+        this.seq = PniBytes.getU32(b, off + 40);
+        this.count = PniBytes.getU32(b, off + 44);
+        this.reportEvery = PniBytes.getU32(b, off + 48);
+        this.bytes = PniBytes.getU64(b, off + 52);
+        this.elapsedNs = PniBytes.getU64(b, off + 60);
     }
 
     /** Encode the fields into b at off. */
     public void encode(ByteBuffer b, int off) {
-        PniBytes.putAddr(b, off, dest);
-        PniBytes.putU16(b, off + 16, port);
-        PniBytes.putU8(b, off + 18, kind);
-        PniBytes.putU8(b, off + 19, flags);
-        PniBytes.putAddr(b, off + 20, src);
-        PniBytes.putU32(b, off + 36, flow);
-        PniBytes.putU32(b, off + 40, seq);
-        PniBytes.putU32(b, off + 44, count);
-        PniBytes.putU32(b, off + 48, reportEvery);
-        PniBytes.putU64(b, off + 52, bytes);
-        PniBytes.putU64(b, off + 60, elapsedNs);
+        PniBytes.putAddr(b, off, this.dest);
+        PniBytes.putU16(b, off + 16, this.port);
+        PniBytes.putU8(b, off + 18, this.kind);
+        PniBytes.putU8(b, off + 19, this.flags);
+        PniBytes.putAddr(b, off + 20, this.src);
+        PniBytes.putU32(b, off + 36, this.flow);
+        PniBytes.putU32(b, off + 40, this.seq);
+        PniBytes.putU32(b, off + 44, this.count);
+        PniBytes.putU32(b, off + 48, this.reportEvery);
+        PniBytes.putU64(b, off + 52, this.bytes);
+        PniBytes.putU64(b, off + 60, this.elapsedNs);
     }
 
     /** Decode from segment seg at off with one segRead into scratch; 0 or a PniStatus. */

@@ -30,30 +30,30 @@ public final class ForwardHdr {
 
     /** Decode the fields from b at off. */
     public void decode(byte[] b, int off) {
-        PniBytes.getAddr(b, off, dest);
-        port = PniBytes.getU16(b, off + 16);
-        flags = PniBytes.getU16(b, off + 18);
+        PniBytes.getAddr(b, off, this.dest);
+        this.port = PniBytes.getU16(b, off + 16);
+        this.flags = PniBytes.getU16(b, off + 18);
     }
 
     /** Encode the fields into b at off. */
     public void encode(byte[] b, int off) {
-        PniBytes.putAddr(b, off, dest);
-        PniBytes.putU16(b, off + 16, port);
-        PniBytes.putU16(b, off + 18, flags);
+        PniBytes.putAddr(b, off, this.dest);
+        PniBytes.putU16(b, off + 16, this.port);
+        PniBytes.putU16(b, off + 18, this.flags);
     }
 
     /** Decode the fields from b at off (absolute, whatever b's position). */
     public void decode(ByteBuffer b, int off) {
-        PniBytes.getAddr(b, off, dest);
-        port = PniBytes.getU16(b, off + 16);
-        flags = PniBytes.getU16(b, off + 18);
+        PniBytes.getAddr(b, off, this.dest);
+        this.port = PniBytes.getU16(b, off + 16);
+        this.flags = PniBytes.getU16(b, off + 18);
     }
 
     /** Encode the fields into b at off. */
     public void encode(ByteBuffer b, int off) {
-        PniBytes.putAddr(b, off, dest);
-        PniBytes.putU16(b, off + 16, port);
-        PniBytes.putU16(b, off + 18, flags);
+        PniBytes.putAddr(b, off, this.dest);
+        PniBytes.putU16(b, off + 16, this.port);
+        PniBytes.putU16(b, off + 18, this.flags);
     }
 
     /** Decode from segment seg at off with one segRead into scratch; 0 or a PniStatus. */

@@ -40,50 +40,50 @@ public final class PingHdr {
 
     /** Decode the fields from b at off. */
     public void decode(byte[] b, int off) {
-        PniBytes.getAddr(b, off, dest);
-        port = PniBytes.getU16(b, off + 16);
-        phase = PniBytes.getU8(b, off + 18);
-        flags = PniBytes.getU8(b, off + 19);
-        PniBytes.getAddr(b, off + 20, src);
-        seq = PniBytes.getU32(b, off + 36);
-        sentNs = PniBytes.getU64(b, off + 40);
-        bouncedNs = PniBytes.getU64(b, off + 48);
+        PniBytes.getAddr(b, off, this.dest);
+        this.port = PniBytes.getU16(b, off + 16);
+        this.phase = PniBytes.getU8(b, off + 18);
+        this.flags = PniBytes.getU8(b, off + 19);
+        PniBytes.getAddr(b, off + 20, this.src);
+        this.seq = PniBytes.getU32(b, off + 36);
+        this.sentNs = PniBytes.getU64(b, off + 40);
+        this.bouncedNs = PniBytes.getU64(b, off + 48);
     }
 
     /** Encode the fields into b at off. */
     public void encode(byte[] b, int off) {
-        PniBytes.putAddr(b, off, dest);
-        PniBytes.putU16(b, off + 16, port);
-        PniBytes.putU8(b, off + 18, phase);
-        PniBytes.putU8(b, off + 19, flags);
-        PniBytes.putAddr(b, off + 20, src);
-        PniBytes.putU32(b, off + 36, seq);
-        PniBytes.putU64(b, off + 40, sentNs);
-        PniBytes.putU64(b, off + 48, bouncedNs);
+        PniBytes.putAddr(b, off, this.dest);
+        PniBytes.putU16(b, off + 16, this.port);
+        PniBytes.putU8(b, off + 18, this.phase);
+        PniBytes.putU8(b, off + 19, this.flags);
+        PniBytes.putAddr(b, off + 20, this.src);
+        PniBytes.putU32(b, off + 36, this.seq);
+        PniBytes.putU64(b, off + 40, this.sentNs);
+        PniBytes.putU64(b, off + 48, this.bouncedNs);
     }
 
     /** Decode the fields from b at off (absolute, whatever b's position). */
     public void decode(ByteBuffer b, int off) {
-        PniBytes.getAddr(b, off, dest);
-        port = PniBytes.getU16(b, off + 16);
-        phase = PniBytes.getU8(b, off + 18);
-        flags = PniBytes.getU8(b, off + 19);
-        PniBytes.getAddr(b, off + 20, src);
-        seq = PniBytes.getU32(b, off + 36);
-        sentNs = PniBytes.getU64(b, off + 40);
-        bouncedNs = PniBytes.getU64(b, off + 48);
+        PniBytes.getAddr(b, off, this.dest);
+        this.port = PniBytes.getU16(b, off + 16);
+        this.phase = PniBytes.getU8(b, off + 18);
+        this.flags = PniBytes.getU8(b, off + 19);
+        PniBytes.getAddr(b, off + 20, this.src);
+        this.seq = PniBytes.getU32(b, off + 36);
+        this.sentNs = PniBytes.getU64(b, off + 40);
+        this.bouncedNs = PniBytes.getU64(b, off + 48);
     }
 
     /** Encode the fields into b at off. */
     public void encode(ByteBuffer b, int off) {
-        PniBytes.putAddr(b, off, dest);
-        PniBytes.putU16(b, off + 16, port);
-        PniBytes.putU8(b, off + 18, phase);
-        PniBytes.putU8(b, off + 19, flags);
-        PniBytes.putAddr(b, off + 20, src);
-        PniBytes.putU32(b, off + 36, seq);
-        PniBytes.putU64(b, off + 40, sentNs);
-        PniBytes.putU64(b, off + 48, bouncedNs);
+        PniBytes.putAddr(b, off, this.dest);
+        PniBytes.putU16(b, off + 16, this.port);
+        PniBytes.putU8(b, off + 18, this.phase);
+        PniBytes.putU8(b, off + 19, this.flags);
+        PniBytes.putAddr(b, off + 20, this.src);
+        PniBytes.putU32(b, off + 36, this.seq);
+        PniBytes.putU64(b, off + 40, this.sentNs);
+        PniBytes.putU64(b, off + 48, this.bouncedNs);
     }
 
     /** Decode from segment seg at off with one segRead into scratch; 0 or a PniStatus. */

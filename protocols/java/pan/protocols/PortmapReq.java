@@ -30,30 +30,30 @@ public final class PortmapReq {
 
     /** Decode the fields from b at off. */
     public void decode(byte[] b, int off) {
-        port = PniBytes.getU16(b, off);
-        op = PniBytes.getU8(b, off + 2);
-        flags = PniBytes.getU8(b, off + 3);
+        this.port = PniBytes.getU16(b, off);
+        this.op = PniBytes.getU8(b, off + 2);
+        this.flags = PniBytes.getU8(b, off + 3);
     }
 
     /** Encode the fields into b at off. */
     public void encode(byte[] b, int off) {
-        PniBytes.putU16(b, off, port);
-        PniBytes.putU8(b, off + 2, op);
-        PniBytes.putU8(b, off + 3, flags);
+        PniBytes.putU16(b, off, this.port);
+        PniBytes.putU8(b, off + 2, this.op);
+        PniBytes.putU8(b, off + 3, this.flags);
     }
 
     /** Decode the fields from b at off (absolute, whatever b's position). */
     public void decode(ByteBuffer b, int off) {
-        port = PniBytes.getU16(b, off);
-        op = PniBytes.getU8(b, off + 2);
-        flags = PniBytes.getU8(b, off + 3);
+        this.port = PniBytes.getU16(b, off);
+        this.op = PniBytes.getU8(b, off + 2);
+        this.flags = PniBytes.getU8(b, off + 3);
     }
 
     /** Encode the fields into b at off. */
     public void encode(ByteBuffer b, int off) {
-        PniBytes.putU16(b, off, port);
-        PniBytes.putU8(b, off + 2, op);
-        PniBytes.putU8(b, off + 3, flags);
+        PniBytes.putU16(b, off, this.port);
+        PniBytes.putU8(b, off + 2, this.op);
+        PniBytes.putU8(b, off + 3, this.flags);
     }
 
     /** Decode from segment seg at off with one segRead into scratch; 0 or a PniStatus. */

@@ -19,6 +19,15 @@ import org.pan.pni.PanCode;
  * (a ThreadDeath) may arrive at any safepoint poll or VM transition while the call is active,
  * including in the lane's own bookkeeping, so every such point is inside a try; leave() does
  * not return before each stop issued for the call has arrived or is known to be absorbed.
+ *
+ * <p>The door: a stop is only ever issued while the thread runs Java code under the lane. A
+ * host call (the code calling the node's Python PniServer through HostGuard) closes the door
+ * first (hostEnter: no stop is issued while it is closed, and one issued before is collected
+ * there, in Java) and opens it on return (hostLeave: a call past its budget is stopped right
+ * there). A lane call nested in a host call (a dependency's export) opens the door while it
+ * runs and closes it again, collecting its stops, before it returns to the host. So no stop
+ * is ever pending while the thread is in JPype or Python, where it would be thrown inside
+ * JPype's own machinery.
  */
 public final class Lane {
     /** Result of a call that faulted; the fault is in faultKind()/faultMessage(). */
@@ -66,6 +75,9 @@ public final class Lane {
     private volatile int stopBase; // stopsIssued when the current outermost call entered (the watchdog reads it)
     private long lastStopNs;
     private volatile int stopReason;
+    private volatile boolean inHost; // the door: true while the thread is in a host call (no stop is issued)
+    private volatile boolean stopWanted; // the watchdog found the call over budget while the door was closed
+    private boolean[] hostAt = new boolean[8]; // the door of each nesting level, restored when a nested call leaves
 
     private PanCode[] codes = new PanCode[8];
     private PniBridge[] pnis = new PniBridge[8];
@@ -166,7 +178,7 @@ public final class Lane {
         grow(id);
         timeNs[id] = budgetNs;
         memBytes[id] = budgetBytes;
-        PniBridge pni = new PniBridge(up);
+        PniBridge pni = new PniBridge(new HostGuard(this, up));
         pnis[id] = pni;
         int r;
         Throwable thrown = null;
@@ -394,7 +406,10 @@ public final class Lane {
 
     /** Start the budget of an outermost call (depth is already counted); nested calls share it. */
     private void enter(int id) {
-        if (depth > 1) return;
+        if (depth > 1) {
+            openDoor();
+            return;
+        }
         Thread me = Thread.currentThread();
         if (callerBox[0] != me) {
             callerBox[0] = me;
@@ -408,17 +423,77 @@ public final class Lane {
         long t = timeNs[id];
         deadline = System.nanoTime() + (t > 0 ? t : Long.MAX_VALUE / 4);
         active = ++seq;
+        if (Watchdog.sleeping) Watchdog.wake(); // a volatile read while the watchdog is awake
     }
 
     /**
-     * Leave a call: classify what the call threw, and at the outermost level stop the watchdog
-     * from issuing more stops and collect every stop already issued. A stop that does not
-     * arrive within DRAIN_TRANSITIONS VM transitions was absorbed by the code (a finally that
-     * did not rethrow); the call still counts as stopped. Runs in a loop so a stop arriving
-     * here, at any step, is caught and classified like one arriving in the code.
+     * A call nested in a host call (a dependency's export): runs code the watchdog may stop,
+     * so the door opens; leave() restores it. The door is closed until the write below, so no
+     * stop can arrive before this level's door is recorded.
+     */
+    private void openDoor() {
+        int d = depth;
+        if (d >= hostAt.length) hostAt = Arrays.copyOf(hostAt, d * 2);
+        hostAt[d] = inHost;
+        synchronized (lock) {
+            inHost = false;
+        }
+    }
+
+    /**
+     * Close the door before a host call: from here on no stop is issued until hostLeave. A stop
+     * issued before the door closed may still be pending; it is collected here, in Java, and
+     * thrown to the code (the door open again) instead of inside JPype.
+     */
+    void hostEnter() {
+        synchronized (lock) {
+            inHost = true;
+        }
+        if (stopsIssued != stopsSeen) collectBeforeHost();
+    }
+
+    private void collectBeforeHost() {
+        try {
+            for (int i = 0; i < DRAIN_TRANSITIONS; i++) Thread.yield(); // a pending ThreadDeath is thrown on return
+        } catch (Throwable t) {
+            inHost = false; // the stop unwinds the code: the door is open again
+            throw t;
+        }
+        stopsSeen = stopsIssued; // not pending: absorbed (leave() still counts the call as stopped)
+    }
+
+    /**
+     * Open the door after a host call. A call that ran past its deadline in the host, or that
+     * the watchdog wanted stopped while the door was closed, is stopped here: the ThreadDeath
+     * is thrown synchronously, counted like one the watchdog issued.
+     */
+    @SuppressWarnings("deprecation")
+    void hostLeave() {
+        boolean stop;
+        synchronized (lock) {
+            inHost = false;
+            stop = active != 0 && (stopWanted || System.nanoTime() - deadline > 0);
+            if (stop) {
+                if (!stopWanted) stopReason = F_TIME;
+                stopWanted = false;
+                stopsIssued++;
+                lastStopNs = System.nanoTime();
+            }
+        }
+        if (stop) throw new ThreadDeath();
+    }
+
+    /**
+     * Leave a call: classify what the call threw, and collect every stop already issued before
+     * control goes back to the host. At the outermost level the watchdog stops issuing stops
+     * (no call active); a nested call (from a host call) closes the door again. A stop that
+     * does not arrive within DRAIN_TRANSITIONS VM transitions was absorbed (by JDK code: the
+     * checker refuses code that can absorb one); an outermost call that was stopped and still
+     * returned normally counts as stopped. Runs in a loop so a stop arriving here, at any
+     * step, is caught and classified like one arriving in the code.
      */
     private int leave(int r, Throwable thrown) {
-        boolean outer = true;
+        int level = 0; // the nesting level this call ran at, once counted out
         int transitions = 0;
         int failures = 0;
         for (;;) {
@@ -428,25 +503,34 @@ public final class Lane {
                     thrown = null;
                     r = caught(t);
                 }
-                if (outer) {
-                    outer = false;
-                    if (--depth > 0) return r;
-                    loadingEntry = null;
+                if (level == 0) {
+                    level = depth--;
+                    if (level == 1) loadingEntry = null;
                 }
+                boolean toHost = level > 1 && hostAt[level];
                 int issued;
-                synchronized (lock) {
-                    active = 0;
+                synchronized (lock) { // volatile writes only where something changes: this is the hot path
+                    if (level == 1) {
+                        active = 0;
+                        if (inHost) inHost = false;
+                        if (stopWanted) stopWanted = false;
+                    } else if (inHost != toHost) {
+                        inHost = toHost;
+                    }
                     issued = stopsIssued;
                 }
-                if (issued != stopsSeen) {
+                if (issued != stopsSeen && (level == 1 || toHost)) {
                     if (transitions++ < DRAIN_TRANSITIONS) {
                         Thread.yield(); // a native call: a pending ThreadDeath is thrown on its return
                         continue;
                     }
-                    stopsSeen = issued; // the code absorbed it
+                    stopsSeen = issued; // absorbed
+                }
+                if (level > 1) return r;
+                if (issued != stopBase) {
+                    Thread.interrupted(); // Thread.stop also sets the interrupt flag
                     if (r != FAULT) r = fault(stopReason == F_MEMORY ? F_MEMORY : F_TIME, "stopped by the watchdog (code absorbed the stop)");
                 }
-                if (issued != stopBase) Thread.interrupted(); // Thread.stop also sets the interrupt flag
                 if (r != FAULT && allocLimit != Long.MAX_VALUE
                         && Watchdog.THREADS.getCurrentThreadAllocatedBytes() > allocLimit) {
                     r = fault(F_MEMORY, "allocated " + (Watchdog.THREADS.getCurrentThreadAllocatedBytes() - allocStart)
@@ -463,34 +547,43 @@ public final class Lane {
         }
     }
 
+    /** recover(): no call was active, so the exception was thrown before a call entered (the code did not run). */
+    public static final int RECOVERED_IDLE = 0;
+    /** recover(): a call was active and no stop had been issued for it. */
+    public static final int RECOVERED_UNSTOPPED = 1;
+    /** recover(): a call was active and the watchdog had stopped it. */
+    public static final int RECOVERED_STOPPED = 2;
+    /** recover(): called from inside a lane call (a host call nested in it), which is left alone. */
+    public static final int RECOVERED_NESTED = -1;
+
     /**
      * Put the lane back to idle after an exception escaped a call into the host (which the
-     * design above rules out but for a stop pending before a call entered; this is the host's
-     * last resort): no call active, every issued stop collected or written off, interrupt flag
-     * cleared. Returns how many stops the watchdog had issued for the call that escaped (0:
-     * none, so a ThreadDeath was not this call's), or -1 when called from inside a lane call
-     * (a host call nested in it), which is left alone to settle itself.
+     * design above rules out but for a stop from outside the lane; this is the host's last
+     * resort): no call active, the door open, every issued stop collected or written off,
+     * interrupt flag cleared. Returns one of the RECOVERED_* values.
      */
     @SuppressWarnings("deprecation")
     public int recover() {
-        if (insideCall()) return -1;
+        if (insideCall()) return RECOVERED_NESTED;
         for (int transitions = 0;;) {
             try {
                 int issued;
                 synchronized (lock) {
                     active = 0;
+                    inHost = false;
+                    stopWanted = false;
                     issued = stopsIssued;
                 }
                 if (issued != stopsSeen && transitions++ < DRAIN_TRANSITIONS) {
                     Thread.yield();
                     continue;
                 }
-                int ours = depth > 0 ? issued - stopBase : 0;
+                int status = depth == 0 ? RECOVERED_IDLE : issued != stopBase ? RECOVERED_STOPPED : RECOVERED_UNSTOPPED;
                 depth = 0;
                 stopsSeen = stopBase = issued;
                 loadingEntry = null;
                 Thread.interrupted();
-                return ours;
+                return status;
             } catch (ThreadDeath td) {
                 stopsSeen++;
             }
@@ -504,27 +597,37 @@ public final class Lane {
                 && !f.getMethodName().equals("insideCall") && !f.getMethodName().startsWith("lambda$")));
     }
 
-    /** Called by the watchdog thread every tick. */
+    /** Whether a call is running on this lane (the watchdog parks while none is). */
+    boolean busy() {
+        return active != 0;
+    }
+
+    /** Called by the watchdog thread every tick; returns whether a call is running. */
     @SuppressWarnings("deprecation")
-    void watch(long now) {
+    boolean watch(long now) {
         long s = active;
-        if (s == 0) return;
+        if (s == 0) return false;
         int reason;
         if (now - deadline > 0) {
             reason = F_TIME;
         } else if (allocLimit != Long.MAX_VALUE && Watchdog.THREADS.getThreadAllocatedBytes(callerId) > allocLimit) {
             reason = F_MEMORY;
         } else {
-            return;
+            return true;
         }
         synchronized (lock) {
-            if (active != s) return;
-            if (stopsIssued != stopBase && now - lastStopNs < Watchdog.RESTOP_NS) return; // already stopped this call
+            if (active != s) return true;
+            if (stopsIssued != stopBase && now - lastStopNs < Watchdog.RESTOP_NS) return true; // already stopped this call
             stopReason = reason;
+            if (inHost) { // the door is closed: hostLeave stops the call when it is back in Java
+                stopWanted = true;
+                return true;
+            }
             stopsIssued++;
             lastStopNs = now;
             callerBox[0].stop();
         }
+        return true;
     }
 
     // ---- statistics ----

@@ -8,31 +8,50 @@ import java.util.concurrent.locks.LockSupport;
  * One daemon thread per JVM that stops calls running past their deadline or allocating past
  * their memory budget. The calling thread never waits for it: it only looks at lanes every
  * tick, and acts (Thread.stop, still available on JDK 17) when a call is over budget.
+ *
+ * <p>An idle node costs no CPU here: after IDLE_TICKS ticks without a running call the
+ * thread parks until a call enters. Entry reads one volatile flag (sleeping) and unparks
+ * only when it is set; the thread sets the flag before it looks at the lanes one last time,
+ * and entry marks its call active before it reads the flag, so one of the two always sees
+ * the other and no call runs unwatched.
  */
 public final class Watchdog implements Runnable {
     static final com.sun.management.ThreadMXBean THREADS =
         (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
     /** Re-issue a stop that code absorbed (e.g. in a finally that loops) after this long. */
     static final long RESTOP_NS = 50_000_000L;
+    /** Ticks without a running call before the thread parks. */
+    static final int IDLE_TICKS = 8;
 
     private static final CopyOnWriteArrayList<Lane> LANES = new CopyOnWriteArrayList<>();
     private static volatile long tickNs = 2_000_000L;
-    private static Thread thread;
+    private static volatile Thread thread;
+    /** The thread is parked (or about to park) until a call enters. */
+    static volatile boolean sleeping;
+    private static volatile long parks;
 
     private Watchdog() {}
 
     static synchronized void register(Lane lane) {
         LANES.add(lane);
         if (thread == null) {
-            thread = new Thread(new Watchdog(), "pan-jvm-watchdog");
-            thread.setDaemon(true);
-            thread.setPriority(Thread.MAX_PRIORITY);
-            thread.start();
+            Thread t = new Thread(new Watchdog(), "pan-jvm-watchdog");
+            t.setDaemon(true);
+            t.setPriority(Thread.MAX_PRIORITY);
+            thread = t;
+            t.start();
         }
     }
 
     static void unregister(Lane lane) {
         LANES.remove(lane);
+    }
+
+    /** A call entered while the thread was parked: let it watch again. */
+    static void wake() {
+        sleeping = false;
+        Thread t = thread;
+        if (t != null) LockSupport.unpark(t);
     }
 
     public static void setTickMillis(double ms) {
@@ -43,14 +62,44 @@ public final class Watchdog implements Runnable {
         return tickNs;
     }
 
+    /** How many times the thread has parked for want of a running call (for tests and stats). */
+    public static long parks() {
+        return parks;
+    }
+
+    /** Whether the thread is parked now. */
+    public static boolean parked() {
+        return sleeping;
+    }
+
+    private static boolean anyBusy() {
+        for (Lane lane : LANES) {
+            if (lane.busy()) return true;
+        }
+        return false;
+    }
+
     @Override
     public void run() {
+        int idle = 0;
         for (;;) {
             LockSupport.parkNanos(tickNs);
             long now = System.nanoTime();
+            boolean busy = false;
             for (Lane lane : LANES) {
-                lane.watch(now);
+                busy |= lane.watch(now);
             }
+            if (busy || ++idle < IDLE_TICKS) {
+                if (busy) idle = 0;
+                continue;
+            }
+            sleeping = true;
+            if (!anyBusy()) {
+                parks++;
+                while (sleeping) LockSupport.park(this); // until wake(); spurious returns look again
+            }
+            sleeping = false;
+            idle = 0;
         }
     }
 }
