@@ -24,6 +24,7 @@ from pan_runtime.net.config import NodeFileConfig, load_config
 from pan_runtime.net.demand import DemandLoader
 from pan_runtime.net.lifetime import die_with_parent
 from pan_runtime.net.listener import Listener
+from pan_runtime.net.reports import ErrorReporter
 from pan_runtime.net.udp import EventLoop, UdpTransport
 from pan_runtime.node.node import Node
 
@@ -61,6 +62,7 @@ class NodeDaemon:
             for dest, via, metric in config.routes:
                 self.node.add_route(dest, via, metric)
             self.demand = DemandLoader(self.node, config.demand)
+            self.reports = ErrorReporter(self.node, config.errors, self.demand)
             if config.app_socket:
                 self.apps = AppServer(
                     self.node,
@@ -133,6 +135,7 @@ class NodeDaemon:
         if self.transport is not None:
             stats["links"] = self.transport.info()
         stats["demand"] = self.demand.info()
+        stats["error_reports"] = self.reports.info()
         if self.apps is not None:
             stats["apps"] = self.apps.info()
         stats["routes"] = [
