@@ -246,7 +246,7 @@ def _cmd_ping(args: argparse.Namespace) -> int:
                 print(f"{n} bytes from {dest}: seq={seq} time={rtt:.1f} µs")
 
         def on_error(seq: int, report) -> None:  # type: ignore[no-untyped-def]
-            print(format_error_report(report, args.runtime, seq))
+            print(format_error_report(report, code.runtime, seq))
 
         rtts, sent = ping(
             c, code, dest, count=args.count, size=args.size, port=args.port, interval=args.interval, timeout=args.timeout,
@@ -327,7 +327,7 @@ def flood(
         if d is None:
             raise PanError(f"flood: no report from {dest} for the probe capsule within {timeout} s")
         if _is_report(d):
-            raise PanError(f"flood: the probe capsule was dropped on the way\n{format_error_report(d)}")
+            raise PanError(f"flood: the probe capsule was dropped on the way\n{format_error_report(d, code.runtime)}")
         if len(d.data) >= FloodHdr.SIZE and FloodHdr.unpack(d.data).flow == probe_flow:
             break
     start = FloodHdr(dest=dest.raw, port=port, kind=0, flow=flow, report_every=report_every)

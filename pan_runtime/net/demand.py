@@ -161,7 +161,8 @@ class DemandLoader:
         self.compiler = compiler or Compiler(node.config.load_limits)
         self._requests = TokenBucket(self.cfg.request_rate, self.cfg.request_rate / 4 + 1, now)
         self._serving = TokenBucket(self.cfg.serve_rate, self.cfg.serve_rate / 4 + 1, now)
-        self._failed: OrderedDict[bytes, int] = OrderedDict()
+        #: code objects whose fetch failed lately: when, and the reason
+        self._failed: OrderedDict[bytes, tuple[int, str]] = OrderedDict()
         self._pco_cache: OrderedDict[bytes, bytes] = OrderedDict()
         self.counters: dict[str, int] = {
             "parked": 0,
@@ -195,9 +196,9 @@ class DemandLoader:
         f = self.fetches.get(name)
         now = node.now_ns()
         if f is None:
-            failed_at = self._failed.get(name)
-            if failed_at is not None and now - failed_at < _NEGATIVE_TTL_NS:
-                return self._refuse(cap, "no_code_recent", name)
+            failed = self._failed.get(name)
+            if failed is not None and now - failed[0] < _NEGATIVE_TTL_NS:
+                return self._refuse(cap, "no_code_recent", name, f"the last fetch of {name.hex()[:12]} failed: {failed[1]}")
             candidates = self._candidates(cap, item)
             if not candidates:
                 return False  # the node drops it as no_code
@@ -222,8 +223,8 @@ class DemandLoader:
         self.counters["parked"] += 1
         return True
 
-    def _refuse(self, cap: Capsule, reason: str, name: bytes) -> bool:
-        self.node.count_drop(reason, name.hex()[:12], cap)
+    def _refuse(self, cap: Capsule, reason: str, name: bytes, detail: str = "") -> bool:
+        self.node.count_drop(reason, detail or name.hex()[:12], cap)
         cap.release()
         return True
 
@@ -617,7 +618,7 @@ class DemandLoader:
     def _fail(self, f: _Fetch, reason: str, detail: str) -> None:
         self._end(f)
         self.counters["failed"] += 1
-        self._failed[f.name] = self.node.now_ns()
+        self._failed[f.name] = (self.node.now_ns(), reason)
         self._failed.move_to_end(f.name)
         while len(self._failed) > _NEGATIVE_MAX:
             self._failed.popitem(last=False)
