@@ -246,6 +246,13 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     demand = stats.get("demand", {})
     metric("pan_demand_fetched_total", "counter", "Code objects fetched on demand.", [({}, demand.get("fetched", 0))])
     metric("pan_demand_parked", "gauge", "Capsules waiting for their code.", [({}, demand.get("parked_now", 0))])
+    reports = stats.get("error_reports", {})
+    metric(
+        "pan_error_reports_total",
+        "counter",
+        "Error reports about dropped capsules, by what became of them.",
+        [({"outcome": k}, reports.get(k, 0)) for k in ("sent", "rate_limited", "not_sent", "received", "delivered", "unclaimed")],
+    )
     metric("pan_uptime_seconds", "gauge", "Seconds since the node started.", [({}, round(stats.get("uptime_s", 0.0), 3))])
     return "\n".join(out) + "\n"
 

@@ -17,14 +17,18 @@ import time
 import pytest
 from nethelpers import PAN, FakePeer, NodeProcesses, free_udp_ports, line_configs, remove_tree, short_dir
 
-from pan_runtime.cli.protocols import reference_code
+from pan_runtime.cli.protocols import ping_body, reference_code
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import Capsule, encode_header
-from pan_runtime.data.errreport import decode_report, encode_report
+from pan_runtime.data.errreport import ErrorReport, decode_report, encode_report
 from pan_runtime.data.wire import SYS_ERROR_REPORT
+from pan_runtime.net.application import Application
 from pan_runtime.net.client import Client
+from pan_runtime.net.config import ErrorReportConfig
 from pan_runtime.net.lifetime import child_env
-from pan_runtime.protocol_headers import ForwardHdr
+from pan_runtime.net.reports import ErrorReporter
+from pan_runtime.node.node import Node
+from pan_runtime.protocol_headers import ForwardHdr, PingHdr
 
 #: an address no node routes (the sender routes it to the middle, which has no route for it)
 NOWHERE = NodeAddress.parse("10.99.0.1:4000")
@@ -88,6 +92,19 @@ def test_ping_to_an_unroutable_address_says_no_route_from_the_node_that_had_none
     # the sender itself has no route to ELSEWHERE: it says so, no datagram needed
     r = bed.pan("ping", bed.sockets[0], "--to", str(ELSEWHERE), "--runtime", "wasm", "-c", "1", "--timeout", "60", "--no-progress")
     assert f"From {bed.addresses[0]}: seq=0 no route: no route to {ELSEWHERE}" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_report_crosses_a_middle_node_on_its_way_home(bed):
+    code = reference_code("wasm", "ping")
+    with Client(bed.sockets[0]) as c:
+        c.install(code)
+        # one hop left after the middle: the receiver drops it, two hops from its home
+        c.send(code, ping_body(bed.addresses[2].raw, 7, 42, 64), hop_limit=1)
+        r = c.receive(60, reports=True)
+    assert isinstance(r, ErrorReport), bed.procs.output()
+    assert (r.reporter, r.reason, r.code) == (bed.addresses[2], "hop_limit", code.name)
+    assert PingHdr.unpack(r.quote[: PingHdr.SIZE]).seq == 42
+    assert bed.stats(1)["error_reports"]["relayed"] >= 1
 
 
 def test_flood_of_refused_capsules_gets_rate_limited_reports(bed):
@@ -227,3 +244,32 @@ def test_the_node_wide_rate_limit_holds_under_a_flood(solo):
     assert er["sent"] + er["rate_limited"] == 200
     assert 3 <= er["sent"] <= 3 + 2.0 * elapsed + 1, (er, elapsed)
     assert len(got) == er["sent"]
+
+
+# ---------------------------------------------------------------------- in process, on a set clock
+def test_in_process_application_gets_its_reports_within_the_per_destination_limit():
+    now = [0]
+    node = Node("127.0.0.1:7001", clock=lambda: now[0])
+    reporter = ErrorReporter(node, ErrorReportConfig(per_dest_rate=2.0, per_dest_burst=3))
+    try:
+        app, other = Application(node), Application(node)
+        code = reference_code("restricted_py", "ping")
+        app.install(code)
+        for seq in range(10):
+            app.send(code, ping_body(NOWHERE.raw, 7, seq, 64))
+        node.process()
+        assert app.receive() is None  # reports wait for errors() unless asked for
+        got = app.errors()
+        assert [PingHdr.unpack(r.quote[: PingHdr.SIZE]).seq for r in got] == [0, 1, 2]
+        assert all(r.reason == "no_route" and r.reporter == node.address and str(NOWHERE) in r.detail for r in got)
+        assert other.errors() == []  # only the application that sent capsules of that code
+        now[0] += 1_000_000_000  # one second: two more tokens
+        for seq in range(10, 15):
+            app.send(code, ping_body(NOWHERE.raw, 7, seq, 64))
+        node.process()
+        first = app.receive(reports=True)
+        assert isinstance(first, ErrorReport) and PingHdr.unpack(first.quote[: PingHdr.SIZE]).seq == 10
+        assert len(app.errors()) == 1
+        assert reporter.info()["rate_limited"] == 7 + 3 and reporter.info()["delivered"] == 5
+    finally:
+        node.close()
