@@ -107,6 +107,16 @@ def test_a_report_crosses_a_middle_node_on_its_way_home(bed):
     assert bed.stats(1)["error_reports"]["relayed"] >= 1
 
 
+def test_flood_whose_probe_is_refused_prints_the_report(bed):
+    time.sleep(PER_DEST_BURST / PER_DEST_RATE)  # the middle's reports to the sender: tokens again
+    r = bed.pan("flood", bed.sockets[0], "--to", str(bed.addresses[2]), "--runtime", "native", "-n", "50", "--timeout", "60", "--no-progress")
+    assert r.returncode != 0
+    err = r.stderr
+    assert "the probe capsule was dropped on the way" in err, r.stdout + err + bed.procs.output()
+    assert f"From {bed.addresses[1]}: trust refused the code (rule network.none)" in err
+    assert "--runtime wasm" in err
+
+
 def test_flood_of_refused_capsules_gets_rate_limited_reports(bed):
     code = reference_code("native", "forward")  # unsigned: the middle refuses it
     body = ForwardHdr(dest=bed.addresses[2].raw, port=9, flags=0).pack() + bytes(64)
