@@ -61,7 +61,8 @@ _ACTIONABLE: dict[str, tuple[str, str]] = {
     "neighbour_throttled": ("throttled", "the node limits what one neighbour sends it; send more slowly"),
     "neighbour_over_share": ("throttled", "the node limits each neighbour's share of its work; send more slowly"),
 }
-_FAULTS = {r.value for r in FaultReason}
+#: faults and load refusals of the code; not the node's own bugs (nothing a sender can do)
+_FAULTS = {r.value for r in FaultReason} - {FaultReason.HOST_ERROR.value, FaultReason.RUNTIME_ERROR.value}
 
 
 def summary(reason: str) -> str:
