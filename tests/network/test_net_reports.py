@@ -20,6 +20,7 @@ from nethelpers import PAN, FakePeer, NodeProcesses, free_udp_ports, line_config
 from pan_runtime.cli.protocols import ping_body, reference_code
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import Capsule, encode_header
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.errreport import ErrorReport, decode_report, encode_report
 from pan_runtime.data.wire import SYS_ERROR_REPORT
 from pan_runtime.net.application import Application
@@ -281,5 +282,20 @@ def test_in_process_application_gets_its_reports_within_the_per_destination_limi
         assert isinstance(first, ErrorReport) and PingHdr.unpack(first.quote[: PingHdr.SIZE]).seq == 10
         assert len(app.errors()) == 1
         assert reporter.info()["rate_limited"] == 7 + 3 and reporter.info()["delivered"] == 5
+    finally:
+        node.close()
+
+
+def test_code_that_runs_out_of_budget_is_reported_to_its_sender():
+    node = Node("127.0.0.1:7001")
+    ErrorReporter(node)
+    try:
+        app = Application(node)
+        spin = CodeObject.create("restricted_py", b"def accept(pni, capsule, length):\n    while True:\n        pass\n", entry={"accept": "accept"}, meta={"label": "spin"})
+        app.install(spin)
+        app.send(spin, b"0123")
+        node.process()
+        (r,) = app.errors()
+        assert (r.reason, r.code, r.quote, r.reporter) == ("budget", spin.name, b"0123", node.address)
     finally:
         node.close()
