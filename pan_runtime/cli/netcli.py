@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pan_runtime.errors import PanError
 
-__all__ = ["add_subcommands", "ping", "flood", "rtt_summary"]
+__all__ = ["add_subcommands", "ping", "flood", "rtt_summary", "format_error_report"]
 
 DEFAULT_PORT = 7
 
@@ -190,8 +190,12 @@ def ping(
     interval: float = 0.0,
     timeout: float = 2.0,
     on_reply=None,
+    on_error=None,
 ) -> tuple[list[float], int]:
-    """Send ``count`` pings of ``size`` body bytes one at a time; returns (RTTs in µs, sent)."""
+    """Send ``count`` pings of ``size`` body bytes one at a time; returns (RTTs in µs, sent).
+
+    An error report about a ping (a node on the way dropped it) ends the wait for its reply:
+    ``on_error(seq, report)`` is called with it instead of ``on_reply``."""
     from pan_runtime.cli.protocols import ping_body, ping_rtt_us
 
     rtts: list[float] = []
@@ -199,11 +203,17 @@ def ping(
         client.send(code, ping_body(dest.raw, port, seq, size))
         deadline = time.monotonic() + timeout
         while True:
-            d = client.receive(max(0.0, deadline - time.monotonic()))
+            d = client.receive(max(0.0, deadline - time.monotonic()), reports=True)
             if d is None:
                 if on_reply:
                     on_reply(seq, None, 0)
                 break
+            if _is_report(d):
+                if _report_seq(d) in (None, seq):
+                    if on_error:
+                        on_error(seq, d)
+                    break
+                continue
             rtt = ping_rtt_us(d.data, seq, time.monotonic_ns())
             if rtt is not None:
                 rtts.append(rtt)
@@ -235,7 +245,13 @@ def _cmd_ping(args: argparse.Namespace) -> int:
             else:
                 print(f"{n} bytes from {dest}: seq={seq} time={rtt:.1f} µs")
 
-        rtts, sent = ping(c, code, dest, count=args.count, size=args.size, port=args.port, interval=args.interval, timeout=args.timeout, on_reply=on_reply)
+        def on_error(seq: int, report) -> None:  # type: ignore[no-untyped-def]
+            print(format_error_report(report, code.runtime, seq))
+
+        rtts, sent = ping(
+            c, code, dest, count=args.count, size=args.size, port=args.port, interval=args.interval, timeout=args.timeout,
+            on_reply=on_reply, on_error=on_error,
+        )
     prog.done()
     loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
     print(f"--- {dest} pan ping statistics ---")
@@ -244,6 +260,35 @@ def _cmd_ping(args: argparse.Namespace) -> int:
         s = rtt_summary(rtts)
         print(f"rtt min/median/mean/p99/max = {s['min']:.1f}/{s['median']:.1f}/{s['mean']:.1f}/{s['p99']:.1f}/{s['max']:.1f} µs")
     return 0 if rtts else 1
+
+
+def _is_report(d) -> bool:  # type: ignore[no-untyped-def]
+    from pan_runtime.data.errreport import ErrorReport
+
+    return isinstance(d, ErrorReport)
+
+
+def _report_seq(report) -> int | None:  # type: ignore[no-untyped-def]
+    """The sequence number of the ping an error report quotes, if its quote holds one."""
+    from pan_runtime.protocol_headers import PingHdr
+
+    if len(report.quote) < PingHdr.SIZE:
+        return None
+    return PingHdr.unpack(report.quote[: PingHdr.SIZE]).seq
+
+
+def format_error_report(report, runtime: str | None = None, seq: int | None = None) -> str:  # type: ignore[no-untyped-def]
+    """An error report as ``ping`` prints "Destination Host Unreachable": who dropped the
+    capsule, why, and what to do."""
+    from pan_runtime.net.reports import summary
+
+    at = f" seq={seq}" if seq is not None else ""
+    line = f"From {report.reporter}:{at} {summary(report.reason)}"
+    if report.detail:
+        line += f": {report.detail}"
+    if report.reason.startswith("trust:") and runtime is not None and runtime != "wasm":
+        line += f"\n  fix: sign the {runtime} code with a key that node trusts (pan sign), or use --runtime wasm"
+    return line
 
 
 def flood(
@@ -278,9 +323,11 @@ def flood(
     client.send(code, probe.pack() + pad)
     deadline = time.monotonic() + timeout
     while True:
-        d = client.receive(max(0.0, deadline - time.monotonic()))
+        d = client.receive(max(0.0, deadline - time.monotonic()), reports=True)
         if d is None:
             raise PanError(f"flood: no report from {dest} for the probe capsule within {timeout} s")
+        if _is_report(d):
+            raise PanError(f"flood: the probe capsule was dropped on the way\n{format_error_report(d, code.runtime)}")
         if len(d.data) >= FloodHdr.SIZE and FloodHdr.unpack(d.data).flow == probe_flow:
             break
     start = FloodHdr(dest=dest.raw, port=port, kind=0, flow=flow, report_every=report_every)
