@@ -116,6 +116,13 @@ _SCHEMA: dict[str, set[str]] = {
         "app_out_bytes",
         "copy_on_send",
         "fast_path",
+        "fair_quantum_us",
+        "neighbour_sockets",
+        "neighbour_buffer",
+        "neighbour_exhaustions",
+        "neighbour_window_ms",
+        "neighbour_backoff_ms",
+        "neighbour_max_backoff_ms",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
 }
@@ -215,8 +222,8 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
 
     limits = _table(ctx, data, "limits")
 
-    def lim(key: str, default: int, lo: int = 1) -> int:
-        return _int(ctx, f"limits.{key}", limits.get(key, default), lo)
+    def lim(key: str, default: int, lo: int = 1, hi: int | None = None) -> int:
+        return _int(ctx, f"limits.{key}", limits.get(key, default), lo, hi)
 
     pool_size = lim("pool_buffer_size", 9216, 128)
     # the per-capsule budget: time for every runtime, steps for restricted_py, fuel for wasm
@@ -238,6 +245,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     options = rt_t.get("options", {})
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ctx.error("runtimes.options", "must be tables [runtimes.options.RUNTIME] of runtime options")
+    backoff_ms = lim("neighbour_backoff_ms", 1_000, 1, 86_400_000)
     node_cfg = NodeConfig(
         queue_limit=lim("queue", 4096),
         batch=lim("batch", 1),
@@ -254,6 +262,13 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         runtimes=enabled,
         copy_on_send=_bool(ctx, "limits.copy_on_send", limits.get("copy_on_send", False)),
         fast_path=_bool(ctx, "limits.fast_path", limits.get("fast_path", True)),
+        fair_quantum_us=lim("fair_quantum_us", 100, 1, 1_000_000),
+        neighbour_sockets=lim("neighbour_sockets", 256, 0, 65_536),
+        neighbour_buffer=lim("neighbour_buffer", 1 << 20, 4096, 1 << 30),
+        neighbour_exhaustions=lim("neighbour_exhaustions", 5, 1, 1_000_000),
+        neighbour_window_ms=lim("neighbour_window_ms", 10_000, 1, 86_400_000),
+        neighbour_backoff_ms=backoff_ms,
+        neighbour_max_backoff_ms=lim("neighbour_max_backoff_ms", max(60_000, backoff_ms), backoff_ms, 86_400_000),
     )
 
     neighbors: list[NeighborConfig] = []

@@ -171,6 +171,7 @@ def statistics(node: Node) -> dict[str, Any]:
         "code": code_stats(node),
         "runtimes": _runtime_statistics(node),
         "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],
+        "neighbours": node.ledger.info(),
     }
 
 
@@ -199,4 +200,5 @@ def format_statistics(node: Node) -> str:
     head = f"node {node.name}: received {ns.received}, injected {ns.injected}, sent {ns.sent}, delivered {ns.delivered}"
     drops = ", ".join(f"{k}={v}" for k, v in sorted(ns.drops.items())) or "none"
     table = format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "err", "µs/cap", ""])
-    return f"{head}\nnode drops: {drops}\n{table}"
+    throttled = ", ".join(str(n) for n, _ in node.ledger.remaining_ns())
+    return f"{head}\nnode drops: {drops}\n" + (f"throttled neighbours: {throttled}\n" if throttled else "") + table
