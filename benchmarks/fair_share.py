@@ -15,7 +15,14 @@ their min–max. Target: under the flood, at most 1 % of pings lost and the medi
 2× of the idle one.
 
     python benchmarks/fair_share.py [--runs 5] [--pings 300] [--senders 2] [--runtime native]
-                                    [--size 200] [--limits "fast_path = false"] [--json out.json]
+                                    [--size 200] [--limits "fast_path = false"] [--pin]
+                                    [--target middle|sink] [--json out.json]
+
+The processes share the host's CPUs: on a 2-core machine the flooders, the middle, the
+receiver and the pinger compete for them, and a busy process answers later, whatever the
+middle does. ``--pin`` puts the middle alone on the first CPU and everything else on the
+last, the flooders under ``SCHED_IDLE`` (as if they were another machine); ``--target sink``
+sends the same flood to a socket nobody reads, which shows the delay the load alone adds.
 """
 
 from __future__ import annotations
@@ -44,8 +51,8 @@ from pan_runtime.protocol_headers import PingHdr
 
 LO = "127.0.0.1"
 #: with --pin: the middle alone on the first CPU; the receiver, the pinger and the flooders
-#: on the last, the flooders at nice 19 (standing in for another machine: on a 2-core host
-#: they otherwise take the CPU the receiver and pinger need to answer)
+#: on the last, the flooders under SCHED_IDLE (standing in for another machine: on a 2-core
+#: host they otherwise take the CPU the receiver and pinger need to answer)
 _CPUS = sorted(os.sched_getaffinity(0))
 _MIDDLE_CPU, _OTHER_CPU = str(_CPUS[0]), str(_CPUS[-1])
 PORT = 7
@@ -129,7 +136,7 @@ while True:
 def _start_flooders(n: int, src_port: int, dst_port: int, capsule: bytes, pin: bool) -> list[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-c", FLOODER, str(src_port), str(dst_port), capsule.hex()]
     if pin:
-        cmd = ["taskset", "-c", _OTHER_CPU, "nice", "-n", "19", *cmd]
+        cmd = ["taskset", "-c", _OTHER_CPU, "chrt", "-i", "0", *cmd]
     procs = [subprocess.Popen(cmd, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE) for _ in range(n)]
     for p in procs:
         assert p.stdout is not None

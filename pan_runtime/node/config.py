@@ -45,7 +45,7 @@ class NodeConfig:
         neighbour_exhaustions: int = 5,
         neighbour_window_ms: int = 10_000,
         neighbour_backoff_ms: int = 1_000,
-        neighbour_max_backoff_ms: int = 60_000,
+        neighbour_max_backoff_ms: int | None = None,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -77,8 +77,12 @@ class NodeConfig:
         self.neighbour_exhaustions = _bounded("neighbour_exhaustions", neighbour_exhaustions, 1, 1_000_000)
         self.neighbour_window_ms = _bounded("neighbour_window_ms", neighbour_window_ms, 1, 86_400_000)
         self.neighbour_backoff_ms = _bounded("neighbour_backoff_ms", neighbour_backoff_ms, 1, 86_400_000)
+        #: (default: a minute, or the first back-off when that is longer)
         self.neighbour_max_backoff_ms = _bounded(
-            "neighbour_max_backoff_ms", neighbour_max_backoff_ms, neighbour_backoff_ms, 86_400_000
+            "neighbour_max_backoff_ms",
+            max(60_000, self.neighbour_backoff_ms) if neighbour_max_backoff_ms is None else neighbour_max_backoff_ms,
+            self.neighbour_backoff_ms,
+            86_400_000,
         )
 
 

@@ -19,10 +19,8 @@ from test_net_udp import forward_body
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.address import NodeAddress
-from pan_runtime.errors import ConfigError
 from pan_runtime.net.application import capsule_bytes
 from pan_runtime.net.fairshare import FairShare
-from pan_runtime.node.config import NodeConfig
 
 RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
 FLOOD = 6000  # far more than the flooder's buffer at the middle holds
@@ -180,11 +178,3 @@ def test_the_share_rule():
     assert share.visit(a) == 5100
     c = share.add(3)
     assert share.visit(c) >= 5000 and c.vtime == share.clock  # idleness earns no credit
-
-
-@pytest.mark.parametrize(
-    "key,value", [("fair_quantum_us", 0), ("neighbour_sockets", -1), ("neighbour_buffer", 100), ("neighbour_exhaustions", 0)]
-)
-def test_limits_are_checked(key, value):
-    with pytest.raises(ConfigError, match=key):
-        NodeConfig(**{key: value})

@@ -18,9 +18,11 @@ from nethelpers import daemon_from, free_udp_ports, remove_tree, short_dir
 from test_net_fairshare import Peer
 from test_net_udp import forward_body
 
+from pan_runtime.cli.netcli import format_stats
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.net.application import capsule_bytes
+from pan_runtime.net.daemon import prometheus_text
 from pan_runtime.node.events import NeighbourThrottled
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.testing import build_case
@@ -92,6 +94,11 @@ def test_a_neighbour_whose_capsules_keep_exhausting_budgets_is_throttled(tmpdir_
         assert stats["neighbours"][str(good.address)]["runs"] == GOOD
         if fast:
             assert stats["links"]["fast_path"]["dropped_in_c"] == NAMES - THRESHOLD
+        # what `pan stats` and /metrics show
+        assert f'pan_neighbour_dropped_total{{neighbor="{bad.address}",reason="neighbour_throttled"}} {NAMES - THRESHOLD}' in prometheus_text(stats)
+        assert f'pan_neighbour_throttled{{neighbor="{bad.address}"}} 1' in prometheus_text(stats)
+        row = next(line for line in format_stats(stats).splitlines() if line.startswith(str(bad.address)))
+        assert row.rstrip().endswith(" s")  # the throttle's time left
     finally:
         d.close()
         bad.close()
