@@ -106,17 +106,24 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
         lines.append(format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "µs/cap"]))
     links = st.get("links", {}).get("neighbors", {})
     if links:
-        rows = [
-            [n, v["endpoint"], str(v["mtu"]), str(v["sent"]), str(v["received"]), str(v["largest_sent"]), str(v["errors"])]
-            for n, v in links.items()
-        ]
-        lines.append(format_table(rows, ["neighbour", "endpoint", "largest capsule", "sent", "received", "largest sent", "errors"]))
+        accounts = st.get("neighbours", {})
+        rows = []
+        for n, v in links.items():
+            a = accounts.get(n, {})
+            rows.append(
+                [n, v["endpoint"], str(v["mtu"]), str(v["sent"]), str(v["received"]), str(v["largest_sent"]), str(v["errors"]),
+                 str(v.get("over_share", 0)), f"{a.get('run_us', 0) / 1000:.1f}", str(a.get("exhaustions", 0)),
+                 f"{a['throttled_for_ms'] / 1000:.1f} s" if a.get("throttled_for_ms") else ""]
+            )
+        lines.append(format_table(rows, ["neighbour", "endpoint", "largest capsule", "sent", "received", "largest sent", "errors",
+                                         "over share", "run ms", "exhausted", "throttled"]))
     fast = st.get("links", {}).get("fast_path")
     if fast:
         if fast.get("on"):
             lines.append(
                 f"fast path: on; carried out in C {fast['finished_in_c']}, run in Python {fast['python_runs']}, "
-                f"handed to Python after the run {fast['handed_over']}, Python path {fast['slow']}"
+                f"handed to Python after the run {fast['handed_over']}, Python path {fast['slow']}, "
+                f"dropped in C {fast.get('dropped_in_c', 0)}"
             )
         else:
             lines.append(f"fast path: off ({fast.get('why_off', '')})")

@@ -31,6 +31,16 @@
  * `wait` is the event loop's epoll_wait: readable fast sockets are read here and the wait
  * goes on while every capsule was finished in C, so a forwarding node runs no Python at all
  * between wake-ups; other ready descriptors, or any Python callback, end the wait.
+ *
+ * Fair share (pan_runtime/net/fairshare.py has the rule and its Python copy): a FastPath
+ * reads its node socket and the sockets of its neighbours that have one of their own (each
+ * link's `rfd`); every such source has a virtual time, the ns the node spent on its
+ * datagrams (read, run, send, hand-over). A visit serves a readable source until it is
+ * `quantum` ahead of the least-served busy source (or of itself), its socket is empty or
+ * `limit` datagrams were read; a source that turns busy again starts at the clock. A
+ * datagram of a throttled neighbour (the ledger's, copied in `configure`) is dropped here
+ * and counted per link; a run longer than the time budget is handed to Python even when it
+ * forwards, so the node's ledger charges it.
  * The tables (neighbours, routes, code entries) are copies the node's snapshot fills with
  * `configure`; configure refuses while a run is in flight, so the table pointers a run
  * holds stay valid across the Python it may call. Counters of capsules finished here are
@@ -62,13 +72,23 @@ typedef struct {
     unsigned long long in, forwarded, time_ns, max_ns;
 } fp_code;
 
+/* A receive source's fair share: the service it had and whether it waits with datagrams. */
+typedef struct {
+    long long vtime; /* ns the node spent on its datagrams (from the clock when it turned busy) */
+    int busy;        /* readable and left for later at the end of its last visit */
+} fp_share;
+
 typedef struct {
     struct sockaddr_storage sa;
     socklen_t salen;
     uint8_t address[ADDR_SIZE];
     PyObject *address_obj; /* the same 16 bytes, for fast_accept */
     Py_ssize_t mtu;
+    int rfd;               /* the neighbour's own receive socket, or -1 (it uses the node's) */
+    fp_share share;        /* of rfd */
+    unsigned long long throttle_until; /* now_ns() before which its datagrams are dropped */
     unsigned long long received, received_bytes, sent, sent_bytes, largest_sent;
+    unsigned long long throttled, runs, run_ns; /* dropped while throttled; runs finished here */
 } fp_link;
 
 typedef struct {
@@ -99,9 +119,15 @@ typedef struct {
     int default_link;
     int copy_on_send;
     uint8_t *copybuf;
+    fp_share shared;        /* of fd, the node's socket */
+    long long clock;        /* the virtual clock: least service of a busy source at the last visit */
+    long long quantum_ns;
+    unsigned long long budget_ns; /* a run longer than this is handed over (the ledger charges it) */
+    unsigned long long tables;    /* bumped by configure: pointers into the old tables are stale */
     unsigned long long received, sent;
-    /* how capsules went: finished in C, run in Python, handed over after a C run, slow */
-    unsigned long long n_finished, n_python_runs, n_handed_over, n_slow;
+    /* how capsules went: finished in C, run in Python, handed over after a C run, slow,
+     * dropped here (a throttled neighbour's) */
+    unsigned long long n_finished, n_python_runs, n_handed_over, n_slow, n_dropped;
     /* calls between C and Python made for capsules (callbacks, inflight claims) */
     unsigned long long crossings;
     /* the capsule being run: in_run while the code runs; in_slot -1 once Python claimed it */
@@ -195,16 +221,22 @@ static void free_tables(fp_link *l, int nl, fp_code *c, int nc) {
 /* ---------------------------------------------------------------- the type */
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
-    static char *kw[] = {"fd", "pool", "base", "slot_size", "slot_count", "on_slow", "on_handover", "owner", NULL};
+    static char *kw[] = {"fd", "pool", "base", "slot_size", "slot_count", "on_slow", "on_handover", "owner",
+                         "quantum_ns", "budget_ns", NULL};
     int fd;
-    unsigned long long base;
+    unsigned long long base, budget_ns = ULLONG_MAX;
+    long long quantum_ns = 100000;
     Py_ssize_t slot_size, slot_count;
     PyObject *pool, *on_slow, *on_handover, *owner;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO", kw, &fd, &pool, &base, &slot_size, &slot_count, &on_slow,
-                                     &on_handover, &owner))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO|LK", kw, &fd, &pool, &base, &slot_size, &slot_count, &on_slow,
+                                     &on_handover, &owner, &quantum_ns, &budget_ns))
         return -1;
     if (slot_size <= 0 || slot_count <= 0 || slot_count > INT_MAX || base == 0) {
         PyErr_SetString(PyExc_ValueError, "FastPath needs a pool with a base address and positive slot sizes");
+        return -1;
+    }
+    if (quantum_ns <= 0 || quantum_ns > 1000000000000LL) {
+        PyErr_SetString(PyExc_ValueError, "the fair-share quantum must be positive (and under 1000 s)");
         return -1;
     }
     if (!PyCallable_Check(on_slow) || !PyCallable_Check(on_handover)) {
@@ -216,6 +248,8 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     self->fd = fd;
+    self->quantum_ns = quantum_ns;
+    self->budget_ns = budget_ns;
     self->base = (uint8_t *)(uintptr_t)base;
     self->slot_size = slot_size;
     self->slot_count = slot_count;
@@ -261,9 +295,9 @@ static void FastPath_dealloc(FastPath *self) {
 
 PyDoc_STRVAR(configure_doc,
 "configure(address, links, routes, default_link, codes, copy_on_send)\n\n"
-"Replace the tables: links are (endpoint, address, mtu), routes (dest, link index),\n"
-"codes (name, C entry address or 0 to run in Python, state). Counters restart at zero\n"
-"(take them first).");
+"Replace the tables: links are (endpoint, address, mtu, receive fd or -1, ns its throttle\n"
+"has left or 0), routes (dest, link index), codes (name, C entry address or 0 to run in\n"
+"Python, state). Counters restart at zero (take them first); a link keeps its fair share.");
 
 static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     Py_buffer addr;
@@ -295,11 +329,15 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
         PyErr_NoMemory();
         goto fail;
     }
+    unsigned long long t_now = now_ns();
     for (Py_ssize_t i = 0; i < L; i++) {
         PyObject *ep;
         Py_buffer a;
         Py_ssize_t mtu;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(links, i), "Oy*n", &ep, &a, &mtu)) goto fail;
+        int rfd;
+        unsigned long long throttle_left;
+        nl[i].rfd = -1;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(links, i), "Oy*niK", &ep, &a, &mtu, &rfd, &throttle_left)) goto fail;
         int ok = a.len == ADDR_SIZE;
         if (ok) {
             memcpy(nl[i].address, a.buf, ADDR_SIZE);
@@ -313,6 +351,15 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
         }
         if (to_sockaddr(ep, &nl[i].sa, &nl[i].salen) < 0) goto fail;
         nl[i].mtu = mtu;
+        nl[i].rfd = rfd < 0 ? -1 : rfd;
+        nl[i].throttle_until = throttle_left ? t_now + throttle_left : 0;
+        nl[i].share.vtime = self->clock;
+        for (int j = 0; j < self->nlinks; j++) { /* the same neighbour keeps its share */
+            if (memcmp(self->links[j].address, nl[i].address, ADDR_SIZE) == 0) {
+                nl[i].share = self->links[j].share;
+                break;
+            }
+        }
     }
     for (Py_ssize_t i = 0; i < R; i++) {
         Py_buffer d;
@@ -364,6 +411,7 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     memcpy(self->self_addr, addr.buf, ADDR_SIZE);
     memcpy(self->ctx.node_address, addr.buf, ADDR_SIZE);
     self->received = self->sent = 0;
+    self->tables++;
     PyBuffer_Release(&addr);
     Py_RETURN_NONE;
 fail:
@@ -434,6 +482,8 @@ static int send_forward(FastPath *self, uint8_t *buf, int n, int32_t verdict, fp
     if (dt > code->max_ns) code->max_ns = dt;
     in->received++;
     in->received_bytes += (unsigned long long)n;
+    in->runs++;
+    in->run_ns += dt;
     ol->sent++;
     ol->sent_bytes += (unsigned long long)n;
     if ((unsigned long long)n > ol->largest_sent) ol->largest_sent = (unsigned long long)n;
@@ -538,7 +588,8 @@ static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
     unsigned long long dt = now_ns() - t0;
     end_run(self);
     int claimed = self->in_slot < 0; /* the code reached the host: Python has the capsule */
-    if (!claimed && !result && send_forward(self, buf, n, verdict, code, in, dt)) return 1;
+    /* a run past the time budget goes to Python even when it forwards: the ledger charges it */
+    if (!claimed && !result && dt <= self->budget_ns && send_forward(self, buf, n, verdict, code, in, dt)) return 1;
     self->n_handed_over++;
     if (!result) {
         result = PyLong_FromLong(verdict);
@@ -550,16 +601,71 @@ static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
     return hand_over(self, ci, li, n, result, dt) < 0 ? -1 : 0;
 }
 
-/* Read and handle up to LIMIT datagrams. Returns how many were read, -1 on a Python error,
- * -2 when no slot is lent; *called is set when Python code ran. */
-static long do_burst(FastPath *self, long limit, int *called) {
-    if (self->slot < 0) return -2;
+/* The fair share of the source read through FD: the node socket's or a link's; NULL when
+ * FD is neither. Pointers into the links go stale when configure runs (`tables` moves). */
+static fp_share *share_of(FastPath *self, int fd) {
+    if (fd == self->fd) return &self->shared;
+    for (int i = 0; i < self->nlinks; i++) {
+        if (self->links[i].rfd == fd) return &self->links[i].share;
+    }
+    return NULL;
+}
+
+/* Whether a datagram waits in FD's socket (a peek; an error the socket reports is not one).
+ * A source is marked busy only on this evidence: a busy mark on an empty socket would hold
+ * every other source back with nothing left to serve. */
+static int has_datagram(int fd) {
+    uint8_t b;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
+}
+
+/* Start a visit of SH, read through FD (readable): the virtual time up to which it may be
+ * served now, or -1 when it is more than a quantum ahead of the least-served busy source. */
+static long long share_visit(FastPath *self, fp_share *sh, int fd) {
+    if (!sh->busy && sh->vtime < self->clock) sh->vtime = self->clock; /* idleness earns nothing */
+    long long low = sh->vtime;
+    if (self->shared.busy && &self->shared != sh && self->shared.vtime < low) low = self->shared.vtime;
+    for (int i = 0; i < self->nlinks; i++) {
+        fp_share *o = &self->links[i].share;
+        if (o->busy && o != sh && o->vtime < low) low = o->vtime;
+    }
+    if (low > self->clock) self->clock = low;
+    if (sh->vtime > low + self->quantum_ns) {
+        sh->busy = has_datagram(fd); /* left for the others' turn */
+        return -1;
+    }
+    sh->busy = 0; /* set again when the visit ends with datagrams left */
+    return low + self->quantum_ns;
+}
+
+/* Read and handle datagrams from FD (the node socket or a neighbour's), as far as its fair
+ * share allows and up to LIMIT. Returns how many were read, -1 on a Python error, -2 when no
+ * slot is lent, -3 when FD is not one of this FastPath's; *called is set when Python code ran. */
+static long do_burst(FastPath *self, int fd, long limit, int *called) {
+    fp_share *sh = share_of(self, fd);
+    if (!sh) return -3;
+    if (self->slot < 0) {
+        sh->busy = 0; /* Python reads it its own way: no busy mark it cannot keep true */
+        return -2;
+    }
     if (self->in_run) { /* a wait inside a run (code that reached the host ran an event loop) */
         PyErr_SetString(PyExc_RuntimeError, "a fast path burst inside a fast path run");
         return -1;
     }
+    long long until = share_visit(self, sh, fd);
+    if (until < 0) return 0;
+    unsigned long long tables = self->tables;
     long count = 0;
-    while (count < limit && self->slot >= 0) {
+    while (self->slot >= 0) {
+        if (tables != self->tables) { /* a callback reconfigured: find the source again */
+            tables = self->tables;
+            sh = share_of(self, fd);
+            if (!sh) break;
+        }
+        if (count >= limit || sh->vtime > until) {
+            sh->busy = has_datagram(fd); /* the others first */
+            break;
+        }
         uint8_t *buf = self->base + (Py_ssize_t)self->slot * self->slot_size;
         struct sockaddr_storage src;
         struct iovec iov = {buf, (size_t)self->slot_size};
@@ -569,14 +675,23 @@ static long do_burst(FastPath *self, long limit, int *called) {
         msg.msg_namelen = sizeof src;
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
-        ssize_t got = recvmsg(self->fd, &msg, MSG_DONTWAIT);
+        unsigned long long t0 = now_ns();
+        ssize_t got = recvmsg(fd, &msg, MSG_DONTWAIT);
         if (got < 0) {
             if (errno == EINTR) continue;
-            break; /* EAGAIN: the socket is empty; any other error: the next turn sees it */
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break; /* empty: not busy any more */
+            count++; /* an error the socket reported (ICMP refused on a connected one): it is read */
+            continue;
         }
         count++;
         int n = (int)got;
         int li = find_link(self, &src);
+        if (li >= 0 && self->links[li].throttle_until && t0 < self->links[li].throttle_until) {
+            self->links[li].throttled++; /* the ledger throttles it: dropped, the slot kept */
+            self->n_dropped++;
+            sh->vtime += (long long)(now_ns() - t0);
+            continue;
+        }
         int ci = -1;
         if (li >= 0 && !self->held && !(msg.msg_flags & MSG_TRUNC) && n >= HEADER_SIZE &&
             buf[PAN_WIRE_VERSION_OFFSET] == PAN_WIRE_VERSION && buf[PAN_WIRE_FLAGS_OFFSET] == 0 &&
@@ -593,26 +708,38 @@ static long do_burst(FastPath *self, long limit, int *called) {
             self->crossings++;
             PyObject *r = PyObject_CallFunction(self->on_slow, "iiiN", slot, n, (int)msg.msg_flags, addr);
             if (!r || take_answer(self, r) < 0) return -1;
-            continue;
+        } else {
+            int done = run_one(self, buf, n, li, ci);
+            if (done < 0) return -1;
+            if (done == 0) *called = 1;
         }
-        int done = run_one(self, buf, n, li, ci);
-        if (done < 0) return -1;
-        if (done == 0) *called = 1;
+        if (tables != self->tables) {
+            tables = self->tables;
+            sh = share_of(self, fd);
+            if (!sh) break;
+        }
+        sh->vtime += (long long)(now_ns() - t0);
     }
     return count;
 }
 
 PyDoc_STRVAR(burst_doc,
-"burst(limit) -> int\n\n"
-"Read up to `limit` datagrams without blocking; returns how many were read, or -1 when\n"
-"no slot is lent to read into (the caller reads them its own way).");
+"burst(limit[, fd]) -> int\n\n"
+"Read up to `limit` datagrams from `fd` (default: the node socket) without blocking, as far\n"
+"as its fair share allows; returns how many were read, or -1 when no slot is lent to read\n"
+"into (the caller reads them its own way). ValueError when `fd` is not one of its sockets.");
 
-static PyObject *FastPath_burst(FastPath *self, PyObject *arg) {
-    long limit = PyLong_AsLong(arg);
-    if (limit < 0 && PyErr_Occurred()) return NULL;
+static PyObject *FastPath_burst(FastPath *self, PyObject *args) {
+    long limit;
+    int fd = self->fd;
+    if (!PyArg_ParseTuple(args, "l|i", &limit, &fd)) return NULL;
     int called = 0;
-    long r = do_burst(self, limit, &called);
+    long r = do_burst(self, fd, limit, &called);
     if (r == -1) return NULL;
+    if (r == -3) {
+        PyErr_Format(PyExc_ValueError, "descriptor %d is not a socket this fast path reads", fd);
+        return NULL;
+    }
     return PyLong_FromLong(r == -2 ? -1 : r);
 }
 
@@ -620,8 +747,8 @@ PyDoc_STRVAR(take_counters_doc,
 "take_counters() -> (received, sent, codes, links, paths)\n\n"
 "Counters of capsules finished in C since the last call, then zeroed: codes as\n"
 "(in, forwarded, time_ns, max_ns) and links as (received, received_bytes, sent,\n"
-"sent_bytes, largest_sent), in configure's order; paths as (finished in C, run in\n"
-"Python, handed over after a C run, slow).");
+"sent_bytes, largest_sent, throttled, runs, run_ns), in configure's order; paths as\n"
+"(finished in C, run in Python, handed over after a C run, slow, dropped in C).");
 
 static PyObject *FastPath_take_counters(FastPath *self, PyObject *Py_UNUSED(ignored)) {
     PyObject *codes = PyList_New(self->ncodes), *links = PyList_New(self->nlinks);
@@ -635,15 +762,18 @@ static PyObject *FastPath_take_counters(FastPath *self, PyObject *Py_UNUSED(igno
     }
     for (int i = 0; i < self->nlinks; i++) {
         fp_link *l = &self->links[i];
-        PyObject *t = Py_BuildValue("(KKKKK)", l->received, l->received_bytes, l->sent, l->sent_bytes, l->largest_sent);
+        PyObject *t = Py_BuildValue("(KKKKKKKK)", l->received, l->received_bytes, l->sent, l->sent_bytes,
+                                    l->largest_sent, l->throttled, l->runs, l->run_ns);
         if (!t) goto fail;
         PyList_SET_ITEM(links, i, t);
         l->received = l->received_bytes = l->sent = l->sent_bytes = l->largest_sent = 0;
+        l->throttled = l->runs = l->run_ns = 0;
     }
-    PyObject *out = Py_BuildValue("(KKNN(KKKK))", self->received, self->sent, codes, links, self->n_finished,
-                                  self->n_python_runs, self->n_handed_over, self->n_slow);
+    PyObject *out = Py_BuildValue("(KKNN(KKKKK))", self->received, self->sent, codes, links, self->n_finished,
+                                  self->n_python_runs, self->n_handed_over, self->n_slow, self->n_dropped);
+    if (!out) return NULL; /* codes and links went with the failed build */
     self->received = self->sent = 0;
-    self->n_finished = self->n_python_runs = self->n_handed_over = self->n_slow = 0;
+    self->n_finished = self->n_python_runs = self->n_handed_over = self->n_slow = self->n_dropped = 0;
     return out;
 fail:
     Py_XDECREF(codes);
@@ -691,7 +821,7 @@ static PyObject *FastPath_get_crossings(FastPath *self, void *Py_UNUSED(c)) {
 
 static PyMethodDef FastPath_methods[] = {
     {"configure", (PyCFunction)FastPath_configure, METH_VARARGS, configure_doc},
-    {"burst", (PyCFunction)FastPath_burst, METH_O, burst_doc},
+    {"burst", (PyCFunction)FastPath_burst, METH_VARARGS, burst_doc},
     {"take_counters", (PyCFunction)FastPath_take_counters, METH_NOARGS, take_counters_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -727,7 +857,8 @@ static PyTypeObject FastPathType = {
 PyDoc_STRVAR(wait_doc,
 "wait(epfd, fast, timeout, limit) -> [(fd, events)]\n\n"
 "epoll_wait on `epfd` for up to `timeout` seconds (None: no limit). Readable sockets in\n"
-"`fast` (fd -> FastPath) are read here, `limit` datagrams a burst, and waiting goes on as\n"
+"`fast` (fd -> the FastPath reading it) are read here, each as far as its fair share\n"
+"allows and at most `limit` datagrams a visit, and waiting goes on as\n"
 "long as each capsule was finished in C; returns the other ready descriptors (selectors'\n"
 "event masks) as soon as there are any, as soon as Python code ran, or at the timeout.");
 
@@ -772,12 +903,12 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
             PyObject *fp = PyDict_GetItemWithError(fast, key); /* borrowed */
             Py_DECREF(key);
             if (!fp && PyErr_Occurred()) goto fail;
-            if (fp && Py_IS_TYPE(fp, &FastPathType) && e == EPOLLIN && ((FastPath *)fp)->fd == fd) {
+            if (fp && Py_IS_TYPE(fp, &FastPathType) && !(e & ~(uint32_t)(EPOLLIN | EPOLLERR))) {
                 Py_INCREF(fp); /* the burst runs Python, which may drop it from `fast` */
-                long r = do_burst((FastPath *)fp, limit, &called);
+                long r = do_burst((FastPath *)fp, fd, limit, &called);
                 Py_DECREF(fp);
                 if (r == -1) goto fail;
-                if (r != -2) continue; /* -2: no slot lent; the loop's own reader deals with it */
+                if (r >= 0) continue; /* -2: no slot lent, -3: not its socket; the loop's reader */
             }
             int mask = 0;
             if (e & ~(uint32_t)EPOLLIN) mask |= EVENT_WRITE;

@@ -180,6 +180,13 @@ _SCHEMA: dict[str, set[str]] = {
         "copy_on_send",
         "fast_path",
         *(f.name for f in dataclasses.fields(LoadLimits)),
+        "fair_quantum_us",
+        "neighbour_sockets",
+        "neighbour_buffer",
+        "neighbour_exhaustions",
+        "neighbour_window_ms",
+        "neighbour_backoff_ms",
+        "neighbour_max_backoff_ms",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -338,6 +345,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     )
     defaults = LoadLimits()
     load_limits = LoadLimits(**{f.name: lim(f.name, getattr(defaults, f.name), *LOAD_BOUNDS[f.name]) for f in dataclasses.fields(LoadLimits)})
+    backoff_ms = lim("neighbour_backoff_ms", 1_000, 1, 86_400_000)
     node_cfg = NodeConfig(
         queue_limit=lim("queue", 4096, 1, 1 << 20),
         batch=lim("batch", 1, 1, 1024),
@@ -359,6 +367,13 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         copy_on_send=_bool(ctx, "limits.copy_on_send", limits.get("copy_on_send", False)),
         fast_path=_bool(ctx, "limits.fast_path", limits.get("fast_path", True)),
         load_limits=load_limits,
+        fair_quantum_us=lim("fair_quantum_us", 100, 1, 1_000_000),
+        neighbour_sockets=lim("neighbour_sockets", 256, 0, 65_536),
+        neighbour_buffer=lim("neighbour_buffer", 1 << 20, 4096, 1 << 30),
+        neighbour_exhaustions=lim("neighbour_exhaustions", 5, 1, 1_000_000),
+        neighbour_window_ms=lim("neighbour_window_ms", 10_000, 1, 86_400_000),
+        neighbour_backoff_ms=backoff_ms,
+        neighbour_max_backoff_ms=lim("neighbour_max_backoff_ms", max(60_000, backoff_ms), backoff_ms, 86_400_000),
     )
 
     neighbors: list[NeighborConfig] = []

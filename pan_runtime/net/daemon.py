@@ -229,7 +229,7 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "pan_fast_path_capsules_total",
             "counter",
             "Datagrams the UDP fast path read, by the way they went.",
-            [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow")],
+            [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c") if p in fast],
         )
     ports = stats.get("ports", {})
     metric("pan_ports_bound", "gauge", "Ports bound to application links.", [({}, ports.get("bound", 0))])
@@ -243,6 +243,16 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     metric("pan_app_connections", "gauge", "Connected applications.", [({}, apps.get("connected", 0))])
     metric("pan_app_closed_total", "counter", "Application connections the node closed, by reason.", [({"reason": k}, v) for k, v in sorted(apps.get("closed", {}).items())])
     metric("pan_app_accept_pauses_total", "counter", "Pauses of the application socket at the descriptor limit.", [({}, apps.get("accept_pauses", 0))])
+    accounts = stats.get("neighbours", {})
+    metric("pan_neighbour_run_seconds_total", "counter", "Time the capsules of a neighbour ran code.", [({"neighbor": n}, a["run_us"] / 1e6) for n, a in accounts.items()])
+    metric("pan_neighbour_exhaustions_total", "counter", "Capsules of a neighbour that used up their budget.", [({"neighbor": n}, a["exhaustions"]) for n, a in accounts.items()])
+    metric(
+        "pan_neighbour_dropped_total",
+        "counter",
+        "Capsules of a neighbour dropped for its share or its throttle, by reason.",
+        [({"neighbor": n, "reason": r}, v) for n, a in accounts.items() for r, v in sorted(a["drops"].items())],
+    )
+    metric("pan_neighbour_throttled", "gauge", "1 while a neighbour is throttled.", [({"neighbor": n}, int(a["throttled_for_ms"] > 0)) for n, a in accounts.items()])
     demand = stats.get("demand", {})
     metric("pan_demand_fetched_total", "counter", "Code objects fetched on demand.", [({}, demand.get("fetched", 0))])
     metric("pan_demand_parked", "gauge", "Capsules waiting for their code.", [({}, demand.get("parked_now", 0))])

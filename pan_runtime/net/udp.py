@@ -3,16 +3,22 @@
 ``UdpTransport`` opens one UDP socket per address family (IPv4, IPv6), receives datagrams
 straight into the node's pool buffers (``recvmsg_into``: the capsule arrives in a segment
 without a copy) and gives the node one ``UdpLink`` per neighbour, which sends a capsule's
-buffer list with one ``sendmsg`` (no join). A datagram from an endpoint that is not a
-configured neighbour, a datagram cut short by the buffer size, or a capsule too large for a
-neighbour's MTU is a counted drop with a reason; the node goes on.
+buffer list with one ``sendmsg`` (no join). Each neighbour (up to ``limits.neighbour_sockets``)
+also gets a receive socket of its own on the same port, so one neighbour's flood queues in
+its own buffer and the node shares its time between the neighbours' sockets
+(``pan_runtime.net.fairshare``). A datagram from an endpoint that is not a configured
+neighbour, a datagram cut short by the buffer size, or a capsule too large for a
+neighbour's MTU is a counted drop with a reason; so is what the kernel dropped for want of
+room in a neighbour's buffer (``neighbour_over_share``) or the node's (``socket_overflow``).
+The node goes on.
 
-``EventLoop`` is a ``selectors`` loop (epoll on Linux) with a timer heap. Each turn reads up
-to ``rx_burst`` datagrams per readable socket, then evaluates the node's bounded queue one
-capsule at a time (``Node.process``), and blocks in ``select`` only while the queue is
-empty. Where the compiled fast path is built, each socket's burst is read by it instead
-(``pan_runtime.net.udp_fast``): it finishes common forwards in C and hands every other datagram
-to ``received``, the same entry the Python loop uses. Why not asyncio: a turn of this loop is a handful of direct calls, and asyncio's
+``EventLoop`` is a ``selectors`` loop (epoll on Linux) with a timer heap. Each turn reads
+each readable socket as far as its fair share allows (at most ``rx_burst`` datagrams), then
+evaluates the node's bounded queue one capsule at a time (``Node.process``), and blocks in
+``select`` only while the queue is empty. Where the compiled fast path is built, each
+socket's burst is read by it instead (``pan_runtime.net.udp_fast``): it finishes common
+forwards in C and hands every other datagram to ``received``, the same entry the Python
+loop uses. Why not asyncio: a turn of this loop is a handful of direct calls, and asyncio's
 protocol callbacks would add a call layer and a ``bytes`` object per datagram (no
 ``recvmsg_into`` into our pool); measured numbers are in ``docs/network.md``.
 """
@@ -25,14 +31,18 @@ import ipaddress
 import logging
 import selectors
 import socket
+import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import LinkError, PanError
+from pan_runtime.net.fairshare import FairShare
 from pan_runtime.net.udp_fast import PATHS, UdpFastPath, unavailable_reason
 from pan_runtime.net.udp_fast import wait as fast_wait
+from pan_runtime.node.ledger import OVER_SHARE, THROTTLED
 from pan_runtime.node.links import NetLink
 
 if TYPE_CHECKING:
@@ -47,6 +57,13 @@ MAX_DATAGRAM = 65507
 _SOCK_BUFFER = 4 << 20
 _FOLD_EVERY_S = 1.0
 _TRUNC = int(socket.MSG_TRUNC)  # a plain int: `&` on the IntFlag runs Python code per datagram
+#: sockets of one port for the node and each neighbour (Linux; elsewhere all share one)
+_REUSEPORT: int | None = getattr(socket, "SO_REUSEPORT", None) if sys.platform.startswith("linux") else None
+#: getsockopt(SOL_SOCKET, SO_MEMINFO): the socket's memory counters; [8] is what it dropped
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+_MEMINFO_DROPS = 8
+_OVERFLOW = "socket_overflow"
+_PEEK = int(socket.MSG_PEEK)
 
 
 class EventLoop:
@@ -64,24 +81,33 @@ class EventLoop:
         #: callbacks that raised (each logged with its traceback)
         self.errors = 0
         #: UDP sockets whose datagrams the compiled fast path reads while the loop waits
+        #: (descriptor -> the fast path reading it; one fast path reads several)
         self.fast: dict[int, UdpFastPath] = {}
         self._fast_c: dict[int, Any] = {}
+        self._paths: list[UdpFastPath] = []
         self.fast_burst = 64
         self._epoll = isinstance(self.sel, getattr(selectors, "EpollSelector", ()))
         self._map = self.sel.get_map()
 
-    def add_fast(self, fast: UdpFastPath, burst: int) -> None:
-        """Let ``fast`` read its socket inside the wait (epoll only; elsewhere its reader does)."""
+    def add_fast(self, fast: UdpFastPath, burst: int, fd: int | None = None) -> None:
+        """Let ``fast`` read socket ``fd`` (default: its own) inside the wait (epoll only;
+        elsewhere the socket's reader does)."""
         if self._epoll:
-            self.fast[fast.fd] = fast
-            self._fast_c[fast.fd] = fast.c
+            fd = fast.fd if fd is None else fd
+            self.fast[fd] = fast
+            self._fast_c[fd] = fast.c
+            if fast not in self._paths:
+                self._paths.append(fast)
             self.fast_burst = burst
 
-    def remove_fast(self, fast: UdpFastPath) -> None:
-        for fd, f in list(self.fast.items()):
-            if f is fast:
-                del self.fast[fd]
-                del self._fast_c[fd]
+    def remove_fast(self, fast: UdpFastPath, fd: int | None = None) -> None:
+        """Stop ``fast`` reading socket ``fd`` inside the wait (None: every socket it reads)."""
+        for f_fd, f in list(self.fast.items()):
+            if f is fast and (fd is None or f_fd == fd):
+                del self.fast[f_fd]
+                del self._fast_c[f_fd]
+        if fast not in self.fast.values() and fast in self._paths:
+            self._paths.remove(fast)
 
     def add(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
         self.sel.register(fileobj, events, callback)
@@ -109,7 +135,8 @@ class EventLoop:
             wait = max(0.0, self._timers[0][0] - time.monotonic())
             timeout = wait if timeout is None else min(timeout, wait)
         if self.fast:
-            for f in self.fast.values():
+            paths = self._paths
+            for f in paths:
                 f.lend()
             try:
                 ready = fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst)
@@ -117,7 +144,7 @@ class EventLoop:
                 self._failed("the fast path's wait")
                 ready = []
             finally:
-                for f in self.fast.values():
+                for f in paths:
                     f.reclaim()
             keys = self._map
             for fd, mask in ready:
@@ -175,7 +202,32 @@ class UdpLink(NetLink):
         self.received_bytes = 0
         self.errors = 0
         self.last_error = ""
+        #: the neighbour's own receive socket (None: its datagrams arrive on ``sock``)
+        self.rx: socket.socket | None = None
+        #: datagrams the kernel dropped for want of room in ``rx`` (``neighbour_over_share``)
+        self.over_share = 0
+        self._rx_drops = 0
         self._sendmsg = sock.sendmsg
+
+    @property
+    def rx_fd(self) -> int:
+        """The descriptor of the neighbour's own receive socket, or -1."""
+        return self.rx.fileno() if self.rx is not None else -1
+
+    def own_socket(self, rx: socket.socket) -> None:
+        """Receive the neighbour's datagrams on ``rx`` from now on (its drops count from here)."""
+        self.rx = rx
+        self._rx_drops = _dropped(rx)
+
+    def take_over_share(self) -> int:
+        """Datagrams the kernel dropped in ``rx`` since the last call (added to ``over_share``)."""
+        if self.rx is None:
+            return 0
+        total = _dropped(self.rx)
+        n = (total - self._rx_drops) & 0xFFFFFFFF  # the kernel's counter is 32 bits
+        self._rx_drops = total
+        self.over_share += n
+        return n
 
     def send(self, buffers: list[memoryview], next_hop: NodeAddress) -> bool:
         try:
@@ -202,7 +254,30 @@ class UdpLink(NetLink):
             "received_bytes": self.received_bytes,
             "errors": self.errors,
             "last_error": self.last_error,
+            "own_socket": self.rx is not None,
+            "over_share": self.over_share,
         }
+
+
+def _probe(fam: int, host: str, port: int) -> int:
+    """Bind (and close) a socket without ``SO_REUSEPORT`` to ``host``:``port``, so a port in use
+    fails as it would without sharing; returns the port (a free one for port 0)."""
+    with socket.socket(fam, socket.SOCK_DGRAM) as probe:
+        if fam == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((host, port))
+        return int(probe.getsockname()[1])
+
+
+def _dropped(sock: socket.socket) -> int:
+    """Datagrams the kernel dropped on ``sock`` so far (0 where it does not say)."""
+    try:
+        info = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4 * (_MEMINFO_DROPS + 1))
+    except OSError:
+        return 0
+    if len(info) < 4 * (_MEMINFO_DROPS + 1):
+        return 0
+    return int(struct.unpack_from("I", info, 4 * _MEMINFO_DROPS)[0])
 
 
 def _endpoint_text(ep: tuple[str, int]) -> str:
@@ -235,10 +310,21 @@ class UdpTransport:
         self.unknown_peers = 0
         self.truncated = 0
         self._scratch = bytearray(MAX_DATAGRAM)
+        self._peek = bytearray(1)
         #: bumped when a neighbour is added, so the fast path refreshes its copy
         self.generation = 0
         self._fast: dict[socket.socket, UdpFastPath] = {}
         cfg = node.config
+        #: the Python path's fair share between the receive sockets (the fast path keeps its own)
+        self.share = FairShare(cfg.fair_quantum_us * 1000)
+        #: each socket read -> the node's socket of its family (itself for a node socket)
+        self._family: dict[socket.socket, socket.socket] = {}
+        #: neighbours may have receive sockets of their own (Linux, limits.neighbour_sockets > 0)
+        self.own_sockets = _REUSEPORT is not None and cfg.neighbour_sockets > 0
+        self._overflow: dict[socket.socket, int] = {}
+        #: capsules waiting in the node's queue before the Python path stops reading (batches):
+        #: the rest waits in the neighbours' own buffers, where the fair share picks from
+        self._backlog = max(2 * cfg.batch, rx_burst)
         #: True when the configuration turned the fast path off (not a missing build)
         self.fast_path_declined = not cfg.fast_path or cfg.batch > 1
         #: why capsules all take the Python path ("" when the compiled fast path is on)
@@ -253,8 +339,8 @@ class UdpTransport:
         except BaseException:
             self.close()
             raise
-        if self._fast:
-            self.loop.call_later(_FOLD_EVERY_S, self._fold)
+        node.counter_sources.append(self._fold_overflows)
+        self.loop.call_later(_FOLD_EVERY_S, self._fold)
 
     def _open(self, host: str, port: int) -> None:
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -269,6 +355,11 @@ class UdpTransport:
                     sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUFFER)
                 except OSError:
                     pass
+            if self.own_sockets:
+                # the neighbours' sockets share the port; a probe without SO_REUSEPORT first,
+                # so a port another process holds (another node, too) is still an error
+                port = _probe(fam, host, port)
+                sock.setsockopt(socket.SOL_SOCKET, _REUSEPORT, 1)  # type: ignore[arg-type]
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -278,10 +369,45 @@ class UdpTransport:
             raise LinkError(f"cannot listen on UDP {ep}: {exc.strerror}") from None
         sock.setblocking(False)
         self.sockets[fam] = sock
+        self._family[sock] = sock
+        self.share.add(sock.fileno())
         if not self.fast_path_off:
             fast = self._fast[sock] = UdpFastPath(self, sock)
             self.loop.add_fast(fast, self.rx_burst)
         self.loop.add(sock, selectors.EVENT_READ, lambda _mask, s=sock: self._readable(s))
+
+    def _own_socket(self, link: UdpLink) -> None:
+        """Give ``link``'s neighbour a receive socket of its own: bound to the node's address and
+        port, connected to the neighbour, so the kernel queues its datagrams there and only
+        there. Past ``limits.neighbour_sockets``, or when the kernel refuses, it shares the
+        node's socket (logged)."""
+        cfg = self.node.config
+        if not self.own_sockets or link.rx is not None:
+            return
+        if sum(1 for lk in self.links.values() if lk.rx is not None) >= cfg.neighbour_sockets:
+            log.warning("neighbour %s shares the node's socket: limits.neighbour_sockets (%d) are in use", link.address, cfg.neighbour_sockets)
+            return
+        node_sock = link.sock
+        rx = socket.socket(node_sock.family, socket.SOCK_DGRAM)
+        try:
+            if node_sock.family == socket.AF_INET6:
+                rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            rx.setsockopt(socket.SOL_SOCKET, _REUSEPORT, 1)  # type: ignore[arg-type]
+            rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, cfg.neighbour_buffer)
+            rx.bind(node_sock.getsockname())
+            rx.connect(link.endpoint)
+        except OSError as exc:
+            rx.close()
+            log.warning("neighbour %s shares the node's socket: cannot open its own (%s)", link.address, exc.strerror or exc)
+            return
+        rx.setblocking(False)
+        link.own_socket(rx)
+        self._family[rx] = node_sock
+        self.share.add(rx.fileno())
+        fast = self._fast.get(node_sock)
+        if fast is not None:
+            self.loop.add_fast(fast, self.rx_burst, rx.fileno())
+        self.loop.add(rx, selectors.EVENT_READ, lambda _mask, s=rx: self._readable(s))
 
     @property
     def endpoints(self) -> list[tuple[str, int]]:
@@ -297,19 +423,37 @@ class UdpTransport:
                 f"neighbour {address} at {_endpoint_text(endpoint)} needs an {'IPv6' if fam == socket.AF_INET6 else 'IPv4'} listen address"
             )
         link = UdpLink(sock, address, (host, endpoint[1]), min(mtu, MAX_DATAGRAM))
+        old = self.links.get(address)
+        if old is not None:
+            self._close_rx(old)
         self.links[address] = link
         self._peers[(host, endpoint[1])] = link
+        self._own_socket(link)  # before the node learns of it: the fast path's refresh sees it
         self.node.add_neighbor(address, link)
         self.generation += 1
         return link
 
     def _readable(self, sock: socket.socket) -> None:
-        fast = self._fast.get(sock)
-        if fast is not None and fast.burst(self.rx_burst):
+        """Read ``sock`` (the node's socket or a neighbour's own) as far as its fair share allows."""
+        fast = self._fast.get(self._family.get(sock, sock))
+        if fast is not None and fast.burst(self.rx_burst, sock.fileno()):
             return
         node = self.node
+        if node.config.batch > 1 and len(node.queue) >= self._backlog:
+            return  # the queue is served first; meanwhile each neighbour's datagrams wait in its buffer
+        src = self.share.sources.get(sock.fileno())
+        if src is None:
+            return
+        until = self.share.visit(src)
+        if until < 0:
+            src.busy = self._has_datagram(sock)  # left for the others' turn
+            return
         pool = node.pool
+        clock = time.perf_counter_ns
         for _ in range(self.rx_burst):
+            if src.vtime > until:
+                break
+            t0 = clock()
             try:
                 slot = pool.take_slot()
             except PanError:
@@ -320,17 +464,29 @@ class UdpTransport:
                     return
                 node.stats.received += 1
                 node.count_drop("pool_exhausted")
+                src.vtime += clock() - t0
                 continue
             try:
                 n, _anc, flags, addr = sock.recvmsg_into([pool.slot_view(slot)])
             except BlockingIOError:
                 pool.give_slot(slot)
                 return
-            except OSError as exc:
+            except OSError as exc:  # an error the socket reported (ICMP refused on a neighbour's)
                 pool.give_slot(slot)
                 log.debug("recvmsg on %s: %s", sock.getsockname(), exc)
                 return
             self.received(sock, slot, n, flags, addr)
+            src.vtime += clock() - t0
+        src.busy = self._has_datagram(sock)  # the other sockets first
+
+    def _has_datagram(self, sock: socket.socket) -> bool:
+        """Whether a datagram waits in ``sock`` (a peek). A socket is marked busy only on this
+        evidence: a busy mark on an empty socket would hold the others back for nothing."""
+        try:
+            sock.recv_into(self._peek, 1, _PEEK)
+        except OSError:  # empty (or an error the socket reported: not a datagram)
+            return False
+        return True
 
     def received(self, sock: socket.socket, slot: int, n: int, flags: int, addr: tuple[Any, ...]) -> None:
         """Take a datagram read into pool slot ``slot`` (the slot moves to the node)."""
@@ -384,11 +540,46 @@ class UdpTransport:
         }
 
     def _fold(self) -> None:
-        # the fast path's counters, and its use of code objects (the cache's LRU order), reach
-        # the node at least this often even when nobody reads the statistics
-        if self._fast:
+        # the fast path's counters, its use of code objects (the cache's LRU order) and the
+        # kernel's drops reach the node at least this often even when nobody reads the statistics
+        if self.sockets:
             self.node.sync_counters()
             self.loop.call_later(_FOLD_EVERY_S, self._fold)
+
+    def account(self, link: UdpLink, throttled: int, runs: int, run_ns: int) -> None:
+        """Fold what a fast path counted for ``link``'s neighbour: datagrams it dropped while the
+        ledger throttles the neighbour, and runs it finished (with the ns they took)."""
+        node = self.node
+        if runs:
+            node.ledger.add_runs(link.address, runs, run_ns)
+        if throttled:
+            link.received += throttled
+            node.stats.received += throttled
+            node.stats.drops[THROTTLED] += throttled
+            node.ledger.count_drop(link.address, THROTTLED, throttled)
+
+    def _fold_overflows(self) -> None:
+        """Count what the kernel dropped for want of room: in a neighbour's own buffer, as that
+        neighbour's ``neighbour_over_share``; in a node socket's, as ``socket_overflow``."""
+        node = self.node
+        for link in self.links.values():
+            before = link.over_share
+            n = link.take_over_share()
+            if not n:
+                continue
+            link.received += n
+            node.stats.received += n
+            node.stats.drops[OVER_SHARE] += n
+            node.ledger.count_drop(link.address, OVER_SHARE, n)
+            if before.bit_length() != link.over_share.bit_length():  # logged at 1, 2, 4, 8, ... drops
+                log.warning("neighbour %s sends more than its share: %d datagrams dropped so far", link.address, link.over_share)
+        for sock in self.sockets.values():
+            total = _dropped(sock)
+            n = (total - self._overflow.get(sock, 0)) & 0xFFFFFFFF
+            self._overflow[sock] = total
+            if n:
+                node.stats.received += n
+                node.stats.drops[_OVERFLOW] += n
 
     def _fast_info(self) -> dict[str, Any]:
         if self.fast_path_off:
@@ -400,12 +591,32 @@ class UdpTransport:
             out["crossings"] += fast.crossings
         return out
 
+    def _close_rx(self, link: UdpLink) -> None:
+        rx = link.rx
+        if rx is None:
+            return
+        link.rx = None
+        fast = self._fast.get(link.sock)
+        if fast is not None:
+            self.loop.remove_fast(fast, rx.fileno())
+        self.share.remove(rx.fileno())
+        self._family.pop(rx, None)
+        self.loop.remove(rx)
+        rx.close()
+
     def close(self) -> None:
         for fast in self._fast.values():
             self.loop.remove_fast(fast)
             fast.close()
         self._fast.clear()
+        try:
+            self.node.counter_sources.remove(self._fold_overflows)
+        except ValueError:
+            pass
+        for link in self.links.values():
+            self._close_rx(link)
         for sock in self.sockets.values():
             self.loop.remove(sock)
             sock.close()
         self.sockets.clear()
+        self._family.clear()

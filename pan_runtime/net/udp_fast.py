@@ -50,9 +50,10 @@ __all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait"]
 
 #: how the datagrams a fast path read went: carried out in C after the code ran (through a C
 #: entry or ``fast_accept``); run in Python (a runtime with neither entry); handed to Python
-#: after the code ran (another verdict, or the code reached the host); and to the node's
-#: ordinary path before any run (unknown peer, malformed, missing code, ...)
-PATHS = ("finished_in_c", "python_runs", "handed_over", "slow")
+#: after the code ran (another verdict, the code reached the host, a run past the time
+#: budget); to the node's ordinary path before any run (unknown peer, malformed, missing
+#: code, ...); and dropped in C (a neighbour the ledger throttles)
+PATHS = ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c")
 
 
 def available() -> bool:
@@ -68,8 +69,9 @@ def unavailable_reason() -> str | None:
 
 
 def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int) -> list[tuple[int, int]]:
-    """``epoll_wait`` with the fast sockets' bursts read in C (``fast``: fd -> ``UdpFastPath.c``);
-    returns the other ready descriptors. See ``_fastpath.wait``."""
+    """``epoll_wait`` with the fast sockets' bursts read in C (``fast``: fd -> the ``UdpFastPath.c``
+    reading it, the node's socket and its neighbours' own); returns the other ready
+    descriptors. See ``_fastpath.wait``."""
     assert _fastpath is not None
     return _fastpath.wait(epfd, fast, timeout, limit)  # type: ignore[no-any-return]
 
@@ -124,6 +126,8 @@ class UdpFastPath:
             on_slow=self._slow,
             on_handover=self._handover,
             owner=self,
+            quantum_ns=node.config.fair_quantum_us * 1000,
+            budget_ns=int(node.config.budget.time_ms * 1_000_000),
         )
         self._snapshot: FastSnapshot | None = None
         self._links: list[UdpLink] = []
@@ -169,9 +173,10 @@ class UdpFastPath:
         routes = [(dest, link_of(hop)) for dest, hop in snap.routes]
         default = link_of(snap.default) if snap.default is not None else -1
         codes = [(e.code.name, *fast_entry(e.loaded)) for e in snap.codes]
+        throttled = dict(snap.throttled)
         self._c.configure(
             snap.address,
-            [(link.endpoint, link.address.raw, link.mtu) for link in links],
+            [(link.endpoint, link.address.raw, link.mtu, link.rx_fd, throttled.get(link.address, 0)) for link in links],
             routes,
             default,
             codes,
@@ -218,20 +223,23 @@ class UdpFastPath:
                 if max_ns > s.max_time_ns:
                     s.max_time_ns = max_ns
                 node.cache.get(e.code.name)  # used: keep it off the LRU end
-        for link, (r, rb, sn, sb, big) in zip(self._links, links, strict=True):
+        for link, (r, rb, sn, sb, big, throttled, runs, run_ns) in zip(self._links, links, strict=True):
             link.received += r
             link.received_bytes += rb
             link.sent += sn
             link.sent_bytes += sb
             if big > link.largest_sent:
                 link.largest_sent = big
+            if throttled or runs:
+                self.transport.account(link, throttled, runs, run_ns)
 
     # -- the loop ------------------------------------------------------------------------------
-    def burst(self, limit: int) -> bool:
-        """Read up to ``limit`` datagrams; False when no pool slot is free (use the Python path)."""
+    def burst(self, limit: int, fd: int) -> bool:
+        """Read up to ``limit`` datagrams from socket ``fd`` (the node's or a neighbour's own) as far
+        as its fair share allows; False when no pool slot is free (use the Python path)."""
         self.lend()
         try:
-            return bool(self._c.burst(limit) >= 0)
+            return bool(self._c.burst(limit, fd) >= 0)
         finally:
             self.reclaim()
 

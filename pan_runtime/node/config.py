@@ -1,5 +1,5 @@
 """A node's tunables (``NodeConfig``): queue, batches, budgets, caches, pool, hop limit, runtimes,
-load limits.
+load limits, and the shares and budgets of its neighbours.
 
 ``pan_runtime.net.config`` reads them from a configuration file; an embedding program makes
 one directly. The bounds on what code objects hold (soft state, pool buffers; see
@@ -47,6 +47,13 @@ class NodeConfig:
         fast_path: bool = True,
         app_ports: int = 256,
         load_limits: LoadLimits | None = None,
+        fair_quantum_us: int = 100,
+        neighbour_sockets: int = 256,
+        neighbour_buffer: int = 1 << 20,
+        neighbour_exhaustions: int = 5,
+        neighbour_window_ms: int = 10_000,
+        neighbour_backoff_ms: int = 1_000,
+        neighbour_max_backoff_ms: int | None = None,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -76,6 +83,25 @@ class NodeConfig:
         self.app_ports = app_ports
         #: limits on code objects' size and shape and on compiling them (``LoadLimits``)
         self.load_limits = load_limits or LoadLimits()
+        # fair share between neighbours (pan_runtime.net.fairshare, docs/network.md): how far a
+        # backlogged neighbour's service may run ahead of the others' before they get a turn
+        self.fair_quantum_us = _bounded("fair_quantum_us", fair_quantum_us, 1, 1_000_000)
+        #: neighbours that get a receive socket (and so a receive buffer) of their own
+        self.neighbour_sockets = _bounded("neighbour_sockets", neighbour_sockets, 0, 65_536)
+        #: bytes of each neighbour's receive buffer (what it may queue at the node)
+        self.neighbour_buffer = _bounded("neighbour_buffer", neighbour_buffer, 4096, 1 << 30)
+        # the neighbour ledger (pan_runtime.node.ledger): this many budget exhaustions within
+        # the window throttle a neighbour for the back-off, doubled on repeats up to the max
+        self.neighbour_exhaustions = _bounded("neighbour_exhaustions", neighbour_exhaustions, 1, 1_000_000)
+        self.neighbour_window_ms = _bounded("neighbour_window_ms", neighbour_window_ms, 1, 86_400_000)
+        self.neighbour_backoff_ms = _bounded("neighbour_backoff_ms", neighbour_backoff_ms, 1, 86_400_000)
+        #: (default: a minute, or the first back-off when that is longer)
+        self.neighbour_max_backoff_ms = _bounded(
+            "neighbour_max_backoff_ms",
+            max(60_000, self.neighbour_backoff_ms) if neighbour_max_backoff_ms is None else neighbour_max_backoff_ms,
+            self.neighbour_backoff_ms,
+            86_400_000,
+        )
         self._check_holding_bounds()
 
     def _check_holding_bounds(self) -> None:
@@ -92,3 +118,12 @@ class NodeConfig:
                 f"code_buffers ({self.code_buffers}) must be 0..{self.pool_buffers - self.pool_reserve} "
                 "(pool_buffers less pool_reserve)"
             )
+
+
+def _bounded(name: str, value: int, lo: int, hi: int) -> int:
+    """``value`` if it is an integer in lo..hi, else a ``ConfigError`` naming the limit."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"NodeConfig.{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"NodeConfig.{name} = {value} is outside {lo}..{hi}")
+    return value

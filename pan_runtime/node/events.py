@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Event", "CapsuleDropped", "CodeLoaded", "CodeUnloaded", "CodeQuarantined", "CapsuleDelivered"]
+__all__ = ["Event", "CapsuleDropped", "CodeLoaded", "CodeUnloaded", "CodeQuarantined", "CapsuleDelivered", "NeighbourThrottled"]
 
 
 @dataclass(frozen=True)
@@ -43,4 +43,13 @@ class CodeUnloaded(Event):
 class CodeQuarantined(Event):
     code: str
     faults: int
+    until_ns: int
+
+
+@dataclass(frozen=True)
+class NeighbourThrottled(Event):
+    """A neighbour's capsules kept using up their budget: its capsules are dropped until ``until_ns``."""
+
+    neighbour: str
+    throttles: int
     until_ns: int

@@ -31,6 +31,7 @@ from pan_runtime.node.codetable import CodeTable
 from pan_runtime.node.config import NodeConfig
 from pan_runtime.node.env import Environment, Origin
 from pan_runtime.node.events import CapsuleDropped, Event
+from pan_runtime.node.ledger import Ledger
 from pan_runtime.node.links import AppLink, Delivery, NetLink
 from pan_runtime.node.pins import Pins
 from pan_runtime.node.ports import Ports, may_force
@@ -104,10 +105,12 @@ class Node:
         #: callables that fold counters kept elsewhere into the node's (see ``sync_counters``)
         self.counter_sources: list[Callable[[], None]] = []
         self.stats = NodeStats()
-        #: capsules waiting for ``process`` (bounded; counts and drops what it takes in)
-        self.queue = CapsuleQueue(self.pool, self.config.queue_limit, self.stats, self.count_drop)
         self.events: deque[Event] = deque(maxlen=1000)
         self.on_event: Callable[[Event], None] | None = None
+        #: what each neighbour's capsules cost, and the neighbours throttled for it
+        self.ledger = Ledger(self.config, clock, self.emit)
+        #: capsules waiting for ``process`` (bounded; counts and drops what it takes in)
+        self.queue = CapsuleQueue(self.pool, self.config.queue_limit, self.stats, self.count_drop, self.ledger)
         #: called with (capsule, queued item) when a capsule's code is not cached; returns
         #: True if it took the capsule (demand loading parks it), False to drop it
         self.on_missing_code: Callable[[Capsule, Any], bool] | None = None
@@ -357,6 +360,8 @@ class Node:
         return entry
 
     def _dispatch(self, item: Queued) -> None:
+        if self.ledger.blocked and self.queue.refused(item):  # throttled since it was queued
+            return
         cap = self._parse(item)
         if cap is None:
             return
@@ -379,6 +384,8 @@ class Node:
         self.finish(entry, env, cap, verdict, time.perf_counter_ns() - t0)
 
     def _dispatch_batch(self, items: list[Queued]) -> None:
+        if self.ledger.blocked:  # throttled since they were queued
+            items = [item for item in items if not self.queue.refused(item)]
         caps = [(cap, item) for item in items if (cap := self._parse(item)) is not None]
         entry = None
         runnable: list[tuple[Capsule, Queued]] = []
@@ -413,6 +420,8 @@ class Node:
         stats = entry.stats
         stats.add_time(time_ns)
         stats.add_usage(env)
+        if env.prev_hop is not None and env.origin_kind is _NETWORK:
+            self.ledger.charge(env.prev_hop, time_ns, verdict)
         try:
             self._outcome(entry, env, cap, verdict)
         finally:

@@ -4,7 +4,8 @@ Links hand it datagrams (``receive_buffers``, copied into the node's pool) or se
 filled themselves (``receive_segment``); applications inject capsules (``inject``); the demand
 loader puts a parked capsule back at the front (``requeue``). What does not fit is dropped and
 counted on the node: ``queue_full``, ``too_big`` (larger than a pool buffer),
-``pool_exhausted``. Dispatch pops from ``items`` itself: it is the hot path and pays no
+``pool_exhausted``, and ``neighbour_throttled`` for a datagram of a neighbour the ledger
+throttles now (``node/ledger.py``), refused before anything else is spent on it. Dispatch pops from ``items`` itself: it is the hot path and pays no
 call per capsule for the queue.
 """
 
@@ -20,6 +21,7 @@ from pan_runtime.data.segments import Segment, SegmentPool
 from pan_runtime.data.wire import HEADER_SIZE, NAME_OFFSET, NAME_SIZE
 from pan_runtime.errors import PanError
 from pan_runtime.node.env import Origin
+from pan_runtime.node.ledger import THROTTLED, Ledger
 from pan_runtime.node.links import AppLink
 from pan_runtime.node.stats import NodeStats
 
@@ -46,15 +48,41 @@ class CapsuleQueue:
     """A bounded FIFO of ``Queued`` capsules; counts what it takes in on ``stats`` and reports
     what it refuses to ``count_drop(reason, detail)``."""
 
-    __slots__ = ("items", "limit", "pool", "stats", "count_drop")
+    __slots__ = ("items", "limit", "pool", "stats", "count_drop", "ledger")
 
-    def __init__(self, pool: SegmentPool, limit: int, stats: NodeStats, count_drop: Callable[[str, str], None]):
+    def __init__(
+        self,
+        pool: SegmentPool,
+        limit: int,
+        stats: NodeStats,
+        count_drop: Callable[[str, str], None],
+        ledger: Ledger | None = None,
+    ):
         #: the waiting capsules, oldest first (the node's dispatch pops them directly)
         self.items: deque[Queued] = deque()
         self.limit = limit
         self.pool = pool
         self.stats = stats
         self.count_drop = count_drop
+        self.ledger = ledger
+
+    def _throttled(self, prev_hop: NodeAddress | None) -> bool:
+        """True (and the drop counted) when ``prev_hop`` is a neighbour throttled now."""
+        ledger = self.ledger
+        if ledger is None or not ledger.blocked or not ledger.throttled(prev_hop):
+            return False
+        assert prev_hop is not None
+        ledger.count_drop(prev_hop, THROTTLED)
+        self.count_drop(THROTTLED, str(prev_hop))
+        return True
+
+    def refused(self, item: Queued) -> bool:
+        """True (the capsule released, the drop counted) when ``item`` came from a neighbour
+        throttled since it was queued; dispatch asks before parsing it."""
+        if item.origin is not _NETWORK or not self._throttled(item.prev_hop):
+            return False
+        item.seg.release()
+        return True
 
     def __len__(self) -> int:
         return len(self.items)
@@ -65,6 +93,8 @@ class CapsuleQueue:
     def receive_buffers(self, buffers: Iterable[memoryview], prev_hop: NodeAddress | None, link: Any = None) -> bool:
         """Queue a datagram from a neighbour (copied into the pool); False if dropped."""
         self.stats.received += 1
+        if self._throttled(prev_hop):
+            return False
         if len(self.items) >= self.limit:
             self.count_drop("queue_full", "")
             return False
@@ -96,6 +126,9 @@ class CapsuleQueue:
     def receive_segment(self, seg: Segment, prev_hop: NodeAddress | None, link: Any = None) -> bool:
         """Queue a received segment (its reference moves to the queue); False if dropped."""
         self.stats.received += 1
+        if self._throttled(prev_hop):
+            seg.release()
+            return False
         if len(self.items) >= self.limit:
             seg.release()
             self.count_drop("queue_full", "")

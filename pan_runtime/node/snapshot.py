@@ -1,8 +1,8 @@
 """What a node shows a compiled fast path: a frozen snapshot of its tables, with a generation.
 
 A fast path (``pan_runtime.net.udp_fast``) finishes common capsules without the node: it
-needs the node's address, neighbours, routes, installed code and a few limits, and nothing
-else. ``snapshot`` builds that view; ``generation`` says cheaply whether it is stale (it
+needs the node's address, neighbours (and which of them the ledger throttles), routes,
+installed code and a few limits, and nothing else. ``snapshot`` builds that view; ``generation`` says cheaply whether it is stale (it
 grows whenever a route, a neighbour or the code table changes). Every capsule the fast path
 does not finish goes back through one door, ``Node.hand_over``.
 """
@@ -41,11 +41,13 @@ class FastSnapshot:
     copy_on_send: bool
     #: the hop limit capsules this node creates start with
     hop_limit: int
+    #: (neighbour, ns of the node's clock left) of every neighbour throttled now
+    throttled: tuple[tuple[NodeAddress, int], ...] = ()
 
 
 def generation(node: Node) -> int:
-    """A number that grows whenever the routes, neighbours or code table change."""
-    return node.routes.generation + node.cache.generation
+    """A number that grows whenever the routes, neighbours, code table or throttles change."""
+    return node.routes.generation + node.cache.generation + node.ledger.generation
 
 
 def queued(node: Node) -> bool:
@@ -66,4 +68,5 @@ def snapshot(node: Node) -> FastSnapshot:
         codes=tuple(e for e in node.cache if not e.breaker.open_until),
         copy_on_send=node.config.copy_on_send,
         hop_limit=node.config.hop_limit,
+        throttled=tuple(node.ledger.remaining_ns()),
     )

@@ -192,6 +192,7 @@ def statistics(node: Node) -> dict[str, Any]:
         "runtimes": _runtime_statistics(node),
         "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],
         "ports": node.ports.info(),
+        "neighbours": node.ledger.info(),
     }
 
 
@@ -220,7 +221,11 @@ def format_statistics(node: Node) -> str:
     head = f"node {node.name}: received {ns.received}, injected {ns.injected}, sent {ns.sent}, delivered {ns.delivered}"
     drops = ", ".join(f"{k}={v}" for k, v in sorted(ns.drops.items())) or "none"
     table = format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "err", "µs/cap", ""])
-    text = f"{head}\nnode drops: {drops}\n{table}"
+    text = f"{head}\nnode drops: {drops}\n"
+    throttled = ", ".join(str(n) for n, _ in node.ledger.remaining_ns())
+    if throttled:
+        text += f"throttled neighbours: {throttled}\n"
+    text += table
     if ns.refused:
         text += "\nrefused to code: " + ", ".join(f"{k}={v}" for k, v in sorted(ns.refused.items()))
     return text

@@ -162,6 +162,8 @@ def test_buffer_quota_and_soft_state_bounds_reach_the_node_config():
     assert (cfg.pool_reserve, cfg.code_buffers, cfg.state_total_bytes) == (16, 4, 64 << 20)
     cfg = parse_config(text + "pool_reserve = 8\ncode_buffers = 10\nstate_total_bytes = 8388608\n", "n.toml").node
     assert (cfg.pool_reserve, cfg.code_buffers, cfg.state_total_bytes) == (8, 10, 8 << 20)
+
+
 HEAD = '[node]\nlisten = ["127.0.0.1:1"]\n'
 INT_LIMITS = sorted(k for k in _SCHEMA["limits"] if k not in ("copy_on_send", "fast_path"))
 
@@ -267,3 +269,34 @@ def test_error_report_limits_parse(tmp_path):
     p.write_text(HEAD + "[errors]\nburst_size = 4\n")
     with pytest.raises(ConfigError, match="errors.burst_size"):
         load_config(p)
+def test_fair_share_and_neighbour_budget_limits_reach_the_node_config():
+    cfg = parse_config(
+        '[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nfair_quantum_us = 50\nneighbour_sockets = 8\n'
+        "neighbour_buffer = 65536\nneighbour_exhaustions = 3\nneighbour_window_ms = 2000\n"
+        "neighbour_backoff_ms = 500\nneighbour_max_backoff_ms = 8000\n",
+        "n.toml",
+    )
+    n = cfg.node
+    assert (n.fair_quantum_us, n.neighbour_sockets, n.neighbour_buffer) == (50, 8, 65536)
+    assert (n.neighbour_exhaustions, n.neighbour_window_ms, n.neighbour_backoff_ms, n.neighbour_max_backoff_ms) == (3, 2000, 500, 8000)
+    defaults = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n', "n.toml").node
+    assert (defaults.fair_quantum_us, defaults.neighbour_sockets, defaults.neighbour_exhaustions) == (100, 256, 5)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("fair_quantum_us = 0", "limits.fair_quantum_us"),
+        ("neighbour_sockets = -1", "limits.neighbour_sockets"),
+        ("neighbour_buffer = 1024", "limits.neighbour_buffer"),
+        ("neighbour_exhaustions = 0", "limits.neighbour_exhaustions"),
+        ('neighbour_window_ms = "long"', "limits.neighbour_window_ms"),
+        ("neighbour_backoff_ms = 5000\nneighbour_max_backoff_ms = 100", "limits.neighbour_max_backoff_ms"),
+    ],
+)
+def test_fair_share_and_neighbour_budget_limits_are_checked(tmp_path, line, key):
+    p = tmp_path / "bad.toml"
+    p.write_text(f'[node]\nlisten = ["127.0.0.1:1"]\n[limits]\n{line}\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    assert str(ei.value).startswith(f"{p}:") and key in str(ei.value), str(ei.value)
