@@ -65,6 +65,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s.add_argument("--home", help="the capsule's home node address (default: the node)")
     s.add_argument("--hop-limit", type=int, default=None, help="hops the capsule may take (default 64)")
     s.add_argument("--port", type=int, help="bind this port first and print what code delivers to it")
+    s.add_argument("-c", "--count", type=int, default=1, help="with --port: deliveries to wait for (default 1)")
     s.add_argument("-W", "--timeout", type=float, default=1.0, metavar="SECONDS",
                    help="seconds to wait for the node to take the capsule, and for deliveries with --port (default 1)")
     s.set_defaults(fn=_cmd_send)
@@ -252,6 +253,9 @@ def _outcome(before: dict[str, Any], after: dict[str, Any], name: str) -> dict[s
     return out
 
 
+_VERDICTS = (("forwarded", "forwarded"), ("delivered", "delivered"), ("done", "done"), ("errors", "faulted"))
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
     from pan_runtime.data.address import NodeAddress
     from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT
@@ -285,7 +289,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
             time.sleep(0.01)
         deliveries = []
         if args.port is not None:
-            while True:
+            while len(deliveries) < args.count:
                 d = c.receive(max(0.0, end - time.monotonic()))
                 if d is None:
                     break
@@ -299,7 +303,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     if not outcome["capsules_in"] and not outcome["node_drops"]:
         print(f"the node has not run it within {args.timeout} s (queued, or waiting for its code)")
     else:
-        done = ", ".join(f"{k} {outcome[k]}" for k in ("forwarded", "delivered", "done", "errors") if outcome[k])
+        done = ", ".join(f"{word} {outcome[k]}" for k, word in _VERDICTS if outcome[k])
         print(f"{node}: ran it: {done or 'no verdict counted'}")
     for k, v in sorted({**outcome["drops"], **outcome["node_drops"]}.items()):
         print(f"{node}: dropped {v}: {k}")

@@ -148,8 +148,15 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     t = text.strip()
     if t.startswith("[") and "]:" in t:
         host, _, port = t[1:].partition("]:")
+        family = ipaddress.IPv6Address
     else:
         host, _, port = t.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 0xFFFF:
+        family = ipaddress.IPv4Address  # type: ignore[assignment]
+    try:
+        family(host.split("%", 1)[0])
+        ok = port.isdigit() and int(port) <= 0xFFFF
+    except ValueError:
+        ok = False
+    if not ok:
         raise AddressError(f"cannot parse UDP endpoint {text!r}: expected a.b.c.d:port or [ip6]:port")
     return host, int(port)
