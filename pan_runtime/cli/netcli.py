@@ -402,6 +402,7 @@ def flood(
     timeout: float = 5.0,
     flow: int = 1,
     interval: float = 0.0,
+    probe_timeout: float | None = None,
     on_progress=None,
     on_interval=None,
 ) -> dict[str, object]:
@@ -411,7 +412,9 @@ def flood(
 
     Without ``rate``, at most two report intervals are in flight: the sender waits for the
     receiver's report before running further ahead, so it goes as fast as the receiver
-    keeps up without loss. ``timeout`` bounds the wait for each report, not the flood.
+    keeps up without loss. ``timeout`` bounds the wait for each report, not the flood;
+    ``probe_timeout`` (default ``timeout``) the wait for the first, which may wait for the
+    nodes on the way to fetch the code.
     """
     from pan_runtime.protocol_headers import FloodHdr
 
@@ -423,11 +426,12 @@ def flood(
     probe_flow = (flow ^ 0x80000000) & 0xFFFFFFFF
     probe = FloodHdr(dest=dest.raw, port=port, kind=1, flow=probe_flow, report_every=1)
     client.send(code, probe.pack() + pad)
-    deadline = time.monotonic() + timeout
+    first = timeout if probe_timeout is None else probe_timeout
+    deadline = time.monotonic() + first
     while True:
         d = client.receive(max(0.0, deadline - time.monotonic()))
         if d is None:
-            raise PanError(f"flood: no report from {dest} for the probe capsule within {timeout} s")
+            raise PanError(f"flood: no report from {dest} for the probe capsule within {first} s")
         if len(d.data) >= FloodHdr.SIZE and FloodHdr.unpack(d.data).flow == probe_flow:
             break
     start = FloodHdr(dest=dest.raw, port=port, kind=0, flow=flow, report_every=report_every)
