@@ -53,6 +53,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     info = {
         "file": str(args.file),
         "name": code.hex_name,
+        "label": code.label,
         "runtime": m.runtime,
         "pni_version": m.pni_version,
         "entry": dict(m.entry),
@@ -67,6 +68,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"code object  {info['name']}")
+    print(f"label        {code.label or '- (none: pan build --label)'}")
     print(f"file         {info['file']}")
     print(f"runtime      {m.runtime}   (PNI {m.pni_version})")
     print(f"size         {code.size} bytes (payload {len(code.payload)})")
@@ -103,7 +105,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     signed = code.signed(key)
     out = Path(args.output or args.file)
     signed.write(out)
-    print(f"signed {code.hex_name} with {public_key_hex(key)} -> {out}")
+    print(f"signed {code.short_name} ({code.hex_name}) with {public_key_hex(key)} -> {out}")
     return 0
 
 
@@ -138,7 +140,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if out.is_dir():
         out = out / (sources[0].stem + ".pco")
     code.write(out)
-    print(f"{out}: {code.hex_name} ({runtime}, {code.size} bytes)")
+    print(f"{out}: {code.short_name} {code.hex_name} ({runtime}, {code.size} bytes)")
     return 0
 
 
