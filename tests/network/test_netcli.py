@@ -13,7 +13,6 @@ import time
 import pytest
 from nethelpers import LineBed, NodeProcesses, free_udp_ports, pan, remove_tree, short_dir
 
-from pan_runtime.cli.netcli import DEFAULT_RUNTIME
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.net.client import Client
 
@@ -31,7 +30,7 @@ def test_ping_works_in_the_default_setup_with_json(bed):
     p = pan("ping", bed.sockets[0], "--to", bed.addresses[2], "-c", "3", "-W", "60", "--json")
     assert p.returncode == 0, p.stdout + p.stderr + bed.procs.output()
     doc = json.loads(p.stdout)
-    assert doc["code"]["runtime"] == DEFAULT_RUNTIME == "wasm" and not doc["code"]["signed"]
+    assert doc["code"]["runtime"] == "wasm" and not doc["code"]["signed"]
     assert doc["code"]["label"].startswith("ping-wasm@")
     assert (doc["transmitted"], doc["received"], doc["loss_percent"]) == (3, 3, 0.0)
     assert doc["destination"] == bed.addresses[2] and doc["source"] == bed.addresses[0]
