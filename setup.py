@@ -1,8 +1,10 @@
-"""Builds the optional C extensions of the UDP fast path (``pan_runtime.net._fastpath`` and the
-runtimes' C entries ``pan_wasm._fast`` and ``pan_jvm._fast``); all metadata is in pyproject.toml.
+"""Builds the optional C extensions: the UDP fast path (``pan_runtime.net._fastpath``), the
+runtimes' C entries ``pan_wasm._fast`` and ``pan_jvm._fast``, and restricted_py's memory and
+time accounting ``pan_restricted_py._account``; all metadata is in pyproject.toml.
 
 ``optional=True``: a machine without a C compiler still installs pan, and the node then
-takes its Python path for every capsule (``pan node`` logs which path it runs).
+takes its Python path for every capsule (``pan node`` logs which path it runs); without
+``_account`` the restricted_py runtime reports itself unavailable (it has no memory budget).
 """
 
 import os
@@ -34,6 +36,12 @@ setup(
             include_dirs=["pan_runtime/include"],
             depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pan_wire.h"],
             extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "pan_restricted_py._account",
+            ["runtimes/restricted_py/_account.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
         ),
         Extension(

@@ -23,6 +23,7 @@ runtimes take once (JIT, compiled modules, caches) does not count as a leak.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -62,13 +63,16 @@ def proc_sample(pid: int | str = "self") -> dict[str, int]:
 def leaks(samples: list[dict[str, Any]]) -> dict[str, int]:
     """Growth from the first sample (after warm-up) to the last."""
     first, last = samples[0], samples[-1]
-    return {k: last[k] - first[k] for k in ("rss_kib", "fds", "threads")}
+    return {k: last[k] - first[k] for k in ("rss_kib", "py_blocks", "fds", "threads") if k in first}
 
 
-def soak_inproc(total: int, every: int, runtimes: list[str], log: Any) -> dict[str, Any]:
+def soak_inproc(total: int, every: int, runtimes: list[str], log: Any, jvm_heap: str = "32m") -> dict[str, Any]:
     plugins = default_plugins()
     rng = random.Random(7)
-    cfg = NodeConfig(budget=Budget(time_ms=20, steps=20_000), breaker_threshold=10**9, queue_limit=20_000)
+    # a small Java heap: a JVM grows its heap to -Xmx before collecting all of it, which in RSS
+    # looks like a leak of up to the heap's size; with 32m the growth a leak would show stands out
+    cfg = NodeConfig(budget=Budget(time_ms=20, steps=20_000), breaker_threshold=10**9, queue_limit=20_000,
+                     runtime_options={"jvm": {"heap": jvm_heap}})
     samples: list[dict[str, Any]] = []
     with Network.line(2, plugins=plugins, config=cfg) as net:
         a, b = net.nodes
@@ -112,14 +116,16 @@ def soak_inproc(total: int, every: int, runtimes: list[str], log: Any) -> dict[s
             net.run(timeout_s=600.0)
             delivered += len(sink.deliveries())
             if sent % every == 0:
+                gc.collect()
                 s = {
                     "capsules": sent,
                     **proc_sample(),
+                    "py_blocks": sys.getallocatedblocks(),
                     "pool_free": [n.pool.available for n in net.nodes],
                     "delivered": delivered,
                 }
                 samples.append(s)
-                log(f"inproc {sent:>9}: rss {s['rss_kib']} KiB fds {s['fds']} threads {s['threads']} "
+                log(f"inproc {sent:>9}: rss {s['rss_kib']} KiB python blocks {s['py_blocks']} fds {s['fds']} threads {s['threads']} "
                     f"pool free {s['pool_free']} delivered {delivered}")
         st = {e.code.name: e.stats for e in a.cache}
         ran = sum(x.capsules_in for x in st.values())
@@ -205,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", default="inproc,udp")
     ap.add_argument("--runtime", default=",".join(RUNTIMES))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--jvm-heap", default="32m", help="the in-process JVM's -Xmx (default 32m)")
     args = ap.parse_args(argv)
     if args.every % 1000:
         ap.error("--every must be a multiple of 1000")
@@ -215,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for part in args.part.split(","):
-        fn = {"inproc": soak_inproc, "udp": soak_udp}[part]
-        results.append(fn(args.capsules, args.every, runtimes, log))
+        if part == "inproc":
+            results.append(soak_inproc(args.capsules, args.every, runtimes, log, args.jvm_heap))
+        else:
+            results.append(soak_udp(args.capsules, args.every, runtimes, log))
         log(f"{part}: growth after warm-up {results[-1]['growth_after_warmup']}")
     out = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "python": sys.version.split()[0],
            "threads_at_end": threading.active_count(), "results": results}

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from pan_runtime.node.trust import CodeOrigin, TrustPolicy
     from pan_runtime.plugin.builders import Builder, BuildRequest
     from pan_runtime.plugin.fastentry import FastEntry
+    from pan_runtime.plugin.loadjob import LoadJob
+    from pan_runtime.plugin.loadlimits import LoadLimits
     from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 __version__ = "0.1.0"
@@ -60,6 +62,8 @@ _PUBLIC = {
     "Builder": "pan_runtime.plugin.builders",
     "BuildRequest": "pan_runtime.plugin.builders",
     "FastEntry": "pan_runtime.plugin.fastentry",
+    "LoadJob": "pan_runtime.plugin.loadjob",
+    "LoadLimits": "pan_runtime.plugin.loadlimits",
     "Isolation": "pan_runtime.plugin.runtime",
     "LoadedCode": "pan_runtime.plugin.runtime",
     "Runtime": "pan_runtime.plugin.runtime",
@@ -89,6 +93,8 @@ __all__ = [
     "Builder",
     "BuildRequest",
     "FastEntry",
+    "LoadJob",
+    "LoadLimits",
     "Isolation",
     "LoadedCode",
     "Runtime",

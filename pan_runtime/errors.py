@@ -62,7 +62,8 @@ class CapsuleError(PanError):
 
 class CodeObjectError(PanError):
     """A code object that cannot be decoded, verified, linked or loaded; ``reason`` names the
-    refusal where a runtime classifies it (a ``FaultReason``), else None."""
+    refusal where a runtime classifies it or a load limit or compile outcome refused it (a
+    ``FaultReason``), else None."""
 
     def __init__(self, message: str, reason: FaultReason | str | None = None):
         super().__init__(message)
@@ -99,16 +100,20 @@ class RuntimeUnavailable(PanError):
 
 class FaultReason(enum.StrEnum):
     """Why a runtime stopped a run, or refused a code object: every runtime maps its stops
-    (and the refusals it classifies) to one of these.
+    (and the refusals it classifies) to one of these, and every load-limit refusal names one.
 
-    A ``str`` enum, so the value is the drop reason counted against the code object and
-    written to JSON exactly as before.
+    A ``str`` enum, so the value is the drop reason counted against the code object (or
+    against the capsules parked for a code object that was refused) and written to JSON.
     """
 
     #: time, steps or fuel used up
     BUDGET = "budget"
     #: a memory ceiling reached, or the engine ran out of memory
     MEMORY = "memory"
+    #: a call allocated more than its per-call memory budget (restricted_py)
+    MEMORY_BUDGET = "memory_budget"
+    #: the code object holds more memory between calls than its limit (restricted_py)
+    MEMORY_HELD = "memory_held"
     #: stack exhausted (deep recursion)
     STACK = "stack"
     #: an out-of-bounds memory or table access the engine caught
@@ -140,8 +145,28 @@ class FaultReason(enum.StrEnum):
     WRITABLE_CODE = "writable_code"
     #: refused at load: a relocation patches or names a section the loader does not map (native)
     UNMAPPED_SECTION = "unmapped_section"
-    #: refused at load: the source nests too deeply to compile (restricted_py)
+    #: refused at load: the source nests too deeply to compile (restricted_py), or blocks nest
+    #: deeper than limits.code_nesting (wasm)
     TOO_DEEP = "too_deep"
+
+    # -- load refusals (``CodeObjectError.reason``): limits.code_* and limits.compile_*
+    #: the code object, or one part of it (a class file, a function body), is larger than allowed
+    CODE_TOO_BIG = "code_too_big"
+    #: more functions (wasm functions, jvm methods) than allowed
+    TOO_MANY_FUNCTIONS = "too_many_functions"
+    #: a function declares more locals than allowed
+    TOO_MANY_LOCALS = "too_many_locals"
+    #: more imports (wasm imports, undefined ELF symbols) than allowed
+    TOO_MANY_IMPORTS = "too_many_imports"
+    #: more entries of some table than allowed (sections, symbols, relocations, classes,
+    #: types, globals, exports, data or element segments)
+    TOO_MANY_ENTRIES = "too_many_entries"
+    #: compiling (or checking) the code took longer than allowed; the compiler was stopped
+    COMPILE_TIMEOUT = "compile_timeout"
+    #: compiling the code needed more memory than allowed
+    COMPILE_MEMORY = "compile_memory"
+    #: the compiler stopped otherwise (crashed, killed, returned nothing usable)
+    COMPILE_FAILED = "compile_failed"
 
 
 class RuntimeFault(PanError):

@@ -5,8 +5,16 @@ import pyfunc_runtime as pf
 import pytest
 
 from pan_runtime import hookimpl, pni_api
+from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject, Manifest
-from pan_runtime.errors import CodeObjectError, PniVersionError, RuntimeFault, RuntimeUnavailable, TrustError
+from pan_runtime.errors import (
+    CodeObjectError,
+    FaultReason,
+    PniVersionError,
+    RuntimeFault,
+    RuntimeUnavailable,
+    TrustError,
+)
 from pan_runtime.net.application import Application
 from pan_runtime.node import pni
 from pan_runtime.node.config import NodeConfig
@@ -14,6 +22,7 @@ from pan_runtime.node.events import CodeLoaded, CodeUnloaded
 from pan_runtime.node.node import Node
 from pan_runtime.node.trust import CodeOrigin
 from pan_runtime.plugin import nullrt
+from pan_runtime.plugin.loadlimits import LoadLimits
 from pan_runtime.plugin.plugins import load_plugins
 from pan_runtime.plugin.runtime import Isolation, Runtime
 
@@ -83,6 +92,40 @@ def test_init_failure_refuses_installation():
         with pytest.raises(CodeObjectError, match="refused installation: init returned"):
             n.install(pf.code("badinit"))
         assert len(n.cache) == 0
+
+
+RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_code_object_over_the_size_limit_is_refused_before_its_runtime_loads_it(runtime):
+    code = reference_code(runtime, "forward")
+    limits = LoadLimits(code_bytes=code.size - 1)
+    with Node(1, config=NodeConfig(load_limits=limits)) as n:
+        with pytest.raises(CodeObjectError) as refused:
+            n.install(code)
+        assert refused.value.reason is FaultReason.CODE_TOO_BIG and "limits.code_bytes" in str(refused.value)
+        assert code.name not in n.cache and n.runtime(runtime).load_limits is limits
+        with pytest.raises(CodeObjectError):
+            n.prepare(code)
+    with Node(1, config=NodeConfig(load_limits=LoadLimits(code_bytes=code.size))) as n:
+        n.install(code)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_prepare_hands_out_only_the_costly_part_of_loading(runtime):
+    """wasm: the compile (unless cached); jvm: the check of a jar whose classes inflate over
+    64 KiB; restricted_py: the compile of a source over 8 KiB (the reference forwards are
+    smaller); native (linked in the node's process): nothing."""
+    code = reference_code(runtime, "forward")
+    with Node(1) as n:
+        job = n.prepare(code, origin=CodeOrigin.LOCAL)
+        if runtime == "wasm":
+            assert job is not None and job.target == "pan_wasm.compile:compile_module" and job.payload == code.payload
+            n.install(code)
+            assert n.prepare(code) is None  # installed
+        else:
+            assert job is None
 
 
 def test_dependencies_exports_and_guardians():

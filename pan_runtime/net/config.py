@@ -8,6 +8,7 @@ the dotted key.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -19,9 +20,12 @@ from typing import Any
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import ConfigError, PanError
+from pan_runtime.net.demand import largest_pco
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.node.trust import TrustPolicy
+from pan_runtime.plugin.loadlimits import BOUNDS as LOAD_BOUNDS
+from pan_runtime.plugin.loadlimits import LoadLimits
 
 __all__ = ["DemandConfig", "Endpoint", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
 
@@ -77,6 +81,8 @@ class DemandConfig:
     request_rate: float = 200.0
     serve_rate: float = 2000.0
     chunk_size: int = 0
+    #: bytes all fetches together may hold (each reserves its declared total at its first chunk)
+    inflight_bytes: int = 32 << 20
 
 
 @dataclass
@@ -112,6 +118,7 @@ _DEMAND_RANGES: dict[str, tuple[int, int]] = {
     "request_rate": (0, 1_000_000),
     "serve_rate": (0, 1_000_000),
     "chunk_size": (0, 65507),
+    "inflight_bytes": (1, 1 << 32),
 }
 
 _SCHEMA: dict[str, set[str]] = {
@@ -145,6 +152,7 @@ _SCHEMA: dict[str, set[str]] = {
         "app_ports",
         "copy_on_send",
         "fast_path",
+        *(f.name for f in dataclasses.fields(LoadLimits)),
     },
     "demand": set(DemandConfig.__dataclass_fields__),
 }
@@ -300,6 +308,8 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     code_buffers = _int(
         ctx, "limits.code_buffers", limits.get("code_buffers", max(1, pool_buffers // 16)), 0, pool_buffers - reserve
     )
+    defaults = LoadLimits()
+    load_limits = LoadLimits(**{f.name: lim(f.name, getattr(defaults, f.name), *LOAD_BOUNDS[f.name]) for f in dataclasses.fields(LoadLimits)})
     node_cfg = NodeConfig(
         queue_limit=lim("queue", 4096, 1, 1 << 20),
         batch=lim("batch", 1, 1, 1024),
@@ -320,6 +330,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         runtimes=enabled,
         copy_on_send=_bool(ctx, "limits.copy_on_send", limits.get("copy_on_send", False)),
         fast_path=_bool(ctx, "limits.fast_path", limits.get("fast_path", True)),
+        load_limits=load_limits,
     )
 
     neighbors: list[NeighborConfig] = []
@@ -405,6 +416,12 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         raise ctx.error("limits.app_in_bytes", f"{app_in_bytes} is below limits.app_max_frame ({app_max_frame}): the largest frame could never arrive")
     if dc.park_total >= node_cfg.pool_buffers:
         raise ctx.error("demand.park_total", f"{dc.park_total} must be below limits.pool_buffers ({node_cfg.pool_buffers}): parked capsules hold receive buffers")
+    if dc.inflight_bytes < largest_pco(load_limits.code_bytes):
+        raise ctx.error(
+            "demand.inflight_bytes",
+            f"{dc.inflight_bytes} must be at least {largest_pco(load_limits.code_bytes)} (limits.code_bytes and "
+            "a signature block): a code object of the largest size allowed could never be fetched",
+        )
 
     return NodeFileConfig(
         path=path,

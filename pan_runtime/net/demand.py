@@ -9,6 +9,21 @@ hash to the name asked for, or it is discarded and counted; then it is installed
 trust policy with network origin, and the parked capsules run in arrival order. At the
 deadline, or when the code is refused, they are dropped with a reason.
 
+Nothing a neighbour declares decides what the node holds: a declared total above the code
+size limit (``limits.code_bytes``) fails the fetch at its first chunk; the bytes of all
+fetches together are capped (``demand.inflight_bytes``, reserved at each fetch's first
+chunk); every chunk must agree with the first on count and total, have exactly its size,
+and a repeated chunk is counted, not kept. Chunk 0's ``.pco`` header (magic, lengths) must
+agree with the declared total before more is kept.
+
+Installing never holds up the node's thread: what is costly (compiling a wasm module,
+checking a large jar) runs in the node's compiler process (``net.compiler``) while the
+capsules stay parked; they run when the code is installed, or are dropped with the reason
+it was refused (a load limit, ``compile_timeout``, ``compile_memory``, ...). Every parked
+capsule is accounted for whatever happens to its fetch: it runs, or it is dropped and
+counted with a reason (``fetch_timeout``, ``code_too_big``, ``trust:<rule>``,
+``install_error``, ``node_closed``, ...).
+
 The node serves the code objects it holds to any neighbour that asks, under a token-bucket
 rate limit. Requests are rate-limited too, concurrent fetches are bounded, and a name whose
 fetch failed is not asked for again for a while: a flood of capsules naming code that does
@@ -25,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import FLAG_SYSTEM, HEADER_SIZE, Capsule, encode_header
-from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.codeobj import MAGIC, MAX_MANIFEST, CodeObject
 from pan_runtime.errors import CodeObjectError, PanError, TrustError
+from pan_runtime.net.compiler import Compiler, Outcome
 from pan_runtime.node.env import Origin
 from pan_runtime.node.trust import CodeOrigin
 
@@ -34,7 +50,17 @@ if TYPE_CHECKING:
     from pan_runtime.net.config import DemandConfig
     from pan_runtime.node.node import Node
 
-__all__ = ["DemandLoader", "TokenBucket", "REQUEST", "CHUNK", "NOT_FOUND", "SYS_HEADER", "encode_request", "encode_chunk"]
+__all__ = [
+    "DemandLoader",
+    "TokenBucket",
+    "REQUEST",
+    "CHUNK",
+    "NOT_FOUND",
+    "SYS_HEADER",
+    "encode_request",
+    "encode_chunk",
+    "largest_pco",
+]
 
 log = logging.getLogger("pan.demand")
 
@@ -52,6 +78,14 @@ MIN_CHUNK = 64
 MAX_CHUNKS = 0xFFFF
 _NEGATIVE_TTL_NS = 2_000_000_000
 _NEGATIVE_MAX = 1024
+#: signatures a fetched ``.pco`` may carry (its signature block counts toward the total)
+MAX_SIGNATURES = 16
+_SIGNATURE = 96
+
+
+def largest_pco(code_bytes: int) -> int:
+    """The largest ``.pco`` a node fetches: a code object of ``code_bytes`` and its signatures."""
+    return code_bytes + 2 + MAX_SIGNATURES * _SIGNATURE
 
 
 def encode_request(name: bytes, requester: NodeAddress, dest: NodeAddress, chunk_size: int, indexes: list[int], hop_limit: int = 64) -> bytes:
@@ -99,15 +133,19 @@ class _Fetch:
     count: int = 0
     total: int = 0
     chunks: dict[int, bytes] = field(default_factory=dict)
+    #: bytes of ``DemandLoader.inflight`` this fetch holds (its declared total, from its first chunk)
+    reserved: int = 0
     #: the fetched code object, held until the dependencies it names are installed
     code: CodeObject | None = None
     waiting: set[bytes] = field(default_factory=set)
+    #: the code is being compiled (or checked) in the compiler process
+    compiling: bool = False
 
 
 class DemandLoader:
     """Installs itself as the node's ``on_missing_code`` and ``on_system_capsule`` hooks."""
 
-    def __init__(self, node: Node, config: DemandConfig | None = None):
+    def __init__(self, node: Node, config: DemandConfig | None = None, compiler: Compiler | None = None):
         from pan_runtime.net.config import DemandConfig
 
         self.node = node
@@ -115,6 +153,10 @@ class DemandLoader:
         now = node.now_ns()
         self.fetches: dict[bytes, _Fetch] = {}
         self.parked_total = 0
+        #: bytes reserved by fetches for the chunks they keep (at most ``cfg.inflight_bytes``)
+        self.inflight = 0
+        #: runs the costly part of installing fetched code outside the node's thread
+        self.compiler = compiler or Compiler(node.config.load_limits)
         self._requests = TokenBucket(self.cfg.request_rate, self.cfg.request_rate / 4 + 1, now)
         self._serving = TokenBucket(self.cfg.serve_rate, self.cfg.serve_rate / 4 + 1, now)
         self._failed: OrderedDict[bytes, int] = OrderedDict()
@@ -133,9 +175,14 @@ class DemandLoader:
             "chunks_served": 0,
             "serve_rate_limited": 0,
             "system_forwarded": 0,
+            "chunks_duplicate": 0,
+            "too_big": 0,
+            "inflight_full": 0,
+            "compiles": 0,
         }
         node.on_missing_code = self.on_missing_code
         node.on_system_capsule = self.on_system_capsule
+        node.background.append(self._poll_compiles)
 
     # ------------------------------------------------------------------ parking
     def on_missing_code(self, cap: Capsule, item: Any) -> bool:
@@ -250,11 +297,15 @@ class DemandLoader:
     def tick(self) -> int | None:
         """Retry, finish or give up on fetches; returns the next time (ns) something is due."""
         node = self.node
+        compiler = self.compiler
+        due_compile = compiler.poll() if compiler.busy else None
         now = node.now_ns()
-        nxt: int | None = None
+        nxt = None if due_compile is None else now + max(0, due_compile - compiler.clock())
         for f in list(self.fetches.values()):
             if f.name in node.cache:
                 self._finish(f)
+                continue
+            if f.compiling:  # the compiler's own time limit ends it
                 continue
             if now >= f.deadline_ns:
                 self._fail(f, "fetch_timeout", f"no answer from {', '.join(map(str, f.candidates))} within {self.cfg.deadline_ms} ms")
@@ -270,7 +321,14 @@ class DemandLoader:
 
     @property
     def busy(self) -> bool:
-        return bool(self.fetches)
+        return bool(self.fetches) or self.compiler.busy
+
+    def _poll_compiles(self) -> bool:
+        """The node's background hook: finish compiles that finished; whether any still run."""
+        if not self.compiler.busy:
+            return False
+        self.compiler.poll()
+        return self.compiler.busy
 
     # ------------------------------------------------------------------ system capsules
     def on_system_capsule(self, cap: Capsule, item: Any) -> None:
@@ -356,7 +414,7 @@ class DemandLoader:
     def _on_chunk(self, cap: Capsule, body: bytes) -> None:
         node = self.node
         f = self.fetches.get(cap.name)
-        if f is None:
+        if f is None or f.code is not None:
             node.count_drop("system_unexpected", "a code chunk nobody asked for")
             return
         off = SYS_HEADER.size + CHUNK_FIELDS.size
@@ -365,6 +423,12 @@ class DemandLoader:
             node.count_drop("system_malformed", "short code chunk")
             return
         index, count, total = CHUNK_FIELDS.unpack_from(body, SYS_HEADER.size)
+        biggest = self.max_total()
+        if total > biggest:
+            # no object this large could be installed here: no byte of it is kept
+            self.counters["too_big"] += 1
+            self._fail(f, "code_too_big", f"{cap.name.hex()[:12]} declared as {total} bytes; at most {biggest} are accepted")
+            return
         data = body[off:]
         expected = (total + f.chunk_size - 1) // f.chunk_size
         want_len = min(f.chunk_size, total - index * f.chunk_size)
@@ -372,6 +436,23 @@ class DemandLoader:
             self.counters["chunks_bad"] += 1
             node.count_drop("system_bad_chunk", f"chunk {index}/{count} of {len(data)} bytes for {cap.name.hex()[:12]}")
             return
+        if index in f.chunks:
+            self.counters["chunks_duplicate"] += 1
+            return
+        if not f.reserved:
+            if self.inflight + total > self.cfg.inflight_bytes:
+                self.counters["inflight_full"] += 1
+                node.count_drop("demand_inflight_full", f"{total} more bytes would exceed demand.inflight_bytes = {self.cfg.inflight_bytes}")
+                return  # asked again later, when other fetches have finished
+            f.reserved = total
+            self.inflight += total
+        if index == 0:
+            bad = self._bad_head(data, total)
+            if bad:
+                self.counters["chunks_bad"] += 1
+                node.count_drop("system_bad_chunk", f"{cap.name.hex()[:12]}: {bad}")
+                self._discard(f)
+                return
         f.count, f.total = count, total
         f.chunks[index] = data
         self.counters["chunks_received"] += 1
@@ -379,6 +460,41 @@ class DemandLoader:
         f.next_ns = max(f.next_ns, now + self.cfg.retry_ms * 1_000_000)  # data is flowing: wait before re-asking
         if len(f.chunks) == f.count:
             self._complete(f)
+
+    def max_total(self) -> int:
+        """The largest ``.pco`` this node fetches."""
+        return largest_pco(self.node.config.load_limits.code_bytes)
+
+    def _bad_head(self, data: bytes, total: int) -> str | None:
+        """What is wrong with the start of a ``.pco`` declared ``total`` bytes long, if anything."""
+        if len(data) < min(total, 10):
+            return None
+        if total < 18 or data[:6] != MAGIC:
+            return "not a code object (bad magic or too short)"
+        (mlen,) = struct.unpack_from(">I", data, 6)
+        if mlen > MAX_MANIFEST or 18 + mlen > total:
+            return f"manifest length {mlen} does not fit the declared {total} bytes"
+        if len(data) < 18 + mlen:
+            return None
+        (plen,) = struct.unpack_from(">Q", data, 10 + mlen)
+        size = 18 + mlen + plen
+        rest = total - size
+        if size > self.node.config.load_limits.code_bytes:
+            return f"a {size}-byte code object, more than limits.code_bytes = {self.node.config.load_limits.code_bytes}"
+        if rest != 0 and (rest < 2 or (rest - 2) % _SIGNATURE or (rest - 2) // _SIGNATURE > MAX_SIGNATURES):
+            return f"payload length {plen} does not fit the declared {total} bytes"
+        return None
+
+    def _release(self, f: _Fetch) -> None:
+        self.inflight -= f.reserved
+        f.reserved = 0
+
+    def _discard(self, f: _Fetch) -> None:
+        """Forget what a source sent for ``f`` and ask again (the next source) at once."""
+        f.chunks.clear()
+        f.count = f.total = 0
+        self._release(f)
+        f.next_ns = self.node.now_ns()
 
     def _on_not_found(self, cap: Capsule) -> None:
         f = self.fetches.get(cap.name)
@@ -392,22 +508,22 @@ class DemandLoader:
     def _complete(self, f: _Fetch) -> None:
         node = self.node
         data = b"".join(f.chunks[i] for i in range(f.count))
+        f.chunks.clear()
         try:
             code = CodeObject.from_pco(data, expect_name=f.name)
         except CodeObjectError as exc:
             self.counters["hash_mismatch"] += 1
             node.count_drop("code_hash_mismatch", str(exc))
             log.warning("discarded code received for %s: %s", f.name.hex()[:12], exc)
-            f.chunks.clear()
-            f.count = f.total = 0
-            f.next_ns = node.now_ns()  # ask again (the next candidate)
+            self._discard(f)  # ask again (the next candidate)
             return
+        del data
+        f.code = code
         missing = [d for d in code.manifest.dependencies if d not in node.cache]
         if missing:
             # hold it and fetch what it depends on, from the same places
             now = node.now_ns()
-            f.code, f.waiting = code, set(missing)
-            f.chunks.clear()
+            f.waiting = set(missing)
             f.deadline_ns = now + self.cfg.deadline_ms * 1_000_000
             for dep in missing:
                 if dep not in self.fetches:
@@ -415,67 +531,120 @@ class DemandLoader:
                     self.fetches[dep] = df
                     self._ask(df, now)
             return
+        self._load(f, code)
+
+    def _load(self, f: _Fetch, code: CodeObject) -> None:
+        """Install ``code`` now if that is cheap, else have the compiler prepare it first."""
+        try:
+            job = self.node.prepare(code, origin=CodeOrigin.NETWORK)
+        except Exception as exc:
+            self._refused(f, code, exc)
+            return
+        if job is None:
+            self._install(f, code)
+            return
+        f.compiling = True
+        self.counters["compiles"] += 1
+        self.compiler.submit(f.name, job, lambda outcome: self._compiled(f, code, outcome), code.short_name)
+
+    def _compiled(self, f: _Fetch, code: CodeObject, outcome: Outcome) -> None:
+        if self.fetches.get(f.name) is not f:
+            return  # failed or finished meanwhile
+        f.compiling = False
+        if isinstance(outcome, CodeObjectError):
+            self._refused(f, code, outcome)
+            return
+        try:
+            self.node.adopt(code, outcome)
+        except Exception as exc:
+            self._refused(f, code, exc)
+            return
         self._install(f, code)
 
     def _install(self, f: _Fetch, code: CodeObject) -> None:
-        node = self.node
         try:
-            node.install(code, origin=CodeOrigin.NETWORK)
-        except TrustError as exc:
-            log.warning("refused demand-loaded code %s: %s", code.short_name, exc)
-            self._fail(f, f"trust:{exc.rule}", str(exc))
-            return
-        except PanError as exc:
-            log.warning("could not install demand-loaded code %s: %s", code.short_name, exc)
-            self._fail(f, "code_refused", str(exc))
+            self.node.install(code, origin=CodeOrigin.NETWORK)
+        except Exception as exc:
+            self._refused(f, code, exc)
             return
         log.info("demand-loaded %s (%s, %d bytes) from %s", code.short_name, code.runtime, code.size, f.candidates)
         self.counters["fetched"] += 1
         self._finish(f)
 
+    def _refused(self, f: _Fetch, code: CodeObject, exc: BaseException) -> None:
+        """Fail ``f`` with the reason ``exc`` names: a trust rule, a load limit or compile
+        outcome, any other refusal, or a fault of the node's own (logged with its traceback)."""
+        if isinstance(exc, TrustError):
+            log.warning("refused demand-loaded code %s: %s", code.short_name, exc)
+            self._fail(f, f"trust:{exc.rule}", str(exc))
+        elif isinstance(exc, CodeObjectError) and exc.reason is not None:
+            log.warning("refused demand-loaded code %s: %s", code.short_name, exc)
+            self._fail(f, exc.reason.value, str(exc))
+        elif isinstance(exc, PanError):
+            log.warning("could not install demand-loaded code %s: %s", code.short_name, exc)
+            self._fail(f, "code_refused", str(exc))
+        else:
+            log.error("installing demand-loaded code %s failed", code.short_name, exc_info=exc)
+            self._fail(f, "install_error", f"{type(exc).__name__}: {exc}")
+
     def _waiters(self, name: bytes) -> list[_Fetch]:
         return [h for h in self.fetches.values() if h.code is not None and name in h.waiting]
 
     def _finish(self, f: _Fetch) -> None:
-        self.fetches.pop(f.name, None)
-        self.parked_total -= len(f.parked)
+        self._end(f)
         node = self.node
         for cap, item in reversed(f.parked):
             node.requeue(cap, item)
         f.parked.clear()
         for held in self._waiters(f.name):
             held.waiting.discard(f.name)
-            if not held.waiting and held.code is not None:
-                self._install(held, held.code)
+            if not held.waiting and held.code is not None and not held.compiling:
+                self._load(held, held.code)
 
     def _fail(self, f: _Fetch, reason: str, detail: str) -> None:
-        self.fetches.pop(f.name, None)
+        self._end(f)
         self.counters["failed"] += 1
         self._failed[f.name] = self.node.now_ns()
         self._failed.move_to_end(f.name)
         while len(self._failed) > _NEGATIVE_MAX:
             self._failed.popitem(last=False)
-        self.parked_total -= len(f.parked)
-        for cap, _item in f.parked:
-            cap.release()
-            self.node.count_drop(reason, detail)
-        f.parked.clear()
+        self._drop_parked(f, reason, detail)
         log.info("gave up fetching %s: %s (%s)", f.name.hex()[:12], reason, detail)
         for held in self._waiters(f.name):
             self._fail(held, "dependency_failed", f"dependency {f.name.hex()[:12]}: {reason}")
 
+    def _end(self, f: _Fetch) -> None:
+        """Take ``f`` out of the fetches: its bytes, its compile and its parked count go."""
+        if self.fetches.get(f.name) is f:
+            del self.fetches[f.name]
+        self._release(f)
+        f.chunks.clear()
+        if f.compiling:
+            self.compiler.cancel(f.name)
+            f.compiling = False
+        self.parked_total -= len(f.parked)
+
+    def _drop_parked(self, f: _Fetch, reason: str, detail: str) -> None:
+        for cap, _item in f.parked:
+            cap.release()
+            self.node.count_drop(reason, detail)
+        f.parked.clear()
+
     def close(self) -> None:
-        """Drop every parked capsule (the node is stopping)."""
+        """Drop every parked capsule, counted as ``node_closed``, and stop every compile."""
         for f in list(self.fetches.values()):
-            self.parked_total -= len(f.parked)
-            for cap, _item in f.parked:
-                cap.release()
-            f.parked.clear()
+            self._end(f)
+            self._drop_parked(f, "node_closed", f.name.hex()[:12])
         self.fetches.clear()
+        self.compiler.close()
+        if self._poll_compiles in self.node.background:
+            self.node.background.remove(self._poll_compiles)
 
     def info(self) -> dict[str, Any]:
         return {
             **self.counters,
             "parked_now": self.parked_total,
+            "inflight_bytes": self.inflight,
             "fetching": [n.hex() for n in self.fetches],
+            "compiler": self.compiler.info(),
         }

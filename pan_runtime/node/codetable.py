@@ -1,8 +1,11 @@
 """The code table: a node's runtimes and the code objects loaded into them.
 
-Installing checks the PNI version, the trust policy and the dependencies, makes room in the
-code cache, loads the code into its runtime and runs ``init``; unloading runs ``finalize``
-and releases everything the code object held. The table also keeps which code object is the
+Installing checks the PNI version, the trust policy, the load limits and the dependencies,
+makes room in the code cache, loads the code into its runtime and runs ``init``; unloading
+runs ``finalize`` and releases everything the code object held. Code from the network is
+installed in two steps so that compiling it never holds up the node's thread: ``prepare``
+(the same checks, and the runtime's costly work as a ``LoadJob`` the caller runs elsewhere),
+``adopt`` (the job's result), then ``install``. The table also keeps which code object is the
 node's portmapper and calls exports (``lookup``, dependency calls) in an environment of
 their own.
 """
@@ -13,7 +16,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from pan_runtime.data.codeobj import CodeObject
-from pan_runtime.errors import CodeObjectError, PanError, PniVersionError, RuntimeFault, RuntimeUnavailable
+from pan_runtime.errors import (
+    CodeObjectError,
+    FaultReason,
+    PanError,
+    PniVersionError,
+    RuntimeFault,
+    RuntimeUnavailable,
+)
 from pan_runtime.node import pni
 from pan_runtime.node.cache import Breaker, CacheEntry, CodeCache, DiskStore
 from pan_runtime.node.env import Environment, Origin
@@ -25,6 +35,7 @@ from pan_runtime.plugin.runtime import Runtime, as_fault
 
 if TYPE_CHECKING:
     from pan_runtime.node.node import Node
+    from pan_runtime.plugin.loadjob import LoadJob
 
 __all__ = ["CodeTable"]
 
@@ -71,6 +82,7 @@ class CodeTable:
         if node.config.cache_dir and "cache_dir" not in options:
             options["cache_dir"] = node.config.cache_dir
         rt = cls(options)
+        rt.load_limits = node.config.load_limits
         self.runtimes[name] = rt
         self.runtime_stats.setdefault(name, CodeStats())
         return rt
@@ -82,15 +94,8 @@ class CodeTable:
         if existing is not None:
             existing.pinned = existing.pinned or pin
             return existing
-        if not pni.version_compatible(code.manifest.pni_version):
-            raise PniVersionError(
-                f"code object {code.short_name} was built for PNI {code.manifest.pni_version}; this node "
-                f"serves PNI {pni.PNI_VERSION} (same major, minor <= {pni.PNI_VERSION.split('.')[1]})"
-            )
         node = self._node
-        rt = self.runtime(code.runtime)
-        node.trust.check(code, rt.isolation, origin)
-        deps = self._dependencies(code)
+        rt, deps = self._admit(code, origin)
         self._make_room(code)
         loaded = rt.load(code, [d.loaded for d in deps], node.host)
         config = node.config
@@ -128,6 +133,32 @@ class CodeTable:
             self.disk.keep(code)  # best effort: see DiskStore
         node.emit(CodeLoaded(code.hex_name, rt.name, origin.value))
         return entry
+
+    def prepare(self, code: CodeObject, origin: CodeOrigin) -> LoadJob | None:
+        """Every check ``install`` makes, then the runtime's costly part of loading ``code`` as a
+        ``LoadJob`` to run off the node's thread (None: installing is cheap, or it is installed)."""
+        if code.name in self.cache:
+            return None
+        rt, deps = self._admit(code, origin)
+        return rt.prepare(code, [d.loaded for d in deps])
+
+    def adopt(self, code: CodeObject, result: bytes) -> None:
+        """Give ``code``'s runtime the result of the job ``prepare`` returned."""
+        self.runtime(code.runtime).adopt(code, result)
+
+    def _admit(self, code: CodeObject, origin: CodeOrigin) -> tuple[Runtime, list[CacheEntry]]:
+        """The checks before any work: PNI version, runtime, trust, load limits, dependencies."""
+        if not pni.version_compatible(code.manifest.pni_version):
+            raise PniVersionError(
+                f"code object {code.short_name} was built for PNI {code.manifest.pni_version}; this node "
+                f"serves PNI {pni.PNI_VERSION} (same major, minor <= {pni.PNI_VERSION.split('.')[1]})"
+            )
+        node = self._node
+        rt = self.runtime(code.runtime)
+        node.trust.check(code, rt.isolation, origin)
+        node.config.load_limits.require(f"code object {code.short_name} bytes", code.size, "code_bytes", FaultReason.CODE_TOO_BIG)
+        rt.check(code)
+        return rt, self._dependencies(code)
 
     def _dependencies(self, code: CodeObject) -> list[CacheEntry]:
         deps: list[CacheEntry] = []

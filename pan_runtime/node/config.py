@@ -1,4 +1,5 @@
-"""A node's tunables (``NodeConfig``): queue, batches, budgets, caches, pool, hop limit, runtimes.
+"""A node's tunables (``NodeConfig``): queue, batches, budgets, caches, pool, hop limit, runtimes,
+load limits.
 
 ``pan_runtime.net.config`` reads them from a configuration file; an embedding program makes
 one directly. The bounds on what code objects hold (soft state, pool buffers; see
@@ -14,6 +15,7 @@ from typing import Any
 from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT
 from pan_runtime.errors import ConfigError
 from pan_runtime.node.env import Budget
+from pan_runtime.plugin.loadlimits import LoadLimits
 
 __all__ = ["NodeConfig"]
 
@@ -44,6 +46,7 @@ class NodeConfig:
         copy_on_send: bool = False,
         fast_path: bool = True,
         app_ports: int = 256,
+        load_limits: LoadLimits | None = None,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -71,6 +74,8 @@ class NodeConfig:
         self.fast_path = fast_path
         #: ports one application link may hold bound at once
         self.app_ports = app_ports
+        #: limits on code objects' size and shape and on compiling them (``LoadLimits``)
+        self.load_limits = load_limits or LoadLimits()
         self._check_holding_bounds()
 
     def _check_holding_bounds(self) -> None:

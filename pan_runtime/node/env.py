@@ -26,10 +26,10 @@ __all__ = ["Budget", "Origin", "Status", "Environment", "Usage"]
 class Budget:
     """One budget shape for every runtime; each enforces what it can count."""
 
-    time_ms: float = 50.0  # wall time per capsule
+    time_ms: float = 50.0  # wall time per capsule (restricted_py: CPU time of the call's thread)
     steps: int = 200_000  # interpreter steps (restricted_py)
     fuel: int = 50_000_000  # instructions (wasm fuel) where counted
-    memory_bytes: int = 16 << 20  # ceiling for a code object's memory (wasm linear memory, JVM per-call allocation)
+    memory_bytes: int = 16 << 20  # ceiling for a code object's memory (wasm linear memory, JVM and restricted_py per-call allocation)
     send_bytes: int = 4 << 20  # bytes a capsule may send or deliver
     segments: int = 256  # segments a capsule may allocate
 

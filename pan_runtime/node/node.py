@@ -41,6 +41,7 @@ from pan_runtime.node.services import Services
 from pan_runtime.node.softstate import SoftStateStore
 from pan_runtime.node.stats import NodeStats
 from pan_runtime.node.trust import CodeOrigin, TrustPolicy
+from pan_runtime.plugin.loadjob import LoadJob
 from pan_runtime.plugin.plugins import Plugins, default_plugins
 from pan_runtime.plugin.runtime import Runtime, as_fault
 
@@ -115,6 +116,9 @@ class Node:
         self.on_missing_code: Callable[[Capsule, Any], bool] | None = None
         #: called with system capsules (flag bit 0), e.g. the demand-loading protocol
         self.on_system_capsule: Callable[[Capsule, Any], None] | None = None
+        #: work finishing outside the node's thread (the demand loader's compiles): a driver
+        #: with nothing else to do calls each; it returns whether that work is still pending
+        self.background: list[Callable[[], bool]] = []
         self._next_hop = self.services.next_hop
         self._env_pool: list[Environment] = [Environment() for _ in range(self.config.batch)]
         self._handover_env = Environment()
@@ -179,6 +183,17 @@ class Node:
         if old < {s.public_key for s in code.signatures}:
             code.check_signatures()
             entry.code = code
+
+    def prepare(self, code: CodeObject, *, origin: CodeOrigin = CodeOrigin.NETWORK) -> LoadJob | None:
+        """Check ``code`` as ``install`` would and return the costly part of loading it (a
+        ``LoadJob`` to run off this thread, then ``adopt``), or None when installing is cheap."""
+        self._check_open()
+        return self.codes.prepare(code, origin)
+
+    def adopt(self, code: CodeObject, result: bytes) -> None:
+        """Hand ``code``'s runtime the result of the job ``prepare`` returned; ``install`` next."""
+        self._check_open()
+        self.codes.adopt(code, result)
 
     def install_from_disk(self) -> int:
         """Install every code object in the cache directory (dependencies first); returns the count."""

@@ -23,11 +23,19 @@ Calling convention for ``LoadedCode.accept``:
 Fault reasons: every runtime maps each way a run can stop to one ``FaultReason``
 (``pan_runtime.errors``), a ``str`` enum whose value is the drop reason the node counts:
 ``budget`` (time, steps or fuel used up), ``memory`` (memory ceiling or out of memory),
+``memory_budget`` (a call allocated more than its memory budget), ``memory_held`` (the code
+object holds more than its limit between calls),
 ``stack`` (stack exhausted), ``oob`` (an out-of-bounds access the engine caught), ``trap``
 (any other engine trap), ``code_error`` (the code raised), ``guard`` (a guard refused an
 operation), ``bad_verdict`` (not a verdict), ``no_export``, ``init`` (initialising again
 failed), ``link_refused`` (a reference the runtime will not link), ``host_error`` (the
 node's side of a PNI call raised) and ``runtime_error`` (the runtime itself raised).
+
+Loading in steps: the node first calls ``check`` (cheap: what the payload declares, against
+``load_limits``), then, for code from the network, ``prepare``; a ``LoadJob`` it returns runs
+in a child process under the compile limits and its result goes to ``adopt``; ``load`` then
+finds the work done. ``Node.install`` (code the embedding program gives) calls ``check`` and
+then ``load``, which does the rest itself (the deeper checks included) on the caller's thread.
 """
 
 from __future__ import annotations
@@ -38,12 +46,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pan_runtime.errors import FaultReason, RuntimeFault
+from pan_runtime.errors import CodeObjectError, FaultReason, RuntimeFault
+from pan_runtime.plugin.loadlimits import LoadLimits
 
 if TYPE_CHECKING:
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.node.env import Environment
     from pan_runtime.node.pni import PniServer
+    from pan_runtime.plugin.loadjob import LoadJob
 
 __all__ = ["Isolation", "Runtime", "LoadedCode"]
 
@@ -113,6 +123,8 @@ class Runtime(abc.ABC):
     isolation: ClassVar[Isolation]
     #: a short description of the payload a code object for this runtime carries
     payload: ClassVar[str] = ""
+    #: the node's limits on code objects and on compiling them (the node sets its own)
+    load_limits: LoadLimits = LoadLimits()
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         self.options: dict[str, Any] = dict(options or {})
@@ -132,8 +144,24 @@ class Runtime(abc.ABC):
         """Validate, compile and link ``code`` against ``deps`` (manifest order).
 
         Raise ``CodeObjectError`` naming what is wrong (a bad payload, an import that is
-        not in the PNI spec, an unresolved symbol, a refused class reference).
+        not in the PNI spec, an unresolved symbol, a refused class reference, a load limit).
         """
+
+    def check(self, code: CodeObject) -> None:
+        """Refuse ``code`` cheaply, before anything costly, when what its payload declares
+        (section and entry counts, sizes) exceeds ``load_limits``: ``CodeObjectError`` with a
+        ``FaultReason``. Runs on the node's thread, so it reads headers, never whole bodies.
+        (The node itself checks ``code_bytes``.)"""
+
+    def prepare(self, code: CodeObject, deps: Sequence[LoadedCode]) -> LoadJob | None:
+        """The costly part of loading ``code`` (compiling, checking every class) as a job the
+        node runs in a child process, or None when ``load`` is cheap (or the work is cached)."""
+        return None
+
+    def adopt(self, code: CodeObject, result: bytes) -> None:
+        """Take the result of ``prepare``'s job, so that the next ``load`` of ``code`` does
+        not redo that work; ``CodeObjectError`` if the result is unusable."""
+        raise CodeObjectError(f"runtime {self.name} prepares no jobs; nothing to adopt for {code.short_name}")
 
     def close(self) -> None:
         """Release engine-wide resources when the node closes."""

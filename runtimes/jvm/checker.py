@@ -4,15 +4,25 @@
 code object with a ``CodeObjectError`` naming the class and the offending reference
 before any byte reaches the JVM. It is a guard, not a proof: the gate class loader
 enforces the same class list again when the JVM links the code.
+
+The node's load limits bound the work before the checker runs: ``scan_jar`` reads the
+entry count from the zip's end record (on the node's thread, before anything else);
+``read_jar`` refuses more classes (``code_entries``) or a larger class (``code_bytes``)
+than allowed before inflating anything; ``check_classes`` counts the methods of the parsed
+classes against ``code_functions`` before checking them. ``check_job`` is the whole check
+as a job for the node's compiler process (code from the network).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import struct
 import zipfile
 import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pan_jvm import allowlist
 from pan_jvm.classfile import (
@@ -32,8 +42,20 @@ from pan_jvm.classfile import (
 )
 from pan_jvm.handlers import absorbs_stop
 from pan_runtime.errors import CodeObjectError, FaultReason
+from pan_runtime.plugin.loadlimits import LoadLimits
 
-__all__ = ["MAX_CLASSES", "MAX_JAR_BYTES", "CheckedJar", "read_jar", "check_classes", "check_jar"]
+__all__ = [
+    "MAX_CLASSES",
+    "MAX_JAR_BYTES",
+    "CheckedJar",
+    "scan_jar",
+    "class_bytes",
+    "read_jar",
+    "check_classes",
+    "check_jar",
+    "check_job",
+    "verdict",
+]
 
 MAX_CLASSES = 4096
 MAX_JAR_BYTES = 16 << 20
@@ -51,8 +73,44 @@ class CheckedJar:
         return {name.replace("/", "."): data for name, data in self.classes.items()}
 
 
-def read_jar(payload: bytes) -> dict[str, bytes]:
-    """The ``.class`` entries of a jar, by internal class name; other entries are ignored."""
+#: the zip end-of-central-directory record: signature, disk numbers, entry counts, sizes
+_EOCD = struct.Struct("<IHHHHIIH")
+_EOCD_SIG = 0x06054B50
+
+
+def scan_jar(payload: bytes, limits: LoadLimits, who: str = "jar") -> None:
+    """Refuse a jar whose zip directory lists more entries than ``code_entries``, reading only
+    its end record (the directory itself is not parsed)."""
+    data = bytes(payload)
+    at = data.rfind(struct.pack("<I", _EOCD_SIG), max(0, len(data) - _EOCD.size - 0xFFFF))
+    if at < 0 or at + _EOCD.size > len(data):
+        return  # not a zip: read_jar says so
+    entries = _EOCD.unpack_from(data, at)[4]
+    if entries == 0xFFFF:
+        raise CodeObjectError(
+            f"{who}: a zip64 directory (65535 entries or more); code object jars must be smaller",
+            FaultReason.TOO_MANY_ENTRIES,
+        )
+    limits.require(f"{who} entries", entries, "code_entries", FaultReason.TOO_MANY_ENTRIES)
+
+
+def class_bytes(payload: bytes, max_entries: int) -> int | None:
+    """The inflated size the jar's directory declares for its classes (what checking them
+    costs), or None when it lists more than ``max_entries`` entries or is not a zip."""
+    data = bytes(payload)
+    at = data.rfind(struct.pack("<I", _EOCD_SIG), max(0, len(data) - _EOCD.size - 0xFFFF))
+    if at < 0 or at + _EOCD.size > len(data) or _EOCD.unpack_from(data, at)[4] > max_entries:
+        return None
+    try:
+        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return None
+    return sum(i.file_size for i in infos if i.filename.endswith(".class"))
+
+
+def read_jar(payload: bytes, limits: LoadLimits | None = None) -> dict[str, bytes]:
+    """The ``.class`` entries of a jar, by internal class name; other entries are ignored.
+    With ``limits``: at most ``code_entries`` classes, each at most ``code_bytes`` inflated."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(payload))
         infos = zf.infolist()
@@ -65,6 +123,9 @@ def read_jar(payload: bytes) -> dict[str, bytes]:
             continue
         if len(out) >= MAX_CLASSES:
             raise CodeObjectError(f"jar holds more than {MAX_CLASSES} classes")
+        if limits is not None:
+            limits.require("jar classes", len(out) + 1, "code_entries", FaultReason.TOO_MANY_ENTRIES)
+            limits.require(f"jar entry {info.filename} bytes", info.file_size, "code_bytes", FaultReason.CODE_TOO_BIG)
         total += info.file_size
         if total > MAX_JAR_BYTES:
             raise CodeObjectError(
@@ -236,21 +297,45 @@ class _Checker:
             self.handlers(cls, m, f"method {m.name}{m.descriptor}")
 
 
-def check_classes(classes: Mapping[str, bytes], visible: Collection[str] = ()) -> dict[str, ClassFile]:
-    """Parse and check ``classes`` (internal name -> bytes); ``visible`` are dependency classes."""
+def check_classes(
+    classes: Mapping[str, bytes], visible: Collection[str] = (), limits: LoadLimits | None = None
+) -> dict[str, ClassFile]:
+    """Parse and check ``classes`` (internal name -> bytes); ``visible`` are dependency classes.
+    With ``limits``: at most ``code_functions`` methods in all, counted before the check."""
     parsed: dict[str, ClassFile] = {}
+    methods = 0
     for name, data in classes.items():
         cf = parse_class(data, f"jar entry {name}.class")
         if cf.name != name:
             raise CodeObjectError(f"jar entry {name}.class defines class {cf.name}; the names must match")
         parsed[name] = cf
+        methods += len(cf.methods)
+        if limits is not None:
+            limits.require(f"jar methods (at {name})", methods, "code_functions", FaultReason.TOO_MANY_FUNCTIONS)
     checker = _Checker(parsed, visible)
     for cf in parsed.values():
         checker.check(cf)
     return parsed
 
 
-def check_jar(payload: bytes, visible: Collection[str] = ()) -> CheckedJar:
+def check_jar(payload: bytes, visible: Collection[str] = (), limits: LoadLimits | None = None) -> CheckedJar:
     """Read, parse and check a code object's jar; raise ``CodeObjectError`` on the first problem."""
-    classes = read_jar(payload)
-    return CheckedJar(classes, check_classes(classes, visible))
+    if limits is not None:
+        scan_jar(payload, limits)
+    classes = read_jar(payload, limits)
+    return CheckedJar(classes, check_classes(classes, visible, limits))
+
+
+def verdict(payload: bytes, visible: Collection[str]) -> bytes:
+    """What ``check_job`` answers for a jar that passed with ``visible`` dependency classes."""
+    h = hashlib.sha256(b"pan-jvm-checked\0")
+    h.update(hashlib.sha256(payload).digest())
+    h.update("\0".join(sorted(visible)).encode())
+    return h.digest()
+
+
+def check_job(payload: bytes, settings: Mapping[str, Any]) -> bytes:
+    """The compiler process's job: the whole check under the node's limits; the verdict."""
+    visible = list(settings["visible"])
+    check_jar(payload, visible, LoadLimits(**settings["limits"]))
+    return verdict(payload, visible)

@@ -41,6 +41,14 @@ class NativeRuntime(Runtime):
             return "no C compiler (cc or $CC) to build the native support object"
         return None
 
+    def check(self, code: CodeObject) -> None:
+        """Sections, symbols, relocations and undefined symbols against the node's load limits
+        (read from the headers; parsing and linking, bounded by them, run in ``load``: the
+        object is mapped into this process, so there is no linking it elsewhere)."""
+        from pan_native.shape import scan
+
+        scan(code.payload, self.load_limits, f"{code.short_name}: native object")
+
     def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> LoadedCode:
         reason = self.available()
         if reason is not None:
@@ -49,6 +57,7 @@ class NativeRuntime(Runtime):
             raise CodeObjectError(f"{code.short_name} is for runtime {code.manifest.runtime!r}, not 'native'")
         from pan_native.code import NativeCode
 
+        self.check(code)
         try:
             return NativeCode(code, host, deps)
         except CodeObjectError as exc:

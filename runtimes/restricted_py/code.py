@@ -1,19 +1,25 @@
 """The restricted_py runtime's loaded code: one module body run once per load into private
 globals, its entry points called under the step meter with the code's ``pni`` view.
 
-Every way a run stops (the meter, a guard, the code's own exception) becomes a
+Every call runs inside the code object's memory and time account (``account.py``): what the
+call allocates is charged to it, an allocation over the call's memory budget fails, and a
+call that left the code object holding more than its held limit is a fault that resets it.
+
+Every way a run stops (the meter, a guard, the account, the code's own exception) becomes a
 ``RuntimeFault`` with its ``FaultReason``; see ``runtime.py`` for the code object format.
 """
 
 from __future__ import annotations
 
+import gc
 import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pan_restricted_py import account as accounts
 from pan_restricted_py.guards import make_builtins, make_guards
 from pan_restricted_py.limits import Limits
-from pan_restricted_py.meter import Halt, Meter
+from pan_restricted_py.meter import HELD, MEMORY, TIME, Halt, Meter
 from pan_runtime import pni_api, pni_hot, protocol_headers
 from pan_runtime.errors import BudgetExceeded, CodeObjectError, FaultReason, RuntimeFault
 from pan_runtime.node.env import Budget
@@ -94,6 +100,8 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         self._compiled = compiled
         self._deps = tuple(deps)
         self._limits = limits
+        #: what the code's calls may allocate and the code may hold; kept across resets
+        self._account = accounts.new_account(limits.max_call_memory_bytes, limits.held_memory_bytes, 0)
         self._instantiate()
 
     # -- set-up ------------------------------------------------------------------------
@@ -106,7 +114,11 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         self._g = g
         self._meter = meter
         self._budget: Any = None
+        acct = self._account
+        meter.check = acct.check
+        acct.bind(g, self._compiled.filename)
         code_globals(meter, limits, code.short_name)
+        g["_pace_"] = acct.check
         self._pni = _pni_view(pni_api.HostPNI(self.host))
         # the PNI of runs from the node's UDP fast path, which have no environment
         self._lean = pni_hot.BodyHost(self.host)
@@ -115,13 +127,19 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         g["deps"] = tuple(_dep_view(d) for d in self._deps)
         self._configure(_DEFAULT_BUDGET)
         meter.arm()
+        acct.enter()
         try:
             exec(self._compiled.code, g)
         except BaseException as exc:
-            fault = self._fault(exc)
+            fault = self._fault(exc, acct.leave())
             if fault is exc:  # a real interrupt, not the code's fault
                 raise
             raise CodeObjectError(f"{code.short_name}: module body failed: {fault}") from None
+        flags = acct.leave()
+        if flags:
+            fault = self._over(flags)
+            if fault is not None:
+                raise CodeObjectError(f"{code.short_name}: module body failed: {fault}")
         entry = code.manifest.entry
         self._accept = self._function(entry.get("accept", "accept"), required=True)
         self._init = self._function(entry["init"], required=True) if "init" in entry else None
@@ -142,12 +160,50 @@ class RestrictedPyCode(LoadedCode, FastEntry):
 
     def _configure(self, budget: Any) -> None:
         self._budget = budget
-        self._meter.configure(budget.steps, budget.time_ms)
+        limits = self._limits
+        call_bytes = min(int(budget.memory_bytes), limits.max_call_memory_bytes)
+        time_ms = budget.time_ms
+        self._meter.configure(budget.steps, time_ms, call_bytes)
+        time_ns = int(time_ms * 1e6) if time_ms and time_ms > 0 else 0
+        self._account.configure(call_bytes, limits.held_memory_bytes, time_ns)
 
     # -- faults ------------------------------------------------------------------------
-    def _fault(self, exc: BaseException) -> BaseException:
+    def _over(self, flags: int) -> RuntimeFault | None:
+        """The fault a call has earned by its account's FLAGS, if any (memory, then time,
+        then what the code holds; an over-held code object is reset in any case)."""
+        name = self.code.short_name
+        held = self._held() if flags & HELD else None
+        if flags & MEMORY:
+            return BudgetExceeded(
+                f"{name}: memory budget of {self._meter.memory} bytes per call spent", FaultReason.MEMORY_BUDGET
+            )
+        if flags & TIME:
+            return BudgetExceeded(f"{name}: time budget of {self._meter.time_ns / 1e6:g} ms spent")
+        return held
+
+    def _held(self) -> RuntimeFault | None:
+        """The code object holds more than its limit after a call: unless collecting
+        reference cycles brings it back under, it needs a reset (its globals go)."""
+        acct, limit = self._account, self._limits.held_memory_bytes
+        gc.collect()
+        if acct.held <= limit:
+            return None
+        self.needs_reset = True
+        return BudgetExceeded(
+            f"{self.code.short_name}: holds {acct.held} bytes between calls, more than its limit of {limit}",
+            FaultReason.MEMORY_HELD,
+        )
+
+    def _fault(self, exc: BaseException, flags: int = 0) -> BaseException:
         meter = self._meter
         where = self._line_of(exc)
+        _drop_frames(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        if flags:
+            over = self._over(flags)
+            if over is not None:
+                return BudgetExceeded(f"{over}{where}", over.reason)
         if meter.halted:
             if meter.reason == "budget":
                 return BudgetExceeded(f"{self.code.short_name}: {meter.detail}{where}")
@@ -188,7 +244,8 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         An ``accept`` that neither loops nor calls cannot spend steps: it runs unmetered.
         """
         g, meter, fn, pni = self._g, self._meter, self._accept, self._pni
-        fault, configure, name = self._fault, self._configure, self.code.short_name
+        fault, over, configure, name = self._fault, self._over, self._configure, self.code.short_name
+        enter, leave = self._account.enter, self._account.leave
         budget = self._budget
         chunk0, extra0, steps = meter.chunk0, meter.extra0, meter.steps
         metered = "_left_" in fn.__code__.co_names
@@ -203,23 +260,39 @@ class RestrictedPyCode(LoadedCode, FastEntry):
                 budget, chunk0, extra0, steps = env.budget, meter.chunk0, meter.extra0, meter.steps
             g["_left_"] = chunk0
             meter.extra = extra0
+            enter()
             try:
                 r = fn(pni, 1, env.length)
             except BaseException as exc:
-                raise fault(exc) from None
+                raise fault(exc, leave()) from None
+            flags = leave()
             env.usage.steps = steps - meter.extra - g["_left_"]
+            if flags:
+                f = over(flags)
+                if f is not None:
+                    raise f
             if r.__class__ is not int:
                 raise not_int(r)
             return r
 
         def accept_unmetered(env: Environment) -> int:
+            nonlocal budget
+            if env.budget is not budget:
+                configure(env.budget)
+                budget = env.budget
+            enter()
             try:
                 r = fn(pni, 1, env.length)
             except BaseException as exc:
-                f = fault(exc)
+                f = fault(exc, leave())
                 meter.arm()  # a guard halt must not outlive its call
                 raise f from None
+            flags = leave()
             env.usage.steps = 0
+            if flags:
+                f = over(flags)
+                if f is not None:
+                    raise f
             if r.__class__ is not int:
                 raise not_int(r)
             return r
@@ -234,7 +307,8 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         with the PNI answered by a generated ``pni_hot.BodyHost`` (no environment unless the
         code needs one)."""
         g, meter, fn, pni, lean = self._g, self._meter, self._accept, self._lean_pni, self._lean
-        fault, name = self._fault, self.code.short_name
+        fault, over, name = self._fault, self._over, self.code.short_name
+        enter, leave = self._account.enter, self._account.leave
         node_budget = getattr(getattr(getattr(self.host, "node", None), "config", None), "budget", None)
         if node_budget is None:
             return
@@ -250,14 +324,22 @@ class RestrictedPyCode(LoadedCode, FastEntry):
             meter.extra = extra0
             lean.body = body
             lean.prev_hop = prev_hop
+            enter()
             try:
                 r = fn(pni, 1, len(body))
             except BaseException as exc:
                 lean.body = None
-                raise fault(exc) from None
+                f = fault(exc, leave())
+                meter.arm()  # a guard halt must not outlive its call
+                raise f from None
+            flags = leave()
             lean.body = None
             if metered:
                 self.fast_steps += steps - meter.extra - g["_left_"]
+            if flags:
+                f = over(flags)
+                if f is not None:
+                    raise f
             if r.__class__ is not int:
                 raise RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", FaultReason.BAD_VERDICT)
             return r
@@ -274,7 +356,7 @@ class RestrictedPyCode(LoadedCode, FastEntry):
 
     def _run(self, fn: Any, *args: Any) -> Any:
         """Run an entry other than accept with a full budget; re-entrant calls keep the caller's."""
-        g, meter = self._g, self._meter
+        g, meter, acct = self._g, self._meter, self._account
         nested = self._active > 0
         if nested:
             saved = (g["_left_"], meter.extra)
@@ -283,9 +365,17 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         meter.arm()
         self._active += 1
         try:
-            return fn(self._pni, *args)
-        except BaseException as exc:
-            raise self._fault(exc) from None
+            acct.enter()
+            try:
+                r = fn(self._pni, *args)
+            except BaseException as exc:
+                raise self._fault(exc, acct.leave()) from None
+            flags = acct.leave()
+            if flags:
+                f = self._over(flags)
+                if f is not None:
+                    raise f
+            return r
         finally:
             self._active -= 1
             if nested:
@@ -320,13 +410,28 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         return self._meter.used()
 
     def reset(self) -> None:
-        """Re-run the module body into a fresh globals dict (the compiled code is reused)."""
+        """Re-run the module body into a fresh globals dict (the compiled code is reused).
+        The old globals are cleared first: what they held is freed now, not at a later
+        collection, and does not count against the new module body's memory."""
+        self._g.clear()
         self._instantiate()
         self.needs_reset = False
 
     def unload(self) -> None:
         self._g.clear()
         self._exports = {}
+        self._account.bind(None, None)
 
 
 _RUNTIME_CODES = (RestrictedPyCode._run.__code__, RestrictedPyCode._instantiate.__code__)
+
+
+def _drop_frames(exc: BaseException) -> None:
+    """Let go of the frames (and so the locals) a failed call left on its exceptions'
+    tracebacks: the fault raised instead keeps none of the call's memory alive."""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 16:
+        e.__traceback__ = None
+        e = e.__context__ or e.__cause__
+        seen += 1

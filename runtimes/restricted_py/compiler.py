@@ -34,7 +34,7 @@ __all__ = ["CompiledSource", "compile_source", "GUARD_NAMES"]
 #: globals the instrumented code calls that never run code of the code object itself
 GUARD_NAMES = frozenset(
     {"_getattr_", "_getitem_", "_write_", "_getiter_", "_mul_", "_pow_", "_lshift_", "_add_",
-     "_mod_", "_fmt_", "_fstr_", "_inplacevar_", "_stop_"}
+     "_mod_", "_fmt_", "_fstr_", "_inplacevar_", "_stop_", "_pace_"}
 )
 _SAFE_INPLACE = {"-=": ast.Sub(), "/=": ast.Div(), "//=": ast.FloorDiv(), ">>=": ast.RShift(),
                  "&=": ast.BitAnd(), "|=": ast.BitOr(), "^=": ast.BitXor()}
@@ -173,6 +173,7 @@ class Instrumenter(ast.NodeTransformer):
         for stmt in node.body:
             r = self.visit(stmt)
             body.extend(r if isinstance(r, list) else [r])
+        _pace(body)
         scope = self.scopes.pop()
         if scope.calls:
             # a step at every entry of a function that can call: recursion spends steps, and
@@ -185,6 +186,11 @@ class Instrumenter(ast.NodeTransformer):
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         return super().generic_visit(node)
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        self.generic_visit(node)
+        _pace(node.body)
+        return node
 
     # -- ticks -------------------------------------------------------------------------
     def _loop(self, node: ast.For | ast.While) -> ast.AST:
@@ -295,6 +301,58 @@ class Instrumenter(ast.NodeTransformer):
             if isinstance(v, ast.FormattedValue):
                 v.value = _call("_fmt_", self.visit(v.value))
         return ast.copy_location(_call("_fstr_", node), node)
+
+
+#: straight-line code gets ``if _pace_(): _stop_()`` before the statement that brings the
+#: operations since the last one to this many. ``_pace_`` is the account's ``check`` (true
+#: once the call is over its time or memory budget); being a call, it is also where the
+#: interpreter lets the account's ticker take the GIL (3.11 only switches at calls and
+#: backward jumps), so a long run of statements cannot outlast the time budget by much
+_PACE = 64
+#: a single statement with more operations than this is refused (no tick fits inside one)
+_MAX_STATEMENT_OPS = 16 * _PACE
+_OPS = (ast.Compare, ast.BinOp, ast.BoolOp, ast.UnaryOp, ast.Call, ast.Subscript, ast.Attribute)
+_BLOCKS = ("body", "orelse", "finalbody")
+
+
+def _ops(node: ast.AST) -> int:
+    """Operations in NODE, its nested statement lists included."""
+    return sum(isinstance(n, _OPS) for n in ast.walk(node))
+
+
+def _pace_stmt() -> ast.stmt:
+    return ast.If(_call("_pace_"), [ast.Expr(_call("_stop_"))], [])
+
+
+def _pace(stmts: list[ast.stmt]) -> bool:
+    """Insert pace checks into STMTS (and their nested statement lists, not nested functions)
+    so that no more than ``_PACE`` operations run between two; True if any was inserted."""
+    inserted = False
+    since = 0
+    i = 0
+    while i < len(stmts):
+        stmt = stmts[i]
+        if isinstance(stmt, ast.FunctionDef):
+            i += 1
+            continue
+        blocks = [getattr(stmt, b) for b in _BLOCKS if isinstance(getattr(stmt, b, None), list)]
+        blocks += [h.body for h in getattr(stmt, "handlers", [])]
+        for block in blocks:
+            inserted |= _pace(block)
+        n = _ops(stmt) if not blocks else sum(_ops(v) for f, v in ast.iter_fields(stmt) if f not in (*_BLOCKS, "handlers")
+                                              for v in (v if isinstance(v, list) else [v]) if isinstance(v, ast.AST))
+        if not blocks and n > _MAX_STATEMENT_OPS:
+            raise CodeObjectError(
+                f"{_where(stmt)}: a statement of {n} operations, more than {_MAX_STATEMENT_OPS}; split it"
+            )
+        if since + n > _PACE and since:
+            stmts.insert(i, ast.copy_location(_pace_stmt(), stmt))
+            inserted = True
+            i += 1
+            since = 0
+        since += n
+        i += 1
+    return inserted
 
 
 def compile_source(source: str | bytes, filename: str = "<restricted_py>", limits: Limits = DEFAULT_LIMITS) -> CompiledSource:

@@ -136,9 +136,7 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
             return replace
         if name == "sort":
             def sort(*args: Any, **kw: Any) -> None:
-                n = len(ob)
-                if n > _BULK_FREE:
-                    charge(n >> _BULK_SHIFT)
+                check_compare(ob, "list.sort()")
                 return method(*args, **kw)
             return sort
         if name == "to_bytes":
@@ -317,6 +315,42 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
         call.__name__ = fn.__name__
         return call
 
+    def check_compare(items: Any, what: str) -> None:
+        """Refuse ordering ITEMS when that could take long in one step: more than
+        ``max_items`` of them, or containers whose items (all the way down, shared ones
+        counted each time) add up to more than ``max_items``, since every comparison of
+        two containers walks them. Charge one step per 64 items."""
+        if type(items) not in _BULK:
+            return
+        n = len(items)
+        if n > max_items:
+            violation(f"{what} of {n} items, more than the limit of {max_items}")
+        if n > _BULK_FREE:
+            charge(n >> _BULK_SHIFT)
+        if n > 1 and not _CONTAINERS.isdisjoint(map(type, items.values() if type(items) is dict else items)):
+            count = 0
+            stack = list(items)
+            while stack:
+                v = stack.pop()
+                if type(v) in _CONTAINERS:
+                    count += len(v)
+                    if count > max_items:
+                        violation(f"{what} of containers holding more than {max_items} items in all")
+                    stack.extend(v.values() if type(v) is dict else v)
+
+    def compared(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """FN (sorted, min, max) refused on what ``check_compare`` refuses."""
+        what = f"{fn.__name__}()"
+
+        def call(*args: Any, **kw: Any) -> Any:
+            if len(args) == 1:
+                check_compare(args[0], what)
+            elif len(args) > 1:
+                check_compare(args, what)
+            return fn(*args, **kw)
+        call.__name__ = fn.__name__
+        return call
+
     def guarded_str(*args: Any, **kw: Any) -> str:
         if args:
             _fmt_(args[0])
@@ -327,6 +361,7 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
         return repr(x)
 
     bulk_fns = {name: bulk(getattr(_py, name)) for name in _BULK_BUILTINS}
+    bulk_fns.update({name: compared(getattr(_py, name)) for name in _COMPARING_BUILTINS})
     real_types = {guarded_range: range, guarded_str: str}
     for name in _BULK_BUILTINS:
         if isinstance(getattr(_py, name), type):
@@ -373,6 +408,8 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
     return guards
 
 
+#: builtins that compare items: refused on too many, or on containers too big to compare in one step
+_COMPARING_BUILTINS = ("sorted", "min", "max")
 _BULK_BUILTINS = ("sorted", "min", "max", "list", "tuple", "set", "frozenset", "dict", "any", "all")
 _METHOD_TYPES = frozenset({str, bytes, bytearray, list, int})
 _SPECIAL_INPLACE = {"**=": "_pow_", "<<=": "_lshift_", "%=": "_mod_"}

@@ -4,9 +4,11 @@ Instrumented code keeps one global in its module dict: ``_left_``, the steps lef
 current chunk. Every loop iteration and every entry into a function that can call
 decrements it inline; when it goes negative the code calls ``_stop_`` (``Meter.stop``),
 which either draws the next chunk of steps or halts the call. Once per chunk the meter also
-checks the wall-clock budget and counts the code's frames on the stack: recursion spends a
-step per level, so code never nests more than ``chunk`` frames past ``max_depth``, and no
-per-call depth bookkeeping is needed.
+asks the call's account (``account.py``) whether the call used up its time budget (CPU
+time) or had an allocation refused, and counts the code's frames on the stack: recursion
+spends a step per level, so code never nests more than ``chunk`` frames past ``max_depth``,
+and no per-call depth bookkeeping is needed. A call that uses up its time in the middle of
+a chunk has its ``_left_`` set to -1 by the account's ticker, so the next step comes here.
 
 A halt raises ``Halt``, a ``BaseException`` subclass that code cannot name, and leaves
 ``_left_`` hugely negative. Every ``except`` handler and ``finally`` block of the code starts
@@ -18,12 +20,17 @@ every later tick: once halted, the call stays halted.
 from __future__ import annotations
 
 import sys
-import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
-__all__ = ["Halt", "Meter"]
+__all__ = ["Halt", "Late", "Meter", "MEMORY", "TIME", "HELD"]
 
 _HALTED_LEFT = -(1 << 62)
+#: flags of a call's account (``_account.c``): an allocation refused, the time budget used
+#: up, the code object holding more than its limit after the call
+MEMORY = 1
+TIME = 2
+HELD = 4
 
 
 class Halt(BaseException):
@@ -33,6 +40,17 @@ class Halt(BaseException):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+
+class Late(Halt):
+    """Raised by the account's ticker in late code that runs no step (straight-line code)."""
+
+    def __init__(self) -> None:
+        super().__init__("budget", "time budget spent")
+
+
+def _no_account() -> int:
+    return 0
 
 
 class Meter:
@@ -46,7 +64,8 @@ class Meter:
         "extra0",
         "extra",
         "time_ns",
-        "t0",
+        "memory",
+        "check",
         "max_depth",
         "reason",
         "detail",
@@ -65,13 +84,17 @@ class Meter:
         self.budget: Any = None
         self.reason = ""
         self.detail = ""
-        self.t0 = 0
+        #: the call's account flags so far (``Account.check``)
+        self.check: Callable[[], int] = _no_account
+        self.memory = 0
         g["_left_"] = 0
         g["_stop_"] = self.stop
         self.configure(200_000, 50.0)
 
-    def configure(self, steps: int, time_ms: float | None) -> None:
-        """Set the per-call step budget and wall-clock budget (None or <= 0: no time limit)."""
+    def configure(self, steps: int, time_ms: float | None, memory: int = 0) -> None:
+        """Set the per-call step budget and time budget (None or <= 0: no time limit) and the
+        per-call memory limit; the last two are for messages, the account enforces them."""
+        self.memory = memory
         steps = max(int(steps), 1)
         self.steps = steps
         self.chunk0 = min(steps, self.chunk)
@@ -102,20 +125,24 @@ class Meter:
             raise Halt(self.reason, self.detail)
         if self.depth() > self.max_depth:
             self.halt("guard", f"recursion deeper than {self.max_depth} calls")
+        flags = self.check()
+        if flags:
+            self.over(flags)
         left = g["_left_"]
         if left >= 0:
             return True
         if extra == 0:
             self.halt("budget", f"step budget of {self.steps} steps spent")
-        now = time.perf_counter_ns()
-        if extra == self.extra0:
-            self.t0 = now
-        elif self.time_ns and now - self.t0 > self.time_ns:
-            self.halt("budget", f"time budget of {self.time_ns / 1e6:g} ms spent")
         n = extra if extra < self.chunk else self.chunk
         self.extra = extra - n
         g["_left_"] = left + n
         return True
+
+    def over(self, flags: int) -> NoReturn:
+        """Halt for what the account reported: a refused allocation or the time used up."""
+        if flags & MEMORY:
+            self.halt("memory", f"memory budget of {self.memory} bytes per call spent")
+        self.halt("budget", f"time budget of {self.time_ns / 1e6:g} ms spent")
 
     def charge(self, n: int) -> None:
         """Spend N steps at once (bulk work in a builtin), halting if the budget runs out."""

@@ -10,6 +10,12 @@ Dependencies are reached through the PNI's ``dep_call``, which the host implemen
 modules are never linked to one another, so each keeps its own store, memory ceiling,
 budget and fault domain, and a wasm code object may depend on code from any runtime.
 
+Loading is bounded by the node's load limits (``pan_runtime.plugin.loadlimits``): ``check``
+reads what the sections declare (``shape.scan``); compiling first walks every function body
+for locals and nesting (``shape.check_bodies``). For code from the network, ``prepare``
+hands that and the compile to the node's compiler process (``compile.compile_module``), and
+``adopt`` takes the serialized module it returns.
+
 Options (``WasmRuntime(options)``), all optional:
 
 ``cache_dir``           directory for compiled artifacts (none: compile once per process)
@@ -23,6 +29,7 @@ Options (``WasmRuntime(options)``), all optional:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,9 +38,11 @@ from pan_runtime.errors import (
     ClosedError,
     CodeObjectError,
     ConfigError,
+    FaultReason,
     RuntimeFault,
     RuntimeUnavailable,
 )
+from pan_runtime.plugin.loadjob import LoadJob
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 from pan_runtime.pni_api import CALLS, PNI_VERSION, WASM_MODULE
 
@@ -89,6 +98,7 @@ class WasmRuntime(Runtime):
         import wasmtime
 
         from pan_wasm.cache import ModuleCache, fingerprint
+        from pan_wasm.compile import engine_settings, make_config
         from pan_wasm.limits import MODES, EpochTicker
 
         unknown = set(self.options) - set(DEFAULT_OPTIONS)
@@ -111,17 +121,11 @@ class WasmRuntime(Runtime):
         self.max_memory_bytes: int = opts["max_memory_bytes"]
         self.max_table_elements: int = opts["max_table_elements"]
 
-        cfg = wasmtime.Config()
-        cfg.epoch_interruption = self.mode == "epoch"
-        cfg.consume_fuel = self.mode == "fuel"
-        cfg.max_wasm_stack = opts["max_wasm_stack"]
-        cfg.memory_may_move = False  # fastcall.LinearMemory caches the base address
-        cfg.wasm_threads = False
-        cfg.cranelift_opt_level = "speed"
-        self.engine = wasmtime.Engine(cfg)
+        #: what shapes generated code; the compiler process builds its engine from it too
+        self.codegen = engine_settings(self.mode, opts["max_wasm_stack"])
+        self.engine = wasmtime.Engine(make_config(self.codegen))
         self.wasmtime_version = importlib.metadata.version("wasmtime")
-        codegen = {"mode": self.mode, "stack": opts["max_wasm_stack"], "opt": "speed", "may_move": False}
-        self.cache = ModuleCache(self.engine, opts["cache_dir"], fingerprint(self.wasmtime_version, codegen))
+        self.cache = ModuleCache(self.engine, opts["cache_dir"], fingerprint(self.wasmtime_version, self.codegen))
         self._ticker = EpochTicker(self.engine, self.tick_ms) if self.mode == "epoch" else None
         self._closed = False
 
@@ -131,23 +135,41 @@ class WasmRuntime(Runtime):
         return self._ticker
 
     # -- loading -----------------------------------------------------------------------
+    def check(self, code: CodeObject) -> None:
+        """Size, magic and what the sections declare, against the node's load limits."""
+        from pan_wasm.shape import scan
+
+        self._check_header(code)
+        scan(code.payload, self.load_limits, code.short_name)
+
+    def prepare(self, code: CodeObject, deps: Sequence[LoadedCode]) -> LoadJob | None:
+        """Compiling, as a job for the node's compiler process; None when a module is cached."""
+        if self._closed:
+            raise ClosedError("wasm runtime is closed")
+        self._check_header(code)
+        if self.cache.lookup(code) is not None:
+            return None
+        return LoadJob(
+            "pan_wasm.compile:compile_module",
+            code.payload,
+            {"engine": self.codegen, "limits": dataclasses.asdict(self.load_limits), "who": code.short_name},
+        )
+
+    def adopt(self, code: CodeObject, result: bytes) -> None:
+        """Take the artifact the compiler process made (and keep it on disk with the others)."""
+        self.cache.adopt(code, result)
+
     def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> WasmCode:
         if self._closed:
             raise ClosedError("wasm runtime is closed")
-        name = code.short_name
-        if code.runtime != self.name:
-            raise CodeObjectError(f"{name}: code object is for runtime {code.runtime!r}, not 'wasm'")
-        payload = code.payload
-        if len(payload) > self.max_module_bytes:
-            raise CodeObjectError(
-                f"{name}: module is {len(payload)} bytes, more than max_module_bytes={self.max_module_bytes}"
-            )
-        if payload[:8] != WASM_MAGIC:
-            what = "truncated" if len(payload) < 8 else f"bad magic {payload[:8]!r}"
-            raise CodeObjectError(f"{name}: payload is not a WebAssembly 1.0 module ({what})")
+        self._check_header(code)
         module = self.cache.get(code, lambda: self._compile(code))
-        calls = self._check_imports(code, module)
-        self._check_exports(code, module)
+        try:
+            calls = self._check_imports(code, module)
+            self._check_exports(code, module)
+        except CodeObjectError:
+            self.cache.forget(code)  # a refused module must not stay in memory
+            raise
         if self._ticker is not None:
             self._ticker.start()
         from pan_wasm.code import WasmCode
@@ -155,17 +177,31 @@ class WasmRuntime(Runtime):
         try:
             return WasmCode(self, code, module, calls, host, deps)
         except RuntimeFault as exc:
-            raise CodeObjectError(f"{name}: cannot instantiate: {exc}") from None
+            self.cache.forget(code)
+            raise CodeObjectError(f"{code.short_name}: cannot instantiate: {exc}") from None
+
+    def _check_header(self, code: CodeObject) -> None:
+        name = code.short_name
+        if code.runtime != self.name:
+            raise CodeObjectError(f"{name}: code object is for runtime {code.runtime!r}, not 'wasm'")
+        payload = code.payload
+        if len(payload) > self.max_module_bytes:
+            raise CodeObjectError(
+                f"{name}: module is {len(payload)} bytes, more than max_module_bytes={self.max_module_bytes}",
+                FaultReason.CODE_TOO_BIG,
+            )
+        if payload[:8] != WASM_MAGIC:
+            what = "truncated" if len(payload) < 8 else f"bad magic {payload[:8]!r}"
+            raise CodeObjectError(f"{name}: payload is not a WebAssembly 1.0 module ({what})")
 
     def _compile(self, code: CodeObject) -> wasmtime.Module:
-        import wasmtime
+        """Compile on this thread (``Node.install``), after the same checks the compiler process makes."""
+        from pan_wasm.compile import compile_bytes
+        from pan_wasm.shape import check_bodies, scan
 
-        try:
-            return wasmtime.Module(self.engine, code.payload)
-        except wasmtime.WasmtimeError as exc:
-            first = str(exc).strip().splitlines()
-            detail = " / ".join(line.strip() for line in first[:3])
-            raise CodeObjectError(f"{code.short_name}: not a valid WebAssembly module: {detail}") from None
+        shape = scan(code.payload, self.load_limits, code.short_name)
+        check_bodies(code.payload, shape, self.load_limits, code.short_name)
+        return compile_bytes(self.engine, code.payload, code.short_name)
 
     def _check_imports(self, code: CodeObject, module: wasmtime.Module) -> list[str]:
         import wasmtime
@@ -190,7 +226,8 @@ class WasmRuntime(Runtime):
             got = (tuple(str(t) for t in ty.params), tuple(str(t) for t in ty.results))
             if got != (params, results):
                 raise CodeObjectError(f"{where} has type {got}, the PNI says {(params, results)}")
-            calls.append(call)
+            if call not in calls:  # a call imported twice is linked once
+                calls.append(call)
         return calls
 
     def _check_exports(self, code: CodeObject, module: wasmtime.Module) -> None:

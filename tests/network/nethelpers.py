@@ -1,4 +1,5 @@
-"""Helpers for the network tests: short socket paths, free ports, configs, node processes."""
+"""Helpers for the network tests: short socket paths, free ports, configs, node processes, and a
+plain UDP socket playing a neighbour that speaks the demand-loading system protocol."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -15,8 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.capsule import Capsule
+from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.net.config import parse_config
 from pan_runtime.net.daemon import NodeDaemon
+from pan_runtime.net.demand import REQ_FIELDS, REQUEST, SYS_HEADER, encode_chunk
 from pan_runtime.net.lifetime import child_env
 
 
@@ -192,3 +198,52 @@ class LineBed:
             return self.procs.stop()
         finally:
             remove_tree(self.dir)
+
+
+class FakePeer:
+    """A UDP socket on 127.0.0.1 that the nodes know as a neighbour."""
+
+    def __init__(self, port: int):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.setblocking(False)
+        self.address = NodeAddress.from_endpoint("127.0.0.1", port)
+
+    def send(self, data: bytes, port: int) -> None:
+        self.sock.sendto(data, ("127.0.0.1", port))
+
+    def recv_all(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.sock.recv(70000))
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+
+
+def requests_from(peer: FakePeer) -> list[tuple[bytes, list[int], int]]:
+    out = []
+    for data in peer.recv_all():
+        cap = Capsule.parse_bytes(data)
+        body = cap.body.tobytes()
+        assert cap.is_system and body[0] == REQUEST
+        size, n = REQ_FIELDS.unpack_from(body, SYS_HEADER.size)
+        idx = list(struct.unpack_from(f">{n}H", body, SYS_HEADER.size + REQ_FIELDS.size))
+        out.append((cap.name, idx, size))
+        cap.release()
+    return out
+
+
+def big_code(kb: int = 6) -> CodeObject:
+    src = b"# " + b"padding " * (kb * 128) + b"\ndef accept(pni, capsule, length):\n    return DONE\n"
+    return CodeObject.create("restricted_py", src, entry={"accept": "accept"}, meta={"label": "big"})
+
+
+def chunks_of(code_pco: bytes, name: bytes, server: NodeAddress, dest: NodeAddress, size: int) -> list[bytes]:
+    count = (len(code_pco) + size - 1) // size
+    return [encode_chunk(name, server, dest, i, count, len(code_pco), code_pco[i * size : (i + 1) * size]) for i in range(count)]

@@ -8,6 +8,7 @@ from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import ConfigError
 from pan_runtime.net.config import _SCHEMA, load_config, parse_config
 from pan_runtime.node.trust import CodeOrigin, Rule
+from pan_runtime.plugin.loadlimits import LoadLimits
 from pan_runtime.plugin.runtime import Isolation
 
 GOOD = """
@@ -111,6 +112,34 @@ def test_copy_on_send_reaches_the_node_config():
     assert cfg.node.copy_on_send is False
     with pytest.raises(ConfigError, match="limits.copy_on_send"):
         parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\ncopy_on_send = 3\n', "n.toml")
+
+
+def test_load_limits_reach_the_node_config_and_bad_ones_name_their_key(tmp_path):
+    head = '[node]\nlisten = ["127.0.0.1:7100"]\n'
+    cfg = parse_config(
+        head + "[limits]\ncode_bytes = 65536\ncode_functions = 50\ncode_nesting = 8\ncode_locals = 9\n"
+        "code_imports = 10\ncode_entries = 11\ncompile_time_ms = 1500\ncompile_memory = 268435456\ncompile_jobs = 2\n"
+        "[demand]\ninflight_bytes = 1048576\n",
+        "n.toml",
+    )
+    assert cfg.node.load_limits == LoadLimits(
+        code_bytes=65536, code_functions=50, code_nesting=8, code_locals=9, code_imports=10, code_entries=11,
+        compile_time_ms=1500, compile_memory=256 << 20, compile_jobs=2,
+    )
+    assert cfg.demand.inflight_bytes == 1 << 20
+    assert parse_config(head, "n.toml").node.load_limits == LoadLimits()
+    for text, line, key, words in [
+        (head + "[limits]\ncode_functions = 0\n", 4, "limits.code_functions", "outside 1.."),
+        (head + "[limits]\ncompile_memory = 1048576\n", 4, "limits.compile_memory", "outside 67108864.."),
+        (head + "[limits]\ncode_nesting = true\n", 4, "limits.code_nesting", "integer"),
+        (head + "[limits]\ncode_bytes = 1048576\n[demand]\ninflight_bytes = 1048576\n", 6, "demand.inflight_bytes", "at least 1050114"),
+    ]:
+        p = tmp_path / "bad.toml"
+        p.write_text(text)
+        with pytest.raises(ConfigError) as ei:
+            load_config(p)
+        assert str(ei.value).startswith(f"{p}:{line}: {key}"), str(ei.value)
+        assert words in str(ei.value)
 
 
 @pytest.mark.parametrize(

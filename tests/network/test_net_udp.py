@@ -12,51 +12,34 @@ import struct
 import time
 
 import pytest
-from nethelpers import daemon_from, free_udp_ports, line_configs, pump, remove_tree, short_dir
+from nethelpers import (
+    FakePeer,
+    big_code,
+    chunks_of,
+    daemon_from,
+    free_udp_ports,
+    line_configs,
+    pump,
+    remove_tree,
+    requests_from,
+    short_dir,
+)
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import HEADER_SIZE, Capsule
-from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import LinkError
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.net.demand import (
     CHUNK,
     CHUNK_FIELDS,
-    REQ_FIELDS,
-    REQUEST,
     SYS_HEADER,
-    encode_chunk,
     encode_request,
 )
 from pan_runtime.plugin.nullrt import null_code
 
 PORT = 7
 TRUST_GUARDED = '[trust]\nrules = { "network.guarded" = "any" }\n'
-
-
-class FakePeer:
-    """A UDP socket on 127.0.0.1 that the nodes know as a neighbour."""
-
-    def __init__(self, port: int):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.setblocking(False)
-        self.address = NodeAddress.from_endpoint("127.0.0.1", port)
-
-    def send(self, data: bytes, port: int) -> None:
-        self.sock.sendto(data, ("127.0.0.1", port))
-
-    def recv_all(self) -> list[bytes]:
-        out = []
-        while True:
-            try:
-                out.append(self.sock.recv(70000))
-            except BlockingIOError:
-                return out
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -213,29 +196,6 @@ def test_a_udp_port_in_use_is_a_clear_error(tmpdir_short):
 
 
 # ---------------------------------------------------------------------- demand loading by hand
-def requests_from(peer: FakePeer) -> list[tuple[bytes, list[int], int]]:
-    out = []
-    for data in peer.recv_all():
-        cap = Capsule.parse_bytes(data)
-        body = cap.body.tobytes()
-        assert cap.is_system and body[0] == REQUEST
-        size, n = REQ_FIELDS.unpack_from(body, SYS_HEADER.size)
-        idx = list(struct.unpack_from(f">{n}H", body, SYS_HEADER.size + REQ_FIELDS.size))
-        out.append((cap.name, idx, size))
-        cap.release()
-    return out
-
-
-def big_code(kb: int = 6) -> CodeObject:
-    src = b"# " + b"padding " * (kb * 128) + b"\ndef accept(pni, capsule, length):\n    return DONE\n"
-    return CodeObject.create("restricted_py", src, entry={"accept": "accept"}, meta={"label": "big"})
-
-
-def chunks_of(code_pco: bytes, name: bytes, server: NodeAddress, dest: NodeAddress, size: int) -> list[bytes]:
-    count = (len(code_pco) + size - 1) // size
-    return [encode_chunk(name, server, dest, i, count, len(code_pco), code_pco[i * size : (i + 1) * size]) for i in range(count)]
-
-
 def test_chunked_fetch_asks_again_only_for_missing_chunks(node_and_peer):
     d, peer, port = node_and_peer
     code = big_code()

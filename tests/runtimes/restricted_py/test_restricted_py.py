@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from pan_restricted_py.builder import RestrictedPyBuilder
 from pan_restricted_py.compiler import compile_source
-from pan_restricted_py.runtime import RestrictedPyRuntime
+from pan_restricted_py.runtime import INLINE_COMPILE_BYTES, RestrictedPyRuntime
 from pan_runtime.data.codeobj import CodeObject
-from pan_runtime.errors import BudgetExceeded, BuildError, CodeObjectError, RuntimeFault
+from pan_runtime.errors import BudgetExceeded, BuildError, CodeObjectError, FaultReason, RuntimeFault
 from pan_runtime.node.env import Budget, Origin
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.pni_api import FORWARD
@@ -38,6 +39,41 @@ def test_compiles_once_per_code_object(runtime, load, run):
     assert runtime.compilations == 1
     load(src + "\n# another code object\n")
     assert runtime.compilations == 2
+
+
+def _compile_elsewhere(job) -> object:  # type: ignore[no-untyped-def]
+    from pan_runtime.net.compiler import Compiler
+    from pan_runtime.plugin.loadlimits import LoadLimits
+
+    compiler, got = Compiler(LoadLimits()), []
+    try:
+        compiler.submit(b"k", job, got.append)
+        end = time.monotonic() + 120
+        while not got and time.monotonic() < end:
+            compiler.poll()
+            time.sleep(0.005)
+    finally:
+        compiler.close()
+    assert got
+    return got[0]
+
+
+def test_a_large_source_is_compiled_in_the_compiler_process_and_not_again(runtime, host, run):
+    big = "# " + "padding " * INLINE_COMPILE_BYTES + "\n" + accept_body("return FORWARD")
+    code = CodeObject.create("restricted_py", big.encode())
+    assert runtime.prepare(CodeObject.create("restricted_py", accept_body("return FORWARD").encode()), []) is None
+    job = runtime.prepare(code, [])
+    assert job is not None and job.target == "pan_restricted_py.runtime:compile_job"
+    compiled = _compile_elsewhere(job)
+    assert isinstance(compiled, bytes), compiled
+    runtime.adopt(code, compiled)
+    assert run(runtime.load(code, [], host)) == FORWARD
+    assert runtime.compilations == 0  # not compiled in this process
+    refused = _compile_elsewhere(runtime.prepare(CodeObject.create("restricted_py", (big + "import os\n").encode()), []))
+    assert isinstance(refused, CodeObjectError) and "import" in str(refused)
+    with pytest.raises(CodeObjectError) as bad:
+        runtime.adopt(code, b"not marshalled code")
+    assert bad.value.reason is FaultReason.COMPILE_FAILED
 
 
 def test_module_body_runs_once_per_load_and_state_persists(load, run):
@@ -261,8 +297,8 @@ def test_time_budget_is_checked_per_chunk(load, run):
 
 def test_bulk_builtins_are_charged_by_size(load, run):
     loaded = load(accept_body("x = list(range(200000))\nwhile True:\n    y = sorted(x)"))
-    with pytest.raises(BudgetExceeded, match="20000 steps"):
-        run(loaded, budget=Budget(steps=20_000, time_ms=10_000.0))
+    with pytest.raises(BudgetExceeded, match="20000 steps"):  # 200000 ints and two lists: over 16 MiB
+        run(loaded, budget=Budget(steps=20_000, time_ms=10_000.0, memory_bytes=32 << 20))
     small = load(accept_body("x = list(range(1000))\nreturn len(sorted(x)) + max(x)"))
     assert run(small, budget=Budget(steps=10, time_ms=10_000.0)) == 1999
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from wasm_helpers import FORWARD_WAT, wat_code
 
 from pan_wasm.runtime import WasmRuntime
@@ -57,3 +58,54 @@ def test_a_corrupt_artifact_is_replaced(tmp_path, host, run):
         assert path.read_bytes()[:4] == b"\x7fELF" and len(path.read_bytes()) > 100
     finally:
         rt.close()
+
+
+def _tamper_in_the_middle(path, _tmp):  # type: ignore[no-untyped-def]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def _copy_from_another_node(path, tmp_path):  # type: ignore[no-untyped-def]
+    other = WasmRuntime({"cache_dir": str(tmp_path / "other")})
+    try:
+        code = wat_code(FORWARD_WAT)
+        other.load(code, [], None)
+        theirs = other.cache.path_for(code)
+        path.write_bytes(theirs.read_bytes())  # a valid artifact, and its record, under their key
+        path.with_name(path.name + ".auth").write_bytes(theirs.with_name(theirs.name + ".auth").read_bytes())
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        _tamper_in_the_middle,
+        lambda path, _tmp: path.with_name(path.name + ".auth").unlink(),
+        _copy_from_another_node,
+    ],
+    ids=["altered", "no_record", "from_another_node"],
+)
+def test_an_artifact_not_verified_as_this_nodes_is_compiled_again_never_deserialized(tmp_path, host, run, spoil):
+    code = wat_code(FORWARD_WAT)
+    first = WasmRuntime({"cache_dir": str(tmp_path / "codes")})
+    try:
+        first.load(code, [], host)
+    finally:
+        first.close()
+    path = first.cache.path_for(code)
+    spoil(path, tmp_path)
+    again = WasmRuntime({"cache_dir": str(tmp_path / "codes")})
+    try:
+        assert run(again.load(code, [], host)) == 2
+        assert again.cache.stats.disk_errors == 1 and again.cache.stats.disk_hits == 0
+        assert again.cache.stats.compiled == 1
+    finally:
+        again.close()
+    restarted = WasmRuntime({"cache_dir": str(tmp_path / "codes")})  # the replacement is good
+    try:
+        restarted.load(code, [], host)
+        assert restarted.cache.stats.disk_hits == 1 and restarted.cache.stats.compiled == 0
+    finally:
+        restarted.close()
