@@ -57,7 +57,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     s = sub.add_parser("send", help="inject one capsule of any code into a running node")
     _node(s)
-    s.add_argument("code", help="installed code (name, prefix, label) or a .pco file, installed first")
+    s.add_argument("code", help="installed code (name, prefix, label), a .pco file (installed first), or 64 hex digits")
     body = s.add_mutually_exclusive_group()
     body.add_argument("-x", "--hex", help="the body as hex digits (spaces allowed)")
     body.add_argument("-f", "--file", help="read the body from this file ('-': standard input)")
@@ -272,8 +272,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
             c.install(code)
             name, label = code.hex_name, code.short_name
         else:
-            e = find_code(entries, args.code)
-            name, label = e["name"], e["label"]
+            try:
+                e = find_code(entries, args.code)
+                name, label = e["name"], e["label"]
+            except CodeObjectError:
+                # a whole name the node lacks: sent all the same, for the node to fetch (from --home)
+                if not (len(args.code) == 64 and all(ch in "0123456789abcdefABCDEF" for ch in args.code)):
+                    raise
+                name, label = args.code.lower(), args.code[:12].lower()
         if args.port is not None:
             c.bind(args.port)
         before = c.stats()
