@@ -139,6 +139,13 @@ def test_send_tells_where_a_capsule_was_dropped(bed, pcos):
     assert "sender: dropped 1: no_route" in p.stdout
 
 
+def test_send_takes_the_name_of_code_the_node_lacks(bed):
+    p = pan("send", bed.sockets[0], "ab" * 32, "-W", "60")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == f"sent a capsule of {'ab' * 6} with 0 body bytes into sender"
+    assert "sender: dropped 1: no_code" in p.stdout
+
+
 def test_state_dump_shows_a_flow_record(bed):
     p = pan("flood", bed.sockets[0], "--to", bed.addresses[2], "-n", "300", "--report-every", "100", "-W", "60")
     assert p.returncode == 0, p.stdout + p.stderr
