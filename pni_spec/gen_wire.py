@@ -30,6 +30,15 @@ WIRE_KEYS = (
     "known_flags",
     "default_hop_limit",
     "verdict_kind_mask",
+    "sys_header_size",
+    "sys_request",
+    "sys_chunk",
+    "sys_not_found",
+    "sys_error_report",
+    "error_report_fields",
+    "error_reason_max",
+    "error_detail_max",
+    "error_quote_max",
 )
 
 
@@ -56,6 +65,15 @@ def load_wire(path: Path = SPEC_PATH) -> dict[str, int]:
         raise SpecError("[wire]: the name (32 bytes) follows byte 3, the home address (16 bytes) the name")
     if w["default_hop_limit"] > 255 or w["version"] > 255 or w["known_flags"] > 255:
         raise SpecError("[wire]: version, flags and hop limit are single bytes")
+    if w["sys_header_size"] != 4 + 16:
+        raise SpecError("[wire]: a system body starts with kind, two reserved fields (u8, u16) and a 16-byte address")
+    kinds = [w["sys_request"], w["sys_chunk"], w["sys_not_found"], w["sys_error_report"]]
+    if len(set(kinds)) != len(kinds) or not all(0 < k <= 255 for k in kinds):
+        raise SpecError("[wire]: the system capsule kinds are distinct bytes above 0")
+    if w["error_report_fields"] != 4 or not 0 < w["error_reason_max"] <= 255 or not 0 < w["error_quote_max"] <= 255:
+        raise SpecError("[wire]: an error report's reason and quote lengths are bytes, its detail length a u16")
+    if not 0 < w["error_detail_max"] <= 0xFFFF:
+        raise SpecError("[wire]: error_detail_max must fit the u16 detail length")
     return w
 
 

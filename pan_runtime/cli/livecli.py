@@ -300,10 +300,13 @@ def _cmd_send(args: argparse.Namespace) -> int:
                 if d is None:
                     break
                 deliveries.append({"port": d.port, "code": d.code.hex(), "data": d.data.hex()})
+        reports = c.errors()  # error reports that came back meanwhile (a node on the way dropped it)
         node = c.node_name
+    from pan_runtime.cli.netcli import _report_info, format_error_report
+
     if args.json:
         print(json.dumps({"node": node, "code": name, "label": label, "body_bytes": len(body), "outcome": outcome,
-                          "deliveries": deliveries}, indent=2))
+                          "deliveries": deliveries, "errors": [_report_info(r) for r in reports]}, indent=2))
         return 0
     print(f"sent a capsule of {label} with {len(body)} body bytes into {node}")
     if not outcome["capsules_in"] and not outcome["node_drops"]:
@@ -313,6 +316,8 @@ def _cmd_send(args: argparse.Namespace) -> int:
         print(f"{node}: ran it: {done or 'no verdict counted'}")
     for k, v in sorted({**outcome["drops"], **outcome["node_drops"]}.items()):
         print(f"{node}: dropped {v}: {k}")
+    for r in reports:
+        print(format_error_report(r))
     for d in deliveries:
         print(f"delivery on port {d['port']}: {len(d['data']) // 2} bytes: {d['data']}")
     return 0

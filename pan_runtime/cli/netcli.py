@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pan_runtime.errors import PanError
 
-__all__ = ["add_subcommands", "ping", "flood", "rtt_summary"]
+__all__ = ["add_subcommands", "ping", "flood", "rtt_summary", "format_error_report"]
 
 DEFAULT_PORT = 7
 #: the runtime of ``pan ping``/``pan flood``'s reference code unless ``--runtime`` says: its
@@ -269,7 +269,8 @@ def _setup(client, runtime: str, protocol: str, code_path: Path | None, pm_path:
 
 
 def _addresses(client, to: str):  # type: ignore[no-untyped-def]
-    """(destination, its text as typed, the client's node as text) for the header lines."""
+    """(destination, its text as typed, the client's node as text, the endpoints that name
+    IPv6 addresses) for the lines printed."""
     from pan_runtime.data.address import NodeAddress, address_text, parse_endpoint
     from pan_runtime.errors import AddressError
 
@@ -278,8 +279,8 @@ def _addresses(client, to: str):  # type: ignore[no-untyped-def]
         typed = [parse_endpoint(to)]
     except AddressError:
         typed = []
-    own = known_endpoints(client.stats())
-    return dest, address_text(dest, typed), address_text(client.address, own)
+    known = known_endpoints(client.stats())
+    return dest, address_text(dest, typed), address_text(client.address, known), [*typed, *known]
 
 
 def _code_info(code) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -309,8 +310,12 @@ def ping(
     interval: float = 0.0,
     timeout: float = 2.0,
     on_reply=None,
+    on_error=None,
 ) -> tuple[list[float], int]:
-    """Send ``count`` pings of ``size`` body bytes one at a time; returns (RTTs in µs, sent)."""
+    """Send ``count`` pings of ``size`` body bytes one at a time; returns (RTTs in µs, sent).
+
+    An error report about a ping (a node on the way dropped it) ends the wait for its reply:
+    ``on_error(seq, report)`` is called with it instead of ``on_reply``."""
     from pan_runtime.cli.protocols import ping_body, ping_rtt_us
 
     rtts: list[float] = []
@@ -318,11 +323,17 @@ def ping(
         client.send(code, ping_body(dest.raw, port, seq, size))
         deadline = time.monotonic() + timeout
         while True:
-            d = client.receive(max(0.0, deadline - time.monotonic()))
+            d = client.receive(max(0.0, deadline - time.monotonic()), reports=True)
             if d is None:
                 if on_reply:
                     on_reply(seq, None, 0)
                 break
+            if _is_report(d):
+                if _report_seq(d) in (None, seq):
+                    if on_error:
+                        on_error(seq, d)
+                    break
+                continue
             rtt = ping_rtt_us(d.data, seq, time.monotonic_ns())
             if rtt is not None:
                 rtts.append(rtt)
@@ -343,7 +354,7 @@ def _cmd_ping(args: argparse.Namespace) -> int:
     replies: list[dict[str, object]] = []
     with Client.connect(_socket_of(args.node), timeout=5.0) as c:
         code = _setup(c, runtime or "", "ping", args.code, args.portmapper, args.port, args.key)
-        dest, dest_text, src_text = _addresses(c, args.to)
+        dest, dest_text, src_text, endpoints = _addresses(c, args.to)
         body = max(args.size, PingHdr.SIZE)
         note = trust_note(code)
         if note:
@@ -362,7 +373,15 @@ def _cmd_ping(args: argparse.Namespace) -> int:
             else:
                 print(f"{n} bytes from {dest_text}: seq={seq} time={rtt:.1f} µs")
 
-        rtts, sent = ping(c, code, dest, count=args.count, size=args.size, port=args.port, interval=args.interval, timeout=args.timeout, on_reply=on_reply)
+        def on_error(seq: int, report) -> None:  # type: ignore[no-untyped-def]
+            replies.append({"seq": seq, "bytes": 0, "rtt_us": None, "error": _report_info(report, endpoints)})
+            if not args.json and not args.quiet:
+                print(format_error_report(report, code.runtime, seq, endpoints))
+
+        rtts, sent = ping(
+            c, code, dest, count=args.count, size=args.size, port=args.port, interval=args.interval, timeout=args.timeout,
+            on_reply=on_reply, on_error=on_error,
+        )
     prog.done()
     loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
     summary = rtt_summary(rtts) if rtts else None
@@ -389,6 +408,45 @@ def _cmd_ping(args: argparse.Namespace) -> int:
     return 0 if rtts else 1
 
 
+def _is_report(d) -> bool:  # type: ignore[no-untyped-def]
+    from pan_runtime.data.errreport import ErrorReport
+
+    return isinstance(d, ErrorReport)
+
+
+def _report_seq(report) -> int | None:  # type: ignore[no-untyped-def]
+    """The sequence number of the ping an error report quotes, if its quote holds one."""
+    from pan_runtime.protocol_headers import PingHdr
+
+    if len(report.quote) < PingHdr.SIZE:
+        return None
+    return PingHdr.unpack(report.quote[: PingHdr.SIZE]).seq
+
+
+def format_error_report(report, runtime: str | None = None, seq: int | None = None, endpoints=()) -> str:  # type: ignore[no-untyped-def]
+    """An error report as ``ping`` prints "Destination Host Unreachable": who dropped the
+    capsule (as typed: ``endpoints`` name the IPv6 ones), why, and what to do."""
+    from pan_runtime.data.address import address_text
+    from pan_runtime.net.reports import summary
+
+    at = f" seq={seq}" if seq is not None else ""
+    line = f"From {address_text(report.reporter, endpoints)}:{at} {summary(report.reason)}"
+    if report.detail:
+        line += f": {report.detail}"
+    if report.reason.startswith("trust:") and runtime is not None and runtime != DEFAULT_RUNTIME:
+        line += (
+            f"\n  fix: sign the {runtime} code with a key that node trusts (--key KEY, or pan sign), "
+            f"or use --runtime {DEFAULT_RUNTIME}"
+        )
+    return line
+
+
+def _report_info(report, endpoints=()) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from pan_runtime.data.address import address_text
+
+    return {"from": address_text(report.reporter, endpoints), "reason": report.reason, "detail": report.detail}
+
+
 def flood(
     client,  # type: ignore[no-untyped-def]
     code,
@@ -403,6 +461,7 @@ def flood(
     flow: int = 1,
     interval: float = 0.0,
     probe_timeout: float | None = None,
+    endpoints=(),
     on_progress=None,
     on_interval=None,
 ) -> dict[str, object]:
@@ -414,7 +473,8 @@ def flood(
     receiver's report before running further ahead, so it goes as fast as the receiver
     keeps up without loss. ``timeout`` bounds the wait for each report, not the flood;
     ``probe_timeout`` (default ``timeout``) the wait for the first, which may wait for the
-    nodes on the way to fetch the code.
+    nodes on the way to fetch the code. An error report about the probe (a node dropped it)
+    ends the flood with a ``PanError`` that names the node (``endpoints`` name IPv6 ones).
     """
     from pan_runtime.protocol_headers import FloodHdr
 
@@ -429,9 +489,11 @@ def flood(
     first = timeout if probe_timeout is None else probe_timeout
     deadline = time.monotonic() + first
     while True:
-        d = client.receive(max(0.0, deadline - time.monotonic()))
+        d = client.receive(max(0.0, deadline - time.monotonic()), reports=True)
         if d is None:
             raise PanError(f"flood: no report from {dest} for the probe capsule within {first} s")
+        if _is_report(d):
+            raise PanError(f"flood: the probe capsule was dropped on the way\n{format_error_report(d, code.runtime, endpoints=endpoints)}")
         if len(d.data) >= FloodHdr.SIZE and FloodHdr.unpack(d.data).flow == probe_flow:
             break
     start = FloodHdr(dest=dest.raw, port=port, kind=0, flow=flow, report_every=report_every)
@@ -550,7 +612,7 @@ def _cmd_flood(args: argparse.Namespace) -> int:
 
     with Client.connect(_socket_of(args.node), timeout=5.0) as c:
         code = _setup(c, runtime or "", "flood", args.code, args.portmapper, args.port, args.key)
-        dest, dest_text, src_text = _addresses(c, args.to)
+        dest, dest_text, src_text, endpoints = _addresses(c, args.to)
         note = trust_note(code)
         if note:
             print(note, file=sys.stderr)
@@ -567,6 +629,7 @@ def _cmd_flood(args: argparse.Namespace) -> int:
             report_every=args.report_every,
             timeout=args.timeout,
             interval=args.interval,
+            endpoints=endpoints,
             on_progress=lambda n, total: prog.show(f"flood: receiver reports {n}/{total}"),
             on_interval=on_interval,
         )

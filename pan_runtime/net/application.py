@@ -7,9 +7,12 @@ application reaches data only through deliveries made on its own link.
 
 from __future__ import annotations
 
+from collections import deque
+
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT, encode_header
 from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.errreport import ErrorReport
 from pan_runtime.errors import CodeObjectError
 from pan_runtime.node.cache import CacheEntry
 from pan_runtime.node.links import Delivery
@@ -37,6 +40,7 @@ class Application:
     def __init__(self, node: Node, name: str = "app"):
         self.node = node
         self.link = node.attach(name)
+        self._reports: deque[ErrorReport] = deque(maxlen=1024)
 
     @property
     def address(self) -> NodeAddress:
@@ -79,16 +83,36 @@ class Application:
         if name != self.node.portmapper:
             raise CodeObjectError(f"{name.hex()[:12]} is not this node's portmapper; call node.use_portmapper() first")
 
-    def receive(self) -> Delivery | None:
-        """The oldest delivery not yet taken, or None."""
+    def receive(self, *, reports: bool = False) -> Delivery | ErrorReport | None:
+        """The oldest delivery not yet taken, or None. ``reports``: an error report about a
+        capsule this application sent is returned too when it comes first (else kept for
+        ``errors()``)."""
         inbox = self.link.inbox
-        return inbox.popleft() if inbox else None
+        while inbox:
+            got = inbox.popleft()
+            if reports or type(got) is Delivery:
+                return got
+            self._reports.append(got)  # type: ignore[arg-type]
+        return None
 
     def deliveries(self) -> list[Delivery]:
-        """Every delivery not yet taken, oldest first."""
+        """Every delivery not yet taken, oldest first (error reports are kept for ``errors()``)."""
         inbox = self.link.inbox
-        out = list(inbox)
+        out = [d for d in inbox if type(d) is Delivery]
+        self._reports.extend(d for d in inbox if type(d) is ErrorReport)
         inbox.clear()
+        return out  # type: ignore[return-value]
+
+    def errors(self) -> list[ErrorReport]:
+        """Every error report not yet taken: capsules this application sent that a node dropped
+        (the node needs an ``ErrorReporter``, as ``pan node`` has)."""
+        inbox = self.link.inbox
+        kept = [d for d in inbox if type(d) is Delivery]
+        self._reports.extend(d for d in inbox if type(d) is ErrorReport)  # type: ignore[misc]
+        inbox.clear()
+        inbox.extend(kept)
+        out = list(self._reports)
+        self._reports.clear()
         return out
 
     @property

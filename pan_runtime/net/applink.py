@@ -38,7 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.errreport import ErrorReport
 from pan_runtime.errors import (
     CapsuleError,
     CodeObjectError,
@@ -74,6 +76,10 @@ __all__ = [
     "OK",
     "ERROR",
     "DELIVERY",
+    "ERROR_REPORT",
+    "REPORT_HEAD",
+    "encode_report_frame",
+    "decode_report_frame",
     "FORCE",
     "PROTOCOL_VERSION",
     "Status",
@@ -102,6 +108,11 @@ STATE = 11
 OK = 64
 ERROR = 65
 DELIVERY = 66
+#: node to application: an error report about a capsule this connection sent (a client that
+#: does not know the type ignores it): reporter address, code name, reason length u8, detail
+#: length u16, quote length u8, then reason, detail and quote (``pan_runtime.data.errreport``)
+ERROR_REPORT = 67
+REPORT_HEAD = struct.Struct(">16s32sBHB")
 
 #: flags bit of BIND, UNBIND, UNINSTALL, USE_PORTMAPPER: override another connection's
 #: ownership (honoured only for a root peer)
@@ -176,6 +187,26 @@ def frame(kind: int, req: int, payload: bytes | bytearray | memoryview = b"") ->
     return FRAME.pack(FRAME_HEAD + len(payload), kind, req) + bytes(payload)
 
 
+def encode_report_frame(r: ErrorReport) -> bytes:
+    """An ERROR_REPORT frame carrying ``r``."""
+    reason, detail = r.reason.encode("ascii", errors="replace"), r.detail.encode("utf-8", errors="replace")
+    head = REPORT_HEAD.pack(r.reporter.raw, r.code, len(reason), len(detail), len(r.quote))
+    return frame(ERROR_REPORT, 0, head + reason + detail + r.quote)
+
+
+def decode_report_frame(payload: bytes) -> ErrorReport:
+    """The ``ErrorReport`` an ERROR_REPORT frame carries; ``LinkError`` if malformed."""
+    if len(payload) < REPORT_HEAD.size:
+        raise LinkError(f"error report frame of {len(payload)} bytes")
+    reporter, code, rlen, dlen, qlen = REPORT_HEAD.unpack_from(payload)
+    off = REPORT_HEAD.size
+    if len(payload) != off + rlen + dlen + qlen:
+        raise LinkError("error report frame lengths do not add up")
+    reason = payload[off : off + rlen].decode("ascii", errors="replace")
+    detail = payload[off + rlen : off + rlen + dlen].decode("utf-8", errors="replace")
+    return ErrorReport(NodeAddress(reporter), reason, detail, code, payload[off + rlen + dlen :])
+
+
 def peer_credentials(sock: socket.socket) -> tuple[int, int]:
     """(pid, uid) of the process at the other end of a UNIX socket; (-1, -1) if unknown (never root)."""
     try:
@@ -198,6 +229,7 @@ class AppConnection:
         self.dropped = 0
         self.pid, self.uid = peer_credentials(sock)
         self.link: AppLink = server.node.attach(self.name, sink=self._deliver, uid=self.uid, pid=self.pid)
+        self.link.report_sink = self._report
         self._writing = False
         server.loop.add(sock, selectors.EVENT_READ, self.on_event)
         node = server.node
@@ -215,6 +247,16 @@ class AppConnection:
             return
         payload = _U16.pack(d.port) + d.code + d.data
         self._write(FRAME.pack(FRAME_HEAD + len(payload), DELIVERY, 0) + payload)
+
+    def _report(self, r: ErrorReport) -> None:
+        if self.closed:
+            return
+        if len(self.wbuf) > self.server.out_limit:
+            self.dropped += 1
+            self.server.backpressure += 1
+            self.server.node.count_drop("app_backpressure", f"{self.name}: an error report")
+            return
+        self._write(encode_report_frame(r))
 
     def _write(self, data: bytes) -> None:
         if self.closed:

@@ -2,9 +2,14 @@
 
 ``Client`` speaks the application-link protocol (``pan_runtime.net.applink``) over the node's
 UNIX socket and mirrors the in-process ``Application``: ``install``, ``send``, ``bind``,
-``unbind``, ``receive``, ``deliveries``, ``pending``, ``close``, plus ``stats`` and
+``unbind``, ``receive``, ``deliveries``, ``errors``, ``pending``, ``close``, plus ``stats`` and
 ``use_portmapper``. It is synchronous and single-threaded: requests wait for their reply,
 and deliveries that arrive meanwhile are kept in order for ``receive``.
+
+Error reports (``ErrorReport``: a node on the way dropped a capsule this connection sent, and
+says who, why and what to do) arrive in order with the deliveries: ``receive(reports=True)``
+returns them as they come; otherwise they are kept aside (the last ``MAX_REPORTS``) for
+``errors()``.
 
 A refusal raises the ``PanError`` its status names: ``OwnershipError`` when the port or code
 belongs to another connection, ``LimitError`` at a node limit, ``CodeObjectError`` for code
@@ -25,12 +30,14 @@ from typing import Any
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT
 from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.errreport import ErrorReport
 from pan_runtime.errors import ClosedError, CodeObjectError, LinkError
 from pan_runtime.net.application import capsule_bytes
 from pan_runtime.net.applink import (
     BIND,
     DELIVERY,
     ERROR,
+    ERROR_REPORT,
     FORCE,
     FRAME,
     FRAME_HEAD,
@@ -46,12 +53,16 @@ from pan_runtime.net.applink import (
     UNBIND,
     UNINSTALL,
     USE_PORTMAPPER,
+    decode_report_frame,
     error_class,
     frame,
 )
 from pan_runtime.node.links import Delivery
 
-__all__ = ["Client"]
+__all__ = ["Client", "ErrorReport"]
+
+#: error reports a client keeps for ``errors()`` (older ones are forgotten)
+MAX_REPORTS = 1024
 
 _U16 = struct.Struct(">H")
 _BIND = struct.Struct(">HB")
@@ -73,7 +84,8 @@ class Client:
         self.sock = sock
         self._mode: float | None = -1.0  # the socket's current timeout (cached: each change is a syscall)
         self._rbuf = bytearray()
-        self._inbox: deque[Delivery] = deque()
+        self._inbox: deque[Delivery | ErrorReport] = deque()
+        self._reports: deque[ErrorReport] = deque(maxlen=MAX_REPORTS)
         self._next_id = 1
         self._closed = False
         self.portmapper: bytes | None = None
@@ -158,30 +170,53 @@ class Client:
         self._request(kind, _BIND.pack(port, FORCE if force else 0) + pm)
         return True
 
-    def receive(self, timeout: float | None = 0.0) -> Delivery | None:
-        """The oldest delivery, waiting up to ``timeout`` seconds (None: forever); None if none came."""
-        if self._inbox:
-            return self._inbox.popleft()
-        self._check_open()
+    def receive(self, timeout: float | None = 0.0, *, reports: bool = False) -> Delivery | ErrorReport | None:
+        """The oldest delivery, waiting up to ``timeout`` seconds (None: forever); None if none came.
+
+        ``reports``: an error report that arrives first is returned too (else kept for ``errors()``).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._inbox:
-            got = self._read_frame(deadline)
-            if got is None:
+        inbox = self._inbox
+        while True:
+            while inbox:
+                got = inbox.popleft()
+                if reports or type(got) is Delivery:
+                    return got
+                self._reports.append(got)  # type: ignore[arg-type]
+            self._check_open()
+            frame_ = self._read_frame(deadline)
+            if frame_ is None:
                 return None
-            self._unexpected(got)
-        return self._inbox.popleft()
+            self._unexpected(frame_)
 
     def deliveries(self) -> list[Delivery]:
-        """Every delivery received so far (reads what the socket already holds, never waits)."""
+        """Every delivery received so far (reads what the socket already holds, never waits);
+        error reports among them are kept for ``errors()``."""
+        self._drain()
+        out = [d for d in self._inbox if type(d) is Delivery]
+        self._reports.extend(d for d in self._inbox if type(d) is ErrorReport)
+        self._inbox.clear()
+        return out  # type: ignore[return-value]
+
+    def errors(self) -> list[ErrorReport]:
+        """Every error report received so far and not returned by ``receive`` (never waits)."""
+        self._drain()
+        if any(type(d) is ErrorReport for d in self._inbox):
+            self._reports.extend(d for d in self._inbox if type(d) is ErrorReport)  # type: ignore[misc]
+            kept = [d for d in self._inbox if type(d) is Delivery]
+            self._inbox.clear()
+            self._inbox.extend(kept)
+        out = list(self._reports)
+        self._reports.clear()
+        return out
+
+    def _drain(self) -> None:
         if not self._closed:
             while True:
                 got = self._read_frame(time.monotonic())
                 if got is None:
                     break
                 self._unexpected(got)
-        out = list(self._inbox)
-        self._inbox.clear()
-        return out
 
     @property
     def pending(self) -> int:
@@ -266,6 +301,11 @@ class Client:
         if kind == DELIVERY and len(data) >= 34:
             (port,) = _U16.unpack_from(data, 0)
             self._inbox.append(Delivery(port, data[34:], data[2:34]))
+        elif kind == ERROR_REPORT:
+            try:
+                self._inbox.append(decode_report_frame(data))
+            except LinkError:
+                pass  # a malformed report says nothing; the node's own frames are well formed
 
     def _read_frame(self, deadline: float | None, expect_hello: bool = False) -> tuple[int, int, bytes] | None:
         rbuf = self._rbuf

@@ -27,7 +27,7 @@ from pan_runtime.node.trust import TrustPolicy
 from pan_runtime.plugin.loadlimits import BOUNDS as LOAD_BOUNDS
 from pan_runtime.plugin.loadlimits import LoadLimits
 
-__all__ = ["DemandConfig", "Endpoint", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
+__all__ = ["DemandConfig", "Endpoint", "ErrorReportConfig", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
 
 Endpoint = tuple[str, int]
 
@@ -86,6 +86,32 @@ class DemandConfig:
 
 
 @dataclass
+class ErrorReportConfig:
+    """Bounds on the error reports a node sends (``pan_runtime.net.reports``)."""
+
+    #: send error reports at all (reports that arrive are delivered either way)
+    enabled: bool = True
+    #: reports per second the node sends in all, and how many it may send at once
+    rate: float = 100.0
+    burst: int = 100
+    #: reports per second to one destination (a capsule's home node), and at once
+    per_dest_rate: float = 10.0
+    per_dest_burst: int = 10
+    #: destinations whose rate the node keeps track of (the least recently used is forgotten)
+    destinations: int = 1024
+
+
+#: (lowest, highest) of each [errors] value; a rate's lowest is excluded
+_ERRORS_RANGES: dict[str, tuple[int, int]] = {
+    "rate": (0, 1_000_000),
+    "burst": (1, 1_000_000),
+    "per_dest_rate": (0, 1_000_000),
+    "per_dest_burst": (1, 1_000_000),
+    "destinations": (1, 1 << 20),
+}
+
+
+@dataclass
 class NodeFileConfig:
     """Everything ``pan node`` needs, parsed and checked."""
 
@@ -101,6 +127,7 @@ class NodeFileConfig:
     trust: TrustPolicy = field(default_factory=TrustPolicy)
     node: NodeConfig = field(default_factory=NodeConfig)
     demand: DemandConfig = field(default_factory=DemandConfig)
+    errors: ErrorReportConfig = field(default_factory=ErrorReportConfig)
     rx_burst: int = 64
     app_max_frame: int = 16 << 20
     app_out_bytes: int = 4 << 20
@@ -122,7 +149,7 @@ _DEMAND_RANGES: dict[str, tuple[int, int]] = {
 }
 
 _SCHEMA: dict[str, set[str]] = {
-    "": {"node", "neighbors", "routes", "trust", "cache", "runtimes", "limits", "demand"},
+    "": {"node", "neighbors", "routes", "trust", "cache", "runtimes", "limits", "demand", "errors"},
     "node": {"name", "listen", "address", "app_socket", "log_level", "accept_unknown_peers"},
     "neighbors": {"address", "endpoint", "mtu"},
     "routes": {"dest", "via", "metric"},
@@ -155,6 +182,7 @@ _SCHEMA: dict[str, set[str]] = {
         *(f.name for f in dataclasses.fields(LoadLimits)),
     },
     "demand": set(DemandConfig.__dataclass_fields__),
+    "errors": set(ErrorReportConfig.__dataclass_fields__),
 }
 
 
@@ -410,6 +438,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
                 setattr(dc, k, float(v))
             else:
                 setattr(dc, k, _int(ctx, f"demand.{k}", v, lo, hi))
+    ec = _errors(ctx, _table(ctx, data, "errors"))
     app_max_frame = lim("app_max_frame", 16 << 20, 1024, 1 << 28)
     app_in_bytes = lim("app_in_bytes", 32 << 20, 1024, 1 << 32)
     if app_in_bytes < app_max_frame:
@@ -436,6 +465,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         trust=trust,
         node=node_cfg,
         demand=dc,
+        errors=ec,
         rx_burst=lim("rx_burst", 64, 1, 4096),
         app_max_frame=app_max_frame,
         app_out_bytes=lim("app_out_bytes", 4 << 20, 1024, 1 << 30),
@@ -445,6 +475,24 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
 
 
 # ---------------------------------------------------------------------- value checkers
+def _errors(ctx: _Ctx, table: dict[str, Any]) -> ErrorReportConfig:
+    """``[errors]``: every value in its range (``_ERRORS_RANGES``)."""
+    ec = ErrorReportConfig()
+    if "enabled" in table:
+        ec.enabled = _bool(ctx, "errors.enabled", table["enabled"])
+    for k, (lo, hi) in _ERRORS_RANGES.items():
+        if k not in table:
+            continue
+        v = table[k]
+        if isinstance(getattr(ec, k), float):
+            if not isinstance(v, int | float) or isinstance(v, bool) or not (math.isfinite(v) and lo < v <= hi):
+                raise ctx.error(f"errors.{k}", f"must be a number above {lo} and at most {hi}, got {v!r}")
+            setattr(ec, k, float(v))
+        else:
+            setattr(ec, k, _int(ctx, f"errors.{k}", v, lo, hi))
+    return ec
+
+
 def _check_keys(ctx: _Ctx, data: dict[str, Any], section: str, prefix: str) -> None:
     allowed = _SCHEMA[section]
     for k, v in data.items():

@@ -25,6 +25,7 @@ from pan_runtime.net.config import NodeFileConfig, load_config
 from pan_runtime.net.demand import DemandLoader
 from pan_runtime.net.lifetime import die_with_parent
 from pan_runtime.net.listener import Listener
+from pan_runtime.net.reports import ErrorReporter
 from pan_runtime.net.udp import EventLoop, UdpTransport
 from pan_runtime.node.node import Node
 
@@ -65,6 +66,7 @@ class NodeDaemon:
             for dest, via, metric in config.routes:
                 self.node.add_route(dest, via, metric)
             self.demand = DemandLoader(self.node, config.demand)
+            self.reports = ErrorReporter(self.node, config.errors, self.demand)
             if config.app_socket:
                 self.apps = AppServer(
                     self.node,
@@ -137,6 +139,7 @@ class NodeDaemon:
         if self.transport is not None:
             stats["links"] = self.transport.info()
         stats["demand"] = self.demand.info()
+        stats["error_reports"] = self.reports.info()
         if self.apps is not None:
             stats["apps"] = self.apps.info()
         stats["routes"] = [
@@ -247,6 +250,13 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     demand = stats.get("demand", {})
     metric("pan_demand_fetched_total", "counter", "Code objects fetched on demand.", [({}, demand.get("fetched", 0))])
     metric("pan_demand_parked", "gauge", "Capsules waiting for their code.", [({}, demand.get("parked_now", 0))])
+    reports = stats.get("error_reports", {})
+    metric(
+        "pan_error_reports_total",
+        "counter",
+        "Error reports about dropped capsules, by what became of them.",
+        [({"outcome": k}, reports.get(k, 0)) for k in ("sent", "rate_limited", "not_sent", "received", "delivered", "unclaimed")],
+    )
     metric("pan_uptime_seconds", "gauge", "Seconds since the node started.", [({}, round(stats.get("uptime_s", 0.0), 3))])
     return "\n".join(out) + "\n"
 

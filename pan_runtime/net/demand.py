@@ -35,12 +35,14 @@ from __future__ import annotations
 import logging
 import struct
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import FLAG_SYSTEM, HEADER_SIZE, Capsule, encode_header
 from pan_runtime.data.codeobj import MAGIC, MAX_MANIFEST, CodeObject
+from pan_runtime.data.wire import SYS_CHUNK, SYS_ERROR_REPORT, SYS_NOT_FOUND, SYS_REQUEST
 from pan_runtime.errors import CodeObjectError, PanError, TrustError
 from pan_runtime.net.compiler import Compiler, Outcome
 from pan_runtime.node.env import Origin
@@ -64,9 +66,9 @@ __all__ = [
 
 log = logging.getLogger("pan.demand")
 
-REQUEST = 1
-CHUNK = 2
-NOT_FOUND = 3
+REQUEST = SYS_REQUEST
+CHUNK = SYS_CHUNK
+NOT_FOUND = SYS_NOT_FOUND
 #: every system body starts with: type u8, reserved u8, reserved u16, destination address
 SYS_HEADER = struct.Struct(">BBH16s")
 #: REQUEST after the common header: chunk size u16, count u16, then count u16 chunk indexes
@@ -159,7 +161,8 @@ class DemandLoader:
         self.compiler = compiler or Compiler(node.config.load_limits)
         self._requests = TokenBucket(self.cfg.request_rate, self.cfg.request_rate / 4 + 1, now)
         self._serving = TokenBucket(self.cfg.serve_rate, self.cfg.serve_rate / 4 + 1, now)
-        self._failed: OrderedDict[bytes, int] = OrderedDict()
+        #: code objects whose fetch failed lately: when, and the reason
+        self._failed: OrderedDict[bytes, tuple[int, str]] = OrderedDict()
         self._pco_cache: OrderedDict[bytes, tuple[CodeObject, bytes]] = OrderedDict()
         self.counters: dict[str, int] = {
             "parked": 0,
@@ -182,6 +185,8 @@ class DemandLoader:
         }
         node.on_missing_code = self.on_missing_code
         node.on_system_capsule = self.on_system_capsule
+        #: takes error reports (system kind ``SYS_ERROR_REPORT``): (capsule, item, body, destination)
+        self.on_error_report: Callable[[Capsule, Any, bytes, NodeAddress], None] | None = None
         node.background.append(self._poll_compiles)
 
     # ------------------------------------------------------------------ parking
@@ -191,9 +196,9 @@ class DemandLoader:
         f = self.fetches.get(name)
         now = node.now_ns()
         if f is None:
-            failed_at = self._failed.get(name)
-            if failed_at is not None and now - failed_at < _NEGATIVE_TTL_NS:
-                return self._refuse(cap, "no_code_recent", name)
+            failed = self._failed.get(name)
+            if failed is not None and now - failed[0] < _NEGATIVE_TTL_NS:
+                return self._refuse(cap, "no_code_recent", name, f"the last fetch of {name.hex()[:12]} failed: {failed[1]}")
             candidates = self._candidates(cap, item)
             if not candidates:
                 return False  # the node drops it as no_code
@@ -218,9 +223,9 @@ class DemandLoader:
         self.counters["parked"] += 1
         return True
 
-    def _refuse(self, cap: Capsule, reason: str, name: bytes) -> bool:
+    def _refuse(self, cap: Capsule, reason: str, name: bytes, detail: str = "") -> bool:
+        self.node.count_drop(reason, detail or name.hex()[:12], cap)
         cap.release()
-        self.node.count_drop(reason, name.hex()[:12])
         return True
 
     def _candidates(self, cap: Capsule, item: Any) -> list[NodeAddress]:
@@ -344,6 +349,8 @@ class DemandLoader:
         dest = NodeAddress(dest_raw)
         if kind == REQUEST:
             self._on_request(cap, item, body, dest)
+        elif kind == SYS_ERROR_REPORT and self.on_error_report is not None:
+            self.on_error_report(cap, item, body, dest)
         elif kind in (CHUNK, NOT_FOUND):
             if dest != node.address:
                 self._relay(cap, dest)
@@ -353,6 +360,15 @@ class DemandLoader:
                 self._on_not_found(cap)
         else:
             node.count_drop("system_malformed", f"system message type {kind}")
+
+    def relay(self, cap: Capsule, dest: NodeAddress) -> None:
+        """Pass a system capsule addressed to another node on toward it."""
+        self._relay(cap, dest)
+
+    def send_system(self, dest: NodeAddress, data: bytes, via: NodeAddress | None = None) -> bool:
+        """Send a system capsule of this node's own toward ``dest`` (``via``: the neighbour to
+        fall back on without a route); False if it could not leave (counted)."""
+        return self._send(dest, data, via)
 
     def _relay(self, cap: Capsule, dest: NodeAddress) -> None:
         if cap.hop_limit <= 0:
@@ -604,7 +620,7 @@ class DemandLoader:
     def _fail(self, f: _Fetch, reason: str, detail: str) -> None:
         self._end(f)
         self.counters["failed"] += 1
-        self._failed[f.name] = self.node.now_ns()
+        self._failed[f.name] = (self.node.now_ns(), reason)
         self._failed.move_to_end(f.name)
         while len(self._failed) > _NEGATIVE_MAX:
             self._failed.popitem(last=False)
@@ -626,8 +642,8 @@ class DemandLoader:
 
     def _drop_parked(self, f: _Fetch, reason: str, detail: str) -> None:
         for cap, _item in f.parked:
+            self.node.count_drop(reason, detail, cap)
             cap.release()
-            self.node.count_drop(reason, detail)
         f.parked.clear()
 
     def close(self) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.errreport import ErrorReport
+from pan_runtime.data.wire import NAME_OFFSET, NAME_SIZE
 from pan_runtime.errors import ClosedError, LinkError
 
 if TYPE_CHECKING:
@@ -141,10 +143,40 @@ class AppLink:
         self.name = name
         self.uid = os.geteuid() if uid is None else uid
         self.pid = os.getpid() if pid is None else pid
-        self.inbox: deque[Delivery] = deque()
+        #: deliveries, and error reports when no ``report_sink`` takes them
+        self.inbox: deque[Delivery | ErrorReport] = deque()
         self.sink = sink
         self.closed = False
         self.delivered = 0
+        #: names of the code objects whose capsules this application sent lately (at most
+        #: ``SENT_CODES``, oldest forgotten first): error reports about them come here
+        self.sent_codes: dict[bytes, None] = {}
+        #: called with each ``ErrorReport`` for this application (default: kept in ``inbox``)
+        self.report_sink: Callable[[ErrorReport], None] | None = None
+        self.reports = 0
+
+    #: code objects an application link remembers having sent capsules of
+    SENT_CODES = 64
+
+    def note_sent(self, capsule: bytes | bytearray | memoryview) -> None:
+        """Remember the code object a capsule this application injects names."""
+        name = bytes(capsule[NAME_OFFSET : NAME_OFFSET + NAME_SIZE])
+        sent = self.sent_codes
+        if name not in sent:
+            if len(sent) >= self.SENT_CODES:
+                del sent[next(iter(sent))]
+            sent[name] = None
+
+    def report(self, report: ErrorReport) -> bool:
+        """Hand the application an error report about a capsule it sent; False if closed."""
+        if self.closed:
+            return False
+        self.reports += 1
+        if self.report_sink is not None:
+            self.report_sink(report)
+        else:
+            self.inbox.append(report)
+        return True
 
     def deliver(self, delivery: Delivery) -> bool:
         if self.closed:

@@ -116,6 +116,9 @@ class Node:
         self.on_missing_code: Callable[[Capsule, Any], bool] | None = None
         #: called with system capsules (flag bit 0), e.g. the demand-loading protocol
         self.on_system_capsule: Callable[[Capsule, Any], None] | None = None
+        #: called with (capsule, reason, detail) when a parsed capsule is dropped, before it is
+        #: released: error reports to its home (``pan_runtime.net.reports``)
+        self.on_drop: Callable[[Capsule, str, str], None] | None = None
         #: work finishing outside the node's thread (the demand loader's compiles): a driver
         #: with nothing else to do calls each; it returns whether that work is still pending
         self.background: list[Callable[[], bool]] = []
@@ -297,6 +300,8 @@ class Node:
             self.stats.injected += 1
             self.ports.request(app, data)
             return True
+        if len(data) >= HEADER_SIZE:
+            app.note_sent(data)
         return self.queue.inject(data, app)
 
     def requeue(self, capsule: Capsule, item: Queued) -> None:
@@ -336,7 +341,7 @@ class Node:
             seg.release()
         if item.origin is _NETWORK:
             if cap.hop_limit == 0:
-                self.count_drop("hop_limit")
+                self.count_drop("hop_limit", cap=cap)
                 cap.release()
                 return None
             cap.hop_limit -= 1
@@ -358,11 +363,11 @@ class Node:
         if entry is None:
             if self.on_missing_code is not None and self.on_missing_code(cap, item):
                 return None
-            self.count_drop("no_code", cap.name.hex()[:12])
+            self.count_drop("no_code", cap.name.hex()[:12], cap)
             cap.release()
             return None
         if entry.breaker.open_until and not entry.breaker.allows(self.now_ns()):
-            self._drop(entry, "quarantined")
+            self._drop(entry, "quarantined", cap=cap)
             cap.release()
             return None
         return entry
@@ -473,7 +478,7 @@ class Node:
 
     def _outcome(self, entry: CacheEntry, env: Environment, cap: Capsule, verdict: int | RuntimeFault) -> None:
         if isinstance(verdict, RuntimeFault):
-            self.count_fault(entry, verdict)
+            self.count_fault(entry, verdict, cap)
             return
         if entry.breaker.open_until:
             entry.breaker.record_success()
@@ -520,11 +525,11 @@ class Node:
     def _send_capsule(self, entry: CacheEntry, cap: Capsule, dest_raw: bytes) -> bool:
         found = self._next_hop(dest_raw)
         if found is None:
-            self._drop(entry, "no_route", str(NodeAddress(dest_raw)))
+            self._drop(entry, "no_route", f"no route to {NodeAddress(dest_raw)}", cap)
             return False
         hop, link = found
         if link is None:
-            self._drop(entry, "no_link", str(hop))
+            self._drop(entry, "no_link", f"no link to the next hop {hop}", cap)
             return False
         buffers = cap.buffers()
         if len(buffers) == 1:
@@ -534,7 +539,7 @@ class Node:
             for b in buffers:
                 size += len(b)
         if size > link.mtu:
-            self._drop(entry, "too_big", f"{size} bytes > link MTU {link.mtu}")
+            self._drop(entry, "too_big", f"{size} bytes > link MTU {link.mtu}", cap)
             return False
         if self.config.copy_on_send:
             buffers = [memoryview(b"".join(bytes(b) for b in buffers))]
@@ -547,7 +552,7 @@ class Node:
     def _deliver_port(self, entry: CacheEntry, cap: Capsule, body: Segment, port: int) -> None:
         link, why = self.ports.resolve(port)
         if link is None:
-            self._drop(entry, why, str(port))
+            self._drop(entry, why, f"port {port}", cap)
             return
         if link.deliver(Delivery(port, body.tobytes(), cap.name)):
             entry.stats.delivered += 1
@@ -555,28 +560,33 @@ class Node:
         else:
             self._drop(entry, "dead_link", str(port))
 
-    def count_fault(self, entry: CacheEntry, fault: RuntimeFault) -> None:
-        """Count a fault of ``entry``'s code as a drop with its reason, reset the code if the
-        runtime asks, and quarantine it after repeated faults."""
+    def count_fault(self, entry: CacheEntry, fault: RuntimeFault, cap: Capsule | None = None) -> None:
+        """Count a fault of ``entry``'s code (on capsule ``cap``) as a drop with its reason, reset
+        the code if the runtime asks, and quarantine it after repeated faults."""
         entry.stats.errors += 1
-        self._drop(entry, fault.reason, str(fault))
+        self._drop(entry, fault.reason, str(fault), cap)
         self.fault_log.note(self.name, entry.code, entry.runtime, fault)
         self.codes.after_fault(entry, fault)
 
-    def _drop(self, entry: CacheEntry, reason: str, detail: str = "") -> None:
+    def _drop(self, entry: CacheEntry, reason: str, detail: str = "", cap: Capsule | None = None) -> None:
         """Count a capsule of ``entry``'s code dropped (``count_drop``: one no code object saw)."""
         entry.stats.drops[reason] += 1
         self.emit(CapsuleDropped(reason, entry.code.hex_name, detail))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: dropped a %s capsule: %s %s", self.name, entry.code.short_name, reason, detail)
+        if cap is not None and self.on_drop is not None:
+            self.on_drop(cap, reason, detail)
 
-    def count_drop(self, reason: str, detail: str = "") -> None:
+    def count_drop(self, reason: str, detail: str = "", cap: Capsule | None = None) -> None:
         """Count (and log at debug level) a capsule dropped before any code object saw it;
-        links and the demand loader report their drops here too."""
+        links and the demand loader report their drops here too. ``cap``: the capsule, when it
+        was parsed (not yet released): its home may be told (``on_drop``)."""
         self.stats.drops[reason] += 1
         self.emit(CapsuleDropped(reason, "", detail))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: dropped a capsule: %s %s", self.name, reason, detail)
+        if cap is not None and self.on_drop is not None:
+            self.on_drop(cap, reason, detail)
 
     def count_refusal(self, entry: CacheEntry | None, reason: str) -> None:
         """Count a resource refused to code (``pan_runtime.node.quota.Refusal``): on the node

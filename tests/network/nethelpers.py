@@ -20,6 +20,7 @@ from pathlib import Path
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.capsule import Capsule
 from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.wire import SYS_ERROR_REPORT
 from pan_runtime.net.config import parse_config
 from pan_runtime.net.daemon import NodeDaemon
 from pan_runtime.net.demand import REQ_FIELDS, REQUEST, SYS_HEADER, encode_chunk
@@ -227,10 +228,14 @@ class FakePeer:
 
 
 def requests_from(peer: FakePeer) -> list[tuple[bytes, list[int], int]]:
+    """The code requests the peer received (error reports about its capsules are passed over)."""
     out = []
     for data in peer.recv_all():
         cap = Capsule.parse_bytes(data)
         body = cap.body.tobytes()
+        if cap.is_system and body[0] == SYS_ERROR_REPORT:
+            cap.release()
+            continue
         assert cap.is_system and body[0] == REQUEST
         size, n = REQ_FIELDS.unpack_from(body, SYS_HEADER.size)
         idx = list(struct.unpack_from(f">{n}H", body, SYS_HEADER.size + REQ_FIELDS.size))

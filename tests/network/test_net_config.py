@@ -193,6 +193,11 @@ def test_every_limit_has_an_upper_bound(tmp_path, key):
         (HEAD + "[cache]\ndir = \"\\u0000\"\n", 4, "cache.dir", "no NUL"),
         (HEAD + "[trust]\ntrusted_keys = [\"k\\u0000\"]\n", 4, "trust.trusted_keys[0]", "no NUL"),
         (HEAD + "[trust.rules]\nnetwork.none = 3\n", 4, "trust.rules.network.none", "string"),
+        (HEAD + "[errors]\nrate = 0\n", 4, "errors.rate", "above 0"),
+        (HEAD + "[errors]\nper_dest_rate = inf\n", 4, "errors.per_dest_rate", "at most"),
+        (HEAD + "[errors]\nburst = 0\n", 4, "errors.burst", "outside"),
+        (HEAD + "[errors]\ndestinations = 9223372036854775807\n", 4, "errors.destinations", "outside"),
+        (HEAD + "[errors]\nenabled = 1\n", 4, "errors.enabled", "true or false"),
     ],
 )
 def test_values_out_of_range_name_file_line_and_key(tmp_path, text, line, key, words):
@@ -252,3 +257,13 @@ def test_trusted_key_files_are_small_regular_files(tmp_path, target):
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.startswith(f"{p}:4: trust.trusted_keys[0]: "), r.stdout
     assert ("more than 4096" if target == "big" else "not a regular file") in r.stdout
+
+
+def test_error_report_limits_parse(tmp_path):
+    p = tmp_path / "errors.toml"
+    p.write_text(HEAD + "[errors]\nenabled = false\nrate = 2.5\nburst = 4\nper_dest_rate = 1\nper_dest_burst = 2\ndestinations = 8\n")
+    ec = load_config(p).errors
+    assert (ec.enabled, ec.rate, ec.burst, ec.per_dest_rate, ec.per_dest_burst, ec.destinations) == (False, 2.5, 4, 1.0, 2, 8)
+    p.write_text(HEAD + "[errors]\nburst_size = 4\n")
+    with pytest.raises(ConfigError, match="errors.burst_size"):
+        load_config(p)
