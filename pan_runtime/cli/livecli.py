@@ -313,7 +313,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
         print(f"the node has not run it within {args.timeout} s (queued, or waiting for its code)")
     else:
         done = ", ".join(f"{word} {outcome[k]}" for k, word in _VERDICTS if outcome[k])
-        print(f"{node}: ran it: {done or 'no verdict counted'}")
+        print(f"{node}: ran it" + (f": {done}" if done else ""))
     for k, v in sorted({**outcome["drops"], **outcome["node_drops"]}.items()):
         print(f"{node}: dropped {v}: {k}")
     for r in reports:

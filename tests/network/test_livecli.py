@@ -137,6 +137,8 @@ def test_send_tells_where_a_capsule_was_dropped(bed, pcos):
     p = pan("send", bed.sockets[0], "forward", "--hex", (nowhere + bytes(4)).hex(), "-W", "60")
     assert p.returncode == 0, p.stderr
     assert "sender: dropped 1: no_route" in p.stdout
+    # and the node's error report came back to the sending application
+    assert f"From {bed.addresses[0]}: no route: no route to 127.0.0.1:1" in p.stdout
 
 
 def test_send_takes_the_name_of_code_the_node_lacks(bed):
@@ -195,7 +197,7 @@ def test_a_fault_in_user_code_is_a_warning_with_its_label_and_message(bed, pcos)
     for _ in range(3):
         p = pan("send", sock, str(pcos["buggy"]), "-W", "60")
         assert p.returncode == 0, p.stderr
-        assert "middle: dropped 1: code_error" in p.stdout
+        assert "middle: ran it: faulted 1" in p.stdout and "middle: dropped 1: code_error" in p.stdout
     lines = [x for x in bed.log(1).splitlines() if "faulted" in x]
     # one line (the next may come ten seconds later), with a time stamp, the code and the message
     assert len(lines) == 1, lines

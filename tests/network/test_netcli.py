@@ -44,11 +44,14 @@ def test_ping_works_in_the_default_setup_with_json(bed):
 
 
 def test_unsigned_native_code_is_refused_and_the_sender_says_why_before_waiting(bed):
-    p = pan("ping", bed.sockets[0], "--to", bed.addresses[2], "--runtime", "native", "-c", "1", "-W", "1")
+    p = pan("ping", bed.sockets[0], "--to", bed.addresses[2], "--runtime", "native", "-c", "1", "-W", "60")
     assert p.returncode == 1
     assert "unsigned native code" in p.stderr and "trust rule network.none = signed" in p.stderr
     assert "--key" in p.stderr
     assert "1 capsules transmitted, 0 received" in p.stdout
+    # the middle's error report ends the wait
+    assert f"From {bed.addresses[1]}: seq=0 trust refused the code (rule network.none)" in p.stdout
+    assert "fix: sign the native code with a key that node trusts (--key KEY, or pan sign)" in p.stdout
 
 
 @pytest.mark.parametrize("runtime", ["native", "jvm", "restricted_py"])
