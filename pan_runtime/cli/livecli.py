@@ -86,10 +86,10 @@ def _node(s: argparse.ArgumentParser) -> None:
 
 
 def _connect(arg: str):  # type: ignore[no-untyped-def]
-    from pan_runtime.cli.netcli import _socket_of
+    from pan_runtime.cli.netcli import socket_of
     from pan_runtime.net.client import Client
 
-    return Client(_socket_of(arg))
+    return Client(socket_of(arg))
 
 
 def find_code(entries: list[dict[str, Any]], text: str) -> dict[str, Any]:
@@ -302,11 +302,11 @@ def _cmd_send(args: argparse.Namespace) -> int:
                 deliveries.append({"port": d.port, "code": d.code.hex(), "data": d.data.hex()})
         reports = c.errors()  # error reports that came back meanwhile (a node on the way dropped it)
         node = c.node_name
-    from pan_runtime.cli.netcli import _report_info, format_error_report
+    from pan_runtime.cli.netcli import format_error_report, report_info
 
     if args.json:
         print(json.dumps({"node": node, "code": name, "label": label, "body_bytes": len(body), "outcome": outcome,
-                          "deliveries": deliveries, "errors": [_report_info(r) for r in reports]}, indent=2))
+                          "deliveries": deliveries, "errors": [report_info(r) for r in reports]}, indent=2))
         return 0
     print(f"sent a capsule of {label} with {len(body)} body bytes into {node}")
     if not outcome["capsules_in"] and not outcome["node_drops"]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pan_runtime.errors import PanError
 
-__all__ = ["add_subcommands", "ping", "flood", "rtt_summary", "format_error_report"]
+__all__ = ["add_subcommands", "ping", "flood", "rtt_summary", "format_error_report", "format_stats", "report_info", "socket_of"]
 
 DEFAULT_PORT = 7
 #: the runtime of ``pan ping``/``pan flood``'s reference code unless ``--runtime`` says: its
@@ -69,7 +69,9 @@ def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress display")
 
 
-def _socket_of(arg: str) -> str:
+def socket_of(arg: str) -> str:
+    """The application socket a command names: the path itself, or the one a node's
+    configuration file (``*.toml``) sets."""
     if arg.endswith(".toml"):
         from pan_runtime.net.config import load_config
 
@@ -89,7 +91,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from pan_runtime.net.client import Client
 
-    with Client(_socket_of(args.node)) as c:
+    with Client(socket_of(args.node)) as c:
         st = c.stats()
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
@@ -352,7 +354,7 @@ def _cmd_ping(args: argparse.Namespace) -> int:
     runtime = resolve_runtime(args.runtime) if args.code is None else None
     prog = _Progress(not args.no_progress and not args.json)
     replies: list[dict[str, object]] = []
-    with Client.connect(_socket_of(args.node), timeout=5.0) as c:
+    with Client.connect(socket_of(args.node), timeout=5.0) as c:
         code = _setup(c, runtime or "", "ping", args.code, args.portmapper, args.port, args.key)
         dest, dest_text, src_text, endpoints = _addresses(c, args.to)
         body = max(args.size, PingHdr.SIZE)
@@ -374,7 +376,7 @@ def _cmd_ping(args: argparse.Namespace) -> int:
                 print(f"{n} bytes from {dest_text}: seq={seq} time={rtt:.1f} µs")
 
         def on_error(seq: int, report) -> None:  # type: ignore[no-untyped-def]
-            replies.append({"seq": seq, "bytes": 0, "rtt_us": None, "error": _report_info(report, endpoints)})
+            replies.append({"seq": seq, "bytes": 0, "rtt_us": None, "error": report_info(report, endpoints)})
             if not args.json and not args.quiet:
                 print(format_error_report(report, code.runtime, seq, endpoints))
 
@@ -441,7 +443,8 @@ def format_error_report(report, runtime: str | None = None, seq: int | None = No
     return line
 
 
-def _report_info(report, endpoints=()) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def report_info(report, endpoints=()) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """An error report as JSON-ready data: who (as typed), the reason and the detail."""
     from pan_runtime.data.address import address_text
 
     return {"from": address_text(report.reporter, endpoints), "reason": report.reason, "detail": report.detail}
@@ -610,7 +613,7 @@ def _cmd_flood(args: argparse.Namespace) -> int:
             shown_header = True
         print(_interval_line(row), flush=True)
 
-    with Client.connect(_socket_of(args.node), timeout=5.0) as c:
+    with Client.connect(socket_of(args.node), timeout=5.0) as c:
         code = _setup(c, runtime or "", "flood", args.code, args.portmapper, args.port, args.key)
         dest, dest_text, src_text, endpoints = _addresses(c, args.to)
         note = trust_note(code)
