@@ -42,3 +42,19 @@ def test_wrong_length_and_immutability():
     a = NodeAddress.from_int(1)
     with pytest.raises(AttributeError):
         a.raw = b"x"  # type: ignore[misc]
+
+
+def test_addresses_print_as_users_type_them():
+    from pan_runtime.data.address import address_text, endpoint_text, parse_endpoint
+
+    v6 = NodeAddress.parse("[::1]:7202")
+    assert str(v6) == "::1c22"  # the 128-bit form keeps the port, not the endpoint's last bits
+    assert address_text(v6, [("127.0.0.1", 7202), ("::1", 7201), ("::1", 7202)]) == "[::1]:7202"
+    assert address_text(v6, [("fe80::1%eth0", 7202)]) == "::1c22"  # another endpoint: the text form
+    assert address_text(NodeAddress.parse("10.0.0.1:5")) == "10.0.0.1:5"
+    assert endpoint_text("::1", 7) == "[::1]:7" and endpoint_text("fe80::1%lo", 7) == "[fe80::1]:7"
+    assert endpoint_text("10.0.0.1", 7) == "10.0.0.1:7"
+    assert parse_endpoint("[::1]:7202") == ("::1", 7202) and parse_endpoint("127.0.0.1:9") == ("127.0.0.1", 9)
+    for bad in ("::1", "host", "[::1]:x", "1.2.3.4:70000", ":5"):
+        with pytest.raises(AddressError):
+            parse_endpoint(bad)

@@ -43,7 +43,7 @@ def test_keygen_sign_inspect_round_trip(tmp_path, capsys):
     assert "signed" in capsys.readouterr().out
     assert main(["inspect", str(pco), "--json", "--trust", str(tmp_path / "k.pub")]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["name"] == code.hex_name
+    assert info["name"] == code.hex_name and info["label"] == "x"
     assert info["signatures"][0]["valid"] and info["signatures"][0]["trusted"]
     signed = CodeObject.read(pco)
     assert signed.name == code.name and len(signed.verified_signers()) == 1
@@ -91,3 +91,13 @@ def test_bench_dispatch_writes_the_documented_json(tmp_path):
         assert set(r) == {"experiment", "topology", "config", "runtime", "size", "metric", "stat", "value"}
         assert r["experiment"] == "dispatch" and r["topology"] == "inproc" and r["metric"] == "dispatch_us"
         assert r["value"] > 0
+
+
+def test_build_and_inspect_name_user_code_by_its_source_file(tmp_path, capsys):
+    src = tmp_path / "my_proto.py"
+    src.write_text("def accept(pni, capsule, length):\n    return DROP\n")
+    assert main(["build", str(src), "-o", str(tmp_path / "out.pco")]) == 0
+    code = CodeObject.read(tmp_path / "out.pco")
+    assert capsys.readouterr().out.split()[1] == f"my_proto@{code.hex_name[:12]}"
+    assert main(["inspect", str(tmp_path / "out.pco")]) == 0
+    assert "label        my_proto\n" in capsys.readouterr().out

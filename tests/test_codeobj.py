@@ -145,3 +145,18 @@ def test_key_files_with_any_content_raise_key_file_error(tmp_path_factory, data)
             loader(f)
         except KeyFileError:
             pass
+
+
+def test_a_code_object_is_named_by_its_label_its_name_or_its_source_file():
+    base = b"def accept(pni, capsule, length):\n    return DROP\n"
+    by_label = CodeObject.create("restricted_py", base, meta={"label": "pinger", "sources": ["x.py"]})
+    assert by_label.label == "pinger" and by_label.short_name == f"pinger@{by_label.hex_name[:12]}"
+    by_source = CodeObject.create("restricted_py", base, meta={"sources": ["dir/my_proto.py"]})
+    assert by_source.short_name == f"my_proto@{by_source.hex_name[:12]}"
+    assert CodeObject.create("restricted_py", base, meta={"name": "nm"}).label == "nm"
+    bare = CodeObject.create("restricted_py", base)
+    assert bare.label is None and bare.short_name == bare.hex_name[:12]
+    # a label from the network is written to logs: one printable word of bounded length
+    hostile = CodeObject.create("restricted_py", base, meta={"label": "a\nWARNING fake\x1b[31m" + "x" * 500})
+    assert hostile.label is not None and hostile.label.isprintable() and " " not in hostile.label
+    assert len(hostile.label) == 64 and "\n" not in hostile.short_name

@@ -18,3 +18,19 @@ def test_demo_runs_every_runtime():
         rtt_median, received = float(cols[1]), int(cols[4])
         assert rtt_median > 0, name
         assert received == 500, name
+
+
+def test_demo_json():
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pan_runtime.cli.main", "demo", "--runtime", "restricted_py", "--runtime", "nosuch",
+         "--count", "100", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1  # a runtime asked for did not run
+    assert (doc["size"], doc["count"]) == (512, 100)
+    [r] = doc["results"]
+    assert r["runtime"] == "restricted_py" and r["flood_received"] == 100 and r["rtt_median_us"] > 0
+    assert doc["not_run"]["nosuch"] == "no such runtime"

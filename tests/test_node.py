@@ -228,3 +228,27 @@ def test_wire_capsule_helper():
     home = NodeAddress.from_int(1)
     wire = capsule_bytes(FWD, b"body", home)
     assert wire[4:36] == FWD.name and wire[36:52] == home.raw and wire.endswith(b"body")
+
+
+def test_a_signed_copy_of_installed_code_replaces_the_unsigned_one():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pan_runtime.data.codeobj import CodeObject, Signature
+    from pan_runtime.errors import SignatureError
+
+    k1, k2 = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    with Node("10.0.0.1:7", plugins=PLUGINS) as node:
+        node.install(FWD)
+        entry = node.cache.peek(FWD.name)
+        one = FWD.signed(k1)
+        node.install(one)
+        assert entry.code is one  # neighbours fetching it from here now get the signature
+        node.install(FWD)
+        assert entry.code is one  # never fewer signers
+        both = one.signed(k2)
+        node.install(both)
+        assert entry.code is both and len(entry.code.verified_signers()) == 2
+        forged = CodeObject(both.manifest, both.payload, (*both.signatures, Signature(bytes(32), bytes(64))))
+        with pytest.raises(SignatureError):
+            node.install(forged)
+        assert entry.code is both

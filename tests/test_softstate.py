@@ -156,3 +156,23 @@ def test_the_store_always_evicts_from_a_largest_holder_among_many():
         assert store.bytes_used == sum(s.bytes_used for s in states) <= store.max_bytes
     assert len(picks) > 500 and all(held == most for held, most in picks)
     assert len(store._heap) <= 4 * len(store._holders) + 64
+
+
+def test_peek_items_reads_without_touching_order_or_expiry():
+    clock = ManualClock()
+    st = SoftState(default_ttl_ms=0, clock=clock)
+    st.put(b"a", b"1")
+    st.put(b"b", b"22", ttl_ms=10)
+    st.put(b"c", b"333")
+    clock.advance(3_000_000)
+    items, cut = st.peek_items(10, 1000)
+    assert items == [(b"a", b"1", 0), (b"b", b"22", 7), (b"c", b"333", 0)] and not cut
+    assert st.peek_items(2, 1000) == ([(b"a", b"1", 0), (b"b", b"22", 7)], True)
+    assert st.peek_items(10, 5) == ([(b"a", b"1", 0), (b"b", b"22", 7)], True)  # key + value bytes
+    clock.advance(10_000_000)
+    assert [k for k, _, _ in st.peek_items(10, 1000)[0]] == [b"a", b"c"]
+    assert len(st) == 3 and st.expirations == 0  # the expired entry is left to the owner's next use
+    st.put(b"d", b"4")
+    st.max_entries = 3
+    assert st.put(b"e", b"5")  # least recently used first: peeking moved nothing
+    assert st.get(b"a") is None and st.get(b"c") == b"333"

@@ -19,7 +19,11 @@ from pan_runtime.net.client import Client
 
 from .testbed import Proc, Testbed
 
-__all__ = ["Running", "copy_on_send_unsupported", "start_configuration"]
+__all__ = ["Running", "copy_on_send_unsupported", "start_configuration", "START_LIMIT_S"]
+
+#: how long a node or forwarder may take to start: a guard against a hang, not a measure (a
+#: process that dies is noticed at once; a busy machine may take minutes to start a JVM)
+START_LIMIT_S = 600.0
 
 
 def copy_on_send_unsupported() -> str | None:
@@ -86,7 +90,7 @@ class Running:
         self.receiver_address = receiver_address
         self.clients: dict[str, Client] = {}
         for role, path in sockets.items():
-            self.clients[role] = Client.connect(path, timeout=30.0, request_timeout=120.0)
+            self.clients[role] = Client.connect(path, timeout=START_LIMIT_S, request_timeout=120.0)
 
     @property
     def app(self) -> Client:
@@ -171,7 +175,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
         if config == "cforw":
             fw = bed.spawn("middle", [sys.executable, "-m", "pan_runtime.bench.forwarder", m_listen, s_addr, r_addr], "cforw forwarder")
             procs.append(fw)
-            fw.wait_line("ready", 30.0)
+            fw.wait_line("ready", START_LIMIT_S)
         elif config in ("active", "activecopy"):
             sockets["middle"] = bed.tmp / f"{tag}-m.sock"
             toml = node_toml(
@@ -185,7 +189,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
         procs.append(_pan_node(bed, "sender", config, toml))
         for p in procs:
             if p.name.startswith("pan node"):
-                p.wait_line("pan node", 60.0)
+                p.wait_line("pan node", START_LIMIT_S)
         return Running(bed, config, procs, sockets, r_addr)
     except BaseException:
         for p in procs:

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -153,12 +154,24 @@ class Testbed:
             self.procs.pop().stop()
 
     def close(self) -> None:
+        """Stop every process, remove the temporary directory and what the topology made;
+        ``PanError`` naming whatever could not be removed (after trying everything)."""
         if self._closed:
             return
         self._closed = True
-        self.stop_all()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        atexit.unregister(self.close)
+        problems: list[str] = []
+        try:
+            self.stop_all()
+        finally:
+            atexit.unregister(self.close)
+            problems += _remove_tree(self.tmp)
+            problems += self._teardown()
+        if problems:
+            raise PanError(f"{self.name} testbed: clean-up failed: " + "; ".join(problems))
+
+    def _teardown(self) -> list[str]:
+        """Remove what the topology made beyond processes and files; what failed, as text."""
+        return []
 
     def __enter__(self) -> Testbed:
         return self
@@ -197,6 +210,21 @@ class LoopbackTestbed(Testbed):
         return self._ports[key]
 
 
+def _remove_tree(path: Path) -> list[str]:
+    """Remove a directory tree; each failure as text (nothing to remove is no failure)."""
+    failed: list[str] = []
+
+    def onerror(_fn: object, name: str, exc: BaseException) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            failed.append(f"cannot remove {name}: {getattr(exc, 'strerror', None) or exc}")
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=onerror)
+    else:
+        shutil.rmtree(path, onerror=lambda fn, name, info: onerror(fn, name, info[1]))
+    return failed
+
+
 def _run(cmd: list[str]) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -218,17 +246,37 @@ def _our_namespaces() -> list[str]:
     return [line.split()[0] for line in r.stdout.splitlines() if line.startswith(NS_PREFIX)]
 
 
+def delete_namespace(name: str, attempts: int = 5) -> str | None:
+    """``ip netns del NAME``, tried again while the kernel still holds it busy (a process in
+    it may take a moment to go); None once it is gone, else why it is not."""
+    why = ""
+    for i in range(attempts):
+        r = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
+        if r.returncode == 0 or name not in _our_namespaces():
+            return None
+        why = r.stderr.strip() or r.stdout.strip() or f"exit status {r.returncode}"
+        time.sleep(0.1 * (i + 1))
+    return why
+
+
 def sweep_stale_namespaces() -> list[str]:
-    """Delete namespaces left by a bench process that no longer exists; returns their names."""
+    """Delete namespaces left by a bench process that no longer exists; returns their names.
+    ``PanError`` if one cannot be deleted."""
     gone = []
+    failed = []
     for ns in _our_namespaces():
         try:
             pid = int(ns[len(NS_PREFIX) :].split("-")[0])
         except ValueError:
             continue
         if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            gone.append(ns)
+            why = delete_namespace(ns)
+            if why is None:
+                gone.append(ns)
+            else:
+                failed.append(f"{ns} ({why})")
+    if failed:
+        raise PanError(f"cannot delete stale network namespaces {', '.join(failed)}; remove them with `ip netns del NAME`")
     return gone
 
 
@@ -243,11 +291,11 @@ class NetnsTestbed(Testbed):
         if why:
             raise PanError(f"topology netns is unavailable: {why}")
         super().__init__(placement)
-        sweep_stale_namespaces()
         pid = os.getpid()
         self.ns = {role: f"{NS_PREFIX}{pid}-{role[0]}" for role in ("sender", "middle", "receiver")}
         self.made: list[str] = []
         try:
+            sweep_stale_namespaces()
             self._build(pid)
         except BaseException:
             self.close()
@@ -280,15 +328,14 @@ class NetnsTestbed(Testbed):
             "receiver": Host("receiver", ["ip", "netns", "exec", r], {"middle": f"{net['mr']}.2", "sender": f"{net['sr']}.2"}),
         }
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        try:
-            super().close()
-        finally:
-            for name in getattr(self, "made", []):
-                subprocess.run(["ip", "netns", "del", name], capture_output=True)
-            self.made = []
+    def _teardown(self) -> list[str]:
+        failed = []
+        for name in getattr(self, "made", []):
+            why = delete_namespace(name)
+            if why is not None:
+                failed.append(f"cannot delete network namespace {name} ({why}): remove it with `ip netns del {name}`")
+        self.made = []
+        return failed
 
 
 #: machine-wide sysctls Mininet raises when it starts (``mininet.util.fixLimits``); the
@@ -395,31 +442,28 @@ class MininetTestbed(Testbed):
             "receiver": Host("receiver", enter["receiver"], {"middle": f"{net['mr']}.2", "sender": f"{net['sr']}.2"}),
         }
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        try:
-            super().close()
-        finally:
-            h = self.helper
-            if h is not None:
-                if h.stdin is not None:
-                    h.stdin.close()
-                try:
-                    h.wait(30)
-                except subprocess.TimeoutExpired:
-                    h.kill()
-                    h.wait(10)
-                for f in (h.stdout, h.stderr):
-                    if f is not None:
-                        f.close()
-                self.helper = None
-            for name, value in self.sysctls_before.items():
-                try:
-                    if " ".join(_sysctl_path(name).read_text().split()) != value:
-                        _sysctl_path(name).write_text(value)
-                except OSError:
-                    pass
+    def _teardown(self) -> list[str]:
+        h = self.helper
+        if h is not None:
+            if h.stdin is not None:
+                h.stdin.close()
+            try:
+                h.wait(30)
+            except subprocess.TimeoutExpired:
+                h.kill()
+                h.wait(10)
+            for f in (h.stdout, h.stderr):
+                if f is not None:
+                    f.close()
+            self.helper = None
+        failed = []
+        for name, value in self.sysctls_before.items():
+            try:
+                if " ".join(_sysctl_path(name).read_text().split()) != value:
+                    _sysctl_path(name).write_text(value)
+            except OSError as exc:
+                failed.append(f"cannot restore sysctl {name} = {value!r}: {exc.strerror or exc}")
+        return failed
 
 
 def topology_unavailable(name: str) -> str | None:

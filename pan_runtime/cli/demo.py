@@ -7,10 +7,11 @@ receiver reports it) and reads the middle node's per-capsule processing time.
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from pan_runtime.cli.protocols import ping_body, ping_rtt_us, reference_code
 from pan_runtime.errors import PanError
@@ -126,7 +127,7 @@ def demo_runtime(runtime: str, *, pings: int = 200, count: int = 2000, size: int
         )
 
 
-def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 512, quiet: bool = False) -> int:
+def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 512, quiet: bool = False, as_json: bool = False) -> int:
     plugins = default_plugins()
     infos = {i.name: i for i in plugins.runtime_infos()}
     from pan_runtime.cli.protocols import has_reference_sources
@@ -147,6 +148,13 @@ def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 5
         except PanError as exc:
             prog.done()
             failed[rt] = str(exc)
+    unavailable = {n: i.reason for n, i in sorted(infos.items()) if not i.available}
+    unavailable.update(others)
+    unavailable.update(failed)
+    if as_json:
+        doc = {"size": size, "count": count, "results": [asdict(r) for r in results], "not_run": unavailable}
+        print(json.dumps(doc, indent=2))
+        return 0 if results and not failed else 1
     rows = [
         [
             r.runtime,
@@ -165,9 +173,6 @@ def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 5
             ["runtime", "ping RTT median µs", "ping RTT p99 µs", "flood capsules/s", "flood received", "middle µs/capsule"],
         )
     )
-    unavailable = {n: i.reason for n, i in sorted(infos.items()) if not i.available}
-    unavailable.update(others)
-    unavailable.update(failed)
     if unavailable:
         print("\nnot run:")
         for n, why in sorted(unavailable.items()):

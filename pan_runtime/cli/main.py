@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pan_runtime import __version__
+from pan_runtime.cli.verbosity import add_verbosity, verbosity
 from pan_runtime.errors import PanError
 
 __all__ = ["main"]
@@ -52,6 +53,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     info = {
         "file": str(args.file),
         "name": code.hex_name,
+        "label": code.label,
         "runtime": m.runtime,
         "pni_version": m.pni_version,
         "entry": dict(m.entry),
@@ -66,6 +68,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"code object  {info['name']}")
+    print(f"label        {code.label or '- (none: pan build --label)'}")
     print(f"file         {info['file']}")
     print(f"runtime      {m.runtime}   (PNI {m.pni_version})")
     print(f"size         {code.size} bytes (payload {len(code.payload)})")
@@ -102,7 +105,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     signed = code.signed(key)
     out = Path(args.output or args.file)
     signed.write(out)
-    print(f"signed {code.hex_name} with {public_key_hex(key)} -> {out}")
+    print(f"signed {code.short_name} ({code.hex_name}) with {public_key_hex(key)} -> {out}")
     return 0
 
 
@@ -137,14 +140,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if out.is_dir():
         out = out / (sources[0].stem + ".pco")
     code.write(out)
-    print(f"{out}: {code.hex_name} ({runtime}, {code.size} bytes)")
+    print(f"{out}: {code.short_name} {code.hex_name} ({runtime}, {code.size} bytes)")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pan_runtime.cli.demo import run_demo
 
-    return run_demo(runtimes=args.runtime, count=args.count, size=args.size, quiet=args.quiet)
+    return run_demo(runtimes=args.runtime, count=args.count, size=args.size, quiet=args.quiet, as_json=args.json)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -159,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="pan: an active network node that runs mobile code from several runtimes side by side.",
     )
     p.add_argument("--version", action="version", version=f"pan {__version__}")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug); also after the command")
+    p.add_argument("-q", "--quiet", dest="log_quiet", action="count", default=0, help="log errors only; also after the command")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("runtimes", help="list runtimes, their isolation level and availability")
@@ -197,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--count", type=int, default=2000, help="flood capsules per runtime")
     s.add_argument("--size", type=int, default=512, help="capsule body size in bytes")
     s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.set_defaults(fn=_cmd_demo)
 
     from pan_runtime.cli.netcli import add_subcommands
@@ -207,11 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_codec(sub)
 
+    from pan_runtime.cli.livecli import add_subcommands as add_live
+
+    add_live(sub)
+
     s = sub.add_parser("bench", help="compare runtimes (see `pan bench --help`)")
     from pan_runtime.bench import add_arguments
 
     add_arguments(s)
     s.set_defaults(fn=_cmd_bench)
+    for command in sub.choices.values():
+        add_verbosity(command)
     return p
 
 
@@ -220,8 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from pan_runtime.net.daemon import LOG_FORMAT
+
+    args.verbose = verbosity(args)
+    logging.basicConfig(level=max(logging.DEBUG, min(logging.ERROR, logging.WARNING - 10 * args.verbose)), format=LOG_FORMAT)
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0

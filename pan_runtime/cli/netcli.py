@@ -11,9 +11,13 @@ from pathlib import Path
 
 from pan_runtime.errors import PanError
 
-__all__ = ["add_subcommands", "ping", "flood", "rtt_summary", "format_error_report"]
+__all__ = ["add_subcommands", "ping", "flood", "rtt_summary", "format_error_report", "format_stats", "report_info", "socket_of"]
 
 DEFAULT_PORT = 7
+#: the runtime of ``pan ping``/``pan flood``'s reference code unless ``--runtime`` says: its
+#: isolation is ``sandboxed``, the one the default trust rules load unsigned from the
+#: network (``network.sandboxed = any``), so the nodes on the way take the code they fetch
+DEFAULT_RUNTIME = "wasm"
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,17 +33,18 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s.add_argument("-c", "--count", type=int, default=10, help="capsules to send (default 10)")
     s.add_argument("-s", "--size", type=int, default=128, help="capsule body bytes (default 128; at least the ping header)")
     s.add_argument("-i", "--interval", type=float, default=0.0, help="seconds between pings (default: back to back)")
-    s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each reply (default 2)")
+    s.add_argument("-W", "--timeout", type=float, default=2.0, metavar="SECONDS", help="seconds to wait for each reply (default 2)")
     s.add_argument("-q", "--quiet", action="store_true", help="only the summary")
     s.set_defaults(fn=_cmd_ping)
 
-    s = sub.add_parser("flood", help="push capsules to a node as fast as it keeps up; report capsules/s and Mbit/s")
+    s = sub.add_parser("flood", help="push capsules to a node as fast as it keeps up; report capsules/s and Mbit/s like iperf")
     _common(s)
     s.add_argument("-n", "--count", type=int, default=10_000, help="data capsules to send (default 10000)")
     s.add_argument("-s", "--size", type=int, default=512, help="capsule body bytes (default 512)")
     s.add_argument("--rate", type=float, default=0.0, help="pace at this many capsules/s (default: receiver-paced)")
+    s.add_argument("-i", "--interval", type=float, default=1.0, metavar="SECONDS", help="a report line per this many seconds of the flow (default 1; 0: none)")
     s.add_argument("--report-every", type=int, default=500, help="the receiver reports every N capsules (default 500)")
-    s.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a report before giving up")
+    s.add_argument("-W", "--timeout", type=float, default=5.0, metavar="SECONDS", help="seconds to wait for a report before giving up (default 5)")
     s.set_defaults(fn=_cmd_flood)
 
     s = sub.add_parser("stats", help="a running node's statistics (from its application socket)")
@@ -50,15 +55,23 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("node", help="application socket (or configuration file) of the node to start from")
-    s.add_argument("--to", required=True, help="address of the destination node, e.g. 127.0.0.1:7003")
-    s.add_argument("--runtime", default="native", help="runtime of the reference code to use (default native)")
+    s.add_argument("--to", required=True, help="address of the destination node, e.g. 127.0.0.1:7003 or [::1]:7003")
+    s.add_argument(
+        "--runtime",
+        help=f"runtime of the reference code (default {DEFAULT_RUNTIME}: sandboxed, so nodes with the default trust rules "
+        "load it from the network unsigned; native, jvm and restricted_py code needs --key)",
+    )
     s.add_argument("--code", type=Path, help="use this .pco instead of the reference code")
-    s.add_argument("--portmapper", type=Path, help="portmapper .pco (default: the reference one for --runtime)")
+    s.add_argument("--key", type=Path, metavar="PRIVATE_KEY", help="sign the code with this key (from `pan keygen`) before installing it")
+    s.add_argument("--portmapper", type=Path, help="portmapper .pco (default: the reference one for the runtime)")
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to bind for replies (default {DEFAULT_PORT})")
+    s.add_argument("--json", action="store_true", help="print one JSON document at the end instead of lines")
     s.add_argument("--no-progress", action="store_true", help="no progress display")
 
 
-def _socket_of(arg: str) -> str:
+def socket_of(arg: str) -> str:
+    """The application socket a command names: the path itself, or the one a node's
+    configuration file (``*.toml``) sets."""
     if arg.endswith(".toml"):
         from pan_runtime.net.config import load_config
 
@@ -78,7 +91,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from pan_runtime.net.client import Client
 
-    with Client(_socket_of(args.node)) as c:
+    with Client(socket_of(args.node)) as c:
         st = c.stats()
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
@@ -87,23 +100,64 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def known_endpoints(st: dict) -> list[tuple[str, int]]:  # type: ignore[type-arg]
+    """The UDP endpoints a node's statistics name (its own and its neighbours'), to print
+    IPv6 endpoint addresses as ``[ip6]:port`` (``address_text``)."""
+    from pan_runtime.data.address import parse_endpoint
+    from pan_runtime.errors import AddressError
+
+    links = st.get("links", {})
+    out = []
+    for text in [*links.get("listen", []), *(n.get("endpoint", "") for n in links.get("neighbors", {}).values())]:
+        try:
+            out.append(parse_endpoint(text))
+        except AddressError:
+            continue
+    return out
+
+
+def shown(address: str, endpoints: list[tuple[str, int]]) -> str:
+    """An address from a node's statistics, in the form a user types (see ``known_endpoints``)."""
+    from pan_runtime.data.address import NodeAddress, address_text
+    from pan_runtime.errors import AddressError
+
+    try:
+        return address_text(NodeAddress.parse(address), endpoints)
+    except AddressError:
+        return address
+
+
+def drop_rows(st: dict) -> list[list[str]]:  # type: ignore[type-arg]
+    """Every drop a node counted, by reason: [reason, count, where] (the node, or a code object)."""
+    rows = [[reason, str(n), "node"] for reason, n in st.get("drops", {}).items()]
+    for c in st.get("code", {}).values():
+        rows += [[reason, str(n), f"{c['label']} ({c['runtime']})"] for reason, n in c.get("drops", {}).items()]
+    rows.sort(key=lambda r: (-int(r[1]), r[0], r[2]))
+    return rows
+
+
 def format_stats(st: dict) -> str:  # type: ignore[type-arg]
     from pan_runtime.node.stats import format_table
 
+    eps = known_endpoints(st)
     lines = [
-        f"node {st.get('name', st['node'])} ({st['node']}), up {st.get('uptime_s', 0):.0f} s",
+        f"node {st.get('name', st['node'])} ({shown(st['node'], eps)}), up {st.get('uptime_s', 0):.0f} s",
         f"received {st['received']}, injected {st['injected']}, sent {st['sent']}, delivered {st['delivered']}, "
         f"queue {st['queue']}, free buffers {st['pool_free']}",
-        "drops: " + (", ".join(f"{k}={v}" for k, v in sorted(st["drops"].items())) or "none"),
     ]
+    drops = drop_rows(st)
+    if drops:
+        lines.append(format_table(drops, ["drop reason", "count", "where"]))
+    else:
+        lines.append("drops: none")
     if st.get("refused"):
         lines.append("refused to code: " + ", ".join(f"{k}={v}" for k, v in sorted(st["refused"].items())))
     rows = [
-        [c["label"], c["runtime"], str(c["capsules_in"]), str(c["forwarded"]), str(c["delivered"]), str(c["done"]), str(c["dropped"]), f"{c['time_us_mean']:.2f}"]
+        [c["label"], c["runtime"], str(c["capsules_in"]), str(c["forwarded"]), str(c["delivered"]), str(c["done"]), str(c["dropped"]), str(c.get("errors", 0)), f"{c['time_us_mean']:.2f}"]
         for c in st.get("code", {}).values()
     ]
     if rows:
-        lines.append(format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "µs/cap"]))
+        lines.append(format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "err", "µs/cap"]))
     links = st.get("links", {}).get("neighbors", {})
     if links:
         accounts = st.get("neighbours", {})
@@ -111,12 +165,16 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
         for n, v in links.items():
             a = accounts.get(n, {})
             rows.append(
-                [n, v["endpoint"], str(v["mtu"]), str(v["sent"]), str(v["received"]), str(v["largest_sent"]), str(v["errors"]),
-                 str(v.get("over_share", 0)), f"{a.get('run_us', 0) / 1000:.1f}", str(a.get("exhaustions", 0)),
-                 f"{a['throttled_for_ms'] / 1000:.1f} s" if a.get("throttled_for_ms") else ""]
+                [shown(n, eps), v["endpoint"], str(v["mtu"]), str(v["sent"]), str(v["received"]), str(v["largest_sent"]),
+                 str(v["errors"]), str(v.get("over_share", 0)), f"{a.get('run_us', 0) / 1000:.1f}",
+                 str(a.get("exhaustions", 0)), f"{a['throttled_for_ms'] / 1000:.1f} s" if a.get("throttled_for_ms") else ""]
             )
         lines.append(format_table(rows, ["neighbour", "endpoint", "largest capsule", "sent", "received", "largest sent", "errors",
                                          "over share", "run ms", "exhausted", "throttled"]))
+    routes = st.get("routes", [])
+    if routes:
+        rows = [[shown(r["dest"], eps), shown(r["via"], eps), str(r["metric"]), "static" if r.get("static") else "learned"] for r in routes]
+        lines.append(format_table(rows, ["route to", "via", "metric", "kind"]))
     fast = st.get("links", {}).get("fast_path")
     if fast:
         if fast.get("on"):
@@ -154,16 +212,61 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _setup(client, runtime: str, protocol: str, code_path: Path | None, pm_path: Path | None, port: int):  # type: ignore[no-untyped-def]
-    """Install the protocol's code and a portmapper on the client's node; bind ``port``. A
-    portmapper that other applications' ports go through stays (the node refuses to replace
-    it); the port is bound through it."""
-    from pan_runtime.cli.protocols import reference_code
+def resolve_runtime(runtime: str | None) -> str:
+    """``--runtime``, or ``DEFAULT_RUNTIME`` when it is available here (else an error saying
+    what to choose instead)."""
+    if runtime is not None:
+        return runtime
+    from pan_runtime.plugin.plugins import default_plugins
+
+    runtimes = default_plugins().runtimes
+    why = runtimes.get(DEFAULT_RUNTIME).available() if DEFAULT_RUNTIME in runtimes else "not installed"
+    if why:
+        raise PanError(
+            f"the default runtime {DEFAULT_RUNTIME} is unavailable here ({why}); choose one with --runtime, and sign "
+            "its code with --key KEY using a key the nodes trust (see docs/trust.md)"
+        )
+    return DEFAULT_RUNTIME
+
+
+def trust_note(code) -> str | None:  # type: ignore[no-untyped-def]
+    """What nodes with the default trust rules will do with ``code`` fetched from the
+    network, when they will refuse it (None when they load it)."""
+    from pan_runtime.node.trust import CodeOrigin, Rule, TrustPolicy
+    from pan_runtime.plugin.plugins import default_plugins
+
+    runtimes = default_plugins().runtimes
+    if code.runtime not in runtimes:
+        return None
+    isolation = runtimes.get(code.runtime).isolation
+    rule = TrustPolicy().rules[(CodeOrigin.NETWORK, isolation)]
+    if rule is Rule.ANY or (rule is Rule.SIGNED and code.signatures):
+        return None
+    name = TrustPolicy.rule_name(CodeOrigin.NETWORK, isolation)
+    return (
+        f"note: {code.short_name} is unsigned {code.runtime} code (isolation {isolation.value}); nodes with the default "
+        f"trust rules refuse it from the network (trust rule {name} = {rule.value}). Sign it with --key KEY "
+        f"(a key the nodes list in [trust] trusted_keys), or use --runtime {DEFAULT_RUNTIME}."
+    )
+
+
+def _setup(client, runtime: str, protocol: str, code_path: Path | None, pm_path: Path | None, port: int, key_path: Path | None = None):  # type: ignore[no-untyped-def]
+    """Install the protocol's code (signed with ``key_path`` if given) and a portmapper on the
+    client's node; bind ``port``. A portmapper that other applications' ports go through
+    stays (the node refuses to replace it); the port is bound through it."""
+    from pan_runtime.cli.protocols import has_reference_sources, reference_code
     from pan_runtime.data.codeobj import CodeObject
     from pan_runtime.errors import OwnershipError
 
     code = CodeObject.read(code_path) if code_path else reference_code(runtime, protocol)
-    pm = CodeObject.read(pm_path) if pm_path else reference_code(runtime, "portmapper")
+    if key_path is not None:
+        from pan_runtime.data.keys import load_private_key
+
+        code = code.signed(load_private_key(key_path))
+    if pm_path is not None:
+        pm = CodeObject.read(pm_path)
+    else:  # the portmapper of the code's runtime where there is one
+        pm = reference_code(code.runtime if has_reference_sources(code.runtime) else resolve_runtime(None), "portmapper")
     client.install(pm, pin=True)
     try:
         client.use_portmapper(pm)
@@ -172,6 +275,25 @@ def _setup(client, runtime: str, protocol: str, code_path: Path | None, pm_path:
     client.install(code)
     client.bind(port)
     return code
+
+
+def _addresses(client, to: str):  # type: ignore[no-untyped-def]
+    """(destination, its text as typed, the client's node as text, the endpoints that name
+    IPv6 addresses) for the lines printed."""
+    from pan_runtime.data.address import NodeAddress, address_text, parse_endpoint
+    from pan_runtime.errors import AddressError
+
+    dest = NodeAddress.parse(to)
+    try:
+        typed = [parse_endpoint(to)]
+    except AddressError:
+        typed = []
+    known = known_endpoints(client.stats())
+    return dest, address_text(dest, typed), address_text(client.address, known), [*typed, *known]
+
+
+def _code_info(code) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {"name": code.hex_name, "label": code.short_name, "runtime": code.runtime, "signed": bool(code.signatures)}
 
 
 def rtt_summary(rtts_us: list[float]) -> dict[str, float]:
@@ -233,27 +355,37 @@ def ping(
 
 
 def _cmd_ping(args: argparse.Namespace) -> int:
-    from pan_runtime.data.address import NodeAddress
     from pan_runtime.net.client import Client
     from pan_runtime.protocol_headers import PingHdr
 
-    dest = NodeAddress.parse(args.to)
-    prog = _Progress(not args.no_progress)
-    with Client.connect(_socket_of(args.node), timeout=5.0) as c:
-        code = _setup(c, args.runtime, "ping", args.code, args.portmapper, args.port)
-        print(f"PING {dest} from {c.address} with {args.runtime} code {code.short_name}: {max(args.size, PingHdr.SIZE)} body bytes")
+    runtime = resolve_runtime(args.runtime) if args.code is None else None
+    prog = _Progress(not args.no_progress and not args.json)
+    replies: list[dict[str, object]] = []
+    with Client.connect(socket_of(args.node), timeout=5.0) as c:
+        code = _setup(c, runtime or "", "ping", args.code, args.portmapper, args.port, args.key)
+        dest, dest_text, src_text, endpoints = _addresses(c, args.to)
+        body = max(args.size, PingHdr.SIZE)
+        note = trust_note(code)
+        if note:
+            print(note, file=sys.stderr)
+        if not args.json:
+            print(f"PING {dest_text} from {src_text} with {code.runtime} code {code.short_name}: {body} body bytes")
 
         def on_reply(seq: int, rtt: float | None, n: int) -> None:
+            replies.append({"seq": seq, "bytes": n, "rtt_us": rtt})
+            if args.json:
+                return
             if args.quiet:
                 prog.show(f"ping {seq + 1}/{args.count}")
-                return
-            if rtt is None:
+            elif rtt is None:
                 print(f"seq={seq}: no reply within {args.timeout} s")
             else:
-                print(f"{n} bytes from {dest}: seq={seq} time={rtt:.1f} µs")
+                print(f"{n} bytes from {dest_text}: seq={seq} time={rtt:.1f} µs")
 
         def on_error(seq: int, report) -> None:  # type: ignore[no-untyped-def]
-            print(format_error_report(report, code.runtime, seq))
+            replies.append({"seq": seq, "bytes": 0, "rtt_us": None, "error": report_info(report, endpoints)})
+            if not args.json and not args.quiet:
+                print(format_error_report(report, code.runtime, seq, endpoints))
 
         rtts, sent = ping(
             c, code, dest, count=args.count, size=args.size, port=args.port, interval=args.interval, timeout=args.timeout,
@@ -261,10 +393,26 @@ def _cmd_ping(args: argparse.Namespace) -> int:
         )
     prog.done()
     loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
-    print(f"--- {dest} pan ping statistics ---")
+    summary = rtt_summary(rtts) if rtts else None
+    if args.json:
+        doc = {
+            "destination": dest_text,
+            "source": src_text,
+            "code": _code_info(code),
+            "body_bytes": body,
+            "timeout_s": args.timeout,
+            "transmitted": sent,
+            "received": len(rtts),
+            "loss_percent": loss,
+            "rtt_us": summary,
+            "replies": replies,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0 if rtts else 1
+    print(f"--- {dest_text} pan ping statistics ---")
     print(f"{sent} capsules transmitted, {len(rtts)} received, {loss:.1f}% loss")
-    if rtts:
-        s = rtt_summary(rtts)
+    if summary:
+        s = summary
         print(f"rtt min/median/mean/p99/max = {s['min']:.1f}/{s['median']:.1f}/{s['mean']:.1f}/{s['p99']:.1f}/{s['max']:.1f} µs")
     return 0 if rtts else 1
 
@@ -284,18 +432,29 @@ def _report_seq(report) -> int | None:  # type: ignore[no-untyped-def]
     return PingHdr.unpack(report.quote[: PingHdr.SIZE]).seq
 
 
-def format_error_report(report, runtime: str | None = None, seq: int | None = None) -> str:  # type: ignore[no-untyped-def]
+def format_error_report(report, runtime: str | None = None, seq: int | None = None, endpoints=()) -> str:  # type: ignore[no-untyped-def]
     """An error report as ``ping`` prints "Destination Host Unreachable": who dropped the
-    capsule, why, and what to do."""
+    capsule (as typed: ``endpoints`` name the IPv6 ones), why, and what to do."""
+    from pan_runtime.data.address import address_text
     from pan_runtime.net.reports import summary
 
     at = f" seq={seq}" if seq is not None else ""
-    line = f"From {report.reporter}:{at} {summary(report.reason)}"
+    line = f"From {address_text(report.reporter, endpoints)}:{at} {summary(report.reason)}"
     if report.detail:
         line += f": {report.detail}"
-    if report.reason.startswith("trust:") and runtime is not None and runtime != "wasm":
-        line += f"\n  fix: sign the {runtime} code with a key that node trusts (pan sign), or use --runtime wasm"
+    if report.reason.startswith("trust:") and runtime is not None and runtime != DEFAULT_RUNTIME:
+        line += (
+            f"\n  fix: sign the {runtime} code with a key that node trusts (--key KEY, or pan sign), "
+            f"or use --runtime {DEFAULT_RUNTIME}"
+        )
     return line
+
+
+def report_info(report, endpoints=()) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """An error report as JSON-ready data: who (as typed), the reason and the detail."""
+    from pan_runtime.data.address import address_text
+
+    return {"from": address_text(report.reporter, endpoints), "reason": report.reason, "detail": report.detail}
 
 
 def flood(
@@ -310,13 +469,22 @@ def flood(
     report_every: int = 500,
     timeout: float = 5.0,
     flow: int = 1,
+    interval: float = 0.0,
+    probe_timeout: float | None = None,
+    endpoints=(),
     on_progress=None,
-) -> dict[str, float]:
-    """Send a flow of ``count`` capsules; returns the receiver's last report as numbers.
+    on_interval=None,
+) -> dict[str, object]:
+    """Send a flow of ``count`` capsules; returns the receiver's last report as numbers, and
+    the flow cut into intervals of about ``interval`` seconds of the receiver's clock (one
+    per report that ends one; ``on_interval`` is called with each as it closes).
 
     Without ``rate``, at most two report intervals are in flight: the sender waits for the
     receiver's report before running further ahead, so it goes as fast as the receiver
-    keeps up without loss.
+    keeps up without loss. ``timeout`` bounds the wait for each report, not the flood;
+    ``probe_timeout`` (default ``timeout``) the wait for the first, which may wait for the
+    nodes on the way to fetch the code. An error report about the probe (a node dropped it)
+    ends the flood with a ``PanError`` that names the node (``endpoints`` name IPv6 ones).
     """
     from pan_runtime.protocol_headers import FloodHdr
 
@@ -328,13 +496,14 @@ def flood(
     probe_flow = (flow ^ 0x80000000) & 0xFFFFFFFF
     probe = FloodHdr(dest=dest.raw, port=port, kind=1, flow=probe_flow, report_every=1)
     client.send(code, probe.pack() + pad)
-    deadline = time.monotonic() + timeout
+    first = timeout if probe_timeout is None else probe_timeout
+    deadline = time.monotonic() + first
     while True:
         d = client.receive(max(0.0, deadline - time.monotonic()), reports=True)
         if d is None:
-            raise PanError(f"flood: no report from {dest} for the probe capsule within {timeout} s")
+            raise PanError(f"flood: no report from {dest} for the probe capsule within {first} s")
         if _is_report(d):
-            raise PanError(f"flood: the probe capsule was dropped on the way\n{format_error_report(d, code.runtime)}")
+            raise PanError(f"flood: the probe capsule was dropped on the way\n{format_error_report(d, code.runtime, endpoints=endpoints)}")
         if len(d.data) >= FloodHdr.SIZE and FloodHdr.unpack(d.data).flow == probe_flow:
             break
     start = FloodHdr(dest=dest.raw, port=port, kind=0, flow=flow, report_every=report_every)
@@ -344,6 +513,26 @@ def flood(
     reported = 0
     t0 = time.monotonic()
     gap = 1.0 / rate if rate else 0.0
+    intervals: list[dict[str, float]] = []
+    mark = (0, 0, 0)  # count, bytes, elapsed_ns where the open interval began
+    step_ns = int(interval * 1e9)
+
+    def close_interval(r) -> None:  # type: ignore[no-untyped-def]
+        nonlocal mark
+        n, b, ns = r.count - mark[0], r.bytes - mark[1], r.elapsed_ns - mark[2]
+        secs = ns / 1e9
+        row = {
+            "start_s": mark[2] / 1e9,
+            "end_s": r.elapsed_ns / 1e9,
+            "capsules": n,
+            "bytes": b,
+            "capsules_per_s": n / secs if secs > 0 else 0.0,
+            "mbit_per_s": b * 8 / secs / 1e6 if secs > 0 else 0.0,
+        }
+        intervals.append(row)
+        mark = (r.count, r.bytes, r.elapsed_ns)
+        if on_interval:
+            on_interval(row)
 
     def take(wait: float) -> bool:
         nonlocal last, reported
@@ -352,8 +541,10 @@ def flood(
             return False
         if len(d.data) >= FloodHdr.SIZE:
             r = FloodHdr.unpack(d.data)
-            if r.kind == 2 and r.flow == flow and r.count >= reported:
+            if r.kind == 2 and r.flow == flow and r.count > reported:
                 last, reported = r, r.count
+                if step_ns and r.elapsed_ns - mark[2] >= step_ns:
+                    close_interval(r)
                 if on_progress:
                     on_progress(reported, count)
         return True
@@ -372,12 +563,18 @@ def flood(
         if seq % 64 == 63:
             while take(0.0):
                 pass
-    end = time.monotonic() + timeout
+    # the last reports: wait while they keep coming, up to ``timeout`` after the latest
     final = (count // report_every) * report_every
+    end = time.monotonic() + timeout
     while reported < final and time.monotonic() < end:
+        before = reported
         take(max(0.0, end - time.monotonic()))
+        if reported > before:
+            end = time.monotonic() + timeout
     if last is None:
         raise PanError(f"flood: the receiver {dest} sent no report")
+    if step_ns and last.count > mark[0]:
+        close_interval(last)
     secs = last.elapsed_ns / 1e9 if last.elapsed_ns else 0.0
     return {
         "sent": count,
@@ -387,18 +584,50 @@ def flood(
         "capsules_per_s": last.count / secs if secs else 0.0,
         "mbit_per_s": last.bytes * 8 / secs / 1e6 if secs else 0.0,
         "sender_seconds": time.monotonic() - t0,
+        "intervals": intervals,
     }
 
 
+def _interval_line(row: dict[str, float]) -> str:
+    return (
+        f"{row['start_s']:.2f}-{row['end_s']:.2f} s".rjust(17) + f"  {int(row['capsules']):>9}  {_bytes(row['bytes']):>11}  "
+        f"{row['capsules_per_s']:>12,.0f}  {row['mbit_per_s']:>9.2f}"
+    )
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GBytes", 1 << 30), ("MBytes", 1 << 20), ("KBytes", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} Bytes"
+
+
 def _cmd_flood(args: argparse.Namespace) -> int:
-    from pan_runtime.data.address import NodeAddress
     from pan_runtime.net.client import Client
 
-    dest = NodeAddress.parse(args.to)
-    prog = _Progress(not args.no_progress)
-    with Client.connect(_socket_of(args.node), timeout=5.0) as c:
-        code = _setup(c, args.runtime, "flood", args.code, args.portmapper, args.port)
-        print(f"FLOOD {dest} from {c.address} with {args.runtime} code {code.short_name}: {args.count} capsules of {args.size} body bytes")
+    runtime = resolve_runtime(args.runtime) if args.code is None else None
+    prog = _Progress(not args.no_progress and not args.json)
+    header = f"{'interval':>17}  {'capsules':>9}  {'transfer':>11}  {'capsules/s':>12}  {'Mbit/s':>9}"
+    shown_header = False
+
+    def on_interval(row: dict[str, float]) -> None:
+        nonlocal shown_header
+        if args.json:
+            return
+        prog.done()
+        if not shown_header:
+            print(header)
+            shown_header = True
+        print(_interval_line(row), flush=True)
+
+    with Client.connect(socket_of(args.node), timeout=5.0) as c:
+        code = _setup(c, runtime or "", "flood", args.code, args.portmapper, args.port, args.key)
+        dest, dest_text, src_text, endpoints = _addresses(c, args.to)
+        note = trust_note(code)
+        if note:
+            print(note, file=sys.stderr)
+        if not args.json:
+            print(f"FLOOD {dest_text} from {src_text} with {code.runtime} code {code.short_name}: {args.count} capsules of {args.size} body bytes")
         r = flood(
             c,
             code,
@@ -409,10 +638,21 @@ def _cmd_flood(args: argparse.Namespace) -> int:
             rate=args.rate,
             report_every=args.report_every,
             timeout=args.timeout,
+            interval=args.interval,
+            endpoints=endpoints,
             on_progress=lambda n, total: prog.show(f"flood: receiver reports {n}/{total}"),
+            on_interval=on_interval,
         )
     prog.done()
-    lost = r["sent"] - r["received"]
+    lost = r["sent"] - r["received"]  # type: ignore[operator]
+    if args.json:
+        doc = {"destination": dest_text, "source": src_text, "code": _code_info(code), "body_bytes": args.size, "not_reported": lost, **r}
+        print(json.dumps(doc, indent=2))
+        return 0
+    if shown_header:
+        print("- " * 33)
+        print(_interval_line({"start_s": 0.0, "end_s": r["seconds"], "capsules": r["received"], "bytes": r["bytes"],
+                              "capsules_per_s": r["capsules_per_s"], "mbit_per_s": r["mbit_per_s"]}) + "  receiver")  # type: ignore[dict-item]
     print(
         f"receiver counted {r['received']} of {r['sent']} capsules ({lost} not reported) in {r['seconds']:.3f} s: "
         f"{r['capsules_per_s']:,.0f} capsules/s, {r['mbit_per_s']:.1f} Mbit/s"

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Iterable
 
 from pan_runtime.errors import AddressError
 
-__all__ = ["ADDRESS_SIZE", "NodeAddress"]
+__all__ = ["ADDRESS_SIZE", "NodeAddress", "endpoint_text", "address_text", "parse_endpoint"]
 
 ADDRESS_SIZE = 16
 _V4_PREFIX = b"\x00" * 8 + b"\xff\xff"
@@ -121,3 +122,41 @@ class NodeAddress:
 
     def __hash__(self) -> int:
         return hash(self.raw)
+
+
+def endpoint_text(host: str, port: int) -> str:
+    """A UDP endpoint as users type it: ``a.b.c.d:port`` or ``[ip6]:port`` (no zone)."""
+    return f"[{host.split('%', 1)[0]}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def address_text(address: NodeAddress, endpoints: Iterable[tuple[str, int]] = ()) -> str:
+    """``address`` in the form a user would type it: an IPv6 endpoint address (which does not
+    keep the endpoint's last 16 bits) as ``[ip6]:port`` when it is the address of one of
+    ``endpoints`` (a neighbour's, the node's own), else its text form (``str``)."""
+    if not address.is_ipv4:
+        for host, port in endpoints:
+            try:
+                if ":" in host and NodeAddress.from_endpoint(host.split("%", 1)[0], port) == address:
+                    return endpoint_text(host, port)
+            except AddressError:
+                continue
+    return str(address)
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """``a.b.c.d:port`` or ``[ip6]:port`` as (host, port); ``AddressError`` otherwise."""
+    t = text.strip()
+    if t.startswith("[") and "]:" in t:
+        host, _, port = t[1:].partition("]:")
+        family = ipaddress.IPv6Address
+    else:
+        host, _, port = t.rpartition(":")
+        family = ipaddress.IPv4Address  # type: ignore[assignment]
+    try:
+        family(host.split("%", 1)[0])
+        ok = port.isdigit() and int(port) <= 0xFFFF
+    except ValueError:
+        ok = False
+    if not ok:
+        raise AddressError(f"cannot parse UDP endpoint {text!r}: expected a.b.c.d:port or [ip6]:port")
+    return host, int(port)

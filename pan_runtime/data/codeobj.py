@@ -35,6 +35,7 @@ __all__ = [
     "NAME_SIZE",
     "MAX_MANIFEST",
     "MAX_PCO",
+    "MAX_LABEL",
     "Manifest",
     "Signature",
     "CodeObject",
@@ -45,6 +46,8 @@ __all__ = [
 MAGIC = b"PANCO1"
 NAME_SIZE = 32
 MAX_MANIFEST = 64 * 1024
+#: longest label shown for a code object (``CodeObject.label``)
+MAX_LABEL = 64
 MAX_PAYLOAD = 64 * 1024 * 1024
 #: an upper bound on a whole .pco: magic, lengths, manifest, payload, up to 65535 signatures
 MAX_PCO = 16 + MAX_MANIFEST + MAX_PAYLOAD + 2 + 96 * 0xFFFF
@@ -231,10 +234,30 @@ class CodeObject:
         return self.name.hex()
 
     @property
+    def label(self) -> str | None:
+        """What a person calls the code: the manifest's ``label`` (``pan build --label``), else
+        its ``name``, else the stem of its first source file; None if it says none. Made
+        printable and at most ``MAX_LABEL`` characters (it may come from the network and is
+        written to logs)."""
+        meta = self.manifest.meta
+        text = meta.get("label")
+        if not isinstance(text, str) or not text:
+            text = meta.get("name")
+        if not isinstance(text, str) or not text:
+            sources = meta.get("sources")
+            first = sources[0] if isinstance(sources, list) and sources else None
+            text = first.rsplit("/", 1)[-1].split(".", 1)[0] if isinstance(first, str) else None
+        if not text:
+            return None
+        text = "".join(c if c.isprintable() and not c.isspace() else "_" for c in text[:MAX_LABEL])
+        return text
+
+    @property
     def short_name(self) -> str:
-        label = self.manifest.meta.get("label")
+        """``label@`` and the first 12 hex digits of the name (the digits alone without a label)."""
+        label = self.label
         base = self.name.hex()[:12]
-        return f"{label}@{base}" if isinstance(label, str) else base
+        return f"{label}@{base}" if label else base
 
     @property
     def runtime(self) -> str:

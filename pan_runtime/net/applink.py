@@ -72,6 +72,7 @@ __all__ = [
     "LIST",
     "BIND",
     "UNBIND",
+    "STATE",
     "OK",
     "ERROR",
     "DELIVERY",
@@ -103,6 +104,7 @@ PING = 7
 LIST = 8
 BIND = 9
 UNBIND = 10
+STATE = 11
 OK = 64
 ERROR = 65
 DELIVERY = 66
@@ -117,6 +119,14 @@ REPORT_HEAD = struct.Struct(">16s32sBHB")
 FORCE = PORTMAP_FORCE
 _BIND = struct.Struct(">HB")  # port, flags; then optionally the 32-byte portmapper name
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_STATE = struct.Struct(">II")  # after the code name: most entries, most key + value bytes (0: default)
+
+#: what one STATE reply carries at most unless the request asks for less: entries, and bytes
+#: of keys and values (sent as hex, so twice that); the bytes are further bounded by a
+#: quarter of ``limits.app_out_bytes``, so a dump never outgrows what a connection may buffer
+STATE_MAX_ENTRIES = 10_000
+STATE_DEFAULT_ENTRIES = 1000
+STATE_DEFAULT_BYTES = 1 << 20
 
 #: longest path a UNIX socket can bind to on Linux (sun_path is 108 bytes with the NUL)
 MAX_SOCKET_PATH = 107
@@ -401,18 +411,63 @@ class AppConnection:
         if kind == PING:
             return b""
         if kind == LIST:
+            now = node.now_ns()
             out = [
                 {
                     "name": e.code.hex_name,
                     "runtime": e.runtime,
                     "label": e.code.short_name,
+                    "manifest_label": e.code.label,
                     "origin": e.origin,
                     "pinned": e.pinned,
+                    "portmapper": e.code.name == node.portmapper,
+                    "size": e.code.size,
+                    "exports": list(e.code.manifest.exports),
+                    "dependencies": [d.hex() for d in e.code.manifest.dependencies],
+                    "signed": bool(e.code.signatures),
+                    "quarantined": not e.breaker.allows(now),
+                    "state_entries": len(e.state),
+                    "state_bytes": e.state.bytes_used,
                 }
                 for e in node.cache
             ]
             return json.dumps(out).encode()
+        if kind == STATE:
+            return self._state_dump(payload)
         raise LinkError(f"unknown application-link message type {kind}")
+
+    def _state_dump(self, payload: memoryview) -> bytes:
+        """A code object's soft state as JSON (keys and values in hex), for the node's own
+        user or root only: state may hold what other applications' capsules carried."""
+        if len(payload) not in (32, 32 + _STATE.size):
+            raise LinkError(f"STATE takes a 32-byte code object name (and two u32 bounds), got {len(payload)} bytes")
+        if self.uid not in (0, os.getuid()):
+            raise OwnershipError(f"reading soft state is for the node's user (uid {os.getuid()}) or root, not uid {self.uid}")
+        name = bytes(payload[:32])
+        want_entries, want_bytes = _STATE.unpack_from(payload, 32) if len(payload) > 32 else (0, 0)
+        node = self.server.node
+        entry = node.cache.peek(name)
+        if entry is None:
+            raise CodeObjectError(f"code object {name.hex()[:12]} is not installed on {node.name}")
+        max_entries = min(want_entries or STATE_DEFAULT_ENTRIES, STATE_MAX_ENTRIES)
+        max_bytes = min(want_bytes or STATE_DEFAULT_BYTES, max(1, self.server.out_limit // 4))
+        state = entry.state
+        items, truncated = state.peek_items(max_entries, max_bytes)
+        return json.dumps(
+            {
+                "code": entry.code.hex_name,
+                "label": entry.code.short_name,
+                "runtime": entry.runtime,
+                "count": len(state),
+                "bytes": state.bytes_used,
+                "max_entries": state.max_entries,
+                "max_bytes": state.max_bytes,
+                "evictions": state.evictions,
+                "expirations": state.expirations,
+                "truncated": truncated,
+                "entries": [{"key": k.hex(), "value": v.hex(), "ttl_ms": ttl} for k, v, ttl in items],
+            }
+        ).encode()
 
     def close(self) -> None:
         if self.closed:

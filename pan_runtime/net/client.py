@@ -48,6 +48,7 @@ from pan_runtime.net.applink import (
     OK,
     PING,
     PROTOCOL_VERSION,
+    STATE,
     STATS,
     UNBIND,
     UNINSTALL,
@@ -65,6 +66,7 @@ MAX_REPORTS = 1024
 
 _U16 = struct.Struct(">H")
 _BIND = struct.Struct(">HB")
+_STATE = struct.Struct(">II")
 
 
 class Client:
@@ -226,7 +228,24 @@ class Client:
         return json.loads(self._request(STATS, b""))
 
     def list_code(self) -> list[dict[str, Any]]:
+        """The installed code objects: name, runtime, label, origin, pinned, size, ... (see
+        ``docs/network.md``)."""
         return json.loads(self._request(LIST, b""))
+
+    def soft_state(self, code: CodeObject | bytes, *, max_entries: int = 0, max_bytes: int = 0) -> dict[str, Any]:
+        """A code object's soft state: its bounds and use, and its entries (least recently
+        used first) with ``key`` and ``value`` as bytes and ``ttl_ms`` left (0: none). The node
+        sends at most ``max_entries`` entries and ``max_bytes`` bytes of keys and values (0: its
+        defaults; it caps both) and sets ``truncated`` when it left some out. Only for the
+        node's own user or root (``OwnershipError``)."""
+        for v in (max_entries, max_bytes):
+            if not 0 <= v <= 0xFFFFFFFF:
+                raise LinkError(f"soft_state bounds are 0 .. 2**32-1, got {v}")
+        doc = json.loads(self._request(STATE, _name(code) + _STATE.pack(max_entries, max_bytes)))
+        for e in doc["entries"]:
+            e["key"] = bytes.fromhex(e["key"])
+            e["value"] = bytes.fromhex(e["value"])
+        return doc
 
     def ping_node(self) -> float:
         """Round trip of the application link itself, in seconds."""

@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from pan_runtime.data.address import address_text, endpoint_text
 from pan_runtime.errors import LinkError
 from pan_runtime.net.applink import AppServer
 from pan_runtime.net.config import NodeFileConfig, load_config
@@ -28,7 +29,10 @@ from pan_runtime.net.reports import ErrorReporter
 from pan_runtime.net.udp import EventLoop, UdpTransport
 from pan_runtime.node.node import Node
 
-__all__ = ["NodeDaemon", "MetricsServer", "prometheus_text", "run_node"]
+__all__ = ["NodeDaemon", "MetricsServer", "prometheus_text", "run_node", "LOG_FORMAT"]
+
+#: every log line starts with the local time to the millisecond
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("pan.daemon")
 
@@ -315,11 +319,12 @@ def run_node(path: str, metrics_port: int | None = None, metrics_host: str = "12
         logging.getLogger().setLevel(getattr(logging, config.log_level.upper()))
     daemon = NodeDaemon(config, metrics_port=metrics_port, metrics_host=metrics_host)
     try:
-        eps = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in daemon.transport.endpoints) if daemon.transport else ""
+        listen = daemon.transport.endpoints if daemon.transport else []
+        eps = ", ".join(endpoint_text(h, p) for h, p in listen)
         extra = f", app socket {config.app_socket}" if config.app_socket else ""
         if daemon.metrics is not None:
             extra += f", metrics port {daemon.metrics.port}"
-        print(f"pan node {config.address}: ready (name {config.name}, udp {eps}{extra})", flush=True)
+        print(f"pan node {address_text(config.address, listen)}: ready (name {config.name}, udp {eps}{extra})", flush=True)
         log.info("%s: %d neighbours, %d routes", config.name, len(config.neighbors), len(daemon.node.routes))
         if daemon.transport is not None:
             off = daemon.transport.fast_path_off
@@ -337,7 +342,7 @@ def run_node(path: str, metrics_port: int | None = None, metrics_host: str = "12
 
 
 if __name__ == "__main__":  # `python -m pan_runtime.net.daemon CONFIG`: the node without the rest of the CLI
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     from pan_runtime.errors import PanError
 
     try:

@@ -163,7 +163,7 @@ class DemandLoader:
         self._serving = TokenBucket(self.cfg.serve_rate, self.cfg.serve_rate / 4 + 1, now)
         #: code objects whose fetch failed lately: when, and the reason
         self._failed: OrderedDict[bytes, tuple[int, str]] = OrderedDict()
-        self._pco_cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._pco_cache: OrderedDict[bytes, tuple[CodeObject, bytes]] = OrderedDict()
         self.counters: dict[str, int] = {
             "parked": 0,
             "fetched": 0,
@@ -417,10 +417,12 @@ class DemandLoader:
                 self.counters["chunks_served"] += 1
 
     def _pco(self, code: CodeObject) -> bytes:
-        pco = self._pco_cache.get(code.name)
-        if pco is None:
+        cached = self._pco_cache.get(code.name)
+        if cached is not None and cached[0] is code:  # the same copy (a signed one may replace it)
+            pco = cached[1]
+        else:
             pco = code.to_pco()
-            self._pco_cache[code.name] = pco
+            self._pco_cache[code.name] = (code, pco)
             while len(self._pco_cache) > 16:
                 self._pco_cache.popitem(last=False)
         return pco

@@ -31,6 +31,7 @@ from pan_runtime.node.codetable import CodeTable
 from pan_runtime.node.config import NodeConfig
 from pan_runtime.node.env import Environment, Origin
 from pan_runtime.node.events import CapsuleDropped, Event
+from pan_runtime.node.faultlog import FaultLog
 from pan_runtime.node.ledger import Ledger
 from pan_runtime.node.links import AppLink, Delivery, NetLink
 from pan_runtime.node.pins import Pins
@@ -111,6 +112,8 @@ class Node:
         self.ledger = Ledger(self.config, clock, self.emit)
         #: capsules waiting for ``process`` (bounded; counts and drops what it takes in)
         self.queue = CapsuleQueue(self.pool, self.config.queue_limit, self.stats, self.count_drop, self.ledger)
+        #: faults of code objects as WARNING lines, rate-limited per code object
+        self.fault_log = FaultLog(log, clock)
         #: called with (capsule, queued item) when a capsule's code is not cached; returns
         #: True if it took the capsule (demand loading parks it), False to drop it
         self.on_missing_code: Callable[[Capsule, Any], bool] | None = None
@@ -169,10 +172,23 @@ class Node:
         (or ``TrustError``) names what refused it. ``pin``: held by ``owner`` (an application
         link, until it closes; None: the node itself), never evicted meanwhile."""
         self._check_open()
+        self._learn_signatures(code)
         entry = self.codes.install(code, origin, pin)
         if pin:
             self.pins.pin(code.name, owner)
         return entry
+
+    def _learn_signatures(self, code: CodeObject) -> None:
+        """An installed code object given again with signatures by more keys (``pan sign`` or
+        ``--key`` after a first unsigned install) takes that copy: its neighbours fetch it
+        from here with the signatures they need. Never fewer signers, never a bad one."""
+        entry = self.cache.peek(code.name)
+        if entry is None or not code.signatures or entry.code is code:
+            return
+        old = {s.public_key for s in entry.code.signatures}
+        if old < {s.public_key for s in code.signatures}:
+            code.check_signatures()
+            entry.code = code
 
     def prepare(self, code: CodeObject, *, origin: CodeOrigin = CodeOrigin.NETWORK) -> LoadJob | None:
         """Check ``code`` as ``install`` would and return the costly part of loading it (a
@@ -558,6 +574,7 @@ class Node:
         the code if the runtime asks, and quarantine it after repeated faults."""
         entry.stats.errors += 1
         self._drop(entry, fault.reason, str(fault), cap)
+        self.fault_log.note(self.name, entry.code, entry.runtime, fault)
         self.codes.after_fault(entry, fault)
 
     def _drop(self, entry: CacheEntry, reason: str, detail: str = "", cap: Capsule | None = None) -> None:

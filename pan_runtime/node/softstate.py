@@ -182,6 +182,25 @@ class SoftState:
         self._drop(bytes(key))
         return True
 
+    def peek_items(self, max_entries: int, max_bytes: int) -> tuple[list[tuple[bytes, bytes, int]], bool]:
+        """Live entries, least recently used first, as (key, value, ms left; 0: no TTL), for
+        a person to look at: neither the order nor expiry is touched. Stops before passing
+        ``max_entries`` entries or ``max_bytes`` bytes of keys and values; the flag says
+        whether it stopped early."""
+        now = self._clock()
+        out: list[tuple[bytes, bytes, int]] = []
+        used = 0
+        for key, (value, deadline) in self._data.items():
+            if deadline and now >= deadline:
+                continue
+            n = len(key) + (value.chain_length() if isinstance(value, Segment) else len(value))
+            if len(out) >= max_entries or used + n > max_bytes:
+                return out, True
+            data = b"".join(bytes(b) for b in value.chain_buffers()) if isinstance(value, Segment) else bytes(value)
+            out.append((key, data, (deadline - now + 999_999) // 1_000_000 if deadline else 0))
+            used += n
+        return out, False
+
     def expire(self) -> int:
         """Drop expired entries; returns how many."""
         now = self._clock()

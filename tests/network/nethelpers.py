@@ -161,6 +161,46 @@ def remove_tree(d: Path) -> None:
     shutil.rmtree(d, ignore_errors=True)
 
 
+def pan(*args: str, input: str | None = None, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    """``pan ARGS`` in a fresh interpreter (``timeout``: a hang guard, not a performance limit)."""
+    return subprocess.run([*PAN, *args], capture_output=True, text=True, input=input, timeout=timeout, env=child_env())
+
+
+class LineBed:
+    """sender - middle - receiver as ``pan node`` processes on loopback with the default trust
+    rules; the nodes trust one key (``self.key_path``, for ``--key``) and wait long for code
+    they fetch (a loaded machine compiles slowly)."""
+
+    NAMES = ("sender", "middle", "receiver")
+
+    def __init__(self, extra: str = "") -> None:
+        from pan_runtime.data.address import NodeAddress
+        from pan_runtime.data.keys import generate_keypair
+
+        self.dir = short_dir()
+        self.key_path, pub = generate_keypair(self.dir / "site")
+        self.ports = free_udp_ports(3)
+        trust = f'[trust]\ntrusted_keys = ["{pub}"]\n[demand]\ndeadline_ms = 120000\n'
+        self.configs = line_configs(self.dir, self.ports, trust + extra)
+        self.addresses = [str(NodeAddress.from_endpoint("127.0.0.1", p)) for p in self.ports]
+        self.sockets = [str(self.dir / f"{n}.sock") for n in self.NAMES]
+        self.procs = NodeProcesses(self.configs, self.dir)
+        try:
+            self.procs.wait_ready(120.0)
+        except BaseException:
+            self.close()
+            raise
+
+    def log(self, i: int) -> str:
+        return self.procs.logs[i].read_text(errors="replace")
+
+    def close(self) -> list[int | None]:
+        try:
+            return self.procs.stop()
+        finally:
+            remove_tree(self.dir)
+
+
 class FakePeer:
     """A UDP socket on 127.0.0.1 that the nodes know as a neighbour."""
 

@@ -22,6 +22,9 @@ from pan_runtime.net.client import Client
 
 RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
 PORT = 7
+#: waits end on progress (a reply, a report, a counter); this only stops a hang: a loaded
+#: machine may take minutes to start a JVM in each node
+HANG_GUARD_S = 300
 
 
 class LoopbackBed:
@@ -30,7 +33,7 @@ class LoopbackBed:
         priv, pub = generate_keypair(self.dir / "site")
         self.key = load_private_key(priv)
         self.ports = free_udp_ports(3)
-        extra = f'[trust]\ntrusted_keys = ["{pub}"]\n[demand]\ndeadline_ms = 20000\n'
+        extra = f'[trust]\ntrusted_keys = ["{pub}"]\n[demand]\ndeadline_ms = {HANG_GUARD_S * 1000}\n'
         self.configs = line_configs(self.dir, self.ports, extra)
         self.addresses = [NodeAddress.from_endpoint("127.0.0.1", p) for p in self.ports]
         self.sockets = [str(self.dir / f"{n}.sock") for n in ("sender", "middle", "receiver")]
@@ -83,10 +86,10 @@ def test_ping_through_the_middle(bed, runtime):
     code = bed.signed(reference_code(runtime, "ping"))
     bed.app.install(code)
     dest = bed.addresses[2]
-    first, _ = ping(bed.app, code, dest, count=1, size=128, timeout=20)  # demand loading on the way
+    first, _ = ping(bed.app, code, dest, count=1, size=128, timeout=HANG_GUARD_S)  # demand loading on the way
     if not first:
         _fail_with_logs(bed, f"{runtime}: the first ping never came back")
-    rtts, sent = ping(bed.app, code, dest, count=30, size=1500, timeout=5)
+    rtts, sent = ping(bed.app, code, dest, count=30, size=1500, timeout=HANG_GUARD_S)
     assert len(rtts) == sent == 30
     assert all(0 < r < 1_000_000 for r in rtts)
     for i in (1, 2):
@@ -128,7 +131,10 @@ def test_flood_through_the_middle(bed, runtime):
     code = bed.signed(reference_code(runtime, "flood"))
     bed.app.install(code)
     kernel, counted = _kernel_drops(bed.ports), _counted_drops(bed)
-    r = flood(bed.app, code, bed.addresses[2], count=2000, size=512, report_every=250, timeout=20, flow=RUNTIMES.index(runtime) + 1)
+    # the first report waits for the code on the way; later ones for 250 capsules at most (a
+    # lost last report costs that wait, so it is generous but not a hang guard's)
+    r = flood(bed.app, code, bed.addresses[2], count=2000, size=512, report_every=250, timeout=60,
+              probe_timeout=HANG_GUARD_S, flow=RUNTIMES.index(runtime) + 1)
     recv = bed.stats(2)["code"][code.hex_name]
     mid = bed.stats(1)["code"][code.hex_name]
     # every capsule arrives, or the shortfall is accounted for: datagrams the kernel dropped
@@ -157,7 +163,7 @@ def test_unsigned_native_code_from_the_network_is_refused(bed):
     bed.app.send(code, body)
     import time
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG_GUARD_S
     while time.monotonic() < deadline:
         drops = bed.stats(1)["drops"]
         if drops.get("trust:network.none"):
