@@ -27,7 +27,7 @@ from pan_runtime.node.trust import TrustPolicy
 from pan_runtime.plugin.loadlimits import BOUNDS as LOAD_BOUNDS
 from pan_runtime.plugin.loadlimits import LoadLimits
 
-__all__ = ["DemandConfig", "Endpoint", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
+__all__ = ["DemandConfig", "Endpoint", "SourceLines", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
 
 Endpoint = tuple[str, int]
 
@@ -211,6 +211,10 @@ class _Ctx:
         line = self.line_of(key)
         where = f"{self.path}:{line}" if line else self.path
         return ConfigError(f"{where}: {key}: {message}")
+
+
+#: the error reporter, for other TOML formats of the same kind (the ``pan lab`` topology file)
+SourceLines = _Ctx
 
 
 def load_config(path: str | Path) -> NodeFileConfig:
