@@ -142,7 +142,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, routing {topo.routing}")
     for name, n in topo.nodes.items():
         print(f"  node {name:<12} {addr.node[name]:<22} runtimes {', '.join(n.runtimes)}")
-    for ln, (a, b, plen) in zip(topo.links, addr.links):
+    for ln, (a, b, plen) in zip(topo.links, addr.links, strict=True):
         s = ln.shaping
         shaped = ", ".join(x for x in (
             f"delay {s.delay_us} us" if s.delay_us else "", f"jitter {s.jitter_us} us" if s.jitter_us else "",

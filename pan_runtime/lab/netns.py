@@ -96,7 +96,7 @@ class NetnsLab:
             run_command(["ip", "-n", ns, "link", "set", "lo", "up"])
         self.progress(f"lab {self.topo.name}: {len(self.topo.links)} links")
         ifaces = {n: 0 for n in self.topo.nodes}
-        for ln, (ip_a, ip_b, plen) in zip(self.topo.links, self.addr.links):
+        for ln, (ip_a, ip_b, plen) in zip(self.topo.links, self.addr.links, strict=True):
             ends = []
             for node, ip in ((ln.a, ip_a), (ln.b, ip_b)):
                 ends.append((self.ns(node), f"eth{ifaces[node]}", ip))

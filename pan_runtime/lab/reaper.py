@@ -14,6 +14,8 @@ import select
 import sys
 from pathlib import Path
 
+from pan_runtime.errors import PanError
+
 from .record import LabRecord, teardown
 
 __all__ = ["main"]
@@ -34,7 +36,7 @@ def main(argv: list[str]) -> int:
         os.close(fd)
     try:
         rec = LabRecord.load(path)
-    except Exception:  # noqa: BLE001 - no record: the holder cleaned up
+    except PanError:  # no record: the holder cleaned up
         return 0
     if rec.holder == holder:
         teardown(rec)
@@ -44,7 +46,7 @@ def main(argv: list[str]) -> int:
 def _not_ours(path: Path, holder: int) -> bool:
     try:
         return LabRecord.load(path).holder != holder
-    except Exception:  # noqa: BLE001 - gone or unreadable: nothing of ours to remove
+    except PanError:  # gone or unreadable: nothing of ours to remove
         return True
 
 

@@ -209,8 +209,6 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
         if len(nodes) > MAX_NODES:
             raise ctx.error(key, f"more than {MAX_NODES} nodes")
 
-    for i, t in enumerate(_array(ctx, data, "nodes")):
-        add_node(f"nodes[{i}].name", t.get("name"), t)
     for i, g in enumerate(_array(ctx, data, "generate")):
         key = f"generate[{i}]"
         shape = g.get("shape")
@@ -231,6 +229,9 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
             add_node(f"{key}.prefix", n, {})
         shaping = _shaping(ctx, f"{key}.link", _typed(ctx, f"{key}.link", g.get("link", {}), dict))
         links.extend(Link(a, b, shaping, key) for a, b in pairs)
+    # generated nodes first (the shape's first node is the lab's first), then the listed ones
+    for i, t in enumerate(_array(ctx, data, "nodes")):
+        add_node(f"nodes[{i}].name", t.get("name"), t)
     for i, t in enumerate(_array(ctx, data, "links")):
         key = f"links[{i}]"
         ends = t.get("endpoints")
@@ -254,6 +255,7 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
         raise ctx.error("nodes", "the topology has no node: give [[nodes]] or a [[generate]] shape")
 
     topo = Topology(name, path, nodes, links, routing, subnet, port)
+    _check_node_configs(ctx, topo, base_node)
     for i, t in enumerate(_array(ctx, data, "routes")):
         key = f"routes[{i}]"
         vals = {}
@@ -265,7 +267,6 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
         if vals["via"] not in topo.neighbours()[vals["node"]]:
             raise ctx.error(f"{key}.via", f"{vals['via']} is not a neighbour of {vals['node']}")
         topo.routes.append(Route(vals["node"], vals["dest"], vals["via"]))
-    _check_node_configs(ctx, topo)
     return topo
 
 
@@ -273,28 +274,30 @@ def _endpoint_key(origin: str) -> str:
     return f"{origin}.endpoints" if origin.startswith("links") else f"{origin}.shape"
 
 
-def _check_node_configs(ctx: SourceLines, topo: Topology) -> None:
+def _check_node_configs(ctx: SourceLines, topo: Topology, defaults: LabNode) -> None:
     """Each node's configuration as ``pan node`` will read it, so that a bad limit, trust rule
-    or runtime is reported here, at its line, before anything starts."""
-    from .nodeconfig import node_toml
+    or runtime is reported here, at its line, before anything starts: ``[defaults]`` first
+    (a mistake there is reported there), then every node (at its ``[[nodes]]`` table)."""
+    probe = LabNode("defaults", defaults.runtimes, defaults.install, defaults.trust, defaults.limits, defaults.demand, "defaults")
+    alone = Topology(topo.name, topo.path, {"defaults": probe}, [], topo.routing, topo.subnet, topo.port)
+    _check_node(ctx, alone, probe, "defaults")
+    for node in topo.nodes.values():
+        _check_node(ctx, topo, node, node.origin if node.origin.startswith("nodes") else "defaults")
+
+
+def _check_node(ctx: SourceLines, topo: Topology, node: LabNode, origin: str) -> None:
     from pan_runtime.net.config import parse_config
 
-    for node in topo.nodes.values():
-        toml = node_toml(topo, node, "/tmp/pan-lab-check.sock")
-        try:
-            parse_config(toml, f"node {node.name}")
-        except ConfigError as exc:
-            msg = str(exc).split(": ", 1)[-1]
-            origin = origin_of(node)
-            key = msg.split(":", 1)[0].split(".", 1)[0]
-            raise ctx.error(f"{origin}.{key}", msg) from None
-        for i, p in enumerate(node.install):
-            if not p.is_file():
-                raise ctx.error(f"{origin_of(node)}.install", f"install[{i}]: {p} is not a file")
+    from .nodeconfig import node_toml
 
-
-def origin_of(node: LabNode) -> str:
-    return node.origin if node.origin.startswith("nodes") else "defaults"
+    try:
+        parse_config(node_toml(topo, node, "/tmp/pan-lab-check.sock"), f"node {node.name}")
+    except ConfigError as exc:
+        msg = str(exc).split(": ", 1)[-1]  # "limits.queue: -4 is outside ..."
+        raise ctx.error(f"{origin}.{msg.split(':', 1)[0].split('.', 1)[0]}", msg) from None
+    for i, p in enumerate(node.install):
+        if not p.is_file():
+            raise ctx.error(f"{origin}.install", f"install[{i}]: {p} is not a file")
 
 
 def _keys(ctx: SourceLines, data: dict[str, Any], section: str, prefix: str) -> None:
