@@ -83,6 +83,8 @@ class NetnsLab:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, env=env,
         )
+        self.rec.reaper = self.reaper.pid
+        self.rec.save()
 
     def _build(self) -> None:
         rec = self.rec

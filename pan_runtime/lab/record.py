@@ -45,6 +45,8 @@ class LabRecord:
     #: the ``pan lab up`` process holding the lab
     holder: int
     backend: str = "netns"
+    #: the reaper watching the holder (``reaper.py``)
+    reaper: int = 0
     #: the lab's folder: node configurations, sockets, logs
     dir: str = ""
     namespaces: list[str] = field(default_factory=list)
