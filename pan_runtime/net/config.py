@@ -395,8 +395,8 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     flat: dict[str, str] = {}
     for k, v in rules.items():  # `network.none = "any"` unquoted is a nested table in TOML
         for sub, rule in (v.items() if isinstance(v, dict) else [("", v)]):
-            name = f"{k}.{sub}" if sub else k
-            flat[name] = _str(ctx, f"trust.rules.{name}", rule)
+            rule_key = f"{k}.{sub}" if sub else k
+            flat[rule_key] = _str(ctx, f"trust.rules.{rule_key}", rule)
     try:
         trust = TrustPolicy.from_config(flat, keys)
     except ConfigError as exc:

@@ -252,3 +252,8 @@ def test_trusted_key_files_are_small_regular_files(tmp_path, target):
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.startswith(f"{p}:4: trust.trusted_keys[0]: "), r.stdout
     assert ("more than 4096" if target == "big" else "not a regular file") in r.stdout
+
+
+def test_trust_rules_leave_the_node_name_alone():
+    cfg = parse_config('[node]\nname = "n1"\nlisten = ["127.0.0.1:7001"]\n[trust]\nrules = { "network.none" = "any" }\n')
+    assert cfg.name == "n1"
