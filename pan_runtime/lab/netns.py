@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pan_runtime.bench.testbed import netns_unavailable, run_command
 from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.keys import generate_keypair, load_private_key
 from pan_runtime.errors import PanError
 from pan_runtime.net.client import Client
 from pan_runtime.net.lifetime import child_env
@@ -46,6 +47,7 @@ class NetnsLab:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.clients: dict[str, Client] = {}
         self.reaper: subprocess.Popen[bytes] | None = None
+        self.key: object = None
 
     def ns(self, node: str) -> str:
         return f"{NS_PREFIX}{self.topo.name}-{node}"
@@ -120,12 +122,15 @@ class NetnsLab:
         rec = self.rec
         assert rec is not None
         folder = Path(rec.dir)
+        priv, pub = generate_keypair(folder / "lab-key")
+        self.key = load_private_key(priv)
+        rec.key = str(priv)
         self.progress(f"lab {self.topo.name}: starting {len(self.topo.nodes)} nodes")
         for name, node in self.topo.nodes.items():
             sock = folder / f"{name}.sock"
             cfg = folder / f"{name}.toml"
             log = folder / f"{name}.log"
-            cfg.write_text(node_toml(self.topo, node, str(sock), self.addr, self.log_level))
+            cfg.write_text(node_toml(self.topo, node, str(sock), self.addr, self.log_level, [str(pub)]))
             with open(log, "wb") as out:
                 p = subprocess.Popen(
                     ["ip", "netns", "exec", self.ns(name), sys.executable, "-m", "pan_runtime.cli.main", "node", str(cfg)],
@@ -143,6 +148,22 @@ class NetnsLab:
         for name, node in self.topo.nodes.items():
             for path in node.install:
                 self.clients[name].install(CodeObject.read(path), pin=True)
+        if self.topo.routing == "dv":
+            self._start_dv()
+
+    def _start_dv(self) -> None:
+        """Install the distance-vector code object at the first node and ask it to advertise:
+        the code spreads to every node by demand loading and fills their routing tables."""
+        from pan_runtime.plugin.builders import BuildRequest
+        from pan_runtime.plugin.plugins import default_plugins
+        from pan_runtime.resources import protocols_dir
+
+        builder = default_plugins().builders.find("restricted_py", ".py")
+        dv = builder.build(BuildRequest([protocols_dir() / "dv.py"], "restricted_py", [], [], "dv"))
+        first = self.clients[next(iter(self.topo.nodes))]
+        dv = self.sign(dv)
+        first.install(dv, pin=True)
+        first.send(dv, b"\x00\x00\x00\x00")
 
     def _connect(self, name: str, p: subprocess.Popen[bytes], deadline: float) -> Client:
         assert self.rec is not None
@@ -161,6 +182,10 @@ class NetnsLab:
             time.sleep(0.1)
 
     # ------------------------------------------------------------------ use
+    def sign(self, code: CodeObject) -> CodeObject:
+        """``code`` signed with the lab's key, which every node trusts."""
+        return code.signed(self.key)
+
     def stats(self) -> dict[str, dict[str, object]]:
         return {name: c.stats() for name, c in self.clients.items()}
 

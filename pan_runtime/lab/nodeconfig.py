@@ -62,8 +62,16 @@ def _value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
-def node_toml(topo: Topology, node: LabNode, app_socket: str, addr: Addressing | None = None, log_level: str = "warning") -> str:
-    """The configuration file ``pan node`` runs ``node`` from."""
+def node_toml(
+    topo: Topology,
+    node: LabNode,
+    app_socket: str,
+    addr: Addressing | None = None,
+    log_level: str = "warning",
+    trusted_keys: list[str] | None = None,
+) -> str:
+    """The configuration file ``pan node`` runs ``node`` from (``trusted_keys``: the lab's key,
+    whose signature makes code the lab itself spreads acceptable under any trust rules)."""
     addr = addr or addressing(topo)
     me = node.name
     lines = [
@@ -81,8 +89,12 @@ def node_toml(topo: Topology, node: LabNode, app_socket: str, addr: Addressing |
         values = getattr(node, table)
         if values:
             lines += ["", f"[{table}]"] + [f"{json.dumps(k)} = {_value(v)}" for k, v in values.items()]
-    if node.trust:
-        lines += ["", "[trust]", f"rules = {_value(node.trust)}"]
+    if node.trust or trusted_keys:
+        lines += ["", "[trust]"]
+        if trusted_keys:
+            lines.append(f"trusted_keys = {_value(trusted_keys)}")
+        if node.trust:
+            lines.append(f"rules = {_value(node.trust)}")
     nbs = topo.neighbours()[me]
     for nb in nbs:
         lines += ["", "[[neighbors]]", f"address = {_value(addr.node[nb])}", f"endpoint = {_value(addr.endpoint[(me, nb)])}"]

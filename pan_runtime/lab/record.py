@@ -52,6 +52,8 @@ class LabRecord:
     namespaces: list[str] = field(default_factory=list)
     #: node name -> {"ns", "pid", "socket", "address", "config", "log"}
     nodes: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: the lab's signing key (private, PEM; ``.pub`` beside it), trusted by every node
+    key: str = ""
     ready: bool = False
 
     @property

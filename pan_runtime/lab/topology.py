@@ -255,6 +255,10 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
         raise ctx.error("nodes", "the topology has no node: give [[nodes]] or a [[generate]] shape")
 
     topo = Topology(name, path, nodes, links, routing, subnet, port)
+    if routing == "dv":
+        for node in nodes.values():
+            if "restricted_py" not in node.runtimes:
+                raise ctx.error("lab.routing", f"the dv code object runs on restricted_py; node {node.name} does not enable it")
     _check_node_configs(ctx, topo, base_node)
     for i, t in enumerate(_array(ctx, data, "routes")):
         key = f"routes[{i}]"

@@ -164,3 +164,33 @@ def test_a_lab_whose_process_ends_any_way_leaves_nothing(tmp_path: Path, env: di
     finally:
         p.kill()
         p.communicate(timeout=60)
+
+
+def test_dv_routing_spreads_from_the_first_node_and_carries_a_ping_end_to_end(tmp_path: Path, env: dict[str, str]):
+    """With ``routing = "dv"`` nodes know only their neighbours; the distance-vector code object
+    started at the first node spreads by demand loading and fills the tables, so a ping from one
+    end of a line reaches the other."""
+    name = lab_name("dv")
+    f = tmp_path / "dv.toml"
+    f.write_text(
+        f'[lab]\nname = "{name}"\nrouting = "dv"\n\n[defaults]\nruntimes = ["native", "restricted_py"]\n'
+        'trust = { "network.none" = "any" }\n\n[[generate]]\nshape = "line"\nn = 4\n'
+    )
+    holder = start([*PAN, "lab", "up", str(f)], env, name)
+    try:
+        rec = record(env, name)
+        to = rec["nodes"]["n4"]["address"]
+        deadline = time.monotonic() + GUARD
+        ok = False
+        while not ok and time.monotonic() < deadline:
+            r = pan(env, "lab", "exec", name, "n1", "--", "sh", "-c", f'pan ping "$PAN_NODE" --to {to} -c 1 --timeout 10')
+            ok = r.returncode == 0 and "1 received" in r.stdout
+        assert ok, r.stdout + r.stderr
+        nodes = json.loads(pan(env, "lab", "status", name, "--json").stdout)["nodes"]
+        assert all(v["demand_fetched"] >= 1 for n, v in nodes.items() if n != "n1"), nodes
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(GUARD) == 0
+    finally:
+        holder.kill()
+        holder.communicate(timeout=60)
+    assert_nothing_left(env, name, rec)

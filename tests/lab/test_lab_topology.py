@@ -68,7 +68,7 @@ def test_each_node_configuration_is_one_pan_node_accepts_with_routes_to_every_no
 
 
 def test_dv_routing_leaves_only_the_neighbours_and_explicit_routes_win():
-    text = TREE.replace('routing = "static"', 'routing = "dv"') + '\n[[routes]]\nnode = "n1"\ndest = "extra"\nvia = "n2"\n'
+    text = TREE.replace('routing = "static"', 'routing = "dv"').replace('"native", "wasm"', '"native", "restricted_py"') + '\n[[routes]]\nnode = "n1"\ndest = "extra"\nvia = "n2"\n'
     topo = parse_topology(text)
     addr = addressing(topo)
     cfg = parse_config(node_toml(topo, topo.nodes["n1"], "/tmp/x.sock", addr))
@@ -90,6 +90,7 @@ def _line_of(text: str, needle: str) -> int:
         (('endpoints = ["n7", "extra"]', 'endpoints = ["n7", "nowhere"]'), "nowhere", "links[0].endpoints", "no node is named 'nowhere'"),
         (('endpoints = ["n7", "extra"]', 'endpoints = ["n1", "n2"]'), '["n1", "n2"]', "links[0].endpoints", "already linked"),
         (('routing = "static"', 'routing = "ospf"'), "routing", "lab.routing", "not one of"),
+        (('routing = "static"', 'routing = "dv"'), "routing", "lab.routing", "node n1 does not enable it"),
         (('shape = "tree"', 'shape = "blob"'), "blob", "generate[0].shape", "not one of"),
         (('name = "extra"', 'name = "n3"'), 'name = "n3"', "nodes[0].name", "defined twice"),
         (("limits = { queue = 512 }", "limits = { queue = -4 }"), "limits", "defaults.limits", "queue"),
