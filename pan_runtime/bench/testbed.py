@@ -429,7 +429,7 @@ def topology_unavailable(name: str) -> str | None:
     """Why topology ``name`` cannot run here (None when it can)."""
     if name in ("inproc", "udp"):
         return None
-    if name == "netns":
+    if name == "netns" or name.startswith("lab:"):
         return netns_unavailable()
     if name == "mininet":
         return mininet_unavailable()
