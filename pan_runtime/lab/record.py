@@ -116,7 +116,8 @@ def teardown(rec: LabRecord, grace: float = 5.0) -> list[str]:
     """Remove everything ``rec`` names; returns what was removed ("netns ...", "process ...")."""
     done: list[str] = []
     existing = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
-    spaces = [ns for ns in rec.namespaces if ns in existing]
+    # only what a lab of this name can have made: a record is a file, and a file can be wrong
+    spaces = [ns for ns in rec.namespaces if ns in existing and ns.startswith(f"{NS_PREFIX}{rec.lab}-")]
     pids = sorted({p for ns in spaces for p in _ns_pids(ns)})
     _end(pids, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -129,7 +130,7 @@ def teardown(rec: LabRecord, grace: float = 5.0) -> list[str]:
     for ns in spaces:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         done.append(f"netns {ns}")
-    if rec.dir:
+    if rec.dir and Path(rec.dir).name.startswith(f"pan-lab-{rec.lab}-"):
         shutil.rmtree(rec.dir, ignore_errors=True)
     rec.path.unlink(missing_ok=True)
     return done
