@@ -5,7 +5,9 @@ pings along the lab's longest shortest path and gives the latency per hop; ``spr
 installs a code object no node has seen at the first node and sends one ping with it to
 every other node at once: the time until the last reply is the time the code took to reach
 every node by demand loading (each hop fetches it from the one before), and the bytes are
-those of the code fetched. Results are the bench's rows; the topology column is
+those of the code fetched. A ping not answered within ``RESEND_S`` is sent again (its
+capsule may have been parked at a hop whose fetch outlived the node's demand deadline) and
+counted as ``resent``. Results are the bench's rows; the topology column is
 ``lab:<name>`` and the configuration column names the nodes (``n1->n7``).
 """
 
@@ -36,6 +38,8 @@ __all__ = ["LAB_EXPERIMENTS", "format_lab_results", "run_lab", "farthest", "diam
 LAB_EXPERIMENTS = ("ping", "flood", "spread", "path")
 #: hang guard for one spread trial (a busy machine compiles slowly)
 SPREAD_GUARD_S = 300.0
+#: a spread ping not answered within this long is sent again
+RESEND_S = 5.0
 
 Add = Callable[[str, str, str, str, int, str, dict[str, float]], None]
 
@@ -156,21 +160,30 @@ def _demand_totals(lab: NetnsLab) -> dict[str, dict[str, int]]:
 def _spread(lab, codes, src, addr, size, plan, rt, add, label) -> None:  # type: ignore[no-untyped-def]
     c = _prepare(lab, codes, src, "ping")
     others = [n for n in lab.topo.nodes if n != src]
-    secs, moved, chunks = [], [], []
+    secs, moved, chunks, resends = [], [], [], []
     for t in range(plan.trials):
         code = lab.sign(fresh_variant(codes["ping"], f"{os.getpid()}-{rt}-{t}-{time.monotonic_ns()}"))
         c.install(code, pin=True)
         before = _demand_totals(lab)
         waiting = {i: n for i, n in enumerate(others)}
+        resent = 0
         t0 = time.monotonic()
         for i, n in waiting.items():
             c.send(code, ping_body(addr[n].raw, PORT, i, _body(size)))
         last = t0
         deadline = t0 + SPREAD_GUARD_S
+        resend_at = t0 + RESEND_S
         while waiting and time.monotonic() < deadline:
-            d = c.receive(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= resend_at:
+                # a capsule parked at a hop whose fetch outlived the node's demand deadline is
+                # dropped (fetch_timeout); ask again, as an application would
+                for i, n in waiting.items():
+                    c.send(code, ping_body(addr[n].raw, PORT, i, _body(size)))
+                resent += len(waiting)
+                resend_at = time.monotonic() + RESEND_S
+            d = c.receive(max(0.0, min(deadline, resend_at) - time.monotonic()))
             if d is None:
-                break
+                continue
             for i in list(waiting):
                 if ping_rtt_us(d.data, i, time.monotonic_ns()) is not None:
                     del waiting[i]
@@ -186,11 +199,13 @@ def _spread(lab, codes, src, addr, size, plan, rt, add, label) -> None:  # type:
         secs.append((last - t0) * 1000)
         moved.append(fetched * len(code.to_pco()))
         chunks.append(sum(after[n].get("chunks_received", 0) - before[n].get("chunks_received", 0) for n in after))
+        resends.append(resent)
         c.uninstall(code)
     pair = f"{src}->all({len(others)})"
     add("spread", label, pair, rt, size, "spread_ms", {"median": statistics.median(secs), "min": min(secs), "max": max(secs)})
     add("spread", label, pair, rt, size, "code_bytes", {"median": statistics.median(moved)})
     add("spread", label, pair, rt, size, "chunks", {"median": statistics.median(chunks)})
+    add("spread", label, pair, rt, size, "resent", {"median": statistics.median(resends), "max": max(resends)})
 
 
 def format_lab_results(results: list[Any]) -> str:
@@ -203,7 +218,7 @@ def format_lab_results(results: list[Any]) -> str:
             rows.setdefault((r.experiment, r.topology, r.config, r.runtime, r.size), {})[r.metric] = r.value
     if not rows:
         return ""
-    metrics = ["rtt_us", "per_hop_us", "hops", "capsules_per_s", "spread_ms", "code_bytes", "chunks"]
+    metrics = ["rtt_us", "per_hop_us", "hops", "capsules_per_s", "spread_ms", "code_bytes", "chunks", "resent"]
     used = [m for m in metrics if any(m in v for v in rows.values())]
     table = [[*map(str, k), *(f"{v[m]:.1f}" if m in v else "-" for m in used)] for k, v in rows.items()]
     return format_table(table, ["experiment", "topology", "nodes", "runtime", "size", *used])
