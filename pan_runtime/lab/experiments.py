@@ -38,6 +38,8 @@ __all__ = ["LAB_EXPERIMENTS", "format_lab_results", "run_lab", "farthest", "diam
 LAB_EXPERIMENTS = ("ping", "flood", "spread", "path")
 #: hang guard for one spread trial (a busy machine compiles slowly)
 SPREAD_GUARD_S = 300.0
+#: spread trial t numbers its pings from SPREAD_SEQ_BASE * (t + 1) (ping and path count from 0)
+SPREAD_SEQ_BASE = 1 << 20
 #: a spread ping not answered within this long is sent again
 RESEND_S = 5.0
 
@@ -165,7 +167,11 @@ def _spread(lab, codes, src, addr, size, plan, rt, add, label) -> None:  # type:
         code = lab.sign(fresh_variant(codes["ping"], f"{os.getpid()}-{rt}-{t}-{time.monotonic_ns()}"))
         c.install(code, pin=True)
         before = _demand_totals(lab)
-        waiting = {i: n for i, n in enumerate(others)}
+        while c.receive(0.0) is not None:
+            pass  # late replies of earlier experiments
+        # sequence numbers no earlier ping of this run used, so that no late reply can count
+        base = SPREAD_SEQ_BASE * (t + 1)
+        waiting = {base + i: n for i, n in enumerate(others)}
         resent = 0
         t0 = time.monotonic()
         for i, n in waiting.items():
