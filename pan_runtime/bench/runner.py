@@ -125,15 +125,17 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
 
 def _run_labs(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder, progress: Callable[[str], None] | None) -> None:
     """The experiments on ``lab:FILE`` topologies (``pan_runtime.lab.experiments``)."""
-    from pan_runtime.lab.experiments import LAB_EXPERIMENTS, run_lab
-
-    exps = [e for e in plan.experiments if e in LAB_EXPERIMENTS]
     for topo in plan.topologies:
         for e in ("spread", "path"):
             if e in plan.experiments and not topo.startswith(LAB_PREFIX):
                 out.skipped[f"{e} {topo}"] = config_unsupported(e, topo, "") or ""
     labs = [t for t in plan.topologies if t.startswith(LAB_PREFIX) and t not in plan.skipped_topologies]
-    if not exps or not labs:
+    if not labs:
+        return
+    from pan_runtime.lab.experiments import LAB_EXPERIMENTS, run_lab
+
+    exps = [e for e in plan.experiments if e in LAB_EXPERIMENTS]
+    if not exps:
         return
     node_rts = [r for r in runtimes if r not in ("null", "bare")]
     for topo in labs:
