@@ -27,7 +27,7 @@ __all__ = ["Result", "add_arguments", "main", "dispatch_experiment"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``pan bench`` (and its ``report`` subcommand) on ``p``."""
     p.add_argument("--experiment", help=f"comma-separated: {', '.join(EXPERIMENTS)} (default dispatch)")
-    p.add_argument("--topology", help=f"comma-separated: {', '.join(TOPOLOGIES)} (default inproc)")
+    p.add_argument("--topology", help=f"comma-separated: {', '.join(TOPOLOGIES)}, or lab:FILE (a pan lab topology file; default inproc)")
     p.add_argument("--config", help=f"comma-separated: {', '.join(CONFIGS)} (default all that the topology has)")
     p.add_argument("--runtime", help="comma-separated runtimes (default: native, wasm, jvm, restricted_py; "
                                      "dispatch also takes the baselines null and bare)")
@@ -113,6 +113,10 @@ def main(args: argparse.Namespace) -> int:
               f"placement {plan.placement}")
     print(header)
     print(format_results(outcome.results) or "(no results)")
+    if any(t.startswith("lab:") for t in plan.topologies):
+        from pan_runtime.lab.experiments import format_lab_results
+
+        print("\non labs (medians):\n" + (format_lab_results(outcome.results) or "(no results)"))
     notes = {**plan.skipped, **{f"topology {t}": w for t, w in plan.skipped_topologies.items()}, **outcome.skipped}
     if notes:
         print("\nnot run:")

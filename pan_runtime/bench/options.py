@@ -18,6 +18,7 @@ __all__ = [
     "EXPERIMENTS",
     "CONFIGS",
     "TOPOLOGIES",
+    "LAB_PREFIX",
     "PLACEMENTS",
     "BASELINES",
     "DEFAULT_SIZES",
@@ -31,9 +32,11 @@ __all__ = [
 
 IP_UDP_OVERHEAD = 28
 MAX_SIZE = 65535
-EXPERIMENTS = ("dispatch", "ping", "flood")
+EXPERIMENTS = ("dispatch", "ping", "flood", "spread", "path")
 CONFIGS = ("none", "passive", "cforw", "active", "activecopy")
 TOPOLOGIES = ("inproc", "udp", "netns", "mininet")
+#: a lab from a topology file (``pan lab``): ``lab:FILE``
+LAB_PREFIX = "lab:"
 PLACEMENTS = ("onecpu", "hosts", "free")
 #: runtimes built into the harness for ``dispatch`` only: a Python function in the node, and a
 #: loop without the node
@@ -41,10 +44,10 @@ BASELINES = ("null", "bare")
 DEFAULT_SIZES = (128, 156, 512, 1024, 1500, 1504, 2048, 8192)
 QUICK_SIZES = (156, 1500)
 #: body header each experiment's protocol needs (forward_hdr, ping_hdr, flood_hdr)
-_BODY_HEADER = {"dispatch": 20, "ping": 56, "flood": 68}
+_BODY_HEADER = {"dispatch": 20, "ping": 56, "flood": 68, "spread": 56, "path": 56}
 #: capsules per trial (and trials) when --count/--trials are not given
-DEFAULT_COUNTS = {"dispatch": 2000, "ping": 300, "flood": 4000}
-QUICK_COUNTS = {"dispatch": 200, "ping": 40, "flood": 400}
+DEFAULT_COUNTS = {"dispatch": 2000, "ping": 300, "flood": 4000, "spread": 1, "path": 300}
+QUICK_COUNTS = {"dispatch": 200, "ping": 40, "flood": 400, "spread": 1, "path": 40}
 
 
 def min_size(experiment: str) -> int:
@@ -56,6 +59,8 @@ def config_unsupported(experiment: str, topology: str, config: str) -> str | Non
     """Why ``config`` cannot run ``experiment`` on ``topology`` (None when it can)."""
     if experiment == "dispatch":
         return None if config in ("active", "activecopy") else "dispatch measures a node: active or activecopy only"
+    if experiment in ("spread", "path") and not topology.startswith(LAB_PREFIX):
+        return f"{experiment} runs on a lab (--topology lab:FILE)"
     if config == "passive" and topology not in ("netns", "mininet"):
         return "kernel IP forwarding needs a kernel between the hosts (netns or mininet)"
     if config == "cforw" and topology == "inproc":
@@ -111,6 +116,18 @@ def _names(text: str | None, known: tuple[str, ...], what: str, default: tuple[s
     return list(dict.fromkeys(items))
 
 
+def _topologies(text: str | None) -> list[str]:
+    """The named topologies and ``lab:FILE`` ones (each file checked now, before anything runs)."""
+    items = _csv(text)
+    labs = [t for t in items if t.startswith(LAB_PREFIX)]
+    for t in labs:
+        from pan_runtime.lab.topology import load_topology
+
+        load_topology(t[len(LAB_PREFIX):])
+    rest = _names(",".join(t for t in items if t not in labs), TOPOLOGIES, "topology", () if labs else ("inproc",))
+    return list(dict.fromkeys(rest + labs))
+
+
 def parse_sizes(text: str | None, experiments: list[str], default: tuple[int, ...]) -> list[int]:
     items = _csv(text)
     if not items:
@@ -143,7 +160,7 @@ def _too_small(n: int, smallest: int) -> str:
 def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None]) -> Plan:
     """Check the command line; ``known_runtimes`` maps runtime name to None or why it is unavailable."""
     experiments = _names(args.experiment, EXPERIMENTS, "experiment", ("dispatch",))
-    topologies = _names(args.topology, TOPOLOGIES, "topology", ("inproc",))
+    topologies = _topologies(args.topology)
     configs = _names(args.config, CONFIGS, "configuration", CONFIGS)
     placement = args.placement
     if placement not in PLACEMENTS:

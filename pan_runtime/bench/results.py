@@ -33,7 +33,11 @@ __all__ = [
     "validate_document",
 ]
 
-METRICS = ("dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share")
+METRICS = (
+    "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
+    # experiments on a lab (pan_runtime.lab.experiments)
+    "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
+)
 STATS = ("median", "p99", "mean", "min", "max")
 FIELDS = ("experiment", "topology", "config", "runtime", "size", "metric", "stat", "value")
 #: the Python distributions whose versions a run records

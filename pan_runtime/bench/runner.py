@@ -14,7 +14,7 @@ from pan_runtime.errors import PanError
 
 from .dispatch import dispatch_experiment
 from .inproc import PORT, Trial, inproc_flood, inproc_ping, reference_set
-from .options import Plan, config_unsupported, min_size
+from .options import LAB_PREFIX, Plan, config_unsupported, min_size
 from .results import Result, summarize
 
 __all__ = ["Outcome", "run_plan", "derive", "NOGC_SUFFIX"]
@@ -97,8 +97,9 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
                         rec.add("dispatch", "inproc", config, rt, size, "dispatch_us", s)
 
                     attempt(f"dispatch inproc {config} {rt} {size}", one)
+    _run_labs(plan, runtimes, out, rec, progress)
     socket_exps = [e for e in plan.experiments if e in ("ping", "flood")]
-    if not socket_exps:
+    if not socket_exps or all(t.startswith(LAB_PREFIX) for t in plan.topologies):
         return out
     node_rts = [r for r in runtimes if r not in ("null", "bare")]
     for r in runtimes:
@@ -112,7 +113,7 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
             out.failed[f"build {r}"] = str(exc)
     node_rts = [r for r in node_rts if r in codes]
     for topo in plan.topologies:
-        if topo in plan.skipped_topologies:
+        if topo in plan.skipped_topologies or topo.startswith(LAB_PREFIX):
             continue
         if topo == "inproc":
             _run_inproc(plan, socket_exps, node_rts, rec, attempt, progress)
@@ -120,6 +121,28 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
             _run_sockets(plan, topo, socket_exps, node_rts, codes, rec, attempt, progress)
     derive(out)
     return out
+
+
+def _run_labs(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder, progress: Callable[[str], None] | None) -> None:
+    """The experiments on ``lab:FILE`` topologies (``pan_runtime.lab.experiments``)."""
+    for topo in plan.topologies:
+        for e in ("spread", "path"):
+            if e in plan.experiments and not topo.startswith(LAB_PREFIX):
+                out.skipped[f"{e} {topo}"] = config_unsupported(e, topo, "") or ""
+    labs = [t for t in plan.topologies if t.startswith(LAB_PREFIX) and t not in plan.skipped_topologies]
+    if not labs:
+        return
+    from pan_runtime.lab.experiments import LAB_EXPERIMENTS, run_lab
+
+    exps = [e for e in plan.experiments if e in LAB_EXPERIMENTS]
+    if not exps:
+        return
+    node_rts = [r for r in runtimes if r not in ("null", "bare")]
+    for topo in labs:
+        try:
+            run_lab(plan, topo, node_rts, rec.add, out.failed, progress)
+        except PanError as exc:
+            out.failed[f"{'/'.join(exps)} {topo}"] = str(exc)
 
 
 def _cells(plan: Plan, exps: list[str], topo: str, rec: _Recorder) -> list[tuple[str, str]]:

@@ -38,6 +38,8 @@ __all__ = [
     "topology_unavailable",
     "make_testbed",
     "NS_PREFIX",
+    "run_command",
+    "netns_unavailable",
 ]
 
 NS_PREFIX = "panbench-"
@@ -225,7 +227,8 @@ def _remove_tree(path: Path) -> list[str]:
     return failed
 
 
-def _run(cmd: list[str]) -> None:
+def run_command(cmd: list[str]) -> None:
+    """Run ``cmd``; PanError with its error output if it fails."""
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise PanError(f"`{' '.join(cmd)}` failed: {r.stderr.strip() or r.stdout.strip()}")
@@ -304,23 +307,23 @@ class NetnsTestbed(Testbed):
     def _build(self, pid: int) -> None:
         ns = self.ns
         for name in ns.values():
-            _run(["ip", "netns", "add", name])
+            run_command(["ip", "netns", "add", name])
             self.made.append(name)
-            _run(["ip", "-n", name, "link", "set", "lo", "up"])
+            run_command(["ip", "-n", name, "link", "set", "lo", "up"])
         s, m, r = ns["sender"], ns["middle"], ns["receiver"]
         net = self.SUBNETS
         pairs = [("sm", s, m), ("mr", m, r), ("sr", s, r)]
         for tag, a, b in pairs:
             va, vb = f"pb{pid}{tag}a", f"pb{pid}{tag}b"
-            _run(["ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b])
-            _run(["ip", "-n", a, "addr", "add", f"{net[tag]}.1/24", "dev", va])
-            _run(["ip", "-n", b, "addr", "add", f"{net[tag]}.2/24", "dev", vb])
-            _run(["ip", "-n", a, "link", "set", va, "up"])
-            _run(["ip", "-n", b, "link", "set", vb, "up"])
+            run_command(["ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b])
+            run_command(["ip", "-n", a, "addr", "add", f"{net[tag]}.1/24", "dev", va])
+            run_command(["ip", "-n", b, "addr", "add", f"{net[tag]}.2/24", "dev", vb])
+            run_command(["ip", "-n", a, "link", "set", va, "up"])
+            run_command(["ip", "-n", b, "link", "set", vb, "up"])
         # the middle forwards between the two subnets (a sysctl of its own namespace only)
-        _run(["ip", "netns", "exec", m, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        _run(["ip", "-n", s, "route", "add", f"{net['mr']}.0/24", "via", f"{net['sm']}.2"])
-        _run(["ip", "-n", r, "route", "add", f"{net['sm']}.0/24", "via", f"{net['mr']}.1"])
+        run_command(["ip", "netns", "exec", m, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        run_command(["ip", "-n", s, "route", "add", f"{net['mr']}.0/24", "via", f"{net['sm']}.2"])
+        run_command(["ip", "-n", r, "route", "add", f"{net['sm']}.0/24", "via", f"{net['mr']}.1"])
         self.hosts = {
             # each host's own address on the link toward each other host (.1 = the first of the pair)
             "sender": Host("sender", ["ip", "netns", "exec", s], {"middle": f"{net['sm']}.1", "receiver": f"{net['sr']}.1"}),
@@ -470,7 +473,7 @@ def topology_unavailable(name: str) -> str | None:
     """Why topology ``name`` cannot run here (None when it can)."""
     if name in ("inproc", "udp"):
         return None
-    if name == "netns":
+    if name == "netns" or name.startswith("lab:"):
         return netns_unavailable()
     if name == "mininet":
         return mininet_unavailable()

@@ -1,4 +1,4 @@
-"""The ``pan`` command: runtimes, build, inspect, keygen, sign, demo, codec, bench."""
+"""The ``pan`` command: runtimes, build, inspect, keygen, sign, demo, codec, lab, bench."""
 
 from __future__ import annotations
 
@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pan_runtime.cli.livecli import add_subcommands as add_live
 
     add_live(sub)
+    from pan_runtime.cli.labcli import add_subcommand as add_lab
+
+    add_lab(sub)
 
     s = sub.add_parser("bench", help="compare runtimes (see `pan bench --help`)")
     from pan_runtime.bench import add_arguments

@@ -27,7 +27,10 @@ from pan_runtime.node.trust import TrustPolicy
 from pan_runtime.plugin.loadlimits import BOUNDS as LOAD_BOUNDS
 from pan_runtime.plugin.loadlimits import LoadLimits
 
-__all__ = ["DemandConfig", "Endpoint", "ErrorReportConfig", "NeighborConfig", "NodeFileConfig", "load_config", "parse_config", "parse_endpoint"]
+__all__ = [
+    "DemandConfig", "Endpoint", "ErrorReportConfig", "NeighborConfig", "NodeFileConfig", "SourceLines", "load_config",
+    "parse_config", "parse_endpoint",
+]
 
 Endpoint = tuple[str, int]
 
@@ -248,6 +251,10 @@ class _Ctx:
         return ConfigError(f"{where}: {key}: {message}")
 
 
+#: the error reporter, for other TOML formats of the same kind (the ``pan lab`` topology file)
+SourceLines = _Ctx
+
+
 def load_config(path: str | Path) -> NodeFileConfig:
     """Read and check a node configuration file."""
     p = Path(path)
@@ -434,8 +441,8 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     flat: dict[str, str] = {}
     for k, v in rules.items():  # `network.none = "any"` unquoted is a nested table in TOML
         for sub, rule in (v.items() if isinstance(v, dict) else [("", v)]):
-            name = f"{k}.{sub}" if sub else k
-            flat[name] = _str(ctx, f"trust.rules.{name}", rule)
+            rule_key = f"{k}.{sub}" if sub else k
+            flat[rule_key] = _str(ctx, f"trust.rules.{rule_key}", rule)
     try:
         trust = TrustPolicy.from_config(flat, keys)
     except ConfigError as exc:

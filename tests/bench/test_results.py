@@ -56,7 +56,10 @@ def test_validation_names_what_is_wrong(mutate, message):
 
 def test_the_schema_lists_every_metric_and_stat():
     item = SCHEMA["properties"]["results"]["items"]["properties"]
-    assert item["metric"]["enum"] == ["dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share"]
+    assert item["metric"]["enum"] == [
+        "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
+        "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
+    ]
     assert item["stat"]["enum"] == ["median", "p99", "mean", "min", "max"]
 
 

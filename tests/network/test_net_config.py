@@ -82,6 +82,8 @@ def test_a_full_configuration_parses(tmp_path):
         ('[node]\nlisten = ["127.0.0.1:1"]\n[[neighbors]]\naddress = "::5"\n', 3, "neighbors[0].endpoint", "UDP endpoint"),
     ],
 )
+
+
 def test_errors_name_file_line_and_key(tmp_path, text, line, key, words):
     p = tmp_path / "bad.toml"
     p.write_text(text)
@@ -150,6 +152,8 @@ def test_load_limits_reach_the_node_config_and_bad_ones_name_their_key(tmp_path)
         ("state_bytes = 2048\nstate_total_bytes = 1024\n", "limits.state_bytes", "state_total_bytes"),
     ],
 )
+
+
 def test_what_code_may_hold_must_fit_the_pool_and_the_store(limits, key, words):
     with pytest.raises(ConfigError, match=key) as ei:
         parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\n' + limits, "n.toml")
@@ -169,6 +173,8 @@ INT_LIMITS = sorted(k for k in _SCHEMA["limits"] if k not in ("copy_on_send", "f
 
 
 @pytest.mark.parametrize("key", INT_LIMITS)
+
+
 def test_every_limit_has_an_upper_bound(tmp_path, key):
     p = tmp_path / "huge.toml"
     p.write_text(f"{HEAD}[limits]\n{key} = {2**63 - 1}\n")
@@ -202,6 +208,8 @@ def test_every_limit_has_an_upper_bound(tmp_path, key):
         (HEAD + "[errors]\nenabled = 1\n", 4, "errors.enabled", "true or false"),
     ],
 )
+
+
 def test_values_out_of_range_name_file_line_and_key(tmp_path, text, line, key, words):
     p = tmp_path / "bad.toml"
     p.write_text(text)
@@ -243,6 +251,8 @@ except ConfigError as exc:
 
 
 @pytest.mark.parametrize("target", ["/dev/zero", "fifo", "big"])
+
+
 def test_trusted_key_files_are_small_regular_files(tmp_path, target):
     import os
     import subprocess
@@ -269,6 +279,8 @@ def test_error_report_limits_parse(tmp_path):
     p.write_text(HEAD + "[errors]\nburst_size = 4\n")
     with pytest.raises(ConfigError, match="errors.burst_size"):
         load_config(p)
+
+
 def test_fair_share_and_neighbour_budget_limits_reach_the_node_config():
     cfg = parse_config(
         '[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nfair_quantum_us = 50\nneighbour_sockets = 8\n'
@@ -294,9 +306,16 @@ def test_fair_share_and_neighbour_budget_limits_reach_the_node_config():
         ("neighbour_backoff_ms = 5000\nneighbour_max_backoff_ms = 100", "limits.neighbour_max_backoff_ms"),
     ],
 )
+
+
 def test_fair_share_and_neighbour_budget_limits_are_checked(tmp_path, line, key):
     p = tmp_path / "bad.toml"
     p.write_text(f'[node]\nlisten = ["127.0.0.1:1"]\n[limits]\n{line}\n')
     with pytest.raises(ConfigError) as ei:
         load_config(p)
     assert str(ei.value).startswith(f"{p}:") and key in str(ei.value), str(ei.value)
+
+
+def test_trust_rules_leave_the_node_name_alone():
+    cfg = parse_config('[node]\nname = "n1"\nlisten = ["127.0.0.1:7001"]\n[trust]\nrules = { "network.none" = "any" }\n')
+    assert cfg.name == "n1"

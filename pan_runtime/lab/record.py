@@ -1,0 +1,143 @@
+"""What a running lab made, on disk, and the teardown that removes all of it.
+
+``pan lab up`` writes the record before it makes anything and adds to it as it goes (each
+namespace before it is created), so whatever state a lab is in, the record names everything
+to remove. ``down``, ``status`` and ``exec`` find a lab by its record; the reaper (which
+outlives a ``pan lab up`` killed outright) tears down from it. Teardown ends every process
+inside the lab's namespaces (not only the nodes: also what ``pan lab exec`` started), deletes
+the namespaces (which removes their veth pairs and ``tc`` qdiscs), the lab's folder and the
+record; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pan_runtime.errors import PanError
+
+__all__ = ["LabRecord", "NS_PREFIX", "STATE_ENV", "state_dir", "record_path", "find_record", "teardown", "holder_alive"]
+
+#: every namespace a lab makes is named ``panlab-<lab>-<node>``
+NS_PREFIX = "panlab-"
+#: where records live (default ``/run/pan-lab``); tests point it elsewhere
+STATE_ENV = "PAN_LAB_DIR"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(STATE_ENV) or "/run/pan-lab")
+
+
+def record_path(lab: str) -> Path:
+    return state_dir() / f"{lab}.json"
+
+
+@dataclass
+class LabRecord:
+    lab: str
+    topology: str
+    #: the ``pan lab up`` process holding the lab
+    holder: int
+    backend: str = "netns"
+    #: the reaper watching the holder (``reaper.py``)
+    reaper: int = 0
+    #: the lab's folder: node configurations, sockets, logs
+    dir: str = ""
+    namespaces: list[str] = field(default_factory=list)
+    #: node name -> {"ns", "pid", "socket", "address", "config", "log"}
+    nodes: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: the lab's signing key (private, PEM; ``.pub`` beside it), trusted by every node
+    key: str = ""
+    ready: bool = False
+
+    @property
+    def path(self) -> Path:
+        return record_path(self.lab)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> LabRecord:
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except FileNotFoundError:
+            raise PanError(f"no lab record at {path}: is the lab up?") from None
+        except (ValueError, TypeError) as exc:
+            raise PanError(f"{path} is not a lab record: {exc}") from None
+
+
+def find_record(what: str) -> LabRecord:
+    """The record of the lab named ``what``, or of the lab a topology file ``what`` describes."""
+    name = what
+    if what.endswith(".toml") or os.sep in what:
+        from .topology import load_topology
+
+        name = load_topology(what).name
+    return LabRecord.load(record_path(name))
+
+
+def holder_alive(rec: LabRecord) -> bool:
+    try:
+        os.kill(rec.holder, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ns_pids(ns: str) -> list[int]:
+    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    return [int(p) for p in r.stdout.split() if p.isdigit()]
+
+
+def _end(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def teardown(rec: LabRecord, grace: float = 5.0) -> list[str]:
+    """Remove everything ``rec`` names; returns what was removed ("netns ...", "process ...")."""
+    done: list[str] = []
+    existing = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    # only what a lab of this name can have made: a record is a file, and a file can be wrong
+    spaces = [ns for ns in rec.namespaces if ns in existing and ns.startswith(f"{NS_PREFIX}{rec.lab}-")]
+    pids = sorted({p for ns in spaces for p in _ns_pids(ns)})
+    _end(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+        if pids:
+            time.sleep(0.05)
+    _end(pids, signal.SIGKILL)
+    done += [f"process {p}" for p in pids]
+    for ns in spaces:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        done.append(f"netns {ns}")
+    if rec.dir and Path(rec.dir).name.startswith(f"pan-lab-{rec.lab}-"):
+        shutil.rmtree(rec.dir, ignore_errors=True)
+    rec.path.unlink(missing_ok=True)
+    return done
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
