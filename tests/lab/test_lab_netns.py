@@ -118,7 +118,7 @@ def test_a_tree_comes_up_runs_a_ping_across_it_and_goes_down_leaving_nothing(tmp
         assert {n: v["state"] for n, v in nodes.items()} == {f"n{i}": "up" for i in range(1, 8)}
         # n4 -> n7 crosses n2, n1, n3: each fetches the ping code from the previous hop
         to = nodes["n7"]["address"]
-        r = pan(env, "lab", "exec", str(f), "n4", "--", "sh", "-c", f'pan ping "$PAN_NODE" --to {to} -c 3 --timeout 60')
+        r = pan(env, "lab", "exec", str(f), "n4", "--", "sh", "-c", f'pan ping "$PAN_NODE" --runtime native --to {to} -c 3 --timeout 60')
         assert r.returncode == 0, r.stdout + r.stderr
         assert "3 capsules transmitted, 3 received" in r.stdout
         nodes = json.loads(pan(env, "lab", "status", name, "--json").stdout)["nodes"]
@@ -183,7 +183,7 @@ def test_dv_routing_spreads_from_the_first_node_and_carries_a_ping_end_to_end(tm
         deadline = time.monotonic() + GUARD
         ok = False
         while not ok and time.monotonic() < deadline:
-            r = pan(env, "lab", "exec", name, "n1", "--", "sh", "-c", f'pan ping "$PAN_NODE" --to {to} -c 1 --timeout 10')
+            r = pan(env, "lab", "exec", name, "n1", "--", "sh", "-c", f'pan ping "$PAN_NODE" --runtime native --to {to} -c 1 --timeout 10')
             ok = r.returncode == 0 and "1 received" in r.stdout
         assert ok, r.stdout + r.stderr
         nodes = json.loads(pan(env, "lab", "status", name, "--json").stdout)["nodes"]
