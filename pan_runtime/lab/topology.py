@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import ConfigError
-from pan_runtime.net.config import SourceLines
+from pan_runtime.net.config import SourceLines, read_toml_text
 
 from .shapes import SHAPES, expand
 
@@ -153,15 +152,7 @@ class Topology:
 def load_topology(path: str | Path) -> Topology:
     """Read and check a topology file."""
     p = Path(path)
-    try:
-        raw = read_bounded(p, MAX_TOPOLOGY_BYTES, ConfigError, "topology")
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{p}:{line}: not UTF-8 text; TOML files are UTF-8") from None
+    text = read_toml_text(p, MAX_TOPOLOGY_BYTES, "topology")
     return parse_topology(text, str(p), base=p.parent.resolve(), default_name=p.stem)
 
 

@@ -28,7 +28,7 @@ from pan_runtime.plugin.loadlimits import BOUNDS as LOAD_BOUNDS
 from pan_runtime.plugin.loadlimits import LoadLimits
 
 __all__ = [
-    "DemandConfig", "Endpoint", "ErrorReportConfig", "NeighborConfig", "NodeFileConfig", "SourceLines", "load_config",
+    "DemandConfig", "Endpoint", "ErrorReportConfig", "NeighborConfig", "NodeFileConfig", "SourceLines", "load_config", "read_toml_text",
     "parse_config", "parse_endpoint",
 ]
 
@@ -255,18 +255,24 @@ class _Ctx:
 SourceLines = _Ctx
 
 
-def load_config(path: str | Path) -> NodeFileConfig:
-    """Read and check a node configuration file."""
-    p = Path(path)
+def read_toml_text(p: Path, limit: int, what: str) -> str:
+    """The text of the TOML file ``p`` (a regular file of at most ``limit`` bytes, UTF-8);
+    ``ConfigError`` naming the file, and the line of a byte that is not UTF-8."""
     try:
-        raw = read_bounded(p, MAX_CONFIG_BYTES, ConfigError, "configuration")
+        raw = read_bounded(p, limit, ConfigError, what)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(f"{p}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); TOML files are UTF-8") from None
+
+
+def load_config(path: str | Path) -> NodeFileConfig:
+    """Read and check a node configuration file."""
+    p = Path(path)
+    text = read_toml_text(p, MAX_CONFIG_BYTES, "configuration")
     return parse_config(text, str(p), base=p.parent.resolve())
 
 
