@@ -116,10 +116,7 @@ class Running:
 
     def close(self) -> None:
         for c in self.clients.values():
-            try:
-                c.close()
-            except PanError:
-                pass
+            c.close()  # never raises: a link that is already gone is closed
         self.clients.clear()
         for p in self.procs:
             p.stop()
