@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help=f"comma-separated: {', '.join(EXPERIMENTS)} (default dispatch)")
     p.add_argument("--topology", help=f"comma-separated: {', '.join(TOPOLOGIES)} (default inproc)")
     p.add_argument("--config", help=f"comma-separated: {', '.join(CONFIGS)} (default all that the topology has)")
-    p.add_argument("--runtime", help="comma-separated runtimes (default: native, wasm, jvm, restricted_py; "
-                                     "dispatch also takes the baselines null and bare)")
+    p.add_argument("--runtime", help="comma-separated runtimes (default: every available runtime with reference "
+                                     "protocols; dispatch also takes the baselines null and bare)")
     p.add_argument("--size", help="comma-separated IP packet sizes in bytes (default 128,156,512,1024,1500,1504,2048,8192)")
     p.add_argument("--batch", type=int, default=1, help="largest batch the node hands a runtime in dispatch (default 1)")
     p.add_argument("--count", type=int, help="capsules per trial (default: dispatch 2000, ping 300, flood 4000)")
@@ -48,11 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--plot", dest="report_plot", metavar="DIR", help="also draw the figures into DIR and link them")
 
 
-def _known_runtimes() -> tuple[dict[str, str | None], dict[str, dict[str, str]]]:
+def _known_runtimes() -> tuple[dict[str, str | None], dict[str, dict[str, str]], set[str]]:
+    """Every runtime (None or why it is unavailable), their versions, and those with reference protocols."""
+    from pan_runtime.cli.protocols import has_reference_sources
     from pan_runtime.plugin.plugins import default_plugins
 
-    infos = default_plugins().runtime_infos()
-    return {i.name: (None if i.available else (i.reason or "unavailable")) for i in infos}, {i.name: dict(i.versions) for i in infos}
+    plugins = default_plugins()
+    infos = plugins.runtime_infos()
+    known = {i.name: (None if i.available else (i.reason or "unavailable")) for i in infos}
+    return known, {i.name: dict(i.versions) for i in infos}, {n for n in known if has_reference_sources(n, plugins)}
 
 
 class _Progress:
@@ -87,8 +91,8 @@ def main(args: argparse.Namespace) -> int:
     from .table import format_results
     from .testbed import topology_unavailable
 
-    known, versions = _known_runtimes()
-    plan = make_plan(args, known)
+    known, versions, with_protocols = _known_runtimes()
+    plan = make_plan(args, known, with_protocols)
     for topo in plan.topologies:
         why = topology_unavailable(topo)
         if why:

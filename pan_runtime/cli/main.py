@@ -1,4 +1,4 @@
-"""The ``pan`` command: runtimes, build, inspect, keygen, sign, demo, codec, bench."""
+"""The ``pan`` command: runtimes, build, inspect, keygen, sign, demo, codec, bench, conformance."""
 
 from __future__ import annotations
 
@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pan_runtime.cli.codec import add_subcommand as add_codec
 
     add_codec(sub)
+
+    from pan_runtime.cli.conformance import add_subcommand as add_conformance
+
+    add_conformance(sub)
 
     s = sub.add_parser("bench", help="compare runtimes (see `pan bench --help`)")
     from pan_runtime.bench import add_arguments
