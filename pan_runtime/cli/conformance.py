@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from pan_runtime.errors import PanError
 from pan_runtime.testing.kit import DEFAULT_TIMEOUT_S, CheckResult, run_conformance
 
 __all__ = ["add_subcommand"]
@@ -20,7 +21,7 @@ __all__ = ["add_subcommand"]
 def add_subcommand(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``pan conformance`` on the ``pan`` parser."""
     s = sub.add_parser("conformance", help="run the conformance kit on an installed runtime (docs/writing-a-runtime.md)")
-    s.add_argument("runtime", help="the runtime to check (as `pan runtimes` names it)")
+    s.add_argument("runtime", nargs="?", help="the runtime to check (as `pan runtimes` names it)")
     s.add_argument("--reference", default="native", help="the runtime the differential checks compare with (default native)")
     s.add_argument("--check", action="append", metavar="ID", help="only this check (repeatable); --list names them")
     s.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
@@ -47,6 +48,8 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     if args.list:
         print(format_table([[c.id, c.kind, c.description] for c in CHECKS.values()], ["check", "kind", "what it checks"]))
         return 0
+    if not args.runtime:
+        raise PanError("name the runtime to check (`pan runtimes` lists them), or --list the checks")
     results = run_conformance(args.runtime, reference=args.reference, checks=args.check, timeout=args.timeout,
                               plugin_modules=args.plugin or (), progress=_progress(args.json))
     failed = [r for r in results if r.outcome == "failed"]

@@ -27,8 +27,8 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
     for i in infos:
         status = "available" if i.available else f"unavailable: {i.reason}"
         ver = ", ".join(f"{k} {v}" for k, v in sorted(i.versions.items()))
-        rows.append([i.name, i.isolation, status, ver])
-    print(format_table(rows, ["runtime", "isolation", "status", "versions"]))
+        rows.append([i.name, i.isolation, ", ".join(i.limits) or "-", status, ver])
+    print(format_table(rows, ["runtime", "isolation", "limits", "status", "versions"]))
     return 0
 
 

@@ -40,6 +40,8 @@ class RuntimeInfo:
     reason: str = ""
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    #: the budget fields the runtime declares it enforces (``Runtime.limits``)
+    limits: list[str] = field(default_factory=list)
 
 
 class RuntimeRegistry:
@@ -115,6 +117,7 @@ class Plugins:
                     reason or "",
                     self.runtimes.source(name),
                     versions,
+                    sorted(cls.limits),
                 )
             )
         for ep_name, why in sorted(self.failures.items()):

@@ -87,6 +87,11 @@ class Kit:
         #: plugins that failed to load in the worker (entry point -> why)
         self.plugin_failures: dict[str, str] = {}
 
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while one runs."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     # -- the worker --------------------------------------------------------------------
     def _start(self, deadline: float) -> None:
         cmd = [sys.executable, "-m", "pan_runtime.testing.worker", "--runtime", self.runtime, "--reference", self.reference]
@@ -144,6 +149,10 @@ class Kit:
         return f"the worker process {what} ({how})"
 
     def _stop(self) -> None:
+        """End the worker (and what it started) and drop its standard error."""
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -159,9 +168,6 @@ class Kit:
 
     def close(self) -> None:
         self._stop()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
     def __enter__(self) -> Kit:
         return self
@@ -192,6 +198,10 @@ class Kit:
             if line is None:
                 if time.monotonic() >= deadline and self._proc.poll() is None:
                     raise _WorkerGone(f"no answer within the time limit of {self.timeout:g} s; the worker was ended")
+                try:  # its output ended: it is exiting
+                    self._proc.wait(max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
                 raise _WorkerGone(self._why_gone("died during the check"))
         except (_WorkerGone, BrokenPipeError) as exc:
             tail = self._stderr_tail(mark)
