@@ -75,6 +75,10 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _load(avg: list[float] | None) -> str:
+    return "unknown" if avg is None else "/".join(f"{x:.1f}" for x in avg)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -85,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         from .report import report_main
 
         return report_main(args.file, args.output, args.report_plot)
+    from .load import loadavg
     from .placement import cpus_for, pin_self
     from .results import document, meta, write_json
     from .runner import run_plan
@@ -107,16 +112,27 @@ def main(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     old_term = signal.signal(signal.SIGTERM, _terminate)
     affinity = pin_self(plan.placement, "sender")
+    load_start = loadavg()
     try:
         outcome = run_plan(plan, available, progress)
     finally:
         os.sched_setaffinity(0, affinity)
         signal.signal(signal.SIGTERM, old_term)
         progress.done()
-    header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept) after {plan.warmup} warm-up; "
-              f"placement {plan.placement}")
+    load_end = loadavg()
+    header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept, spread = lowest–highest "
+              f"trial) after {plan.warmup} warm-up; placement {plan.placement}; load average {_load(load_start)} at the "
+              f"start, {_load(load_end)} at the end")
+    if plan.quick:
+        header = f"QUICK RUN (a smoke test: {plan.trials} trial(s), few capsules; not a measurement)\n{header}"
     print(header)
-    print(format_results(outcome.results) or "(no results)")
+    print(format_results(outcome.results, plan.trials, outcome.flags) or "(no results)")
+    if outcome.flags:
+        from .noise import flag_lines
+
+        print("\nflagged cells (read these medians as noise or with the caveat named, not as results):")
+        for line in flag_lines(outcome.flags):
+            print(f"  {line}")
     notes = {**plan.skipped, **{f"topology {t}": w for t, w in plan.skipped_topologies.items()}, **outcome.skipped}
     if notes:
         print("\nnot run:")
@@ -143,12 +159,15 @@ def main(args: argparse.Namespace) -> int:
             failed=outcome.failed,
             loss=outcome.loss,
             sysctls=outcome.sysctls,
+            quick=plan.quick,
+            load={"start": load_start, "end": load_end},
+            flags=outcome.flags,
         )
         write_json(args.json, document(m, outcome.results))
         print(f"wrote {args.json}")
     if args.plot:
         from .plots import draw_all
 
-        for path in draw_all([r.__dict__ for r in outcome.results], args.plot):
+        for path in draw_all([r.__dict__ for r in outcome.results], args.plot, quick=plan.quick, trials=plan.trials):
             print(f"wrote {path}")
     return 1 if outcome.failed else 0
