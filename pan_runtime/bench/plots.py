@@ -20,7 +20,7 @@ from pan_runtime.errors import PanError
 from .noise import cell_key, flag_cells
 from .results import index
 
-__all__ = ["check_matplotlib", "draw_all", "FIGURES", "log_ticks"]
+__all__ = ["check_matplotlib", "draw_all", "figure_panels", "FIGURES", "log_ticks"]
 
 #: file stem -> (experiment, metric, title, y label, log y axis)
 FIGURES = {
@@ -116,6 +116,17 @@ def _label(v: float) -> str:
     return f"{v:g}"
 
 
+def _panels(series: dict[tuple[str, str], list[Point]], by_config: bool) -> list[str]:
+    return _order({k[0] if by_config else k[1] for k in series}, CONFIG_ORDER if by_config else RUNTIME_ORDER)
+
+
+def figure_panels(rows: list[dict[str, Any]], stem: str, topo: str, trials: int = 1) -> list[str]:
+    """The panels of figure ``stem`` on ``topo``: runtimes, or configurations for dispatch
+    (empty when the run has no data for it)."""
+    exp, metric = FIGURES[stem][:2]
+    return _panels(_series(rows, exp, metric, topo, flag_cells(rows, trials)), exp == "dispatch")
+
+
 def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool = False, trials: int = 1) -> list[Path]:
     """Draw every figure the rows have data for into ``directory``; returns the files written."""
     check_matplotlib()
@@ -135,7 +146,7 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
             if not series:
                 continue
             by_config = exp == "dispatch"  # dispatch: a panel per configuration, else per runtime
-            panels = _order({k[0] if by_config else k[1] for k in series}, CONFIG_ORDER if by_config else RUNTIME_ORDER)
+            panels = _panels(series, by_config)
             ncols = min(len(panels), 3)
             nrows = math.ceil(len(panels) / ncols)
             fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 1.2), sharey=True, squeeze=False,
@@ -215,7 +226,7 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
             fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
             fig.text(0.01, 0.01, "; ".join(notes), fontsize=7)
             path = d / f"{stem}-{topo}.png"
-            fig.savefig(path, dpi=110)
+            fig.savefig(path, dpi=110, metadata={"Title": head.replace("\n", " — ")})
             plt.close(fig)
             written.append(path)
     return written
