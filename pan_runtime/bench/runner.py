@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pan_runtime.errors import PanError
 
 from .dispatch import dispatch_experiment
-from .inproc import PORT, Trial, inproc_flood, inproc_ping, reference_set
+from .inproc import PORT, Trial, inproc_trials, reference_set
 from .load import OthersShare
 from .noise import flag_cells
 from .options import Plan, config_unsupported, min_size
@@ -170,23 +170,26 @@ def _size_ok(exp: str, size: int, key: str, rec: _Recorder) -> bool:
 
 
 def _run_inproc(plan, exps, runtimes, rec, attempt, progress) -> None:  # type: ignore[no-untyped-def]
-    for config, _ in _cells(plan, exps, "inproc", rec):
-        for size in plan.sizes:
-            for rt in runtimes:
-                for exp in exps:
-                    key = f"{exp} inproc {config} {rt} {size}"
-                    if config_unsupported(exp, "inproc", config) or not _size_ok(exp, size, key, rec):
-                        continue
-                    fn = inproc_ping if exp == "ping" else inproc_flood
+    """Every configuration of a (size, runtime, experiment) side by side, a trial of each in turn."""
+    configs = [c for c, _ in _cells(plan, exps, "inproc", rec)]
+    for size in plan.sizes:
+        for rt in runtimes:
+            for exp in exps:
+                mine = [c for c in configs if not config_unsupported(exp, "inproc", c)]
+                if not mine or not _size_ok(exp, size, f"{exp} inproc {rt} {size}", rec):
+                    continue
 
-                    def one(fn=fn, exp=exp, rt=rt, size=size, config=config) -> None:  # type: ignore[no-untyped-def]
-                        load = OthersShare()
-                        load.start()
-                        trials = fn(rt, config, size, count=plan.counts[exp], trials=plan.trials, warmup=plan.warmup, progress=progress)
+                def one(exp: str = exp, rt: str = rt, size: int = size, mine: list[str] = mine) -> None:
+                    load = OthersShare()
+                    load.start()
+                    by_config = inproc_trials(exp, rt, mine, size, count=plan.counts[exp], trials=plan.trials,
+                                              warmup=plan.warmup, progress=progress)
+                    share = load.stop()
+                    for config, trials in by_config.items():
                         rec.trials(exp, "inproc", config, rt, size, trials)
-                        rec.others(exp, "inproc", config, rt, size, load.stop())
+                        rec.others(exp, "inproc", config, rt, size, share)
 
-                    attempt(key, one)
+                attempt(f"{exp} inproc {'/'.join(mine)} {rt} {size}", one)
 
 
 def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> None:  # type: ignore[no-untyped-def]
