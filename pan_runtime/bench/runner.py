@@ -176,7 +176,7 @@ def _run_inproc(plan, exps, runtimes, rec, attempt, progress) -> None:  # type: 
         for rt in runtimes:
             for exp in exps:
                 mine = [c for c in configs if not config_unsupported(exp, "inproc", c)]
-                if not mine or not _size_ok(exp, size, f"{exp} inproc {rt} {size}", rec):
+                if not mine or not all([_size_ok(exp, size, f"{exp} inproc {c} {rt} {size}", rec) for c in mine]):
                     continue
 
                 def one(exp: str = exp, rt: str = rt, size: int = size, mine: list[str] = mine) -> None:
