@@ -12,6 +12,7 @@ with the zero line, because noise can push them below zero: such points, and eve
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,10 @@ def log_ticks(lo: float, hi: float) -> list[float]:
             ticks += [m * 10.0**exponent for m in mantissas]
         inside = [t for t in ticks if lo <= t * (1 + 1e-9) and t <= hi * (1 + 1e-9)]
         if len(inside) >= enough:
-            return inside
+            # label the data's ends too where the round values stop well inside them
+            ends = [_round2(lo)] if inside[0] > lo * 1.6 else []
+            ends += [_round2(hi)] if inside[-1] < hi / 1.6 else []
+            return sorted(set(inside) | set(ends))
     ends = [t for t in (_round2(lo), _round2(hi)) if lo * 0.97 <= t <= hi * 1.03]
     return sorted(set(inside) | set(ends)) or [lo, hi]
 
@@ -147,12 +151,15 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
                 continue
             by_config = exp == "dispatch"  # dispatch: a panel per configuration, else per runtime
             panels = _panels(series, by_config)
-            ncols = min(len(panels), 3)
+            ncols = 2 if len(panels) == 4 else min(len(panels), 3)
             nrows = math.ceil(len(panels) / ncols)
             fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 1.2), sharey=True, squeeze=False,
                                      layout="constrained")
-            values = [y for pts in series.values() for _, y, lo, hi, _f in pts for y in (y, lo, hi) if y is not None]
-            positive = [y for y in values if y > 0]
+            # the axis spans the medians: a trial far out (a stall of the machine) must not squash
+            # every panel, so an error bar may run off the panel (the note says so)
+            medians = [p[1] for pts in series.values() for p in pts]
+            bars = [v for pts in series.values() for p in pts for v in p[2:4] if v is not None]
+            positive = [y for y in medians if y > 0]
             sizes = sorted({p[0] for pts in series.values() for p in pts})
             hidden = 0
             handles: dict[str, Any] = {}
@@ -204,12 +211,23 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
             first = axes[0][0]
             if logy and positive:
                 first.set_yscale("log")
+                lo_y, hi_y = min(positive) / 1.3, max(positive) * 1.3
                 ticks = log_ticks(min(positive), max(positive))
+                first.set_ylim(lo_y, hi_y)
                 first.set_yticks(ticks)
                 first.set_yticklabels([_label(t) for t in ticks], fontsize=7)
                 first.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            elif medians:
+                lo_y, hi_y = min(0.0, *medians), max(0.0, *medians)
+                pad = 0.25 * (hi_y - lo_y or 1.0)
+                lo_y, hi_y = lo_y - pad, hi_y + pad
+                first.set_ylim(lo_y, hi_y)
             else:
-                first.tick_params(axis="y", labelsize=7)
+                lo_y, hi_y = 0.0, 1.0
+            cut = any(v < lo_y or v > hi_y for v in bars)
+            for row in axes:
+                for ax in row:
+                    ax.tick_params(axis="y", labelsize=7)
             head = f"{title} — {topo}"
             if quick:
                 head += "\nQUICK RUN: one trial, few capsules — a smoke test, not a measurement"
@@ -221,10 +239,12 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
                 notes.append("○ sender-limited (as fast as the direct link)")
             if hidden:
                 notes.append(f"{hidden} point(s) at or below zero cannot sit on the log axis")
+            if cut:
+                notes.append("error bars running off a panel are cut (the axis spans the medians)")
             fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7, frameon=False,
                        title="runtime" if by_config else "configuration", title_fontsize=7)
-            fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
-            fig.text(0.01, 0.01, "; ".join(notes), fontsize=7)
+            # the notes as the figure's x label: the layout keeps room for them under the panels
+            fig.supxlabel(textwrap.fill("; ".join(notes), 30 * ncols + 40), fontsize=7, x=0.01, ha="left")
             path = d / f"{stem}-{topo}.png"
             fig.savefig(path, dpi=110, metadata={"Title": head.replace("\n", " — ")})
             plt.close(fig)

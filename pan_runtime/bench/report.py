@@ -224,7 +224,7 @@ def render_report(doc: dict[str, Any], figures: list[str] | None = None) -> str:
         for key in sorted(f["cells"]):
             c = f["cells"][key]
             note = (c["note"] or "").split(":", 1)[0]
-            if key.split()[0] not in ("cforw", "none"):
+            if key.split()[0] in ("active", "activecopy"):
                 verdict(f"flood at {f['size']} B on {f['topology']}: {key} vs cforw ({_fmt(c['of_cforw'], '.2f')})",
                         c["vs_cforw_significant"])
             lines.append(f"| {key} | {_fmt(c['capsules_per_s'], ',.0f')} | {_range(c['spread'], ',.0f', trials)} | "

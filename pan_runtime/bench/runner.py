@@ -40,6 +40,9 @@ class Outcome:
     sysctls: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     #: cells a reader would be misled by (``noise.flag_cells``): cell -> why
     flags: dict[str, str] = field(default_factory=dict)
+    #: each ping cell's per-trial median round trips, in the order the trials ran (trial t of
+    #: every configuration ran in the same round): (topology, config, runtime, size) -> values
+    rounds: dict[tuple[str, str, str, int], list[float]] = field(default_factory=dict)
 
 
 def _median_of_trials(trials: list[list[float]]) -> dict[str, float]:
@@ -75,9 +78,11 @@ class _Recorder:
     def trials(self, exp: str, topo: str, config: str, runtime: str, size: int, trials: list[Trial]) -> None:
         if exp == "ping":
             self.add(exp, topo, config, runtime, size, "rtt_us", _median_of_trials([t.samples for t in trials]))
+            self.out.rounds[(topo, config, runtime, size)] = [statistics.median(t.samples) for t in trials if t.samples]
             clean = [t.clean for t in trials if t.clean is not None]
             if clean and all(clean):
                 self.add(exp, topo, config, runtime + NOGC_SUFFIX, size, "rtt_us", _median_of_trials(clean))
+                self.out.rounds[(topo, config, runtime + NOGC_SUFFIX, size)] = [statistics.median(c) for c in clean]
         else:
             cps = [t.samples[0] for t in trials]
             s = _one_per_trial(cps)
@@ -271,22 +276,37 @@ def _own_words(runs: list) -> str:  # type: ignore[type-arg]
     return ("; its processes said: " + " | ".join(said)) if said else ""
 
 
+def _paired(mine: list[float] | None, theirs: list[float] | None) -> list[float] | None:
+    """Per-round differences of two cells' trial values, when both ran the same rounds."""
+    if not mine or not theirs or len(mine) != len(theirs):
+        return None
+    return [a - b for a, b in zip(mine, theirs, strict=True)]
+
+
 def derive(out: Outcome) -> None:
     """Add ``added_us`` (half the round trip above ``none``) and ``overhead_pct`` (above the
-    forwarding baseline: ``passive`` where it was measured, else ``cforw``), each with the
-    widest range the trials allow (``trial_min``, ``trial_max``). An overhead is left out
-    where its baseline's added latency, or that range, is not above zero (``noise.py`` flags it)."""
+    forwarding baseline: ``passive`` where it was measured, else ``cforw``), each with a range
+    over the trials (``trial_min``, ``trial_max``). Where both cells' trials ran in the same
+    rounds (configurations side by side, a trial of each in turn), the range is that of the
+    per-round differences, in which drift of the machine common to a round cancels; else the
+    widest range the two cells' ranges allow. An overhead is left out where its baseline's
+    added latency, or that range, is not above zero (``noise.py`` flags it)."""
     rtt: dict[tuple[str, str, str, int], dict[str, float]] = {}
     for r in out.results:
         if r.experiment == "ping" and r.metric == "rtt_us" and r.stat in ("median", "trial_min", "trial_max"):
             rtt.setdefault((r.topology, r.config, r.runtime, r.size), {})[r.stat] = r.value
     added: dict[tuple[str, str, str, int], dict[str, float]] = {}
+    rounds: dict[tuple[str, str, str, int], list[float]] = {}
     for (topo, config, rt, size), v in rtt.items():
         none = rtt.get((topo, "none", rt, size))
         if config == "none" or none is None or "median" not in v or "median" not in none:
             continue
         a = {"median": (v["median"] - none["median"]) / 2}
-        if {"trial_min", "trial_max"} <= set(v) & set(none):
+        paired = _paired(out.rounds.get((topo, config, rt, size)), out.rounds.get((topo, "none", rt, size)))
+        if paired:
+            rounds[(topo, config, rt, size)] = per = [d / 2 for d in paired]
+            a["trial_min"], a["trial_max"] = min(*per, a["median"]), max(*per, a["median"])
+        elif {"trial_min", "trial_max"} <= set(v) & set(none):
             a["trial_min"] = (v["trial_min"] - none["trial_max"]) / 2
             a["trial_max"] = (v["trial_max"] - none["trial_min"]) / 2
         added[(topo, config, rt, size)] = a
@@ -298,7 +318,11 @@ def derive(out: Outcome) -> None:
         if config == base_cfg or base is None or base["median"] <= 0 or base.get("trial_min", 1.0) <= 0:
             continue
         pct = {"median": (a["median"] - base["median"]) / base["median"] * 100}
-        if "trial_min" in a and "trial_min" in base:
+        mine, theirs = rounds.get((topo, config, rt, size)), rounds.get((topo, base_cfg, rt, size))
+        if mine and theirs and len(mine) == len(theirs) and min(theirs) > 0:
+            per = [(x - y) / y * 100 for x, y in zip(mine, theirs, strict=True)]
+            pct["trial_min"], pct["trial_max"] = min(*per, pct["median"]), max(*per, pct["median"])
+        elif "trial_min" in a and "trial_min" in base:
             corners = [x / y for x in (a["trial_min"], a["trial_max"]) for y in (base["trial_min"], base["trial_max"])]
             pct["trial_min"], pct["trial_max"] = (min(corners) - 1) * 100, (max(corners) - 1) * 100
         for stat, value in pct.items():

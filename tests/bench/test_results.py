@@ -120,3 +120,23 @@ def test_no_overhead_against_a_baseline_whose_range_reaches_zero():
     metrics = {(r.config, r.metric) for r in out.results}
     assert ("cforw", "added_us") in metrics and ("active", "added_us") in metrics
     assert ("active", "overhead_pct") not in metrics  # cforw's added range is -5..20 µs: no percentage of that
+
+
+def test_configurations_measured_in_the_same_rounds_get_the_range_of_their_paired_differences():
+    """Trial t of every configuration ran in the same round, so drift of the machine common to a
+    round cancels in their difference: the range is that of the per-round differences."""
+    out = Outcome()
+    rounds = {"none": [100.0, 300.0, 110.0], "cforw": [140.0, 340.0, 150.0], "active": [160.0, 364.0, 170.0]}
+    for config, per in rounds.items():
+        s = sorted(per)
+        for stat, v in (("median", s[1]), ("trial_min", s[0]), ("trial_max", s[2])):
+            out.results.append(Result("ping", "udp", config, "native", 1500, "rtt_us", stat, v))
+        out.rounds[("udp", config, "native", 1500)] = per
+    derive(out)
+    got = {(r.config, r.metric, r.stat): r.value for r in out.results if r.metric in ("added_us", "overhead_pct")}
+    assert (got[("active", "added_us", "trial_min")], got[("active", "added_us", "trial_max")]) == (30.0, 32.0)
+    assert (got[("cforw", "added_us", "trial_min")], got[("cforw", "added_us", "trial_max")]) == (20.0, 20.0)
+    assert got[("active", "overhead_pct", "trial_min")] == pytest.approx(50.0)
+    assert got[("active", "overhead_pct", "trial_max")] == pytest.approx(60.0)
+    # unpaired, the same cells' ranges would allow -70..132 µs: a stall of one round swamped them
+    assert got[("active", "added_us", "median")] == 30.0
