@@ -33,8 +33,10 @@ test: $(STAMP)
 generate: $(STAMP)
 	$(BIN)/python -m pni_spec.generate
 
+# the example run of docs/bench.md: a short run (four sizes, 300 capsules, 3 trials; about 7 minutes)
 bench: $(STAMP)
-	$(BIN)/pan bench --experiment dispatch,ping,flood --topology inproc,udp,netns --runtime native,wasm,jvm,restricted_py,null,bare --json docs/bench-example/run.json --plot docs/bench-example
+	$(BIN)/pan bench --experiment dispatch,ping,flood --topology inproc,udp,netns --runtime native,wasm,jvm,restricted_py,null,bare --size 156,512,1500,8192 --count 300 --trials 3 --json docs/bench-example/run.json --plot docs/bench-example --quiet > docs/bench-example/run.txt
+	$(BIN)/pan bench report docs/bench-example/run.json -o docs/bench-example/report.md --plot docs/bench-example
 
 clean:
 	rm -rf $(VENV)

@@ -45,9 +45,10 @@ from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import FloodHdr
+from pan_runtime.resources import cases_dir
 from pan_runtime.testing import build_case
 
-CASES = Path(__file__).resolve().parent.parent / "tests" / "conformance" / "cases"
+CASES = cases_dir()
 RUNTIMES = ("native", "wasm", "jvm", "restricted_py")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

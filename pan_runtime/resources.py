@@ -9,6 +9,8 @@ place that names them:
 * ``pni_java_dir()``: the source root of the generated ``org.pan.pni`` Java classes
 * ``protocols_dir()``: the reference protocols' sources and their header codecs (package
   ``pan_protocols``, the repository's ``protocols/``), or ``$PAN_PROTOCOLS`` when set
+* ``cases_dir()``: the conformance kit's cases (``<case>/expected.toml`` and one source per
+  language), run by ``pan conformance``
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from pan_runtime.errors import ResourceError
 
-__all__ = ["PROTOCOLS_ENV", "include_dir", "pni_java_dir", "protocols_dir"]
+__all__ = ["PROTOCOLS_ENV", "cases_dir", "include_dir", "pni_java_dir", "protocols_dir"]
 
 #: the environment variable that points pan at another directory of reference protocols
 PROTOCOLS_ENV = "PAN_PROTOCOLS"
@@ -52,3 +54,8 @@ def protocols_dir() -> Path:
     if env:
         return Path(env)
     return _package_dir("pan_protocols")
+
+
+def cases_dir() -> Path:
+    """The conformance cases: one folder per case, with ``expected.toml`` and its sources."""
+    return _package_dir("pan_runtime") / "testing" / "cases"

@@ -89,8 +89,48 @@ def test_bench_dispatch_writes_the_documented_json(tmp_path):
     assert {(r["runtime"], r["size"]) for r in rows} == {("null", 128), ("null", 1500), ("bare", 128), ("bare", 1500)}
     for r in rows:
         assert set(r) == {"experiment", "topology", "config", "runtime", "size", "metric", "stat", "value"}
-        assert r["experiment"] == "dispatch" and r["topology"] == "inproc" and r["metric"] == "dispatch_us"
-        assert r["value"] > 0
+        assert r["experiment"] == "dispatch" and r["topology"] == "inproc" and r["metric"] in ("dispatch_us", "others_cpu")
+        assert r["value"] > 0 if r["metric"] == "dispatch_us" else 0 <= r["value"] <= 1
+    assert {r["stat"] for r in rows if r["metric"] == "dispatch_us"} >= {"median", "trial_min", "trial_max"}
+    assert doc["meta"]["quick"] is True
+
+
+def test_runtimes_lists_the_limits_each_runtime_declares():
+    names = {d["name"]: d for d in json.loads(run("runtimes", "--json").stdout)}
+    assert names["native"]["limits"] == []
+    assert names["restricted_py"]["limits"] == ["steps", "time_ms"]
+    assert "time_ms" in names["wasm"]["limits"] and "time_ms" in names["jvm"]["limits"]
+    assert "limits" in run("runtimes").stdout.splitlines()[0]
+
+
+def test_conformance_runs_checks_and_reports_them():
+    data = json.loads(run("conformance", "wasm", "--check", "ping", "--check", "differential-ping", "--json").stdout)
+    assert data["reference"] == "native"
+    assert [(r["check"], r["kind"], r["outcome"]) for r in data["results"]] == [
+        ("ping", "protocol", "passed"), ("differential-ping", "differential", "passed")
+    ]
+    out = run("conformance", "native", "--check", "raise").stdout
+    assert "raise  case  skipped" in out and "isolation none:" in out and "0 passed, 0 failed, 1 skipped" in out
+    listed = run("conformance", "--list").stdout
+    assert "differential-flood" in listed and "softstate" in listed
+    bad = run("conformance", check=False)
+    assert bad.returncode == 2 and "name the runtime to check" in bad.stderr
+    bad = run("conformance", "nosuch", check=False)
+    assert bad.returncode == 2 and "no runtime named 'nosuch'" in bad.stderr
+
+
+def test_conformance_stops_a_check_that_hangs_and_exits_1(tmp_path):
+    import os
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run([sys.executable, "-m", "pan_runtime.cli.main", "conformance", "loops", "--plugin", "kit_runtimes",
+                           "--check", "spin", "--check", "dep", "--timeout", "2"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("no answer within the time limit of 2 s; the worker was ended") == 2, proc.stdout
+    assert "0 passed, 2 failed, 0 skipped" in proc.stdout
 
 
 def test_build_and_inspect_name_user_code_by_its_source_file(tmp_path, capsys):

@@ -1,7 +1,6 @@
 """A node flooded with good, malformed and hostile capsules keeps serving and loses nothing."""
 
 import random
-from pathlib import Path
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.net.application import Application
@@ -9,9 +8,10 @@ from pan_runtime.net.network import Network
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.resources import cases_dir
 from pan_runtime.testing import build_case
 
-CASES = Path(__file__).parent / "conformance" / "cases"
+CASES = cases_dir()
 PLUGINS = default_plugins()
 
 

@@ -2,7 +2,8 @@
 pip a Python ships finds them, its version has one source, the wheel builds without a
 deprecation banner and carries every file pan reads at run time, and, in a fresh virtual
 environment outside the repository made with the interpreter's own pip, ``pan demo``,
-``pan bench``, ``pan codec`` and a ping across three ``pan node`` processes work.
+``pan bench``, ``pan codec``, ``pan conformance`` and a ping across three ``pan node``
+processes work.
 
 Every process the slow tests start is tied to the test run (``PR_SET_PDEATHSIG`` through a
 small launcher that then execs the command), so a killed run leaves nothing behind.
@@ -132,18 +133,22 @@ def test_the_wheel_builds_without_a_banner_and_ships_every_file_pan_reads(wheel:
     names = set(zipfile.ZipFile(built).namelist())
     assert "pan_runtime/py.typed" in names
     # every non-module file of a package is read at run time (headers, Java and C sources,
-    # the reference protocols, pni.toml), except docs (.md) and the C extensions' own sources
-    # (named for their module: _fast.c, _fastpath.c, _account.c)
+    # the reference protocols, pni.toml, the conformance cases, whose .py sources are data
+    # too), except docs (.md) and the C extensions' own sources (named for their module:
+    # _fast.c, _fastpath.c, _account.c)
     wanted = {}
     for rel in _tracked_files():
         name = _installed_name(rel)
-        if name and rel.suffix not in (".py", ".md") and not (rel.suffix == ".c" and rel.name.startswith("_")):
+        module = rel.suffix == ".py" and (ROOT / rel.parent / "__init__.py").is_file()
+        if name and not module and rel.suffix != ".md" and not (rel.suffix == ".c" and rel.name.startswith("_")):
             wanted[name] = rel
     missing = sorted(str(rel) for name, rel in wanted.items() if name not in names)
     assert missing == []
     for required in ("pan_protocols/ping.c", "pan_protocols/java/Ping.java", "pan_protocols/ping.py",
                      "pan_runtime/include/pni.h", "pan_runtime/java/org/pan/pni/PNI.java",
-                     "pan_jvm/java/org/pan/jvm/Lane.java", "pan_native/support.c"):
+                     "pan_jvm/java/org/pan/jvm/Lane.java", "pan_native/support.c",
+                     "pan_runtime/testing/cases/spin/expected.toml", "pan_runtime/testing/cases/spin/capsule.py",
+                     "pan_runtime/testing/cases/dep/Lib.java", "pan_runtime/testing/cases/badargs/capsule.c"):
         assert required in names, required
 
 
@@ -201,7 +206,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_fresh_venv_outside_the_repository_runs_demo_bench_codec_and_a_three_node_ping(wheel: tuple[Path, str]):
+def test_a_fresh_venv_outside_the_repository_runs_demo_bench_conformance_codec_and_a_three_node_ping(wheel: tuple[Path, str]):
     built, _ = wheel
     base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     assert base.is_file(), f"no base interpreter at {base}"
@@ -242,6 +247,11 @@ def test_a_fresh_venv_outside_the_repository_runs_demo_bench_codec_and_a_three_n
         cells = {(r["experiment"], r["topology"], r["config"], r["runtime"])
                  for r in json.loads((work / "bench.json").read_text())["results"]}
         assert cells == {("ping", "udp", "cforw", "wasm"), ("ping", "udp", "active", "wasm")}, out
+
+        # the conformance kit's cases ship in the package: the kit runs outside the repository
+        out = _run([pan, "conformance", "wasm", "--check", "softstate", "--check", "spin", "--check", "differential-ping"],
+                   env=env, cwd=work, timeout=900)
+        assert "3 passed, 0 failed, 0 skipped" in out, out
 
         (work / "mine.toml").write_text(
             '[codecs]\nc_prefix = "my_"\njava_package = "my.wire"\n'

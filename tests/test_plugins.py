@@ -117,6 +117,10 @@ class Recorder:
         self.calls.append(("builders", type(registry).__name__))
 
     @hookimpl
+    def pan_register_sources(self, registry):
+        self.calls.append(("sources", type(registry).__name__))
+
+    @hookimpl
     def pan_node_started(self, node):
         self.calls.append(("started", node.name, len(node.cache)))
 
@@ -133,12 +137,12 @@ def test_every_declared_hook_fires_through_the_manager():
     assert plugins.manager.is_registered(rec)
     declared = {name for name in dir(hookspecs) if name.startswith("pan_")}
     assert declared == {n for n in dir(rec) if n.startswith("pan_")}
-    assert rec.calls == [("runtimes", "RuntimeRegistry"), ("builders", "BuilderRegistry")]
+    assert rec.calls == [("runtimes", "RuntimeRegistry"), ("builders", "BuilderRegistry"), ("sources", "SourceRegistry")]
     with Node(1, plugins=plugins, name="n1") as n:
         assert rec.calls[-1] == ("started", "n1", 0)
         n.install(nullrt.null_code("forward"))
     assert rec.calls[-1] == ("stopping", "n1", 1)  # before the code is unloaded
-    assert [c[0] for c in rec.calls] == ["runtimes", "builders", "started", "stopping"]
+    assert [c[0] for c in rec.calls] == ["runtimes", "builders", "sources", "started", "stopping"]
 
 
 def test_a_plugin_that_does_not_match_the_hooks_is_refused_and_reported():

@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help=f"comma-separated: {', '.join(EXPERIMENTS)} (default dispatch)")
     p.add_argument("--topology", help=f"comma-separated: {', '.join(TOPOLOGIES)}, or lab:FILE (a pan lab topology file; default inproc)")
     p.add_argument("--config", help=f"comma-separated: {', '.join(CONFIGS)} (default all that the topology has)")
-    p.add_argument("--runtime", help="comma-separated runtimes (default: native, wasm, jvm, restricted_py; "
-                                     "dispatch also takes the baselines null and bare)")
+    p.add_argument("--runtime", help="comma-separated runtimes (default: every available runtime with reference "
+                                     "protocols; dispatch also takes the baselines null and bare)")
     p.add_argument("--size", help="comma-separated IP packet sizes in bytes (default 128,156,512,1024,1500,1504,2048,8192)")
     p.add_argument("--batch", type=int, default=1, help="largest batch the node hands a runtime in dispatch (default 1)")
     p.add_argument("--count", type=int, help="capsules per trial (default: dispatch 2000, ping 300, flood 4000)")
@@ -48,11 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--plot", dest="report_plot", metavar="DIR", help="also draw the figures into DIR and link them")
 
 
-def _known_runtimes() -> tuple[dict[str, str | None], dict[str, dict[str, str]]]:
+def _known_runtimes() -> tuple[dict[str, str | None], dict[str, dict[str, str]], set[str]]:
+    """Every runtime (None or why it is unavailable), their versions, and those with reference protocols."""
+    from pan_runtime.cli.protocols import has_reference_sources
     from pan_runtime.plugin.plugins import default_plugins
 
-    infos = default_plugins().runtime_infos()
-    return {i.name: (None if i.available else (i.reason or "unavailable")) for i in infos}, {i.name: dict(i.versions) for i in infos}
+    plugins = default_plugins()
+    infos = plugins.runtime_infos()
+    known = {i.name: (None if i.available else (i.reason or "unavailable")) for i in infos}
+    return known, {i.name: dict(i.versions) for i in infos}, {n for n in known if has_reference_sources(n, plugins)}
 
 
 class _Progress:
@@ -71,6 +75,10 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _load(avg: list[float] | None) -> str:
+    return "unknown" if avg is None else "/".join(f"{x:.1f}" for x in avg)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -81,14 +89,15 @@ def main(args: argparse.Namespace) -> int:
         from .report import report_main
 
         return report_main(args.file, args.output, args.report_plot)
+    from .load import loadavg
     from .placement import cpus_for, pin_self
     from .results import document, meta, write_json
     from .runner import run_plan
     from .table import format_results
     from .testbed import topology_unavailable
 
-    known, versions = _known_runtimes()
-    plan = make_plan(args, known)
+    known, versions, with_protocols = _known_runtimes()
+    plan = make_plan(args, known, with_protocols)
     for topo in plan.topologies:
         why = topology_unavailable(topo)
         if why:
@@ -103,20 +112,31 @@ def main(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     old_term = signal.signal(signal.SIGTERM, _terminate)
     affinity = pin_self(plan.placement, "sender")
+    load_start = loadavg()
     try:
         outcome = run_plan(plan, available, progress)
     finally:
         os.sched_setaffinity(0, affinity)
         signal.signal(signal.SIGTERM, old_term)
         progress.done()
-    header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept) after {plan.warmup} warm-up; "
-              f"placement {plan.placement}")
+    load_end = loadavg()
+    header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept, spread = lowest–highest "
+              f"trial) after {plan.warmup} warm-up; placement {plan.placement}; load average {_load(load_start)} at the "
+              f"start, {_load(load_end)} at the end")
+    if plan.quick:
+        header = f"QUICK RUN (a smoke test: {plan.trials} trial(s), few capsules; not a measurement)\n{header}"
     print(header)
-    print(format_results(outcome.results) or "(no results)")
+    print(format_results(outcome.results, plan.trials, outcome.flags) or "(no results)")
     if any(t.startswith("lab:") for t in plan.topologies):
         from pan_runtime.lab.experiments import format_lab_results
 
         print("\non labs (medians):\n" + (format_lab_results(outcome.results) or "(no results)"))
+    if outcome.flags:
+        from .noise import flag_lines
+
+        print("\nflagged cells (read these medians as noise or with the caveat named, not as results):")
+        for line in flag_lines(outcome.flags):
+            print(f"  {line}")
     notes = {**plan.skipped, **{f"topology {t}": w for t, w in plan.skipped_topologies.items()}, **outcome.skipped}
     if notes:
         print("\nnot run:")
@@ -143,12 +163,15 @@ def main(args: argparse.Namespace) -> int:
             failed=outcome.failed,
             loss=outcome.loss,
             sysctls=outcome.sysctls,
+            quick=plan.quick,
+            load={"start": load_start, "end": load_end},
+            flags=outcome.flags,
         )
         write_json(args.json, document(m, outcome.results))
         print(f"wrote {args.json}")
     if args.plot:
         from .plots import draw_all
 
-        for path in draw_all([r.__dict__ for r in outcome.results], args.plot):
+        for path in draw_all([r.__dict__ for r in outcome.results], args.plot, quick=plan.quick, trials=plan.trials):
             print(f"wrote {path}")
     return 1 if outcome.failed else 0

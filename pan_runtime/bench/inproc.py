@@ -2,11 +2,14 @@
 in-process network, all running the runtime's reference protocols.
 
 ``none`` links the sender straight to the receiver; ``active`` puts a node in the middle;
-``activecopy`` makes that middle node copy capsule data before sending it on.
+``activecopy`` makes that middle node copy capsule data before sending it on. Each
+configuration's network stays up while the runner takes one trial of each in turn, as on
+the socket topologies, so drift of a shared machine hits every configuration alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -21,7 +24,7 @@ from pan_runtime.protocol_headers import FloodHdr
 
 from .options import IP_UDP_OVERHEAD
 
-__all__ = ["PORT", "Trial", "body_length", "inproc_ping", "inproc_flood", "reference_set"]
+__all__ = ["PORT", "InprocSession", "Trial", "body_length", "inproc_ping", "inproc_flood", "inproc_trials", "reference_set"]
 
 PORT = 7
 
@@ -95,6 +98,112 @@ class _GcClock:
         return int(self.rt.gc_pauses()) if self.rt is not None else 0  # type: ignore[attr-defined]
 
 
+class InprocSession:
+    """One configuration's in-process network with ``runtime``'s reference protocols, kept
+    up across trials so that the runner can take one trial of each configuration in turn
+    (drift of a shared machine then hits every configuration alike)."""
+
+    def __init__(self, experiment: str, runtime: str, config: str, size: int, count: int):
+        self.experiment, self.runtime, self.config, self.size, self.count = experiment, runtime, config, size, count
+        self.codes = reference_set(runtime)
+        self.chunk = 64 if experiment == "ping" else 256
+        self.net = _network(config, size, self.chunk)
+        try:
+            self.app = _setup(self.net, self.codes)
+            self.gc = _GcClock(self.net, runtime)
+        except BaseException:
+            self.net.close()
+            raise
+        self.dest = self.net.nodes[-1].address.raw
+        self.flows = 0
+
+    def close(self) -> None:
+        self.net.close()
+
+    def __enter__(self) -> InprocSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def trial(self) -> Trial:
+        return self._ping() if self.experiment == "ping" else self._flood()
+
+    def _ping(self) -> Trial:
+        """Round trips (µs) of ``count`` pings, one at a time, as the sender's application sees them."""
+        app, net, gc, ping = self.app, self.net, self.gc, self.codes["ping"]
+        rtts: list[float] = []
+        clean: list[float] = []
+        gc0 = gc.read()
+        for seq in range(self.count):
+            before = gc.read()
+            app.send(ping, ping_body(self.dest, PORT, seq, body_length(self.size)))
+            net.run()
+            d = app.receive()
+            rtt = ping_rtt_us(d.data, seq, time.monotonic_ns()) if d is not None else None
+            if rtt is None:
+                continue
+            rtts.append(rtt)
+            if gc.read() == before:
+                clean.append(rtt)
+        if not rtts:
+            raise PanError(f"ping {self.runtime} {self.config} {self.size}B: no ping came back")
+        jvm = self.runtime == "jvm"
+        return Trial(rtts, clean if jvm else None, gc.read() - gc0 if jvm else None)
+
+    def _flood(self) -> Trial:
+        """Capsules per second the receiver counted, one sample (a new flow each trial)."""
+        app, net, gc, flood, dest = self.app, self.net, self.gc, self.codes["flood"], self.dest
+        self.flows += 1
+        flow, count, chunk = self.flows, self.count, self.chunk
+        pad = bytes(body_length(self.size) - FloodHdr.SIZE)
+        every = max(1, count // 10)
+        gc0 = gc.read()
+        app.send(flood, FloodHdr(dest=dest, port=PORT, kind=0, flow=flow, report_every=every).pack() + pad)
+        net.run()
+        data = FloodHdr(dest=dest, port=PORT, kind=1, flow=flow, report_every=every)
+        sent = 0
+        while sent < count:
+            for _ in range(min(chunk, count - sent)):
+                data.seq = sent
+                app.send(flood, data.pack() + pad)
+                sent += 1
+            net.run()
+        reports = [FloodHdr.unpack(d.data) for d in app.deliveries() if len(d.data) >= FloodHdr.SIZE]
+        reports = [r for r in reports if r.kind == 2 and r.flow == flow and r.elapsed_ns > 0]
+        if not reports:
+            raise PanError(f"flood {self.runtime} {self.config} {self.size}B: the receiver sent no report")
+        last = max(reports, key=lambda r: r.count)
+        gcs = gc.read() - gc0 if self.runtime == "jvm" else None
+        return Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / count)
+
+
+def inproc_trials(
+    experiment: str,
+    runtime: str,
+    configs: list[str],
+    size: int,
+    *,
+    count: int,
+    trials: int,
+    warmup: int,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, list[Trial]]:
+    """``experiment`` (``ping`` or ``flood``) through every configuration in ``configs``, one
+    trial of each in turn after ``warmup`` untimed rounds; the trials by configuration."""
+    out: dict[str, list[Trial]] = {c: [] for c in configs}
+    with contextlib.ExitStack() as stack:
+        sessions = [stack.enter_context(InprocSession(experiment, runtime, c, size, count)) for c in configs]
+        for t in range(warmup + trials):
+            for session in sessions:
+                trial = session.trial()
+                if t >= warmup:
+                    out[session.config].append(trial)
+            if progress:
+                progress(f"{experiment} inproc {runtime} {size}B trial {t + 1}/{warmup + trials}")
+    return out
+
+
 def inproc_ping(
     runtime: str,
     config: str,
@@ -106,35 +215,7 @@ def inproc_ping(
     progress: Callable[[str], None] | None = None,
 ) -> list[Trial]:
     """Round trips (µs) of ``count`` pings per trial, one at a time, as the sender's application sees them."""
-    codes = reference_set(runtime)
-    out: list[Trial] = []
-    with _network(config, size, 64) as net:
-        app = _setup(net, codes)
-        gc = _GcClock(net, runtime)
-        dest = net.nodes[-1].address.raw
-        ping = codes["ping"]
-        for t in range(warmup + trials):
-            rtts: list[float] = []
-            clean: list[float] = []
-            gc0 = gc.read()
-            for seq in range(count):
-                before = gc.read()
-                app.send(ping, ping_body(dest, PORT, seq, body_length(size)))
-                net.run()
-                d = app.receive()
-                rtt = ping_rtt_us(d.data, seq, time.monotonic_ns()) if d is not None else None
-                if rtt is None:
-                    continue
-                rtts.append(rtt)
-                if gc.read() == before:
-                    clean.append(rtt)
-            if not rtts:
-                raise PanError(f"ping {runtime} {config} {size}B: no ping came back")
-            if progress:
-                progress(f"ping inproc {config} {runtime} {size}B trial {t + 1}/{warmup + trials}")
-            if t >= warmup:
-                out.append(Trial(rtts, clean if runtime == "jvm" else None, gc.read() - gc0 if runtime == "jvm" else None))
-    return out
+    return inproc_trials("ping", runtime, [config], size, count=count, trials=trials, warmup=warmup, progress=progress)[config]
 
 
 def inproc_flood(
@@ -148,37 +229,4 @@ def inproc_flood(
     progress: Callable[[str], None] | None = None,
 ) -> list[Trial]:
     """Capsules per second the receiver counted, one sample per trial (a new flow each)."""
-    codes = reference_set(runtime)
-    out: list[Trial] = []
-    chunk = 256
-    with _network(config, size, chunk) as net:
-        app = _setup(net, codes)
-        gc = _GcClock(net, runtime)
-        dest = net.nodes[-1].address.raw
-        pad = bytes(body_length(size) - FloodHdr.SIZE)
-        flood = codes["flood"]
-        every = max(1, count // 10)
-        for t in range(warmup + trials):
-            flow = t + 1
-            gc0 = gc.read()
-            app.send(flood, FloodHdr(dest=dest, port=PORT, kind=0, flow=flow, report_every=every).pack() + pad)
-            net.run()
-            data = FloodHdr(dest=dest, port=PORT, kind=1, flow=flow, report_every=every)
-            sent = 0
-            while sent < count:
-                for _ in range(min(chunk, count - sent)):
-                    data.seq = sent
-                    app.send(flood, data.pack() + pad)
-                    sent += 1
-                net.run()
-            reports = [FloodHdr.unpack(d.data) for d in app.deliveries() if len(d.data) >= FloodHdr.SIZE]
-            reports = [r for r in reports if r.kind == 2 and r.flow == flow and r.elapsed_ns > 0]
-            if not reports:
-                raise PanError(f"flood {runtime} {config} {size}B: the receiver sent no report")
-            last = max(reports, key=lambda r: r.count)
-            if progress:
-                progress(f"flood inproc {config} {runtime} {size}B trial {t + 1}/{warmup + trials}")
-            if t >= warmup:
-                gcs = gc.read() - gc0 if runtime == "jvm" else None
-                out.append(Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / count))
-    return out
+    return inproc_trials("flood", runtime, [config], size, count=count, trials=trials, warmup=warmup, progress=progress)[config]

@@ -157,8 +157,15 @@ def _too_small(n: int, smallest: int) -> str:
     )
 
 
-def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None]) -> Plan:
-    """Check the command line; ``known_runtimes`` maps runtime name to None or why it is unavailable."""
+#: the built-in runtimes, first in the default list and in tables
+BUILTIN_ORDER = ("native", "wasm", "jvm", "restricted_py")
+
+
+def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], with_protocols: set[str] | None = None) -> Plan:
+    """Check the command line; ``known_runtimes`` maps runtime name to None or why it is
+    unavailable, ``with_protocols`` names the runtimes whose plugins registered reference
+    protocols (None: every known runtime has them). The default runtimes are every available
+    runtime that has them, the built-in ones first."""
     experiments = _names(args.experiment, EXPERIMENTS, "experiment", ("dispatch",))
     topologies = _topologies(args.topology)
     configs = _names(args.config, CONFIGS, "configuration", CONFIGS)
@@ -166,7 +173,10 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None]) -
     if placement not in PLACEMENTS:
         raise PanError(f"unknown placement {placement!r}; known: {', '.join(PLACEMENTS)}")
     known = tuple(sorted(set(known_runtimes) | set(BASELINES)))
-    default_rt = tuple(n for n in ("native", "wasm", "jvm", "restricted_py") if n in known_runtimes)
+    protocols = set(known_runtimes) if with_protocols is None else with_protocols
+    default_rt = tuple(n for n in BUILTIN_ORDER if n in known_runtimes and n in protocols) + tuple(
+        sorted(n for n, why in known_runtimes.items() if n not in BUILTIN_ORDER and n in protocols and why is None)
+    )
     runtimes = _names(args.runtime, known, "runtime", default_rt)
     sizes = parse_sizes(args.size, experiments, QUICK_SIZES if args.quick else DEFAULT_SIZES)
     base = QUICK_COUNTS if args.quick else DEFAULT_COUNTS
@@ -184,6 +194,8 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None]) -
     plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick)
     for r in runtimes:
         why = known_runtimes.get(r)
+        if not why and r not in BASELINES and r not in protocols:
+            why = "no reference protocols: its plugin registers none (the pan_register_sources hook)"
         if why:
             plan.skipped[f"runtime {r}"] = why
     return plan

@@ -1,31 +1,43 @@
 """The paper's figures (3-8) and a dispatch figure, drawn as PNG files with matplotlib.
 
-One file per figure and topology, log axes as in the paper. Points that cannot sit on a
-log axis (an added latency at or below zero: the middle cost less than the noise) are left
-out and said so in the figure's note.
+One file per figure and topology, drawn as small multiples: one panel per runtime (its
+configurations as lines), or for ``dispatch`` one panel per configuration (the runtimes as
+lines), all panels on one y scale. Every point has an error bar from the lowest to the
+highest trial, every axis labelled ticks a value can be read off. Round trips, throughput
+and dispatch times use log axes as in the paper; added latency and overheads a linear one
+with the zero line, because noise can push them below zero: such points, and every point
+``noise.flag_cells`` flags, are drawn as crosses. A ``--quick`` run says so in every title.
 """
 
 from __future__ import annotations
 
+import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from pan_runtime.errors import PanError
 
-from .table import index
+from .noise import cell_key, flag_cells
+from .results import index
 
-__all__ = ["check_matplotlib", "draw_all", "FIGURES"]
+__all__ = ["check_matplotlib", "draw_all", "figure_panels", "FIGURES", "log_ticks"]
 
-#: file stem -> (experiment, metric, title, y label)
+#: file stem -> (experiment, metric, title, y label, log y axis)
 FIGURES = {
-    "dispatch": ("dispatch", "dispatch_us", "Per-capsule dispatch time at the middle node", "µs per capsule"),
-    "rtt": ("ping", "rtt_us", "Round-trip time of ping capsules (Fig. 3)", "round trip (µs)"),
-    "added": ("ping", "added_us", "Latency added by the middle node (Fig. 4)", "added latency (µs)"),
-    "overhead": ("ping", "overhead_us", "Overhead relative to passive or cforw (Fig. 5)", "overhead (µs)"),
-    "overhead-pct": ("ping", "overhead_pct", "Percent overhead relative to the forwarding baseline (Fig. 6)", "overhead (%)"),
-    "flood-cps": ("flood", "capsules_per_s", "Flood throughput (Fig. 7)", "capsules per second"),
-    "flood-mbit": ("flood", "mbit_per_s", "Flood throughput (Fig. 8)", "Mbit/s"),
+    "dispatch": ("dispatch", "dispatch_us", "Per-capsule dispatch time at the middle node", "µs per capsule", True),
+    "rtt": ("ping", "rtt_us", "Round-trip time of ping capsules (Fig. 3)", "round trip (µs)", True),
+    "added": ("ping", "added_us", "Latency added by the middle node (Fig. 4)", "added latency (µs)", False),
+    "overhead": ("ping", "overhead_us", "Overhead relative to passive or cforw (Fig. 5)", "overhead (µs)", False),
+    "overhead-pct": ("ping", "overhead_pct", "Percent overhead relative to the forwarding baseline (Fig. 6)", "overhead (%)", False),
+    "flood-cps": ("flood", "capsules_per_s", "Flood throughput (Fig. 7)", "capsules per second", True),
+    "flood-mbit": ("flood", "mbit_per_s", "Flood throughput (Fig. 8)", "Mbit/s", True),
 }
+RUNTIME_ORDER = ("native", "wasm", "jvm", "jvm-nogc", "restricted_py", "null", "bare")
+CONFIG_ORDER = ("none", "passive", "cforw", "active", "activecopy")
+
+#: (size, median, low, high, flag): flag "" or "noise" or "sender" (drawn as a cross or a ring)
+Point = tuple[int, float, float | None, float | None, str]
 
 
 def check_matplotlib() -> None:
@@ -35,40 +47,91 @@ def check_matplotlib() -> None:
         raise PanError("--plot needs matplotlib: pip install 'pan-runtime[bench]'") from None
 
 
-def _series(rows: list[dict[str, Any]], exp: str, metric: str, topo: str) -> dict[str, list[tuple[int, float]]]:
+def _order(names: set[str], order: tuple[str, ...]) -> list[str]:
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def _series(rows: list[dict[str, Any]], exp: str, metric: str, topo: str, flags: dict[str, str]) -> dict[tuple[str, str], list[Point]]:
+    """(config, runtime) -> points of ``metric`` on ``topo``."""
     ix = index(rows)
-    if metric == "overhead_us":
-        # Fig. 5: added latency above the forwarding baseline, in µs
-        out: dict[str, list[tuple[int, float]]] = {}
-        for (e, t, config, rt, size, m, s), v in ix.items():
-            if e != "ping" or t != topo or m != "added_us" or s != "median":
+    out: dict[tuple[str, str], list[Point]] = {}
+    for (e, t, config, rt, size, m, s), v in ix.items():
+        if s != "median" or t != topo:
+            continue
+        cell = (e, t, config, rt, size)
+        if metric == "overhead_us":
+            # Fig. 5: added latency above the forwarding baseline, in µs
+            if e != "ping" or m != "added_us":
                 continue
             base_cfg = "passive" if (e, t, "passive", rt, size, m, s) in ix else "cforw"
             base = ix.get((e, t, base_cfg, rt, size, m, s))
             if base is None or config in (base_cfg, "none"):
                 continue
-            out.setdefault(f"{config} {rt} (vs {base_cfg})", []).append((size, v - base))
-        return out
-    out = {}
-    for (e, t, config, rt, size, m, s), v in ix.items():
-        if e == exp and t == topo and m == metric and s == "median":
-            out.setdefault(f"{config} {rt}", []).append((size, v))
+            a_lo, a_hi = ix.get((*cell, m, "trial_min")), ix.get((*cell, m, "trial_max"))
+            b_lo, b_hi = ix.get((e, t, base_cfg, rt, size, m, "trial_min")), ix.get((e, t, base_cfg, rt, size, m, "trial_max"))
+            lo = a_lo - b_hi if a_lo is not None and b_hi is not None else None
+            hi = a_hi - b_lo if a_hi is not None and b_lo is not None else None
+            noisy = cell_key(*cell, "overhead_pct") in flags or cell_key(*cell, "added_us") in flags
+            out.setdefault((config, rt), []).append((size, v - base, lo, hi, "noise" if noisy else ""))
+            continue
+        if e != exp or m != metric:
+            continue
+        why = flags.get(cell_key(*cell, "overhead_pct" if metric == "overhead_pct" else metric), "")
+        if e == "flood":
+            why = flags.get(cell_key(*cell, "capsules_per_s"), "")
+        flag = "sender" if why.startswith("sender-limited") else "noise" if why else ""
+        out.setdefault((config, rt), []).append((size, v, ix.get((*cell, m, "trial_min")), ix.get((*cell, m, "trial_max")), flag))
     return out
 
 
-_COLORS = {"native": "tab:blue", "wasm": "tab:orange", "jvm": "tab:red", "jvm-nogc": "tab:pink",
-           "restricted_py": "tab:green", "null": "tab:gray", "bare": "black"}
-_LINES = {"none": ":", "passive": "-.", "cforw": "--", "active": "-", "activecopy": (0, (5, 1, 1, 1))}
+_COLORS = {"none": "tab:gray", "passive": "tab:purple", "cforw": "tab:olive", "active": "tab:blue", "activecopy": "tab:cyan"}
+_RT_COLORS = {"native": "tab:blue", "wasm": "tab:orange", "jvm": "tab:red", "jvm-nogc": "tab:pink",
+              "restricted_py": "tab:green", "null": "tab:gray", "bare": "black"}
 _MARKS = {"none": ".", "passive": "v", "cforw": "s", "active": "o", "activecopy": "D"}
 
 
-def _style(config: str, runtime: str) -> dict[str, Any]:
-    """Colour by runtime, line and marker by configuration, so a figure reads at a glance."""
-    return {"color": _COLORS.get(runtime, "tab:purple"), "linestyle": _LINES.get(config, "-"),
-            "marker": _MARKS.get(config, "o"), "markersize": 3.5, "linewidth": 1.2}
+def _round2(v: float) -> float:
+    """``v`` to two significant digits."""
+    return float(f"{v:.2g}")
 
 
-def draw_all(rows: list[dict[str, Any]], directory: str | Path) -> list[Path]:
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Round values between ``lo`` and ``hi`` (> 0) to label a log axis with: powers of ten,
+    1-2-5 per decade, or finer when the data spans less than a decade, so that at least three
+    are labelled (the data's ends, to two digits, where the span is narrower still)."""
+    inside: list[float] = []
+    for mantissas, enough in (((1.0,), 4), ((1.0, 2.0, 5.0), 3), ((1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0), 3)):
+        ticks = []
+        for exponent in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
+            ticks += [m * 10.0**exponent for m in mantissas]
+        inside = [t for t in ticks if lo <= t * (1 + 1e-9) and t <= hi * (1 + 1e-9)]
+        if len(inside) >= enough:
+            # label the data's ends too where the round values stop well inside them
+            ends = [_round2(lo)] if inside[0] > lo * 1.6 else []
+            ends += [_round2(hi)] if inside[-1] < hi / 1.6 else []
+            return sorted(set(inside) | set(ends))
+    ends = [t for t in (_round2(lo), _round2(hi)) if lo * 0.97 <= t <= hi * 1.03]
+    return sorted(set(inside) | set(ends)) or [lo, hi]
+
+
+def _label(v: float) -> str:
+    if v >= 10_000:
+        return f"{v / 1000:g}k"
+    return f"{v:g}"
+
+
+def _panels(series: dict[tuple[str, str], list[Point]], by_config: bool) -> list[str]:
+    return _order({k[0] if by_config else k[1] for k in series}, CONFIG_ORDER if by_config else RUNTIME_ORDER)
+
+
+def figure_panels(rows: list[dict[str, Any]], stem: str, topo: str, trials: int = 1) -> list[str]:
+    """The panels of figure ``stem`` on ``topo``: runtimes, or configurations for dispatch
+    (empty when the run has no data for it)."""
+    exp, metric = FIGURES[stem][:2]
+    return _panels(_series(rows, exp, metric, topo, flag_cells(rows, trials)), exp == "dispatch")
+
+
+def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool = False, trials: int = 1) -> list[Path]:
     """Draw every figure the rows have data for into ``directory``; returns the files written."""
     check_matplotlib()
     import matplotlib
@@ -78,40 +141,112 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path) -> list[Path]:
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    flags = flag_cells(rows, trials)
     written = []
     topologies = sorted({r["topology"] for r in rows})
-    for stem, (exp, metric, title, ylabel) in FIGURES.items():
+    for stem, (exp, metric, title, ylabel, logy) in FIGURES.items():
         for topo in topologies:
-            series = _series(rows, exp, metric, topo)
+            series = _series(rows, exp, metric, topo, flags)
             if not series:
                 continue
-            fig, ax = plt.subplots(figsize=(8.5, 5.5))
-            dropped = 0
-            sizes: set[int] = set()
-            for label, pts in sorted(series.items()):
-                pts = sorted(pts)
-                good = [(x, y) for x, y in pts if y > 0]
-                dropped += len(pts) - len(good)
-                sizes.update(x for x, _ in good)
-                if good:
-                    config, rt = label.split()[:2]
-                    ax.plot([x for x, _ in good], [y for _, y in good], label=label, **_style(config, rt))
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            if sizes:
-                ax.set_xticks(sorted(sizes))
-                ax.set_xticklabels([str(x) for x in sorted(sizes)], rotation=45, fontsize=7)
+            by_config = exp == "dispatch"  # dispatch: a panel per configuration, else per runtime
+            panels = _panels(series, by_config)
+            ncols = 2 if len(panels) == 4 else min(len(panels), 3)
+            nrows = math.ceil(len(panels) / ncols)
+            fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 1.2), sharey=True, squeeze=False,
+                                     layout="constrained")
+            # the axis spans the medians: a trial far out (a stall of the machine) must not squash
+            # every panel, so an error bar may run off the panel (the note says so)
+            medians = [p[1] for pts in series.values() for p in pts]
+            bars = [v for pts in series.values() for p in pts for v in p[2:4] if v is not None]
+            positive = [y for y in medians if y > 0]
+            sizes = sorted({p[0] for pts in series.values() for p in pts})
+            hidden = 0
+            handles: dict[str, Any] = {}
+            marked: set[str] = set()
+            for i, panel in enumerate(panels):
+                ax = axes[i // ncols][i % ncols]
+                lines = [(k, pts) for k, pts in series.items() if (k[0] if by_config else k[1]) == panel]
+                lines.sort(key=lambda kp: (CONFIG_ORDER.index(kp[0][0]) if kp[0][0] in CONFIG_ORDER else 9,
+                                           RUNTIME_ORDER.index(kp[0][1]) if kp[0][1] in RUNTIME_ORDER else 9))
+                for n, ((config, rt), pts) in enumerate(lines):
+                    name = rt if by_config else config
+                    color = _RT_COLORS.get(rt, "tab:brown") if by_config else _COLORS.get(config, "tab:brown")
+                    pts = sorted(pts)
+                    if logy:
+                        hidden += sum(1 for p in pts if p[1] <= 0)
+                        pts = [p for p in pts if p[1] > 0]
+                    if not pts:
+                        continue
+                    # lines side by side at each size, a little apart, so their error bars do not hide each other
+                    xs = [p[0] * 1.025 ** (n - (len(lines) - 1) / 2) for p in pts]
+                    ys = [p[1] for p in pts]
+                    lo = [max(0.0, p[1] - p[2]) if p[2] is not None and trials > 1 else 0.0 for p in pts]
+                    hi = [max(0.0, p[3] - p[1]) if p[3] is not None and trials > 1 else 0.0 for p in pts]
+                    if logy:  # an error bar may not reach zero on a log axis
+                        lo = [min(low, y * 0.999) for low, y in zip(lo, ys, strict=True)]
+                    h = ax.errorbar(xs, ys, yerr=[lo, hi], color=color, marker=_MARKS.get(config, "o"), markersize=4,
+                                    linewidth=1.2, capsize=2.5, elinewidth=0.8, label=name)
+                    handles.setdefault(name, h)
+                    for flag, marker in (("noise", "x"), ("sender", "o")):
+                        bad = [(x, p[1]) for x, p in zip(xs, pts, strict=True) if p[4] == flag]
+                        if bad:
+                            marked.add(flag)
+                            ax.plot([x for x, _ in bad], [y for _, y in bad], linestyle="none", marker=marker, markersize=10,
+                                    markerfacecolor="none", color="black", markeredgewidth=1.2)
+                ax.set_title(panel, fontsize=9)
+                ax.set_xscale("log")
+                ax.set_xticks(sizes)
+                ax.set_xticklabels([str(x) for x in sizes], rotation=45, fontsize=7)
                 ax.minorticks_off()
-            ax.set_xlabel("packet size (bytes, incl. IP and UDP headers)")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"{title} — {topo}", fontsize=10)
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=6, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
-            if dropped:
-                fig.text(0.01, 0.01, f"{dropped} point(s) at or below zero not drawn on the log axis", fontsize=7)
+                ax.grid(True, alpha=0.3)
+                if not logy:
+                    ax.axhline(0.0, color="black", linewidth=0.7)
+                if i % ncols == 0:
+                    ax.set_ylabel(ylabel, fontsize=8)
+                if i // ncols == nrows - 1:
+                    ax.set_xlabel("packet size (bytes, IP and UDP headers included)", fontsize=7)
+            for j in range(len(panels), nrows * ncols):
+                axes[j // ncols][j % ncols].set_visible(False)
+            first = axes[0][0]
+            if logy and positive:
+                first.set_yscale("log")
+                lo_y, hi_y = min(positive) / 1.3, max(positive) * 1.3
+                ticks = log_ticks(min(positive), max(positive))
+                first.set_ylim(lo_y, hi_y)
+                first.set_yticks(ticks)
+                first.set_yticklabels([_label(t) for t in ticks], fontsize=7)
+                first.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            elif medians:
+                lo_y, hi_y = min(0.0, *medians), max(0.0, *medians)
+                pad = 0.25 * (hi_y - lo_y or 1.0)
+                lo_y, hi_y = lo_y - pad, hi_y + pad
+                first.set_ylim(lo_y, hi_y)
+            else:
+                lo_y, hi_y = 0.0, 1.0
+            cut = any(v < lo_y or v > hi_y for v in bars)
+            for row in axes:
+                for ax in row:
+                    ax.tick_params(axis="y", labelsize=7)
+            head = f"{title} — {topo}"
+            if quick:
+                head += "\nQUICK RUN: one trial, few capsules — a smoke test, not a measurement"
+            fig.suptitle(head, fontsize=10, color="darkred" if quick else "black")
+            notes = [f"error bars: lowest to highest of {trials} trials" if trials > 1 else "one trial per point: no error bars"]
+            if "noise" in marked:
+                notes.append("× flagged as noise (the run's flags say why)")
+            if "sender" in marked:
+                notes.append("○ sender-limited (as fast as the direct link)")
+            if hidden:
+                notes.append(f"{hidden} point(s) at or below zero cannot sit on the log axis")
+            if cut:
+                notes.append("error bars running off a panel are cut (the axis spans the medians)")
+            fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7, frameon=False,
+                       title="runtime" if by_config else "configuration", title_fontsize=7)
+            # the notes as the figure's x label: the layout keeps room for them under the panels
+            fig.supxlabel(textwrap.fill("; ".join(notes), 30 * ncols + 40), fontsize=7, x=0.01, ha="left")
             path = d / f"{stem}-{topo}.png"
-            fig.tight_layout()
-            fig.savefig(path, dpi=110)
+            fig.savefig(path, dpi=110, metadata={"Title": head.replace("\n", " — ")})
             plt.close(fig)
             written.append(path)
     return written

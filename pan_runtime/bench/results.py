@@ -25,6 +25,7 @@ __all__ = [
     "METRICS",
     "STATS",
     "Result",
+    "index",
     "summarize",
     "meta",
     "document",
@@ -35,10 +36,13 @@ __all__ = [
 
 METRICS = (
     "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
+    "others_cpu",
     # experiments on a lab (pan_runtime.lab.experiments)
     "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
 )
-STATS = ("median", "p99", "mean", "min", "max")
+#: ``trial_min`` and ``trial_max``: the lowest and highest of the cell's per-trial values (the
+#: spread a reader sets a difference against; ``pan_runtime.bench.noise``)
+STATS = ("median", "p99", "mean", "min", "max", "trial_min", "trial_max")
 FIELDS = ("experiment", "topology", "config", "runtime", "size", "metric", "stat", "value")
 #: the Python distributions whose versions a run records
 DISTRIBUTIONS = ("pan-runtime", "wasmtime", "ziglang", "pyelftools", "RestrictedPython", "JPype1", "pluggy", "cryptography", "matplotlib")
@@ -56,6 +60,15 @@ class Result:
     metric: str
     stat: str
     value: float
+
+
+def index(results: Iterable[Result] | Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str, int, str, str], float]:
+    """Results keyed by (experiment, topology, config, runtime, size, metric, stat)."""
+    out = {}
+    for r in results:
+        d = r if isinstance(r, dict) else r.__dict__
+        out[(d["experiment"], d["topology"], d["config"], d["runtime"], d["size"], d["metric"], d["stat"])] = d["value"]
+    return out
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -1,6 +1,8 @@
 """Runs a plan: every experiment, topology, configuration, runtime and size it names, in an
 order that lets drift of a shared machine hit all runtimes alike, and turns the trials
-into result rows (the median trial kept) plus the derived metrics of the paper's figures.
+into result rows (the median trial kept, and the lowest and highest trial beside it) plus
+the derived metrics of the paper's figures, the share of the machine other work used
+during each cell, and the flagged cells (``noise.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass, field
 from pan_runtime.errors import PanError
 
 from .dispatch import dispatch_experiment
-from .inproc import PORT, Trial, inproc_flood, inproc_ping, reference_set
+from .inproc import PORT, Trial, inproc_trials, reference_set
+from .load import OthersShare
+from .noise import flag_cells
 from .options import LAB_PREFIX, Plan, config_unsupported, min_size
 from .results import Result, summarize
 
@@ -34,12 +38,28 @@ class Outcome:
     loss: dict[str, float] = field(default_factory=dict)
     #: machine-wide sysctls a topology changed while it ran (restored since): topology -> name -> values
     sysctls: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    #: cells a reader would be misled by (``noise.flag_cells``): cell -> why
+    flags: dict[str, str] = field(default_factory=dict)
+    #: each ping cell's per-trial median round trips, in the order the trials ran (trial t of
+    #: every configuration ran in the same round): (topology, config, runtime, size) -> values
+    rounds: dict[tuple[str, str, str, int], list[float]] = field(default_factory=dict)
 
 
 def _median_of_trials(trials: list[list[float]]) -> dict[str, float]:
-    """Each stat as the median over trials of that stat within a trial."""
+    """Each stat as the median over trials of that stat within a trial, and the lowest and
+    highest of the trials' medians (``trial_min``, ``trial_max``)."""
     per = [summarize(t) for t in trials if t]
-    return {k: statistics.median(p[k] for p in per) for k in per[0]}
+    out = {k: statistics.median(p[k] for p in per) for k in per[0]}
+    out["trial_min"] = min(p["median"] for p in per)
+    out["trial_max"] = max(p["median"] for p in per)
+    return out
+
+
+def _one_per_trial(samples: list[float]) -> dict[str, float]:
+    """Stats of one sample per trial: the median and its spread (no p99 of a handful)."""
+    s = {k: v for k, v in summarize(samples).items() if k != "p99"}
+    s["trial_min"], s["trial_max"] = s["min"], s["max"]
+    return s
 
 
 class _Recorder:
@@ -50,15 +70,22 @@ class _Recorder:
         for stat, value in stats.items():
             self.out.results.append(Result(exp, topo, config, runtime, size, metric, stat, float(value)))
 
+    def others(self, exp: str, topo: str, config: str, runtime: str, size: int, share: float | None) -> None:
+        """The share of the machine other work used while the cell ran."""
+        if share is not None:
+            self.add(exp, topo, config, runtime, size, "others_cpu", {"median": share})
+
     def trials(self, exp: str, topo: str, config: str, runtime: str, size: int, trials: list[Trial]) -> None:
         if exp == "ping":
             self.add(exp, topo, config, runtime, size, "rtt_us", _median_of_trials([t.samples for t in trials]))
+            self.out.rounds[(topo, config, runtime, size)] = [statistics.median(t.samples) for t in trials if t.samples]
             clean = [t.clean for t in trials if t.clean is not None]
             if clean and all(clean):
                 self.add(exp, topo, config, runtime + NOGC_SUFFIX, size, "rtt_us", _median_of_trials(clean))
+                self.out.rounds[(topo, config, runtime + NOGC_SUFFIX, size)] = [statistics.median(c) for c in clean]
         else:
             cps = [t.samples[0] for t in trials]
-            s = {k: v for k, v in summarize(cps).items() if k != "p99"}
+            s = _one_per_trial(cps)
             self.add(exp, topo, config, runtime, size, "capsules_per_s", s)
             self.add(exp, topo, config, runtime, size, "mbit_per_s", {k: v * size * 8 / 1e6 for k, v in s.items()})
             worst = max(t.loss for t in trials)
@@ -83,23 +110,28 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
             fn()
         except PanError as exc:
             out.failed[key] = str(exc)
+        except Exception as exc:  # a runtime's own error (an engine that failed): named, and the run goes on
+            out.failed[key] = f"{type(exc).__name__}: {exc}"
 
     if "dispatch" in plan.experiments:
         for size in plan.sizes:
             for config in (c for c in plan.configs if c in ("active", "activecopy")):
                 for rt in runtimes:
                     def one(rt: str = rt, size: int = size, config: str = config) -> None:
+                        load = OthersShare()
+                        load.start()
                         samples = dispatch_experiment(
                             rt, size, count=plan.counts["dispatch"], trials=plan.trials, batch=plan.batch,
                             warmup=plan.warmup, copy=config == "activecopy", progress=progress,
                         )
-                        s = {k: v for k, v in summarize(samples).items() if k != "p99"}
-                        rec.add("dispatch", "inproc", config, rt, size, "dispatch_us", s)
+                        rec.add("dispatch", "inproc", config, rt, size, "dispatch_us", _one_per_trial(samples))
+                        rec.others("dispatch", "inproc", config, rt, size, load.stop())
 
                     attempt(f"dispatch inproc {config} {rt} {size}", one)
     _run_labs(plan, runtimes, out, rec, progress)
     socket_exps = [e for e in plan.experiments if e in ("ping", "flood")]
     if not socket_exps or all(t.startswith(LAB_PREFIX) for t in plan.topologies):
+        out.flags = flag_cells(out.results, plan.trials)
         return out
     node_rts = [r for r in runtimes if r not in ("null", "bare")]
     for r in runtimes:
@@ -107,10 +139,10 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
             out.skipped[f"ping/flood {r}"] = "a dispatch baseline: it has no ping or flood protocol"
     codes = {}
     for r in node_rts:
-        try:
+        def build(r: str = r) -> None:
             codes[r] = reference_set(r)
-        except PanError as exc:
-            out.failed[f"build {r}"] = str(exc)
+
+        attempt(f"build {r}", build)
     node_rts = [r for r in node_rts if r in codes]
     for topo in plan.topologies:
         if topo in plan.skipped_topologies or topo.startswith(LAB_PREFIX):
@@ -120,6 +152,7 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
         else:
             _run_sockets(plan, topo, socket_exps, node_rts, codes, rec, attempt, progress)
     derive(out)
+    out.flags = flag_cells(out.results, plan.trials)
     return out
 
 
@@ -165,20 +198,26 @@ def _size_ok(exp: str, size: int, key: str, rec: _Recorder) -> bool:
 
 
 def _run_inproc(plan, exps, runtimes, rec, attempt, progress) -> None:  # type: ignore[no-untyped-def]
-    for config, _ in _cells(plan, exps, "inproc", rec):
-        for size in plan.sizes:
-            for rt in runtimes:
-                for exp in exps:
-                    key = f"{exp} inproc {config} {rt} {size}"
-                    if config_unsupported(exp, "inproc", config) or not _size_ok(exp, size, key, rec):
-                        continue
-                    fn = inproc_ping if exp == "ping" else inproc_flood
+    """Every configuration of a (size, runtime, experiment) side by side, a trial of each in turn."""
+    configs = [c for c, _ in _cells(plan, exps, "inproc", rec)]
+    for size in plan.sizes:
+        for rt in runtimes:
+            for exp in exps:
+                mine = [c for c in configs if not config_unsupported(exp, "inproc", c)]
+                if not mine or not all([_size_ok(exp, size, f"{exp} inproc {c} {rt} {size}", rec) for c in mine]):
+                    continue
 
-                    def one(fn=fn, exp=exp, rt=rt, size=size, config=config) -> None:  # type: ignore[no-untyped-def]
-                        trials = fn(rt, config, size, count=plan.counts[exp], trials=plan.trials, warmup=plan.warmup, progress=progress)
+                def one(exp: str = exp, rt: str = rt, size: int = size, mine: list[str] = mine) -> None:
+                    load = OthersShare()
+                    load.start()
+                    by_config = inproc_trials(exp, rt, mine, size, count=plan.counts[exp], trials=plan.trials,
+                                              warmup=plan.warmup, progress=progress)
+                    share = load.stop()
+                    for config, trials in by_config.items():
                         rec.trials(exp, "inproc", config, rt, size, trials)
+                        rec.others(exp, "inproc", config, rt, size, share)
 
-                    attempt(key, one)
+                attempt(f"{exp} inproc {'/'.join(mine)} {rt} {size}", one)
 
 
 def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> None:  # type: ignore[no-untyped-def]
@@ -208,13 +247,14 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> N
         if not runs:
             return
         ok = []
+        load = OthersShare(lambda: [p.pid for run in runs for p in run.procs])
         for rt in runtimes:
             try:
                 for run in runs:
                     run.install_everywhere(codes[rt])
                 ok.append(rt)
             except PanError as exc:
-                rec.out.failed[f"{tag} {topo} {rt}"] = f"installing the reference protocols: {exc}"
+                rec.out.failed[f"{tag} {topo} {rt}"] = f"installing the reference protocols: {exc}{_own_words(runs)}"
         flow = 0
         for size in plan.sizes:
             for rt in ok:
@@ -222,45 +262,91 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> N
                     for run in runs:
                         run.use_runtime(codes[rt], PORT)
                 except PanError as exc:
-                    rec.out.failed[f"{tag} {topo} {rt} {size}"] = str(exc)
+                    rec.out.failed[f"{tag} {topo} {rt} {size}"] = f"{exc}{_own_words(runs)}"
                     continue
                 for exp in exps:
                     if not _size_ok(exp, size, f"{exp} {topo} {rt} {size}", rec):
                         continue
                     flow += 100
                     kw = dict(count=plan.counts[exp], trials=plan.trials, warmup=plan.warmup, progress=progress)
+                    load.start()
                     try:
                         if exp == "ping":
                             by_config, failed = socket_ping(runs, rt, codes[rt], size, **kw)
                         else:
                             by_config, failed = socket_flood(runs, rt, codes[rt], size, flow_base=flow, **kw)
                     except PanError as exc:
-                        rec.out.failed[f"{exp} {topo} {rt} {size}"] = str(exc)
+                        rec.out.failed[f"{exp} {topo} {rt} {size}"] = f"{exc}{_own_words(runs)}"
                         continue
+                    share = load.stop()
                     for config, trials in by_config.items():
                         rec.trials(exp, topo, config, rt, size, trials)
+                        rec.others(exp, topo, config, rt, size, share)
                     for config, why in failed.items():
-                        rec.out.failed[f"{exp} {topo} {config} {rt} {size}"] = why
+                        own = _own_words([r for r in runs if r.config == config])
+                        rec.out.failed[f"{exp} {topo} {config} {rt} {size}"] = f"{why}{own}"
+
+
+def _own_words(runs: list) -> str:  # type: ignore[type-arg]
+    """What the configurations' processes wrote to standard error so far (a runtime's own
+    error: a JVM that did not start says why there), to append to a failure."""
+    said = []
+    for run in runs:
+        for p in run.procs:
+            tail = p.stderr_tail()
+            if tail:
+                said.append(f"{p.name}: {tail}")
+    return ("; its processes said: " + " | ".join(said)) if said else ""
+
+
+def _paired(mine: list[float] | None, theirs: list[float] | None) -> list[float] | None:
+    """Per-round differences of two cells' trial values, when both ran the same rounds."""
+    if not mine or not theirs or len(mine) != len(theirs):
+        return None
+    return [a - b for a, b in zip(mine, theirs, strict=True)]
 
 
 def derive(out: Outcome) -> None:
     """Add ``added_us`` (half the round trip above ``none``) and ``overhead_pct`` (above the
-    forwarding baseline: ``passive`` where it was measured, else ``cforw``)."""
-    rtt = {
-        (r.topology, r.config, r.runtime, r.size): r.value
-        for r in out.results
-        if r.experiment == "ping" and r.metric == "rtt_us" and r.stat == "median"
-    }
-    added: dict[tuple[str, str, str, int], float] = {}
+    forwarding baseline: ``passive`` where it was measured, else ``cforw``), each with a range
+    over the trials (``trial_min``, ``trial_max``). Where both cells' trials ran in the same
+    rounds (configurations side by side, a trial of each in turn), the range is that of the
+    per-round differences, in which drift of the machine common to a round cancels; else the
+    widest range the two cells' ranges allow. An overhead is left out where its baseline's
+    added latency, or that range, is not above zero (``noise.py`` flags it)."""
+    rtt: dict[tuple[str, str, str, int], dict[str, float]] = {}
+    for r in out.results:
+        if r.experiment == "ping" and r.metric == "rtt_us" and r.stat in ("median", "trial_min", "trial_max"):
+            rtt.setdefault((r.topology, r.config, r.runtime, r.size), {})[r.stat] = r.value
+    added: dict[tuple[str, str, str, int], dict[str, float]] = {}
+    rounds: dict[tuple[str, str, str, int], list[float]] = {}
     for (topo, config, rt, size), v in rtt.items():
         none = rtt.get((topo, "none", rt, size))
-        if config == "none" or none is None:
+        if config == "none" or none is None or "median" not in v or "median" not in none:
             continue
-        added[(topo, config, rt, size)] = a = (v - none) / 2
-        out.results.append(Result("ping", topo, config, rt, size, "added_us", "median", a))
+        a = {"median": (v["median"] - none["median"]) / 2}
+        paired = _paired(out.rounds.get((topo, config, rt, size)), out.rounds.get((topo, "none", rt, size)))
+        if paired:
+            rounds[(topo, config, rt, size)] = per = [d / 2 for d in paired]
+            a["trial_min"], a["trial_max"] = min(*per, a["median"]), max(*per, a["median"])
+        elif {"trial_min", "trial_max"} <= set(v) & set(none):
+            a["trial_min"] = (v["trial_min"] - none["trial_max"]) / 2
+            a["trial_max"] = (v["trial_max"] - none["trial_min"]) / 2
+        added[(topo, config, rt, size)] = a
+        for stat, value in a.items():
+            out.results.append(Result("ping", topo, config, rt, size, "added_us", stat, value))
     for (topo, config, rt, size), a in added.items():
         base_cfg = "passive" if (topo, "passive", rt, size) in added else "cforw"
         base = added.get((topo, base_cfg, rt, size))
-        if config == base_cfg or base is None or base <= 0:
+        if config == base_cfg or base is None or base["median"] <= 0 or base.get("trial_min", 1.0) <= 0:
             continue
-        out.results.append(Result("ping", topo, config, rt, size, "overhead_pct", "median", (a - base) / base * 100))
+        pct = {"median": (a["median"] - base["median"]) / base["median"] * 100}
+        mine, theirs = rounds.get((topo, config, rt, size)), rounds.get((topo, base_cfg, rt, size))
+        if mine and theirs and len(mine) == len(theirs) and min(theirs) > 0:
+            per = [(x - y) / y * 100 for x, y in zip(mine, theirs, strict=True)]
+            pct["trial_min"], pct["trial_max"] = min(*per, pct["median"]), max(*per, pct["median"])
+        elif "trial_min" in a and "trial_min" in base:
+            corners = [x / y for x in (a["trial_min"], a["trial_max"]) for y in (base["trial_min"], base["trial_max"])]
+            pct["trial_min"], pct["trial_max"] = (min(corners) - 1) * 100, (max(corners) - 1) * 100
+        for stat, value in pct.items():
+            out.results.append(Result("ping", topo, config, rt, size, "overhead_pct", stat, value))

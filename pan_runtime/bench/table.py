@@ -1,45 +1,52 @@
-"""The terminal tables of a run: one per experiment, medians, with the ratios a reader wants."""
+"""The terminal tables of a run: one per experiment, each median with the spread of its
+trials beside it, the ratios a reader wants, and a note where a cell is flagged
+(``noise.py``): a flagged added latency or overhead is not printed as a result."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from pan_runtime.node.stats import format_table
 
-from .results import Result
+from .noise import cell_key, spread_text
+from .results import Result, index
 
 __all__ = ["format_results", "index"]
-
-
-def index(results: Iterable[Result] | Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str, int, str, str], float]:
-    """Results keyed by (experiment, topology, config, runtime, size, metric, stat)."""
-    out = {}
-    for r in results:
-        d = r if isinstance(r, dict) else r.__dict__
-        out[(d["experiment"], d["topology"], d["config"], d["runtime"], d["size"], d["metric"], d["stat"])] = d["value"]
-    return out
 
 
 def _f(v: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def format_results(results: list[Result] | list[dict[str, Any]]) -> str:
+def _note(flags: dict[str, str], cell: tuple[str, str, str, str, int], metrics: tuple[str, ...]) -> str:
+    """Short words for the cell's flags (the full reasons are listed under the tables)."""
+    words = []
+    for m in metrics:
+        why = flags.get(cell_key(*cell, m), "")
+        if why:
+            word = why.split(":", 1)[0] if why.startswith(("sender-limited", "busy machine", "within noise")) else "noise"
+            words.append(word if m != "overhead_pct" else f"overhead {word}")
+    return ", ".join(dict.fromkeys(words))
+
+
+def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1, flags: dict[str, str] | None = None) -> str:
+    """The tables of ``results`` from a run of ``trials`` trials per cell, with ``flags``."""
     ix = index(results)
+    flags = flags or {}
     cells = sorted({k[:5] for k in ix}, key=lambda k: (k[0], k[1], k[2], k[4], k[3]))
     parts = []
     disp = [c for c in cells if c[0] == "dispatch"]
     if disp:
         rows = []
         base = "native" if any(c[3] == "native" for c in disp) else "null"
-        for exp, topo, config, rt, size in disp:
-            v = ix.get((exp, topo, config, rt, size, "dispatch_us", "median"))
+        for cell in disp:
+            exp, topo, config, rt, size = cell
+            v = ix.get((*cell, "dispatch_us", "median"))
             ref = ix.get((exp, topo, config, base, size, "dispatch_us", "median"))
-            rows.append([config, rt, str(size), _f(v, "{:.3f}"), _f(v / ref if v and ref else None, "{:.2f}x"),
-                         _f(ix.get((exp, topo, config, rt, size, "dispatch_us", "min")), "{:.3f}")])
-        parts.append("dispatch (in-process, µs per capsule at the middle node)\n"
-                      + format_table(rows, ["config", "runtime", "size", "median µs", f"vs {base}", "min µs"]))
+            rows.append([config, rt, str(size), _f(v, "{:.3f}"), spread_text(ix, cell, "dispatch_us", trials, "{:.3f}"),
+                         _f(v / ref if v and ref else None, "{:.2f}x"), _note(flags, cell, ("others_cpu",))])
+        parts.append("dispatch (in-process, µs per capsule at the middle node; spread = lowest–highest trial)\n"
+                     + format_table(rows, ["config", "runtime", "size", "median µs", "spread µs", f"vs {base}", "note"]))
     ping = [c for c in cells if c[0] == "ping"]
     if ping:
         rows = []
@@ -49,10 +56,18 @@ def format_results(results: list[Result] | list[dict[str, Any]]) -> str:
             def g(m: str, s: str = "median", cell: tuple[str, str, str, str, int] = cell) -> float | None:
                 return ix.get((*cell, m, s))
 
-            rows.append([topo, config, rt, str(size), _f(g("rtt_us")), _f(g("rtt_us", "p99")), _f(g("added_us")),
-                         _f(g("overhead_pct"), "{:.0f}%")])
-        parts.append("ping (round trip and the middle node's added latency = (RTT - RTT of none) / 2)\n"
-                     + format_table(rows, ["topology", "config", "runtime", "size", "RTT µs", "p99 µs", "added µs", "overhead"]))
+            added_flag = cell_key(*cell, "added_us") in flags
+            pct_flag = cell_key(*cell, "overhead_pct") in flags
+            rows.append([topo, config, rt, str(size), _f(g("rtt_us")), spread_text(ix, cell, "rtt_us", trials),
+                         _f(g("rtt_us", "p99")),
+                         "noise" if added_flag else _f(g("added_us")),
+                         "-" if g("added_us") is None else spread_text(ix, cell, "added_us", trials),
+                         "noise" if pct_flag else _f(g("overhead_pct"), "{:.0f}%"),
+                         _note(flags, cell, ("added_us", "overhead_pct", "others_cpu"))])
+        parts.append("ping (round trip and the middle node's added latency = (RTT - RTT of none) / 2; "
+                     "spread = lowest–highest trial)\n"
+                     + format_table(rows, ["topology", "config", "runtime", "size", "RTT µs", "spread", "p99 µs",
+                                           "added µs", "added spread", "overhead", "note"]))
     flood = [c for c in cells if c[0] == "flood"]
     if flood:
         rows = []
@@ -62,8 +77,10 @@ def format_results(results: list[Result] | list[dict[str, Any]]) -> str:
             def g(m: str, s: str = "median", cell: tuple[str, str, str, str, int] = cell) -> float | None:
                 return ix.get((*cell, m, s))
 
-            rows.append([topo, config, rt, str(size), _f(g("capsules_per_s"), "{:,.0f}"), _f(g("mbit_per_s")),
-                         _f(g("gc_pauses"), "{:.0f}")])
-        parts.append("flood (throughput the receiver counted)\n"
-                     + format_table(rows, ["topology", "config", "runtime", "size", "capsules/s", "Mbit/s", "GCs"]))
+            rows.append([topo, config, rt, str(size), _f(g("capsules_per_s"), "{:,.0f}"),
+                         spread_text(ix, cell, "capsules_per_s", trials, "{:,.0f}"), _f(g("mbit_per_s")),
+                         _f(g("gc_pauses"), "{:.0f}"), _note(flags, cell, ("capsules_per_s", "others_cpu"))])
+        parts.append("flood (throughput the receiver counted; spread = lowest–highest trial)\n"
+                     + format_table(rows, ["topology", "config", "runtime", "size", "capsules/s", "spread", "Mbit/s", "GCs",
+                                           "note"]))
     return "\n\n".join(parts)

@@ -70,6 +70,29 @@ class Proc:
     def __init__(self, name: str, popen: subprocess.Popen[str]):
         self.name = name
         self.popen = popen
+        self._said = b""
+
+    def stderr_tail(self, limit: int = 600) -> str:
+        """What the process wrote to standard error so far (its last ``limit`` characters),
+        read without waiting: a runtime's own words beside a failure it caused."""
+        err = self.popen.stderr
+        if err is None or err.closed:
+            return ""
+        fd = err.fileno()
+        os.set_blocking(fd, False)
+        try:
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self._said = (self._said + chunk)[-8192:]
+        except BlockingIOError:
+            pass
+        except OSError:
+            return ""
+        finally:
+            os.set_blocking(fd, True)
+        return self._said.decode("utf-8", "replace").strip()[-limit:]
 
     @property
     def pid(self) -> int:

@@ -1,6 +1,7 @@
 """``pan demo``: ping and flood across sender - middle - receiver, in-process, per runtime.
 
-For every available runtime the demo builds the reference protocols, installs them on a
+For every available runtime whose plugin registered reference protocols (built-in or
+installed) the demo builds the reference protocols, installs them on a
 three-node in-process network, pings (round trip median and p99), floods (capsules/s as the
 receiver reports it) and reads the middle node's per-capsule processing time.
 """
@@ -19,7 +20,7 @@ from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.node.stats import format_table
-from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.plugin.plugins import Plugins, default_plugins
 from pan_runtime.protocol_headers import FloodHdr
 
 __all__ = ["DemoResult", "demo_runtime", "run_demo"]
@@ -64,12 +65,21 @@ def _percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def demo_runtime(runtime: str, *, pings: int = 200, count: int = 2000, size: int = 512, progress: Progress | None = None) -> DemoResult:
+def demo_runtime(
+    runtime: str,
+    *,
+    pings: int = 200,
+    count: int = 2000,
+    size: int = 512,
+    progress: Progress | None = None,
+    plugins: Plugins | None = None,
+) -> DemoResult:
     """Run ping and flood with ``runtime``'s reference protocols on a fresh 3-node network."""
     prog = progress or Progress(True)
+    plugins = plugins or default_plugins()
     prog.show(f"{runtime}: building reference protocols")
-    codes = {p: reference_code(runtime, p) for p in ("portmapper", "ping", "flood")}
-    with Network.line(3, config=NodeConfig(queue_limit=8192, pool_buffers=4096)) as net:
+    codes = {p: reference_code(runtime, p, plugins) for p in ("portmapper", "ping", "flood")}
+    with Network.line(3, plugins=plugins, config=NodeConfig(queue_limit=8192, pool_buffers=4096)) as net:
         sender, middle, receiver = net.nodes
         for code in codes.values():
             net.install(code)
@@ -132,8 +142,15 @@ def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 5
     infos = {i.name: i for i in plugins.runtime_infos()}
     from pan_runtime.cli.protocols import has_reference_sources
 
-    wanted = runtimes or [n for n, i in sorted(infos.items()) if i.available and has_reference_sources(n)]
-    others = {n: "no reference protocols for this runtime" for n, i in infos.items() if i.available and n not in wanted and n != "null"}
+    have = {n for n, i in infos.items() if i.available and has_reference_sources(n, plugins)}
+    wanted = list(dict.fromkeys(runtimes)) if runtimes else sorted(have)
+    # what was not run and why: every runtime when none was named, else only those named
+    named = set(wanted) if runtimes else set(infos) - {"null"}
+    others = {
+        n: "no reference protocols: its plugin registers none (the pan_register_sources hook)"
+        for n, i in infos.items()
+        if i.available and n in named and n not in have
+    }
     prog = Progress(quiet)
     results: list[DemoResult] = []
     failed: dict[str, str] = {}
@@ -143,12 +160,14 @@ def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 5
         if info is None or not info.available:
             failed[rt] = info.reason if info else "no such runtime"
             continue
+        if rt in others:
+            continue
         try:
-            results.append(demo_runtime(rt, count=count, size=size, progress=prog))
+            results.append(demo_runtime(rt, count=count, size=size, progress=prog, plugins=plugins))
         except PanError as exc:
             prog.done()
             failed[rt] = str(exc)
-    unavailable = {n: i.reason for n, i in sorted(infos.items()) if not i.available}
+    unavailable = {n: i.reason for n, i in sorted(infos.items()) if not i.available and n in named}
     unavailable.update(others)
     unavailable.update(failed)
     if as_json:
@@ -178,4 +197,4 @@ def run_demo(runtimes: list[str] | None = None, count: int = 2000, size: int = 5
         for n, why in sorted(unavailable.items()):
             print(f"  {n}: {why}")
     print(f"\n(finished in {time.monotonic() - t0:.1f} s)")
-    return 0 if results and not failed else 1
+    return 0 if results and not failed and not (runtimes and others) else 1

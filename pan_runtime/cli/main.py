@@ -1,4 +1,4 @@
-"""The ``pan`` command: runtimes, build, inspect, keygen, sign, demo, codec, lab, bench."""
+"""The ``pan`` command: runtimes, build, inspect, keygen, sign, demo, codec, lab, bench, conformance."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
     for i in infos:
         status = "available" if i.available else f"unavailable: {i.reason}"
         ver = ", ".join(f"{k} {v}" for k, v in sorted(i.versions.items()))
-        rows.append([i.name, i.isolation, status, ver])
-    print(format_table(rows, ["runtime", "isolation", "status", "versions"]))
+        rows.append([i.name, i.isolation, ", ".join(i.limits) or "-", status, ver])
+    print(format_table(rows, ["runtime", "isolation", "limits", "status", "versions"]))
     return 0
 
 
@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pan_runtime.cli.labcli import add_subcommand as add_lab
 
     add_lab(sub)
+    from pan_runtime.cli.conformance import add_subcommand as add_conformance
+
+    add_conformance(sub)
 
     s = sub.add_parser("bench", help="compare runtimes (see `pan bench --help`)")
     from pan_runtime.bench import add_arguments

@@ -1,66 +1,56 @@
 """The reference protocols (forward, ping, flood, portmapper) as code objects for any runtime.
 
-Sources are package data (``pan_runtime.resources.protocols_dir``: the repository's
-``protocols/``, installed as ``pan_protocols``; C for ``native`` and ``wasm``, Java for ``jvm``,
-Python for ``restricted_py``); their behaviour is specified in ``docs/protocols.md``. Built code objects
-are cached on disk, keyed by the hash of the source, the PNI header, the header codecs
-(``header_codecs``) and the runtime, so
-only the first use compiles.
+A runtime's sources are whatever its plugin registered through the ``pan_register_sources``
+hook (``pan_runtime.plugin.sources``): the built-in runtimes register pan's own
+(``pan_runtime.resources.protocols_dir``: the repository's ``protocols/``, installed as
+``pan_protocols``; C for ``native`` and ``wasm``, Java for ``jvm``, Python for
+``restricted_py``), a third-party runtime its own. Their behaviour is specified in
+``docs/protocols.md``. Built code objects are cached on disk, keyed by the hash of the
+sources, the files they read (the protocols' header codecs, the PNI header) and the
+runtime, so only the first use compiles.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import BuildError, CodeObjectError, ResourceError
 from pan_runtime.plugin.builders import BuildRequest
-from pan_runtime.plugin.plugins import Plugins
-from pan_runtime.resources import include_dir, pni_java_dir, protocols_dir
+from pan_runtime.plugin.plugins import Plugins, default_plugins
+from pan_runtime.plugin.sources import PROTOCOLS
+from pan_runtime.resources import PROTOCOLS_ENV, include_dir, pni_java_dir, protocols_dir
 
 __all__ = [
     "PROTOCOLS",
     "protocols_dir",
     "source_of",
     "has_reference_sources",
-    "header_codecs",
     "reference_code",
     "ping_body",
     "ping_rtt_us",
 ]
 
-PROTOCOLS = ("forward", "ping", "flood", "portmapper")
 EXPORTS = {"portmapper": ["lookup"]}
 
 
-def source_of(runtime: str, protocol: str) -> Path:
+def source_of(runtime: str, protocol: str, plugins: Plugins | None = None) -> Path:
+    """The main source of ``runtime``'s reference ``protocol`` (the file its builder is chosen by)."""
     if protocol not in PROTOCOLS:
         raise CodeObjectError(f"no reference protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-    d = protocols_dir()
-    if runtime in ("native", "wasm"):
-        return d / f"{protocol}.c"
-    if runtime == "jvm":
-        return d / "java" / f"{protocol.capitalize()}.java"
-    if runtime == "restricted_py":
-        return d / f"{protocol}.py"
-    raise CodeObjectError(f"no reference sources for runtime {runtime!r}")
+    return (plugins or default_plugins()).sources.protocols(runtime).sources(protocol)[0]
 
 
-def header_codecs(runtime: str) -> list[Path]:
-    """The generated codecs of the protocols' headers (``protocols/headers.toml``) a build for
-    ``runtime`` reads: the C header the C sources include and, for jvm, the Java classes
-    compiled into each code object beside the protocol's own."""
-    d = protocols_dir()
-    java = sorted((d / "java" / "pan" / "protocols").glob("*.java")) if runtime == "jvm" else []
-    return [d / "headers.h", *java]
-
-
-def has_reference_sources(runtime: str) -> bool:
-    """True when ``protocols/`` has the reference sources for ``runtime``."""
+def has_reference_sources(runtime: str, plugins: Plugins | None = None) -> bool:
+    """True when a plugin registered ``runtime``'s reference protocols and their sources are there."""
+    sources = (plugins or default_plugins()).sources
+    if not sources.has_protocols(runtime):
+        return False
     try:
-        return all(source_of(runtime, p).exists() for p in PROTOCOLS)
+        return not sources.protocols(runtime).missing()
     except (CodeObjectError, ResourceError):
         return False
 
@@ -80,34 +70,38 @@ def reference_code(runtime: str, protocol: str, plugins: Plugins | None = None) 
         from pan_runtime.plugin.nullrt import null_code
 
         return null_code("forward")
-    src = source_of(runtime, protocol)
-    if not src.exists():
-        raise CodeObjectError(f"reference source {src} is missing (reinstall pan-runtime, or set PAN_PROTOCOLS to a protocols directory)")
-    codecs = header_codecs(runtime)
-    h = hashlib.sha256(src.read_bytes())
-    for header in (include_dir() / "pni.h", *codecs):
-        if header.exists():
-            h.update(header.read_bytes())
+    if protocol not in PROTOCOLS:
+        raise CodeObjectError(f"no reference protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    plugins = plugins or default_plugins()
+    refs = plugins.sources.protocols(runtime)
+    files = refs.sources(protocol)
+    src = files[0]
+    for f in files:
+        if not f.is_file():
+            fix = (f"reinstall pan-runtime, or set {PROTOCOLS_ENV} to a protocols directory"
+                   if refs.directory is protocols_dir else f"reinstall the plugin {refs.source or '?'} that registered it")
+            raise CodeObjectError(f"reference source {f} is missing ({fix})")
+    h = hashlib.sha256()
+    for f in (*files, *refs.input_files(), include_dir() / "pni.h"):
+        if f.exists():
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
     java = pni_java_dir() / "org" / "pan" / "pni"
-    if runtime == "jvm" and java.exists():
+    if src.suffix == ".java" and java.exists():
         for f in sorted(java.glob("*.java")):
             h.update(f.read_bytes())
     h.update(runtime.encode())
-    cached = _cache_dir() / f"{runtime}-{protocol}-{h.hexdigest()[:20]}.pco"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", runtime)
+    cached = _cache_dir() / f"{safe}-{protocol}-{h.hexdigest()[:20]}.pco"
     if cached.exists():
         try:
             return CodeObject.read(cached)
         except CodeObjectError:
             cached.unlink(missing_ok=True)
-    if plugins is None:
-        from pan_runtime.plugin.plugins import default_plugins
-
-        plugins = default_plugins()
     builder = plugins.builders.find(runtime, src.suffix)
     reason = builder.available()
     if reason is not None:
         raise BuildError(f"cannot build {protocol} for {runtime}: {reason}")
-    code = builder.build(BuildRequest([src, *(c for c in codecs if c.suffix == ".java")], runtime, [], EXPORTS.get(protocol, []), f"{protocol}-{runtime}"))
+    code = builder.build(BuildRequest(files, runtime, [], EXPORTS.get(protocol, []), f"{protocol}-{runtime}"))
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
     code.write(tmp)
     os.replace(tmp, cached)

@@ -74,3 +74,7 @@ class BuilderRegistry:
 
     def runtimes_for(self, suffix: str) -> list[str]:
         return sorted(r for r, s in self._builders if s == suffix)
+
+    def suffixes_for(self, runtime: str) -> list[str]:
+        """The source suffixes ``runtime``'s builders take, in the order they were added."""
+        return [s for r, s in self._builders if r == runtime]

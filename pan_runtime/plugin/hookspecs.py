@@ -6,7 +6,8 @@ built-in runtimes register through the very same hooks.
 
 One mechanism per thing:
 
-* **hooks** (this module) are the plugin boundary: registering runtimes and builders when a
+* **hooks** (this module) are the plugin boundary: registering runtimes, builders and the
+  sources pan builds for a runtime (reference protocols, conformance cases) when a
   plugin manager is loaded (``pan_runtime.plugin.plugins.load_plugins``), and a node's own
   life (``pan_node_started``, ``pan_node_stopping``). They are called through the manager,
   never per capsule.
@@ -25,6 +26,7 @@ import pluggy
 if TYPE_CHECKING:
     from pan_runtime.plugin.builders import BuilderRegistry
     from pan_runtime.plugin.plugins import RuntimeRegistry
+    from pan_runtime.plugin.sources import SourceRegistry
 
 PROJECT = "pan"
 ENTRY_POINT_GROUP = "pan.runtimes"
@@ -50,6 +52,18 @@ def pan_register_builders(registry: BuilderRegistry) -> None:
 
     A builder turns source files (``.c``, ``.wat``, ``.java``, ``.py``, ...) into a code
     object for one runtime; see ``pan_runtime.plugin.builders.Builder``.
+    """
+
+
+@hookspec
+def pan_register_sources(registry: SourceRegistry) -> None:
+    """Add the sources pan builds for a runtime (``pan_runtime.plugin.sources``).
+
+    ``registry.add_protocols(runtime, directory, files)``: the four reference protocols
+    (``forward``, ``ping``, ``flood``, ``portmapper``), which put the runtime in ``pan demo`` and
+    ``pan bench`` and let ``pan conformance`` compare it with a reference runtime.
+    ``registry.add_cases(runtime, directory)``: conformance-case sources in the runtime's
+    language, when pan ships none in it. Both are built with the runtime's builder.
     """
 
 

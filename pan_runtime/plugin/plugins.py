@@ -4,7 +4,9 @@
 time), registers every entry point in the group ``pan.runtimes`` and then calls the
 registration hooks through the manager (``pm.hook.pan_register_runtimes(registry=...)``).
 A plugin that fails to import, does not match the hook specifications, or raises while
-registering is recorded with its reason and left out; it never stops the others. A runtime
+registering is recorded with its reason and left out; it never stops the others. The
+sources plugins register (``pan_register_sources``: reference protocols, conformance cases)
+are in ``Plugins.sources``. A runtime
 that reports itself unavailable is listed with its reason. ``default_plugins()`` is the
 process-wide set nodes use unless given their own.
 """
@@ -22,7 +24,8 @@ import pluggy
 from pan_runtime.errors import PanError
 from pan_runtime.plugin import hookspecs
 from pan_runtime.plugin.builders import BuilderRegistry
-from pan_runtime.plugin.runtime import Isolation, Runtime
+from pan_runtime.plugin.runtime import LIMITS, Isolation, Runtime
+from pan_runtime.plugin.sources import SourceRegistry
 
 __all__ = ["RuntimeInfo", "RuntimeRegistry", "Plugins", "make_plugin_manager", "load_plugins", "default_plugins"]
 
@@ -37,6 +40,8 @@ class RuntimeInfo:
     reason: str = ""
     source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    #: the budget fields the runtime declares it enforces (``Runtime.limits``)
+    limits: list[str] = field(default_factory=list)
 
 
 class RuntimeRegistry:
@@ -53,6 +58,9 @@ class RuntimeRegistry:
             raise PanError(f"runtime class {runtime_class!r} has no class-level name")
         if not isinstance(getattr(runtime_class, "isolation", None), Isolation):
             raise PanError(f"runtime {name!r} has no Isolation level")
+        limits = getattr(runtime_class, "limits", frozenset())
+        if not isinstance(limits, frozenset) or not limits <= set(LIMITS):
+            raise PanError(f"runtime {name!r}: limits must be a frozenset of {', '.join(LIMITS)}, got {limits!r}")
         if name in self._classes and self._classes[name] is not runtime_class:
             raise PanError(
                 f"runtime name {name!r} registered twice: {self._classes[name].__module__} and {runtime_class.__module__}"
@@ -78,12 +86,13 @@ class RuntimeRegistry:
 
 @dataclass(eq=False)
 class Plugins:
-    """The loaded plugin state: the manager, registered runtimes and builders, and failures."""
+    """The loaded plugin state: the manager, registered runtimes, builders and sources, and failures."""
 
     manager: pluggy.PluginManager
     runtimes: RuntimeRegistry
     builders: BuilderRegistry
     failures: dict[str, str]
+    sources: SourceRegistry = field(default_factory=SourceRegistry)
 
     def runtime_infos(self) -> list[RuntimeInfo]:
         infos = []
@@ -108,6 +117,7 @@ class Plugins:
                     reason or "",
                     self.runtimes.source(name),
                     versions,
+                    sorted(cls.limits),
                 )
             )
         for ep_name, why in sorted(self.failures.items()):
@@ -160,7 +170,7 @@ def _call_each(
 
 def load_plugins(extra: list[Any] | None = None, entry_points: bool = True) -> Plugins:
     """A fresh manager with every ``pan.runtimes`` entry point (and ``extra`` plugin objects)
-    registered, and the runtimes and builders they register."""
+    registered, and the runtimes, builders and sources they register."""
     pm = make_plugin_manager()
     failures: dict[str, str] = {}
     if entry_points:
@@ -184,7 +194,14 @@ def load_plugins(extra: list[Any] | None = None, entry_points: bool = True) -> P
     _call_each(pm, "pan_register_runtimes", {"registry": runtimes}, failures, before=source)
     runtimes.current_source = ""
     _call_each(pm, "pan_register_builders", {"registry": builders}, failures)
-    return Plugins(pm, runtimes, builders, failures)
+    sources = SourceRegistry()
+
+    def source_of_sources(name: str) -> None:
+        sources.current_source = name
+
+    _call_each(pm, "pan_register_sources", {"registry": sources}, failures, before=source_of_sources)
+    sources.current_source = ""
+    return Plugins(pm, runtimes, builders, failures, sources)
 
 
 _DEFAULT_PLUGINS: Plugins | None = None

@@ -55,7 +55,10 @@ if TYPE_CHECKING:
     from pan_runtime.node.pni import PniServer
     from pan_runtime.plugin.loadjob import LoadJob
 
-__all__ = ["Isolation", "Runtime", "LoadedCode"]
+__all__ = ["Isolation", "LIMITS", "Runtime", "LoadedCode"]
+
+#: the budget fields a runtime may declare it enforces (``Runtime.limits``)
+LIMITS = ("time_ms", "steps", "fuel", "memory_bytes")
 
 
 class Isolation(str, enum.Enum):
@@ -125,6 +128,11 @@ class Runtime(abc.ABC):
     payload: ClassVar[str] = ""
     #: the node's limits on code objects and on compiling them (the node sets its own)
     load_limits: LoadLimits = LoadLimits()
+    #: the ``Budget`` fields (``pan_runtime.node.env``) this runtime enforces on every run:
+    #: ``time_ms``, ``steps``, ``fuel``, ``memory_bytes``. The conformance kit runs its budget
+    #: cases with them; a runtime that contains code (isolation other than ``none``) and
+    #: enforces none of ``time_ms``, ``steps`` or ``fuel`` would hang on an endless loop.
+    limits: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         self.options: dict[str, Any] = dict(options or {})

@@ -9,6 +9,7 @@ from pan_runtime.plugin.hookspecs import hookimpl
 if TYPE_CHECKING:
     from pan_runtime.plugin.builders import BuilderRegistry
     from pan_runtime.plugin.plugins import RuntimeRegistry
+    from pan_runtime.plugin.sources import SourceRegistry
 
 
 @hookimpl
@@ -23,3 +24,12 @@ def pan_register_builders(registry: BuilderRegistry) -> None:
     from pan_jvm.builder import JvmBuilder
 
     registry.add(JvmBuilder())
+
+
+@hookimpl
+def pan_register_sources(registry: SourceRegistry) -> None:
+    """pan's Java reference protocols; the conformance cases ship with pan."""
+    from pan_runtime.plugin.sources import shipped_protocols
+
+    directory, files, inputs = shipped_protocols("java")
+    registry.add_protocols("jvm", directory, files, inputs=inputs)

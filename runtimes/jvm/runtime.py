@@ -141,6 +141,7 @@ class JvmRuntime(Runtime):
 
     name: ClassVar[str] = "jvm"
     isolation: ClassVar[Isolation] = Isolation.GUARDED
+    limits: ClassVar[frozenset[str]] = frozenset({"time_ms", "memory_bytes"})
     payload: ClassVar[str] = "jar with a class implementing org.pan.pni.PanCode (meta.entry_class)"
 
     def __init__(self, options: Mapping[str, Any] | None = None):

@@ -60,6 +60,7 @@ class RestrictedPyRuntime(Runtime):
 
     name = "restricted_py"
     isolation = Isolation.GUARDED
+    limits = frozenset({"time_ms", "steps"})
     payload = "UTF-8 Python source (RestrictedPython subset)"
 
     def __init__(self, options: dict[str, Any] | None = None):

@@ -12,7 +12,7 @@ from pan_runtime.plugin.hookspecs import hookimpl
 from pan_wasm.builder import WasmBuilder
 from pan_wasm.runtime import WasmRuntime
 
-__all__ = ["pan_register_runtimes", "pan_register_builders"]
+__all__ = ["pan_register_runtimes", "pan_register_builders", "pan_register_sources"]
 
 
 @hookimpl
@@ -23,3 +23,12 @@ def pan_register_runtimes(registry: Any) -> None:
 @hookimpl
 def pan_register_builders(registry: Any) -> None:
     registry.add(WasmBuilder())
+
+
+@hookimpl
+def pan_register_sources(registry: Any) -> None:
+    """pan's C reference protocols (shared with native); the conformance cases ship with pan."""
+    from pan_runtime.plugin.sources import shipped_protocols
+
+    directory, files, inputs = shipped_protocols("c")
+    registry.add_protocols("wasm", directory, files, inputs=inputs)

@@ -76,6 +76,7 @@ class WasmRuntime(Runtime):
 
     name = "wasm"
     isolation = Isolation.SANDBOXED
+    limits = frozenset({"time_ms", "fuel", "memory_bytes"})  # fuel when the budget option is "fuel"
     payload = "WebAssembly module (.wasm) importing the PNI from module pan_pni_1"
 
     @classmethod

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from bench_helpers import run_bench
 
@@ -88,3 +91,40 @@ def test_report_command_renders_markdown_and_figures(tmp, tmp_path):
     assert "| native | " in text and "![dispatch-inproc](fig/dispatch-inproc.png)" in text
     r = run_bench("report", str(tmp_path / "nope.json"), tmp=tmp)
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+#: keeps one CPU busy at the lowest priority for at most two minutes
+BURN = "import os, time\nos.nice(19)\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def test_a_run_on_a_loaded_machine_flags_its_noisy_cells_instead_of_printing_them(tmp, tmp_path):
+    """Other work on every CPU while a run measures: every cell records the share of the
+    machine that work used and is flagged as run on a busy machine, and an added latency at
+    or below zero appears in the flags, never as a result in a table or the report."""
+    burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(len(os.sched_getaffinity(0)))]
+    try:
+        out = tmp_path / "loaded.json"
+        r = run_bench("--quick", "--experiment", "ping", "--topology", "inproc,udp", "--runtime", "native", "--size", "1500",
+                      "--json", str(out), "--quiet", tmp=tmp)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    m, rows = doc["meta"], doc["results"]
+    assert m["quick"] is True and len(m["load"]["start"]) == 3 and len(m["load"]["end"]) == 3
+    assert r.stdout.startswith("QUICK RUN")
+    cells = {(x["topology"], x["config"]) for x in rows if x["metric"] == "rtt_us"}
+    shares = {(x["topology"], x["config"]): x["value"] for x in rows if x["metric"] == "others_cpu"}
+    assert set(shares) == cells and all(v > 0.25 for v in shares.values()), shares
+    busy = {k for k, v in m["flags"].items() if v.startswith("busy machine")}
+    assert busy == {f"ping {t} {c} native 1500 others_cpu" for t, c in cells}
+    assert "busy machine during" in r.stdout
+    for x in rows:
+        if x["metric"] == "added_us" and x["stat"] == "median" and x["value"] <= 0:
+            key = f"ping {x['topology']} {x['config']} native 1500 added_us"
+            assert "at or below zero" in m["flags"][key]
+            assert f"{x['value']:.1f}" not in r.stdout.split("flagged cells")[0]
+    report = run_bench("report", str(out), tmp=tmp)
+    assert report.returncode == 0 and "> **QUICK RUN**" in report.stdout and "busy machine during" in report.stdout

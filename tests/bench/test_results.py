@@ -58,9 +58,9 @@ def test_the_schema_lists_every_metric_and_stat():
     item = SCHEMA["properties"]["results"]["items"]["properties"]
     assert item["metric"]["enum"] == [
         "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
-        "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
+        "others_cpu", "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
     ]
-    assert item["stat"]["enum"] == ["median", "p99", "mean", "min", "max"]
+    assert item["stat"]["enum"] == ["median", "p99", "mean", "min", "max", "trial_min", "trial_max"]
 
 
 def test_read_json_explains_a_missing_or_broken_file(tmp_path):
@@ -94,3 +94,51 @@ def test_added_latency_and_overhead_follow_the_paper():
     assert got[("netns", "cforw", "overhead_pct")] == pytest.approx(100.0)
     assert ("netns", "passive", "overhead_pct") not in got
     assert got[("udp", "active", "overhead_pct")] == pytest.approx(150.0)  # no passive on udp: relative to cforw
+
+
+def test_derived_metrics_carry_the_widest_range_the_trials_allow():
+    out = Outcome()
+    rtt = {"none": (100.0, 96.0, 104.0), "cforw": (180.0, 170.0, 190.0), "active": (200.0, 150.0, 260.0)}
+    for config, (med, lo, hi) in rtt.items():
+        for stat, v in (("median", med), ("trial_min", lo), ("trial_max", hi)):
+            out.results.append(Result("ping", "udp", config, "wasm", 1500, "rtt_us", stat, v))
+    derive(out)
+    got = {(r.config, r.metric, r.stat): r.value for r in out.results if r.metric in ("added_us", "overhead_pct")}
+    assert got[("active", "added_us", "median")] == 50.0
+    assert got[("active", "added_us", "trial_min")] == (150.0 - 104.0) / 2  # lowest active against highest none
+    assert got[("active", "added_us", "trial_max")] == (260.0 - 96.0) / 2
+    assert got[("cforw", "added_us", "trial_min")] == 33.0 and got[("cforw", "added_us", "trial_max")] == 47.0
+    assert got[("active", "overhead_pct", "median")] == pytest.approx(25.0)
+    assert got[("active", "overhead_pct", "trial_min")] == pytest.approx((23.0 / 47.0 - 1) * 100)
+    assert got[("active", "overhead_pct", "trial_max")] == pytest.approx((82.0 / 33.0 - 1) * 100)
+
+
+def test_no_overhead_against_a_baseline_whose_range_reaches_zero():
+    out = Outcome()
+    for config, (med, lo, hi) in {"none": (100.0, 90.0, 110.0), "cforw": (120.0, 100.0, 130.0), "active": (160.0, 150.0, 170.0)}.items():
+        for stat, v in (("median", med), ("trial_min", lo), ("trial_max", hi)):
+            out.results.append(Result("ping", "udp", config, "native", 156, "rtt_us", stat, v))
+    derive(out)
+    metrics = {(r.config, r.metric) for r in out.results}
+    assert ("cforw", "added_us") in metrics and ("active", "added_us") in metrics
+    assert ("active", "overhead_pct") not in metrics  # cforw's added range is -5..20 µs: no percentage of that
+
+
+def test_configurations_measured_in_the_same_rounds_get_the_range_of_their_paired_differences():
+    """Trial t of every configuration ran in the same round, so drift of the machine common to a
+    round cancels in their difference: the range is that of the per-round differences."""
+    out = Outcome()
+    rounds = {"none": [100.0, 300.0, 110.0], "cforw": [140.0, 340.0, 150.0], "active": [160.0, 364.0, 170.0]}
+    for config, per in rounds.items():
+        s = sorted(per)
+        for stat, v in (("median", s[1]), ("trial_min", s[0]), ("trial_max", s[2])):
+            out.results.append(Result("ping", "udp", config, "native", 1500, "rtt_us", stat, v))
+        out.rounds[("udp", config, "native", 1500)] = per
+    derive(out)
+    got = {(r.config, r.metric, r.stat): r.value for r in out.results if r.metric in ("added_us", "overhead_pct")}
+    assert (got[("active", "added_us", "trial_min")], got[("active", "added_us", "trial_max")]) == (30.0, 32.0)
+    assert (got[("cforw", "added_us", "trial_min")], got[("cforw", "added_us", "trial_max")]) == (20.0, 20.0)
+    assert got[("active", "overhead_pct", "trial_min")] == pytest.approx(50.0)
+    assert got[("active", "overhead_pct", "trial_max")] == pytest.approx(60.0)
+    # unpaired, the same cells' ranges would allow -70..132 µs: a stall of one round swamped them
+    assert got[("active", "added_us", "median")] == 30.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import struct
 import types
-from pathlib import Path
 
 import pytest
 import wasmtime
@@ -24,11 +23,12 @@ from pan_runtime.net import udp_fast as fastpath
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import PingHdr
+from pan_runtime.resources import cases_dir
 from pan_runtime.testing import build_case
 
 PORT = 7
 RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
-CASES = Path(__file__).parents[1] / "conformance" / "cases"
+CASES = cases_dir()
 N = 20
 
 

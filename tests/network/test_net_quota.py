@@ -23,9 +23,10 @@ from pan_runtime.net.application import capsule_bytes
 from pan_runtime.net.daemon import prometheus_text
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import PingHdr
+from pan_runtime.resources import cases_dir
 from pan_runtime.testing import BUILTIN_RUNTIMES, build_case
 
-CASE = Path(__file__).parents[1] / "conformance" / "cases" / "hoard"
+CASE = cases_dir() / "hoard"
 EXPECTED = tomllib.loads((CASE / "expected.toml").read_text())
 PLUGINS = default_plugins()
 PORT = 7
