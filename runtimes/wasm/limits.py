@@ -77,7 +77,9 @@ class EpochTicker:
             self.sleeping = True
             engine.increment_epoch()  # every store is now past its deadline: the next check wakes us
             engine.increment_epoch()
-            if self.busy:  # a callback ran since the ticker last looked: not idle after all
+            # a callback that ran since the ticker last looked: not idle after all; ``stop`` sets
+            # the stop flag before the wake-up, so one that came before the clear above is seen here
+            if self.busy or stop.is_set():
                 self.sleeping = False
             else:
                 self.parks += 1
@@ -87,7 +89,7 @@ class EpochTicker:
             idle = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stop.set()  # before the wake-up: a ticker about to park looks at it after clearing ``_awake``
         self._awake.set()
         if self._thread is not None:
             self._thread.join()

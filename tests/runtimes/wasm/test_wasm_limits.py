@@ -142,3 +142,34 @@ def test_a_fast_run_wakes_the_parked_ticker_and_is_stopped(ticking: WasmRuntime,
     assert not rescued, "the fast run ran on with the ticker parked"
     with pytest.raises(BudgetExceeded):
         loop.after_fast_run()
+
+
+class _EngineThatStopsBeforePark:
+    """Stands in for the engine: on the idle tick after which the ticker parks, it waits until
+    ``stop`` has run its wake-up, so the stop lands between the tick and the park."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.ticker: Any = None
+
+    def increment_epoch(self) -> None:
+        self.calls += 1
+        if self.calls == self.ticker.IDLE_TICKS:
+            while not self.ticker._awake.is_set():
+                time.sleep(0.001)
+
+
+def test_stop_just_before_the_ticker_parks_ends_the_ticker() -> None:
+    from pan_wasm.limits import EpochTicker
+
+    engine = _EngineThatStopsBeforePark()
+    ticker = EpochTicker(engine, 0.1)  # type: ignore[arg-type]
+    engine.ticker = ticker
+    ticker.start()
+    while engine.calls < ticker.IDLE_TICKS:
+        time.sleep(0.001)
+    stopper = threading.Thread(target=ticker.stop, daemon=True)
+    stopper.start()
+    stopper.join(60)  # a hang guard only: a stop that is not seen never returns
+    assert not stopper.is_alive(), "the ticker parked after stop() and never ended"
+    assert not ticker.running and ticker.parks == 0
