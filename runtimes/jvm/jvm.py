@@ -37,6 +37,20 @@ __all__ = [
 SUPPORT_DIR = Path(__file__).with_name("java")
 DEFAULT_HEAP = "256m"
 _LOCK = threading.Lock()
+#: JDK-internal classes the allowed APIs initialize lazily (number formatting and parsing);
+#: initialized at start-up with the allowed classes, so that no watchdog stop lands in their
+#: static initializers (a stop there breaks the class for the JVM's life). Names a JDK lacks
+#: are passed over.
+LAZY_JDK_HELPERS = (
+    "jdk.internal.math.FDBigInteger",
+    "jdk.internal.math.FloatingDecimal",
+    "jdk.internal.math.FloatingDecimal$BinaryToASCIIBuffer",
+    "jdk.internal.math.FormattedFloatingDecimal",
+    "jdk.internal.math.DoubleToDecimal",
+    "jdk.internal.math.FloatToDecimal",
+    "java.lang.StringConcatHelper",
+    "java.lang.invoke.StringConcatFactory",
+)
 _JVM: Jvm | None = None
 
 
@@ -188,6 +202,7 @@ def ensure_jvm(options: Mapping[str, Any] | None = None) -> Jvm:
         jvm.classes["PanCode"] = jpype.JClass("org.pan.pni.PanCode", loader=loader)
         allowed = sorted({n.replace("/", ".") for n in (*allowlist.ALLOWED, *allowlist.INDY_SUPPORT)})
         jvm.classes["gate"] = jvm.classes["Gate"](loader, jpype.JArray(jpype.JString)(allowed))
+        jvm.classes["Watchdog"].preinitialize(jpype.JArray(jpype.JString)([*allowed, *LAZY_JDK_HELPERS]))
         jvm.direct_by_address = bool(jvm.classes["Memory"].available())
         if "watchdog_tick_ms" in opts:
             jvm.classes["Watchdog"].setTickMillis(float(opts["watchdog_tick_ms"]))

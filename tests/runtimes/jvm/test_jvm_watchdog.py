@@ -195,3 +195,42 @@ def test_a_fast_run_wakes_the_parked_watchdog_and_is_stopped(
     assert r == -(2**31)
     with pytest.raises(BudgetExceeded, match="stopped by the watchdog"):
         spin.after_fast_run()
+
+
+def test_a_stop_is_held_back_only_inside_a_host_class_initializer(runtime: JvmRuntime) -> None:
+    """A stop landing in a JDK class's static initializer would leave that class unusable for
+    the JVM's life ("Could not initialize class jdk.internal.math.FDBigInteger", seen under
+    load); the watchdog holds it back there, never in code's own initializers."""
+    import jpype
+
+    watchdog = runtime._engine().cls("Watchdog")
+    frame_cls = jpype.JClass("java.lang.StackTraceElement")
+
+    def stack(*frames: tuple[str | None, str | None, str, str]) -> Any:
+        return jpype.JArray(frame_cls)([frame_cls(ld, mod, None, cls, m, None, -1) for ld, mod, cls, m in frames])
+
+    accept = ("pan-code-0123abcd", None, "Capsule", "accept")
+    assert watchdog.inHostClassInit(stack((None, "java.base", "jdk.internal.math.FDBigInteger", "<clinit>"), accept))
+    assert watchdog.inHostClassInit(stack(("app", None, "org.pan.pni.PanCode", "<clinit>"), accept))
+    assert not watchdog.inHostClassInit(stack(("pan-code-0123abcd", None, "Capsule$Table", "<clinit>"), accept))
+    assert not watchdog.inHostClassInit(stack((None, "java.base", "java.lang.Double", "toString"), accept))
+
+
+def test_the_jdk_helpers_code_reaches_are_initialized_when_the_jvm_starts(tmp_path: Path) -> None:
+    """In a fresh JVM, before any code runs, the allowed JDK classes and the helpers they use
+    lazily are initialized (the JVM's own class+init log says so)."""
+    log = tmp_path / "init.log"
+    script = textwrap.dedent(
+        f"""
+        from pan_jvm.runtime import JvmRuntime
+        rt = JvmRuntime({{"jvm_flags": ["-Xlog:class+init=info:file={log}"]}})
+        rt._engine()
+        print("started")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "started" in proc.stdout, proc.stderr
+    initialized = log.read_text()
+    for name in ("jdk/internal/math/FDBigInteger", "jdk/internal/math/FloatingDecimal", "java/lang/StrictMath",
+                 "java/util/ArrayDeque"):
+        assert f"Initializing '{name}'" in initialized, name

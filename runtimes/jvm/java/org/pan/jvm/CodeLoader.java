@@ -9,12 +9,15 @@ import java.util.Map;
  * code's instance) lets the JVM unload every class it defined.
  */
 public final class CodeLoader extends ClassLoader {
+    /** The start of every code loader's name (the watchdog tells code's own frames by it). */
+    static final String NAME_PREFIX = "pan-code-";
+
     private final Map<String, byte[]> pending = new HashMap<>();
     private final CodeLoader[] deps;
     private final Gate gate;
 
     public CodeLoader(Gate gate, String label, String[] names, byte[][] classes, CodeLoader[] deps) {
-        super("pan-code-" + label, null);
+        super(NAME_PREFIX + label, null);
         this.gate = gate;
         this.deps = deps;
         for (int i = 0; i < names.length; i++) pending.put(names[i], classes[i]);

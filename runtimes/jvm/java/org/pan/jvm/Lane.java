@@ -623,10 +623,30 @@ public final class Lane {
                 stopWanted = true;
                 return true;
             }
+            Thread caller = callerBox[0];
+            if (waitOutHostInit(s, now, caller)) return true;
             stopsIssued++;
             lastStopNs = now;
-            callerBox[0].stop();
+            caller.stop();
         }
+        return true;
+    }
+
+    private long initWaitSeq; // the call the watchdog first found in a host class's initializer
+    private long initWaitFrom; // and when (the watchdog thread alone reads and writes these)
+
+    /**
+     * Hold a stop back while the caller runs a host class's static initializer, for at most
+     * HOST_INIT_WAIT_NS per call: the watchdog tries again next tick.
+     */
+    private boolean waitOutHostInit(long seq, long now, Thread caller) {
+        if (!Watchdog.inHostClassInit(caller.getStackTrace())) return false;
+        if (initWaitSeq != seq) {
+            initWaitSeq = seq;
+            initWaitFrom = now;
+        }
+        if (now - initWaitFrom >= Watchdog.HOST_INIT_WAIT_NS) return false;
+        Watchdog.countInitDeferral();
         return true;
     }
 

@@ -22,6 +22,13 @@ public final class Watchdog implements Runnable {
     static final long RESTOP_NS = 50_000_000L;
     /** Ticks without a running call before the thread parks. */
     static final int IDLE_TICKS = 8;
+    /**
+     * How long a stop waits while the call is inside the static initializer of a class that is
+     * not the code's own (a JDK class, reached through an allowed API): a stop there leaves that
+     * class unusable for the JVM's life ("Could not initialize class ..."), for every code
+     * object. Past this the stop is issued anyway, so no initializer shelters a call for long.
+     */
+    static final long HOST_INIT_WAIT_NS = 20_000_000L;
 
     private static final CopyOnWriteArrayList<Lane> LANES = new CopyOnWriteArrayList<>();
     private static volatile long tickNs = 2_000_000L;
@@ -29,6 +36,7 @@ public final class Watchdog implements Runnable {
     /** The thread is parked (or about to park) until a call enters. */
     static volatile boolean sleeping;
     private static volatile long parks;
+    private static volatile long initDeferrals;
 
     private Watchdog() {}
 
@@ -70,6 +78,46 @@ public final class Watchdog implements Runnable {
     /** Whether the thread is parked now. */
     public static boolean parked() {
         return sleeping;
+    }
+
+    /** Stops held back because the call was inside a host class's static initializer. */
+    public static long initDeferrals() {
+        return initDeferrals;
+    }
+
+    static void countInitDeferral() {
+        initDeferrals++; // only the watchdog thread writes it
+    }
+
+    /**
+     * Whether a stack shows a static initializer running for a class that is not code's own:
+     * one whose loader is not a code loader (the boot, platform or application loader).
+     */
+    public static boolean inHostClassInit(StackTraceElement[] stack) {
+        for (StackTraceElement e : stack) {
+            if (!"<clinit>".equals(e.getMethodName())) continue;
+            String loader = e.getClassLoaderName();
+            if (loader == null || !loader.startsWith(CodeLoader.NAME_PREFIX)) return true;
+        }
+        return false;
+    }
+
+    /**
+     * Initialize the named classes now, at start-up, so that no call is stopped inside their
+     * static initializers later (the allowed JDK classes and the helpers they use lazily).
+     * Names this JDK does not have are passed over. Returns how many were initialized.
+     */
+    public static int preinitialize(String[] names) {
+        int n = 0;
+        for (String name : names) {
+            try {
+                Class.forName(name, true, null);
+                n++;
+            } catch (ClassNotFoundException | LinkageError e) {
+                // not in this JDK, or it cannot initialize here: code cannot reach it either
+            }
+        }
+        return n;
     }
 
     private static boolean anyBusy() {
