@@ -60,6 +60,7 @@ class NodeDaemon:
                 self.loop,
                 accept_unknown_peers=config.accept_unknown_peers,
                 rx_burst=config.rx_burst,
+                rx_batch=config.rx_batch,
             )
             for n in config.neighbors:
                 self.transport.add_neighbor(n.address, n.endpoint, n.mtu)

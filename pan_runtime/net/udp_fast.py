@@ -46,7 +46,7 @@ except ImportError as exc:  # built at install only where a C compiler was found
 else:
     _IMPORT_ERROR = ""
 
-__all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait"]
+__all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait", "waits"]
 
 #: how the datagrams a fast path read went: carried out in C after the code ran (through a C
 #: entry or ``fast_accept``); run in Python (a runtime with neither entry); handed to Python
@@ -74,6 +74,11 @@ def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int) -> 
     descriptors. See ``_fastpath.wait``."""
     assert _fastpath is not None
     return _fastpath.wait(epfd, fast, timeout, limit)  # type: ignore[no-any-return]
+
+
+def waits() -> int:
+    """``epoll_wait`` calls ``wait`` made so far in this process (0 without the extension)."""
+    return int(_fastpath.waits()) if _fastpath is not None else 0
 
 
 def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any]:
@@ -109,7 +114,7 @@ def _materialize_inflight() -> None:
 class UdpFastPath:
     """The fast path of one UDP socket of a transport; see the module docstring."""
 
-    def __init__(self, transport: UdpTransport, sock: socket.socket):
+    def __init__(self, transport: UdpTransport, sock: socket.socket, rx_batch: int = 64):
         if _fastpath is None:
             raise PanError(unavailable_reason() or "fast path unavailable")
         node = transport.node
@@ -128,6 +133,7 @@ class UdpFastPath:
             owner=self,
             quantum_ns=node.config.fair_quantum_us * 1000,
             budget_ns=int(node.config.budget.time_ms * 1_000_000),
+            rx_batch=rx_batch,
         )
         self._snapshot: FastSnapshot | None = None
         self._links: list[UdpLink] = []
@@ -136,6 +142,8 @@ class UdpFastPath:
         self.closed = False
         #: capsules by the way they went (see ``PATHS``)
         self.paths = dict.fromkeys(PATHS, 0)
+        #: datagrams read in a batch that a Python error stopped (dropped as ``fast_path_error``)
+        self.lost = 0
         node.counter_sources.append(self.flush)
         # a host call from code this runs has the capsule's environment built on the spot
         node.host.materialize = _materialize_inflight
@@ -185,33 +193,46 @@ class UdpFastPath:
         self._links, self._entries, self._snapshot = links, list(snap.codes), snap
 
     def lend(self) -> None:
-        """Before C reads: fresh tables, a pool slot to read into, and whether the queue holds capsules."""
+        """Before C reads: fresh tables, pool slots to read into (a batch's worth, at most half
+        of what is free, so code objects still find buffers), and whether the queue holds capsules."""
         self.sync()
         held = queued(self.node)
         if held != self._held:
             self._c.held = self._held = held
-        slot = self.pool.try_take_slot()
-        if slot >= 0:
-            self._c.slot = slot
+        c = self._c
+        room = c.rx_batch - c.lent
+        if room > 0:
+            pool = self.pool
+            slots = pool.take_slots(min(room, max(1, pool.available // 2)))
+            if slots:
+                taken = c.lend(slots)
+                if taken < len(slots):
+                    pool.give_slots(slots[taken:])
 
     def reclaim(self) -> None:
-        """After C read: the lent slot back to the pool (it is whole between turns)."""
-        slot = self._c.slot
-        if slot >= 0:
-            self._c.slot = -1
-            self.pool.give_slot(slot)
+        """After C read: the lent slots back to the pool (it is whole between turns)."""
+        if self._c.lent:
+            self.pool.give_slots(self._c.reclaim())
+
+    @property
+    def syscalls(self) -> dict[str, int]:
+        """System calls this fast path made and the datagrams they moved (``_fastpath.FastPath.syscalls``)."""
+        return dict(self._c.syscalls)
 
     def flush(self) -> None:
         """Fold the counters of capsules finished in C into the node, links and code stats."""
         if self._snapshot is None or self.closed:
             return
-        received, sent, codes, links, paths = self._c.take_counters()
+        received, sent, codes, links, paths, lost = self._c.take_counters()
         for k, v in zip(PATHS, paths, strict=True):
             self.paths[k] += v
         node = self.node
-        node.stats.received += received
+        node.stats.received += received + lost
         node.stats.sent += sent
-        for e, (n_in, forwarded, time_ns, max_ns) in zip(self._entries, codes, strict=True):
+        if lost:  # read in a batch a Python error stopped (the error is logged by the loop)
+            self.lost += lost
+            node.stats.drops["fast_path_error"] += lost
+        for e, (n_in, forwarded, time_ns, max_ns, send_lost) in zip(self._entries, codes, strict=True):
             steps, fuel = fast_usage(e.loaded)  # what runs without an environment used
             e.stats.steps += steps
             e.stats.fuel += fuel
@@ -223,13 +244,18 @@ class UdpFastPath:
                 if max_ns > s.max_time_ns:
                     s.max_time_ns = max_ns
                 node.cache.get(e.code.name)  # used: keep it off the LRU end
-        for link, (r, rb, sn, sb, big, throttled, runs, run_ns) in zip(self._links, links, strict=True):
+            if send_lost:  # the kernel refused the send: as the node counts its own failed sends
+                e.stats.drops["link_lost"] += send_lost
+        for link, (r, rb, sn, sb, big, throttled, runs, run_ns, errs) in zip(self._links, links, strict=True):
             link.received += r
             link.received_bytes += rb
             link.sent += sn
             link.sent_bytes += sb
             if big > link.largest_sent:
                 link.largest_sent = big
+            if errs:
+                link.errors += errs
+                link.last_error = "the fast path's send was refused"
             if throttled or runs:
                 self.transport.account(link, throttled, runs, run_ns)
 
