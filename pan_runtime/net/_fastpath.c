@@ -72,6 +72,7 @@
 typedef struct {
     uint8_t name[NAME_SIZE];
     pan_fast_run_fn run;
+    pan_fast_batch_fn batch; /* the runtime's batch entry (same state), or NULL: run one by one */
     void *state;
     PyObject *lean; /* the runtime's fast_accept(body, prev_hop) when it has no C entry, or NULL */
     unsigned long long in, forwarded, time_ns, max_ns;
@@ -146,9 +147,18 @@ typedef struct {
     struct iovec *siov;
     fp_pending *pend;
     int npend;
+    uint8_t **bbodies;      /* a batch run's bodies, lengths and verdicts */
+    uintptr_t *blens;
+    int32_t *bverd;
+    pan_fast_batch *in_batch; /* the batch being run (the capsules of rslot[in_first ...]), or NULL */
+    int in_first;
+    int finishing;          /* results of a batch run are being finished: the tables stay */
+    int in_batch_last;      /* the capsule being finished is the last its batch ran */
+    int stale;              /* set by Python while finishing: the node's tables moved, refresh after */
     unsigned long long est_ns; /* the recent cost of one datagram: how many a visit reads at once */
     /* system calls made and datagrams they moved (never zeroed): syscalls per capsule */
     unsigned long long rx_calls, rx_datagrams, tx_calls, tx_datagrams, peeks;
+    unsigned long long batch_calls, batched; /* calls into a runtime's batch entry, capsules they ran */
     unsigned long long n_lost; /* read, then lost to a Python error mid-batch or a failed send after a reconfigure */
     fp_share shared;        /* of fd, the node's socket */
     long long clock;        /* the virtual clock: least service of a busy source at the last visit */
@@ -167,6 +177,7 @@ typedef struct {
 
 static __thread FastPath *g_inflight; /* the FastPath running a capsule on this thread, if any */
 static PyObject *str_release;
+static PyObject *str_refresh;
 static unsigned long long g_waits; /* epoll_wait calls `wait` made (the GIL holder counts) */
 
 static inline unsigned long long now_ns(void) {
@@ -262,6 +273,9 @@ static void free_batches(FastPath *self) {
     PyMem_Free(self->smsg), self->smsg = NULL;
     PyMem_Free(self->siov), self->siov = NULL;
     PyMem_Free(self->pend), self->pend = NULL;
+    PyMem_Free(self->bbodies), self->bbodies = NULL;
+    PyMem_Free(self->blens), self->blens = NULL;
+    PyMem_Free(self->bverd), self->bverd = NULL;
     PyMem_Free(self->copybuf), self->copybuf = NULL;
     self->rx_batch = 0;
 }
@@ -276,9 +290,12 @@ static int alloc_batches(FastPath *self, int b) {
     self->smsg = PyMem_Calloc(n, sizeof *self->smsg);
     self->siov = PyMem_Calloc(n, sizeof *self->siov);
     self->pend = PyMem_Calloc(n, sizeof *self->pend);
+    self->bbodies = PyMem_Calloc(n, sizeof *self->bbodies);
+    self->blens = PyMem_Calloc(n, sizeof *self->blens);
+    self->bverd = PyMem_Calloc(n, sizeof *self->bverd);
     if (self->copy_on_send) self->copybuf = PyMem_Malloc((size_t)self->slot_size * n);
     if (!self->lent || !self->rmsg || !self->riov || !self->rsrc || !self->rslot || !self->smsg || !self->siov ||
-        !self->pend || (self->copy_on_send && !self->copybuf)) {
+        !self->pend || !self->bbodies || !self->blens || !self->bverd || (self->copy_on_send && !self->copybuf)) {
         free_batches(self);
         PyErr_NoMemory();
         return -1;
@@ -371,7 +388,8 @@ PyDoc_STRVAR(configure_doc,
 "configure(address, links, routes, default_link, codes, copy_on_send)\n\n"
 "Replace the tables: links are (endpoint, address, mtu, receive fd or -1, ns its throttle\n"
 "has left or 0), routes (dest, link index), codes (name, C entry address or 0 to run in\n"
-"Python, state). Counters restart at zero (take them first); a link keeps its fair share.");
+"Python, state, fast_accept or None, C batch entry address or 0). Counters restart at zero\n"
+"(take them first); a link keeps its fair share.");
 
 static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     Py_buffer addr;
@@ -384,7 +402,7 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     fp_route *nr = NULL;
     fp_code *nc = NULL;
     Py_ssize_t L = PyList_GET_SIZE(links), R = PyList_GET_SIZE(routes), C = PyList_GET_SIZE(codes);
-    if (self->in_run) { /* a run holds pointers into the tables: they change between runs only */
+    if (self->in_run || self->finishing) { /* a run holds pointers into the tables: they change between runs only */
         PyErr_SetString(PyExc_RuntimeError, "configure during a run");
         goto fail;
     }
@@ -450,17 +468,20 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < C; i++) {
         Py_buffer n;
-        unsigned long long entry, state;
+        unsigned long long entry, state, batch;
         PyObject *lean;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(codes, i), "y*KKO", &n, &entry, &state, &lean)) goto fail;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(codes, i), "y*KKOK", &n, &entry, &state, &lean, &batch)) goto fail;
         int ok = n.len == NAME_SIZE;
         if (ok) memcpy(nc[i].name, n.buf, NAME_SIZE);
         PyBuffer_Release(&n);
         if (!ok) {
-            PyErr_SetString(PyExc_ValueError, "a code entry is (32-byte name, C entry address or 0, state, fast_accept or None)");
+            PyErr_SetString(PyExc_ValueError,
+                            "a code entry is (32-byte name, C entry address or 0, state, fast_accept or None, "
+                            "C batch entry address or 0)");
             goto fail;
         }
         nc[i].run = (pan_fast_run_fn)(uintptr_t)entry;
+        nc[i].batch = entry ? (pan_fast_batch_fn)(uintptr_t)batch : NULL;
         nc[i].state = (void *)(uintptr_t)state;
         nc[i].lean = lean == Py_None ? NULL : Py_NewRef(lean);
     }
@@ -531,7 +552,10 @@ static int hand_over(FastPath *self, int ci, int li, int n, PyObject *result, un
     int slot = self->in_slot; /* -1: inflight() already handed it over */
     self->in_slot = -1;
     self->crossings++;
-    PyObject *r = PyObject_CallFunction(self->on_handover, "iiiiNK", ci, li, slot, n, result, dt);
+    /* the runtime is asked for the run's fault unless a later capsule of its batch ran after
+     * it (a forward verdict: it did not fault, and the runtime's record is the later run's) */
+    int ask = !self->finishing || self->in_batch_last;
+    PyObject *r = PyObject_CallFunction(self->on_handover, "iiiiNKi", ci, li, slot, n, result, dt, ask);
     return r ? take_answer(self, r) : -1;
 }
 
@@ -806,28 +830,89 @@ static long long share_visit(FastPath *self, fp_share *sh, int fd) {
     return low + self->quantum_ns;
 }
 
-/* Handle datagram I of the receive batch: drop it (a throttled neighbour's), run it here,
- * or give it to Python. 0, or -1 on a Python error; *called is set when Python code ran. */
-static int handle_one(FastPath *self, int i, unsigned long long t0, int *called) {
-    int slot = self->rslot[i];
-    self->rslot[i] = -1; /* handled: not this burst's any more */
-    uint8_t *buf = self->base + (Py_ssize_t)slot * self->slot_size;
+/* Which neighbour and code object datagram I of the receive batch is for: *LI and *CI
+ * (-1 when none, or when the node must see it first: the datagram is Python's). */
+static void classify(FastPath *self, int i, int *li, int *ci) {
+    const uint8_t *buf = self->base + (Py_ssize_t)self->rslot[i] * self->slot_size;
     int n = (int)self->rmsg[i].msg_len;
-    int flags = self->rmsg[i].msg_hdr.msg_flags;
-    const struct sockaddr_storage *src = &self->rsrc[i];
-    int li = find_link(self, src);
-    if (li >= 0 && self->links[li].throttle_until && t0 < self->links[li].throttle_until) {
-        self->links[li].throttled++; /* the ledger throttles it: dropped, the slot kept */
-        self->n_dropped++;
-        give_back(self, slot);
-        return 0;
-    }
-    int ci = -1;
-    if (li >= 0 && !self->held && !(flags & MSG_TRUNC) && n >= HEADER_SIZE &&
+    *li = find_link(self, &self->rsrc[i]);
+    *ci = -1;
+    if (*li >= 0 && !self->held && !(self->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) && n >= HEADER_SIZE &&
         buf[PAN_WIRE_VERSION_OFFSET] == PAN_WIRE_VERSION && buf[PAN_WIRE_FLAGS_OFFSET] == 0 &&
         buf[PAN_WIRE_RESERVED_OFFSET] == 0 && buf[PAN_WIRE_HOP_LIMIT_OFFSET] != 0) {
-        ci = find_code(self, buf + PAN_WIRE_NAME_OFFSET);
+        *ci = find_code(self, buf + PAN_WIRE_NAME_OFFSET);
     }
+}
+
+/* Run the COUNT capsules at rslot[FIRST ...] (one neighbour LI, one code object CI with a
+ * batch entry) in one call into the runtime, then finish each that ran as run_one would.
+ * Returns how many were handled (the rest, not run, are handled as new), or -1 on a Python
+ * error; *called is set when Python code ran. */
+static int run_group(FastPath *self, int first, int count, int li, int ci, int *called) {
+    fp_code *code = &self->codes[ci];
+    fp_link *in = &self->links[li];
+    for (int k = 0; k < count; k++) {
+        int at = first + k;
+        self->bbodies[k] = self->base + (Py_ssize_t)self->rslot[at] * self->slot_size + HEADER_SIZE;
+        self->blens[k] = (uintptr_t)self->rmsg[at].msg_len - HEADER_SIZE;
+    }
+    pan_fast_batch b = {(uint32_t)count, 0, 0, 0, self->bbodies, self->blens, self->bverd};
+    self->ctx.origin_kind = 0;
+    self->ctx.has_prev_hop = 1;
+    memcpy(self->ctx.prev_hop, in->address, ADDR_SIZE);
+    self->in_batch = &b, self->in_first = first, self->in_link = li, self->in_code = ci;
+    self->in_slot = -1;
+    self->in_run = 1;
+    g_inflight = self;
+    unsigned long long t0 = now_ns();
+    uint32_t ran = code->batch(code->state, &b, &self->ctx);
+    unsigned long long dt = now_ns() - t0;
+    end_run(self);
+    self->in_batch = NULL;
+    if (ran < 1 || ran > (uint32_t)count) ran = ran < 1 ? 1 : (uint32_t)count; /* a runtime past its contract */
+    self->batch_calls++;
+    self->batched += ran;
+    unsigned long long each = dt / ran; /* the budget and the ledger see the batch's mean */
+    /* the runs are done: finish them in order, the tables kept until the last is finished
+     * (a hand-over's answer refreshes nothing meanwhile) */
+    int rc = 0;
+    self->finishing = 1;
+    self->stale = 0;
+    for (uint32_t k = 0; k < ran; k++) {
+        int at = first + (int)k;
+        int slot = self->rslot[at]; /* -1: claimed during the run, Python has it */
+        int n = (int)self->rmsg[at].msg_len;
+        self->rslot[at] = -1;
+        if (rc < 0) { /* a Python error finishing an earlier one: the rest are lost */
+            self->n_lost++;
+            give_back(self, slot);
+            continue;
+        }
+        self->in_slot = slot;
+        self->in_batch_last = k + 1 == ran;
+        int done = finish_run(self, slot < 0 ? 0 : slot, n, li, ci, self->bverd[k], NULL, each);
+        if (done == 0) *called = 1;
+        if (done < 0) rc = -1;
+    }
+    self->finishing = 0;
+    self->in_batch_last = 0;
+    if (rc < 0) return -1;
+    if (self->stale) { /* what the hand-overs changed (a code reset, a route) reaches the tables now */
+        self->stale = 0;
+        self->crossings++;
+        PyObject *r = PyObject_CallMethodNoArgs(self->owner, str_refresh);
+        if (!r || take_answer(self, r) < 0) return -1;
+    }
+    return (int)ran;
+}
+
+/* Handle datagram I of the receive batch (classified as LI, CI): drop it (a throttled
+ * neighbour's), run it here, or give it to Python. 0, or -1 on a Python error; *called is
+ * set when Python code ran. */
+static int handle_one(FastPath *self, int i, int li, int ci, int *called) {
+    int slot = self->rslot[i];
+    self->rslot[i] = -1; /* handled: not this burst's any more */
+    int n = (int)self->rmsg[i].msg_len;
     if (ci >= 0) {
         int done = run_one(self, slot, n, li, ci);
         if (done == 0) *called = 1;
@@ -836,31 +921,59 @@ static int handle_one(FastPath *self, int i, unsigned long long t0, int *called)
     *called = 1;
     flush_sends(self);
     self->n_slow++;
-    PyObject *addr = from_sockaddr(src);
+    PyObject *addr = from_sockaddr(&self->rsrc[i]);
     if (!addr) {
         give_back(self, slot);
         return -1;
     }
     self->crossings++;
-    PyObject *r = PyObject_CallFunction(self->on_slow, "iiiN", slot, n, flags, addr); /* the slot is Python's */
+    PyObject *r = PyObject_CallFunction(self->on_slow, "iiiN", slot, n, self->rmsg[i].msg_hdr.msg_flags,
+                                        addr); /* the slot is Python's */
     return r ? take_answer(self, r) : -1;
 }
 
-/* Handle the GOT datagrams one receive returned, then send the forwards they made. A
- * Python error leaves the rest of the batch unread by the node: counted lost. */
+/* Handle the GOT datagrams one receive returned, then send the forwards they made: a run of
+ * consecutive capsules of one neighbour and one code object with a batch entry crosses into
+ * the runtime once. A Python error leaves the rest of the batch unread by the node: counted lost. */
 static int handle_batch(FastPath *self, int got, unsigned long long t0, int *called) {
-    int rc = 0;
-    for (int i = 0; i < got; i++) {
-        if (rc < 0) {
-            self->n_lost++;
+    int i = 0;
+    while (i < got) {
+        int li, ci;
+        classify(self, i, &li, &ci);
+        if (li >= 0 && self->links[li].throttle_until && t0 < self->links[li].throttle_until) {
+            self->links[li].throttled++; /* the ledger throttles it: dropped, the slot kept */
+            self->n_dropped++;
             give_back(self, self->rslot[i]);
             self->rslot[i] = -1;
+            i++;
             continue;
         }
-        rc = handle_one(self, i, t0, called);
+        int r;
+        if (ci >= 0 && self->codes[ci].batch && i + 1 < got) {
+            int end = i + 1;
+            for (; end < got; end++) { /* the same neighbour, code object and checks */
+                int l2, c2;
+                classify(self, end, &l2, &c2);
+                if (l2 != li || c2 != ci) break;
+            }
+            r = end - i > 1 ? run_group(self, i, end - i, li, ci, called) : (handle_one(self, i, li, ci, called) < 0 ? -1 : 1);
+        } else {
+            r = handle_one(self, i, li, ci, called) < 0 ? -1 : 1;
+        }
+        if (r < 0) {
+            for (int k = i; k < got; k++) { /* the rest, read and not seen by the node */
+                if (self->rslot[k] < 0) continue;
+                self->n_lost++;
+                give_back(self, self->rslot[k]);
+                self->rslot[k] = -1;
+            }
+            flush_sends(self);
+            return -1;
+        }
+        i += r;
     }
     flush_sends(self);
-    return rc;
+    return 0;
 }
 
 /* Read and handle datagrams from FD (the node socket or a neighbour's), as far as its fair
@@ -1057,6 +1170,27 @@ static PyObject *FastPath_reclaim(FastPath *self, PyObject *Py_UNUSED(ignored)) 
     return out;
 }
 
+static PyObject *FastPath_get_batches(FastPath *self, void *Py_UNUSED(c)) {
+    return Py_BuildValue("(KK)", self->batch_calls, self->batched);
+}
+
+static PyObject *FastPath_get_finishing(FastPath *self, void *Py_UNUSED(c)) {
+    return PyBool_FromLong(self->finishing);
+}
+
+static PyObject *FastPath_get_stale(FastPath *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->stale); }
+
+static int FastPath_set_stale(FastPath *self, PyObject *value, void *Py_UNUSED(c)) {
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete stale");
+        return -1;
+    }
+    int v = PyObject_IsTrue(value);
+    if (v < 0) return -1;
+    self->stale = v;
+    return 0;
+}
+
 static PyObject *FastPath_get_lent(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->nlent); }
 
 static PyObject *FastPath_get_rx_batch(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->rx_batch); }
@@ -1094,6 +1228,12 @@ static PyMethodDef FastPath_methods[] = {
 
 static PyGetSetDef FastPath_getset[] = {
     {"lent", (getter)FastPath_get_lent, NULL, "how many pool slots are lent for reading", NULL},
+    {"batches", (getter)FastPath_get_batches, NULL,
+     "(calls into runtimes' batch entries, capsules they ran) so far", NULL},
+    {"finishing", (getter)FastPath_get_finishing, NULL,
+     "True while the results of a batch run are finished: the tables cannot change yet", NULL},
+    {"stale", (getter)FastPath_get_stale, (setter)FastPath_set_stale,
+     "set while finishing when the node's tables moved: the owner's refresh() is called after", NULL},
     {"rx_batch", (getter)FastPath_get_rx_batch, NULL, "the most datagrams one receive call reads", NULL},
     {"syscalls", (getter)FastPath_get_syscalls, NULL,
      "system calls made so far and the datagrams they moved: recv_calls (recvmmsg), recv_datagrams,\n"
@@ -1206,7 +1346,21 @@ PyDoc_STRVAR(inflight_doc,
 
 static PyObject *fp_inflight(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
     FastPath *f = g_inflight;
-    if (!f || !f->in_run || f->in_slot < 0) Py_RETURN_NONE;
+    if (!f || !f->in_run) Py_RETURN_NONE;
+    if (f->in_batch) { /* the capsule of the batch the runtime is running */
+        uint32_t k = f->in_batch->index;
+        if (k >= f->in_batch->count) Py_RETURN_NONE;
+        int at = f->in_first + (int)k;
+        if (f->rslot[at] < 0) Py_RETURN_NONE; /* claimed already */
+        PyObject *out = Py_BuildValue("(Oiiii)", f->owner, f->rslot[at], (int)f->rmsg[at].msg_len, f->in_link,
+                                      f->in_code);
+        if (!out) return NULL;
+        f->crossings++;
+        f->rslot[at] = -1; /* the slot is Python's now */
+        f->in_batch->stop = 1; /* the runtime runs no capsule after this one */
+        return out;
+    }
+    if (f->in_slot < 0) Py_RETURN_NONE;
     PyObject *out = Py_BuildValue("(Oiiii)", f->owner, f->in_slot, f->in_n, f->in_link, f->in_code);
     if (!out) return NULL;
     f->crossings++;
@@ -1239,6 +1393,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&FastPathType) < 0) return NULL;
     str_release = PyUnicode_InternFromString("release");
     if (!str_release) return NULL;
+    str_refresh = PyUnicode_InternFromString("refresh");
+    if (!str_refresh) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0) {

@@ -622,11 +622,14 @@ class UdpTransport:
     def _fast_info(self) -> dict[str, Any]:
         if self.fast_path_off:
             return {"on": False, "why_off": self.fast_path_off}
-        out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0), "crossings": 0}
+        out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0), "crossings": 0, "batch_calls": 0, "batched": 0}
         for fast in self._fast.values():
             for k, v in fast.paths.items():
                 out[k] += v
             out["crossings"] += fast.crossings
+            calls, ran = fast.batches
+            out["batch_calls"] += calls
+            out["batched"] += ran
         return out
 
     def _close_rx(self, link: UdpLink) -> None:

@@ -81,13 +81,16 @@ def waits() -> int:
     return int(_fastpath.waits()) if _fastpath is not None else 0
 
 
-def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any]:
-    """What C runs for a code object: (C entry address or 0, its state, ``fast_accept`` or None);
-    (0, 0, None) for code that does not offer the ``FastEntry`` capability (Python runs it)."""
+def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any, int]:
+    """What C runs for a code object: (C entry address or 0, its state, ``fast_accept`` or None,
+    C batch entry address or 0); (0, 0, None, 0) for code that does not offer the
+    ``FastEntry`` capability (Python runs it)."""
     if not isinstance(loaded, FastEntry):
-        return 0, 0, None
+        return 0, 0, None, 0
     fn, state = loaded.fast_entry() or (0, 0)
-    return fn, state, None if fn else loaded.fast_accept
+    if not fn:
+        return 0, 0, loaded.fast_accept, 0
+    return fn, state, None, loaded.fast_batch_entry() or 0
 
 
 def after_run(loaded: LoadedCode) -> None:
@@ -215,6 +218,12 @@ class UdpFastPath:
             self.pool.give_slots(self._c.reclaim())
 
     @property
+    def batches(self) -> tuple[int, int]:
+        """(calls into runtimes' batch entries, capsules they ran) so far."""
+        calls, ran = self._c.batches
+        return int(calls), int(ran)
+
+    @property
     def syscalls(self) -> dict[str, int]:
         """System calls this fast path made and the datagrams they moved (``_fastpath.FastPath.syscalls``)."""
         return dict(self._c.syscalls)
@@ -270,10 +279,21 @@ class UdpFastPath:
             self.reclaim()
 
     def _answer(self) -> tuple[int, bool]:
-        """What a callback returns to C: the next slot to read into, and whether the queue holds capsules."""
-        self.sync()
+        """What a callback returns to C: a fresh slot to read into, and whether the queue holds
+        capsules (the tables are refreshed, unless C is still finishing a batch run's results)."""
+        if not self._c.finishing:
+            self.sync()
+        elif self._snapshot is None or self._snapshot.generation != generation(self.node):
+            self._c.stale = True  # C calls refresh() once the batch's results are finished
         self._held = held = queued(self.node)
         return self.pool.try_take_slot(), held
+
+    def refresh(self) -> tuple[int, bool]:
+        """After C finished a batch run's results, when a hand-over among them moved the node's
+        tables (a code reset, a route): the fresh tables, and no slot."""
+        self.sync()
+        self._held = held = queued(self.node)
+        return -1, held
 
     def _slow(self, slot: int, n: int, flags: int, addr: tuple[Any, ...]) -> tuple[int, bool]:
         """A datagram C does not run: the transport's ordinary path takes it (and its slot)."""
@@ -286,9 +306,11 @@ class UdpFastPath:
         via = self._links[link]
         self.node.hand_over(self._entries[code], self.pool.segment_for_slot(slot, n), via, via.address, running=True)
 
-    def _handover(self, code: int, link_index: int, slot: int, n: int, result: Any, dt: int) -> tuple[int, bool]:
+    def _handover(self, code: int, link_index: int, slot: int, n: int, result: Any, dt: int, ask: int) -> tuple[int, bool]:
         """A capsule C read and does not finish: ``result`` is the run's verdict or the
-        exception it raised, or None (no run yet); slot -1: ``materialize`` took it already."""
+        exception it raised, or None (no run yet); slot -1: ``materialize`` took it already.
+        ``ask``: the runtime's record of its last run is this capsule's (0 for a capsule a
+        batch ran before others: its forward verdict says it did not fault)."""
         entry = self._entries[code]
         link = self._links[link_index]
         wire = self.pool.segment_for_slot(slot, n) if slot >= 0 else None
@@ -301,7 +323,7 @@ class UdpFastPath:
                 result = as_fault(result, entry.runtime, entry.code.short_name)
             else:  # KeyboardInterrupt, SystemExit: not the code's; the capsule still goes in
                 interrupt, result = result, RuntimeFault(f"interrupted: {type(result).__name__}", "interrupted")
-        if result is not None:
+        if result is not None and ask:
             try:
                 after_run(entry.loaded)
             except Exception as exc:
