@@ -351,9 +351,9 @@ class SegmentPool:
 
     def give_slots(self, indices: list[int]) -> None:
         """Return slots taken with ``take_slots`` (or ``take_slot``) that did not become segments."""
-        for index in indices:
-            if not 0 <= index < self.count:
-                raise SegmentError(f"slot {index} is outside the pool's {self.count} slots")
+        if indices and (min(indices) < 0 or max(indices) >= self.count):
+            bad = next(i for i in indices if not 0 <= i < self.count)
+            raise SegmentError(f"slot {bad} is outside the pool's {self.count} slots")
         self._free.extend(indices)
 
     def give_slot(self, index: int) -> None:

@@ -156,6 +156,7 @@ typedef struct {
     int in_batch_last;      /* the capsule being finished is the last its batch ran */
     int stale;              /* set by Python while finishing: the node's tables moved, refresh after */
     unsigned long long est_ns; /* the recent cost of one datagram: how many a visit reads at once */
+    int peak;               /* the most datagrams one receive returned since the last reclaim */
     /* system calls made and datagrams they moved (never zeroed): syscalls per capsule */
     unsigned long long rx_calls, rx_datagrams, tx_calls, tx_datagrams, peeks;
     unsigned long long batch_calls, batched; /* calls into a runtime's batch entry, capsules they ran */
@@ -1043,6 +1044,7 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             continue;
         }
         self->rx_datagrams += (unsigned long long)got;
+        if (got > self->peak) self->peak = got;
         count += got;
         int rc = handle_batch(self, got, t0, called);
         unsigned long long spent = now_ns() - t0;
@@ -1167,6 +1169,7 @@ static PyObject *FastPath_reclaim(FastPath *self, PyObject *Py_UNUSED(ignored)) 
         PyList_SET_ITEM(out, i, v);
     }
     self->nlent = 0;
+    self->peak = 0;
     return out;
 }
 
@@ -1192,6 +1195,8 @@ static int FastPath_set_stale(FastPath *self, PyObject *value, void *Py_UNUSED(c
 }
 
 static PyObject *FastPath_get_lent(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->nlent); }
+
+static PyObject *FastPath_get_peak(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->peak); }
 
 static PyObject *FastPath_get_rx_batch(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->rx_batch); }
 
@@ -1228,6 +1233,7 @@ static PyMethodDef FastPath_methods[] = {
 
 static PyGetSetDef FastPath_getset[] = {
     {"lent", (getter)FastPath_get_lent, NULL, "how many pool slots are lent for reading", NULL},
+    {"peak", (getter)FastPath_get_peak, NULL, "the most datagrams one receive returned since the last reclaim", NULL},
     {"batches", (getter)FastPath_get_batches, NULL,
      "(calls into runtimes' batch entries, capsules they ran) so far", NULL},
     {"finishing", (getter)FastPath_get_finishing, NULL,

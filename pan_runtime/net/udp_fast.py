@@ -55,6 +55,9 @@ __all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait", "w
 #: code, ...); and dropped in C (a neighbour the ledger throttles)
 PATHS = ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c")
 
+#: the fewest slots a turn lends to read into
+_LEND_LEAST = 4
+
 
 def available() -> bool:
     """True when the C extension is built and importable."""
@@ -142,6 +145,7 @@ class UdpFastPath:
         self._links: list[UdpLink] = []
         self._entries: list[CacheEntry] = []
         self._held = False
+        self._want = _LEND_LEAST  # slots to lend for the next turn (see reclaim)
         self.closed = False
         #: capsules by the way they went (see ``PATHS``)
         self.paths = dict.fromkeys(PATHS, 0)
@@ -203,7 +207,7 @@ class UdpFastPath:
         if held != self._held:
             self._c.held = self._held = held
         c = self._c
-        room = c.rx_batch - c.lent
+        room = self._want - c.lent
         if room > 0:
             pool = self.pool
             slots = pool.take_slots(min(room, max(1, pool.available // 2)))
@@ -213,9 +217,15 @@ class UdpFastPath:
                     pool.give_slots(slots[taken:])
 
     def reclaim(self) -> None:
-        """After C read: the lent slots back to the pool (it is whole between turns)."""
-        if self._c.lent:
-            self.pool.give_slots(self._c.reclaim())
+        """After C read: the lent slots back to the pool (it is whole between turns). The next
+        turn lends twice what the largest receive of this one returned (at least 4, at most
+        ``rx_batch``): a flood gets whole batches, a ping costs the loop no more than it did."""
+        c = self._c
+        used = c.peak
+        if used:
+            self._want = min(c.rx_batch, max(_LEND_LEAST, 2 * used))
+        if c.lent:
+            self.pool.give_slots(c.reclaim())
 
     @property
     def batches(self) -> tuple[int, int]:
