@@ -157,6 +157,7 @@ typedef struct {
     int stale;              /* set by Python while finishing: the node's tables moved, refresh after */
     unsigned long long est_ns; /* the recent cost of one datagram: how many a visit reads at once */
     int peak;               /* the most datagrams one receive returned since the last reclaim */
+    int starved;            /* a receive filled every slot lent (and more could be): lend more */
     /* system calls made and datagrams they moved (never zeroed): syscalls per capsule */
     unsigned long long rx_calls, rx_datagrams, tx_calls, tx_datagrams, peeks;
     unsigned long long batch_calls, batched; /* calls into a runtime's batch entry, capsules they ran */
@@ -938,9 +939,18 @@ static int handle_one(FastPath *self, int i, int li, int ci, int *called) {
  * the runtime once. A Python error leaves the rest of the batch unread by the node: counted lost. */
 static int handle_batch(FastPath *self, int got, unsigned long long t0, int *called) {
     int i = 0;
+    /* the last group found: its end, neighbour and code object, valid while no callback
+     * changed the tables or the queue's state (its rest needs no second look) */
+    int gend = 0, gli = -1, gci = -1, gheld = 0;
+    unsigned long long gtables = 0;
     while (i < got) {
         int li, ci;
-        classify(self, i, &li, &ci);
+        if (i < gend && gtables == self->tables && gheld == self->held) {
+            li = gli, ci = gci;
+        } else {
+            gend = 0;
+            classify(self, i, &li, &ci);
+        }
         if (li >= 0 && self->links[li].throttle_until && t0 < self->links[li].throttle_until) {
             self->links[li].throttled++; /* the ledger throttles it: dropped, the slot kept */
             self->n_dropped++;
@@ -951,11 +961,14 @@ static int handle_batch(FastPath *self, int got, unsigned long long t0, int *cal
         }
         int r;
         if (ci >= 0 && self->codes[ci].batch && i + 1 < got) {
-            int end = i + 1;
-            for (; end < got; end++) { /* the same neighbour, code object and checks */
-                int l2, c2;
-                classify(self, end, &l2, &c2);
-                if (l2 != li || c2 != ci) break;
+            int end = gend;
+            if (!end) {
+                for (end = i + 1; end < got; end++) { /* the same neighbour, code object and checks */
+                    int l2, c2;
+                    classify(self, end, &l2, &c2);
+                    if (l2 != li || c2 != ci) break;
+                }
+                gend = end, gli = li, gci = ci, gheld = self->held, gtables = self->tables;
             }
             r = end - i > 1 ? run_group(self, i, end - i, li, ci, called) : (handle_one(self, i, li, ci, called) < 0 ? -1 : 1);
         } else {
@@ -1009,10 +1022,11 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             break;
         }
         long want = self->nlent;
-        if (want > limit - count) want = limit - count;
+        int by_lending = 1; /* what was lent is all that limits this receive */
+        if (want > limit - count) want = limit - count, by_lending = 0;
         if (self->est_ns) {
             long long fit = (until - sh->vtime) / (long long)self->est_ns + 1;
-            if (want > fit) want = (long)fit;
+            if (want > fit) want = (long)fit, by_lending = 0;
         }
         for (long i = 0; i < want; i++) {
             int slot = self->lent[--self->nlent];
@@ -1045,6 +1059,10 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
         }
         self->rx_datagrams += (unsigned long long)got;
         if (got > self->peak) self->peak = got;
+        if (got == want && by_lending && want < self->rx_batch) {
+            self->starved = 1; /* Python lends more once this wait returns to it */
+            *called = 1;
+        }
         count += got;
         int rc = handle_batch(self, got, t0, called);
         unsigned long long spent = now_ns() - t0;
@@ -1169,7 +1187,7 @@ static PyObject *FastPath_reclaim(FastPath *self, PyObject *Py_UNUSED(ignored)) 
         PyList_SET_ITEM(out, i, v);
     }
     self->nlent = 0;
-    self->peak = 0;
+    self->peak = self->starved = 0;
     return out;
 }
 
@@ -1194,9 +1212,39 @@ static int FastPath_set_stale(FastPath *self, PyObject *value, void *Py_UNUSED(c
     return 0;
 }
 
+PyDoc_STRVAR(lend_one_doc, "lend_one(slot)\n\nLend one slot (ValueError when rx_batch are lent already).");
+
+static PyObject *FastPath_lend_one(FastPath *self, PyObject *arg) {
+    long s = PyLong_AsLong(arg);
+    if (s == -1 && PyErr_Occurred()) return NULL;
+    if (s < 0 || s >= self->slot_count) {
+        PyErr_Format(PyExc_ValueError, "slot %ld outside the pool's %zd slots", s, self->slot_count);
+        return NULL;
+    }
+    if (self->in_run || self->nlent >= self->rx_batch) {
+        PyErr_SetString(PyExc_ValueError, "no room to lend a slot (or a run is in progress)");
+        return NULL;
+    }
+    self->lent[self->nlent++] = (int)s;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(reclaim_one_doc, "reclaim_one() -> int\n\nOne lent slot back (-1: none is lent).");
+
+static PyObject *FastPath_reclaim_one(FastPath *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->in_run || self->npend) {
+        PyErr_SetString(PyExc_RuntimeError, "slots come back between runs only");
+        return NULL;
+    }
+    if (self->nlent == 1) self->peak = self->starved = 0;
+    return PyLong_FromLong(self->nlent ? self->lent[--self->nlent] : -1);
+}
+
 static PyObject *FastPath_get_lent(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->nlent); }
 
 static PyObject *FastPath_get_peak(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->peak); }
+
+static PyObject *FastPath_get_starved(FastPath *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->starved); }
 
 static PyObject *FastPath_get_rx_batch(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->rx_batch); }
 
@@ -1228,12 +1276,16 @@ static PyMethodDef FastPath_methods[] = {
     {"take_counters", (PyCFunction)FastPath_take_counters, METH_NOARGS, take_counters_doc},
     {"lend", (PyCFunction)FastPath_lend, METH_O, lend_doc},
     {"reclaim", (PyCFunction)FastPath_reclaim, METH_NOARGS, reclaim_doc},
+    {"lend_one", (PyCFunction)FastPath_lend_one, METH_O, lend_one_doc},
+    {"reclaim_one", (PyCFunction)FastPath_reclaim_one, METH_NOARGS, reclaim_one_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef FastPath_getset[] = {
     {"lent", (getter)FastPath_get_lent, NULL, "how many pool slots are lent for reading", NULL},
     {"peak", (getter)FastPath_get_peak, NULL, "the most datagrams one receive returned since the last reclaim", NULL},
+    {"starved", (getter)FastPath_get_starved, NULL,
+     "a receive since the last reclaim filled every slot lent, and rx_batch would allow more", NULL},
     {"batches", (getter)FastPath_get_batches, NULL,
      "(calls into runtimes' batch entries, capsules they ran) so far", NULL},
     {"finishing", (getter)FastPath_get_finishing, NULL,

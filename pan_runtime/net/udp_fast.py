@@ -55,8 +55,9 @@ __all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait", "w
 #: code, ...); and dropped in C (a neighbour the ledger throttles)
 PATHS = ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c")
 
-#: the fewest slots a turn lends to read into
-_LEND_LEAST = 4
+#: the fewest slots a turn lends (two: a lone capsule's receive comes back short, so the
+#: socket is known empty without a second call), and up to where they are lent one by one
+_FEW = 2
 
 
 def available() -> bool:
@@ -145,7 +146,7 @@ class UdpFastPath:
         self._links: list[UdpLink] = []
         self._entries: list[CacheEntry] = []
         self._held = False
-        self._want = _LEND_LEAST  # slots to lend for the next turn (see reclaim)
+        self._want = _FEW  # slots to lend for the next turn (see reclaim)
         self.closed = False
         #: capsules by the way they went (see ``PATHS``)
         self.paths = dict.fromkeys(PATHS, 0)
@@ -200,32 +201,49 @@ class UdpFastPath:
         self._links, self._entries, self._snapshot = links, list(snap.codes), snap
 
     def lend(self) -> None:
-        """Before C reads: fresh tables, pool slots to read into (a batch's worth, at most half
-        of what is free, so code objects still find buffers), and whether the queue holds capsules."""
+        """Before C reads: fresh tables, pool slots to read into (as many as ``reclaim`` chose,
+        at most half of what is free, so code objects still find buffers), and whether the
+        queue holds capsules."""
         self.sync()
         held = queued(self.node)
         if held != self._held:
             self._c.held = self._held = held
         c = self._c
         room = self._want - c.lent
-        if room > 0:
-            pool = self.pool
-            slots = pool.take_slots(min(room, max(1, pool.available // 2)))
-            if slots:
-                taken = c.lend(slots)
-                if taken < len(slots):
-                    pool.give_slots(slots[taken:])
+        if room <= 0:
+            return
+        pool = self.pool
+        if room <= _FEW:  # a quiet node: one slot at a time is cheaper than a list
+            for _ in range(room):
+                slot = pool.try_take_slot()
+                if slot < 0:
+                    return
+                c.lend_one(slot)
+            return
+        slots = pool.take_slots(min(room, max(1, pool.available // 2)))
+        if slots:
+            taken = c.lend(slots)
+            if taken < len(slots):
+                pool.give_slots(slots[taken:])
 
     def reclaim(self) -> None:
         """After C read: the lent slots back to the pool (it is whole between turns). The next
-        turn lends twice what the largest receive of this one returned (at least 4, at most
-        ``rx_batch``): a flood gets whole batches, a ping costs the loop no more than it did."""
+        turn lends twice as many when a receive filled every slot lent (C then ended its wait
+        to say so), else as many as the largest receive returned (at least ``_FEW``): a flood
+        grows to whole batches of ``rx_batch``, a lone capsule costs the loop what it did."""
         c = self._c
-        used = c.peak
-        if used:
-            self._want = min(c.rx_batch, max(_LEND_LEAST, 2 * used))
-        if c.lent:
+        if c.starved:
+            self._want = min(c.rx_batch, 2 * self._want)
+        else:
+            used = c.peak
+            if used:
+                self._want = max(_FEW, used)
+        lent = c.lent
+        if lent > _FEW:
             self.pool.give_slots(c.reclaim())
+        else:
+            for _ in range(lent):
+                self.pool.give_slot(c.reclaim_one())
 
     @property
     def batches(self) -> tuple[int, int]:
