@@ -1168,8 +1168,10 @@ static PyObject *FastPath_lend(FastPath *self, PyObject *slots) {
 }
 
 PyDoc_STRVAR(reclaim_doc,
-"reclaim() -> list\n\n"
-"Every slot lent and not used, back to the caller (between bursts the pool is whole).");
+"reclaim() -> (slots, peak, starved)\n\n"
+"Every slot lent and not used, back to the caller (between bursts the pool is whole), with\n"
+"the most datagrams one receive returned since the last reclaim and whether a receive\n"
+"filled every slot lent while rx_batch allowed more.");
 
 static PyObject *FastPath_reclaim(FastPath *self, PyObject *Py_UNUSED(ignored)) {
     if (self->in_run || self->npend) {
@@ -1186,9 +1188,11 @@ static PyObject *FastPath_reclaim(FastPath *self, PyObject *Py_UNUSED(ignored)) 
         }
         PyList_SET_ITEM(out, i, v);
     }
+    PyObject *r = Py_BuildValue("(NiO)", out, self->peak, self->starved ? Py_True : Py_False);
+    if (!r) return NULL; /* the slots stay lent: nothing is lost */
     self->nlent = 0;
     self->peak = self->starved = 0;
-    return out;
+    return r;
 }
 
 static PyObject *FastPath_get_batches(FastPath *self, void *Py_UNUSED(c)) {
@@ -1210,34 +1214,6 @@ static int FastPath_set_stale(FastPath *self, PyObject *value, void *Py_UNUSED(c
     if (v < 0) return -1;
     self->stale = v;
     return 0;
-}
-
-PyDoc_STRVAR(lend_one_doc, "lend_one(slot)\n\nLend one slot (ValueError when rx_batch are lent already).");
-
-static PyObject *FastPath_lend_one(FastPath *self, PyObject *arg) {
-    long s = PyLong_AsLong(arg);
-    if (s == -1 && PyErr_Occurred()) return NULL;
-    if (s < 0 || s >= self->slot_count) {
-        PyErr_Format(PyExc_ValueError, "slot %ld outside the pool's %zd slots", s, self->slot_count);
-        return NULL;
-    }
-    if (self->in_run || self->nlent >= self->rx_batch) {
-        PyErr_SetString(PyExc_ValueError, "no room to lend a slot (or a run is in progress)");
-        return NULL;
-    }
-    self->lent[self->nlent++] = (int)s;
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(reclaim_one_doc, "reclaim_one() -> int\n\nOne lent slot back (-1: none is lent).");
-
-static PyObject *FastPath_reclaim_one(FastPath *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->in_run || self->npend) {
-        PyErr_SetString(PyExc_RuntimeError, "slots come back between runs only");
-        return NULL;
-    }
-    if (self->nlent == 1) self->peak = self->starved = 0;
-    return PyLong_FromLong(self->nlent ? self->lent[--self->nlent] : -1);
 }
 
 static PyObject *FastPath_get_lent(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->nlent); }
@@ -1276,8 +1252,6 @@ static PyMethodDef FastPath_methods[] = {
     {"take_counters", (PyCFunction)FastPath_take_counters, METH_NOARGS, take_counters_doc},
     {"lend", (PyCFunction)FastPath_lend, METH_O, lend_doc},
     {"reclaim", (PyCFunction)FastPath_reclaim, METH_NOARGS, reclaim_doc},
-    {"lend_one", (PyCFunction)FastPath_lend_one, METH_O, lend_one_doc},
-    {"reclaim_one", (PyCFunction)FastPath_reclaim_one, METH_NOARGS, reclaim_one_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -55,8 +55,8 @@ __all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait", "w
 #: code, ...); and dropped in C (a neighbour the ledger throttles)
 PATHS = ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c")
 
-#: the fewest slots a turn lends (two: a lone capsule's receive comes back short, so the
-#: socket is known empty without a second call), and up to where they are lent one by one
+#: the fewest slots a turn lends: two, so a lone capsule's receive comes back short and the
+#: socket is known empty without a second call
 _FEW = 2
 
 
@@ -147,6 +147,7 @@ class UdpFastPath:
         self._entries: list[CacheEntry] = []
         self._held = False
         self._want = _FEW  # slots to lend for the next turn (see reclaim)
+        self._rx_batch = rx_batch
         self.closed = False
         #: capsules by the way they went (see ``PATHS``)
         self.paths = dict.fromkeys(PATHS, 0)
@@ -210,40 +211,28 @@ class UdpFastPath:
             self._c.held = self._held = held
         c = self._c
         room = self._want - c.lent
-        if room <= 0:
-            return
-        pool = self.pool
-        if room <= _FEW:  # a quiet node: one slot at a time is cheaper than a list
-            for _ in range(room):
-                slot = pool.try_take_slot()
-                if slot < 0:
-                    return
-                c.lend_one(slot)
-            return
-        slots = pool.take_slots(min(room, max(1, pool.available // 2)))
-        if slots:
-            taken = c.lend(slots)
-            if taken < len(slots):
-                pool.give_slots(slots[taken:])
+        if room > 0:
+            pool = self.pool
+            slots = pool.take_slots(room if room <= _FEW else min(room, max(1, pool.available // 2)))
+            if slots:
+                taken = c.lend(slots)
+                if taken < len(slots):
+                    pool.give_slots(slots[taken:])
 
     def reclaim(self) -> None:
         """After C read: the lent slots back to the pool (it is whole between turns). The next
         turn lends twice as many when a receive filled every slot lent (C then ended its wait
-        to say so), else as many as the largest receive returned (at least ``_FEW``): a flood
-        grows to whole batches of ``rx_batch``, a lone capsule costs the loop what it did."""
-        c = self._c
-        if c.starved:
-            self._want = min(c.rx_batch, 2 * self._want)
-        else:
-            used = c.peak
-            if used:
-                self._want = max(_FEW, used)
-        lent = c.lent
-        if lent > _FEW:
-            self.pool.give_slots(c.reclaim())
-        else:
-            for _ in range(lent):
-                self.pool.give_slot(c.reclaim_one())
+        to say so), else at least what the largest receive returned, decaying by half (never
+        under ``_FEW``): a flood grows to whole batches of ``rx_batch``, a lone capsule costs
+        the loop about what it did."""
+        slots, used, starved = self._c.reclaim()
+        want = self._want
+        if starved:
+            self._want = min(self._rx_batch, 2 * want)
+        elif used:
+            self._want = max(_FEW, used, want // 2)
+        if slots:
+            self.pool.give_slots(slots)
 
     @property
     def batches(self) -> tuple[int, int]:
