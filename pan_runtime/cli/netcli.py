@@ -181,10 +181,18 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
             lines.append(
                 f"fast path: on; carried out in C {fast['finished_in_c']}, run in Python {fast['python_runs']}, "
                 f"handed to Python after the run {fast['handed_over']}, Python path {fast['slow']}, "
-                f"dropped in C {fast.get('dropped_in_c', 0)}"
+                f"dropped in C {fast.get('dropped_in_c', 0)}; runtime batch calls {fast.get('batch_calls', 0)} "
+                f"({fast.get('batched', 0)} capsules)"
             )
         else:
             lines.append(f"fast path: off ({fast.get('why_off', '')})")
+    sc = st.get("links", {}).get("syscalls")
+    if sc:
+        lines.append(
+            f"system calls: recv {sc['recv_calls']} ({sc['recv_datagrams']} datagrams), send {sc['send_calls']} "
+            f"({sc['send_datagrams']} datagrams), peeks {sc['peeks']}, waits {sc['waits']}; "
+            f"system calls per capsule {sc['per_capsule_x1000'] / 1000:.3f}"
+        )
     d = st.get("demand")
     if d:
         lines.append(

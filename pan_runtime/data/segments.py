@@ -340,6 +340,22 @@ class SegmentPool:
         free = self._free
         return free.pop() if free else -1
 
+    def take_slots(self, most: int) -> list[int]:
+        """Up to ``most`` free slots' indices at once (fewer, or none, when fewer are free)."""
+        free = self._free
+        if most <= 0 or not free:
+            return []
+        taken = free[-most:]
+        del free[-most:]
+        return taken
+
+    def give_slots(self, indices: list[int]) -> None:
+        """Return slots taken with ``take_slots`` (or ``take_slot``) that did not become segments."""
+        if indices and (min(indices) < 0 or max(indices) >= self.count):
+            bad = next(i for i in indices if not 0 <= i < self.count)
+            raise SegmentError(f"slot {bad} is outside the pool's {self.count} slots")
+        self._free.extend(indices)
+
     def give_slot(self, index: int) -> None:
         """Return a slot taken with ``take_slot`` that did not become a segment."""
         if not 0 <= index < self.count:

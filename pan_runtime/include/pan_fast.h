@@ -25,4 +25,23 @@ typedef struct pan_fast_ctx {
  * STATE is the runtime's own pointer for the code object (LoadedCode.fast_entry gives both). */
 typedef int32_t (*pan_fast_run_fn)(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx);
 
+/* Several capsules of one code object from one neighbour (one receive's worth), run in one
+ * call: the crossing into the runtime (the GIL released, an engine entered) is paid once. */
+typedef struct pan_fast_batch {
+    uint32_t count;          /* capsules in the batch (at least 1) */
+    uint32_t index;          /* the runtime sets it to the capsule it is about to run */
+    volatile int32_t stop;   /* the fast path sets it during a run (the code reached the host):
+                              * run no capsule after the current one */
+    int32_t reserved;
+    uint8_t *const *bodies;  /* body of capsule i, lengths[i] bytes */
+    const uintptr_t *lengths;
+    int32_t *verdicts;       /* out: the verdict of each capsule run */
+} pan_fast_batch;
+
+/* Run accept on the capsules of BATCH in order, from the first, each with CTX, as
+ * pan_fast_run_fn would one by one; stop after the first whose verdict is not a forward
+ * (PNI_KIND_FORWARD in its low byte; a fault included, so the runtime's record of the last
+ * run is that capsule's) and before the next one once `stop` is set. Returns how many ran. */
+typedef uint32_t (*pan_fast_batch_fn)(void *state, pan_fast_batch *batch, const pan_fast_ctx *ctx);
+
 #endif

@@ -1,10 +1,14 @@
 /* pan_runtime.net._fastpath: the compiled per-capsule path of a UDP netlink.
  *
- * One FastPath serves one UDP socket of a node. `burst` reads datagrams into the pool slot
+ * One FastPath serves one UDP socket of a node. `burst` reads datagrams into the pool slots
  * Python lent it and, for the common case, finishes each one in C: neighbour check, header
  * check, code lookup by name, one call into the code object's C entry (see
- * include/pan_fast.h), route lookup, MTU check, hop limit, send. A datagram or verdict this
- * file does not finish goes to Python, which owns every rule of the node, in ONE call:
+ * include/pan_fast.h), route lookup, MTU check, hop limit, send. System calls come in
+ * batches: one recvmmsg reads what the socket holds (up to rx_batch, MSG_DONTWAIT: it never
+ * waits for a batch to fill, so a lone capsule goes on at once) and the forwards that batch
+ * made leave in one sendmmsg at its end, or before any call into Python, so capsules leave
+ * in the order they came. A datagram or verdict this file does not finish goes to Python,
+ * which owns every rule of the node, in ONE call:
  *
  *   on_slow(slot, n, msg_flags, (host, port))          before a run: unknown peer, truncated
  *                                                      or malformed datagram, system or
@@ -18,9 +22,9 @@
  *                                                      the run and `inflight()` handed the
  *                                                      capsule over already
  *
- * Both take the slot and return (slot, held): the slot lent for the next read (-1: none,
- * the burst stops) and whether the node's queue holds capsules (then every datagram goes
- * to on_slow, so capsules keep their arrival order). No other Python object is touched per
+ * Both take the datagram's slot and return (slot, held): a fresh slot lent in its place (-1:
+ * none; the burst stops when none is left) and whether the node's queue holds capsules
+ * (then every datagram goes to on_slow, so capsules keep their arrival order). No other Python object is touched per
  * capsule; `crossings` counts these calls (and `inflight()` claims) so tests can hold the
  * number down.
  *
@@ -63,13 +67,16 @@
 #define HEADER_SIZE PAN_WIRE_HEADER_SIZE
 #define NAME_SIZE PAN_WIRE_NAME_SIZE
 #define ADDR_SIZE PAN_WIRE_ADDRESS_SIZE
+#define RX_BATCH_MAX 1024 /* the most datagrams one recvmmsg reads (limits.rx_batch's ceiling) */
 
 typedef struct {
     uint8_t name[NAME_SIZE];
     pan_fast_run_fn run;
+    pan_fast_batch_fn batch; /* the runtime's batch entry (same state), or NULL: run one by one */
     void *state;
     PyObject *lean; /* the runtime's fast_accept(body, prev_hop) when it has no C entry, or NULL */
     unsigned long long in, forwarded, time_ns, max_ns;
+    unsigned long long lost; /* forwards the kernel refused to send (dropped as link_lost) */
 } fp_code;
 
 /* A receive source's fair share: the service it had and whether it waits with datagrams. */
@@ -89,6 +96,7 @@ typedef struct {
     unsigned long long throttle_until; /* now_ns() before which its datagrams are dropped */
     unsigned long long received, received_bytes, sent, sent_bytes, largest_sent;
     unsigned long long throttled, runs, run_ns; /* dropped while throttled; runs finished here */
+    unsigned long long send_errors; /* sends toward it the kernel refused */
 } fp_link;
 
 typedef struct {
@@ -96,13 +104,20 @@ typedef struct {
     int link;
 } fp_route;
 
+/* A forward waiting for the burst's sendmmsg: what to count once it is sent, and what to
+ * hand over when it is not. */
+typedef struct {
+    int slot, n, code, in, out;
+    int32_t verdict;
+    unsigned long long dt;
+} fp_pending;
+
 typedef struct {
     PyObject_HEAD
     int fd;
     uint8_t *base;          /* the pool's first byte */
     Py_ssize_t slot_size;
     Py_ssize_t slot_count;
-    int slot;               /* the slot Python lent for the next read; -1: none */
     int held;               /* the node's queue holds capsules: leave every datagram to it */
     PyObject *pool;         /* kept alive while the FastPath may write into it */
     PyObject *on_slow;
@@ -119,6 +134,34 @@ typedef struct {
     int default_link;
     int copy_on_send;
     uint8_t *copybuf;
+    /* receive and send batches (rx_batch entries each): the slots lent for reading, the
+     * recvmmsg vector, and the forwards waiting for the burst's sendmmsg */
+    int rx_batch;
+    int *lent;
+    int nlent;
+    struct mmsghdr *rmsg;
+    struct iovec *riov;
+    struct sockaddr_storage *rsrc;
+    int *rslot;
+    struct mmsghdr *smsg;
+    struct iovec *siov;
+    fp_pending *pend;
+    int npend;
+    uint8_t **bbodies;      /* a batch run's bodies, lengths and verdicts */
+    uintptr_t *blens;
+    int32_t *bverd;
+    pan_fast_batch *in_batch; /* the batch being run (the capsules of rslot[in_first ...]), or NULL */
+    int in_first;
+    int finishing;          /* results of a batch run are being finished: the tables stay */
+    int in_batch_last;      /* the capsule being finished is the last its batch ran */
+    int stale;              /* set by Python while finishing: the node's tables moved, refresh after */
+    unsigned long long est_ns; /* the recent cost of one datagram: how many a visit reads at once */
+    int peak;               /* the most datagrams one receive returned since the last reclaim */
+    int starved;            /* a receive filled every slot lent (and more could be): lend more */
+    /* system calls made and datagrams they moved (never zeroed): syscalls per capsule */
+    unsigned long long rx_calls, rx_datagrams, tx_calls, tx_datagrams, peeks;
+    unsigned long long batch_calls, batched; /* calls into a runtime's batch entry, capsules they ran */
+    unsigned long long n_lost; /* read, then lost to a Python error mid-batch or a failed send after a reconfigure */
     fp_share shared;        /* of fd, the node's socket */
     long long clock;        /* the virtual clock: least service of a busy source at the last visit */
     long long quantum_ns;
@@ -136,6 +179,8 @@ typedef struct {
 
 static __thread FastPath *g_inflight; /* the FastPath running a capsule on this thread, if any */
 static PyObject *str_release;
+static PyObject *str_refresh;
+static unsigned long long g_waits; /* epoll_wait calls `wait` made (the GIL holder counts) */
 
 static inline unsigned long long now_ns(void) {
     struct timespec ts;
@@ -220,16 +265,57 @@ static void free_tables(fp_link *l, int nl, fp_code *c, int nc) {
 
 /* ---------------------------------------------------------------- the type */
 
+/* The batch arrays, rx_batch entries each (all NULL, or all set). */
+static void free_batches(FastPath *self) {
+    PyMem_Free(self->lent), self->lent = NULL;
+    PyMem_Free(self->rmsg), self->rmsg = NULL;
+    PyMem_Free(self->riov), self->riov = NULL;
+    PyMem_Free(self->rsrc), self->rsrc = NULL;
+    PyMem_Free(self->rslot), self->rslot = NULL;
+    PyMem_Free(self->smsg), self->smsg = NULL;
+    PyMem_Free(self->siov), self->siov = NULL;
+    PyMem_Free(self->pend), self->pend = NULL;
+    PyMem_Free(self->bbodies), self->bbodies = NULL;
+    PyMem_Free(self->blens), self->blens = NULL;
+    PyMem_Free(self->bverd), self->bverd = NULL;
+    PyMem_Free(self->copybuf), self->copybuf = NULL;
+    self->rx_batch = 0;
+}
+
+static int alloc_batches(FastPath *self, int b) {
+    size_t n = (size_t)b;
+    self->lent = PyMem_Calloc(n, sizeof *self->lent);
+    self->rmsg = PyMem_Calloc(n, sizeof *self->rmsg);
+    self->riov = PyMem_Calloc(n, sizeof *self->riov);
+    self->rsrc = PyMem_Calloc(n, sizeof *self->rsrc);
+    self->rslot = PyMem_Calloc(n, sizeof *self->rslot);
+    self->smsg = PyMem_Calloc(n, sizeof *self->smsg);
+    self->siov = PyMem_Calloc(n, sizeof *self->siov);
+    self->pend = PyMem_Calloc(n, sizeof *self->pend);
+    self->bbodies = PyMem_Calloc(n, sizeof *self->bbodies);
+    self->blens = PyMem_Calloc(n, sizeof *self->blens);
+    self->bverd = PyMem_Calloc(n, sizeof *self->bverd);
+    if (self->copy_on_send) self->copybuf = PyMem_Malloc((size_t)self->slot_size * n);
+    if (!self->lent || !self->rmsg || !self->riov || !self->rsrc || !self->rslot || !self->smsg || !self->siov ||
+        !self->pend || !self->bbodies || !self->blens || !self->bverd || (self->copy_on_send && !self->copybuf)) {
+        free_batches(self);
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->rx_batch = b;
+    return 0;
+}
+
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"fd", "pool", "base", "slot_size", "slot_count", "on_slow", "on_handover", "owner",
-                         "quantum_ns", "budget_ns", NULL};
-    int fd;
+                         "quantum_ns", "budget_ns", "rx_batch", NULL};
+    int fd, rx_batch = 64;
     unsigned long long base, budget_ns = ULLONG_MAX;
     long long quantum_ns = 100000;
     Py_ssize_t slot_size, slot_count;
     PyObject *pool, *on_slow, *on_handover, *owner;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO|LK", kw, &fd, &pool, &base, &slot_size, &slot_count, &on_slow,
-                                     &on_handover, &owner, &quantum_ns, &budget_ns))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO|LKi", kw, &fd, &pool, &base, &slot_size, &slot_count,
+                                     &on_slow, &on_handover, &owner, &quantum_ns, &budget_ns, &rx_batch))
         return -1;
     if (slot_size <= 0 || slot_count <= 0 || slot_count > INT_MAX || base == 0) {
         PyErr_SetString(PyExc_ValueError, "FastPath needs a pool with a base address and positive slot sizes");
@@ -239,13 +325,21 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "the fair-share quantum must be positive (and under 1000 s)");
         return -1;
     }
+    if (rx_batch < 1 || rx_batch > RX_BATCH_MAX) {
+        PyErr_Format(PyExc_ValueError, "rx_batch must be 1..%d", RX_BATCH_MAX);
+        return -1;
+    }
     if (!PyCallable_Check(on_slow) || !PyCallable_Check(on_handover)) {
         PyErr_SetString(PyExc_TypeError, "on_slow and on_handover must be callable");
         return -1;
     }
-    if (self->in_run) {
-        PyErr_SetString(PyExc_RuntimeError, "FastPath re-initialised during a run");
+    if (self->in_run || self->nlent || self->npend) {
+        PyErr_SetString(PyExc_RuntimeError, "FastPath re-initialised during a run or with slots lent");
         return -1;
+    }
+    if (rx_batch != self->rx_batch) {
+        free_batches(self);
+        if (alloc_batches(self, rx_batch) < 0) return -1;
     }
     self->fd = fd;
     self->quantum_ns = quantum_ns;
@@ -253,7 +347,6 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     self->base = (uint8_t *)(uintptr_t)base;
     self->slot_size = slot_size;
     self->slot_count = slot_count;
-    self->slot = -1;
     self->default_link = -1;
     self->in_slot = -1;
     Py_XSETREF(self->pool, Py_NewRef(pool));
@@ -289,7 +382,7 @@ static void FastPath_dealloc(FastPath *self) {
     FastPath_clear(self);
     free_tables(self->links, self->nlinks, self->codes, self->ncodes);
     PyMem_Free(self->routes);
-    PyMem_Free(self->copybuf);
+    free_batches(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -297,7 +390,8 @@ PyDoc_STRVAR(configure_doc,
 "configure(address, links, routes, default_link, codes, copy_on_send)\n\n"
 "Replace the tables: links are (endpoint, address, mtu, receive fd or -1, ns its throttle\n"
 "has left or 0), routes (dest, link index), codes (name, C entry address or 0 to run in\n"
-"Python, state). Counters restart at zero (take them first); a link keeps its fair share.");
+"Python, state, fast_accept or None, C batch entry address or 0). Counters restart at zero\n"
+"(take them first); a link keeps its fair share.");
 
 static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     Py_buffer addr;
@@ -310,7 +404,7 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     fp_route *nr = NULL;
     fp_code *nc = NULL;
     Py_ssize_t L = PyList_GET_SIZE(links), R = PyList_GET_SIZE(routes), C = PyList_GET_SIZE(codes);
-    if (self->in_run) { /* a run holds pointers into the tables: they change between runs only */
+    if (self->in_run || self->finishing) { /* a run holds pointers into the tables: they change between runs only */
         PyErr_SetString(PyExc_RuntimeError, "configure during a run");
         goto fail;
     }
@@ -376,17 +470,20 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < C; i++) {
         Py_buffer n;
-        unsigned long long entry, state;
+        unsigned long long entry, state, batch;
         PyObject *lean;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(codes, i), "y*KKO", &n, &entry, &state, &lean)) goto fail;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(codes, i), "y*KKOK", &n, &entry, &state, &lean, &batch)) goto fail;
         int ok = n.len == NAME_SIZE;
         if (ok) memcpy(nc[i].name, n.buf, NAME_SIZE);
         PyBuffer_Release(&n);
         if (!ok) {
-            PyErr_SetString(PyExc_ValueError, "a code entry is (32-byte name, C entry address or 0, state, fast_accept or None)");
+            PyErr_SetString(PyExc_ValueError,
+                            "a code entry is (32-byte name, C entry address or 0, state, fast_accept or None, "
+                            "C batch entry address or 0)");
             goto fail;
         }
         nc[i].run = (pan_fast_run_fn)(uintptr_t)entry;
+        nc[i].batch = entry ? (pan_fast_batch_fn)(uintptr_t)batch : NULL;
         nc[i].state = (void *)(uintptr_t)state;
         nc[i].lean = lean == Py_None ? NULL : Py_NewRef(lean);
     }
@@ -394,8 +491,12 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "default link index out of range");
         goto fail;
     }
-    if (copy_on_send && !self->copybuf) {
-        self->copybuf = PyMem_Malloc((size_t)self->slot_size);
+    if (!self->rx_batch) {
+        PyErr_SetString(PyExc_RuntimeError, "FastPath not initialised");
+        goto fail;
+    }
+    if (copy_on_send && !self->copybuf) { /* one copy per forward of a send batch */
+        self->copybuf = PyMem_Malloc((size_t)self->slot_size * (size_t)self->rx_batch);
         if (!self->copybuf) {
             PyErr_NoMemory();
             goto fail;
@@ -421,8 +522,13 @@ fail:
     return NULL;
 }
 
-/* Take a callback's answer (slot, held): the slot lent for the next read and whether the
- * node's queue holds capsules. Consumes R; 0, or -1 with an error set. */
+/* Give slot SLOT (read into and done with, or fresh from Python) back to the lent ones. */
+static inline void give_back(FastPath *self, int slot) {
+    if (slot >= 0 && self->nlent < self->rx_batch) self->lent[self->nlent++] = slot;
+}
+
+/* Take a callback's answer (slot, held): a fresh slot to lend for reading (-1: none) and
+ * whether the node's queue holds capsules. Consumes R; 0, or -1 with an error set. */
 static int take_answer(FastPath *self, PyObject *r) {
     int slot, held;
     int ok = PyArg_ParseTuple(r, "ip", &slot, &held);
@@ -432,19 +538,26 @@ static int take_answer(FastPath *self, PyObject *r) {
         PyErr_Format(PyExc_ValueError, "slot %d outside the pool's %zd slots", slot, self->slot_count);
         return -1;
     }
-    self->slot = slot;
+    if (slot >= 0 && self->nlent >= self->rx_batch) {
+        PyErr_SetString(PyExc_ValueError, "a slot answered while every lent place is taken");
+        return -1;
+    }
+    give_back(self, slot);
     self->held = held;
     return 0;
 }
 
-/* Hand the capsule in the current run over to Python (RESULT: the verdict or exception, or
- * None: run it there; stolen). Returns 0, or -1 on a Python error. */
+/* Hand the capsule of the current run over to Python (RESULT: the verdict or exception, or
+ * None: run it there; stolen). Its slot is Python's from here, whatever happens. Returns
+ * 0, or -1 on a Python error. */
 static int hand_over(FastPath *self, int ci, int li, int n, PyObject *result, unsigned long long dt) {
     int slot = self->in_slot; /* -1: inflight() already handed it over */
-    self->slot = -1;          /* the read slot is Python's now, whatever happens */
     self->in_slot = -1;
     self->crossings++;
-    PyObject *r = PyObject_CallFunction(self->on_handover, "iiiiNK", ci, li, slot, n, result, dt);
+    /* the runtime is asked for the run's fault unless a later capsule of its batch ran after
+     * it (a forward verdict: it did not fault, and the runtime's record is the later run's) */
+    int ask = !self->finishing || self->in_batch_last;
+    PyObject *r = PyObject_CallFunction(self->on_handover, "iiiiNKi", ci, li, slot, n, result, dt, ask);
     return r ? take_answer(self, r) : -1;
 }
 
@@ -453,44 +566,104 @@ static void end_run(FastPath *self) {
     self->in_run = 0;
 }
 
-/* Try to send a plain forward in C: 1 when sent (and counted), 0 when Python must finish it. */
-static int send_forward(FastPath *self, uint8_t *buf, int n, int32_t verdict, fp_code *code, fp_link *in,
-                        unsigned long long dt) {
-    if (verdict < 0 || (verdict & PAN_WIRE_VERDICT_KIND_MASK) != PAN_WIRE_VERDICT_FORWARD) return 0;
+/* A plain forward this file can send: the index of the link toward its destination, else
+ * -1 (Python must finish it). */
+static int forward_link(FastPath *self, const uint8_t *buf, int n, int32_t verdict) {
+    if (verdict < 0 || (verdict & PAN_WIRE_VERDICT_KIND_MASK) != PAN_WIRE_VERDICT_FORWARD) return -1;
     uint32_t off = (uint32_t)verdict >> 8;
     uint32_t body_len = (uint32_t)(n - HEADER_SIZE);
-    if ((uint64_t)off + ADDR_SIZE > body_len) return 0;
+    if ((uint64_t)off + ADDR_SIZE > body_len) return -1;
     const uint8_t *dest = buf + HEADER_SIZE + off;
-    if (memcmp(dest, self->self_addr, ADDR_SIZE) == 0) return 0;
+    if (memcmp(dest, self->self_addr, ADDR_SIZE) == 0) return -1;
     int out = find_route(self, dest);
-    if (out < 0 || n > self->links[out].mtu) return 0;
-    fp_link *ol = &self->links[out];
-    buf[PAN_WIRE_HOP_LIMIT_OFFSET]--; /* this node's hop (checked non-zero before the run) */
-    const uint8_t *data = buf;
+    if (out < 0 || n > self->links[out].mtu) return -1;
+    return out;
+}
+
+/* Queue the forward in SLOT toward link OUT for the burst's sendmmsg, taking this node's
+ * hop (checked non-zero before the run) in the byte sent. The slot stays this file's until
+ * the send. */
+static void queue_forward(FastPath *self, int slot, int n, int ci, int li, int out, int32_t verdict,
+                          unsigned long long dt) {
+    uint8_t *buf = self->base + (Py_ssize_t)slot * self->slot_size;
+    int k = self->npend++;
+    buf[PAN_WIRE_HOP_LIMIT_OFFSET]--;
+    uint8_t *data = buf;
     if (self->copy_on_send) {
-        memcpy(self->copybuf, buf, (size_t)n);
-        data = self->copybuf;
+        data = self->copybuf + (Py_ssize_t)k * self->slot_size;
+        memcpy(data, buf, (size_t)n);
     }
-    ssize_t sent = sendto(self->fd, data, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&ol->sa, ol->salen);
-    if (sent != n) {
-        buf[PAN_WIRE_HOP_LIMIT_OFFSET]++; /* Python finishes it and takes the hop itself */
-        return 0;
-    }
+    fp_pending *p = &self->pend[k];
+    p->slot = slot, p->n = n, p->code = ci, p->in = li, p->out = out, p->verdict = verdict, p->dt = dt;
+    self->siov[k].iov_base = data;
+    self->siov[k].iov_len = (size_t)n;
+    struct msghdr *h = &self->smsg[k].msg_hdr;
+    memset(h, 0, sizeof *h);
+    h->msg_name = &self->links[out].sa;
+    h->msg_namelen = self->links[out].salen;
+    h->msg_iov = &self->siov[k];
+    h->msg_iovlen = 1;
+}
+
+/* Count a forward the kernel took. */
+static void count_sent(FastPath *self, const fp_pending *p) {
+    fp_code *code = &self->codes[p->code];
+    fp_link *in = &self->links[p->in], *ol = &self->links[p->out];
+    unsigned long long n = (unsigned long long)p->n;
     code->in++;
     code->forwarded++;
-    code->time_ns += dt;
-    if (dt > code->max_ns) code->max_ns = dt;
+    code->time_ns += p->dt;
+    if (p->dt > code->max_ns) code->max_ns = p->dt;
     in->received++;
-    in->received_bytes += (unsigned long long)n;
+    in->received_bytes += n;
     in->runs++;
-    in->run_ns += dt;
+    in->run_ns += p->dt;
     ol->sent++;
-    ol->sent_bytes += (unsigned long long)n;
-    if ((unsigned long long)n > ol->largest_sent) ol->largest_sent = (unsigned long long)n;
+    ol->sent_bytes += n;
+    if (n > ol->largest_sent) ol->largest_sent = n;
     self->received++;
     self->sent++;
     self->n_finished++;
-    return 1;
+}
+
+/* Send the queued forwards: one sendmmsg for all of them (more only when the kernel takes
+ * part). A forward the kernel refused (a full send buffer, ...) is counted here as the
+ * node counts a send that fails on its own path: dropped against its code as link_lost
+ * (Python would only try the same send again). No Python runs here: the table indices the
+ * queue holds stay valid. */
+static void flush_sends(FastPath *self) {
+    int np = self->npend, i = 0;
+    self->npend = 0;
+    while (i < np) {
+        int r = sendmmsg(self->fd, &self->smsg[i], (unsigned int)(np - i), MSG_DONTWAIT);
+        self->tx_calls++;
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            fp_pending *p = &self->pend[i++];
+            fp_code *code = &self->codes[p->code];
+            fp_link *in = &self->links[p->in];
+            self->base[(Py_ssize_t)p->slot * self->slot_size + PAN_WIRE_HOP_LIMIT_OFFSET]++;
+            code->in++;
+            code->lost++;
+            code->time_ns += p->dt;
+            if (p->dt > code->max_ns) code->max_ns = p->dt;
+            in->received++;
+            in->received_bytes += (unsigned long long)p->n;
+            in->runs++;
+            in->run_ns += p->dt;
+            self->links[p->out].send_errors++;
+            self->received++;
+            self->n_dropped++;
+            give_back(self, p->slot);
+            continue;
+        }
+        self->tx_datagrams += (unsigned long long)r;
+        for (int j = i; j < i + r; j++) {
+            count_sent(self, &self->pend[j]);
+            give_back(self, self->pend[j].slot);
+        }
+        i += r;
+    }
 }
 
 /* The raised exception, normalized and without its traceback (a new reference; NULL when
@@ -531,15 +704,57 @@ static PyObject *run_lean(fp_code *code, fp_link *in, uint8_t *buf, int n) {
     return r ? r : exc;
 }
 
-/* Run the code on the datagram in `buf` (its C entry, else its fast_accept, else Python
- * runs it); returns 1 when finished here, 0 when the capsule went to Python, -1 on a Python
- * error. The tables cannot change during the run (configure refuses), so `code` and `in`
- * stay valid across the Python calls the run may make. */
-static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
+/* A run that failed for want of memory: its datagram is lost (its slot back with the lent
+ * ones, unless the code reached the host and Python has it). */
+static int run_failed(FastPath *self) {
+    end_run(self);
+    give_back(self, self->in_slot);
+    self->in_slot = -1;
+    return -1;
+}
+
+/* After the run of the capsule in SLOT (RESULT: NULL, or the exception or out-of-range
+ * verdict, stolen): queue a plain forward for the burst's send, else hand it over (the
+ * queued forwards are sent first). A run past the time budget goes to Python even when it
+ * forwards: the ledger charges it. 1 when queued, 0 when Python has it, -1 on an error. */
+static int finish_run(FastPath *self, int slot, int n, int li, int ci, int32_t verdict, PyObject *result,
+                      unsigned long long dt) {
+    int claimed = self->in_slot < 0; /* the code reached the host: Python has the capsule */
+    if (!claimed && !result && dt <= self->budget_ns) {
+        int out = forward_link(self, self->base + (Py_ssize_t)slot * self->slot_size, n, verdict);
+        if (out >= 0) {
+            self->in_slot = -1;
+            queue_forward(self, slot, n, ci, li, out, verdict, dt);
+            return 1;
+        }
+    }
+    flush_sends(self);
+    self->n_handed_over++;
+    if (!result) {
+        result = PyLong_FromLong(verdict);
+        if (!result) {
+            give_back(self, self->in_slot);
+            self->in_slot = -1;
+            return -1;
+        }
+    }
+    return hand_over(self, ci, li, n, result, dt) < 0 ? -1 : 0;
+}
+
+/* Run the code on the datagram in SLOT (its C entry, else its fast_accept, else Python
+ * runs it); returns 1 when finished here (a forward queued for the burst's send), 0 when
+ * the capsule went to Python (with its slot), -1 on a Python error (the slot is lost to
+ * this burst, or Python's when the code reached the host). The tables cannot change during
+ * the run (configure refuses), so `code` and `in` stay valid across the Python calls the
+ * run may make; the queued forwards are sent before any callback, so capsules leave in
+ * the order they came. */
+static int run_one(FastPath *self, int slot, int n, int li, int ci) {
     fp_code *code = &self->codes[ci];
     fp_link *in = &self->links[li];
+    uint8_t *buf = self->base + (Py_ssize_t)slot * self->slot_size;
     if (!code->run && !code->lean) { /* no entry without an environment: Python runs it */
-        self->in_slot = self->slot;
+        flush_sends(self);
+        self->in_slot = slot;
         self->n_python_runs++;
         Py_INCREF(Py_None);
         return hand_over(self, ci, li, n, Py_None, 0) < 0 ? -1 : 0;
@@ -547,7 +762,7 @@ static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
     self->ctx.origin_kind = 0;
     self->ctx.has_prev_hop = 1;
     memcpy(self->ctx.prev_hop, in->address, ADDR_SIZE);
-    self->in_slot = self->slot, self->in_n = n, self->in_link = li, self->in_code = ci;
+    self->in_slot = slot, self->in_n = n, self->in_link = li, self->in_code = ci;
     self->in_run = 1;
     g_inflight = self;
     unsigned long long t0 = now_ns();
@@ -557,27 +772,16 @@ static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
         verdict = code->run(code->state, buf + HEADER_SIZE, (uintptr_t)(n - HEADER_SIZE), &self->ctx);
     } else {
         PyObject *r = run_lean(code, in, buf, n);
-        if (!r) { /* no memory for the call: the datagram is lost, its slot stays lent (or
-                   * is Python's already, when the code reached the host) */
-            end_run(self);
-            self->in_slot = -1;
-            return -1;
-        }
+        if (!r) return run_failed(self); /* no memory for the call: the datagram is lost */
         if (PyLong_Check(r)) {
             long v = PyLong_AsLong(r);
             Py_DECREF(r);
             if (v == -1 && PyErr_Occurred()) {
                 result = fetch_exception(); /* out of range: a fault of the code */
-                if (!result) {
-                    end_run(self);
-                    return -1;
-                }
+                if (!result) return run_failed(self);
             } else if (v < INT32_MIN || v > INT32_MAX) {
                 result = PyObject_CallFunction(PyExc_OverflowError, "s", "verdict outside 32 bits");
-                if (!result) {
-                    end_run(self);
-                    return -1;
-                }
+                if (!result) return run_failed(self);
             } else {
                 verdict = (int32_t)v;
             }
@@ -587,18 +791,7 @@ static int run_one(FastPath *self, uint8_t *buf, int n, int li, int ci) {
     }
     unsigned long long dt = now_ns() - t0;
     end_run(self);
-    int claimed = self->in_slot < 0; /* the code reached the host: Python has the capsule */
-    /* a run past the time budget goes to Python even when it forwards: the ledger charges it */
-    if (!claimed && !result && dt <= self->budget_ns && send_forward(self, buf, n, verdict, code, in, dt)) return 1;
-    self->n_handed_over++;
-    if (!result) {
-        result = PyLong_FromLong(verdict);
-        if (!result) {
-            self->in_slot = -1;
-            return -1;
-        }
-    }
-    return hand_over(self, ci, li, n, result, dt) < 0 ? -1 : 0;
+    return finish_run(self, slot, n, li, ci, verdict, result, dt);
 }
 
 /* The fair share of the source read through FD: the node socket's or a link's; NULL when
@@ -614,8 +807,9 @@ static fp_share *share_of(FastPath *self, int fd) {
 /* Whether a datagram waits in FD's socket (a peek; an error the socket reports is not one).
  * A source is marked busy only on this evidence: a busy mark on an empty socket would hold
  * every other source back with nothing left to serve. */
-static int has_datagram(int fd) {
+static int has_datagram(FastPath *self, int fd) {
     uint8_t b;
+    self->peeks++;
     return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
 }
 
@@ -631,20 +825,181 @@ static long long share_visit(FastPath *self, fp_share *sh, int fd) {
     }
     if (low > self->clock) self->clock = low;
     if (sh->vtime > low + self->quantum_ns) {
-        sh->busy = has_datagram(fd); /* left for the others' turn */
+        sh->busy = has_datagram(self, fd); /* left for the others' turn */
         return -1;
     }
     sh->busy = 0; /* set again when the visit ends with datagrams left */
     return low + self->quantum_ns;
 }
 
+/* Which neighbour and code object datagram I of the receive batch is for: *LI and *CI
+ * (-1 when none, or when the node must see it first: the datagram is Python's). */
+static void classify(FastPath *self, int i, int *li, int *ci) {
+    const uint8_t *buf = self->base + (Py_ssize_t)self->rslot[i] * self->slot_size;
+    int n = (int)self->rmsg[i].msg_len;
+    *li = find_link(self, &self->rsrc[i]);
+    *ci = -1;
+    if (*li >= 0 && !self->held && !(self->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) && n >= HEADER_SIZE &&
+        buf[PAN_WIRE_VERSION_OFFSET] == PAN_WIRE_VERSION && buf[PAN_WIRE_FLAGS_OFFSET] == 0 &&
+        buf[PAN_WIRE_RESERVED_OFFSET] == 0 && buf[PAN_WIRE_HOP_LIMIT_OFFSET] != 0) {
+        *ci = find_code(self, buf + PAN_WIRE_NAME_OFFSET);
+    }
+}
+
+/* Run the COUNT capsules at rslot[FIRST ...] (one neighbour LI, one code object CI with a
+ * batch entry) in one call into the runtime, then finish each that ran as run_one would.
+ * Returns how many were handled (the rest, not run, are handled as new), or -1 on a Python
+ * error; *called is set when Python code ran. */
+static int run_group(FastPath *self, int first, int count, int li, int ci, int *called) {
+    fp_code *code = &self->codes[ci];
+    fp_link *in = &self->links[li];
+    for (int k = 0; k < count; k++) {
+        int at = first + k;
+        self->bbodies[k] = self->base + (Py_ssize_t)self->rslot[at] * self->slot_size + HEADER_SIZE;
+        self->blens[k] = (uintptr_t)self->rmsg[at].msg_len - HEADER_SIZE;
+    }
+    pan_fast_batch b = {(uint32_t)count, 0, 0, 0, self->bbodies, self->blens, self->bverd};
+    self->ctx.origin_kind = 0;
+    self->ctx.has_prev_hop = 1;
+    memcpy(self->ctx.prev_hop, in->address, ADDR_SIZE);
+    self->in_batch = &b, self->in_first = first, self->in_link = li, self->in_code = ci;
+    self->in_slot = -1;
+    self->in_run = 1;
+    g_inflight = self;
+    unsigned long long t0 = now_ns();
+    uint32_t ran = code->batch(code->state, &b, &self->ctx);
+    unsigned long long dt = now_ns() - t0;
+    end_run(self);
+    self->in_batch = NULL;
+    if (ran < 1 || ran > (uint32_t)count) ran = ran < 1 ? 1 : (uint32_t)count; /* a runtime past its contract */
+    self->batch_calls++;
+    self->batched += ran;
+    unsigned long long each = dt / ran; /* the budget and the ledger see the batch's mean */
+    /* the runs are done: finish them in order, the tables kept until the last is finished
+     * (a hand-over's answer refreshes nothing meanwhile) */
+    int rc = 0;
+    self->finishing = 1;
+    self->stale = 0;
+    for (uint32_t k = 0; k < ran; k++) {
+        int at = first + (int)k;
+        int slot = self->rslot[at]; /* -1: claimed during the run, Python has it */
+        int n = (int)self->rmsg[at].msg_len;
+        self->rslot[at] = -1;
+        if (rc < 0) { /* a Python error finishing an earlier one: the rest are lost */
+            self->n_lost++;
+            give_back(self, slot);
+            continue;
+        }
+        self->in_slot = slot;
+        self->in_batch_last = k + 1 == ran;
+        int done = finish_run(self, slot < 0 ? 0 : slot, n, li, ci, self->bverd[k], NULL, each);
+        if (done == 0) *called = 1;
+        if (done < 0) rc = -1;
+    }
+    self->finishing = 0;
+    self->in_batch_last = 0;
+    if (rc < 0) return -1;
+    if (self->stale) { /* what the hand-overs changed (a code reset, a route) reaches the tables now */
+        self->stale = 0;
+        self->crossings++;
+        PyObject *r = PyObject_CallMethodNoArgs(self->owner, str_refresh);
+        if (!r || take_answer(self, r) < 0) return -1;
+    }
+    return (int)ran;
+}
+
+/* Handle datagram I of the receive batch (classified as LI, CI): drop it (a throttled
+ * neighbour's), run it here, or give it to Python. 0, or -1 on a Python error; *called is
+ * set when Python code ran. */
+static int handle_one(FastPath *self, int i, int li, int ci, int *called) {
+    int slot = self->rslot[i];
+    self->rslot[i] = -1; /* handled: not this burst's any more */
+    int n = (int)self->rmsg[i].msg_len;
+    if (ci >= 0) {
+        int done = run_one(self, slot, n, li, ci);
+        if (done == 0) *called = 1;
+        return done < 0 ? -1 : 0;
+    }
+    *called = 1;
+    flush_sends(self);
+    self->n_slow++;
+    PyObject *addr = from_sockaddr(&self->rsrc[i]);
+    if (!addr) {
+        give_back(self, slot);
+        return -1;
+    }
+    self->crossings++;
+    PyObject *r = PyObject_CallFunction(self->on_slow, "iiiN", slot, n, self->rmsg[i].msg_hdr.msg_flags,
+                                        addr); /* the slot is Python's */
+    return r ? take_answer(self, r) : -1;
+}
+
+/* Handle the GOT datagrams one receive returned, then send the forwards they made: a run of
+ * consecutive capsules of one neighbour and one code object with a batch entry crosses into
+ * the runtime once. A Python error leaves the rest of the batch unread by the node: counted lost. */
+static int handle_batch(FastPath *self, int got, unsigned long long t0, int *called) {
+    int i = 0;
+    /* the last group found: its end, neighbour and code object, valid while no callback
+     * changed the tables or the queue's state (its rest needs no second look) */
+    int gend = 0, gli = -1, gci = -1, gheld = 0;
+    unsigned long long gtables = 0;
+    while (i < got) {
+        int li, ci;
+        if (i < gend && gtables == self->tables && gheld == self->held) {
+            li = gli, ci = gci;
+        } else {
+            gend = 0;
+            classify(self, i, &li, &ci);
+        }
+        if (li >= 0 && self->links[li].throttle_until && t0 < self->links[li].throttle_until) {
+            self->links[li].throttled++; /* the ledger throttles it: dropped, the slot kept */
+            self->n_dropped++;
+            give_back(self, self->rslot[i]);
+            self->rslot[i] = -1;
+            i++;
+            continue;
+        }
+        int r;
+        if (ci >= 0 && self->codes[ci].batch && i + 1 < got) {
+            int end = gend;
+            if (!end) {
+                for (end = i + 1; end < got; end++) { /* the same neighbour, code object and checks */
+                    int l2, c2;
+                    classify(self, end, &l2, &c2);
+                    if (l2 != li || c2 != ci) break;
+                }
+                gend = end, gli = li, gci = ci, gheld = self->held, gtables = self->tables;
+            }
+            r = end - i > 1 ? run_group(self, i, end - i, li, ci, called) : (handle_one(self, i, li, ci, called) < 0 ? -1 : 1);
+        } else {
+            r = handle_one(self, i, li, ci, called) < 0 ? -1 : 1;
+        }
+        if (r < 0) {
+            for (int k = i; k < got; k++) { /* the rest, read and not seen by the node */
+                if (self->rslot[k] < 0) continue;
+                self->n_lost++;
+                give_back(self, self->rslot[k]);
+                self->rslot[k] = -1;
+            }
+            flush_sends(self);
+            return -1;
+        }
+        i += r;
+    }
+    flush_sends(self);
+    return 0;
+}
+
 /* Read and handle datagrams from FD (the node socket or a neighbour's), as far as its fair
- * share allows and up to LIMIT. Returns how many were read, -1 on a Python error, -2 when no
- * slot is lent, -3 when FD is not one of this FastPath's; *called is set when Python code ran. */
+ * share allows and up to LIMIT, in batches of up to rx_batch: one recvmmsg reads what the
+ * socket holds without waiting for more, and one sendmmsg sends the forwards of the batch.
+ * How many a call asks for follows the recent cost of a datagram, so a visit ends near the
+ * end of its share. Returns how many were read, -1 on a Python error, -2 when no slot is
+ * lent, -3 when FD is not one of this FastPath's; *called is set when Python code ran. */
 static long do_burst(FastPath *self, int fd, long limit, int *called) {
     fp_share *sh = share_of(self, fd);
     if (!sh) return -3;
-    if (self->slot < 0) {
+    if (self->nlent <= 0) {
         sh->busy = 0; /* Python reads it its own way: no busy mark it cannot keep true */
         return -2;
     }
@@ -656,69 +1011,70 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
     if (until < 0) return 0;
     unsigned long long tables = self->tables;
     long count = 0;
-    while (self->slot >= 0) {
+    while (self->nlent > 0) {
         if (tables != self->tables) { /* a callback reconfigured: find the source again */
             tables = self->tables;
             sh = share_of(self, fd);
             if (!sh) break;
         }
         if (count >= limit || sh->vtime > until) {
-            sh->busy = has_datagram(fd); /* the others first */
+            sh->busy = has_datagram(self, fd); /* the others first */
             break;
         }
-        uint8_t *buf = self->base + (Py_ssize_t)self->slot * self->slot_size;
-        struct sockaddr_storage src;
-        struct iovec iov = {buf, (size_t)self->slot_size};
-        struct msghdr msg;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_name = &src;
-        msg.msg_namelen = sizeof src;
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
+        long want = self->nlent;
+        int by_lending = 1; /* what was lent is all that limits this receive */
+        if (want > limit - count) want = limit - count, by_lending = 0;
+        if (self->est_ns) {
+            long long fit = (until - sh->vtime) / (long long)self->est_ns + 1;
+            if (want > fit) want = (long)fit, by_lending = 0;
+        }
+        for (long i = 0; i < want; i++) {
+            int slot = self->lent[--self->nlent];
+            self->rslot[i] = slot;
+            self->riov[i].iov_base = self->base + (Py_ssize_t)slot * self->slot_size;
+            self->riov[i].iov_len = (size_t)self->slot_size;
+            struct msghdr *h = &self->rmsg[i].msg_hdr;
+            memset(h, 0, sizeof *h);
+            h->msg_name = &self->rsrc[i];
+            h->msg_namelen = sizeof self->rsrc[i];
+            h->msg_iov = &self->riov[i];
+            h->msg_iovlen = 1;
+        }
         unsigned long long t0 = now_ns();
-        ssize_t got = recvmsg(fd, &msg, MSG_DONTWAIT);
+        int got = recvmmsg(fd, self->rmsg, (unsigned int)want, MSG_DONTWAIT, NULL);
+        self->rx_calls++;
+        int empty = got < want;
         if (got < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break; /* empty: not busy any more */
-            count++; /* an error the socket reported (ICMP refused on a connected one): it is read */
+            got = 0;
+            if (errno == EINTR) empty = 0;
+            else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                count++; /* an error the socket reported (ICMP refused on a connected one): it is read */
+                empty = 0;
+            }
+        }
+        for (long i = want - 1; i >= got; i--) give_back(self, self->rslot[i]); /* unused, in order */
+        if (got == 0) {
+            if (empty) break; /* not busy any more */
             continue;
         }
-        count++;
-        int n = (int)got;
-        int li = find_link(self, &src);
-        if (li >= 0 && self->links[li].throttle_until && t0 < self->links[li].throttle_until) {
-            self->links[li].throttled++; /* the ledger throttles it: dropped, the slot kept */
-            self->n_dropped++;
-            sh->vtime += (long long)(now_ns() - t0);
-            continue;
-        }
-        int ci = -1;
-        if (li >= 0 && !self->held && !(msg.msg_flags & MSG_TRUNC) && n >= HEADER_SIZE &&
-            buf[PAN_WIRE_VERSION_OFFSET] == PAN_WIRE_VERSION && buf[PAN_WIRE_FLAGS_OFFSET] == 0 &&
-            buf[PAN_WIRE_RESERVED_OFFSET] == 0 && buf[PAN_WIRE_HOP_LIMIT_OFFSET] != 0) {
-            ci = find_code(self, buf + PAN_WIRE_NAME_OFFSET);
-        }
-        if (ci < 0) {
+        self->rx_datagrams += (unsigned long long)got;
+        if (got > self->peak) self->peak = got;
+        if (got == want && by_lending && want < self->rx_batch) {
+            self->starved = 1; /* Python lends more once this wait returns to it */
             *called = 1;
-            self->n_slow++;
-            int slot = self->slot;
-            self->slot = -1; /* Python's now */
-            PyObject *addr = from_sockaddr(&src);
-            if (!addr) return -1;
-            self->crossings++;
-            PyObject *r = PyObject_CallFunction(self->on_slow, "iiiN", slot, n, (int)msg.msg_flags, addr);
-            if (!r || take_answer(self, r) < 0) return -1;
-        } else {
-            int done = run_one(self, buf, n, li, ci);
-            if (done < 0) return -1;
-            if (done == 0) *called = 1;
         }
+        count += got;
+        int rc = handle_batch(self, got, t0, called);
+        unsigned long long spent = now_ns() - t0;
+        self->est_ns = (self->est_ns * 3 + spent / (unsigned long long)got) / 4 + 1;
         if (tables != self->tables) {
             tables = self->tables;
             sh = share_of(self, fd);
-            if (!sh) break;
         }
-        sh->vtime += (long long)(now_ns() - t0);
+        if (sh) sh->vtime += (long long)spent;
+        if (rc < 0) return -1;
+        if (!sh) break;
+        if (empty) break; /* the socket gave what it had: not busy any more */
     }
     return count;
 }
@@ -744,36 +1100,39 @@ static PyObject *FastPath_burst(FastPath *self, PyObject *args) {
 }
 
 PyDoc_STRVAR(take_counters_doc,
-"take_counters() -> (received, sent, codes, links, paths)\n\n"
+"take_counters() -> (received, sent, codes, links, paths, lost)\n\n"
 "Counters of capsules finished in C since the last call, then zeroed: codes as\n"
-"(in, forwarded, time_ns, max_ns) and links as (received, received_bytes, sent,\n"
-"sent_bytes, largest_sent, throttled, runs, run_ns), in configure's order; paths as\n"
-"(finished in C, run in Python, handed over after a C run, slow, dropped in C).");
+"(in, forwarded, time_ns, max_ns, send_lost) and links as (received, received_bytes, sent,\n"
+"sent_bytes, largest_sent, throttled, runs, run_ns, send_errors), in configure's order;\n"
+"paths as (finished in C, run in Python, handed over after a C run, slow, dropped in C);\n"
+"lost: datagrams read in a batch that a Python error stopped.");
 
 static PyObject *FastPath_take_counters(FastPath *self, PyObject *Py_UNUSED(ignored)) {
     PyObject *codes = PyList_New(self->ncodes), *links = PyList_New(self->nlinks);
     if (!codes || !links) goto fail;
     for (int i = 0; i < self->ncodes; i++) {
         fp_code *c = &self->codes[i];
-        PyObject *t = Py_BuildValue("(KKKK)", c->in, c->forwarded, c->time_ns, c->max_ns);
+        PyObject *t = Py_BuildValue("(KKKKK)", c->in, c->forwarded, c->time_ns, c->max_ns, c->lost);
         if (!t) goto fail;
         PyList_SET_ITEM(codes, i, t);
-        c->in = c->forwarded = c->time_ns = c->max_ns = 0;
+        c->in = c->forwarded = c->time_ns = c->max_ns = c->lost = 0;
     }
     for (int i = 0; i < self->nlinks; i++) {
         fp_link *l = &self->links[i];
-        PyObject *t = Py_BuildValue("(KKKKKKKK)", l->received, l->received_bytes, l->sent, l->sent_bytes,
-                                    l->largest_sent, l->throttled, l->runs, l->run_ns);
+        PyObject *t = Py_BuildValue("(KKKKKKKKK)", l->received, l->received_bytes, l->sent, l->sent_bytes,
+                                    l->largest_sent, l->throttled, l->runs, l->run_ns, l->send_errors);
         if (!t) goto fail;
         PyList_SET_ITEM(links, i, t);
         l->received = l->received_bytes = l->sent = l->sent_bytes = l->largest_sent = 0;
-        l->throttled = l->runs = l->run_ns = 0;
+        l->throttled = l->runs = l->run_ns = l->send_errors = 0;
     }
-    PyObject *out = Py_BuildValue("(KKNN(KKKKK))", self->received, self->sent, codes, links, self->n_finished,
-                                  self->n_python_runs, self->n_handed_over, self->n_slow, self->n_dropped);
+    PyObject *out = Py_BuildValue("(KKNN(KKKKK)K)", self->received, self->sent, codes, links, self->n_finished,
+                                  self->n_python_runs, self->n_handed_over, self->n_slow, self->n_dropped,
+                                  self->n_lost);
     if (!out) return NULL; /* codes and links went with the failed build */
     self->received = self->sent = 0;
     self->n_finished = self->n_python_runs = self->n_handed_over = self->n_slow = self->n_dropped = 0;
+    self->n_lost = 0;
     return out;
 fail:
     Py_XDECREF(codes);
@@ -781,25 +1140,93 @@ fail:
     return NULL;
 }
 
-static PyObject *FastPath_get_slot(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->slot); }
+PyDoc_STRVAR(lend_doc,
+"lend(slots) -> int\n\n"
+"Lend pool slots (a list of indices) to read into, up to rx_batch held at once; returns how\n"
+"many were taken (the caller keeps the rest).");
 
-static int FastPath_set_slot(FastPath *self, PyObject *value, void *Py_UNUSED(c)) {
-    if (!value) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete slot");
-        return -1;
-    }
-    long s = PyLong_AsLong(value);
-    if (s == -1 && PyErr_Occurred()) return -1;
-    if (s < -1 || s >= self->slot_count) {
-        PyErr_Format(PyExc_ValueError, "slot %ld outside the pool's %zd slots", s, self->slot_count);
-        return -1;
+static PyObject *FastPath_lend(FastPath *self, PyObject *slots) {
+    if (!PyList_Check(slots)) {
+        PyErr_SetString(PyExc_TypeError, "lend takes a list of slot indices");
+        return NULL;
     }
     if (self->in_run) {
-        PyErr_SetString(PyExc_RuntimeError, "the read slot changes between runs only");
+        PyErr_SetString(PyExc_RuntimeError, "slots are lent between runs only");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(slots), taken = 0;
+    for (; taken < n && self->nlent < self->rx_batch; taken++) {
+        long s = PyLong_AsLong(PyList_GET_ITEM(slots, taken));
+        if (s == -1 && PyErr_Occurred()) return NULL;
+        if (s < 0 || s >= self->slot_count) {
+            PyErr_Format(PyExc_ValueError, "slot %ld outside the pool's %zd slots", s, self->slot_count);
+            return NULL;
+        }
+        self->lent[self->nlent++] = (int)s;
+    }
+    return PyLong_FromSsize_t(taken);
+}
+
+PyDoc_STRVAR(reclaim_doc,
+"reclaim() -> (slots, peak, starved)\n\n"
+"Every slot lent and not used, back to the caller (between bursts the pool is whole), with\n"
+"the most datagrams one receive returned since the last reclaim and whether a receive\n"
+"filled every slot lent while rx_batch allowed more.");
+
+static PyObject *FastPath_reclaim(FastPath *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->in_run || self->npend) {
+        PyErr_SetString(PyExc_RuntimeError, "slots come back between runs only");
+        return NULL;
+    }
+    PyObject *out = PyList_New(self->nlent);
+    if (!out) return NULL;
+    for (int i = 0; i < self->nlent; i++) {
+        PyObject *v = PyLong_FromLong(self->lent[i]);
+        if (!v) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, v);
+    }
+    PyObject *r = Py_BuildValue("(NiO)", out, self->peak, self->starved ? Py_True : Py_False);
+    if (!r) return NULL; /* the slots stay lent: nothing is lost */
+    self->nlent = 0;
+    self->peak = self->starved = 0;
+    return r;
+}
+
+static PyObject *FastPath_get_batches(FastPath *self, void *Py_UNUSED(c)) {
+    return Py_BuildValue("(KK)", self->batch_calls, self->batched);
+}
+
+static PyObject *FastPath_get_finishing(FastPath *self, void *Py_UNUSED(c)) {
+    return PyBool_FromLong(self->finishing);
+}
+
+static PyObject *FastPath_get_stale(FastPath *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->stale); }
+
+static int FastPath_set_stale(FastPath *self, PyObject *value, void *Py_UNUSED(c)) {
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete stale");
         return -1;
     }
-    self->slot = (int)s;
+    int v = PyObject_IsTrue(value);
+    if (v < 0) return -1;
+    self->stale = v;
     return 0;
+}
+
+static PyObject *FastPath_get_lent(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->nlent); }
+
+static PyObject *FastPath_get_peak(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->peak); }
+
+static PyObject *FastPath_get_starved(FastPath *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->starved); }
+
+static PyObject *FastPath_get_rx_batch(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->rx_batch); }
+
+static PyObject *FastPath_get_syscalls(FastPath *self, void *Py_UNUSED(c)) {
+    return Py_BuildValue("{sKsKsKsKsK}", "recv_calls", self->rx_calls, "recv_datagrams", self->rx_datagrams,
+                         "send_calls", self->tx_calls, "send_datagrams", self->tx_datagrams, "peeks", self->peeks);
 }
 
 static PyObject *FastPath_get_held(FastPath *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->held); }
@@ -823,11 +1250,26 @@ static PyMethodDef FastPath_methods[] = {
     {"configure", (PyCFunction)FastPath_configure, METH_VARARGS, configure_doc},
     {"burst", (PyCFunction)FastPath_burst, METH_VARARGS, burst_doc},
     {"take_counters", (PyCFunction)FastPath_take_counters, METH_NOARGS, take_counters_doc},
+    {"lend", (PyCFunction)FastPath_lend, METH_O, lend_doc},
+    {"reclaim", (PyCFunction)FastPath_reclaim, METH_NOARGS, reclaim_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef FastPath_getset[] = {
-    {"slot", (getter)FastPath_get_slot, (setter)FastPath_set_slot, "the pool slot lent for the next read (-1: none)", NULL},
+    {"lent", (getter)FastPath_get_lent, NULL, "how many pool slots are lent for reading", NULL},
+    {"peak", (getter)FastPath_get_peak, NULL, "the most datagrams one receive returned since the last reclaim", NULL},
+    {"starved", (getter)FastPath_get_starved, NULL,
+     "a receive since the last reclaim filled every slot lent, and rx_batch would allow more", NULL},
+    {"batches", (getter)FastPath_get_batches, NULL,
+     "(calls into runtimes' batch entries, capsules they ran) so far", NULL},
+    {"finishing", (getter)FastPath_get_finishing, NULL,
+     "True while the results of a batch run are finished: the tables cannot change yet", NULL},
+    {"stale", (getter)FastPath_get_stale, (setter)FastPath_set_stale,
+     "set while finishing when the node's tables moved: the owner's refresh() is called after", NULL},
+    {"rx_batch", (getter)FastPath_get_rx_batch, NULL, "the most datagrams one receive call reads", NULL},
+    {"syscalls", (getter)FastPath_get_syscalls, NULL,
+     "system calls made so far and the datagrams they moved: recv_calls (recvmmsg), recv_datagrams,\n"
+     "send_calls (sendmmsg), send_datagrams, peeks (a 1-byte MSG_PEEK at the end of a visit)", NULL},
     {"held", (getter)FastPath_get_held, (setter)FastPath_set_held,
      "True while the node's queue holds capsules: every datagram goes to on_slow", NULL},
     {"crossings", (getter)FastPath_get_crossings, NULL,
@@ -883,6 +1325,7 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
             ms = left <= 0 ? 0 : (int)(left * 1000.0 + 0.999); /* round up, as selectors does */
         }
         int n;
+        g_waits++;
         Py_BEGIN_ALLOW_THREADS
         n = epoll_wait(epfd, evs, WAIT_EVENTS, ms);
         Py_END_ALLOW_THREADS
@@ -935,17 +1378,37 @@ PyDoc_STRVAR(inflight_doc,
 
 static PyObject *fp_inflight(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
     FastPath *f = g_inflight;
-    if (!f || !f->in_run || f->in_slot < 0) Py_RETURN_NONE;
+    if (!f || !f->in_run) Py_RETURN_NONE;
+    if (f->in_batch) { /* the capsule of the batch the runtime is running */
+        uint32_t k = f->in_batch->index;
+        if (k >= f->in_batch->count) Py_RETURN_NONE;
+        int at = f->in_first + (int)k;
+        if (f->rslot[at] < 0) Py_RETURN_NONE; /* claimed already */
+        PyObject *out = Py_BuildValue("(Oiiii)", f->owner, f->rslot[at], (int)f->rmsg[at].msg_len, f->in_link,
+                                      f->in_code);
+        if (!out) return NULL;
+        f->crossings++;
+        f->rslot[at] = -1; /* the slot is Python's now */
+        f->in_batch->stop = 1; /* the runtime runs no capsule after this one */
+        return out;
+    }
+    if (f->in_slot < 0) Py_RETURN_NONE;
     PyObject *out = Py_BuildValue("(Oiiii)", f->owner, f->in_slot, f->in_n, f->in_link, f->in_code);
     if (!out) return NULL;
     f->crossings++;
-    f->in_slot = -1; /* the slot is Python's now; the next read waits for a fresh one */
-    f->slot = -1;
+    f->in_slot = -1; /* the slot is Python's now */
     return out;
+}
+
+PyDoc_STRVAR(waits_doc, "waits() -> int\n\nepoll_wait calls `wait` made so far in this process.");
+
+static PyObject *fp_waits(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromUnsignedLongLong(g_waits);
 }
 
 static PyMethodDef module_methods[] = {
     {"wait", fp_wait, METH_VARARGS, wait_doc},
+    {"waits", fp_waits, METH_NOARGS, waits_doc},
     {"inflight", fp_inflight, METH_NOARGS, inflight_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -962,6 +1425,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&FastPathType) < 0) return NULL;
     str_release = PyUnicode_InternFromString("release");
     if (!str_release) return NULL;
+    str_refresh = PyUnicode_InternFromString("refresh");
+    if (!str_refresh) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0) {

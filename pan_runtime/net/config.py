@@ -132,6 +132,7 @@ class NodeFileConfig:
     demand: DemandConfig = field(default_factory=DemandConfig)
     errors: ErrorReportConfig = field(default_factory=ErrorReportConfig)
     rx_burst: int = 64
+    rx_batch: int = 64
     app_max_frame: int = 16 << 20
     app_out_bytes: int = 4 << 20
     app_in_bytes: int = 32 << 20
@@ -166,6 +167,7 @@ _SCHEMA: dict[str, set[str]] = {
         "pool_buffer_size",
         "hop_limit",
         "rx_burst",
+        "rx_batch",
         "state_entries",
         "state_bytes",
         "state_ttl_ms",
@@ -495,6 +497,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         demand=dc,
         errors=ec,
         rx_burst=lim("rx_burst", 64, 1, 4096),
+        rx_batch=lim("rx_batch", 64, 1, 1024),
         app_max_frame=app_max_frame,
         app_out_bytes=lim("app_out_bytes", 4 << 20, 1024, 1 << 30),
         app_in_bytes=app_in_bytes,

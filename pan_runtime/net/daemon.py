@@ -60,6 +60,7 @@ class NodeDaemon:
                 self.loop,
                 accept_unknown_peers=config.accept_unknown_peers,
                 rx_burst=config.rx_burst,
+                rx_batch=config.rx_batch,
             )
             for n in config.neighbors:
                 self.transport.add_neighbor(n.address, n.endpoint, n.mtu)
@@ -234,6 +235,20 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "counter",
             "Datagrams the UDP fast path read, by the way they went.",
             [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c") if p in fast],
+        )
+    sc = stats.get("links", {}).get("syscalls", {})
+    if sc:
+        metric(
+            "pan_syscalls_total",
+            "counter",
+            "System calls the node's UDP traffic made, by call.",
+            [({"call": k}, sc[k]) for k in ("recv_calls", "send_calls", "peeks", "waits")],
+        )
+        metric(
+            "pan_syscall_datagrams_total",
+            "counter",
+            "Datagrams the node's receive and send system calls moved.",
+            [({"call": k}, sc[k]) for k in ("recv_datagrams", "send_datagrams")],
         )
     ports = stats.get("ports", {})
     metric("pan_ports_bound", "gauge", "Ports bound to application links.", [({}, ports.get("bound", 0))])

@@ -42,6 +42,7 @@ from pan_runtime.errors import LinkError, PanError
 from pan_runtime.net.fairshare import FairShare
 from pan_runtime.net.udp_fast import PATHS, UdpFastPath, unavailable_reason
 from pan_runtime.net.udp_fast import wait as fast_wait
+from pan_runtime.net.udp_fast import waits as fast_waits
 from pan_runtime.node.ledger import OVER_SHARE, THROTTLED
 from pan_runtime.node.links import NetLink
 
@@ -86,6 +87,8 @@ class EventLoop:
         self._fast_c: dict[int, Any] = {}
         self._paths: list[UdpFastPath] = []
         self.fast_burst = 64
+        #: system calls that waited for readiness (epoll_wait, in C or through selectors)
+        self.waits = 0
         self._epoll = isinstance(self.sel, getattr(selectors, "EpollSelector", ()))
         self._map = self.sel.get_map()
 
@@ -138,12 +141,14 @@ class EventLoop:
             paths = self._paths
             for f in paths:
                 f.lend()
+            before = fast_waits()
             try:
                 ready = fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst)
             except Exception:  # a bug in a hand-over to Python: the loop must go on serving
                 self._failed("the fast path's wait")
                 ready = []
             finally:
+                self.waits += fast_waits() - before
                 for f in paths:
                     f.reclaim()
             keys = self._map
@@ -152,6 +157,7 @@ class EventLoop:
                 if key is not None:
                     self._call(key.data, mask)
         else:
+            self.waits += 1
             for key, mask in self.sel.select(timeout):
                 self._call(key.data, mask)
         if self._timers:
@@ -208,6 +214,9 @@ class UdpLink(NetLink):
         self.over_share = 0
         self._rx_drops = 0
         self._sendmsg = sock.sendmsg
+        #: sendmsg calls made for this neighbour from Python (the fast path counts its own)
+        self.send_calls = 0
+        self.send_datagrams = 0
 
     @property
     def rx_fd(self) -> int:
@@ -230,12 +239,14 @@ class UdpLink(NetLink):
         return n
 
     def send(self, buffers: list[memoryview], next_hop: NodeAddress) -> bool:
+        self.send_calls += 1
         try:
             n = self._sendmsg(buffers, (), 0, self.endpoint)
         except OSError as exc:  # EAGAIN when the socket buffer is full, ENOBUFS, ...
             self.errors += 1
             self.last_error = exc.strerror or type(exc).__name__
             return False
+        self.send_datagrams += 1
         self.sent += 1
         self.sent_bytes += n
         if n > self.largest_sent:
@@ -299,11 +310,18 @@ class UdpTransport:
         *,
         accept_unknown_peers: bool = False,
         rx_burst: int = 64,
+        rx_batch: int = 64,
     ):
         self.node = node
         self.loop = loop
         self.accept_unknown_peers = accept_unknown_peers
         self.rx_burst = rx_burst
+        #: the most datagrams one receive system call reads (the fast path's recvmmsg)
+        self.rx_batch = rx_batch
+        #: system calls the Python path made: receives (recvmsg) and peeks (its sends count per link)
+        self.recv_calls = 0
+        self.recv_datagrams = 0
+        self.peeks = 0
         self.sockets: dict[int, socket.socket] = {}
         self.links: dict[NodeAddress, UdpLink] = {}
         self._peers: dict[tuple[str, int], UdpLink] = {}
@@ -326,13 +344,9 @@ class UdpTransport:
         #: the rest waits in the neighbours' own buffers, where the fair share picks from
         self._backlog = max(2 * cfg.batch, rx_burst)
         #: True when the configuration turned the fast path off (not a missing build)
-        self.fast_path_declined = not cfg.fast_path or cfg.batch > 1
+        self.fast_path_declined = not cfg.fast_path
         #: why capsules all take the Python path ("" when the compiled fast path is on)
-        self.fast_path_off = (
-            "limits.fast_path is false" if not cfg.fast_path
-            else f"batch {cfg.batch} > 1 (the fast path runs one capsule at a time)" if cfg.batch > 1
-            else unavailable_reason() or ""
-        )
+        self.fast_path_off = "limits.fast_path is false" if not cfg.fast_path else unavailable_reason() or ""
         try:
             for host, port in listen:
                 self._open(host, port)
@@ -372,7 +386,7 @@ class UdpTransport:
         self._family[sock] = sock
         self.share.add(sock.fileno())
         if not self.fast_path_off:
-            fast = self._fast[sock] = UdpFastPath(self, sock)
+            fast = self._fast[sock] = UdpFastPath(self, sock, self.rx_batch)
             self.loop.add_fast(fast, self.rx_burst)
         self.loop.add(sock, selectors.EVENT_READ, lambda _mask, s=sock: self._readable(s))
 
@@ -466,6 +480,7 @@ class UdpTransport:
                 node.count_drop("pool_exhausted")
                 src.vtime += clock() - t0
                 continue
+            self.recv_calls += 1
             try:
                 n, _anc, flags, addr = sock.recvmsg_into([pool.slot_view(slot)])
             except BlockingIOError:
@@ -475,6 +490,7 @@ class UdpTransport:
                 pool.give_slot(slot)
                 log.debug("recvmsg on %s: %s", sock.getsockname(), exc)
                 return
+            self.recv_datagrams += 1
             self.received(sock, slot, n, flags, addr)
             src.vtime += clock() - t0
         src.busy = self._has_datagram(sock)  # the other sockets first
@@ -482,6 +498,7 @@ class UdpTransport:
     def _has_datagram(self, sock: socket.socket) -> bool:
         """Whether a datagram waits in ``sock`` (a peek). A socket is marked busy only on this
         evidence: a busy mark on an empty socket would hold the others back for nothing."""
+        self.peeks += 1
         try:
             sock.recv_into(self._peek, 1, _PEEK)
         except OSError:  # empty (or an error the socket reported: not a datagram)
@@ -536,6 +553,7 @@ class UdpTransport:
             "unknown_peer_datagrams": self.unknown_peers,
             "truncated_datagrams": self.truncated,
             "fast_path": self._fast_info(),
+            "syscalls": self.syscalls(),
             "neighbors": {str(a): link.info() for a, link in sorted(self.links.items())},
         }
 
@@ -581,14 +599,37 @@ class UdpTransport:
                 node.stats.received += n
                 node.stats.drops[_OVERFLOW] += n
 
+    def syscalls(self) -> dict[str, int]:
+        """System calls the node's UDP traffic cost, with the datagrams they moved: receives
+        (recvmmsg in the fast path, recvmsg in Python), sends (sendmmsg, sendmsg), peeks at the
+        end of a fair-share visit and waits for readiness; ``per_capsule_x1000`` is all of
+        them per datagram received, times 1000."""
+        out = {
+            "recv_calls": self.recv_calls,
+            "recv_datagrams": self.recv_datagrams,
+            "send_calls": sum(link.send_calls for link in self.links.values()),
+            "send_datagrams": sum(link.send_datagrams for link in self.links.values()),
+            "peeks": self.peeks,
+            "waits": self.loop.waits,
+        }
+        for fast in self._fast.values():
+            for k, v in fast.syscalls.items():
+                out[k] += v
+        calls = out["recv_calls"] + out["send_calls"] + out["peeks"] + out["waits"]
+        out["per_capsule_x1000"] = calls * 1000 // out["recv_datagrams"] if out["recv_datagrams"] else 0
+        return out
+
     def _fast_info(self) -> dict[str, Any]:
         if self.fast_path_off:
             return {"on": False, "why_off": self.fast_path_off}
-        out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0), "crossings": 0}
+        out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0), "crossings": 0, "batch_calls": 0, "batched": 0}
         for fast in self._fast.values():
             for k, v in fast.paths.items():
                 out[k] += v
             out["crossings"] += fast.crossings
+            calls, ran = fast.batches
+            out["batch_calls"] += calls
+            out["batched"] += ran
         return out
 
     def _close_rx(self, link: UdpLink) -> None:

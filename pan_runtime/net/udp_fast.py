@@ -46,7 +46,7 @@ except ImportError as exc:  # built at install only where a C compiler was found
 else:
     _IMPORT_ERROR = ""
 
-__all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait"]
+__all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait", "waits"]
 
 #: how the datagrams a fast path read went: carried out in C after the code ran (through a C
 #: entry or ``fast_accept``); run in Python (a runtime with neither entry); handed to Python
@@ -54,6 +54,10 @@ __all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait"]
 #: budget); to the node's ordinary path before any run (unknown peer, malformed, missing
 #: code, ...); and dropped in C (a neighbour the ledger throttles)
 PATHS = ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c")
+
+#: the fewest slots a turn lends: two, so a lone capsule's receive comes back short and the
+#: socket is known empty without a second call
+_FEW = 2
 
 
 def available() -> bool:
@@ -76,13 +80,21 @@ def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int) -> 
     return _fastpath.wait(epfd, fast, timeout, limit)  # type: ignore[no-any-return]
 
 
-def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any]:
-    """What C runs for a code object: (C entry address or 0, its state, ``fast_accept`` or None);
-    (0, 0, None) for code that does not offer the ``FastEntry`` capability (Python runs it)."""
+def waits() -> int:
+    """``epoll_wait`` calls ``wait`` made so far in this process (0 without the extension)."""
+    return int(_fastpath.waits()) if _fastpath is not None else 0
+
+
+def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any, int]:
+    """What C runs for a code object: (C entry address or 0, its state, ``fast_accept`` or None,
+    C batch entry address or 0); (0, 0, None, 0) for code that does not offer the
+    ``FastEntry`` capability (Python runs it)."""
     if not isinstance(loaded, FastEntry):
-        return 0, 0, None
+        return 0, 0, None, 0
     fn, state = loaded.fast_entry() or (0, 0)
-    return fn, state, None if fn else loaded.fast_accept
+    if not fn:
+        return 0, 0, loaded.fast_accept, 0
+    return fn, state, None, loaded.fast_batch_entry() or 0
 
 
 def after_run(loaded: LoadedCode) -> None:
@@ -109,7 +121,7 @@ def _materialize_inflight() -> None:
 class UdpFastPath:
     """The fast path of one UDP socket of a transport; see the module docstring."""
 
-    def __init__(self, transport: UdpTransport, sock: socket.socket):
+    def __init__(self, transport: UdpTransport, sock: socket.socket, rx_batch: int = 64):
         if _fastpath is None:
             raise PanError(unavailable_reason() or "fast path unavailable")
         node = transport.node
@@ -128,14 +140,19 @@ class UdpFastPath:
             owner=self,
             quantum_ns=node.config.fair_quantum_us * 1000,
             budget_ns=int(node.config.budget.time_ms * 1_000_000),
+            rx_batch=rx_batch,
         )
         self._snapshot: FastSnapshot | None = None
         self._links: list[UdpLink] = []
         self._entries: list[CacheEntry] = []
         self._held = False
+        self._want = _FEW  # slots to lend for the next turn (see reclaim)
+        self._rx_batch = rx_batch
         self.closed = False
         #: capsules by the way they went (see ``PATHS``)
         self.paths = dict.fromkeys(PATHS, 0)
+        #: datagrams read in a batch that a Python error stopped (dropped as ``fast_path_error``)
+        self.lost = 0
         node.counter_sources.append(self.flush)
         # a host call from code this runs has the capsule's environment built on the spot
         node.host.materialize = _materialize_inflight
@@ -185,33 +202,63 @@ class UdpFastPath:
         self._links, self._entries, self._snapshot = links, list(snap.codes), snap
 
     def lend(self) -> None:
-        """Before C reads: fresh tables, a pool slot to read into, and whether the queue holds capsules."""
+        """Before C reads: fresh tables, pool slots to read into (as many as ``reclaim`` chose,
+        at most half of what is free, so code objects still find buffers), and whether the
+        queue holds capsules."""
         self.sync()
         held = queued(self.node)
         if held != self._held:
             self._c.held = self._held = held
-        slot = self.pool.try_take_slot()
-        if slot >= 0:
-            self._c.slot = slot
+        c = self._c
+        room = self._want - c.lent
+        if room > 0:
+            pool = self.pool
+            slots = pool.take_slots(room if room <= _FEW else min(room, max(1, pool.available // 2)))
+            if slots:
+                taken = c.lend(slots)
+                if taken < len(slots):
+                    pool.give_slots(slots[taken:])
 
     def reclaim(self) -> None:
-        """After C read: the lent slot back to the pool (it is whole between turns)."""
-        slot = self._c.slot
-        if slot >= 0:
-            self._c.slot = -1
-            self.pool.give_slot(slot)
+        """After C read: the lent slots back to the pool (it is whole between turns). The next
+        turn lends twice as many when a receive filled every slot lent (C then ended its wait
+        to say so), else at least what the largest receive returned, decaying by half (never
+        under ``_FEW``): a flood grows to whole batches of ``rx_batch``, a lone capsule costs
+        the loop about what it did."""
+        slots, used, starved = self._c.reclaim()
+        want = self._want
+        if starved:
+            self._want = min(self._rx_batch, 2 * want)
+        elif used:
+            self._want = max(_FEW, used, want // 2)
+        if slots:
+            self.pool.give_slots(slots)
+
+    @property
+    def batches(self) -> tuple[int, int]:
+        """(calls into runtimes' batch entries, capsules they ran) so far."""
+        calls, ran = self._c.batches
+        return int(calls), int(ran)
+
+    @property
+    def syscalls(self) -> dict[str, int]:
+        """System calls this fast path made and the datagrams they moved (``_fastpath.FastPath.syscalls``)."""
+        return dict(self._c.syscalls)
 
     def flush(self) -> None:
         """Fold the counters of capsules finished in C into the node, links and code stats."""
         if self._snapshot is None or self.closed:
             return
-        received, sent, codes, links, paths = self._c.take_counters()
+        received, sent, codes, links, paths, lost = self._c.take_counters()
         for k, v in zip(PATHS, paths, strict=True):
             self.paths[k] += v
         node = self.node
-        node.stats.received += received
+        node.stats.received += received + lost
         node.stats.sent += sent
-        for e, (n_in, forwarded, time_ns, max_ns) in zip(self._entries, codes, strict=True):
+        if lost:  # read in a batch a Python error stopped (the error is logged by the loop)
+            self.lost += lost
+            node.stats.drops["fast_path_error"] += lost
+        for e, (n_in, forwarded, time_ns, max_ns, send_lost) in zip(self._entries, codes, strict=True):
             steps, fuel = fast_usage(e.loaded)  # what runs without an environment used
             e.stats.steps += steps
             e.stats.fuel += fuel
@@ -223,13 +270,18 @@ class UdpFastPath:
                 if max_ns > s.max_time_ns:
                     s.max_time_ns = max_ns
                 node.cache.get(e.code.name)  # used: keep it off the LRU end
-        for link, (r, rb, sn, sb, big, throttled, runs, run_ns) in zip(self._links, links, strict=True):
+            if send_lost:  # the kernel refused the send: as the node counts its own failed sends
+                e.stats.drops["link_lost"] += send_lost
+        for link, (r, rb, sn, sb, big, throttled, runs, run_ns, errs) in zip(self._links, links, strict=True):
             link.received += r
             link.received_bytes += rb
             link.sent += sn
             link.sent_bytes += sb
             if big > link.largest_sent:
                 link.largest_sent = big
+            if errs:
+                link.errors += errs
+                link.last_error = "the fast path's send was refused"
             if throttled or runs:
                 self.transport.account(link, throttled, runs, run_ns)
 
@@ -244,10 +296,21 @@ class UdpFastPath:
             self.reclaim()
 
     def _answer(self) -> tuple[int, bool]:
-        """What a callback returns to C: the next slot to read into, and whether the queue holds capsules."""
-        self.sync()
+        """What a callback returns to C: a fresh slot to read into, and whether the queue holds
+        capsules (the tables are refreshed, unless C is still finishing a batch run's results)."""
+        if not self._c.finishing:
+            self.sync()
+        elif self._snapshot is None or self._snapshot.generation != generation(self.node):
+            self._c.stale = True  # C calls refresh() once the batch's results are finished
         self._held = held = queued(self.node)
         return self.pool.try_take_slot(), held
+
+    def refresh(self) -> tuple[int, bool]:
+        """After C finished a batch run's results, when a hand-over among them moved the node's
+        tables (a code reset, a route): the fresh tables, and no slot."""
+        self.sync()
+        self._held = held = queued(self.node)
+        return -1, held
 
     def _slow(self, slot: int, n: int, flags: int, addr: tuple[Any, ...]) -> tuple[int, bool]:
         """A datagram C does not run: the transport's ordinary path takes it (and its slot)."""
@@ -260,9 +323,11 @@ class UdpFastPath:
         via = self._links[link]
         self.node.hand_over(self._entries[code], self.pool.segment_for_slot(slot, n), via, via.address, running=True)
 
-    def _handover(self, code: int, link_index: int, slot: int, n: int, result: Any, dt: int) -> tuple[int, bool]:
+    def _handover(self, code: int, link_index: int, slot: int, n: int, result: Any, dt: int, ask: int) -> tuple[int, bool]:
         """A capsule C read and does not finish: ``result`` is the run's verdict or the
-        exception it raised, or None (no run yet); slot -1: ``materialize`` took it already."""
+        exception it raised, or None (no run yet); slot -1: ``materialize`` took it already.
+        ``ask``: the runtime's record of its last run is this capsule's (0 for a capsule a
+        batch ran before others: its forward verdict says it did not fault)."""
         entry = self._entries[code]
         link = self._links[link_index]
         wire = self.pool.segment_for_slot(slot, n) if slot >= 0 else None
@@ -275,7 +340,7 @@ class UdpFastPath:
                 result = as_fault(result, entry.runtime, entry.code.short_name)
             else:  # KeyboardInterrupt, SystemExit: not the code's; the capsule still goes in
                 interrupt, result = result, RuntimeFault(f"interrupted: {type(result).__name__}", "interrupted")
-        if result is not None:
+        if result is not None and ask:
             try:
                 after_run(entry.loaded)
             except Exception as exc:

@@ -30,6 +30,12 @@ class FastEntry:
         or None: no C entry (the fast path then uses ``fast_accept``, else ``accept``)."""
         return None
 
+    def fast_batch_entry(self) -> int | None:
+        """The C address of a ``pan_fast_batch_fn`` taking the same state as ``fast_entry``'s run
+        (several capsules of one receive in one crossing), or None: the fast path calls the
+        run once per capsule."""
+        return None
+
     def take_fast_usage(self) -> tuple[int, int]:
         """(steps, fuel) the fast runs used since the last call; the node adds them to the code
         object's statistics (runs finished in C report no environment)."""

@@ -25,6 +25,14 @@ typedef jint (*get_vms_fn)(JavaVM **, jsize, jsize *);
 static JavaVM *vm;
 static jclass lane_class;
 static jmethodID fast_accept;
+static jmethodID fast_accept_batch;
+
+/* the batch area in the context buffer (org.pan.jvm.Lane.FAST_BATCH_AT and _STRIDE): a
+ * count, then per capsule (offset in the lane's buffer, length, verdict), native-order ints */
+#define BATCH_AT 64
+#define BATCH_STRIDE 12
+#define BATCH_MAX 1024 /* the fast path's largest receive batch */
+#define CTX_SIZE (BATCH_AT + 8 + BATCH_MAX * BATCH_STRIDE)
 
 /* One code object on one lane (pan_jvm.fast.JvmEntry has the same layout). */
 typedef struct {
@@ -72,10 +80,55 @@ static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_
     return (int32_t)r;
 }
 
+/* The fast path's batch entry (pan_fast_batch_fn): the capsules' places go to the batch area
+ * and Lane.fastAcceptBatch runs them in one JNI call, the GIL released once. It stops after
+ * a capsule that called the Python host, which is where the fast path's `stop` comes from. */
+static uint32_t run_batch(void *state, pan_fast_batch *b, const pan_fast_ctx *ctx) {
+    pan_jvm_entry *e = state;
+    JNIEnv *env = jni_env();
+    uint32_t n = b->count < BATCH_MAX ? b->count : BATCH_MAX;
+    e->host_failed = !env ? HOST_NO_JNIENV : 0;
+    for (uint32_t i = 0; !e->host_failed && i < n; i++) {
+        if (b->bodies[i] < e->lo || b->bodies[i] + b->lengths[i] > e->hi) e->host_failed = HOST_OUTSIDE_BUFFER;
+    }
+    if (e->host_failed) {
+        e->last = INT32_MIN;
+        b->verdicts[0] = INT32_MIN;
+        return 1;
+    }
+    memcpy(e->ctx, ctx, sizeof *ctx);
+    int32_t *area = (int32_t *)(void *)(e->ctx + BATCH_AT);
+    area[0] = (int32_t)n;
+    for (uint32_t i = 0; i < n; i++) {
+        area[2 + 3 * i] = (int32_t)(b->bodies[i] - e->lo);
+        area[2 + 3 * i + 1] = (int32_t)b->lengths[i];
+    }
+    jint ran;
+    Py_BEGIN_ALLOW_THREADS
+    ran = (*env)->CallStaticIntMethod(env, lane_class, fast_accept_batch, (jint)e->lane, (jint)e->code, (jint)e->buffer);
+    if ((*env)->ExceptionCheck(env)) {
+        (*env)->ExceptionClear(env);
+        e->host_failed = HOST_JAVA_EXCEPTION;
+        ran = -1;
+    }
+    Py_END_ALLOW_THREADS
+    if (ran < 1 || (uint32_t)ran > n) { /* an escaped exception (or a broken lane): the first is lost to it */
+        if (!e->host_failed) e->host_failed = HOST_JAVA_EXCEPTION;
+        e->last = INT32_MIN;
+        b->verdicts[0] = INT32_MIN;
+        return 1;
+    }
+    for (jint i = 0; i < ran; i++) b->verdicts[i] = area[2 + 3 * i + 2];
+    b->index = (uint32_t)ran - 1;
+    e->last = b->verdicts[ran - 1];
+    return (uint32_t)ran;
+}
+
 PyDoc_STRVAR(configure_doc,
-"configure(get_created_java_vms) -> run\n\n"
-"Find the JVM (address of libjvm's JNI_GetCreatedJavaVMs) and Lane.fastAccept; returns\n"
-"the address of the C entry.");
+"configure(get_created_java_vms) -> (run, run_batch, context size)\n\n"
+"Find the JVM (address of libjvm's JNI_GetCreatedJavaVMs), Lane.fastAccept and\n"
+"Lane.fastAcceptBatch; returns the addresses of the C entries and the size of the context\n"
+"buffer they use (the fast path's context, then the batch area).");
 
 static PyObject *configure(PyObject *Py_UNUSED(m), PyObject *args) {
     unsigned long long addr;
@@ -97,17 +150,25 @@ static PyObject *configure(PyObject *Py_UNUSED(m), PyObject *args) {
         }
         jclass c = (*env)->FindClass(env, "org/pan/jvm/Lane");
         jmethodID m = c ? (*env)->GetStaticMethodID(env, c, "fastAccept", "(IIIII)I") : NULL;
-        jclass global = m ? (*env)->NewGlobalRef(env, c) : NULL;
+        jmethodID mb = m ? (*env)->GetStaticMethodID(env, c, "fastAcceptBatch", "(III)I") : NULL;
+        jclass global = mb ? (*env)->NewGlobalRef(env, c) : NULL;
         if (c) (*env)->DeleteLocalRef(env, c);
         if (!global) {
             (*env)->ExceptionClear(env);
-            PyErr_SetString(PyExc_RuntimeError, "org.pan.jvm.Lane.fastAccept(IIIII)I not found");
+            PyErr_SetString(PyExc_RuntimeError, "org.pan.jvm.Lane.fastAccept(IIIII)I or fastAcceptBatch(III)I not found");
             return NULL;
         }
         lane_class = global;
         fast_accept = m;
+        fast_accept_batch = mb;
     }
-    return PyLong_FromVoidPtr((void *)run);
+    PyObject *r = PyLong_FromVoidPtr((void *)run);
+    PyObject *rb = r ? PyLong_FromVoidPtr((void *)run_batch) : NULL;
+    if (!rb) {
+        Py_XDECREF(r);
+        return NULL;
+    }
+    return Py_BuildValue("(NNi)", r, rb, CTX_SIZE);
 }
 
 static PyMethodDef methods[] = {

@@ -159,6 +159,7 @@ class JvmCode(LoadedCode, FastEntry):
         self._memory = runtime.memory
         self._export_names: dict[str, Any] = {}
         self._fast_entry = _JvmEntry()
+        self._fast_batch = 0  # the C batch entry, once fast_entry found the lane
         self._retries = 0  # calls being made again after a stop at their entry
         import jpype
 
@@ -323,7 +324,7 @@ class JvmCode(LoadedCode, FastEntry):
         mem = self._memory
         if fast is None or pool is None or mem is None or not self.id:
             return None
-        run, lane, ctx = fast
+        run, lane, ctx, self._fast_batch = fast
         probe = Segment(pool.slot_view(0)[:1], SegType.OWNED, address=pool.base_address)
         buf, _ = mem.find(probe)  # registers the pool's mapping with the lane once
         if not buf:
@@ -335,6 +336,9 @@ class JvmCode(LoadedCode, FastEntry):
         e.lane, e.code, e.buffer, e.last = lane, self.id, buf, 0
         e.lo, e.hi, e.ctx = mem.lo, mem.hi, ctypes.addressof(ctx)
         return run, ctypes.addressof(e)
+
+    def fast_batch_entry(self) -> int | None:
+        return self._fast_batch or None
 
     def after_fast_run(self) -> None:
         e = self._fast_entry

@@ -106,31 +106,28 @@ class _Memory:
         self.lo = self.hi = self.id = 0
 
 
-#: bytes of a pan_fast_ctx (include/pan_fast.h)
-_FAST_CTX_SIZE = 40
-
-
-def _fast_setup(jvm: Jvm, lane: Any) -> tuple[int, int, Any] | None:
-    """Configure ``pan_jvm._fast`` and give the lane the context buffer it reads."""
+def _fast_setup(jvm: Jvm, lane: Any) -> tuple[int, int, Any, int] | None:
+    """Configure ``pan_jvm._fast`` and give the lane the context buffer it reads (the fast
+    path's context, then the batch area): (C entry, lane index, context, C batch entry)."""
     try:
         from pan_jvm import _fast
     except ImportError:
         return None
     try:
         vms = ctypes.cast(ctypes.CDLL(None).JNI_GetCreatedJavaVMs, ctypes.c_void_p).value or 0
-        run = int(_fast.configure(vms))
+        run, run_batch, size = _fast.configure(vms)
     except (AttributeError, RuntimeError) as exc:  # libjvm not global, or Lane not on the system loader
         log.info("jvm fast entry unavailable: %s", exc)
         return None
-    ctx = (ctypes.c_uint8 * _FAST_CTX_SIZE)()
+    ctx = (ctypes.c_uint8 * size)()
     if jvm.direct_by_address:
-        buf = jvm.cls("Memory").wrap(ctypes.addressof(ctx), _FAST_CTX_SIZE)
+        buf = jvm.cls("Memory").wrap(ctypes.addressof(ctx), size)
     else:
         import jpype
 
         buf = jpype.nio.convertToDirectBuffer(ctx)
     index = int(lane.enableFast(buf))
-    return run, index, ctx
+    return int(run), index, ctx, int(run_batch)
 
 
 class JvmRuntime(Runtime):
@@ -215,8 +212,8 @@ class JvmRuntime(Runtime):
         log.error("jvm lane did not recover after an escaped Java exception")
         return 1  # RECOVERED_UNSTOPPED
 
-    def fast_run(self) -> tuple[int, int, Any] | None:
-        """(C entry, lane index, context) for the node's UDP fast path, or None when
+    def fast_run(self) -> tuple[int, int, Any, int] | None:
+        """(C entry, lane index, context, C batch entry) for the node's UDP fast path, or None when
         ``pan_jvm._fast`` is not built or cannot reach the JVM (code then runs through accept)."""
         if self._fast is None:
             self._fast = _fast_setup(self._engine(), self._lane) or ()

@@ -137,6 +137,7 @@ class NativeCode(LoadedCode, FastEntry):
         self._batch_index = ctypes.c_int32.from_address(support.address("pan_batch_index") or 0)
         self._run = _RUN(support.address("pan_run"))
         self._fast_entry = support.address("pan_run_fast") or None
+        self._fast_batch = support.address("pan_run_fast_batch") or None
         self._run_batch = _RUN_BATCH(support.address("pan_run_batch"))
         self._init = _ENTRY(entries["init"]) if "init" in entries else None
         self._finalize = _ENTRY(entries["finalize"]) if "finalize" in entries else None
@@ -198,6 +199,9 @@ class NativeCode(LoadedCode, FastEntry):
 
     def fast_entry(self) -> tuple[int, int] | None:
         return (self._fast_entry, 0) if self._fast_entry else None
+
+    def fast_batch_entry(self) -> int | None:
+        return self._fast_batch if self._fast_entry else None
 
     def after_fast_run(self) -> None:
         if self._faults:
@@ -264,7 +268,7 @@ class NativeCode(LoadedCode, FastEntry):
 
     def unload(self) -> None:
         self._run = self._run_batch = self._init = self._finalize = _closed  # type: ignore[assignment]
-        self._fast_entry = None
+        self._fast_entry = self._fast_batch = None
         self._exports = {}
         self._close_images()
 

@@ -100,6 +100,25 @@ int32_t pan_run_fast(void *state, uint8_t *body, uintptr_t length, const pan_fas
     return verdict;
 }
 
+/* The node's fast path, a batch at once (include/pan_fast.h): stops after the first capsule
+ * whose verdict is not a forward, or once the fast path set `stop`. */
+uint32_t pan_run_fast_batch(void *state, pan_fast_batch *b, const pan_fast_ctx *ctx) {
+    (void)state;
+    uint32_t i = 0;
+    pan_body.ctx = ctx;
+    while (i < b->count) {
+        b->index = i;
+        pan_body.data = b->bodies[i];
+        pan_body.length = (uint32_t)b->lengths[i];
+        int32_t verdict = pan_accept_fn(1, (uint32_t)b->lengths[i]);
+        b->verdicts[i++] = verdict;
+        if (PNI_VERDICT_KIND(verdict) != PNI_KIND_FORWARD || verdict < 0 || b->stop) break;
+    }
+    pan_body.data = 0;
+    pan_body.ctx = 0;
+    return i;
+}
+
 /* Run accept on one capsule whose body is LENGTH bytes at BODY (0: ask the host).
  * LENGTH is pointer-sized only because ctypes passes two c_void_p fastest. */
 int32_t pan_run(uint8_t *body, uintptr_t length) {

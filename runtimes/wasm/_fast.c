@@ -34,6 +34,7 @@ static caller_context_fn p_caller_context;
 static memory_data_fn p_memory_data;
 static memory_data_size_fn p_memory_data_size;
 static PyObject *str_seq;
+static PyObject *str_limit;
 static PyObject *one;
 
 /* the capsule of the fast run in progress on this thread (all 0 outside one) */
@@ -59,6 +60,17 @@ typedef struct {
     void *memory;      /* wasmtime_memory_t * of the instance */
 } pan_wasm_import;
 
+/* Keep the raised exception for take_error (a failure of the host, not of the code). */
+static void keep_error(pan_wasm_entry *e) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    Py_XSETREF(e->host_error, value);
+}
+
 /* ticks.seq += 1, as the Python path does before each call; -1 with the exception kept in
  * E->host_error (a failure of the host, not of the code). TICKS is held for the duration:
  * the attribute calls may run Python code. */
@@ -72,13 +84,7 @@ static int bump_ticks(pan_wasm_entry *e) {
     Py_XDECREF(next);
     Py_DECREF(ticks);
     if (rc == 0) return 0;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb && value) PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    Py_XSETREF(e->host_error, value);
+    keep_error(e);
     return -1;
 }
 
@@ -116,6 +122,90 @@ static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_
         return PNI_BAD_ARGUMENT; /* after_fast_run turns the trap or error into the fault */
     }
     return (int32_t)e->args[0];
+}
+
+/* ticks.limit = LIMIT; 0, or -1 with the exception kept for take_error (a failure of the
+ * host, as in bump_ticks). */
+static int set_limit(pan_wasm_entry *e, PyObject *limit) {
+    PyObject *ticks = e->ticks;
+    Py_INCREF(ticks);
+    int rc = PyObject_SetAttr(ticks, str_limit, limit);
+    Py_DECREF(ticks);
+    if (rc < 0) keep_error(e);
+    return rc;
+}
+
+/* The fast path's batch entry (pan_fast_batch_fn): the capsules run one after another with
+ * the GIL released once. As the runtime's own batches do, the batch is one call for the
+ * time budget: one seq bump and a limit of count times the per-call ticks (restored after),
+ * so its capsules together may take what each may; fuel is per capsule. A failure of the
+ * host's bookkeeping is reported on the capsule it stopped (after_fast_run raises it). */
+static uint32_t run_batch(void *state, pan_fast_batch *b, const pan_fast_ctx *ctx) {
+    pan_wasm_entry *e = state;
+    e->err = NULL;
+    PyObject *per_call = PyObject_GetAttr(e->ticks, str_limit);
+    if (!per_call) {
+        keep_error(e);
+        b->verdicts[0] = PNI_BAD_ARGUMENT;
+        return 1;
+    }
+    PyObject *count = PyLong_FromUnsignedLong(b->count);
+    PyObject *limit = count ? PyNumber_Multiply(per_call, count) : NULL;
+    Py_XDECREF(count);
+    int ok = limit ? set_limit(e, limit) == 0 : (keep_error(e), 0);
+    Py_XDECREF(limit);
+    if (ok && bump_ticks(e) < 0) {
+        ok = 0;
+        PyObject *kept = e->host_error; /* the bump's failure is the one to report */
+        e->host_error = NULL;
+        set_limit(e, per_call);
+        Py_XSETREF(e->host_error, kept);
+    }
+    if (!ok) {
+        Py_DECREF(per_call);
+        b->verdicts[0] = PNI_BAD_ARGUMENT;
+        return 1;
+    }
+    uint32_t i = 0;
+    void *err = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    while (i < b->count) {
+        b->index = i;
+        if (e->fuel) {
+            err = p_set_fuel(e->context, e->fuel);
+            if (err) {
+                b->verdicts[i++] = PNI_BAD_ARGUMENT;
+                break;
+            }
+        }
+        e->args[0] = 1; /* the body's handle */
+        e->args[2] = (int64_t)b->lengths[i];
+        *e->trap = NULL;
+        t_body.data = b->bodies[i], t_body.length = b->lengths[i], t_body.ctx = ctx;
+        err = p_call(e->context, e->func, e->args, e->nargs, e->trap);
+        t_body.data = NULL, t_body.length = 0, t_body.ctx = NULL;
+        if (e->fuel) {
+            uint64_t left = 0;
+            void *ferr = p_get_fuel(e->context, &left);
+            if (ferr) {
+                if (!err) err = ferr; /* reported like a failed call */
+            } else if (left <= e->fuel) {
+                e->fuel_used += e->fuel - left;
+            }
+        }
+        if (err || *e->trap) {
+            b->verdicts[i++] = PNI_BAD_ARGUMENT; /* after_fast_run turns the trap or error into the fault */
+            break;
+        }
+        int32_t v = (int32_t)e->args[0];
+        b->verdicts[i++] = v;
+        if (v < 0 || PNI_VERDICT_KIND(v) != PNI_KIND_FORWARD || b->stop) break;
+    }
+    Py_END_ALLOW_THREADS
+    e->err = err;
+    if (set_limit(e, per_call) < 0) b->verdicts[i - 1] = PNI_BAD_ARGUMENT; /* handed over: the host's failure */
+    Py_DECREF(per_call);
+    return i;
 }
 
 #define U32(a, i) ((uint32_t)(a)[2 * (i)])
@@ -252,8 +342,8 @@ static PyObject *configure(PyObject *Py_UNUSED(m), PyObject *args) {
 }
 
 PyDoc_STRVAR(addresses_doc,
-"addresses() -> (run, {call: host function})\n\n"
-"The C entry for the fast path and the C host functions by PNI call name.");
+"addresses() -> (run, {call: host function}, run_batch)\n\n"
+"The C entry for the fast path, the C host functions by PNI call name and the batch entry.");
 
 static PyObject *addresses(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
     PyObject *d = PyDict_New();
@@ -268,11 +358,13 @@ static PyObject *addresses(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
         Py_DECREF(v);
     }
     PyObject *r = PyLong_FromVoidPtr((void *)run);
-    if (!r) {
+    PyObject *rb = r ? PyLong_FromVoidPtr((void *)run_batch) : NULL;
+    if (!rb) {
+        Py_XDECREF(r);
         Py_DECREF(d);
         return NULL;
     }
-    return Py_BuildValue("(NN)", r, d);
+    return Py_BuildValue("(NNN)", r, d, rb);
 }
 
 PyDoc_STRVAR(take_error_doc,
@@ -309,6 +401,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fast(void) {
     if (!str_seq && !(str_seq = PyUnicode_InternFromString("seq"))) return NULL;
+    if (!str_limit && !(str_limit = PyUnicode_InternFromString("limit"))) return NULL;
     if (!one && !(one = PyLong_FromLong(1))) return NULL;
     return PyModule_Create(&module);
 }

@@ -115,7 +115,7 @@ class WasmCode(LoadedCode, FastEntry):
         types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
 
         fast = fastcall.fast_module()
-        self._fast_run, c_imports = fast.addresses() if fast is not None else (0, {})
+        self._fast_run, c_imports, self._fast_batch_run = fast.addresses() if fast is not None else (0, {}, 0)
         #: the bound accept the node's UDP fast path calls (None without pan_wasm._fast)
         self._fast: fastcall.FastEntry | None = fastcall.FastEntry() if fast is not None else None
         for call in calls:
@@ -261,6 +261,9 @@ class WasmCode(LoadedCode, FastEntry):
         if budget is not None and budget is not self._budget:
             self._apply_budget(budget)  # what the node's own path would apply first
         return self._fast_run, ctypes.addressof(self._fast)
+
+    def fast_batch_entry(self) -> int | None:
+        return self._fast_batch_run if self._fast is not None and self._store is not None else None
 
     def take_fast_usage(self) -> tuple[int, int]:
         fast = self._fast

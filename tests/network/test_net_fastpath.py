@@ -69,8 +69,8 @@ def _counters(d, roles: dict[str, str]) -> dict:
     return {"node": {f: s[f] for f in ("received", "sent", "delivered", "dropped")}, "code": code, "links": links}
 
 
-def _ping_run(tmpdir, runtime: str, fast: bool):
-    ds = _line(tmpdir, fast)
+def _ping_run(tmpdir, runtime: str, fast: bool, limits: str = ""):
+    ds = _line(tmpdir, fast, limits)
     try:
         sender, middle, receiver = ds
         code = _install_everywhere(ds, runtime, "ping")

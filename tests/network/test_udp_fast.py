@@ -10,16 +10,28 @@ nothing private of the node, the pool or the transport.
 from __future__ import annotations
 
 import ast
+import contextlib
 import struct
+import types
 from pathlib import Path
 
 import pytest
-from nethelpers import pump
-from test_net_fastpath import RUNTIMES, N, _forward_line, _ping_run, tmpdir_short  # noqa: F401
+from nethelpers import FakePeer, pump
+from test_net_fastpath import (  # noqa: F401
+    PORT,
+    RUNTIMES,
+    N,
+    _forward_line,
+    _install_everywhere,
+    _line,
+    _ping_run,
+    tmpdir_short,
+)
 from test_net_udp import forward_body
 
+from pan_runtime.cli.netcli import format_stats
 from pan_runtime.net import udp_fast
-from pan_runtime.net.application import capsule_bytes
+from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
 
@@ -111,3 +123,95 @@ def test_the_fast_path_reads_nothing_private_of_the_node():
     }
     # the door: snapshot functions take the node; these are the only members it touches
     assert node_uses <= {"hand_over", "counter_sources", "stats", "cache", "pool"}, node_uses
+
+
+# -- batches: system calls and crossings -----------------------------------------------------
+
+BURST = 40
+
+
+@contextlib.contextmanager
+def _peer_line(tmpdir, runtime: str, limits: str = ""):
+    """Sender (a FakePeer in the sender's place), middle, receiver; ``runtime``'s forward code
+    everywhere and an application bound at the receiver."""
+    ds = _line(tmpdir, True, limits)
+    sender, middle, receiver = ds
+    peer = None
+    try:
+        code = _install_everywhere(ds, runtime, "forward")
+        app = Application(receiver.node)
+        app.bind(PORT)
+        port = sender.transport.endpoints[0][1]
+        sender.close()
+        peer = FakePeer(port)
+        yield types.SimpleNamespace(ds=ds[1:], middle=middle, receiver=receiver, code=code, app=app, peer=peer,
+                                    mport=middle.transport.endpoints[0][1])
+    finally:
+        if peer is not None:
+            peer.close()
+        for d in ds:
+            d.close()
+
+
+def _syscalls(d) -> dict:
+    return d.transport.info()["syscalls"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_burst_crosses_a_middle_whole_in_fewer_receive_calls_than_datagrams(tmpdir_short, runtime):  # noqa: F811
+    with _peer_line(tmpdir_short, runtime) as t:
+        assert pump(t.ds, lambda: False, timeout=0.2) is False  # settle: the nodes' own traffic first
+        before = _syscalls(t.middle)
+        for i in range(BURST):  # all of it in the middle's socket before the middle reads
+            t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, struct.pack(">I", i)), t.peer.address), t.mport)
+        assert pump(t.ds, lambda: t.app.pending == BURST)
+        got = sorted(struct.unpack(">I", d.data[20:24])[0] for d in t.app.deliveries())
+        assert got == list(range(BURST))
+        after = _syscalls(t.middle)
+        read = after["recv_datagrams"] - before["recv_datagrams"]
+        calls = after["recv_calls"] - before["recv_calls"]
+        sends = after["send_calls"] - before["send_calls"]
+        assert read == BURST and after["send_datagrams"] - before["send_datagrams"] == BURST
+        assert 1 <= calls < read and 1 <= sends < BURST, after
+        fast = _fast(t.middle)
+        assert fast["finished_in_c"] == BURST and fast["crossings"] == 0
+        if runtime == "restricted_py":  # a Python entry: one call per capsule, no batch entry
+            assert fast["batch_calls"] == 0
+        else:  # the capsules of one receive went into the runtime together
+            assert 1 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST // 2, fast
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_lone_capsule_is_forwarded_without_waiting_for_a_batch(tmpdir_short, runtime):  # noqa: F811
+    with _peer_line(tmpdir_short, runtime) as t:
+        assert pump(t.ds, lambda: False, timeout=0.2) is False
+        for i in range(3):  # one at a time, each answered before the next goes
+            before = _syscalls(t.middle)
+            t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, b"lone %d" % i), t.peer.address), t.mport)
+            assert pump(t.ds, lambda i=i: t.app.pending == i + 1)
+            after = _syscalls(t.middle)
+            # one receive read it (a short read: no second call to find the socket empty), one send
+            assert after["recv_datagrams"] - before["recv_datagrams"] == 1
+            assert after["recv_calls"] - before["recv_calls"] == 1
+            assert after["send_calls"] - before["send_calls"] == 1
+        assert [d.data[20:] for d in t.app.deliveries()] == [b"lone 0", b"lone 1", b"lone 2"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_ping_with_batching_on_matches_the_python_path(tmpdir_short, runtime):  # noqa: F811
+    limits = "batch = 8\n"
+    slow, _ = _ping_run(tmpdir_short, runtime, fast=False, limits=limits)
+    fast, paths = _ping_run(tmpdir_short, runtime, fast=True, limits=limits)
+    assert fast == slow
+    assert paths["middle"]["finished_in_c"] == 2 * N and paths["receiver"]["handed_over"] == N
+
+
+def test_stats_show_system_calls_per_capsule(tmpdir_short):  # noqa: F811
+    with _peer_line(tmpdir_short, "native") as t:
+        for i in range(BURST):
+            t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, b"%d" % i), t.peer.address), t.mport)
+        assert pump(t.ds, lambda: t.app.pending == BURST)
+        text = format_stats(t.middle.statistics())
+        sc = _syscalls(t.middle)
+        assert f"recv {sc['recv_calls']} ({sc['recv_datagrams']} datagrams)" in text
+        assert "system calls per capsule" in text
