@@ -181,6 +181,7 @@ def main(args: argparse.Namespace) -> int:
     if args.plot:
         from .plots import draw_all
 
-        for path in draw_all([r.__dict__ for r in outcome.results], args.plot, quick=plan.quick, trials=plan.trials):
+        for path in draw_all([r.__dict__ for r in outcome.results], args.plot, quick=plan.quick, trials=plan.trials,
+                              flags=outcome.flags):
             print(f"wrote {path}")
     return 1 if outcome.failed else 0
