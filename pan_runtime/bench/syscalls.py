@@ -4,7 +4,8 @@ Sampling ``/proc/PID/syscall`` misses most calls, so the count comes from the ke
 tracepoint through ``perf stat -e raw_syscalls:sys_enter -p PID`` where perf works here,
 else from ``strace -c -f -p PID`` (which slows the process it traces: its count is right,
 the rate at which it was taken is not). Either attaches to every thread of the process.
-CPU time is the process's ``utime + stime`` from ``/proc/PID/stat`` (all its threads, in
+Neither outlives its count: perf counts for a fixed time, and strace ends with the process it
+traces (which dies with the harness). CPU time is the process's ``utime + stime`` from ``/proc/PID/stat`` (all its threads, in
 clock ticks of ``SC_CLK_TCK``).
 """
 
