@@ -7,7 +7,8 @@
  *
  *   gen BIND DEST RATE SECONDS FILE  send the datagram held in FILE (a capsule the harness
  *                                    encoded) from BIND to DEST at RATE per second for
- *                                    SECONDS, paced in small sendmmsg bursts; prints
+ *                                    SECONDS (never longer: short of the rate, it
+ *                                    sends less), paced in small sendmmsg bursts; prints
  *                                    "sent N ns ELAPSED calls C" when done
  *   sink BIND                        count what arrives at BIND (recvmmsg); commands on
  *                                    standard input: "expect NAMEHEX LENGTH" names the capsules
@@ -165,9 +166,13 @@ static int run_gen(char **argv) {
     if (burst > BATCH) burst = BATCH;
     long long sent = 0, calls = 0;
     int64_t start = now_ns();
-    while (sent < total) {
-        /* capsule k is due at start + k / rate; send what is due, then sleep until the next burst is */
-        long long due = (long long)((double)(now_ns() - start) * rate / 1e9) + 1;
+    int64_t stop_at = start + (int64_t)(seconds * 1e9);
+    for (;;) {
+        /* capsule k is due at start + k / rate; send what is due, then sleep until the next burst
+         * is. The trial lasts SECONDS whatever was sent: a generator short of the rate sends less */
+        int64_t t = now_ns();
+        if (sent >= total || t >= stop_at) break;
+        long long due = (long long)((double)(t - start) * rate / 1e9) + 1;
         if (due > total) due = total;
         if (due <= sent) {
             long long next = sent + burst < total ? sent + burst : total;
