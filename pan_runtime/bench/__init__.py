@@ -1,8 +1,9 @@
 """``pan bench``: compare runtimes on the paper's experiments, measured side by side in one run.
 
 Experiments ``dispatch`` (per-capsule time inside one node), ``ping`` (round trip, and the
-middle node's added latency) and ``flood`` (throughput); configurations ``none``,
-``passive``, ``cforw``, ``active``, ``activecopy``; topologies ``inproc``, ``udp``, ``netns``,
+middle node's added latency), ``flood`` (throughput) and ``capacity`` (the highest rate a
+middle forwards with loss under a threshold); configurations ``none``, ``passive``,
+``cforw``, ``cbatch`` (capacity only), ``active``, ``activecopy``; topologies ``inproc``, ``udp``, ``netns``,
 ``mininet``. ``docs/bench.md`` explains the run, the JSON and how to read the figures;
 ``pan bench report FILE.json`` renders a run as Markdown next to the paper's figures.
 """
@@ -34,8 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", help="comma-separated IP packet sizes in bytes (default 128,156,512,1024,1500,1504,2048,8192)")
     p.add_argument("--batch", type=int, default=1, help="largest batch the node hands a runtime in dispatch (default 1)")
     p.add_argument("--count", type=int, help="capsules per trial (default: dispatch 2000, ping 300, flood 4000)")
-    p.add_argument("--trials", type=int, help="trials per cell, the median kept (default 3)")
+    p.add_argument("--trials", type=int, help="trials per cell, the median kept (default 3; capacity: searches per cell)")
     p.add_argument("--warmup", type=int, help="untimed trials before the timed ones (default 1)")
+    p.add_argument("--duration", type=float, help="capacity: seconds per trial (default 1.0)")
+    p.add_argument("--loss", type=float, help="capacity: the loss a passing trial may have, in percent (default 0.1)")
+    p.add_argument("--steps", type=int, help="capacity: trials per search at most (default 8)")
+    p.add_argument("--top-rate", type=float, help="capacity: the highest rate tried, capsules/s (default 1000000)")
     p.add_argument("--placement", default="onecpu", help=f"{', '.join(PLACEMENTS)}: which CPUs the hosts run on (default onecpu)")
     p.add_argument("--json", metavar="FILE", help="write results as JSON")
     p.add_argument("--plot", metavar="DIR", help="draw the paper's figures as PNG files into DIR (needs matplotlib)")
@@ -131,6 +136,9 @@ def main(args: argparse.Namespace) -> int:
         from pan_runtime.lab.experiments import format_lab_results
 
         print("\non labs (medians):\n" + (format_lab_results(outcome.results) or "(no results)"))
+    if outcome.syscall_method:
+        print(f"\ncapacity: system calls of the middle counted with {outcome.syscall_method} over one more trial at "
+              "each search's capacity; CPU from /proc/PID/stat over the highest passing trial")
     if outcome.flags:
         from .noise import flag_lines
 
@@ -166,12 +174,14 @@ def main(args: argparse.Namespace) -> int:
             quick=plan.quick,
             load={"start": load_start, "end": load_end},
             flags=outcome.flags,
+            **({"syscall_method": outcome.syscall_method} if outcome.syscall_method else {}),
         )
         write_json(args.json, document(m, outcome.results))
         print(f"wrote {args.json}")
     if args.plot:
         from .plots import draw_all
 
-        for path in draw_all([r.__dict__ for r in outcome.results], args.plot, quick=plan.quick, trials=plan.trials):
+        for path in draw_all([r.__dict__ for r in outcome.results], args.plot, quick=plan.quick, trials=plan.trials,
+                              flags=outcome.flags):
             print(f"wrote {path}")
     return 1 if outcome.failed else 0

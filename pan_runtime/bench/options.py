@@ -32,8 +32,9 @@ __all__ = [
 
 IP_UDP_OVERHEAD = 28
 MAX_SIZE = 65535
-EXPERIMENTS = ("dispatch", "ping", "flood", "spread", "path")
-CONFIGS = ("none", "passive", "cforw", "active", "activecopy")
+EXPERIMENTS = ("dispatch", "ping", "flood", "capacity", "spread", "path")
+#: ``cbatch``: the C batched forwarder, a baseline of the capacity experiment only
+CONFIGS = ("none", "passive", "cforw", "cbatch", "active", "activecopy")
 TOPOLOGIES = ("inproc", "udp", "netns", "mininet")
 #: a lab from a topology file (``pan lab``): ``lab:FILE``
 LAB_PREFIX = "lab:"
@@ -44,10 +45,18 @@ BASELINES = ("null", "bare")
 DEFAULT_SIZES = (128, 156, 512, 1024, 1500, 1504, 2048, 8192)
 QUICK_SIZES = (156, 1500)
 #: body header each experiment's protocol needs (forward_hdr, ping_hdr, flood_hdr)
-_BODY_HEADER = {"dispatch": 20, "ping": 56, "flood": 68, "spread": 56, "path": 56}
-#: capsules per trial (and trials) when --count/--trials are not given
-DEFAULT_COUNTS = {"dispatch": 2000, "ping": 300, "flood": 4000, "spread": 1, "path": 300}
-QUICK_COUNTS = {"dispatch": 200, "ping": 40, "flood": 400, "spread": 1, "path": 40}
+_BODY_HEADER = {"dispatch": 20, "ping": 56, "flood": 68, "capacity": 20, "spread": 56, "path": 56}
+#: capsules per trial (and trials) when --count/--trials are not given (capacity's trials
+#: last --duration seconds instead; its searches take at most --steps trials)
+DEFAULT_COUNTS = {"dispatch": 2000, "ping": 300, "flood": 4000, "capacity": 1, "spread": 1, "path": 300}
+QUICK_COUNTS = {"dispatch": 200, "ping": 40, "flood": 400, "capacity": 1, "spread": 1, "path": 40}
+#: sizes of a run of capacity alone when --size is not given (the sizes of issue tables)
+CAPACITY_SIZES = (128, 1500)
+QUICK_CAPACITY_SIZES = (1500,)
+#: the capacity search's settings when not given: trial seconds, loss threshold (a share),
+#: trials per search, the highest rate tried (capsules/s)
+CAPACITY_DEFAULTS = {"duration": 1.0, "loss": 0.001, "steps": 8, "top_rate": 1_000_000.0}
+QUICK_CAPACITY = {"duration": 0.3, "loss": 0.001, "steps": 4, "top_rate": 1_000_000.0}
 
 
 def min_size(experiment: str) -> int:
@@ -61,6 +70,10 @@ def config_unsupported(experiment: str, topology: str, config: str) -> str | Non
         return None if config in ("active", "activecopy") else "dispatch measures a node: active or activecopy only"
     if experiment in ("spread", "path") and not topology.startswith(LAB_PREFIX):
         return f"{experiment} runs on a lab (--topology lab:FILE)"
+    if config == "cbatch" and experiment != "capacity":
+        return "the C batched forwarder is a baseline of the capacity experiment"
+    if experiment == "capacity" and (topology == "inproc" or topology.startswith(LAB_PREFIX)):
+        return "capacity runs its generator and sink on sockets (udp, netns or mininet)"
     if config == "passive" and topology not in ("netns", "mininet"):
         return "kernel IP forwarding needs a kernel between the hosts (netns or mininet)"
     if config == "cforw" and topology == "inproc":
@@ -83,6 +96,12 @@ class Plan:
     batch: int
     placement: str
     quick: bool
+    #: the capacity search: seconds per trial, loss threshold (a share), trials per search,
+    #: highest rate tried (capsules/s)
+    duration: float = CAPACITY_DEFAULTS["duration"]
+    loss: float = CAPACITY_DEFAULTS["loss"]
+    steps: int = int(CAPACITY_DEFAULTS["steps"])
+    top_rate: float = CAPACITY_DEFAULTS["top_rate"]
     #: what the plan names but cannot run here ("runtime jvm": "no JDK")
     skipped: dict[str, str] = field(default_factory=dict)
     #: topologies the plan names that are unavailable here, with the reason
@@ -101,6 +120,8 @@ class Plan:
             "batch": self.batch,
             "placement": self.placement,
             "quick": self.quick,
+            **({"capacity": {"duration_s": self.duration, "loss": self.loss, "steps": self.steps, "top_rate": self.top_rate}}
+               if "capacity" in self.experiments else {}),
         }
 
 
@@ -168,7 +189,8 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
     runtime that has them, the built-in ones first."""
     experiments = _names(args.experiment, EXPERIMENTS, "experiment", ("dispatch",))
     topologies = _topologies(args.topology)
-    configs = _names(args.config, CONFIGS, "configuration", CONFIGS)
+    configs = _names(args.config, CONFIGS, "configuration",
+                     CONFIGS if "capacity" in experiments else tuple(c for c in CONFIGS if c != "cbatch"))
     placement = args.placement
     if placement not in PLACEMENTS:
         raise PanError(f"unknown placement {placement!r}; known: {', '.join(PLACEMENTS)}")
@@ -178,7 +200,11 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         sorted(n for n, why in known_runtimes.items() if n not in BUILTIN_ORDER and n in protocols and why is None)
     )
     runtimes = _names(args.runtime, known, "runtime", default_rt)
-    sizes = parse_sizes(args.size, experiments, QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    if experiments == ["capacity"]:
+        default_sizes = QUICK_CAPACITY_SIZES if args.quick else CAPACITY_SIZES
+    else:
+        default_sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    sizes = parse_sizes(args.size, experiments, default_sizes)
     base = QUICK_COUNTS if args.quick else DEFAULT_COUNTS
     counts = {e: (args.count if args.count is not None else base[e]) for e in experiments}
     trials = args.trials if args.trials is not None else (1 if args.quick else 3)
@@ -191,7 +217,8 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         raise PanError("--batch must be at least 1")
     if placement == "hosts" and _cpus() < 2:
         raise PanError("--placement hosts needs two CPUs (one for the middle, one for the ends); this process may use one")
-    plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick)
+    plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
+                **_capacity_settings(args))
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:
@@ -199,6 +226,30 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         if why:
             plan.skipped[f"runtime {r}"] = why
     return plan
+
+
+def _capacity_settings(args: argparse.Namespace) -> dict[str, float | int]:
+    """--duration, --loss (percent on the command line), --steps, --top-rate, checked."""
+    base = QUICK_CAPACITY if args.quick else CAPACITY_DEFAULTS
+    duration = getattr(args, "duration", None)
+    loss = getattr(args, "loss", None)
+    steps = getattr(args, "steps", None)
+    top = getattr(args, "top_rate", None)
+    out: dict[str, float | int] = {
+        "duration": base["duration"] if duration is None else duration,
+        "loss": base["loss"] if loss is None else loss / 100,
+        "steps": int(base["steps"]) if steps is None else steps,
+        "top_rate": base["top_rate"] if top is None else top,
+    }
+    if not 0.01 <= out["duration"] <= 600:
+        raise PanError("--duration must be between 0.01 and 600 seconds")
+    if not 0 <= out["loss"] < 1:
+        raise PanError("--loss is a percentage from 0 up to (not including) 100")
+    if not 1 <= out["steps"] <= 64:
+        raise PanError("--steps must be between 1 and 64")
+    if not 1000 <= out["top_rate"] <= 1e8:
+        raise PanError("--top-rate must be between 1000 and 100000000 capsules per second")
+    return out
 
 
 def _cpus() -> int:

@@ -34,7 +34,7 @@ FIGURES = {
     "flood-mbit": ("flood", "mbit_per_s", "Flood throughput (Fig. 8)", "Mbit/s", True),
 }
 RUNTIME_ORDER = ("native", "wasm", "jvm", "jvm-nogc", "restricted_py", "null", "bare")
-CONFIG_ORDER = ("none", "passive", "cforw", "active", "activecopy")
+CONFIG_ORDER = ("none", "passive", "cbatch", "cforw", "active", "activecopy")
 
 #: (size, median, low, high, flag): flag "" or "noise" or "sender" (drawn as a cross or a ring)
 Point = tuple[int, float, float | None, float | None, str]
@@ -131,8 +131,10 @@ def figure_panels(rows: list[dict[str, Any]], stem: str, topo: str, trials: int 
     return _panels(_series(rows, exp, metric, topo, flag_cells(rows, trials)), exp == "dispatch")
 
 
-def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool = False, trials: int = 1) -> list[Path]:
-    """Draw every figure the rows have data for into ``directory``; returns the files written."""
+def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool = False, trials: int = 1,
+             flags: dict[str, str] | None = None) -> list[Path]:
+    """Draw every figure the rows have data for into ``directory``; returns the files written.
+    ``flags``: the run's flagged cells beyond those the rows show (the capacity search's)."""
     check_matplotlib()
     import matplotlib
 
@@ -141,7 +143,7 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    flags = flag_cells(rows, trials)
+    flags = {**flag_cells(rows, trials), **(flags or {})}
     written = []
     topologies = sorted({r["topology"] for r in rows})
     for stem, (exp, metric, title, ylabel, logy) in FIGURES.items():
@@ -249,4 +251,108 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
             fig.savefig(path, dpi=110, metadata={"Title": head.replace("\n", " — ")})
             plt.close(fig)
             written.append(path)
+    written += _draw_capacity(rows, d, flags, quick=quick, trials=trials)
     return written
+
+
+#: the capacity figure's panels: metric, title, log y axis
+CAPACITY_PANELS = (
+    ("capacity_kpps", "capacity (kpps, loss under the threshold)", True),
+    ("cpu_us_per_capsule", "middle's CPU per capsule (µs)", False),
+    ("syscalls_per_capsule", "middle's system calls per capsule", True),
+)
+
+
+def capacity_lines(rows: list[dict[str, Any]], topo: str, metric: str) -> dict[str, list[tuple[int, float, float, float]]]:
+    """Middle ("cforw", "active native") -> (size, median, lowest, highest) of ``metric`` on ``topo``."""
+    ix = index(rows)
+    out: dict[str, list[tuple[int, float, float, float]]] = {}
+    for (e, t, config, rt, size, m, st), v in ix.items():
+        if e != "capacity" or t != topo or m != metric or st != "median":
+            continue
+        lo = ix.get((e, t, config, rt, size, m, "trial_min"), v)
+        hi = ix.get((e, t, config, rt, size, m, "trial_max"), v)
+        out.setdefault(config if rt == "-" else f"{config} {rt}", []).append((size, v, lo, hi))
+    return out
+
+
+def _draw_capacity(rows: list[dict[str, Any]], d: Path, flags: dict[str, str], *, quick: bool, trials: int) -> list[Path]:
+    """One figure per topology: a panel per measure (capacity, CPU and system calls per
+    capsule), a line per middle over the packet size; a ring marks a generator-limited cell."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    for topo in sorted({r["topology"] for r in rows if r["experiment"] == "capacity"}):
+        panels = [(m, title, logy, capacity_lines(rows, topo, m)) for m, title, logy in CAPACITY_PANELS]
+        panels = [p for p in panels if p[3]]
+        if not panels:
+            continue
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.2), squeeze=False, layout="constrained")
+        names = sorted({n for p in panels for n in p[3]}, key=lambda n: (
+            CONFIG_ORDER.index(n.split()[0]) if n.split()[0] in CONFIG_ORDER else len(CONFIG_ORDER), n))
+        cmap = plt.get_cmap("tab10")
+        colors = {n: cmap(i % 10) for i, n in enumerate(names)}
+        handles: dict[str, Any] = {}
+        limited = False
+        for ax, (metric, title, logy, lines) in zip(axes[0], panels, strict=True):
+            sizes = sorted({p[0] for pts in lines.values() for p in pts})
+            for n, name in enumerate(names):
+                pts = sorted(p for p in lines.get(name, []) if not logy or p[1] > 0)
+                if not pts:
+                    continue
+                xs = [p[0] * 1.02 ** (n - (len(names) - 1) / 2) for p in pts]
+                ys = [p[1] for p in pts]
+                err = [[max(0.0, y - p[2]) for y, p in zip(ys, pts, strict=True)],
+                       [max(0.0, p[3] - y) for y, p in zip(ys, pts, strict=True)]] if trials > 1 else None
+                if logy and err:
+                    err[0] = [min(e, y * 0.999) for e, y in zip(err[0], ys, strict=True)]
+                h = ax.errorbar(xs, ys, yerr=err, color=colors[name], marker=_MARKS.get(name.split()[0], "o"),
+                                markersize=4, linewidth=1.2, capsize=2.5, elinewidth=0.8, label=name)
+                handles.setdefault(name, h)
+                config, _, rt = name.partition(" ")
+                bad = [(x, y) for x, y, p in zip(xs, ys, pts, strict=True) if flags.get(
+                    cell_key("capacity", topo, config, rt or "-", p[0], "capacity_kpps"), "").startswith("generator-limited")]
+                if bad and metric == "capacity_kpps":
+                    limited = True
+                    ax.plot([x for x, _ in bad], [y for _, y in bad], linestyle="none", marker="o", markersize=10,
+                            markerfacecolor="none", color="black", markeredgewidth=1.2)
+            ax.set_title(title, fontsize=9)
+            ax.set_xscale("log")
+            ax.set_xticks(sizes)
+            ax.set_xticklabels([str(x) for x in sizes], fontsize=7)
+            ax.minorticks_off()
+            ax.grid(True, alpha=0.3)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_xlabel("packet size (bytes, IP and UDP headers included)", fontsize=7)
+            values = [p[1] for pts in lines.values() for p in pts if p[1] > 0]
+            if logy and values:
+                ax.set_yscale("log")
+                ticks = log_ticks(min(values), max(values))
+                ax.set_ylim(min(values) / 1.4, max(values) * 1.4)
+                ax.set_yticks(ticks)
+                ax.set_yticklabels([_label(t) for t in ticks], fontsize=7)
+                ax.yaxis.set_minor_locator(matplotlib_null())
+            else:
+                ax.set_ylim(bottom=0)
+        head = f"Capacity of the middle — {topo}"
+        if quick:
+            head += "\nQUICK RUN: short searches — a smoke test, not a measurement"
+        fig.suptitle(head, fontsize=10, color="darkred" if quick else "black")
+        notes = [f"error bars: lowest to highest of {trials} searches" if trials > 1 else "one search per point: no error bars"]
+        if limited:
+            notes.append("○ generator-limited (the middle forwarded all that was offered)")
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7, frameon=False,
+                   title="middle", title_fontsize=7)
+        fig.supxlabel(textwrap.fill("; ".join(notes), 120), fontsize=7, x=0.01, ha="left")
+        path = d / f"capacity-{topo}.png"
+        fig.savefig(path, dpi=110, metadata={"Title": head.replace("\n", " — ")})
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def matplotlib_null() -> Any:
+    """A locator that draws no minor ticks."""
+    import matplotlib.ticker
+
+    return matplotlib.ticker.NullLocator()

@@ -266,7 +266,7 @@ def report_main(path: str, output: str | None, plot_dir: str | None) -> int:
 
         base = Path(output).parent if output else Path(".")
         quick = bool(doc["meta"].get("quick"))
-        figures = [os.path.relpath(p, base) for p in draw_all(doc["results"], plot_dir, quick=quick, trials=run_trials(doc))]
+        figures = [os.path.relpath(p, base) for p in draw_all(doc["results"], plot_dir, quick=quick, trials=run_trials(doc), flags=doc["meta"].get("flags"))]
     text = render_report(doc, figures)
     if output:
         Path(output).write_text(text)

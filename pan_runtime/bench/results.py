@@ -37,6 +37,8 @@ __all__ = [
 METRICS = (
     "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
     "others_cpu",
+    # the capacity experiment (pan_runtime.bench.capacity)
+    "capacity_kpps", "cpu_us_per_capsule", "syscalls_per_capsule", "loss_pct",
     # experiments on a lab (pan_runtime.lab.experiments)
     "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
 )

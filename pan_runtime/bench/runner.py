@@ -40,6 +40,10 @@ class Outcome:
     sysctls: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     #: cells a reader would be misled by (``noise.flag_cells``): cell -> why
     flags: dict[str, str] = field(default_factory=dict)
+    #: capacity cells flagged by the search (at its top, generator-limited, stray datagrams)
+    capacity_flags: dict[str, str] = field(default_factory=dict)
+    #: how the capacity experiment counted system calls ("perf", "strace" or why not)
+    syscall_method: str = ""
     #: each ping cell's per-trial median round trips, in the order the trials ran (trial t of
     #: every configuration ran in the same round): (topology, config, runtime, size) -> values
     rounds: dict[tuple[str, str, str, int], list[float]] = field(default_factory=dict)
@@ -129,9 +133,11 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
 
                     attempt(f"dispatch inproc {config} {rt} {size}", one)
     _run_labs(plan, runtimes, out, rec, progress)
+    if "capacity" in plan.experiments:
+        _run_capacity(plan, [r for r in runtimes if r not in ("null", "bare")], out, rec, progress)
     socket_exps = [e for e in plan.experiments if e in ("ping", "flood")]
     if not socket_exps or all(t.startswith(LAB_PREFIX) for t in plan.topologies):
-        out.flags = flag_cells(out.results, plan.trials)
+        out.flags = {**flag_cells(out.results, plan.trials), **out.capacity_flags}
         return out
     node_rts = [r for r in runtimes if r not in ("null", "bare")]
     for r in runtimes:
@@ -152,8 +158,29 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
         else:
             _run_sockets(plan, topo, socket_exps, node_rts, codes, rec, attempt, progress)
     derive(out)
-    out.flags = flag_cells(out.results, plan.trials)
+    out.flags = {**flag_cells(out.results, plan.trials), **out.capacity_flags}
     return out
+
+
+def _run_capacity(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder,
+                  progress: Callable[[str], None] | None) -> None:
+    """The capacity experiment on every socket topology of the plan (``capacity.py``)."""
+    from .capacity import run_capacity
+
+    for topo in plan.topologies:
+        if topo in plan.skipped_topologies:
+            continue
+        why = config_unsupported("capacity", topo, "active")
+        if why:
+            out.skipped[f"capacity {topo}"] = why
+            continue
+        try:
+            got = run_capacity(plan, topo, runtimes, rec.add, out.failed, out.skipped, progress)
+        except PanError as exc:
+            out.failed[f"capacity {topo}"] = str(exc)
+            continue
+        out.capacity_flags.update(got.flags)
+        out.syscall_method = got.syscall_method
 
 
 def _run_labs(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder, progress: Callable[[str], None] | None) -> None:

@@ -83,4 +83,46 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
         parts.append("flood (throughput the receiver counted; spread = lowest–highest trial)\n"
                      + format_table(rows, ["topology", "config", "runtime", "size", "capsules/s", "spread", "Mbit/s", "GCs",
                                            "note"]))
+    cap = [c for c in cells if c[0] == "capacity"]
+    if cap:
+        parts.append(_capacity_table(ix, cap, trials, flags))
     return "\n\n".join(parts)
+
+
+#: the middles of the capacity table, in the order of the issue's table: kernel, C, Python, pan
+_MIDDLE_ORDER = ("none", "passive", "cbatch", "cforw", "active", "activecopy")
+
+
+def _middle(config: str, runtime: str) -> str:
+    return config if runtime == "-" else f"{config} {runtime}"
+
+
+def _capacity_table(ix: dict[Any, float], cells: list[tuple[str, str, str, str, int]], trials: int,
+                    flags: dict[str, str]) -> str:
+    """Capacity per middle: kpps with its spread, Mbit/s, the middle's CPU and system calls
+    per forwarded capsule, the loss of the highest passing trial."""
+    from .options import BUILTIN_ORDER
+
+    def order(c: tuple[str, str, str, str, int]) -> tuple[object, ...]:
+        rt = BUILTIN_ORDER.index(c[3]) if c[3] in BUILTIN_ORDER else len(BUILTIN_ORDER)
+        cfg = _MIDDLE_ORDER.index(c[2]) if c[2] in _MIDDLE_ORDER else len(_MIDDLE_ORDER)
+        return (c[1], c[4], cfg, rt, c[3])
+
+    rows = []
+    for cell in sorted(cells, key=order):
+        exp, topo, config, rt, size = cell
+
+        def g(m: str, s: str = "median", cell: tuple[str, str, str, str, int] = cell) -> float | None:
+            return ix.get((*cell, m, s))
+
+        why = flags.get(cell_key(*cell, "capacity_kpps"), "")
+        note = ", ".join(w.split(":", 1)[0] for w in why.split("; ") if w)
+        busy = _note(flags, cell, ("others_cpu",))
+        rows.append([topo, _middle(config, rt), str(size), _f(g("capacity_kpps")),
+                     spread_text(ix, cell, "capacity_kpps", trials), _f(g("mbit_per_s"), "{:.0f}"),
+                     _f(g("cpu_us_per_capsule"), "{:.2f}"), _f(g("syscalls_per_capsule"), "{:.3f}"),
+                     _f(g("loss_pct"), "{:.3f}%"), ", ".join(x for x in (note, busy) if x)])
+    return ("capacity (highest rate forwarded with loss under the threshold, median of the searches; spread = "
+            "lowest–highest search; CPU and system calls of the middle process per forwarded capsule)\n"
+            + format_table(rows, ["topology", "middle", "size", "kpps", "spread", "Mbit/s", "CPU µs/capsule",
+                                  "syscalls/capsule", "loss", "note"]))

@@ -155,14 +155,16 @@ class Testbed:
         """The UDP port of ``role`` in ``config`` (configurations run side by side, each on its own ports)."""
         return 7000 + 10 * _CONFIG_SLOT.get(config, 9) + ("sender", "middle", "receiver").index(role)
 
-    def spawn(self, role: str, argv: list[str], name: str) -> Proc:
+    def spawn(self, role: str, argv: list[str], name: str, *, stdin: bool = False) -> Proc:
+        """Start ``argv`` on ``role``'s host (pinned as the placement says); ``stdin``: with a
+        pipe to write commands to (else standard input is empty)."""
         host = self.hosts[role]
         cmd = list(argv)
         cmd = taskset_prefix(self.placement, role) + cmd
         cmd = host.enter + cmd
         popen = subprocess.Popen(
             cmd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -76,3 +76,19 @@ def loaded_run() -> list[Result]:
     out.results.append(Result("ping", "netns", "active", "native", 1500, "others_cpu", "median", 0.6))
     derive(out)
     return out.results
+
+
+def capacity_run() -> list[Result]:
+    """A capacity run on netns at two sizes: the baselines (runtime ``-``) and two pan middles."""
+    cells = {}
+    for size, scale in ((128, 1.1), (1500, 1.0)):
+        for config, rt, kpps, cpu, calls in (("passive", "-", 130.0, None, None), ("cbatch", "-", 84.0, 5.8, 0.03),
+                                             ("cforw", "-", 33.0, 14.0, 2.0), ("active", "native", 69.0, 7.5, 2.0),
+                                             ("active", "wasm", 41.0, 12.0, 2.0)):
+            cells[("capacity", "netns", config, rt, size, "capacity_kpps")] = (kpps * scale, kpps * scale * 0.9, kpps * scale * 1.05)
+            cells[("capacity", "netns", config, rt, size, "mbit_per_s")] = (kpps * scale * size * 8 / 1000,) * 3
+            cells[("capacity", "netns", config, rt, size, "loss_pct")] = (0.02, 0.0, 0.05)
+            if cpu is not None:
+                cells[("capacity", "netns", config, rt, size, "cpu_us_per_capsule")] = (cpu, cpu * 0.9, cpu * 1.1)
+                cells[("capacity", "netns", config, rt, size, "syscalls_per_capsule")] = (calls, calls, calls)
+    return rows_of(cells)

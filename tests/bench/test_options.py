@@ -26,6 +26,11 @@ from pan_runtime.cli.main import main
         (["--count", "0"], "must be positive"),
         (["--trials", "-1"], "must be positive"),
         (["--batch", "0"], "at least 1"),
+        (["--experiment", "capacity", "--loss", "100"], "--loss is a percentage"),
+        (["--experiment", "capacity", "--duration", "0"], "--duration must be between"),
+        (["--experiment", "capacity", "--steps", "0"], "--steps must be between"),
+        (["--experiment", "capacity", "--top-rate", "10"], "--top-rate must be between"),
+        (["--experiment", "capacity", "--size", "99"], "below the smallest capsule these experiments send (100 bytes"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(args, message, capsys):
@@ -93,3 +98,31 @@ def test_a_size_too_small_for_one_experiment_skips_its_cells_with_the_reason(tmp
     assert data["meta"]["skipped"]["ping inproc active native 128"] == f"a ping capsule needs at least {min_size('ping')} bytes"
     sizes = {r["size"] for r in data["results"]}
     assert sizes == {1500}
+
+
+def test_capacity_needs_sockets_and_cbatch_is_a_baseline_of_capacity_only(capsys):
+    assert main(["bench", "--experiment", "capacity", "--topology", "inproc", "--runtime", "native", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "capacity inproc: capacity runs its generator and sink on sockets" in out
+    assert main(["bench", "--experiment", "ping", "--topology", "inproc", "--config", "cbatch,none", "--runtime", "native",
+                 "--size", "1500", "--count", "5", "--trials", "1", "--warmup", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ping inproc cbatch: the C batched forwarder is a baseline of the capacity experiment" in out
+
+
+def test_capacity_settings_and_default_configurations(tmp_path):
+    import argparse
+
+    from pan_runtime.bench import add_arguments
+    from pan_runtime.bench.options import make_plan
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    known = {"native": None}
+    plan = make_plan(p.parse_args(["--experiment", "capacity", "--loss", "0.5", "--steps", "5", "--duration", "2"]), known)
+    assert (plan.loss, plan.steps, plan.duration, plan.top_rate) == (0.005, 5, 2.0, 1_000_000.0)
+    assert "cbatch" in plan.configs and plan.sizes == [128, 1500]
+    assert plan.options()["capacity"] == {"duration_s": 2.0, "loss": 0.005, "steps": 5, "top_rate": 1_000_000.0}
+    ping = make_plan(p.parse_args(["--experiment", "ping"]), known)
+    assert "cbatch" not in ping.configs and "capacity" not in ping.options()
+    assert min_size("capacity") == 28 + 52 + 20

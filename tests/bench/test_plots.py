@@ -43,3 +43,19 @@ def test_every_figure_is_written_and_a_quick_run_says_so(tmp_path: Path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"QUICK RUN" in data  # in the title, and in the file's Title text chunk
     assert not any(b"QUICK RUN" in p.read_bytes() for p in written)
+
+
+def test_capacity_gets_one_figure_per_topology_with_a_line_per_middle(tmp_path: Path):
+    from bench_helpers import capacity_run
+
+    from pan_runtime.bench.plots import capacity_lines
+
+    rows = [r.__dict__ for r in capacity_run()]
+    lines = capacity_lines(rows, "netns", "capacity_kpps")
+    assert set(lines) == {"passive", "cbatch", "cforw", "active native", "active wasm"}
+    assert [p[0] for p in sorted(lines["cbatch"])] == [128, 1500]
+    assert sorted(lines["cbatch"])[1] == pytest.approx((1500, 84.0, 75.6, 88.2))
+    assert set(capacity_lines(rows, "netns", "syscalls_per_capsule")) == {"cbatch", "cforw", "active native", "active wasm"}
+    written = draw_all(rows, tmp_path, trials=3)
+    assert [p.name for p in written] == ["capacity-netns.png"]
+    assert written[0].stat().st_size > 0

@@ -33,3 +33,22 @@ def test_one_trial_says_so_instead_of_a_spread():
     rows = loaded_run()
     text = format_results(rows, 1, {})
     assert "1 trial" in " ".join(_row(text, "netns", "active", "native", "300.0"))
+
+
+def test_capacity_has_its_own_table_baselines_first_and_flags_in_words():
+    from bench_helpers import capacity_run
+
+    from pan_runtime.bench.noise import cell_key
+
+    flags = {cell_key("capacity", "netns", "passive", "-", 1500, "capacity_kpps"): "generator-limited: all that was offered"}
+    text = format_results(capacity_run(), 3, flags)
+    header = _row(text, "topology", "middle", "kpps")
+    assert header[:5] == ["topology", "middle", "size", "kpps", "spread"]
+    passive = _row(text, "netns", "passive", "1500")
+    assert passive[3] == "130.0" and passive[4] == "117.0–136.5" and passive[5] == "1560" and "generator-limited" in passive
+    assert passive[6:8] == ["-", "-"]  # the kernel forwards in no process of its own
+    native = _row(text, "netns", "active", "native", "1500")
+    assert native[4:10] == ["69.0", "62.1–72.5", "828", "7.50", "2.000", "0.020%"]
+    lines = [ln.split()[1:3] for ln in text.splitlines() if ln.startswith("netns") and " 1500 " in ln]
+    assert [w[0] if w[0] != "active" else " ".join(w) for w in lines] == ["passive", "cbatch", "cforw", "active native",
+                                                                          "active wasm"]

@@ -1,0 +1,391 @@
+/* pan-traffic: the compiled tools of `pan bench --experiment capacity`.
+ *
+ * The capacity experiment needs a sender and a receiver that are never the bottleneck of
+ * what they measure, so they are written in C and batch their system calls; the harness
+ * (pan_runtime/bench/traffic.py) builds this file with the system compiler into a cache
+ * directory the first time it is needed. One executable, three modes:
+ *
+ *   gen BIND DEST RATE SECONDS FILE  send the datagram held in FILE (a capsule the harness
+ *                                    encoded) from BIND to DEST at RATE per second for
+ *                                    SECONDS (never longer: short of the rate, it
+ *                                    sends less), paced in small sendmmsg bursts; prints
+ *                                    "sent N ns ELAPSED calls C" when done
+ *   sink BIND                        count what arrives at BIND (recvmmsg); commands on
+ *                                    standard input: "expect NAMEHEX LENGTH" names the capsules
+ *                                    that count, "count" prints "count VALID OTHER CALLS";
+ *                                    exits at end of input
+ *   fwd BIND A B                     the C batched forwarder baseline: relay datagrams from A
+ *                                    to B and from anyone else to A, up to 64 per recvmmsg
+ *                                    and per sendmmsg (never waiting for a batch to fill);
+ *                                    prints "ready" once bound; SIGUSR1 prints
+ *                                    "calls RECV SEND FORWARDED"
+ *
+ * Every mode ends when the process that started it ends (PAN_PARENT_PID, as in
+ * pan_runtime/net/lifetime.py) and on SIGTERM. Endpoints are IPv4 "a.b.c.d:port".
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pan_wire.h"
+
+#define BATCH 64
+#define MAX_DATAGRAM 65536
+#define SOCK_BUFFER (4 << 20)
+/* the generator sends a burst every this many nanoseconds at most (fewer at low rates) */
+#define QUANTUM_NS 200000LL
+
+static volatile sig_atomic_t report_wanted;
+
+static int fail(const char *what) {
+    fprintf(stderr, "pan-traffic: %s: %s\n", what, strerror(errno));
+    return 1;
+}
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: pan-traffic gen BIND DEST RATE SECONDS FILE | sink BIND | fwd BIND A B\n");
+    return 2;
+}
+
+static int die_with_parent(void) {
+    const char *wanted = getenv("PAN_PARENT_PID");
+    if (wanted == NULL) return 0;
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0) return fail("prctl");
+    /* launchers that exec in place keep the starter as our parent; if it is gone already,
+     * we were re-parented and must go now */
+    if (getppid() == 1 && strcmp(wanted, "1") != 0) return 1;
+    return 0;
+}
+
+static int parse_endpoint(const char *text, struct sockaddr_in *out) {
+    char host[64];
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || (size_t)(colon - text) >= sizeof host) return -1;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535) return -1;
+    memset(out, 0, sizeof *out);
+    out->sin_family = AF_INET;
+    out->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -1;
+}
+
+static int open_socket(const char *bind_text) {
+    struct sockaddr_in addr;
+    if (parse_endpoint(bind_text, &addr) != 0) {
+        fprintf(stderr, "pan-traffic: bad endpoint %s (want a.b.c.d:port)\n", bind_text);
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        fail("socket");
+        return -1;
+    }
+    int size = SOCK_BUFFER;
+    /* as large as the machine allows (net.core.rmem_max): the same request cforw makes */
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        fail(bind_text);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_until(int64_t t) {
+    struct timespec ts = {(time_t)(t / 1000000000LL), (long)(t % 1000000000LL)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static int run_gen(char **argv) {
+    struct sockaddr_in dest;
+    if (parse_endpoint(argv[1], &dest) != 0) {
+        fprintf(stderr, "pan-traffic: bad endpoint %s\n", argv[1]);
+        return 2;
+    }
+    char *end;
+    double rate = strtod(argv[2], &end);
+    if (*end != '\0' || !(rate > 0.0) || rate > 1e9) {
+        fprintf(stderr, "pan-traffic: bad rate %s\n", argv[2]);
+        return 2;
+    }
+    double seconds = strtod(argv[3], &end);
+    if (*end != '\0' || !(seconds > 0.0) || seconds > 3600.0) {
+        fprintf(stderr, "pan-traffic: bad duration %s\n", argv[3]);
+        return 2;
+    }
+    static unsigned char datagram[MAX_DATAGRAM];
+    FILE *f = fopen(argv[4], "rb");
+    if (f == NULL) return fail(argv[4]);
+    size_t len = fread(datagram, 1, sizeof datagram, f);
+    int bad = ferror(f) || len < PAN_WIRE_HEADER_SIZE || fgetc(f) != EOF;
+    fclose(f);
+    if (bad) {
+        fprintf(stderr, "pan-traffic: %s does not hold one capsule of %d..%d bytes\n", argv[4],
+                PAN_WIRE_HEADER_SIZE, MAX_DATAGRAM);
+        return 2;
+    }
+    int fd = open_socket(argv[0]);
+    if (fd < 0) return 1;
+    (void)prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* wake when asked: pacing is in µs */
+    struct iovec iov = {datagram, len};
+    struct mmsghdr msgs[BATCH];
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < BATCH; i++) {
+        msgs[i].msg_hdr.msg_name = &dest;
+        msgs[i].msg_hdr.msg_namelen = sizeof dest;
+        msgs[i].msg_hdr.msg_iov = &iov;
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    long long total = (long long)(rate * seconds + 0.5);
+    if (total < 1) total = 1;
+    long long burst = (long long)(rate * (double)QUANTUM_NS / 1e9);
+    if (burst < 1) burst = 1;
+    if (burst > BATCH) burst = BATCH;
+    long long sent = 0, calls = 0;
+    int64_t start = now_ns();
+    int64_t stop_at = start + (int64_t)(seconds * 1e9);
+    for (;;) {
+        /* capsule k is due at start + k / rate; send what is due, then sleep until the next burst
+         * is. The trial lasts SECONDS whatever was sent: a generator short of the rate sends less */
+        int64_t t = now_ns();
+        if (sent >= total || t >= stop_at) break;
+        long long due = (long long)((double)(t - start) * rate / 1e9) + 1;
+        if (due > total) due = total;
+        if (due <= sent) {
+            long long next = sent + burst < total ? sent + burst : total;
+            sleep_until(start + (int64_t)((double)(next - 1) * 1e9 / rate));
+            continue;
+        }
+        long long want = due - sent;
+        unsigned int n = (unsigned int)(want > BATCH ? BATCH : want);
+        int r = sendmmsg(fd, msgs, n, 0);
+        calls++;
+        if (r < 0) {
+            if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN || errno == ECONNREFUSED) continue;
+            close(fd);
+            return fail("sendmmsg");
+        }
+        sent += r;
+    }
+    int64_t elapsed = now_ns() - start;
+    close(fd);
+    printf("sent %lld ns %lld calls %lld\n", sent, (long long)elapsed, calls);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int hex_nibble(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* "expect NAMEHEX LENGTH": 0 and the name and length, or -1 */
+static int parse_expect(const char *line, unsigned char name[PAN_WIRE_NAME_SIZE], size_t *length) {
+    const char *p = line + strlen("expect ");
+    for (int i = 0; i < PAN_WIRE_NAME_SIZE; i++) {
+        int hi = hex_nibble(p[2 * i]), lo = hi < 0 ? -1 : hex_nibble(p[2 * i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        name[i] = (unsigned char)(hi << 4 | lo);
+    }
+    p += 2 * PAN_WIRE_NAME_SIZE;
+    if (*p != ' ') return -1;
+    char *end;
+    long n = strtol(p + 1, &end, 10);
+    if ((*end != '\n' && *end != '\0') || n < PAN_WIRE_HEADER_SIZE || n > MAX_DATAGRAM) return -1;
+    *length = (size_t)n;
+    return 0;
+}
+
+static int run_sink(char **argv) {
+    int fd = open_socket(argv[0]);
+    if (fd < 0) return 1;
+    static unsigned char bufs[BATCH][MAX_DATAGRAM];
+    struct iovec iovs[BATCH];
+    struct mmsghdr msgs[BATCH];
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < BATCH; i++) {
+        iovs[i].iov_base = bufs[i];
+        iovs[i].iov_len = MAX_DATAGRAM;
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    unsigned char name[PAN_WIRE_NAME_SIZE] = {0};
+    size_t length = 0;
+    int expecting = 0;
+    unsigned long long valid = 0, other = 0, calls = 0;
+    char line[256];
+    size_t have = 0;
+    struct pollfd fds[2] = {{fd, POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
+    for (;;) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            close(fd);
+            return fail("poll");
+        }
+        if (fds[0].revents & POLLIN) {
+            for (;;) {
+                int r = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+                calls++;
+                if (r < 0) {
+                    if (errno == EAGAIN || errno == EINTR || errno == ECONNREFUSED) break;
+                    close(fd);
+                    return fail("recvmmsg");
+                }
+                for (int i = 0; i < r; i++) {
+                    const unsigned char *d = bufs[i];
+                    size_t n = msgs[i].msg_len;
+                    /* a capsule of the flow: its header is well formed, it names the expected code
+                     * object and it is as long as what the generator sent (the hop limit changes) */
+                    if (expecting && n == length && d[PAN_WIRE_VERSION_OFFSET] == PAN_WIRE_VERSION &&
+                        (d[PAN_WIRE_FLAGS_OFFSET] & ~PAN_WIRE_KNOWN_FLAGS) == 0 && d[PAN_WIRE_RESERVED_OFFSET] == 0 &&
+                        memcmp(d + PAN_WIRE_NAME_OFFSET, name, PAN_WIRE_NAME_SIZE) == 0) {
+                        valid++;
+                    } else {
+                        other++;
+                    }
+                }
+                if (r < BATCH) break;
+            }
+        }
+        if (fds[1].revents & (POLLIN | POLLHUP)) {
+            ssize_t r = read(STDIN_FILENO, line + have, sizeof line - 1 - have);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break; /* the harness is done */
+            have += (size_t)r;
+            line[have] = '\0';
+            char *nl;
+            while ((nl = strchr(line, '\n')) != NULL) {
+                *nl = '\0';
+                if (strcmp(line, "count") == 0) {
+                    printf("count %llu %llu %llu\n", valid, other, calls);
+                } else if (strncmp(line, "expect ", 7) == 0 && parse_expect(line, name, &length) == 0) {
+                    expecting = 1;
+                    printf("expecting\n");
+                } else {
+                    printf("error unknown command\n");
+                }
+                fflush(stdout);
+                size_t used = (size_t)(nl + 1 - line);
+                memmove(line, nl + 1, have - used + 1);
+                have -= used;
+            }
+            if (have == sizeof line - 1) break; /* a line longer than any command */
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+static void on_usr1(int sig) {
+    (void)sig;
+    report_wanted = 1;
+}
+
+static int run_fwd(char **argv) {
+    struct sockaddr_in a, b;
+    if (parse_endpoint(argv[1], &a) != 0 || parse_endpoint(argv[2], &b) != 0) {
+        fprintf(stderr, "pan-traffic: bad endpoint %s or %s\n", argv[1], argv[2]);
+        return 2;
+    }
+    int fd = open_socket(argv[0]);
+    if (fd < 0) return 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1; /* no SA_RESTART: a blocked recvmmsg returns to report */
+    if (sigemptyset(&sa.sa_mask) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0) {
+        close(fd);
+        return fail("sigaction");
+    }
+    static unsigned char bufs[BATCH][MAX_DATAGRAM];
+    struct iovec iovs[BATCH];
+    struct sockaddr_in peers[BATCH];
+    struct mmsghdr in[BATCH], out[BATCH];
+    memset(in, 0, sizeof in);
+    memset(out, 0, sizeof out);
+    for (int i = 0; i < BATCH; i++) {
+        iovs[i].iov_base = bufs[i];
+        iovs[i].iov_len = MAX_DATAGRAM;
+        in[i].msg_hdr.msg_iov = &iovs[i];
+        in[i].msg_hdr.msg_iovlen = 1;
+        in[i].msg_hdr.msg_name = &peers[i];
+        out[i].msg_hdr.msg_iovlen = 1;
+    }
+    unsigned long long recv_calls = 0, send_calls = 0, forwarded = 0;
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) {
+        if (report_wanted) {
+            report_wanted = 0;
+            printf("calls %llu %llu %llu\n", recv_calls, send_calls, forwarded);
+            fflush(stdout);
+        }
+        for (int i = 0; i < BATCH; i++) {
+            iovs[i].iov_len = MAX_DATAGRAM;
+            in[i].msg_hdr.msg_namelen = sizeof peers[i];
+        }
+        /* MSG_WAITFORONE: block for the first datagram only, then take what is already there */
+        int r = recvmmsg(fd, in, BATCH, MSG_WAITFORONE, NULL);
+        recv_calls++;
+        if (r < 0) {
+            if (errno == EINTR || errno == ECONNREFUSED) continue;
+            close(fd);
+            return fail("recvmmsg");
+        }
+        for (int i = 0; i < r; i++) {
+            int from_a = peers[i].sin_addr.s_addr == a.sin_addr.s_addr && peers[i].sin_port == a.sin_port;
+            iovs[i].iov_len = in[i].msg_len;
+            out[i].msg_hdr.msg_iov = &iovs[i];
+            out[i].msg_hdr.msg_name = from_a ? &b : &a;
+            out[i].msg_hdr.msg_namelen = sizeof a;
+        }
+        int done = 0;
+        while (done < r) {
+            int s = sendmmsg(fd, out + done, (unsigned int)(r - done), 0);
+            send_calls++;
+            if (s < 0) {
+                if (errno == EINTR) continue;
+                if (errno == ECONNREFUSED || errno == ENOBUFS || errno == EAGAIN) {
+                    done++; /* that datagram is lost, as a kernel router would lose it */
+                    continue;
+                }
+                close(fd);
+                return fail("sendmmsg");
+            }
+            done += s;
+            forwarded += (unsigned long long)s;
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    if (die_with_parent() != 0) return 1;
+    signal(SIGPIPE, SIG_IGN);
+    if (argc == 7 && strcmp(argv[1], "gen") == 0) return run_gen(argv + 2);
+    if (argc == 3 && strcmp(argv[1], "sink") == 0) return run_sink(argv + 2);
+    if (argc == 5 && strcmp(argv[1], "fwd") == 0) return run_fwd(argv + 2);
+    return usage();
+}

@@ -1,0 +1,70 @@
+"""``pan bench --experiment capacity`` run for real on short searches: every runtime in a pan
+middle and every baseline find a rate, the loss accounting holds together, the middle's CPU
+and system calls per capsule are recorded, and the run leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bench_helpers import bench_namespaces, run_bench
+
+from pan_runtime.bench.results import validate_document
+
+RUNTIMES = ("native", "wasm", "jvm", "restricted_py")
+#: short searches: a smoke of the machinery, not a measurement
+SHORT = ("--steps", "3", "--duration", "0.2", "--trials", "1", "--warmup", "1", "--size", "1500")
+
+
+def _medians(doc: dict) -> dict[tuple[str, str, str, str], float]:
+    return {(r["topology"], r["config"], r["runtime"], r["metric"]): r["value"] for r in doc["results"]
+            if r["stat"] == "median" and r["experiment"] == "capacity"}
+
+
+def _check_cells(doc: dict, topo: str, cells: list[tuple[str, str]]) -> None:
+    validate_document(doc)
+    m = _medians(doc)
+    flags = doc["meta"]["flags"]
+    threshold = doc["meta"]["options"]["plan"]["capacity"]["loss"] * 100
+    for config, rt in cells:
+        kpps = m.get((topo, config, rt, "capacity_kpps"))
+        assert kpps is not None and kpps > 0, (config, rt, doc["meta"]["failed"])
+        assert m[(topo, config, rt, "mbit_per_s")] == pytest.approx(kpps * 1500 * 8 / 1000)
+        # the sink counts only whole capsules of the flow, so a passing trial lost 0..threshold
+        assert 0 <= m[(topo, config, rt, "loss_pct")] <= threshold
+        assert not any("stray datagrams" in why for why in flags.values()), flags
+        if config in ("cforw", "cbatch", "active"):
+            assert m[(topo, config, rt, "cpu_us_per_capsule")] > 0
+            if doc["meta"]["syscall_method"] in ("perf", "strace"):
+                # a forwarded capsule costs the middle at least part of a receive and a send
+                assert m[(topo, config, rt, "syscalls_per_capsule")] > 0
+
+
+def test_netns_every_runtime_and_every_baseline_on_one_cpu(tmp, tmp_path):
+    out = tmp_path / "cap.json"
+    r = run_bench("--experiment", "capacity", "--topology", "netns", "--runtime", ",".join(RUNTIMES),
+                  "--config", "none,passive,cforw,cbatch,active", *SHORT, "--json", str(out), "--quiet", tmp=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["placement"]["mode"] == "onecpu"
+    cells = [(c, "-") for c in ("none", "passive", "cforw", "cbatch")] + [("active", rt) for rt in RUNTIMES]
+    _check_cells(doc, "netns", cells)
+    assert "capacity (highest rate forwarded" in r.stdout
+    for label in ("passive", "cbatch", "cforw", *(f"active {rt}" for rt in RUNTIMES)):
+        assert f" {label} " in r.stdout
+    assert bench_namespaces(r.pid) == []
+    assert list(tmp.iterdir()) == []
+
+
+def test_udp_with_the_middle_on_its_own_cpu_and_a_figure(tmp, tmp_path):
+    out, plots = tmp_path / "cap.json", tmp_path / "plots"
+    r = run_bench("--experiment", "capacity", "--topology", "udp", "--runtime", "native", "--config",
+                  "passive,cforw,cbatch,active", "--placement", "hosts", *SHORT, "--json", str(out), "--plot", str(plots),
+                  "--quiet", tmp=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["placement"]["mode"] == "hosts"
+    _check_cells(doc, "udp", [("cforw", "-"), ("cbatch", "-"), ("active", "native")])
+    assert "capacity udp passive" in doc["meta"]["skipped"]  # no kernel between loopback hosts
+    assert (plots / "capacity-udp.png").stat().st_size > 0
+    assert list(tmp.iterdir()) == []
