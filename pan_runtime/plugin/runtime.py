@@ -67,6 +67,10 @@ class Isolation(str, enum.Enum):
     SANDBOXED = "sandboxed"  # a real boundary (wasm): code may come from anywhere
     GUARDED = "guarded"  # checks that help but are not a security boundary
     NONE = "none"  # no containment: trusted by signature or local installation only
+    #: the runtime runs in a supervised worker process under kernel limits (seccomp, RLIMIT_AS):
+    #: what any runtime becomes under the ``process`` isolation mechanism
+    #: (``pan_runtime.isolation``); not a class attribute a runtime declares
+    PROCESS = "process"
 
 
 class LoadedCode(abc.ABC):
