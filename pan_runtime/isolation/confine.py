@@ -17,9 +17,15 @@ information, and exiting. Threads (``clone`` with ``CLONE_THREAD`` only) for ``j
 whose engines start helper threads on demand; ``clone3`` answers ``ENOSYS`` so their C library
 falls back to ``clone``, whose flags the filter can see. Never allowed, for any runtime: a new
 process (``fork``, ``vfork``, ``clone`` without ``CLONE_THREAD``), ``execve``, any socket, opening
-files, ``ptrace``, ``prctl`` (the limits cannot be undone), mounting, namespaces.
+files (but for ``jvm``, below), ``ptrace``, ``prctl`` (the limits cannot be undone), mounting, namespaces.
 
-Runtimes outside the ``THREADED`` set get the same filter without ``clone``.
+Runtimes outside the ``THREADED`` set get the same filter without ``clone``. ``jvm`` also may
+open files for reading (``openat`` without write or create flags) and look at them: its JVM
+loads classes from its jars on first use; the Java code itself reaches no file API (its
+class checker allows none).
+
+Per runtime, then: ``native`` and ``restricted_py`` the base set; ``wasm`` the base set and
+threads; ``jvm`` the base set, threads and reading files.
 """
 
 from __future__ import annotations
@@ -53,6 +59,12 @@ BASE_SYSCALLS = (
 THREADED = frozenset({"jvm", "wasm"})
 #: extra calls of the threaded runtimes (``clone`` is added with its flag check)
 _THREAD_SYSCALLS = ("membarrier", "sched_getparam", "sched_getscheduler", "sched_setaffinity", "prlimit64")
+#: runtimes whose engines read files after the filter is in place (the JVM loads classes
+#: from its jars lazily): opening for reading only, and looking at files
+READS_FILES = frozenset({"jvm"})
+_READ_SYSCALLS = ("readlink", "readlinkat", "getdents64", "statx", "stat", "lstat", "access", "faccessat", "faccessat2", "getcwd")
+#: ``open``/``openat`` flags that write or create: the filter lets a call with none of them through
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
 def _libc() -> ctypes.CDLL:
@@ -96,6 +108,8 @@ def allowed_syscalls(runtime: str) -> list[str]:
     out = list(BASE_SYSCALLS)
     if runtime in THREADED:
         out += [*_THREAD_SYSCALLS, "clone"]
+    if runtime in READS_FILES:
+        out += [*_READ_SYSCALLS, "open (read-only)", "openat (read-only)"]
     return out
 
 
@@ -120,4 +134,12 @@ def install_filter(runtime: str) -> None:
     if threaded:
         f.add_rule(sc.ALLOW, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, _CLONE_THREAD))
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    if runtime in READS_FILES:
+        for name in _READ_SYSCALLS:
+            try:
+                f.add_rule(sc.ALLOW, name)
+            except (OSError, ValueError):
+                continue
+        f.add_rule(sc.ALLOW, "openat", sc.Arg(2, sc.MASKED_EQ, _WRITE_FLAGS, 0))
+        f.add_rule(sc.ALLOW, "open", sc.Arg(1, sc.MASKED_EQ, _WRITE_FLAGS, 0))
     f.load()

@@ -52,6 +52,7 @@ FORWARDED: dict[str, str] = {
     "node_mtu": "a",
     "node_now_ns": "",
     "dep_call": "ibii",
+    "dep_export": "bbii",  # a dependency's export by the dependency's name (in the closure)
     "log": "ib",
     "state_put": "bbi",
     "state_delete": "b",

@@ -13,9 +13,9 @@ A worker that dies (a fault signal, ``abort``, a direct ``exit_group``, its memo
 the capsules of the batch it was running, each counted as a fault with the reason read from
 how it ended (``crash``, ``abort``, ``killed_memory``, ``killed_budget``); the node's breaker
 quarantines a code object whose capsules keep faulting. The worker is started again on the next
-capsule for its code object once a back-off has passed (``worker_backoff_ms``, doubled on each
-death in a row up to 5 s, back to the first after a batch that ran); until then its capsules
-are dropped as ``worker_down``. A restarted worker runs ``init`` again (its code's globals are new);
+capsule for its code object: at once after a first death, then after a back-off
+(``worker_backoff_ms``, doubled on each further death in a row up to 5 s; a batch that runs
+ends the row); until then its capsules are dropped as ``worker_down``. A restarted worker runs ``init`` again (its code's globals are new);
 soft state is the node's (the worker forwards every ``state_*`` call), so it survives, as does
 everything else the node holds (routes, queued capsules, pool buffers, application links). Restarting happens on the node's
 thread: it costs the node the worker's start (an interpreter and the runtime; a JVM takes
@@ -212,7 +212,14 @@ class WorkerCode(LoadedCode):
     def __init__(self, runtime: WorkerRuntime, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer):
         super().__init__(code, host)
         self.rt = runtime
-        self.deps = [d.code for d in deps]
+        #: the dependency closure, dependencies first: the worker links those of this runtime
+        #: itself and calls the others through the node
+        self.deps: list[CodeObject] = []
+        for d in deps:
+            for c in [*(d.deps if isinstance(d, WorkerCode) else ()), d.code]:
+                if c not in self.deps:
+                    self.deps.append(c)
+
         self.proc: _Process | None = None
         c = runtime.settings.config
         self.ring_size = ring_size_for(max(1, c.batch) * (c.pool_buffer_size + _CAP.size + 16) + sum(d.size for d in self.deps) + code.size)
@@ -261,7 +268,12 @@ class WorkerCode(LoadedCode):
             rt.counters["worker_kills"] += 1
         rt.deaths[died.reason.value] = rt.deaths.get(died.reason.value, 0) + 1
         first = rt.settings.config.worker_backoff_ms * 1_000_000
-        self.backoff_ns = first if self.deaths_in_row == 0 else min(MAX_BACKOFF_NS, self.backoff_ns * 2)
+        if self.deaths_in_row == 0:
+            self.backoff_ns = 0  # a first death: start again at once
+        elif self.deaths_in_row == 1:
+            self.backoff_ns = first
+        else:
+            self.backoff_ns = min(MAX_BACKOFF_NS, self.backoff_ns * 2)
         self.deaths_in_row += 1
         self.restart_at = time.monotonic_ns() + self.backoff_ns
         log.warning("%s: worker of %s ended: %s; restarting after %.0f ms", rt.settings.node_name,
@@ -402,9 +414,20 @@ class WorkerCode(LoadedCode):
                 return [rc, bytes(out)]
             if name == "dep_call":
                 return [int(host.dep_call(args[0], args[1], args[2], args[3]))]  # type: ignore[arg-type]
+            if name == "dep_export":
+                return [self._dep_export(*args)]  # type: ignore[arg-type]
             return [int(getattr(host, name)(*args))]
         finally:
             host.current = saved
+
+    def _dep_export(self, dep: bytes, export: bytes, a0: int, a1: int) -> int:
+        """Call ``export`` of ``dep``, a direct dependency of this code object (the node's
+        instance of it, in its own runtime), as ``dep_call`` does (a fault is counted against
+        it); a dependency further down the closure, in another runtime, is not reachable."""
+        deps = self.code.manifest.dependencies
+        if dep not in deps:
+            return NOT_FOUND
+        return int(self.host.dep_call(deps.index(dep), export, a0, a1))
 
     # -- LoadedCode -------------------------------------------------------------------
     def init(self) -> int:

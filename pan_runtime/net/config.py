@@ -412,7 +412,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         isolation=isolation,
         workers=lim("workers", 16, 1, 4096),
         worker_memory=lim("worker_memory", 256 << 20, 16 << 20, 1 << 40),
-        worker_grace_ms=lim("worker_grace_ms", 50, 1, 60_000),
+        worker_grace_ms=lim("worker_grace_ms", 100, 1, 60_000),
         worker_start_ms=lim("worker_start_ms", 30_000, 100, 600_000),
         worker_backoff_ms=lim("worker_backoff_ms", 10, 0, 5_000),
     )

@@ -150,17 +150,14 @@ class _Host(PniServer):
 
 
 class _RemoteDep(LoadedCode):
-    """A dependency of the worker's code object: its exports are called through the node."""
-
-    def __init__(self, index: int, code: CodeObject, host: _Host):
-        super().__init__(code, host)
-        self.index = index
+    """A dependency of another runtime: its exports are called through the node, which checks
+    that it is a dependency of the worker's code object."""
 
     def accept(self, env: Environment) -> int:
         raise RuntimeFault("a dependency is not run on capsules", FaultReason.NO_EXPORT)
 
     def call_export(self, name: str, a0: int, a1: int) -> int:
-        return self.host.worker.call("dep_call", self.index, name.encode(), a0, a1)  # type: ignore[attr-defined]
+        return self.host.worker.call("dep_export", self.code.name, name.encode(), a0, a1)  # type: ignore[attr-defined]
 
 
 class Worker:
@@ -177,6 +174,7 @@ class Worker:
         self.max_send = channel.ring_size // 4
         self.envs: list[Environment] = []
         self.config: dict[str, Any] = {}
+        self.local_deps: list[LoadedCode] = []
         self._index = -1
         self._base = ctypes.addressof(ctypes.c_char.from_buffer(channel.view))
 
@@ -291,12 +289,25 @@ class Worker:
         vals = wire.decode(payload)
         assert self.runtime is not None and self.host is not None
         try:
-            code = CodeObject.from_pco(bytes(vals[0]))  # type: ignore[arg-type]
-            deps = []
-            for i, pco in enumerate(vals[1:]):
-                deps.append(_RemoteDep(i, CodeObject.from_pco(bytes(pco)), self.host))  # type: ignore[arg-type]
+            # the dependency closure first (dependencies before their dependants), then the code
+            # object: those of this runtime are linked here (a private copy: runtimes such as
+            # jvm link dependencies into the dependant), the others are called through the node
+            linked: dict[bytes, LoadedCode] = {}
+            rt_name = self.config["runtime"]
+            for pco in [*vals[1:], vals[0]]:
+                code = CodeObject.from_pco(bytes(pco))  # type: ignore[arg-type]
+                if code.runtime != rt_name:
+                    linked[code.name] = _RemoteDep(code, self.host)
+                    continue
+                deps = []
+                for dep in code.manifest.dependencies:
+                    if dep not in linked:
+                        raise CodeObjectError(f"{code.short_name}: dependency {dep.hex()[:12]} was not sent to the worker")
+                    deps.append(linked[dep])
+                linked[code.name] = self.runtime.load(code, deps, self.host)
             self.code = code
-            self.loaded = self.runtime.load(code, deps, self.host)
+            self.loaded = linked[code.name]
+            self.local_deps = [d for n, d in linked.items() if n != code.name and not isinstance(d, _RemoteDep)]
         except PanError as exc:
             self._result(exc if isinstance(exc, CodeObjectError) else CodeObjectError(str(exc)))
             raise SystemExit(EXIT_SETUP) from exc
@@ -324,7 +335,13 @@ class Worker:
         self.host.current = env
         try:
             if kind == Kind.INIT:
-                rc: int | RuntimeFault = loaded.init()
+                rc: int | RuntimeFault = 0
+                for dep in self.local_deps:  # their copies here start as the node's did
+                    rc = dep.init()
+                    if rc < 0:
+                        break
+                if rc >= 0:
+                    rc = loaded.init()
             elif kind == Kind.EXPORT:
                 name, a0, a1 = wire.decode(payload)
                 rc = int(loaded.call_export(bytes(name).decode("ascii"), int(a0), int(a1)))  # type: ignore[arg-type]

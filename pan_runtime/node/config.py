@@ -58,7 +58,7 @@ class NodeConfig:
         isolation: Mapping[str, str] | None = None,
         workers: int = 16,
         worker_memory: int = 256 << 20,
-        worker_grace_ms: int = 50,
+        worker_grace_ms: int = 100,
         worker_start_ms: int = 30_000,
         worker_backoff_ms: int = 10,
     ):

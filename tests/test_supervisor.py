@@ -1,0 +1,138 @@
+"""Process isolation (``pan_runtime.isolation.supervisor``): hostile code in a worker costs
+its capsule and its worker, never the node.
+
+Each case runs a code object in ``process`` isolation on the first node of a three-node line
+(where its capsule enters) and then checks three outcomes: the capsule is counted with the
+reason of the worker's end, the node still answers pings sent through it (the native reference
+ping and portmapper; in workers of their own when the runtime under test is native), and the
+hostile code object's worker is back (a harmless capsule of the same code object runs to
+DONE). Progress and counts only: no wall-clock deadline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.errors import FaultReason
+from pan_runtime.isolation.mechanism import process_unavailable
+from pan_runtime.net.application import Application
+from pan_runtime.net.network import Network
+from pan_runtime.node.env import Budget
+from pan_runtime.node.node import NodeConfig
+from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.protocol_headers import PingHdr
+
+SOURCES = Path(__file__).parent / "isolation_sources"
+SOURCE = {"native": "hostile.c", "restricted_py": "hostile.py", "jvm": "Capsule.java"}
+PORT = 7
+
+pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"process isolation: {process_unavailable()}")
+
+
+def _build(runtime: str) -> CodeObject:
+    plugins = default_plugins()
+    src = SOURCES / SOURCE[runtime]
+    builder = plugins.builders.find(runtime, src.suffix)
+    return builder.build(BuildRequest([src], runtime, [], [], f"hostile-{runtime}"))
+
+
+def _line(runtime: str) -> Network:
+    """n1 (``runtime`` in process isolation) - n2 - n3, with the native portmapper on each."""
+    contained = NodeConfig(isolation={runtime: "process"}, budget=Budget(time_ms=200), breaker_threshold=1000)
+    net = Network(plugins=default_plugins(), config=contained)
+    net.add_node()
+    net.config = NodeConfig(budget=Budget(time_ms=200))
+    net.add_node()
+    net.add_node()
+    net.connect("n1", "n2")
+    net.connect("n2", "n3")
+    net.compute_routes()
+    pm = reference_code("native", "portmapper", net.plugins)
+    net.install(pm, pin=True)
+    for node in net.nodes:
+        node.use_portmapper(pm)
+    return net
+
+
+def _pings_answered(net: Network, count: int = 3) -> int:
+    a, _, c = net.nodes
+    ping = reference_code("native", "ping", net.plugins)
+    net.install(ping)
+    app = Application(a)
+    app.bind(PORT)
+    for seq in range(count):
+        app.send(ping, PingHdr(dest=c.address.raw, port=PORT, phase=0, seq=seq).pack() + bytes(16))
+    net.run()
+    return sum(1 for d in app.deliveries() if PingHdr.unpack(d.data).phase == 1)
+
+
+def _run_hostile(net: Network, code: CodeObject, op: int) -> None:
+    """Send one capsule asking for ``op`` from the first node to the last: it runs first at the
+    sender's node."""
+    a = net.nodes[0]
+    Application(a).send(code, bytes([op]) + bytes(31))
+    net.run()
+
+
+CRASHES = [
+    ("native", 1, FaultReason.CRASH),  # segfault
+    ("native", 2, FaultReason.ABORT),  # abort(): SIGABRT to itself
+    ("native", 3, FaultReason.CRASH),  # exit_group(7), straight to the kernel
+    ("native", 4, FaultReason.KILLED_BUDGET),  # an endless loop, no budget of its own
+    ("restricted_py", 9, {FaultReason.MEMORY, FaultReason.MEMORY_BUDGET, FaultReason.KILLED_MEMORY}),
+    ("jvm", 9, {FaultReason.MEMORY, FaultReason.KILLED_MEMORY}),
+]
+
+
+@pytest.mark.parametrize(("runtime", "op", "reason"), CRASHES, ids=[f"{r}-{o}" for r, o, _ in CRASHES])
+def test_a_hostile_capsule_costs_its_capsule_and_worker_only(runtime: str, op: int, reason):
+    code = _build(runtime)
+    with _line(runtime) as net:
+        net.install(code)
+        a = net.nodes[0]
+        entry = a.cache.peek(code.name)
+        assert entry is not None
+        _run_hostile(net, code, op)
+        drops = {k: v for k, v in entry.stats.drops.items() if v}
+        wanted = reason if isinstance(reason, set) else {reason}
+        assert sum(drops.get(r, 0) for r in wanted) == 1, drops
+        assert _pings_answered(net) == 3
+        before = entry.stats.done
+        _run_hostile(net, code, 0)  # the worker is back: a harmless capsule runs to DONE
+        assert entry.stats.done == before + 1, entry.stats.as_dict()
+        stats = a.runtime(runtime).statistics()
+        assert stats["workers"] >= 1
+        if reason in (FaultReason.CRASH, FaultReason.ABORT, FaultReason.KILLED_BUDGET):
+            assert stats["worker_restarts"] == 1 and stats[f"worker_{reason.value}"] == 1, stats
+        if reason is FaultReason.KILLED_BUDGET:
+            assert stats["worker_kills"] == 1
+
+
+SYSCALLS = {5: "fork", 6: "socket", 7: "execve", 8: "open"}
+
+
+@pytest.mark.parametrize("op", sorted(SYSCALLS), ids=list(SYSCALLS.values()))
+def test_the_filter_refuses_what_a_worker_must_not_do(op: int):
+    code = _build("native")
+    with _line("native") as net:
+        net.install(code)
+        entry = net.nodes[0].cache.peek(code.name)
+        assert entry is not None
+        _run_hostile(net, code, op)
+        assert entry.stats.done == 1 and entry.stats.dropped == 0, entry.stats.as_dict()
+        assert net.nodes[0].runtime("native").statistics()["worker_deaths"] == 0
+
+
+def test_the_same_call_is_allowed_in_process_so_the_filter_test_can_fail(tmp_path: Path):
+    """The syscall probe itself works: in a plain child process (no filter), open succeeds."""
+    import subprocess
+    import sys
+
+    probe = "import os; fd = os.open('/etc/passwd', os.O_RDONLY); print(fd >= 0)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
