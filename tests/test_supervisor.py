@@ -111,6 +111,9 @@ def test_a_hostile_capsule_costs_its_capsule_and_worker_only(runtime: str, op: i
             assert stats["worker_restarts"] == 1 and stats[f"worker_{reason.value}"] == 1, stats
         if reason is FaultReason.KILLED_BUDGET:
             assert stats["worker_kills"] == 1
+        shown = a.statistics()["workers"][runtime]
+        assert shown["workers"] >= 1 and shown["restarts"] == stats["worker_restarts"]
+        assert f"workers: {runtime}: " in a.format_statistics()
 
 
 SYSCALLS = {5: "fork", 6: "socket", 7: "execve", 8: "open"}
@@ -136,3 +139,35 @@ def test_the_same_call_is_allowed_in_process_so_the_filter_test_can_fail(tmp_pat
     probe = "import os; fd = os.open('/etc/passwd', os.O_RDONLY); print(fd >= 0)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_a_trust_rule_can_ask_for_process_isolation():
+    """``network.none = "process"``: unsigned native code from the network is refused in the
+    node's process and loads when native runs in workers."""
+    from pan_runtime.errors import TrustError
+    from pan_runtime.node.node import Node
+    from pan_runtime.node.trust import CodeOrigin, TrustPolicy
+
+    code = reference_code("native", "forward", default_plugins())
+    trust = TrustPolicy.from_config({"network.none": "process"})
+    with Node(1, trust=trust) as n, pytest.raises(TrustError, match="network.none = process"):
+        n.install(code, origin=CodeOrigin.NETWORK)
+    with Node(1, trust=trust, config=NodeConfig(isolation={"native": "process"})) as n:
+        n.install(code, origin=CodeOrigin.NETWORK)
+        assert n.runtime("native").statistics()["workers"] == 1
+
+
+def test_one_worker_per_code_object_up_to_the_limit():
+    from pan_runtime.errors import CodeObjectError
+    from pan_runtime.node.node import Node
+
+    plugins = default_plugins()
+    fwd, ping = reference_code("native", "forward", plugins), reference_code("native", "ping", plugins)
+    with Node(1, config=NodeConfig(isolation={"native": "process"}, workers=1)) as n:
+        n.install(fwd)
+        with pytest.raises(CodeObjectError) as err:
+            n.install(ping)
+        assert err.value.reason is FaultReason.TOO_MANY_WORKERS
+        n.uninstall(fwd)
+        n.install(ping)  # the worker of the code object unloaded is gone
+        assert n.runtime("native").statistics()["workers"] == 1

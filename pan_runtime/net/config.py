@@ -556,7 +556,8 @@ def _check_keys(ctx: _Ctx, data: dict[str, Any], section: str, prefix: str) -> N
         if k not in allowed and section == "runtimes" and isinstance(v, dict):
             continue  # [runtimes.NAME]: checked where it is read
         if k not in allowed:
-            raise ctx.error(dotted, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+            also = " or a table [runtimes.RUNTIME] (isolation = ...)" if section == "runtimes" else ""
+            raise ctx.error(dotted, f"unknown key; expected one of {', '.join(sorted(allowed))}{also}")
         if section == "" and k in _SCHEMA and k not in ("runtimes",):
             if isinstance(v, dict):
                 _check_keys(ctx, v, k, f"{k}.")
