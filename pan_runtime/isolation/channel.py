@@ -84,8 +84,11 @@ class Channel:
 
     def close(self) -> None:
         self.down = self.up = None  # type: ignore[assignment]
-        self.view.release()
-        self._map.close()
+        try:
+            self.view.release()
+            self._map.close()
+        except BufferError:  # a record's view is still held: the mapping goes with the last one
+            pass
         for fd in (self.memfd, self.wake_down, self.wake_up):
             try:
                 os.close(fd)

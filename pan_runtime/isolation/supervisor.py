@@ -138,10 +138,7 @@ class _Process:
             os.close(self.pidfd)
         except OSError:
             pass
-        try:
-            self.ch.close()
-        except BufferError:  # a view still out; the mapping goes with the last reference
-            pass
+        self.ch.close()
 
     def death(self) -> _Died:
         """Why the process ended (it has ended)."""
