@@ -77,13 +77,23 @@ class WorkerSettings:
         self.clock_is_monotonic = clock_is_monotonic
         self.node_name = node_name
 
-    def hello(self, runtime: str, options: dict[str, Any]) -> bytes:
+    def hello(self, runtime: type[Runtime], options: dict[str, Any]) -> bytes:
         c = self.config
         b = c.budget
         import dataclasses
 
+        try:
+            json.dumps(options)
+        except (TypeError, ValueError) as exc:
+            raise CodeObjectError(
+                f"runtime {runtime.name}: its options go to its workers as JSON, and these cannot ({exc}); "
+                "give them as plain values in [runtimes.options.NAME]"
+            ) from None
         return json.dumps({
-            "runtime": runtime,
+            "runtime": runtime.name,
+            # the class itself, by module and name: the worker imports it, so a runtime given
+            # to the node by a plugin module (not an entry point) runs in workers too
+            "class": f"{runtime.__module__}:{runtime.__qualname__}",
             "options": options,
             "load_limits": dataclasses.asdict(c.load_limits),
             "budget": dataclasses.asdict(b),
@@ -240,7 +250,7 @@ class WorkerCode(LoadedCode):
             rt.counters["worker_restarts"] += 1
         deadline = time.monotonic_ns() + c.worker_start_ms * 1_000_000
         try:
-            self._control(Kind.HELLO, rt.settings.hello(rt.name, dict(rt.options)), deadline, raw=True)
+            self._control(Kind.HELLO, rt.settings.hello(rt.inner, dict(rt.options)), deadline, raw=True)
             self._control(Kind.LOAD, wire.encode([self.code.to_pco(), *(d.to_pco() for d in self.deps)]), deadline, raw=True)
         except (RuntimeFault, CodeObjectError) as exc:
             self._down(None)

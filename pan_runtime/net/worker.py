@@ -18,6 +18,7 @@ or the confinement could not be set up; the reason went up first when it could).
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
 import struct
@@ -262,14 +263,16 @@ class Worker:
         self._send_up(Kind.RESULT, vals)
 
     def _hello(self, payload: memoryview) -> None:
-        from pan_runtime.plugin.plugins import default_plugins
-
         c = json.loads(bytes(payload))
         self.config = c
         self.budget = Budget(**c["budget"])
         try:
-            plugins = default_plugins()
-            cls = plugins.runtimes.get(c["runtime"])
+            module, _, qualname = c["class"].partition(":")
+            cls: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+            if not (isinstance(cls, type) and issubclass(cls, Runtime)) or cls.name != c["runtime"]:
+                raise WorkerError(f"{c['class']} is not the runtime {c['runtime']!r}")
             reason = cls.available()
             if reason is not None:
                 raise WorkerError(f"runtime {c['runtime']} is unavailable in the worker: {reason}")
