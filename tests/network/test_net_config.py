@@ -341,9 +341,9 @@ def test_a_runtime_can_run_in_worker_processes():
         (HEAD + '[runtimes.native]\nisolation = 1\n', 4, "runtimes.native.isolation", "string"),
         (HEAD + '[runtimes.native]\nsandbox = "process"\n', 4, "runtimes.native.sandbox", "unknown key"),
         (HEAD + '[runtimes]\nnative = "process"\n', 4, "runtimes.native", "a table [runtimes.RUNTIME]"),
-        (HEAD + "[limits]\nworkers = 0\n", 4, "limits.workers", ""),
-        (HEAD + "[limits]\nworker_memory = 1024\n", 4, "limits.worker_memory", ""),
-        (HEAD + '[trust]\nrules = { "network.process" = "process" }\n', 4, "trust.rules", "any|signed|never"),
+        (HEAD + "[limits]\nworkers = 0\n", 4, "limits.workers", "0 is outside 1..4096"),
+        (HEAD + "[limits]\nworker_memory = 1024\n", 4, "limits.worker_memory", "1024 is outside 16777216.."),
+        (HEAD + '[trust]\nrules = { "network.process" = "process" }\n', 4, "trust.rules", "the process column takes"),
     ],
 )
 def test_isolation_settings_are_checked(tmp_path, text, line, key, words):
