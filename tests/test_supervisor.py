@@ -103,12 +103,14 @@ def test_a_hostile_capsule_costs_its_capsule_and_worker_only(runtime: str, op: i
         assert sum(drops.get(r, 0) for r in wanted) == 1, drops
         assert _pings_answered(net) == 3
         before = entry.stats.done
+        used = a.runtime(runtime).statistics()["spares_used"]
         _run_hostile(net, code, 0)  # the worker is back: a harmless capsule runs to DONE
         assert entry.stats.done == before + 1, entry.stats.as_dict()
         stats = a.runtime(runtime).statistics()
         assert stats["workers"] >= 1
         if reason in (FaultReason.CRASH, FaultReason.ABORT, FaultReason.KILLED_BUDGET):
             assert stats["worker_restarts"] == 1 and stats[f"worker_{reason.value}"] == 1, stats
+            assert stats["spares_used"] == used + 1, stats  # the restart took a spare worker
         if reason is FaultReason.KILLED_BUDGET:
             assert stats["worker_kills"] == 1
         shown = a.statistics()["workers"][runtime]

@@ -18,8 +18,10 @@ capsule for its code object: at once after a first death, then after a back-off
 ends the row); until then its capsules are dropped as ``worker_down``. A restarted worker runs ``init`` again (its code's globals are new);
 soft state is the node's (the worker forwards every ``state_*`` call), so it survives, as does
 everything else the node holds (routes, queued capsules, pool buffers, application links). Restarting happens on the node's
-thread: it costs the node the worker's start (an interpreter and the runtime; a JVM takes
-longest).
+thread; it takes a spare worker when one is ready (``NodeConfig.worker_spares``, a worker
+that has made its runtime and waits for a code object, started in the background after each
+load and restart), so it costs linking the code and ``init``; without one it costs a whole
+start (an interpreter and the runtime; a JVM takes longest).
 
 Channel costs per batch: the node copies each body into the ring (one copy: the worker has no
 access to the node's pool, which holds every other capsule) and back out after the verdicts
@@ -184,8 +186,37 @@ class WorkerRuntime(Runtime):
         self.settings = settings
         self.host = host
         self.live: set[WorkerCode] = set()
-        self.counters = {"worker_starts": 0, "worker_restarts": 0, "worker_kills": 0, "worker_deaths": 0}
+        self.counters = {"worker_starts": 0, "worker_restarts": 0, "worker_kills": 0, "worker_deaths": 0, "spares_used": 0}
         self.deaths: dict[str, int] = {}
+        #: started workers with the runtime made (HELLO sent) and no code object yet: a restart
+        #: takes one and only links its code (``NodeConfig.worker_spares``)
+        self.spares: list[_Process] = []
+        c = settings.config
+        #: the ring of a spare: a batch of full pool buffers and code objects up to 1 MiB
+        self.spare_ring = ring_size_for(max(1, c.batch) * (c.pool_buffer_size + _CAP.size + 16) + (1 << 20))
+
+    def take_spare(self, ring_size: int) -> _Process | None:
+        """A spare whose ring holds ``ring_size`` bytes and whose process still runs, or None."""
+        while self.spares:
+            proc = self.spares.pop(0)
+            if proc.proc.poll() is None and proc.ch.ring_size >= ring_size:
+                self.counters["spares_used"] += 1
+                return proc
+            proc.close()
+        return None
+
+    def refill(self) -> None:
+        """Start spares up to ``worker_spares``; they make their runtime while the node goes on."""
+        while len(self.spares) < self.settings.config.worker_spares:
+            try:
+                proc = _Process(self.name, self.spare_ring)
+                if not proc.ch.down.put(Kind.HELLO, self.settings.hello(self.inner, dict(self.options))):
+                    raise WorkerError("a spare's channel took no HELLO")
+            except (OSError, CodeObjectError, WorkerError) as exc:
+                log.warning("cannot start a spare %s worker: %s", self.name, exc)
+                return
+            proc.ch.wake_worker()
+            self.spares.append(proc)
 
     def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> LoadedCode:
         limit = self.settings.config.workers
@@ -198,14 +229,18 @@ class WorkerRuntime(Runtime):
         wc = WorkerCode(self, code, deps, host)
         wc.start(initial=True)
         self.live.add(wc)
+        self.refill()
         return wc
 
     def close(self) -> None:
         for wc in list(self.live):
             wc.stop()
+        for proc in self.spares:
+            proc.close()
+        self.spares.clear()
 
     def statistics(self) -> dict[str, int]:
-        out = {"workers": sum(1 for w in self.live if w.proc is not None), **self.counters}
+        out = {"workers": sum(1 for w in self.live if w.proc is not None), "spares": len(self.spares), **self.counters}
         out.update({f"worker_{k}": v for k, v in self.deaths.items()})
         return out
 
@@ -240,17 +275,23 @@ class WorkerCode(LoadedCode):
         """Start the worker and load the code object (``init`` is the node's call)."""
         rt = self.rt
         c = rt.settings.config
-        try:
-            proc = _Process(rt.name, self.ring_size)
-        except OSError as exc:
-            raise CodeObjectError(f"{self.code.short_name}: cannot start a worker: {exc}", FaultReason.CRASH) from None
+        proc = rt.take_spare(self.ring_size)
+        spare = proc is not None
+        if proc is None:
+            try:
+                proc = _Process(rt.name, self.ring_size)
+            except OSError as exc:
+                raise CodeObjectError(f"{self.code.short_name}: cannot start a worker: {exc}", FaultReason.CRASH) from None
         self.proc = proc
         rt.counters["worker_starts"] += 1
         if not initial:
             rt.counters["worker_restarts"] += 1
         deadline = time.monotonic_ns() + c.worker_start_ms * 1_000_000
         try:
-            self._control(Kind.HELLO, rt.settings.hello(rt.inner, dict(rt.options)), deadline, raw=True)
+            if spare:  # its HELLO went down when it was started: its answer is all that is left
+                self._control(Kind.HELLO, b"", deadline, raw=True, put=False)
+            else:
+                self._control(Kind.HELLO, rt.settings.hello(rt.inner, dict(rt.options)), deadline, raw=True)
             self._control(Kind.LOAD, wire.encode([self.code.to_pco(), *(d.to_pco() for d in self.deps)]), deadline, raw=True)
         except (RuntimeFault, CodeObjectError) as exc:
             self._down(None)
@@ -294,6 +335,7 @@ class WorkerCode(LoadedCode):
             raise RuntimeFault(f"{self.code.short_name}: its worker is down (restarting)", FaultReason.WORKER_DOWN)
         try:
             self.start()
+            self.rt.refill()  # the spare this start took is replaced while the node goes on
             rc = self._control(Kind.INIT, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
         except (CodeObjectError, RuntimeFault) as exc:
             self._down(_Died(FaultReason.WORKER_DOWN, str(exc)))
@@ -349,9 +391,10 @@ class WorkerCode(LoadedCode):
         self._down(died)
         return RuntimeFault(f"{self.code.short_name}: {died}", died.reason)
 
-    def _control(self, kind: int, payload: bytes | memoryview, deadline_ns: int, raw: bool = False) -> int:
+    def _control(self, kind: int, payload: bytes | memoryview, deadline_ns: int, raw: bool = False, put: bool = True) -> int:
         try:
-            self._put(kind, payload)
+            if put:
+                self._put(kind, payload)
             vals = self._wait(deadline_ns, Kind.RESULT)
         except (_Died, WorkerError) as exc:
             raise self._fail(exc) from None

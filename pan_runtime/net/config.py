@@ -196,6 +196,7 @@ _SCHEMA: dict[str, set[str]] = {
         "worker_grace_ms",
         "worker_start_ms",
         "worker_backoff_ms",
+        "worker_spares",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -415,6 +416,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_grace_ms=lim("worker_grace_ms", 100, 1, 60_000),
         worker_start_ms=lim("worker_start_ms", 30_000, 100, 600_000),
         worker_backoff_ms=lim("worker_backoff_ms", 10, 0, 5_000),
+        worker_spares=lim("worker_spares", 1, 0, 16),
     )
 
     neighbors: list[NeighborConfig] = []

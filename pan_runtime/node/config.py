@@ -61,6 +61,7 @@ class NodeConfig:
         worker_grace_ms: int = 100,
         worker_start_ms: int = 30_000,
         worker_backoff_ms: int = 10,
+        worker_spares: int = 1,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -122,6 +123,9 @@ class NodeConfig:
         self.worker_start_ms = _bounded("worker_start_ms", worker_start_ms, 100, 600_000)
         #: the first wait before a dead worker is started again (doubled on repeats, up to 5 s)
         self.worker_backoff_ms = _bounded("worker_backoff_ms", worker_backoff_ms, 0, 5_000)
+        #: started workers each runtime in process isolation keeps waiting for a code object,
+        #: so that a restart need not start an interpreter and a runtime (0: none)
+        self.worker_spares = _bounded("worker_spares", worker_spares, 0, 16)
         self._check_holding_bounds()
 
     def mechanism(self, runtime: str) -> Mechanism:

@@ -18,7 +18,7 @@ from pan_runtime.isolation.protocol import WORKER_MODULE
 
 pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"process isolation: {process_unavailable()}")
 
-EXTRA = '[runtimes.native]\nisolation = "process"\n'
+EXTRA = '[runtimes.native]\nisolation = "process"\n[limits]\nworker_spares = 0\n'
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -62,7 +62,7 @@ def test_unsigned_native_code_runs_contained_and_pings_are_answered():
         workers = json.loads(st.stdout)["workers"]["native"]
         assert workers["workers"] == 1 and workers["restarts"] == 0, workers
         text = pan("stats", socks[1]).stdout
-        assert "workers: native: 1 up, 0 restarts, 0 kills" in text, text
+        assert "workers: native: 1 up, 0 spare, 0 restarts, 0 kills" in text, text
         # a worker holds only its channel: the memfd and two eventfds, and /dev/null
         middle = procs.procs[1].pid
         (worker,) = _workers_of(middle)
