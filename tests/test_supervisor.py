@@ -116,6 +116,10 @@ def test_a_hostile_capsule_costs_its_capsule_and_worker_only(runtime: str, op: i
         shown = a.statistics()["workers"][runtime]
         assert shown["workers"] >= 1 and shown["restarts"] == stats["worker_restarts"]
         assert f"workers: {runtime}: " in a.format_statistics()
+        from pan_runtime.net.daemon import prometheus_text
+
+        metrics = prometheus_text({**a.statistics(), "refused": {}})
+        assert f'pan_worker_restarts_total{{runtime="{runtime}"}} {stats["worker_restarts"]}' in metrics
 
 
 SYSCALLS = {5: "fork", 6: "socket", 7: "execve", 8: "open"}
