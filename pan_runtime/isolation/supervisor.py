@@ -364,7 +364,13 @@ class WorkerCode(LoadedCode):
                 kind, payload, _ = rec
                 vals = wire.decode(payload)
                 if kind == Kind.CALL:
-                    reply = self._serve(vals)
+                    try:
+                        reply = self._serve(vals)
+                    except WorkerError:
+                        raise
+                    except Exception:  # the node's side of a call raised: a host bug, not the code's
+                        log.exception("%s: serving a PNI call of %s's worker", self.rt.settings.node_name, self.code.short_name)
+                        reply = [pni_api.BAD_ARGUMENT, b""]  # the shape every call's reply can take
                     ch.up.release()
                     self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
                     continue
