@@ -122,11 +122,11 @@ def test_a_hostile_capsule_costs_its_capsule_and_worker_only(runtime: str, op: i
         assert f'pan_worker_restarts_total{{runtime="{runtime}"}} {stats["worker_restarts"]}' in metrics
 
 
-SYSCALLS = {5: "fork", 6: "socket", 7: "execve", 8: "open"}
+SYSCALLS = {5: "fork", 6: "socket", 7: "execve", 8: "open", 10: "mmap-2GB"}
 
 
 @pytest.mark.parametrize("op", sorted(SYSCALLS), ids=list(SYSCALLS.values()))
-def test_the_filter_refuses_what_a_worker_must_not_do(op: int):
+def test_the_filter_and_the_memory_limit_refuse_what_a_worker_must_not_do(op: int):
     code = _build("native")
     with _line("native") as net:
         net.install(code)
