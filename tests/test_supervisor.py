@@ -177,3 +177,36 @@ def test_one_worker_per_code_object_up_to_the_limit():
         n.uninstall(fwd)
         n.install(ping)  # the worker of the code object unloaded is gone
         assert n.runtime("native").statistics()["workers"] == 1
+
+
+def test_a_jvm_finally_that_swallows_every_stop_costs_its_worker_only(tmp_path: Path):
+    """``for (;;) { try { ... } finally { continue; } }`` absorbs the watchdog's stop for ever: in
+    the node's process the jvm refuses it at load; in a worker it loads, and the node kills the
+    worker past the budget."""
+    import subprocess
+
+    from pan_jvm.builder import pack_jar
+    from pan_jvm.jvm import compiled_classes, find_javac
+    from pan_runtime.errors import CodeObjectError
+    from pan_runtime.node.node import Node
+
+    src = Path(__file__).parent / "runtimes" / "jvm" / "java" / "hostile" / "FinallyLoop.java"
+    out = tmp_path / "classes"
+    cmd = [find_javac(), "--release", "17", "-nowarn", "-Xlint:none", "-cp", str(compiled_classes()), "-d", str(out), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    classes = {str(p.relative_to(out).with_suffix("")): p.read_bytes() for p in out.rglob("*.class")}
+    code = CodeObject.create("jvm", pack_jar(classes), meta={"entry_class": "hostile.FinallyLoop", "label": "finally-loop"})
+    with Node(1) as n, pytest.raises(CodeObjectError) as err:
+        n.install(code)
+    assert err.value.reason is FaultReason.ABSORBS_STOP
+    with _line("jvm") as net:
+        net.install(code, [net.nodes[0]])
+        a = net.nodes[0]
+        entry = a.cache.peek(code.name)
+        assert entry is not None
+        _run_hostile(net, code, 1)
+        assert entry.stats.drops[FaultReason.KILLED_BUDGET] == 1, entry.stats.as_dict()
+        assert _pings_answered(net) == 3
+        stats = a.runtime("jvm").statistics()
+        assert stats["worker_kills"] == 1

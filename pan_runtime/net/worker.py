@@ -278,6 +278,7 @@ class Worker:
                 raise WorkerError(f"runtime {c['runtime']} is unavailable in the worker: {reason}")
             rt = cls(c["options"])
             rt.load_limits = LoadLimits(**c["load_limits"])
+            rt.contained = True  # the node kills this process past a call's budget
         except Exception as exc:  # refused up, then the supervisor sees the exit
             self._result(CodeObjectError(f"{type(exc).__name__}: {exc}"))
             raise SystemExit(EXIT_SETUP) from exc
