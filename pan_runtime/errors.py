@@ -137,6 +137,20 @@ class FaultReason(enum.StrEnum):
     HOST_ERROR = "host_error"
     #: the runtime itself raised (a runtime bug, logged with its traceback)
     RUNTIME_ERROR = "runtime_error"
+    # -- a run in a worker process (process isolation, ``pan_runtime.isolation``)
+    #: the worker died of a fault signal (segfault, bus error, illegal instruction) or exited
+    #: on its own (a direct ``exit_group``), or spoke nonsense on its channel
+    CRASH = "crash"
+    #: the worker aborted (SIGABRT: ``abort()``, a failed assertion, an engine's own abort)
+    ABORT = "abort"
+    #: the call ran past its time budget and the node killed the worker
+    KILLED_BUDGET = "killed_budget"
+    #: the worker ran out of its address-space limit (``RLIMIT_AS``) and ended
+    KILLED_MEMORY = "killed_memory"
+    #: the code object's worker is down (restarting after a death, or backing off)
+    WORKER_DOWN = "worker_down"
+    #: refused at load: the runtime already runs ``limits.workers`` workers (process isolation)
+    TOO_MANY_WORKERS = "too_many_workers"
     #: refused at load: an exception handler could swallow the stop that ends a run (jvm)
     ABSORBS_STOP = "absorbs_stop"
     #: refused at load: a symbol's value lies outside its section (native)
@@ -216,3 +230,8 @@ class BuildError(PanError):
 
 class ResourceError(PanError):
     """A file pan ships (headers, Java sources, reference protocols) is missing or unreadable."""
+
+
+class WorkerError(PanError):
+    """A worker process of the ``process`` isolation mechanism could not be started or loaded,
+    or broke the rules of its channel (a malformed or oversized record)."""

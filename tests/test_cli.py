@@ -31,6 +31,17 @@ def test_runtimes_lists_isolation_and_availability():
     assert "native" in names and "wasm" in names
 
 
+def test_runtimes_lists_where_each_runtime_can_run_and_what_its_worker_may_call():
+    from pan_runtime.isolation.mechanism import process_unavailable
+
+    names = {d["name"]: d for d in json.loads(run("runtimes", "--json").stdout)}
+    want = ["in_process"] if process_unavailable() else ["in_process", "process"]
+    assert all(d["mechanisms"] == want for d in names.values())
+    assert "socket" not in names["native"]["worker_syscalls"] and "clone" not in names["native"]["worker_syscalls"]
+    assert "clone" in names["jvm"]["worker_syscalls"] and "openat (read-only)" in names["jvm"]["worker_syscalls"]
+    assert "can run" in run("runtimes").stdout.splitlines()[0]
+
+
 def test_keygen_sign_inspect_round_trip(tmp_path, capsys):
     code = CodeObject.create("restricted_py", b"def accept(pni, c, n):\n    return DROP\n", meta={"label": "x"})
     pco = code.write(tmp_path / "x.pco")

@@ -29,3 +29,21 @@ def test_the_longest_back_off_is_at_least_the_first():
         NodeConfig(neighbour_backoff_ms=5000, neighbour_max_backoff_ms=1000)
     assert NodeConfig(neighbour_backoff_ms=5000, neighbour_max_backoff_ms=5000).neighbour_max_backoff_ms == 5000
     assert NodeConfig(neighbour_backoff_ms=90_000).neighbour_max_backoff_ms == 90_000
+
+
+def test_the_isolation_of_each_runtime_is_checked_and_has_a_default(monkeypatch):
+    monkeypatch.delenv("PAN_ISOLATION", raising=False)
+    cfg = NodeConfig(isolation={"native": "process"})
+    assert cfg.mechanism("native") == "process" and cfg.mechanism("wasm") == "in_process"
+    with pytest.raises(ConfigError, match="isolation of runtime 'native' must be one of in_process, process"):
+        NodeConfig(isolation={"native": "sandbox"})
+    with pytest.raises(ConfigError, match="NodeConfig.workers"):
+        NodeConfig(workers=0)
+    monkeypatch.setenv("PAN_ISOLATION", "process")
+    assert NodeConfig().mechanism("jvm") == "process"
+    assert NodeConfig(isolation={"jvm": "in_process"}).mechanism("jvm") == "in_process"
+    monkeypatch.setenv("PAN_ISOLATION", "jvm=process")
+    assert NodeConfig().mechanism("jvm") == "process" and NodeConfig().mechanism("wasm") == "in_process"
+    monkeypatch.setenv("PAN_ISOLATION", "jvm=elsewhere")
+    with pytest.raises(ConfigError, match="PAN_ISOLATION"):
+        NodeConfig().mechanism("jvm")

@@ -88,3 +88,22 @@ def test_every_check_passes_on_a_builtin_runtime_with_progress_reported():
     assert [r.check for r in results] == check_ids() == [r.check for r in seen]
     assert {r.kind for r in results} == {"protocol", "case", "differential"}
     assert [r for r in results if r.outcome != "passed"] == []
+
+
+def test_the_kit_runs_a_runtime_in_process_isolation_where_its_faults_are_contained():
+    """In worker processes the node kills what loops and survives what aborts: the checks run
+    to an answer in the same kit worker, which the in-process runs above cannot."""
+    with Kit("loops", timeout=120, plugin_modules=PLUGIN, isolation="process") as kit:
+        spin = kit.run("spin")
+        assert spin.outcome == "passed", spin  # both capsules killed_budget, the node forwards on
+        assert kit.pid is not None
+    with Kit("aborts", timeout=120, plugin_modules=PLUGIN, isolation="process") as kit:
+        raise_ = kit.run("raise")
+        assert raise_.outcome == "passed", raise_  # the abort is the capsule's fault, not the node's
+        first = kit.pid
+        assert first is not None
+        crash = kit.run("badargs")
+        assert "the worker process died" not in crash.detail, crash
+        assert kit.pid == first
+    with pytest.raises(PanError, match="isolation must be"):
+        Kit("wasm", isolation="elsewhere")

@@ -185,8 +185,9 @@ LEAVES = {"errors", "pni_api", "pni_hot", "protocol_headers", "resources"}
 LAYERS = {
     "data": {"errors", "pni_api"},
     "plugin": {"data"} | LEAVES,
-    "node": {"plugin", "data"} | LEAVES,
-    "net": {"node", "plugin", "data"} | LEAVES,
+    "isolation": {"plugin", "data"} | LEAVES,
+    "node": {"isolation", "plugin", "data"} | LEAVES,
+    "net": {"node", "isolation", "plugin", "data"} | LEAVES,
 }
 #: the faces, which may import anything
 FACES = {"cli", "bench", "lab", "testing"}
@@ -227,6 +228,12 @@ def test_nullrt_uses_the_node_as_a_runtime_does():
     """The built-in ``null`` runtime imports what a runtime may: the node's API, never ``net``
     or a face."""
     assert layer_violations(NULLRT, {"plugin", "node"} | LAYERS["plugin"]) == []
+
+
+def test_isolation_imports_plugin_and_data_and_the_node_only_for_annotations():
+    isolation = CORE_DIR / "isolation"
+    assert layer_violations(isolation, {"isolation"} | LAYERS["isolation"], typing=False) == []
+    assert layer_violations(isolation, {"isolation", "node"} | LAYERS["isolation"]) == []
 
 
 def test_node_imports_plugin_and_data():

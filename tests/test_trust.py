@@ -49,3 +49,22 @@ def test_rules_can_be_tightened_and_loosened_by_name():
         policy.set_rule("network.bogus", "any")
     with pytest.raises(ConfigError):
         policy.set_rule("network.none", "maybe")
+
+
+def test_code_in_a_worker_process_has_a_column_of_its_own():
+    policy = TrustPolicy()
+    policy.check(CODE, Isolation.PROCESS, CodeOrigin.NETWORK)  # default: any origin, unsigned
+    policy.set_rule("network.process", "signed")
+    with pytest.raises(TrustError, match="trust rule network.process = signed"):
+        policy.check(CODE, Isolation.PROCESS, CodeOrigin.NETWORK)
+
+
+def test_a_rule_can_ask_for_process_isolation():
+    policy = TrustPolicy.from_config({"network.none": "process"})
+    with pytest.raises(TrustError) as err:
+        policy.check(CODE, Isolation.NONE, CodeOrigin.NETWORK, runtime="native")
+    assert err.value.rule == "network.none"
+    assert '[runtimes.native] isolation = "process"' in str(err.value)
+    policy.check(CODE, Isolation.PROCESS, CodeOrigin.NETWORK)  # the same code, in a worker
+    with pytest.raises(ConfigError, match="the process column takes any|signed|never"):
+        policy.set_rule("local.process", "process")

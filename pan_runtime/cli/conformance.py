@@ -28,6 +28,9 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
                    help=f"outer time limit of one check in seconds (default {DEFAULT_TIMEOUT_S:g})")
     s.add_argument("--plugin", action="append", metavar="MODULE",
                    help="also load this plugin module (a runtime not installed as a package yet)")
+    s.add_argument("--isolation", choices=("in_process", "process"), default=None,
+                   help="run the runtime's code in the node's process or in worker processes (docs/isolation.md); "
+                        "default: the node's default")
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--list", action="store_true", help="list the checks and exit")
     s.set_defaults(fn=_cmd_conformance)
@@ -51,15 +54,16 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     if not args.runtime:
         raise PanError("name the runtime to check (`pan runtimes` lists them), or --list the checks")
     results = run_conformance(args.runtime, reference=args.reference, checks=args.check, timeout=args.timeout,
-                              plugin_modules=args.plugin or (), progress=_progress(args.json))
+                              plugin_modules=args.plugin or (), progress=_progress(args.json), isolation=args.isolation)
     failed = [r for r in results if r.outcome == "failed"]
     if args.json:
-        print(json.dumps({"runtime": args.runtime, "reference": args.reference, "results": [r.as_dict() for r in results]},
+        print(json.dumps({"runtime": args.runtime, "reference": args.reference, "isolation": args.isolation, "results": [r.as_dict() for r in results]},
                          indent=2))
         return 1 if failed else 0
     rows = [[r.check, r.kind, r.outcome, f"{r.seconds:.1f}", r.detail.splitlines()[0] if r.outcome == "skipped" and r.detail else ""]
             for r in results]
-    print(f"pan conformance {args.runtime} (differential checks against {args.reference})\n")
+    how = f", isolation {args.isolation}" if args.isolation else ""
+    print(f"pan conformance {args.runtime} (differential checks against {args.reference}{how})\n")
     print(format_table(rows, ["check", "kind", "outcome", "s", "why skipped"]))
     for r in failed:
         print(f"\n{r.check} failed:\n  " + r.detail.replace("\n", "\n  "))

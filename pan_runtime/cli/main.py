@@ -16,20 +16,32 @@ __all__ = ["main"]
 
 
 def _cmd_runtimes(args: argparse.Namespace) -> int:
+    from pan_runtime.isolation.confine import allowed_syscalls
+    from pan_runtime.isolation.mechanism import process_unavailable
     from pan_runtime.node.stats import format_table
     from pan_runtime.plugin.plugins import default_plugins
 
     plugins = default_plugins()
     infos = plugins.runtime_infos()
+    # every runtime can run its code in the node's process or in worker processes (the
+    # latter where this machine can confine a worker: docs/isolation.md)
+    no_process = process_unavailable()
+    mechanisms = ["in_process"] if no_process else ["in_process", "process"]
     if args.json:
-        print(json.dumps([vars(i) for i in infos], indent=2))
+        print(json.dumps([
+            {**vars(i), "mechanisms": mechanisms, "process_unavailable": no_process or "",
+             "worker_syscalls": allowed_syscalls(i.name)}
+            for i in infos
+        ], indent=2))
         return 0
     rows = []
     for i in infos:
         status = "available" if i.available else f"unavailable: {i.reason}"
         ver = ", ".join(f"{k} {v}" for k, v in sorted(i.versions.items()))
-        rows.append([i.name, i.isolation, ", ".join(i.limits) or "-", status, ver])
-    print(format_table(rows, ["runtime", "isolation", "limits", "status", "versions"]))
+        rows.append([i.name, i.isolation, ", ".join(mechanisms), ", ".join(i.limits) or "-", status, ver])
+    print(format_table(rows, ["runtime", "isolation", "can run", "limits", "status", "versions"]))
+    if no_process:
+        print(f"\nprocess isolation is unavailable here: {no_process}")
     return 0
 
 
@@ -166,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", dest="log_quiet", action="count", default=0, help="log errors only; also after the command")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("runtimes", help="list runtimes, their isolation level and availability")
+    s = sub.add_parser("runtimes", help="list runtimes, their isolation level, where they can run (in_process, process) and availability")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=_cmd_runtimes)
 

@@ -137,7 +137,7 @@ def drop_rows(st: dict) -> list[list[str]]:  # type: ignore[type-arg]
 
 
 def format_stats(st: dict) -> str:  # type: ignore[type-arg]
-    from pan_runtime.node.stats import format_table
+    from pan_runtime.node.stats import format_table, format_workers
 
     eps = known_endpoints(st)
     lines = [
@@ -158,6 +158,9 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
     ]
     if rows:
         lines.append(format_table(rows, ["code", "runtime", "in", "fwd", "dlv", "done", "drop", "err", "µs/cap"]))
+    workers = format_workers(st.get("workers", {}))
+    if workers:
+        lines.append(workers)
     links = st.get("links", {}).get("neighbors", {})
     if links:
         accounts = st.get("neighbours", {})

@@ -20,6 +20,7 @@ from typing import Any
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import ConfigError, PanError
+from pan_runtime.isolation.mechanism import parse_mechanisms
 from pan_runtime.net.demand import largest_pco
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
@@ -192,6 +193,12 @@ _SCHEMA: dict[str, set[str]] = {
         "neighbour_window_ms",
         "neighbour_backoff_ms",
         "neighbour_max_backoff_ms",
+        "workers",
+        "worker_memory",
+        "worker_grace_ms",
+        "worker_start_ms",
+        "worker_backoff_ms",
+        "worker_spares",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -349,6 +356,22 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
     options = rt_t.get("options", {})
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ctx.error("runtimes.options", "must be tables [runtimes.options.RUNTIME] of runtime options")
+    # [runtimes.NAME] isolation = "in_process" | "process" (pan_runtime.isolation)
+    isolation: dict[str, str] = {}
+    for rt_name, table in rt_t.items():
+        if rt_name in ("enabled", "options"):
+            continue
+        if not isinstance(table, dict):
+            raise ctx.error(f"runtimes.{rt_name}", "must be a table [runtimes.RUNTIME] (isolation = ...), or enabled/options")
+        for k in table:
+            if k != "isolation":
+                raise ctx.error(f"runtimes.{rt_name}.{k}", "unknown key; expected isolation")
+        value = _str(ctx, f"runtimes.{rt_name}.isolation", table.get("isolation", "in_process"))
+        try:
+            parse_mechanisms({rt_name: value}, "isolation")
+        except ConfigError as exc:
+            raise ctx.error(f"runtimes.{rt_name}.isolation", str(exc).partition(": ")[2]) from None
+        isolation[rt_name] = value
     # what code objects may hold (pan_runtime.node.quota): checked here to name the key and line
     state_bytes = lim("state_bytes", 4 << 20, 1, 1 << 30)
     state_total = lim("state_total_bytes", max(64 << 20, state_bytes), 1, 1 << 34)
@@ -389,6 +412,13 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         neighbour_window_ms=lim("neighbour_window_ms", 10_000, 1, 86_400_000),
         neighbour_backoff_ms=backoff_ms,
         neighbour_max_backoff_ms=lim("neighbour_max_backoff_ms", max(60_000, backoff_ms), backoff_ms, 86_400_000),
+        isolation=isolation,
+        workers=lim("workers", 16, 1, 4096),
+        worker_memory=lim("worker_memory", 256 << 20, 16 << 20, 1 << 40),
+        worker_grace_ms=lim("worker_grace_ms", 100, 1, 60_000),
+        worker_start_ms=lim("worker_start_ms", 30_000, 100, 600_000),
+        worker_backoff_ms=lim("worker_backoff_ms", 10, 0, 5_000),
+        worker_spares=lim("worker_spares", 1, 0, 16),
     )
 
     neighbors: list[NeighborConfig] = []
@@ -445,7 +475,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
             raise ctx.error(f"trust.trusted_keys[{i}]", str(exc)) from None
     rules = trust_t.get("rules", {})
     if not isinstance(rules, dict):
-        raise ctx.error("trust.rules", "must be a table of ORIGIN.ISOLATION = any|signed|never")
+        raise ctx.error("trust.rules", "must be a table of ORIGIN.ISOLATION = any|signed|process|never")
     flat: dict[str, str] = {}
     for k, v in rules.items():  # `network.none = "any"` unquoted is a nested table in TOML
         for sub, rule in (v.items() if isinstance(v, dict) else [("", v)]):
@@ -528,8 +558,11 @@ def _check_keys(ctx: _Ctx, data: dict[str, Any], section: str, prefix: str) -> N
     allowed = _SCHEMA[section]
     for k, v in data.items():
         dotted = f"{prefix}{k}"
+        if k not in allowed and section == "runtimes" and isinstance(v, dict):
+            continue  # [runtimes.NAME]: checked where it is read
         if k not in allowed:
-            raise ctx.error(dotted, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+            also = " or a table [runtimes.RUNTIME] (isolation = ...)" if section == "runtimes" else ""
+            raise ctx.error(dotted, f"unknown key; expected one of {', '.join(sorted(allowed))}{also}")
         if section == "" and k in _SCHEMA and k not in ("runtimes",):
             if isinstance(v, dict):
                 _check_keys(ctx, v, k, f"{k}.")

@@ -204,6 +204,17 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     metric("pan_soft_state_bytes", "gauge", "Soft-state bytes of every code object together.", [({}, stats["soft_state"]["bytes"])])
     metric("pan_code_cache_entries", "gauge", "Installed code objects.", [({}, stats["cache"]["entries"])])
     metric("pan_code_cache_bytes", "gauge", "Bytes of installed code objects.", [({}, stats["cache"]["bytes"])])
+    workers = stats.get("workers", {})
+    for field, helptext in (
+        ("workers", "Worker processes up, per runtime in process isolation."),
+        ("spares", "Workers started ahead for restarts, per runtime."),
+        ("restarts", "Workers started again after one ended, per runtime."),
+        ("kills", "Workers the node killed past a call's time budget, per runtime."),
+    ):
+        metric(f"pan_worker_{field}" + ("" if field in ("workers", "spares") else "_total"), "gauge" if field in ("workers", "spares") else "counter",
+               helptext, [({"runtime": rt}, w[field]) for rt, w in sorted(workers.items())])
+    metric("pan_worker_deaths_total", "counter", "Workers that ended, per runtime and reason.",
+           [({"runtime": rt, "reason": k[5:]}, v) for rt, w in sorted(workers.items()) for k, v in sorted(w.items()) if k.startswith("died_")])
     code = stats.get("code", {})
     for field, helptext in (
         ("capsules_in", "Capsules evaluated per code object."),

@@ -13,6 +13,7 @@ their own.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from pan_runtime.data.codeobj import CodeObject
@@ -24,6 +25,8 @@ from pan_runtime.errors import (
     RuntimeFault,
     RuntimeUnavailable,
 )
+from pan_runtime.isolation.mechanism import Mechanism, process_unavailable
+from pan_runtime.isolation.supervisor import WorkerRuntime, WorkerSettings
 from pan_runtime.node import pni
 from pan_runtime.node.cache import Breaker, CacheEntry, CodeCache, DiskStore
 from pan_runtime.node.env import Environment, Origin
@@ -81,7 +84,16 @@ class CodeTable:
         options = dict(node.config.runtime_options.get(name, {}))
         if node.config.cache_dir and "cache_dir" not in options:
             options["cache_dir"] = node.config.cache_dir
-        rt = cls(options)
+        if node.config.mechanism(name) is Mechanism.PROCESS:
+            why = process_unavailable()
+            if why is not None:
+                raise RuntimeUnavailable(f"runtime {name!r} is configured with isolation process, which is unavailable here: {why}")
+            settings = WorkerSettings(
+                config=node.config, address=node.address, clock_is_monotonic=node.now_ns is time.monotonic_ns, node_name=node.name
+            )
+            rt = WorkerRuntime(cls, options, settings, node.host)
+        else:
+            rt = cls(options)
         rt.load_limits = node.config.load_limits
         self.runtimes[name] = rt
         self.runtime_stats.setdefault(name, CodeStats())
@@ -155,7 +167,7 @@ class CodeTable:
             )
         node = self._node
         rt = self.runtime(code.runtime)
-        node.trust.check(code, rt.isolation, origin)
+        node.trust.check(code, rt.isolation, origin, runtime=rt.name)
         node.config.load_limits.require(f"code object {code.short_name} bytes", code.size, "code_bytes", FaultReason.CODE_TOO_BIG)
         rt.check(code)
         return rt, self._dependencies(code)

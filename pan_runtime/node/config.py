@@ -14,6 +14,7 @@ from typing import Any
 
 from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT
 from pan_runtime.errors import ConfigError
+from pan_runtime.isolation.mechanism import Mechanism, env_default, parse_mechanisms
 from pan_runtime.node.env import Budget
 from pan_runtime.plugin.loadlimits import LoadLimits
 
@@ -54,6 +55,13 @@ class NodeConfig:
         neighbour_window_ms: int = 10_000,
         neighbour_backoff_ms: int = 1_000,
         neighbour_max_backoff_ms: int | None = None,
+        isolation: Mapping[str, str] | None = None,
+        workers: int = 16,
+        worker_memory: int = 256 << 20,
+        worker_grace_ms: int = 100,
+        worker_start_ms: int = 30_000,
+        worker_backoff_ms: int = 10,
+        worker_spares: int = 1,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -102,7 +110,31 @@ class NodeConfig:
             self.neighbour_backoff_ms,
             86_400_000,
         )
+        # process isolation (pan_runtime.isolation, docs/isolation.md): the mechanism of each
+        # runtime named (the others: PAN_ISOLATION's default, else in_process)
+        self.isolation: dict[str, Mechanism] = parse_mechanisms(isolation)
+        #: worker processes one runtime may run (one per code object)
+        self.workers = _bounded("workers", workers, 1, 4096)
+        #: address space a worker may map beyond what its runtime holds when it starts
+        self.worker_memory = _bounded("worker_memory", worker_memory, 16 << 20, 1 << 40)
+        #: how long past a call's time budget the node waits before it kills the worker
+        self.worker_grace_ms = _bounded("worker_grace_ms", worker_grace_ms, 1, 60_000)
+        #: how long a worker has to start, load its code object and run init
+        self.worker_start_ms = _bounded("worker_start_ms", worker_start_ms, 100, 600_000)
+        #: the first wait before a dead worker is started again (doubled on repeats, up to 5 s)
+        self.worker_backoff_ms = _bounded("worker_backoff_ms", worker_backoff_ms, 0, 5_000)
+        #: started workers each runtime in process isolation keeps waiting for a code object,
+        #: so that a restart need not start an interpreter and a runtime (0: none)
+        self.worker_spares = _bounded("worker_spares", worker_spares, 0, 16)
         self._check_holding_bounds()
+
+    def mechanism(self, runtime: str) -> Mechanism:
+        """How ``runtime`` runs its code on this node: configured, else ``PAN_ISOLATION``'s
+        default, else ``in_process``."""
+        if runtime in self.isolation:
+            return self.isolation[runtime]
+        every, per = env_default()
+        return per.get(runtime) or every or Mechanism.IN_PROCESS
 
     def _check_holding_bounds(self) -> None:
         """``ConfigError`` unless the bounds on what code objects hold fit together."""

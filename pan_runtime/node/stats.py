@@ -12,8 +12,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pan_runtime.plugin.runtime import Isolation
+
 if TYPE_CHECKING:
     from pan_runtime.node.node import Node
+
+#: how a worker can end (``FaultReason`` values)
+_DEATHS = ("crash", "abort", "killed_budget", "killed_memory")
 
 __all__ = [
     "CodeStats",
@@ -22,6 +27,8 @@ __all__ = [
     "statistics",
     "code_stats",
     "runtime_totals",
+    "worker_statistics",
+    "format_workers",
     "format_statistics",
 ]
 
@@ -164,6 +171,33 @@ def _runtime_statistics(node: Node) -> dict[str, dict[str, Any]]:
     return out
 
 
+def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
+    """Per runtime in process isolation: workers up, spares waiting, starts, restarts, kills and
+    deaths by reason."""
+    out = {}
+    for name, rt in sorted(node.codes.runtimes.items()):
+        if rt.isolation is Isolation.PROCESS:
+            w = rt.statistics()
+            out[name] = {
+                "workers": w.get("workers", 0),
+                "spares": w.get("spares", 0),
+                "starts": w.get("worker_starts", 0),
+                "restarts": w.get("worker_restarts", 0),
+                "kills": w.get("worker_kills", 0),
+                **{f"died_{d}": w.get(f"worker_{d}", 0) for d in _DEATHS},
+            }
+    return out
+
+
+def format_workers(workers: dict[str, dict[str, int]]) -> str:
+    """One line on the workers of each runtime in process isolation ("" when none)."""
+    parts = []
+    for name, w in sorted(workers.items()):
+        deaths = ", ".join(f"{d} {w[f'died_{d}']}" for d in _DEATHS if w.get(f"died_{d}"))
+        parts.append(f"{name}: {w['workers']} up, {w.get('spares', 0)} spare, {w['restarts']} restarts, {w['kills']} kills" + (f" ({deaths})" if deaths else ""))
+    return "workers: " + "; ".join(parts) if parts else ""
+
+
 def statistics(node: Node) -> dict[str, Any]:
     """Everything a node counts, as plain data (what ``pan node`` and the bench report)."""
     node.sync_counters()
@@ -190,6 +224,7 @@ def statistics(node: Node) -> dict[str, Any]:
         },
         "code": code_stats(node),
         "runtimes": _runtime_statistics(node),
+        "workers": worker_statistics(node),
         "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],
         "ports": node.ports.info(),
         "neighbours": node.ledger.info(),
@@ -226,6 +261,9 @@ def format_statistics(node: Node) -> str:
     if throttled:
         text += f"throttled neighbours: {throttled}\n"
     text += table
+    workers = format_workers(worker_statistics(node))
+    if workers:
+        text += "\n" + workers
     if ns.refused:
         text += "\nrefused to code: " + ", ".join(f"{k}={v}" for k, v in sorted(ns.refused.items()))
     return text

@@ -3,11 +3,21 @@
 The decision keys on the runtime's isolation level, where the code came from (installed
 by a local application, or fetched from the network) and whether it carries a valid
 signature by one of the node's trusted Ed25519 keys. Each (origin, isolation) pair has a
-rule: ``any`` (load it), ``signed`` (only with a trusted signature) or ``never``.
+rule: ``any`` (load it), ``signed`` (only with a trusted signature), ``process`` (only when
+its runtime runs in process isolation: a rule of the in-process levels that sends such code to
+the ``process`` column) or ``never``.
 
-Defaults: sandboxed code may come from anywhere unsigned; guarded and unsandboxed code
-needs a trusted signature when it arrives from the network and is accepted unsigned only
-from a local application. A refusal names the rule that refused.
+The isolation is the runtime's own level (``sandboxed``, ``guarded``, ``none``) when it runs in
+the node's process, and ``process`` when the node runs it in worker processes
+(``pan_runtime.isolation``): a column of its own, since the kernel's limits, not the runtime,
+contain the code there.
+
+Defaults: sandboxed code may come from anywhere unsigned; guarded and unsandboxed code in the
+node's process needs a trusted signature when it arrives from the network and is accepted
+unsigned only from a local application; code in a worker process may come from anywhere
+unsigned (a crash, a hang, a memory bomb or a forbidden system call costs its worker, never
+the node, and it reaches nothing of the node but the PNI). A refusal names the rule that
+refused.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ class CodeOrigin(str, enum.Enum):
 class Rule(str, enum.Enum):
     ANY = "any"
     SIGNED = "signed"
+    PROCESS = "process"  # only in process isolation (a rule of the in-process levels)
     NEVER = "never"
 
 
@@ -45,6 +56,8 @@ def _default_rules() -> dict[tuple[CodeOrigin, Isolation], Rule]:
         (CodeOrigin.NETWORK, Isolation.SANDBOXED): Rule.ANY,
         (CodeOrigin.NETWORK, Isolation.GUARDED): Rule.SIGNED,
         (CodeOrigin.NETWORK, Isolation.NONE): Rule.SIGNED,
+        (CodeOrigin.LOCAL, Isolation.PROCESS): Rule.ANY,
+        (CodeOrigin.NETWORK, Isolation.PROCESS): Rule.ANY,
     }
 
 
@@ -73,12 +86,15 @@ class TrustPolicy:
         origin_s, _, iso_s = name.partition(".")
         try:
             key = (CodeOrigin(origin_s), Isolation(iso_s))
-            self.rules[key] = Rule(rule)
+            value = Rule(rule)
         except ValueError:
             raise ConfigError(
                 f"bad trust rule {name!r} = {rule!r}: names are ORIGIN.ISOLATION with ORIGIN in "
-                f"local|network and ISOLATION in sandboxed|guarded|none; rules are any|signed|never"
+                f"local|network and ISOLATION in sandboxed|guarded|none|process; rules are any|signed|process|never"
             ) from None
+        if value is Rule.PROCESS and key[1] is Isolation.PROCESS:
+            raise ConfigError(f"bad trust rule {name!r} = 'process': the process column takes any|signed|never")
+        self.rules[key] = value
 
     @classmethod
     def from_config(
@@ -94,13 +110,21 @@ class TrustPolicy:
         policy.trust(keys)
         return policy
 
-    def check(self, code: CodeObject, isolation: Isolation, origin: CodeOrigin) -> None:
+    def check(self, code: CodeObject, isolation: Isolation, origin: CodeOrigin, *, runtime: str | None = None) -> None:
         """Raise ``TrustError`` (naming the rule) if ``code`` may not be loaded."""
         code.check_signatures()
         name = self.rule_name(origin, isolation)
         rule = self.rules[(origin, isolation)]
         if rule is Rule.ANY:
             return
+        if rule is Rule.PROCESS:
+            rt = runtime or code.runtime
+            raise TrustError(
+                f"code object {code.short_name} ({code.runtime}, isolation {isolation.value}) from {origin.value} "
+                f"origin refused: trust rule {name} = process asks for process isolation; run runtime {rt} in "
+                f'worker processes ([runtimes.{rt}] isolation = "process", NodeConfig(isolation={{"{rt}": "process"}}))',
+                name,
+            )
         if (
             rule is Rule.SIGNED
             and self.insecure_allow_unsigned_native

@@ -67,6 +67,10 @@ class Isolation(str, enum.Enum):
     SANDBOXED = "sandboxed"  # a real boundary (wasm): code may come from anywhere
     GUARDED = "guarded"  # checks that help but are not a security boundary
     NONE = "none"  # no containment: trusted by signature or local installation only
+    #: the runtime runs in a supervised worker process under kernel limits (seccomp, RLIMIT_AS):
+    #: what any runtime becomes under the ``process`` isolation mechanism
+    #: (``pan_runtime.isolation``); not a class attribute a runtime declares
+    PROCESS = "process"
 
 
 class LoadedCode(abc.ABC):
@@ -133,6 +137,11 @@ class Runtime(abc.ABC):
     #: cases with them; a runtime that contains code (isolation other than ``none``) and
     #: enforces none of ``time_ms``, ``steps`` or ``fuel`` would hang on an endless loop.
     limits: ClassVar[frozenset[str]] = frozenset()
+    #: True when this instance runs in a worker process that the node kills past a call's time
+    #: budget (process isolation, ``pan_runtime.isolation``): a runtime may then drop checks
+    #: that only keep a runaway call from holding the node (jvm: handlers that could swallow
+    #: its watchdog's stop). Set by the worker after making the runtime.
+    contained: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         self.options: dict[str, Any] = dict(options or {})

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from pan_runtime.errors import PanError
+from pan_runtime.isolation.mechanism import ENV as ISOLATION_ENV
 from pan_runtime.net.lifetime import child_env
 
 __all__ = ["DEFAULT_TIMEOUT_S", "CheckResult", "Kit", "check_runtime", "run_conformance"]
@@ -74,10 +75,16 @@ class Kit:
         reference: str = "native",
         timeout: float = DEFAULT_TIMEOUT_S,
         plugin_modules: Sequence[str] = (),
+        isolation: str | None = None,
     ):
         if timeout <= 0:
             raise PanError("the time limit of a check must be positive")
+        if isolation is not None and isolation not in ("in_process", "process"):
+            raise PanError(f"isolation must be in_process or process, got {isolation!r}")
         self.runtime = runtime
+        #: how the checked runtime runs its code in the checks' nodes (None: the nodes' default);
+        #: the reference runtime stays in-process
+        self.isolation = isolation
         self.reference = reference
         self.timeout = timeout
         self.plugin_modules = list(plugin_modules)
@@ -98,8 +105,11 @@ class Kit:
         for m in self.plugin_modules:
             cmd += ["--plugin", m]
         self._stderr = tempfile.TemporaryFile()
+        env = child_env()
+        if self.isolation is not None:
+            env[ISOLATION_ENV] = f"{self.runtime}={self.isolation}"
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-                                      env=child_env(), start_new_session=True)
+                                      env=env, start_new_session=True)
         self._buffer = ""
         hello = self._read_line(deadline)
         if hello is None:
@@ -236,11 +246,13 @@ def run_conformance(
     timeout: float = DEFAULT_TIMEOUT_S,
     plugin_modules: Sequence[str] = (),
     progress: Callable[[CheckResult], None] | None = None,
+    isolation: str | None = None,
 ) -> list[CheckResult]:
-    """Every check (or ``checks``) on ``runtime``, compared with ``reference`` where it applies."""
+    """Every check (or ``checks``) on ``runtime``, compared with ``reference`` where it applies;
+    ``isolation``: how ``runtime`` runs its code in the checks' nodes (``process``: in workers)."""
     check_runtime(runtime, reference, plugin_modules)
     out = []
-    with Kit(runtime, reference=reference, timeout=timeout, plugin_modules=plugin_modules) as kit:
+    with Kit(runtime, reference=reference, timeout=timeout, plugin_modules=plugin_modules, isolation=isolation) as kit:
         for result in kit.run_all(checks):
             out.append(result)
             if progress:

@@ -7,7 +7,7 @@ time limit, and passes, fails with what differed, or is skipped with the kit's r
 
     import pytest
 
-    @pytest.mark.pan_conformance("myruntime")          # reference="native", timeout=180.0
+    @pytest.mark.pan_conformance("myruntime")   # reference="native", timeout=180.0, isolation=None
     def test_conformance(pan_check):
         pan_check.verify()
 
@@ -29,6 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pan", "pan conformance kit")
     group.addoption("--pan-runtime", action="append", default=[], metavar="NAME",
                     help="run tests that take pan_check on this runtime (repeatable; overrides the marker)")
+    group.addoption("--pan-isolation", choices=("in_process", "process"), default=None,
+                    help="how the checked runtime runs its code (overrides the marker's isolation=)")
     group.addoption("--pan-timeout", type=float, default=None, metavar="S",
                     help="outer time limit of one conformance check in seconds")
 
@@ -36,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "pan_conformance(*runtimes, reference='native', timeout=None, plugins=()): run a test that takes "
+        "pan_conformance(*runtimes, reference='native', timeout=None, plugins=(), isolation=None): run a test that takes "
         "pan_check once per conformance check on each runtime",
     )
     config.stash[_KITS] = {}
@@ -95,12 +97,13 @@ def pan_check(request: pytest.FixtureRequest) -> PanCheck:
     timeout = request.config.getoption("--pan-timeout") or kw.get("timeout") or DEFAULT_TIMEOUT_S
     reference = kw.get("reference", "native")
     plugins = tuple(kw.get("plugins", ()))
+    isolation = request.config.getoption("--pan-isolation") or kw.get("isolation")
     kits = request.config.stash[_KITS]
-    key = (runtime, reference, timeout, plugins)
+    key = (runtime, reference, timeout, plugins, isolation)
     if key not in kits:
         try:
             check_runtime(runtime, reference, plugins)
         except PanError as exc:
             pytest.fail(str(exc), pytrace=False)
-        kits[key] = Kit(runtime, reference=reference, timeout=timeout, plugin_modules=plugins)
+        kits[key] = Kit(runtime, reference=reference, timeout=timeout, plugin_modules=plugins, isolation=isolation)
     return PanCheck(kits[key], runtime, check)

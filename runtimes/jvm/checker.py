@@ -155,9 +155,12 @@ class _Refusal(CodeObjectError):
 
 
 class _Checker:
-    def __init__(self, own: Collection[str], visible: Collection[str]):
+    def __init__(self, own: Collection[str], visible: Collection[str], contained: bool = False):
         self.own = set(own)
         self.visible = set(visible)
+        #: the code runs in a worker process the node kills past its budget: a handler that
+        #: swallows the watchdog's stop then costs that worker, not the node (not refused)
+        self.contained = contained
 
     def free(self, name: str) -> bool:
         """Classes code may use without member restrictions: its own, deps', the PNI's."""
@@ -293,15 +296,19 @@ class _Checker:
                 if (i in cls.inner_class_refs or i in vouched_classes) and i not in used_classes:
                     continue
                 self.klass(cls, cls.class_name(i), "class constant")
+        if self.contained:
+            return
         for m in cls.methods:  # after the references: a class naming a refused one is refused for that
             self.handlers(cls, m, f"method {m.name}{m.descriptor}")
 
 
 def check_classes(
-    classes: Mapping[str, bytes], visible: Collection[str] = (), limits: LoadLimits | None = None
+    classes: Mapping[str, bytes], visible: Collection[str] = (), limits: LoadLimits | None = None, *, contained: bool = False
 ) -> dict[str, ClassFile]:
     """Parse and check ``classes`` (internal name -> bytes); ``visible`` are dependency classes.
-    With ``limits``: at most ``code_functions`` methods in all, counted before the check."""
+    With ``limits``: at most ``code_functions`` methods in all, counted before the check.
+    ``contained``: the runtime runs in a worker process (``Runtime.contained``), where exception
+    handlers that could swallow the watchdog's stop are not refused (the node kills the worker)."""
     parsed: dict[str, ClassFile] = {}
     methods = 0
     for name, data in classes.items():
@@ -312,7 +319,7 @@ def check_classes(
         methods += len(cf.methods)
         if limits is not None:
             limits.require(f"jar methods (at {name})", methods, "code_functions", FaultReason.TOO_MANY_FUNCTIONS)
-    checker = _Checker(parsed, visible)
+    checker = _Checker(parsed, visible, contained)
     for cf in parsed.values():
         checker.check(cf)
     return parsed

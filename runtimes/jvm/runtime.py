@@ -304,7 +304,7 @@ class JvmRuntime(Runtime):
         if self._verdicts.pop(code.name, None) == verdict(code.payload, visible):
             checked = CheckedJar(classes, {})  # checked off the node's thread, same classes visible
         else:
-            checked = CheckedJar(classes, check_classes(classes, visible, limits))
+            checked = CheckedJar(classes, check_classes(classes, visible, limits, contained=self.contained))
         if entry.replace(".", "/") not in checked.classes:
             raise CodeObjectError(f"{code.short_name}: entry class {entry} is not in the jar")
         loaded = JvmCode(self, code, host, checked, entry, jdeps)

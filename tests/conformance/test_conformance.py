@@ -37,3 +37,14 @@ def test_conformance(pan_check):
             pytest.fail(f"{pan_check.runtime} {pan_check.check} was skipped: {result.detail}")
         return
     pan_check.verify()
+
+
+@pytest.mark.pan_conformance(*BUILTIN_RUNTIMES, isolation="process")
+def test_conformance_in_process_isolation(pan_check):
+    """The same checks with the runtime's code in worker processes: nothing is skipped but the
+    reference's comparison with itself (in a worker, even native code is contained)."""
+    result = pan_check.run()
+    if result.outcome == "skipped":
+        assert CHECKS[pan_check.check].kind == "differential" and pan_check.runtime == "native", result.detail
+        return
+    pan_check.verify()

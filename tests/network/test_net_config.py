@@ -319,3 +319,38 @@ def test_fair_share_and_neighbour_budget_limits_are_checked(tmp_path, line, key)
 def test_trust_rules_leave_the_node_name_alone():
     cfg = parse_config('[node]\nname = "n1"\nlisten = ["127.0.0.1:7001"]\n[trust]\nrules = { "network.none" = "any" }\n')
     assert cfg.name == "n1"
+
+
+def test_a_runtime_can_run_in_worker_processes():
+    cfg = parse_config(
+        '[node]\nlisten = ["127.0.0.1:7100"]\n[runtimes]\nenabled = ["native", "wasm"]\n'
+        '[runtimes.native]\nisolation = "process"\n[runtimes.wasm]\nisolation = "in_process"\n'
+        "[limits]\nworkers = 4\nworker_memory = 67108864\nworker_grace_ms = 20\nworker_start_ms = 5000\nworker_backoff_ms = 0\n",
+        "n.toml",
+    )
+    n = cfg.node
+    assert n.mechanism("native") == "process" and n.mechanism("wasm") == "in_process"
+    assert (n.workers, n.worker_memory, n.worker_grace_ms, n.worker_start_ms, n.worker_backoff_ms) == (4, 64 << 20, 20, 5000, 0)
+    assert cfg.node.runtimes == ["native", "wasm"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "words"),
+    [
+        (HEAD + '[runtimes.native]\nisolation = "separate"\n', 4, "runtimes.native.isolation", "in_process, process"),
+        (HEAD + '[runtimes.native]\nisolation = 1\n', 4, "runtimes.native.isolation", "string"),
+        (HEAD + '[runtimes.native]\nsandbox = "process"\n', 4, "runtimes.native.sandbox", "unknown key"),
+        (HEAD + '[runtimes]\nnative = "process"\n', 4, "runtimes.native", "a table [runtimes.RUNTIME]"),
+        (HEAD + "[limits]\nworkers = 0\n", 4, "limits.workers", "0 is outside 1..4096"),
+        (HEAD + "[limits]\nworker_memory = 1024\n", 4, "limits.worker_memory", "1024 is outside 16777216.."),
+        (HEAD + '[trust]\nrules = { "network.process" = "process" }\n', 4, "trust.rules", "the process column takes"),
+    ],
+)
+def test_isolation_settings_are_checked(tmp_path, text, line, key, words):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    msg = str(ei.value)
+    assert msg.startswith(f"{p}:{line}: {key}"), msg
+    assert words in msg

@@ -1,0 +1,593 @@
+"""The node's side of process isolation: the ``Runtime`` and ``LoadedCode`` that stand for a
+runtime's code running in worker processes, and the supervision of those workers.
+
+One worker per code object (``WorkerRuntime.load``), up to ``NodeConfig.workers`` per runtime;
+past it, loading is refused (``CodeObjectError``, reason ``too_many_workers``) rather than
+sharing a worker, since code objects sharing a process could read each other's capsules and
+soft state (native code can read anything in its process). A runaway capsule therefore holds
+only its own code object's worker; the node's thread waits for it until the call's budget
+(``Budget.time_ms`` per capsule of the batch, plus ``NodeConfig.worker_grace_ms``) and then
+kills it (SIGKILL): the capsule is a fault ``killed_budget``.
+
+A worker that dies (a fault signal, ``abort``, a direct ``exit_group``, its memory limit) costs
+the capsules of the batch it was running, each counted as a fault with the reason read from
+how it ended (``crash``, ``abort``, ``killed_memory``, ``killed_budget``); the node's breaker
+quarantines a code object whose capsules keep faulting. The worker is started again on the next
+capsule for its code object: at once after a first death, then after a back-off
+(``worker_backoff_ms``, doubled on each further death in a row up to 5 s; a batch that runs
+ends the row); until then its capsules are dropped as ``worker_down``. A restarted worker runs ``init`` again (its code's globals are new);
+soft state is the node's (the worker forwards every ``state_*`` call), so it survives, as does
+everything else the node holds (routes, queued capsules, pool buffers, application links). Restarting happens on the node's
+thread; it takes a spare worker when one is ready (``NodeConfig.worker_spares``, a worker
+that has made its runtime and waits for a code object, started in the background after each
+load and restart), so it costs linking the code and ``init``; without one it costs a whole
+start (an interpreter and the runtime; a JVM takes longest).
+
+Channel costs per batch: the node copies each body into the ring (one copy: the worker has no
+access to the node's pool, which holds every other capsule) and back out after the verdicts
+(the code may have rewritten it); the worker runs the code over the body in place in the ring
+(no copy). One eventfd wake-up each way per batch, plus one round trip per PNI call the worker
+cannot answer itself. The C fast path does not hand capsules to workers yet: a runtime in
+process isolation offers no fast entry, so its capsules take the node's Python path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pan_runtime import pni_api
+from pan_runtime.data.segments import Segment
+from pan_runtime.errors import CodeObjectError, FaultReason, RuntimeFault, WorkerError
+from pan_runtime.isolation import wire
+from pan_runtime.isolation.channel import Channel, ring_size_for
+from pan_runtime.isolation.protocol import CAPSULE as _CAP
+from pan_runtime.isolation.protocol import EXIT_MEMORY, EXIT_PROTOCOL, FORWARDED, WORKER_MODULE, Kind
+from pan_runtime.isolation.protocol import NO_HOP as _NO_HOP
+from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
+
+if TYPE_CHECKING:
+    from pan_runtime.data.codeobj import CodeObject
+    from pan_runtime.node.env import Environment
+    from pan_runtime.node.pni import PniServer
+
+__all__ = ["WorkerRuntime", "WorkerCode", "WorkerSettings"]
+
+log = logging.getLogger("pan.isolation")
+
+#: the longest back-off between restarts of a worker that keeps dying
+MAX_BACKOFF_NS = 5_000_000_000
+_FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGSYS, signal.SIGTRAP}
+#: the PNI status for a missing soft-state entry (``pni_api``)
+NOT_FOUND = pni_api.NOT_FOUND
+
+
+class WorkerSettings:
+    """What a node tells its workers: limits, budget, soft-state bounds, its address and clock."""
+
+    def __init__(self, *, config: Any, address: Any, clock_is_monotonic: bool, node_name: str):
+        self.config = config
+        self.address = address
+        self.clock_is_monotonic = clock_is_monotonic
+        self.node_name = node_name
+
+    def hello(self, runtime: type[Runtime], options: dict[str, Any]) -> bytes:
+        c = self.config
+        b = c.budget
+        import dataclasses
+
+        try:
+            json.dumps(options)
+        except (TypeError, ValueError) as exc:
+            raise CodeObjectError(
+                f"runtime {runtime.name}: its options go to its workers as JSON, and these cannot ({exc}); "
+                "give them as plain values in [runtimes.options.NAME]"
+            ) from None
+        return json.dumps({
+            "runtime": runtime.name,
+            # the class itself, by module and name: the worker imports it, so a runtime given
+            # to the node by a plugin module (not an entry point) runs in workers too
+            "class": f"{runtime.__module__}:{runtime.__qualname__}",
+            "options": options,
+            "load_limits": dataclasses.asdict(c.load_limits),
+            "budget": dataclasses.asdict(b),
+            "address": self.address.raw.hex(),
+            "clock": "monotonic" if self.clock_is_monotonic else "node",
+            "state_entries": c.state_entries,
+            "state_bytes": c.state_bytes,
+            "state_ttl_ms": c.state_ttl_ms,
+            "memory": c.worker_memory,
+        }).encode()
+
+
+class _Died(Exception):
+    def __init__(self, reason: FaultReason, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+class _Process:
+    """One running worker: its process, pidfd and channel."""
+
+    def __init__(self, runtime: str, ring_size: int):
+        self.ch = Channel.create(ring_size)
+        debug = log.isEnabledFor(logging.DEBUG)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, str(os.getpid()), *map(str, self.ch.fds()), str(ring_size)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=None if debug else subprocess.DEVNULL,
+                pass_fds=self.ch.fds(),
+                close_fds=True,
+            )
+        except OSError:
+            self.ch.close()
+            raise
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.killed_for: FaultReason | None = None
+
+    def kill(self, reason: FaultReason | None = None) -> None:
+        if self.proc.poll() is None:
+            self.killed_for = reason
+            self.proc.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            log.error("worker %d did not die", self.proc.pid)
+
+    def close(self) -> None:
+        self.kill()
+        try:
+            os.close(self.pidfd)
+        except OSError:
+            pass
+        self.ch.close()
+
+    def death(self) -> _Died:
+        """Why the process ended (it has ended)."""
+        rc = self.proc.wait()
+        if self.killed_for is not None:
+            return _Died(self.killed_for, f"the worker was killed ({self.killed_for.value})")
+        if rc == EXIT_MEMORY:
+            return _Died(FaultReason.KILLED_MEMORY, "the worker reached its memory limit (limits.worker_memory)")
+        if rc < 0:
+            sig = signal.Signals(-rc) if -rc in signal.Signals._value2member_map_ else None
+            name = sig.name if sig else f"signal {-rc}"
+            if sig == signal.SIGABRT:
+                return _Died(FaultReason.ABORT, "the worker aborted (SIGABRT)")
+            if sig == signal.SIGKILL:  # not the node's kill: the kernel's out-of-memory killer
+                return _Died(FaultReason.KILLED_MEMORY, "the worker was killed by SIGKILL (out of memory)")
+            return _Died(FaultReason.CRASH, f"the worker died of {name}")
+        if rc == EXIT_PROTOCOL:
+            return _Died(FaultReason.CRASH, "the worker broke its channel's protocol")
+        return _Died(FaultReason.CRASH, f"the worker exited with status {rc}")
+
+
+class WorkerRuntime(Runtime):
+    """Runs one runtime's code objects in worker processes (a worker per code object)."""
+
+    isolation = Isolation.PROCESS
+
+    def __init__(self, inner: type[Runtime], options: dict[str, Any], settings: WorkerSettings, host: PniServer):
+        super().__init__(options)
+        self.name = inner.name  # type: ignore[misc]
+        self.inner = inner
+        self.payload = inner.payload  # type: ignore[misc]
+        self.limits = inner.limits  # type: ignore[misc]
+        self.settings = settings
+        self.host = host
+        self.live: set[WorkerCode] = set()
+        self.counters = {"worker_starts": 0, "worker_restarts": 0, "worker_kills": 0, "worker_deaths": 0, "spares_used": 0}
+        self.deaths: dict[str, int] = {}
+        #: started workers with the runtime made (HELLO sent) and no code object yet: a restart
+        #: takes one and only links its code (``NodeConfig.worker_spares``)
+        self.spares: list[_Process] = []
+        c = settings.config
+        #: the ring of a spare: a batch of full pool buffers and code objects up to 1 MiB
+        self.spare_ring = ring_size_for(max(1, c.batch) * (c.pool_buffer_size + _CAP.size + 16) + (1 << 20))
+
+    def take_spare(self, ring_size: int) -> _Process | None:
+        """A spare whose ring holds ``ring_size`` bytes and whose process still runs, or None."""
+        while self.spares:
+            proc = self.spares.pop(0)
+            if proc.proc.poll() is None and proc.ch.ring_size >= ring_size:
+                self.counters["spares_used"] += 1
+                return proc
+            proc.close()
+        return None
+
+    def refill(self) -> None:
+        """Start spares up to ``worker_spares``; they make their runtime while the node goes on."""
+        while len(self.spares) < self.settings.config.worker_spares:
+            try:
+                proc = _Process(self.name, self.spare_ring)
+                if not proc.ch.down.put(Kind.HELLO, self.settings.hello(self.inner, dict(self.options))):
+                    raise WorkerError("a spare's channel took no HELLO")
+            except (OSError, CodeObjectError, WorkerError) as exc:
+                log.warning("cannot start a spare %s worker: %s", self.name, exc)
+                return
+            proc.ch.wake_worker()
+            self.spares.append(proc)
+
+    def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> LoadedCode:
+        limit = self.settings.config.workers
+        if len(self.live) >= limit:
+            raise CodeObjectError(
+                f"{code.short_name}: runtime {self.name} already runs {len(self.live)} workers, limits.workers = {limit} "
+                "(process isolation gives each code object a worker of its own)",
+                FaultReason.TOO_MANY_WORKERS,
+            )
+        wc = WorkerCode(self, code, deps, host)
+        wc.start(initial=True)
+        self.live.add(wc)
+        self.refill()
+        return wc
+
+    def close(self) -> None:
+        for wc in list(self.live):
+            wc.stop()
+        for proc in self.spares:
+            proc.close()
+        self.spares.clear()
+
+    def statistics(self) -> dict[str, int]:
+        out = {"workers": sum(1 for w in self.live if w.proc is not None), "spares": len(self.spares), **self.counters}
+        out.update({f"worker_{k}": v for k, v in self.deaths.items()})
+        return out
+
+    def versions(self) -> dict[str, str]:
+        return self.inner.versions() if isinstance(self.inner.__dict__.get("versions"), classmethod) else {}
+
+
+class WorkerCode(LoadedCode):
+    """A code object in its worker; every call crosses the channel under a deadline."""
+
+    def __init__(self, runtime: WorkerRuntime, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer):
+        super().__init__(code, host)
+        self.rt = runtime
+        #: the dependency closure, dependencies first: the worker links those of this runtime
+        #: itself and calls the others through the node
+        self.deps: list[CodeObject] = []
+        for d in deps:
+            for c in [*(d.deps if isinstance(d, WorkerCode) else ()), d.code]:
+                if c not in self.deps:
+                    self.deps.append(c)
+
+        self.proc: _Process | None = None
+        c = runtime.settings.config
+        self.ring_size = ring_size_for(max(1, c.batch) * (c.pool_buffer_size + _CAP.size + 16) + sum(d.size for d in self.deps) + code.size)
+        self.backoff_ns = c.worker_backoff_ms * 1_000_000
+        self.restart_at = 0
+        self.deaths_in_row = 0
+        self._envs: Sequence[Environment] = ()
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self, initial: bool = False) -> None:
+        """Start the worker and load the code object (``init`` is the node's call)."""
+        rt = self.rt
+        c = rt.settings.config
+        proc = rt.take_spare(self.ring_size)
+        spare = proc is not None
+        if proc is None:
+            try:
+                proc = _Process(rt.name, self.ring_size)
+            except OSError as exc:
+                raise CodeObjectError(f"{self.code.short_name}: cannot start a worker: {exc}", FaultReason.CRASH) from None
+        self.proc = proc
+        rt.counters["worker_starts"] += 1
+        if not initial:
+            rt.counters["worker_restarts"] += 1
+        deadline = time.monotonic_ns() + c.worker_start_ms * 1_000_000
+        try:
+            if spare:  # its HELLO went down when it was started: its answer is all that is left
+                self._control(Kind.HELLO, b"", deadline, raw=True, put=False)
+            else:
+                self._control(Kind.HELLO, rt.settings.hello(rt.inner, dict(rt.options)), deadline, raw=True)
+            self._control(Kind.LOAD, wire.encode([self.code.to_pco(), *(d.to_pco() for d in self.deps)]), deadline, raw=True)
+        except (RuntimeFault, CodeObjectError) as exc:
+            self._down(None)
+            raise CodeObjectError(f"{self.code.short_name}: the worker could not load it: {exc}", exc.reason) from None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.close()
+            self.proc = None
+        self.rt.live.discard(self)
+
+    def _down(self, died: _Died | None) -> None:
+        """Forget the dead (or killed) worker; the next capsule after the back-off starts another."""
+        if self.proc is not None:
+            self.proc.close()
+            self.proc = None
+        if died is None:
+            return
+        rt = self.rt
+        rt.counters["worker_deaths"] += 1
+        if died.reason is FaultReason.KILLED_BUDGET:
+            rt.counters["worker_kills"] += 1
+        rt.deaths[died.reason.value] = rt.deaths.get(died.reason.value, 0) + 1
+        first = rt.settings.config.worker_backoff_ms * 1_000_000
+        if self.deaths_in_row == 0:
+            self.backoff_ns = 0  # a first death: start again at once
+        elif self.deaths_in_row == 1:
+            self.backoff_ns = first
+        else:
+            self.backoff_ns = min(MAX_BACKOFF_NS, self.backoff_ns * 2)
+        self.deaths_in_row += 1
+        self.restart_at = time.monotonic_ns() + self.backoff_ns
+        log.warning("%s: worker of %s ended: %s; restarting after %.0f ms", rt.settings.node_name,
+                    self.code.short_name, died, self.backoff_ns / 1e6)
+
+    def _ensure(self) -> None:
+        """A running worker, started again when the back-off has passed; else ``worker_down``."""
+        if self.proc is not None:
+            return
+        if time.monotonic_ns() < self.restart_at:
+            raise RuntimeFault(f"{self.code.short_name}: its worker is down (restarting)", FaultReason.WORKER_DOWN)
+        try:
+            self.start()
+            self.rt.refill()  # the spare this start took is replaced while the node goes on
+            rc = self._control(Kind.INIT, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
+        except (CodeObjectError, RuntimeFault) as exc:
+            self._down(_Died(FaultReason.WORKER_DOWN, str(exc)))
+            raise RuntimeFault(f"{self.code.short_name}: its worker could not be restarted: {exc}", FaultReason.WORKER_DOWN) from None
+        if rc < 0:
+            self._down(_Died(FaultReason.WORKER_DOWN, f"init returned {rc} in the restarted worker"))
+            raise RuntimeFault(f"{self.code.short_name}: init refused in the restarted worker", FaultReason.WORKER_DOWN)
+
+    # -- the channel ------------------------------------------------------------------
+    def _put(self, kind: int, payload: bytes | memoryview) -> None:
+        proc = self.proc
+        assert proc is not None
+        if not proc.ch.down.put(kind, payload):
+            raise WorkerError("the channel to the worker is full")
+        proc.ch.wake_worker()
+
+    def _wait(self, deadline_ns: int, expect: int) -> list[wire.Value]:
+        """Serve the worker's PNI calls until its answer (of kind ``expect``) arrives; a dead
+        or late worker raises ``_Died`` (a late one is killed first)."""
+        proc = self.proc
+        assert proc is not None
+        ch = proc.ch
+        while True:
+            rec = ch.up.get()
+            if rec is not None:
+                kind, payload, _ = rec
+                vals = wire.decode(payload)
+                if kind == Kind.CALL:
+                    try:
+                        reply = self._serve(vals)
+                    except WorkerError:
+                        raise
+                    except Exception:  # the node's side of a call raised: a host bug, not the code's
+                        log.exception("%s: serving a PNI call of %s's worker", self.rt.settings.node_name, self.code.short_name)
+                        reply = [pni_api.BAD_ARGUMENT, b""]  # the shape every call's reply can take
+                    ch.up.release()
+                    self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
+                    continue
+                ch.up.release()
+                if kind != expect:
+                    raise WorkerError(f"the worker answered with record kind {kind}, expected {expect}")
+                return vals
+            if proc.proc.poll() is not None:
+                raise proc.death()
+            left = deadline_ns - time.monotonic_ns()
+            if left <= 0:
+                proc.kill(FaultReason.KILLED_BUDGET)
+                raise proc.death()
+            ch.wait_up(left / 1e9, proc.pidfd)
+
+    def _fail(self, exc: Exception) -> RuntimeFault:
+        """The worker is gone or broken: take it down, the fault to count."""
+        if isinstance(exc, _Died):
+            died = exc
+        else:  # a protocol violation: the worker is hostile or broken
+            assert self.proc is not None
+            self.proc.kill(FaultReason.CRASH)
+            died = _Died(FaultReason.CRASH, f"the worker broke its channel's protocol: {exc}")
+        self._down(died)
+        return RuntimeFault(f"{self.code.short_name}: {died}", died.reason)
+
+    def _control(self, kind: int, payload: bytes | memoryview, deadline_ns: int, raw: bool = False, put: bool = True) -> int:
+        try:
+            if put:
+                self._put(kind, payload)
+            vals = self._wait(deadline_ns, Kind.RESULT)
+        except (_Died, WorkerError) as exc:
+            raise self._fail(exc) from None
+        if len(vals) != 3 and len(vals) != 4:
+            raise self._fail(WorkerError("malformed result"))
+        self.needs_reset = bool(vals[-1])
+        if vals[0] == 0 and isinstance(vals[1], int):
+            return vals[1]
+        reason, message = vals[1], vals[2]
+        if not isinstance(reason, bytes) or not isinstance(message, bytes):
+            raise self._fail(WorkerError("malformed fault"))
+        try:
+            why = FaultReason(reason.decode())
+        except (UnicodeDecodeError, ValueError):
+            why = FaultReason.RUNTIME_ERROR
+        if raw:
+            raise CodeObjectError(message.decode("utf-8", "replace"), why)
+        raise RuntimeFault(message.decode("utf-8", "replace"), why)
+
+    def _budget_deadline(self, n: int) -> int:
+        c = self.rt.settings.config
+        return time.monotonic_ns() + int((n * c.budget.time_ms + c.worker_grace_ms) * 1_000_000)
+
+    # -- PNI calls the worker forwards -----------------------------------------------
+    def _serve(self, vals: list[wire.Value]) -> list[wire.Value]:
+        if len(vals) < 2 or not isinstance(vals[0], bytes) or not isinstance(vals[1], int):
+            raise WorkerError("malformed call")
+        name = vals[0].decode("ascii", "replace")
+        shape = FORWARDED.get(name)
+        index = vals[1]
+        args = vals[2:]
+        if shape is None:
+            raise WorkerError(f"the worker asked for {name!r}, which is not a forwarded call")
+        want = shape.replace("o", "")
+        if len(args) != len(want):
+            raise WorkerError(f"{name}: {len(args)} arguments, expected {len(want)}")
+        for a, s in zip(args, want, strict=True):
+            if (s == "i") != isinstance(a, int):
+                raise WorkerError(f"{name}: argument of the wrong type")
+        host = self.host
+        envs = self._envs
+        if 0 <= index < len(envs):
+            env = envs[index]
+        elif index == -1 and not envs:
+            env = host.current
+        else:
+            raise WorkerError(f"{name}: no capsule {index} in this batch")
+        saved = host.current
+        host.current = env
+        try:
+            if name == "state_value":
+                if env.code is None:
+                    return [NOT_FOUND, b""]
+                value = host.node.soft_state(env.code).get(args[0])
+                if value is None:
+                    return [NOT_FOUND, b""]
+                data = value if isinstance(value, bytes) else value.tobytes()
+                return [len(data), data]
+            if "s" in shape:
+                data = args[-1]
+                assert isinstance(data, bytes)
+                handle = env.register(Segment.owned(data))
+                return [int(getattr(host, name)(*args[:-1], handle))]
+            if "o" in shape:
+                out = bytearray(16)
+                rc = int(getattr(host, name)(*args, memoryview(out)))
+                return [rc, bytes(out)]
+            if name == "dep_call":
+                return [int(host.dep_call(args[0], args[1], args[2], args[3]))]  # type: ignore[arg-type]
+            if name == "dep_export":
+                return [self._dep_export(*args)]  # type: ignore[arg-type]
+            return [int(getattr(host, name)(*args))]
+        finally:
+            host.current = saved
+
+    def _dep_export(self, dep: bytes, export: bytes, a0: int, a1: int) -> int:
+        """Call ``export`` of ``dep``, a direct dependency of this code object (the node's
+        instance of it, in its own runtime), as ``dep_call`` does (a fault is counted against
+        it); a dependency further down the closure, in another runtime, is not reachable."""
+        deps = self.code.manifest.dependencies
+        if dep not in deps:
+            return NOT_FOUND
+        return int(self.host.dep_call(deps.index(dep), export, a0, a1))
+
+    # -- LoadedCode -------------------------------------------------------------------
+    def init(self) -> int:
+        if self.proc is None:
+            return -1
+        return self._control(Kind.INIT, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
+
+    def accept(self, env: Environment) -> int:
+        out = self.accept_batch([env])[0]
+        if isinstance(out, RuntimeFault):
+            raise out
+        return out
+
+    def accept_batch(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
+        n = len(envs)
+        try:
+            self._ensure()
+        except RuntimeFault as fault:
+            return [fault] * n
+        proc = self.proc
+        assert proc is not None
+        ring = proc.ch.down
+        body_at = 8 + ((n * _CAP.size + 7) & ~7)
+        total = body_at + sum((e.length + 7) & ~7 for e in envs)
+        try:
+            view = ring.reserve(Kind.BATCH, total)
+        except WorkerError as exc:
+            return [RuntimeFault(f"{self.code.short_name}: a batch of {total} bytes does not fit the channel: {exc}", FaultReason.RUNTIME_ERROR)] * n
+        if view is None:
+            return [RuntimeFault(f"{self.code.short_name}: the channel is full", FaultReason.WORKER_DOWN)] * n
+        struct.pack_into("<I", view, 0, n)
+        pos = 8
+        offsets = []
+        at = body_at
+        for env in envs:
+            cap = env.capsule
+            assert cap is not None and env.body is not None
+            prev = env.prev_hop.raw if env.prev_hop is not None else _NO_HOP
+            _CAP.pack_into(view, pos, int(env.origin_kind), cap.hop_limit, env.length, cap.home.raw, cap.name, prev, 0)
+            pos += _CAP.size
+            env.body.read_into(0, view[at : at + env.length])
+            offsets.append(at)
+            at += (env.length + 7) & ~7
+        ring.commit()
+        proc.ch.wake_worker()
+        self._envs = envs
+        try:
+            vals = self._wait(self._budget_deadline(n), Kind.VERDICTS)
+            out = self._verdicts(vals, envs, view, offsets)
+        except (_Died, WorkerError) as exc:
+            fault = self._fail(exc)
+            return [fault] * n
+        finally:
+            self._envs = ()
+        self.deaths_in_row = 0
+        return out
+
+    def _verdicts(self, vals: list[wire.Value], envs: Sequence[Environment], view: memoryview, offsets: list[int]) -> list[int | RuntimeFault]:
+        n = len(envs)
+        if len(vals) != 2 + 5 * n or vals[0] != n:
+            raise WorkerError("malformed verdicts")
+        self.needs_reset = bool(vals[1])
+        out: list[int | RuntimeFault] = []
+        for i, env in enumerate(envs):
+            kind, value, text, steps, fuel = vals[2 + 5 * i : 7 + 5 * i]
+            if not (isinstance(value, int) and isinstance(text, bytes) and isinstance(steps, int) and isinstance(fuel, int)):
+                raise WorkerError("malformed verdict")
+            env.usage.steps = max(0, steps)
+            env.usage.fuel = max(0, fuel)
+            if kind == 0:
+                body = env.body
+                assert body is not None
+                body.write_from(0, view[offsets[i] : offsets[i] + env.length])
+                out.append(value)
+                continue
+            reason, _, message = text.decode("utf-8", "replace").partition(":")
+            try:
+                why = FaultReason(reason)
+            except ValueError:
+                why = FaultReason.RUNTIME_ERROR
+            out.append(RuntimeFault(message, why))
+        return out
+
+    def call_export(self, name: str, a0: int, a1: int) -> int:
+        if name not in self.code.manifest.exports:
+            return super().call_export(name, a0, a1)
+        try:
+            self._ensure()
+        except RuntimeFault:
+            raise
+        return self._control(Kind.EXPORT, wire.encode([name.encode(), a0, a1]), self._budget_deadline(1))  # type: ignore[arg-type]
+
+    def reset(self) -> None:
+        self.needs_reset = False
+        if self.proc is not None:
+            self._control(Kind.RESET, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
+
+    def finalize(self) -> int:
+        if self.proc is None:
+            return 0
+        try:
+            return self._control(Kind.FINALIZE, b"", self._budget_deadline(1))
+        except RuntimeFault:
+            return -1
+
+    def unload(self) -> None:
+        self.stop()

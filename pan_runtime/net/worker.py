@@ -1,0 +1,424 @@
+"""A worker process: one runtime, one code object, behind a channel to the node.
+
+Started by the node's supervisor as ``python -m pan_runtime.net.worker NODE_PID MEMFD
+WAKE_DOWN WAKE_UP RING_SIZE`` with only those three descriptors (and /dev/null as standard
+input and output). It ties its life to the node's, maps the channel, makes its runtime from
+the ``HELLO`` record, links its code object from ``LOAD``, then confines itself
+(``pan_runtime.isolation.confine``) before any of the code runs (``INIT``). From then on it
+sleeps on its eventfd, runs each batch of capsules over their bodies in place in the ring,
+answers the PNI itself where it can (segments, digests, the capsule's fields) and asks the node
+for the rest (``FORWARDED``: sends, deliveries, routes, neighbours, link tokens, dependencies,
+soft state, logging, and the clock when the node's is not the system's monotonic one).
+
+Exit statuses the supervisor reads: 0 (finalized), ``EXIT_MEMORY`` (the address-space limit
+was reached), ``EXIT_PROTOCOL`` (the node's records made no sense), ``EXIT_SETUP`` (the runtime
+or the confinement could not be set up; the reason went up first when it could).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.data.segments import Segment, SegType
+from pan_runtime.errors import CodeObjectError, FaultReason, PanError, RuntimeFault, WorkerError
+from pan_runtime.isolation import confine, wire
+from pan_runtime.isolation.channel import Channel
+from pan_runtime.isolation.protocol import CAPSULE, EXIT_MEMORY, EXIT_PROTOCOL, EXIT_SETUP, NO_HOP, Kind
+from pan_runtime.node.env import Budget, Environment, Origin
+from pan_runtime.node.pni import BAD_HANDLE, NO_SPACE, OK, TOO_BIG, PniServer
+from pan_runtime.plugin.loadlimits import LoadLimits
+from pan_runtime.plugin.runtime import LoadedCode, Runtime, as_fault
+
+__all__ = ["Worker", "main"]
+
+_CAP = CAPSULE
+_NO_HOP = NO_HOP
+
+
+class _Capsule:
+    """What the PNI reads of a capsule in a worker: its hop limit, home and code name."""
+
+    __slots__ = ("hop_limit", "home", "name", "body")
+
+    def __init__(self) -> None:
+        self.hop_limit = 0
+        self.home: NodeAddress | None = None
+        self.name = b""
+        self.body: Segment | None = None
+
+
+class _Services:
+    """The node services a worker answers itself: its address and clock. (Soft state is the
+    node's: the ``state_*`` calls are forwarded, so it outlives a worker's death.)"""
+
+    def __init__(self, worker: Worker, address: NodeAddress, config: dict[str, Any]):
+        self.address = address
+        self.now_ns = time.monotonic_ns if config["clock"] == "monotonic" else worker.node_now
+
+
+class _Host(PniServer):
+    """The worker's PNI host: the node's own server for what the worker holds, the node over
+    the channel for the rest (``FORWARDED``)."""
+
+    worker: Worker
+
+    def _fwd(self, name: str, *args: wire.Value) -> int:
+        return self.worker.call(name, *args)
+
+    def _send(self, name: str, body: int, *args: wire.Value) -> int:
+        s = self._seg(body)
+        if s is None:
+            return BAD_HANDLE
+        if s.length > self.worker.max_send:
+            return TOO_BIG
+        return self._fwd(name, *args, s.tobytes())
+
+    def send_toward(self, dest: Any, body: int) -> int:
+        return self._send("send_toward", body, bytes(dest))
+
+    def send_neighbor(self, neighbor: Any, body: int) -> int:
+        return self._send("send_neighbor", body, bytes(neighbor))
+
+    def deliver(self, link: int, port: int, body: int) -> int:
+        return self._send("deliver", body, link, port)
+
+    def neighbor_count(self) -> int:
+        return self._fwd("neighbor_count")
+
+    def neighbor_address(self, index: int, dst: memoryview) -> int:
+        return self.worker.call_out("neighbor_address", dst, index)
+
+    def route_lookup(self, dest: Any, next_hop: memoryview) -> int:
+        return self.worker.call_out("route_lookup", next_hop, bytes(dest))
+
+    def route_set(self, dest: Any, next_hop: Any, metric: int) -> int:
+        return self._fwd("route_set", bytes(dest), bytes(next_hop), metric)
+
+    def env_origin_link(self) -> int:
+        return self._fwd("env_origin_link")
+
+    def node_mtu(self, dest: Any) -> int:
+        return self._fwd("node_mtu", bytes(dest))
+
+    def node_now_ns(self) -> int:
+        return self.node.now_ns()
+
+    def dep_call(self, dep: int, export: Any, a0: int, a1: int) -> int:
+        return self._fwd("dep_call", dep, bytes(export), a0, a1)
+
+    def log(self, level: int, message: Any) -> int:
+        return self._fwd("log", level, bytes(message[:4096]))
+
+    def state_get(self, key: Any, dst: memoryview) -> int:
+        rc, data = self.worker.call_value("state_value", bytes(key))
+        if rc < 0:
+            return rc
+        n = min(len(dst), len(data))
+        dst[:n] = data[:n]
+        return len(data)
+
+    def state_put(self, key: Any, value: Any, ttl_ms: int) -> int:
+        return self._fwd("state_put", bytes(key), bytes(value), ttl_ms)
+
+    def state_delete(self, key: Any) -> int:
+        return self._fwd("state_delete", bytes(key))
+
+    def state_put_seg(self, key: Any, seg: int, ttl_ms: int) -> int:
+        s = self._seg(seg)
+        if s is None:
+            return BAD_HANDLE
+        if s.length > self.worker.max_send:
+            return TOO_BIG
+        return self._fwd("state_put", bytes(key), s.tobytes(), ttl_ms)
+
+    def state_get_seg(self, key: Any) -> int:
+        rc, data = self.worker.call_value("state_value", bytes(key))
+        if rc < 0:
+            return rc
+        if self._admit(0) < 0:
+            return NO_SPACE
+        return self.current.register(Segment.owned(data))
+
+
+class _RemoteDep(LoadedCode):
+    """A dependency of another runtime: its exports are called through the node, which checks
+    that it is a dependency of the worker's code object."""
+
+    def accept(self, env: Environment) -> int:
+        raise RuntimeFault("a dependency is not run on capsules", FaultReason.NO_EXPORT)
+
+    def call_export(self, name: str, a0: int, a1: int) -> int:
+        return self.host.worker.call("dep_export", self.code.name, name.encode(), a0, a1)  # type: ignore[attr-defined]
+
+
+class Worker:
+    """The worker's state: its channel, runtime, code object and environments."""
+
+    def __init__(self, channel: Channel, node_pid: int):
+        self.ch = channel
+        self.node_pid = node_pid
+        self.runtime: Runtime | None = None
+        self.loaded: LoadedCode | None = None
+        self.code: CodeObject | None = None
+        self.host: _Host | None = None
+        self.budget = Budget()
+        self.max_send = channel.ring_size // 4
+        self.envs: list[Environment] = []
+        self.config: dict[str, Any] = {}
+        self.local_deps: list[LoadedCode] = []
+        self._index = -1
+        self._base = ctypes.addressof(ctypes.c_char.from_buffer(channel.view))
+
+    # -- calls to the node -----------------------------------------------------------
+    def _send_up(self, kind: int, values: Sequence[wire.Value]) -> None:
+        data = wire.encode(values)
+        assert isinstance(data, bytes)
+        if not self.ch.up.put(kind, data):
+            raise WorkerError("the channel to the node is full")
+        self.ch.wake_node()
+
+    def _await_reply(self) -> list[wire.Value]:
+        while True:
+            rec = self.ch.down.get()
+            if rec is None:
+                self.ch.wait_down()
+                continue
+            kind, payload, _ = rec
+            if kind != Kind.REPLY:
+                raise WorkerError(f"expected a reply from the node, got record kind {kind}")
+            return wire.decode(payload)
+
+    def call(self, name: str, *args: wire.Value) -> int:
+        self._send_up(Kind.CALL, [name.encode(), self._current(), *args])
+        reply = self._await_reply()
+        rc = reply[0] if reply else None
+        if not isinstance(rc, int):
+            raise WorkerError(f"the node's reply to {name} is not a status")
+        return rc
+
+    def call_value(self, name: str, *args: wire.Value) -> tuple[int, bytes]:
+        self._send_up(Kind.CALL, [name.encode(), self._current(), *args])
+        reply = self._await_reply()
+        if len(reply) != 2 or not isinstance(reply[0], int) or not isinstance(reply[1], bytes):
+            raise WorkerError(f"the node's reply to {name} is malformed")
+        return reply[0], reply[1]
+
+    def call_out(self, name: str, dst: memoryview, *args: wire.Value) -> int:
+        rc, data = self.call_value(name, *args)
+        if rc >= 0:
+            n = min(len(dst), len(data))
+            dst[:n] = data[:n]
+        return rc
+
+    def _current(self) -> int:
+        host = self.host
+        if host is None:
+            return -1
+        link = host.current.origin_link
+        return link if isinstance(link, int) else -1
+
+    def node_now(self) -> int:
+        return self.call("node_now_ns")
+
+    # -- records from the node -------------------------------------------------------
+    def serve(self) -> None:
+        ch = self.ch
+        while True:
+            rec = ch.down.get()
+            if rec is None:
+                ch.down.release()
+                ch.wait_down()
+                continue
+            kind, payload, at = rec
+            if kind == Kind.BATCH:
+                self._batch(payload, at)
+            elif kind == Kind.HELLO:
+                self._hello(payload)
+            elif kind == Kind.LOAD:
+                self._load(payload)
+            elif kind in (Kind.INIT, Kind.EXPORT, Kind.RESET, Kind.FINALIZE):
+                self._control(kind, payload)
+                if kind == Kind.FINALIZE:
+                    os._exit(0)
+            else:
+                raise WorkerError(f"unexpected record kind {kind} from the node")
+
+    def _result(self, value: int | RuntimeFault | CodeObjectError) -> None:
+        if isinstance(value, int):
+            vals: list[wire.Value] = [0, value]
+        else:
+            reason = getattr(value, "reason", None)
+            vals = [1, (reason.value if reason else "").encode(), str(value).encode()[:4096]]
+        vals.append(1 if self.loaded is not None and self.loaded.needs_reset else 0)
+        self._send_up(Kind.RESULT, vals)
+
+    def _hello(self, payload: memoryview) -> None:
+        c = json.loads(bytes(payload))
+        self.config = c
+        self.budget = Budget(**c["budget"])
+        try:
+            module, _, qualname = c["class"].partition(":")
+            cls: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+            if not (isinstance(cls, type) and issubclass(cls, Runtime)) or cls.name != c["runtime"]:
+                raise WorkerError(f"{c['class']} is not the runtime {c['runtime']!r}")
+            reason = cls.available()
+            if reason is not None:
+                raise WorkerError(f"runtime {c['runtime']} is unavailable in the worker: {reason}")
+            rt = cls(c["options"])
+            rt.load_limits = LoadLimits(**c["load_limits"])
+            rt.contained = True  # the node kills this process past a call's budget
+        except Exception as exc:  # refused up, then the supervisor sees the exit
+            self._result(CodeObjectError(f"{type(exc).__name__}: {exc}"))
+            raise SystemExit(EXIT_SETUP) from exc
+        self.runtime = rt
+        services = _Services(self, NodeAddress(bytes.fromhex(c["address"])), c)
+        host = _Host(services)  # type: ignore[arg-type]
+        host.worker = self
+        self.host = host
+        self._result(0)
+
+    def _load(self, payload: memoryview) -> None:
+        vals = wire.decode(payload)
+        assert self.runtime is not None and self.host is not None
+        try:
+            # the dependency closure first (dependencies before their dependants), then the code
+            # object: those of this runtime are linked here (a private copy: runtimes such as
+            # jvm link dependencies into the dependant), the others are called through the node
+            linked: dict[bytes, LoadedCode] = {}
+            rt_name = self.config["runtime"]
+            for pco in [*vals[1:], vals[0]]:
+                code = CodeObject.from_pco(bytes(pco))  # type: ignore[arg-type]
+                if code.runtime != rt_name:
+                    linked[code.name] = _RemoteDep(code, self.host)
+                    continue
+                deps = []
+                for dep in code.manifest.dependencies:
+                    if dep not in linked:
+                        raise CodeObjectError(f"{code.short_name}: dependency {dep.hex()[:12]} was not sent to the worker")
+                    deps.append(linked[dep])
+                linked[code.name] = self.runtime.load(code, deps, self.host)
+            self.code = code
+            self.loaded = linked[code.name]
+            self.local_deps = [d for n, d in linked.items() if n != code.name and not isinstance(d, _RemoteDep)]
+        except PanError as exc:
+            self._result(exc if isinstance(exc, CodeObjectError) else CodeObjectError(str(exc)))
+            raise SystemExit(EXIT_SETUP) from exc
+        c = self.config
+        try:
+            confine.limit_resources(c["runtime"], c["memory"])
+            confine.install_filter(c["runtime"])
+        except Exception as exc:
+            self._result(CodeObjectError(f"cannot confine the worker: {type(exc).__name__}: {exc}"))
+            raise SystemExit(EXIT_SETUP) from exc
+        self._result(0)
+
+    def _app_env(self) -> Environment:
+        env = Environment()
+        env.code = self.code
+        env.budget = self.budget
+        env.origin_kind = Origin.APPLICATION
+        env.origin_link = -1
+        return env
+
+    def _control(self, kind: int, payload: memoryview) -> None:
+        loaded = self.loaded
+        assert loaded is not None and self.host is not None
+        env = self._app_env()
+        self.host.current = env
+        try:
+            if kind == Kind.INIT:
+                rc: int | RuntimeFault = 0
+                for dep in self.local_deps:  # their copies here start as the node's did
+                    rc = dep.init()
+                    if rc < 0:
+                        break
+                if rc >= 0:
+                    rc = loaded.init()
+            elif kind == Kind.EXPORT:
+                name, a0, a1 = wire.decode(payload)
+                rc = int(loaded.call_export(bytes(name).decode("ascii"), int(a0), int(a1)))  # type: ignore[arg-type]
+            elif kind == Kind.RESET:
+                loaded.reset()
+                rc = 0
+            else:
+                rc = loaded.finalize()
+        except MemoryError:
+            os._exit(EXIT_MEMORY)
+        except Exception as exc:
+            rc = as_fault(exc, self.config.get("runtime", "?"), self.code.short_name if self.code else "?")
+        finally:
+            env.clear()
+        self._result(rc)
+
+    def _batch(self, payload: memoryview, at: int) -> None:
+        loaded = self.loaded
+        assert loaded is not None and self.host is not None
+        (n,) = struct.unpack_from("<I", payload, 0)
+        envs = self.envs
+        while len(envs) < n:
+            envs.append(Environment())
+        pos = 8
+        body_at = 8 + ((n * _CAP.size + 7) & ~7)
+        view = self.ch.view
+        for i in range(n):
+            origin, hops, length, home, name, prev, _ = _CAP.unpack_from(payload, pos)
+            pos += _CAP.size
+            cap = _Capsule()
+            cap.hop_limit = hops
+            cap.home = NodeAddress(home)
+            cap.name = name
+            start = at + body_at
+            body = Segment(view[start : start + length], SegType.POOLED, address=self._base + start)
+            cap.body = body
+            env = envs[i]
+            env.setup(self.code, cap, Origin(origin), i, None if prev == _NO_HOP else NodeAddress(prev), self.budget)  # type: ignore[arg-type]
+            body_at += (length + 7) & ~7
+        batch = envs[:n]
+        self.host.current = batch[0]
+        try:
+            out: list[int | RuntimeFault] = list(loaded.accept_batch(batch)) if n > 1 else [loaded.accept(batch[0])]
+        except MemoryError:
+            os._exit(EXIT_MEMORY)
+        except RuntimeFault as fault:
+            out = [fault] * n
+        except Exception as exc:
+            out = [as_fault(exc, self.config["runtime"], self.code.short_name if self.code else "?")] * n
+        vals: list[wire.Value] = [n, 1 if loaded.needs_reset else 0]
+        for env, v in zip(batch, out, strict=True):
+            if isinstance(v, int):
+                vals += [0, v, b"", env.usage.steps, env.usage.fuel]
+            else:
+                vals += [1, 0, f"{v.reason.value}:{v}".encode()[:2048], env.usage.steps, env.usage.fuel]
+            env.clear()
+        self._send_up(Kind.VERDICTS, vals)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    node_pid, memfd, down, up, ring_size = (int(a) for a in args)
+    confine.die_with_node(node_pid)
+    worker = Worker(Channel(memfd, down, up, ring_size, owner=False), node_pid)
+    try:
+        worker.serve()
+    except MemoryError:
+        os._exit(EXIT_MEMORY)
+    except WorkerError as exc:
+        print(f"pan worker: {exc}", file=sys.stderr)
+        os._exit(EXIT_PROTOCOL)
+    return OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Process isolation (``pan_runtime.isolation.supervisor``): hostile code in a worker costs
+its capsule and its worker, never the node.
+
+Each case runs a code object in ``process`` isolation on the first node of a three-node line
+(where its capsule enters) and then checks three outcomes: the capsule is counted with the
+reason of the worker's end, the node still answers pings sent through it (the native reference
+ping and portmapper; in workers of their own when the runtime under test is native), and the
+hostile code object's worker is back (a harmless capsule of the same code object runs to
+DONE). Progress and counts only: no wall-clock deadline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.errors import FaultReason
+from pan_runtime.isolation.mechanism import process_unavailable
+from pan_runtime.net.application import Application
+from pan_runtime.net.network import Network
+from pan_runtime.node.env import Budget
+from pan_runtime.node.node import NodeConfig
+from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.protocol_headers import PingHdr
+
+SOURCES = Path(__file__).parent / "isolation_sources"
+SOURCE = {"native": "hostile.c", "restricted_py": "hostile.py", "jvm": "Capsule.java"}
+PORT = 7
+
+pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"process isolation: {process_unavailable()}")
+
+
+def _build(runtime: str) -> CodeObject:
+    plugins = default_plugins()
+    src = SOURCES / SOURCE[runtime]
+    builder = plugins.builders.find(runtime, src.suffix)
+    return builder.build(BuildRequest([src], runtime, [], [], f"hostile-{runtime}"))
+
+
+def _line(runtime: str) -> Network:
+    """n1 (``runtime`` in process isolation) - n2 - n3, with the native portmapper on each."""
+    contained = NodeConfig(isolation={runtime: "process"}, budget=Budget(time_ms=200), breaker_threshold=1000)
+    net = Network(plugins=default_plugins(), config=contained)
+    net.add_node()
+    net.config = NodeConfig(budget=Budget(time_ms=200))
+    net.add_node()
+    net.add_node()
+    net.connect("n1", "n2")
+    net.connect("n2", "n3")
+    net.compute_routes()
+    pm = reference_code("native", "portmapper", net.plugins)
+    net.install(pm, pin=True)
+    for node in net.nodes:
+        node.use_portmapper(pm)
+    return net
+
+
+def _pings_answered(net: Network, count: int = 3) -> int:
+    a, _, c = net.nodes
+    ping = reference_code("native", "ping", net.plugins)
+    net.install(ping)
+    app = Application(a)
+    app.bind(PORT)
+    for seq in range(count):
+        app.send(ping, PingHdr(dest=c.address.raw, port=PORT, phase=0, seq=seq).pack() + bytes(16))
+    net.run()
+    return sum(1 for d in app.deliveries() if PingHdr.unpack(d.data).phase == 1)
+
+
+def _run_hostile(net: Network, code: CodeObject, op: int) -> None:
+    """Send one capsule asking for ``op`` from the first node to the last: it runs first at the
+    sender's node."""
+    a = net.nodes[0]
+    Application(a).send(code, bytes([op]) + bytes(31))
+    net.run()
+
+
+CRASHES = [
+    ("native", 1, FaultReason.CRASH),  # segfault
+    ("native", 2, FaultReason.ABORT),  # abort(): SIGABRT to itself
+    ("native", 3, FaultReason.CRASH),  # exit_group(7), straight to the kernel
+    ("native", 4, FaultReason.KILLED_BUDGET),  # an endless loop, no budget of its own
+    ("restricted_py", 9, {FaultReason.MEMORY, FaultReason.MEMORY_BUDGET, FaultReason.KILLED_MEMORY}),
+    ("jvm", 9, {FaultReason.MEMORY, FaultReason.KILLED_MEMORY}),
+]
+
+
+@pytest.mark.parametrize(("runtime", "op", "reason"), CRASHES, ids=[f"{r}-{o}" for r, o, _ in CRASHES])
+def test_a_hostile_capsule_costs_its_capsule_and_worker_only(runtime: str, op: int, reason):
+    code = _build(runtime)
+    with _line(runtime) as net:
+        net.install(code)
+        a = net.nodes[0]
+        entry = a.cache.peek(code.name)
+        assert entry is not None
+        _run_hostile(net, code, op)
+        drops = {k: v for k, v in entry.stats.drops.items() if v}
+        wanted = reason if isinstance(reason, set) else {reason}
+        assert sum(drops.get(r, 0) for r in wanted) == 1, drops
+        assert _pings_answered(net) == 3
+        before = entry.stats.done
+        used = a.runtime(runtime).statistics()["spares_used"]
+        _run_hostile(net, code, 0)  # the worker is back: a harmless capsule runs to DONE
+        assert entry.stats.done == before + 1, entry.stats.as_dict()
+        stats = a.runtime(runtime).statistics()
+        assert stats["workers"] >= 1
+        if reason in (FaultReason.CRASH, FaultReason.ABORT, FaultReason.KILLED_BUDGET):
+            assert stats["worker_restarts"] == 1 and stats[f"worker_{reason.value}"] == 1, stats
+            assert stats["spares_used"] == used + 1, stats  # the restart took a spare worker
+        if reason is FaultReason.KILLED_BUDGET:
+            assert stats["worker_kills"] == 1
+        shown = a.statistics()["workers"][runtime]
+        assert shown["workers"] >= 1 and shown["restarts"] == stats["worker_restarts"]
+        assert f"workers: {runtime}: " in a.format_statistics()
+        from pan_runtime.net.daemon import prometheus_text
+
+        metrics = prometheus_text({**a.statistics(), "refused": {}})
+        assert f'pan_worker_restarts_total{{runtime="{runtime}"}} {stats["worker_restarts"]}' in metrics
+
+
+SYSCALLS = {5: "fork", 6: "socket", 7: "execve", 8: "open", 10: "mmap-2GB"}
+
+
+@pytest.mark.parametrize("op", sorted(SYSCALLS), ids=list(SYSCALLS.values()))
+def test_the_filter_and_the_memory_limit_refuse_what_a_worker_must_not_do(op: int):
+    code = _build("native")
+    with _line("native") as net:
+        net.install(code)
+        entry = net.nodes[0].cache.peek(code.name)
+        assert entry is not None
+        _run_hostile(net, code, op)
+        assert entry.stats.done == 1 and entry.stats.dropped == 0, entry.stats.as_dict()
+        assert net.nodes[0].runtime("native").statistics()["worker_deaths"] == 0
+
+
+def test_the_same_call_is_allowed_in_process_so_the_filter_test_can_fail(tmp_path: Path):
+    """The syscall probe itself works: in a plain child process (no filter), open succeeds."""
+    import subprocess
+    import sys
+
+    probe = "import os; fd = os.open('/etc/passwd', os.O_RDONLY); print(fd >= 0)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_a_trust_rule_can_ask_for_process_isolation():
+    """``network.none = "process"``: unsigned native code from the network is refused in the
+    node's process and loads when native runs in workers."""
+    from pan_runtime.errors import TrustError
+    from pan_runtime.node.node import Node
+    from pan_runtime.node.trust import CodeOrigin, TrustPolicy
+
+    code = reference_code("native", "forward", default_plugins())
+    trust = TrustPolicy.from_config({"network.none": "process"})
+    with Node(1, trust=trust) as n, pytest.raises(TrustError, match="network.none = process"):
+        n.install(code, origin=CodeOrigin.NETWORK)
+    with Node(1, trust=trust, config=NodeConfig(isolation={"native": "process"})) as n:
+        n.install(code, origin=CodeOrigin.NETWORK)
+        assert n.runtime("native").statistics()["workers"] == 1
+
+
+def test_one_worker_per_code_object_up_to_the_limit():
+    from pan_runtime.errors import CodeObjectError
+    from pan_runtime.node.node import Node
+
+    plugins = default_plugins()
+    fwd, ping = reference_code("native", "forward", plugins), reference_code("native", "ping", plugins)
+    with Node(1, config=NodeConfig(isolation={"native": "process"}, workers=1)) as n:
+        n.install(fwd)
+        with pytest.raises(CodeObjectError) as err:
+            n.install(ping)
+        assert err.value.reason is FaultReason.TOO_MANY_WORKERS
+        n.uninstall(fwd)
+        n.install(ping)  # the worker of the code object unloaded is gone
+        assert n.runtime("native").statistics()["workers"] == 1
+
+
+def test_a_jvm_finally_that_swallows_every_stop_costs_its_worker_only(tmp_path: Path):
+    """``for (;;) { try { ... } finally { continue; } }`` absorbs the watchdog's stop for ever: in
+    the node's process the jvm refuses it at load; in a worker it loads, and the node kills the
+    worker past the budget."""
+    import subprocess
+
+    from pan_jvm.builder import pack_jar
+    from pan_jvm.jvm import compiled_classes, find_javac
+    from pan_runtime.errors import CodeObjectError
+    from pan_runtime.node.node import Node
+
+    src = Path(__file__).parent / "runtimes" / "jvm" / "java" / "hostile" / "FinallyLoop.java"
+    out = tmp_path / "classes"
+    cmd = [find_javac(), "--release", "17", "-nowarn", "-Xlint:none", "-cp", str(compiled_classes()), "-d", str(out), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    classes = {str(p.relative_to(out).with_suffix("")): p.read_bytes() for p in out.rglob("*.class")}
+    code = CodeObject.create("jvm", pack_jar(classes), meta={"entry_class": "hostile.FinallyLoop", "label": "finally-loop"})
+    with Node(1) as n, pytest.raises(CodeObjectError) as err:
+        n.install(code)
+    assert err.value.reason is FaultReason.ABSORBS_STOP
+    with _line("jvm") as net:
+        net.install(code, [net.nodes[0]])
+        a = net.nodes[0]
+        entry = a.cache.peek(code.name)
+        assert entry is not None
+        _run_hostile(net, code, 1)
+        assert entry.stats.drops[FaultReason.KILLED_BUDGET] == 1, entry.stats.as_dict()
+        assert _pings_answered(net) == 3
+        stats = a.runtime("jvm").statistics()
+        assert stats["worker_kills"] == 1
