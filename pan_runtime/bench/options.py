@@ -19,6 +19,7 @@ __all__ = [
     "CONFIGS",
     "TOPOLOGIES",
     "LAB_PREFIX",
+    "LAB_ONLY",
     "PLACEMENTS",
     "BASELINES",
     "DEFAULT_SIZES",
@@ -32,7 +33,9 @@ __all__ = [
 
 IP_UDP_OVERHEAD = 28
 MAX_SIZE = 65535
-EXPERIMENTS = ("dispatch", "ping", "flood", "spread", "path")
+EXPERIMENTS = ("dispatch", "ping", "flood", "spread", "path", "converge")
+#: experiments that run only on a lab (``--topology lab:FILE``)
+LAB_ONLY = ("spread", "path", "converge")
 CONFIGS = ("none", "passive", "cforw", "active", "activecopy")
 TOPOLOGIES = ("inproc", "udp", "netns", "mininet")
 #: a lab from a topology file (``pan lab``): ``lab:FILE``
@@ -44,10 +47,10 @@ BASELINES = ("null", "bare")
 DEFAULT_SIZES = (128, 156, 512, 1024, 1500, 1504, 2048, 8192)
 QUICK_SIZES = (156, 1500)
 #: body header each experiment's protocol needs (forward_hdr, ping_hdr, flood_hdr)
-_BODY_HEADER = {"dispatch": 20, "ping": 56, "flood": 68, "spread": 56, "path": 56}
+_BODY_HEADER = {"dispatch": 20, "ping": 56, "flood": 68, "spread": 56, "path": 56, "converge": 4}
 #: capsules per trial (and trials) when --count/--trials are not given
-DEFAULT_COUNTS = {"dispatch": 2000, "ping": 300, "flood": 4000, "spread": 1, "path": 300}
-QUICK_COUNTS = {"dispatch": 200, "ping": 40, "flood": 400, "spread": 1, "path": 40}
+DEFAULT_COUNTS = {"dispatch": 2000, "ping": 300, "flood": 4000, "spread": 1, "path": 300, "converge": 1}
+QUICK_COUNTS = {"dispatch": 200, "ping": 40, "flood": 400, "spread": 1, "path": 40, "converge": 1}
 
 
 def min_size(experiment: str) -> int:
@@ -59,7 +62,7 @@ def config_unsupported(experiment: str, topology: str, config: str) -> str | Non
     """Why ``config`` cannot run ``experiment`` on ``topology`` (None when it can)."""
     if experiment == "dispatch":
         return None if config in ("active", "activecopy") else "dispatch measures a node: active or activecopy only"
-    if experiment in ("spread", "path") and not topology.startswith(LAB_PREFIX):
+    if experiment in LAB_ONLY and not topology.startswith(LAB_PREFIX):
         return f"{experiment} runs on a lab (--topology lab:FILE)"
     if config == "passive" and topology not in ("netns", "mininet"):
         return "kernel IP forwarding needs a kernel between the hosts (netns or mininet)"

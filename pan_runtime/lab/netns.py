@@ -182,6 +182,24 @@ class NetnsLab:
             time.sleep(0.1)
 
     # ------------------------------------------------------------------ use
+    def link_ends(self, index: int) -> tuple[tuple[str, str], tuple[str, str]]:
+        """(namespace, interface) of both ends of link ``index`` (file order)."""
+        if not 0 <= index < len(self.topo.links):
+            raise PanError(f"lab {self.topo.name} has no link {index}")
+        ifaces = {n: 0 for n in self.topo.nodes}
+        for i, ln in enumerate(self.topo.links):
+            ends = ((self.ns(ln.a), f"eth{ifaces[ln.a]}"), (self.ns(ln.b), f"eth{ifaces[ln.b]}"))
+            if i == index:
+                return ends
+            ifaces[ln.a] += 1
+            ifaces[ln.b] += 1
+        raise AssertionError("unreachable")
+
+    def set_link(self, index: int, up: bool) -> None:
+        """Take link ``index`` down (both interfaces; nothing crosses it) or bring it back up."""
+        for ns, dev in self.link_ends(index):
+            run_command(["ip", "-n", ns, "link", "set", dev, "up" if up else "down"])
+
     def sign(self, code: CodeObject) -> CodeObject:
         """``code`` signed with the lab's key, which every node trusts."""
         return code.signed(self.key)

@@ -59,6 +59,7 @@ def test_the_schema_lists_every_metric_and_stat():
     assert item["metric"]["enum"] == [
         "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
         "others_cpu", "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
+        "converge_start_ms", "converge_down_ms", "converge_up_ms", "dv_period_ms", "dv_ticks",
     ]
     assert item["stat"]["enum"] == ["median", "p99", "mean", "min", "max", "trial_min", "trial_max"]
 
