@@ -103,7 +103,7 @@ class NetnsLab:
         for ln, (ip_a, ip_b, plen) in zip(self.topo.links, self.addr.links, strict=True):
             ends = []
             for node, ip in ((ln.a, ip_a), (ln.b, ip_b)):
-                ends.append((self.ns(node), f"eth{ifaces[node]}", ip))
+                ends.append((self.ns(node), self.dev(node, ifaces[node]), ip))
                 ifaces[node] += 1
             (na, da, _), (nb, db, _) = ends
             run_command(["ip", "link", "add", da, "netns", na, "type", "veth", "peer", "name", db, "netns", nb])
@@ -133,13 +133,13 @@ class NetnsLab:
             cfg.write_text(node_toml(self.topo, node, str(sock), self.addr, self.log_level, [str(pub)]))
             with open(log, "wb") as out:
                 p = subprocess.Popen(
-                    ["ip", "netns", "exec", self.ns(name), sys.executable, "-m", "pan_runtime.cli.main", "node", str(cfg)],
+                    [*self.enter(name), sys.executable, "-m", "pan_runtime.cli.main", "node", str(cfg)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     cwd=folder, env=child_env(),
                 )
             self.procs[name] = p
             rec.nodes[name] = {"ns": self.ns(name), "pid": p.pid, "socket": str(sock), "address": self.addr.node[name],
-                               "config": str(cfg), "log": str(log)}
+                               "config": str(cfg), "log": str(log), "enter": self.enter(name)}
         rec.save()
         deadline = time.monotonic() + NODE_START_TIMEOUT
         for name, p in self.procs.items():
@@ -182,13 +182,21 @@ class NetnsLab:
             time.sleep(0.1)
 
     # ------------------------------------------------------------------ use
+    def dev(self, node: str, i: int) -> str:
+        """The name of ``node``'s ``i``-th interface (its links in file order)."""
+        return f"eth{i}"
+
+    def enter(self, node: str) -> list[str]:
+        """The command prefix that runs a command in ``node``'s network namespace."""
+        return ["ip", "netns", "exec", self.ns(node)]
+
     def link_ends(self, index: int) -> tuple[tuple[str, str], tuple[str, str]]:
-        """(namespace, interface) of both ends of link ``index`` (file order)."""
+        """(node, interface) of both ends of link ``index`` (file order)."""
         if not 0 <= index < len(self.topo.links):
             raise PanError(f"lab {self.topo.name} has no link {index}")
         ifaces = {n: 0 for n in self.topo.nodes}
         for i, ln in enumerate(self.topo.links):
-            ends = ((self.ns(ln.a), f"eth{ifaces[ln.a]}"), (self.ns(ln.b), f"eth{ifaces[ln.b]}"))
+            ends = ((ln.a, self.dev(ln.a, ifaces[ln.a])), (ln.b, self.dev(ln.b, ifaces[ln.b])))
             if i == index:
                 return ends
             ifaces[ln.a] += 1
@@ -197,8 +205,8 @@ class NetnsLab:
 
     def set_link(self, index: int, up: bool) -> None:
         """Take link ``index`` down (both interfaces; nothing crosses it) or bring it back up."""
-        for ns, dev in self.link_ends(index):
-            run_command(["ip", "-n", ns, "link", "set", dev, "up" if up else "down"])
+        for node, dev in self.link_ends(index):
+            run_command([*self.enter(node), "ip", "link", "set", dev, "up" if up else "down"])
 
     def sign(self, code: CodeObject) -> CodeObject:
         """``code`` signed with the lab's key, which every node trusts."""
