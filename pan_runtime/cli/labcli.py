@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 from pan_runtime.errors import PanError
@@ -65,7 +66,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
             print(f"  {name:<12} {n['address']:<22} netns {n['ns']}  socket {n['socket']}", flush=True)
         print("Ctrl-C or `pan lab down` tears it down", flush=True)
         while True:
-            signal.pause()
+            if lab.dv is None:
+                signal.pause()
+            else:
+                time.sleep(topo.dv_period_us / 1e6)
+                lab.tick_dv()
     except KeyboardInterrupt:
         return 0
     finally:
@@ -74,8 +79,6 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    import time
-
     from pan_runtime.lab.record import find_record, holder_alive, teardown
 
     rec = find_record(args.lab)

@@ -24,7 +24,7 @@ from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import PanError
 
-from .netns import NetnsLab
+from .netns import DV_TICK, NetnsLab
 from .topology import Topology
 
 __all__ = ["CONVERGE_GUARD_S", "cut_link", "expected_routes", "dv_routes", "mismatches", "run_converge"]
@@ -36,7 +36,6 @@ POLL_S = 0.05
 #: the dv table's row size and its "unreachable" metric (protocols/dv.*)
 ROW = 40
 INF = 16
-TICK = b"\x00\x00\x00\x00"
 
 Expected = dict[str, dict[str, tuple[int, frozenset[str]]]]
 
@@ -114,7 +113,7 @@ class _Run:
         if now < self.next_tick:
             return
         for c in self.lab.clients.values():
-            c.send(self.code, TICK)
+            c.send(self.code, DV_TICK)
         self.ticks += 1
         self.next_tick = max(self.next_tick + self.period, now)
 

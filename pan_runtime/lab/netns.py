@@ -24,6 +24,7 @@ from pan_runtime.errors import PanError
 from pan_runtime.net.client import Client
 from pan_runtime.net.lifetime import child_env
 
+from .dvcode import dv_code
 from .nodeconfig import addressing, node_toml
 from .record import NS_PREFIX, LabRecord, holder_alive, record_path, teardown
 from .shaping import tc_commands
@@ -33,6 +34,8 @@ __all__ = ["NetnsLab"]
 
 #: how long a node may take to open its application socket (many start at once on few CPUs)
 NODE_START_TIMEOUT = 300.0
+#: the body of the capsule that tells the dv code a period has passed (protocols/dv.*)
+DV_TICK = b"\x00\x00\x00\x00"
 
 
 class NetnsLab:
@@ -48,6 +51,9 @@ class NetnsLab:
         self.clients: dict[str, Client] = {}
         self.reaper: subprocess.Popen[bytes] | None = None
         self.key: object = None
+        #: the lab's dv code (``routing = "dv"``) and the nodes known to have it
+        self.dv: CodeObject | None = None
+        self._dv_at: set[str] = set()
 
     def ns(self, node: str) -> str:
         return f"{NS_PREFIX}{self.topo.name}-{node}"
@@ -152,18 +158,30 @@ class NetnsLab:
             self._start_dv()
 
     def _start_dv(self) -> None:
-        """Install the distance-vector code object at the first node and ask it to advertise:
-        the code spreads to every node by demand loading and fills their routing tables."""
-        from pan_runtime.plugin.builders import BuildRequest
-        from pan_runtime.plugin.plugins import default_plugins
-        from pan_runtime.resources import protocols_dir
+        """Install the distance-vector code object (``lab.dv_runtime``) at the first node and
+        tick it: the code spreads to every node by demand loading and fills their routing
+        tables; ``tick_dv`` keeps it going."""
+        first = next(iter(self.topo.nodes))
+        self.dv = self.sign(dv_code(self.topo.dv_runtime))
+        self.clients[first].install(self.dv, pin=True)
+        self._dv_at = {first}
+        self.tick_dv()
 
-        builder = default_plugins().builders.find("restricted_py", ".py")
-        dv = builder.build(BuildRequest([protocols_dir() / "dv.py"], "restricted_py", [], [], "dv"))
-        first = self.clients[next(iter(self.topo.nodes))]
-        dv = self.sign(dv)
-        first.install(dv, pin=True)
-        first.send(dv, b"\x00\x00\x00\x00")
+    def tick_dv(self) -> None:
+        """Tell every node that has the lab's dv code that a period has passed (``routing =
+        "dv"``; the PNI has no timer). A node that does not have it yet gets it from a neighbour's
+        advertisement; one that is gone is skipped (``status`` shows it down)."""
+        if self.dv is None:
+            return
+        for name, c in self.clients.items():
+            try:
+                if name not in self._dv_at:
+                    if not any(e["name"] == self.dv.hex_name for e in c.list_code()):
+                        continue
+                    self._dv_at.add(name)
+                c.send(self.dv, DV_TICK)
+            except PanError:
+                continue
 
     def _connect(self, name: str, p: subprocess.Popen[bytes], deadline: float) -> Client:
         assert self.rec is not None

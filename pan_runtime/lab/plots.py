@@ -18,8 +18,8 @@ __all__ = ["draw_lab", "main"]
 FIGURES = (
     ("spread", "spread_ms", "time until every node has the code (ms)", "lab-spread.png"),
     ("path", "per_hop_us", "latency per hop, one way (µs)", "lab-path.png"),
-    ("converge", "converge_down_ms", "time until every dv table agrees after a link went down (ms)", "lab-converge-down.png"),
-    ("converge", "converge_up_ms", "time until every dv table agrees after the link came back (ms)", "lab-converge-up.png"),
+    ("converge", "converge_down_ms", "dv tables agree after link down (ms)", "lab-converge-down.png"),
+    ("converge", "converge_up_ms", "dv tables agree after link up (ms)", "lab-converge-up.png"),
 )
 
 

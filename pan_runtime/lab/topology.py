@@ -19,6 +19,7 @@ from typing import Any
 from pan_runtime.errors import ConfigError
 from pan_runtime.net.config import SourceLines, read_toml_text
 
+from .dvcode import DV_RUNTIMES
 from .shapes import SHAPES, expand
 
 __all__ = [
@@ -48,7 +49,7 @@ _RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)")
 _SCALE = {"us": 1, "ms": 1000, "s": 1_000_000, "bit": 1, "kbit": 1000, "mbit": 1_000_000, "gbit": 1_000_000_000}
 _SCHEMA: dict[str, set[str]] = {
     "": {"lab", "defaults", "nodes", "links", "generate", "routes"},
-    "lab": {"name", "subnet", "port", "routing", "dv_period"},
+    "lab": {"name", "subnet", "port", "routing", "dv_period", "dv_runtime"},
     "defaults": {"runtimes", "install", "trust", "limits", "demand"},
     "nodes": {"name", "runtimes", "install", "trust", "limits", "demand"},
     "links": {"endpoints", "delay", "jitter", "loss", "rate"},
@@ -119,6 +120,8 @@ class Topology:
     routes: list[Route] = field(default_factory=list)
     #: how often the lab ticks the distance-vector code on every node (``lab.dv_period``)
     dv_period_us: int = DV_PERIOD_US
+    #: the runtime of the dv code the lab runs for ``routing = "dv"`` (``lab.dv_runtime``)
+    dv_runtime: str = "restricted_py"
 
     def neighbours(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {n: [] for n in self.nodes}
@@ -193,6 +196,9 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
     dv_period_us = round(float(m.group(1)) * _SCALE[m.group(2)]) if m else 0
     if not lo <= dv_period_us <= hi:
         raise ctx.error("lab.dv_period", f'a duration from {lo // 1000} ms to {hi // 1_000_000} s, such as "500ms" or "1s"')
+    dv_runtime = _typed(ctx, "lab.dv_runtime", lab.get("dv_runtime", "restricted_py"), str)
+    if dv_runtime not in DV_RUNTIMES:
+        raise ctx.error("lab.dv_runtime", f"{dv_runtime!r}: the dv code object is written for {', '.join(DV_RUNTIMES)}")
 
     defaults = _table(ctx, data, "defaults", "defaults")
     base_node = _node_settings(ctx, "defaults", defaults, base, LabNode("", ["native"]))
@@ -256,11 +262,11 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
     if not nodes:
         raise ctx.error("nodes", "the topology has no node: give [[nodes]] or a [[generate]] shape")
 
-    topo = Topology(name, path, nodes, links, routing, subnet, port, dv_period_us=dv_period_us)
+    topo = Topology(name, path, nodes, links, routing, subnet, port, dv_period_us=dv_period_us, dv_runtime=dv_runtime)
     if routing == "dv":
         for node in nodes.values():
-            if "restricted_py" not in node.runtimes:
-                raise ctx.error("lab.routing", f"the dv code object runs on restricted_py; node {node.name} does not enable it")
+            if dv_runtime not in node.runtimes:
+                raise ctx.error("lab.routing", f"the dv code object runs on {dv_runtime} (lab.dv_runtime); node {node.name} does not enable it")
     _check_node_configs(ctx, topo, base_node)
     for i, t in enumerate(_array(ctx, data, "routes")):
         key = f"routes[{i}]"
