@@ -15,6 +15,7 @@ import json
 import os
 import selectors
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from pan_runtime.bench.testbed import mininet_python, mininet_unavailable
@@ -23,6 +24,7 @@ from pan_runtime.errors import PanError
 from .netns import NetnsLab
 from .record import LabRecord
 from .shaping import tc_commands
+from .topology import Topology
 
 __all__ = ["MininetLab", "BUILD_TIMEOUT"]
 
@@ -37,8 +39,8 @@ class MininetLab(NetnsLab):
 
     backend = "mininet"
 
-    def __init__(self, *args, **kw):  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kw)
+    def __init__(self, topo: Topology, log_level: str = "warning", progress: Callable[[str], None] | None = None):
+        super().__init__(topo, log_level, progress)
         self.helper: subprocess.Popen[str] | None = None
         self.host_pids: dict[str, int] = {}
 
