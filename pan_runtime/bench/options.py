@@ -90,6 +90,8 @@ class Plan:
     skipped: dict[str, str] = field(default_factory=dict)
     #: topologies the plan names that are unavailable here, with the reason
     skipped_topologies: dict[str, str] = field(default_factory=dict)
+    #: what builds ``lab:FILE`` topologies: ``netns`` or ``mininet`` (``pan lab up --backend``)
+    lab_backend: str = "netns"
 
     def options(self) -> dict[str, object]:
         return {
@@ -104,6 +106,7 @@ class Plan:
             "batch": self.batch,
             "placement": self.placement,
             "quick": self.quick,
+            "lab_backend": self.lab_backend,
         }
 
 
@@ -194,7 +197,8 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         raise PanError("--batch must be at least 1")
     if placement == "hosts" and _cpus() < 2:
         raise PanError("--placement hosts needs two CPUs (one for the middle, one for the ends); this process may use one")
-    plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick)
+    plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
+                lab_backend=getattr(args, "lab_backend", "netns"))
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:

@@ -34,6 +34,7 @@ from pan_runtime.errors import PanError
 
 from .converge import cut_link, run_converge
 from .dvcode import dv_code
+from .mininetlab import MininetLab
 from .netns import NetnsLab
 from .topology import Topology, load_topology
 
@@ -82,7 +83,8 @@ def run_lab(plan: Any, spec: str, runtimes: list[str], add: Add, failed: dict[st
     topo = load_topology(spec.split(":", 1)[1])
     label = f"lab:{topo.name}"
     exps = [e for e in plan.experiments if e in LAB_EXPERIMENTS]
-    with NetnsLab(topo, "error", progress) as lab:
+    kind = MininetLab if getattr(plan, "lab_backend", "netns") == "mininet" else NetnsLab
+    with kind(topo, "error", progress) as lab:
         lab.up()
         src = next(iter(topo.nodes))
         dst, _ = farthest(topo, src)

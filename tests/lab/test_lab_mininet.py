@@ -141,3 +141,22 @@ def test_a_mininet_lab_whose_holder_is_killed_outright_leaves_nothing(tmp_path: 
     finally:
         holder.kill()
         holder.communicate(timeout=60)
+
+
+def test_bench_runs_ping_and_converge_on_a_mininet_lab(tmp_path: Path, env: dict[str, str]):
+    """``pan bench --lab-backend mininet --topology lab:FILE``: the experiments run on the
+    Mininet hosts, converge taking the middle link down and up inside them."""
+    name = f"b{os.getpid()}"
+    f = line(tmp_path, name)
+    f.write_text(f.read_text().replace("[defaults]", 'dv_period = "200ms"\n\n[defaults]').replace("n = 3", "n = 4"))
+    out = tmp_path / "r.json"
+    r = subprocess.run([*PAN, "bench", "--lab-backend", "mininet", "--topology", f"lab:{f}", "--experiment", "ping,converge",
+                        "--quick", "--size", "156", "--runtime", "native", "--json", str(out), "--quiet"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["failed"] == {} and doc["meta"]["options"]["lab_backend"] == "mininet"
+    rows = {(x["experiment"], x["metric"]): x["value"] for x in doc["results"] if x["stat"] == "median"}
+    assert rows[("ping", "rtt_us")] > 0
+    assert rows[("converge", "dv_ticks")] >= 4 and rows[("converge", "converge_up_ms")] > 0
+    assert not (Path(env["PAN_LAB_DIR"]) / f"{name}.json").exists()
