@@ -147,7 +147,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     topo = load_topology(args.topology)
     addr = addressing(topo)
-    print(f"lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, routing {topo.routing}")
+    dv = f" ({topo.dv_runtime} code, ticked every {topo.dv_period_us / 1000:g} ms)" if topo.routing == "dv" else ""
+    print(f"lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, routing {topo.routing}{dv}")
     for name, n in topo.nodes.items():
         print(f"  node {name:<12} {addr.node[name]:<22} runtimes {', '.join(n.runtimes)}")
     for ln, (a, b, plen) in zip(topo.links, addr.links, strict=True):
