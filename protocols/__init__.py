@@ -1,4 +1,5 @@
-"""The reference protocols (forward, ping, flood, portmapper) as sources, shipped as data.
+"""The reference protocols (forward, ping, flood, portmapper) and the distance-vector routing
+protocol (dv) as sources, shipped as data.
 
 Installed as the package ``pan_protocols`` so that ``pan demo``, ``pan ping``, ``pan flood``
 and ``pan bench`` find them in a wheel as in a checkout (``pan_runtime.resources``): C for

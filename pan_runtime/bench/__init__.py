@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``pan bench`` (and its ``report`` subcommand) on ``p``."""
     p.add_argument("--experiment", help=f"comma-separated: {', '.join(EXPERIMENTS)} (default dispatch)")
     p.add_argument("--topology", help=f"comma-separated: {', '.join(TOPOLOGIES)}, or lab:FILE (a pan lab topology file; default inproc)")
+    p.add_argument("--lab-backend", choices=("netns", "mininet"), default="netns",
+                   help="what builds lab:FILE topologies: network namespaces (default) or Mininet")
     p.add_argument("--config", help=f"comma-separated: {', '.join(CONFIGS)} (default all that the topology has)")
     p.add_argument("--runtime", help="comma-separated runtimes (default: every available runtime with reference "
                                      "protocols; dispatch also takes the baselines null and bare)")

@@ -19,6 +19,7 @@ __all__ = [
     "CONFIGS",
     "TOPOLOGIES",
     "LAB_PREFIX",
+    "LAB_ONLY",
     "PLACEMENTS",
     "BASELINES",
     "DEFAULT_SIZES",
@@ -32,7 +33,9 @@ __all__ = [
 
 IP_UDP_OVERHEAD = 28
 MAX_SIZE = 65535
-EXPERIMENTS = ("dispatch", "ping", "flood", "capacity", "spread", "path")
+EXPERIMENTS = ("dispatch", "ping", "flood", "capacity", "spread", "path", "converge")
+#: experiments that run only on a lab (``--topology lab:FILE``)
+LAB_ONLY = ("spread", "path", "converge")
 #: ``cbatch``: the C batched forwarder, a baseline of the capacity experiment only
 CONFIGS = ("none", "passive", "cforw", "cbatch", "active", "activecopy")
 TOPOLOGIES = ("inproc", "udp", "netns", "mininet")
@@ -45,11 +48,11 @@ BASELINES = ("null", "bare")
 DEFAULT_SIZES = (128, 156, 512, 1024, 1500, 1504, 2048, 8192)
 QUICK_SIZES = (156, 1500)
 #: body header each experiment's protocol needs (forward_hdr, ping_hdr, flood_hdr)
-_BODY_HEADER = {"dispatch": 20, "ping": 56, "flood": 68, "capacity": 20, "spread": 56, "path": 56}
+_BODY_HEADER = {"dispatch": 20, "ping": 56, "flood": 68, "capacity": 20, "spread": 56, "path": 56, "converge": 4}
 #: capsules per trial (and trials) when --count/--trials are not given (capacity's trials
 #: last --duration seconds instead; its searches take at most --steps trials)
-DEFAULT_COUNTS = {"dispatch": 2000, "ping": 300, "flood": 4000, "capacity": 1, "spread": 1, "path": 300}
-QUICK_COUNTS = {"dispatch": 200, "ping": 40, "flood": 400, "capacity": 1, "spread": 1, "path": 40}
+DEFAULT_COUNTS = {"dispatch": 2000, "ping": 300, "flood": 4000, "capacity": 1, "spread": 1, "path": 300, "converge": 1}
+QUICK_COUNTS = {"dispatch": 200, "ping": 40, "flood": 400, "capacity": 1, "spread": 1, "path": 40, "converge": 1}
 #: sizes of a run of capacity alone when --size is not given (the sizes of issue tables)
 CAPACITY_SIZES = (128, 1500)
 QUICK_CAPACITY_SIZES = (1500,)
@@ -68,7 +71,7 @@ def config_unsupported(experiment: str, topology: str, config: str) -> str | Non
     """Why ``config`` cannot run ``experiment`` on ``topology`` (None when it can)."""
     if experiment == "dispatch":
         return None if config in ("active", "activecopy") else "dispatch measures a node: active or activecopy only"
-    if experiment in ("spread", "path") and not topology.startswith(LAB_PREFIX):
+    if experiment in LAB_ONLY and not topology.startswith(LAB_PREFIX):
         return f"{experiment} runs on a lab (--topology lab:FILE)"
     if config == "cbatch" and experiment != "capacity":
         return "the C batched forwarder is a baseline of the capacity experiment"
@@ -106,6 +109,8 @@ class Plan:
     skipped: dict[str, str] = field(default_factory=dict)
     #: topologies the plan names that are unavailable here, with the reason
     skipped_topologies: dict[str, str] = field(default_factory=dict)
+    #: what builds ``lab:FILE`` topologies: ``netns`` or ``mininet`` (``pan lab up --backend``)
+    lab_backend: str = "netns"
 
     def options(self) -> dict[str, object]:
         return {
@@ -122,6 +127,7 @@ class Plan:
             "quick": self.quick,
             **({"capacity": {"duration_s": self.duration, "loss": self.loss, "steps": self.steps, "top_rate": self.top_rate}}
                if "capacity" in self.experiments else {}),
+            "lab_backend": self.lab_backend,
         }
 
 
@@ -218,7 +224,7 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
     if placement == "hosts" and _cpus() < 2:
         raise PanError("--placement hosts needs two CPUs (one for the middle, one for the ends); this process may use one")
     plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
-                **_capacity_settings(args))
+                **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"))
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:

@@ -41,6 +41,7 @@ METRICS = (
     "capacity_kpps", "cpu_us_per_capsule", "syscalls_per_capsule", "loss_pct",
     # experiments on a lab (pan_runtime.lab.experiments)
     "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
+    "converge_start_ms", "converge_down_ms", "converge_up_ms", "dv_period_ms", "dv_ticks",
 )
 #: ``trial_min`` and ``trial_max``: the lowest and highest of the cell's per-trial values (the
 #: spread a reader sets a difference against; ``pan_runtime.bench.noise``)

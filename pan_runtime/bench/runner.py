@@ -18,7 +18,7 @@ from .dispatch import dispatch_experiment
 from .inproc import PORT, Trial, inproc_trials, reference_set
 from .load import OthersShare
 from .noise import flag_cells
-from .options import LAB_PREFIX, Plan, config_unsupported, min_size
+from .options import LAB_ONLY, LAB_PREFIX, Plan, config_unsupported, min_size
 from .results import Result, summarize
 
 __all__ = ["Outcome", "run_plan", "derive", "NOGC_SUFFIX"]
@@ -186,7 +186,7 @@ def _run_capacity(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder,
 def _run_labs(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder, progress: Callable[[str], None] | None) -> None:
     """The experiments on ``lab:FILE`` topologies (``pan_runtime.lab.experiments``)."""
     for topo in plan.topologies:
-        for e in ("spread", "path"):
+        for e in LAB_ONLY:
             if e in plan.experiments and not topo.startswith(LAB_PREFIX):
                 out.skipped[f"{e} {topo}"] = config_unsupported(e, topo, "") or ""
     labs = [t for t in plan.topologies if t.startswith(LAB_PREFIX) and t not in plan.skipped_topologies]

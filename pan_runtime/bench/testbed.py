@@ -40,6 +40,8 @@ __all__ = [
     "NS_PREFIX",
     "run_command",
     "netns_unavailable",
+    "mininet_unavailable",
+    "mininet_python",
 ]
 
 NS_PREFIX = "panbench-"
@@ -397,7 +399,7 @@ def read_sysctls(names: tuple[str, ...] = MININET_SYSCTLS) -> dict[str, str]:
     return out
 
 
-def _mininet_python() -> str | None:
+def mininet_python() -> str | None:
     """A Python interpreter that can import Mininet (Debian installs it for the system python3)."""
     import sys
 
@@ -414,7 +416,7 @@ def mininet_unavailable() -> str | None:
         return "Mininet is not installed (Debian's `mininet` package: apt-get install mininet)"
     if os.geteuid() != 0:
         return "Mininet needs root"
-    if _mininet_python() is None:
+    if mininet_python() is None:
         return "no Python here can import Mininet's `mininet` package"
     return None
 
@@ -445,7 +447,7 @@ class MininetTestbed(Testbed):
         import selectors
 
         script = Path(__file__).with_name("mininet_line.py")
-        py = _mininet_python()
+        py = mininet_python()
         assert py is not None
         self.helper = subprocess.Popen(
             [py, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

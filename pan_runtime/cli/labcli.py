@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 from pan_runtime.errors import PanError
@@ -21,6 +22,8 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     s = lab.add_parser("up", help="build the lab and hold it until Ctrl-C, SIGTERM, `pan lab down` or this process's parent ends")
     s.add_argument("topology", help="the topology file")
     s.add_argument("--log-level", default="warning", help="the nodes' log level (default warning)")
+    s.add_argument("--backend", choices=("netns", "mininet"), default="netns",
+                   help="network namespaces made with ip (default), or hosts built by Mininet")
     s.set_defaults(fn=_cmd_up)
     s = lab.add_parser("down", help="tear a lab down: its nodes, namespaces, links and files")
     s.add_argument("lab", help="the lab's name or its topology file")
@@ -45,6 +48,7 @@ def _terminate(signum: int, _frame: Any) -> None:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    from pan_runtime.lab.mininetlab import MininetLab
     from pan_runtime.lab.netns import NetnsLab
     from pan_runtime.lab.topology import load_topology
     from pan_runtime.net.lifetime import die_with_parent
@@ -53,7 +57,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     topo = load_topology(args.topology)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
-    lab = NetnsLab(topo, args.log_level, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    kind = MininetLab if args.backend == "mininet" else NetnsLab
+    lab = kind(topo, args.log_level, progress=lambda m: print(m, file=sys.stderr, flush=True))
     try:
         rec = lab.up()
         print(f"lab {topo.name} up: {len(topo.nodes)} nodes, {len(topo.links)} links, record {rec.path}", flush=True)
@@ -61,7 +66,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
             print(f"  {name:<12} {n['address']:<22} netns {n['ns']}  socket {n['socket']}", flush=True)
         print("Ctrl-C or `pan lab down` tears it down", flush=True)
         while True:
-            signal.pause()
+            if lab.dv is None:
+                signal.pause()
+            else:
+                time.sleep(topo.dv_period_us / 1e6)
+                lab.tick_dv()
     except KeyboardInterrupt:
         return 0
     finally:
@@ -70,8 +79,6 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    import time
-
     from pan_runtime.lab.record import find_record, holder_alive, teardown
 
     rec = find_record(args.lab)
@@ -129,7 +136,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     env = dict(os.environ, PATH=path, PAN_LAB=rec.lab, PAN_NODE=str(node["socket"]), PAN_NODE_ADDRESS=str(node["address"]))
     sys.stdout.flush()
-    os.execvpe("ip", ["ip", "netns", "exec", str(node["ns"]), *cmd], env)
+    enter = [str(a) for a in node.get("enter") or ["ip", "netns", "exec", str(node["ns"])]]  # type: ignore[union-attr]
+    os.execvpe(enter[0], [*enter, *cmd], env)
     return 127  # pragma: no cover - execvpe does not return
 
 
@@ -139,7 +147,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     topo = load_topology(args.topology)
     addr = addressing(topo)
-    print(f"lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, routing {topo.routing}")
+    dv = f" ({topo.dv_runtime} code, ticked every {topo.dv_period_us / 1000:g} ms)" if topo.routing == "dv" else ""
+    print(f"lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, routing {topo.routing}{dv}")
     for name, n in topo.nodes.items():
         print(f"  node {name:<12} {addr.node[name]:<22} runtimes {', '.join(n.runtimes)}")
     for ln, (a, b, plen) in zip(topo.links, addr.links, strict=True):

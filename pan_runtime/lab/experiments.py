@@ -7,7 +7,9 @@ every other node at once: the time until the last reply is the time the code too
 every node by demand loading (each hop fetches it from the one before), and the bytes are
 those of the code fetched. A ping not answered within ``RESEND_S`` is sent again (its
 capsule may have been parked at a hop whose fetch outlived the node's demand deadline) and
-counted as ``resent``. Results are the bench's rows; the topology column is
+counted as ``resent``. ``converge`` (``pan_runtime.lab.converge``) runs the runtime's
+distance-vector code on every node and times its agreement with the network after the middle
+link of the diameter goes down and after it comes back. Results are the bench's rows; the topology column is
 ``lab:<name>`` and the configuration column names the nodes (``n1->n7``).
 """
 
@@ -30,12 +32,15 @@ from pan_runtime.data.capsule import HEADER_SIZE
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import PanError
 
+from .converge import cut_link, run_converge
+from .dvcode import dv_code
+from .mininetlab import MininetLab
 from .netns import NetnsLab
 from .topology import Topology, load_topology
 
 __all__ = ["LAB_EXPERIMENTS", "format_lab_results", "run_lab", "farthest", "diameter", "fresh_variant"]
 
-LAB_EXPERIMENTS = ("ping", "flood", "spread", "path")
+LAB_EXPERIMENTS = ("ping", "flood", "spread", "path", "converge")
 #: hang guard for one spread trial (a busy machine compiles slowly)
 SPREAD_GUARD_S = 300.0
 #: spread trial t numbers its pings from SPREAD_SEQ_BASE * (t + 1) (ping and path count from 0)
@@ -78,7 +83,8 @@ def run_lab(plan: Any, spec: str, runtimes: list[str], add: Add, failed: dict[st
     topo = load_topology(spec.split(":", 1)[1])
     label = f"lab:{topo.name}"
     exps = [e for e in plan.experiments if e in LAB_EXPERIMENTS]
-    with NetnsLab(topo, "error", progress) as lab:
+    kind = MininetLab if getattr(plan, "lab_backend", "netns") == "mininet" else NetnsLab
+    with kind(topo, "error", progress) as lab:
         lab.up()
         src = next(iter(topo.nodes))
         dst, _ = farthest(topo, src)
@@ -106,6 +112,8 @@ def run_lab(plan: Any, spec: str, runtimes: list[str], add: Add, failed: dict[st
                             _flood(lab, codes, src, addr[dst], size, plan, rt, f"{src}->{dst}", add, label)
                         elif exp == "spread":
                             _spread(lab, codes, src, addr, size, plan, rt, add, label)
+                        elif exp == "converge":
+                            _converge(lab, pa, pb, size, plan, rt, add, label)
                     except PanError as exc:
                         failed[f"{exp} {key} {size}"] = str(exc)
 
@@ -214,6 +222,14 @@ def _spread(lab, codes, src, addr, size, plan, rt, add, label) -> None:  # type:
     add("spread", label, pair, rt, size, "resent", {"median": statistics.median(resends), "max": max(resends)})
 
 
+def _converge(lab, pa, pb, size, plan, rt, add, label) -> None:  # type: ignore[no-untyped-def]
+    cut = cut_link(lab.topo, pa, pb)
+    ln = lab.topo.links[cut]
+    # a name no node has seen: a dv the lab itself runs (routing = "dv") is left alone
+    code = lab.sign(fresh_variant(dv_code(rt), f"{os.getpid()}-{rt}-{time.monotonic_ns()}"))
+    run_converge(lab, code, cut, plan.trials, lambda metric, stats: add("converge", label, f"{ln.a}-{ln.b}", rt, size, metric, stats))
+
+
 def format_lab_results(results: list[Any]) -> str:
     """The medians of the lab experiments' rows, one line per (experiment, lab, nodes, runtime, size)."""
     from pan_runtime.node.stats import format_table
@@ -224,7 +240,8 @@ def format_lab_results(results: list[Any]) -> str:
             rows.setdefault((r.experiment, r.topology, r.config, r.runtime, r.size), {})[r.metric] = r.value
     if not rows:
         return ""
-    metrics = ["rtt_us", "per_hop_us", "hops", "capsules_per_s", "spread_ms", "code_bytes", "chunks", "resent"]
+    metrics = ["rtt_us", "per_hop_us", "hops", "capsules_per_s", "spread_ms", "code_bytes", "chunks", "resent",
+               "converge_start_ms", "converge_down_ms", "converge_up_ms", "dv_ticks"]
     used = [m for m in metrics if any(m in v for v in rows.values())]
     table = [[*map(str, k), *(f"{v[m]:.1f}" if m in v else "-" for m in used)] for k, v in rows.items()]
     return format_table(table, ["experiment", "topology", "nodes", "runtime", "size", *used])

@@ -24,6 +24,7 @@ from pan_runtime.errors import PanError
 from pan_runtime.net.client import Client
 from pan_runtime.net.lifetime import child_env
 
+from .dvcode import dv_code
 from .nodeconfig import addressing, node_toml
 from .record import NS_PREFIX, LabRecord, holder_alive, record_path, teardown
 from .shaping import tc_commands
@@ -33,6 +34,8 @@ __all__ = ["NetnsLab"]
 
 #: how long a node may take to open its application socket (many start at once on few CPUs)
 NODE_START_TIMEOUT = 300.0
+#: the body of the capsule that tells the dv code a period has passed (protocols/dv.*)
+DV_TICK = b"\x00\x00\x00\x00"
 
 
 class NetnsLab:
@@ -48,6 +51,9 @@ class NetnsLab:
         self.clients: dict[str, Client] = {}
         self.reaper: subprocess.Popen[bytes] | None = None
         self.key: object = None
+        #: the lab's dv code (``routing = "dv"``) and the nodes known to have it
+        self.dv: CodeObject | None = None
+        self._dv_at: set[str] = set()
 
     def ns(self, node: str) -> str:
         return f"{NS_PREFIX}{self.topo.name}-{node}"
@@ -103,7 +109,7 @@ class NetnsLab:
         for ln, (ip_a, ip_b, plen) in zip(self.topo.links, self.addr.links, strict=True):
             ends = []
             for node, ip in ((ln.a, ip_a), (ln.b, ip_b)):
-                ends.append((self.ns(node), f"eth{ifaces[node]}", ip))
+                ends.append((self.ns(node), self.dev(node, ifaces[node]), ip))
                 ifaces[node] += 1
             (na, da, _), (nb, db, _) = ends
             run_command(["ip", "link", "add", da, "netns", na, "type", "veth", "peer", "name", db, "netns", nb])
@@ -133,13 +139,13 @@ class NetnsLab:
             cfg.write_text(node_toml(self.topo, node, str(sock), self.addr, self.log_level, [str(pub)]))
             with open(log, "wb") as out:
                 p = subprocess.Popen(
-                    ["ip", "netns", "exec", self.ns(name), sys.executable, "-m", "pan_runtime.cli.main", "node", str(cfg)],
+                    [*self.enter(name), sys.executable, "-m", "pan_runtime.cli.main", "node", str(cfg)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     cwd=folder, env=child_env(),
                 )
             self.procs[name] = p
             rec.nodes[name] = {"ns": self.ns(name), "pid": p.pid, "socket": str(sock), "address": self.addr.node[name],
-                               "config": str(cfg), "log": str(log)}
+                               "config": str(cfg), "log": str(log), "enter": self.enter(name)}
         rec.save()
         deadline = time.monotonic() + NODE_START_TIMEOUT
         for name, p in self.procs.items():
@@ -152,18 +158,30 @@ class NetnsLab:
             self._start_dv()
 
     def _start_dv(self) -> None:
-        """Install the distance-vector code object at the first node and ask it to advertise:
-        the code spreads to every node by demand loading and fills their routing tables."""
-        from pan_runtime.plugin.builders import BuildRequest
-        from pan_runtime.plugin.plugins import default_plugins
-        from pan_runtime.resources import protocols_dir
+        """Install the distance-vector code object (``lab.dv_runtime``) at the first node and
+        tick it: the code spreads to every node by demand loading and fills their routing
+        tables; ``tick_dv`` keeps it going."""
+        first = next(iter(self.topo.nodes))
+        self.dv = self.sign(dv_code(self.topo.dv_runtime))
+        self.clients[first].install(self.dv, pin=True)
+        self._dv_at = {first}
+        self.tick_dv()
 
-        builder = default_plugins().builders.find("restricted_py", ".py")
-        dv = builder.build(BuildRequest([protocols_dir() / "dv.py"], "restricted_py", [], [], "dv"))
-        first = self.clients[next(iter(self.topo.nodes))]
-        dv = self.sign(dv)
-        first.install(dv, pin=True)
-        first.send(dv, b"\x00\x00\x00\x00")
+    def tick_dv(self) -> None:
+        """Tell every node that has the lab's dv code that a period has passed (``routing =
+        "dv"``; the PNI has no timer). A node that does not have it yet gets it from a neighbour's
+        advertisement; one that is gone is skipped (``status`` shows it down)."""
+        if self.dv is None:
+            return
+        for name, c in self.clients.items():
+            try:
+                if name not in self._dv_at:
+                    if not any(e["name"] == self.dv.hex_name for e in c.list_code()):
+                        continue
+                    self._dv_at.add(name)
+                c.send(self.dv, DV_TICK)
+            except PanError:
+                continue
 
     def _connect(self, name: str, p: subprocess.Popen[bytes], deadline: float) -> Client:
         assert self.rec is not None
@@ -182,6 +200,32 @@ class NetnsLab:
             time.sleep(0.1)
 
     # ------------------------------------------------------------------ use
+    def dev(self, node: str, i: int) -> str:
+        """The name of ``node``'s ``i``-th interface (its links in file order)."""
+        return f"eth{i}"
+
+    def enter(self, node: str) -> list[str]:
+        """The command prefix that runs a command in ``node``'s network namespace."""
+        return ["ip", "netns", "exec", self.ns(node)]
+
+    def link_ends(self, index: int) -> tuple[tuple[str, str], tuple[str, str]]:
+        """(node, interface) of both ends of link ``index`` (file order)."""
+        if not 0 <= index < len(self.topo.links):
+            raise PanError(f"lab {self.topo.name} has no link {index}")
+        ifaces = {n: 0 for n in self.topo.nodes}
+        for i, ln in enumerate(self.topo.links):
+            ends = ((ln.a, self.dev(ln.a, ifaces[ln.a])), (ln.b, self.dev(ln.b, ifaces[ln.b])))
+            if i == index:
+                return ends
+            ifaces[ln.a] += 1
+            ifaces[ln.b] += 1
+        raise AssertionError("unreachable")
+
+    def set_link(self, index: int, up: bool) -> None:
+        """Take link ``index`` down (both interfaces; nothing crosses it) or bring it back up."""
+        for node, dev in self.link_ends(index):
+            run_command([*self.enter(node), "ip", "link", "set", dev, "up" if up else "down"])
+
     def sign(self, code: CodeObject) -> CodeObject:
         """``code`` signed with the lab's key, which every node trusts."""
         return code.signed(self.key)

@@ -1,6 +1,7 @@
 """Figures of lab experiments from a bench JSON file: how long a new code object took to
-reach every node (``spread``) and the latency per hop along the longest path (``path``), per
-runtime and lab. ``python -m pan_runtime.lab.plots RUN.json DIR`` writes them as PNG files."""
+reach every node (``spread``), the latency per hop along the longest path (``path``) and how
+long distance-vector routing took to agree again after a link went down and came back
+(``converge``), per runtime and lab. ``python -m pan_runtime.lab.plots RUN.json DIR`` writes them as PNG files."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ __all__ = ["draw_lab", "main"]
 FIGURES = (
     ("spread", "spread_ms", "time until every node has the code (ms)", "lab-spread.png"),
     ("path", "per_hop_us", "latency per hop, one way (µs)", "lab-path.png"),
+    ("converge", "converge_down_ms", "dv tables agree after link down (ms)", "lab-converge-down.png"),
+    ("converge", "converge_up_ms", "dv tables agree after link up (ms)", "lab-converge-up.png"),
 )
 
 

@@ -6,7 +6,9 @@ to remove. ``down``, ``status`` and ``exec`` find a lab by its record; the reape
 outlives a ``pan lab up`` killed outright) tears down from it. Teardown ends every process
 inside the lab's namespaces (not only the nodes: also what ``pan lab exec`` started), deletes
 the namespaces (which removes their veth pairs and ``tc`` qdiscs), the lab's folder and the
-record; it is idempotent.
+record; it is idempotent. A lab on Mininet has no named namespaces: its hosts are known by
+their shell's pid and namespace inode, and teardown ends every process in those namespaces,
+then stops the Mininet helper (which removes the hosts and links).
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class LabRecord:
     #: the lab's signing key (private, PEM; ``.pub`` beside it), trusted by every node
     key: str = ""
     ready: bool = False
+    #: Mininet back end: the helper holding the hosts (``mininet_hosts.py``), and each host's
+    #: shell process and network-namespace inode (which tells a host from a reused pid)
+    helper: int = 0
+    hosts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -130,10 +136,55 @@ def teardown(rec: LabRecord, grace: float = 5.0) -> list[str]:
     for ns in spaces:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         done.append(f"netns {ns}")
+    if rec.hosts or rec.helper:
+        done += _teardown_hosts(rec, grace)
     if rec.dir and Path(rec.dir).name.startswith(f"pan-lab-{rec.lab}-"):
         shutil.rmtree(rec.dir, ignore_errors=True)
     rec.path.unlink(missing_ok=True)
     return done
+
+
+def _netns_inode(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return 0
+
+
+def _gone(pids: list[int], grace: float) -> list[int]:
+    """SIGTERM ``pids``, wait up to ``grace`` seconds, SIGKILL the rest; returns those killed."""
+    _end(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+        if pids:
+            time.sleep(0.05)
+    _end(pids, signal.SIGKILL)
+    return pids
+
+
+def _teardown_hosts(rec: LabRecord, grace: float) -> list[str]:
+    """End a Mininet lab: the processes in its hosts' namespaces, then the helper, then any host shell left."""
+    done: list[str] = []
+    inodes = {h["netns"] for h in rec.hosts.values() if h.get("netns")}
+    shells = [h["pid"] for h in rec.hosts.values() if h.get("netns") and _netns_inode(h["pid"]) == h["netns"]]
+    inside = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and int(p.name) not in shells
+              and int(p.name) != os.getpid() and _netns_inode(int(p.name)) in inodes]
+    done += [f"process {p}" for p in _gone(inside, grace)]
+    helper = rec.helper
+    if helper and b"mininet_hosts" in _cmdline(helper):
+        _gone([helper], 30.0)  # it stops the network: removes the links and ends the host shells
+        done.append(f"mininet helper {helper}")
+    left = [p for p in shells if _netns_inode(p) in inodes]
+    done += [f"host {p}" for p in _gone(left, grace)]
+    return done
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _zombie(pid: int) -> bool:

@@ -9,9 +9,10 @@ from .topology import Shaping
 __all__ = ["tc_commands"]
 
 
-def tc_commands(ns: str, dev: str, s: Shaping) -> list[list[str]]:
-    """Commands that shape ``dev`` in namespace ``ns`` (none when the link is not shaped)."""
-    tc = ["tc", "-n", ns, "qdisc", "add", "dev", dev]
+def tc_commands(ns: str | None, dev: str, s: Shaping) -> list[list[str]]:
+    """Commands that shape ``dev`` in namespace ``ns`` (None: run inside the node's namespace;
+    none when the link is not shaped)."""
+    tc = ["tc", *(["-n", ns] if ns else []), "qdisc", "add", "dev", dev]
     out = []
     parent = ["root"]
     if s.delay_us or s.loss_pct:

@@ -19,6 +19,7 @@ from typing import Any
 from pan_runtime.errors import ConfigError
 from pan_runtime.net.config import SourceLines, read_toml_text
 
+from .dvcode import DV_RUNTIMES
 from .shapes import SHAPES, expand
 
 __all__ = [
@@ -39,13 +40,16 @@ MAX_TOPOLOGY_BYTES = 1 << 20
 MAX_NODES = 512
 MAX_LINKS = 4096
 ROUTINGS = ("static", "dv", "none")
+#: the period of the distance-vector code (its ticks; a route expires after 3 unconfirmed): default and bounds, µs
+DV_PERIOD_US = 1_000_000
+DV_PERIOD_RANGE_US = (50_000, 10_000_000)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(us|ms|s)")
 _RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)")
 _SCALE = {"us": 1, "ms": 1000, "s": 1_000_000, "bit": 1, "kbit": 1000, "mbit": 1_000_000, "gbit": 1_000_000_000}
 _SCHEMA: dict[str, set[str]] = {
     "": {"lab", "defaults", "nodes", "links", "generate", "routes"},
-    "lab": {"name", "subnet", "port", "routing"},
+    "lab": {"name", "subnet", "port", "routing", "dv_period", "dv_runtime"},
     "defaults": {"runtimes", "install", "trust", "limits", "demand"},
     "nodes": {"name", "runtimes", "install", "trust", "limits", "demand"},
     "links": {"endpoints", "delay", "jitter", "loss", "rate"},
@@ -114,6 +118,10 @@ class Topology:
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.210.0.0/16")
     port: int = 7000
     routes: list[Route] = field(default_factory=list)
+    #: how often the lab ticks the distance-vector code on every node (``lab.dv_period``)
+    dv_period_us: int = DV_PERIOD_US
+    #: the runtime of the dv code the lab runs for ``routing = "dv"`` (``lab.dv_runtime``)
+    dv_runtime: str = "restricted_py"
 
     def neighbours(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {n: [] for n in self.nodes}
@@ -182,6 +190,15 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
     routing = _typed(ctx, "lab.routing", lab.get("routing", "static"), str)
     if routing not in ROUTINGS:
         raise ctx.error("lab.routing", f"{routing!r} is not one of {', '.join(ROUTINGS)}")
+    period = lab.get("dv_period", f"{DV_PERIOD_US}us")
+    m = _DURATION.fullmatch(period.strip()) if isinstance(period, str) else None
+    lo, hi = DV_PERIOD_RANGE_US
+    dv_period_us = round(float(m.group(1)) * _SCALE[m.group(2)]) if m else 0
+    if not lo <= dv_period_us <= hi:
+        raise ctx.error("lab.dv_period", f'a duration from {lo // 1000} ms to {hi // 1_000_000} s, such as "500ms" or "1s"')
+    dv_runtime = _typed(ctx, "lab.dv_runtime", lab.get("dv_runtime", "restricted_py"), str)
+    if dv_runtime not in DV_RUNTIMES:
+        raise ctx.error("lab.dv_runtime", f"{dv_runtime!r}: the dv code object is written for {', '.join(DV_RUNTIMES)}")
 
     defaults = _table(ctx, data, "defaults", "defaults")
     base_node = _node_settings(ctx, "defaults", defaults, base, LabNode("", ["native"]))
@@ -245,11 +262,11 @@ def parse_topology(text: str, path: str = "<topology>", base: Path | None = None
     if not nodes:
         raise ctx.error("nodes", "the topology has no node: give [[nodes]] or a [[generate]] shape")
 
-    topo = Topology(name, path, nodes, links, routing, subnet, port)
+    topo = Topology(name, path, nodes, links, routing, subnet, port, dv_period_us=dv_period_us, dv_runtime=dv_runtime)
     if routing == "dv":
         for node in nodes.values():
-            if "restricted_py" not in node.runtimes:
-                raise ctx.error("lab.routing", f"the dv code object runs on restricted_py; node {node.name} does not enable it")
+            if dv_runtime not in node.runtimes:
+                raise ctx.error("lab.routing", f"the dv code object runs on {dv_runtime} (lab.dv_runtime); node {node.name} does not enable it")
     _check_node_configs(ctx, topo, base_node)
     for i, t in enumerate(_array(ctx, data, "routes")):
         key = f"routes[{i}]"

@@ -58,7 +58,9 @@ def test_the_schema_lists_every_metric_and_stat():
     item = SCHEMA["properties"]["results"]["items"]["properties"]
     assert item["metric"]["enum"] == [
         "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
-        "others_cpu", "capacity_kpps", "cpu_us_per_capsule", "syscalls_per_capsule", "loss_pct", "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
+        "others_cpu", "capacity_kpps", "cpu_us_per_capsule", "syscalls_per_capsule", "loss_pct", "spread_ms", "code_bytes",
+        "chunks", "resent", "hops", "per_hop_us", "converge_start_ms", "converge_down_ms", "converge_up_ms", "dv_period_ms",
+        "dv_ticks",
     ]
     assert item["stat"]["enum"] == ["median", "p99", "mean", "min", "max", "trial_min", "trial_max"]
 

@@ -59,3 +59,30 @@ def test_a_bad_lab_file_stops_the_run_before_anything_starts_and_spread_needs_a_
     r = bench(tmp_path, "--topology", "inproc", "--experiment", "spread,dispatch", "--quick", "--runtime", "native", "--size", "156")
     assert r.returncode == 0, r.stderr
     assert "spread inproc: spread runs on a lab (--topology lab:FILE)" in r.stdout
+
+
+@pytest.mark.skipif(netns_unavailable() is not None, reason=f"labs need network namespaces: {netns_unavailable()}")
+def test_converge_after_a_link_goes_down_and_comes_back_for_every_runtime(tmp_path: Path):
+    """On a ring of five, each runtime's dv code agrees with the network at the start, again
+    after the middle link of the diameter (n1-n2) goes down (the routes across it expire,
+    so at least EXPIRE + 1 = 4 ticks pass) and again after it comes back; the link is up and
+    the lab gone afterwards."""
+    name = f"c{os.getpid()}"
+    f = tmp_path / "ring.toml"
+    f.write_text(f'[lab]\nname = "{name}"\ndv_period = "200ms"\n[defaults]\nruntimes = {json.dumps(list(RUNTIMES))}\n'
+                 '[[generate]]\nshape = "ring"\nn = 5\n')
+    out = tmp_path / "r.json"
+    r = bench(tmp_path, "--topology", f"lab:{f}", "--experiment", "converge", "--quick", "--size", "156",
+              "--runtime", ",".join(RUNTIMES), "--json", str(out), "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["failed"] == {}
+    rows = {(x["experiment"], x["config"], x["runtime"], x["metric"]): x["value"]
+            for x in doc["results"] if x["stat"] == "median" and x["topology"] == f"lab:{name}"}
+    for rt in RUNTIMES:
+        assert rows[("converge", "n1-n2", rt, "dv_ticks")] >= 4, rt
+        for m in ("converge_start_ms", "converge_down_ms", "converge_up_ms"):
+            assert rows[("converge", "n1-n2", rt, m)] > 0, (rt, m)
+        assert rows[("converge", "n1-n2", rt, "dv_period_ms")] == 200
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert f"panlab-{name}-" not in listed

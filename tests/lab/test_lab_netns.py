@@ -194,3 +194,58 @@ def test_dv_routing_spreads_from_the_first_node_and_carries_a_ping_end_to_end(tm
         holder.kill()
         holder.communicate(timeout=60)
     assert_nothing_left(env, name, rec)
+
+
+@pytest.mark.parametrize("runtime", ["native", "wasm", "jvm", "restricted_py"])
+def test_dv_routing_reroutes_around_a_link_taken_down_and_back_up(tmp_path: Path, env: dict[str, str], runtime: str):
+    """``routing = "dv"`` with ``lab.dv_runtime``: ``pan lab up`` ticks the dv code every
+    ``dv_period``, so on a ring of five the route n1 -> n3 goes via n2, moves round the other
+    side (via n5, 3 hops) when n1's link to n2 is taken down inside n1 and comes back when the
+    link does; a ping crosses the ring each time."""
+    name = lab_name(f"r{runtime[:2]}")
+    f = tmp_path / "ring.toml"
+    f.write_text(
+        f'[lab]\nname = "{name}"\nrouting = "dv"\ndv_runtime = "{runtime}"\ndv_period = "200ms"\n\n'
+        f'[defaults]\nruntimes = {json.dumps(sorted({"native", runtime}))}\ntrust = {{ "network.none" = "any" }}\n\n'
+        '[[generate]]\nshape = "ring"\nn = 5\n'
+    )
+    holder = start([*PAN, "lab", "up", str(f)], env, name)
+    try:
+        rec = record(env, name)
+        addr = {n: v["address"] for n, v in rec["nodes"].items()}
+
+        def route_n1_n3() -> tuple[str, int] | None:
+            r = pan(env, "lab", "exec", name, "n1", "--", "sh", "-c", 'pan stats "$PAN_NODE" --json')
+            assert r.returncode == 0, r.stderr
+            found = [(x["via"], x["metric"]) for x in json.loads(r.stdout)["routes"] if x["dest"] == addr["n3"]]
+            return found[0] if found else None
+
+        def until_route(want: tuple[str, int]) -> None:
+            deadline = time.monotonic() + GUARD
+            while (got := route_n1_n3()) != want and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert got == want
+
+        def ping_n3() -> None:
+            deadline = time.monotonic() + GUARD
+            while True:  # the reply's way back heals on its own ticks
+                r = pan(env, "lab", "exec", name, "n1", "--", "sh", "-c",
+                        f'pan ping "$PAN_NODE" --runtime native --to {addr["n3"]} -c 1 --timeout 5')
+                if r.returncode == 0 and "1 received" in r.stdout or time.monotonic() > deadline:
+                    break
+            assert "1 received" in r.stdout, r.stdout + r.stderr
+
+        until_route((addr["n2"], 2))
+        ping_n3()
+        assert pan(env, "lab", "exec", name, "n1", "--", "ip", "link", "set", "eth0", "down").returncode == 0
+        until_route((addr["n5"], 3))
+        ping_n3()
+        assert pan(env, "lab", "exec", name, "n1", "--", "ip", "link", "set", "eth0", "up").returncode == 0
+        until_route((addr["n2"], 2))
+        ping_n3()
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(GUARD) == 0
+    finally:
+        holder.kill()
+        holder.communicate(timeout=60)
+    assert_nothing_left(env, name, rec)

@@ -91,6 +91,8 @@ def _line_of(text: str, needle: str) -> int:
         (('endpoints = ["n7", "extra"]', 'endpoints = ["n1", "n2"]'), '["n1", "n2"]', "links[0].endpoints", "already linked"),
         (('routing = "static"', 'routing = "ospf"'), "routing", "lab.routing", "not one of"),
         (('routing = "static"', 'routing = "dv"'), "routing", "lab.routing", "node n1 does not enable it"),
+        (('routing = "static"', 'routing = "static"\ndv_period = "5ms"'), "dv_period", "lab.dv_period", "a duration from 50 ms to 10 s"),
+        (('routing = "static"', 'routing = "static"\ndv_period = 2'), "dv_period", "lab.dv_period", "a duration from 50 ms"),
         (('shape = "tree"', 'shape = "blob"'), "blob", "generate[0].shape", "not one of"),
         (('name = "extra"', 'name = "n3"'), 'name = "n3"', "nodes[0].name", "defined twice"),
         (("limits = { queue = 512 }", "limits = { queue = -4 }"), "limits", "defaults.limits", "queue"),
