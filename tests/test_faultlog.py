@@ -5,7 +5,6 @@ across code objects, one line each whatever the code put in its message."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,10 @@ from pan_runtime.net.network import ManualClock
 from pan_runtime.node.faultlog import MAX_MESSAGE, FaultLog
 from pan_runtime.node.node import Node
 from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.resources import cases_dir
 from pan_runtime.testing import build_case
 
-RAISE = Path(__file__).parent / "conformance" / "cases" / "raise"
+RAISE = cases_dir() / "raise"  # the kit's shipped case
 MESSAGE = {"restricted_py": "accept refuses this capsule", "jvm": "accept refuses this capsule", "wasm": "trap"}
 
 
