@@ -18,7 +18,7 @@ from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.resources import cases_dir
 from pan_runtime.testing import build_case
 
-RAISE = cases_dir() / "raise"  # the kit's shipped case (tests/conformance/cases moved there)
+RAISE = cases_dir() / "raise"  # the kit's shipped case
 MESSAGE = {"restricted_py": "accept refuses this capsule", "jvm": "accept refuses this capsule", "wasm": "trap"}
 
 

@@ -74,8 +74,9 @@ def daemon_from(path: Path, **kw) -> NodeDaemon:
     return NodeDaemon(parse_config(path.read_text(), str(path), base=path.parent), **kw)
 
 
-def pump(daemons: list[NodeDaemon], until: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Turn every daemon's loop until ``until()`` holds (True) or the time is up (False)."""
+def pump(daemons: list[NodeDaemon], until: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Turn every daemon's loop until ``until()`` holds (True) or the time is up (False): the
+    time is a hang guard, long enough for a machine running other suites beside this one."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         for d in daemons:

@@ -64,7 +64,9 @@ def test_a_compiled_module_comes_back_serialized_and_loads_in_an_engine_of_the_s
     [
         (nested_blocks(200), LoadLimits(code_nesting=100), FaultReason.TOO_DEEP),
         (many_functions(5), LoadLimits(compile_time_ms=1), FaultReason.COMPILE_TIMEOUT),
-        (many_functions(60_000), LoadLimits(code_functions=100_000, compile_memory=256 << 20), FaultReason.COMPILE_MEMORY),
+        # a time limit no load reaches: the memory limit must be what stops it
+        (many_functions(60_000), LoadLimits(code_functions=100_000, compile_memory=256 << 20, compile_time_ms=600_000),
+         FaultReason.COMPILE_MEMORY),
     ],
     ids=["refused_by_the_job", "out_of_time", "out_of_memory"],
 )

@@ -219,8 +219,11 @@ def test_bytes_held_by_all_fetches_together_are_capped(folder):
         assert bed.d.demand.inflight == 0
         reqs.clear()
         assert pump([bed.d], lambda: any(r[0] == codes[2].name for r in (reqs.extend(requests_from(bed.src)) or reqs)))
-        bed.serve(codes[2], 1024)
-        assert pump([bed.d], lambda: codes[2].name in bed.d.node.cache, timeout=60)
+        for _ in range(6):  # served again if a loaded machine let the fetch time out and ask anew
+            bed.serve(codes[2], 1024)
+            if pump([bed.d], lambda: codes[2].name in bed.d.node.cache, timeout=20):
+                break
+        assert codes[2].name in bed.d.node.cache, bed.d.demand.counters
         assert bed.d.demand.counters["inflight_full"] == 1 and bed.d.demand.inflight == 0
     finally:
         bed.close()

@@ -53,7 +53,13 @@ STRESS = textwrap.dedent(
         for name, code in codes.items():
             app.install(code, pin=True)
         node.use_portmapper(codes["Portmapper"])
-        app.bind(7)
+        for attempt in range(20):  # the portmapper has the stress's 10 ms budget too: on a loaded
+            try:                   # machine a bind can be stopped; the test is about what follows
+                app.bind(7)
+                break
+            except PanError:
+                if attempt == 19:
+                    raise
         node.process()
         jitter = node.cache.peek(codes["Jitter"].name)
         plan = ["Jitter", "Deliver", "Spin", "Deliver", "Jitter", "Jitter", "Jitter", "Deliver", "Fwd"]
@@ -105,9 +111,12 @@ def test_stops_stay_in_their_calls_under_load(stress_codes: Path) -> None:
     # correct code is never charged for a stop (a budget fault of its own, on a machine too
     # loaded to run it in 10 ms, would be its own; nothing else is)
     for name in ("Fwd", "Deliver", "Portmapper"):
-        assert set(stats[name]["drops"]) <= {"budget", "no_port", "no_route"}, (name, stats[name])
+        # (portmap_lost: the lookup for a delivery was the portmapper's budget fault, same cause)
+        assert set(stats[name]["drops"]) <= {"budget", "no_port", "no_route", "portmap_lost"}, (name, stats[name])
         assert stats[name]["errors"] == stats[name]["drops"].get("budget", 0), (name, stats[name])
     deliver = stats["Deliver"]
+    lost = deliver["drops"].get("portmap_lost", 0)
+    assert lost <= stats["Portmapper"]["drops"].get("budget", 0), (deliver, stats["Portmapper"])
     assert deliver["delivered"] + deliver["dropped"] == 3 * rounds
     assert deliver["delivered"] > rounds  # lookups answered (a loaded machine may make some run past 10 ms)
     spin = stats["Spin"]
