@@ -41,12 +41,22 @@ def _check_cells(doc: dict, topo: str, cells: list[tuple[str, str]]) -> None:
                 assert m[(topo, config, rt, "syscalls_per_capsule")] > 0
 
 
+def _without_a_rate(doc: dict, topo: str) -> list[tuple[str, str]]:
+    return [(c, rt) for (t, c, rt, metric), v in _medians(doc).items() if t == topo and metric == "capacity_kpps" and not v > 0]
+
+
 def test_netns_every_runtime_and_every_baseline_on_one_cpu(tmp, tmp_path):
     out = tmp_path / "cap.json"
-    r = run_bench("--experiment", "capacity", "--topology", "netns", "--runtime", ",".join(RUNTIMES),
-                  "--config", "none,passive,cforw,cbatch,active", *SHORT, "--json", str(out), "--quiet", tmp=tmp)
-    assert r.returncode == 0, r.stdout + r.stderr
-    doc = json.loads(out.read_text())
+    # everything pinned to one CPU: another suite pinned to the same CPU beside this one can
+    # make every trial of a short search lose more than its threshold; such a run is repeated
+    # (at most twice), and the outcome is checked on the last
+    for _ in range(3):
+        r = run_bench("--experiment", "capacity", "--topology", "netns", "--runtime", ",".join(RUNTIMES),
+                      "--config", "none,passive,cforw,cbatch,active", *SHORT, "--json", str(out), "--quiet", tmp=tmp)
+        assert r.returncode == 0, r.stdout + r.stderr
+        doc = json.loads(out.read_text())
+        if not _without_a_rate(doc, "netns"):
+            break
     assert doc["meta"]["placement"]["mode"] == "onecpu"
     cells = [(c, "-") for c in ("none", "passive", "cforw", "cbatch")] + [("active", rt) for rt in RUNTIMES]
     _check_cells(doc, "netns", cells)

@@ -55,6 +55,9 @@ def _node(tmpdir: Path, peer: FakePeer, fast: bool):
                 f"pool_reserve = {EXPECTED['pool_reserve']}",
                 f"code_buffers = {EXPECTED['code_buffers']}",
                 f"fast_path = {'true' if fast else 'false'}",
+                # a budget no load reaches: a capsule stopped for time on a busy machine would
+                # never be done, and this test is about buffers, not time
+                "budget_time_ms = 10000",
                 "[demand]",
                 "park_total = 8",
                 "park_per_code = 8",
