@@ -124,14 +124,7 @@ def teardown(rec: LabRecord, grace: float = 5.0) -> list[str]:
     existing = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     # only what a lab of this name can have made: a record is a file, and a file can be wrong
     spaces = [ns for ns in rec.namespaces if ns in existing and ns.startswith(f"{NS_PREFIX}{rec.lab}-")]
-    pids = sorted({p for ns in spaces for p in _ns_pids(ns)})
-    _end(pids, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
-        if pids:
-            time.sleep(0.05)
-    _end(pids, signal.SIGKILL)
+    pids = _gone(sorted({p for ns in spaces for p in _ns_pids(ns)}), grace)
     done += [f"process {p}" for p in pids]
     for ns in spaces:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)

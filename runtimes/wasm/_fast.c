@@ -88,6 +88,20 @@ static int bump_ticks(pan_wasm_entry *e) {
     return -1;
 }
 
+/* In fuel mode, add what the call that just returned used to fuel_used; a failure to read
+ * the fuel is reported like a failed call (the call's own error, if any, comes first). */
+static void *charge_fuel(pan_wasm_entry *e, void *err) {
+    if (!e->fuel)
+        return err;
+    uint64_t left = 0;
+    void *ferr = p_get_fuel(e->context, &left);
+    if (ferr)
+        return err ? err : ferr;
+    if (left <= e->fuel)
+        e->fuel_used += e->fuel - left;
+    return err;
+}
+
 static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx) {
     pan_wasm_entry *e = state;
     e->err = NULL;
@@ -108,15 +122,7 @@ static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_
     err = p_call(e->context, e->func, e->args, e->nargs, e->trap);
     Py_END_ALLOW_THREADS
     t_body.data = NULL, t_body.length = 0, t_body.ctx = NULL;
-    if (e->fuel) {
-        uint64_t left = 0;
-        void *ferr = p_get_fuel(e->context, &left);
-        if (ferr) {
-            if (!err) err = ferr; /* reported like a failed call */
-        } else if (left <= e->fuel) {
-            e->fuel_used += e->fuel - left;
-        }
-    }
+    err = charge_fuel(e, err);
     if (err || *e->trap) {
         e->err = err;
         return PNI_BAD_ARGUMENT; /* after_fast_run turns the trap or error into the fault */
@@ -184,15 +190,7 @@ static uint32_t run_batch(void *state, pan_fast_batch *b, const pan_fast_ctx *ct
         t_body.data = b->bodies[i], t_body.length = b->lengths[i], t_body.ctx = ctx;
         err = p_call(e->context, e->func, e->args, e->nargs, e->trap);
         t_body.data = NULL, t_body.length = 0, t_body.ctx = NULL;
-        if (e->fuel) {
-            uint64_t left = 0;
-            void *ferr = p_get_fuel(e->context, &left);
-            if (ferr) {
-                if (!err) err = ferr; /* reported like a failed call */
-            } else if (left <= e->fuel) {
-                e->fuel_used += e->fuel - left;
-            }
-        }
+        err = charge_fuel(e, err);
         if (err || *e->trap) {
             b->verdicts[i++] = PNI_BAD_ARGUMENT; /* after_fast_run turns the trap or error into the fault */
             break;
