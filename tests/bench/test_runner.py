@@ -30,7 +30,7 @@ def test_an_engines_own_exception_fails_its_cell_with_its_words_and_the_run_goes
         return real(rt, *a, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(runner, "dispatch_experiment", engine_fails)
-    out = runner.run_plan(_plan(), ["native", "wasm"])
+    out = runner.run_plan(_plan(count=5000), ["native", "wasm"])  # long enough for the clock to tick
     assert out.failed == {"dispatch inproc active wasm 1500": "RuntimeError: Fatal error occurred"}
     native = {(r.stat): r.value for r in out.results if r.runtime == "native" and r.metric == "dispatch_us"}
     assert native["trial_min"] <= native["median"] <= native["trial_max"]

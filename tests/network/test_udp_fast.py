@@ -190,10 +190,14 @@ def test_a_lone_capsule_is_forwarded_without_waiting_for_a_batch(tmpdir_short, r
             t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, b"lone %d" % i), t.peer.address), t.mport)
             assert pump(t.ds, lambda i=i: t.app.pending == i + 1)
             after = _syscalls(t.middle)
-            # one receive read it (a short read: no second call to find the socket empty), one send
+            # one receive read it (a short read: no second call to find the socket empty, no
+            # peek), one send. A loaded machine may make one more receive: when capsules have
+            # been slow, the fair-share estimate asks the first receive for one datagram only,
+            # and a full receive is no evidence that the socket is empty.
             assert after["recv_datagrams"] - before["recv_datagrams"] == 1
-            assert after["recv_calls"] - before["recv_calls"] == 1
+            assert after["peeks"] - before["peeks"] == 0
             assert after["send_calls"] - before["send_calls"] == 1
+            assert after["recv_calls"] - before["recv_calls"] in (1, 2)
         assert [d.data[20:] for d in t.app.deliveries()] == [b"lone 0", b"lone 1", b"lone 2"]
 
 
