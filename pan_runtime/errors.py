@@ -235,3 +235,8 @@ class ResourceError(PanError):
 class WorkerError(PanError):
     """A worker process of the ``process`` isolation mechanism could not be started or loaded,
     or broke the rules of its channel (a malformed or oversized record)."""
+
+
+class CleanupError(PanError):
+    """Something pan made (a network namespace, a process, a folder) could not be removed; the
+    message names what is left and how to remove it."""

@@ -14,7 +14,7 @@ import select
 import sys
 from pathlib import Path
 
-from pan_runtime.errors import PanError
+from pan_runtime.errors import CleanupError, PanError
 
 from .record import LabRecord, teardown
 
@@ -39,7 +39,11 @@ def main(argv: list[str]) -> int:
     except PanError:  # no record: the holder cleaned up
         return 0
     if rec.holder == holder:
-        teardown(rec)
+        try:
+            teardown(rec)
+        except CleanupError as exc:  # its standard error goes where `pan lab up`'s went
+            print(f"pan lab reaper: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

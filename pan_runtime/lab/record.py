@@ -18,11 +18,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pan_runtime.errors import PanError
+from pan_runtime.errors import CleanupError, PanError
 
 __all__ = ["LabRecord", "NS_PREFIX", "STATE_ENV", "state_dir", "record_path", "find_record", "teardown", "holder_alive"]
 
@@ -119,22 +120,59 @@ def _end(pids: list[int], sig: int) -> None:
 
 
 def teardown(rec: LabRecord, grace: float = 5.0) -> list[str]:
-    """Remove everything ``rec`` names; returns what was removed ("netns ...", "process ...")."""
+    """Remove everything ``rec`` names; returns what was removed ("netns ...", "process ...").
+
+    Every removal is tried; when one fails, the record stays (so `pan lab down` can try again)
+    and ``CleanupError`` names what is left."""
     done: list[str] = []
+    left: list[str] = []
     existing = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     # only what a lab of this name can have made: a record is a file, and a file can be wrong
     spaces = [ns for ns in rec.namespaces if ns in existing and ns.startswith(f"{NS_PREFIX}{rec.lab}-")]
-    pids = _gone(sorted({p for ns in spaces for p in _ns_pids(ns)}), grace)
-    done += [f"process {p}" for p in pids]
+    pids = sorted({p for ns in spaces for p in _ns_pids(ns)})
+    done += [f"process {p}" for p in _gone(pids, grace)]
+    left += [f"process {p} (survived SIGKILL)" for p in _alive(pids, grace)]
     for ns in spaces:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        done.append(f"netns {ns}")
+        r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
+        if r.returncode == 0:
+            done.append(f"netns {ns}")
+        else:
+            left.append(f"netns {ns} (`ip netns del {ns}`: {r.stderr.strip() or f'exit status {r.returncode}'})")
     if rec.hosts or rec.helper:
         done += _teardown_hosts(rec, grace)
     if rec.dir and Path(rec.dir).name.startswith(f"pan-lab-{rec.lab}-"):
-        shutil.rmtree(rec.dir, ignore_errors=True)
+        left += [f"file {f}" for f in _remove_tree(Path(rec.dir))]
+    if left:
+        raise CleanupError(f"lab {rec.lab} is not wholly removed: " + "; ".join(left)
+                           + f"; remove these by hand or run `pan lab down {rec.lab}` again")
     rec.path.unlink(missing_ok=True)
     return done
+
+
+def _remove_tree(path: Path) -> list[str]:
+    """Remove the folder ``path``; returns what could not be removed, with why."""
+    failed: list[str] = []
+
+    def note(_fn: object, where: str, exc: object) -> None:
+        exc = exc[1] if isinstance(exc, tuple) else exc  # onerror gives exc_info, onexc the exception
+        if not isinstance(exc, FileNotFoundError):  # gone already is removed
+            failed.append(f"{where}: {exc}")
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=note)
+    else:
+        shutil.rmtree(path, onerror=note)
+    return failed
+
+
+def _alive(pids: list[int], grace: float) -> list[int]:
+    """Those of ``pids`` still running (not zombies) after up to ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while True:
+        pids = [p for p in pids if p != os.getpid() and Path(f"/proc/{p}").exists() and not _zombie(p)]
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.05)
 
 
 def _netns_inode(pid: int) -> int:
