@@ -11,32 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lab_helpers import GUARD, PAN, ROOT, alive, pan, start
 
 from pan_runtime.bench.testbed import mininet_unavailable
 
-ROOT = Path(__file__).resolve().parents[2]
-PAN = [sys.executable, "-m", "pan_runtime.cli.main"]
-GUARD = 300.0
-
 pytestmark = pytest.mark.skipif(mininet_unavailable() is not None, reason=f"Mininet labs need Mininet: {mininet_unavailable()}")
-
-
-@pytest.fixture
-def env() -> Iterator[dict[str, str]]:
-    short = tempfile.mkdtemp(prefix="pm-", dir="/tmp")
-    yield dict(os.environ, PAN_LAB_DIR=f"{short}/state", TMPDIR=short, PYTHONPATH=str(ROOT))
-    shutil.rmtree(short, ignore_errors=True)
 
 
 def line(tmp_path: Path, name: str) -> Path:
@@ -49,38 +34,11 @@ def line(tmp_path: Path, name: str) -> Path:
     return f
 
 
-def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[str]:
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    assert p.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(p.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + GUARD
-        while time.monotonic() < deadline and sel.select(deadline - time.monotonic()):
-            out = p.stdout.readline()
-            if not out:
-                break
-            if out.startswith(f"lab {name} up:"):
-                return p
-    p.kill()
-    raise AssertionError(f"pan lab up did not come up: {p.communicate(timeout=60)[1][-2000:]}")
-
-
-def pan(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PAN, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=GUARD)
-
-
 def in_host(pid: int, netns: int) -> bool:
     """True while ``pid`` lives (not a zombie) in the network namespace ``netns``."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z" and os.stat(f"/proc/{pid}/ns/net").st_ino == netns
-    except OSError:
-        return False
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
 

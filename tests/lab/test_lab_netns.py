@@ -11,34 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lab_helpers import GUARD, PAN, alive, pan, start
 
 from pan_runtime.bench.testbed import netns_unavailable
 
-ROOT = Path(__file__).resolve().parents[2]
-PAN = [sys.executable, "-m", "pan_runtime.cli.main"]
-#: hang guard: many nodes start at once on a shared 2-core machine
-GUARD = 300.0
-
 pytestmark = pytest.mark.skipif(netns_unavailable() is not None, reason=f"pan lab needs network namespaces: {netns_unavailable()}")
-
-
-@pytest.fixture
-def env() -> Iterator[dict[str, str]]:
-    # a short TMPDIR: node application sockets live in the lab's folder (107-byte path limit)
-    short = tempfile.mkdtemp(prefix="pl-", dir="/tmp")
-    yield dict(os.environ, PAN_LAB_DIR=f"{short}/state", TMPDIR=short, PYTHONPATH=str(ROOT))
-    shutil.rmtree(short, ignore_errors=True)
 
 
 def topology(tmp_path: Path, name: str, shape: str) -> Path:
@@ -54,41 +38,13 @@ def lab_name(tag: str) -> str:
     return f"t{os.getpid()}{tag}"
 
 
-def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[str]:
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    assert p.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(p.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + GUARD
-        while time.monotonic() < deadline and sel.select(deadline - time.monotonic()):
-            line = p.stdout.readline()
-            if not line:
-                break
-            if line.startswith(f"lab {name} up:"):
-                return p
-    p.kill()
-    raise AssertionError(f"pan lab up did not come up: {p.communicate(timeout=60)[1][-2000:]}")
-
-
 def record(env: dict[str, str], name: str) -> dict:
     return json.loads((Path(env["PAN_LAB_DIR"]) / f"{name}.json").read_text())
-
-
-def pan(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PAN, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=GUARD)
 
 
 def namespaces(name: str) -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.startswith(f"panlab-{name}-")]
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def assert_nothing_left(env: dict[str, str], name: str, rec: dict, wait: float = GUARD) -> None:
