@@ -20,9 +20,10 @@ a worker process under a time limit (``pan_runtime.testing.kit``), so none can h
 
 from __future__ import annotations
 
+import contextlib
 import random
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,27 +269,30 @@ def check_spin(runtime: str, plugins: Plugins, reference: str) -> None:
                       "an endless accept would hang the node")
     code = build_case("spin", runtime, plugins)
     budget = Budget(**{k: v for k, v in LOW_LIMITS.items() if k in declared})
-    with Node(1, plugins=plugins, config=NodeConfig(budget=budget, breaker_threshold=100)) as n:
-        entry = n.install(code)
-        app = Application(n)
-        for _ in range(exp["capsules"]):
-            app.send(code, b"x" * 8)
-        n.process()
+    with _sent(code, plugins, b"x" * 8, exp["capsules"], NodeConfig(budget=budget, breaker_threshold=100)) as (n, entry):
         expect_equal(sum(entry.stats.drops[r] for r in reasons), exp["capsules"],
                      f"capsules dropped for {' or '.join(reasons)} with limits {sorted(declared)} (stats {entry.stats.as_dict()})")
         _node_still_forwards(n)
+
+
+@contextlib.contextmanager
+def _sent(code: CodeObject, plugins: Plugins, body: bytes, count: int, config: NodeConfig | None = None) -> Iterator[tuple[Node, Any]]:
+    """A node with ``code`` installed that has processed ``count`` capsules of ``body`` from
+    an application: yields the node and the code's cache entry."""
+    with Node(1, plugins=plugins, config=config) as n:
+        entry = n.install(code)
+        app = Application(n)
+        for _ in range(count):
+            app.send(code, body)
+        n.process()
+        yield n, entry
 
 
 def check_raise(runtime: str, plugins: Plugins, reference: str) -> None:
     _needs_containment(runtime, plugins, "raise")
     exp = expected("raise")
     code = build_case("raise", runtime, plugins)
-    with Node(1, plugins=plugins) as n:
-        entry = n.install(code)
-        app = Application(n)
-        for _ in range(exp["capsules"]):
-            app.send(code, b"x")
-        n.process()
+    with _sent(code, plugins, b"x", exp["capsules"]) as (n, entry):
         expect_equal(entry.stats.errors, exp["capsules"], f"errors counted (stats {entry.stats.as_dict()})")
         expect_equal(entry.stats.dropped, exp["capsules"], "capsules dropped")
         _node_still_forwards(n)
@@ -297,12 +301,7 @@ def check_raise(runtime: str, plugins: Plugins, reference: str) -> None:
 def check_badargs(runtime: str, plugins: Plugins, reference: str) -> None:
     exp = expected("badargs")
     code = build_case("badargs", runtime, plugins)
-    with Node(1, plugins=plugins) as n:
-        entry = n.install(code)
-        app = Application(n)
-        for _ in range(exp["capsules"]):
-            app.send(code, b"0123456789")
-        n.process()
+    with _sent(code, plugins, b"0123456789", exp["capsules"]) as (n, entry):
         expect_equal(entry.stats.done, exp["done"], f"capsules done (stats {entry.stats.as_dict()})")
         expect_equal(n.pool.available, n.pool.count, "receive buffers back in the pool")
 
