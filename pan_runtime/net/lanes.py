@@ -154,7 +154,9 @@ class Lane:
             log.error("fast-path thread %d did not end within %.0f s", self.index, _JOIN_S)
 
     def close(self) -> None:
-        """Stop the thread, fold its counters in, close its sockets."""
+        """Stop the thread, fold its counters in, close its sockets (a second call does nothing)."""
+        if self._wake < 0:
+            return
         self.stop()
         for sock in list(s for s, _f in self._readers.values()):
             self.remove(sock)
@@ -166,3 +168,4 @@ class Lane:
         self.sockets.clear()
         self._epoll.close()
         os.close(self._wake)
+        self._wake = -1

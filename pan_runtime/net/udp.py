@@ -414,7 +414,7 @@ class UdpTransport:
             if not lane.alive:
                 lane.start()
 
-    def _locked(self) -> Any:
+    def locked(self) -> Any:
         """The node's lock (a no-op context with one thread)."""
         return self.lock if self.lock is not None else contextlib.nullcontext()
 
@@ -499,7 +499,7 @@ class UdpTransport:
 
     def add_neighbor(self, address: NodeAddress, endpoint: tuple[str, int], mtu: int = 9216) -> UdpLink:
         """Make the link to a neighbour and register it with the node."""
-        with self._locked():
+        with self.locked():
             return self._add_neighbor(address, endpoint, mtu)
 
     def _add_neighbor(self, address: NodeAddress, endpoint: tuple[str, int], mtu: int) -> UdpLink:
@@ -625,7 +625,7 @@ class UdpTransport:
         return None
 
     def info(self) -> dict[str, Any]:
-        with self._locked():
+        with self.locked():
             return self._info()
 
     def _info(self) -> dict[str, Any]:
@@ -740,7 +740,7 @@ class UdpTransport:
         rx.close()
 
     def close(self) -> None:
-        with self._locked():
+        with self.locked():
             self._close()
         if self.lock is not None and self.loop.lock is self.lock:
             self.loop.lock = None
