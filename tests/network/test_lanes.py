@@ -25,6 +25,7 @@ from pan_runtime.errors import ConfigError
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.net.config import parse_config
 from pan_runtime.net.daemon import prometheus_text
+from pan_runtime.node.config import NodeConfig
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.resources import cases_dir
 from pan_runtime.testing import build_case
@@ -159,9 +160,13 @@ def test_close_ends_every_thread_and_frees_the_port(tmpdir_short):
 
 @pytest.mark.parametrize("value", ["0", "65", "true", "1.5"])
 def test_threads_is_a_validated_limit(value):
-    text = '[node]\nlisten = ["127.0.0.1:0"]\n[limits]\nthreads = ' + value + "\n"
-    with pytest.raises(ConfigError, match="threads"):
-        parse_config(text, "n.toml")
+    text = '[node]\nlisten = ["127.0.0.1:0"]\n[limits]\nthreads = '
+    assert parse_config(text + "64\n", "n.toml").node.threads == 64
+    assert parse_config(text[: -len("threads = ")], "n.toml").node.threads == 1  # the default
+    with pytest.raises(ConfigError, match="limits.threads"):
+        parse_config(text + value + "\n", "n.toml")
+    with pytest.raises(ConfigError, match="NodeConfig.threads"):
+        NodeConfig(threads=0 if value == "0" else 65)
 
 
 def test_threads_need_the_fast_path(tmpdir_short):
