@@ -640,16 +640,8 @@ static void flush_sends(FastPath *self) {
     int np = self->npend, i = 0;
     self->npend = 0;
     while (i < np) {
-        int r, err;
-        unsigned long me = PyThread_get_thread_ident();
-        NodeLock *lk = self->lock;
-        Py_BEGIN_ALLOW_THREADS
-        int dropped = nl_drop(lk);
-        r = sendmmsg(self->fd, &self->smsg[i], (unsigned int)(np - i), MSG_DONTWAIT);
-        err = errno;
-        nl_retake(lk, dropped, me);
-        Py_END_ALLOW_THREADS
-        errno = err;
+        int r;
+        NL_SYSCALL(self->lock, r, sendmmsg(self->fd, &self->smsg[i], (unsigned int)(np - i), MSG_DONTWAIT));
         self->tx_calls++;
         if (r < 0) {
             if (errno == EINTR) continue;
@@ -1055,16 +1047,8 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             h->msg_iovlen = 1;
         }
         unsigned long long t0 = now_ns();
-        int got, err;
-        unsigned long me = PyThread_get_thread_ident();
-        NodeLock *lk = self->lock;
-        Py_BEGIN_ALLOW_THREADS
-        int dropped = nl_drop(lk);
-        got = recvmmsg(fd, self->rmsg, (unsigned int)want, MSG_DONTWAIT, NULL);
-        err = errno;
-        nl_retake(lk, dropped, me);
-        Py_END_ALLOW_THREADS
-        errno = err;
+        int got;
+        NL_SYSCALL(self->lock, got, recvmmsg(fd, self->rmsg, (unsigned int)want, MSG_DONTWAIT, NULL));
         self->rx_calls++;
         int empty = got < want;
         if (got < 0) {

@@ -64,6 +64,28 @@ static inline void nl_retake(NodeLock *l, int dropped, unsigned long me) {
     l->depth = 1;
 }
 
+/* R = EXPR, a system call that does not block (MSG_DONTWAIT). With the node's lock LK (a
+ * node with several fast-path threads) the call is made with the GIL and LK dropped, so the
+ * other threads' node work goes on meanwhile; with one thread (LK NULL) there is nobody to
+ * let in and it is made as is. errno is the call's. */
+#define NL_SYSCALL(LK, R, EXPR)                          \
+    do {                                                 \
+        NodeLock *lk_ = (LK);                            \
+        if (!lk_) {                                      \
+            (R) = (EXPR);                                \
+            break;                                       \
+        }                                                \
+        unsigned long me_ = PyThread_get_thread_ident(); \
+        int err_;                                        \
+        Py_BEGIN_ALLOW_THREADS                           \
+        int dropped_ = nl_drop(lk_);                     \
+        (R) = (EXPR);                                    \
+        err_ = errno;                                    \
+        nl_retake(lk_, dropped_, me_);                   \
+        Py_END_ALLOW_THREADS                             \
+        errno = err_;                                    \
+    } while (0)
+
 static PyTypeObject NodeLockType;
 
 static int NodeLock_init(NodeLock *self, PyObject *args, PyObject *kwds) {
@@ -88,8 +110,7 @@ static PyObject *NodeLock_new(PyTypeObject *type, PyObject *args, PyObject *kwds
 }
 
 static void NodeLock_dealloc(NodeLock *self) {
-    if (self->owner) pthread_mutex_unlock(&self->mu); /* dropped by its holder while held */
-    pthread_mutex_destroy(&self->mu);
+    if (!self->owner) pthread_mutex_destroy(&self->mu); /* a held one is dropped as it is: its holder is gone */
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

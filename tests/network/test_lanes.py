@@ -20,6 +20,7 @@ import pytest
 from nethelpers import FakePeer, daemon_from, free_udp_ports, pump, remove_tree, short_dir
 from test_net_udp import forward_body
 
+from pan_runtime.cli.netcli import format_stats
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.errors import ConfigError
 from pan_runtime.net.application import Application, capsule_bytes
@@ -118,6 +119,7 @@ def test_two_threads_both_forward_and_every_figure_adds_up(tmpdir_short, runtime
         for i, th in enumerate(per):
             assert f'pan_fast_path_thread_capsules_total{{thread="{i}"}} {th["finished_in_c"]}' in text
         assert t.middle.loop.errors == 0 and all(lane.errors == 0 for lane in t.middle.transport.lanes)
+        assert "fast path threads: carried out in C " + " / ".join(str(th["finished_in_c"]) for th in per) in format_stats(s)
 
 
 @pytest.mark.parametrize("runtime", ["wasm", "jvm", "restricted_py"])  # code that raises: not in native
