@@ -402,7 +402,7 @@ class UdpTransport:
 
     def _start_lanes(self, threads: int) -> None:
         """Make the node's lock and ``threads - 1`` lanes; they start with the loop's next turn."""
-        why = self.fast_path_off or ("" if self.own_sockets and self.loop._epoll else "SO_REUSEPORT and epoll (Linux) are needed")
+        why = self.fast_path_off or ("" if _REUSEPORT is not None and self.loop._epoll else "SO_REUSEPORT and epoll (Linux) are needed")
         if why:
             raise ConfigError(f"limits.threads = {threads} needs the compiled fast path: {why}")
         self.lock = self.loop.lock = node_lock()
@@ -431,8 +431,8 @@ class UdpTransport:
                     sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUFFER)
                 except OSError:
                     pass
-            if self.own_sockets:
-                # the neighbours' sockets share the port; a probe without SO_REUSEPORT first,
+            if self.own_sockets or self.lanes:
+                # the neighbours' and the threads' sockets share the port; a probe without SO_REUSEPORT first,
                 # so a port another process holds (another node, too) is still an error
                 port = _probe(fam, host, port)
                 sock.setsockopt(socket.SOL_SOCKET, _REUSEPORT, 1)  # type: ignore[arg-type]

@@ -49,15 +49,15 @@ def _lane_threads() -> list[threading.Thread]:
 
 
 @contextlib.contextmanager
-def _star(d: Path, runtime: str, threads: int = 2):
-    """The middle (``threads`` threads), four fake neighbours and a receiver daemon."""
-    mport, rport, *pports = free_udp_ports(2 + PEERS)
+def _star(d: Path, runtime: str, threads: int = 2, peers: int = PEERS, limits: str = ""):
+    """The middle (``threads`` threads), ``peers`` fake neighbours and a receiver daemon."""
+    mport, rport, *pports = free_udp_ports(2 + peers)
     peers = [FakePeer(p) for p in pports]
     mid = [
         "[node]", 'name = "middle"', f'listen = ["127.0.0.1:{mport}"]', 'app_socket = "middle.sock"',
         *(x for p in pports for x in ("[[neighbors]]", f'address = "127.0.0.1:{p}"')),
         "[[neighbors]]", f'address = "127.0.0.1:{rport}"',
-        "[limits]", f"threads = {threads}", "budget_time_ms = 1000",
+        "[limits]", f"threads = {threads}", "budget_time_ms = 1000", limits,
     ]
     rcv = ["[node]", 'name = "receiver"', f'listen = ["127.0.0.1:{rport}"]', 'app_socket = "receiver.sock"',
            "[[neighbors]]", f'address = "127.0.0.1:{mport}"']
@@ -83,13 +83,13 @@ def _star(d: Path, runtime: str, threads: int = 2):
             p.close()
 
 
-def _send(t, code, tag: bytes) -> int:
-    """Every peer sends EACH forwards toward the receiver (one peer after the other)."""
+def _send(t, code, tag: bytes, each: int = EACH) -> int:
+    """Every peer sends ``each`` forwards toward the receiver (one peer after the other)."""
     for k, peer in enumerate(t.peers):
-        for i in range(EACH):
+        for i in range(each):
             body = forward_body(t.receiver.node.address, tag + struct.pack(">HH", k, i))
             peer.send(capsule_bytes(code, body, peer.address), t.mport)
-    return PEERS * EACH
+    return len(t.peers) * each
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -120,6 +120,24 @@ def test_two_threads_both_forward_and_every_figure_adds_up(tmpdir_short, runtime
             assert f'pan_fast_path_thread_capsules_total{{thread="{i}"}} {th["finished_in_c"]}' in text
         assert t.middle.loop.errors == 0 and all(lane.errors == 0 for lane in t.middle.transport.lanes)
         assert "fast path threads: carried out in C " + " / ".join(str(th["finished_in_c"]) for th in per) in format_stats(s)
+
+
+def test_without_sockets_of_their_own_the_kernel_spreads_the_neighbours_over_the_threads():
+    # no neighbour has a socket of its own: every datagram reaches the node's port, where the
+    # kernel picks one socket of the SO_REUSEPORT group by the source's address and port (16
+    # sources all hashed to one of two sockets: a chance of 2 in 65536)
+    d = short_dir()
+    try:
+        with _star(d, "native", peers=16, limits="neighbour_sockets = 0") as t:
+            assert all(link.rx is None for link in t.middle.transport.links.values())
+            total = _send(t, t.code, b"k", each=5)
+            assert pump(t.ds, lambda: t.app.pending == total)
+            s = t.middle.statistics()
+            per = s["links"]["fast_path"]["threads"]
+            assert all(th["finished_in_c"] > 0 for th in per) and sum(th["finished_in_c"] for th in per) == total, per
+            assert s["received"] == s["sent"] == total
+    finally:
+        remove_tree(d)
 
 
 @pytest.mark.parametrize("runtime", ["wasm", "jvm", "restricted_py"])  # code that raises: not in native
