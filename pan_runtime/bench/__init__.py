@@ -148,8 +148,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"\ncapacity: system calls of the middle counted with {outcome.syscall_method} over one more trial at "
               "each search's capacity; CPU from /proc/PID/stat over the highest passing trial")
     for label, per in outcome.capacity_threads.items():
+        serial = outcome.capacity_serial.get(label)
         print(f"capacity {label}: capsules each fast-path thread finished in C over the run: "
-              + " / ".join(str(n) for n in per))
+              + " / ".join(str(n) for n in per)
+              + (f"; the node's lock held {serial:.0%} of its CPU time (the part that stays one thread at a time)"
+                 if serial is not None else ""))
     if outcome.flags:
         from .noise import flag_lines
 
@@ -180,6 +183,7 @@ def main(args: argparse.Namespace) -> int:
             threads=plan.threads,
             flows=plan.flows,
             capacity_threads=outcome.capacity_threads,
+            capacity_serial=outcome.capacity_serial,
             placement={"mode": plan.placement, "cpus": {r: sorted(cpus_for(plan.placement, r) or []) for r in ("sender", "middle", "receiver")}},
             skipped=notes,
             failed=outcome.failed,

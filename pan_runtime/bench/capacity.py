@@ -67,6 +67,9 @@ class CapacityOutcome:
     #: pan middles with several fast-path threads: "TOPOLOGY CONFIG" -> capsules each thread
     #: finished in C over the whole run (the event loop's thread first)
     threads: dict[str, list[int]] = field(default_factory=dict)
+    #: the same middles: the time their node's lock was held (the work that stays one thread
+    #: at a time) as a share of the CPU time the process used, over the whole run
+    serial: dict[str, float] = field(default_factory=dict)
 
 
 class Sink:
@@ -164,12 +167,16 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
     return mid
 
 
-def _per_thread(mid: Middle) -> list[int]:
-    """Capsules each of a pan middle's fast-path threads finished in C so far ([] for others)."""
+def _per_thread(mid: Middle) -> tuple[list[int], float | None]:
+    """Capsules each of a pan middle's fast-path threads finished in C so far ([] for others),
+    and the time its node's lock was held as a share of the process's CPU time (None: no lock)."""
     if mid.client is None:
-        return []
+        return [], None
     fast = mid.client.stats().get("links", {}).get("fast_path", {})
-    return [int(t.get("finished_in_c", 0)) for t in fast.get("threads", [])]
+    cpu = cpu_seconds(mid.proc.pid) if mid.proc is not None else None
+    held = fast.get("lock_held_ns")
+    share = held / 1e9 / cpu if held is not None and cpu else None
+    return [int(t.get("finished_in_c", 0)) for t in fast.get("threads", [])], share
 
 
 class _Cell:
@@ -342,11 +349,13 @@ def run_capacity(
         _search_all(plan, topo, cells, failed, out, method, progress, add)
         for mid in middles:
             try:
-                per = _per_thread(mid)
+                per, serial = _per_thread(mid)
             except PanError:
                 continue
             if len(per) > 1:
                 out.threads[f"{topo} {mid.config}"] = per
+            if serial is not None:
+                out.serial[f"{topo} {mid.config}"] = serial
     return out
 
 

@@ -46,6 +46,8 @@ class Outcome:
     syscall_method: str = ""
     #: capacity middles with several fast-path threads: capsules each finished in C
     capacity_threads: dict[str, list[int]] = field(default_factory=dict)
+    #: the same middles: their node lock's hold time over their CPU time (the serial share)
+    capacity_serial: dict[str, float] = field(default_factory=dict)
     #: each ping cell's per-trial median round trips, in the order the trials ran (trial t of
     #: every configuration ran in the same round): (topology, config, runtime, size) -> values
     rounds: dict[tuple[str, str, str, int], list[float]] = field(default_factory=dict)
@@ -184,6 +186,7 @@ def _run_capacity(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder,
         out.capacity_flags.update(got.flags)
         out.syscall_method = got.syscall_method
         out.capacity_threads.update(got.threads)
+        out.capacity_serial.update(got.serial)
 
 
 def _run_labs(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder, progress: Callable[[str], None] | None) -> None:

@@ -18,6 +18,7 @@
 #define PAN_NODELOCK_H
 
 #include <pthread.h>
+#include <time.h>
 
 typedef struct {
     PyObject_HEAD
@@ -25,9 +26,25 @@ typedef struct {
     unsigned long owner; /* PyThread_get_thread_ident() of the holder, 0: free (atomic) */
     long depth;          /* how many times the holder took it */
     unsigned long long contended; /* takes that had to wait for another thread */
+    unsigned long long since;     /* when the holder took it (CLOCK_MONOTONIC ns) */
+    unsigned long long held_ns;   /* ns it was held so far, by any thread: the serial part */
 } NodeLock;
 
 static inline unsigned long nl_owner(NodeLock *l) { return __atomic_load_n(&l->owner, __ATOMIC_ACQUIRE); }
+
+static inline unsigned long long nl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+/* The holder gives it up entirely (depth back to 0). */
+static inline void nl_free(NodeLock *l) {
+    l->held_ns += nl_now() - l->since;
+    l->depth = 0;
+    __atomic_store_n(&l->owner, 0UL, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&l->mu);
+}
 
 /* Take L (the GIL held; released while waiting). */
 static void nl_take(NodeLock *l) {
@@ -44,15 +61,14 @@ static void nl_take(NodeLock *l) {
     }
     __atomic_store_n(&l->owner, me, __ATOMIC_RELEASE);
     l->depth = 1;
+    l->since = nl_now();
 }
 
 /* Before a system call made with the GIL released: 1 when L (may be NULL) was held once by
  * this thread and is now free, else 0 (not held, or held by an outer frame too: kept). */
 static inline int nl_drop(NodeLock *l) {
     if (!l || l->depth != 1 || nl_owner(l) != PyThread_get_thread_ident()) return 0;
-    l->depth = 0;
-    __atomic_store_n(&l->owner, 0UL, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&l->mu);
+    nl_free(l);
     return 1;
 }
 
@@ -62,6 +78,7 @@ static inline void nl_retake(NodeLock *l, int dropped, unsigned long me) {
     pthread_mutex_lock(&l->mu);
     __atomic_store_n(&l->owner, me, __ATOMIC_RELEASE);
     l->depth = 1;
+    l->since = nl_now();
 }
 
 /* R = EXPR, a system call that does not block (MSG_DONTWAIT). With the node's lock LK (a
@@ -124,10 +141,8 @@ static PyObject *NodeLock_release(NodeLock *self, PyObject *Py_UNUSED(ignored)) 
         PyErr_SetString(PyExc_RuntimeError, "release of a NodeLock this thread does not hold");
         return NULL;
     }
-    if (--self->depth == 0) {
-        __atomic_store_n(&self->owner, 0UL, __ATOMIC_RELEASE);
-        pthread_mutex_unlock(&self->mu);
-    }
+    if (self->depth == 1) nl_free(self);
+    else self->depth--;
     Py_RETURN_NONE;
 }
 
@@ -140,9 +155,7 @@ PyDoc_STRVAR(nl_suspend_doc,
 static PyObject *NodeLock_suspend(NodeLock *self, PyObject *Py_UNUSED(ignored)) {
     if (nl_owner(self) != PyThread_get_thread_ident() || self->depth <= 0) return PyLong_FromLong(0);
     long depth = self->depth;
-    self->depth = 0;
-    __atomic_store_n(&self->owner, 0UL, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&self->mu);
+    nl_free(self);
     return PyLong_FromLong(depth);
 }
 
@@ -174,6 +187,10 @@ static PyObject *NodeLock_get_contended(NodeLock *self, void *Py_UNUSED(c)) {
     return PyLong_FromUnsignedLongLong(self->contended);
 }
 
+static PyObject *NodeLock_get_held_ns(NodeLock *self, void *Py_UNUSED(c)) {
+    return PyLong_FromUnsignedLongLong(self->held_ns);
+}
+
 static PyMethodDef NodeLock_methods[] = {
     {"acquire", (PyCFunction)NodeLock_acquire, METH_NOARGS, "Take the lock (waits with the GIL released)."},
     {"release", (PyCFunction)NodeLock_release, METH_NOARGS, "Give back one take of the lock."},
@@ -187,6 +204,8 @@ static PyMethodDef NodeLock_methods[] = {
 static PyGetSetDef NodeLock_getset[] = {
     {"held", (getter)NodeLock_get_held, NULL, "True when this thread holds the lock", NULL},
     {"contended", (getter)NodeLock_get_contended, NULL, "takes that waited for another thread so far", NULL},
+    {"held_ns", (getter)NodeLock_get_held_ns, NULL,
+     "ns the lock was held so far (the holder's current hold not yet included): the node's serial work", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -712,6 +712,9 @@ class UdpTransport:
             calls, ran = fast.batches
             out["batch_calls"] += calls
             out["batched"] += ran
+        if self.lock is not None:  # the serial part of several threads' work, and its waits
+            out["lock_held_ns"] = int(self.lock.held_ns)
+            out["lock_waits"] = int(self.lock.contended)
         # each thread's share (the event loop's first): the figures above are their sums
         out["threads"] = [
             {k: sum(f.paths[k] for f in group) for k in PATHS}

@@ -94,4 +94,5 @@ def test_udp_two_fast_path_threads_both_forward_the_generators_flows(tmp, tmp_pa
     per = doc["meta"]["capacity_threads"]["udp active"]
     assert len(per) == 2 and all(n > 0 for n in per), per  # the middle's kernel spread the flows over both
     assert "capacity udp active: capsules each fast-path thread finished in C" in r.stdout
+    assert 0 < doc["meta"]["capacity_serial"]["udp active"]  # the node lock's hold time, over its CPU time
     assert list(tmp.iterdir()) == []

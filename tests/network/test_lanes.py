@@ -119,6 +119,7 @@ def test_two_threads_both_forward_and_every_figure_adds_up(tmpdir_short, runtime
         for i, th in enumerate(per):
             assert f'pan_fast_path_thread_capsules_total{{thread="{i}"}} {th["finished_in_c"]}' in text
         assert t.middle.loop.errors == 0 and all(lane.errors == 0 for lane in t.middle.transport.lanes)
+        assert fast["lock_held_ns"] > 0  # the serial part of the threads' work is measured
         assert "fast path threads: carried out in C " + " / ".join(str(th["finished_in_c"]) for th in per) in format_stats(s)
 
 
