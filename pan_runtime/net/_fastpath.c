@@ -815,8 +815,10 @@ static fp_share *share_of(FastPath *self, int fd) {
  * every other source back with nothing left to serve. */
 static int has_datagram(FastPath *self, int fd) {
     uint8_t b;
+    ssize_t r;
     self->peeks++;
-    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
+    NL_SYSCALL(self->lock, r, recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT));
+    return r >= 0;
 }
 
 /* Start a visit of SH, read through FD (readable): the virtual time up to which it may be
