@@ -63,7 +63,7 @@
 
 #include "pan_fast.h"
 #include "pan_wire.h"
-#include "nodelock.h"
+#include "pan_nodelock.h"
 
 #define HEADER_SIZE PAN_WIRE_HEADER_SIZE
 #define NAME_SIZE PAN_WIRE_NAME_SIZE
@@ -177,7 +177,7 @@ typedef struct {
     /* the capsule being run: in_run while the code runs; in_slot -1 once Python claimed it */
     int in_run, in_slot, in_n, in_link, in_code;
     NodeLock *lock;         /* the node's lock when it has several fast-path threads, or NULL:
-                             * dropped with the GIL around recvmmsg and sendmmsg (nodelock.h) */
+                             * dropped with the GIL around recvmmsg and sendmmsg (include/pan_nodelock.h) */
 } FastPath;
 
 static __thread FastPath *g_inflight; /* the FastPath running a capsule on this thread, if any */

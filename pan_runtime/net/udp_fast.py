@@ -82,7 +82,7 @@ def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int, loc
 
 def node_lock() -> Any:
     """A new ``_fastpath.NodeLock``: what a node whose fast path runs on several threads
-    serialises everything but system calls with (``pan_runtime/net/nodelock.h``)."""
+    serialises everything but system calls with (``pan_runtime/include/pan_nodelock.h``)."""
     if _fastpath is None:
         raise PanError(unavailable_reason() or "fast path unavailable")
     return _fastpath.NodeLock()

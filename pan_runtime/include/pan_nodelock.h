@@ -1,6 +1,6 @@
-/* nodelock.h: the lock a node with several fast-path threads serialises its own work with.
+/* pan_nodelock.h: the lock a node with several fast-path threads serialises its own work with.
  *
- * Included by _fastpath.c only. A node with `limits.threads` above 1 reads its sockets on
+ * Host-internal (not part of the PNI), included by pan_runtime/net/_fastpath.c only. A node with `limits.threads` above 1 reads its sockets on
  * that many threads (pan_runtime/net/lanes.py), but everything that is not a system call
  * stays one-at-a-time: Python code of the node (hand-overs, tables, statistics, the pool)
  * and every entry into a runtime (a wasm Store, a native image's support state, a JVM lane
@@ -212,7 +212,7 @@ static PyGetSetDef NodeLock_getset[] = {
 static PyTypeObject NodeLockType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pan_runtime.net._fastpath.NodeLock",
-    .tp_doc = PyDoc_STR("The lock of a node whose fast path runs on several threads (see nodelock.h)."),
+    .tp_doc = PyDoc_STR("The lock of a node whose fast path runs on several threads (see include/pan_nodelock.h)."),
     .tp_basicsize = sizeof(NodeLock),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = NodeLock_new,
