@@ -1,8 +1,9 @@
 /* pan_nodelock.h: the lock a node with several fast-path threads serialises its own work with.
  *
  * Host-internal (not part of the PNI), included by pan_runtime/net/_fastpath.c only. A node
- * with `limits.threads` above 1 reads its sockets on that many threads (pan_runtime/net/lanes.py), but everything that is not a system call
- * stays one-at-a-time: Python code of the node (hand-overs, tables, statistics, the pool)
+ * with `limits.threads` above 1 reads its sockets on that many threads
+ * (pan_runtime/net/lanes.py), but everything that is not a system call stays
+ * one-at-a-time: Python code of the node (hand-overs, tables, statistics, the pool)
  * and every entry into a runtime (a wasm Store, a native image's support state, a JVM lane
  * and restricted_py's accounting are each made for one caller at a time). A thread holds
  * the lock for that work and drops it, together with the GIL, around the calls the kernel
