@@ -43,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", type=float, help="capacity: the loss a passing trial may have, in percent (default 0.1)")
     p.add_argument("--steps", type=int, help="capacity: trials per search at most (default 8)")
     p.add_argument("--top-rate", type=float, help="capacity: the highest rate tried, capsules/s (default 1000000)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="fast-path threads of every pan node (limits.threads; default 1)")
+    p.add_argument("--flows", type=int, default=1,
+                   help="capacity: source ports the generator sends from toward a pan middle, which learns "
+                        "each as a neighbour (default 1; the kernel spreads flows over threads, not one flow)")
     p.add_argument("--placement", default="onecpu", help=f"{', '.join(PLACEMENTS)}: which CPUs the hosts run on (default onecpu)")
     p.add_argument("--json", metavar="FILE", help="write results as JSON")
     p.add_argument("--plot", metavar="DIR", help="draw the paper's figures as PNG files into DIR (needs matplotlib)")
@@ -128,7 +133,8 @@ def main(args: argparse.Namespace) -> int:
         progress.done()
     load_end = loadavg()
     header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept, spread = lowest–highest "
-              f"trial) after {plan.warmup} warm-up; placement {plan.placement}; load average {_load(load_start)} at the "
+              f"trial) after {plan.warmup} warm-up; placement {plan.placement}; {plan.threads} fast-path thread(s) per node"
+              f"{f', {plan.flows} flows' if plan.flows > 1 else ''}; load average {_load(load_start)} at the "
               f"start, {_load(load_end)} at the end")
     if plan.quick:
         header = f"QUICK RUN (a smoke test: {plan.trials} trial(s), few capsules; not a measurement)\n{header}"
@@ -141,6 +147,12 @@ def main(args: argparse.Namespace) -> int:
     if outcome.syscall_method:
         print(f"\ncapacity: system calls of the middle counted with {outcome.syscall_method} over one more trial at "
               "each search's capacity; CPU from /proc/PID/stat over the highest passing trial")
+    for label, per in outcome.capacity_threads.items():
+        serial = outcome.capacity_serial.get(label)
+        print(f"capacity {label}: capsules each fast-path thread finished in C over the run: "
+              + " / ".join(str(n) for n in per)
+              + (f"; the node's lock held {serial:.0%} of its CPU time (the part that stays one thread at a time)"
+                 if serial is not None else ""))
     if outcome.flags:
         from .noise import flag_lines
 
@@ -168,6 +180,10 @@ def main(args: argparse.Namespace) -> int:
         m = meta(
             {k: v for k, v in vars(args).items() if k not in ("fn",)} | {"plan": plan.options()},
             runtime_versions=versions,
+            threads=plan.threads,
+            flows=plan.flows,
+            capacity_threads=outcome.capacity_threads,
+            capacity_serial=outcome.capacity_serial,
             placement={"mode": plan.placement, "cpus": {r: sorted(cpus_for(plan.placement, r) or []) for r in ("sender", "middle", "receiver")}},
             skipped=notes,
             failed=outcome.failed,

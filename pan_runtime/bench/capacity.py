@@ -64,6 +64,12 @@ class CapacityOutcome:
     flags: dict[str, str] = field(default_factory=dict)
     #: "perf", "strace" or why system calls were not counted
     syscall_method: str = ""
+    #: pan middles with several fast-path threads: "TOPOLOGY CONFIG" -> capsules each thread
+    #: finished in C over the whole run (the event loop's thread first)
+    threads: dict[str, list[int]] = field(default_factory=dict)
+    #: the same middles: the time their node's lock was held (the work that stays one thread
+    #: at a time) as a share of the CPU time the process used, over the whole run
+    serial: dict[str, float] = field(default_factory=dict)
 
 
 class Sink:
@@ -119,13 +125,18 @@ class Middle:
     client: Client | None = None
     #: the receiver's address, for a capsule's forward header
     receiver: str = ""
+    #: source ports the generator sends from (the pan middles learn each as a neighbour)
+    flows: int = 1
 
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
 
 
-def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], max_size: int) -> Middle:
+def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], max_size: int, threads: int = 1,
+                  flows: int = 1) -> Middle:
+    """Start ``config``'s middle (a pan node with ``threads`` fast-path threads, learning the
+    generator's ``flows`` source ports as neighbours) and the sink."""
     s, m, r = bed.hosts["sender"], bed.hosts["middle"], bed.hosts["receiver"]
     ps, pm, pr = (bed.port(role, config) for role in ("sender", "middle", "receiver"))
     if config == "none":
@@ -136,6 +147,8 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
     m_listen = f"0.0.0.0:{pm}" if m.isolated else m_addr
     sink = Sink(bed, binary, r_addr)
     mid = Middle(config, s_addr, r_addr if config in ("none", "passive") else m_addr, sink, receiver=r_addr)
+    if config in ("active", "activecopy"):
+        mid.flows = flows  # other middles relay one source only
     if config == "cforw":
         mid.proc = bed.spawn("middle", [sys.executable, "-m", "pan_runtime.bench.forwarder", m_listen, s_addr, r_addr],
                              "cforw forwarder")
@@ -146,18 +159,24 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
     elif config in ("active", "activecopy"):
         app = bed.tmp / f"cap-{'ac' if config == 'activecopy' else 'a'}-m.sock"
         toml = node_toml(f"{config}-middle", m_listen, m_addr, app, [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes,
-                         max(9216, max_size), copy_on_send=config == "activecopy")
+                         max(9216, max_size), copy_on_send=config == "activecopy", threads=threads,
+                         accept_unknown_peers=flows > 1)
         mid.proc = _pan_node(bed, "middle", f"cap-{config}", toml)
         mid.proc.wait_line("pan node", START_LIMIT_S)
         mid.client = Client.connect(app, timeout=START_LIMIT_S, request_timeout=120.0)
     return mid
 
 
-def _fast_paths(mid: Middle) -> dict[str, int] | None:
+def _per_thread(mid: Middle) -> tuple[list[int], float | None]:
+    """Capsules each of a pan middle's fast-path threads finished in C so far ([] for others),
+    and the time its node's lock was held as a share of the process's CPU time (None: no lock)."""
     if mid.client is None:
-        return None
+        return [], None
     fast = mid.client.stats().get("links", {}).get("fast_path", {})
-    return {k: int(v) for k, v in fast.items() if k != "on" and isinstance(v, int)} if fast.get("on") else None
+    cpu = cpu_seconds(mid.proc.pid) if mid.proc is not None else None
+    held = fast.get("lock_held_ns")
+    share = held / 1e9 / cpu if held is not None and cpu else None
+    return [int(t.get("finished_in_c", 0)) for t in fast.get("threads", [])], share
 
 
 class _Cell:
@@ -188,7 +207,8 @@ class _Cell:
         cpu0 = cpu_seconds(pid) if pid is not None else None
         try:
             gen = self.bed.spawn("sender", [str(self.binary), "gen", mid.source, mid.dest, f"{rate:.1f}",
-                                            f"{self.duration:.3f}", str(self.file)], "generator")
+                                            f"{self.duration:.3f}", str(self.file),
+                                            *([str(mid.flows)] if mid.flows > 1 else [])], "generator")
             try:
                 out, err = gen.popen.communicate(timeout=self.duration + _ANSWER_LIMIT_S)
             except Exception:
@@ -300,7 +320,8 @@ def run_capacity(
             if progress:
                 progress(f"capacity {topo}: starting {config}")
             try:
-                mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes))
+                mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes), getattr(plan, "threads", 1),
+                                    getattr(plan, "flows", 1))
             except PanError as exc:
                 failed[f"capacity {topo} {config}"] = str(exc)
                 continue
@@ -326,6 +347,15 @@ def run_capacity(
                 else:
                     cells.append(_Cell(bed, binary, mid, BASELINE_RUNTIME, base_name, size, plan.duration))
         _search_all(plan, topo, cells, failed, out, method, progress, add)
+        for mid in middles:
+            try:
+                per, serial = _per_thread(mid)
+            except PanError:
+                continue
+            if len(per) > 1:
+                out.threads[f"{topo} {mid.config}"] = per
+            if serial is not None:
+                out.serial[f"{topo} {mid.config}"] = serial
     return out
 
 

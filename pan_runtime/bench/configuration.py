@@ -51,8 +51,12 @@ def node_toml(
     runtimes: list[str],
     pool_buffer_size: int,
     copy_on_send: bool = False,
+    threads: int = 1,
+    accept_unknown_peers: bool = False,
 ) -> str:
-    """The TOML configuration of one bench node (``neighbors``: (address, endpoint) pairs)."""
+    """The TOML configuration of one bench node (``neighbors``: (address, endpoint) pairs;
+    ``threads``: its fast-path threads; ``accept_unknown_peers``: it learns a neighbour from
+    each new source, as the capacity generator's flows)."""
     lines = [
         "[node]",
         f"name = {_toml_str(name)}",
@@ -60,6 +64,7 @@ def node_toml(
         f"address = {_toml_str(address)}",
         f"app_socket = {_toml_str(str(app_socket))}",
         'log_level = "error"',
+        *(["accept_unknown_peers = true"] if accept_unknown_peers else []),
         "",
         "[runtimes]",
         "enabled = [" + ", ".join(_toml_str(r) for r in runtimes) + "]",
@@ -72,6 +77,8 @@ def node_toml(
     ]
     if copy_on_send:
         lines.append("copy_on_send = true")
+    if threads > 1:
+        lines.append(f"threads = {threads}")
     for addr, ep in neighbors:
         lines += ["", "[[neighbors]]", f"address = {_toml_str(addr)}", f"endpoint = {_toml_str(ep)}"]
     for dest, via in routes:
@@ -141,8 +148,9 @@ def _pan_node(bed: Testbed, role: str, config: str, toml: str) -> Proc:
 _SOCKET_TAGS = {"none": "n", "passive": "p", "cforw": "f", "active": "a", "activecopy": "ac"}
 
 
-def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int) -> Running:
-    """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect."""
+def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int, threads: int = 1) -> Running:
+    """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect
+    (``threads``: the fast-path threads of the middle node)."""
     why = bed.config_unavailable(config)
     if why:
         raise PanError(f"configuration {config} on {bed.name}: {why}")
@@ -177,7 +185,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
             sockets["middle"] = bed.tmp / f"{tag}-m.sock"
             toml = node_toml(
                 f"{config}-middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
-                copy_on_send=config == "activecopy",
+                copy_on_send=config == "activecopy", threads=threads,
             )
             procs.append(_pan_node(bed, "middle", config, toml))
         toml = node_toml(f"{config}-receiver", r_addr, r_addr, sockets["receiver"], r_nb, r_rt, runtimes, pool)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pan_runtime.data.capsule import HEADER_SIZE
 from pan_runtime.errors import PanError
+from pan_runtime.node.config import MAX_THREADS
 
 __all__ = [
     "EXPERIMENTS",
@@ -33,6 +34,8 @@ __all__ = [
 
 IP_UDP_OVERHEAD = 28
 MAX_SIZE = 65535
+#: the most source ports the capacity generator sends from (--flows)
+MAX_FLOWS = 64
 EXPERIMENTS = ("dispatch", "ping", "flood", "capacity", "spread", "path", "converge")
 #: experiments that run only on a lab (``--topology lab:FILE``)
 LAB_ONLY = ("spread", "path", "converge")
@@ -111,6 +114,10 @@ class Plan:
     skipped_topologies: dict[str, str] = field(default_factory=dict)
     #: what builds ``lab:FILE`` topologies: ``netns`` or ``mininet`` (``pan lab up --backend``)
     lab_backend: str = "netns"
+    #: fast-path threads of every pan node (``limits.threads``)
+    threads: int = 1
+    #: capacity: source ports the generator sends from toward a pan middle
+    flows: int = 1
 
     def options(self) -> dict[str, object]:
         return {
@@ -128,6 +135,8 @@ class Plan:
             **({"capacity": {"duration_s": self.duration, "loss": self.loss, "steps": self.steps, "top_rate": self.top_rate}}
                if "capacity" in self.experiments else {}),
             "lab_backend": self.lab_backend,
+            "threads": self.threads,
+            "flows": self.flows,
         }
 
 
@@ -223,8 +232,13 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         raise PanError("--batch must be at least 1")
     if placement == "hosts" and _cpus() < 2:
         raise PanError("--placement hosts needs two CPUs (one for the middle, one for the ends); this process may use one")
+    threads, flows = getattr(args, "threads", 1), getattr(args, "flows", 1)
+    if not 1 <= threads <= MAX_THREADS:
+        raise PanError(f"--threads must be 1..{MAX_THREADS} (limits.threads)")
+    if not 1 <= flows <= MAX_FLOWS:
+        raise PanError(f"--flows must be 1..{MAX_FLOWS}")
     plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
-                **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"))
+                **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"), threads=threads, flows=flows)
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:

@@ -44,6 +44,10 @@ class Outcome:
     capacity_flags: dict[str, str] = field(default_factory=dict)
     #: how the capacity experiment counted system calls ("perf", "strace" or why not)
     syscall_method: str = ""
+    #: capacity middles with several fast-path threads: capsules each finished in C
+    capacity_threads: dict[str, list[int]] = field(default_factory=dict)
+    #: the same middles: their node lock's hold time over their CPU time (the serial share)
+    capacity_serial: dict[str, float] = field(default_factory=dict)
     #: each ping cell's per-trial median round trips, in the order the trials ran (trial t of
     #: every configuration ran in the same round): (topology, config, runtime, size) -> values
     rounds: dict[tuple[str, str, str, int], list[float]] = field(default_factory=dict)
@@ -181,6 +185,8 @@ def _run_capacity(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder,
             continue
         out.capacity_flags.update(got.flags)
         out.syscall_method = got.syscall_method
+        out.capacity_threads.update(got.threads)
+        out.capacity_serial.update(got.serial)
 
 
 def _run_labs(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder, progress: Callable[[str], None] | None) -> None:
@@ -268,7 +274,7 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> N
             if progress:
                 progress(f"{topo}: starting {config}")
             try:
-                runs.append(stack.enter_context(start_configuration(bed, config, runtimes, max(plan.sizes))))
+                runs.append(stack.enter_context(start_configuration(bed, config, runtimes, max(plan.sizes), plan.threads)))
             except PanError as exc:
                 rec.out.failed[f"{tag} {topo} {config}"] = str(exc)
         if not runs:

@@ -5,11 +5,15 @@
  * (pan_runtime/bench/traffic.py) builds this file with the system compiler into a cache
  * directory the first time it is needed. One executable, three modes:
  *
- *   gen BIND DEST RATE SECONDS FILE  send the datagram held in FILE (a capsule the harness
+ *   gen BIND DEST RATE SECONDS FILE [FLOWS]
+ *                                    send the datagram held in FILE (a capsule the harness
  *                                    encoded) from BIND to DEST at RATE per second for
  *                                    SECONDS (never longer: short of the rate, it
  *                                    sends less), paced in small sendmmsg bursts; prints
- *                                    "sent N ns ELAPSED calls C" when done
+ *                                    "sent N ns ELAPSED calls C" when done. With FLOWS
+ *                                    (1..64), the bursts take turns among FLOWS sockets: BIND
+ *                                    and FLOWS-1 more on its address (ports the kernel picks),
+ *                                    so a receiver's kernel can spread them over its sockets
  *   sink BIND                        count what arrives at BIND (recvmmsg); commands on
  *                                    standard input: "expect NAMEHEX LENGTH" names the capsules
  *                                    that count, "count" prints "count VALID OTHER CALLS";
@@ -45,6 +49,7 @@
 #define SOCK_BUFFER (4 << 20)
 /* the generator sends a burst every this many nanoseconds at most (fewer at low rates) */
 #define QUANTUM_NS 200000LL
+#define MAX_FLOWS 64
 
 static volatile sig_atomic_t report_wanted;
 
@@ -147,8 +152,28 @@ static int run_gen(char **argv) {
                 PAN_WIRE_HEADER_SIZE, MAX_DATAGRAM);
         return 2;
     }
+    long flows = 1;
+    if (argv[5] != NULL) {
+        flows = strtol(argv[5], &end, 10);
+        if (*end != '\0' || flows < 1 || flows > MAX_FLOWS) {
+            fprintf(stderr, "pan-traffic: bad flow count %s (1..%d)\n", argv[5], MAX_FLOWS);
+            return 2;
+        }
+    }
+    int fds[MAX_FLOWS];
     int fd = open_socket(argv[0]);
     if (fd < 0) return 1;
+    fds[0] = fd;
+    for (long k = 1; k < flows; k++) { /* the same address, a port the kernel picks */
+        char any[64];
+        const char *colon = strrchr(argv[0], ':');
+        snprintf(any, sizeof any, "%.*s:0", (int)(colon - argv[0]), argv[0]);
+        fds[k] = open_socket(any);
+        if (fds[k] < 0) {
+            while (k-- > 0) close(fds[k]);
+            return 1;
+        }
+    }
     (void)prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* wake when asked: pacing is in µs */
     struct iovec iov = {datagram, len};
     struct mmsghdr msgs[BATCH];
@@ -181,17 +206,19 @@ static int run_gen(char **argv) {
         }
         long long want = due - sent;
         unsigned int n = (unsigned int)(want > BATCH ? BATCH : want);
-        int r = sendmmsg(fd, msgs, n, 0);
+        int r = sendmmsg(fds[calls % flows], msgs, n, 0);
         calls++;
         if (r < 0) {
             if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN || errno == ECONNREFUSED) continue;
-            close(fd);
+            int saved = errno;
+            for (long k = 0; k < flows; k++) close(fds[k]);
+            errno = saved;
             return fail("sendmmsg");
         }
         sent += r;
     }
     int64_t elapsed = now_ns() - start;
-    close(fd);
+    for (long k = 0; k < flows; k++) close(fds[k]);
     printf("sent %lld ns %lld calls %lld\n", sent, (long long)elapsed, calls);
     return fflush(stdout) == 0 ? 0 : 1;
 }
@@ -384,7 +411,7 @@ static int run_fwd(char **argv) {
 int main(int argc, char **argv) {
     if (die_with_parent() != 0) return 1;
     signal(SIGPIPE, SIG_IGN);
-    if (argc == 7 && strcmp(argv[1], "gen") == 0) return run_gen(argv + 2);
+    if ((argc == 7 || argc == 8) && strcmp(argv[1], "gen") == 0) return run_gen(argv + 2);
     if (argc == 3 && strcmp(argv[1], "sink") == 0) return run_sink(argv + 2);
     if (argc == 5 && strcmp(argv[1], "fwd") == 0) return run_fwd(argv + 2);
     return usage();

@@ -187,6 +187,9 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
                 f"dropped in C {fast.get('dropped_in_c', 0)}; runtime batch calls {fast.get('batch_calls', 0)} "
                 f"({fast.get('batched', 0)} capsules)"
             )
+            threads = fast.get("threads", [])
+            if len(threads) > 1:
+                lines.append("fast path threads: carried out in C " + " / ".join(str(t["finished_in_c"]) for t in threads))
         else:
             lines.append(f"fast path: off ({fast.get('why_off', '')})")
     sc = st.get("links", {}).get("syscalls")

@@ -63,6 +63,7 @@
 
 #include "pan_fast.h"
 #include "pan_wire.h"
+#include "pan_nodelock.h"
 
 #define HEADER_SIZE PAN_WIRE_HEADER_SIZE
 #define NAME_SIZE PAN_WIRE_NAME_SIZE
@@ -175,12 +176,14 @@ typedef struct {
     unsigned long long crossings;
     /* the capsule being run: in_run while the code runs; in_slot -1 once Python claimed it */
     int in_run, in_slot, in_n, in_link, in_code;
+    NodeLock *lock;         /* the node's lock when it has several fast-path threads, or NULL:
+                             * dropped with the GIL around recvmmsg and sendmmsg (include/pan_nodelock.h) */
 } FastPath;
 
 static __thread FastPath *g_inflight; /* the FastPath running a capsule on this thread, if any */
 static PyObject *str_release;
 static PyObject *str_refresh;
-static unsigned long long g_waits; /* epoll_wait calls `wait` made (the GIL holder counts) */
+static __thread unsigned long long g_waits; /* epoll_wait calls `wait` made on this thread */
 
 static inline unsigned long long now_ns(void) {
     struct timespec ts;
@@ -363,6 +366,7 @@ static int FastPath_traverse(FastPath *self, visitproc visit, void *arg) {
     for (int i = 0; i < self->ncodes; i++) Py_VISIT(self->codes[i].lean);
     for (int i = 0; i < self->nlinks; i++) Py_VISIT(self->links[i].address_obj);
     Py_VISIT(self->owner);
+    Py_VISIT(self->lock);
     return 0;
 }
 
@@ -373,6 +377,7 @@ static int FastPath_clear(FastPath *self) {
     for (int i = 0; i < self->ncodes; i++) Py_CLEAR(self->codes[i].lean);
     for (int i = 0; i < self->nlinks; i++) Py_CLEAR(self->links[i].address_obj);
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->lock);
     return 0;
 }
 
@@ -635,7 +640,8 @@ static void flush_sends(FastPath *self) {
     int np = self->npend, i = 0;
     self->npend = 0;
     while (i < np) {
-        int r = sendmmsg(self->fd, &self->smsg[i], (unsigned int)(np - i), MSG_DONTWAIT);
+        int r;
+        NL_SYSCALL(self->lock, r, sendmmsg(self->fd, &self->smsg[i], (unsigned int)(np - i), MSG_DONTWAIT));
         self->tx_calls++;
         if (r < 0) {
             if (errno == EINTR) continue;
@@ -809,8 +815,10 @@ static fp_share *share_of(FastPath *self, int fd) {
  * every other source back with nothing left to serve. */
 static int has_datagram(FastPath *self, int fd) {
     uint8_t b;
+    ssize_t r;
     self->peeks++;
-    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
+    NL_SYSCALL(self->lock, r, recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT));
+    return r >= 0;
 }
 
 /* Start a visit of SH, read through FD (readable): the virtual time up to which it may be
@@ -1041,7 +1049,8 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             h->msg_iovlen = 1;
         }
         unsigned long long t0 = now_ns();
-        int got = recvmmsg(fd, self->rmsg, (unsigned int)want, MSG_DONTWAIT, NULL);
+        int got;
+        NL_SYSCALL(self->lock, got, recvmmsg(fd, self->rmsg, (unsigned int)want, MSG_DONTWAIT, NULL));
         self->rx_calls++;
         int empty = got < want;
         if (got < 0) {
@@ -1242,6 +1251,23 @@ static int FastPath_set_held(FastPath *self, PyObject *value, void *Py_UNUSED(c)
     return 0;
 }
 
+static PyObject *FastPath_get_lock(FastPath *self, void *Py_UNUSED(c)) {
+    return Py_NewRef(self->lock ? (PyObject *)self->lock : Py_None);
+}
+
+static int FastPath_set_lock(FastPath *self, PyObject *value, void *Py_UNUSED(c)) {
+    if (!value || (value != Py_None && !Py_IS_TYPE(value, &NodeLockType))) {
+        PyErr_SetString(PyExc_TypeError, "lock is a NodeLock or None");
+        return -1;
+    }
+    if (self->in_run || self->npend) {
+        PyErr_SetString(PyExc_RuntimeError, "the lock changes between runs only");
+        return -1;
+    }
+    Py_XSETREF(self->lock, value == Py_None ? NULL : (NodeLock *)Py_NewRef(value));
+    return 0;
+}
+
 static PyObject *FastPath_get_crossings(FastPath *self, void *Py_UNUSED(c)) {
     return PyLong_FromUnsignedLongLong(self->crossings);
 }
@@ -1272,6 +1298,8 @@ static PyGetSetDef FastPath_getset[] = {
      "send_calls (sendmmsg), send_datagrams, peeks (a 1-byte MSG_PEEK at the end of a visit)", NULL},
     {"held", (getter)FastPath_get_held, (setter)FastPath_set_held,
      "True while the node's queue holds capsules: every datagram goes to on_slow", NULL},
+    {"lock", (getter)FastPath_get_lock, (setter)FastPath_set_lock,
+     "the node's NodeLock, dropped with the GIL around system calls (None: one thread)", NULL},
     {"crossings", (getter)FastPath_get_crossings, NULL,
      "calls between C and Python made for capsules so far (callbacks and inflight claims)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -1297,18 +1325,25 @@ static PyTypeObject FastPathType = {
 #define EVENT_WRITE 2
 
 PyDoc_STRVAR(wait_doc,
-"wait(epfd, fast, timeout, limit) -> [(fd, events)]\n\n"
+"wait(epfd, fast, timeout, limit[, lock]) -> [(fd, events)]\n\n"
 "epoll_wait on `epfd` for up to `timeout` seconds (None: no limit). Readable sockets in\n"
 "`fast` (fd -> the FastPath reading it) are read here, each as far as its fair share\n"
 "allows and at most `limit` datagrams a visit, and waiting goes on as\n"
 "long as each capsule was finished in C; returns the other ready descriptors (selectors'\n"
-"event masks) as soon as there are any, as soon as Python code ran, or at the timeout.");
+"event masks) as soon as there are any, as soon as Python code ran, or at the timeout.\n"
+"`lock` (a NodeLock) is dropped with the GIL while epoll_wait blocks.");
 
 static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
     int epfd;
-    PyObject *fast, *timeout;
+    PyObject *fast, *timeout, *lock_obj = Py_None;
     long limit;
-    if (!PyArg_ParseTuple(args, "iO!Ol", &epfd, &PyDict_Type, &fast, &timeout, &limit)) return NULL;
+    if (!PyArg_ParseTuple(args, "iO!Ol|O", &epfd, &PyDict_Type, &fast, &timeout, &limit, &lock_obj)) return NULL;
+    if (lock_obj != Py_None && !Py_IS_TYPE(lock_obj, &NodeLockType)) {
+        PyErr_SetString(PyExc_TypeError, "wait's lock is a NodeLock or None");
+        return NULL;
+    }
+    NodeLock *lock = lock_obj == Py_None ? NULL : (NodeLock *)lock_obj;
+    unsigned long me = PyThread_get_thread_ident();
     double deadline = -1.0;
     if (timeout != Py_None) {
         double t = PyFloat_AsDouble(timeout);
@@ -1324,11 +1359,15 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
             double left = deadline - (double)now_ns() / 1e9;
             ms = left <= 0 ? 0 : (int)(left * 1000.0 + 0.999); /* round up, as selectors does */
         }
-        int n;
+        int n, err;
         g_waits++;
         Py_BEGIN_ALLOW_THREADS
+        int dropped = nl_drop(lock);
         n = epoll_wait(epfd, evs, WAIT_EVENTS, ms);
+        err = errno;
+        nl_retake(lock, dropped, me);
         Py_END_ALLOW_THREADS
+        errno = err;
         if (n < 0) {
             if (errno == EINTR) {
                 if (PyErr_CheckSignals() < 0) goto fail;
@@ -1400,7 +1439,7 @@ static PyObject *fp_inflight(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored
     return out;
 }
 
-PyDoc_STRVAR(waits_doc, "waits() -> int\n\nepoll_wait calls `wait` made so far in this process.");
+PyDoc_STRVAR(waits_doc, "waits() -> int\n\nepoll_wait calls `wait` made so far on this thread.");
 
 static PyObject *fp_waits(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
     return PyLong_FromUnsignedLongLong(g_waits);
@@ -1423,13 +1462,15 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&FastPathType) < 0) return NULL;
+    if (PyType_Ready(&NodeLockType) < 0) return NULL;
     str_release = PyUnicode_InternFromString("release");
     if (!str_release) return NULL;
     str_refresh = PyUnicode_InternFromString("refresh");
     if (!str_refresh) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    if (PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0) {
+    if (PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0 ||
+        PyModule_AddObjectRef(m, "NodeLock", (PyObject *)&NodeLockType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

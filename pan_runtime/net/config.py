@@ -22,6 +22,7 @@ from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import ConfigError, PanError
 from pan_runtime.isolation.mechanism import parse_mechanisms
 from pan_runtime.net.demand import largest_pco
+from pan_runtime.node.config import MAX_THREADS
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.node.trust import TrustPolicy
@@ -198,6 +199,7 @@ _SCHEMA: dict[str, set[str]] = {
         "worker_grace_ms",
         "worker_start_ms",
         "worker_backoff_ms",
+        "threads",
         "worker_spares",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
@@ -419,6 +421,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_start_ms=lim("worker_start_ms", 30_000, 100, 600_000),
         worker_backoff_ms=lim("worker_backoff_ms", 10, 0, 5_000),
         worker_spares=lim("worker_spares", 1, 0, 16),
+        threads=lim("threads", 1, 1, MAX_THREADS),
     )
 
     neighbors: list[NeighborConfig] = []

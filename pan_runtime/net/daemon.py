@@ -134,6 +134,12 @@ class NodeDaemon:
             log.info("%s: stopping on %s", self.node.name, signal.Signals(stopping[0]).name)
 
     def statistics(self) -> dict[str, Any]:
+        if self.transport is None:
+            return self._statistics()
+        with self.transport.locked():  # one moment of every fast-path thread
+            return self._statistics()
+
+    def _statistics(self) -> dict[str, Any]:
         stats = self.node.statistics()
         stats["name"] = self.node.name
         stats["uptime_s"] = time.monotonic() - self.started
@@ -246,6 +252,12 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "counter",
             "Datagrams the UDP fast path read, by the way they went.",
             [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c") if p in fast],
+        )
+        metric(
+            "pan_fast_path_thread_capsules_total",
+            "counter",
+            "Datagrams each fast-path thread finished in C (limits.threads; 0 is the event loop's).",
+            [({"thread": i}, t["finished_in_c"]) for i, t in enumerate(fast.get("threads", []))],
         )
     sc = stats.get("links", {}).get("syscalls", {})
     if sc:

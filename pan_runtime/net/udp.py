@@ -25,6 +25,7 @@ protocol callbacks would add a call layer and a ``bytes`` object per datagram (n
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import ipaddress
@@ -38,9 +39,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.address import NodeAddress
-from pan_runtime.errors import LinkError, PanError
+from pan_runtime.errors import ConfigError, LinkError, PanError
 from pan_runtime.net.fairshare import FairShare
-from pan_runtime.net.udp_fast import PATHS, UdpFastPath, unavailable_reason
+from pan_runtime.net.lanes import Lane
+from pan_runtime.net.udp_fast import PATHS, UdpFastPath, node_lock, unavailable_reason
 from pan_runtime.net.udp_fast import wait as fast_wait
 from pan_runtime.net.udp_fast import waits as fast_waits
 from pan_runtime.node.ledger import OVER_SHARE, THROTTLED
@@ -87,6 +89,11 @@ class EventLoop:
         self._fast_c: dict[int, Any] = {}
         self._paths: list[UdpFastPath] = []
         self.fast_burst = 64
+        #: the node's lock when its fast path runs on several threads (``udp_fast.node_lock``):
+        #: this loop's thread holds it except while it waits or makes a system call
+        self.lock: Any = None
+        #: called once, under the lock, at the start of the next turn (threads to start)
+        self.starting: list[Callable[[], None]] = []
         #: system calls that waited for readiness (epoll_wait, in C or through selectors)
         self.waits = 0
         self._epoll = isinstance(self.sel, getattr(selectors, "EpollSelector", ()))
@@ -129,7 +136,18 @@ class EventLoop:
         heapq.heappush(self._timers, (time.monotonic() + delay_s, self._seq, fn))
 
     def run_once(self, timeout: float | None = None) -> None:
-        """Wait for I/O (up to ``timeout``, 0 when work is pending), run callbacks, timers, idle work."""
+        """Wait for I/O (up to ``timeout``, 0 when work is pending), run callbacks, timers, idle work
+        (under the node's lock when it has one; the wait drops it)."""
+        lock = self.lock
+        if lock is None:
+            self._turn(timeout)
+            return
+        with lock:
+            while self.starting:
+                self.starting.pop(0)()
+            self._turn(timeout)
+
+    def _turn(self, timeout: float | None) -> None:
         for fn in self.idle:
             wait = fn()
             if wait is not None:
@@ -143,7 +161,7 @@ class EventLoop:
                 f.lend()
             before = fast_waits()
             try:
-                ready = fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst)
+                ready = fast_wait(self.sel.fileno(), self._fast_c, timeout, self.fast_burst, self.lock)
             except Exception:  # a bug in a hand-over to Python: the loop must go on serving
                 self._failed("the fast path's wait")
                 ready = []
@@ -291,6 +309,25 @@ def _dropped(sock: socket.socket) -> int:
     return int(struct.unpack_from("I", info, 4 * _MEMINFO_DROPS)[0])
 
 
+def _reuse_twin(sock: socket.socket) -> socket.socket:
+    """Another socket on ``sock``'s address and port (``SO_REUSEPORT``, sized and non-blocking
+    alike): the kernel spreads unconnected peers' datagrams over the group."""
+    twin = socket.socket(sock.family, socket.SOCK_DGRAM)
+    try:
+        if sock.family == socket.AF_INET6:
+            twin.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                twin.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUFFER)
+        twin.setsockopt(socket.SOL_SOCKET, _REUSEPORT, 1)  # type: ignore[arg-type]
+        twin.bind(sock.getsockname()[:2] if sock.family == socket.AF_INET else sock.getsockname())
+    except OSError as exc:
+        twin.close()
+        raise LinkError(f"cannot open another socket on UDP {_endpoint_text(sock.getsockname()[:2])}: {exc.strerror}") from None
+    twin.setblocking(False)
+    return twin
+
+
 def _endpoint_text(ep: tuple[str, int]) -> str:
     return f"[{ep[0]}]:{ep[1]}" if ":" in ep[0] else f"{ep[0]}:{ep[1]}"
 
@@ -347,6 +384,13 @@ class UdpTransport:
         self.fast_path_declined = not cfg.fast_path
         #: why capsules all take the Python path ("" when the compiled fast path is on)
         self.fast_path_off = "limits.fast_path is false" if not cfg.fast_path else unavailable_reason() or ""
+        #: the node's lock and the extra fast-path threads (``limits.threads`` - 1; lanes.py)
+        self.lock: Any = None
+        self.lanes: list[Lane] = []
+        self._rx_lane: dict[socket.socket, Lane] = {}
+        self._own_count = 0
+        if cfg.threads > 1:
+            self._start_lanes(cfg.threads)
         try:
             for host, port in listen:
                 self._open(host, port)
@@ -355,6 +399,24 @@ class UdpTransport:
             raise
         node.counter_sources.append(self._fold_overflows)
         self.loop.call_later(_FOLD_EVERY_S, self._fold)
+
+    def _start_lanes(self, threads: int) -> None:
+        """Make the node's lock and ``threads - 1`` lanes; they start with the loop's next turn."""
+        why = self.fast_path_off or ("" if _REUSEPORT is not None and self.loop._epoll else "SO_REUSEPORT and epoll (Linux) are needed")
+        if why:
+            raise ConfigError(f"limits.threads = {threads} needs the compiled fast path: {why}")
+        self.lock = self.loop.lock = node_lock()
+        self.lanes = [Lane(self, i, self.lock) for i in range(1, threads)]
+        self.loop.starting.append(self._run_lanes)
+
+    def _run_lanes(self) -> None:
+        for lane in self.lanes:
+            if not lane.alive:
+                lane.start()
+
+    def locked(self) -> Any:
+        """The node's lock (a no-op context with one thread)."""
+        return self.lock if self.lock is not None else contextlib.nullcontext()
 
     def _open(self, host: str, port: int) -> None:
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -369,8 +431,8 @@ class UdpTransport:
                     sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUFFER)
                 except OSError:
                     pass
-            if self.own_sockets:
-                # the neighbours' sockets share the port; a probe without SO_REUSEPORT first,
+            if self.own_sockets or self.lanes:
+                # the neighbours' and the threads' sockets share the port; a probe without SO_REUSEPORT first,
                 # so a port another process holds (another node, too) is still an error
                 port = _probe(fam, host, port)
                 sock.setsockopt(socket.SOL_SOCKET, _REUSEPORT, 1)  # type: ignore[arg-type]
@@ -386,9 +448,11 @@ class UdpTransport:
         self._family[sock] = sock
         self.share.add(sock.fileno())
         if not self.fast_path_off:
-            fast = self._fast[sock] = UdpFastPath(self, sock, self.rx_batch)
+            fast = self._fast[sock] = UdpFastPath(self, sock, self.rx_batch, lock=self.lock)
             self.loop.add_fast(fast, self.rx_burst)
         self.loop.add(sock, selectors.EVENT_READ, lambda _mask, s=sock: self._readable(s))
+        for lane in self.lanes:  # a socket of each lane's own on the same address and port
+            lane.open(sock, _reuse_twin(sock))
 
     def _own_socket(self, link: UdpLink) -> None:
         """Give ``link``'s neighbour a receive socket of its own: bound to the node's address and
@@ -417,6 +481,12 @@ class UdpTransport:
         rx.setblocking(False)
         link.own_socket(rx)
         self._family[rx] = node_sock
+        turn = self._own_count % (len(self.lanes) + 1)  # the threads take neighbours in turn
+        self._own_count += 1
+        if turn:
+            lane = self._rx_lane[rx] = self.lanes[turn - 1]
+            lane.add(rx, node_sock=node_sock)
+            return
         self.share.add(rx.fileno())
         fast = self._fast.get(node_sock)
         if fast is not None:
@@ -429,6 +499,10 @@ class UdpTransport:
 
     def add_neighbor(self, address: NodeAddress, endpoint: tuple[str, int], mtu: int = 9216) -> UdpLink:
         """Make the link to a neighbour and register it with the node."""
+        with self.locked():
+            return self._add_neighbor(address, endpoint, mtu)
+
+    def _add_neighbor(self, address: NodeAddress, endpoint: tuple[str, int], mtu: int) -> UdpLink:
         host = _norm(endpoint[0])
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = self.sockets.get(fam)
@@ -449,7 +523,11 @@ class UdpTransport:
 
     def _readable(self, sock: socket.socket) -> None:
         """Read ``sock`` (the node's socket or a neighbour's own) as far as its fair share allows."""
-        fast = self._fast.get(self._family.get(sock, sock))
+        self.read_python(sock, self._fast.get(self._family.get(sock, sock)))
+
+    def read_python(self, sock: socket.socket, fast: UdpFastPath | None) -> None:
+        """Read ``sock`` through ``fast`` (the fast path of the thread reading it), else, when it
+        has no slot to lend, in Python."""
         if fast is not None and fast.burst(self.rx_burst, sock.fileno()):
             return
         node = self.node
@@ -547,6 +625,10 @@ class UdpTransport:
         return None
 
     def info(self) -> dict[str, Any]:
+        with self.locked():
+            return self._info()
+
+    def _info(self) -> dict[str, Any]:
         self.node.sync_counters()
         return {
             "listen": [_endpoint_text(e) for e in self.endpoints],
@@ -610,9 +692,9 @@ class UdpTransport:
             "send_calls": sum(link.send_calls for link in self.links.values()),
             "send_datagrams": sum(link.send_datagrams for link in self.links.values()),
             "peeks": self.peeks,
-            "waits": self.loop.waits,
+            "waits": self.loop.waits + sum(lane.waits for lane in self.lanes),
         }
-        for fast in self._fast.values():
+        for fast in self._fast_paths():
             for k, v in fast.syscalls.items():
                 out[k] += v
         calls = out["recv_calls"] + out["send_calls"] + out["peeks"] + out["waits"]
@@ -623,29 +705,54 @@ class UdpTransport:
         if self.fast_path_off:
             return {"on": False, "why_off": self.fast_path_off}
         out: dict[str, Any] = {"on": True, **dict.fromkeys(PATHS, 0), "crossings": 0, "batch_calls": 0, "batched": 0}
-        for fast in self._fast.values():
+        for fast in self._fast_paths():
             for k, v in fast.paths.items():
                 out[k] += v
             out["crossings"] += fast.crossings
             calls, ran = fast.batches
             out["batch_calls"] += calls
             out["batched"] += ran
+        if self.lock is not None:  # the serial part of several threads' work, and its waits
+            out["lock_held_ns"] = int(self.lock.held_ns)
+            out["lock_waits"] = int(self.lock.contended)
+        # each thread's share (the event loop's first): the figures above are their sums
+        out["threads"] = [
+            {k: sum(f.paths[k] for f in group) for k in PATHS}
+            for group in [list(self._fast.values())] + [list(lane.fast.values()) for lane in self.lanes]
+        ]
         return out
+
+    def _fast_paths(self) -> list[UdpFastPath]:
+        """Every fast path of the node: the event loop's, then each lane's."""
+        return [*self._fast.values(), *(f for lane in self.lanes for f in lane.fast.values())]
 
     def _close_rx(self, link: UdpLink) -> None:
         rx = link.rx
         if rx is None:
             return
         link.rx = None
+        lane = self._rx_lane.pop(rx, None)
         fast = self._fast.get(link.sock)
-        if fast is not None:
+        if lane is not None:
+            lane.remove(rx)
+        elif fast is not None:
             self.loop.remove_fast(fast, rx.fileno())
-        self.share.remove(rx.fileno())
+            self.share.remove(rx.fileno())
         self._family.pop(rx, None)
         self.loop.remove(rx)
         rx.close()
 
     def close(self) -> None:
+        with self.locked():
+            self._close()
+        if self.lock is not None and self.loop.lock is self.lock:
+            self.loop.lock = None
+            if self._run_lanes in self.loop.starting:
+                self.loop.starting.remove(self._run_lanes)
+
+    def _close(self) -> None:
+        for lane in self.lanes:  # every thread ends before a socket it reads is closed
+            lane.close()
         for fast in self._fast.values():
             self.loop.remove_fast(fast)
             fast.close()

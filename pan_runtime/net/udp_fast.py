@@ -46,7 +46,7 @@ except ImportError as exc:  # built at install only where a C compiler was found
 else:
     _IMPORT_ERROR = ""
 
-__all__ = ["PATHS", "UdpFastPath", "available", "unavailable_reason", "wait", "waits"]
+__all__ = ["PATHS", "UdpFastPath", "available", "node_lock", "unavailable_reason", "wait", "waits"]
 
 #: how the datagrams a fast path read went: carried out in C after the code ran (through a C
 #: entry or ``fast_accept``); run in Python (a runtime with neither entry); handed to Python
@@ -72,16 +72,24 @@ def unavailable_reason() -> str | None:
     return f"pan_runtime.net._fastpath is not built ({_IMPORT_ERROR}); reinstall pan with a C compiler on PATH"
 
 
-def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int) -> list[tuple[int, int]]:
+def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int, lock: Any = None) -> list[tuple[int, int]]:
     """``epoll_wait`` with the fast sockets' bursts read in C (``fast``: fd -> the ``UdpFastPath.c``
     reading it, the node's socket and its neighbours' own); returns the other ready
-    descriptors. See ``_fastpath.wait``."""
+    descriptors. ``lock`` (``node_lock()``) is dropped while it blocks. See ``_fastpath.wait``."""
     assert _fastpath is not None
-    return _fastpath.wait(epfd, fast, timeout, limit)  # type: ignore[no-any-return]
+    return _fastpath.wait(epfd, fast, timeout, limit, lock)  # type: ignore[no-any-return]
+
+
+def node_lock() -> Any:
+    """A new ``_fastpath.NodeLock``: what a node whose fast path runs on several threads
+    serialises everything but system calls with (``pan_runtime/include/pan_nodelock.h``)."""
+    if _fastpath is None:
+        raise PanError(unavailable_reason() or "fast path unavailable")
+    return _fastpath.NodeLock()
 
 
 def waits() -> int:
-    """``epoll_wait`` calls ``wait`` made so far in this process (0 without the extension)."""
+    """``epoll_wait`` calls ``wait`` made so far on this thread (0 without the extension)."""
     return int(_fastpath.waits()) if _fastpath is not None else 0
 
 
@@ -121,13 +129,26 @@ def _materialize_inflight() -> None:
 class UdpFastPath:
     """The fast path of one UDP socket of a transport; see the module docstring."""
 
-    def __init__(self, transport: UdpTransport, sock: socket.socket, rx_batch: int = 64):
+    def __init__(
+        self,
+        transport: UdpTransport,
+        sock: socket.socket,
+        rx_batch: int = 64,
+        *,
+        serves: socket.socket | None = None,
+        lock: Any = None,
+    ):
+        """``sock``: the socket it reads and sends on; ``serves``: the node socket whose
+        neighbours it serves (default ``sock``; another thread's socket of the same port
+        serves the same neighbours); ``lock``: the node's ``node_lock()`` when several
+        threads run fast paths."""
         if _fastpath is None:
             raise PanError(unavailable_reason() or "fast path unavailable")
         node = transport.node
         self.transport = transport
         self.node = node
         self.sock = sock
+        self.serves = sock if serves is None else serves
         self.pool = pool = node.pool
         self._c: Any = _fastpath.FastPath(
             fd=sock.fileno(),
@@ -142,6 +163,9 @@ class UdpFastPath:
             budget_ns=int(node.config.budget.time_ms * 1_000_000),
             rx_batch=rx_batch,
         )
+        self._lock = lock
+        if lock is not None:
+            self._c.lock = lock
         self._snapshot: FastSnapshot | None = None
         self._links: list[UdpLink] = []
         self._entries: list[CacheEntry] = []
@@ -180,7 +204,7 @@ class UdpFastPath:
         self.flush()
         snap = snapshot(self.node)
         neighbors = dict(snap.neighbors)
-        links = [link for link in self.transport.links.values() if link.sock is self.sock]
+        links = [link for link in self.transport.links.values() if link.sock is self.serves]
         index = {link.address: i for i, link in enumerate(links)}
 
         def link_of(hop: Any) -> int:
@@ -246,7 +270,16 @@ class UdpFastPath:
         return dict(self._c.syscalls)
 
     def flush(self) -> None:
-        """Fold the counters of capsules finished in C into the node, links and code stats."""
+        """Fold the counters of capsules finished in C into the node, links and code stats
+        (under the node's lock when several threads run fast paths: another thread's counters
+        and tables are then between two of its system calls)."""
+        if self._lock is not None:
+            with self._lock:
+                self._flush()
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._snapshot is None or self.closed:
             return
         received, sent, codes, links, paths, lost = self._c.take_counters()

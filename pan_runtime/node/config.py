@@ -18,7 +18,10 @@ from pan_runtime.isolation.mechanism import Mechanism, env_default, parse_mechan
 from pan_runtime.node.env import Budget
 from pan_runtime.plugin.loadlimits import LoadLimits
 
-__all__ = ["NodeConfig"]
+__all__ = ["MAX_THREADS", "NodeConfig"]
+
+#: the most fast-path threads a node runs (``limits.threads``)
+MAX_THREADS = 64
 
 
 class NodeConfig:
@@ -62,6 +65,7 @@ class NodeConfig:
         worker_start_ms: int = 30_000,
         worker_backoff_ms: int = 10,
         worker_spares: int = 1,
+        threads: int = 1,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -126,6 +130,9 @@ class NodeConfig:
         #: started workers each runtime in process isolation keeps waiting for a code object,
         #: so that a restart need not start an interpreter and a runtime (0: none)
         self.worker_spares = _bounded("worker_spares", worker_spares, 0, 16)
+        #: threads the UDP fast path reads the node's sockets on (pan_runtime.net.lanes): the
+        #: kernel spreads datagrams over their sockets; node work stays one at a time
+        self.threads = _bounded("threads", threads, 1, MAX_THREADS)
         self._check_holding_bounds()
 
     def mechanism(self, runtime: str) -> Mechanism:

@@ -79,3 +79,20 @@ def test_udp_with_the_middle_on_its_own_cpu_and_a_figure(tmp, tmp_path):
     assert "capacity udp passive" in doc["meta"]["skipped"]  # no kernel between loopback hosts
     assert (plots / "capacity-udp.png").stat().st_size > 0
     assert list(tmp.iterdir()) == []
+
+
+def test_udp_two_fast_path_threads_both_forward_the_generators_flows(tmp, tmp_path):
+    out = tmp_path / "cap.json"
+    r = run_bench("--experiment", "capacity", "--topology", "udp", "--runtime", "native", "--config", "active",
+                  "--threads", "2", "--flows", "4", "--placement", "free", *SHORT, "--json", str(out), "--quiet", tmp=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    _check_cells(doc, "udp", [("active", "native")])
+    assert doc["meta"]["threads"] == 2 and doc["meta"]["flows"] == 4
+    assert doc["meta"]["options"]["plan"]["threads"] == 2
+    assert "2 fast-path thread(s) per node, 4 flows" in r.stdout  # the table's header
+    per = doc["meta"]["capacity_threads"]["udp active"]
+    assert len(per) == 2 and all(n > 0 for n in per), per  # the middle's kernel spread the flows over both
+    assert "capacity udp active: capsules each fast-path thread finished in C" in r.stdout
+    assert 0 < doc["meta"]["capacity_serial"]["udp active"]  # the node lock's hold time, over its CPU time
+    assert list(tmp.iterdir()) == []

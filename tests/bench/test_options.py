@@ -31,6 +31,9 @@ from pan_runtime.cli.main import main
         (["--experiment", "capacity", "--steps", "0"], "--steps must be between"),
         (["--experiment", "capacity", "--top-rate", "10"], "--top-rate must be between"),
         (["--experiment", "capacity", "--size", "99"], "below the smallest capsule these experiments send (100 bytes"),
+        (["--threads", "0"], "--threads must be 1..64"),
+        (["--threads", "65"], "--threads must be 1..64"),
+        (["--experiment", "capacity", "--flows", "0"], "--flows must be 1..64"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(args, message, capsys):
@@ -125,4 +128,7 @@ def test_capacity_settings_and_default_configurations(tmp_path):
     assert plan.options()["capacity"] == {"duration_s": 2.0, "loss": 0.005, "steps": 5, "top_rate": 1_000_000.0}
     ping = make_plan(p.parse_args(["--experiment", "ping"]), known)
     assert "cbatch" not in ping.configs and "capacity" not in ping.options()
+    assert (plan.threads, plan.flows) == (1, 1)
+    two = make_plan(p.parse_args(["--experiment", "capacity", "--threads", "2", "--flows", "8"]), known)
+    assert (two.threads, two.flows) == (2, 8) and two.options()["threads"] == 2 and two.options()["flows"] == 8
     assert min_size("capacity") == 28 + 52 + 20

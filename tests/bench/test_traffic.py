@@ -160,3 +160,22 @@ def test_a_trial_lasts_its_duration_even_when_the_rate_cannot_be_offered(tmp_pat
     assert r.returncode == 0, r.stderr
     words = r.stdout.split()
     assert 0 < int(words[1]) < 20_000_000
+
+
+def test_the_generator_takes_turns_among_its_flows(tmp_path):
+    # --flows: the bursts leave from FLOWS source ports (the first the one named), so a
+    # receiver's kernel can spread them over its SO_REUSEPORT sockets
+    src = _port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(LIMIT_S)
+        gen = subprocess.run([str(traffic_binary()), "gen", f"127.0.0.1:{src}", f"127.0.0.1:{rx.getsockname()[1]}", "400",
+                              "0.25", str(_capsule(tmp_path, 200)), "4"], capture_output=True, text=True, timeout=LIMIT_S)
+        assert gen.returncode == 0, gen.stderr
+        assert gen.stdout.split()[1] == "100"
+        ports = [rx.recvfrom(2048)[1][1] for _ in range(100)]
+    assert len(set(ports)) == 4 and src in ports
+    for bad in ("0", "65", "x"):
+        r = subprocess.run([str(traffic_binary()), "gen", f"127.0.0.1:{_port()}", "127.0.0.1:9", "10", "0.1",
+                            str(_capsule(tmp_path, 200)), bad], capture_output=True, text=True, timeout=LIMIT_S)
+        assert r.returncode == 2 and "bad flow count" in r.stderr

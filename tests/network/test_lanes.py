@@ -1,0 +1,196 @@
+"""The fast path on several threads (``limits.threads``, ``pan_runtime.net.lanes``).
+
+A middle node with ``threads = 2`` has four fake neighbours, each sending from its own port
+(so the neighbours' own receive sockets go to both threads) and a receiver daemon. Both
+threads must forward, every capsule the middle took must arrive and every figure must add
+up across the threads; a fault in a run on either thread is handled as on one thread, and
+closing the node ends its threads and frees its port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import types
+from pathlib import Path
+
+import pytest
+from nethelpers import FakePeer, daemon_from, free_udp_ports, pump, remove_tree, short_dir
+from test_net_udp import forward_body
+
+from pan_runtime.cli.netcli import format_stats
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.errors import ConfigError
+from pan_runtime.net.application import Application, capsule_bytes
+from pan_runtime.net.config import parse_config
+from pan_runtime.net.daemon import prometheus_text
+from pan_runtime.node.config import NodeConfig
+from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.resources import cases_dir
+from pan_runtime.testing import build_case
+
+RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
+PORT = 7
+PEERS = 4
+EACH = 30
+
+
+@pytest.fixture
+def tmpdir_short():
+    d = short_dir()
+    yield d
+    remove_tree(d)
+
+
+def _lane_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pan-lane-")]
+
+
+@contextlib.contextmanager
+def _star(d: Path, runtime: str, threads: int = 2, peers: int = PEERS, limits: str = ""):
+    """The middle (``threads`` threads), ``peers`` fake neighbours and a receiver daemon."""
+    mport, rport, *pports = free_udp_ports(2 + peers)
+    peers = [FakePeer(p) for p in pports]
+    mid = [
+        "[node]", 'name = "middle"', f'listen = ["127.0.0.1:{mport}"]', 'app_socket = "middle.sock"',
+        *(x for p in pports for x in ("[[neighbors]]", f'address = "127.0.0.1:{p}"')),
+        "[[neighbors]]", f'address = "127.0.0.1:{rport}"',
+        "[limits]", f"threads = {threads}", "budget_time_ms = 1000", limits,
+    ]
+    rcv = ["[node]", 'name = "receiver"', f'listen = ["127.0.0.1:{rport}"]', 'app_socket = "receiver.sock"',
+           "[[neighbors]]", f'address = "127.0.0.1:{mport}"']
+    (d / "middle.toml").write_text("\n".join(mid) + "\n")
+    (d / "receiver.toml").write_text("\n".join(rcv) + "\n")
+    ds = []
+    try:
+        ds = [daemon_from(d / "middle.toml"), daemon_from(d / "receiver.toml")]
+        middle, receiver = ds
+        code = reference_code(runtime, "forward")
+        pm = reference_code("restricted_py", "portmapper")
+        for node in (middle.node, receiver.node):
+            node.install(code)
+            node.install(pm)
+            node.use_portmapper(pm)
+        app = Application(receiver.node)
+        app.bind(PORT)
+        yield types.SimpleNamespace(ds=ds, middle=middle, receiver=receiver, peers=peers, code=code, app=app, mport=mport)
+    finally:
+        for x in ds:
+            x.close()
+        for p in peers:
+            p.close()
+
+
+def _send(t, code, tag: bytes, each: int = EACH) -> int:
+    """Every peer sends ``each`` forwards toward the receiver (one peer after the other)."""
+    for k, peer in enumerate(t.peers):
+        for i in range(each):
+            body = forward_body(t.receiver.node.address, tag + struct.pack(">HH", k, i))
+            peer.send(capsule_bytes(code, body, peer.address), t.mport)
+    return len(t.peers) * each
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_two_threads_both_forward_and_every_figure_adds_up(tmpdir_short, runtime):
+    with _star(tmpdir_short, runtime) as t:
+        total = _send(t, t.code, b"two")
+        assert pump(t.ds, lambda: t.app.pending == total)
+        got = sorted(d.data[20:] for d in t.app.deliveries())
+        assert got == sorted(b"two" + struct.pack(">HH", k, i) for k in range(PEERS) for i in range(EACH))
+        s = t.middle.statistics()
+        fast = s["links"]["fast_path"]
+        per = fast["threads"]
+        assert len(per) == 2
+        assert all(th["finished_in_c"] > 0 for th in per), per  # both threads forwarded
+        for k in ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c"):
+            assert sum(th[k] for th in per) == fast[k]
+        assert fast["finished_in_c"] + fast["python_runs"] + fast["handed_over"] == total
+        assert s["received"] == total and s["sent"] == total and s["dropped"] == 0
+        c = s["code"][t.code.hex_name]
+        assert c["capsules_in"] == total and c["forwarded"] == total
+        links = s["links"]["neighbors"]
+        assert sum(links[str(p.address)]["received"] for p in t.peers) == total
+        assert links[str(t.receiver.node.address)]["sent"] == total
+        assert s["links"]["syscalls"]["recv_datagrams"] >= total
+        text = prometheus_text(s)
+        assert f'pan_fast_path_capsules_total{{path="finished_in_c"}} {fast["finished_in_c"]}' in text
+        for i, th in enumerate(per):
+            assert f'pan_fast_path_thread_capsules_total{{thread="{i}"}} {th["finished_in_c"]}' in text
+        assert t.middle.loop.errors == 0 and all(lane.errors == 0 for lane in t.middle.transport.lanes)
+        assert fast["lock_held_ns"] > 0  # the serial part of the threads' work is measured
+        assert "fast path threads: carried out in C " + " / ".join(str(th["finished_in_c"]) for th in per) in format_stats(s)
+
+
+def test_without_sockets_of_their_own_the_kernel_spreads_the_neighbours_over_the_threads():
+    # no neighbour has a socket of its own: every datagram reaches the node's port, where the
+    # kernel picks one socket of the SO_REUSEPORT group by the source's address and port (16
+    # sources all hashed to one of two sockets: a chance of 2 in 65536)
+    d = short_dir()
+    try:
+        with _star(d, "native", peers=16, limits="neighbour_sockets = 0") as t:
+            assert all(link.rx is None for link in t.middle.transport.links.values())
+            total = _send(t, t.code, b"k", each=5)
+            assert pump(t.ds, lambda: t.app.pending == total)
+            s = t.middle.statistics()
+            per = s["links"]["fast_path"]["threads"]
+            assert all(th["finished_in_c"] > 0 for th in per) and sum(th["finished_in_c"] for th in per) == total, per
+            assert s["received"] == s["sent"] == total
+    finally:
+        remove_tree(d)
+
+
+@pytest.mark.parametrize("runtime", ["wasm", "jvm", "restricted_py"])  # code that raises: not in native
+def test_a_fault_on_either_thread_is_contained(tmpdir_short, runtime):
+    with _star(tmpdir_short, runtime) as t:
+        hostile = build_case(cases_dir() / "raise", runtime, default_plugins())
+        t.middle.node.install(hostile)
+        for peer in t.peers:  # one faulting capsule from every neighbour: both threads run one
+            peer.send(capsule_bytes(hostile, b"x" * 8, peer.address), t.mport)
+        total = _send(t, t.code, b"after")
+        assert pump(t.ds, lambda: t.app.pending == total)
+        s = t.middle.statistics()
+        h = s["code"][hostile.hex_name]
+        assert h["capsules_in"] == PEERS and h["dropped"] == PEERS and h["errors"] == PEERS, h
+        per = s["links"]["fast_path"]["threads"]
+        assert all(th["handed_over"] > 0 for th in per), per  # a fault was handed over on each thread
+        assert s["code"][t.code.hex_name]["forwarded"] == total
+        assert all(lane.alive and lane.errors == 0 for lane in t.middle.transport.lanes)
+        assert t.middle.loop.errors == 0
+
+
+def test_close_ends_every_thread_and_frees_the_port(tmpdir_short):
+    before = len(_lane_threads())
+    with _star(tmpdir_short, "native", threads=3) as t:
+        total = _send(t, t.code, b"c")
+        assert pump(t.ds, lambda: t.app.pending == total)
+        lanes = t.middle.transport.lanes
+        assert len(lanes) == 2 and all(lane.alive for lane in lanes)
+        assert len(_lane_threads()) == before + 2
+        socks = [s for lane in lanes for s in lane.sockets.values()]
+        rx = [link.rx for link in t.middle.transport.links.values()]
+        t.middle.close()
+        assert len(_lane_threads()) == before
+        assert not any(lane.alive for lane in lanes)
+        assert all(s.fileno() == -1 for s in socks + rx)
+        # nothing holds the middle's port any more: a socket without SO_REUSEPORT can bind it
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", t.mport))
+
+
+@pytest.mark.parametrize("value", ["0", "65", "true", "1.5"])
+def test_threads_is_a_validated_limit(value):
+    text = '[node]\nlisten = ["127.0.0.1:0"]\n[limits]\nthreads = '
+    assert parse_config(text + "64\n", "n.toml").node.threads == 64
+    assert parse_config(text[: -len("threads = ")], "n.toml").node.threads == 1  # the default
+    with pytest.raises(ConfigError, match="limits.threads"):
+        parse_config(text + value + "\n", "n.toml")
+    with pytest.raises(ConfigError, match="NodeConfig.threads"):
+        NodeConfig(threads=0 if value == "0" else 65)
+
+
+def test_threads_need_the_fast_path(tmpdir_short):
+    (tmpdir_short / "n.toml").write_text('[node]\nlisten = ["127.0.0.1:0"]\n[limits]\nthreads = 2\nfast_path = false\n')
+    with pytest.raises(ConfigError, match="threads = 2 needs the compiled fast path"):
+        daemon_from(tmpdir_short / "n.toml")
