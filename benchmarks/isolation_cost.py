@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,68 @@ def per_capsule(runtime: str, mechanism: str, batch: int, n: int, size: int, rou
             node.process()
             out.append((time.perf_counter_ns() - t0) / n / 1000)
     return statistics.median(out)
+
+
+def _gone(pid: int) -> None:
+    """Wait until ``pid`` (a child of this process) is dead; a hang guard of 30 s."""
+    for _ in range(3000):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except OSError:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"worker {pid} did not die")
+
+
+def restarts(runtime: str, repeats: int, standbys: int) -> tuple[list[float], int]:
+    """Restart times in ms: SIGKILL the worker of the reference forward, let the node notice
+    on a capsule (a fault), then time the next capsule: the restart (a warm standby's INIT, a
+    spare's link and INIT, or a whole start) and that capsule's run. Each repeat lets the
+    node's refill finish first (a standby ready again), as after a single crash. Also returns
+    the warm restarts counted."""
+    plugins = default_plugins()
+    code = reference_code(runtime, "forward", plugins)
+    cfg = NodeConfig(isolation={runtime: "process"}, worker_standbys=standbys, breaker_threshold=1 << 20, worker_backoff_ms=0)
+    out = []
+    with Node(1, config=cfg, plugins=plugins) as node:
+        node.install(code)
+        entry = node.cache.peek(code.name)
+        assert entry is not None
+        wc = entry.loaded
+        app = Application(node)
+        body = node.address.raw + (4242).to_bytes(2, "big") + bytes(64)
+        rt = node.runtime(runtime)
+        for _ in range(repeats):
+            _ready(rt)
+            pid = wc.pid  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+            _gone(pid)
+            app.send(code, body)
+            node.process()  # the node finds its worker dead: one capsule counted as a fault
+            ran, errors = entry.stats.capsules_in, entry.stats.errors
+            t0 = time.perf_counter_ns()
+            app.send(code, body)
+            node.process()
+            out.append((time.perf_counter_ns() - t0) / 1e6)
+            assert entry.stats.capsules_in == ran + 1 and entry.stats.errors == errors, entry.stats.as_dict()
+        warm = rt.statistics().get("worker_warm_restarts", 0)
+    return out, warm
+
+
+def _ready(rt: object) -> None:
+    """Wait until the runtime's spares have made their runtime and its standbys linked their
+    code (their answers are in their rings): a restart measured then is one after a single
+    crash, not one in a crash loop."""
+    result = 8 + ((len(wire.encode([0, 0, 0])) + 7) & ~7)  # one RESULT record
+    spares = list(getattr(rt, "spares", []))
+    standbys = [w.standby.proc for w in getattr(rt, "live", ()) if getattr(w, "standby", None) is not None]
+    for p, want in [*((p, result) for p in spares), *((p, 2 * result) for p in standbys)]:
+        for _ in range(6000):  # a hang guard
+            if p.ch.up.unread() >= want or p.proc.poll() is not None:
+                break
+            time.sleep(0.005)
 
 
 def channel_parts(size: int, n: int) -> dict[str, float]:

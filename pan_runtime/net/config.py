@@ -199,6 +199,7 @@ _SCHEMA: dict[str, set[str]] = {
         "worker_start_ms",
         "worker_backoff_ms",
         "worker_spares",
+        "worker_standbys",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -419,6 +420,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_start_ms=lim("worker_start_ms", 30_000, 100, 600_000),
         worker_backoff_ms=lim("worker_backoff_ms", 10, 0, 5_000),
         worker_spares=lim("worker_spares", 1, 0, 16),
+        worker_standbys=lim("worker_standbys", 4, 0, 4096),
     )
 
     neighbors: list[NeighborConfig] = []

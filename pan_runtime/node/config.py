@@ -62,6 +62,7 @@ class NodeConfig:
         worker_start_ms: int = 30_000,
         worker_backoff_ms: int = 10,
         worker_spares: int = 1,
+        worker_standbys: int = 4,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -126,6 +127,10 @@ class NodeConfig:
         #: started workers each runtime in process isolation keeps waiting for a code object,
         #: so that a restart need not start an interpreter and a runtime (0: none)
         self.worker_spares = _bounded("worker_spares", worker_spares, 0, 16)
+        #: code objects per runtime in process isolation that keep a warm standby: a second
+        #: worker with the code linked and confined, so a restart only runs ``init`` (0: none;
+        #: one per code object at most, so never more than ``workers`` are used)
+        self.worker_standbys = _bounded("worker_standbys", worker_standbys, 0, 4096)
         self._check_holding_bounds()
 
     def mechanism(self, runtime: str) -> Mechanism:
