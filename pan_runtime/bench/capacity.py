@@ -125,7 +125,8 @@ class Middle:
             self.client.close()
 
 
-def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], max_size: int) -> Middle:
+def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], max_size: int,
+                  isolation: str = "in_process") -> Middle:
     s, m, r = bed.hosts["sender"], bed.hosts["middle"], bed.hosts["receiver"]
     ps, pm, pr = (bed.port(role, config) for role in ("sender", "middle", "receiver"))
     if config == "none":
@@ -146,7 +147,7 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
     elif config in ("active", "activecopy"):
         app = bed.tmp / f"cap-{'ac' if config == 'activecopy' else 'a'}-m.sock"
         toml = node_toml(f"{config}-middle", m_listen, m_addr, app, [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes,
-                         max(9216, max_size), copy_on_send=config == "activecopy")
+                         max(9216, max_size), copy_on_send=config == "activecopy", isolation=isolation)
         mid.proc = _pan_node(bed, "middle", f"cap-{config}", toml)
         mid.proc.wait_line("pan node", START_LIMIT_S)
         mid.client = Client.connect(app, timeout=START_LIMIT_S, request_timeout=120.0)
@@ -168,7 +169,7 @@ class _Cell:
         self.name = name
         wire = forward_capsule(name, NodeAddress.parse(mid.source), NodeAddress.parse(mid.receiver), size)
         self.length = len(wire)
-        self.file = bed.tmp / f"cap-{mid.config}-{runtime}-{size}.bin"
+        self.file = bed.tmp / f"cap-{mid.config}-{runtime.replace('/', '-')}-{size}.bin"
         self.file.write_bytes(wire)
         self.searches: list[Search] = []
         self.syscalls: list[float] = []
@@ -262,12 +263,15 @@ def run_capacity(
     failed: dict[str, str],
     skipped: dict[str, str],
     progress: Callable[[str], None] | None = None,
+    isolation: str = "in_process",
 ) -> CapacityOutcome:
     """Measure every configuration of ``plan`` that can run on ``topo`` (with ``runtimes`` in
-    the pan middles); rows go to ``add``, failures and skips into the dicts."""
+    the pan middles); rows go to ``add``, failures and skips into the dicts. ``isolation``
+    ``process``: only the pan middles, running ``runtimes`` in worker processes, their rows
+    named ``RUNTIME/process`` (the baselines run no code and are measured once, in-process)."""
     from pan_runtime.cli.protocols import reference_code
 
-    from .options import config_unsupported
+    from .options import cell_runtime, config_unsupported
     from .testbed import make_testbed
     from .traffic import traffic_binary
 
@@ -290,6 +294,8 @@ def run_capacity(
     with make_testbed(topo, plan.placement) as bed, contextlib.ExitStack() as stack:
         middles: list[Middle] = []
         for config in plan.configs:
+            if isolation == "process" and config not in ("active", "activecopy"):
+                continue
             why = config_unsupported("capacity", topo, config) or bed.config_unavailable(config) or (
                 copy_why if config == "activecopy" else None)
             if config in ("active", "activecopy") and not node_rts:
@@ -300,7 +306,7 @@ def run_capacity(
             if progress:
                 progress(f"capacity {topo}: starting {config}")
             try:
-                mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes))
+                mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes), isolation)
             except PanError as exc:
                 failed[f"capacity {topo} {config}"] = str(exc)
                 continue
@@ -322,7 +328,8 @@ def run_capacity(
                 continue
             for mid in middles:
                 if mid.client is not None:
-                    cells += [_Cell(bed, binary, mid, rt, codes[rt].name, size, plan.duration) for rt in node_rts]
+                    cells += [_Cell(bed, binary, mid, cell_runtime(rt, isolation), codes[rt].name, size, plan.duration)
+                              for rt in node_rts]
                 else:
                     cells.append(_Cell(bed, binary, mid, BASELINE_RUNTIME, base_name, size, plan.duration))
         _search_all(plan, topo, cells, failed, out, method, progress, add)

@@ -51,8 +51,12 @@ def node_toml(
     runtimes: list[str],
     pool_buffer_size: int,
     copy_on_send: bool = False,
+    isolation: str = "in_process",
 ) -> str:
-    """The TOML configuration of one bench node (``neighbors``: (address, endpoint) pairs)."""
+    """The TOML configuration of one bench node (``neighbors``: (address, endpoint) pairs);
+    ``isolation`` is how it runs every runtime's code (``process``: in worker processes, with
+    no warm standbys: the bench measures capsules, not restarts, and a standby per code object
+    would start a second runtime for each, a JVM too, while the cells run)."""
     lines = [
         "[node]",
         f"name = {_toml_str(name)}",
@@ -72,6 +76,10 @@ def node_toml(
     ]
     if copy_on_send:
         lines.append("copy_on_send = true")
+    if isolation == "process":
+        lines.append("worker_standbys = 0")
+        for r in runtimes:
+            lines += ["", f"[runtimes.{r}]", 'isolation = "process"']
     for addr, ep in neighbors:
         lines += ["", "[[neighbors]]", f"address = {_toml_str(addr)}", f"endpoint = {_toml_str(ep)}"]
     for dest, via in routes:
@@ -114,6 +122,13 @@ class Running:
     def node_stats(self) -> dict[str, dict[str, object]]:
         return {role: c.stats() for role, c in self.clients.items()}
 
+    def middle_workers(self, runtime: str) -> int | None:
+        """Worker processes the middle ``pan node`` has up for ``runtime`` (None: no pan middle)."""
+        client = self.clients.get("middle")
+        if client is None:
+            return None
+        return int(client.stats().get("workers", {}).get(runtime, {}).get("workers", 0))
+
     def close(self) -> None:
         for c in self.clients.values():
             c.close()  # never raises: a link that is already gone is closed
@@ -141,8 +156,9 @@ def _pan_node(bed: Testbed, role: str, config: str, toml: str) -> Proc:
 _SOCKET_TAGS = {"none": "n", "passive": "p", "cforw": "f", "active": "a", "activecopy": "ac"}
 
 
-def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int) -> Running:
-    """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect."""
+def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int, isolation: str = "in_process") -> Running:
+    """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect.
+    A ``pan node`` in the middle runs ``runtimes`` in ``isolation``; the ends run them in-process."""
     why = bed.config_unavailable(config)
     if why:
         raise PanError(f"configuration {config} on {bed.name}: {why}")
@@ -177,7 +193,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
             sockets["middle"] = bed.tmp / f"{tag}-m.sock"
             toml = node_toml(
                 f"{config}-middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
-                copy_on_send=config == "activecopy",
+                copy_on_send=config == "activecopy", isolation=isolation,
             )
             procs.append(_pan_node(bed, "middle", config, toml))
         toml = node_toml(f"{config}-receiver", r_addr, r_addr, sockets["receiver"], r_nb, r_rt, runtimes, pool)

@@ -31,6 +31,7 @@ from pan_runtime.cli.main import main
         (["--experiment", "capacity", "--steps", "0"], "--steps must be between"),
         (["--experiment", "capacity", "--top-rate", "10"], "--top-rate must be between"),
         (["--experiment", "capacity", "--size", "99"], "below the smallest capsule these experiments send (100 bytes"),
+        (["--isolation", "sandbox"], "unknown isolation 'sandbox'; known: in_process, process"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(args, message, capsys):
