@@ -41,7 +41,7 @@ from .dispatch import forward_capsule
 from .load import OthersShare
 from .noise import cell_key
 from .search import Probe, Search, find_capacity
-from .syscalls import SyscallCount, counter_method, cpu_seconds
+from .syscalls import SyscallCount, counter_method, cpu_seconds, with_children
 from .testbed import Proc, Testbed
 
 __all__ = ["BASELINE_RUNTIME", "CAPACITY_CONFIGS", "CapacityOutcome", "run_capacity"]
@@ -119,6 +119,8 @@ class Middle:
     client: Client | None = None
     #: the receiver's address, for a capsule's forward header
     receiver: str = ""
+    #: how a pan middle runs its runtimes (``process``: its workers' CPU and calls count too)
+    isolation: str = "in_process"
 
     def close(self) -> None:
         if self.client is not None:
@@ -136,7 +138,8 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
     m_addr = f"{m.ip_toward('sender')}:{pm}"
     m_listen = f"0.0.0.0:{pm}" if m.isolated else m_addr
     sink = Sink(bed, binary, r_addr)
-    mid = Middle(config, s_addr, r_addr if config in ("none", "passive") else m_addr, sink, receiver=r_addr)
+    mid = Middle(config, s_addr, r_addr if config in ("none", "passive") else m_addr, sink, receiver=r_addr,
+                 isolation=isolation if config in ("active", "activecopy") else "in_process")
     if config == "cforw":
         mid.proc = bed.spawn("middle", [sys.executable, "-m", "pan_runtime.bench.forwarder", m_listen, s_addr, r_addr],
                              "cforw forwarder")
@@ -183,10 +186,12 @@ class _Cell:
         before, stray0 = mid.sink.count()
         pid = mid.proc.pid if mid.proc is not None else None
         counter = None
-        if count_calls and pid is not None:
-            counter = SyscallCount(pid, self.duration + 0.6, count_calls)
+        # a middle in process isolation runs the code in its workers: count them too
+        pids = (with_children(pid) if mid.isolation == "process" else [pid]) if pid is not None else []
+        if count_calls and pids:
+            counter = SyscallCount(pids, self.duration + 0.6, count_calls)
             counter.start()
-        cpu0 = cpu_seconds(pid) if pid is not None else None
+        cpu0 = _cpu(pids)
         try:
             gen = self.bed.spawn("sender", [str(self.binary), "gen", mid.source, mid.dest, f"{rate:.1f}",
                                             f"{self.duration:.3f}", str(self.file)], "generator")
@@ -203,7 +208,7 @@ class _Cell:
                 raise PanError(f"the generator failed (exit {gen.popen.returncode}): {err.strip()[-400:] or out.strip()}")
             sent, ns = int(words[1]), int(words[3])
             after, stray1 = mid.sink.settle(max(5.0, 4 * self.duration))
-            cpu1 = cpu_seconds(pid) if pid is not None else None
+            cpu1 = _cpu(pids)
             calls = counter.stop() if counter is not None else None
         finally:
             if counter is not None:
@@ -215,6 +220,12 @@ class _Cell:
         if calls is not None:
             extra["syscalls"] = float(calls)
         return Probe(rate, sent, after - before, max(ns, 1) / 1e9, extra)
+
+
+def _cpu(pids: list[int]) -> float | None:
+    """CPU seconds of ``pids`` together (None: none given, or one is gone)."""
+    times = [cpu_seconds(p) for p in pids]
+    return sum(times) if times and None not in times else None  # type: ignore[arg-type]
 
 
 def _stats(values: list[float]) -> dict[str, float]:
