@@ -337,3 +337,46 @@ def test_no_standbys_when_the_limit_is_zero():
         assert _forward(node, code, app) == 1
         stats = rt.statistics()
         assert stats["worker_restarts"] == 1 and stats["worker_warm_restarts"] == 0, stats
+
+
+def test_a_jvm_spare_has_booted_its_jvm_before_any_code_object_needs_it():
+    """A spare makes its runtime's engine when it starts (``Runtime.start``): a jvm spare maps
+    the JVM before a restart takes it, so that restart only loads classes."""
+    import time
+
+    node, code, app = _forward_node("jvm", worker_standbys=0)
+    with node:
+        rt = node.runtime("jvm")
+        (spare,) = rt.spares
+        pid = spare.proc.pid
+        for _ in range(6000):  # a hang guard: the spare boots its JVM, then waits
+            with open(f"/proc/{pid}/maps") as f:
+                if "libjvm.so" in f.read():
+                    break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the spare did not boot its JVM")
+        _kill(node.cache.peek(code.name).loaded.pid)  # type: ignore[union-attr]
+        _forward(node, code, app)
+        assert _forward(node, code, app) == 1
+        stats = rt.statistics()
+        assert stats["spares_used"] >= 1 and stats["worker_warm_restarts"] == 0, stats
+
+
+def test_a_code_object_that_keeps_dying_still_backs_off_with_a_standby():
+    """The first death restarts at once (from the standby); the second in a row waits for
+    ``worker_backoff_ms``, and capsules meanwhile are dropped as ``worker_down``."""
+    code = _build("native")
+    with _line("native") as net:
+        net.nodes[0].config.worker_backoff_ms = 5_000  # the back-off outlasts the test's capsules
+        net.install(code)
+        a = net.nodes[0]
+        entry = a.cache.peek(code.name)
+        assert entry is not None
+        _run_hostile(net, code, 1)  # a segfault: restarted at once on the next capsule
+        _run_hostile(net, code, 1)  # it ran in the standby, and crashed again
+        _run_hostile(net, code, 0)  # within the back-off: dropped, no restart
+        drops = entry.stats.drops
+        assert drops[FaultReason.CRASH] == 2 and drops[FaultReason.WORKER_DOWN] == 1, entry.stats.as_dict()
+        stats = a.runtime("native").statistics()
+        assert stats["worker_restarts"] == 1 and stats["worker_warm_restarts"] == 1, stats
