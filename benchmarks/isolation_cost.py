@@ -2,15 +2,20 @@
 protocol of each runtime on N queued capsules of SIZE bytes, in the node's process and in a
 worker, one capsule per crossing and in batches; then the channel's parts alone: copying a
 body into the ring and back, an eventfd round trip to another process, and encoding and
-decoding a batch's records. Prints µs per capsule (median of the rounds) and ratios.
+decoding a capsule's fields and verdict (medians and min–max over the rounds). Prints µs per
+capsule (median of the rounds) and ratios. Then restarts: the worker of each runtime's
+forward is SIGKILLed and the restart and first capsule after it timed, with a warm standby
+(``worker_standbys``) and with a spare only (median, min–max of ``--restarts``).
 
     python benchmarks/isolation_cost.py [--runtime native,wasm] [--n 2000] [--size 1500] [--rounds 5]
+                                        [--restarts 10] [--skip-capsules]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -19,6 +24,7 @@ import time
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.isolation import wire
 from pan_runtime.isolation.channel import Channel
+from pan_runtime.isolation.protocol import CAPSULE, NO_HOP
 from pan_runtime.net.application import Application
 from pan_runtime.node.node import Node, NodeConfig
 from pan_runtime.plugin.plugins import default_plugins
@@ -52,41 +58,118 @@ def per_capsule(runtime: str, mechanism: str, batch: int, n: int, size: int, rou
     return statistics.median(out)
 
 
-def channel_parts(size: int, n: int) -> dict[str, float]:
+def _gone(pid: int) -> None:
+    """Wait until ``pid`` (a child of this process) is dead; a hang guard of 30 s."""
+    for _ in range(3000):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except OSError:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"worker {pid} did not die")
+
+
+def restarts(runtime: str, repeats: int, standbys: int) -> tuple[list[float], int]:
+    """Restart times in ms: SIGKILL the worker of the reference forward, let the node notice
+    on a capsule (a fault), then time the next capsule: the restart (a warm standby's INIT, a
+    spare's link and INIT, or a whole start) and that capsule's run. Each repeat lets the
+    node's refill finish first (a standby ready again), as after a single crash. Also returns
+    the warm restarts counted."""
+    plugins = default_plugins()
+    code = reference_code(runtime, "forward", plugins)
+    cfg = NodeConfig(isolation={runtime: "process"}, worker_standbys=standbys, breaker_threshold=1 << 20, worker_backoff_ms=0)
+    out = []
+    with Node(1, config=cfg, plugins=plugins) as node:
+        node.install(code)
+        entry = node.cache.peek(code.name)
+        assert entry is not None
+        wc = entry.loaded
+        app = Application(node)
+        body = node.address.raw + (4242).to_bytes(2, "big") + bytes(64)
+        rt = node.runtime(runtime)
+        for _ in range(repeats):
+            _ready(rt)
+            pid = wc.pid  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+            _gone(pid)
+            app.send(code, body)
+            node.process()  # the node finds its worker dead: one capsule counted as a fault
+            ran, errors = entry.stats.capsules_in, entry.stats.errors
+            t0 = time.perf_counter_ns()
+            app.send(code, body)
+            node.process()
+            out.append((time.perf_counter_ns() - t0) / 1e6)
+            assert entry.stats.capsules_in == ran + 1 and entry.stats.errors == errors, entry.stats.as_dict()
+        warm = rt.statistics().get("worker_warm_restarts", 0)
+    return out, warm
+
+
+def _ready(rt: object) -> None:
+    """Wait until the runtime's spares have made their runtime and its standbys linked their
+    code (their answers are in their rings): a restart measured then is one after a single
+    crash, not one in a crash loop."""
+    result = 8 + ((len(wire.encode([0, 0, 0])) + 7) & ~7)  # one RESULT record
+    spares = list(getattr(rt, "spares", []))
+    standbys = [w.standby.proc for w in getattr(rt, "live", ()) if getattr(w, "standby", None) is not None]
+    for p, want in [*((p, result) for p in spares), *((p, 2 * result) for p in standbys)]:
+        for _ in range(6000):  # a hang guard
+            if p.ch.up.unread() >= want or p.proc.poll() is not None:
+                break
+            time.sleep(0.005)
+
+
+def channel_parts(size: int, n: int, rounds: int) -> dict[str, list[float]]:
+    """Per capsule, µs, one value per round of ``n``: copying a body into the ring and back
+    out, an eventfd round trip to another process (one wake-up each way), and the codec (a
+    capsule's fields packed and unpacked, its verdict record encoded and decoded)."""
     ch = Channel.create(1 << 20)
     body = bytearray(size)
     view = memoryview(body)
-    t0 = time.perf_counter_ns()
-    for _ in range(n):
-        rv = ch.down.reserve(4, size)
-        assert rv is not None
-        rv[:] = view
-        ch.down.commit()
-        rec = ch.down.get()
-        assert rec is not None
-        view[:] = rec[1]
-        ch.down.release()
-    copy = (time.perf_counter_ns() - t0) / n / 1000
+    fields = bytearray(CAPSULE.size)
     vals = [1, 0, 0, b"", 0, 0]
-    t0 = time.perf_counter_ns()
-    for _ in range(n):
-        wire.decode(wire.encode(vals))  # type: ignore[arg-type]
-    codec = (time.perf_counter_ns() - t0) / n / 1000
     proc = subprocess.Popen([sys.executable, "-c", _ECHO, str(ch.wake_down), str(ch.wake_up)], pass_fds=(ch.wake_down, ch.wake_up))
     os.set_blocking(ch.wake_up, True)
-    for _ in range(100):
-        ch.wake_worker()
-        os.eventfd_read(ch.wake_up)
-    t0 = time.perf_counter_ns()
-    for _ in range(n):
-        ch.wake_worker()
-        os.eventfd_read(ch.wake_up)
-    wake = (time.perf_counter_ns() - t0) / n / 1000
-    os.eventfd_write(ch.wake_down, 1 << 40)
-    proc.wait(5)
-    os.set_blocking(ch.wake_up, False)
-    ch.close()
-    return {"copy in and out (µs)": copy, "eventfd round trip (µs)": wake, "record codec (µs)": codec}
+    out: dict[str, list[float]] = {"copy": [], "wake-up": [], "codec": []}
+    try:
+        for _ in range(100):
+            ch.wake_worker()
+            os.eventfd_read(ch.wake_up)
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                rv = ch.down.reserve(4, size)
+                assert rv is not None
+                rv[:] = view
+                ch.down.commit()
+                rec = ch.down.get()
+                assert rec is not None
+                view[:] = rec[1]
+                ch.down.release()
+            out["copy"].append((time.perf_counter_ns() - t0) / n / 1000)
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                ch.wake_worker()
+                os.eventfd_read(ch.wake_up)
+            out["wake-up"].append((time.perf_counter_ns() - t0) / n / 1000)
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                CAPSULE.pack_into(fields, 0, 0, 64, size, NO_HOP, bytes(32), NO_HOP, 0)
+                CAPSULE.unpack_from(fields, 0)
+                wire.decode(wire.encode(vals))  # type: ignore[arg-type]
+            out["codec"].append((time.perf_counter_ns() - t0) / n / 1000)
+    finally:
+        os.eventfd_write(ch.wake_down, 1 << 40)
+        proc.wait(5)
+        os.set_blocking(ch.wake_up, False)
+        ch.close()
+    return out
+
+
+def spread(values: list[float], unit: str = "") -> str:
+    """"median (min–max)" of ``values``."""
+    return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}–{max(values):.2f})"
 
 
 def main() -> None:
@@ -95,17 +178,34 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--size", type=int, default=1500)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--restarts", type=int, default=10, help="restarts timed per runtime and kind (0: none)")
+    ap.add_argument("--parts", type=int, default=20000, help="iterations per round of the channel's parts")
+    ap.add_argument("--skip-capsules", action="store_true", help="only the restarts and the channel's parts")
     args = ap.parse_args()
+    runtimes = args.runtime.split(",")
+    if not args.skip_capsules:
+        capsules(runtimes, args)
+    if args.restarts:
+        print(f"\nrestart and first capsule, ms: median (min–max) of {args.restarts}")
+        print(f"{'runtime':14s} {'warm standby':>26s} {'warm':>5s} {'spare (worker_standbys = 0)':>30s}")
+        for rt in runtimes:
+            warm, used = restarts(rt, args.restarts, 4)
+            cold, _ = restarts(rt, args.restarts, 0)
+            print(f"{rt:14s} {spread(warm):>26s} {used:5d} {spread(cold):>30s}", flush=True)
+    print(f"\nchannel parts per capsule ({args.size}-byte body), µs: median (min–max) of {args.rounds} rounds of {args.parts}")
+    for k, v in channel_parts(args.size, args.parts, args.rounds).items():
+        print(f"{k:10s} {spread(v):>24s}")
+
+
+def capsules(runtimes: list[str], args: argparse.Namespace) -> None:
     print(f"{'runtime':14s} {'in-process':>10s} {'process b1':>10s} {'ratio':>6s} {'in-proc b32':>11s} {'process b32':>11s} {'ratio':>6s}")
-    for rt in args.runtime.split(","):
+    for rt in runtimes:
         r = {}
         for mech in ("in_process", "process"):
             for b in (1, 32):
                 r[mech, b] = per_capsule(rt, mech, b, args.n, args.size, args.rounds)
         print(f"{rt:14s} {r['in_process', 1]:10.2f} {r['process', 1]:10.2f} {r['process', 1] / r['in_process', 1]:6.2f} "
-              f"{r['in_process', 32]:11.2f} {r['process', 32]:11.2f} {r['process', 32] / r['in_process', 32]:6.2f}")
-    for k, v in channel_parts(args.size, 20000).items():
-        print(f"{k:28s} {v:8.2f}")
+              f"{r['in_process', 32]:11.2f} {r['process', 32]:11.2f} {r['process', 32] / r['in_process', 32]:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -99,11 +99,24 @@ def test_bench_dispatch_writes_the_documented_json(tmp_path):
     rows = doc["results"]
     assert {(r["runtime"], r["size"]) for r in rows} == {("null", 128), ("null", 1500), ("bare", 128), ("bare", 1500)}
     for r in rows:
-        assert set(r) == {"experiment", "topology", "config", "runtime", "size", "metric", "stat", "value"}
+        assert set(r) == {"experiment", "topology", "config", "runtime", "size", "metric", "stat", "value", "isolation"}
+        assert r["isolation"] == "in_process"
         assert r["experiment"] == "dispatch" and r["topology"] == "inproc" and r["metric"] in ("dispatch_us", "others_cpu")
         assert r["value"] > 0 if r["metric"] == "dispatch_us" else 0 <= r["value"] <= 1
     assert {r["stat"] for r in rows if r["metric"] == "dispatch_us"} >= {"median", "trial_min", "trial_max"}
     assert doc["meta"]["quick"] is True
+
+
+def test_bench_isolation_process_runs_the_middles_code_in_workers(tmp_path):
+    out = tmp_path / "p.json"
+    run("bench", "--experiment", "dispatch", "--runtime", "native", "--isolation", "process", "--size", "1500", "--quick",
+        "--json", str(out), "--quiet")
+    rows = json.loads(out.read_text())["results"]
+    assert {(r["runtime"], r["isolation"]) for r in rows} == {("native/process", "process")}
+    timed = [r["value"] for r in rows if r["metric"] == "dispatch_us" and r["stat"] == "median"]
+    workers = [r["value"] for r in rows if r["metric"] == "middle_workers"]
+    # the middle ran its forward in a worker, in each configuration (active, activecopy)
+    assert timed and all(t > 0 for t in timed) and workers == [1.0] * len(timed)
 
 
 def test_runtimes_lists_the_limits_each_runtime_declares():

@@ -39,6 +39,9 @@ def test_the_isolation_of_each_runtime_is_checked_and_has_a_default(monkeypatch)
         NodeConfig(isolation={"native": "sandbox"})
     with pytest.raises(ConfigError, match="NodeConfig.workers"):
         NodeConfig(workers=0)
+    with pytest.raises(ConfigError, match="NodeConfig.worker_standbys = 5000 is outside 0..4096"):
+        NodeConfig(worker_standbys=5000)
+    assert NodeConfig().worker_standbys == 4
     monkeypatch.setenv("PAN_ISOLATION", "process")
     assert NodeConfig().mechanism("jvm") == "process"
     assert NodeConfig(isolation={"jvm": "in_process"}).mechanism("jvm") == "in_process"

@@ -22,7 +22,7 @@ from pan_runtime.isolation.mechanism import process_unavailable
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
 from pan_runtime.node.env import Budget
-from pan_runtime.node.node import NodeConfig
+from pan_runtime.node.node import Node, NodeConfig
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import PingHdr
@@ -110,7 +110,8 @@ def test_a_hostile_capsule_costs_its_capsule_and_worker_only(runtime: str, op: i
         assert stats["workers"] >= 1
         if reason in (FaultReason.CRASH, FaultReason.ABORT, FaultReason.KILLED_BUDGET):
             assert stats["worker_restarts"] == 1 and stats[f"worker_{reason.value}"] == 1, stats
-            assert stats["spares_used"] == used + 1, stats  # the restart took a spare worker
+            # the restart took the code object's warm standby, not a spare
+            assert stats["worker_warm_restarts"] == 1 and stats["spares_used"] == used, stats
         if reason is FaultReason.KILLED_BUDGET:
             assert stats["worker_kills"] == 1
         shown = a.statistics()["workers"][runtime]
@@ -210,3 +211,172 @@ def test_a_jvm_finally_that_swallows_every_stop_costs_its_worker_only(tmp_path: 
         assert _pings_answered(net) == 3
         stats = a.runtime("jvm").statistics()
         assert stats["worker_kills"] == 1
+
+
+# -- warm standbys: a restart takes a worker that has its code linked and is confined -----
+
+RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
+
+
+def _forward_node(runtime: str, **limits) -> tuple[Node, CodeObject, Application]:
+    """A node running ``runtime``'s reference forward in a worker, and an application bound
+    to the port its capsules are forwarded to (the node's own address)."""
+    plugins = default_plugins()
+    code = reference_code(runtime, "forward", plugins)
+    node = Node(1, plugins=plugins, config=NodeConfig(isolation={runtime: "process"}, breaker_threshold=1000, **limits))
+    node.install(code)
+    pm = reference_code("restricted_py" if runtime == "native" else "native", "portmapper", plugins)  # in the node's process
+    node.install(pm, pin=True)
+    node.use_portmapper(pm)
+    app = Application(node)
+    app.bind(PORT)
+    node.process()
+    return node, code, app
+
+
+def _forward(node, code: CodeObject, app: Application) -> int:
+    """Send one capsule through the forward code; the deliveries it made (0 or 1)."""
+    app.send(code, node.address.raw + PORT.to_bytes(2, "big") + b"hello")
+    node.process()
+    return len(app.deliveries())
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL a worker and wait until it is dead (a hang guard, not a deadline)."""
+    import os
+    import signal
+    import time
+
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(3000):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except OSError:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"worker {pid} did not die")
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_killed_worker_is_back_from_its_warm_standby(runtime: str):
+    """SIGKILL the worker: the capsule that finds it dead is a fault, the next one runs in the
+    code object's standby, which was confined before that (seccomp on, no new privileges)."""
+    import time
+
+    node, code, app = _forward_node(runtime)
+    with node:
+        entry = node.cache.peek(code.name)
+        assert entry is not None
+        wc = entry.loaded
+        rt = node.runtime(runtime)
+        assert _forward(node, code, app) == 1
+        assert rt.statistics()["standbys"] == 1
+        standby = wc.standby.proc.proc.pid
+        for _ in range(6000):  # a hang guard: the standby links its code, then confines itself
+            if _status(standby).get("Seccomp") == "2":
+                break
+            time.sleep(0.01)
+        status = _status(standby)
+        assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "1", status
+        old = wc.pid
+        _kill(old)
+        assert _forward(node, code, app) == 0  # the node finds its worker dead
+        assert entry.stats.drops[FaultReason.KILLED_MEMORY] == 1, entry.stats.as_dict()
+        assert _forward(node, code, app) == 1  # back: the capsule ran and was delivered
+        assert wc.pid == standby != old
+        stats = rt.statistics()
+        assert stats["worker_restarts"] == 1 and stats["worker_warm_restarts"] == 1, stats
+        assert stats["standbys"] == 1 and wc.standby.proc.proc.pid not in (standby, old), stats
+        shown = node.statistics()["workers"][runtime]
+        assert shown["warm_restarts"] == 1 and shown["standbys"] == 1, shown
+        assert "1 standby, 1 warm restarts" in node.format_statistics()
+
+
+def test_a_standby_serves_only_its_own_code_object_and_standbys_are_bounded():
+    """Two code objects, one standby allowed: the first loaded has it; the second's restart
+    takes a spare (not the other's standby); after that death the second comes first."""
+
+    plugins = default_plugins()
+    fwd, ping = reference_code("native", "forward", plugins), reference_code("native", "ping", plugins)
+    with Node(1, plugins=plugins, config=NodeConfig(isolation={"native": "process"}, worker_standbys=1)) as node:
+        node.install(fwd)
+        node.install(ping)
+        rt = node.runtime("native")
+        a, b = (node.cache.peek(c.name).loaded for c in (fwd, ping))  # type: ignore[union-attr]
+        assert a.standby is not None and b.standby is None
+        assert rt.statistics()["standbys"] == 1
+        a_standby = a.standby.proc.proc.pid
+        used = rt.statistics()["spares_used"]
+        _kill(b.pid)
+        app = Application(node)
+        app.send(ping, bytes(64))
+        node.process()  # the death is found
+        app.send(ping, bytes(64))
+        node.process()  # the restart
+        stats = rt.statistics()
+        assert b.pid is not None and b.pid != a_standby
+        assert stats["worker_warm_restarts"] == 0 and stats["spares_used"] == used + 1, stats
+        # the code object that died now ranks first: the standby moved to it
+        assert b.standby is not None and a.standby is None and stats["standbys"] == 1
+
+
+def test_no_standbys_when_the_limit_is_zero():
+    node, code, app = _forward_node("native", worker_standbys=0)
+    with node:
+        rt = node.runtime("native")
+        assert rt.statistics()["standbys"] == 0
+        _kill(node.cache.peek(code.name).loaded.pid)  # type: ignore[union-attr]
+        _forward(node, code, app)
+        assert _forward(node, code, app) == 1
+        stats = rt.statistics()
+        assert stats["worker_restarts"] == 1 and stats["worker_warm_restarts"] == 0, stats
+
+
+def test_a_jvm_spare_has_booted_its_jvm_before_any_code_object_needs_it():
+    """A spare makes its runtime's engine when it starts (``Runtime.start``): a jvm spare maps
+    the JVM before a restart takes it, so that restart only loads classes."""
+    import time
+
+    node, code, app = _forward_node("jvm", worker_standbys=0)
+    with node:
+        rt = node.runtime("jvm")
+        (spare,) = rt.spares
+        pid = spare.proc.pid
+        for _ in range(6000):  # a hang guard: the spare boots its JVM, then waits
+            with open(f"/proc/{pid}/maps") as f:
+                if "libjvm.so" in f.read():
+                    break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the spare did not boot its JVM")
+        _kill(node.cache.peek(code.name).loaded.pid)  # type: ignore[union-attr]
+        _forward(node, code, app)
+        assert _forward(node, code, app) == 1
+        stats = rt.statistics()
+        assert stats["spares_used"] >= 1 and stats["worker_warm_restarts"] == 0, stats
+
+
+def test_a_code_object_that_keeps_dying_still_backs_off_with_a_standby():
+    """The first death restarts at once (from the standby); the second in a row waits for
+    ``worker_backoff_ms``, and capsules meanwhile are dropped as ``worker_down``."""
+    code = _build("native")
+    with _line("native") as net:
+        net.nodes[0].config.worker_backoff_ms = 5_000  # the back-off outlasts the test's capsules
+        net.install(code)
+        a = net.nodes[0]
+        entry = a.cache.peek(code.name)
+        assert entry is not None
+        _run_hostile(net, code, 1)  # a segfault: restarted at once on the next capsule
+        _run_hostile(net, code, 1)  # it ran in the standby, and crashed again
+        _run_hostile(net, code, 0)  # within the back-off: dropped, no restart
+        drops = entry.stats.drops
+        assert drops[FaultReason.CRASH] == 2 and drops[FaultReason.WORKER_DOWN] == 1, entry.stats.as_dict()
+        stats = a.runtime("native").statistics()
+        assert stats["worker_restarts"] == 1 and stats["worker_warm_restarts"] == 1, stats

@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help=f"comma-separated: {', '.join(CONFIGS)} (default all that the topology has)")
     p.add_argument("--runtime", help="comma-separated runtimes (default: every available runtime with reference "
                                      "protocols; dispatch also takes the baselines null and bare)")
+    p.add_argument("--isolation", help="comma-separated: in_process, process: how the middle node runs the runtimes' "
+                                       "code; both: each runtime's cells twice, side by side (default in_process)")
     p.add_argument("--size", help="comma-separated IP packet sizes in bytes (default 128,156,512,1024,1500,1504,2048,8192)")
     p.add_argument("--batch", type=int, default=1, help="largest batch the node hands a runtime in dispatch (default 1)")
     p.add_argument("--count", type=int, help="capsules per trial (default: dispatch 2000, ping 300, flood 4000)")

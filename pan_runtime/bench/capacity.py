@@ -41,7 +41,7 @@ from .dispatch import forward_capsule
 from .load import OthersShare
 from .noise import cell_key
 from .search import Probe, Search, find_capacity
-from .syscalls import SyscallCount, counter_method, cpu_seconds
+from .syscalls import SyscallCount, counter_method, cpu_seconds, with_children
 from .testbed import Proc, Testbed
 
 __all__ = ["BASELINE_RUNTIME", "CAPACITY_CONFIGS", "CapacityOutcome", "run_capacity"]
@@ -127,6 +127,8 @@ class Middle:
     receiver: str = ""
     #: source ports the generator sends from (the pan middles learn each as a neighbour)
     flows: int = 1
+    #: how a pan middle runs its runtimes (``process``: its workers' CPU and calls count too)
+    isolation: str = "in_process"
 
     def close(self) -> None:
         if self.client is not None:
@@ -134,9 +136,10 @@ class Middle:
 
 
 def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], max_size: int, threads: int = 1,
-                  flows: int = 1) -> Middle:
+                  flows: int = 1, isolation: str = "in_process") -> Middle:
     """Start ``config``'s middle (a pan node with ``threads`` fast-path threads, learning the
-    generator's ``flows`` source ports as neighbours) and the sink."""
+    generator's ``flows`` source ports as neighbours, running its runtimes in ``isolation``)
+    and the sink."""
     s, m, r = bed.hosts["sender"], bed.hosts["middle"], bed.hosts["receiver"]
     ps, pm, pr = (bed.port(role, config) for role in ("sender", "middle", "receiver"))
     if config == "none":
@@ -146,7 +149,8 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
     m_addr = f"{m.ip_toward('sender')}:{pm}"
     m_listen = f"0.0.0.0:{pm}" if m.isolated else m_addr
     sink = Sink(bed, binary, r_addr)
-    mid = Middle(config, s_addr, r_addr if config in ("none", "passive") else m_addr, sink, receiver=r_addr)
+    mid = Middle(config, s_addr, r_addr if config in ("none", "passive") else m_addr, sink, receiver=r_addr,
+                 isolation=isolation if config in ("active", "activecopy") else "in_process")
     if config in ("active", "activecopy"):
         mid.flows = flows  # other middles relay one source only
     if config == "cforw":
@@ -160,7 +164,7 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
         app = bed.tmp / f"cap-{'ac' if config == 'activecopy' else 'a'}-m.sock"
         toml = node_toml(f"{config}-middle", m_listen, m_addr, app, [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes,
                          max(9216, max_size), copy_on_send=config == "activecopy", threads=threads,
-                         accept_unknown_peers=flows > 1)
+                         accept_unknown_peers=flows > 1, isolation=isolation)
         mid.proc = _pan_node(bed, "middle", f"cap-{config}", toml)
         mid.proc.wait_line("pan node", START_LIMIT_S)
         mid.client = Client.connect(app, timeout=START_LIMIT_S, request_timeout=120.0)
@@ -187,7 +191,7 @@ class _Cell:
         self.name = name
         wire = forward_capsule(name, NodeAddress.parse(mid.source), NodeAddress.parse(mid.receiver), size)
         self.length = len(wire)
-        self.file = bed.tmp / f"cap-{mid.config}-{runtime}-{size}.bin"
+        self.file = bed.tmp / f"cap-{mid.config}-{runtime.replace('/', '-')}-{size}.bin"
         self.file.write_bytes(wire)
         self.searches: list[Search] = []
         self.syscalls: list[float] = []
@@ -201,10 +205,12 @@ class _Cell:
         before, stray0 = mid.sink.count()
         pid = mid.proc.pid if mid.proc is not None else None
         counter = None
-        if count_calls and pid is not None:
-            counter = SyscallCount(pid, self.duration + 0.6, count_calls)
+        # a middle in process isolation runs the code in its workers: count them too
+        pids = (with_children(pid) if mid.isolation == "process" else [pid]) if pid is not None else []
+        if count_calls and pids:
+            counter = SyscallCount(pids, self.duration + 0.6, count_calls)
             counter.start()
-        cpu0 = cpu_seconds(pid) if pid is not None else None
+        cpu0 = _cpu(pids)
         try:
             gen = self.bed.spawn("sender", [str(self.binary), "gen", mid.source, mid.dest, f"{rate:.1f}",
                                             f"{self.duration:.3f}", str(self.file),
@@ -222,7 +228,7 @@ class _Cell:
                 raise PanError(f"the generator failed (exit {gen.popen.returncode}): {err.strip()[-400:] or out.strip()}")
             sent, ns = int(words[1]), int(words[3])
             after, stray1 = mid.sink.settle(max(5.0, 4 * self.duration))
-            cpu1 = cpu_seconds(pid) if pid is not None else None
+            cpu1 = _cpu(pids)
             calls = counter.stop() if counter is not None else None
         finally:
             if counter is not None:
@@ -234,6 +240,12 @@ class _Cell:
         if calls is not None:
             extra["syscalls"] = float(calls)
         return Probe(rate, sent, after - before, max(ns, 1) / 1e9, extra)
+
+
+def _cpu(pids: list[int]) -> float | None:
+    """CPU seconds of ``pids`` together (None: none given, or one is gone)."""
+    times = [cpu_seconds(p) for p in pids]
+    return sum(times) if times and None not in times else None  # type: ignore[arg-type]
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -282,12 +294,15 @@ def run_capacity(
     failed: dict[str, str],
     skipped: dict[str, str],
     progress: Callable[[str], None] | None = None,
+    isolation: str = "in_process",
 ) -> CapacityOutcome:
     """Measure every configuration of ``plan`` that can run on ``topo`` (with ``runtimes`` in
-    the pan middles); rows go to ``add``, failures and skips into the dicts."""
+    the pan middles); rows go to ``add``, failures and skips into the dicts. ``isolation``
+    ``process``: only the pan middles, running ``runtimes`` in worker processes, their rows
+    named ``RUNTIME/process`` (the baselines run no code and are measured once, in-process)."""
     from pan_runtime.cli.protocols import reference_code
 
-    from .options import config_unsupported
+    from .options import cell_runtime, config_unsupported
     from .testbed import make_testbed
     from .traffic import traffic_binary
 
@@ -310,6 +325,8 @@ def run_capacity(
     with make_testbed(topo, plan.placement) as bed, contextlib.ExitStack() as stack:
         middles: list[Middle] = []
         for config in plan.configs:
+            if isolation == "process" and config not in ("active", "activecopy"):
+                continue
             why = config_unsupported("capacity", topo, config) or bed.config_unavailable(config) or (
                 copy_why if config == "activecopy" else None)
             if config in ("active", "activecopy") and not node_rts:
@@ -321,7 +338,7 @@ def run_capacity(
                 progress(f"capacity {topo}: starting {config}")
             try:
                 mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes), getattr(plan, "threads", 1),
-                                    getattr(plan, "flows", 1))
+                                    getattr(plan, "flows", 1), isolation)
             except PanError as exc:
                 failed[f"capacity {topo} {config}"] = str(exc)
                 continue
@@ -343,7 +360,8 @@ def run_capacity(
                 continue
             for mid in middles:
                 if mid.client is not None:
-                    cells += [_Cell(bed, binary, mid, rt, codes[rt].name, size, plan.duration) for rt in node_rts]
+                    cells += [_Cell(bed, binary, mid, cell_runtime(rt, isolation), codes[rt].name, size, plan.duration)
+                              for rt in node_rts]
                 else:
                     cells.append(_Cell(bed, binary, mid, BASELINE_RUNTIME, base_name, size, plan.duration))
         _search_all(plan, topo, cells, failed, out, method, progress, add)
@@ -352,10 +370,11 @@ def run_capacity(
                 per, serial = _per_thread(mid)
             except PanError:
                 continue
+            key = f"{topo} {mid.config}" + (" process" if mid.isolation == "process" else "")
             if len(per) > 1:
-                out.threads[f"{topo} {mid.config}"] = per
+                out.threads[key] = per
             if serial is not None:
-                out.serial[f"{topo} {mid.config}"] = serial
+                out.serial[key] = serial
     return out
 
 

@@ -53,10 +53,14 @@ def node_toml(
     copy_on_send: bool = False,
     threads: int = 1,
     accept_unknown_peers: bool = False,
+    isolation: str = "in_process",
 ) -> str:
     """The TOML configuration of one bench node (``neighbors``: (address, endpoint) pairs;
     ``threads``: its fast-path threads; ``accept_unknown_peers``: it learns a neighbour from
-    each new source, as the capacity generator's flows)."""
+    each new source, as the capacity generator's flows); ``isolation`` is how it runs every
+    runtime's code (``process``: in worker processes, with no warm standbys: the bench
+    measures capsules, not restarts, and a standby per code object would start a second
+    runtime for each, a JVM too, while the cells run)."""
     lines = [
         "[node]",
         f"name = {_toml_str(name)}",
@@ -79,6 +83,10 @@ def node_toml(
         lines.append("copy_on_send = true")
     if threads > 1:
         lines.append(f"threads = {threads}")
+    if isolation == "process":
+        lines.append("worker_standbys = 0")
+        for r in runtimes:
+            lines += ["", f"[runtimes.{r}]", 'isolation = "process"']
     for addr, ep in neighbors:
         lines += ["", "[[neighbors]]", f"address = {_toml_str(addr)}", f"endpoint = {_toml_str(ep)}"]
     for dest, via in routes:
@@ -121,6 +129,13 @@ class Running:
     def node_stats(self) -> dict[str, dict[str, object]]:
         return {role: c.stats() for role, c in self.clients.items()}
 
+    def middle_workers(self, runtime: str) -> int | None:
+        """Worker processes the middle ``pan node`` has up for ``runtime`` (None: no pan middle)."""
+        client = self.clients.get("middle")
+        if client is None:
+            return None
+        return int(client.stats().get("workers", {}).get(runtime, {}).get("workers", 0))
+
     def close(self) -> None:
         for c in self.clients.values():
             c.close()  # never raises: a link that is already gone is closed
@@ -148,9 +163,11 @@ def _pan_node(bed: Testbed, role: str, config: str, toml: str) -> Proc:
 _SOCKET_TAGS = {"none": "n", "passive": "p", "cforw": "f", "active": "a", "activecopy": "ac"}
 
 
-def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int, threads: int = 1) -> Running:
-    """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect
-    (``threads``: the fast-path threads of the middle node)."""
+def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int, threads: int = 1,
+                        isolation: str = "in_process") -> Running:
+    """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect.
+    A ``pan node`` in the middle runs ``runtimes`` in ``isolation`` on ``threads`` fast-path
+    threads; the ends run them in-process on one."""
     why = bed.config_unavailable(config)
     if why:
         raise PanError(f"configuration {config} on {bed.name}: {why}")
@@ -185,7 +202,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
             sockets["middle"] = bed.tmp / f"{tag}-m.sock"
             toml = node_toml(
                 f"{config}-middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
-                copy_on_send=config == "activecopy", threads=threads,
+                copy_on_send=config == "activecopy", threads=threads, isolation=isolation,
             )
             procs.append(_pan_node(bed, "middle", config, toml))
         toml = node_toml(f"{config}-receiver", r_addr, r_addr, sockets["receiver"], r_nb, r_rt, runtimes, pool)

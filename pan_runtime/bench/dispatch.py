@@ -21,7 +21,7 @@ from pan_runtime.errors import PanError
 from pan_runtime.net.network import Network
 from pan_runtime.node.node import NodeConfig
 
-from .options import IP_UDP_OVERHEAD
+from .options import IP_UDP_OVERHEAD, split_cell
 
 __all__ = ["FORWARD_HDR", "dispatch_experiment", "forward_capsule"]
 
@@ -75,16 +75,28 @@ def dispatch_experiment(
     warmup: int = 1,
     copy: bool = False,
     progress: Callable[[str], None] | None = None,
+    workers: list[int] | None = None,
 ) -> list[float]:
-    """Per-capsule middle-node times (µs), one sample per trial after ``warmup`` trials."""
+    """Per-capsule middle-node times (µs), one sample per trial after ``warmup`` trials.
+    ``runtime`` is a cell's runtime (``native/process``: the middle runs it in process
+    isolation, and the workers it has up at the end are appended to ``workers``)."""
+    label = runtime
+    runtime, isolation = split_cell(label)
     if runtime == "bare":
         wire = forward_capsule(b"\1" * 32, NodeAddress.from_int(1), NodeAddress.from_int(3), size)
         return _bare_loop(wire, count, trials, warmup)
     code = reference_code(runtime, "forward")
-    cfg = NodeConfig(
-        batch=batch, queue_limit=count + 16, pool_buffers=count + 64, pool_buffer_size=max(9216, size), copy_on_send=copy
-    )
-    with Network.line(3, config=cfg) as net:
+    base = dict(batch=batch, queue_limit=count + 16, pool_buffers=count + 64, pool_buffer_size=max(9216, size), copy_on_send=copy)
+    net = Network(config=NodeConfig(**base))  # type: ignore[arg-type]
+    net.add_node()
+    net.config = NodeConfig(isolation={runtime: isolation}, worker_standbys=0, **base)  # type: ignore[arg-type]
+    net.add_node()  # the middle: the node timed
+    net.config = NodeConfig(**base)  # type: ignore[arg-type]
+    net.add_node()
+    net.connect("n1", "n2")
+    net.connect("n2", "n3")
+    net.compute_routes()
+    with net:
         sender, middle, receiver = net.nodes
         net.install(code)
         wire = memoryview(forward_capsule(code.name, sender.address, receiver.address, size))
@@ -99,15 +111,22 @@ def dispatch_experiment(
             if t >= warmup:
                 samples.append(dt / count / 1000)
             if progress:
-                progress(f"dispatch {runtime} {size}B trial {t + 1}/{trials + warmup}")
+                progress(f"dispatch {label} {size}B trial {t + 1}/{trials + warmup}")
         fwd = middle.cache.peek(code.name)
         assert fwd is not None
         drops = middle.stats.drops + fwd.stats.drops
         if drops:
             raise PanError(f"dispatch {runtime} {size}B: the middle node dropped capsules: {dict(drops)}")
         if fwd.stats.forwarded != count * (trials + warmup):
-            raise PanError(f"dispatch {runtime}: forwarded {fwd.stats.forwarded} of {count * (trials + warmup)}")
+            raise PanError(f"dispatch {label}: forwarded {fwd.stats.forwarded} of {count * (trials + warmup)}")
+        if workers is not None and isolation == "process":
+            workers.append(middle_workers(middle, runtime))
         return samples
+
+
+def middle_workers(node: Any, runtime: str) -> int:
+    """Worker processes ``node`` has up for ``runtime`` (0 when it runs it in-process)."""
+    return int(node.statistics().get("workers", {}).get(runtime, {}).get("workers", 0))
 
 
 def _drain(node: Any) -> None:

@@ -22,7 +22,7 @@ from pan_runtime.net.network import Network
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.protocol_headers import FloodHdr
 
-from .options import IP_UDP_OVERHEAD
+from .options import IP_UDP_OVERHEAD, split_cell
 
 __all__ = ["PORT", "InprocSession", "Trial", "body_length", "inproc_ping", "inproc_flood", "inproc_trials", "reference_set"]
 
@@ -48,6 +48,8 @@ class Trial:
         self.fast_share = fast_share
         #: flood only: the fraction of data capsules the receiver did not count
         self.loss = loss
+        #: worker processes the middle had up for the runtime (process isolation only)
+        self.workers: int | None = None
 
 
 def body_length(size: int) -> int:
@@ -59,7 +61,7 @@ def reference_set(runtime: str) -> dict[str, CodeObject]:
     return {p: reference_code(runtime, p) for p in ("portmapper", "ping", "flood")}
 
 
-def _network(config: str, size: int, queue: int) -> Network:
+def _network(config: str, size: int, queue: int, middle: dict[str, str] | None = None) -> Network:
     base = dict(queue_limit=queue + 64, pool_buffers=queue + 128, pool_buffer_size=max(9216, size))
     net = Network(config=NodeConfig(**base))
     sender = net.add_node("sender")
@@ -67,7 +69,8 @@ def _network(config: str, size: int, queue: int) -> Network:
         receiver = net.add_node("receiver")
         net.connect(sender, receiver)
     else:
-        net.config = NodeConfig(copy_on_send=(config == "activecopy"), **base)
+        # in process isolation without warm standbys: the bench measures capsules, not restarts
+        net.config = NodeConfig(copy_on_send=(config == "activecopy"), isolation=middle, worker_standbys=0, **base)  # type: ignore[arg-type]
         middle = net.add_node("middle")
         net.config = NodeConfig(**base)
         receiver = net.add_node("receiver")
@@ -104,10 +107,12 @@ class InprocSession:
     (drift of a shared machine then hits every configuration alike)."""
 
     def __init__(self, experiment: str, runtime: str, config: str, size: int, count: int):
+        self.label = runtime  # the cell's runtime: "native/process" runs the middle's native code in workers
+        runtime, self.isolation = split_cell(runtime)
         self.experiment, self.runtime, self.config, self.size, self.count = experiment, runtime, config, size, count
         self.codes = reference_set(runtime)
         self.chunk = 64 if experiment == "ping" else 256
-        self.net = _network(config, size, self.chunk)
+        self.net = _network(config, size, self.chunk, {runtime: self.isolation})
         try:
             self.app = _setup(self.net, self.codes)
             self.gc = _GcClock(self.net, runtime)
@@ -127,7 +132,12 @@ class InprocSession:
         self.close()
 
     def trial(self) -> Trial:
-        return self._ping() if self.experiment == "ping" else self._flood()
+        t = self._ping() if self.experiment == "ping" else self._flood()
+        if self.isolation == "process" and self.config != "none":
+            from .dispatch import middle_workers
+
+            t.workers = middle_workers(self.net.nodes[1], self.runtime)
+        return t
 
     def _ping(self) -> Trial:
         """Round trips (µs) of ``count`` pings, one at a time, as the sender's application sees them."""

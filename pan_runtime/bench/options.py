@@ -30,6 +30,10 @@ __all__ = [
     "Plan",
     "make_plan",
     "config_unsupported",
+    "ISOLATIONS",
+    "PROCESS_SUFFIX",
+    "cell_runtime",
+    "split_cell",
 ]
 
 IP_UDP_OVERHEAD = 28
@@ -48,6 +52,11 @@ PLACEMENTS = ("onecpu", "hosts", "free")
 #: runtimes built into the harness for ``dispatch`` only: a Python function in the node, and a
 #: loop without the node
 BASELINES = ("null", "bare")
+#: how the middle node runs its runtimes' code (``--isolation``; docs/isolation.md)
+ISOLATIONS = ("in_process", "process")
+#: what a runtime's cells are named by when the middle ran it in process isolation
+#: ("native/process"): the isolation is a dimension of the cells, as the runtime is
+PROCESS_SUFFIX = "/process"
 DEFAULT_SIZES = (128, 156, 512, 1024, 1500, 1504, 2048, 8192)
 QUICK_SIZES = (156, 1500)
 #: body header each experiment's protocol needs (forward_hdr, ping_hdr, flood_hdr)
@@ -63,6 +72,18 @@ QUICK_CAPACITY_SIZES = (1500,)
 #: trials per search, the highest rate tried (capsules/s)
 CAPACITY_DEFAULTS = {"duration": 1.0, "loss": 0.001, "steps": 8, "top_rate": 1_000_000.0}
 QUICK_CAPACITY = {"duration": 0.3, "loss": 0.001, "steps": 4, "top_rate": 1_000_000.0}
+
+
+def cell_runtime(runtime: str, isolation: str) -> str:
+    """The name a runtime's cells go by under ``isolation`` (``native``, ``native/process``)."""
+    return runtime + PROCESS_SUFFIX if isolation == "process" else runtime
+
+
+def split_cell(name: str) -> tuple[str, str]:
+    """(runtime, isolation) of a cell's runtime name (``cell_runtime`` undone)."""
+    if name.endswith(PROCESS_SUFFIX):
+        return name[: -len(PROCESS_SUFFIX)], "process"
+    return name, "in_process"
 
 
 def min_size(experiment: str) -> int:
@@ -118,6 +139,14 @@ class Plan:
     threads: int = 1
     #: capacity: source ports the generator sends from toward a pan middle
     flows: int = 1
+    #: how the middle node runs its runtimes (``ISOLATIONS``): each one named is a set of cells
+    isolations: list[str] = field(default_factory=lambda: ["in_process"])
+
+    def cell_runtimes(self, runtimes: list[str]) -> list[str]:
+        """``runtimes`` (plain names) as the cells' runtimes: one per isolation of the plan,
+        each runtime's next to each other (``native``, ``native/process``, ``wasm``, ...). The
+        dispatch baselines ``null`` and ``bare`` run no code object in the node: in-process only."""
+        return [cell_runtime(r, i) for r in runtimes for i in self.isolations if i == "in_process" or r not in BASELINES]
 
     def options(self) -> dict[str, object]:
         return {
@@ -137,6 +166,7 @@ class Plan:
             "lab_backend": self.lab_backend,
             "threads": self.threads,
             "flows": self.flows,
+            "isolations": self.isolations,
         }
 
 
@@ -237,8 +267,16 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         raise PanError(f"--threads must be 1..{MAX_THREADS} (limits.threads)")
     if not 1 <= flows <= MAX_FLOWS:
         raise PanError(f"--flows must be 1..{MAX_FLOWS}")
+    isolations = _names(getattr(args, "isolation", None), ISOLATIONS, "isolation", ("in_process",))
+    if "process" in isolations:
+        from pan_runtime.isolation.mechanism import process_unavailable
+
+        why = process_unavailable()
+        if why:
+            raise PanError(f"--isolation process: process isolation is unavailable here: {why}")
     plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
-                **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"), threads=threads, flows=flows)
+                **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"), threads=threads, flows=flows,
+                isolations=isolations)
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:

@@ -19,6 +19,7 @@ from typing import Any
 from pan_runtime.errors import PanError
 
 from .noise import cell_key, flag_cells
+from .options import PROCESS_SUFFIX
 from .results import index
 
 __all__ = ["check_matplotlib", "draw_all", "figure_panels", "FIGURES", "log_ticks"]
@@ -48,7 +49,20 @@ def check_matplotlib() -> None:
 
 
 def _order(names: set[str], order: tuple[str, ...]) -> list[str]:
-    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+    """``names`` in ``order``; a runtime in process isolation (``native/process``) right after
+    the same runtime in-process."""
+    def key(n: str) -> tuple[int, str, str]:
+        base, isolation = _split(n)
+        return (order.index(base) if base in order else len(order), base if base not in order else "", isolation)
+
+    return sorted(names, key=key)
+
+
+def _split(name: str) -> tuple[str, str]:
+    """(runtime, isolation) of a cell's runtime; the ``-nogc`` suffix stays on the runtime."""
+    if PROCESS_SUFFIX in name:
+        return name.replace(PROCESS_SUFFIX, ""), "process"
+    return name, "in_process"
 
 
 def _series(rows: list[dict[str, Any]], exp: str, metric: str, topo: str, flags: dict[str, str]) -> dict[tuple[str, str], list[Point]]:
@@ -169,11 +183,13 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
             for i, panel in enumerate(panels):
                 ax = axes[i // ncols][i % ncols]
                 lines = [(k, pts) for k, pts in series.items() if (k[0] if by_config else k[1]) == panel]
-                lines.sort(key=lambda kp: (CONFIG_ORDER.index(kp[0][0]) if kp[0][0] in CONFIG_ORDER else 9,
-                                           RUNTIME_ORDER.index(kp[0][1]) if kp[0][1] in RUNTIME_ORDER else 9))
+                rts = _order({k[1] for k, _ in lines}, RUNTIME_ORDER)
+                lines.sort(key=lambda kp: (CONFIG_ORDER.index(kp[0][0]) if kp[0][0] in CONFIG_ORDER else 9, rts.index(kp[0][1])))
                 for n, ((config, rt), pts) in enumerate(lines):
                     name = rt if by_config else config
-                    color = _RT_COLORS.get(rt, "tab:brown") if by_config else _COLORS.get(config, "tab:brown")
+                    # a runtime in process isolation: its in-process colour, dashed
+                    color = _RT_COLORS.get(_split(rt)[0], "tab:brown") if by_config else _COLORS.get(config, "tab:brown")
+                    dashed = by_config and _split(rt)[1] == "process"
                     pts = sorted(pts)
                     if logy:
                         hidden += sum(1 for p in pts if p[1] <= 0)
@@ -188,7 +204,7 @@ def draw_all(rows: list[dict[str, Any]], directory: str | Path, *, quick: bool =
                     if logy:  # an error bar may not reach zero on a log axis
                         lo = [min(low, y * 0.999) for low, y in zip(lo, ys, strict=True)]
                     h = ax.errorbar(xs, ys, yerr=[lo, hi], color=color, marker=_MARKS.get(config, "o"), markersize=4,
-                                    linewidth=1.2, capsize=2.5, elinewidth=0.8, label=name)
+                                    linewidth=1.2, capsize=2.5, elinewidth=0.8, label=name, linestyle="--" if dashed else "-")
                     handles.setdefault(name, h)
                     for flag, marker in (("noise", "x"), ("sender", "o")):
                         bad = [(x, p[1]) for x, p in zip(xs, pts, strict=True) if p[4] == flag]

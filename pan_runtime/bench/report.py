@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .noise import cell_key, flag_cells, flag_lines, interval, significance
+from .options import PROCESS_SUFFIX
 from .results import index, read_json
 from .table import format_results
 
@@ -32,7 +33,12 @@ RUNTIME_ORDER = ("native", "wasm", "jvm", "jvm-nogc", "restricted_py", "null", "
 
 
 def _order(rts: set[str]) -> list[str]:
-    return sorted(rts, key=lambda r: (RUNTIME_ORDER.index(r) if r in RUNTIME_ORDER else 99, r))
+    """Runtimes in ``RUNTIME_ORDER``, each in process isolation (``native/process``) after it."""
+    def key(r: str) -> tuple[int, str, bool]:
+        base = r.replace(PROCESS_SUFFIX, "")
+        return (RUNTIME_ORDER.index(base) if base in RUNTIME_ORDER else 99, base, PROCESS_SUFFIX in r)
+
+    return sorted(rts, key=key)
 
 
 def _near(sizes: set[int], want: int) -> int | None:

@@ -21,6 +21,8 @@ from typing import Any
 
 from pan_runtime.errors import PanError
 
+from .options import PROCESS_SUFFIX
+
 __all__ = [
     "METRICS",
     "STATS",
@@ -42,11 +44,18 @@ METRICS = (
     # experiments on a lab (pan_runtime.lab.experiments)
     "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
     "converge_start_ms", "converge_down_ms", "converge_up_ms", "dv_period_ms", "dv_ticks",
+    # cells whose middle ran its runtimes in process isolation (--isolation process)
+    "middle_workers",
 )
 #: ``trial_min`` and ``trial_max``: the lowest and highest of the cell's per-trial values (the
 #: spread a reader sets a difference against; ``pan_runtime.bench.noise``)
 STATS = ("median", "p99", "mean", "min", "max", "trial_min", "trial_max")
 FIELDS = ("experiment", "topology", "config", "runtime", "size", "metric", "stat", "value")
+#: a row's fields a document may leave out (those of files from before they existed)
+OPTIONAL_FIELDS = ("isolation",)
+#: how the middle node ran the row's runtime (``--isolation``); a ``process`` row's runtime
+#: name ends in ``/process`` (``options.cell_runtime``), so rows of both stay apart
+ISOLATIONS = ("in_process", "process")
 #: the Python distributions whose versions a run records
 DISTRIBUTIONS = ("pan-runtime", "wasmtime", "ziglang", "pyelftools", "RestrictedPython", "JPype1", "pluggy", "cryptography", "matplotlib")
 
@@ -63,6 +72,11 @@ class Result:
     metric: str
     stat: str
     value: float
+    isolation: str = "in_process"
+
+    def __post_init__(self) -> None:
+        if PROCESS_SUFFIX in self.runtime:  # "native/process", "jvm/process-nogc"
+            self.isolation = "process"
 
 
 def index(results: Iterable[Result] | Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str, int, str, str], float]:
@@ -200,6 +214,7 @@ SCHEMA: dict[str, Any] = {
                     "metric": {"enum": list(METRICS)},
                     "stat": {"enum": list(STATS)},
                     "value": {"type": "number"},
+                    "isolation": {"enum": list(ISOLATIONS)},
                 },
             },
         },
@@ -221,8 +236,10 @@ def validate_document(doc: Any) -> None:
     if not isinstance(rows, list):
         raise PanError("'results' must be a list")
     for i, r in enumerate(rows):
-        if not isinstance(r, dict) or set(r) != set(FIELDS):
-            raise PanError(f"results[{i}] must have exactly the keys {', '.join(FIELDS)}")
+        if not isinstance(r, dict) or not set(FIELDS) <= set(r) <= set(FIELDS) | set(OPTIONAL_FIELDS):
+            raise PanError(f"results[{i}] must have the keys {', '.join(FIELDS)} (and may have {', '.join(OPTIONAL_FIELDS)})")
+        if "isolation" in r and r["isolation"] not in ISOLATIONS:
+            raise PanError(f"results[{i}].isolation {r['isolation']!r} is not one of {', '.join(ISOLATIONS)}")
         for key in ("experiment", "topology", "config", "runtime"):
             if not isinstance(r[key], str) or not r[key]:
                 raise PanError(f"results[{i}].{key} must be a non-empty string")

@@ -18,7 +18,7 @@ from .dispatch import dispatch_experiment
 from .inproc import PORT, Trial, inproc_trials, reference_set
 from .load import OthersShare
 from .noise import flag_cells
-from .options import LAB_ONLY, LAB_PREFIX, Plan, config_unsupported, min_size
+from .options import LAB_ONLY, LAB_PREFIX, Plan, cell_runtime, config_unsupported, min_size
 from .results import Result, summarize
 
 __all__ = ["Outcome", "run_plan", "derive", "NOGC_SUFFIX"]
@@ -102,6 +102,9 @@ class _Recorder:
         gcs = [t.gc_pauses for t in trials if t.gc_pauses is not None]
         if gcs:
             self.add(exp, topo, config, runtime, size, "gc_pauses", {"median": statistics.median(gcs), "max": max(gcs)})
+        workers = [t.workers for t in trials if t.workers is not None]
+        if workers:
+            self.add(exp, topo, config, runtime, size, "middle_workers", {"median": statistics.median(workers), "min": min(workers)})
         shares = [t.fast_share for t in trials if t.fast_share is not None]
         if shares:
             self.add(exp, topo, config, runtime, size, "fast_share", {"median": statistics.median(shares), "min": min(shares)})
@@ -124,16 +127,19 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
     if "dispatch" in plan.experiments:
         for size in plan.sizes:
             for config in (c for c in plan.configs if c in ("active", "activecopy")):
-                for rt in runtimes:
+                for rt in plan.cell_runtimes(runtimes):
                     def one(rt: str = rt, size: int = size, config: str = config) -> None:
                         load = OthersShare()
                         load.start()
+                        workers: list[int] = []
                         samples = dispatch_experiment(
                             rt, size, count=plan.counts["dispatch"], trials=plan.trials, batch=plan.batch,
-                            warmup=plan.warmup, copy=config == "activecopy", progress=progress,
+                            warmup=plan.warmup, copy=config == "activecopy", progress=progress, workers=workers,
                         )
                         rec.add("dispatch", "inproc", config, rt, size, "dispatch_us", _one_per_trial(samples))
                         rec.others("dispatch", "inproc", config, rt, size, load.stop())
+                        if workers:
+                            rec.add("dispatch", "inproc", config, rt, size, "middle_workers", {"median": workers[0]})
 
                     attempt(f"dispatch inproc {config} {rt} {size}", one)
     _run_labs(plan, runtimes, out, rec, progress)
@@ -158,9 +164,10 @@ def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] |
         if topo in plan.skipped_topologies or topo.startswith(LAB_PREFIX):
             continue
         if topo == "inproc":
-            _run_inproc(plan, socket_exps, node_rts, rec, attempt, progress)
+            _run_inproc(plan, socket_exps, plan.cell_runtimes(node_rts), rec, attempt, progress)
         else:
-            _run_sockets(plan, topo, socket_exps, node_rts, codes, rec, attempt, progress)
+            for isolation in plan.isolations:  # a middle per isolation: its runtimes run one way
+                _run_sockets(plan, topo, socket_exps, node_rts, codes, rec, attempt, progress, isolation)
     derive(out)
     out.flags = {**flag_cells(out.results, plan.trials), **out.capacity_flags}
     return out
@@ -178,15 +185,16 @@ def _run_capacity(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder,
         if why:
             out.skipped[f"capacity {topo}"] = why
             continue
-        try:
-            got = run_capacity(plan, topo, runtimes, rec.add, out.failed, out.skipped, progress)
-        except PanError as exc:
-            out.failed[f"capacity {topo}"] = str(exc)
-            continue
-        out.capacity_flags.update(got.flags)
-        out.syscall_method = got.syscall_method
-        out.capacity_threads.update(got.threads)
-        out.capacity_serial.update(got.serial)
+        for isolation in plan.isolations:
+            try:
+                got = run_capacity(plan, topo, runtimes, rec.add, out.failed, out.skipped, progress, isolation)
+            except PanError as exc:
+                out.failed[f"capacity {topo}" + (" process" if isolation == "process" else "")] = str(exc)
+                continue
+            out.capacity_flags.update(got.flags)
+            out.syscall_method = got.syscall_method
+            out.capacity_threads.update(got.threads)
+            out.capacity_serial.update(got.serial)
 
 
 def _run_labs(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder, progress: Callable[[str], None] | None) -> None:
@@ -198,6 +206,11 @@ def _run_labs(plan: Plan, runtimes: list[str], out: Outcome, rec: _Recorder, pro
     labs = [t for t in plan.topologies if t.startswith(LAB_PREFIX) and t not in plan.skipped_topologies]
     if not labs:
         return
+    if "process" in plan.isolations:
+        out.skipped[f"{'/'.join(e for e in plan.experiments if e in LAB_ONLY) or 'lab'} process"] = (
+            "a lab has no single middle: its nodes run their runtimes in-process (--isolation process "
+            "applies to the middle of dispatch, ping, flood and capacity)"
+        )
     from pan_runtime.lab.experiments import LAB_EXPERIMENTS, run_lab
 
     exps = [e for e in plan.experiments if e in LAB_EXPERIMENTS]
@@ -253,8 +266,10 @@ def _run_inproc(plan, exps, runtimes, rec, attempt, progress) -> None:  # type: 
                 attempt(f"{exp} inproc {'/'.join(mine)} {rt} {size}", one)
 
 
-def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> None:  # type: ignore[no-untyped-def]
-    """Every configuration runs side by side on one testbed; cells interleave them."""
+def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress, isolation="in_process") -> None:  # type: ignore[no-untyped-def]
+    """Every configuration runs side by side on one testbed; cells interleave them. The
+    middle ``pan node`` runs ``runtimes`` in ``isolation``; the cells are named for it
+    (``cell_runtime``), baselines included, so each isolation's cells are complete."""
     from .configuration import copy_on_send_unsupported, start_configuration
     from .sockets import socket_flood, socket_ping
     from .testbed import make_testbed
@@ -272,9 +287,10 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> N
                 rec.out.skipped[f"{tag} {topo} {config}"] = why
                 continue
             if progress:
-                progress(f"{topo}: starting {config}")
+                progress(f"{topo}: starting {config}" + (" (middle in process isolation)" if isolation == "process" else ""))
             try:
-                runs.append(stack.enter_context(start_configuration(bed, config, runtimes, max(plan.sizes), plan.threads)))
+                runs.append(stack.enter_context(start_configuration(bed, config, runtimes, max(plan.sizes), plan.threads,
+                                                                    isolation)))
             except PanError as exc:
                 rec.out.failed[f"{tag} {topo} {config}"] = str(exc)
         if not runs:
@@ -287,7 +303,7 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> N
                     run.install_everywhere(codes[rt])
                 ok.append(rt)
             except PanError as exc:
-                rec.out.failed[f"{tag} {topo} {rt}"] = f"installing the reference protocols: {exc}{_own_words(runs)}"
+                rec.out.failed[f"{tag} {topo} {cell_runtime(rt, isolation)}"] = f"installing the reference protocols: {exc}{_own_words(runs)}"
         flow = 0
         for size in plan.sizes:
             for rt in ok:
@@ -295,10 +311,10 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> N
                     for run in runs:
                         run.use_runtime(codes[rt], PORT)
                 except PanError as exc:
-                    rec.out.failed[f"{tag} {topo} {rt} {size}"] = f"{exc}{_own_words(runs)}"
+                    rec.out.failed[f"{tag} {topo} {cell_runtime(rt, isolation)} {size}"] = f"{exc}{_own_words(runs)}"
                     continue
                 for exp in exps:
-                    if not _size_ok(exp, size, f"{exp} {topo} {rt} {size}", rec):
+                    if not _size_ok(exp, size, f"{exp} {topo} {cell_runtime(rt, isolation)} {size}", rec):
                         continue
                     flow += 100
                     kw = dict(count=plan.counts[exp], trials=plan.trials, warmup=plan.warmup, progress=progress)
@@ -309,15 +325,20 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress) -> N
                         else:
                             by_config, failed = socket_flood(runs, rt, codes[rt], size, flow_base=flow, **kw)
                     except PanError as exc:
-                        rec.out.failed[f"{exp} {topo} {rt} {size}"] = f"{exc}{_own_words(runs)}"
+                        rec.out.failed[f"{exp} {topo} {cell_runtime(rt, isolation)} {size}"] = f"{exc}{_own_words(runs)}"
                         continue
                     share = load.stop()
+                    cell = cell_runtime(rt, isolation)
                     for config, trials in by_config.items():
-                        rec.trials(exp, topo, config, rt, size, trials)
-                        rec.others(exp, topo, config, rt, size, share)
+                        if isolation == "process":
+                            up = next((r.middle_workers(rt) for r in runs if r.config == config), None)
+                            for t in trials:
+                                t.workers = up
+                        rec.trials(exp, topo, config, cell, size, trials)
+                        rec.others(exp, topo, config, cell, size, share)
                     for config, why in failed.items():
                         own = _own_words([r for r in runs if r.config == config])
-                        rec.out.failed[f"{exp} {topo} {config} {rt} {size}"] = f"{why}{own}"
+                        rec.out.failed[f"{exp} {topo} {config} {cell} {size}"] = f"{why}{own}"
 
 
 def _own_words(runs: list) -> str:  # type: ignore[type-arg]

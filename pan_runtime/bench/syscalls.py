@@ -6,7 +6,9 @@ else from ``strace -c -f -p PID`` (which slows the process it traces: its count 
 the rate at which it was taken is not). Either attaches to every thread of the process.
 Neither outlives its count: perf counts for a fixed time, and strace ends with the process it
 traces (which dies with the harness). CPU time is the process's ``utime + stime`` from ``/proc/PID/stat`` (all its threads, in
-clock ticks of ``SC_CLK_TCK``).
+clock ticks of ``SC_CLK_TCK``). A middle in process isolation does its code's work in worker
+processes: ``with_children`` lists them (``children``), and the counts and times cover the
+process and those children.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["SyscallCount", "counter_method", "cpu_seconds"]
+__all__ = ["SyscallCount", "children", "counter_method", "cpu_seconds"]
 
 #: how long perf or strace may take to start or stop: a guard against a hang, not a measure
 _GUARD_S = 60.0
@@ -34,6 +36,27 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     fields = text.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (a node's workers)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        if fields and fields[0] != "Z" and int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def with_children(pid: int) -> list[int]:
+    """``pid`` and its children."""
+    return [pid, *children(pid)]
 
 
 def counter_method() -> str | None:
@@ -55,8 +78,8 @@ class SyscallCount:
     """System calls of ``pid`` between ``start()`` and ``stop()`` (None from ``stop`` when the
     count failed). ``seconds`` bounds the interval for perf, which counts for a fixed time."""
 
-    def __init__(self, pid: int, seconds: float, method: str):
-        self.pid = pid
+    def __init__(self, pid: int | list[int], seconds: float, method: str):
+        self.pids = pid if isinstance(pid, list) else [pid]
         self.seconds = seconds
         self.method = method
         self._proc: subprocess.Popen[str] | None = None
@@ -64,13 +87,13 @@ class SyscallCount:
 
     def start(self) -> None:
         if self.method == "perf":
-            argv = ["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x,", "-p", str(self.pid), "--",
+            argv = ["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x,", "-p", ",".join(map(str, self.pids)), "--",
                     "sleep", f"{self.seconds:.3f}"]
         else:
             fd, name = tempfile.mkstemp(prefix="pan-strace-")
             os.close(fd)
             self._out = Path(name)
-            argv = ["strace", "-c", "-f", "-q", "-p", str(self.pid), "-o", name]
+            argv = ["strace", "-c", "-f", "-q", *(a for p in self.pids for a in ("-p", str(p))), "-o", name]
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       text=True, start_new_session=True)
         time.sleep(0.3)  # attached before the traffic starts

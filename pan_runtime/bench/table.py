@@ -9,6 +9,7 @@ from typing import Any
 from pan_runtime.node.stats import format_table
 
 from .noise import cell_key, spread_text
+from .options import PROCESS_SUFFIX
 from .results import Result, index
 
 __all__ = ["format_results", "index"]
@@ -39,14 +40,22 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
     if disp:
         rows = []
         base = "native" if any(c[3] == "native" for c in disp) else "null"
+        # with --isolation in_process,process: each RUNTIME/process row against RUNTIME's
+        isolated = any(c[3].endswith(PROCESS_SUFFIX) for c in disp)
         for cell in disp:
             exp, topo, config, rt, size = cell
             v = ix.get((*cell, "dispatch_us", "median"))
             ref = ix.get((exp, topo, config, base, size, "dispatch_us", "median"))
-            rows.append([config, rt, str(size), _f(v, "{:.3f}"), spread_text(ix, cell, "dispatch_us", trials, "{:.3f}"),
-                         _f(v / ref if v and ref else None, "{:.2f}x"), _note(flags, cell, ("others_cpu",))])
+            row = [config, rt, str(size), _f(v, "{:.3f}"), spread_text(ix, cell, "dispatch_us", trials, "{:.3f}"),
+                   _f(v / ref if v and ref else None, "{:.2f}x")]
+            if isolated:
+                own = ix.get((exp, topo, config, rt[: -len(PROCESS_SUFFIX)], size, "dispatch_us", "median")) \
+                    if rt.endswith(PROCESS_SUFFIX) else None
+                row.append(_f(v / own if v and own else None, "{:.2f}x"))
+            rows.append([*row, _note(flags, cell, ("others_cpu",))])
+        head = ["config", "runtime", "size", "median µs", "spread µs", f"vs {base}", *(["vs in-process"] if isolated else []), "note"]
         parts.append("dispatch (in-process, µs per capsule at the middle node; spread = lowest–highest trial)\n"
-                     + format_table(rows, ["config", "runtime", "size", "median µs", "spread µs", f"vs {base}", "note"]))
+                     + format_table(rows, head))
     ping = [c for c in cells if c[0] == "ping"]
     if ping:
         rows = []

@@ -101,6 +101,10 @@ class Ring:
             return kind, self.buf[at : at + length], at
         return None
 
+    def unread(self) -> int:
+        """Bytes the producer has written that this reader has not read yet (frames included)."""
+        return max(0, _U64.unpack_from(self.buf, self._head_at)[0] - self._read)
+
     def release(self) -> None:
         """Give the producer back everything read so far."""
         _U64.pack_into(self.buf, self._tail_at, self._read)

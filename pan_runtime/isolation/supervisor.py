@@ -18,10 +18,13 @@ capsule for its code object: at once after a first death, then after a back-off
 ends the row); until then its capsules are dropped as ``worker_down``. A restarted worker runs ``init`` again (its code's globals are new);
 soft state is the node's (the worker forwards every ``state_*`` call), so it survives, as does
 everything else the node holds (routes, queued capsules, pool buffers, application links). Restarting happens on the node's
-thread; it takes a spare worker when one is ready (``NodeConfig.worker_spares``, a worker
-that has made its runtime and waits for a code object, started in the background after each
-load and restart), so it costs linking the code and ``init``; without one it costs a whole
-start (an interpreter and the runtime; a JVM takes longest).
+thread; it takes the code object's warm standby when it has one (``NodeConfig.worker_standbys``,
+``pan_runtime.isolation.standby``: a worker with that code object linked and confined, waiting
+for ``INIT``), so it costs ``init``; else a spare worker when one is ready
+(``NodeConfig.worker_spares``, a worker that has made its runtime and waits for a code object),
+so it costs linking the code and ``init``; else a whole start (an interpreter and the runtime;
+a JVM takes longest). Spares and standbys are started in the background after each load and
+restart.
 
 Channel costs per batch: the node copies each body into the ring (one copy: the worker has no
 access to the node's pool, which holds every other capsule) and back out after the verdicts
@@ -52,6 +55,7 @@ from pan_runtime.isolation.channel import Channel, ring_size_for
 from pan_runtime.isolation.protocol import CAPSULE as _CAP
 from pan_runtime.isolation.protocol import EXIT_MEMORY, EXIT_PROTOCOL, FORWARDED, WORKER_MODULE, Kind
 from pan_runtime.isolation.protocol import NO_HOP as _NO_HOP
+from pan_runtime.isolation.standby import Standby, wanted
 from pan_runtime.plugin.runtime import Isolation, LoadedCode, Runtime
 
 if TYPE_CHECKING:
@@ -186,7 +190,12 @@ class WorkerRuntime(Runtime):
         self.settings = settings
         self.host = host
         self.live: set[WorkerCode] = set()
-        self.counters = {"worker_starts": 0, "worker_restarts": 0, "worker_kills": 0, "worker_deaths": 0, "spares_used": 0}
+        self.counters = {
+            "worker_starts": 0, "worker_restarts": 0, "worker_kills": 0, "worker_deaths": 0, "spares_used": 0,
+            "worker_warm_restarts": 0, "standbys_started": 0,
+        }
+        #: load order of the code objects, for the choice of standbys (``standby.wanted``)
+        self.loads = 0
         self.deaths: dict[str, int] = {}
         #: started workers with the runtime made (HELLO sent) and no code object yet: a restart
         #: takes one and only links its code (``NodeConfig.worker_spares``)
@@ -205,8 +214,52 @@ class WorkerRuntime(Runtime):
             proc.close()
         return None
 
+    def take_standby(self, wc: WorkerCode) -> _Process | None:
+        """``wc``'s own warm standby (made for it, still running), or None; it is ``wc``'s
+        worker from now on, and a new standby is made for it by the next ``refill``."""
+        sb = wc.standby
+        wc.standby = None
+        if sb is None:
+            return None
+        if sb.owner is wc and sb.alive() and sb.proc.ch.ring_size >= wc.ring_size:
+            return sb.proc
+        sb.close()
+        return None
+
     def refill(self) -> None:
-        """Start spares up to ``worker_spares``; they make their runtime while the node goes on."""
+        """Start spares up to ``worker_spares`` and standbys for the code objects that should
+        have one (``worker_standbys``); they make their runtime (and a standby links its code
+        and confines itself) while the node goes on."""
+        self._refill_spares()
+        self._refill_standbys()
+
+    def _refill_standbys(self) -> None:
+        keep = wanted(self.live, self.settings.config.worker_standbys)
+        for wc in self.live:
+            if wc not in keep and wc.standby is not None:
+                wc.standby.close()
+                wc.standby = None
+        for wc in keep:
+            if wc.standby is not None and not wc.standby.alive():
+                wc.standby.close()
+                wc.standby = None
+            if wc.standby is None:
+                try:
+                    proc = _Process(self.name, wc.ring_size)
+                except OSError as exc:
+                    log.warning("cannot start a standby %s worker: %s", self.name, exc)
+                    return
+                ok = proc.ch.down.put(Kind.HELLO, self.settings.hello(self.inner, dict(self.options)))
+                ok = ok and proc.ch.down.put(Kind.LOAD, wc.load_record())
+                if not ok:
+                    log.warning("a standby %s worker's channel took no HELLO and LOAD", self.name)
+                    proc.close()
+                    return
+                proc.ch.wake_worker()
+                wc.standby = Standby(proc, wc)
+                self.counters["standbys_started"] += 1
+
+    def _refill_spares(self) -> None:
         while len(self.spares) < self.settings.config.worker_spares:
             try:
                 proc = _Process(self.name, self.spare_ring)
@@ -227,6 +280,8 @@ class WorkerRuntime(Runtime):
                 FaultReason.TOO_MANY_WORKERS,
             )
         wc = WorkerCode(self, code, deps, host)
+        self.loads += 1
+        wc.order = self.loads
         wc.start(initial=True)
         self.live.add(wc)
         self.refill()
@@ -240,7 +295,12 @@ class WorkerRuntime(Runtime):
         self.spares.clear()
 
     def statistics(self) -> dict[str, int]:
-        out = {"workers": sum(1 for w in self.live if w.proc is not None), "spares": len(self.spares), **self.counters}
+        out = {
+            "workers": sum(1 for w in self.live if w.proc is not None),
+            "spares": len(self.spares),
+            "standbys": sum(1 for w in self.live if w.standby is not None),
+            **self.counters,
+        }
         out.update({f"worker_{k}": v for k, v in self.deaths.items()})
         return out
 
@@ -269,12 +329,29 @@ class WorkerCode(LoadedCode):
         self.restart_at = 0
         self.deaths_in_row = 0
         self._envs: Sequence[Environment] = ()
+        #: a worker linked and confined for this code object alone, waiting for INIT
+        #: (``pan_runtime.isolation.standby``), and what the choice of standbys reads
+        self.standby: Standby | None = None
+        self.deaths = 0
+        self.order = 0
 
     # -- lifecycle --------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        """The process id of the worker running this code object now (None while it is down)."""
+        return self.proc.proc.pid if self.proc is not None else None
+
+    def load_record(self) -> bytes | memoryview:
+        """The ``LOAD`` record: the code object, then its dependency closure."""
+        return wire.encode([self.code.to_pco(), *(d.to_pco() for d in self.deps)])
+
     def start(self, initial: bool = False) -> None:
-        """Start the worker and load the code object (``init`` is the node's call)."""
+        """Start the worker and load the code object (``init`` is the node's call). A restart
+        takes the code object's warm standby when it has one (``_warm``)."""
         rt = self.rt
         c = rt.settings.config
+        if not initial and self._warm():
+            return
         proc = rt.take_spare(self.ring_size)
         spare = proc is not None
         if proc is None:
@@ -292,15 +369,39 @@ class WorkerCode(LoadedCode):
                 self._control(Kind.HELLO, b"", deadline, raw=True, put=False)
             else:
                 self._control(Kind.HELLO, rt.settings.hello(rt.inner, dict(rt.options)), deadline, raw=True)
-            self._control(Kind.LOAD, wire.encode([self.code.to_pco(), *(d.to_pco() for d in self.deps)]), deadline, raw=True)
+            self._control(Kind.LOAD, self.load_record(), deadline, raw=True)
         except (RuntimeFault, CodeObjectError) as exc:
             self._down(None)
             raise CodeObjectError(f"{self.code.short_name}: the worker could not load it: {exc}", exc.reason) from None
+
+    def _warm(self) -> bool:
+        """Take this code object's standby as its worker: its answers to HELLO and LOAD (sent
+        when it was started) are all that is left. False when it has none or it failed."""
+        rt = self.rt
+        proc = rt.take_standby(self)
+        if proc is None:
+            return False
+        self.proc = proc
+        deadline = time.monotonic_ns() + rt.settings.config.worker_start_ms * 1_000_000
+        try:
+            self._control(Kind.HELLO, b"", deadline, raw=True, put=False)
+            self._control(Kind.LOAD, b"", deadline, raw=True, put=False)
+        except (RuntimeFault, CodeObjectError) as exc:
+            log.warning("%s: the standby of %s failed (%s); starting a worker", rt.settings.node_name, self.code.short_name, exc)
+            self._down(None)
+            return False
+        rt.counters["worker_starts"] += 1
+        rt.counters["worker_restarts"] += 1
+        rt.counters["worker_warm_restarts"] += 1
+        return True
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.close()
             self.proc = None
+        if self.standby is not None:
+            self.standby.close()
+            self.standby = None
         self.rt.live.discard(self)
 
     def _down(self, died: _Died | None) -> None:
@@ -311,6 +412,7 @@ class WorkerCode(LoadedCode):
         if died is None:
             return
         rt = self.rt
+        self.deaths += 1
         rt.counters["worker_deaths"] += 1
         if died.reason is FaultReason.KILLED_BUDGET:
             rt.counters["worker_kills"] += 1
@@ -335,11 +437,12 @@ class WorkerCode(LoadedCode):
             raise RuntimeFault(f"{self.code.short_name}: its worker is down (restarting)", FaultReason.WORKER_DOWN)
         try:
             self.start()
-            self.rt.refill()  # the spare this start took is replaced while the node goes on
             rc = self._control(Kind.INIT, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
         except (CodeObjectError, RuntimeFault) as exc:
             self._down(_Died(FaultReason.WORKER_DOWN, str(exc)))
             raise RuntimeFault(f"{self.code.short_name}: its worker could not be restarted: {exc}", FaultReason.WORKER_DOWN) from None
+        finally:
+            self.rt.refill()  # the spare or standby this start took is replaced while the node goes on
         if rc < 0:
             self._down(_Died(FaultReason.WORKER_DOWN, f"init returned {rc} in the restarted worker"))
             raise RuntimeFault(f"{self.code.short_name}: init refused in the restarted worker", FaultReason.WORKER_DOWN)

@@ -201,6 +201,7 @@ _SCHEMA: dict[str, set[str]] = {
         "worker_backoff_ms",
         "threads",
         "worker_spares",
+        "worker_standbys",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -422,6 +423,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_backoff_ms=lim("worker_backoff_ms", 10, 0, 5_000),
         worker_spares=lim("worker_spares", 1, 0, 16),
         threads=lim("threads", 1, 1, MAX_THREADS),
+        worker_standbys=lim("worker_standbys", 4, 0, 4096),
     )
 
     neighbors: list[NeighborConfig] = []

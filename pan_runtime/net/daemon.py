@@ -214,10 +214,13 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     for field, helptext in (
         ("workers", "Worker processes up, per runtime in process isolation."),
         ("spares", "Workers started ahead for restarts, per runtime."),
+        ("standbys", "Workers with a code object linked and confined, waiting to replace its worker, per runtime."),
         ("restarts", "Workers started again after one ended, per runtime."),
+        ("warm_restarts", "Restarts that took the code object's warm standby, per runtime."),
         ("kills", "Workers the node killed past a call's time budget, per runtime."),
     ):
-        metric(f"pan_worker_{field}" + ("" if field in ("workers", "spares") else "_total"), "gauge" if field in ("workers", "spares") else "counter",
+        gauge = field in ("workers", "spares", "standbys")
+        metric(f"pan_worker_{field}" + ("" if gauge else "_total"), "gauge" if gauge else "counter",
                helptext, [({"runtime": rt}, w[field]) for rt, w in sorted(workers.items())])
     metric("pan_worker_deaths_total", "counter", "Workers that ended, per runtime and reason.",
            [({"runtime": rt, "reason": k[5:]}, v) for rt, w in sorted(workers.items()) for k, v in sorted(w.items()) if k.startswith("died_")])

@@ -279,6 +279,7 @@ class Worker:
             rt = cls(c["options"])
             rt.load_limits = LoadLimits(**c["load_limits"])
             rt.contained = True  # the node kills this process past a call's budget
+            rt.start()  # the engine now: a spare's restart then only links its code object
         except Exception as exc:  # refused up, then the supervisor sees the exit
             self._result(CodeObjectError(f"{type(exc).__name__}: {exc}"))
             raise SystemExit(EXIT_SETUP) from exc

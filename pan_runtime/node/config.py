@@ -66,6 +66,7 @@ class NodeConfig:
         worker_backoff_ms: int = 10,
         worker_spares: int = 1,
         threads: int = 1,
+        worker_standbys: int = 4,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -133,6 +134,10 @@ class NodeConfig:
         #: threads the UDP fast path reads the node's sockets on (pan_runtime.net.lanes): the
         #: kernel spreads datagrams over their sockets; node work stays one at a time
         self.threads = _bounded("threads", threads, 1, MAX_THREADS)
+        #: code objects per runtime in process isolation that keep a warm standby: a second
+        #: worker with the code linked and confined, so a restart only runs ``init`` (0: none;
+        #: one per code object at most, so never more than ``workers`` are used)
+        self.worker_standbys = _bounded("worker_standbys", worker_standbys, 0, 4096)
         self._check_holding_bounds()
 
     def mechanism(self, runtime: str) -> Mechanism:

@@ -172,8 +172,8 @@ def _runtime_statistics(node: Node) -> dict[str, dict[str, Any]]:
 
 
 def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
-    """Per runtime in process isolation: workers up, spares waiting, starts, restarts, kills and
-    deaths by reason."""
+    """Per runtime in process isolation: workers up, spares and standbys waiting, starts,
+    restarts (those that took a warm standby), kills and deaths by reason."""
     out = {}
     for name, rt in sorted(node.codes.runtimes.items()):
         if rt.isolation is Isolation.PROCESS:
@@ -181,8 +181,10 @@ def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
             out[name] = {
                 "workers": w.get("workers", 0),
                 "spares": w.get("spares", 0),
+                "standbys": w.get("standbys", 0),
                 "starts": w.get("worker_starts", 0),
                 "restarts": w.get("worker_restarts", 0),
+                "warm_restarts": w.get("worker_warm_restarts", 0),
                 "kills": w.get("worker_kills", 0),
                 **{f"died_{d}": w.get(f"worker_{d}", 0) for d in _DEATHS},
             }
@@ -194,7 +196,8 @@ def format_workers(workers: dict[str, dict[str, int]]) -> str:
     parts = []
     for name, w in sorted(workers.items()):
         deaths = ", ".join(f"{d} {w[f'died_{d}']}" for d in _DEATHS if w.get(f"died_{d}"))
-        parts.append(f"{name}: {w['workers']} up, {w.get('spares', 0)} spare, {w['restarts']} restarts, {w['kills']} kills" + (f" ({deaths})" if deaths else ""))
+        parts.append(f"{name}: {w['workers']} up, {w.get('spares', 0)} spare, {w['restarts']} restarts, {w['kills']} kills, "
+                     f"{w.get('standbys', 0)} standby, {w.get('warm_restarts', 0)} warm restarts" + (f" ({deaths})" if deaths else ""))
     return "workers: " + "; ".join(parts) if parts else ""
 
 

@@ -164,6 +164,11 @@ class Runtime(abc.ABC):
         not in the PNI spec, an unresolved symbol, a refused class reference, a load limit).
         """
 
+    def start(self) -> None:
+        """Make the engine now rather than at the first ``load`` (a JVM, a parsed support
+        object). A worker started ahead as a spare (``pan_runtime.isolation``) calls it, so that
+        a restart in it only links its code object; the default does nothing."""
+
     def check(self, code: CodeObject) -> None:
         """Refuse ``code`` cheaply, before anything costly, when what its payload declares
         (section and entry counts, sizes) exceeds ``load_limits``: ``CodeObjectError`` with a

@@ -192,6 +192,11 @@ class JvmRuntime(Runtime):
             self._jvm = jvm
         return self._jvm
 
+    def start(self) -> None:
+        """Boot the JVM and this runtime's lane now (a worker's spare: a restart then only
+        loads its classes)."""
+        self._engine()
+
     @property
     def lane(self) -> Any:
         self._engine()

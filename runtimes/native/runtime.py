@@ -41,6 +41,14 @@ class NativeRuntime(Runtime):
             return "no C compiler (cc or $CC) to build the native support object"
         return None
 
+    def start(self) -> None:
+        """Build (or find in the cache) and parse the support object now: a worker's spare
+        then links a restarted code object without parsing it."""
+        if self.available() is None:
+            from pan_native.support import support_object
+
+            support_object()
+
     def check(self, code: CodeObject) -> None:
         """Sections, symbols, relocations and undefined symbols against the node's load limits
         (read from the headers; parsing and linking, bounded by them, run in ``load``: the

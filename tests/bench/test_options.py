@@ -34,6 +34,7 @@ from pan_runtime.cli.main import main
         (["--threads", "0"], "--threads must be 1..64"),
         (["--threads", "65"], "--threads must be 1..64"),
         (["--experiment", "capacity", "--flows", "0"], "--flows must be 1..64"),
+        (["--isolation", "sandbox"], "unknown isolation 'sandbox'; known: in_process, process"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(args, message, capsys):

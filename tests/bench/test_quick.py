@@ -128,3 +128,51 @@ def test_a_run_on_a_loaded_machine_flags_its_noisy_cells_instead_of_printing_the
             assert f"{x['value']:.1f}" not in r.stdout.split("flagged cells")[0]
     report = run_bench("report", str(out), tmp=tmp)
     assert report.returncode == 0 and "> **QUICK RUN**" in report.stdout and "busy machine during" in report.stdout
+
+
+def test_isolation_is_a_dimension_of_the_cells(tmp, tmp_path):
+    """``--isolation in_process,process``: every runtime's cells twice, side by side, the
+    middle running it in worker processes for ``RUNTIME/process`` (its workers counted), on
+    inproc and udp, in the table, the JSON, the figures and the report."""
+    out = tmp_path / "iso.json"
+    plots = tmp_path / "plots"
+    r = run_bench("--quick", "--experiment", "dispatch,ping,flood", "--topology", "inproc,udp", "--size", "1500",
+                  "--runtime", ",".join(RUNTIMES), "--isolation", "in_process,process", "--json", str(out),
+                  "--plot", str(plots), "--quiet", tmp=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    validate_document(doc)
+    rows = doc["results"]
+    assert doc["meta"]["options"]["plan"]["isolations"] == ["in_process", "process"]
+
+    def cells(exp, topo, metric):
+        return {(x["config"], x["runtime"]) for x in rows if (x["experiment"], x["topology"], x["metric"]) == (exp, topo, metric)}
+
+    workers = {(x["experiment"], x["topology"], x["config"], x["runtime"]): x["value"]
+               for x in rows if x["metric"] == "middle_workers" and x["stat"] == "median"}
+    for rt in RUNTIMES:
+        for label in (rt, f"{rt}/process"):
+            assert ("active", label) in cells("dispatch", "inproc", "dispatch_us")
+            for topo, configs in (("inproc", ("none", "active", "activecopy")), ("udp", ("none", "cforw", "active"))):
+                for config in configs:
+                    assert (config, label) in cells("ping", topo, "rtt_us")
+                    assert (config, label) in cells("flood", topo, "capsules_per_s")
+                assert ("active", label) in cells("ping", topo, "added_us")
+        # the middle ran the process cells' code in workers: one per code object it ran
+        assert workers[("dispatch", "inproc", "active", f"{rt}/process")] >= 1
+        for topo in ("inproc", "udp"):
+            for exp in ("ping", "flood"):
+                assert workers[(exp, topo, "active", f"{rt}/process")] >= 1, workers
+    assert not any(k[3] in RUNTIMES for k in workers), "in-process cells have no workers"
+    assert {x["isolation"] for x in rows if x["runtime"].startswith(tuple(f"{rt}/process" for rt in RUNTIMES))} == {"process"}
+    assert {x["isolation"] for x in rows if x["runtime"] in RUNTIMES} == {"in_process"}
+    # the in-process middle took its C fast path; the process middle cannot (no fast entry)
+    shares = {(x["experiment"], x["runtime"]): x["value"]
+              for x in rows if x["metric"] == "fast_share" and x["stat"] == "median" and x["config"] == "active"}
+    assert all(shares[(e, rt)] > 0.9 for e in ("ping", "flood") for rt in RUNTIMES), shares
+    assert "native/process" in r.stdout and "wasm/process" in r.stdout
+    names = {p.name for p in plots.iterdir()}
+    assert {"dispatch-inproc.png", "rtt-udp.png", "rtt-inproc.png"} <= names
+    text = render_report(doc)
+    assert "| native/process | " in text
+    assert list(tmp.iterdir()) == []

@@ -41,7 +41,8 @@ def test_a_document_validates_and_survives_a_round_trip(tmp_path):
         (lambda d: d["meta"].pop("date"), "meta.date"),
         (lambda d: d["results"][0].update(metric="speed"), "metric 'speed'"),
         (lambda d: d["results"][0].update(stat="p50"), "stat 'p50'"),
-        (lambda d: d["results"][0].update(extra=1), "exactly the keys"),
+        (lambda d: d["results"][0].update(extra=1), "must have the keys"),
+        (lambda d: d["results"][0].update(isolation="sandbox"), "isolation 'sandbox' is not one of in_process, process"),
         (lambda d: d["results"][0].update(value=float("nan")), "finite number"),
         (lambda d: d["results"][0].update(size="1500"), "positive integer"),
         (lambda d: d["results"][0].update(runtime=""), "non-empty string"),
@@ -60,9 +61,11 @@ def test_the_schema_lists_every_metric_and_stat():
         "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
         "others_cpu", "capacity_kpps", "cpu_us_per_capsule", "syscalls_per_capsule", "loss_pct", "spread_ms", "code_bytes",
         "chunks", "resent", "hops", "per_hop_us", "converge_start_ms", "converge_down_ms", "converge_up_ms", "dv_period_ms",
-        "dv_ticks",
+        "dv_ticks", "middle_workers",
     ]
     assert item["stat"]["enum"] == ["median", "p99", "mean", "min", "max", "trial_min", "trial_max"]
+    assert item["isolation"]["enum"] == ["in_process", "process"]
+    assert "isolation" not in SCHEMA["properties"]["results"]["items"]["required"]  # files from before it validate
 
 
 def test_read_json_explains_a_missing_or_broken_file(tmp_path):

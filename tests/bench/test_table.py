@@ -52,3 +52,18 @@ def test_capacity_has_its_own_table_baselines_first_and_flags_in_words():
     lines = [ln.split()[1:3] for ln in text.splitlines() if ln.startswith("netns") and " 1500 " in ln]
     assert [w[0] if w[0] != "active" else " ".join(w) for w in lines] == ["passive", "cbatch", "cforw", "active native",
                                                                           "active wasm"]
+
+
+def test_a_runtime_in_process_isolation_is_a_row_of_its_own_set_against_its_in_process_row():
+    from pan_runtime.bench.results import Result
+
+    rows = [Result("dispatch", "inproc", "active", rt, 1500, "dispatch_us", "median", v)
+            for rt, v in (("native", 10.0), ("native/process", 40.0), ("wasm", 20.0), ("wasm/process", 30.0))]
+    text = format_results(rows, 1)
+    assert _row(text, "config", "runtime")[-3:] == ["vs", "in-process", "note"]
+    # (the spread of one trial is the two words "1 trial")
+    assert _row(text, "native/process")[6:8] == ["4.00x", "4.00x"]  # against native, and against native in-process
+    assert _row(text, "wasm/process")[6:8] == ["3.00x", "1.50x"]
+    assert _row(text, "wasm")[6:8] == ["2.00x", "-"]
+    assert {r.isolation for r in rows} == {"in_process", "process"} and rows[1].isolation == "process"
+    assert "vs in-process" not in format_results(rows[:1], 1)

@@ -325,12 +325,14 @@ def test_a_runtime_can_run_in_worker_processes():
     cfg = parse_config(
         '[node]\nlisten = ["127.0.0.1:7100"]\n[runtimes]\nenabled = ["native", "wasm"]\n'
         '[runtimes.native]\nisolation = "process"\n[runtimes.wasm]\nisolation = "in_process"\n'
-        "[limits]\nworkers = 4\nworker_memory = 67108864\nworker_grace_ms = 20\nworker_start_ms = 5000\nworker_backoff_ms = 0\n",
+        "[limits]\nworkers = 4\nworker_memory = 67108864\nworker_grace_ms = 20\nworker_start_ms = 5000\nworker_backoff_ms = 0\n"
+        "worker_standbys = 2\n",
         "n.toml",
     )
     n = cfg.node
     assert n.mechanism("native") == "process" and n.mechanism("wasm") == "in_process"
     assert (n.workers, n.worker_memory, n.worker_grace_ms, n.worker_start_ms, n.worker_backoff_ms) == (4, 64 << 20, 20, 5000, 0)
+    assert n.worker_standbys == 2
     assert cfg.node.runtimes == ["native", "wasm"]
 
 
@@ -343,6 +345,7 @@ def test_a_runtime_can_run_in_worker_processes():
         (HEAD + '[runtimes]\nnative = "process"\n', 4, "runtimes.native", "a table [runtimes.RUNTIME]"),
         (HEAD + "[limits]\nworkers = 0\n", 4, "limits.workers", "0 is outside 1..4096"),
         (HEAD + "[limits]\nworker_memory = 1024\n", 4, "limits.worker_memory", "1024 is outside 16777216.."),
+        (HEAD + "[limits]\nworker_standbys = -1\n", 4, "limits.worker_standbys", "-1 is outside 0..4096"),
         (HEAD + '[trust]\nrules = { "network.process" = "process" }\n', 4, "trust.rules", "the process column takes"),
     ],
 )

@@ -47,6 +47,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _confined(pid: int) -> bool:
+    """The process runs under its seccomp filter."""
+    with open(f"/proc/{pid}/status") as f:
+        return "Seccomp:\t2\n" in f.read()
+
+
 def test_unsigned_native_code_runs_contained_and_pings_are_answered():
     d = short_dir()
     procs = NodeProcesses(line_configs(d, free_udp_ports(3), EXTRA), d)
@@ -62,22 +68,30 @@ def test_unsigned_native_code_runs_contained_and_pings_are_answered():
         workers = json.loads(st.stdout)["workers"]["native"]
         assert workers["workers"] == 1 and workers["restarts"] == 0, workers
         text = pan("stats", socks[1]).stdout
-        assert "workers: native: 1 up, 0 spare, 0 restarts, 0 kills" in text, text
-        # a worker holds only its channel: the memfd and two eventfds, and /dev/null
+        assert "workers: native: 1 up, 0 spare, 0 restarts, 0 kills, 1 standby, 0 warm restarts" in text, text
+        # the worker and its code object's warm standby each hold only their channel: the
+        # memfd and two eventfds, and /dev/null
         middle = procs.procs[1].pid
-        (worker,) = _workers_of(middle)
-        fds = {os.readlink(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")}
-        assert fds <= {"/dev/null", "anon_inode:[eventfd]"} | {f for f in fds if f.startswith("/memfd:pan-worker")}, fds
-        assert any(f.startswith("/memfd:pan-worker") for f in fds)
-        # the worker dies with its node, even one killed outright
+        workers = _workers_of(middle)
+        assert len(workers) == 2, workers
+        for worker in workers:
+            for _ in range(3000):  # a hang guard: the standby may still be linking its code
+                if _confined(worker):
+                    break
+                time.sleep(0.01)
+            fds = {os.readlink(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")}
+            assert fds <= {"/dev/null", "anon_inode:[eventfd]"} | {f for f in fds if f.startswith("/memfd:pan-worker")}, fds
+            assert any(f.startswith("/memfd:pan-worker") for f in fds)
+        # they die with their node, even one killed outright
         procs.procs[1].send_signal(signal.SIGKILL)
         procs.procs[1].wait(30)
-        for _ in range(3000):  # a hang guard, not a deadline
-            if not _alive(worker):
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail(f"worker {worker} outlived its node")
+        for worker in workers:
+            for _ in range(3000):  # a hang guard, not a deadline
+                if not _alive(worker):
+                    break
+                time.sleep(0.01)
+            else:
+                pytest.fail(f"worker {worker} outlived its node")
     finally:
         procs.stop()
         remove_tree(d)
