@@ -68,6 +68,7 @@
 #define NAME_SIZE PAN_WIRE_NAME_SIZE
 #define ADDR_SIZE PAN_WIRE_ADDRESS_SIZE
 #define RX_BATCH_MAX 1024 /* the most datagrams one recvmmsg reads (limits.rx_batch's ceiling) */
+#define ALONE_QUANTA 20   /* how many quanta a visit may run while no other source waits */
 
 typedef struct {
     uint8_t name[NAME_SIZE];
@@ -158,6 +159,8 @@ typedef struct {
     unsigned long long est_ns; /* the recent cost of one datagram: how many a visit reads at once */
     int peak;               /* the most datagrams one receive returned since the last reclaim */
     int starved;            /* a receive filled every slot lent (and more could be): lend more */
+    int hold_sends;         /* forwards wait for the visit's next receive (sent at its end, or
+                             * before any Python, or when the send batch is full) */
     /* system calls made and datagrams they moved (never zeroed): syscalls per capsule */
     unsigned long long rx_calls, rx_datagrams, tx_calls, tx_datagrams, peeks;
     unsigned long long batch_calls, batched; /* calls into a runtime's batch entry, capsules they ran */
@@ -829,7 +832,17 @@ static long long share_visit(FastPath *self, fp_share *sh, int fd) {
         return -1;
     }
     sh->busy = 0; /* set again when the visit ends with datagrams left */
-    return low + self->quantum_ns;
+    /* nobody else waits: the visit may run ALONE_QUANTA quanta, so a lone flood of cheap
+     * capsules is read in whole batches (a visit's calls are spread over rx_batch capsules,
+     * not over the few one quantum holds); its service still counts, so a source that turns
+     * busy later is served first until it caught up, and long code still ends a visit early */
+    int alone = 1;
+    if (self->shared.busy && &self->shared != sh) alone = 0;
+    for (int i = 0; i < self->nlinks && alone; i++) {
+        fp_share *o = &self->links[i].share;
+        if (o->busy && o != sh) alone = 0;
+    }
+    return low + (alone ? ALONE_QUANTA : 1) * self->quantum_ns;
 }
 
 /* Which neighbour and code object datagram I of the receive batch is for: *LI and *CI
@@ -900,6 +913,7 @@ static int run_group(FastPath *self, int first, int count, int li, int ci, int *
     self->in_batch_last = 0;
     if (rc < 0) return -1;
     if (self->stale) { /* what the hand-overs changed (a code reset, a route) reaches the tables now */
+        flush_sends(self); /* the queued forwards name entries of the tables being replaced */
         self->stale = 0;
         self->crossings++;
         PyObject *r = PyObject_CallMethodNoArgs(self->owner, str_refresh);
@@ -986,7 +1000,7 @@ static int handle_batch(FastPath *self, int got, unsigned long long t0, int *cal
         }
         i += r;
     }
-    flush_sends(self);
+    if (!self->hold_sends) flush_sends(self);
     return 0;
 }
 
@@ -1011,6 +1025,8 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
     if (until < 0) return 0;
     unsigned long long tables = self->tables;
     long count = 0;
+    int rc = 0, more = 0; /* more: the last receive filled what it asked for */
+    self->hold_sends = 1;
     while (self->nlent > 0) {
         if (tables != self->tables) { /* a callback reconfigured: find the source again */
             tables = self->tables;
@@ -1018,12 +1034,14 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             if (!sh) break;
         }
         if (count >= limit || sh->vtime > until) {
-            sh->busy = has_datagram(self, fd); /* the others first */
+            more = 1; /* the peek below */
             break;
         }
+        if (self->npend >= self->rx_batch) flush_sends(self); /* the send batch is full */
         long want = self->nlent;
         int by_lending = 1; /* what was lent is all that limits this receive */
         if (want > limit - count) want = limit - count, by_lending = 0;
+        if (want > self->rx_batch - self->npend) want = self->rx_batch - self->npend, by_lending = 0;
         if (self->est_ns) {
             long long fit = (until - sh->vtime) / (long long)self->est_ns + 1;
             if (want > fit) want = (long)fit, by_lending = 0;
@@ -1053,6 +1071,7 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             }
         }
         for (long i = want - 1; i >= got; i--) give_back(self, self->rslot[i]); /* unused, in order */
+        more = !empty;
         if (got == 0) {
             if (empty) break; /* not busy any more */
             continue;
@@ -1064,7 +1083,11 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             *called = 1;
         }
         count += got;
-        int rc = handle_batch(self, got, t0, called);
+        /* the last receive of the visit sends what it made at once (a lone capsule is not
+         * held); an earlier one leaves its forwards for the next one's sendmmsg */
+        self->hold_sends = !empty;
+        rc = handle_batch(self, got, t0, called);
+        self->hold_sends = 1;
         unsigned long long spent = now_ns() - t0;
         self->est_ns = (self->est_ns * 3 + spent / (unsigned long long)got) / 4 + 1;
         if (tables != self->tables) {
@@ -1072,11 +1095,20 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             sh = share_of(self, fd);
         }
         if (sh) sh->vtime += (long long)spent;
-        if (rc < 0) return -1;
-        if (!sh) break;
+        if (rc < 0 || !sh) break;
         if (empty) break; /* the socket gave what it had: not busy any more */
     }
-    return count;
+    self->hold_sends = 0;
+    if (self->npend) { /* whatever way the visit ended, its forwards leave with it (on its account) */
+        unsigned long long t1 = now_ns();
+        flush_sends(self);
+        if (tables != self->tables) sh = NULL;
+        if (sh) sh->vtime += (long long)(now_ns() - t1);
+    }
+    /* a visit that ended with datagrams maybe left (its share or slots ran out) says whether
+     * the source waits; a peek is the evidence (see has_datagram) */
+    if (rc >= 0 && sh && more) sh->busy = has_datagram(self, fd);
+    return rc < 0 ? -1 : count;
 }
 
 PyDoc_STRVAR(burst_doc,

@@ -221,14 +221,14 @@ class UdpFastPath:
 
     def reclaim(self) -> None:
         """After C read: the lent slots back to the pool (it is whole between turns). The next
-        turn lends twice as many when a receive filled every slot lent (C then ended its wait
-        to say so), else at least what the largest receive returned, decaying by half (never
-        under ``_FEW``): a flood grows to whole batches of ``rx_batch``, a lone capsule costs
-        the loop about what it did."""
+        turn lends a whole ``rx_batch`` when a receive filled every slot lent (C then ended its
+        wait to say so: a flood is read in whole batches from its second turn on), else at
+        least what the largest receive returned, decaying by half (never under ``_FEW``): a
+        lone capsule costs the loop about what it did."""
         slots, used, starved = self._c.reclaim()
         want = self._want
         if starved:
-            self._want = min(self._rx_batch, 2 * want)
+            self._want = self._rx_batch
         elif used:
             self._want = max(_FEW, used, want // 2)
         if slots:

@@ -215,3 +215,27 @@ def test_stats_show_system_calls_per_capsule(tmpdir_short):  # noqa: F811
         sc = _syscalls(t.middle)
         assert f"recv {sc['recv_calls']} ({sc['recv_datagrams']} datagrams)" in text
         assert "system calls per capsule" in text
+
+
+#: a flood big enough that a visit's size, not its first or last turn, sets the count
+FLOOD = 1000
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_flood_costs_the_middle_under_a_tenth_of_a_system_call_per_capsule(tmpdir_short, runtime):  # noqa: F811
+    # the neighbour's own buffer holds the whole flood, so it is all waiting when the middle
+    # reads: a count of calls that a slow machine cannot move (visits end by count, not time)
+    with _peer_line(tmpdir_short, runtime, "neighbour_buffer = 16777216\n") as t:
+        assert pump(t.ds, lambda: False, timeout=0.2) is False
+        before = _syscalls(t.middle)
+        for i in range(FLOOD):
+            t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, struct.pack(">I", i) + bytes(1400)),
+                                      t.peer.address), t.mport)
+        assert pump([t.middle], lambda: _syscalls(t.middle)["send_datagrams"] - before["send_datagrams"] >= FLOOD)
+        after = _syscalls(t.middle)
+        diff = {k: after[k] - before[k] for k in ("recv_calls", "recv_datagrams", "send_calls", "send_datagrams",
+                                                  "peeks", "waits")}
+        assert diff["recv_datagrams"] == diff["send_datagrams"] == FLOOD, diff
+        calls = diff["recv_calls"] + diff["send_calls"] + diff["peeks"] + diff["waits"]
+        assert calls <= FLOOD // 10, diff
+        assert _fast(t.middle)["finished_in_c"] >= FLOOD
