@@ -175,10 +175,8 @@ def test_a_burst_crosses_a_middle_whole_in_fewer_receive_calls_than_datagrams(tm
         assert 1 <= calls < read and 1 <= sends < BURST, after
         fast = _fast(t.middle)
         assert fast["finished_in_c"] == BURST and fast["crossings"] == 0
-        if runtime == "restricted_py":  # a Python entry: one call per capsule, no batch entry
-            assert fast["batch_calls"] == 0
-        else:  # the capsules of one receive went into the runtime together
-            assert 1 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST // 2, fast
+        # the capsules of one receive went into the runtime together (restricted_py too)
+        assert 1 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST // 2, fast
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -239,3 +237,23 @@ def test_a_flood_costs_the_middle_under_a_tenth_of_a_system_call_per_capsule(tmp
         calls = diff["recv_calls"] + diff["send_calls"] + diff["peeks"] + diff["waits"]
         assert calls <= FLOOD // 10, diff
         assert _fast(t.middle)["finished_in_c"] >= FLOOD
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_run_of_capsules_crosses_into_the_runtime_once_and_stops_at_one_that_does_not_forward(tmpdir_short, runtime):  # noqa: F811
+    # every runtime's batch entry (restricted_py's too): the capsules of one receive go in
+    # together, the batch ends at the capsule whose run does not forward (a body too short to
+    # name a destination), which alone crosses to the node; the rest go on in a new batch
+    with _peer_line(tmpdir_short, runtime) as t:
+        assert pump(t.ds, lambda: False, timeout=0.2) is False
+        good = [capsule_bytes(t.code, forward_body(t.receiver.node.address, b"%d" % i), t.peer.address) for i in range(BURST)]
+        bad = capsule_bytes(t.code, b"", t.peer.address)
+        for data in good[: BURST // 2] + [bad] + good[BURST // 2:]:  # all waiting before the middle reads
+            t.peer.send(data, t.mport)
+        assert pump(t.ds, lambda: t.app.pending == BURST)
+        assert pump(t.ds, lambda: t.middle.statistics()["code"][t.code.hex_name]["capsules_in"] == BURST + 1)
+        fast = _fast(t.middle)
+        assert fast["finished_in_c"] == BURST and fast["handed_over"] == 1 and fast["crossings"] == 1, fast
+        assert 2 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST, fast
+        c = t.middle.statistics()["code"][t.code.hex_name]
+        assert c["forwarded"] == BURST and c["forwarded"] + c["dropped"] + c["done"] + c["delivered"] == BURST + 1, c
