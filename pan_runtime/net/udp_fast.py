@@ -121,7 +121,7 @@ def _materialize_inflight() -> None:
 class UdpFastPath:
     """The fast path of one UDP socket of a transport; see the module docstring."""
 
-    def __init__(self, transport: UdpTransport, sock: socket.socket, rx_batch: int = 64):
+    def __init__(self, transport: UdpTransport, sock: socket.socket, rx_batch: int = 64, gso: bool = True):
         if _fastpath is None:
             raise PanError(unavailable_reason() or "fast path unavailable")
         node = transport.node
@@ -141,6 +141,7 @@ class UdpFastPath:
             quantum_ns=node.config.fair_quantum_us * 1000,
             budget_ns=int(node.config.budget.time_ms * 1_000_000),
             rx_batch=rx_batch,
+            gso=gso,
         )
         self._snapshot: FastSnapshot | None = None
         self._links: list[UdpLink] = []
