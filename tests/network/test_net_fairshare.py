@@ -121,45 +121,6 @@ def test_a_flood_from_one_neighbour_does_not_hold_back_another(tmpdir_short, run
         pinger.close()
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_two_floods_share_the_middle_although_a_lone_flood_is_read_in_whole_batches(tmpdir_short, runtime, fast):
-    # each alone would have visits of whole batches; both busy, each still gets its share
-    middle_port, a_port, b_port = free_udp_ports(3)
-    a, b = Peer(a_port), Peer(b_port)
-    cfg = tmpdir_short / "middle.toml"
-    cfg.write_text(
-        f'[node]\nlisten = ["127.0.0.1:{middle_port}"]\n'
-        f'[[neighbors]]\naddress = "127.0.0.1:{a_port}"\n'
-        f'[[neighbors]]\naddress = "127.0.0.1:{b_port}"\n'
-        f"[limits]\nneighbour_buffer = 16777216\nfast_path = {'true' if fast else 'false'}\n"
-    )
-    d = daemon_from(cfg)
-    try:
-        code = reference_code(runtime, "forward")
-        d.node.install(code)
-        n = 600  # each: every one of them in its buffer before the middle reads
-        for peer in (a, b):
-            capsule = capsule_bytes(code, forward_body(peer.address, bytes(1000)), peer.address)
-            for _ in range(n):
-                peer.send(capsule, middle_port)
-        for _ in range(100_000):  # until half of all is carried
-            d.run_once(0)
-            if a.collect() + b.collect() >= n:
-                break
-        assert a.back + b.back >= n
-        # equal code, equal shares: neither was left waiting while the other ran on
-        assert min(a.back, b.back) >= n // 4, (a.back, b.back)
-        for _ in range(100_000):
-            d.run_once(0.001)
-            if a.collect() + b.collect() == 2 * n:
-                break
-        assert (a.back, b.back) == (n, n)
-    finally:
-        d.close()
-        a.close()
-        b.close()
-
-
 def test_neighbours_share_the_node_socket_when_they_may_not_have_their_own(tmpdir_short):
     node_port, a_port, b_port = free_udp_ports(3)
     a, b = Peer(a_port), Peer(b_port)

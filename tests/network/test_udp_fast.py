@@ -261,7 +261,7 @@ def test_a_run_of_capsules_crosses_into_the_runtime_once_and_stops_at_one_that_d
         assert pump(t.ds, lambda: t.middle.statistics()["code"][t.code.hex_name]["capsules_in"] == BURST + 1)
         fast = _fast(t.middle)
         assert fast["finished_in_c"] == BURST and fast["handed_over"] == 1 and fast["crossings"] == 1, fast
-        assert 2 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST, fast
+        assert 2 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST // 2, fast
         c = t.middle.statistics()["code"][t.code.hex_name]
         assert c["forwarded"] == BURST and c["forwarded"] + c["dropped"] + c["done"] + c["delivered"] == BURST + 1, c
 
