@@ -1,6 +1,6 @@
 """Builds the optional C extensions: the UDP fast path (``pan_runtime.net._fastpath``), the
-runtimes' C entries ``pan_wasm._fast`` and ``pan_jvm._fast``, and restricted_py's memory and
-time accounting ``pan_restricted_py._account``; all metadata is in pyproject.toml.
+runtimes' C entries ``pan_wasm._fast``, ``pan_jvm._fast`` and ``pan_restricted_py._fast``, and
+restricted_py's memory and time accounting ``pan_restricted_py._account``; all metadata is in pyproject.toml.
 
 ``optional=True``: a machine without a C compiler still installs pan, and the node then
 takes its Python path for every capsule (``pan node`` logs which path it runs); without
@@ -41,6 +41,14 @@ setup(
         Extension(
             "pan_restricted_py._account",
             ["runtimes/restricted_py/_account.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+            optional=True,
+        ),
+        Extension(
+            "pan_restricted_py._fast",
+            ["runtimes/restricted_py/_fast.c"],
+            include_dirs=["pan_runtime/include"],
+            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pni.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
         ),

@@ -198,6 +198,8 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
             f"system calls: recv {sc['recv_calls']} ({sc['recv_datagrams']} datagrams), send {sc['send_calls']} "
             f"({sc['send_datagrams']} datagrams), peeks {sc['peeks']}, waits {sc['waits']}; "
             f"system calls per capsule {sc['per_capsule_x1000'] / 1000:.3f}"
+            + (f"; UDP GSO {sc['gso_sends']} sends ({sc['gso_datagrams']} datagrams, {sc['gso_refused']} refused)"
+               if sc.get("gso_sends") or sc.get("gso_refused") else "")
         )
     d = st.get("demand")
     if d:

@@ -56,6 +56,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -69,6 +70,13 @@
 #define NAME_SIZE PAN_WIRE_NAME_SIZE
 #define ADDR_SIZE PAN_WIRE_ADDRESS_SIZE
 #define RX_BATCH_MAX 1024 /* the most datagrams one recvmmsg reads (limits.rx_batch's ceiling) */
+#define ALONE_QUANTA 20   /* how many quanta a visit may run while no other source waits */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103   /* linux/udp.h: the segment size of a UDP GSO send */
+#endif
+#define GSO_SEGMENTS 64   /* the most segments one GSO send carries (the kernel's UDP_MAX_SEGMENTS is 64 or more) */
+#define GSO_BYTES 65000   /* the most bytes one carries (a UDP payload under 64 KiB with any IP header) */
+#define GSO_REFUSALS 3    /* refusals (for a segment size) after which GSO is off for this socket */
 
 typedef struct {
     uint8_t name[NAME_SIZE];
@@ -159,10 +167,19 @@ typedef struct {
     unsigned long long est_ns; /* the recent cost of one datagram: how many a visit reads at once */
     int peak;               /* the most datagrams one receive returned since the last reclaim */
     int starved;            /* a receive filled every slot lent (and more could be): lend more */
+    int hold_sends;         /* forwards wait for the visit's next receive (sent at its end, or
+                             * before any Python, or when the send batch is full) */
     /* system calls made and datagrams they moved (never zeroed): syscalls per capsule */
     unsigned long long rx_calls, rx_datagrams, tx_calls, tx_datagrams, peeks;
     unsigned long long batch_calls, batched; /* calls into a runtime's batch entry, capsules they ran */
     unsigned long long n_lost; /* read, then lost to a Python error mid-batch or a failed send after a reconfigure */
+    /* UDP GSO (UDP_SEGMENT): forwards of a send batch toward one next hop with one size go
+     * as one message the kernel cuts into datagrams (see build_sends) */
+    int gso;                /* on (the node's limits.udp_gso, until the kernel refuses it for good) */
+    int gso_max;            /* the largest segment size a GSO send may have (lowered by EINVAL) */
+    int *gfirst, *gcount;   /* message m of a flush: pend[gfirst[m] ...], gcount[m] of them */
+    uint8_t *gctl;          /* message m's control buffer (the UDP_SEGMENT cmsg) */
+    unsigned long long gso_sends, gso_datagrams, gso_refused;
     fp_share shared;        /* of fd, the node's socket */
     long long clock;        /* the virtual clock: least service of a busy source at the last visit */
     long long quantum_ns;
@@ -282,6 +299,9 @@ static void free_batches(FastPath *self) {
     PyMem_Free(self->blens), self->blens = NULL;
     PyMem_Free(self->bverd), self->bverd = NULL;
     PyMem_Free(self->copybuf), self->copybuf = NULL;
+    PyMem_Free(self->gfirst), self->gfirst = NULL;
+    PyMem_Free(self->gcount), self->gcount = NULL;
+    PyMem_Free(self->gctl), self->gctl = NULL;
     self->rx_batch = 0;
 }
 
@@ -299,7 +319,11 @@ static int alloc_batches(FastPath *self, int b) {
     self->blens = PyMem_Calloc(n, sizeof *self->blens);
     self->bverd = PyMem_Calloc(n, sizeof *self->bverd);
     if (self->copy_on_send) self->copybuf = PyMem_Malloc((size_t)self->slot_size * n);
-    if (!self->lent || !self->rmsg || !self->riov || !self->rsrc || !self->rslot || !self->smsg || !self->siov ||
+    self->gfirst = PyMem_Calloc(n, sizeof *self->gfirst);
+    self->gcount = PyMem_Calloc(n, sizeof *self->gcount);
+    self->gctl = PyMem_Calloc(n, CMSG_SPACE(sizeof(uint16_t)));
+    if (!self->gfirst || !self->gcount || !self->gctl ||
+        !self->lent || !self->rmsg || !self->riov || !self->rsrc || !self->rslot || !self->smsg || !self->siov ||
         !self->pend || !self->bbodies || !self->blens || !self->bverd || (self->copy_on_send && !self->copybuf)) {
         free_batches(self);
         PyErr_NoMemory();
@@ -311,14 +335,14 @@ static int alloc_batches(FastPath *self, int b) {
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"fd", "pool", "base", "slot_size", "slot_count", "on_slow", "on_handover", "owner",
-                         "quantum_ns", "budget_ns", "rx_batch", NULL};
-    int fd, rx_batch = 64;
+                         "quantum_ns", "budget_ns", "rx_batch", "gso", NULL};
+    int fd, rx_batch = 64, gso = 1;
     unsigned long long base, budget_ns = ULLONG_MAX;
     long long quantum_ns = 100000;
     Py_ssize_t slot_size, slot_count;
     PyObject *pool, *on_slow, *on_handover, *owner;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO|LKi", kw, &fd, &pool, &base, &slot_size, &slot_count,
-                                     &on_slow, &on_handover, &owner, &quantum_ns, &budget_ns, &rx_batch))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO|LKip", kw, &fd, &pool, &base, &slot_size, &slot_count,
+                                     &on_slow, &on_handover, &owner, &quantum_ns, &budget_ns, &rx_batch, &gso))
         return -1;
     if (slot_size <= 0 || slot_count <= 0 || slot_count > INT_MAX || base == 0) {
         PyErr_SetString(PyExc_ValueError, "FastPath needs a pool with a base address and positive slot sizes");
@@ -345,6 +369,8 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
         if (alloc_batches(self, rx_batch) < 0) return -1;
     }
     self->fd = fd;
+    self->gso = gso;
+    self->gso_max = GSO_BYTES;
     self->quantum_ns = quantum_ns;
     self->budget_ns = budget_ns;
     self->base = (uint8_t *)(uintptr_t)base;
@@ -631,44 +657,121 @@ static void count_sent(FastPath *self, const fp_pending *p) {
     self->n_finished++;
 }
 
+/* The messages of a flush over pend[FROM, NP): one per forward, or, with GSO on, one per
+ * run of consecutive forwards toward one next hop with one size (the last may be shorter),
+ * sent as one UDP_SEGMENT message the kernel cuts into those datagrams (no copy: the
+ * message's iovec is the forwards' own, consecutive in siov). Returns how many. */
+static int build_sends(FastPath *self, int from, int np) {
+    int m = 0;
+    for (int k = from; k < np; m++) {
+        fp_pending *p = &self->pend[k];
+        int n = 1;
+        size_t bytes = (size_t)p->n;
+        if (self->gso && p->n <= self->gso_max) {
+            while (k + n < np && n < GSO_SEGMENTS) {
+                fp_pending *q = &self->pend[k + n];
+                if (q->out != p->out || q->n > p->n || bytes + (size_t)q->n > GSO_BYTES) break;
+                bytes += (size_t)q->n;
+                n++;
+                if (q->n < p->n) break; /* a shorter one ends the message */
+            }
+        }
+        struct msghdr *h = &self->smsg[m].msg_hdr;
+        memset(h, 0, sizeof *h);
+        h->msg_name = &self->links[p->out].sa;
+        h->msg_namelen = self->links[p->out].salen;
+        h->msg_iov = &self->siov[k];
+        h->msg_iovlen = (size_t)n;
+        if (n > 1) {
+            uint8_t *ctl = self->gctl + (size_t)m * CMSG_SPACE(sizeof(uint16_t));
+            memset(ctl, 0, CMSG_SPACE(sizeof(uint16_t)));
+            h->msg_control = ctl;
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            struct cmsghdr *c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t size = (uint16_t)p->n;
+            memcpy(CMSG_DATA(c), &size, sizeof size);
+        }
+        self->gfirst[m] = k;
+        self->gcount[m] = n;
+        k += n;
+    }
+    return m;
+}
+
+/* A GSO message the kernel refused with ERR: 1 when that is a refusal of GSO itself (the
+ * device cannot checksum or segment it, the size does not fit the path: EIO, EINVAL,
+ * EOPNOTSUPP, ...), counted, and GSO is limited (EINVAL: below this segment size) or off
+ * (anything else, or after GSO_REFUSALS); the caller then sends the same forwards again
+ * without it. 0 when the error is the send's own (a full buffer, ...). */
+static int refuse_gso(FastPath *self, int err, int size) {
+    if (err != EIO && err != EINVAL && err != EOPNOTSUPP && err != ENOPROTOOPT && err != EPERM) return 0;
+    self->gso_refused++;
+    if (err == EINVAL && self->gso_refused < GSO_REFUSALS && size > 1) self->gso_max = size - 1;
+    else self->gso = 0;
+    return 1;
+}
+
+/* The forward P was not sent: dropped against its code as link_lost, its slot back. */
+static void count_lost(FastPath *self, const fp_pending *p) {
+    fp_code *code = &self->codes[p->code];
+    fp_link *in = &self->links[p->in];
+    self->base[(Py_ssize_t)p->slot * self->slot_size + PAN_WIRE_HOP_LIMIT_OFFSET]++;
+    code->in++;
+    code->lost++;
+    code->time_ns += p->dt;
+    if (p->dt > code->max_ns) code->max_ns = p->dt;
+    in->received++;
+    in->received_bytes += (unsigned long long)p->n;
+    in->runs++;
+    in->run_ns += p->dt;
+    self->links[p->out].send_errors++;
+    self->received++;
+    self->n_dropped++;
+    give_back(self, p->slot);
+}
+
 /* Send the queued forwards: one sendmmsg for all of them (more only when the kernel takes
- * part). A forward the kernel refused (a full send buffer, ...) is counted here as the
- * node counts a send that fails on its own path: dropped against its code as link_lost
- * (Python would only try the same send again). No Python runs here: the table indices the
- * queue holds stay valid. */
+ * part), forwards toward one next hop with one size as UDP GSO messages where the kernel
+ * takes them (build_sends; a refusal sends them again without, see refuse_gso). A forward
+ * the kernel refused (a full send buffer, ...) is counted here as the node counts a send
+ * that fails on its own path: dropped against its code as link_lost (Python would only try
+ * the same send again). No Python runs here: the table indices the queue holds stay valid. */
 static void flush_sends(FastPath *self) {
-    int np = self->npend, i = 0;
+    int np = self->npend, done = 0;
     self->npend = 0;
-    while (i < np) {
-        int r;
-        NL_SYSCALL(self->lock, r, sendmmsg(self->fd, &self->smsg[i], (unsigned int)(np - i), MSG_DONTWAIT));
-        self->tx_calls++;
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            fp_pending *p = &self->pend[i++];
-            fp_code *code = &self->codes[p->code];
-            fp_link *in = &self->links[p->in];
-            self->base[(Py_ssize_t)p->slot * self->slot_size + PAN_WIRE_HOP_LIMIT_OFFSET]++;
-            code->in++;
-            code->lost++;
-            code->time_ns += p->dt;
-            if (p->dt > code->max_ns) code->max_ns = p->dt;
-            in->received++;
-            in->received_bytes += (unsigned long long)p->n;
-            in->runs++;
-            in->run_ns += p->dt;
-            self->links[p->out].send_errors++;
-            self->received++;
-            self->n_dropped++;
-            give_back(self, p->slot);
-            continue;
+    while (done < np) {
+        int nm = build_sends(self, done, np), m = 0, again = 0;
+        while (m < nm && !again) {
+            int r;
+            NL_SYSCALL(self->lock, r, sendmmsg(self->fd, &self->smsg[m], (unsigned int)(nm - m), MSG_DONTWAIT));
+            self->tx_calls++;
+            if (r < 0) {
+                int err = errno;
+                if (err == EINTR) continue;
+                if (self->gcount[m] > 1 && refuse_gso(self, err, self->pend[self->gfirst[m]].n)) {
+                    again = 1; /* the rest again, as the kernel takes them */
+                    break;
+                }
+                for (int j = 0; j < self->gcount[m]; j++) count_lost(self, &self->pend[self->gfirst[m] + j]);
+                done += self->gcount[m];
+                m++;
+                continue;
+            }
+            for (int i = m; i < m + r; i++) {
+                int c = self->gcount[i];
+                self->tx_datagrams += (unsigned long long)c;
+                if (c > 1) self->gso_sends++, self->gso_datagrams += (unsigned long long)c;
+                for (int j = self->gfirst[i]; j < self->gfirst[i] + c; j++) {
+                    count_sent(self, &self->pend[j]);
+                    give_back(self, self->pend[j].slot);
+                }
+                done += c;
+            }
+            m += r;
         }
-        self->tx_datagrams += (unsigned long long)r;
-        for (int j = i; j < i + r; j++) {
-            count_sent(self, &self->pend[j]);
-            give_back(self, self->pend[j].slot);
-        }
-        i += r;
     }
 }
 
@@ -837,7 +940,17 @@ static long long share_visit(FastPath *self, fp_share *sh, int fd) {
         return -1;
     }
     sh->busy = 0; /* set again when the visit ends with datagrams left */
-    return low + self->quantum_ns;
+    /* nobody else waits: the visit may run ALONE_QUANTA quanta, so a lone flood of cheap
+     * capsules is read in whole batches (a visit's calls are spread over rx_batch capsules,
+     * not over the few one quantum holds); its service still counts, so a source that turns
+     * busy later is served first until it caught up, and long code still ends a visit early */
+    int alone = 1;
+    if (self->shared.busy && &self->shared != sh) alone = 0;
+    for (int i = 0; i < self->nlinks && alone; i++) {
+        fp_share *o = &self->links[i].share;
+        if (o->busy && o != sh) alone = 0;
+    }
+    return low + (alone ? ALONE_QUANTA : 1) * self->quantum_ns;
 }
 
 /* Which neighbour and code object datagram I of the receive batch is for: *LI and *CI
@@ -908,6 +1021,7 @@ static int run_group(FastPath *self, int first, int count, int li, int ci, int *
     self->in_batch_last = 0;
     if (rc < 0) return -1;
     if (self->stale) { /* what the hand-overs changed (a code reset, a route) reaches the tables now */
+        flush_sends(self); /* the queued forwards name entries of the tables being replaced */
         self->stale = 0;
         self->crossings++;
         PyObject *r = PyObject_CallMethodNoArgs(self->owner, str_refresh);
@@ -994,7 +1108,7 @@ static int handle_batch(FastPath *self, int got, unsigned long long t0, int *cal
         }
         i += r;
     }
-    flush_sends(self);
+    if (!self->hold_sends) flush_sends(self);
     return 0;
 }
 
@@ -1019,6 +1133,8 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
     if (until < 0) return 0;
     unsigned long long tables = self->tables;
     long count = 0;
+    int rc = 0, more = 0; /* more: the last receive filled what it asked for */
+    self->hold_sends = 1;
     while (self->nlent > 0) {
         if (tables != self->tables) { /* a callback reconfigured: find the source again */
             tables = self->tables;
@@ -1026,12 +1142,14 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             if (!sh) break;
         }
         if (count >= limit || sh->vtime > until) {
-            sh->busy = has_datagram(self, fd); /* the others first */
+            more = 1; /* the peek below */
             break;
         }
+        if (self->npend >= self->rx_batch) flush_sends(self); /* the send batch is full */
         long want = self->nlent;
         int by_lending = 1; /* what was lent is all that limits this receive */
         if (want > limit - count) want = limit - count, by_lending = 0;
+        if (want > self->rx_batch - self->npend) want = self->rx_batch - self->npend, by_lending = 0;
         if (self->est_ns) {
             long long fit = (until - sh->vtime) / (long long)self->est_ns + 1;
             if (want > fit) want = (long)fit, by_lending = 0;
@@ -1062,6 +1180,7 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             }
         }
         for (long i = want - 1; i >= got; i--) give_back(self, self->rslot[i]); /* unused, in order */
+        more = !empty;
         if (got == 0) {
             if (empty) break; /* not busy any more */
             continue;
@@ -1073,7 +1192,11 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             *called = 1;
         }
         count += got;
-        int rc = handle_batch(self, got, t0, called);
+        /* the last receive of the visit sends what it made at once (a lone capsule is not
+         * held); an earlier one leaves its forwards for the next one's sendmmsg */
+        self->hold_sends = !empty;
+        rc = handle_batch(self, got, t0, called);
+        self->hold_sends = 1;
         unsigned long long spent = now_ns() - t0;
         self->est_ns = (self->est_ns * 3 + spent / (unsigned long long)got) / 4 + 1;
         if (tables != self->tables) {
@@ -1081,11 +1204,20 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
             sh = share_of(self, fd);
         }
         if (sh) sh->vtime += (long long)spent;
-        if (rc < 0) return -1;
-        if (!sh) break;
+        if (rc < 0 || !sh) break;
         if (empty) break; /* the socket gave what it had: not busy any more */
     }
-    return count;
+    self->hold_sends = 0;
+    if (self->npend) { /* whatever way the visit ended, its forwards leave with it (on its account) */
+        unsigned long long t1 = now_ns();
+        flush_sends(self);
+        if (tables != self->tables) sh = NULL;
+        if (sh) sh->vtime += (long long)(now_ns() - t1);
+    }
+    /* a visit that ended with datagrams maybe left (its share or slots ran out) says whether
+     * the source waits; a peek is the evidence (see has_datagram) */
+    if (rc >= 0 && sh && more) sh->busy = has_datagram(self, fd);
+    return rc < 0 ? -1 : count;
 }
 
 PyDoc_STRVAR(burst_doc,
@@ -1234,8 +1366,10 @@ static PyObject *FastPath_get_starved(FastPath *self, void *Py_UNUSED(c)) { retu
 static PyObject *FastPath_get_rx_batch(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->rx_batch); }
 
 static PyObject *FastPath_get_syscalls(FastPath *self, void *Py_UNUSED(c)) {
-    return Py_BuildValue("{sKsKsKsKsK}", "recv_calls", self->rx_calls, "recv_datagrams", self->rx_datagrams,
-                         "send_calls", self->tx_calls, "send_datagrams", self->tx_datagrams, "peeks", self->peeks);
+    return Py_BuildValue("{sKsKsKsKsKsKsKsK}", "recv_calls", self->rx_calls, "recv_datagrams", self->rx_datagrams,
+                         "send_calls", self->tx_calls, "send_datagrams", self->tx_datagrams, "peeks", self->peeks,
+                         "gso_sends", self->gso_sends, "gso_datagrams", self->gso_datagrams, "gso_refused",
+                         self->gso_refused);
 }
 
 static PyObject *FastPath_get_held(FastPath *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->held); }
@@ -1295,7 +1429,9 @@ static PyGetSetDef FastPath_getset[] = {
     {"rx_batch", (getter)FastPath_get_rx_batch, NULL, "the most datagrams one receive call reads", NULL},
     {"syscalls", (getter)FastPath_get_syscalls, NULL,
      "system calls made so far and the datagrams they moved: recv_calls (recvmmsg), recv_datagrams,\n"
-     "send_calls (sendmmsg), send_datagrams, peeks (a 1-byte MSG_PEEK at the end of a visit)", NULL},
+     "send_calls (sendmmsg), send_datagrams, peeks (a 1-byte MSG_PEEK at the end of a visit), gso_sends\n"
+     "(UDP GSO messages among the sends), gso_datagrams (the datagrams they carried), gso_refused (GSO\n"
+     "messages the kernel refused, sent again without)", NULL},
     {"held", (getter)FastPath_get_held, (setter)FastPath_set_held,
      "True while the node's queue holds capsules: every datagram goes to on_slow", NULL},
     {"lock", (getter)FastPath_get_lock, (setter)FastPath_set_lock,

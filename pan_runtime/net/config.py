@@ -135,6 +135,8 @@ class NodeFileConfig:
     errors: ErrorReportConfig = field(default_factory=ErrorReportConfig)
     rx_burst: int = 64
     rx_batch: int = 64
+    #: send forwards toward one next hop with one size as UDP GSO messages where the kernel can
+    udp_gso: bool = True
     app_max_frame: int = 16 << 20
     app_out_bytes: int = 4 << 20
     app_in_bytes: int = 32 << 20
@@ -170,6 +172,7 @@ _SCHEMA: dict[str, set[str]] = {
         "hop_limit",
         "rx_burst",
         "rx_batch",
+        "udp_gso",
         "state_entries",
         "state_bytes",
         "state_ttl_ms",
@@ -533,6 +536,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         errors=ec,
         rx_burst=lim("rx_burst", 64, 1, 4096),
         rx_batch=lim("rx_batch", 64, 1, 1024),
+        udp_gso=_bool(ctx, "limits.udp_gso", limits.get("udp_gso", True)),
         app_max_frame=app_max_frame,
         app_out_bytes=lim("app_out_bytes", 4 << 20, 1024, 1 << 30),
         app_in_bytes=app_in_bytes,

@@ -61,6 +61,7 @@ class NodeDaemon:
                 accept_unknown_peers=config.accept_unknown_peers,
                 rx_burst=config.rx_burst,
                 rx_batch=config.rx_batch,
+                udp_gso=config.udp_gso,
             )
             for n in config.neighbors:
                 self.transport.add_neighbor(n.address, n.endpoint, n.mtu)
@@ -275,6 +276,12 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "counter",
             "Datagrams the node's receive and send system calls moved.",
             [({"call": k}, sc[k]) for k in ("recv_datagrams", "send_datagrams")],
+        )
+        metric(
+            "pan_udp_gso_total",
+            "counter",
+            "UDP GSO on the fast path's sends: messages sent, the datagrams they carried, refusals.",
+            [({"what": k}, sc[k]) for k in ("gso_sends", "gso_datagrams", "gso_refused")],
         )
     ports = stats.get("ports", {})
     metric("pan_ports_bound", "gauge", "Ports bound to application links.", [({}, ports.get("bound", 0))])

@@ -15,8 +15,9 @@ Which socket to read next is decided by self-clocked fair queueing over the time
 spends on each source (read, run, send: everything a datagram costs): each source has a
 virtual time, the service it received; one that turns busy again starts at the node's
 virtual clock (so idleness earns no credit); a visit serves a source until it is
-``quantum`` ahead of the least-served busy source (or of itself, when no other is busy), or
-its socket is empty. A lone capsule is read and run at once, as before; a flood gets the
+``quantum`` ahead of the least-served busy source, or ``ALONE_QUANTA`` quanta past where it
+started when no other source is busy (so a lone flood is read in whole batches, its system
+calls spread over many capsules), or its socket is empty. A lone capsule is read and run at once, as before; a flood gets the
 node's time that nobody else wants, and a neighbour whose capsules run long code gets
 fewer of them. The compiled fast path (``_fastpath.c``) runs the same rule on its sockets;
 this module is the Python path's copy.
@@ -24,7 +25,10 @@ this module is the Python path's copy.
 
 from __future__ import annotations
 
-__all__ = ["FairShare", "Source"]
+__all__ = ["ALONE_QUANTA", "FairShare", "Source"]
+
+#: how many quanta a visit may run while no other source is busy (``_fastpath.c`` has the same)
+ALONE_QUANTA = 20
 
 
 class Source:
@@ -65,12 +69,15 @@ class FairShare:
             if src.vtime < self.clock:
                 src.vtime = self.clock
         low = src.vtime
+        alone = True
         for other in self.sources.values():
-            if other.busy and other is not src and other.vtime < low:
-                low = other.vtime
+            if other.busy and other is not src:
+                alone = False
+                if other.vtime < low:
+                    low = other.vtime
         if low > self.clock:
             self.clock = low
         if src.vtime > low + self.quantum:
             return -1  # left for the others' turn (the caller says whether it is busy)
         src.busy = False  # set again when the visit ends with a datagram left
-        return low + self.quantum
+        return low + (ALONE_QUANTA if alone else 1) * self.quantum

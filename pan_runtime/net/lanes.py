@@ -72,7 +72,8 @@ class Lane:
     def open(self, node_sock: socket.socket, sock: socket.socket) -> None:
         """Read ``sock`` (bound to ``node_sock``'s address and port with ``SO_REUSEPORT``) here,
         with a fast path serving ``node_sock``'s neighbours."""
-        fast = UdpFastPath(self.transport, sock, self.transport.rx_batch, serves=node_sock, lock=self.lock)
+        fast = UdpFastPath(self.transport, sock, self.transport.rx_batch, serves=node_sock, lock=self.lock,
+                           gso=self.transport.udp_gso)
         self.fast[node_sock] = fast
         self.sockets[node_sock] = sock
         self.add(sock, fast)

@@ -348,6 +348,7 @@ class UdpTransport:
         accept_unknown_peers: bool = False,
         rx_burst: int = 64,
         rx_batch: int = 64,
+        udp_gso: bool = True,
     ):
         self.node = node
         self.loop = loop
@@ -355,6 +356,8 @@ class UdpTransport:
         self.rx_burst = rx_burst
         #: the most datagrams one receive system call reads (the fast path's recvmmsg)
         self.rx_batch = rx_batch
+        #: the fast path may send forwards as UDP GSO messages (limits.udp_gso)
+        self.udp_gso = udp_gso
         #: system calls the Python path made: receives (recvmsg) and peeks (its sends count per link)
         self.recv_calls = 0
         self.recv_datagrams = 0
@@ -448,7 +451,7 @@ class UdpTransport:
         self._family[sock] = sock
         self.share.add(sock.fileno())
         if not self.fast_path_off:
-            fast = self._fast[sock] = UdpFastPath(self, sock, self.rx_batch, lock=self.lock)
+            fast = self._fast[sock] = UdpFastPath(self, sock, self.rx_batch, lock=self.lock, gso=self.udp_gso)
             self.loop.add_fast(fast, self.rx_burst)
         self.loop.add(sock, selectors.EVENT_READ, lambda _mask, s=sock: self._readable(s))
         for lane in self.lanes:  # a socket of each lane's own on the same address and port
@@ -685,7 +688,9 @@ class UdpTransport:
         """System calls the node's UDP traffic cost, with the datagrams they moved: receives
         (recvmmsg in the fast path, recvmsg in Python), sends (sendmmsg, sendmsg), peeks at the
         end of a fair-share visit and waits for readiness; ``per_capsule_x1000`` is all of
-        them per datagram received, times 1000."""
+        them per datagram received, times 1000. ``gso_sends`` of the sends were UDP GSO
+        messages, carrying ``gso_datagrams``; ``gso_refused`` the kernel refused (then sent
+        again without, and GSO limited or off for that socket)."""
         out = {
             "recv_calls": self.recv_calls,
             "recv_datagrams": self.recv_datagrams,
@@ -693,6 +698,9 @@ class UdpTransport:
             "send_datagrams": sum(link.send_datagrams for link in self.links.values()),
             "peeks": self.peeks,
             "waits": self.loop.waits + sum(lane.waits for lane in self.lanes),
+            "gso_sends": 0,
+            "gso_datagrams": 0,
+            "gso_refused": 0,
         }
         for fast in self._fast_paths():
             for k, v in fast.syscalls.items():

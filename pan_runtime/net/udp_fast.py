@@ -137,11 +137,12 @@ class UdpFastPath:
         *,
         serves: socket.socket | None = None,
         lock: Any = None,
+        gso: bool = True,
     ):
         """``sock``: the socket it reads and sends on; ``serves``: the node socket whose
         neighbours it serves (default ``sock``; another thread's socket of the same port
         serves the same neighbours); ``lock``: the node's ``node_lock()`` when several
-        threads run fast paths."""
+        threads run fast paths; ``gso``: send runs of forwards as UDP GSO messages."""
         if _fastpath is None:
             raise PanError(unavailable_reason() or "fast path unavailable")
         node = transport.node
@@ -162,6 +163,7 @@ class UdpFastPath:
             quantum_ns=node.config.fair_quantum_us * 1000,
             budget_ns=int(node.config.budget.time_ms * 1_000_000),
             rx_batch=rx_batch,
+            gso=gso,
         )
         self._lock = lock
         if lock is not None:
@@ -245,14 +247,14 @@ class UdpFastPath:
 
     def reclaim(self) -> None:
         """After C read: the lent slots back to the pool (it is whole between turns). The next
-        turn lends twice as many when a receive filled every slot lent (C then ended its wait
-        to say so), else at least what the largest receive returned, decaying by half (never
-        under ``_FEW``): a flood grows to whole batches of ``rx_batch``, a lone capsule costs
-        the loop about what it did."""
+        turn lends a whole ``rx_batch`` when a receive filled every slot lent (C then ended its
+        wait to say so: a flood is read in whole batches from its second turn on), else at
+        least what the largest receive returned, decaying by half (never under ``_FEW``): a
+        lone capsule costs the loop about what it did."""
         slots, used, starved = self._c.reclaim()
         want = self._want
         if starved:
-            self._want = min(self._rx_batch, 2 * want)
+            self._want = self._rx_batch
         elif used:
             self._want = max(_FEW, used, want // 2)
         if slots:

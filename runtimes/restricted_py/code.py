@@ -26,6 +26,11 @@ from pan_runtime.node.env import Budget
 from pan_runtime.plugin.fastentry import FastEntry
 from pan_runtime.plugin.runtime import LoadedCode
 
+try:  # the fast path's C door (built at install where a C compiler was found)
+    from pan_restricted_py import _fast
+except ImportError:  # then the fast path calls ``fast_accept`` itself, one capsule at a time
+    _fast = None
+
 if TYPE_CHECKING:
     from pan_restricted_py.compiler import CompiledSource
     from pan_runtime.data.codeobj import CodeObject
@@ -346,6 +351,24 @@ class RestrictedPyCode(LoadedCode, FastEntry):
 
         self._meter.sentinels.add(fast_accept.__code__)
         self.fast_accept = fast_accept  # type: ignore[method-assign]
+        self._fast_entry = _fast.Entry(fast_accept) if _fast is not None else None
+
+    #: the C door the fast path calls (``_fast.c``), or None (it calls ``fast_accept``)
+    _fast_entry: Any = None
+
+    def fast_entry(self) -> tuple[int, int] | None:
+        """``_fast.c``'s run over ``fast_accept``: a run of capsules crosses in one call."""
+        e = self._fast_entry
+        return (_fast.RUN, e.state) if e is not None and _fast is not None else None
+
+    def fast_batch_entry(self) -> int | None:
+        return _fast.BATCH if self._fast_entry is not None and _fast is not None else None
+
+    def after_fast_run(self) -> None:
+        e = self._fast_entry
+        fault = e.take_fault() if e is not None else None
+        if fault is not None:  # a RuntimeFault of the code, already named by fast_accept
+            raise fault
 
     #: interpreter steps ``fast_accept`` runs used since the node last took them
     fast_steps: int = 0

@@ -116,6 +116,14 @@ def test_copy_on_send_reaches_the_node_config():
         parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\ncopy_on_send = 3\n', "n.toml")
 
 
+def test_udp_gso_is_on_unless_turned_off_and_must_be_a_boolean():
+    assert parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n', "n.toml").udp_gso is True
+    cfg = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nudp_gso = false\n', "n.toml")
+    assert cfg.udp_gso is False
+    with pytest.raises(ConfigError, match="limits.udp_gso"):
+        parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nudp_gso = 1\n', "n.toml")
+
+
 def test_load_limits_reach_the_node_config_and_bad_ones_name_their_key(tmp_path):
     head = '[node]\nlisten = ["127.0.0.1:7100"]\n'
     cfg = parse_config(
@@ -169,7 +177,7 @@ def test_buffer_quota_and_soft_state_bounds_reach_the_node_config():
 
 
 HEAD = '[node]\nlisten = ["127.0.0.1:1"]\n'
-INT_LIMITS = sorted(k for k in _SCHEMA["limits"] if k not in ("copy_on_send", "fast_path"))
+INT_LIMITS = sorted(k for k in _SCHEMA["limits"] if k not in ("copy_on_send", "fast_path", "udp_gso"))
 
 
 @pytest.mark.parametrize("key", INT_LIMITS)

@@ -20,7 +20,7 @@ from test_net_udp import forward_body
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.net.application import capsule_bytes
-from pan_runtime.net.fairshare import FairShare
+from pan_runtime.net.fairshare import ALONE_QUANTA, FairShare
 
 RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
 FLOOD = 6000  # far more than the flooder's buffer at the middle holds
@@ -168,13 +168,14 @@ def test_a_port_another_node_holds_is_still_refused(tmpdir_short):
 def test_the_share_rule():
     share = FairShare(100)
     a, b = share.add(1), share.add(2)
-    assert share.visit(a) == 100  # a lone source: one quantum a visit
+    # a source nobody else waits for: ALONE_QUANTA quanta a visit (a lone flood in whole batches)
+    assert share.visit(a) == ALONE_QUANTA * 100
     a.vtime, a.busy = 5000, True
-    assert share.visit(b) == 100  # b turned busy at the clock, behind a
+    assert share.visit(b) == 100  # b turned busy at the clock, behind a: one quantum past a's
     b.vtime, b.busy = 300, True
     assert share.visit(a) == -1  # a is more than a quantum ahead of busy b: b first
     assert share.visit(b) == 400
     b.busy = False  # b emptied: a has the node to itself again
-    assert share.visit(a) == 5100
+    assert share.visit(a) == 5000 + ALONE_QUANTA * 100
     c = share.add(3)
     assert share.visit(c) >= 5000 and c.vtime == share.clock  # idleness earns no credit

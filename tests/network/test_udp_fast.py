@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import socket
 import struct
 import types
 from pathlib import Path
 
 import pytest
-from nethelpers import FakePeer, pump
+from nethelpers import FakePeer, daemon_from, free_udp_ports, pump
 from test_net_fastpath import (  # noqa: F401
     PORT,
     RUNTIMES,
@@ -30,10 +31,16 @@ from test_net_fastpath import (  # noqa: F401
 from test_net_udp import forward_body
 
 from pan_runtime.cli.netcli import format_stats
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.address import NodeAddress
+from pan_runtime.data.wire import HOP_LIMIT_OFFSET
 from pan_runtime.net import udp_fast
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
+
+#: SO_NO_CHECK (asm-generic/socket.h): send without UDP checksums
+_SO_NO_CHECK = 11
 
 # forward, after a call the fast path does not answer without an environment
 REACHES_HOST = """
@@ -175,10 +182,8 @@ def test_a_burst_crosses_a_middle_whole_in_fewer_receive_calls_than_datagrams(tm
         assert 1 <= calls < read and 1 <= sends < BURST, after
         fast = _fast(t.middle)
         assert fast["finished_in_c"] == BURST and fast["crossings"] == 0
-        if runtime == "restricted_py":  # a Python entry: one call per capsule, no batch entry
-            assert fast["batch_calls"] == 0
-        else:  # the capsules of one receive went into the runtime together
-            assert 1 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST // 2, fast
+        # the capsules of one receive went into the runtime together (restricted_py too)
+        assert 1 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST // 2, fast
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -219,3 +224,140 @@ def test_stats_show_system_calls_per_capsule(tmpdir_short):  # noqa: F811
         sc = _syscalls(t.middle)
         assert f"recv {sc['recv_calls']} ({sc['recv_datagrams']} datagrams)" in text
         assert "system calls per capsule" in text
+
+
+#: a flood big enough that a visit's size, not its first or last turn, sets the count
+FLOOD = 1000
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_flood_costs_the_middle_under_a_tenth_of_a_system_call_per_capsule(tmpdir_short, runtime):  # noqa: F811
+    # the neighbour's own buffer holds the whole flood, so it is all waiting when the middle
+    # reads: a count of calls that a slow machine cannot move (visits end by count, not time)
+    with _peer_line(tmpdir_short, runtime, "neighbour_buffer = 16777216\n") as t:
+        assert pump(t.ds, lambda: False, timeout=0.2) is False
+        before = _syscalls(t.middle)
+        for i in range(FLOOD):
+            t.peer.send(capsule_bytes(t.code, forward_body(t.receiver.node.address, struct.pack(">I", i) + bytes(1400)),
+                                      t.peer.address), t.mport)
+        assert pump([t.middle], lambda: _syscalls(t.middle)["send_datagrams"] - before["send_datagrams"] >= FLOOD)
+        after = _syscalls(t.middle)
+        diff = {k: after[k] - before[k] for k in ("recv_calls", "recv_datagrams", "send_calls", "send_datagrams",
+                                                  "peeks", "waits")}
+        assert diff["recv_datagrams"] == diff["send_datagrams"] == FLOOD, diff
+        calls = diff["recv_calls"] + diff["send_calls"] + diff["peeks"] + diff["waits"]
+        assert calls <= FLOOD // 10, diff
+        assert _fast(t.middle)["finished_in_c"] >= FLOOD
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_run_of_capsules_crosses_into_the_runtime_once_and_stops_at_one_that_does_not_forward(tmpdir_short, runtime):  # noqa: F811
+    # every runtime's batch entry (restricted_py's too): the capsules of one receive go in
+    # together, the batch ends at the capsule whose run does not forward (a body too short to
+    # name a destination), which alone crosses to the node; the rest go on in a new batch
+    with _peer_line(tmpdir_short, runtime) as t:
+        assert pump(t.ds, lambda: False, timeout=0.2) is False
+        good = [capsule_bytes(t.code, forward_body(t.receiver.node.address, b"%d" % i), t.peer.address) for i in range(BURST)]
+        bad = capsule_bytes(t.code, b"", t.peer.address)
+        for data in good[: BURST // 2] + [bad] + good[BURST // 2:]:  # all waiting before the middle reads
+            t.peer.send(data, t.mport)
+        assert pump(t.ds, lambda: t.app.pending == BURST)
+        assert pump(t.ds, lambda: t.middle.statistics()["code"][t.code.hex_name]["capsules_in"] == BURST + 1)
+        fast = _fast(t.middle)
+        assert fast["finished_in_c"] == BURST and fast["handed_over"] == 1 and fast["crossings"] == 1, fast
+        assert 2 <= fast["batch_calls"] < BURST and fast["batched"] >= BURST // 2, fast
+        c = t.middle.statistics()["code"][t.code.hex_name]
+        assert c["forwarded"] == BURST and c["forwarded"] + c["dropped"] + c["done"] + c["delivered"] == BURST + 1, c
+
+
+class _Receiver:
+    """A neighbour played by a UDP socket with room for every datagram a test sends it."""
+
+    def __init__(self, port: int):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.setblocking(False)
+        self.address = NodeAddress.from_endpoint("127.0.0.1", port)
+        self.got: list[bytes] = []
+
+    def collect(self) -> int:
+        while True:
+            try:
+                self.got.append(self.sock.recv(70000))
+            except BlockingIOError:
+                return len(self.got)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def _fan_out(tmpdir, runtime: str, limits: str = ""):
+    """A middle node with three neighbours played by sockets: a sender and two receivers."""
+    mport, *ports = free_udp_ports(4)
+    peers = [_Receiver(p) for p in ports]
+    cfg = tmpdir / "middle.toml"
+    cfg.write_text(f'[node]\nlisten = ["127.0.0.1:{mport}"]\n'
+                   + "".join(f'[[neighbors]]\naddress = "127.0.0.1:{p}"\n' for p in ports)
+                   + "[limits]\nneighbour_buffer = 16777216\n" + limits)
+    d = daemon_from(cfg)
+    try:
+        code = reference_code(runtime, "forward")
+        d.node.install(code)
+        yield types.SimpleNamespace(middle=d, mport=mport, sender=peers[0], receivers=peers[1:], code=code)
+    finally:
+        d.close()
+        for p in peers:
+            p.close()
+
+
+def _mixed_flood(t, n: int = 600) -> dict[int, list[bytes]]:
+    """Queue ``n`` capsules at the middle before it reads: runs toward one receiver or the
+    other, of one size, now and then a shorter one; what each receiver should get, in order."""
+    import random
+
+    rng = random.Random(11)
+    want: dict[int, list[bytes]] = {0: [], 1: []}
+    i = 0
+    while i < n:
+        to, size = rng.randrange(2), rng.choice((200, 900, 1400))
+        for _ in range(min(n - i, rng.randrange(1, 50))):
+            payload = struct.pack(">I", i) + bytes(size if rng.randrange(8) else rng.randrange(size))
+            data = capsule_bytes(t.code, forward_body(t.receivers[to].address, payload), t.sender.address)
+            t.sender.sock.sendto(data, ("127.0.0.1", t.mport))
+            want[to].append(data[:HOP_LIMIT_OFFSET] + bytes([data[HOP_LIMIT_OFFSET] - 1]) + data[HOP_LIMIT_OFFSET + 1:])
+            i += 1
+    return want
+
+
+def _carry(t, want: dict[int, list[bytes]]) -> dict:
+    total = sum(len(v) for v in want.values())
+    assert pump([t.middle], lambda: sum(r.collect() for r in t.receivers) >= total)
+    for k, r in enumerate(t.receivers):  # each one whole, alone, in the order sent
+        assert r.got == want[k]
+    return _syscalls(t.middle)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_forwards_toward_one_hop_leave_as_udp_gso_and_arrive_as_the_datagrams_they_were(tmpdir_short, runtime):  # noqa: F811
+    with _fan_out(tmpdir_short, runtime) as t:
+        sc = _carry(t, _mixed_flood(t))
+        # fewer messages than datagrams left the middle, each GSO one carrying several
+        assert sc["gso_sends"] >= 1 and sc["gso_datagrams"] >= 2 * sc["gso_sends"] and sc["gso_refused"] == 0, sc
+        assert "UDP GSO" in format_stats(t.middle.statistics())
+
+
+def test_udp_gso_refused_by_the_kernel_is_counted_and_the_forwards_go_without(tmpdir_short):  # noqa: F811
+    with _fan_out(tmpdir_short, "native") as t:
+        # a socket without UDP checksums is one the kernel refuses GSO on (EINVAL)
+        t.middle.transport.sockets[socket.AF_INET].setsockopt(socket.SOL_SOCKET, _SO_NO_CHECK, 1)
+        sc = _carry(t, _mixed_flood(t))
+        assert sc["gso_refused"] >= 1 and sc["gso_sends"] == 0, sc
+        assert t.middle.statistics()["drops"] == {}
+
+
+def test_udp_gso_can_be_turned_off(tmpdir_short):  # noqa: F811
+    with _fan_out(tmpdir_short, "native", "udp_gso = false\n") as t:
+        sc = _carry(t, _mixed_flood(t))
+        assert sc["gso_sends"] == sc["gso_refused"] == 0 and sc["send_calls"] < sc["send_datagrams"], sc
