@@ -18,7 +18,7 @@ from .dispatch import dispatch_experiment
 from .inproc import PORT, Trial, inproc_trials, reference_set
 from .load import OthersShare
 from .noise import flag_cells
-from .options import LAB_ONLY, LAB_PREFIX, Plan, cell_runtime, config_unsupported, min_size
+from .options import LAB_ONLY, LAB_PREFIX, Plan, cell_runtime, config_unsupported, min_size, split_cell
 from .results import Result, summarize
 
 __all__ = ["Outcome", "run_plan", "derive", "NOGC_SUFFIX"]
@@ -254,6 +254,9 @@ def _run_inproc(plan, exps, runtimes, rec, attempt, progress) -> None:  # type: 
                     continue
 
                 def one(exp: str = exp, rt: str = rt, size: int = size, mine: list[str] = mine) -> None:
+                    # built before the window: a compiler's time comes back as this process's
+                    # reaped children's, and would read as the cell's own work
+                    reference_set(split_cell(rt)[0])
                     load = OthersShare()
                     load.start()
                     by_config = inproc_trials(exp, rt, mine, size, count=plan.counts[exp], trials=plan.trials,

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from bench_helpers import run_bench
 
@@ -97,15 +99,23 @@ def test_report_command_renders_markdown_and_figures(tmp, tmp_path):
 BURN = "import os, time\nos.nice(19)\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
 
 
+def _cpu_ticks(pid: int) -> int:
+    """Clock ticks of CPU ``pid`` has used."""
+    return sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
+
+
 def test_a_run_on_a_loaded_machine_flags_its_noisy_cells_instead_of_printing_them(tmp, tmp_path):
     """Other work on every CPU while a run measures: every cell records the share of the
     machine that work used and is flagged as run on a busy machine, and an added latency at
     or below zero appears in the flags, never as a result in a table or the report."""
     burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(len(os.sched_getaffinity(0)))]
     try:
+        while not all(_cpu_ticks(b.pid) for b in burners):  # each burning before the run starts
+            time.sleep(0.05)
         out = tmp_path / "loaded.json"
+        # cells of some 2000 pings: long enough windows for the CPU clock's ticks
         r = run_bench("--quick", "--experiment", "ping", "--topology", "inproc,udp", "--runtime", "native", "--size", "1500",
-                      "--json", str(out), "--quiet", tmp=tmp)
+                      "--count", "2000", "--json", str(out), "--quiet", tmp=tmp)
     finally:
         for b in burners:
             b.kill()
