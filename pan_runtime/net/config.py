@@ -199,6 +199,9 @@ _SCHEMA: dict[str, set[str]] = {
         "worker_start_ms",
         "worker_backoff_ms",
         "worker_spares",
+        "worker_inflight",
+        "worker_queue",
+        "worker_nice",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -419,6 +422,9 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_start_ms=lim("worker_start_ms", 30_000, 100, 600_000),
         worker_backoff_ms=lim("worker_backoff_ms", 10, 0, 5_000),
         worker_spares=lim("worker_spares", 1, 0, 16),
+        worker_inflight=lim("worker_inflight", 256, 1, 1 << 16),
+        worker_queue=lim("worker_queue", 4096, 0, 1 << 20),
+        worker_nice=lim("worker_nice", 10, 0, 19),
     )
 
     neighbors: list[NeighborConfig] = []

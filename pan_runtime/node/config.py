@@ -62,6 +62,9 @@ class NodeConfig:
         worker_start_ms: int = 30_000,
         worker_backoff_ms: int = 10,
         worker_spares: int = 1,
+        worker_inflight: int = 256,
+        worker_queue: int = 4096,
+        worker_nice: int = 10,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -126,6 +129,15 @@ class NodeConfig:
         #: started workers each runtime in process isolation keeps waiting for a code object,
         #: so that a restart need not start an interpreter and a runtime (0: none)
         self.worker_spares = _bounded("worker_spares", worker_spares, 0, 16)
+        #: capsules handed to one worker whose verdicts have not come back; past it, a code
+        #: object's capsules wait in the node (in order) for its worker to catch up
+        self.worker_inflight = _bounded("worker_inflight", worker_inflight, 1, 1 << 16)
+        #: capsules of one code object waiting in the node for its worker; past it they are
+        #: dropped (``worker_busy``)
+        self.worker_queue = _bounded("worker_queue", worker_queue, 0, 1 << 20)
+        #: niceness added to every worker (0 .. 19): a runaway capsule then yields the CPU to
+        #: the node and to other code objects' workers
+        self.worker_nice = _bounded("worker_nice", worker_nice, 0, 19)
         self._check_holding_bounds()
 
     def mechanism(self, runtime: str) -> Mechanism:
