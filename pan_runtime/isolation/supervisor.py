@@ -301,6 +301,8 @@ class WorkerCode(LoadedCode):
         #: event loop stops watching them)
         self.on_down: Callable[[WorkerCode], None] | None = None
         self.closed = False
+        #: resets sent behind batches out whose answers have not been read
+        self.resets_out = 0
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, initial: bool = False) -> None:
@@ -438,6 +440,12 @@ class WorkerCode(LoadedCode):
             self.settle(lambda: not self.inflight)
             if self.proc is None:
                 raise RuntimeFault(f"{self.code.short_name}: its worker went down", FaultReason.WORKER_DOWN)
+        try:
+            while self.resets_out:  # answers to resets sent behind batches: read before this one's
+                self._wait(deadline_ns, Kind.RESULT)
+                self.resets_out -= 1
+        except (_Died, WorkerError) as exc:
+            raise self._fail(exc) from None
         try:
             if put:
                 self._put(kind, payload)
@@ -619,14 +627,16 @@ class WorkerCode(LoadedCode):
         of finished batches to their ``done``; a worker dead, late past its budget (killed
         here) or breaking the protocol fails every batch out. Returns the batches finished."""
         proc = self.proc
-        if proc is None or not self.inflight:
+        if proc is None or not (self.inflight or self.resets_out):
             return 0
         ch = proc.ch
         finished = 0
         try:
-            while self.inflight:
+            while self.inflight or self.resets_out:
                 rec = ch.up.get()
                 if rec is None:
+                    if not self.inflight:
+                        break
                     if proc.proc.poll() is not None:
                         raise proc.death()
                     head = self.inflight[0]
@@ -637,6 +647,8 @@ class WorkerCode(LoadedCode):
                 kind, payload, _ = rec
                 vals = wire.decode(payload)
                 if kind == Kind.CALL:
+                    if not self.inflight:
+                        raise WorkerError("a PNI call with no capsule out")
                     self._envs = self.inflight[0].envs
                     try:
                         reply = self._serve(vals)
@@ -651,7 +663,10 @@ class WorkerCode(LoadedCode):
                     self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
                     continue
                 ch.up.release()
-                if kind != Kind.VERDICTS:
+                if kind == Kind.RESULT and self.resets_out > 0 and len(vals) in (3, 4):
+                    self.resets_out -= 1  # a reset sent while batches were out: done
+                    continue
+                if kind != Kind.VERDICTS or not self.inflight:
                     raise WorkerError(f"the worker answered with record kind {kind}, expected {Kind.VERDICTS}")
                 head = self.inflight[0]
                 out = self._verdicts(vals, head.envs, head.view, head.offsets)
@@ -673,6 +688,7 @@ class WorkerCode(LoadedCode):
     def _fail_inflight(self, exc: Exception) -> None:
         """The worker is gone: the batch it was running gets the fault of its end, those behind
         it ``worker_down``; each capsule is counted, none is lost."""
+        self.resets_out = 0
         batches = list(self.inflight)
         self.inflight.clear()
         self.inflight_n = 0
@@ -753,6 +769,15 @@ class WorkerCode(LoadedCode):
 
     def reset(self) -> None:
         self.needs_reset = False
+        if self.proc is not None and self.inflight:
+            # batches are out (this runs from a verdict's fault): the reset goes down behind
+            # them and its answer is read among their verdicts
+            try:
+                self._put(Kind.RESET, b"")
+            except WorkerError:
+                return  # the ring is full of batches: the next fault asks again
+            self.resets_out += 1
+            return
         if self.proc is not None:
             self._control(Kind.RESET, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
 
