@@ -19,6 +19,7 @@ queue). A node without an event loop (``asynchronous`` False: a bare ``Node`` dr
 from __future__ import annotations
 
 import os
+import select
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -75,6 +76,25 @@ class Offload:
             wc.collect()
             self._settled(wc)
         return bool(self.busy)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until a busy worker writes or ends (at most ``timeout_s``, less when a batch's
+        budget ends sooner), then ``poll``: for a driver with nothing else to do."""
+        if not self.busy:
+            return False
+        due = self.tick()
+        poller = select.poll()
+        for wc in self.busy:
+            if wc.proc is not None:
+                poller.register(wc.proc.ch.wake_up, select.POLLIN)
+                poller.register(wc.proc.pidfd, select.POLLIN)
+        limit = timeout_s if due is None else min(timeout_s, due)
+        for fd, _ in poller.poll(max(0, int(limit * 1000 + 0.999))):
+            try:
+                os.eventfd_read(fd)
+            except OSError:  # the pidfd, or a count already read
+                pass
+        return self.poll()
 
     def tick(self) -> float | None:
         """Kill workers past a batch's budget (failing their capsules); the seconds until the
