@@ -5,9 +5,12 @@ One worker per code object (``WorkerRuntime.load``), up to ``NodeConfig.workers`
 past it, loading is refused (``CodeObjectError``, reason ``too_many_workers``) rather than
 sharing a worker, since code objects sharing a process could read each other's capsules and
 soft state (native code can read anything in its process). A runaway capsule therefore holds
-only its own code object's worker; the node's thread waits for it until the call's budget
-(``Budget.time_ms`` per capsule of the batch, plus ``NodeConfig.worker_grace_ms``) and then
-kills it (SIGKILL): the capsule is a fault ``killed_budget``.
+only its own code object's worker. The node hands batches over without waiting (``submit``;
+``pan_runtime.node.offload`` drives it) and reads their verdicts when the worker writes
+(``collect``); it gives each batch its budget (``Budget.time_ms`` per capsule, plus
+``NodeConfig.worker_grace_ms``) from when the worker could start it, then kills the worker
+(SIGKILL): the capsule is a fault ``killed_budget``. ``accept``/``accept_batch`` hand over
+and wait (``settle``), for callers without an event loop.
 
 A worker that dies (a fault signal, ``abort``, a direct ``exit_group``, its memory limit) costs
 the capsules of the batch it was running, each counted as a fault with the reason read from

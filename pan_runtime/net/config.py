@@ -424,7 +424,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_spares=lim("worker_spares", 1, 0, 16),
         worker_inflight=lim("worker_inflight", 256, 1, 1 << 16),
         worker_queue=lim("worker_queue", 4096, 0, 1 << 20),
-        worker_nice=lim("worker_nice", 10, 0, 19),
+        worker_nice=lim("worker_nice", 0, 0, 19),
     )
 
     neighbors: list[NeighborConfig] = []

@@ -64,7 +64,7 @@ class NodeConfig:
         worker_spares: int = 1,
         worker_inflight: int = 256,
         worker_queue: int = 4096,
-        worker_nice: int = 10,
+        worker_nice: int = 0,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -135,8 +135,9 @@ class NodeConfig:
         #: capsules of one code object waiting in the node for its worker; past it they are
         #: dropped (``worker_busy``)
         self.worker_queue = _bounded("worker_queue", worker_queue, 0, 1 << 20)
-        #: niceness added to every worker (0 .. 19): a runaway capsule then yields the CPU to
-        #: the node and to other code objects' workers
+        #: niceness of every worker (0 .. 19); 10 makes a runaway capsule yield the CPU to the
+        #: node and to other code objects' workers (0 by default: budgets are wall time, and a
+        #: nice worker on a machine busy with other work runs honest capsules past them)
         self.worker_nice = _bounded("worker_nice", worker_nice, 0, 19)
         self._check_holding_bounds()
 
