@@ -28,6 +28,7 @@ from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.protocol_headers import PingHdr
 
 SOURCES = Path(__file__).parent / "isolation_sources"
 SPIN = {"native": "spin.c", "wasm": "spin.c", "restricted_py": "spin.py", "jvm": "Spin.java"}
@@ -118,6 +119,37 @@ def test_a_runaway_code_object_does_not_hold_up_another(runtime: str):
         net.run(timeout_s=120)
         drops = {r: v for r, v in a.stats.drops.items() if v}
         assert sum(drops.get(r.value, 0) for r in ENDED) == 1, drops
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_pni_calls_of_batches_out_are_served_while_another_worker_is_stuck(runtime: str):
+    """Pings (whose code sends and delivers through the node from its worker) are answered while
+    A's worker spins; with one capsule per batch, batches reach the ping worker while one of
+    its capsules waits for the node's reply to a call, and run after it, in order."""
+    spin = _spin(runtime)
+    ping = reference_code(runtime, "ping")
+    with _line(runtime, batch=1) as net:
+        n1, n2 = net.nodes
+        net.install(spin, [n1])
+        net.install(ping)
+        a = n1.cache.peek(spin.name)
+        assert a is not None
+        app = Application(n1)
+        app.bind(PORT)
+        app.send(spin, bytes(32))
+        count = 10
+        for seq in range(count):
+            app.send(ping, PingHdr(dest=n2.address.raw, port=PORT, phase=0, seq=seq).pack() + bytes(16))
+        answers = []
+        guard = time.monotonic() + 120  # a hang guard, not a deadline
+        while len(answers) < count and time.monotonic() < guard:
+            _turn(net)
+            answers += [PingHdr.unpack(d.data) for d in app.deliveries()]
+            time.sleep(0.001)
+        assert sorted(h.seq for h in answers if h.phase == 1) == list(range(count))
+        assert sum(a.stats.drops.values()) == 0 and a.stats.done == 0, a.stats.as_dict()  # A's call goes on
+        net.run(timeout_s=120)
+        assert sum(a.stats.drops.get(r.value, 0) for r in ENDED) == 1, a.stats.as_dict()
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -196,6 +196,8 @@ class Offload:
             entry = self.busy.pop(wc, None)
             if entry is not None and wc in self.waiting:
                 self._pump(entry, wc)
+            if wc not in self.busy and wc not in self.waiting:
+                self._entries.pop(wc, None)
 
     # -- the event loop's descriptors ---------------------------------------------------
     def _watch_fds(self, wc: WorkerCode) -> None:
