@@ -28,7 +28,7 @@ from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
-from pan_runtime.protocol_headers import PingHdr
+from pan_runtime.protocol_headers import FloodHdr, PingHdr
 
 SOURCES = Path(__file__).parent / "isolation_sources"
 SPIN = {"native": "spin.c", "wasm": "spin.c", "restricted_py": "spin.py", "jvm": "Spin.java"}
@@ -150,6 +150,27 @@ def test_pni_calls_of_batches_out_are_served_while_another_worker_is_stuck(runti
         assert sum(a.stats.drops.values()) == 0 and a.stats.done == 0, a.stats.as_dict()  # A's call goes on
         net.run(timeout_s=120)
         assert sum(a.stats.drops.get(r.value, 0) for r in ENDED) == 1, a.stats.as_dict()
+
+
+def test_batches_out_leave_room_in_the_ring_for_the_replies_to_calls():
+    """More large flood capsules out than the ring to the worker holds, each of which calls the
+    node (soft state) from the worker: the node keeps a quarter of the ring free, so every
+    reply fits and the worker is never taken for broken."""
+    flood = reference_code("native", "flood")
+    with _line("native", portmapper=False, batch=1) as net:
+        n1 = net.nodes[0]
+        net.install(flood, [n1])
+        entry = n1.cache.peek(flood.name)
+        assert entry is not None
+        app = Application(n1)
+        count, size = 150, 7000  # over 1 MiB: more than the worker's ring holds
+        for seq in range(count):
+            hdr = FloodHdr(dest=n1.address.raw, port=PORT, kind=1, flags=0, src=n1.address.raw, flow=1, seq=seq,
+                           count=0, report_every=0, bytes=0, elapsed_ns=0)
+            app.send(flood, hdr.pack() + bytes(size))
+        net.run(timeout_s=120)
+        assert entry.stats.done == count, entry.stats.as_dict()
+        assert n1.runtime("native").statistics()["worker_deaths"] == 0
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -53,6 +53,13 @@ class Ring:
             raise WorkerError(f"ring tail {tail} is outside the produced range ..{self._head}")
         return tail
 
+    def room(self) -> int:
+        """Bytes the producer may still write (short of the consumer's tail and its own hold)."""
+        tail = self._tail()
+        if self.hold is not None and self.hold < tail:
+            tail = self.hold
+        return self.size - (self._head - tail)
+
     def reserve(self, kind: int, length: int) -> memoryview | None:
         """Room for a record of ``length`` payload bytes (None: the ring is full for now);
         write the payload into the view, then ``commit``."""

@@ -583,6 +583,8 @@ class WorkerCode(LoadedCode):
         body_at = 8 + ((n * _CAP.size + 7) & ~7)
         total = body_at + sum((e.length + 7) & ~7 for e in envs)
         try:
+            if self.inflight and ring.room() - total < ring.size // 4:
+                return False  # a quarter of the ring stays free for the replies to the worker's calls
             view = ring.reserve(Kind.BATCH, total)
         except WorkerError as exc:
             fault = RuntimeFault(f"{self.code.short_name}: a batch of {total} bytes does not fit the channel: {exc}", FaultReason.RUNTIME_ERROR)
