@@ -7,6 +7,12 @@ capsule (median of the rounds) and ratios. Then restarts: the worker of each run
 forward is SIGKILLed and the restart and first capsule after it timed, with a warm standby
 (``worker_standbys``) and with a spare only (median, min–max of ``--restarts``).
 
+Then the two figures the issue sets bars for, per runtime, each the median of ``--rounds`` runs
+with their spread (min..max): the added latency of one capsule at a time (process ÷ in-process,
+bar ≤ 1.5) and the flood throughput of a node that hands batches to the worker without
+waiting (asynchronous dispatch, as a node under an event loop does; process ÷ in-process,
+bar ≥ 0.7).
+
     python benchmarks/isolation_cost.py [--runtime native,wasm] [--n 2000] [--size 1500] [--rounds 5]
                                         [--restarts 10] [--skip-capsules]
 """
@@ -120,6 +126,32 @@ def _ready(rt: object) -> None:
             time.sleep(0.005)
 
 
+def flood(runtime: str, mechanism: str, batch: int, n: int, size: int) -> float:
+    """Capsules per second through a node that hands batches over and polls for verdicts."""
+    plugins = default_plugins()
+    code = reference_code(runtime, "forward", plugins)
+    cfg = NodeConfig(isolation={runtime: mechanism}, batch=batch, queue_limit=max(4096, n), pool_buffers=max(1024, 2 * n))
+    with Node(1, config=cfg, plugins=plugins) as node:
+        node.offload.asynchronous = True
+        node.install(code)
+        app = Application(node)
+        body = node.address.raw + (4242).to_bytes(2, "big") + bytes(size - 18)
+        entry = node.cache.peek(code.name)
+        assert entry is not None
+        for _ in range(n):
+            app.send(code, body)
+        t0 = time.perf_counter_ns()
+        while node.queue or node.offload.busy or node.offload.waiting:
+            if node.queue and node.offload.statistics()["inflight"] < 256:
+                node.process(batch)
+                node.offload.poll()
+            else:
+                node.offload.wait(1.0)
+        dt = time.perf_counter_ns() - t0
+        assert entry.stats.capsules_in == n, entry.stats.as_dict()
+    return n / (dt / 1e9)
+
+
 def channel_parts(size: int, n: int, rounds: int) -> dict[str, list[float]]:
     """Per capsule, µs, one value per round of ``n``: copying a body into the ring and back
     out, an eventfd round trip to another process (one wake-up each way), and the codec (a
@@ -206,6 +238,21 @@ def capsules(runtimes: list[str], args: argparse.Namespace) -> None:
                 r[mech, b] = per_capsule(rt, mech, b, args.n, args.size, args.rounds)
         print(f"{rt:14s} {r['in_process', 1]:10.2f} {r['process', 1]:10.2f} {r['process', 1] / r['in_process', 1]:6.2f} "
               f"{r['in_process', 32]:11.2f} {r['process', 32]:11.2f} {r['process', 32] / r['in_process', 32]:6.2f}", flush=True)
+    print()
+    print(f"load average {os.getloadavg()[0]:.2f}; medians of {args.rounds} runs (min..max)")
+    print(f"{'runtime':14s} {'latency in-proc µs':>22s} {'latency process µs':>22s} {'ratio':>6s} "
+          f"{'flood in-proc /s':>24s} {'flood process /s':>24s} {'ratio':>6s}")
+    for rt in runtimes:
+        lat = {m: [per_capsule(rt, m, 1, args.n // 4, args.size, 2) for _ in range(args.rounds)] for m in ("in_process", "process")}
+        fl = {m: [flood(rt, m, 32, args.n, args.size) for _ in range(args.rounds)] for m in ("in_process", "process")}
+
+        def cell(xs: list[float], fmt: str) -> str:
+            return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}..{max(xs):{fmt}})"
+
+        li, lp = statistics.median(lat["in_process"]), statistics.median(lat["process"])
+        fi, fp = statistics.median(fl["in_process"]), statistics.median(fl["process"])
+        print(f"{rt:14s} {cell(lat['in_process'], '.1f'):>22s} {cell(lat['process'], '.1f'):>22s} {lp / li:6.2f} "
+              f"{cell(fl['in_process'], '.0f'):>24s} {cell(fl['process'], '.0f'):>24s} {fp / fi:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,9 @@ class FaultReason(enum.StrEnum):
     KILLED_MEMORY = "killed_memory"
     #: the code object's worker is down (restarting after a death, or backing off)
     WORKER_DOWN = "worker_down"
+    #: the code object's worker is behind: ``limits.worker_inflight`` capsules are out and
+    #: ``limits.worker_queue`` more wait in the node
+    WORKER_BUSY = "worker_busy"
     #: refused at load: the runtime already runs ``limits.workers`` workers (process isolation)
     TOO_MANY_WORKERS = "too_many_workers"
     #: refused at load: an exception handler could swallow the stop that ends a run (jvm)

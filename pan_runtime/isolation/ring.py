@@ -41,6 +41,10 @@ class Ring:
         self.data_at = offset + HEADER
         self._head = _U64.unpack_from(buf, self._head_at)[0]
         self._read = _U64.unpack_from(buf, self._tail_at)[0]
+        #: the producer's own hold: it writes nothing at or past this position a ring later
+        #: (None: no hold). The node holds a batch's bodies until it has read its verdicts,
+        #: though the worker may have released them already.
+        self.hold: int | None = None
 
     # -- producer --------------------------------------------------------------------
     def _tail(self) -> int:
@@ -48,6 +52,13 @@ class Ring:
         if tail > self._head or self._head - tail > self.size:
             raise WorkerError(f"ring tail {tail} is outside the produced range ..{self._head}")
         return tail
+
+    def room(self) -> int:
+        """Bytes the producer may still write (short of the consumer's tail and its own hold)."""
+        tail = self._tail()
+        if self.hold is not None and self.hold < tail:
+            tail = self.hold
+        return self.size - (self._head - tail)
 
     def reserve(self, kind: int, length: int) -> memoryview | None:
         """Room for a record of ``length`` payload bytes (None: the ring is full for now);
@@ -57,7 +68,11 @@ class Ring:
             raise WorkerError(f"a {length}-byte record does not fit a {self.size}-byte ring")
         pos = self._head % self.size
         pad = self.size - pos if pos + need > self.size else 0
-        if self._head + pad + need - self._tail() > self.size:
+        tail = self._tail()
+        hold = self.hold
+        if hold is not None and hold < tail:
+            tail = hold
+        if self._head + pad + need - tail > self.size:
             return None
         if pad:
             _FRAME.pack_into(self.buf, self.data_at + pos, pad - 8, _WRAP)
@@ -67,6 +82,11 @@ class Ring:
         _FRAME.pack_into(self.buf, at, length, kind)
         self._pending = need
         return self.buf[at + 8 : at + 8 + length]
+
+    @property
+    def head(self) -> int:
+        """What the producer has written so far (a position for ``hold``)."""
+        return self._head
 
     def commit(self) -> None:
         self._head += self._pending

@@ -5,9 +5,12 @@ One worker per code object (``WorkerRuntime.load``), up to ``NodeConfig.workers`
 past it, loading is refused (``CodeObjectError``, reason ``too_many_workers``) rather than
 sharing a worker, since code objects sharing a process could read each other's capsules and
 soft state (native code can read anything in its process). A runaway capsule therefore holds
-only its own code object's worker; the node's thread waits for it until the call's budget
-(``Budget.time_ms`` per capsule of the batch, plus ``NodeConfig.worker_grace_ms``) and then
-kills it (SIGKILL): the capsule is a fault ``killed_budget``.
+only its own code object's worker. The node hands batches over without waiting (``submit``;
+``pan_runtime.node.offload`` drives it) and reads their verdicts when the worker writes
+(``collect``); it gives each batch its budget (``Budget.time_ms`` per capsule, plus
+``NodeConfig.worker_grace_ms``) from when the worker could start it, then kills the worker
+(SIGKILL): the capsule is a fault ``killed_budget``. ``accept``/``accept_batch`` hand over
+and wait (``settle``), for callers without an event loop.
 
 A worker that dies (a fault signal, ``abort``, a direct ``exit_group``, its memory limit) costs
 the capsules of the batch it was running, each counted as a fault with the reason read from
@@ -44,7 +47,8 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pan_runtime import pni_api
@@ -109,7 +113,31 @@ class WorkerSettings:
             "state_bytes": c.state_bytes,
             "state_ttl_ms": c.state_ttl_ms,
             "memory": c.worker_memory,
+            "nice": getattr(c, "worker_nice", 0),
         }).encode()
+
+
+#: what a batch's ``done`` is called with: its environments, a verdict or fault for each, and
+#: the nanoseconds from handing it over to its verdicts
+Done = Callable[[Sequence["Environment"], list["int | RuntimeFault"], int], None]
+
+
+class _Batch:
+    """Capsules handed to a worker whose verdicts have not come back."""
+
+    __slots__ = ("envs", "view", "offsets", "budget_ns", "hold", "done", "t0", "started")
+
+    def __init__(self, envs: Sequence[Environment], view: memoryview, offsets: list[int], budget_ns: int, hold: int, done: Done):
+        self.envs = envs
+        self.view = view
+        self.offsets = offsets
+        self.budget_ns = budget_ns
+        #: where the batch's record starts in the ring to the worker (held until its verdicts are read)
+        self.hold = hold
+        self.done = done
+        self.t0 = time.monotonic_ns()
+        #: when the worker could start it (the verdicts of the batch before it came back)
+        self.started = self.t0
 
 
 class _Died(Exception):
@@ -334,6 +362,15 @@ class WorkerCode(LoadedCode):
         self.standby: Standby | None = None
         self.deaths = 0
         self.order = 0
+        #: batches handed to the worker, oldest first, and how many capsules they hold
+        self.inflight: deque[_Batch] = deque()
+        self.inflight_n = 0
+        #: called with this code object before its worker's descriptors close (the node's
+        #: event loop stops watching them)
+        self.on_down: Callable[[WorkerCode], None] | None = None
+        self.closed = False
+        #: resets sent behind batches out whose answers have not been read
+        self.resets_out = 0
 
     # -- lifecycle --------------------------------------------------------------------
     @property
@@ -397,6 +434,8 @@ class WorkerCode(LoadedCode):
 
     def stop(self) -> None:
         if self.proc is not None:
+            if self.on_down is not None:
+                self.on_down(self)
             self.proc.close()
             self.proc = None
         if self.standby is not None:
@@ -407,6 +446,8 @@ class WorkerCode(LoadedCode):
     def _down(self, died: _Died | None) -> None:
         """Forget the dead (or killed) worker; the next capsule after the back-off starts another."""
         if self.proc is not None:
+            if self.on_down is not None:
+                self.on_down(self)
             self.proc.close()
             self.proc = None
         if died is None:
@@ -501,6 +542,16 @@ class WorkerCode(LoadedCode):
         return RuntimeFault(f"{self.code.short_name}: {died}", died.reason)
 
     def _control(self, kind: int, payload: bytes | memoryview, deadline_ns: int, raw: bool = False, put: bool = True) -> int:
+        if self.inflight:  # a control record's answer comes after the verdicts of every batch out
+            self.settle(lambda: not self.inflight)
+            if self.proc is None:
+                raise RuntimeFault(f"{self.code.short_name}: its worker went down", FaultReason.WORKER_DOWN)
+        try:
+            while self.resets_out:  # answers to resets sent behind batches: read before this one's
+                self._wait(deadline_ns, Kind.RESULT)
+                self.resets_out -= 1
+        except (_Died, WorkerError) as exc:
+            raise self._fail(exc) from None
         try:
             if put:
                 self._put(kind, payload)
@@ -601,22 +652,52 @@ class WorkerCode(LoadedCode):
         return out
 
     def accept_batch(self, envs: Sequence[Environment]) -> list[int | RuntimeFault]:
+        """Hand ``envs`` to the worker and wait for their verdicts (the node's asynchronous
+        dispatch uses ``submit`` and ``collect`` instead)."""
+        got: list[list[int | RuntimeFault]] = []
+
+        def done(_envs: Sequence[Environment], out: list[int | RuntimeFault], _ns: int) -> None:
+            got.append(out)
+
+        while not self.submit(envs, done):  # the ring is full of batches out: wait for one
+            self._settle_head()
+        self.settle(lambda: bool(got))
+        return got[0]
+
+    # -- asynchronous dispatch ----------------------------------------------------------
+    def submit(self, envs: Sequence[Environment], done: Done) -> bool:
+        """Hand a batch to the worker without waiting: ``done`` is called once with its verdicts
+        (from ``collect``), or at once with a fault for each capsule when it cannot be handed
+        over. False: the ring holds too much not yet answered; try again after a ``collect``.
+        The environments (and their capsules) belong to the batch until ``done``."""
         n = len(envs)
+        if self.closed:
+            done(envs, [RuntimeFault(f"{self.code.short_name}: unloaded", FaultReason.WORKER_DOWN)] * n, 0)
+            return True
         try:
             self._ensure()
         except RuntimeFault as fault:
-            return [fault] * n
+            done(envs, [fault] * n, 0)
+            return True
         proc = self.proc
         assert proc is not None
         ring = proc.ch.down
+        hold = ring.head
         body_at = 8 + ((n * _CAP.size + 7) & ~7)
         total = body_at + sum((e.length + 7) & ~7 for e in envs)
         try:
+            if self.inflight and ring.room() - total < ring.size // 4:
+                return False  # a quarter of the ring stays free for the replies to the worker's calls
             view = ring.reserve(Kind.BATCH, total)
         except WorkerError as exc:
-            return [RuntimeFault(f"{self.code.short_name}: a batch of {total} bytes does not fit the channel: {exc}", FaultReason.RUNTIME_ERROR)] * n
+            fault = RuntimeFault(f"{self.code.short_name}: a batch of {total} bytes does not fit the channel: {exc}", FaultReason.RUNTIME_ERROR)
+            done(envs, [fault] * n, 0)
+            return True
         if view is None:
-            return [RuntimeFault(f"{self.code.short_name}: the channel is full", FaultReason.WORKER_DOWN)] * n
+            if self.inflight:
+                return False
+            done(envs, [RuntimeFault(f"{self.code.short_name}: the channel is full", FaultReason.WORKER_DOWN)] * n, 0)
+            return True
         struct.pack_into("<I", view, 0, n)
         pos = 8
         offsets = []
@@ -631,18 +712,133 @@ class WorkerCode(LoadedCode):
             offsets.append(at)
             at += (env.length + 7) & ~7
         ring.commit()
+        if not self.inflight:
+            ring.hold = hold
         proc.ch.wake_worker()
-        self._envs = envs
+        self.inflight.append(_Batch(envs, view, offsets, self._budget_ns(n), hold, done))
+        self.inflight_n += n
+        return True
+
+    def _budget_ns(self, n: int) -> int:
+        c = self.rt.settings.config
+        return int((n * c.budget.time_ms + c.worker_grace_ms) * 1_000_000)
+
+    def next_deadline(self) -> int | None:
+        """When the oldest batch out runs past its budget (monotonic ns), or None."""
+        if not self.inflight:
+            return None
+        head = self.inflight[0]
+        return head.started + head.budget_ns
+
+    def collect(self) -> int:
+        """Read what the worker wrote without waiting: serve its PNI calls, carry the verdicts
+        of finished batches to their ``done``; a worker dead, late past its budget (killed
+        here) or breaking the protocol fails every batch out. Returns the batches finished."""
+        proc = self.proc
+        if proc is None or not (self.inflight or self.resets_out):
+            return 0
+        ch = proc.ch
+        finished = 0
         try:
-            vals = self._wait(self._budget_deadline(n), Kind.VERDICTS)
-            out = self._verdicts(vals, envs, view, offsets)
+            while self.inflight or self.resets_out:
+                rec = ch.up.get()
+                if rec is None:
+                    if not self.inflight:
+                        break
+                    if proc.proc.poll() is not None:
+                        raise proc.death()
+                    head = self.inflight[0]
+                    if time.monotonic_ns() >= head.started + head.budget_ns:
+                        proc.kill(FaultReason.KILLED_BUDGET)
+                        raise proc.death()
+                    break
+                kind, payload, _ = rec
+                vals = wire.decode(payload)
+                if kind == Kind.CALL:
+                    if not self.inflight:
+                        raise WorkerError("a PNI call with no capsule out")
+                    self._envs = self.inflight[0].envs
+                    try:
+                        reply = self._serve(vals)
+                    except WorkerError:
+                        raise
+                    except Exception:  # the node's side of a call raised: a host bug, not the code's
+                        log.exception("%s: serving a PNI call of %s's worker", self.rt.settings.node_name, self.code.short_name)
+                        reply = [pni_api.BAD_ARGUMENT, b""]
+                    finally:
+                        self._envs = ()
+                    ch.up.release()
+                    self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
+                    continue
+                ch.up.release()
+                if kind == Kind.RESULT and self.resets_out > 0 and len(vals) in (3, 4):
+                    self.resets_out -= 1  # a reset sent while batches were out: done
+                    continue
+                if kind != Kind.VERDICTS or not self.inflight:
+                    raise WorkerError(f"the worker answered with record kind {kind}, expected {Kind.VERDICTS}")
+                head = self.inflight[0]
+                out = self._verdicts(vals, head.envs, head.view, head.offsets)
+                self.inflight.popleft()
+                self.inflight_n -= len(head.envs)
+                now = time.monotonic_ns()
+                if self.inflight:
+                    ch.down.hold = self.inflight[0].hold
+                    self.inflight[0].started = now
+                else:
+                    ch.down.hold = None
+                self.deaths_in_row = 0
+                finished += 1
+                head.done(head.envs, out, now - head.t0)
         except (_Died, WorkerError) as exc:
-            fault = self._fail(exc)
-            return [fault] * n
-        finally:
-            self._envs = ()
-        self.deaths_in_row = 0
-        return out
+            self._fail_inflight(exc)
+        return finished
+
+    def _fail_inflight(self, exc: Exception) -> None:
+        """The worker is gone: the batch it was running gets the fault of its end, those behind
+        it ``worker_down``; each capsule is counted, none is lost."""
+        self.resets_out = 0
+        batches = list(self.inflight)
+        self.inflight.clear()
+        self.inflight_n = 0
+        fault = self._fail(exc)
+        now = time.monotonic_ns()
+        for i, b in enumerate(batches):
+            f = fault if i == 0 else RuntimeFault(f"{self.code.short_name}: its worker went down before this batch ran", FaultReason.WORKER_DOWN)
+            b.done(b.envs, [f] * len(b.envs), now - b.t0)
+
+    def settle(self, until: Callable[[], bool]) -> None:
+        """Wait for the worker (serving its calls, killing it past a batch's budget) until
+        ``until()`` holds or nothing is out."""
+        while not until():
+            self.collect()
+            proc = self.proc
+            if until() or proc is None or not self.inflight:
+                return
+            left = self.inflight[0].started + self.inflight[0].budget_ns - time.monotonic_ns()
+            proc.ch.wait_up(max(0, left) / 1e9, proc.pidfd)
+
+    def _settle_head(self) -> None:
+        """Wait until the oldest batch out is finished."""
+        if self.inflight:
+            head = self.inflight[0]
+            self.settle(lambda: not self.inflight or self.inflight[0] is not head)
+
+    def reap(self) -> None:
+        """The worker ended with nothing out (its pidfd is readable): count its end."""
+        proc = self.proc
+        if proc is not None and not self.inflight and proc.proc.poll() is not None:
+            self._down(proc.death())
+
+    def abandon(self) -> None:
+        """Unloading with batches out: each capsule is a fault ``worker_down``."""
+        if self.inflight:
+            batches = list(self.inflight)
+            self.inflight.clear()
+            self.inflight_n = 0
+            fault = RuntimeFault(f"{self.code.short_name}: unloaded with capsules in its worker", FaultReason.WORKER_DOWN)
+            self._down(None)  # it may be in the middle of one of them: it ends here
+            for b in batches:
+                b.done(b.envs, [fault] * len(b.envs), 0)
 
     def _verdicts(self, vals: list[wire.Value], envs: Sequence[Environment], view: memoryview, offsets: list[int]) -> list[int | RuntimeFault]:
         n = len(envs)
@@ -681,6 +877,15 @@ class WorkerCode(LoadedCode):
 
     def reset(self) -> None:
         self.needs_reset = False
+        if self.proc is not None and self.inflight:
+            # batches are out (this runs from a verdict's fault): the reset goes down behind
+            # them and its answer is read among their verdicts
+            try:
+                self._put(Kind.RESET, b"")
+            except WorkerError:
+                return  # the ring is full of batches: the next fault asks again
+            self.resets_out += 1
+            return
         if self.proc is not None:
             self._control(Kind.RESET, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
 
@@ -693,4 +898,6 @@ class WorkerCode(LoadedCode):
             return -1
 
     def unload(self) -> None:
+        self.closed = True
+        self.abandon()
         self.stop()

@@ -205,6 +205,9 @@ _SCHEMA: dict[str, set[str]] = {
         "threads",
         "worker_spares",
         "worker_standbys",
+        "worker_inflight",
+        "worker_queue",
+        "worker_nice",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -427,6 +430,9 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_spares=lim("worker_spares", 1, 0, 16),
         threads=lim("threads", 1, 1, MAX_THREADS),
         worker_standbys=lim("worker_standbys", 4, 0, 4096),
+        worker_inflight=lim("worker_inflight", 256, 1, 1 << 16),
+        worker_queue=lim("worker_queue", 4096, 0, 1 << 20),
+        worker_nice=lim("worker_nice", 0, 0, 19),
     )
 
     neighbors: list[NeighborConfig] = []

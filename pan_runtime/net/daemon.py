@@ -90,6 +90,11 @@ class NodeDaemon:
             self.close()
             raise
         self.loop.idle.append(self._work)
+        # capsules for workers (process isolation) are handed over without waiting: the loop
+        # watches each busy worker's eventfd and pidfd, and ``tick`` its batches' budgets
+        loop = self.loop
+        self.node.offload.attach(lambda fd, cb: loop.add(fd, selectors.EVENT_READ, lambda _m: cb()), loop.remove)
+        self.loop.idle.append(self.node.offload.tick)
 
     # ------------------------------------------------------------------ running
     def _work(self) -> float | None:

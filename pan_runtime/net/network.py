@@ -62,6 +62,10 @@ class Network:
         index = len(self.nodes) + 1
         addr = address or NodeAddress.from_int(index)
         node = Node(addr, config=self.config, trust=self.trust, plugins=self.plugins, clock=self.clock, name=name or f"n{index}")
+        # capsules for workers (process isolation) are handed over and their verdicts polled
+        # while ``run`` has nothing else to do: one node's worker never holds up the others
+        node.offload.asynchronous = True
+        node.background.append(node.offload.poll)
         self.nodes.append(node)
         self.by_name[node.name] = node
         return node

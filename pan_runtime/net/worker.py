@@ -24,6 +24,7 @@ import os
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,9 @@ __all__ = ["Worker", "main"]
 
 _CAP = CAPSULE
 _NO_HOP = NO_HOP
+#: batches held back while a capsule's PNI call waits for its reply (the ring bounds them
+#: anyway; past this the node broke the protocol)
+_MAX_LATER = 1 << 16
 
 
 class _Capsule:
@@ -177,6 +181,8 @@ class Worker:
         self.config: dict[str, Any] = {}
         self.local_deps: list[LoadedCode] = []
         self._index = -1
+        #: batches read while waiting for a reply to a PNI call, run next
+        self.later: deque[tuple[int, memoryview, int]] = deque()
         self._base = ctypes.addressof(ctypes.c_char.from_buffer(channel.view))
 
     # -- calls to the node -----------------------------------------------------------
@@ -194,6 +200,12 @@ class Worker:
                 self.ch.wait_down()
                 continue
             kind, payload, _ = rec
+            if kind == Kind.BATCH and len(self.later) < _MAX_LATER:
+                # the node hands batches over without waiting for verdicts: one that came
+                # down while this batch waits for a reply runs after it (still in the ring:
+                # nothing is released before it has run)
+                self.later.append(rec)
+                continue
             if kind != Kind.REPLY:
                 raise WorkerError(f"expected a reply from the node, got record kind {kind}")
             return wire.decode(payload)
@@ -233,8 +245,9 @@ class Worker:
     # -- records from the node -------------------------------------------------------
     def serve(self) -> None:
         ch = self.ch
+        later = self.later
         while True:
-            rec = ch.down.get()
+            rec = later.popleft() if later else ch.down.get()
             if rec is None:
                 ch.down.release()
                 ch.wait_down()
@@ -266,6 +279,12 @@ class Worker:
         c = json.loads(bytes(payload))
         self.config = c
         self.budget = Budget(**c["budget"])
+        nice = c.get("nice", 0)
+        if isinstance(nice, int) and 0 < nice <= 19:  # below the node: a runaway yields the CPU to it
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, nice)
+            except OSError:
+                pass
         try:
             module, _, qualname = c["class"].partition(":")
             cls: Any = importlib.import_module(module)
@@ -403,6 +422,8 @@ class Worker:
             else:
                 vals += [1, 0, f"{v.reason.value}:{v}".encode()[:2048], env.usage.steps, env.usage.fuel]
             env.clear()
+        if not self.later:  # the node holds the bodies until it has read the verdicts
+            self.ch.down.release()
         self._send_up(Kind.VERDICTS, vals)
 
 

@@ -67,6 +67,9 @@ class NodeConfig:
         worker_spares: int = 1,
         threads: int = 1,
         worker_standbys: int = 4,
+        worker_inflight: int = 256,
+        worker_queue: int = 4096,
+        worker_nice: int = 0,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -138,6 +141,16 @@ class NodeConfig:
         #: worker with the code linked and confined, so a restart only runs ``init`` (0: none;
         #: one per code object at most, so never more than ``workers`` are used)
         self.worker_standbys = _bounded("worker_standbys", worker_standbys, 0, 4096)
+        #: capsules handed to one worker whose verdicts have not come back; past it, a code
+        #: object's capsules wait in the node (in order) for its worker to catch up
+        self.worker_inflight = _bounded("worker_inflight", worker_inflight, 1, 1 << 16)
+        #: capsules of one code object waiting in the node for its worker; past it they are
+        #: dropped (``worker_busy``)
+        self.worker_queue = _bounded("worker_queue", worker_queue, 0, 1 << 20)
+        #: niceness of every worker (0 .. 19); 10 makes a runaway capsule yield the CPU to the
+        #: node and to other code objects' workers (0 by default: budgets are wall time, and a
+        #: nice worker on a machine busy with other work runs honest capsules past them)
+        self.worker_nice = _bounded("worker_nice", worker_nice, 0, 19)
         self._check_holding_bounds()
 
     def mechanism(self, runtime: str) -> Mechanism:

@@ -25,6 +25,7 @@ from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.segments import Segment, SegmentPool
 from pan_runtime.data.wire import HEADER_SIZE, NAME_OFFSET, NAME_SIZE
 from pan_runtime.errors import CapsuleError, ClosedError, OwnershipError, PanError, RuntimeFault
+from pan_runtime.isolation.supervisor import WorkerCode
 from pan_runtime.node import pni, stats
 from pan_runtime.node.cache import CacheEntry
 from pan_runtime.node.codetable import CodeTable
@@ -34,6 +35,7 @@ from pan_runtime.node.events import CapsuleDropped, Event
 from pan_runtime.node.faultlog import FaultLog
 from pan_runtime.node.ledger import Ledger
 from pan_runtime.node.links import AppLink, Delivery, NetLink
+from pan_runtime.node.offload import Offload
 from pan_runtime.node.pins import Pins
 from pan_runtime.node.ports import Ports, may_force
 from pan_runtime.node.queue import CapsuleQueue, Queued
@@ -128,6 +130,8 @@ class Node:
         self._next_hop = self.services.next_hop
         self._env_pool: list[Environment] = [Environment() for _ in range(self.config.batch)]
         self._handover_env = Environment()
+        #: batches out to worker processes (process isolation) and capsules waiting for them
+        self.offload = Offload(self)
         self._closed = False
         self._budget = self.config.budget
         self.plugins.manager.hook.pan_node_started(node=self)
@@ -138,6 +142,7 @@ class Node:
         if self._closed:
             return
         self.plugins.manager.hook.pan_node_stopping(node=self)
+        self.offload.close()
         self.queue.clear()
         self.codes.close()
         self.services.close()
@@ -389,7 +394,14 @@ class Node:
         self.run(entry, env, cap)
 
     def run(self, entry: CacheEntry, env: Environment, cap: Capsule) -> None:
-        """Run ``accept`` on a capsule whose environment is set up, count it and ``finish`` it."""
+        """Run ``accept`` on a capsule whose environment is set up, count it and ``finish`` it
+        (a code object in a worker: hand it over, ``finish`` comes with its verdict)."""
+        if type(entry.loaded) is WorkerCode:
+            own = self.offload.env()
+            own.setup(entry.code, cap, env.origin_kind, env.origin_link, env.prev_hop, env.budget)
+            env.clear()
+            self.offload.run(entry, [own])
+            return
         self.host.current = env
         entry.stats.capsules_in += 1
         t0 = time.perf_counter_ns()
@@ -411,6 +423,13 @@ class Node:
                 entry = e
                 runnable.append((cap, item))
         if entry is None:
+            return
+        if type(entry.loaded) is WorkerCode:  # handed over: the verdicts come later
+            own = []
+            for cap, it in runnable:
+                env = self.offload.env()
+                own.append(env.setup(entry.code, cap, it.origin, it.link, it.prev_hop, self._budget))
+            self.offload.run(entry, own)
             return
         pool = self._env_pool
         while len(pool) < len(runnable):

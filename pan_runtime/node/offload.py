@@ -1,0 +1,261 @@
+"""Capsules handed to worker processes: the node's side of asynchronous dispatch.
+
+A code object in process isolation (``pan_runtime.isolation.supervisor.WorkerCode``) gets its
+capsules in batches the node hands over without waiting (``WorkerCode.submit``); the node goes
+on serving everything else. When the worker writes (its eventfd, watched by the node's event
+loop) or ends (its pidfd), ``collect`` reads the verdicts, serves the PNI calls the worker
+sent, and the node carries the verdicts out (``Node.finish``: forward, deliver, drop, counted
+as any). A batch's budget is watched from outside (``tick``: the worker is killed past
+``batch × Budget.time_ms + worker_grace_ms`` from when it could start the batch); a worker that
+dies or is killed fails every capsule out, each counted as a fault with a reason.
+
+Bounds: at most ``limits.worker_inflight`` capsules out per worker; past it, a code object's
+capsules wait here, in order, up to ``limits.worker_queue``, and past that are dropped
+(``worker_busy``). Capsules of one code object keep their order (one ring, one worker, one
+queue). A node without an event loop (``asynchronous`` False: a bare ``Node`` driven by
+``process``) waits for each batch as before, so ``process`` returns with its verdicts carried out.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from pan_runtime.errors import FaultReason, RuntimeFault
+from pan_runtime.isolation.supervisor import WorkerCode
+from pan_runtime.node.env import Environment
+
+if TYPE_CHECKING:
+    from pan_runtime.node.cache import CacheEntry
+    from pan_runtime.node.node import Node
+
+__all__ = ["Offload"]
+
+#: watch descriptor ``fd`` for reading and call the callable when it is readable
+Watch = Callable[[int, Callable[[], None]], None]
+
+
+class Offload:
+    """Batches out to workers, capsules waiting for them, and the descriptors watched."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        c = node.config
+        self.inflight_limit = c.worker_inflight
+        self.queue_limit = c.worker_queue
+        #: hand over and go on (a driver polls: ``poll``, ``tick``, or the watched descriptors)
+        self.asynchronous = False
+        #: capsules waiting for their code object's worker to catch up, in order
+        self.waiting: dict[WorkerCode, deque[Environment]] = {}
+        #: code objects with batches out
+        self.busy: dict[WorkerCode, CacheEntry] = {}
+        self._watch: Watch | None = None
+        self._unwatch: Callable[[int], None] | None = None
+        self._watched: dict[WorkerCode, tuple[int, ...]] = {}
+        self._free: list[Environment] = []
+        self._entries: dict[WorkerCode, CacheEntry] = {}
+        #: capsules handed over and dropped for want of room (counted on the code object too)
+        self.handed = 0
+        self.dropped = 0
+
+    # -- drivers ------------------------------------------------------------------------
+    def attach(self, watch: Watch, unwatch: Callable[[int], None]) -> None:
+        """Run asynchronously under an event loop that watches each busy worker's eventfd and
+        pidfd (``watch(fd, callback)``) and calls ``tick`` at least when it returns."""
+        self._watch = watch
+        self._unwatch = unwatch
+        self.asynchronous = True
+
+    def poll(self) -> bool:
+        """Collect what every busy worker wrote (a driver without descriptors to watch calls
+        this); whether batches are still out."""
+        for wc in list(self.busy):
+            wc.collect()
+            self._settled(wc)
+        return bool(self.busy)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until a busy worker writes or ends (at most ``timeout_s``, less when a batch's
+        budget ends sooner), then ``poll``: for a driver with nothing else to do."""
+        if not self.busy:
+            return False
+        due = self.tick()
+        poller = select.poll()
+        for wc in self.busy:
+            if wc.proc is not None:
+                poller.register(wc.proc.ch.wake_up, select.POLLIN)
+                poller.register(wc.proc.pidfd, select.POLLIN)
+        limit = timeout_s if due is None else min(timeout_s, due)
+        for fd, _ in poller.poll(max(0, int(limit * 1000 + 0.999))):
+            try:
+                os.eventfd_read(fd)
+            except OSError:  # the pidfd, or a count already read
+                pass
+        return self.poll()
+
+    def tick(self) -> float | None:
+        """Kill workers past a batch's budget (failing their capsules); the seconds until the
+        next such deadline, or None."""
+        now = self.node_now()
+        nearest: int | None = None
+        for wc in list(self.busy):
+            due = wc.next_deadline()
+            if due is not None and due <= now:
+                wc.collect()
+                self._settled(wc)
+                due = wc.next_deadline()
+            if due is not None and (nearest is None or due < nearest):
+                nearest = due
+        return None if nearest is None else max(0.0, (nearest - now) / 1e9)
+
+    @staticmethod
+    def node_now() -> int:
+        import time
+
+        return time.monotonic_ns()
+
+    # -- dispatch -----------------------------------------------------------------------
+    def env(self) -> Environment:
+        return self._free.pop() if self._free else Environment()
+
+    def run(self, entry: CacheEntry, envs: Sequence[Environment]) -> None:
+        """Hand ``envs`` (set up, owned by the batch from now on) to ``entry``'s worker, or queue
+        them behind what waits for it; without an event loop, wait for them."""
+        wc = entry.loaded
+        assert isinstance(wc, WorkerCode)
+        entry.stats.capsules_in += len(envs)
+        self._entries[wc] = entry
+        q = self.waiting.get(wc)
+        if q is None and (not wc.inflight or wc.inflight_n + len(envs) <= self.inflight_limit) and self._submit(entry, wc, envs):
+            pass
+        else:
+            self._queue(entry, wc, envs)
+        if not self.asynchronous:
+            wc.settle(lambda: not wc.inflight and wc not in self.waiting)
+            self._settled(wc)
+
+    def _queue(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment]) -> None:
+        q = self.waiting.setdefault(wc, deque())
+        node = self.node
+        for env in envs:
+            if len(q) >= self.queue_limit:
+                cap = env.capsule
+                self.dropped += 1
+                node._drop(entry, FaultReason.WORKER_BUSY.value, f"{len(q)} capsules wait for its worker (limits.worker_queue)", cap)
+                env.clear()
+                if cap is not None:
+                    cap.release()
+                self._free.append(env)
+            else:
+                q.append(env)
+        if not q:
+            del self.waiting[wc]
+
+    def _submit(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment]) -> bool:
+        def done(envs: Sequence[Environment], out: list[int | RuntimeFault], time_ns: int) -> None:
+            self._done(entry, wc, envs, out, time_ns)
+
+        if not wc.submit(envs, done):
+            return False
+        self.handed += len(envs)
+        if wc.inflight:
+            self.busy[wc] = entry
+            self._watch_fds(wc)
+        return True
+
+    def _done(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment], out: list[int | RuntimeFault], time_ns: int) -> None:
+        node = self.node
+        per = time_ns // max(1, len(envs))
+        for env, verdict in zip(envs, out, strict=True):
+            cap = env.capsule
+            assert cap is not None
+            node.finish(entry, env, cap, verdict, per)
+        self._free.extend(envs)
+        self._pump(entry, wc)
+
+    def _pump(self, entry: CacheEntry, wc: WorkerCode) -> None:
+        """Hand waiting capsules of ``entry`` over while its worker has room."""
+        q = self.waiting.get(wc)
+        if q is None:
+            return
+        batch = max(1, self.node.config.batch)
+        while q and (not wc.inflight or wc.inflight_n < self.inflight_limit):
+            n = min(batch, len(q), max(1, self.inflight_limit - wc.inflight_n))
+            envs = [q.popleft() for _ in range(n)]
+            if not self._submit(entry, wc, envs):
+                q.extendleft(reversed(envs))
+                break
+        if not q and self.waiting.get(wc) is q:
+            del self.waiting[wc]
+
+    def _settled(self, wc: WorkerCode) -> None:
+        if not wc.inflight:
+            entry = self.busy.pop(wc, None)
+            if entry is not None and wc in self.waiting:
+                self._pump(entry, wc)
+            if wc not in self.busy and wc not in self.waiting:
+                self._entries.pop(wc, None)
+
+    # -- the event loop's descriptors ---------------------------------------------------
+    def _watch_fds(self, wc: WorkerCode) -> None:
+        if self._watch is None or wc in self._watched or wc.proc is None:
+            return
+        proc = wc.proc
+        fds = (proc.ch.wake_up, proc.pidfd)
+        wc.on_down = self._forget
+        for fd in fds:
+            self._watch(fd, lambda wc=wc: self._ready(wc))
+        self._watched[wc] = fds
+
+    def _forget(self, wc: WorkerCode) -> None:
+        """The worker's descriptors are about to close: stop watching them."""
+        fds = self._watched.pop(wc, ())
+        if self._unwatch is not None:
+            for fd in fds:
+                self._unwatch(fd)
+
+    def _ready(self, wc: WorkerCode) -> None:
+        proc = wc.proc
+        if proc is None:
+            self._forget(wc)
+            return
+        try:
+            os.eventfd_read(proc.ch.wake_up)
+        except (BlockingIOError, OSError):
+            pass
+        if wc.inflight:
+            wc.collect()
+            self._settled(wc)
+        else:
+            wc.reap()  # its pidfd: the worker ended with nothing out
+            if wc.proc is None or wc.proc is not proc:
+                self._forget(wc)
+
+    def close(self) -> None:
+        """The node closes: every capsule out or waiting is counted (``worker_down``)."""
+        for wc, q in list(self.waiting.items()):
+            entry = self._entries.get(wc)
+            for env in q:
+                cap = env.capsule
+                if entry is not None:
+                    self.node._drop(entry, FaultReason.WORKER_DOWN.value, "the node closed", cap)
+                env.clear()
+                if cap is not None:
+                    cap.release()
+        self.waiting.clear()
+        for wc in list(self.busy):
+            wc.abandon()
+        self.busy.clear()
+        for wc in list(self._watched):
+            self._forget(wc)
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "inflight": sum(wc.inflight_n for wc in self.busy),
+            "waiting": sum(len(q) for q in self.waiting.values()),
+            "handed": self.handed,
+            "busy_drops": self.dropped,
+        }

@@ -1,0 +1,227 @@
+"""Asynchronous dispatch to worker processes (``pan_runtime.node.offload``): the node hands a
+batch to a code object's worker and goes on serving everything else.
+
+For every runtime in process isolation: while code object A's worker is stuck in a call (a
+loop that only the budget, set to seconds, ends), capsules of code object B on the same node
+are forwarded and arrive at their application; A's capsule is counted only later, with its
+budget's reason. A worker killed with capsules out costs each of them as a counted fault.
+Outcomes and counts only: the budget is a long hang guard, not a deadline asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.data.codeobj import CodeObject
+from pan_runtime.errors import ConfigError, FaultReason
+from pan_runtime.isolation.mechanism import process_unavailable
+from pan_runtime.isolation.protocol import WORKER_MODULE
+from pan_runtime.net.application import Application
+from pan_runtime.net.network import Network
+from pan_runtime.node.env import Budget
+from pan_runtime.node.node import NodeConfig
+from pan_runtime.plugin.builders import BuildRequest
+from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.protocol_headers import FloodHdr, PingHdr
+
+SOURCES = Path(__file__).parent / "isolation_sources"
+SPIN = {"native": "spin.c", "wasm": "spin.c", "restricted_py": "spin.py", "jvm": "Spin.java"}
+RUNTIMES = sorted(SPIN)
+PORT = 9
+#: long enough that B's capsules are through long before A's call ends, on any load
+BUDGET = Budget(time_ms=8000, steps=10**12, fuel=10**13)
+ENDED = {FaultReason.BUDGET, FaultReason.KILLED_BUDGET}
+
+pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"process isolation: {process_unavailable()}")
+
+
+def _spin(runtime: str) -> CodeObject:
+    src = SOURCES / SPIN[runtime]
+    builder = default_plugins().builders.find(runtime, src.suffix)
+    return builder.build(BuildRequest([src], runtime, [], [], f"spin-{runtime}"))
+
+
+def _line(runtime: str, portmapper: bool = True, **limits: int) -> Network:
+    config = NodeConfig(isolation={runtime: "process"}, budget=BUDGET, breaker_threshold=1000, worker_spares=0, **limits)
+    net = Network.line(2, config=config)
+    if not portmapper:
+        return net
+    pm = reference_code("native", "portmapper", net.plugins)
+    net.install(pm, pin=True)
+    for node in net.nodes:
+        node.use_portmapper(pm)
+    return net
+
+
+def _turn(net: Network) -> None:
+    """One turn of a driver that never waits for a worker: due link events, queued capsules,
+    then what the nodes' background work has finished."""
+    net.scheduler.due(net.clock())
+    for node in net.nodes:
+        node.process()
+        for poll in node.background:
+            poll()
+
+
+def _children() -> list[int]:
+    """This process's worker processes."""
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me and WORKER_MODULE.encode() in cmd:
+            out.append(int(entry))
+    return out
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_runaway_code_object_does_not_hold_up_another(runtime: str):
+    spin = _spin(runtime)
+    fwd = reference_code(runtime, "forward")
+    with _line(runtime) as net:
+        n1, n2 = net.nodes
+        net.install(spin, [n1])
+        net.install(fwd)
+        a = n1.cache.peek(spin.name)
+        assert a is not None
+        sink = Application(n2)
+        sink.bind(PORT)
+        app = Application(n1)
+        app.send(spin, bytes(32))
+        count = 5
+        body = n2.address.raw + PORT.to_bytes(2, "big") + bytes(14)
+        for _ in range(count):
+            app.send(fwd, body)
+        got = []
+        guard = time.monotonic() + 120  # a hang guard, not a deadline
+        while len(got) < count and time.monotonic() < guard:
+            _turn(net)
+            got += sink.deliveries()
+            time.sleep(0.001)
+        assert len(got) == count, (n1.offload.statistics(), a.stats.as_dict())
+        # B's capsules are through, and A's call has not ended: its capsule is not counted yet
+        assert a.stats.capsules_in == 1 and a.stats.done == 0 and sum(a.stats.drops.values()) == 0, a.stats.as_dict()
+        assert all(bytes(d.data) == body for d in got)
+        net.run(timeout_s=120)
+        drops = {r: v for r, v in a.stats.drops.items() if v}
+        assert sum(drops.get(r.value, 0) for r in ENDED) == 1, drops
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_pni_calls_of_batches_out_are_served_while_another_worker_is_stuck(runtime: str):
+    """Pings (whose code sends and delivers through the node from its worker) are answered while
+    A's worker spins; with one capsule per batch, batches reach the ping worker while one of
+    its capsules waits for the node's reply to a call, and run after it, in order."""
+    spin = _spin(runtime)
+    ping = reference_code(runtime, "ping")
+    with _line(runtime, batch=1) as net:
+        n1, n2 = net.nodes
+        net.install(spin, [n1])
+        net.install(ping)
+        a = n1.cache.peek(spin.name)
+        assert a is not None
+        app = Application(n1)
+        app.bind(PORT)
+        app.send(spin, bytes(32))
+        count = 10
+        for seq in range(count):
+            app.send(ping, PingHdr(dest=n2.address.raw, port=PORT, phase=0, seq=seq).pack() + bytes(16))
+        answers = []
+        guard = time.monotonic() + 120  # a hang guard, not a deadline
+        while len(answers) < count and time.monotonic() < guard:
+            _turn(net)
+            answers += [PingHdr.unpack(d.data) for d in app.deliveries()]
+            time.sleep(0.001)
+        assert sorted(h.seq for h in answers if h.phase == 1) == list(range(count))
+        assert sum(a.stats.drops.values()) == 0 and a.stats.done == 0, a.stats.as_dict()  # A's call goes on
+        net.run(timeout_s=120)
+        assert sum(a.stats.drops.get(r.value, 0) for r in ENDED) == 1, a.stats.as_dict()
+
+
+def test_batches_out_leave_room_in_the_ring_for_the_replies_to_calls():
+    """More large flood capsules out than the ring to the worker holds, each of which calls the
+    node (soft state) from the worker: the node keeps a quarter of the ring free, so every
+    reply fits and the worker is never taken for broken."""
+    flood = reference_code("native", "flood")
+    with _line("native", portmapper=False, batch=1) as net:
+        n1 = net.nodes[0]
+        net.install(flood, [n1])
+        entry = n1.cache.peek(flood.name)
+        assert entry is not None
+        app = Application(n1)
+        count, size = 150, 7000  # over 1 MiB: more than the worker's ring holds
+        for seq in range(count):
+            hdr = FloodHdr(dest=n1.address.raw, port=PORT, kind=1, flags=0, src=n1.address.raw, flow=1, seq=seq,
+                           count=0, report_every=0, bytes=0, elapsed_ns=0)
+            app.send(flood, hdr.pack() + bytes(size))
+        net.run(timeout_s=120)
+        assert entry.stats.done == count, entry.stats.as_dict()
+        assert n1.runtime("native").statistics()["worker_deaths"] == 0
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_worker_killed_with_capsules_out_counts_each(runtime: str):
+    spin = _spin(runtime)
+    with _line(runtime, portmapper=False, batch=1) as net:
+        n1 = net.nodes[0]
+        net.install(spin, [n1])
+        a = n1.cache.peek(spin.name)
+        assert a is not None
+        app = Application(n1)
+        for _ in range(3):
+            app.send(spin, bytes(32))
+        _turn(net)  # handed over: the node does not wait for them
+        assert a.stats.capsules_in == 3 and sum(a.stats.drops.values()) == 0, a.stats.as_dict()
+        workers = _children()
+        assert len(workers) == 1, workers  # A's worker, the only one (no spares)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        guard = time.monotonic() + 60  # a hang guard
+        while sum(a.stats.drops.values()) < 3 and time.monotonic() < guard:
+            _turn(net)
+            time.sleep(0.002)
+        drops = {r: v for r, v in a.stats.drops.items() if v}
+        # the batch it was running: the kill's reason; those behind it: worker_down
+        assert drops.get(FaultReason.KILLED_MEMORY.value, 0) == 1, drops
+        assert drops.get(FaultReason.WORKER_DOWN.value, 0) == 2, drops
+        assert a.stats.errors == 3
+        assert n1.runtime(runtime).statistics()["worker_deaths"] == 1
+
+
+def test_capsules_past_the_node_queue_bound_are_dropped_with_a_reason():
+    spin = _spin("native")
+    with _line("native", portmapper=False, batch=1, worker_inflight=1, worker_queue=2) as net:
+        n1 = net.nodes[0]
+        net.install(spin, [n1])
+        a = n1.cache.peek(spin.name)
+        assert a is not None
+        app = Application(n1)
+        for _ in range(5):
+            app.send(spin, bytes(32))
+        _turn(net)
+        # one out in its worker, two waiting in the node, two dropped
+        assert a.stats.drops[FaultReason.WORKER_BUSY.value] == 2, a.stats.as_dict()
+        assert n1.offload.statistics()["waiting"] == 2 and n1.offload.statistics()["inflight"] == 1
+    # closing the node counts what is out and what waits: none is lost
+    assert a.stats.capsules_in == 5 and sum(a.stats.drops.values()) == 5, a.stats.as_dict()
+    assert a.stats.drops[FaultReason.WORKER_DOWN.value] == 3
+
+
+@pytest.mark.parametrize(("key", "value"), [("worker_inflight", 0), ("worker_queue", -1), ("worker_nice", 20)])
+def test_the_limits_are_validated(key: str, value: int):
+    with pytest.raises(ConfigError):
+        NodeConfig(**{key: value})
