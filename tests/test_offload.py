@@ -48,7 +48,9 @@ def _spin(runtime: str) -> CodeObject:
 
 
 def _line(runtime: str, portmapper: bool = True, **limits: int) -> Network:
-    config = NodeConfig(isolation={runtime: "process"}, budget=BUDGET, breaker_threshold=1000, worker_spares=0, **limits)
+    # no spare and no standby: the workers running are the code objects' own
+    config = NodeConfig(isolation={runtime: "process"}, budget=BUDGET, breaker_threshold=1000, worker_spares=0,
+                        **{"worker_standbys": 0, **limits})
     net = Network.line(2, config=config)
     if not portmapper:
         return net
@@ -187,7 +189,7 @@ def test_a_worker_killed_with_capsules_out_counts_each(runtime: str):
         _turn(net)  # handed over: the node does not wait for them
         assert a.stats.capsules_in == 3 and sum(a.stats.drops.values()) == 0, a.stats.as_dict()
         workers = _children()
-        assert len(workers) == 1, workers  # A's worker, the only one (no spares)
+        assert len(workers) == 1, workers  # A's worker, the only one (no spares, no standby)
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         guard = time.monotonic() + 60  # a hang guard
@@ -225,3 +227,53 @@ def test_capsules_past_the_node_queue_bound_are_dropped_with_a_reason():
 def test_the_limits_are_validated(key: str, value: int):
     with pytest.raises(ConfigError):
         NodeConfig(**{key: value})
+
+
+def _dead(pid: int) -> bool:
+    """True once ``pid`` has ended (gone, or a zombie its parent has not reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_worker_killed_between_batches_comes_back_from_its_warm_standby(runtime: str):
+    """Asynchronous dispatch and warm standbys together: the worker of a forwarding code object
+    is SIGKILLed while idle; the node counts the capsule that finds it gone, takes the code
+    object's standby, and forwards every later capsule."""
+    fwd = reference_code(runtime, "forward")
+    with _line(runtime, worker_standbys=2) as net:  # native: the portmapper has a worker too
+        n1, n2 = net.nodes
+        net.install(fwd)
+        entry = n1.cache.peek(fwd.name)
+        assert entry is not None
+        sink = Application(n2)
+        sink.bind(PORT)
+        app = Application(n1)
+        body = n2.address.raw + PORT.to_bytes(2, "big") + bytes(14)
+
+        def send_until_delivered(count: int) -> list:
+            got: list = []
+            for _ in range(count):
+                app.send(fwd, body)
+            guard = time.monotonic() + 120  # a hang guard, not a deadline
+            while len(got) + sum(entry.stats.drops.values()) < count and time.monotonic() < guard:
+                _turn(net)
+                got += sink.deliveries()
+                time.sleep(0.001)
+            return got
+
+        assert len(send_until_delivered(3)) == 3
+        pid = entry.loaded.pid  # type: ignore[attr-defined]
+        os.kill(pid, signal.SIGKILL)
+        guard = time.monotonic() + 60
+        while not _dead(pid):
+            assert time.monotonic() < guard, "the killed worker did not die"
+            time.sleep(0.01)
+        first = send_until_delivered(1)  # finds the worker gone: counted, never lost silently
+        assert len(first) + entry.stats.errors == 1, entry.stats.as_dict()
+        assert len(send_until_delivered(5)) == 5, entry.stats.as_dict()
+        stats = n1.runtime(runtime).statistics()
+        assert stats["worker_warm_restarts"] == 1 and stats["worker_deaths"] == 1, stats
