@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
+from pan_restricted_py.guards import DENIED_ATTRIBUTES, SIZE_METHODS
 from pan_restricted_py.limits import DEFAULT_LIMITS, Limits
 from pan_runtime.errors import CodeObjectError, FaultReason
 
@@ -145,6 +146,20 @@ def _check_stmt() -> ast.stmt:
     return ast.If(test, [ast.Expr(_call("_stop_"))], [])
 
 
+def _plain_attribute(call: ast.Call) -> bool:
+    """Is CALL, ``_getattr_(ob, "name")``, a read the guard would pass unchanged whatever
+    ``ob`` is? The guard decides by the name alone: a constant name that is not denied, not
+    private and not a method it wraps is read natively (as ``getattr`` would), saving a
+    Python call per read; every other read keeps its guard call."""
+    if len(call.args) != 2 or call.keywords:
+        return False
+    name = call.args[1]
+    if not isinstance(name, ast.Constant) or type(name.value) is not str:
+        return False
+    n = name.value
+    return n.isidentifier() and n[:1] != "_" and n not in DENIED_ATTRIBUTES and n not in SIZE_METHODS
+
+
 def _is_num_const(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) in (int, float)
 
@@ -231,6 +246,8 @@ class Instrumenter(ast.NodeTransformer):
                 return _call("_getiter_", node.args[0])
             if func.id == "_getitem_":
                 return ast.Subscript(node.args[0], node.args[1], ast.Load())
+            if func.id == "_getattr_" and _plain_attribute(node):
+                return ast.copy_location(ast.Attribute(node.args[0], node.args[1].value, ast.Load()), node)  # type: ignore[attr-defined]
             if func.id in GUARD_NAMES:
                 return node
         self.scopes[-1].calls = True

@@ -28,14 +28,14 @@ from pan_restricted_py.limits import Limits
 from pan_restricted_py.meter import Meter
 from pan_runtime.errors import PniError
 
-__all__ = ["make_guards", "make_builtins", "DENIED_ATTRIBUTES", "EXCEPTIONS"]
+__all__ = ["make_guards", "make_builtins", "DENIED_ATTRIBUTES", "SIZE_METHODS", "EXCEPTIONS"]
 
 #: attributes code may never read, whatever the object
 DENIED_ATTRIBUTES = frozenset(
     {"format", "format_map", "translate", "maketrans", "mro", "host", "obj"} | set(INSPECT_ATTRIBUTES)
 )
 #: methods that can make a big object from small arguments; checked by a wrapper
-_SIZE_METHODS = frozenset(
+SIZE_METHODS = frozenset(
     {"join", "ljust", "rjust", "center", "zfill", "expandtabs", "replace", "extend", "to_bytes",
      "encode", "decode", "hex", "sort"}
 )
@@ -95,7 +95,7 @@ def make_guards(meter: Meter, limits: Limits, writable: Iterable[type]) -> dict[
             return getattr(ob, name)
         if name in DENIED_ATTRIBUTES or name[:1] == "_":
             violation(f"attribute {name!r} is not available to code")
-        if name in _SIZE_METHODS:
+        if name in SIZE_METHODS:
             if type(ob) in _METHOD_TYPES:
                 return _sized_method(ob, name)
         elif name.__class__ is str and len(plain) < 4096:
