@@ -277,3 +277,36 @@ def test_a_worker_killed_between_batches_comes_back_from_its_warm_standby(runtim
         assert len(send_until_delivered(5)) == 5, entry.stats.as_dict()
         stats = n1.runtime(runtime).statistics()
         assert stats["worker_warm_restarts"] == 1 and stats["worker_deaths"] == 1, stats
+
+
+def test_capsules_held_for_a_stuck_worker_cannot_take_the_receive_pool():
+    """A code object whose worker is stuck gets capsules past what the pool holds: the node
+    keeps at most half the pool beyond its reserve for it (the rest dropped ``worker_busy``),
+    so capsules of other code objects still find buffers and are forwarded."""
+    spin = _spin("native")
+    fwd = reference_code("wasm", "forward")  # in the node's process: only native runs in workers here
+    with _line("native", pool_buffers=64, worker_queue=4096) as net:
+        n1, n2 = net.nodes
+        net.install(spin, [n1])
+        net.install(fwd)
+        a = n1.cache.peek(spin.name)
+        assert a is not None
+        sink = Application(n2)
+        sink.bind(PORT)
+        app = Application(n1)
+        for _ in range(100):  # more than the whole pool
+            app.send(spin, bytes(32))
+            _turn(net)
+        share = (64 - n1.config.pool_reserve) // 2
+        assert a.stats.drops[FaultReason.WORKER_BUSY.value] >= 100 - share, a.stats.as_dict()
+        assert n1.pool.available >= n1.config.pool_reserve
+        body = n2.address.raw + PORT.to_bytes(2, "big") + bytes(14)
+        got: list = []
+        for _ in range(20):
+            app.send(fwd, body)
+        guard = time.monotonic() + 120  # a hang guard, not a deadline
+        while len(got) < 20 and time.monotonic() < guard:
+            _turn(net)
+            got += sink.deliveries()
+        assert len(got) == 20  # while the spin's worker is still stuck
+        assert a.stats.done == 0

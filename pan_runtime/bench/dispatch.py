@@ -90,7 +90,9 @@ def dispatch_experiment(
     net = Network(config=NodeConfig(**base))  # type: ignore[arg-type]
     net.add_node()
     net.config = NodeConfig(isolation={runtime: isolation}, worker_standbys=0, **base)  # type: ignore[arg-type]
-    net.add_node()  # the middle: the node timed
+    # the middle, the node timed; in process isolation it waits for each batch's verdicts, so
+    # the time of a batch is that of its capsules (the socket topologies run it asynchronously)
+    net.add_node().offload.asynchronous = False
     net.config = NodeConfig(**base)  # type: ignore[arg-type]
     net.add_node()
     net.connect("n1", "n2")

@@ -128,6 +128,10 @@ class Offload:
         assert isinstance(wc, WorkerCode)
         entry.stats.capsules_in += len(envs)
         self._entries[wc] = entry
+        if self.asynchronous:
+            envs = self._within_pool(entry, wc, envs)
+            if not envs:
+                return
         q = self.waiting.get(wc)
         if q is None and (not wc.inflight or wc.inflight_n + len(envs) <= self.inflight_limit) and self._submit(entry, wc, envs):
             pass
@@ -137,18 +141,42 @@ class Offload:
             wc.settle(lambda: not wc.inflight and wc not in self.waiting)
             self._settled(wc)
 
+    def _within_pool(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment]) -> Sequence[Environment]:
+        """The capsules of ``envs`` the node may hold for ``wc``'s worker; the rest dropped
+        (``worker_busy``). Each holds a receive buffer until its verdict is back, so capsules
+        out or waiting may not take the pool's reserve (``limits.pool_reserve``), nor one code
+        object more than half of the rest: a slow worker cannot starve the node's receives."""
+        node, c = self.node, self.node.config
+        share = max(1, (c.pool_buffers - c.pool_reserve) // 2)
+        held = wc.inflight_n + len(self.waiting.get(wc, ()))
+        keep = []
+        for env in envs:
+            if held >= share:
+                self._shed(entry, env, f"{held} capsules of it are out or waiting for its worker: half the pool "
+                                       "beyond its reserve (limits.pool_buffers, limits.pool_reserve)")
+            elif node.pool.available < c.pool_reserve:
+                self._shed(entry, env, f"the receive pool is down to {node.pool.available} buffers, below its reserve "
+                                       f"of {c.pool_reserve} (limits.pool_reserve), with capsules out to workers")
+            else:
+                keep.append(env)
+                held += 1
+        return keep
+
+    def _shed(self, entry: CacheEntry, env: Environment, why: str) -> None:
+        """Drop ``env``'s capsule as ``worker_busy`` and give its buffer back."""
+        cap = env.capsule
+        self.dropped += 1
+        self.node._drop(entry, FaultReason.WORKER_BUSY.value, why, cap)
+        env.clear()
+        if cap is not None:
+            cap.release()
+        self._free.append(env)
+
     def _queue(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment]) -> None:
         q = self.waiting.setdefault(wc, deque())
-        node = self.node
         for env in envs:
             if len(q) >= self.queue_limit:
-                cap = env.capsule
-                self.dropped += 1
-                node._drop(entry, FaultReason.WORKER_BUSY.value, f"{len(q)} capsules wait for its worker (limits.worker_queue)", cap)
-                env.clear()
-                if cap is not None:
-                    cap.release()
-                self._free.append(env)
+                self._shed(entry, env, f"{len(q)} capsules wait for its worker (limits.worker_queue)")
             else:
                 q.append(env)
         if not q:
