@@ -94,8 +94,14 @@ def _ref(runtime: str, protocol: str, plugins: Plugins) -> CodeObject:
     return reference_code(runtime, protocol, plugins)
 
 
+#: the time budget of the protocol checks' nodes: far above what any of their capsules needs,
+#: so a stall of a loaded machine (a JVM worker compiling, a second suite beside) is not taken
+#: for a runaway; budgets have cases of their own
+PROTOCOL_BUDGET = Budget(time_ms=2_000)
+
+
 def _line(runtime: str, plugins: Plugins, n: int = 3) -> Network:
-    net = Network.line(n, plugins=plugins)
+    net = Network.line(n, plugins=plugins, config=NodeConfig(budget=PROTOCOL_BUDGET))
     pm = _ref(runtime, "portmapper", plugins)
     net.install(pm, pin=True)
     for node in net.nodes:

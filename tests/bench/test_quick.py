@@ -143,10 +143,11 @@ def test_a_run_on_a_loaded_machine_flags_its_noisy_cells_instead_of_printing_the
 def test_isolation_is_a_dimension_of_the_cells(tmp, tmp_path):
     """``--isolation in_process,process``: every runtime's cells twice, side by side, the
     middle running it in worker processes for ``RUNTIME/process`` (its workers counted), on
-    inproc and udp, in the table, the JSON, the figures and the report."""
+    inproc and udp, in the table, the JSON, the figures and the report (dispatch and ping:
+    flood takes the same path through the plan, and the suite's time is dear)."""
     out = tmp_path / "iso.json"
     plots = tmp_path / "plots"
-    r = run_bench("--quick", "--experiment", "dispatch,ping,flood", "--topology", "inproc,udp", "--size", "1500",
+    r = run_bench("--quick", "--experiment", "dispatch,ping", "--topology", "inproc,udp", "--size", "1500",
                   "--runtime", ",".join(RUNTIMES), "--isolation", "in_process,process", "--json", str(out),
                   "--plot", str(plots), "--quiet", tmp=tmp)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -166,20 +167,18 @@ def test_isolation_is_a_dimension_of_the_cells(tmp, tmp_path):
             for topo, configs in (("inproc", ("none", "active", "activecopy")), ("udp", ("none", "cforw", "active"))):
                 for config in configs:
                     assert (config, label) in cells("ping", topo, "rtt_us")
-                    assert (config, label) in cells("flood", topo, "capsules_per_s")
                 assert ("active", label) in cells("ping", topo, "added_us")
         # the middle ran the process cells' code in workers: one per code object it ran
         assert workers[("dispatch", "inproc", "active", f"{rt}/process")] >= 1
         for topo in ("inproc", "udp"):
-            for exp in ("ping", "flood"):
-                assert workers[(exp, topo, "active", f"{rt}/process")] >= 1, workers
+            assert workers[("ping", topo, "active", f"{rt}/process")] >= 1, workers
     assert not any(k[3] in RUNTIMES for k in workers), "in-process cells have no workers"
     assert {x["isolation"] for x in rows if x["runtime"].startswith(tuple(f"{rt}/process" for rt in RUNTIMES))} == {"process"}
     assert {x["isolation"] for x in rows if x["runtime"] in RUNTIMES} == {"in_process"}
     # the in-process middle took its C fast path; the process middle cannot (no fast entry)
     shares = {(x["experiment"], x["runtime"]): x["value"]
               for x in rows if x["metric"] == "fast_share" and x["stat"] == "median" and x["config"] == "active"}
-    assert all(shares[(e, rt)] > 0.9 for e in ("ping", "flood") for rt in RUNTIMES), shares
+    assert all(shares[(e, rt)] > 0.9 for e in ("ping",) for rt in RUNTIMES), shares
     assert "native/process" in r.stdout and "wasm/process" in r.stdout
     names = {p.name for p in plots.iterdir()}
     assert {"dispatch-inproc.png", "rtt-udp.png", "rtt-inproc.png"} <= names
