@@ -508,13 +508,7 @@ class WorkerCode(LoadedCode):
                 kind, payload, _ = rec
                 vals = wire.decode(payload)
                 if kind == Kind.CALL:
-                    try:
-                        reply = self._serve(vals)
-                    except WorkerError:
-                        raise
-                    except Exception:  # the node's side of a call raised: a host bug, not the code's
-                        log.exception("%s: serving a PNI call of %s's worker", self.rt.settings.node_name, self.code.short_name)
-                        reply = [pni_api.BAD_ARGUMENT, b""]  # the shape every call's reply can take
+                    reply = self._answer(vals)
                     ch.up.release()
                     self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
                     continue
@@ -579,6 +573,18 @@ class WorkerCode(LoadedCode):
         return time.monotonic_ns() + int((n * c.budget.time_ms + c.worker_grace_ms) * 1_000_000)
 
     # -- PNI calls the worker forwards -----------------------------------------------
+    def _answer(self, vals: list[wire.Value]) -> list[wire.Value]:
+        """The reply to a PNI call the worker sent (``_serve``); when the node's side raises, a
+        host bug and not the code's, it is logged and the call answered ``BAD_ARGUMENT`` (the
+        shape every call's reply can take). A malformed call is the worker's: ``WorkerError``."""
+        try:
+            return self._serve(vals)
+        except WorkerError:
+            raise
+        except Exception:
+            log.exception("%s: serving a PNI call of %s's worker", self.rt.settings.node_name, self.code.short_name)
+            return [pni_api.BAD_ARGUMENT, b""]
+
     def _serve(self, vals: list[wire.Value]) -> list[wire.Value]:
         if len(vals) < 2 or not isinstance(vals[0], bytes) or not isinstance(vals[1], int):
             raise WorkerError("malformed call")
@@ -759,12 +765,7 @@ class WorkerCode(LoadedCode):
                         raise WorkerError("a PNI call with no capsule out")
                     self._envs = self.inflight[0].envs
                     try:
-                        reply = self._serve(vals)
-                    except WorkerError:
-                        raise
-                    except Exception:  # the node's side of a call raised: a host bug, not the code's
-                        log.exception("%s: serving a PNI call of %s's worker", self.rt.settings.node_name, self.code.short_name)
-                        reply = [pni_api.BAD_ARGUMENT, b""]
+                        reply = self._answer(vals)
                     finally:
                         self._envs = ()
                     ch.up.release()
