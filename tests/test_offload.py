@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from worker_procs import workers_of
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import ConfigError, FaultReason
 from pan_runtime.isolation.mechanism import process_unavailable
-from pan_runtime.isolation.protocol import WORKER_MODULE
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
 from pan_runtime.node.env import Budget
@@ -69,25 +69,6 @@ def _turn(net: Network) -> None:
         node.process()
         for poll in node.background:
             poll()
-
-
-def _children() -> list[int]:
-    """This process's worker processes."""
-    me = os.getpid()
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == me and WORKER_MODULE.encode() in cmd:
-            out.append(int(entry))
-    return out
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -188,7 +169,7 @@ def test_a_worker_killed_with_capsules_out_counts_each(runtime: str):
             app.send(spin, bytes(32))
         _turn(net)  # handed over: the node does not wait for them
         assert a.stats.capsules_in == 3 and sum(a.stats.drops.values()) == 0, a.stats.as_dict()
-        workers = _children()
+        workers = workers_of(os.getpid())
         assert len(workers) == 1, workers  # A's worker, the only one (no spares, no standby)
         for pid in workers:
             os.kill(pid, signal.SIGKILL)

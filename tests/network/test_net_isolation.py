@@ -12,31 +12,13 @@ import time
 
 import pytest
 from nethelpers import NodeProcesses, free_udp_ports, line_configs, pan, remove_tree, short_dir
+from worker_procs import workers_of
 
 from pan_runtime.isolation.mechanism import process_unavailable
-from pan_runtime.isolation.protocol import WORKER_MODULE
 
 pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"process isolation: {process_unavailable()}")
 
 EXTRA = '[runtimes.native]\nisolation = "process"\n[limits]\nworker_spares = 0\n'
-
-
-def _workers_of(pid: int) -> list[int]:
-    """The worker processes whose parent is ``pid``."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and WORKER_MODULE.encode() in cmd:
-            out.append(int(entry))
-    return out
 
 
 def _alive(pid: int) -> bool:
@@ -72,7 +54,7 @@ def test_unsigned_native_code_runs_contained_and_pings_are_answered():
         # the worker and its code object's warm standby each hold only their channel: the
         # memfd and two eventfds, and /dev/null
         middle = procs.procs[1].pid
-        workers = _workers_of(middle)
+        workers = workers_of(middle)
         assert len(workers) == 2, workers
         for worker in workers:
             for _ in range(3000):  # a hang guard: the standby may still be linking its code
