@@ -100,8 +100,15 @@ def _ref(runtime: str, protocol: str, plugins: Plugins) -> CodeObject:
 PROTOCOL_BUDGET = Budget(time_ms=2_000)
 
 
+def _config(**limits: Any) -> NodeConfig:
+    """The checks' node configuration: ``limits`` and no warm standby workers (a standby per
+    code object boots a second engine, a JVM for jvm, for restarts no check needs; a restart
+    takes a spare instead, the path a node without standbys takes)."""
+    return NodeConfig(worker_standbys=0, **limits)
+
+
 def _line(runtime: str, plugins: Plugins, n: int = 3) -> Network:
-    net = Network.line(n, plugins=plugins, config=NodeConfig(budget=PROTOCOL_BUDGET))
+    net = Network.line(n, plugins=plugins, config=_config(budget=PROTOCOL_BUDGET))
     pm = _ref(runtime, "portmapper", plugins)
     net.install(pm, pin=True)
     for node in net.nodes:
@@ -229,7 +236,7 @@ def check_softstate(runtime: str, plugins: Plugins, reference: str) -> None:
     exp = expected("softstate")
     code = build_case("softstate", runtime, plugins)
     clock = ManualClock()
-    with Node(1, plugins=plugins, clock=clock, config=NodeConfig(state_entries=exp["state_entries"])) as n:
+    with Node(1, plugins=plugins, clock=clock, config=_config(state_entries=exp["state_entries"])) as n:
         entry = n.install(code)
         app = Application(n)
         outcomes = []
@@ -250,7 +257,7 @@ def check_dep(runtime: str, plugins: Plugins, reference: str) -> None:
     exp = expected("dep")
     lib = build_case("dep", runtime, plugins, stem="lib", exports=tuple(exp["lib_exports"]))
     user = build_case("dep", runtime, plugins, deps=(lib,))
-    with Node(1, plugins=plugins) as n:
+    with Node(1, plugins=plugins, config=_config()) as n:
         n.install(lib)
         entry = n.install(user)
         app = Application(n)
@@ -275,7 +282,7 @@ def check_spin(runtime: str, plugins: Plugins, reference: str) -> None:
                       "an endless accept would hang the node")
     code = build_case("spin", runtime, plugins)
     budget = Budget(**{k: v for k, v in LOW_LIMITS.items() if k in declared})
-    with _sent(code, plugins, b"x" * 8, exp["capsules"], NodeConfig(budget=budget, breaker_threshold=100)) as (n, entry):
+    with _sent(code, plugins, b"x" * 8, exp["capsules"], _config(budget=budget, breaker_threshold=100)) as (n, entry):
         expect_equal(sum(entry.stats.drops[r] for r in reasons), exp["capsules"],
                      f"capsules dropped for {' or '.join(reasons)} with limits {sorted(declared)} (stats {entry.stats.as_dict()})")
         _node_still_forwards(n)
@@ -285,7 +292,7 @@ def check_spin(runtime: str, plugins: Plugins, reference: str) -> None:
 def _sent(code: CodeObject, plugins: Plugins, body: bytes, count: int, config: NodeConfig | None = None) -> Iterator[tuple[Node, Any]]:
     """A node with ``code`` installed that has processed ``count`` capsules of ``body`` from
     an application: yields the node and the code's cache entry."""
-    with Node(1, plugins=plugins, config=config) as n:
+    with Node(1, plugins=plugins, config=config or _config()) as n:
         entry = n.install(code)
         app = Application(n)
         for _ in range(count):
@@ -319,7 +326,7 @@ def _scenario(runtime: str, protocol: str, seed: int, plugins: Plugins) -> tuple
     clock = ManualClock()
     # a time budget no run comes near: a stall of a shared machine must not look like a
     # difference between runtimes (budgets have their own case)
-    config = NodeConfig(budget=Budget(time_ms=10_000))
+    config = _config(budget=Budget(time_ms=10_000))
     with Network.line(3, plugins=plugins, clock=clock, config=config) as net:
         a, b, c = net.nodes
         pm = _ref(runtime, "portmapper", plugins)
