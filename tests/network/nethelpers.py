@@ -203,13 +203,18 @@ class LineBed:
 
 
 class FakePeer:
-    """A UDP socket on 127.0.0.1 that the nodes know as a neighbour."""
+    """A UDP socket on 127.0.0.1 that the nodes know as a neighbour (``rcvbuf``: a receive
+    buffer with room for every datagram a test has come back to it)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, rcvbuf: int | None = None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind(("127.0.0.1", port))
         self.sock.setblocking(False)
         self.address = NodeAddress.from_endpoint("127.0.0.1", port)
+        #: what ``collect`` has received so far
+        self.got: list[bytes] = []
 
     def send(self, data: bytes, port: int) -> None:
         self.sock.sendto(data, ("127.0.0.1", port))
@@ -221,6 +226,11 @@ class FakePeer:
                 out.append(self.sock.recv(70000))
             except BlockingIOError:
                 return out
+
+    def collect(self) -> int:
+        """Keep what came since the last call; how many datagrams came in all."""
+        self.got += self.recv_all()
+        return len(self.got)
 
     def close(self) -> None:
         self.sock.close()

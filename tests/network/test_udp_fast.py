@@ -32,7 +32,6 @@ from test_net_udp import forward_body
 
 from pan_runtime.cli.netcli import format_stats
 from pan_runtime.cli.protocols import reference_code
-from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.wire import HOP_LIMIT_OFFSET
 from pan_runtime.net import udp_fast
 from pan_runtime.net.application import Application, capsule_bytes
@@ -270,33 +269,11 @@ def test_a_run_of_capsules_crosses_into_the_runtime_once_and_stops_at_one_that_d
         assert c["forwarded"] == BURST and c["forwarded"] + c["dropped"] + c["done"] + c["delivered"] == BURST + 1, c
 
 
-class _Receiver:
-    """A neighbour played by a UDP socket with room for every datagram a test sends it."""
-
-    def __init__(self, port: int):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.setblocking(False)
-        self.address = NodeAddress.from_endpoint("127.0.0.1", port)
-        self.got: list[bytes] = []
-
-    def collect(self) -> int:
-        while True:
-            try:
-                self.got.append(self.sock.recv(70000))
-            except BlockingIOError:
-                return len(self.got)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @contextlib.contextmanager
 def _fan_out(tmpdir, runtime: str, limits: str = ""):
     """A middle node with three neighbours played by sockets: a sender and two receivers."""
     mport, *ports = free_udp_ports(4)
-    peers = [_Receiver(p) for p in ports]
+    peers = [FakePeer(p, rcvbuf=8 << 20) for p in ports]
     cfg = tmpdir / "middle.toml"
     cfg.write_text(f'[node]\nlisten = ["127.0.0.1:{mport}"]\n'
                    + "".join(f'[[neighbors]]\naddress = "127.0.0.1:{p}"\n' for p in ports)
