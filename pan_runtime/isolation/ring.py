@@ -92,6 +92,19 @@ class Ring:
         self._head += self._pending
         _U64.pack_into(self.buf, self._head_at, self._head)
 
+    def advance(self) -> int:
+        """``commit`` in two steps, for a payload another writer (the C fast path) fills: the
+        reserved record is counted as produced and the new head returned, which the writer
+        stores at ``head_view`` once the payload is in (the consumer never sees it half
+        written). This object stays the ring's only producer: it keeps the position."""
+        self._head += self._pending
+        return self._head
+
+    @property
+    def head_view(self) -> memoryview:
+        """The shared head (8 bytes): where ``advance``'s writer publishes it."""
+        return self.buf[self._head_at : self._head_at + 8]
+
     def put(self, kind: int, payload: bytes | memoryview) -> bool:
         view = self.reserve(kind, len(payload))
         if view is None:

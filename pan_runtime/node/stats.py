@@ -186,6 +186,8 @@ def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
                 "restarts": w.get("worker_restarts", 0),
                 "warm_restarts": w.get("worker_warm_restarts", 0),
                 "kills": w.get("worker_kills", 0),
+                "fast_batches": w.get("worker_fast_batches", 0),
+                "fast_capsules": w.get("worker_fast_capsules", 0),
                 **{f"died_{d}": w.get(f"worker_{d}", 0) for d in _DEATHS},
             }
     return out
