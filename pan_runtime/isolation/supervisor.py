@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pan_runtime import pni_api
 from pan_runtime.data.segments import Segment
 from pan_runtime.errors import CodeObjectError, FaultReason, RuntimeFault, WorkerError
-from pan_runtime.isolation import wire
+from pan_runtime.isolation import verdicts, wire
 from pan_runtime.isolation.channel import Channel, ring_size_for
 from pan_runtime.isolation.protocol import CAPSULE as _CAP
 from pan_runtime.isolation.protocol import EXIT_MEMORY, EXIT_PROTOCOL, FORWARDED, WORKER_MODULE, Kind
@@ -811,6 +811,23 @@ class WorkerCode(LoadedCode):
                     self._finish_raw(payload)
                     finished += 1
                     continue
+                if kind == Kind.VERDICTS and self.inflight:
+                    head = self.inflight[0]
+                    assert head.envs is not None
+                    out = self._verdicts(payload, head.envs, head.view, head.offsets)
+                    ch.up.release()
+                    self.inflight.popleft()
+                    self.inflight_n -= head.n
+                    now = time.monotonic_ns()
+                    if self.inflight:
+                        ch.down.hold = self.inflight[0].hold
+                        self.inflight[0].started = now
+                    else:
+                        ch.down.hold = None
+                    self.deaths_in_row = 0
+                    finished += 1
+                    head.done(head.envs, out, now - head.t0)
+                    continue
                 vals = wire.decode(payload)
                 if kind == Kind.CALL:
                     if not self.inflight:
@@ -828,22 +845,7 @@ class WorkerCode(LoadedCode):
                 if kind == Kind.RESULT and self.resets_out > 0 and len(vals) in (3, 4):
                     self.resets_out -= 1  # a reset sent while batches were out: done
                     continue
-                if kind != Kind.VERDICTS or not self.inflight:
-                    raise WorkerError(f"the worker answered with record kind {kind}, expected {Kind.VERDICTS}")
-                head = self.inflight[0]
-                assert head.envs is not None
-                out = self._verdicts(vals, head.envs, head.view, head.offsets)
-                self.inflight.popleft()
-                self.inflight_n -= head.n
-                now = time.monotonic_ns()
-                if self.inflight:
-                    ch.down.hold = self.inflight[0].hold
-                    self.inflight[0].started = now
-                else:
-                    ch.down.hold = None
-                self.deaths_in_row = 0
-                finished += 1
-                head.done(head.envs, out, now - head.t0)
+                raise WorkerError(f"the worker answered with record kind {kind}, expected {Kind.VERDICTS}")
         except (_Died, WorkerError) as exc:
             self._fail_inflight(exc)
         return finished
@@ -914,30 +916,20 @@ class WorkerCode(LoadedCode):
             for b in batches:
                 b.done(b.envs or (), [fault] * b.n, 0)
 
-    def _verdicts(self, vals: list[wire.Value], envs: Sequence[Environment], view: memoryview, offsets: list[int]) -> list[int | RuntimeFault]:
-        n = len(envs)
-        if len(vals) != 2 + 5 * n or vals[0] != n:
-            raise WorkerError("malformed verdicts")
-        self.needs_reset = bool(vals[1])
+    def _verdicts(self, payload: memoryview, envs: Sequence[Environment], view: memoryview, offsets: list[int]) -> list[int | RuntimeFault]:
+        """The verdicts of a batch (``pan_runtime.isolation.verdicts``, every field checked:
+        ``WorkerError``); the bodies of capsules that ran are copied back (the code may have
+        rewritten them in place), their usage recorded."""
+        self.needs_reset, got = verdicts.decode(payload, len(envs))
         out: list[int | RuntimeFault] = []
-        for i, env in enumerate(envs):
-            kind, value, text, steps, fuel = vals[2 + 5 * i : 7 + 5 * i]
-            if not (isinstance(value, int) and isinstance(text, bytes) and isinstance(steps, int) and isinstance(fuel, int)):
-                raise WorkerError("malformed verdict")
-            env.usage.steps = max(0, steps)
-            env.usage.fuel = max(0, fuel)
-            if kind == 0:
+        for i, (env, (value, steps, fuel)) in enumerate(zip(envs, got, strict=True)):
+            env.usage.steps = steps
+            env.usage.fuel = fuel
+            if isinstance(value, int):
                 body = env.body
                 assert body is not None
                 body.write_from(0, view[offsets[i] : offsets[i] + env.length])
-                out.append(value)
-                continue
-            reason, _, message = text.decode("utf-8", "replace").partition(":")
-            try:
-                why = FaultReason(reason)
-            except ValueError:
-                why = FaultReason.RUNTIME_ERROR
-            out.append(RuntimeFault(message, why))
+            out.append(value)
         return out
 
     def call_export(self, name: str, a0: int, a1: int) -> int:

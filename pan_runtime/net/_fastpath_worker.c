@@ -223,7 +223,7 @@ static PyObject *FastPath_worker_verdicts(FastPath *self, PyObject *args) {
         goto done;
     }
     size_t need = WK_VERDICTS_HEAD + (size_t)n * WK_VERDICT_SIZE + tbytes;
-    if ((size_t)vv.len < need || (size_t)vv.len - need >= 8) {
+    if ((size_t)vv.len != need) {
         PyErr_Format(PyExc_ValueError, "a VERDICTS record of %zd bytes for %zu", vv.len, need);
         goto done;
     }

@@ -32,7 +32,7 @@ from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.segments import Segment, SegType
 from pan_runtime.errors import CodeObjectError, FaultReason, PanError, RuntimeFault, WorkerError
-from pan_runtime.isolation import confine, wire
+from pan_runtime.isolation import confine, verdicts, wire
 from pan_runtime.isolation.channel import Channel
 from pan_runtime.isolation.protocol import CAPSULE, EXIT_MEMORY, EXIT_PROTOCOL, EXIT_SETUP, NO_HOP, Kind
 from pan_runtime.node.env import Budget, Environment, Origin
@@ -189,6 +189,9 @@ class Worker:
     def _send_up(self, kind: int, values: Sequence[wire.Value]) -> None:
         data = wire.encode(values)
         assert isinstance(data, bytes)
+        self._put_up(kind, data)
+
+    def _put_up(self, kind: int, data: bytes) -> None:
         if not self.ch.up.put(kind, data):
             raise WorkerError("the channel to the node is full")
         self.ch.wake_node()
@@ -415,16 +418,12 @@ class Worker:
             out = [fault] * n
         except Exception as exc:
             out = [as_fault(exc, self.config["runtime"], self.code.short_name if self.code else "?")] * n
-        vals: list[wire.Value] = [n, 1 if loaded.needs_reset else 0]
-        for env, v in zip(batch, out, strict=True):
-            if isinstance(v, int):
-                vals += [0, v, b"", env.usage.steps, env.usage.fuel]
-            else:
-                vals += [1, 0, f"{v.reason.value}:{v}".encode()[:2048], env.usage.steps, env.usage.fuel]
+        usage = [(env.usage.steps, env.usage.fuel) for env in batch]
+        for env in batch:
             env.clear()
         if not self.later:  # the node holds the bodies until it has read the verdicts
             self.ch.down.release()
-        self._send_up(Kind.VERDICTS, vals)
+        self._put_up(Kind.VERDICTS, verdicts.encode(out, usage, loaded.needs_reset))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
