@@ -216,8 +216,7 @@ class UdpFastPath:
 
         routes = [(dest, link_of(hop)) for dest, hop in snap.routes]
         default = link_of(snap.default) if snap.default is not None else -1
-        door = self.node.offload.door
-        codes = [(e.code.name, *fast_entry(e.loaded), door(e)) for e in snap.codes]
+        codes = [(e.code.name, *fast_entry(e.loaded), door) for e, door in zip(snap.codes, snap.doors, strict=True)]
         throttled = dict(snap.throttled)
         self._c.configure(
             snap.address,
