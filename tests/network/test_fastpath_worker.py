@@ -21,7 +21,6 @@ from test_net_udp import forward_body
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.isolation.mechanism import process_unavailable
-from pan_runtime.net import udp_fast
 from pan_runtime.net.application import Application
 from pan_runtime.net.daemon import prometheus_text
 from pan_runtime.protocol_headers import PingHdr
@@ -31,10 +30,6 @@ pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"proc
 RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
 PORT = 7
 N = 40
-
-
-def test_the_fast_path_is_built_here():
-    assert udp_fast.available(), udp_fast.unavailable_reason()
 
 
 @contextlib.contextmanager
