@@ -33,8 +33,8 @@ Channel costs per batch: the node copies each body into the ring (one copy: the 
 access to the node's pool, which holds every other capsule) and back out after the verdicts
 (the code may have rewritten it); the worker runs the code over the body in place in the ring
 (no copy). One eventfd wake-up each way per batch, plus one round trip per PNI call the worker
-cannot answer itself. The C fast path does not hand capsules to workers yet: a runtime in
-process isolation offers no fast entry, so its capsules take the node's Python path.
+cannot answer itself. The UDP fast path writes batches into the ring itself (``submit_raw``,
+``pan_runtime/net/_fastpath_worker.c``); they take their place among the batches out here.
 """
 
 from __future__ import annotations
