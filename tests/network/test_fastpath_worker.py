@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import struct
 import types
 
@@ -165,3 +166,105 @@ def test_a_flood_past_worker_inflight_is_dropped_as_worker_busy_and_the_pool_sta
         assert code.forwarded == 1 + taken and code.errors == 0
         assert _fast(t.middle)["to_worker"] >= 1 + min(8, taken)
         assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+# -- the VERDICTS reader in C, against records built here --------------------------------------
+
+_HEAD = struct.Struct("<IIII")
+_ENTRY = struct.Struct("<iIQQ")
+_SELF = bytes(range(1, 17))
+_DEST = bytes(range(100, 116))
+_PREV = bytes(range(200, 216))
+
+
+class _Reader:
+    """A FastPath on a loopback socket whose one link and route lead to ``peer``."""
+
+    def __init__(self):
+        from pan_runtime.data.segments import SegmentPool
+        from pan_runtime.net import _fastpath
+
+        self.pool = SegmentPool(2048, 8)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.peer.bind(("127.0.0.1", 0))
+        self.peer.settimeout(5.0)
+        noop = lambda *a: (-1, False)  # noqa: E731
+        self.fp = _fastpath.FastPath(fd=self.sock.fileno(), pool=self.pool, base=self.pool.base_address, slot_size=2048,
+                                     slot_count=8, on_slow=noop, on_handover=noop, owner=self)
+        self.fp.configure(_SELF, [(self.peer.getsockname(), _DEST, 1500, -1, 0), (("127.0.0.1", 9), _PREV, 1500, -1, 0)],
+                          [(_DEST, 0)], -1, [], False)
+
+    def close(self):
+        self.sock.close()
+        self.peer.close()
+
+
+@pytest.fixture
+def reader():
+    r = _Reader()
+    yield r
+    r.close()
+
+
+def _batch(bodies: list[bytes], hop: int = 9) -> tuple[bytes, bytes]:
+    """A BATCH payload's bodies (where the worker left them) and the node's meta for them."""
+    at = 8 + ((len(bodies) * 76 + 7) & ~7)
+    payload, meta = bytearray(at), bytearray()
+    for body in bodies:
+        header = bytes([1, 0, hop, 0]) + bytes(32) + bytes(16)
+        meta += header + struct.pack("<II", len(body), at) + _PREV + bytes(4)
+        payload += body + bytes(-len(body) % 8)
+        at += (len(body) + 7) & ~7
+    return bytes(payload), bytes(meta)
+
+
+def _verdicts(entries: list[tuple[int, bytes]], flags: int = 0, count: int | None = None, reserved: int = 0) -> bytes:
+    text = b"".join(t for _, t in entries)
+    out = _HEAD.pack(len(entries) if count is None else count, flags, len(text), reserved)
+    for v, t in entries:
+        out += _ENTRY.pack(v, len(t), 3, 4)
+    return out + text
+
+
+def test_verdicts_carried_out_in_c_send_forwards_from_the_ring_and_return_the_rest(reader):
+    bodies = [_DEST + b"first", b"\x00" * 20, _SELF + b"\x00\x07here", _DEST + b"second"]
+    payload, meta = _batch(bodies)
+    rec = _verdicts([(2, b""), (0, b""), (2, b""), (2, b"")])  # forward, drop, forward to this node, forward
+    reset, fwd, dropped, lost, steps, fuel, rest = reader.fp.worker_verdicts(payload, meta, rec, 1000)
+    assert (reset, fwd, dropped, lost, steps, fuel) == (0, 2, 1, 0, 12, 16)
+    got = [reader.peer.recv(4096) for _ in range(2)]
+    assert [g[52:] for g in got] == [bodies[0], bodies[3]]  # in order, the bodies as the worker left them
+    assert {g[2] for g in got} == {8}  # this node's hop taken in the byte sent
+    # the deliver to this node is the node's Python's, with the datagram as it came (hop 9)
+    assert len(rest) == 1 and rest[0][:3] == (2, 2, None) and rest[0][3][52:] == bodies[2] and rest[0][3][2] == 9
+    assert rest[0][4] == _PREV
+
+
+def test_a_fault_comes_back_with_its_text_and_the_reset_flag(reader):
+    payload, meta = _batch([_DEST + b"x", _DEST + b"y"])
+    rec = _verdicts([(0, b"trap:out of bounds"), (2, b"")], flags=1)
+    reset, fwd, dropped, lost, _, _, rest = reader.fp.worker_verdicts(payload, meta, rec, 0)
+    assert reset == 1 and fwd == 1 and dropped == 0
+    assert [(i, why) for i, _, why, _, _ in rest] == [(0, b"trap:out of bounds")]
+    assert reader.peer.recv(4096)[52:] == _DEST + b"y"
+
+
+@pytest.mark.parametrize("bad", [
+    _verdicts([(2, b"")], count=2),  # a count not the batch's
+    _verdicts([(2, b""), (2, b"")], reserved=1),
+    _verdicts([(2, b""), (2, b"")]) + b"\x00",  # longer than its fields
+    _verdicts([(2, b""), (2, b"")])[:-1],
+    _HEAD.pack(2, 0, 5, 0) + _ENTRY.pack(2, 4, 0, 0) + _ENTRY.pack(2, 0, 0, 0) + b"abcde",  # texts short of the area
+    _HEAD.pack(2, 0, 0, 0) + _ENTRY.pack(2, 9, 0, 0) + _ENTRY.pack(2, 0, 0, 0),  # a text past the area
+    _verdicts([(0, b"x" * 2049), (2, b"")]),  # a fault text past 2048 bytes
+    b"\x02\x00",
+], ids=["count", "reserved", "long", "short", "texts-short", "text-past", "text-too-long", "no-header"])
+def test_a_record_breaking_the_layout_is_refused_and_nothing_is_sent(reader, bad):
+    payload, meta = _batch([_DEST + b"x", _DEST + b"y"])
+    with pytest.raises(ValueError):
+        reader.fp.worker_verdicts(payload, meta, bad, 0)
+    reader.peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        reader.peer.recv(4096)
