@@ -204,6 +204,7 @@ static PyObject *FastPath_worker_verdicts(FastPath *self, PyObject *args) {
     uint8_t *ents = NULL, *text = NULL, *hdrs = NULL;
     struct mmsghdr *msg = NULL;
     struct iovec *iov = NULL;
+    struct sockaddr_storage *to = NULL;
     int *outl = NULL;
     Py_ssize_t n = mv.len / WK_META_SIZE;
     if (n <= 0 || mv.len % WK_META_SIZE || n > INT_MAX / 2) {
@@ -233,8 +234,9 @@ static PyObject *FastPath_worker_verdicts(FastPath *self, PyObject *args) {
     msg = PyMem_Calloc((size_t)n, sizeof *msg);
     iov = PyMem_Calloc((size_t)n * 2, sizeof *iov);
     outl = PyMem_Calloc((size_t)n, sizeof *outl);
+    to = PyMem_Calloc((size_t)n, sizeof *to);
     rest = PyList_New(0);
-    if (!ents || !text || !hdrs || !msg || !iov || !outl) {
+    if (!ents || !text || !hdrs || !msg || !iov || !outl || !to) {
         PyErr_NoMemory();
         goto done;
     }
@@ -276,21 +278,23 @@ static PyObject *FastPath_worker_verdicts(FastPath *self, PyObject *args) {
         const uint8_t *e = meta + i * WK_META_SIZE;
         uint32_t len = wk_get32(e + WK_META_LEN);
         uint8_t *body = (uint8_t *)bv.buf + wk_get32(e + WK_META_REL);
-        worker_ran(self, e + WK_META_PREV, per_ns);
         if (!flen && verdict >= 0 && (verdict & PAN_WIRE_VERDICT_KIND_MASK) == WK_KIND_DROP) {
+            worker_ran(self, e + WK_META_PREV, per_ns); /* the rest are charged by Node.finish */
             dropped++;
             continue;
         }
         uint8_t dest[ADDR_SIZE];
         int ol = flen ? -1 : worker_forward_link(self, body, len, verdict, dest);
         if (ol >= 0) {
+            worker_ran(self, e + WK_META_PREV, per_ns);
             uint8_t *h = hdrs + (size_t)ns * HEADER_SIZE;
             memcpy(h, e, HEADER_SIZE);
             h[PAN_WIRE_HOP_LIMIT_OFFSET]--; /* this node's hop, in the byte sent */
             iov[2 * ns] = (struct iovec){h, HEADER_SIZE};
             iov[2 * ns + 1] = (struct iovec){body, len}; /* from the ring: no copy */
             struct msghdr *mh = &msg[ns].msg_hdr;
-            mh->msg_name = &self->links[ol].sa;
+            to[ns] = self->links[ol].sa; /* a copy: another thread may replace the tables while the lock is dropped */
+            mh->msg_name = &to[ns];
             mh->msg_namelen = self->links[ol].salen;
             mh->msg_iov = &iov[2 * ns];
             mh->msg_iovlen = 2;
@@ -319,23 +323,26 @@ static PyObject *FastPath_worker_verdicts(FastPath *self, PyObject *args) {
         Py_DECREF(t);
         if (bad) goto done;
     }
+    unsigned long long tables = self->tables; /* link counters only into the tables the indices are of */
     for (int m = 0; m < ns;) { /* the forwards, in order, in one sendmmsg (more when the kernel takes part) */
         int r;
         NL_SYSCALL(self->lock, r, sendmmsg(self->fd, &msg[m], (unsigned int)(ns - m), MSG_DONTWAIT));
         self->tx_calls++;
         if (r < 0) {
             if (errno == EINTR) continue;
-            self->links[outl[m]].send_errors++; /* counted as the node counts a send refused: link_lost */
+            if (tables == self->tables) self->links[outl[m]].send_errors++; /* the node counts it: link_lost */
             lost++;
             m++;
             continue;
         }
         for (int k = m; k < m + r; k++) {
-            fp_link *ol = &self->links[outl[k]];
             unsigned long long b = msg[k].msg_len;
-            ol->sent++;
-            ol->sent_bytes += b;
-            if (b > ol->largest_sent) ol->largest_sent = b;
+            if (tables == self->tables) {
+                fp_link *ol = &self->links[outl[k]];
+                ol->sent++;
+                ol->sent_bytes += b;
+                if (b > ol->largest_sent) ol->largest_sent = b;
+            }
             self->sent++;
             forwarded++;
         }
@@ -351,6 +358,7 @@ done:
     PyMem_Free(msg);
     PyMem_Free(iov);
     PyMem_Free(outl);
+    PyMem_Free(to);
     PyBuffer_Release(&bv);
     PyBuffer_Release(&mv);
     PyBuffer_Release(&vv);
