@@ -296,9 +296,9 @@ PyDoc_STRVAR(run_doc,
 "Run the capsules not handled yet through the batch entry. None: every capsule has its\n"
 "result. Else capsule INDEX needs Python: its run faulted (HOW 0), VALUE the exception\n"
 "after_fast_run raised; it was claimed during its run (1), VALUE its verdict; or it did not\n"
-"run (2: it came from an application and the entry runs network capsules only), VALUE None.\n"
-"The worker\n"
-"sets its result (set_result) and calls run() again for the rest.");
+"run (2: it came from an application and the entry runs network capsules only), VALUE how\n"
+"many capsules from there on did not. The worker sets their results (set_result) and calls\n"
+"run() again for the rest.");
 
 static PyObject *BatchLoop_run(BatchLoop *self, PyObject *Py_UNUSED(ignored)) {
     if (self->in_batch) {
@@ -310,8 +310,10 @@ static PyObject *BatchLoop_run(BatchLoop *self, PyObject *Py_UNUSED(ignored)) {
         if (!self->any_origin && self->payload[8 + (size_t)first * CAP_SIZE + CAP_ORIGIN] != 0) {
             /* from an application of this node, and the entry assumes the network origin the
              * node's fast path gives it */
-            self->next = first + 1;
-            return Py_BuildValue("(IiO)", first, 2, Py_None);
+            uint32_t end = first + 1;
+            while (end < self->n && self->payload[8 + (size_t)end * CAP_SIZE + CAP_ORIGIN] != 0) end++;
+            self->next = end;
+            return Py_BuildValue("(IiI)", first, 2, end - first);
         }
         uint32_t ran = call_entry(self);
         int32_t claimed = self->claimed;
@@ -403,6 +405,16 @@ static PyObject *BatchLoop_set_result(BatchLoop *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(skip_doc, "skip(index)\n\nRun no capsule before INDEX (Python ran them).");
+
+static PyObject *BatchLoop_skip(BatchLoop *self, PyObject *arg) {
+    unsigned long i = PyLong_AsUnsignedLong(arg);
+    if (i == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+    if (i > self->n) i = self->n;
+    if (i > self->next) self->next = (uint32_t)i;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(add_usage_doc, "add_usage(index, steps, fuel)\n\nAdd to what capsule INDEX is reported to have used.");
 
 static PyObject *BatchLoop_add_usage(BatchLoop *self, PyObject *args) {
@@ -469,6 +481,7 @@ static PyMethodDef BatchLoop_methods[] = {
     {"claim", (PyCFunction)BatchLoop_claim, METH_NOARGS, claim_doc},
     {"set_result", (PyCFunction)BatchLoop_set_result, METH_VARARGS, set_result_doc},
     {"add_usage", (PyCFunction)BatchLoop_add_usage, METH_VARARGS, add_usage_doc},
+    {"skip", (PyCFunction)BatchLoop_skip, METH_O, skip_doc},
     {"size", (PyCFunction)BatchLoop_size, METH_NOARGS, "size() -> int\n\nBytes of the VERDICTS record to write."},
     {"write", (PyCFunction)BatchLoop_write, METH_VARARGS, write_doc},
     {NULL, NULL, 0, NULL},

@@ -501,23 +501,15 @@ class Worker:
                     break
                 i, how, value = got
                 if how == _PYTHON:
-                    out, usage = self._run_python(payload, at, i, i + 1)
-                    result = out[0]
-                    loop.add_usage(i, *usage[0])
-                else:
-                    result = self._finish_claimed(value) if how == _CLAIMED else self._fault_of(value)
+                    self._python_into(loop, payload, at, i, i + value)
+                    continue
+                result = self._finish_claimed(value) if how == _CLAIMED else self._fault_of(value)
                 if isinstance(result, int):
                     loop.set_result(i, verdicts.clamp_verdict(result))
                     continue
                 loop.set_result(i, 0, verdicts.fault_text(result))
                 if i + 1 < n and loaded.needs_reset:
-                    out, usage = self._run_python(payload, at, i + 1, n)
-                    for k, (v, (steps, fuel)) in enumerate(zip(out, usage, strict=True), i + 1):
-                        loop.add_usage(k, steps, fuel)
-                        if isinstance(v, int):
-                            loop.set_result(k, verdicts.clamp_verdict(v))
-                        else:
-                            loop.set_result(k, 0, verdicts.fault_text(v))
+                    self._python_into(loop, payload, at, i + 1, n)
                     break
         except MemoryError:
             os._exit(EXIT_MEMORY)
@@ -534,6 +526,18 @@ class Worker:
         self._report()  # before the verdicts are visible: the node may read both at once
         self.ch.up.commit()
         self.ch.wake_node()
+
+    def _python_into(self, loop: Any, payload: memoryview, at: int, first: int, end: int) -> None:
+        """Run capsules ``first``..``end`` on the Python path, their results into ``loop``
+        (and the loop past them: it gives back no capsule twice)."""
+        out, usage = self._run_python(payload, at, first, end)
+        for k, (v, (steps, fuel)) in enumerate(zip(out, usage, strict=True), first):
+            loop.add_usage(k, steps, fuel)
+            if isinstance(v, int):
+                loop.set_result(k, verdicts.clamp_verdict(v))
+            else:
+                loop.set_result(k, 0, verdicts.fault_text(v))
+        loop.skip(end)
 
     def _finish_claimed(self, verdict: int) -> int | RuntimeFault:
         """The verdict of a capsule the host claimed during its run, or the run's fault."""
