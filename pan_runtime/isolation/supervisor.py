@@ -348,6 +348,14 @@ class WorkerRuntime(Runtime):
             **self.counters,
         }
         out.update({f"worker_{k}": v for k, v in self.deaths.items()})
+        # how the running workers ran their capsules, as they report it (Ring.put_counters):
+        # calls into the runtime's C batch entry, capsules those ran, capsules run in Python
+        calls = ran = python = 0
+        for w in self.live:
+            if w.proc is not None:
+                c, r, p = w.proc.ch.up.counters()
+                calls, ran, python = calls + c, ran + r, python + p
+        out.update({"worker_entry_calls": calls, "worker_entry_capsules": ran, "worker_python_capsules": python})
         return out
 
     def versions(self) -> dict[str, str]:
