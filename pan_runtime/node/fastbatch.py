@@ -76,10 +76,10 @@ class FastBatch:
             envs = []
             for i in range(self.n):
                 env = self.offload.env()
-                cap = self._capsule(i, self._datagram(i, view))
-                if cap is not None:
-                    link, prev = cap
-                    env.setup(self.entry.code, link[0], Origin.NETWORK, link[1], prev, node._budget)
+                got = self._capsule(i, self._datagram(i, view))
+                if got is not None:
+                    cap, link, prev = got
+                    env.setup(self.entry.code, cap, Origin.NETWORK, link, prev, node._budget)
                 envs.append(env)
             self.envs = envs
         return self.envs
@@ -90,7 +90,7 @@ class FastBatch:
         rel = int.from_bytes(m[56:60], "little")
         return bytes(m[:HEADER_SIZE]) + bytes(view[rel : rel + length])
 
-    def _capsule(self, i: int, dgram: bytes) -> tuple[tuple[Any, Any], NodeAddress] | None:
+    def _capsule(self, i: int, dgram: bytes) -> tuple[Any, Any, NodeAddress] | None:
         """The capsule parsed again from its bytes (the node's hop taken as on entry), with its
         link; None when its neighbour is gone or it does not parse (counted by the node)."""
         node = self.offload.node
@@ -102,7 +102,7 @@ class FastBatch:
         cap = node._parse(Queued(Segment.owned(dgram), Origin.NETWORK, link, prev))
         if cap is None:
             return None
-        return (cap, link), prev
+        return cap, link, prev
 
     # -- the verdicts ------------------------------------------------------------------------
     def finish(self, view: memoryview, payload: memoryview) -> None:
@@ -150,6 +150,7 @@ class FastBatch:
                     if env is not None and env.capsule is not None:
                         node.finish(entry, env, env.capsule, fault, per)
                         envs[i] = None  # type: ignore[index]
+                        self.offload._free.append(env)
                     elif isinstance(fault, RuntimeFault):
                         entry.stats.add_time(per)
                         node.count_fault(entry, fault)
@@ -164,7 +165,7 @@ class FastBatch:
                     got = self._capsule(i, dgram)
                     if got is None:
                         continue
-                    (cap, link), prev = got
+                    cap, link, prev = got
                     env = self.offload.env()
                     env.setup(entry.code, cap, Origin.NETWORK, link, prev, node._budget)
                 node.finish(entry, env, env.capsule, result, self.per)  # type: ignore[arg-type]
