@@ -1,4 +1,5 @@
-"""Builds the optional C extensions: the UDP fast path (``pan_runtime.net._fastpath``), the
+"""Builds the optional C extensions: the UDP fast path (``pan_runtime.net._fastpath``), a
+worker's loop over its batches (``pan_runtime.isolation._batchloop``), the
 runtimes' C entries ``pan_wasm._fast``, ``pan_jvm._fast`` and ``pan_restricted_py._fast``, and
 restricted_py's memory and time accounting ``pan_restricted_py._account``; all metadata is in pyproject.toml.
 
@@ -34,8 +35,16 @@ setup(
             "pan_runtime.net._fastpath",
             ["pan_runtime/net/_fastpath.c"],
             include_dirs=["pan_runtime/include"],
-            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pan_wire.h", "pan_runtime/include/pan_nodelock.h"],
+            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pan_wire.h", "pan_runtime/include/pan_nodelock.h", "pan_runtime/net/_fastpath_worker.c"],
             extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "pan_runtime.isolation._batchloop",
+            ["pan_runtime/isolation/_batchloop.c"],
+            include_dirs=["pan_runtime/include"],
+            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pni.h"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
         ),
         Extension(

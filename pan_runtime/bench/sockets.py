@@ -56,11 +56,13 @@ def _fast_paths(run: Running) -> dict[str, int] | None:
 
 
 def fast_share(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
-    """Share of the datagrams the middle read between two readings that its fast path carried out in C."""
+    """Share of the datagrams the middle read between two readings that its fast path carried out
+    in C: finished there, or written into the ring of their code object's worker."""
     if before is None or after is None:
         return None
     total = sum(after[p] for p in PATHS) - sum(before[p] for p in PATHS)
-    return (after["finished_in_c"] - before["finished_in_c"]) / total if total > 0 else None
+    in_c = sum(after.get(p, 0) - before.get(p, 0) for p in ("finished_in_c", "to_worker"))
+    return in_c / total if total > 0 else None
 
 
 def _ping_once(run: Running, ping: CodeObject, body: bytes, seq: int) -> float | None:

@@ -7,6 +7,9 @@ would cross the end is preceded by a wrap frame (kind 0). The consumer reads at 
 cursor and releases up to it when it is done with what it read (a batch's bodies stay in the
 ring, in place, until its verdicts are in), so ``tail`` moves only on ``release``.
 
+The producer's header line also holds three u64 counters after ``head`` (``put_counters``):
+the worker reports there how it ran its capsules, for the node's statistics.
+
 Both sides map the same memfd; neither trusts the other's counters: a consumer that finds a
 frame whose length runs past what was produced, or a producer that finds ``tail`` ahead of
 ``head``, raises ``WorkerError``. Ordering needs no fences beyond the eventfd system call
@@ -25,6 +28,7 @@ __all__ = ["HEADER", "Ring"]
 HEADER = 128
 _U64 = struct.Struct("<Q")
 _FRAME = struct.Struct("<II")
+_COUNTERS = struct.Struct("<QQQ")
 _WRAP = 0
 
 
@@ -92,6 +96,19 @@ class Ring:
         self._head += self._pending
         _U64.pack_into(self.buf, self._head_at, self._head)
 
+    def advance(self) -> int:
+        """``commit`` in two steps, for a payload another writer (the C fast path) fills: the
+        reserved record is counted as produced and the new head returned, which the writer
+        stores at ``head_view`` once the payload is in (the consumer never sees it half
+        written). This object stays the ring's only producer: it keeps the position."""
+        self._head += self._pending
+        return self._head
+
+    @property
+    def head_view(self) -> memoryview:
+        """The shared head (8 bytes): where ``advance``'s writer publishes it."""
+        return self.buf[self._head_at : self._head_at + 8]
+
     def put(self, kind: int, payload: bytes | memoryview) -> bool:
         view = self.reserve(kind, len(payload))
         if view is None:
@@ -99,6 +116,14 @@ class Ring:
         view[:] = payload
         self.commit()
         return True
+
+    def put_counters(self, a: int, b: int, c: int) -> None:
+        """Write the producer's three counters (the worker's, on its up ring)."""
+        _COUNTERS.pack_into(self.buf, self._head_at + 8, a, b, c)
+
+    def counters(self) -> tuple[int, int, int]:
+        """The producer's three counters, as it last wrote them (numbers it claims, no more)."""
+        return _COUNTERS.unpack_from(self.buf, self._head_at + 8)  # type: ignore[return-value]
 
     # -- consumer --------------------------------------------------------------------
     def get(self) -> tuple[int, memoryview, int] | None:

@@ -33,8 +33,8 @@ Channel costs per batch: the node copies each body into the ring (one copy: the 
 access to the node's pool, which holds every other capsule) and back out after the verdicts
 (the code may have rewritten it); the worker runs the code over the body in place in the ring
 (no copy). One eventfd wake-up each way per batch, plus one round trip per PNI call the worker
-cannot answer itself. The C fast path does not hand capsules to workers yet: a runtime in
-process isolation offers no fast entry, so its capsules take the node's Python path.
+cannot answer itself. The UDP fast path writes batches into the ring itself (``submit_raw``,
+``pan_runtime/net/_fastpath_worker.c``); they take their place among the batches out here.
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pan_runtime import pni_api
 from pan_runtime.data.segments import Segment
 from pan_runtime.errors import CodeObjectError, FaultReason, RuntimeFault, WorkerError
-from pan_runtime.isolation import wire
+from pan_runtime.isolation import verdicts, wire
 from pan_runtime.isolation.channel import Channel, ring_size_for
 from pan_runtime.isolation.protocol import CAPSULE as _CAP
 from pan_runtime.isolation.protocol import EXIT_MEMORY, EXIT_PROTOCOL, FORWARDED, WORKER_MODULE, Kind
@@ -122,13 +122,29 @@ class WorkerSettings:
 Done = Callable[[Sequence["Environment"], list["int | RuntimeFault"], int], None]
 
 
+class RawBatch(Protocol):
+    """A batch the C fast path wrote into the ring itself (``submit_raw``): no environments."""
+
+    def finish(self, view: memoryview, payload: memoryview) -> None:
+        """Carry out its VERDICTS record (``payload``, not yet released; ``view``: the batch's
+        payload); raises ``WorkerError`` for a record that breaks the layout."""
+
+    def environments(self, view: memoryview) -> Sequence[Environment]:
+        """Environments for its capsules, for a PNI call the worker forwards for one of them."""
+
+
 class _Batch:
     """Capsules handed to a worker whose verdicts have not come back."""
 
-    __slots__ = ("envs", "view", "offsets", "budget_ns", "hold", "done", "t0", "started")
+    __slots__ = ("envs", "n", "view", "offsets", "budget_ns", "hold", "done", "t0", "started", "raw")
 
-    def __init__(self, envs: Sequence[Environment], view: memoryview, offsets: list[int], budget_ns: int, hold: int, done: Done):
+    def __init__(self, envs: Sequence[Environment] | None, view: memoryview, offsets: list[int], budget_ns: int, hold: int, done: Done,
+                 n: int = 0, raw: RawBatch | None = None):
+        #: the capsules' environments (None: a batch the C fast path wrote, ``submit_raw``)
         self.envs = envs
+        self.n = len(envs) if envs is not None else n
+        #: a batch the fast path wrote (``submit_raw``): what carries out its verdicts
+        self.raw = raw
         self.view = view
         self.offsets = offsets
         self.budget_ns = budget_ns
@@ -221,6 +237,8 @@ class WorkerRuntime(Runtime):
         self.counters = {
             "worker_starts": 0, "worker_restarts": 0, "worker_kills": 0, "worker_deaths": 0, "spares_used": 0,
             "worker_warm_restarts": 0, "standbys_started": 0,
+            # batches (and their capsules) the C fast path wrote into workers' rings itself
+            "worker_fast_batches": 0, "worker_fast_capsules": 0,
         }
         #: load order of the code objects, for the choice of standbys (``standby.wanted``)
         self.loads = 0
@@ -330,6 +348,14 @@ class WorkerRuntime(Runtime):
             **self.counters,
         }
         out.update({f"worker_{k}": v for k, v in self.deaths.items()})
+        # how the running workers ran their capsules, as they report it (Ring.put_counters):
+        # calls into the runtime's C batch entry, capsules those ran, capsules run in Python
+        calls = ran = python = 0
+        for w in self.live:
+            if w.proc is not None:
+                c, r, p = w.proc.ch.up.counters()
+                calls, ran, python = calls + c, ran + r, python + p
+        out.update({"worker_entry_calls": calls, "worker_entry_capsules": ran, "worker_python_capsules": python})
         return out
 
     def versions(self) -> dict[str, str]:
@@ -725,6 +751,36 @@ class WorkerCode(LoadedCode):
         self.inflight_n += n
         return True
 
+    def submit_raw(self, n: int, total: int, raw: RawBatch, done: Done) -> tuple[memoryview, memoryview, int, int] | None:
+        """Reserve a BATCH record of ``total`` payload bytes for ``n`` capsules that the C fast
+        path writes itself, and count it out (behind the batches out, under the same budget):
+        (payload view, head view, the head to publish there once the payload is in, the eventfd
+        that wakes the worker). Its verdicts go to ``raw.finish``; ``done`` gets None for the
+        environments and a fault per capsule when the worker goes down with it, else an empty
+        list. None: it cannot go now (no worker up, the ring full): nothing was reserved."""
+        proc = self.proc
+        if self.closed or proc is None:
+            return None
+        ring = proc.ch.down
+        hold = ring.head
+        try:
+            if self.inflight and ring.room() - total < ring.size // 4:
+                return None
+            view = ring.reserve(Kind.BATCH, total)
+        except WorkerError:
+            return None
+        if view is None:
+            return None
+        head = ring.advance()
+        if not self.inflight:
+            ring.hold = hold
+        self.inflight.append(_Batch(None, view, [], self._budget_ns(n), hold, done, n, raw))
+        self.inflight_n += n
+        counters = self.rt.counters
+        counters["worker_fast_batches"] += 1
+        counters["worker_fast_capsules"] += n
+        return view, ring.head_view, head, proc.ch.wake_down
+
     def _budget_ns(self, n: int) -> int:
         c = self.rt.settings.config
         return int((n * c.budget.time_ms + c.worker_grace_ms) * 1_000_000)
@@ -759,11 +815,33 @@ class WorkerCode(LoadedCode):
                         raise proc.death()
                     break
                 kind, payload, _ = rec
+                if kind == Kind.VERDICTS and self.inflight and self.inflight[0].raw is not None:
+                    self._finish_raw(payload)
+                    finished += 1
+                    continue
+                if kind == Kind.VERDICTS and self.inflight:
+                    head = self.inflight[0]
+                    assert head.envs is not None
+                    out = self._verdicts(payload, head.envs, head.view, head.offsets)
+                    ch.up.release()
+                    self.inflight.popleft()
+                    self.inflight_n -= head.n
+                    now = time.monotonic_ns()
+                    if self.inflight:
+                        ch.down.hold = self.inflight[0].hold
+                        self.inflight[0].started = now
+                    else:
+                        ch.down.hold = None
+                    self.deaths_in_row = 0
+                    finished += 1
+                    head.done(head.envs, out, now - head.t0)
+                    continue
                 vals = wire.decode(payload)
                 if kind == Kind.CALL:
                     if not self.inflight:
                         raise WorkerError("a PNI call with no capsule out")
-                    self._envs = self.inflight[0].envs
+                    head = self.inflight[0]
+                    self._envs = head.envs if head.raw is None else head.raw.environments(head.view)
                     try:
                         reply = self._answer(vals)
                     finally:
@@ -775,24 +853,29 @@ class WorkerCode(LoadedCode):
                 if kind == Kind.RESULT and self.resets_out > 0 and len(vals) in (3, 4):
                     self.resets_out -= 1  # a reset sent while batches were out: done
                     continue
-                if kind != Kind.VERDICTS or not self.inflight:
-                    raise WorkerError(f"the worker answered with record kind {kind}, expected {Kind.VERDICTS}")
-                head = self.inflight[0]
-                out = self._verdicts(vals, head.envs, head.view, head.offsets)
-                self.inflight.popleft()
-                self.inflight_n -= len(head.envs)
-                now = time.monotonic_ns()
-                if self.inflight:
-                    ch.down.hold = self.inflight[0].hold
-                    self.inflight[0].started = now
-                else:
-                    ch.down.hold = None
-                self.deaths_in_row = 0
-                finished += 1
-                head.done(head.envs, out, now - head.t0)
+                raise WorkerError(f"the worker answered with record kind {kind}, expected {Kind.VERDICTS}")
         except (_Died, WorkerError) as exc:
             self._fail_inflight(exc)
         return finished
+
+    def _finish_raw(self, payload: memoryview) -> None:
+        """The verdicts of the oldest batch out, one the fast path wrote: carried out by its
+        ``raw.finish`` before the record is released, then the batch is done."""
+        ch = self.proc.ch  # type: ignore[union-attr]
+        head = self.inflight[0]
+        assert head.raw is not None
+        head.raw.finish(head.view, payload)
+        ch.up.release()
+        self.inflight.popleft()
+        self.inflight_n -= head.n
+        now = time.monotonic_ns()
+        if self.inflight:
+            ch.down.hold = self.inflight[0].hold
+            self.inflight[0].started = now
+        else:
+            ch.down.hold = None
+        self.deaths_in_row = 0
+        head.done(head.envs or (), [], now - head.t0)
 
     def _fail_inflight(self, exc: Exception) -> None:
         """The worker is gone: the batch it was running gets the fault of its end, those behind
@@ -805,7 +888,7 @@ class WorkerCode(LoadedCode):
         now = time.monotonic_ns()
         for i, b in enumerate(batches):
             f = fault if i == 0 else RuntimeFault(f"{self.code.short_name}: its worker went down before this batch ran", FaultReason.WORKER_DOWN)
-            b.done(b.envs, [f] * len(b.envs), now - b.t0)
+            b.done(b.envs or (), [f] * b.n, now - b.t0)
 
     def settle(self, until: Callable[[], bool]) -> None:
         """Wait for the worker (serving its calls, killing it past a batch's budget) until
@@ -839,32 +922,22 @@ class WorkerCode(LoadedCode):
             fault = RuntimeFault(f"{self.code.short_name}: unloaded with capsules in its worker", FaultReason.WORKER_DOWN)
             self._down(None)  # it may be in the middle of one of them: it ends here
             for b in batches:
-                b.done(b.envs, [fault] * len(b.envs), 0)
+                b.done(b.envs or (), [fault] * b.n, 0)
 
-    def _verdicts(self, vals: list[wire.Value], envs: Sequence[Environment], view: memoryview, offsets: list[int]) -> list[int | RuntimeFault]:
-        n = len(envs)
-        if len(vals) != 2 + 5 * n or vals[0] != n:
-            raise WorkerError("malformed verdicts")
-        self.needs_reset = bool(vals[1])
+    def _verdicts(self, payload: memoryview, envs: Sequence[Environment], view: memoryview, offsets: list[int]) -> list[int | RuntimeFault]:
+        """The verdicts of a batch (``pan_runtime.isolation.verdicts``, every field checked:
+        ``WorkerError``); the bodies of capsules that ran are copied back (the code may have
+        rewritten them in place), their usage recorded."""
+        self.needs_reset, got = verdicts.decode(payload, len(envs))
         out: list[int | RuntimeFault] = []
-        for i, env in enumerate(envs):
-            kind, value, text, steps, fuel = vals[2 + 5 * i : 7 + 5 * i]
-            if not (isinstance(value, int) and isinstance(text, bytes) and isinstance(steps, int) and isinstance(fuel, int)):
-                raise WorkerError("malformed verdict")
-            env.usage.steps = max(0, steps)
-            env.usage.fuel = max(0, fuel)
-            if kind == 0:
+        for i, (env, (value, steps, fuel)) in enumerate(zip(envs, got, strict=True)):
+            env.usage.steps = steps
+            env.usage.fuel = fuel
+            if isinstance(value, int):
                 body = env.body
                 assert body is not None
                 body.write_from(0, view[offsets[i] : offsets[i] + env.length])
-                out.append(value)
-                continue
-            reason, _, message = text.decode("utf-8", "replace").partition(":")
-            try:
-                why = FaultReason(reason)
-            except ValueError:
-                why = FaultReason.RUNTIME_ERROR
-            out.append(RuntimeFault(message, why))
+            out.append(value)
         return out
 
     def call_export(self, name: str, a0: int, a1: int) -> int:

@@ -84,6 +84,8 @@ typedef struct {
     pan_fast_batch_fn batch; /* the runtime's batch entry (same state), or NULL: run one by one */
     void *state;
     PyObject *lean; /* the runtime's fast_accept(body, prev_hop) when it has no C entry, or NULL */
+    PyObject *admit; /* a code object in a worker process: the node's admit(n, total, meta, owner)
+                      * for a batch C writes into its ring (_fastpath_worker.c), or NULL */
     unsigned long long in, forwarded, time_ns, max_ns;
     unsigned long long lost; /* forwards the kernel refused to send (dropped as link_lost) */
 } fp_code;
@@ -189,6 +191,7 @@ typedef struct {
     /* how capsules went: finished in C, run in Python, handed over after a C run, slow,
      * dropped here (a throttled neighbour's) */
     unsigned long long n_finished, n_python_runs, n_handed_over, n_slow, n_dropped;
+    unsigned long long n_to_worker; /* written by C into a worker's ring (_fastpath_worker.c) */
     /* calls between C and Python made for capsules (callbacks, inflight claims) */
     unsigned long long crossings;
     /* the capsule being run: in_run while the code runs; in_slot -1 once Python claimed it */
@@ -278,7 +281,7 @@ static int find_route(FastPath *self, const uint8_t *dest) {
 
 static void free_tables(fp_link *l, int nl, fp_code *c, int nc) {
     for (int i = 0; l && i < nl; i++) Py_XDECREF(l[i].address_obj);
-    for (int i = 0; c && i < nc; i++) Py_XDECREF(c[i].lean);
+    for (int i = 0; c && i < nc; i++) { Py_XDECREF(c[i].lean); Py_XDECREF(c[i].admit); }
     PyMem_Free(l);
     PyMem_Free(c);
 }
@@ -389,7 +392,7 @@ static int FastPath_traverse(FastPath *self, visitproc visit, void *arg) {
     Py_VISIT(self->pool);
     Py_VISIT(self->on_slow);
     Py_VISIT(self->on_handover);
-    for (int i = 0; i < self->ncodes; i++) Py_VISIT(self->codes[i].lean);
+    for (int i = 0; i < self->ncodes; i++) { Py_VISIT(self->codes[i].lean); Py_VISIT(self->codes[i].admit); }
     for (int i = 0; i < self->nlinks; i++) Py_VISIT(self->links[i].address_obj);
     Py_VISIT(self->owner);
     Py_VISIT(self->lock);
@@ -400,7 +403,7 @@ static int FastPath_clear(FastPath *self) {
     Py_CLEAR(self->pool);
     Py_CLEAR(self->on_slow);
     Py_CLEAR(self->on_handover);
-    for (int i = 0; i < self->ncodes; i++) Py_CLEAR(self->codes[i].lean);
+    for (int i = 0; i < self->ncodes; i++) { Py_CLEAR(self->codes[i].lean); Py_CLEAR(self->codes[i].admit); }
     for (int i = 0; i < self->nlinks; i++) Py_CLEAR(self->links[i].address_obj);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->lock);
@@ -421,7 +424,8 @@ PyDoc_STRVAR(configure_doc,
 "configure(address, links, routes, default_link, codes, copy_on_send)\n\n"
 "Replace the tables: links are (endpoint, address, mtu, receive fd or -1, ns its throttle\n"
 "has left or 0), routes (dest, link index), codes (name, C entry address or 0 to run in\n"
-"Python, state, fast_accept or None, C batch entry address or 0). Counters restart at zero\n"
+"Python, state, fast_accept or None, C batch entry address or 0[, admit or None: a code object in\n"
+"a worker process, see _fastpath_worker.c]). Counters restart at zero\n"
 "(take them first); a link keeps its fair share.");
 
 static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
@@ -502,8 +506,9 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < C; i++) {
         Py_buffer n;
         unsigned long long entry, state, batch;
-        PyObject *lean;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(codes, i), "y*KKOK", &n, &entry, &state, &lean, &batch)) goto fail;
+        PyObject *lean, *admit = Py_None;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(codes, i), "y*KKOK|O", &n, &entry, &state, &lean, &batch, &admit))
+            goto fail;
         int ok = n.len == NAME_SIZE;
         if (ok) memcpy(nc[i].name, n.buf, NAME_SIZE);
         PyBuffer_Release(&n);
@@ -517,6 +522,7 @@ static PyObject *FastPath_configure(FastPath *self, PyObject *args) {
         nc[i].batch = entry ? (pan_fast_batch_fn)(uintptr_t)batch : NULL;
         nc[i].state = (void *)(uintptr_t)state;
         nc[i].lean = lean == Py_None ? NULL : Py_NewRef(lean);
+        nc[i].admit = admit == Py_None || entry ? NULL : Py_NewRef(admit);
     }
     if (default_link < -1 || default_link >= L) {
         PyErr_SetString(PyExc_ValueError, "default link index out of range");
@@ -1056,6 +1062,8 @@ static int handle_one(FastPath *self, int i, int li, int ci, int *called) {
     return r ? take_answer(self, r) : -1;
 }
 
+#include "_fastpath_worker.c" /* batches written into workers' rings, their verdicts carried out */
+
 /* Handle the GOT datagrams one receive returned, then send the forwards they made: a run of
  * consecutive capsules of one neighbour and one code object with a batch entry crosses into
  * the runtime once. A Python error leaves the rest of the batch unread by the node: counted lost. */
@@ -1082,7 +1090,18 @@ static int handle_batch(FastPath *self, int got, unsigned long long t0, int *cal
             continue;
         }
         int r;
-        if (ci >= 0 && self->codes[ci].batch && i + 1 < got) {
+        if (ci >= 0 && self->codes[ci].admit) { /* a code object in a worker: its run goes down at once */
+            int end = gend;
+            if (!end) {
+                for (end = i + 1; end < got; end++) {
+                    int l2, c2;
+                    classify(self, end, &l2, &c2);
+                    if (l2 != li || c2 != ci) break;
+                }
+                gend = end, gli = li, gci = ci, gheld = self->held, gtables = self->tables;
+            }
+            r = to_worker(self, i, end - i, li, ci, called);
+        } else if (ci >= 0 && self->codes[ci].batch && i + 1 < got) {
             int end = gend;
             if (!end) {
                 for (end = i + 1; end < got; end++) { /* the same neighbour, code object and checks */
@@ -1245,7 +1264,8 @@ PyDoc_STRVAR(take_counters_doc,
 "Counters of capsules finished in C since the last call, then zeroed: codes as\n"
 "(in, forwarded, time_ns, max_ns, send_lost) and links as (received, received_bytes, sent,\n"
 "sent_bytes, largest_sent, throttled, runs, run_ns, send_errors), in configure's order;\n"
-"paths as (finished in C, run in Python, handed over after a C run, slow, dropped in C);\n"
+"paths as (finished in C, run in Python, handed over after a C run, slow, dropped in C, written\n"
+"into a worker's ring);\n"
 "lost: datagrams read in a batch that a Python error stopped.");
 
 static PyObject *FastPath_take_counters(FastPath *self, PyObject *Py_UNUSED(ignored)) {
@@ -1267,12 +1287,13 @@ static PyObject *FastPath_take_counters(FastPath *self, PyObject *Py_UNUSED(igno
         l->received = l->received_bytes = l->sent = l->sent_bytes = l->largest_sent = 0;
         l->throttled = l->runs = l->run_ns = l->send_errors = 0;
     }
-    PyObject *out = Py_BuildValue("(KKNN(KKKKK)K)", self->received, self->sent, codes, links, self->n_finished,
+    PyObject *out = Py_BuildValue("(KKNN(KKKKKK)K)", self->received, self->sent, codes, links, self->n_finished,
                                   self->n_python_runs, self->n_handed_over, self->n_slow, self->n_dropped,
-                                  self->n_lost);
+                                  self->n_to_worker, self->n_lost);
     if (!out) return NULL; /* codes and links went with the failed build */
     self->received = self->sent = 0;
     self->n_finished = self->n_python_runs = self->n_handed_over = self->n_slow = self->n_dropped = 0;
+    self->n_to_worker = 0;
     self->n_lost = 0;
     return out;
 fail:
@@ -1410,6 +1431,7 @@ static PyMethodDef FastPath_methods[] = {
     {"configure", (PyCFunction)FastPath_configure, METH_VARARGS, configure_doc},
     {"burst", (PyCFunction)FastPath_burst, METH_VARARGS, burst_doc},
     {"take_counters", (PyCFunction)FastPath_take_counters, METH_NOARGS, take_counters_doc},
+    {"worker_verdicts", (PyCFunction)FastPath_worker_verdicts, METH_VARARGS, worker_verdicts_doc},
     {"lend", (PyCFunction)FastPath_lend, METH_O, lend_doc},
     {"reclaim", (PyCFunction)FastPath_reclaim, METH_NOARGS, reclaim_doc},
     {NULL, NULL, 0, NULL},

@@ -224,6 +224,8 @@ def prometheus_text(stats: dict[str, Any]) -> str:
         ("restarts", "Workers started again after one ended, per runtime."),
         ("warm_restarts", "Restarts that took the code object's warm standby, per runtime."),
         ("kills", "Workers the node killed past a call's time budget, per runtime."),
+        ("fast_batches", "Batches the UDP fast path wrote into workers' rings itself, per runtime."),
+        ("fast_capsules", "Capsules in those batches, per runtime."),
     ):
         gauge = field in ("workers", "spares", "standbys")
         metric(f"pan_worker_{field}" + ("" if gauge else "_total"), "gauge" if gauge else "counter",
@@ -260,7 +262,7 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "pan_fast_path_capsules_total",
             "counter",
             "Datagrams the UDP fast path read, by the way they went.",
-            [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c") if p in fast],
+            [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c", "to_worker") if p in fast],
         )
         metric(
             "pan_fast_path_thread_capsules_total",

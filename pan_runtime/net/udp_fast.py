@@ -52,8 +52,9 @@ __all__ = ["PATHS", "UdpFastPath", "available", "node_lock", "unavailable_reason
 #: entry or ``fast_accept``); run in Python (a runtime with neither entry); handed to Python
 #: after the code ran (another verdict, the code reached the host, a run past the time
 #: budget); to the node's ordinary path before any run (unknown peer, malformed, missing
-#: code, ...); and dropped in C (a neighbour the ledger throttles)
-PATHS = ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c")
+#: code, ...); dropped in C (a neighbour the ledger throttles); and written by C into the
+#: ring of the worker process of their code object (``pan_runtime/net/_fastpath_worker.c``)
+PATHS = ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c", "to_worker")
 
 #: the fewest slots a turn lends: two, so a lone capsule's receive comes back short and the
 #: socket is known empty without a second call
@@ -215,7 +216,7 @@ class UdpFastPath:
 
         routes = [(dest, link_of(hop)) for dest, hop in snap.routes]
         default = link_of(snap.default) if snap.default is not None else -1
-        codes = [(e.code.name, *fast_entry(e.loaded)) for e in snap.codes]
+        codes = [(e.code.name, *fast_entry(e.loaded), door) for e, door in zip(snap.codes, snap.doors, strict=True)]
         throttled = dict(snap.throttled)
         self._c.configure(
             snap.address,

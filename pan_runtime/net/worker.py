@@ -32,13 +32,19 @@ from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.data.segments import Segment, SegType
 from pan_runtime.errors import CodeObjectError, FaultReason, PanError, RuntimeFault, WorkerError
-from pan_runtime.isolation import confine, wire
+from pan_runtime.isolation import confine, verdicts, wire
 from pan_runtime.isolation.channel import Channel
 from pan_runtime.isolation.protocol import CAPSULE, EXIT_MEMORY, EXIT_PROTOCOL, EXIT_SETUP, NO_HOP, Kind
 from pan_runtime.node.env import Budget, Environment, Origin
 from pan_runtime.node.pni import BAD_HANDLE, NO_SPACE, OK, TOO_BIG, PniServer
+from pan_runtime.plugin.fastentry import FastEntry
 from pan_runtime.plugin.loadlimits import LoadLimits
 from pan_runtime.plugin.runtime import LoadedCode, Runtime, as_fault
+
+try:
+    from pan_runtime.isolation import _batchloop
+except ImportError:  # built at install only where a C compiler was found: the Python path then
+    _batchloop = None
 
 __all__ = ["Worker", "main"]
 
@@ -47,6 +53,8 @@ _NO_HOP = NO_HOP
 #: batches held back while a capsule's PNI call waits for its reply (the ring bounds them
 #: anyway; past this the node broke the protocol)
 _MAX_LATER = 1 << 16
+#: what ``BatchLoop.run`` gives back a capsule for: its fault, its claim by the host, or its run
+_FAULT, _CLAIMED, _PYTHON = 0, 1, 2
 
 
 class _Capsule:
@@ -61,13 +69,36 @@ class _Capsule:
         self.body: Segment | None = None
 
 
+class _Config:
+    """What a runtime's fast entry reads of the node's configuration: the budget."""
+
+    def __init__(self, budget: Budget):
+        self.budget = budget
+
+
+class _RingPool:
+    """What a runtime's fast entry reads of the node's pool (jvm registers the memory its
+    bodies lie in): in a worker, the bodies lie in the ring from the node."""
+
+    def __init__(self, worker: Worker):
+        self._view = worker.ch.view
+        self._at = worker.ch.down.data_at
+        self.base_address = worker._base + self._at
+
+    def slot_view(self, slot: int) -> memoryview:
+        return self._view[self._at :]
+
+
 class _Services:
     """The node services a worker answers itself: its address and clock. (Soft state is the
-    node's: the ``state_*`` calls are forwarded, so it outlives a worker's death.)"""
+    node's: the ``state_*`` calls are forwarded, so it outlives a worker's death.) Its
+    ``config`` and ``pool`` are what runtimes' fast entries read of a node."""
 
     def __init__(self, worker: Worker, address: NodeAddress, config: dict[str, Any]):
         self.address = address
         self.now_ns = time.monotonic_ns if config["clock"] == "monotonic" else worker.node_now
+        self.config = _Config(worker.budget)
+        self.pool = _RingPool(worker)
 
 
 class _Host(PniServer):
@@ -184,11 +215,24 @@ class Worker:
         #: batches read while waiting for a reply to a PNI call, run next
         self.later: deque[tuple[int, memoryview, int]] = deque()
         self._base = ctypes.addressof(ctypes.c_char.from_buffer(channel.view))
+        #: the C loop over batches of the code object's C batch entry (``_loop``), False when
+        #: it has none (every batch takes the Python path), None until the first batch
+        self.loop: Any = None
+        #: calls into C batch entries and capsules they ran, by loops no longer in use
+        self._fast_done = (0, 0)
+        #: capsules run on the Python path
+        self.python_capsules = 0
+        #: the batch record the loop is running (for ``_materialize``)
+        self._payload: memoryview | None = None
+        self._idle = Environment()
 
     # -- calls to the node -----------------------------------------------------------
     def _send_up(self, kind: int, values: Sequence[wire.Value]) -> None:
         data = wire.encode(values)
         assert isinstance(data, bytes)
+        self._put_up(kind, data)
+
+    def _put_up(self, kind: int, data: bytes) -> None:
         if not self.ch.up.put(kind, data):
             raise WorkerError("the channel to the node is full")
         self.ch.wake_node()
@@ -306,6 +350,7 @@ class Worker:
         services = _Services(self, NodeAddress(bytes.fromhex(c["address"])), c)
         host = _Host(services)  # type: ignore[arg-type]
         host.worker = self
+        host.materialize = self._materialize
         self.host = host
         self._result(0)
 
@@ -370,6 +415,7 @@ class Worker:
                 name, a0, a1 = wire.decode(payload)
                 rc = int(loaded.call_export(bytes(name).decode("ascii"), int(a0), int(a1)))  # type: ignore[arg-type]
             elif kind == Kind.RESET:
+                self._drop_loop()  # the runtime's entry may change with its instance
                 loaded.reset()
                 rc = 0
             else:
@@ -382,49 +428,196 @@ class Worker:
             env.clear()
         self._result(rc)
 
+    # -- batches ---------------------------------------------------------------------
     def _batch(self, payload: memoryview, at: int) -> None:
         loaded = self.loaded
         assert loaded is not None and self.host is not None
-        (n,) = struct.unpack_from("<I", payload, 0)
-        envs = self.envs
-        while len(envs) < n:
-            envs.append(Environment())
-        pos = 8
-        body_at = 8 + ((n * _CAP.size + 7) & ~7)
+        loop = self.loop if self.loop is not None else self._make_loop()
+        if loop:
+            self._batch_fast(loop, payload, at)
+        else:
+            (n,) = struct.unpack_from("<I", payload, 0)
+            out, usage = self._run_python(payload, at, 0, n)
+            self._release_down()
+            self._report()
+            self._put_up(Kind.VERDICTS, verdicts.encode(out, usage, loaded.needs_reset))
+
+    def _make_loop(self) -> Any:
+        """A ``_batchloop.BatchLoop`` over the code object's C batch entry, or False: the
+        extension is not built, the code offers no C entry (``FastEntry``), or it has
+        dependencies (their calls cross to other instances; the Python path runs it)."""
+        loaded, code = self.loaded, self.code
+        self.loop = False
+        if _batchloop is None or not isinstance(loaded, FastEntry) or code is None or code.manifest.dependencies:
+            return False
+        try:
+            entry = loaded.fast_entry()
+            batch = loaded.fast_batch_entry() if entry else None
+        except RuntimeFault:
+            return False
+        if not entry or not entry[0] or not batch:
+            return False
+        take_usage = loaded.take_fast_usage if type(loaded).take_fast_usage is not FastEntry.take_fast_usage else None
+        assert self.host is not None
+        self.loop = _batchloop.BatchLoop(
+            self.ch.view, batch, entry[1], bytes(self.host.node.address), loaded.after_fast_run, take_usage,
+            index_at=loaded.fast_batch_index_at() or 0, any_origin=loaded.fast_any_origin,
+        )
+        return self.loop
+
+    def _drop_loop(self) -> None:
+        """Forget the loop (the runtime's entry changes with a reset): made again at the next batch."""
+        if self.loop:
+            calls, ran = self.loop.counters
+            self._fast_done = (self._fast_done[0] + calls, self._fast_done[1] + ran)
+        self.loop = None
+
+    def _report(self) -> None:
+        """The counters of how this worker ran its capsules, for the node (``Ring.put_counters``)."""
+        calls, ran = self._fast_done
+        if self.loop:
+            c, r = self.loop.counters
+            calls, ran = calls + c, ran + r
+        self.ch.up.put_counters(calls, ran, self.python_capsules)
+
+    def _release_down(self) -> None:
+        if not self.later:  # the node holds the bodies until it has read the verdicts
+            self.ch.down.release()
+
+    def _batch_fast(self, loop: Any, payload: memoryview, at: int) -> None:
+        """Run the batch through the C loop; what it gives back (a claimed capsule, a fault, a
+        capsule from an application) is finished here, and after a fault that left the code
+        needing a reset the rest of the batch takes the Python path (the runtime's own batch
+        decides about the reset)."""
+        loaded, host = self.loaded, self.host
+        assert loaded is not None and host is not None
+        n = loop.start(at, len(payload))
+        self._payload = payload
+        host.current = host.unbuilt
+        try:
+            while True:
+                got = loop.run()
+                if got is None:
+                    break
+                i, how, value = got
+                if how == _PYTHON:
+                    self._python_into(loop, payload, at, i, i + value)
+                    continue
+                result = self._finish_claimed(value) if how == _CLAIMED else self._fault_of(value)
+                if isinstance(result, int):
+                    loop.set_result(i, verdicts.clamp_verdict(result))
+                    continue
+                loop.set_result(i, 0, verdicts.fault_text(result))
+                if i + 1 < n and loaded.needs_reset:
+                    self._python_into(loop, payload, at, i + 1, n)
+                    break
+        except MemoryError:
+            os._exit(EXIT_MEMORY)
+        finally:
+            self._payload = None
+            host.current = self._idle
+        if loaded.needs_reset:
+            self._drop_loop()
+        self._release_down()
+        view = self.ch.up.reserve(Kind.VERDICTS, loop.size())
+        if view is None:
+            raise WorkerError("the channel to the node is full")
+        loop.write(view, loaded.needs_reset)
+        self._report()  # before the verdicts are visible: the node may read both at once
+        self.ch.up.commit()
+        self.ch.wake_node()
+
+    def _python_into(self, loop: Any, payload: memoryview, at: int, first: int, end: int) -> None:
+        """Run capsules ``first``..``end`` on the Python path, their results into ``loop``
+        (and the loop past them: it gives back no capsule twice)."""
+        out, usage = self._run_python(payload, at, first, end)
+        for k, (v, (steps, fuel)) in enumerate(zip(out, usage, strict=True), first):
+            loop.add_usage(k, steps, fuel)
+            if isinstance(v, int):
+                loop.set_result(k, verdicts.clamp_verdict(v))
+            else:
+                loop.set_result(k, 0, verdicts.fault_text(v))
+        loop.skip(end)
+
+    def _finish_claimed(self, verdict: int) -> int | RuntimeFault:
+        """The verdict of a capsule the host claimed during its run, or the run's fault."""
+        assert self.loaded is not None and self.host is not None
+        env = self.host.current
+        try:
+            self.loaded.after_fast_run()  # type: ignore[attr-defined]
+            result: int | RuntimeFault = verdict
+        except MemoryError:
+            raise
+        except Exception as exc:
+            result = self._fault_of(exc)
+        if isinstance(env, Environment):
+            env.clear()
+        self.host.current = self.host.unbuilt
+        return result
+
+    def _fault_of(self, exc: BaseException) -> RuntimeFault:
+        if isinstance(exc, MemoryError):
+            raise exc
+        exc.__traceback__ = None
+        return as_fault(exc, self.config.get("runtime", "?"), self.code.short_name if self.code else "?")  # type: ignore[arg-type]
+
+    def _materialize(self) -> None:
+        """The PNI server's hook: the code of the capsule the C loop is running reached the
+        host; the capsule is claimed (the entry runs no capsule after it) and its environment
+        built now, current for the call."""
+        loop, payload = self.loop, self._payload
+        got = loop.claim() if loop and payload is not None else None
+        if got is None:
+            return
+        i, offset = got
+        assert self.host is not None
+        self.host.current = self._env_for(payload, i, offset)  # type: ignore[arg-type]
+
+    def _env_for(self, payload: memoryview, i: int, offset: int) -> Environment:
+        """Capsule ``i``'s environment over its body at ``offset`` of the channel (in place)."""
+        origin, hops, length, home, name, prev, _ = _CAP.unpack_from(payload, 8 + i * _CAP.size)
+        cap = _Capsule()
+        cap.hop_limit = hops
+        cap.home = NodeAddress(home)
+        cap.name = name
         view = self.ch.view
-        for i in range(n):
-            origin, hops, length, home, name, prev, _ = _CAP.unpack_from(payload, pos)
-            pos += _CAP.size
-            cap = _Capsule()
-            cap.hop_limit = hops
-            cap.home = NodeAddress(home)
-            cap.name = name
-            start = at + body_at
-            body = Segment(view[start : start + length], SegType.POOLED, address=self._base + start)
-            cap.body = body
-            env = envs[i]
-            env.setup(self.code, cap, Origin(origin), i, None if prev == _NO_HOP else NodeAddress(prev), self.budget)  # type: ignore[arg-type]
+        cap.body = Segment(view[offset : offset + length], SegType.POOLED, address=self._base + offset)
+        envs = self.envs
+        while len(envs) <= i:
+            envs.append(Environment())
+        env = envs[i]
+        env.setup(self.code, cap, Origin(origin), i, None if prev == _NO_HOP else NodeAddress(prev), self.budget)  # type: ignore[arg-type]
+        return env
+
+    def _run_python(self, payload: memoryview, at: int, first: int, n: int) -> tuple[list[int | RuntimeFault], list[tuple[int, int]]]:
+        """Capsules ``first``..``n`` of the batch on the Python path: an environment each, the
+        runtime's ``accept_batch``; their verdicts or faults and usage."""
+        loaded = self.loaded
+        assert loaded is not None and self.host is not None
+        body_at = 8 + ((n * _CAP.size + 7) & ~7)
+        for i in range(first):
+            body_at += (_CAP.unpack_from(payload, 8 + i * _CAP.size)[2] + 7) & ~7
+        batch = []
+        for i in range(first, n):
+            length = _CAP.unpack_from(payload, 8 + i * _CAP.size)[2]
+            batch.append(self._env_for(payload, i, at + body_at))
             body_at += (length + 7) & ~7
-        batch = envs[:n]
+        self.python_capsules += len(batch)
+        if not batch:
+            return [], []
         self.host.current = batch[0]
         try:
-            out: list[int | RuntimeFault] = list(loaded.accept_batch(batch)) if n > 1 else [loaded.accept(batch[0])]
+            out: list[int | RuntimeFault] = list(loaded.accept_batch(batch)) if len(batch) > 1 else [loaded.accept(batch[0])]
         except MemoryError:
             os._exit(EXIT_MEMORY)
         except RuntimeFault as fault:
-            out = [fault] * n
+            out = [fault] * len(batch)
         except Exception as exc:
-            out = [as_fault(exc, self.config["runtime"], self.code.short_name if self.code else "?")] * n
-        vals: list[wire.Value] = [n, 1 if loaded.needs_reset else 0]
-        for env, v in zip(batch, out, strict=True):
-            if isinstance(v, int):
-                vals += [0, v, b"", env.usage.steps, env.usage.fuel]
-            else:
-                vals += [1, 0, f"{v.reason.value}:{v}".encode()[:2048], env.usage.steps, env.usage.fuel]
+            out = [as_fault(exc, self.config["runtime"], self.code.short_name if self.code else "?")] * len(batch)
+        usage = [(env.usage.steps, env.usage.fuel) for env in batch]
+        for env in batch:
             env.clear()
-        if not self.later:  # the node holds the bodies until it has read the verdicts
-            self.ch.down.release()
-        self._send_up(Kind.VERDICTS, vals)
+        return out, usage
 
 
 def main(argv: Sequence[str] | None = None) -> int:

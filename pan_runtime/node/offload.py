@@ -18,15 +18,17 @@ queue). A node without an event loop (``asynchronous`` False: a bare ``Node`` dr
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pan_runtime.errors import FaultReason, RuntimeFault
 from pan_runtime.isolation.supervisor import WorkerCode
 from pan_runtime.node.env import Environment
+from pan_runtime.node.fastbatch import FastBatch
 
 if TYPE_CHECKING:
     from pan_runtime.node.cache import CacheEntry
@@ -140,6 +142,41 @@ class Offload:
         if not self.asynchronous:
             wc.settle(lambda: not wc.inflight and wc not in self.waiting)
             self._settled(wc)
+
+    def door(self, entry: CacheEntry) -> Callable[..., Any] | None:
+        """What the C fast path calls to write a batch of ``entry``'s capsules into its
+        worker's ring itself (``admit``); None for code that does not run in a worker."""
+        if type(entry.loaded) is not WorkerCode:
+            return None
+        return functools.partial(self.admit, entry)
+
+    def admit(self, entry: CacheEntry, n: int, total: int, meta: bytes, owner: Any) -> tuple[memoryview, memoryview, int, int] | None:
+        """The C fast path read ``n`` capsules of ``entry`` in one receive and writes them into
+        its worker's ring as one BATCH of ``total`` payload bytes if the node takes them now as
+        ``run`` would hand them over at once: nothing of it waiting, within
+        ``limits.worker_inflight`` and the pool bound, its worker up. Where C writes
+        (``WorkerCode.submit_raw``), or None: C gives each capsule to the node's own path,
+        which queues, sheds or restarts as always. ``meta``: what C keeps of each capsule
+        (``FastBatch``); ``owner``: the ``UdpFastPath``."""
+        wc = entry.loaded
+        assert isinstance(wc, WorkerCode)
+        if not self.asynchronous or wc in self.waiting or wc.proc is None:
+            return None
+        if wc.inflight and wc.inflight_n + n > self.inflight_limit:
+            return None
+        c = self.node.config
+        if wc.inflight_n + n > max(1, (c.pool_buffers - c.pool_reserve) // 2) or self.node.pool.available < c.pool_reserve:
+            return None
+        raw = FastBatch(self, entry, wc, meta, owner)
+        got = wc.submit_raw(n, total, raw, raw.done)
+        if got is None:
+            return None
+        entry.stats.capsules_in += n
+        self._entries[wc] = entry
+        self.handed += n
+        self.busy[wc] = entry
+        self._watch_fds(wc)
+        return got
 
     def _within_pool(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment]) -> Sequence[Environment]:
         """The capsules of ``envs`` the node may hold for ``wc``'s worker; the rest dropped

@@ -10,7 +10,7 @@ does not finish goes back through one door, ``Node.hand_over``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pan_runtime.data.address import NodeAddress
@@ -43,6 +43,9 @@ class FastSnapshot:
     hop_limit: int
     #: (neighbour, ns of the node's clock left) of every neighbour throttled now
     throttled: tuple[tuple[NodeAddress, int], ...] = ()
+    #: for each of ``codes``: what the fast path calls to write a batch of its capsules into
+    #: its worker's ring (``Offload.admit``), or None for code that does not run in a worker
+    doors: tuple[Any, ...] = ()
 
 
 def generation(node: Node) -> int:
@@ -59,13 +62,15 @@ def queued(node: Node) -> bool:
 def snapshot(node: Node) -> FastSnapshot:
     """The node's tables now."""
     routes = node.routes
+    codes = tuple(e for e in node.cache if not e.breaker.open_until)
     return FastSnapshot(
+        doors=tuple(node.offload.door(e) for e in codes),
         generation=generation(node),
         address=node.address.raw,
         neighbors=tuple(node.neighbors.items()),
         routes=tuple((r.dest.raw, r.next_hop) for r in routes.routes()),
         default=routes.default,
-        codes=tuple(e for e in node.cache if not e.breaker.open_until),
+        codes=codes,
         copy_on_send=node.config.copy_on_send,
         hop_limit=node.config.hop_limit,
         throttled=tuple(node.ledger.remaining_ns()),

@@ -173,7 +173,8 @@ def _runtime_statistics(node: Node) -> dict[str, dict[str, Any]]:
 
 def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
     """Per runtime in process isolation: workers up, spares and standbys waiting, starts,
-    restarts (those that took a warm standby), kills and deaths by reason."""
+    restarts (those that took a warm standby), kills, how the running workers ran their
+    capsules (C batch entry or Python) and deaths by reason."""
     out = {}
     for name, rt in sorted(node.codes.runtimes.items()):
         if rt.isolation is Isolation.PROCESS:
@@ -186,6 +187,14 @@ def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
                 "restarts": w.get("worker_restarts", 0),
                 "warm_restarts": w.get("worker_warm_restarts", 0),
                 "kills": w.get("worker_kills", 0),
+                # batches (and their capsules) the node's C fast path wrote into the rings itself
+                "fast_batches": w.get("worker_fast_batches", 0),
+                "fast_capsules": w.get("worker_fast_capsules", 0),
+                # how the running workers ran capsules: through the runtime's C batch entry
+                # (calls, capsules) or on their Python path
+                "entry_calls": w.get("worker_entry_calls", 0),
+                "entry_capsules": w.get("worker_entry_capsules", 0),
+                "python_capsules": w.get("worker_python_capsules", 0),
                 **{f"died_{d}": w.get(f"worker_{d}", 0) for d in _DEATHS},
             }
     return out

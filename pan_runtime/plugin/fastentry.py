@@ -25,6 +25,7 @@ class FastEntry:
     #: ``RuntimeFault``. None: no Python entry.
     fast_accept: Callable[[memoryview, bytes], int] | None = None
 
+
     def fast_entry(self) -> tuple[int, int] | None:
         """The C addresses of a ``pan_fast_run_fn`` (``include/pan_fast.h``) and of its state,
         or None: no C entry (the fast path then uses ``fast_accept``, else ``accept``)."""
@@ -34,6 +35,17 @@ class FastEntry:
         """The C address of a ``pan_fast_batch_fn`` taking the same state as ``fast_entry``'s run
         (several capsules of one receive in one crossing), or None: the fast path calls the
         run once per capsule."""
+        return None
+
+    #: True when the C entry answers ``env_origin_kind`` from ``pan_fast_ctx.origin_kind``, so a
+    #: capsule from an application can run through it too; False: it assumes the network
+    #: origin the node's UDP fast path gives it (a worker then runs other capsules in Python)
+    fast_any_origin: bool = False
+
+    def fast_batch_index_at(self) -> int | None:
+        """The address of an int32 the batch entry keeps at the index of the capsule it is
+        running, for an entry that sets ``pan_fast_batch.index`` only when it returns (the
+        caller reads it when the code reaches the host); None: ``index`` is kept current."""
         return None
 
     def take_fast_usage(self) -> tuple[int, int]:

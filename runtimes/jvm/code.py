@@ -112,6 +112,10 @@ def _fault(code: CodeObject, kind: int, message: str) -> RuntimeFault:
     return BudgetExceeded(text, reason) if budget else RuntimeFault(text, reason)
 
 
+#: where Lane.fastAcceptBatch keeps the index of the capsule it runs (FAST_BATCH_AT + 4)
+_FAST_BATCH_INDEX_AT = 68
+
+
 class _JvmEntry(ctypes.Structure):
     """One code object for ``pan_jvm._fast`` (same layout as its ``pan_jvm_entry``)."""
 
@@ -134,6 +138,9 @@ _HOST_JAVA_EXCEPTION = 3
 
 class JvmCode(LoadedCode, FastEntry):
     """One Java code object: its class loader, its PanCode instance, its Java-side PNI."""
+
+    #: the C entry answers env_origin_kind from the fast path's context (PniHot.java)
+    fast_any_origin = True
 
     def __init__(
         self,
@@ -339,6 +346,12 @@ class JvmCode(LoadedCode, FastEntry):
 
     def fast_batch_entry(self) -> int | None:
         return self._fast_batch or None
+
+    def fast_batch_index_at(self) -> int | None:
+        # the batch runs in one JNI call (Lane.fastAcceptBatch), which keeps the index of the
+        # capsule running in the context buffer (Lane.FAST_BATCH_AT + 4)
+        ctx = self._fast_entry.ctx
+        return ctx + _FAST_BATCH_INDEX_AT if ctx else None
 
     def after_fast_run(self) -> None:
         e = self._fast_entry

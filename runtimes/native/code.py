@@ -52,6 +52,9 @@ def _closed(*_args: object) -> int:
 class NativeCode(LoadedCode, FastEntry):
     """One native code object, linked with its own support image; see the module docstring."""
 
+    #: the C entry answers env_origin_kind from the fast path's context (pni_hot)
+    fast_any_origin = True
+
     def __init__(self, code: CodeObject, host: Any, deps: Sequence[LoadedCode] = ()):
         super().__init__(code, host)
         self._object: ElfObject = parse_object(code.payload)

@@ -75,6 +75,9 @@ class _ClosedCall:
 class WasmCode(LoadedCode, FastEntry):
     """One wasm code object: a linker with its PNI imports, a store and an instance."""
 
+    #: the C entry answers env_origin_kind from the fast path's context (pni_hot)
+    fast_any_origin = True
+
     def __init__(
         self,
         runtime: WasmRuntime,

@@ -165,6 +165,7 @@ public final class Lane {
         try {
             while (i < n) {
                 int at = FAST_BATCH_AT + 8 + i * FAST_BATCH_STRIDE;
+                ctx.putInt(FAST_BATCH_AT + 4, i); // the capsule running, for a host call's claim
                 int calls = l.hostCalls;
                 int r = l.accept(id, bufId, ctx.getInt(at), ctx.getInt(at + 4));
                 ctx.putInt(at + 8, r);

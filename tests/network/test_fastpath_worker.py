@@ -1,0 +1,270 @@
+"""The UDP fast path hands capsules to worker processes itself (``pan_runtime/net/_fastpath_worker.c``).
+
+Three daemons in a line on loopback UDP run each runtime's code in process isolation. At the
+middle, the capsules one receive read for the code object go down to its worker as one BATCH
+written in C (one call into the node's Python per batch, none per capsule) and the worker's
+forwards leave from C; order, the node's bounds and the counting of every capsule hold as
+on the node's own path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+import types
+
+import pytest
+from nethelpers import daemon_from, free_udp_ports, line_configs, pump, remove_tree, short_dir
+from test_net_udp import forward_body
+
+from pan_runtime.cli.protocols import reference_code
+from pan_runtime.isolation.mechanism import process_unavailable
+from pan_runtime.net.application import Application
+from pan_runtime.net.daemon import prometheus_text
+from pan_runtime.protocol_headers import PingHdr
+
+pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"process isolation: {process_unavailable()}")
+
+RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
+PORT = 7
+N = 40
+
+
+@contextlib.contextmanager
+def _line(runtime: str, protocol: str = "forward", limits: str = ""):
+    """Sender, middle and receiver; ``limits``: the middle's (``[limits]`` lines)."""
+    d = short_dir()
+    extra = f'[runtimes.{runtime}]\nisolation = "process"\n[limits]\nworker_spares = 0\nworker_standbys = 0\n'
+    cfgs = line_configs(d, free_udp_ports(3), extra)
+    cfgs[1].write_text(cfgs[1].read_text() + limits)  # the file ends in its [limits] table
+    ds = [daemon_from(c) for c in cfgs]
+    try:
+        code = reference_code(runtime, protocol)
+        pm = reference_code("restricted_py", "portmapper")
+        for x in ds:
+            x.node.install(code)
+            x.node.install(pm)
+            x.node.use_portmapper(pm)
+        sender, middle, receiver = ds
+        app = Application(receiver.node)
+        app.bind(PORT)
+        yield types.SimpleNamespace(ds=ds, sender=sender, middle=middle, receiver=receiver, code=code, app=app,
+                                    src=Application(sender.node))
+    finally:
+        for x in ds:
+            x.close()
+        remove_tree(d)
+
+
+def _fast(d) -> dict:
+    return d.transport.info()["fast_path"]
+
+
+def _send(t, n: int) -> None:
+    for i in range(n):
+        t.src.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", i)))
+
+
+def _seqs(app) -> list[int]:
+    return [struct.unpack(">I", d.data[-4:])[0] for d in app.deliveries()]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_capsules_go_to_the_worker_and_leave_from_c_in_order(runtime):
+    with _line(runtime) as t:
+        _send(t, N)
+        assert pump(t.ds, lambda: t.app.pending == N)
+        assert _seqs(t.app) == list(range(N))  # in the order they were sent
+        mid = _fast(t.middle)
+        s = t.middle.statistics()
+        w = s["workers"][runtime]
+        # every capsule went down in a batch C wrote, with one call into Python per batch
+        assert mid["to_worker"] == N and w["fast_capsules"] == N and 1 <= w["fast_batches"] <= N
+        assert mid["crossings"] == w["fast_batches"] and mid["handed_over"] == mid["slow"] == mid["python_runs"] == 0
+        code = s["code"][t.code.hex_name]
+        assert code["capsules_in"] == N and code["forwarded"] == N and code["errors"] == 0
+        assert s["links"]["fast_path"]["to_worker"] == N
+        text = prometheus_text(t.middle.statistics())
+        assert f'pan_worker_fast_capsules_total{{runtime="{runtime}"}} {N}' in text
+        assert 'pan_fast_path_capsules_total{path="to_worker"} ' + str(N) in text
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_code_calling_the_node_from_its_worker_still_works(runtime):
+    # the receiver's ping code keeps a count in soft state: a PNI call its worker forwards
+    # to the node, answered for a capsule of a batch C wrote
+    with _line(runtime, "ping") as t:
+        app = Application(t.sender.node)
+        app.bind(PORT)
+        for seq in range(N):
+            app.send(t.code, PingHdr(dest=t.receiver.node.address.raw, port=PORT, seq=seq).pack() + bytes(200))
+        assert pump(t.ds, lambda: app.pending == N)
+        back = [PingHdr.unpack(d.data) for d in app.deliveries()]
+        assert sorted(h.seq for h in back) == list(range(N)) and {h.phase for h in back} == {1}
+        pinged = t.receiver.node.cache.peek(t.code.name).state.get(b"pinged")
+        assert pinged is not None and int.from_bytes(pinged, "big") == N
+        assert _fast(t.receiver)["to_worker"] == N and _fast(t.middle)["to_worker"] == 2 * N
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+def _worker_pid(d, code) -> int:
+    pid = d.node.cache.peek(code.name).loaded.pid
+    assert pid is not None
+    return pid
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_worker_killed_with_capsules_out_counts_each_with_its_reason(runtime):
+    # a long budget: only the kill ends the batches out
+    with _line(runtime, limits="worker_grace_ms = 60000\n") as t:
+        _send(t, 1)  # the worker is up and has run one
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        pid = _worker_pid(t.middle, t.code)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            _send(t, N)
+            assert pump(t.ds, lambda: _fast(t.middle)["to_worker"] == N + 1)
+            assert t.middle.node.offload.statistics()["inflight"] == N
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGCONT)
+        code = t.middle.node.cache.peek(t.code.name).stats
+        assert pump(t.ds, lambda: code.errors == N)
+        assert code.capsules_in == N + 1 and code.forwarded == 1
+        # the batch the worker had: the reason its end gives; those behind it: worker_down
+        assert sum(code.drops.values()) == N and set(code.drops) <= {"killed_memory", "worker_down"}, dict(code.drops)
+        assert t.middle.node.offload.statistics()["inflight"] == 0
+        assert t.middle.statistics()["workers"][runtime]["died_killed_memory"] == 1
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_flood_past_worker_inflight_is_dropped_as_worker_busy_and_the_pool_stays_whole(runtime):
+    limits = "worker_grace_ms = 60000\nworker_inflight = 8\nworker_queue = 4\n"
+    with _line(runtime, limits=limits) as t:
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        pid = _worker_pid(t.middle, t.code)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            _send(t, N)
+            code = t.middle.node.cache.peek(t.code.name).stats
+            assert pump(t.ds, lambda: code.capsules_in == N + 1)  # those shed are counted in too
+            off = t.middle.node.offload.statistics()
+            # at most worker_inflight out (a first batch may be larger only when nothing is out) and worker_queue waiting
+            assert off["inflight"] <= 8 and off["waiting"] <= 4 and code.drops["worker_busy"] >= N - 12, (off, dict(code.drops))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        taken = N - code.drops["worker_busy"]
+        assert pump(t.ds, lambda: t.app.pending == 1 + taken)
+        got = _seqs(t.app)[1:]
+        assert got == sorted(set(got)) and len(got) == taken  # what went through kept its order
+        assert code.forwarded == 1 + taken and code.errors == 0
+        assert _fast(t.middle)["to_worker"] >= 2  # the first receive while it was stopped went down from C
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+# -- the VERDICTS reader in C, against records built here --------------------------------------
+
+_HEAD = struct.Struct("<IIII")
+_ENTRY = struct.Struct("<iIQQ")
+_SELF = bytes(range(1, 17))
+_DEST = bytes(range(100, 116))
+_PREV = bytes(range(200, 216))
+
+
+class _Reader:
+    """A FastPath on a loopback socket whose one link and route lead to ``peer``."""
+
+    def __init__(self):
+        from pan_runtime.data.segments import SegmentPool
+        from pan_runtime.net import _fastpath
+
+        self.pool = SegmentPool(2048, 8)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.peer.bind(("127.0.0.1", 0))
+        self.peer.settimeout(5.0)
+        noop = lambda *a: (-1, False)  # noqa: E731
+        self.fp = _fastpath.FastPath(fd=self.sock.fileno(), pool=self.pool, base=self.pool.base_address, slot_size=2048,
+                                     slot_count=8, on_slow=noop, on_handover=noop, owner=self)
+        self.fp.configure(_SELF, [(self.peer.getsockname(), _DEST, 1500, -1, 0), (("127.0.0.1", 9), _PREV, 1500, -1, 0)],
+                          [(_DEST, 0)], -1, [], False)
+
+    def close(self):
+        self.sock.close()
+        self.peer.close()
+
+
+@pytest.fixture
+def reader():
+    r = _Reader()
+    yield r
+    r.close()
+
+
+def _batch(bodies: list[bytes], hop: int = 9) -> tuple[bytes, bytes]:
+    """A BATCH payload's bodies (where the worker left them) and the node's meta for them."""
+    at = 8 + ((len(bodies) * 76 + 7) & ~7)
+    payload, meta = bytearray(at), bytearray()
+    for body in bodies:
+        header = bytes([1, 0, hop, 0]) + bytes(32) + bytes(16)
+        meta += header + struct.pack("<II", len(body), at) + _PREV + bytes(4)
+        payload += body + bytes(-len(body) % 8)
+        at += (len(body) + 7) & ~7
+    return bytes(payload), bytes(meta)
+
+
+def _verdicts(entries: list[tuple[int, bytes]], flags: int = 0, count: int | None = None, reserved: int = 0) -> bytes:
+    text = b"".join(t for _, t in entries)
+    out = _HEAD.pack(len(entries) if count is None else count, flags, len(text), reserved)
+    for v, t in entries:
+        out += _ENTRY.pack(v, len(t), 3, 4)
+    return out + text
+
+
+def test_verdicts_carried_out_in_c_send_forwards_from_the_ring_and_return_the_rest(reader):
+    bodies = [_DEST + b"first", b"\x00" * 20, _SELF + b"\x00\x07here", _DEST + b"second"]
+    payload, meta = _batch(bodies)
+    rec = _verdicts([(2, b""), (0, b""), (2, b""), (2, b"")])  # forward, drop, forward to this node, forward
+    reset, fwd, dropped, lost, steps, fuel, rest = reader.fp.worker_verdicts(payload, meta, rec, 1000)
+    assert (reset, fwd, dropped, lost, steps, fuel) == (0, 2, 1, 0, 12, 16)
+    got = [reader.peer.recv(4096) for _ in range(2)]
+    assert [g[52:] for g in got] == [bodies[0], bodies[3]]  # in order, the bodies as the worker left them
+    assert {g[2] for g in got} == {8}  # this node's hop taken in the byte sent
+    # the deliver to this node is the node's Python's, with the datagram as it came (hop 9)
+    assert len(rest) == 1 and rest[0][:3] == (2, 2, None) and rest[0][3][52:] == bodies[2] and rest[0][3][2] == 9
+    assert rest[0][4] == _PREV
+
+
+def test_a_fault_comes_back_with_its_text_and_the_reset_flag(reader):
+    payload, meta = _batch([_DEST + b"x", _DEST + b"y"])
+    rec = _verdicts([(0, b"trap:out of bounds"), (2, b"")], flags=1)
+    reset, fwd, dropped, lost, _, _, rest = reader.fp.worker_verdicts(payload, meta, rec, 0)
+    assert reset == 1 and fwd == 1 and dropped == 0
+    assert [(i, why) for i, _, why, _, _ in rest] == [(0, b"trap:out of bounds")]
+    assert reader.peer.recv(4096)[52:] == _DEST + b"y"
+
+
+@pytest.mark.parametrize("bad", [
+    _verdicts([(2, b"")], count=2),  # a count not the batch's
+    _verdicts([(2, b""), (2, b"")], reserved=1),
+    _verdicts([(2, b""), (2, b"")]) + b"\x00",  # longer than its fields
+    _verdicts([(2, b""), (2, b"")])[:-1],
+    _HEAD.pack(2, 0, 5, 0) + _ENTRY.pack(2, 4, 0, 0) + _ENTRY.pack(2, 0, 0, 0) + b"abcde",  # texts short of the area
+    _HEAD.pack(2, 0, 0, 0) + _ENTRY.pack(2, 9, 0, 0) + _ENTRY.pack(2, 0, 0, 0),  # a text past the area
+    _verdicts([(0, b"x" * 2049), (2, b"")]),  # a fault text past 2048 bytes
+    b"\x02\x00",
+], ids=["count", "reserved", "long", "short", "texts-short", "text-past", "text-too-long", "no-header"])
+def test_a_record_breaking_the_layout_is_refused_and_nothing_is_sent(reader, bad):
+    payload, meta = _batch([_DEST + b"x", _DEST + b"y"])
+    with pytest.raises(ValueError):
+        reader.fp.worker_verdicts(payload, meta, bad, 0)
+    reader.peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        reader.peer.recv(4096)
