@@ -5,7 +5,9 @@ body into the ring and back, an eventfd round trip to another process, and encod
 decoding a capsule's fields and verdict (medians and min–max over the rounds). Prints µs per
 capsule (median of the rounds) and ratios. Then restarts: the worker of each runtime's
 forward is SIGKILLed and the restart and first capsule after it timed, with a warm standby
-(``worker_standbys``) and with a spare only (median, min–max of ``--restarts``).
+(``worker_standbys``) and with a spare only (median, min–max of ``--restarts``). The CPU time
+per capsule the node and the worker each spend in a flood (batches of 32) is printed too: it
+says where the cost is whatever else runs on the machine.
 
 Then the two figures the issue sets bars for, per runtime, each the median of ``--rounds`` runs
 with their spread (min..max): the added latency of one capsule at a time (process ÷ in-process,
@@ -152,6 +154,40 @@ def flood(runtime: str, mechanism: str, batch: int, n: int, size: int) -> float:
     return n / (dt / 1e9)
 
 
+def _cpu_ns(pid: int) -> int:
+    """CPU time process ``pid`` (its main thread) ran so far, ns (the scheduler's count)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def cpu_per_capsule(runtime: str, batch: int, n: int, size: int) -> tuple[float, float]:
+    """CPU µs per capsule of a flood through a worker, (the node's, the worker's): what each
+    side spends, which the machine's load does not change as it changes wall time."""
+    plugins = default_plugins()
+    code = reference_code(runtime, "forward", plugins)
+    cfg = NodeConfig(isolation={runtime: "process"}, batch=batch, queue_limit=max(4096, n), pool_buffers=max(1024, 2 * n))
+    with Node(1, config=cfg, plugins=plugins) as node:
+        node.offload.asynchronous = True
+        node.install(code)
+        app = Application(node)
+        body = node.address.raw + (4242).to_bytes(2, "big") + bytes(size - 18)
+        entry = node.cache.peek(code.name)
+        assert entry is not None
+        pid = entry.loaded.pid  # type: ignore[attr-defined]
+        for _ in range(n):
+            app.send(code, body)
+        w0, n0 = _cpu_ns(pid), _cpu_ns(os.getpid())
+        while node.queue or node.offload.busy or node.offload.waiting:
+            if node.queue and node.offload.statistics()["inflight"] < 256:
+                node.process(batch)
+                node.offload.poll()
+            else:
+                node.offload.wait(1.0)
+        w1, n1 = _cpu_ns(pid), _cpu_ns(os.getpid())
+        assert entry.stats.capsules_in == n, entry.stats.as_dict()
+    return (n1 - n0) / n / 1000, (w1 - w0) / n / 1000
+
+
 def channel_parts(size: int, n: int, rounds: int) -> dict[str, list[float]]:
     """Per capsule, µs, one value per round of ``n``: copying a body into the ring and back
     out, an eventfd round trip to another process (one wake-up each way), and the codec (a
@@ -238,6 +274,12 @@ def capsules(runtimes: list[str], args: argparse.Namespace) -> None:
                 r[mech, b] = per_capsule(rt, mech, b, args.n, args.size, args.rounds)
         print(f"{rt:14s} {r['in_process', 1]:10.2f} {r['process', 1]:10.2f} {r['process', 1] / r['in_process', 1]:6.2f} "
               f"{r['in_process', 32]:11.2f} {r['process', 32]:11.2f} {r['process', 32] / r['in_process', 32]:6.2f}", flush=True)
+    print()
+    print(f"CPU per capsule of a flood through a worker (batches of 32), µs: median (min–max) of {args.rounds} runs")
+    print(f"{'runtime':14s} {'node':>24s} {'worker':>24s}")
+    for rt in runtimes:
+        got = [cpu_per_capsule(rt, 32, args.n, args.size) for _ in range(args.rounds)]
+        print(f"{rt:14s} {spread([g[0] for g in got]):>24s} {spread([g[1] for g in got]):>24s}", flush=True)
     print()
     print(f"load average {os.getloadavg()[0]:.2f}; medians of {args.rounds} runs (min..max)")
     print(f"{'runtime':14s} {'latency in-proc µs':>22s} {'latency process µs':>22s} {'ratio':>6s} "

@@ -196,6 +196,7 @@ static PyObject *BatchLoop_start(BatchLoop *self, PyObject *args) {
                      (unsigned long long)at);
         return NULL;
     }
+    self->n = self->next = 0; /* nothing to run until this record checks out */
     uint8_t *p = (uint8_t *)self->view.buf + at;
     uint32_t n;
     memcpy(&n, p, 4);

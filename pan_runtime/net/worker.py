@@ -5,7 +5,9 @@ WAKE_DOWN WAKE_UP RING_SIZE`` with only those three descriptors (and /dev/null a
 input and output). It ties its life to the node's, maps the channel, makes its runtime from
 the ``HELLO`` record, links its code object from ``LOAD``, then confines itself
 (``pan_runtime.isolation.confine``) before any of the code runs (``INIT``). From then on it
-sleeps on its eventfd, runs each batch of capsules over their bodies in place in the ring,
+sleeps on its eventfd, runs each batch of capsules over their bodies in place in the ring
+(through the runtime's C batch entry when its code object has one, ``_batchloop``; the
+capsules that entry cannot finish, and code without one, through the runtime's Python),
 answers the PNI itself where it can (segments, digests, the capsule's fields) and asks the node
 for the rest (``FORWARDED``: sends, deliveries, routes, neighbours, link tokens, dependencies,
 soft state, logging, and the clock when the node's is not the system's monotonic one).
@@ -494,6 +496,7 @@ class Worker:
         n = loop.start(at, len(payload))
         self._payload = payload
         host.current = host.unbuilt
+        faulted = False
         try:
             while True:
                 got = loop.run()
@@ -508,6 +511,7 @@ class Worker:
                     loop.set_result(i, verdicts.clamp_verdict(result))
                     continue
                 loop.set_result(i, 0, verdicts.fault_text(result))
+                faulted = True
                 if i + 1 < n and loaded.needs_reset:
                     self._python_into(loop, payload, at, i + 1, n)
                     break
@@ -516,7 +520,7 @@ class Worker:
         finally:
             self._payload = None
             host.current = self._idle
-        if loaded.needs_reset:
+        if faulted:  # the runtime may have made its instance again (and its entry with it)
             self._drop_loop()
         self._release_down()
         view = self.ch.up.reserve(Kind.VERDICTS, loop.size())
