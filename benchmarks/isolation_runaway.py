@@ -164,29 +164,33 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=0, help="limits.worker_nice")
     ap.add_argument("--limits", default="", help="more [limits], as key = value pairs separated by commas")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--variants", default="", help="[limits] variants to compare with the runaway on, separated by ';' "
+                    "(each as --limits); measured in the same rounds")
     args = ap.parse_args()
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     print(f"one CPU ({cpu}); load average {os.getloadavg()[0]:.2f}; B every {args.gap_ms} ms; A's budget {args.budget_ms} ms")
     print(f"{'runtime':14s} {'mechanism':11s} {'runaway':8s} {'p50 µs':>9s} {'p99 µs':>9s} {'p99 range µs':>15s} "
           f"{'p99 - p99 alone':>16s} {'samples':>8s}  (medians of {args.rounds} rounds)")
+    variants = [v.strip() for v in args.variants.split(";")] if args.variants else [args.limits]
     for rt in args.runtime.split(","):
         for mech in args.mechanism.split(","):
-            base = None
-            for runaway in (False, True):
-                p50s, p99s, count = [], [], 0
-                for _ in range(args.rounds):
-                    xs = run(rt, mech, runaway, args.n, args.budget_ms, args.gap_ms, args.nice, args.limits)
+            # the rounds interleave the runs (alone, then each variant with the runaway), so
+            # that the machine's other load falls on all of them alike
+            runs: dict[str, tuple[list[float], list[float], list[int]]] = {}
+            for _ in range(args.rounds):
+                for key, runaway, limits in [("off", False, variants[0])] + [(f"on {v}", True, v) for v in variants]:
+                    xs = run(rt, mech, runaway, args.n, args.budget_ms, args.gap_ms, args.nice, limits)
+                    p50s, p99s, counts = runs.setdefault(key, ([], [], []))
                     p50s.append(_pct(xs, 0.5))
                     p99s.append(_pct(xs, 0.99))
-                    count += len(xs)
+                    counts.append(len(xs))
+            base = statistics.median(runs["off"][1])
+            for key, (p50s, p99s, counts) in runs.items():
                 p50, p99 = statistics.median(p50s), statistics.median(p99s)
-                if base is None:
-                    base = p99
                 spread = f"{min(p99s):.0f}-{max(p99s):.0f}"
-                print(f"{rt:14s} {mech:11s} {'on' if runaway else 'off':8s} {p50:9.0f} {p99:9.0f} {spread:>15s} "
-                      f"{p99 - base:16.0f} {count:8d}", flush=True)
-
+                print(f"{rt:14s} {mech:11s} {key[:8]:8s} {p50:9.0f} {p99:9.0f} {spread:>15s} "
+                      f"{p99 - base:16.0f} {sum(counts):8d}  {key[3:]}", flush=True)
 
 if __name__ == "__main__":
     main()

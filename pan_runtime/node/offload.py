@@ -120,6 +120,8 @@ class Offload:
             if due is not None and due <= now:
                 wc.collect()
                 self._settled(wc)
+                if wc.proc is None:  # killed past its budget: started again (after its back-off)
+                    self._revive(wc)
                 due = wc.next_deadline()
             if due is not None and (nearest is None or due < nearest):
                 nearest = due
