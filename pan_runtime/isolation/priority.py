@@ -26,13 +26,10 @@ from __future__ import annotations
 import os
 import resource
 
-__all__ = ["BACKGROUND_NICE", "renice", "open_clock", "read_clock", "demote", "restore", "restorable", "threads", "demoted"]
+__all__ = ["open_clock", "read_clock", "demote", "restore", "restorable", "threads", "demoted"]
 
 #: CAP_SYS_NICE's bit in a capability set (linux/capability.h)
 _CAP_SYS_NICE = 23
-#: niceness of standby and spare workers while they start (``renice``): they make their runtime
-#: in the background, and are given the workers' niceness when a restart takes one
-BACKGROUND_NICE = 19
 #: how many times ``restore`` lists a worker's threads again for ones started meanwhile
 _PASSES = 4
 
@@ -115,25 +112,6 @@ def restore(pid: int) -> int:
             try:
                 if os.sched_getscheduler(tid) != os.SCHED_OTHER:
                     os.sched_setscheduler(tid, os.SCHED_OTHER, normal)
-            except ProcessLookupError:
-                continue
-    return len(seen)
-
-
-def renice(pid: int, nice: int) -> int:
-    """Set every thread of process ``pid`` to niceness ``nice`` (listed again for threads started
-    meanwhile, as ``restore``); returns how many were set. Raises ``PermissionError`` when
-    lowering the niceness is not allowed."""
-    own = _own()
-    seen: set[int] = set()
-    for _ in range(_PASSES):
-        fresh = [t for t in threads(pid) if t not in seen and t not in own]
-        if not fresh:
-            break
-        for tid in fresh:
-            seen.add(tid)
-            try:
-                os.setpriority(os.PRIO_PROCESS, tid, nice)
             except ProcessLookupError:
                 continue
     return len(seen)

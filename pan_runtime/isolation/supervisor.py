@@ -171,8 +171,6 @@ class _Process:
         self.on_close: Callable[[_Process], None] | None = None
         #: its threads are at the lowest priority (``priority.demote``)
         self.lowered = False
-        #: started at ``priority.BACKGROUND_NICE`` (a standby or spare not yet taken)
-        self.backgrounded = False
         self._clock: int | None = None
 
     def kill(self, reason: FaultReason | None = None) -> None:
@@ -194,24 +192,6 @@ class _Process:
             except OSError:
                 return None
         return priority.read_clock(self._clock)
-
-    def background(self) -> None:
-        """A standby or spare: it starts at ``priority.BACKGROUND_NICE`` (its threads, started
-        later, inherit it), so that starting it does not delay the node and the running workers."""
-        try:
-            os.setpriority(os.PRIO_PROCESS, self.proc.pid, priority.BACKGROUND_NICE)
-            self.backgrounded = True
-        except OSError:
-            pass
-
-    def foreground(self, nice: int) -> None:
-        """A restart takes it: every thread at the workers' niceness."""
-        if self.backgrounded and self.proc.poll() is None:
-            self.backgrounded = False
-            try:
-                priority.renice(self.proc.pid, nice)
-            except OSError as exc:
-                log.warning("worker %d stays at niceness %d: %s", self.proc.pid, priority.BACKGROUND_NICE, exc)
 
     def lower_priority(self) -> None:
         """Every thread at the lowest priority (``priority.demote``)."""
@@ -288,12 +268,8 @@ class WorkerRuntime(Runtime):
         self.spare_ring = ring_size_for(max(1, c.batch) * (c.pool_buffer_size + _CAP.size + 16) + (1 << 20))
         #: a batch that has run this long gets its worker demoted (``priority``; 0: never)
         self.demote_ns = getattr(c, "worker_demote_ms", 0) * 1_000_000
-        #: the workers' niceness (``limits.worker_nice``)
-        self.nice = getattr(c, "worker_nice", 0)
-        why = priority.restorable(self.nice)
-        #: standbys and spares start in the background when the node may bring them back
-        self.background_ok = why is None
-        if self.demote_ns and why is not None:
+        why = priority.restorable(getattr(c, "worker_nice", 0)) if self.demote_ns else None
+        if why is not None:
             log.warning("%s: workers running long are not demoted (limits.worker_demote_ms): %s", settings.node_name, why)
             self.demote_ns = 0
         #: bumped each time a worker process of this runtime is started (the node's event loop
@@ -331,7 +307,6 @@ class WorkerRuntime(Runtime):
             proc = self.spares.pop(0)
             if proc.proc.poll() is None and proc.ch.ring_size >= ring_size:
                 self.counters["spares_used"] += 1
-                proc.foreground(self.nice)
                 return proc
             proc.close()
         return None
@@ -344,7 +319,6 @@ class WorkerRuntime(Runtime):
         if sb is None:
             return None
         if sb.owner is wc and sb.alive() and sb.proc.ch.ring_size >= wc.ring_size:
-            sb.proc.foreground(self.nice)
             return sb.proc
         sb.close()
         return None
@@ -372,8 +346,6 @@ class WorkerRuntime(Runtime):
                 except OSError as exc:
                     log.warning("cannot start a standby %s worker: %s", self.name, exc)
                     return
-                if self.background_ok:
-                    proc.background()
                 ok = proc.ch.down.put(Kind.HELLO, self.settings.hello(self.inner, dict(self.options)))
                 ok = ok and proc.ch.down.put(Kind.LOAD, wc.load_record())
                 if not ok:
@@ -389,8 +361,6 @@ class WorkerRuntime(Runtime):
         while len(self.spares) < self.settings.config.worker_spares:
             try:
                 proc = _Process(self.name, self.spare_ring)
-                if self.background_ok:
-                    proc.background()
                 if not proc.ch.down.put(Kind.HELLO, self.settings.hello(self.inner, dict(self.options))):
                     raise WorkerError("a spare's channel took no HELLO")
             except (OSError, CodeObjectError, WorkerError) as exc:

@@ -173,7 +173,8 @@ def _runtime_statistics(node: Node) -> dict[str, dict[str, Any]]:
 
 def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
     """Per runtime in process isolation: workers up, spares and standbys waiting, starts,
-    restarts (those that took a warm standby), kills and deaths by reason."""
+    restarts (those that took a warm standby), kills, demotions (``worker_demote_ms``), deaths
+    of idle workers and of standbys or spares, and deaths by reason."""
     out = {}
     for name, rt in sorted(node.codes.runtimes.items()):
         if rt.isolation is Isolation.PROCESS:
@@ -186,6 +187,9 @@ def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
                 "restarts": w.get("worker_restarts", 0),
                 "warm_restarts": w.get("worker_warm_restarts", 0),
                 "kills": w.get("worker_kills", 0),
+                "demotions": w.get("worker_demotions", 0),
+                "idle_deaths": w.get("worker_idle_deaths", 0),
+                "standby_deaths": w.get("standby_deaths", 0),
                 **{f"died_{d}": w.get(f"worker_{d}", 0) for d in _DEATHS},
             }
     return out
