@@ -335,3 +335,37 @@ def test_an_idle_worker_that_dies_is_restarted_before_a_capsule_finds_it(runtime
         assert stats()["worker_deaths"] == 1, stats()
     finally:
         daemon.close()
+
+
+def test_a_restart_does_not_wait_on_the_node_thread_for_a_standby_still_starting():
+    """jvm, whose standby takes longest to make its runtime: its worker is SIGKILLed right
+    after the code object is installed, while the standby is still starting. Under the event
+    loop the node does not wait for the standby on its thread: a capsule sent meanwhile is
+    counted (``worker_down``) and the loop turns on; once the standby has started, the node
+    restarts from it and forwards every later capsule."""
+    fwd = reference_code("jvm", "forward")
+    daemon = embedded_node("jvm", "worker_standbys = 1\n")
+    try:
+        node = daemon.node
+        entry = node.install(fwd, origin=CodeOrigin.LOCAL)
+        wc = entry.loaded
+        stats = node.runtime("jvm").statistics
+        app = Application(node)
+        app.bind(PORT)
+        body = node.address.raw + PORT.to_bytes(2, "big") + bytes(14)
+        assert wc.standby is not None and not wc.standby.ready()  # type: ignore[attr-defined]
+        os.kill(wc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        assert turn_until(daemon, lambda: stats()["worker_idle_deaths"] == 1), stats()
+        app.send(fwd, body)
+        daemon.run_once(0)
+        # the capsule found the worker down and was counted; the node did not take the standby
+        assert entry.stats.drops.get(FaultReason.WORKER_DOWN.value, 0) == 1, entry.stats.as_dict()
+        assert stats()["worker_warm_restarts"] == 0, stats()
+        assert turn_until(daemon, lambda: stats()["worker_warm_restarts"] == 1 and wc.pid is not None), stats()  # type: ignore[attr-defined]
+        got: list = []
+        for _ in range(3):
+            app.send(fwd, body)
+        assert turn_until(daemon, lambda: bool(got.extend(app.deliveries())) or len(got) >= 3), entry.stats.as_dict()
+        assert entry.stats.drops.get(FaultReason.WORKER_DOWN.value, 0) == 1 and entry.stats.errors == 1, entry.stats.as_dict()
+    finally:
+        daemon.close()

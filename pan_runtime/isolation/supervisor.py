@@ -272,6 +272,9 @@ class WorkerRuntime(Runtime):
         if why is not None:
             log.warning("%s: workers running long are not demoted (limits.worker_demote_ms): %s", settings.node_name, why)
             self.demote_ns = 0
+        #: whether a restart may wait on the node's thread for a standby still making its
+        #: runtime (a node without an event loop has nothing to come back to it with)
+        self.patient = True
         #: bumped each time a worker process of this runtime is started (the node's event loop
         #: watches every one's pidfd: ``processes``)
         self.spawns = 0
@@ -311,15 +314,15 @@ class WorkerRuntime(Runtime):
             proc.close()
         return None
 
-    def take_standby(self, wc: WorkerCode) -> _Process | None:
-        """``wc``'s own warm standby (made for it, still running), or None; it is ``wc``'s
-        worker from now on, and a new standby is made for it by the next ``refill``."""
+    def take_standby(self, wc: WorkerCode) -> Standby | None:
+        """``wc``'s own warm standby (made for it, still running), or None; its process is
+        ``wc``'s worker from now on, and a new standby is made for it by the next ``refill``."""
         sb = wc.standby
         wc.standby = None
         if sb is None:
             return None
         if sb.owner is wc and sb.alive() and sb.proc.ch.ring_size >= wc.ring_size:
-            return sb.proc
+            return sb
         sb.close()
         return None
 
@@ -493,14 +496,16 @@ class WorkerCode(LoadedCode):
         """Take this code object's standby as its worker: its answers to HELLO and LOAD (sent
         when it was started) are all that is left. False when it has none or it failed."""
         rt = self.rt
-        proc = rt.take_standby(self)
-        if proc is None:
+        sb = rt.take_standby(self)
+        if sb is None:
             return False
-        self.proc = proc
+        self.proc = sb.proc
         deadline = time.monotonic_ns() + rt.settings.config.worker_start_ms * 1_000_000
         try:
-            self._control(Kind.HELLO, b"", deadline, raw=True, put=False)
-            self._control(Kind.LOAD, b"", deadline, raw=True, put=False)
+            for vals in sb.answers:  # read already (``Standby.ready``)
+                self._answered(vals)
+            for _ in range(2 - len(sb.answers)):
+                self._control(Kind.HELLO, b"", deadline, raw=True, put=False)
         except (RuntimeFault, CodeObjectError) as exc:
             log.warning("%s: the standby of %s failed (%s); starting a worker", rt.settings.node_name, self.code.short_name, exc)
             self._down(None)
@@ -510,6 +515,25 @@ class WorkerCode(LoadedCode):
         rt.counters["worker_restarts"] += 1
         rt.counters["worker_warm_restarts"] += 1
         return True
+
+    @staticmethod
+    def _answered(vals: list[wire.Value]) -> None:
+        """A standby's answer to ``HELLO`` or ``LOAD``, read before: ``CodeObjectError`` unless
+        it says done."""
+        if len(vals) in (3, 4) and vals[0] == 0 and isinstance(vals[1], int):
+            return
+        why, text = (vals[1], vals[2]) if len(vals) >= 3 else (b"", b"malformed result")
+        try:
+            reason = FaultReason(why.decode()) if isinstance(why, bytes) else FaultReason.CRASH
+        except (UnicodeDecodeError, ValueError):
+            reason = FaultReason.CRASH
+        raise CodeObjectError(text.decode("utf-8", "replace") if isinstance(text, bytes) else "malformed result", reason)
+
+    def awaiting_standby(self) -> bool:
+        """Down, with a standby that has not finished starting: a node with an event loop
+        restarts from it once it has (``Offload.tick``), without waiting on its thread."""
+        sb = self.standby
+        return self.proc is None and sb is not None and sb.alive() and not sb.ready()
 
     def stop(self) -> None:
         self.demoted = None
@@ -557,6 +581,8 @@ class WorkerCode(LoadedCode):
             return
         if time.monotonic_ns() < self.restart_at:
             raise RuntimeFault(f"{self.code.short_name}: its worker is down (restarting)", FaultReason.WORKER_DOWN)
+        if not self.rt.patient and self.awaiting_standby():
+            raise RuntimeFault(f"{self.code.short_name}: its worker is down (its standby is still starting)", FaultReason.WORKER_DOWN)
         try:
             self.start()
             rc = self._control(Kind.INIT, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Offload"]
 
+#: how often the loop looks whether a standby a restart waits for has finished starting
+_STANDBY_POLL_NS = 2_000_000
 #: watch descriptor ``fd`` for reading and call the callable when it is readable
 Watch = Callable[[int, Callable[[], None]], None]
 
@@ -120,8 +122,6 @@ class Offload:
             if due is not None and due <= now:
                 wc.collect()
                 self._settled(wc)
-                if wc.proc is None:  # killed past its budget: started again (after its back-off)
-                    self._revive(wc)
                 due = wc.next_deadline()
             if due is not None and (nearest is None or due < nearest):
                 nearest = due
@@ -135,11 +135,13 @@ class Offload:
             if wc.demoted is None:
                 self._lowered.discard(wc)
         for wc in list(self._reviving):
-            if wc.closed or wc.proc is not None or now >= wc.restart_at:
+            if wc.closed or wc.proc is not None or (now >= wc.restart_at and not wc.awaiting_standby()):
                 self._reviving.discard(wc)
                 self._revive(wc)
-            elif nearest is None or wc.restart_at < nearest:
-                nearest = wc.restart_at
+                continue
+            due = wc.restart_at if now < wc.restart_at else now + _STANDBY_POLL_NS
+            if nearest is None or due < nearest:
+                nearest = due
         return None if nearest is None else max(0.0, (nearest - now) / 1e9)
 
     @staticmethod
@@ -278,6 +280,7 @@ class Offload:
             return
         for rt in self.node.codes.runtimes.values():
             if isinstance(rt, WorkerRuntime) and self._spawns.get(rt) != rt.spawns:
+                rt.patient = False  # the loop comes back for a standby still starting
                 self._spawns[rt] = rt.spawns
                 for proc in rt.processes():
                     self._watch_proc(rt, proc)
@@ -299,9 +302,12 @@ class Offload:
     def _ended(self, rt: WorkerRuntime, proc: _Process) -> None:
         """A worker process ended (its pidfd is readable). A code object's worker with batches
         out fails them (each capsule counted); one that was idle is counted
-        (``worker_idle_deaths`` and the reason of its end). Either is started again at once, or
-        after its back-off. A standby or spare is replaced."""
+        (``worker_idle_deaths`` and the reason of its end) and started again at once, or after
+        its back-off (one that died busy is, as before, on its next capsule: a code object whose
+        capsules keep killing its worker is quarantined, and restarting it meanwhile would only
+        cost standby starts). A standby or spare is replaced."""
         owner = next((wc for wc in rt.live if wc.proc is proc), None)
+        idle = owner is not None and not owner.inflight
         if owner is None:
             rt.prune()
         elif owner.inflight:
@@ -311,7 +317,7 @@ class Offload:
             owner.reap()
         if self._pidfds.get(proc.pidfd) is proc and proc.proc.poll() is not None:
             self._unwatch_proc(proc)  # not closed by the above (a process no one holds)
-        if owner is not None and owner.proc is None:
+        if idle and owner is not None and owner.proc is None:
             self._revive(owner)
         self._sweep()
 
@@ -319,11 +325,14 @@ class Offload:
         """Start ``wc``'s worker again now, or when its back-off has passed (``tick``)."""
         if wc.closed or wc.proc is not None:
             return
-        if self.node_now() < wc.restart_at:
+        if self.node_now() < wc.restart_at or wc.awaiting_standby():
             self._reviving.add(wc)
             return
         if wc.restart() and wc.proc is not None:
             self._watch_proc(wc.rt, wc.proc)
+            entry = self._entries.get(wc)
+            if entry is not None and wc in self.waiting:
+                self._pump(entry, wc)
 
     def _forget(self, wc: WorkerCode) -> None:
         """The worker's descriptors are about to close: stop watching them."""
