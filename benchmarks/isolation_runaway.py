@@ -68,7 +68,7 @@ def _spin(runtime: str):
     return default_plugins().builders.find(runtime, src.suffix).build(BuildRequest([src], runtime, [], [], f"spin-{runtime}"))
 
 
-def run(runtime: str, mechanism: str, runaway: bool, n: int, budget_ms: int, gap_ms: float, nice: int) -> list[float]:
+def run(runtime: str, mechanism: str, runaway: bool, n: int, budget_ms: int, gap_ms: float, nice: int, limits: str = "") -> list[float]:
     """B's round trips (µs) with or without A's runaway."""
     fwd, spin = reference_code(runtime, "forward"), _spin(runtime)
     me_port, node_port = _free_port(), _free_port()
@@ -84,6 +84,7 @@ def run(runtime: str, mechanism: str, runaway: bool, n: int, budget_ms: int, gap
             f'[runtimes.{runtime}]\nisolation = "{mechanism}"\n'
             f"[limits]\nbudget_time_ms = {budget_ms}\nbudget_steps = 1000000000000\nbudget_fuel = 10000000000000\n"
             f"worker_spares = 0\nworker_nice = {nice}\nneighbour_exhaustions = 1000000\n"
+            + "".join(f"{kv.strip()}\n" for kv in limits.split(",") if kv.strip())
         )
         paths = []
         for c in (fwd, spin):
@@ -160,28 +161,36 @@ def main() -> None:
     ap.add_argument("--budget-ms", type=int, default=20)
     ap.add_argument("--gap-ms", type=float, default=2.0, help="between two of B's capsules")
     ap.add_argument("--cpu", type=int, default=None, help="the CPU for everything (default: the last allowed)")
-    ap.add_argument("--nice", type=int, default=10, help="limits.worker_nice")
+    ap.add_argument("--nice", type=int, default=0, help="limits.worker_nice")
+    ap.add_argument("--limits", default="", help="more [limits], as key = value pairs separated by commas")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--variants", default="", help="[limits] variants to compare with the runaway on, separated by ';' "
+                    "(each as --limits); measured in the same rounds")
     args = ap.parse_args()
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     print(f"one CPU ({cpu}); load average {os.getloadavg()[0]:.2f}; B every {args.gap_ms} ms; A's budget {args.budget_ms} ms")
-    print(f"{'runtime':14s} {'mechanism':11s} {'runaway':8s} {'p50 µs':>9s} {'p99 µs':>9s} {'p99 - p99 alone':>16s} {'samples':>8s}")
+    print(f"{'runtime':14s} {'mechanism':11s} {'runaway':8s} {'p50 µs':>9s} {'p99 µs':>9s} {'p99 range µs':>15s} "
+          f"{'p99 - p99 alone':>16s} {'samples':>8s}  (medians of {args.rounds} rounds)")
+    variants = [v.strip() for v in args.variants.split(";")] if args.variants else [args.limits]
     for rt in args.runtime.split(","):
         for mech in args.mechanism.split(","):
-            base = None
-            for runaway in (False, True):
-                p50s, p99s, count = [], [], 0
-                for _ in range(args.rounds):
-                    xs = run(rt, mech, runaway, args.n, args.budget_ms, args.gap_ms, args.nice)
+            # the rounds interleave the runs (alone, then each variant with the runaway), so
+            # that the machine's other load falls on all of them alike
+            runs: dict[str, tuple[list[float], list[float], list[int]]] = {}
+            for _ in range(args.rounds):
+                for key, runaway, limits in [("off", False, variants[0])] + [(f"on {v}", True, v) for v in variants]:
+                    xs = run(rt, mech, runaway, args.n, args.budget_ms, args.gap_ms, args.nice, limits)
+                    p50s, p99s, counts = runs.setdefault(key, ([], [], []))
                     p50s.append(_pct(xs, 0.5))
                     p99s.append(_pct(xs, 0.99))
-                    count += len(xs)
+                    counts.append(len(xs))
+            base = statistics.median(runs["off"][1])
+            for key, (p50s, p99s, counts) in runs.items():
                 p50, p99 = statistics.median(p50s), statistics.median(p99s)
-                if base is None:
-                    base = p99
-                print(f"{rt:14s} {mech:11s} {'on' if runaway else 'off':8s} {p50:9.0f} {p99:9.0f} {p99 - base:16.0f} {count:8d}", flush=True)
-
+                spread = f"{min(p99s):.0f}-{max(p99s):.0f}"
+                print(f"{rt:14s} {mech:11s} {key[:8]:8s} {p50:9.0f} {p99:9.0f} {spread:>15s} "
+                      f"{p99 - base:16.0f} {sum(counts):8d}  {key[3:]}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from embedded_node import embedded_node, turn_until
 from worker_procs import workers_of
 
 from pan_runtime.cli.protocols import reference_code
@@ -26,6 +27,7 @@ from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
+from pan_runtime.node.trust import CodeOrigin
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import FloodHdr, PingHdr
@@ -204,7 +206,7 @@ def test_capsules_past_the_node_queue_bound_are_dropped_with_a_reason():
     assert a.stats.drops[FaultReason.WORKER_DOWN.value] == 3
 
 
-@pytest.mark.parametrize(("key", "value"), [("worker_inflight", 0), ("worker_queue", -1), ("worker_nice", 20)])
+@pytest.mark.parametrize(("key", "value"), [("worker_inflight", 0), ("worker_queue", -1), ("worker_nice", 20), ("worker_demote_ms", -1)])
 def test_the_limits_are_validated(key: str, value: int):
     with pytest.raises(ConfigError):
         NodeConfig(**{key: value})
@@ -291,3 +293,79 @@ def test_capsules_held_for_a_stuck_worker_cannot_take_the_receive_pool():
             got += sink.deliveries()
         assert len(got) == 20  # while the spin's worker is still stuck
         assert a.stats.done == 0
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_an_idle_worker_that_dies_is_restarted_before_a_capsule_finds_it(runtime: str):
+    """Under the node's event loop every worker's pidfd is watched, busy or not: the idle
+    worker of a forwarding code object is SIGKILLed, and the node counts its end and starts it
+    again (from its warm standby) with no capsule there; a standby killed is replaced too. The
+    next capsules are all forwarded: none finds a dead worker."""
+    fwd = reference_code(runtime, "forward")
+    daemon = embedded_node(runtime, "worker_standbys = 2\n")  # native: the portmapper has a worker too
+    try:
+        node = daemon.node
+        entry = node.install(fwd, origin=CodeOrigin.LOCAL)
+        wc = entry.loaded
+        stats = node.runtime(runtime).statistics
+        app = Application(node)
+        app.bind(PORT)
+        body = node.address.raw + PORT.to_bytes(2, "big") + bytes(14)
+
+        def deliver(count: int) -> int:
+            got: list = []
+            for _ in range(count):
+                app.send(fwd, body)
+            turn_until(daemon, lambda: bool(got.extend(app.deliveries())) or len(got) + sum(entry.stats.drops.values()) >= count)
+            return len(got)
+
+        assert deliver(3) == 3
+        old = wc.pid  # type: ignore[attr-defined]
+        os.kill(old, signal.SIGKILL)
+        assert turn_until(daemon, lambda: stats()["worker_idle_deaths"] == 1 and wc.pid not in (None, old)), stats()  # type: ignore[attr-defined]
+        assert stats()["worker_warm_restarts"] == 1 and stats()["worker_deaths"] == 1, stats()
+        # its standby (started again after the restart took the old one) dies: replaced
+        assert turn_until(daemon, lambda: wc.standby is not None), stats()  # type: ignore[attr-defined]
+        standby = wc.standby.proc.proc.pid  # type: ignore[attr-defined]
+        os.kill(standby, signal.SIGKILL)
+        assert turn_until(daemon, lambda: stats()["standby_deaths"] == 1 and wc.standby is not None), stats()  # type: ignore[attr-defined]
+        assert wc.standby.proc.proc.pid != standby  # type: ignore[attr-defined]
+        assert deliver(5) == 5, entry.stats.as_dict()
+        assert entry.stats.errors == 0 and sum(entry.stats.drops.values()) == 0, entry.stats.as_dict()
+        assert stats()["worker_deaths"] == 1, stats()
+    finally:
+        daemon.close()
+
+
+def test_a_restart_does_not_wait_on_the_node_thread_for_a_standby_still_starting():
+    """jvm, whose standby takes longest to make its runtime: its worker is SIGKILLed right
+    after the code object is installed, while the standby is still starting. Under the event
+    loop the node does not wait for the standby on its thread: a capsule sent meanwhile is
+    counted (``worker_down``) and the loop turns on; once the standby has started, the node
+    restarts from it and forwards every later capsule."""
+    fwd = reference_code("jvm", "forward")
+    daemon = embedded_node("jvm", "worker_standbys = 1\n")
+    try:
+        node = daemon.node
+        entry = node.install(fwd, origin=CodeOrigin.LOCAL)
+        wc = entry.loaded
+        stats = node.runtime("jvm").statistics
+        app = Application(node)
+        app.bind(PORT)
+        body = node.address.raw + PORT.to_bytes(2, "big") + bytes(14)
+        assert wc.standby is not None and not wc.standby.ready()  # type: ignore[attr-defined]
+        os.kill(wc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        assert turn_until(daemon, lambda: stats()["worker_idle_deaths"] == 1), stats()
+        app.send(fwd, body)
+        daemon.run_once(0)
+        # the capsule found the worker down and was counted; the node did not take the standby
+        assert entry.stats.drops.get(FaultReason.WORKER_DOWN.value, 0) == 1, entry.stats.as_dict()
+        assert stats()["worker_warm_restarts"] == 0, stats()
+        assert turn_until(daemon, lambda: stats()["worker_warm_restarts"] == 1 and wc.pid is not None), stats()  # type: ignore[attr-defined]
+        got: list = []
+        for _ in range(3):
+            app.send(fwd, body)
+        assert turn_until(daemon, lambda: bool(got.extend(app.deliveries())) or len(got) >= 3), entry.stats.as_dict()
+        assert entry.stats.drops.get(FaultReason.WORKER_DOWN.value, 0) == 1 and entry.stats.errors == 1, entry.stats.as_dict()
+    finally:
+        daemon.close()

@@ -21,10 +21,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
+from pan_runtime.errors import WorkerError
+from pan_runtime.isolation import wire
+from pan_runtime.isolation.protocol import Kind
+
 if TYPE_CHECKING:
     from pan_runtime.isolation.supervisor import _Process
 
-__all__ = ["Standby", "Owner", "wanted"]
+__all__ = ["Standby", "Owner", "wanted", "FAILED"]
+
+#: what ``Standby.ready`` keeps for an answer that is not a result (a broken worker)
+FAILED: list[wire.Value] = [1, b"crash", b"the standby broke its channel's protocol"]
 
 
 class Owner(Protocol):
@@ -40,12 +47,32 @@ class Standby:
     both are read when a restart takes it (they are there long before, unless it is still
     making its runtime)."""
 
-    __slots__ = ("proc", "owner")
+    __slots__ = ("proc", "owner", "answers")
 
     def __init__(self, proc: _Process, owner: object):
         self.proc = proc
         #: the ``WorkerCode`` it was made for, by identity: nothing else may take it
         self.owner = owner
+        #: its answers to ``HELLO`` and ``LOAD`` read so far (``ready``)
+        self.answers: list[list[wire.Value]] = []
+
+    def ready(self) -> bool:
+        """Whether both its answers have come (read here without waiting, and kept for the
+        restart that takes it): a node with an event loop takes a standby only then, and does
+        not wait on its thread for one still making its runtime."""
+        ring = self.proc.ch.up
+        while len(self.answers) < 2:
+            try:
+                rec = ring.get()
+                if rec is None:
+                    return False
+                kind, payload, _ = rec
+                vals = wire.decode(payload) if kind == Kind.RESULT else FAILED
+                ring.release()
+            except WorkerError:
+                vals = FAILED
+            self.answers.append(vals)
+        return True
 
     def alive(self) -> bool:
         return self.proc.proc.poll() is None

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pan_runtime import pni_api
 from pan_runtime.data.segments import Segment
 from pan_runtime.errors import CodeObjectError, FaultReason, RuntimeFault, WorkerError
-from pan_runtime.isolation import verdicts, wire
+from pan_runtime.isolation import priority, verdicts, wire
 from pan_runtime.isolation.channel import Channel, ring_size_for
 from pan_runtime.isolation.protocol import CAPSULE as _CAP
 from pan_runtime.isolation.protocol import EXIT_MEMORY, EXIT_PROTOCOL, FORWARDED, WORKER_MODULE, Kind
@@ -182,18 +182,52 @@ class _Process:
             raise
         self.pidfd = os.pidfd_open(self.proc.pid)
         self.killed_for: FaultReason | None = None
+        #: called with this process before its descriptors close (an event loop watching its
+        #: pidfd stops watching it)
+        self.on_close: Callable[[_Process], None] | None = None
+        #: its threads are at the lowest priority (``priority.demote``)
+        self.lowered = False
+        self._clock: int | None = None
 
     def kill(self, reason: FaultReason | None = None) -> None:
         if self.proc.poll() is None:
             self.killed_for = reason
+            if self.lowered:  # a killed thread must run to end: not only when the CPU is idle
+                self.raise_priority()
             self.proc.kill()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             log.error("worker %d did not die", self.proc.pid)
 
+    def cpu_ns(self) -> int | None:
+        """CPU time its main thread (the one running the code) has used; None once it ended."""
+        if self._clock is None:
+            try:
+                self._clock = priority.open_clock(self.proc.pid)
+            except OSError:
+                return None
+        return priority.read_clock(self._clock)
+
+    def lower_priority(self) -> None:
+        """Every thread at the lowest priority (``priority.demote``)."""
+        self.lowered = True
+        priority.demote(self.proc.pid)
+
+    def raise_priority(self) -> None:
+        """Every thread back at the normal priority (``priority.restore``)."""
+        self.lowered = False
+        if self.proc.poll() is None:
+            priority.restore(self.proc.pid)
+
     def close(self) -> None:
         self.kill()
+        if self.on_close is not None:
+            self.on_close(self)
+            self.on_close = None
+        if self._clock is not None:
+            os.close(self._clock)
+            self._clock = None
         try:
             os.close(self.pidfd)
         except OSError:
@@ -236,7 +270,8 @@ class WorkerRuntime(Runtime):
         self.live: set[WorkerCode] = set()
         self.counters = {
             "worker_starts": 0, "worker_restarts": 0, "worker_kills": 0, "worker_deaths": 0, "spares_used": 0,
-            "worker_warm_restarts": 0, "standbys_started": 0,
+            "worker_warm_restarts": 0, "standbys_started": 0, "worker_demotions": 0, "worker_idle_deaths": 0,
+            "standby_deaths": 0,
             # batches (and their capsules) the C fast path wrote into workers' rings itself
             "worker_fast_batches": 0, "worker_fast_capsules": 0,
         }
@@ -249,6 +284,43 @@ class WorkerRuntime(Runtime):
         c = settings.config
         #: the ring of a spare: a batch of full pool buffers and code objects up to 1 MiB
         self.spare_ring = ring_size_for(max(1, c.batch) * (c.pool_buffer_size + _CAP.size + 16) + (1 << 20))
+        #: a batch that has run this long gets its worker demoted (``priority``; 0: never)
+        self.demote_ns = getattr(c, "worker_demote_ms", 0) * 1_000_000
+        why = priority.restorable(getattr(c, "worker_nice", 0)) if self.demote_ns else None
+        if why is not None:
+            log.warning("%s: workers running long are not demoted (limits.worker_demote_ms): %s", settings.node_name, why)
+            self.demote_ns = 0
+        #: whether a restart may wait on the node's thread for a standby still making its
+        #: runtime (a node without an event loop has nothing to come back to it with)
+        self.patient = True
+        #: bumped each time a worker process of this runtime is started (the node's event loop
+        #: watches every one's pidfd: ``processes``)
+        self.spawns = 0
+
+    def processes(self) -> list[_Process]:
+        """Every worker process running now: the code objects' own, standbys and spares."""
+        out = [wc.proc for wc in self.live if wc.proc is not None]
+        out += [wc.standby.proc for wc in self.live if wc.standby is not None]
+        return out + self.spares
+
+    def prune(self) -> int:
+        """Close standbys and spares that have died (counted ``standby_deaths``) and start
+        new ones; returns how many were found dead."""
+        dead = 0
+        for wc in self.live:
+            if wc.standby is not None and not wc.standby.alive():
+                wc.standby.close()
+                wc.standby = None
+                dead += 1
+        for proc in [p for p in self.spares if p.proc.poll() is not None]:
+            self.spares.remove(proc)
+            proc.close()
+            dead += 1
+        if dead:
+            self.counters["standby_deaths"] += dead
+            log.warning("%s: %d %s standby or spare worker(s) died; starting others", self.settings.node_name, dead, self.name)
+            self.refill()
+        return dead
 
     def take_spare(self, ring_size: int) -> _Process | None:
         """A spare whose ring holds ``ring_size`` bytes and whose process still runs, or None."""
@@ -260,15 +332,15 @@ class WorkerRuntime(Runtime):
             proc.close()
         return None
 
-    def take_standby(self, wc: WorkerCode) -> _Process | None:
-        """``wc``'s own warm standby (made for it, still running), or None; it is ``wc``'s
-        worker from now on, and a new standby is made for it by the next ``refill``."""
+    def take_standby(self, wc: WorkerCode) -> Standby | None:
+        """``wc``'s own warm standby (made for it, still running), or None; its process is
+        ``wc``'s worker from now on, and a new standby is made for it by the next ``refill``."""
         sb = wc.standby
         wc.standby = None
         if sb is None:
             return None
         if sb.owner is wc and sb.alive() and sb.proc.ch.ring_size >= wc.ring_size:
-            return sb.proc
+            return sb
         sb.close()
         return None
 
@@ -303,6 +375,7 @@ class WorkerRuntime(Runtime):
                     return
                 proc.ch.wake_worker()
                 wc.standby = Standby(proc, wc)
+                self.spawns += 1
                 self.counters["standbys_started"] += 1
 
     def _refill_spares(self) -> None:
@@ -316,6 +389,7 @@ class WorkerRuntime(Runtime):
                 return
             proc.ch.wake_worker()
             self.spares.append(proc)
+            self.spawns += 1
 
     def load(self, code: CodeObject, deps: Sequence[LoadedCode], host: PniServer) -> LoadedCode:
         limit = self.settings.config.workers
@@ -397,6 +471,12 @@ class WorkerCode(LoadedCode):
         self.closed = False
         #: resets sent behind batches out whose answers have not been read
         self.resets_out = 0
+        #: the batch whose running long demoted the worker (``priority``), until it ends
+        self.demoted: _Batch | None = None
+        #: the batch whose CPU time is being watched, and the worker's CPU time when it was first seen
+        self._cpu_batch: _Batch | None = None
+        self._cpu_mark = 0
+        self._cpu_due = 0
 
     # -- lifecycle --------------------------------------------------------------------
     @property
@@ -423,6 +503,7 @@ class WorkerCode(LoadedCode):
             except OSError as exc:
                 raise CodeObjectError(f"{self.code.short_name}: cannot start a worker: {exc}", FaultReason.CRASH) from None
         self.proc = proc
+        rt.spawns += 1
         rt.counters["worker_starts"] += 1
         if not initial:
             rt.counters["worker_restarts"] += 1
@@ -441,24 +522,47 @@ class WorkerCode(LoadedCode):
         """Take this code object's standby as its worker: its answers to HELLO and LOAD (sent
         when it was started) are all that is left. False when it has none or it failed."""
         rt = self.rt
-        proc = rt.take_standby(self)
-        if proc is None:
+        sb = rt.take_standby(self)
+        if sb is None:
             return False
-        self.proc = proc
+        self.proc = sb.proc
         deadline = time.monotonic_ns() + rt.settings.config.worker_start_ms * 1_000_000
         try:
-            self._control(Kind.HELLO, b"", deadline, raw=True, put=False)
-            self._control(Kind.LOAD, b"", deadline, raw=True, put=False)
+            for vals in sb.answers:  # read already (``Standby.ready``)
+                self._answered(vals)
+            for _ in range(2 - len(sb.answers)):
+                self._control(Kind.HELLO, b"", deadline, raw=True, put=False)
         except (RuntimeFault, CodeObjectError) as exc:
             log.warning("%s: the standby of %s failed (%s); starting a worker", rt.settings.node_name, self.code.short_name, exc)
             self._down(None)
             return False
+        rt.spawns += 1
         rt.counters["worker_starts"] += 1
         rt.counters["worker_restarts"] += 1
         rt.counters["worker_warm_restarts"] += 1
         return True
 
+    @staticmethod
+    def _answered(vals: list[wire.Value]) -> None:
+        """A standby's answer to ``HELLO`` or ``LOAD``, read before: ``CodeObjectError`` unless
+        it says done."""
+        if len(vals) in (3, 4) and vals[0] == 0 and isinstance(vals[1], int):
+            return
+        why, text = (vals[1], vals[2]) if len(vals) >= 3 else (b"", b"malformed result")
+        try:
+            reason = FaultReason(why.decode()) if isinstance(why, bytes) else FaultReason.CRASH
+        except (UnicodeDecodeError, ValueError):
+            reason = FaultReason.CRASH
+        raise CodeObjectError(text.decode("utf-8", "replace") if isinstance(text, bytes) else "malformed result", reason)
+
+    def awaiting_standby(self) -> bool:
+        """Down, with a standby that has not finished starting: a node with an event loop
+        restarts from it once it has (``Offload.tick``), without waiting on its thread."""
+        sb = self.standby
+        return self.proc is None and sb is not None and sb.alive() and not sb.ready()
+
     def stop(self) -> None:
+        self.demoted = None
         if self.proc is not None:
             if self.on_down is not None:
                 self.on_down(self)
@@ -471,6 +575,7 @@ class WorkerCode(LoadedCode):
 
     def _down(self, died: _Died | None) -> None:
         """Forget the dead (or killed) worker; the next capsule after the back-off starts another."""
+        self.demoted = None  # its replacement starts at the normal priority
         if self.proc is not None:
             if self.on_down is not None:
                 self.on_down(self)
@@ -502,6 +607,8 @@ class WorkerCode(LoadedCode):
             return
         if time.monotonic_ns() < self.restart_at:
             raise RuntimeFault(f"{self.code.short_name}: its worker is down (restarting)", FaultReason.WORKER_DOWN)
+        if not self.rt.patient and self.awaiting_standby():
+            raise RuntimeFault(f"{self.code.short_name}: its worker is down (its standby is still starting)", FaultReason.WORKER_DOWN)
         try:
             self.start()
             rc = self._control(Kind.INIT, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
@@ -513,6 +620,84 @@ class WorkerCode(LoadedCode):
         if rc < 0:
             self._down(_Died(FaultReason.WORKER_DOWN, f"init returned {rc} in the restarted worker"))
             raise RuntimeFault(f"{self.code.short_name}: init refused in the restarted worker", FaultReason.WORKER_DOWN)
+
+    def restart(self) -> bool:
+        """Start the worker again after it ended with nothing out (the node's event loop saw its
+        pidfd), without waiting for a capsule to find it gone; False while the back-off lasts
+        (``restart_at``) or when there is nothing to restart. A failed start is counted and
+        logged as in ``_ensure``."""
+        if self.closed or self.proc is not None or time.monotonic_ns() < self.restart_at:
+            return False
+        try:
+            self._ensure()
+        except RuntimeFault as fault:
+            log.warning("%s: %s", self.rt.settings.node_name, fault)
+            return False
+        return True
+
+    # -- priority -----------------------------------------------------------------------
+    def steer(self, now: int) -> int | None:
+        """Demote the worker once its current batch has used ``worker_demote_ms`` of CPU time per
+        capsule (every thread at ``SCHED_IDLE``, ``priority``), restore it once that batch has
+        ended or its own budget is over; returns when to look again (monotonic ns), or None.
+        CPU time of the thread running the code, not wall time: on a machine busy with other
+        work an honest batch waits for the CPU longer than it runs."""
+        demoted = self.demoted
+        if demoted is not None and (not self.inflight or self.inflight[0] is not demoted):
+            self._restore()
+        elif demoted is not None and self.proc is not None and self.proc.lowered:
+            # its own budget is over: back at the normal priority, a runtime that enforces its
+            # budget stops the code within the grace instead of being killed and restarted
+            # (which costs the node more than the code's last milliseconds do)
+            over = demoted.started + demoted.budget_ns - self.rt.settings.config.worker_grace_ms * 1_000_000
+            if now < over:
+                return over
+            try:
+                self.proc.raise_priority()
+            except OSError:
+                pass
+            return None
+        demote_ns = self.rt.demote_ns
+        if not demote_ns or not self.inflight or self.demoted is not None or self.proc is None:
+            return None
+        head = self.inflight[0]
+        if self._cpu_batch is head and now < self._cpu_due:
+            return self._cpu_due
+        used = self.proc.cpu_ns()
+        if used is None:
+            return None  # it has ended: its pidfd says so
+        demote_ns *= len(head.envs)  # per capsule, as the budget
+        if self._cpu_batch is not head:  # first look at this batch: its CPU time counts from here
+            self._cpu_batch = head
+            self._cpu_mark = used
+            self._cpu_due = now + demote_ns
+            return self._cpu_due
+        left = demote_ns - (used - self._cpu_mark)
+        if left > 0:  # it cannot have used the rest before this
+            self._cpu_due = now + left
+            return self._cpu_due
+        self.demoted = head
+        self._cpu_batch = None
+        try:
+            self.proc.lower_priority()
+        except OSError as exc:
+            log.warning("%s: cannot demote the worker of %s: %s", self.rt.settings.node_name, self.code.short_name, exc)
+            return None
+        self.rt.counters["worker_demotions"] += 1
+        return None
+
+    def _restore(self) -> None:
+        """The demoted batch ended: the worker gets the normal priority back."""
+        self.demoted = None
+        proc = self.proc
+        if proc is None or proc.proc.poll() is not None:
+            return
+        try:
+            proc.raise_priority()
+        except OSError as exc:  # not allowed after all: a worker left demoted serves no one
+            log.warning("%s: cannot restore the worker of %s (%s); replacing it", self.rt.settings.node_name, self.code.short_name, exc)
+            if not self.inflight:
+                self._down(None)
 
     # -- the channel ------------------------------------------------------------------
     def _put(self, kind: int, payload: bytes | memoryview) -> None:
@@ -562,6 +747,8 @@ class WorkerCode(LoadedCode):
         return RuntimeFault(f"{self.code.short_name}: {died}", died.reason)
 
     def _control(self, kind: int, payload: bytes | memoryview, deadline_ns: int, raw: bool = False, put: bool = True) -> int:
+        if self.demoted is not None:  # the node waits for this answer: not at the lowest priority
+            self._restore()
         if self.inflight:  # a control record's answer comes after the verdicts of every batch out
             self.settle(lambda: not self.inflight)
             if self.proc is None:
@@ -893,6 +1080,8 @@ class WorkerCode(LoadedCode):
     def settle(self, until: Callable[[], bool]) -> None:
         """Wait for the worker (serving its calls, killing it past a batch's budget) until
         ``until()`` holds or nothing is out."""
+        if self.demoted is not None:  # the node waits for it: not at the lowest priority
+            self._restore()
         while not until():
             self.collect()
             proc = self.proc
@@ -911,6 +1100,7 @@ class WorkerCode(LoadedCode):
         """The worker ended with nothing out (its pidfd is readable): count its end."""
         proc = self.proc
         if proc is not None and not self.inflight and proc.proc.poll() is not None:
+            self.rt.counters["worker_idle_deaths"] += 1
             self._down(proc.death())
 
     def abandon(self) -> None:

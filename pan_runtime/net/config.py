@@ -208,6 +208,7 @@ _SCHEMA: dict[str, set[str]] = {
         "worker_inflight",
         "worker_queue",
         "worker_nice",
+        "worker_demote_ms",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -433,6 +434,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_inflight=lim("worker_inflight", 256, 1, 1 << 16),
         worker_queue=lim("worker_queue", 4096, 0, 1 << 20),
         worker_nice=lim("worker_nice", 0, 0, 19),
+        worker_demote_ms=lim("worker_demote_ms", 2, 0, 60_000),
     )
 
     neighbors: list[NeighborConfig] = []

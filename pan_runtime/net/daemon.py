@@ -226,6 +226,9 @@ def prometheus_text(stats: dict[str, Any]) -> str:
         ("kills", "Workers the node killed past a call's time budget, per runtime."),
         ("fast_batches", "Batches the UDP fast path wrote into workers' rings itself, per runtime."),
         ("fast_capsules", "Capsules in those batches, per runtime."),
+        ("demotions", "Workers put at the lowest priority for a batch past limits.worker_demote_ms, per runtime."),
+        ("idle_deaths", "Workers that ended with no capsule out (restarted at once), per runtime."),
+        ("standby_deaths", "Standby and spare workers that ended (replaced), per runtime."),
     ):
         gauge = field in ("workers", "spares", "standbys")
         metric(f"pan_worker_{field}" + ("" if gauge else "_total"), "gauge" if gauge else "counter",

@@ -26,16 +26,19 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pan_runtime.errors import FaultReason, RuntimeFault
-from pan_runtime.isolation.supervisor import WorkerCode
+from pan_runtime.isolation.supervisor import WorkerCode, WorkerRuntime
 from pan_runtime.node.env import Environment
 from pan_runtime.node.fastbatch import FastBatch
 
 if TYPE_CHECKING:
+    from pan_runtime.isolation.supervisor import _Process
     from pan_runtime.node.cache import CacheEntry
     from pan_runtime.node.node import Node
 
 __all__ = ["Offload"]
 
+#: how often the loop looks whether a standby a restart waits for has finished starting
+_STANDBY_POLL_NS = 2_000_000
 #: watch descriptor ``fd`` for reading and call the callable when it is readable
 Watch = Callable[[int, Callable[[], None]], None]
 
@@ -57,6 +60,14 @@ class Offload:
         self._watch: Watch | None = None
         self._unwatch: Callable[[int], None] | None = None
         self._watched: dict[WorkerCode, tuple[int, ...]] = {}
+        #: every worker process's pidfd watched (code objects' workers, standbys, spares)
+        self._pidfds: dict[int, _Process] = {}
+        #: ``WorkerRuntime.spawns`` when its processes were last looked at
+        self._spawns: dict[WorkerRuntime, int] = {}
+        #: workers demoted for a batch running long, until they are restored (``steer``)
+        self._lowered: set[WorkerCode] = set()
+        #: code objects whose worker ended idle, waiting for their back-off to restart it
+        self._reviving: set[WorkerCode] = set()
         self._free: list[Environment] = []
         self._entries: dict[WorkerCode, CacheEntry] = {}
         #: capsules handed over and dropped for want of room (counted on the code object too)
@@ -66,10 +77,12 @@ class Offload:
     # -- drivers ------------------------------------------------------------------------
     def attach(self, watch: Watch, unwatch: Callable[[int], None]) -> None:
         """Run asynchronously under an event loop that watches each busy worker's eventfd and
-        pidfd (``watch(fd, callback)``) and calls ``tick`` at least when it returns."""
+        every worker process's pidfd (``watch(fd, callback)``) and calls ``tick`` at least when
+        it returns."""
         self._watch = watch
         self._unwatch = unwatch
         self.asynchronous = True
+        self._sweep()
 
     def poll(self) -> bool:
         """Collect what every busy worker wrote (a driver without descriptors to watch calls
@@ -99,8 +112,11 @@ class Offload:
         return self.poll()
 
     def tick(self) -> float | None:
-        """Kill workers past a batch's budget (failing their capsules); the seconds until the
-        next such deadline, or None."""
+        """Kill workers past a batch's budget (failing their capsules), demote those whose
+        batch runs past ``worker_demote_ms`` and restore them when it ends, restart workers
+        that ended idle once their back-off has passed, and watch new worker processes' pidfds;
+        the seconds until the next such deadline, or None."""
+        self._sweep()
         now = self.node_now()
         nearest: int | None = None
         for wc in list(self.busy):
@@ -110,6 +126,23 @@ class Offload:
                 self._settled(wc)
                 due = wc.next_deadline()
             if due is not None and (nearest is None or due < nearest):
+                nearest = due
+            low = wc.steer(now)
+            if wc.demoted is not None:
+                self._lowered.add(wc)
+            if low is not None and (nearest is None or low < nearest):
+                nearest = low
+        for wc in [w for w in self._lowered if w not in self.busy or w.demoted is None]:
+            wc.steer(now)  # its demoted batch ended: restored
+            if wc.demoted is None:
+                self._lowered.discard(wc)
+        for wc in list(self._reviving):
+            if wc.closed or wc.proc is not None or (now >= wc.restart_at and not wc.awaiting_standby()):
+                self._reviving.discard(wc)
+                self._revive(wc)
+                continue
+            due = wc.restart_at if now < wc.restart_at else now + _STANDBY_POLL_NS
+            if nearest is None or due < nearest:
                 nearest = due
         return None if nearest is None else max(0.0, (nearest - now) / 1e9)
 
@@ -266,14 +299,77 @@ class Offload:
 
     # -- the event loop's descriptors ---------------------------------------------------
     def _watch_fds(self, wc: WorkerCode) -> None:
+        """Watch a busy worker's eventfd (it wrote); its pidfd is watched from its start."""
         if self._watch is None or wc in self._watched or wc.proc is None:
             return
         proc = wc.proc
-        fds = (proc.ch.wake_up, proc.pidfd)
+        self._watch_proc(wc.rt, proc)
+        fds = (proc.ch.wake_up,)
         wc.on_down = self._forget
         for fd in fds:
             self._watch(fd, lambda wc=wc: self._ready(wc))
         self._watched[wc] = fds
+
+    def _sweep(self) -> None:
+        """Watch the pidfd of every worker process started since the last look (cheap when
+        none was: one counter per runtime)."""
+        if self._watch is None:
+            return
+        for rt in self.node.codes.runtimes.values():
+            if isinstance(rt, WorkerRuntime) and self._spawns.get(rt) != rt.spawns:
+                rt.patient = False  # the loop comes back for a standby still starting
+                self._spawns[rt] = rt.spawns
+                for proc in rt.processes():
+                    self._watch_proc(rt, proc)
+
+    def _watch_proc(self, rt: WorkerRuntime, proc: _Process) -> None:
+        if self._watch is None or proc.pidfd in self._pidfds:
+            return
+        self._pidfds[proc.pidfd] = proc
+        proc.on_close = self._unwatch_proc
+        self._watch(proc.pidfd, lambda: self._ended(rt, proc))
+
+    def _unwatch_proc(self, proc: _Process) -> None:
+        """``proc``'s descriptors are about to close: stop watching its pidfd."""
+        if self._pidfds.get(proc.pidfd) is proc:
+            del self._pidfds[proc.pidfd]
+            if self._unwatch is not None:
+                self._unwatch(proc.pidfd)
+
+    def _ended(self, rt: WorkerRuntime, proc: _Process) -> None:
+        """A worker process ended (its pidfd is readable). A code object's worker with batches
+        out fails them (each capsule counted); one that was idle is counted
+        (``worker_idle_deaths`` and the reason of its end) and started again at once, or after
+        its back-off (one that died busy is, as before, on its next capsule: a code object whose
+        capsules keep killing its worker is quarantined, and restarting it meanwhile would only
+        cost standby starts). A standby or spare is replaced."""
+        owner = next((wc for wc in rt.live if wc.proc is proc), None)
+        idle = owner is not None and not owner.inflight
+        if owner is None:
+            rt.prune()
+        elif owner.inflight:
+            owner.collect()
+            self._settled(owner)
+        else:
+            owner.reap()
+        if self._pidfds.get(proc.pidfd) is proc and proc.proc.poll() is not None:
+            self._unwatch_proc(proc)  # not closed by the above (a process no one holds)
+        if idle and owner is not None and owner.proc is None:
+            self._revive(owner)
+        self._sweep()
+
+    def _revive(self, wc: WorkerCode) -> None:
+        """Start ``wc``'s worker again now, or when its back-off has passed (``tick``)."""
+        if wc.closed or wc.proc is not None:
+            return
+        if self.node_now() < wc.restart_at or wc.awaiting_standby():
+            self._reviving.add(wc)
+            return
+        if wc.restart() and wc.proc is not None:
+            self._watch_proc(wc.rt, wc.proc)
+            entry = self._entries.get(wc)
+            if entry is not None and wc in self.waiting:
+                self._pump(entry, wc)
 
     def _forget(self, wc: WorkerCode) -> None:
         """The worker's descriptors are about to close: stop watching them."""
@@ -316,6 +412,12 @@ class Offload:
         self.busy.clear()
         for wc in list(self._watched):
             self._forget(wc)
+        for proc in list(self._pidfds.values()):
+            self._unwatch_proc(proc)
+            proc.on_close = None
+        self._lowered.clear()
+        self._reviving.clear()
+        self._watch = None
 
     def statistics(self) -> dict[str, int]:
         return {

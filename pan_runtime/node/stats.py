@@ -173,8 +173,9 @@ def _runtime_statistics(node: Node) -> dict[str, dict[str, Any]]:
 
 def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
     """Per runtime in process isolation: workers up, spares and standbys waiting, starts,
-    restarts (those that took a warm standby), kills, how the running workers ran their
-    capsules (C batch entry or Python) and deaths by reason."""
+    restarts (those that took a warm standby), kills, demotions (``worker_demote_ms``), deaths
+    of idle workers and of standbys or spares, how the running workers ran their capsules (C
+    batch entry or Python) and deaths by reason."""
     out = {}
     for name, rt in sorted(node.codes.runtimes.items()):
         if rt.isolation is Isolation.PROCESS:
@@ -195,6 +196,9 @@ def worker_statistics(node: Node) -> dict[str, dict[str, int]]:
                 "entry_calls": w.get("worker_entry_calls", 0),
                 "entry_capsules": w.get("worker_entry_capsules", 0),
                 "python_capsules": w.get("worker_python_capsules", 0),
+                "demotions": w.get("worker_demotions", 0),
+                "idle_deaths": w.get("worker_idle_deaths", 0),
+                "standby_deaths": w.get("standby_deaths", 0),
                 **{f"died_{d}": w.get(f"worker_{d}", 0) for d in _DEATHS},
             }
     return out
