@@ -54,7 +54,10 @@ class ForwardHdr:
         data = pni.seg_read(seg, off, cls.SIZE)
         if len(data) < cls.SIZE:
             raise PniError(f"ForwardHdr.read: {len(data)} of {cls.SIZE} bytes", OUT_OF_RANGE)
-        return cls.unpack(data)
+        # unpack's body, not a call of it: read is on every capsule's path
+        self = _new(cls)
+        (self.dest, self.port, self.flags,) = cls.STRUCT.unpack_from(data)
+        return self
 
     def write(self, pni, seg, off=0) -> None:
         """Store the structure at OFF of segment SEG with one ``seg_write``."""
@@ -117,7 +120,10 @@ class PingHdr:
         data = pni.seg_read(seg, off, cls.SIZE)
         if len(data) < cls.SIZE:
             raise PniError(f"PingHdr.read: {len(data)} of {cls.SIZE} bytes", OUT_OF_RANGE)
-        return cls.unpack(data)
+        # unpack's body, not a call of it: read is on every capsule's path
+        self = _new(cls)
+        (self.dest, self.port, self.phase, self.flags, self.src, self.seq, self.sent_ns, self.bounced_ns,) = cls.STRUCT.unpack_from(data)
+        return self
 
     def write(self, pni, seg, off=0) -> None:
         """Store the structure at OFF of segment SEG with one ``seg_write``."""
@@ -184,7 +190,10 @@ class FloodHdr:
         data = pni.seg_read(seg, off, cls.SIZE)
         if len(data) < cls.SIZE:
             raise PniError(f"FloodHdr.read: {len(data)} of {cls.SIZE} bytes", OUT_OF_RANGE)
-        return cls.unpack(data)
+        # unpack's body, not a call of it: read is on every capsule's path
+        self = _new(cls)
+        (self.dest, self.port, self.kind, self.flags, self.src, self.flow, self.seq, self.count, self.report_every, self.bytes, self.elapsed_ns,) = cls.STRUCT.unpack_from(data)
+        return self
 
     def write(self, pni, seg, off=0) -> None:
         """Store the structure at OFF of segment SEG with one ``seg_write``."""
@@ -241,7 +250,10 @@ class PortmapReq:
         data = pni.seg_read(seg, off, cls.SIZE)
         if len(data) < cls.SIZE:
             raise PniError(f"PortmapReq.read: {len(data)} of {cls.SIZE} bytes", OUT_OF_RANGE)
-        return cls.unpack(data)
+        # unpack's body, not a call of it: read is on every capsule's path
+        self = _new(cls)
+        (self.port, self.op, self.flags,) = cls.STRUCT.unpack_from(data)
+        return self
 
     def write(self, pni, seg, off=0) -> None:
         """Store the structure at OFF of segment SEG with one ``seg_write``."""
