@@ -277,7 +277,9 @@ def _py_call(call: Call, st: dict[str, int]) -> list[str]:
     out = [f"    def {call.name}({sig}) -> int:"]
     fwd = f"return int(self._server().{call.name}({', '.join(p)}))"
     if kind not in _CONTEXT:
-        out += ["        body = self.body", f"        if {p[0]} != {st['BODY']} or body is None:", f"            {fwd}"]
+        out += ["        body = self.body",
+                f"        if {p[0]}.__class__ is not int or {p[0]} != {st['BODY']} or body is None:  # the server's handles are ints",
+                f"            {fwd}"]
     else:
         out += ["        if self.body is None:", f"            {fwd}"]
     oor = f"return {st['OUT_OF_RANGE']}  # OUT_OF_RANGE"
@@ -320,16 +322,18 @@ def _py_direct(call: Call) -> list[str] | None:
     n = call.name
     if kind == "length":
         return [f"        def {n}(seg: int) -> int:", "            body = host.body",
-                f"            return len(body) if seg == 1 and body is not None else slow_{n}(seg)  # type: ignore[no-any-return]"]
+                f"            return len(body) if seg.__class__ is int and seg == 1 and body is not None else slow_{n}(seg)  # type: ignore[no-any-return]"]
     if kind == "read":
         return [f"        def {n}(seg: int, offset: int, length: int) -> bytes:", "            body = host.body",
-                "            if (", "                seg == 1 and body is not None and offset.__class__ is int and length.__class__ is int",
+                "            if (", "                seg.__class__ is int and seg == 1 and body is not None and offset.__class__ is int",
+                "                and length.__class__ is int",
                 "                and 0 <= offset and 0 <= length and offset + length <= len(body)", "            ):",
                 "                return bytes(body[offset : offset + length])",
                 f"            return slow_{n}(seg, offset, length)  # type: ignore[no-any-return]"]
     if kind == "get":
         return [f"        def {n}(seg: int, offset: int) -> int:", "            body = host.body",
-                f"            if seg == 1 and body is not None and offset.__class__ is int and 0 <= offset and offset + {width} <= len(body):",
+                "            if (seg.__class__ is int and seg == 1 and body is not None and offset.__class__ is int and 0 <= offset",
+                f"                    and offset + {width} <= len(body)):",
                 f'                return int.from_bytes(body[offset : offset + {width}], "big")',
                 f"            return slow_{n}(seg, offset)  # type: ignore[no-any-return]"]
     if kind == "origin_kind":
@@ -551,21 +555,13 @@ def _render_cpython(spec: Spec, calls: list[Call]) -> str:
         "    return on;",
         "}",
         "",
-        "/* A segment call on SEG answered from the body: `seg == 1` as Python compares, and a live",
-        " * body in B. 1, 0 (the slow form), or -1 with an error set. */",
+        "/* A segment call on SEG answered from the body: SEG is the int 1 (the server's handles are",
+        " * ints) and B a live body. 1, 0 (the slow form), or -1 with an error set. */",
         "static int pni_hot_py_body(pni_hot_direct *self, PyObject *seg, pni_hot_body *b) {",
-        "    int one;",
-        "    if (PyLong_CheckExact(seg)) {",
-        "        int overflow;",
-        "        one = PyLong_AsLongAndOverflow(seg, &overflow) == (long)PNI_HOT_BODY_HANDLE && !overflow;",
-        "    } else {",
-        "        PyObject *handle = PyLong_FromUnsignedLong(PNI_HOT_BODY_HANDLE);",
-        "        if (handle == NULL) return -1;",
-        "        one = PyObject_RichCompareBool(seg, handle, Py_EQ);",
-        "        Py_DECREF(handle);",
-        "        if (one < 0) return -1;",
-        "    }",
-        "    return one ? pni_hot_py_view(self, b) : 0;",
+        "    if (!PyLong_CheckExact(seg)) return 0;",
+        "    int overflow;",
+        "    long h = PyLong_AsLongAndOverflow(seg, &overflow);",
+        "    return h == (long)PNI_HOT_BODY_HANDLE && !overflow ? pni_hot_py_view(self, b) : 0;",
         "}",
         "",
         "/* An exact int in 0 .. 2**32-1 as *OUT: 1; else 0 (the slow form decides; no error set). */",

@@ -74,21 +74,13 @@ static int pni_hot_py_running(pni_hot_direct *self) {
     return on;
 }
 
-/* A segment call on SEG answered from the body: `seg == 1` as Python compares, and a live
- * body in B. 1, 0 (the slow form), or -1 with an error set. */
+/* A segment call on SEG answered from the body: SEG is the int 1 (the server's handles are
+ * ints) and B a live body. 1, 0 (the slow form), or -1 with an error set. */
 static int pni_hot_py_body(pni_hot_direct *self, PyObject *seg, pni_hot_body *b) {
-    int one;
-    if (PyLong_CheckExact(seg)) {
-        int overflow;
-        one = PyLong_AsLongAndOverflow(seg, &overflow) == (long)PNI_HOT_BODY_HANDLE && !overflow;
-    } else {
-        PyObject *handle = PyLong_FromUnsignedLong(PNI_HOT_BODY_HANDLE);
-        if (handle == NULL) return -1;
-        one = PyObject_RichCompareBool(seg, handle, Py_EQ);
-        Py_DECREF(handle);
-        if (one < 0) return -1;
-    }
-    return one ? pni_hot_py_view(self, b) : 0;
+    if (!PyLong_CheckExact(seg)) return 0;
+    int overflow;
+    long h = PyLong_AsLongAndOverflow(seg, &overflow);
+    return h == (long)PNI_HOT_BODY_HANDLE && !overflow ? pni_hot_py_view(self, b) : 0;
 }
 
 /* An exact int in 0 .. 2**32-1 as *OUT: 1; else 0 (the slow form decides; no error set). */
