@@ -473,7 +473,7 @@ def _cpy_call(call: Call, index: int) -> list[str]:
             "    int on = pni_hot_py_running(self);",
             "    if (on < 0) return NULL;",
             "    if (!on) return PyObject_Vectorcall(slow, args, nargsf, NULL);",
-            f"    PyObject *v = PyObject_GetAttr(self->host, pni_hot_py_str_{attr});",
+            f"    PyObject *v = PyObject_GenericGetAttr(self->host, pni_hot_py_str_{attr});",
         ]
         if kind == "origin_kind":
             out.append("    return v;")
@@ -530,10 +530,12 @@ def _render_cpython(spec: Spec, calls: list[Call]) -> str:
         "    return 0;",
         "}",
         "",
+        "/* (The host's fields are read as plain attributes: BodyHost's __getattr__ is for calls.) */",
+        "",
         "/* The host's body as B when it is a live memoryview: 1; 0 when the call goes to the",
         " * slow form (no body, released, or the server took over); -1 with an error set. */",
         "static int pni_hot_py_view(pni_hot_direct *self, pni_hot_body *b) {",
-        "    PyObject *body = PyObject_GetAttr(self->host, pni_hot_py_str_body);",
+        "    PyObject *body = PyObject_GenericGetAttr(self->host, pni_hot_py_str_body);",
         "    if (body == NULL) return -1;",
         "    int on = PyMemoryView_Check(body) && !(((PyMemoryViewObject *)body)->flags & _Py_MEMORYVIEW_RELEASED);",
         "    if (on) {",
@@ -548,7 +550,7 @@ def _render_cpython(spec: Spec, calls: list[Call]) -> str:
         "",
         "/* 1 when a run is on (the host's body is not None), 0 when not, -1 with an error set. */",
         "static int pni_hot_py_running(pni_hot_direct *self) {",
-        "    PyObject *body = PyObject_GetAttr(self->host, pni_hot_py_str_body);",
+        "    PyObject *body = PyObject_GenericGetAttr(self->host, pni_hot_py_str_body);",
         "    if (body == NULL) return -1;",
         "    int on = body != Py_None;",
         "    Py_DECREF(body);",

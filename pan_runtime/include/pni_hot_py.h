@@ -49,10 +49,12 @@ static int pni_hot_py_init(void) {
     return 0;
 }
 
+/* (The host's fields are read as plain attributes: BodyHost's __getattr__ is for calls.) */
+
 /* The host's body as B when it is a live memoryview: 1; 0 when the call goes to the
  * slow form (no body, released, or the server took over); -1 with an error set. */
 static int pni_hot_py_view(pni_hot_direct *self, pni_hot_body *b) {
-    PyObject *body = PyObject_GetAttr(self->host, pni_hot_py_str_body);
+    PyObject *body = PyObject_GenericGetAttr(self->host, pni_hot_py_str_body);
     if (body == NULL) return -1;
     int on = PyMemoryView_Check(body) && !(((PyMemoryViewObject *)body)->flags & _Py_MEMORYVIEW_RELEASED);
     if (on) {
@@ -67,7 +69,7 @@ static int pni_hot_py_view(pni_hot_direct *self, pni_hot_body *b) {
 
 /* 1 when a run is on (the host's body is not None), 0 when not, -1 with an error set. */
 static int pni_hot_py_running(pni_hot_direct *self) {
-    PyObject *body = PyObject_GetAttr(self->host, pni_hot_py_str_body);
+    PyObject *body = PyObject_GenericGetAttr(self->host, pni_hot_py_str_body);
     if (body == NULL) return -1;
     int on = body != Py_None;
     Py_DECREF(body);
@@ -168,7 +170,7 @@ static PyObject *pni_hot_py_env_origin_kind(pni_hot_direct *self, PyObject *cons
     int on = pni_hot_py_running(self);
     if (on < 0) return NULL;
     if (!on) return PyObject_Vectorcall(slow, args, nargsf, NULL);
-    PyObject *v = PyObject_GetAttr(self->host, pni_hot_py_str_origin_kind);
+    PyObject *v = PyObject_GenericGetAttr(self->host, pni_hot_py_str_origin_kind);
     return v;
 }
 
@@ -179,7 +181,7 @@ static PyObject *pni_hot_py_env_prev_hop(pni_hot_direct *self, PyObject *const *
     int on = pni_hot_py_running(self);
     if (on < 0) return NULL;
     if (!on) return PyObject_Vectorcall(slow, args, nargsf, NULL);
-    PyObject *v = PyObject_GetAttr(self->host, pni_hot_py_str_prev_hop);
+    PyObject *v = PyObject_GenericGetAttr(self->host, pni_hot_py_str_prev_hop);
     if (v == NULL) return NULL;
     int truth = PyObject_IsTrue(v);
     if (truth > 0) return v;
@@ -194,7 +196,7 @@ static PyObject *pni_hot_py_node_address(pni_hot_direct *self, PyObject *const *
     int on = pni_hot_py_running(self);
     if (on < 0) return NULL;
     if (!on) return PyObject_Vectorcall(slow, args, nargsf, NULL);
-    PyObject *v = PyObject_GetAttr(self->host, pni_hot_py_str_node_address_raw);
+    PyObject *v = PyObject_GenericGetAttr(self->host, pni_hot_py_str_node_address_raw);
     if (v == NULL) return NULL;
     int truth = PyObject_IsTrue(v);
     if (truth > 0) return v;

@@ -103,8 +103,13 @@ static PyObject *take_exception_with_traceback(void) {
     return value;
 }
 
-/* Hand the released view back: no view of the pool's body outlives a run. */
+/* Let go of a run's view: no view of the pool's body outlives the run (one the code kept is
+ * released; the last reference goes with its buffer). */
 static void drop_view(PyObject *view) {
+    if (Py_REFCNT(view) == 1) {
+        Py_DECREF(view);
+        return;
+    }
     PyObject *gone = PyObject_CallMethodNoArgs(view, str_release);
     if (gone) Py_DECREF(gone);
     else PyErr_Clear();
