@@ -64,13 +64,13 @@ class BodyHost:
 
     def seg_length(self, seg: int) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_length(seg))
         return len(body)
 
     def seg_read(self, seg: int, offset: int, dst: Any) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_read(seg, offset, dst))
         n = len(dst)
         if offset < 0 or offset + n > len(body):
@@ -80,7 +80,7 @@ class BodyHost:
 
     def seg_write(self, seg: int, offset: int, src: Any) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_write(seg, offset, src))
         n = len(src)
         if offset < 0 or offset + n > len(body):
@@ -90,7 +90,7 @@ class BodyHost:
 
     def seg_get_u8(self, seg: int, offset: int) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_get_u8(seg, offset))
         if offset < 0 or offset + 1 > len(body):
             return -2  # OUT_OF_RANGE
@@ -98,7 +98,7 @@ class BodyHost:
 
     def seg_get_u16(self, seg: int, offset: int) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_get_u16(seg, offset))
         if offset < 0 or offset + 2 > len(body):
             return -2  # OUT_OF_RANGE
@@ -106,7 +106,7 @@ class BodyHost:
 
     def seg_get_u32(self, seg: int, offset: int) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_get_u32(seg, offset))
         if offset < 0 or offset + 4 > len(body):
             return -2  # OUT_OF_RANGE
@@ -114,7 +114,7 @@ class BodyHost:
 
     def seg_set_u8(self, seg: int, offset: int, value: int) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_set_u8(seg, offset, value))
         if offset < 0 or offset + 1 > len(body):
             return -2  # OUT_OF_RANGE
@@ -125,7 +125,7 @@ class BodyHost:
 
     def seg_set_u16(self, seg: int, offset: int, value: int) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_set_u16(seg, offset, value))
         if offset < 0 or offset + 2 > len(body):
             return -2  # OUT_OF_RANGE
@@ -136,7 +136,7 @@ class BodyHost:
 
     def seg_set_u32(self, seg: int, offset: int, value: int) -> int:
         body = self.body
-        if seg != 1 or body is None:
+        if seg.__class__ is not int or seg != 1 or body is None:  # the server's handles are ints
             return int(self._server().seg_set_u32(seg, offset, value))
         if offset < 0 or offset + 4 > len(body):
             return -2  # OUT_OF_RANGE
@@ -184,12 +184,13 @@ class BodyHost:
 
         def seg_length(seg: int) -> int:
             body = host.body
-            return len(body) if seg == 1 and body is not None else slow_seg_length(seg)  # type: ignore[no-any-return]
+            return len(body) if seg.__class__ is int and seg == 1 and body is not None else slow_seg_length(seg)  # type: ignore[no-any-return]
 
         def seg_read(seg: int, offset: int, length: int) -> bytes:
             body = host.body
             if (
-                seg == 1 and body is not None and offset.__class__ is int and length.__class__ is int
+                seg.__class__ is int and seg == 1 and body is not None and offset.__class__ is int
+                and length.__class__ is int
                 and 0 <= offset and 0 <= length and offset + length <= len(body)
             ):
                 return bytes(body[offset : offset + length])
@@ -197,19 +198,22 @@ class BodyHost:
 
         def seg_get_u8(seg: int, offset: int) -> int:
             body = host.body
-            if seg == 1 and body is not None and offset.__class__ is int and 0 <= offset and offset + 1 <= len(body):
+            if (seg.__class__ is int and seg == 1 and body is not None and offset.__class__ is int and 0 <= offset
+                    and offset + 1 <= len(body)):
                 return int.from_bytes(body[offset : offset + 1], "big")
             return slow_seg_get_u8(seg, offset)  # type: ignore[no-any-return]
 
         def seg_get_u16(seg: int, offset: int) -> int:
             body = host.body
-            if seg == 1 and body is not None and offset.__class__ is int and 0 <= offset and offset + 2 <= len(body):
+            if (seg.__class__ is int and seg == 1 and body is not None and offset.__class__ is int and 0 <= offset
+                    and offset + 2 <= len(body)):
                 return int.from_bytes(body[offset : offset + 2], "big")
             return slow_seg_get_u16(seg, offset)  # type: ignore[no-any-return]
 
         def seg_get_u32(seg: int, offset: int) -> int:
             body = host.body
-            if seg == 1 and body is not None and offset.__class__ is int and 0 <= offset and offset + 4 <= len(body):
+            if (seg.__class__ is int and seg == 1 and body is not None and offset.__class__ is int and 0 <= offset
+                    and offset + 4 <= len(body)):
                 return int.from_bytes(body[offset : offset + 4], "big")
             return slow_seg_get_u32(seg, offset)  # type: ignore[no-any-return]
 

@@ -51,10 +51,14 @@ class ForwardHdr:
     @classmethod
     def read(cls, pni, seg, off=0) -> ForwardHdr:
         """Decode the structure at OFF of segment SEG with one ``seg_read``."""
-        data = pni.seg_read(seg, off, cls.SIZE)
-        if len(data) < cls.SIZE:
-            raise PniError(f"ForwardHdr.read: {len(data)} of {cls.SIZE} bytes", OUT_OF_RANGE)
-        return cls.unpack(data)
+        size = cls.SIZE
+        data = pni.seg_read(seg, off, size)
+        if len(data) < size:
+            raise PniError(f"ForwardHdr.read: {len(data)} of {size} bytes", OUT_OF_RANGE)
+        # unpack's body, not a call of it: read is on every capsule's path
+        self = _new(cls)
+        (self.dest, self.port, self.flags,) = cls.STRUCT.unpack_from(data)
+        return self
 
     def write(self, pni, seg, off=0) -> None:
         """Store the structure at OFF of segment SEG with one ``seg_write``."""
@@ -114,10 +118,14 @@ class PingHdr:
     @classmethod
     def read(cls, pni, seg, off=0) -> PingHdr:
         """Decode the structure at OFF of segment SEG with one ``seg_read``."""
-        data = pni.seg_read(seg, off, cls.SIZE)
-        if len(data) < cls.SIZE:
-            raise PniError(f"PingHdr.read: {len(data)} of {cls.SIZE} bytes", OUT_OF_RANGE)
-        return cls.unpack(data)
+        size = cls.SIZE
+        data = pni.seg_read(seg, off, size)
+        if len(data) < size:
+            raise PniError(f"PingHdr.read: {len(data)} of {size} bytes", OUT_OF_RANGE)
+        # unpack's body, not a call of it: read is on every capsule's path
+        self = _new(cls)
+        (self.dest, self.port, self.phase, self.flags, self.src, self.seq, self.sent_ns, self.bounced_ns,) = cls.STRUCT.unpack_from(data)
+        return self
 
     def write(self, pni, seg, off=0) -> None:
         """Store the structure at OFF of segment SEG with one ``seg_write``."""
@@ -181,10 +189,14 @@ class FloodHdr:
     @classmethod
     def read(cls, pni, seg, off=0) -> FloodHdr:
         """Decode the structure at OFF of segment SEG with one ``seg_read``."""
-        data = pni.seg_read(seg, off, cls.SIZE)
-        if len(data) < cls.SIZE:
-            raise PniError(f"FloodHdr.read: {len(data)} of {cls.SIZE} bytes", OUT_OF_RANGE)
-        return cls.unpack(data)
+        size = cls.SIZE
+        data = pni.seg_read(seg, off, size)
+        if len(data) < size:
+            raise PniError(f"FloodHdr.read: {len(data)} of {size} bytes", OUT_OF_RANGE)
+        # unpack's body, not a call of it: read is on every capsule's path
+        self = _new(cls)
+        (self.dest, self.port, self.kind, self.flags, self.src, self.flow, self.seq, self.count, self.report_every, self.bytes, self.elapsed_ns,) = cls.STRUCT.unpack_from(data)
+        return self
 
     def write(self, pni, seg, off=0) -> None:
         """Store the structure at OFF of segment SEG with one ``seg_write``."""
@@ -238,10 +250,14 @@ class PortmapReq:
     @classmethod
     def read(cls, pni, seg, off=0) -> PortmapReq:
         """Decode the structure at OFF of segment SEG with one ``seg_read``."""
-        data = pni.seg_read(seg, off, cls.SIZE)
-        if len(data) < cls.SIZE:
-            raise PniError(f"PortmapReq.read: {len(data)} of {cls.SIZE} bytes", OUT_OF_RANGE)
-        return cls.unpack(data)
+        size = cls.SIZE
+        data = pni.seg_read(seg, off, size)
+        if len(data) < size:
+            raise PniError(f"PortmapReq.read: {len(data)} of {size} bytes", OUT_OF_RANGE)
+        # unpack's body, not a call of it: read is on every capsule's path
+        self = _new(cls)
+        (self.port, self.op, self.flags,) = cls.STRUCT.unpack_from(data)
+        return self
 
     def write(self, pni, seg, off=0) -> None:
         """Store the structure at OFF of segment SEG with one ``seg_write``."""

@@ -9,7 +9,10 @@ runtime needs those answers in its own language, so they are generated here, onc
   (``pni_hot_body``), for ``runtimes/native/support.c``, ``runtimes/wasm/_fast.c`` and the
   node's ``_fastpath.c``;
 * ``runtimes/jvm/java/org/pan/jvm/PniHot.java``: the abstract base of the jvm's PNI bridge;
-* ``pan_runtime/pni_hot.py``: ``BodyHost``, the host of code run from Python (restricted_py).
+* ``pan_runtime/pni_hot.py``: ``BodyHost``, the host of code run from Python (restricted_py);
+* ``pan_runtime/include/pni_hot_py.h``: the direct forms of ``BodyHost.direct_calls`` as C
+  methods (CPython's API) over a ``BodyHost``, for ``runtimes/restricted_py/_fast.c``: the
+  same answers and the same fall-backs, without a Python frame per call.
 
 What a call does is its ``hot`` kind (``spec.HOT_KINDS``); the generator refuses a mark on
 a call whose parameters do not fit the kind.
@@ -29,6 +32,7 @@ HOT_PATHS = {
     "c": "pan_runtime/include/pni_hot.h",
     "java": "runtimes/jvm/java/org/pan/jvm/PniHot.java",
     "python": "pan_runtime/pni_hot.py",
+    "cpython": "pan_runtime/include/pni_hot_py.h",
 }
 #: byte offsets of pan_fast_ctx's fields (include/pan_fast.h; pni_hot.h asserts them)
 CTX_OFFSETS = {"origin_kind": 0, "has_prev_hop": 4, "node_address": 8, "prev_hop": 24}
@@ -273,7 +277,9 @@ def _py_call(call: Call, st: dict[str, int]) -> list[str]:
     out = [f"    def {call.name}({sig}) -> int:"]
     fwd = f"return int(self._server().{call.name}({', '.join(p)}))"
     if kind not in _CONTEXT:
-        out += ["        body = self.body", f"        if {p[0]} != {st['BODY']} or body is None:", f"            {fwd}"]
+        out += ["        body = self.body",
+                f"        if {p[0]}.__class__ is not int or {p[0]} != {st['BODY']} or body is None:  # the server's handles are ints",
+                f"            {fwd}"]
     else:
         out += ["        if self.body is None:", f"            {fwd}"]
     oor = f"return {st['OUT_OF_RANGE']}  # OUT_OF_RANGE"
@@ -316,16 +322,18 @@ def _py_direct(call: Call) -> list[str] | None:
     n = call.name
     if kind == "length":
         return [f"        def {n}(seg: int) -> int:", "            body = host.body",
-                f"            return len(body) if seg == 1 and body is not None else slow_{n}(seg)  # type: ignore[no-any-return]"]
+                f"            return len(body) if seg.__class__ is int and seg == 1 and body is not None else slow_{n}(seg)  # type: ignore[no-any-return]"]
     if kind == "read":
         return [f"        def {n}(seg: int, offset: int, length: int) -> bytes:", "            body = host.body",
-                "            if (", "                seg == 1 and body is not None and offset.__class__ is int and length.__class__ is int",
+                "            if (", "                seg.__class__ is int and seg == 1 and body is not None and offset.__class__ is int",
+                "                and length.__class__ is int",
                 "                and 0 <= offset and 0 <= length and offset + length <= len(body)", "            ):",
                 "                return bytes(body[offset : offset + length])",
                 f"            return slow_{n}(seg, offset, length)  # type: ignore[no-any-return]"]
     if kind == "get":
         return [f"        def {n}(seg: int, offset: int) -> int:", "            body = host.body",
-                f"            if seg == 1 and body is not None and offset.__class__ is int and 0 <= offset and offset + {width} <= len(body):",
+                "            if (seg.__class__ is int and seg == 1 and body is not None and offset.__class__ is int and 0 <= offset",
+                f"                    and offset + {width} <= len(body)):",
                 f'                return int.from_bytes(body[offset : offset + {width}], "big")',
                 f"            return slow_{n}(seg, offset)  # type: ignore[no-any-return]"]
     if kind == "origin_kind":
@@ -416,6 +424,175 @@ def _render_python(spec: Spec, calls: list[Call]) -> str:
     return "\n".join(out)
 
 
+# -- CPython ----------------------------------------------------------------------------------
+#: the BodyHost attribute each context kind answers from (as ``direct_calls`` does)
+_PY_CONTEXT_ATTR = {"origin_kind": "origin_kind", "prev_hop": "prev_hop", "node_address": "node_address_raw"}
+_DIRECT_KINDS = ("length", "read", "get", "origin_kind", "prev_hop", "node_address")
+
+
+def _cpy_call(call: Call, index: int) -> list[str]:
+    """CALL's direct form as a METH_FASTCALL method of ``pni_hot_direct``: what the Python
+    form in ``direct_calls`` answers, answered here; everything else to the slow call."""
+    kind, width = _base(call)
+    n = call.name
+    nargs = {"length": 1, "read": 3, "get": 2}.get(kind, 0)
+    out = [
+        f"/* {n}: the direct form of BodyHost.direct_calls()['{n}'] */",
+        f"static PyObject *pni_hot_py_{n}(pni_hot_direct *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {{",
+        f"    PyObject *slow = self->slow[{index}];",
+        f"    if (PyVectorcall_NARGS(nargsf) != {nargs} || kwnames != NULL) return PyObject_Vectorcall(slow, args, nargsf, kwnames);",
+    ]
+    if kind in _DIRECT_KINDS[:3]:
+        out += [
+            "    pni_hot_body b;",
+            "    int on = pni_hot_py_body(self, args[0], &b);",
+            "    if (on < 0) return NULL;",
+        ]
+        if kind == "length":
+            out += ["    if (!on) return PyObject_Vectorcall(slow, args, nargsf, NULL);",
+                    "    return PyLong_FromLongLong(pni_hot_seg_length(&b));"]
+        else:
+            out += ["    uint32_t offset;",
+                    "    if (!on || !pni_hot_py_u32(args[1], &offset)) return PyObject_Vectorcall(slow, args, nargsf, NULL);"]
+            if kind == "read":
+                out += [
+                    "    uint32_t length;",
+                    "    if (!pni_hot_py_u32(args[2], &length) || (uint64_t)offset + length > b.length)",
+                    "        return PyObject_Vectorcall(slow, args, nargsf, NULL);",
+                    "    return PyBytes_FromStringAndSize((const char *)b.data + offset, (Py_ssize_t)length);",
+                ]
+            else:
+                out += [
+                    f"    int64_t v = pni_hot_{n}(&b, offset);",
+                    "    if (v < 0) return PyObject_Vectorcall(slow, args, nargsf, NULL);",
+                    "    return PyLong_FromLongLong(v);",
+                ]
+    else:
+        attr = _PY_CONTEXT_ATTR[kind]
+        out += [
+            "    int on = pni_hot_py_running(self);",
+            "    if (on < 0) return NULL;",
+            "    if (!on) return PyObject_Vectorcall(slow, args, nargsf, NULL);",
+            f"    PyObject *v = PyObject_GenericGetAttr(self->host, pni_hot_py_str_{attr});",
+        ]
+        if kind == "origin_kind":
+            out.append("    return v;")
+        else:
+            out += [
+                "    if (v == NULL) return NULL;",
+                "    int truth = PyObject_IsTrue(v);",
+                "    if (truth > 0) return v;",
+                "    Py_DECREF(v);",
+                "    return truth < 0 ? NULL : PyObject_Vectorcall(slow, args, nargsf, NULL);",
+            ]
+    return [*out, "}", ""]
+
+
+def _render_cpython(spec: Spec, calls: list[Call]) -> str:
+    direct = [c for c in calls if _base(c)[0] in _DIRECT_KINDS]
+    attrs = ["body", *sorted(set(_PY_CONTEXT_ATTR.values()))]
+    out = [
+        f"/* {BANNER}",
+        " * pni_hot_py.h, by pni_spec/gen_hot.py: the direct forms of pan_runtime/pni_hot.py's",
+        " * BodyHost.direct_calls() (the hot reads) as C methods, for restricted_py's _fast.c.",
+        " * A pni_hot_direct holds the BodyHost and, per call, the slow form (the call of the",
+        " * pni_api.HostPNI over that host). While the host's `body` is a memoryview (a run is on",
+        " * and the server has not taken over), a call on the body (handle 1) with in-range int",
+        " * arguments is answered from it with pni_hot.h, and a context call from the host's",
+        " * fields; anything else (other handles, other types, out of range, keywords, another",
+        " * number of arguments) goes to the slow form, which raises what it always raised.",
+        " * Include after Python.h; call pni_hot_py_init() once (module init).",
+        " */",
+        "#ifndef PAN_PNI_HOT_PY_H",
+        "#define PAN_PNI_HOT_PY_H",
+        "",
+        '#include "pni_hot.h"',
+        "",
+        f"#define PNI_HOT_PY_CALLS {len(direct)}",
+        "",
+        "/* The direct calls of one BodyHost. */",
+        "typedef struct {",
+        "    PyObject_HEAD",
+        "    PyObject *host;                      /* the pni_hot.BodyHost */",
+        "    PyObject *slow[PNI_HOT_PY_CALLS];    /* the HostPNI calls, in PNI_HOT_PY_NAMES order */",
+        "} pni_hot_direct;",
+        "",
+        "/* the calls, in the order of pni_hot_direct.slow */",
+        "static const char *const PNI_HOT_PY_NAMES[PNI_HOT_PY_CALLS] = {",
+        *(f'    "{c.name}",' for c in direct),
+        "};",
+        "",
+        *(f"static PyObject *pni_hot_py_str_{a};" for a in attrs),
+        "",
+        "/* Interns the attribute names; 0, or -1 with an error set. */",
+        "static int pni_hot_py_init(void) {",
+        *(f'    if (!(pni_hot_py_str_{a} = PyUnicode_InternFromString("{a}"))) return -1;' for a in attrs),
+        "    return 0;",
+        "}",
+        "",
+        "/* (The host's fields are read as plain attributes: BodyHost's __getattr__ is for calls.) */",
+        "",
+        "/* The host's body as B when it is a live memoryview: 1; 0 when the call goes to the",
+        " * slow form (no body, released, or the server took over); -1 with an error set. */",
+        "static int pni_hot_py_view(pni_hot_direct *self, pni_hot_body *b) {",
+        "    PyObject *body = PyObject_GenericGetAttr(self->host, pni_hot_py_str_body);",
+        "    if (body == NULL) return -1;",
+        "    int on = PyMemoryView_Check(body) && !(((PyMemoryViewObject *)body)->flags & _Py_MEMORYVIEW_RELEASED);",
+        "    if (on) {",
+        "        Py_buffer *v = PyMemoryView_GET_BUFFER(body);",
+        "        b->data = (uint8_t *)v->buf;",
+        "        b->length = (uint64_t)v->len;",
+        "        b->ctx = 0;",
+        "    }",
+        "    Py_DECREF(body); /* the host holds the view for the run */",
+        "    return on;",
+        "}",
+        "",
+        "/* 1 when a run is on (the host's body is not None), 0 when not, -1 with an error set. */",
+        "static int pni_hot_py_running(pni_hot_direct *self) {",
+        "    PyObject *body = PyObject_GenericGetAttr(self->host, pni_hot_py_str_body);",
+        "    if (body == NULL) return -1;",
+        "    int on = body != Py_None;",
+        "    Py_DECREF(body);",
+        "    return on;",
+        "}",
+        "",
+        "/* A segment call on SEG answered from the body: SEG is the int 1 (the server's handles are",
+        " * ints) and B a live body. 1, 0 (the slow form), or -1 with an error set. */",
+        "static int pni_hot_py_body(pni_hot_direct *self, PyObject *seg, pni_hot_body *b) {",
+        "    if (!PyLong_CheckExact(seg)) return 0;",
+        "    int overflow;",
+        "    long h = PyLong_AsLongAndOverflow(seg, &overflow);",
+        "    return h == (long)PNI_HOT_BODY_HANDLE && !overflow ? pni_hot_py_view(self, b) : 0;",
+        "}",
+        "",
+        "/* An exact int in 0 .. 2**32-1 as *OUT: 1; else 0 (the slow form decides; no error set). */",
+        "static int pni_hot_py_u32(PyObject *o, uint32_t *out) {",
+        "    if (!PyLong_CheckExact(o)) return 0;",
+        "    int overflow;",
+        "    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);",
+        "    if (overflow || v < 0 || v > (long long)UINT32_MAX) return 0;",
+        "    *out = (uint32_t)v;",
+        "    return 1;",
+        "}",
+        "",
+    ]
+    for i, c in enumerate(direct):
+        out += _cpy_call(c, i)
+    out += [
+        "/* the methods of pni_hot_direct, one per call */",
+        "static PyMethodDef PNI_HOT_PY_METHODS[] = {",
+        *(f'    {{"{c.name}", (PyCFunction)(void (*)(void))pni_hot_py_{c.name}, METH_FASTCALL | METH_KEYWORDS, NULL}},'
+          for c in direct),
+        "    {NULL, NULL, 0, NULL},",
+        "};",
+        "",
+        "#endif",
+        "",
+    ]
+    return "\n".join(out)
+
+
 def render_hot(spec: Spec) -> dict[str, str]:
     """The generated shortcut files as ``{path relative to the repo root: text}``."""
     calls = hot_calls(spec)
@@ -423,4 +600,5 @@ def render_hot(spec: Spec) -> dict[str, str]:
         HOT_PATHS["c"]: _render_c(spec, calls),
         HOT_PATHS["java"]: _render_java(spec, calls),
         HOT_PATHS["python"]: _render_python(spec, calls),
+        HOT_PATHS["cpython"]: _render_cpython(spec, calls),
     }

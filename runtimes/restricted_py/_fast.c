@@ -13,6 +13,16 @@
  * raises it for the node) and gives PNI_BAD_ARGUMENT, a verdict that is no forward, so the
  * fast path hands the capsule over and the batch stops there: the record is always the
  * last run's. The GIL is taken (PyGILState) around the calls, whatever the caller holds.
+ *
+ * Two things take Python frames off a run (code.py binds them):
+ *
+ * - `Entry.bind(...)`: the run does what `fast_accept` does (arm the meter, set the body host,
+ *   enter the account, call the code's accept, leave, count steps, check the verdict) here,
+ *   calling the code's accept directly; only the rare cases go back to Python (the meter's
+ *   budget changed, the call raised, the account flagged the call, a verdict not an int),
+ *   through the callables `bind` was given, which are `fast_accept`'s own steps.
+ * - `direct_calls(host, pni)`: the hot reads (`pni_hot_py.h`, generated from the spec) as C
+ *   methods, in place of the Python forms of `pni_hot.BodyHost.direct_calls`.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,17 +31,43 @@
 
 #include "pan_fast.h"
 #include "pni.h"
+#include "pni_hot_py.h"
 
 #define ADDR_SIZE 16
 
-/* One code object's fast entry: its `fast_accept` and the fault of its last run. */
+/* What `bind` gives a run made here (indices into Entry.bound). */
+enum {
+    B_FN,       /* the code's accept(pni, capsule, length) */
+    B_PNI,      /* the pni the code is called with (the body host's view) */
+    B_GLOBALS,  /* the code's module dict: its _left_ is the meter's count */
+    B_METER,    /* the meter: its `extra` is set per run */
+    B_LEAN,     /* the pni_hot.BodyHost: `body` and `prev_hop` set per run */
+    B_ENTER,    /* the account's enter() */
+    B_LEAVE,    /* the account's leave() -> flags */
+    B_CODE,     /* the RestrictedPyCode: its `_budget` says whether the meter is the node's */
+    B_BUDGET,   /* the node's budget */
+    B_PREPARE,  /* prepare() -> (chunk0, extra0, steps): configure the meter for the node's budget */
+    B_FAILED,   /* failed(exc) -> the fault to raise (the call raised; the account not left) */
+    B_OVER,     /* over(flags) -> the fault to raise, or None (the account flagged the call) */
+    B_NOT_INT,  /* not_int(r) -> the fault of a verdict that is not an int */
+    B_CHUNK0,   /* prepare's results */
+    B_EXTRA0,
+    B_COUNT
+};
+
+/* One code object's fast entry: its `fast_accept` (or the parts of it `bind` gave) and the
+ * fault of its last run. */
 typedef struct {
     PyObject_HEAD
     PyObject *accept; /* fast_accept(body: memoryview, prev_hop: bytes) -> int */
     PyObject *fault;  /* the exception the last run raised, or NULL */
+    PyObject *bound[B_COUNT]; /* all set after bind(), else all NULL */
+    int metered;              /* the code's accept counts steps */
+    long long steps;          /* prepare's steps (0: call prepare) */
+    long long fast_steps;     /* steps the runs made here used, until take_steps() */
 } Entry;
 
-static PyObject *str_release;
+static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *str_budget, *int_one;
 
 /* The raised exception, normalized, without its traceback (it holds the run's frames, which
  * hold the body); a new reference, never NULL. */
@@ -50,9 +86,175 @@ static PyObject *take_exception(void) {
     return value;
 }
 
+/* The raised exception, normalized, with its traceback (the fault names the code's line);
+ * a new reference, never NULL. */
+static PyObject *take_exception_with_traceback(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (!type) return PyObject_CallFunction(PyExc_SystemError, "s", "accept failed without an exception");
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && tb && PyExceptionInstance_Check(value)) PyException_SetTraceback(value, tb);
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    if (!value) {
+        PyErr_Clear();
+        value = Py_NewRef(PyExc_MemoryError);
+    }
+    return value;
+}
+
+/* Let go of a run's view: no view of the pool's body outlives the run (one the code kept is
+ * released; the last reference goes with its buffer). */
+static void drop_view(PyObject *view) {
+    if (Py_REFCNT(view) == 1) {
+        Py_DECREF(view);
+        return;
+    }
+    PyObject *gone = PyObject_CallMethodNoArgs(view, str_release);
+    if (gone) Py_DECREF(gone);
+    else PyErr_Clear();
+    Py_DECREF(view);
+}
+
+/* The verdict R stands for: 0 and *OUT, or -1 with E's fault recorded. */
+static int verdict_of(Entry *e, PyObject *r, int32_t *out) {
+    long v = PyLong_AsLong(r);
+    if (v == -1 && PyErr_Occurred()) {
+        e->fault = take_exception();
+        return -1;
+    }
+    if (v < INT32_MIN || v > INT32_MAX) {
+        e->fault = PyObject_CallFunction(PyExc_OverflowError, "s", "verdict outside 32 bits");
+        if (!e->fault) e->fault = take_exception();
+        return -1;
+    }
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* The meter's count for the node's budget: configured by `prepare` when the code last ran
+ * under another budget (or never). 0, or -1 with an error set. */
+static int ready(Entry *e) {
+    PyObject *budget = PyObject_GetAttr(e->bound[B_CODE], str_budget);
+    if (!budget) return -1;
+    int same = budget == e->bound[B_BUDGET];
+    Py_DECREF(budget);
+    if (same && e->steps) return 0;
+    PyObject *t = PyObject_CallNoArgs(e->bound[B_PREPARE]);
+    if (!t) return -1;
+    long long steps;
+    PyObject *chunk0, *extra0;
+    if (!PyArg_ParseTuple(t, "OOL", &chunk0, &extra0, &steps)) {
+        Py_DECREF(t);
+        return -1;
+    }
+    Py_XSETREF(e->bound[B_CHUNK0], Py_NewRef(chunk0));
+    Py_XSETREF(e->bound[B_EXTRA0], Py_NewRef(extra0));
+    e->steps = steps;
+    Py_DECREF(t);
+    return 0;
+}
+
+/* Steps the run used (the meter's count left, as fast_accept counts them): 0, or -1. */
+static int count_steps(Entry *e) {
+    PyObject *extra = PyObject_GetAttr(e->bound[B_METER], str_extra);
+    if (!extra) return -1;
+    PyObject *left = PyDict_GetItemWithError(e->bound[B_GLOBALS], str_left); /* borrowed */
+    long long x = PyLong_AsLongLong(extra);
+    Py_DECREF(extra);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (!left) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "_left_");
+        return -1;
+    }
+    long long l = PyLong_AsLongLong(left);
+    if (l == -1 && PyErr_Occurred()) return -1;
+    e->fast_steps += e->steps - x - l;
+    return 0;
+}
+
+/* fast_accept's run, made here (see the module docstring): the verdict, or PNI_BAD_ARGUMENT
+ * with the fault recorded. */
+static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *prev) {
+    PyObject **b = e->bound;
+    int32_t verdict = PNI_BAD_ARGUMENT;
+    if (ready(e) < 0) {
+        e->fault = take_exception();
+        return verdict;
+    }
+    PyObject *view = PyMemoryView_FromMemory((char *)body, (Py_ssize_t)length, PyBUF_WRITE);
+    if (!view) {
+        e->fault = take_exception();
+        return verdict;
+    }
+    PyObject *len = NULL, *r = NULL, *flags = NULL;
+    if (PyDict_SetItem(b[B_GLOBALS], str_left, b[B_CHUNK0]) < 0 ||
+        PyObject_SetAttr(b[B_METER], str_extra, b[B_EXTRA0]) < 0 ||
+        PyObject_SetAttr(b[B_LEAN], str_body, view) < 0 ||
+        PyObject_SetAttr(b[B_LEAN], str_prev_hop, prev) < 0 ||
+        !(len = PyLong_FromSize_t((size_t)length))) {
+        e->fault = take_exception();
+        goto done;
+    }
+    PyObject *entered = PyObject_CallNoArgs(b[B_ENTER]);
+    if (!entered) {
+        e->fault = take_exception();
+        goto done;
+    }
+    Py_DECREF(entered);
+    PyObject *args[3] = {b[B_PNI], int_one, len};
+    r = PyObject_Vectorcall(b[B_FN], args, 3, NULL);
+    if (!r) { /* failed(exc) leaves the account, names the fault and re-arms the meter */
+        PyObject *exc = take_exception_with_traceback();
+        PyObject *fault = PyObject_CallOneArg(b[B_FAILED], exc);
+        Py_DECREF(exc);
+        e->fault = fault ? fault : take_exception();
+        goto done;
+    }
+    flags = PyObject_CallNoArgs(b[B_LEAVE]);
+    if (!flags || (e->metered && count_steps(e) < 0)) {
+        e->fault = take_exception();
+        goto done;
+    }
+    if (flags != Py_None && PyObject_IsTrue(flags)) {
+        PyObject *over = PyObject_CallOneArg(b[B_OVER], flags);
+        if (!over) {
+            e->fault = take_exception();
+            goto done;
+        }
+        if (over != Py_None) {
+            e->fault = over;
+            goto done;
+        }
+        Py_DECREF(over);
+    }
+    if (PyErr_Occurred()) { /* IsTrue failed */
+        e->fault = take_exception();
+        goto done;
+    }
+    if (!PyLong_CheckExact(r)) {
+        PyObject *fault = PyObject_CallOneArg(b[B_NOT_INT], r);
+        e->fault = fault ? fault : take_exception();
+        goto done;
+    }
+    int32_t v;
+    if (verdict_of(e, r, &v) == 0) verdict = v;
+done:
+    if (PyObject_SetAttr(b[B_LEAN], str_body, Py_None) < 0) { /* the run is over: no body */
+        if (!e->fault) e->fault = take_exception();
+        else PyErr_Clear();
+    }
+    Py_XDECREF(flags);
+    Py_XDECREF(r);
+    Py_XDECREF(len);
+    drop_view(view);
+    return verdict;
+}
+
 /* Run the code on one body; the verdict, or PNI_BAD_ARGUMENT with the fault recorded. */
 static int32_t run_body(Entry *e, uint8_t *body, uintptr_t length, PyObject *prev) {
     Py_CLEAR(e->fault);
+    if (e->bound[B_FN]) return run_bound(e, body, length, prev);
     PyObject *view = PyMemoryView_FromMemory((char *)body, (Py_ssize_t)length, PyBUF_WRITE);
     PyObject *r = view ? PyObject_CallFunctionObjArgs(e->accept, view, prev, NULL) : NULL;
     int32_t verdict = PNI_BAD_ARGUMENT;
@@ -141,12 +343,14 @@ static int Entry_init(Entry *self, PyObject *args, PyObject *kwds) {
 static int Entry_traverse(Entry *self, visitproc visit, void *arg) {
     Py_VISIT(self->accept);
     Py_VISIT(self->fault);
+    for (int i = 0; i < B_COUNT; i++) Py_VISIT(self->bound[i]);
     return 0;
 }
 
 static int Entry_clear(Entry *self) {
     Py_CLEAR(self->accept);
     Py_CLEAR(self->fault);
+    for (int i = 0; i < B_COUNT; i++) Py_CLEAR(self->bound[i]);
     return 0;
 }
 
@@ -164,12 +368,49 @@ static PyObject *Entry_take_fault(Entry *self, PyObject *Py_UNUSED(ignored)) {
     return f ? f : Py_NewRef(Py_None);
 }
 
+PyDoc_STRVAR(bind_doc,
+"bind(fn, pni, globals, meter, lean, enter, leave, code, budget, prepare, failed, over, not_int, metered)\n\n"
+"Make each run here what fast_accept does, calling FN (the code's accept) directly; the\n"
+"rare cases go to PREPARE, FAILED, OVER and NOT_INT (see the module docstring).");
+
+static PyObject *Entry_bind(Entry *self, PyObject *args) {
+    PyObject *o[B_CHUNK0];
+    int metered;
+    if (!PyArg_ParseTuple(args, "OOO!OOOOOOOOOOp:bind", &o[B_FN], &o[B_PNI], &PyDict_Type, &o[B_GLOBALS], &o[B_METER],
+                          &o[B_LEAN], &o[B_ENTER], &o[B_LEAVE], &o[B_CODE], &o[B_BUDGET], &o[B_PREPARE],
+                          &o[B_FAILED], &o[B_OVER], &o[B_NOT_INT], &metered))
+        return NULL;
+    static const int callables[] = {B_FN, B_ENTER, B_LEAVE, B_PREPARE, B_FAILED, B_OVER, B_NOT_INT};
+    for (size_t i = 0; i < sizeof callables / sizeof callables[0]; i++) {
+        if (!PyCallable_Check(o[callables[i]])) {
+            PyErr_SetString(PyExc_TypeError, "bind: fn, enter, leave, prepare, failed, over and not_int must be callable");
+            return NULL;
+        }
+    }
+    for (int i = 0; i < B_CHUNK0; i++) Py_XSETREF(self->bound[i], Py_NewRef(o[i]));
+    Py_CLEAR(self->bound[B_CHUNK0]);
+    Py_CLEAR(self->bound[B_EXTRA0]);
+    self->metered = metered;
+    self->steps = 0;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(take_steps_doc, "take_steps() -> int\n\nSteps the runs made here used since the last take, once.");
+
+static PyObject *Entry_take_steps(Entry *self, PyObject *Py_UNUSED(ignored)) {
+    long long n = self->fast_steps;
+    self->fast_steps = 0;
+    return PyLong_FromLongLong(n);
+}
+
 static PyObject *Entry_get_state(Entry *self, void *Py_UNUSED(c)) {
     return PyLong_FromVoidPtr(self);
 }
 
 static PyMethodDef Entry_methods[] = {
     {"take_fault", (PyCFunction)Entry_take_fault, METH_NOARGS, take_fault_doc},
+    {"bind", (PyCFunction)Entry_bind, METH_VARARGS, bind_doc},
+    {"take_steps", (PyCFunction)Entry_take_steps, METH_NOARGS, take_steps_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -193,11 +434,80 @@ static PyTypeObject EntryType = {
     .tp_getset = Entry_getset,
 };
 
+/* ---------------------------------------------------------------- the direct calls */
+
+static int Direct_traverse(pni_hot_direct *self, visitproc visit, void *arg) {
+    Py_VISIT(self->host);
+    for (int i = 0; i < PNI_HOT_PY_CALLS; i++) Py_VISIT(self->slow[i]);
+    return 0;
+}
+
+static int Direct_clear(pni_hot_direct *self) {
+    Py_CLEAR(self->host);
+    for (int i = 0; i < PNI_HOT_PY_CALLS; i++) Py_CLEAR(self->slow[i]);
+    return 0;
+}
+
+static void Direct_dealloc(pni_hot_direct *self) {
+    PyObject_GC_UnTrack(self);
+    Direct_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject DirectType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pan_restricted_py._fast.Direct",
+    .tp_doc = PyDoc_STR("The hot reads of one pni_hot.BodyHost as C methods (made by direct_calls)."),
+    .tp_basicsize = sizeof(pni_hot_direct),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)Direct_dealloc,
+    .tp_traverse = (traverseproc)Direct_traverse,
+    .tp_clear = (inquiry)Direct_clear,
+    .tp_methods = PNI_HOT_PY_METHODS,
+};
+
+PyDoc_STRVAR(direct_calls_doc,
+"direct_calls(host, pni) -> {name: call}\n\n"
+"What HOST.direct_calls(PNI) returns (HOST a pni_hot.BodyHost, PNI a pni_api.HostPNI over it),\n"
+"each call a C method: the same answers, and the same call of PNI for everything else.");
+
+static PyObject *mod_direct_calls(PyObject *Py_UNUSED(m), PyObject *args) {
+    PyObject *host, *pni;
+    if (!PyArg_ParseTuple(args, "OO:direct_calls", &host, &pni)) return NULL;
+    pni_hot_direct *d = PyObject_GC_New(pni_hot_direct, &DirectType);
+    if (!d) return NULL;
+    d->host = Py_NewRef(host);
+    for (int i = 0; i < PNI_HOT_PY_CALLS; i++) d->slow[i] = NULL;
+    PyObject_GC_Track(d);
+    PyObject *out = PyDict_New();
+    if (!out) goto fail;
+    for (int i = 0; i < PNI_HOT_PY_CALLS; i++) {
+        d->slow[i] = PyObject_GetAttrString(pni, PNI_HOT_PY_NAMES[i]);
+        PyObject *call = d->slow[i] ? PyObject_GetAttrString((PyObject *)d, PNI_HOT_PY_NAMES[i]) : NULL;
+        if (!call) goto fail;
+        int r = PyDict_SetItemString(out, PNI_HOT_PY_NAMES[i], call);
+        Py_DECREF(call);
+        if (r < 0) goto fail;
+    }
+    Py_DECREF(d);
+    return out;
+fail:
+    Py_XDECREF(out);
+    Py_DECREF(d);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"direct_calls", mod_direct_calls, METH_VARARGS, direct_calls_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "pan_restricted_py._fast",
-    .m_doc = PyDoc_STR("restricted_py's C entry for the node's UDP fast path (RUN, BATCH, Entry)."),
+    .m_doc = PyDoc_STR("restricted_py's C entry for the node's UDP fast path (RUN, BATCH, Entry, direct_calls)."),
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 /* m.NAME = the address of FN (module init's helper: 0, or -1 with an error set). */
@@ -210,9 +520,12 @@ static int add_address(PyObject *m, const char *name, void *fn) {
 }
 
 PyMODINIT_FUNC PyInit__fast(void) {
-    if (PyType_Ready(&EntryType) < 0) return NULL;
-    str_release = PyUnicode_InternFromString("release");
-    if (!str_release) return NULL;
+    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || pni_hot_py_init() < 0) return NULL;
+    if (!(str_release = PyUnicode_InternFromString("release")) || !(str_left = PyUnicode_InternFromString("_left_")) ||
+        !(str_extra = PyUnicode_InternFromString("extra")) || !(str_body = PyUnicode_InternFromString("body")) ||
+        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_budget = PyUnicode_InternFromString("_budget")) ||
+        !(int_one = PyLong_FromLong(1)))
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Entry", (PyObject *)&EntryType) < 0 ||

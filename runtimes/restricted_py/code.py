@@ -128,7 +128,8 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         # the PNI of runs from the node's UDP fast path, which have no environment
         self._lean = pni_hot.BodyHost(self.host)
         lean_pni = pni_api.HostPNI(self._lean)
-        self._lean_pni = types.SimpleNamespace(**{**vars(_pni_view(lean_pni)), **self._lean.direct_calls(lean_pni)})
+        direct = _fast.direct_calls(self._lean, lean_pni) if _fast is not None else self._lean.direct_calls(lean_pni)
+        self._lean_pni = types.SimpleNamespace(**{**vars(_pni_view(lean_pni)), **direct})
         g["deps"] = tuple(_dep_view(d) for d in self._deps)
         self._configure(_DEFAULT_BUDGET)
         meter.arm()
@@ -351,7 +352,26 @@ class RestrictedPyCode(LoadedCode, FastEntry):
 
         self._meter.sentinels.add(fast_accept.__code__)
         self.fast_accept = fast_accept  # type: ignore[method-assign]
-        self._fast_entry = _fast.Entry(fast_accept) if _fast is not None else None
+        if _fast is None:
+            self._fast_entry = None
+            return
+
+        # the C entry runs what fast_accept does without its frame; these are its rare turns
+        def prepare() -> tuple[int, int, int]:
+            self._configure(node_budget)
+            return meter.chunk0, meter.extra0, meter.steps
+
+        def failed(exc: BaseException) -> BaseException:
+            f = fault(exc, leave())
+            meter.arm()  # a guard halt must not outlive its call
+            return f
+
+        def not_int(r: Any) -> RuntimeFault:
+            return RuntimeFault(f"{name}: accept returned {type(r).__name__}, not an int", FaultReason.BAD_VERDICT)
+
+        entry = _fast.Entry(fast_accept)
+        entry.bind(fn, pni, g, meter, lean, enter, leave, self, node_budget, prepare, failed, over, not_int, metered)
+        self._fast_entry = entry
 
     #: the C door the fast path calls (``_fast.c``), or None (it calls ``fast_accept``)
     _fast_entry: Any = None
@@ -375,7 +395,8 @@ class RestrictedPyCode(LoadedCode, FastEntry):
 
     def take_fast_usage(self) -> tuple[int, int]:
         steps, self.fast_steps = self.fast_steps, 0
-        return steps, 0
+        e = self._fast_entry
+        return steps + (e.take_steps() if e is not None else 0), 0
 
     def _run(self, fn: Any, *args: Any) -> Any:
         """Run an entry other than accept with a full budget; re-entrant calls keep the caller's."""

@@ -1,0 +1,312 @@
+"""restricted_py's C entry for the node's UDP fast path (``pan_restricted_py._fast``), driven
+as the fast path drives it (``pan_fast_run_fn`` with a real capsule body and context):
+
+* a run made in C (``Entry.bind``) gives what ``fast_accept``, the Python form of the same
+  run, gives: the verdict, the body, the steps, and for hostile code the same typed fault;
+* the hot reads the code calls (``direct_calls``, C methods generated from the spec) answer
+  as the Python forms of ``pni_hot.BodyHost.direct_calls`` and as the node's ``PniServer``
+  do, hostile arguments included (other handles, wrong types, out of range, short bodies,
+  keywords, missing arguments);
+* and between the fast path and the code's own functions no Python frame runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import BUDGET, py_code
+
+from pan_restricted_py import _fast
+from pan_restricted_py.code import RestrictedPyCode
+from pan_restricted_py.runtime import RestrictedPyRuntime
+from pan_runtime.errors import PanError
+from pan_runtime.node.config import NodeConfig
+from pan_runtime.node.pni import PniServer
+from pan_runtime.pni_api import BAD_ARGUMENT, HostPNI
+from pan_runtime.pni_hot import BodyHost
+from pan_runtime.protocol_headers import PingHdr
+from pan_runtime.resources import protocols_dir
+from pan_runtime.testing.stubnode import HERE, PREV, StubNode, make_env
+
+#: pan_fast_run_fn, called with the GIL held as the fast path does
+RUN = ctypes.PYFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+CTX_SIZE = 40  # sizeof(pan_fast_ctx): origin_kind, has_prev_hop, node_address, prev_hop
+
+
+class FastNode(StubNode):
+    """A stub node with the configuration a fast entry is bound to (its budget)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = NodeConfig(budget=BUDGET)
+
+
+def _ctx(prev: bool = True) -> Any:
+    ctx = (ctypes.c_uint8 * CTX_SIZE)()
+    ctx[4] = 1 if prev else 0
+    ctx[8:24] = list(HERE.raw)
+    ctx[24:40] = list(PREV.raw)
+    return ctx
+
+
+class Fast:
+    """One loaded code object and the two forms of its fast run."""
+
+    def __init__(self, source: str) -> None:
+        self.rt = RestrictedPyRuntime()
+        self.host = PniServer(FastNode())
+        self.loaded: RestrictedPyCode = self.rt.load(py_code(source), [], self.host)
+        entry = self.loaded.fast_entry()
+        assert entry is not None, "pan_restricted_py._fast is not built"
+        self.fn, self.state = entry
+
+    def _env(self, body: bytes, prev: bool) -> Any:
+        """The capsule's environment, where a call the body host does not answer goes (the
+        fast path builds it when the server takes over)."""
+        env = make_env(self.loaded.code, body, BUDGET, prev_hop=PREV if prev else None)
+        self.host.current = env
+        return env
+
+    def c_run(self, body: bytes, prev: bool = True) -> tuple[str, Any, bytes]:
+        """The run the fast path makes: (kind, verdict or (fault type, reason, text), body after)."""
+        buf = (ctypes.c_uint8 * len(body)).from_buffer_copy(body)
+        ctx = _ctx(prev)
+        env = self._env(body, prev)
+        try:
+            verdict = RUN(self.fn)(self.state, ctypes.addressof(buf), len(body), ctypes.addressof(ctx))
+            self.loaded.after_fast_run()
+        except PanError as fault:
+            assert verdict == BAD_ARGUMENT
+            return "fault", (type(fault).__name__, str(getattr(fault, "reason", "")), str(fault)), bytes(buf)
+        finally:
+            env.clear()
+        return "verdict", verdict, bytes(buf)
+
+    def py_run(self, body: bytes, prev: bool = True) -> tuple[str, Any, bytes]:
+        """The same run through ``fast_accept`` (the Python form)."""
+        buf = bytearray(body)
+        env = self._env(body, prev)
+        try:
+            verdict = self.loaded.fast_accept(memoryview(buf), PREV.raw if prev else None)
+        except PanError as fault:
+            return "fault", (type(fault).__name__, str(getattr(fault, "reason", "")), str(fault)), bytes(buf)
+        finally:
+            env.clear()
+        return "verdict", verdict, bytes(buf)
+
+    def close(self) -> None:
+        self.loaded.unload()
+        self.rt.close()
+
+
+@pytest.fixture
+def fast() -> Callable[[str], Fast]:
+    made: list[Fast] = []
+
+    def go(source: str) -> Fast:
+        made.append(Fast(source))
+        return made[-1]
+
+    yield go
+    for f in made:
+        f.close()
+
+
+def _ping(phase: int, dest: bytes) -> bytes:
+    return PingHdr(dest=dest, port=7, phase=phase, src=PREV.raw, seq=9).pack() + bytes(1500 - 28 - 52 - 56)
+
+
+PING = (protocols_dir() / "ping.py").read_text()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [_ping(0, PREV.raw), _ping(1, PREV.raw), _ping(2, PREV.raw), _ping(0, PREV.raw)[:55], b"", _ping(0, PREV.raw)[:56]],
+    ids=["out", "back", "bad-phase", "short", "empty", "header-only"],
+)
+def test_a_ping_runs_in_c_as_in_python(fast, body: bytes) -> None:
+    f = fast(PING)
+    assert f.c_run(body) == f.py_run(body)
+
+
+# the hot reads with what hostile code may pass them; each accept turns the answer into an int
+# (a PniError into its status) and an escaping error is the code's fault
+HOT_READS = [
+    "pni.seg_read(capsule, 0, 8)",
+    "pni.seg_read(capsule, length - 4, 8)",
+    "pni.seg_read(capsule, length, 0)",
+    "pni.seg_read(capsule, -1, 4)",
+    "pni.seg_read(capsule, 0, -1)",
+    "pni.seg_read(capsule, 2 ** 40, 1)",
+    "pni.seg_read(capsule, 2 ** 70, 1)",
+    "pni.seg_read(capsule, 1.0, 2)",
+    "pni.seg_read(capsule, True, 2)",
+    "pni.seg_read(capsule, '0', 2)",
+    "pni.seg_read(capsule, None, 2)",
+    "pni.seg_read(1.0, 0, 2)",
+    "pni.seg_read('1', 0, 2)",
+    "pni.seg_read(2, 0, 2)",
+    "pni.seg_read(capsule, 0)",
+    "pni.seg_read(capsule, 0, 4, 5)",
+    "pni.seg_read(seg=capsule, offset=0, length=4)",
+    "pni.seg_length(capsule)",
+    "pni.seg_length(2)",
+    "pni.seg_length(True)",
+    "pni.seg_length()",
+    "pni.seg_get_u8(capsule, 0)",
+    "pni.seg_get_u8(capsule, length - 1)",
+    "pni.seg_get_u8(capsule, length)",
+    "pni.seg_get_u16(capsule, 3)",
+    "pni.seg_get_u16(capsule, length - 1)",
+    "pni.seg_get_u32(capsule, 4)",
+    "pni.seg_get_u32(capsule, length - 3)",
+    "pni.seg_get_u32(capsule, -4)",
+    "pni.seg_get_u32(capsule, 2 ** 32)",
+    "pni.seg_get_u32(capsule, 4.0)",
+    "pni.seg_get_u32(capsule, b'x')",
+    "pni.seg_get_u32(7, 0)",
+    "pni.seg_get_u32(capsule)",
+    "pni.seg_get_u32(capsule, offset=0)",
+    "pni.env_origin_kind()",
+    "pni.env_origin_kind(1)",
+    "pni.env_prev_hop()",
+    "pni.env_prev_hop(capsule)",
+    "pni.node_address()",
+    "pni.node_address(16)",
+]
+
+TEMPLATE = """
+def accept(pni, capsule, length):
+    try:
+        r = {expr}
+    except PniError as e:
+        return -1000 - e.status
+    if isinstance(r, bytes):
+        return len(r) * 1000 + int.from_bytes(r[:2], "big")
+    return r
+"""
+
+BODIES = {"body": bytes(range(64)), "short": b"\x01\x02\x03", "empty": b""}
+
+
+@pytest.mark.parametrize("prev", [True, False], ids=["prev-hop", "no-prev-hop"])
+@pytest.mark.parametrize("body", list(BODIES), ids=list(BODIES))
+@pytest.mark.parametrize("expr", HOT_READS)
+def test_hot_reads_answer_hostile_code_as_before(fast, expr: str, body: str, prev: bool) -> None:
+    f = fast(TEMPLATE.format(expr=expr))
+    data = BODIES[body]
+    c = f.c_run(data, prev)
+    assert c == f.py_run(data, prev)
+    # and as the node answers the same call with the capsule's environment built
+    env = f._env(data, prev)
+    try:
+        node = ("verdict", f.loaded.accept(env), data)
+    except PanError as fault:
+        node = ("fault", (type(fault).__name__, str(getattr(fault, "reason", ""))), data)
+    finally:
+        env.clear()
+    assert (c[0], c[1] if c[0] == "verdict" else c[1][:2]) == node[:2]
+
+
+def test_the_direct_calls_are_c_methods_answering_as_the_python_forms() -> None:
+    host = PniServer(FastNode())
+    code = py_code(TEMPLATE.format(expr="0"))
+    env = make_env(code, bytes(range(32)), BUDGET)
+    host.current = env
+    lean = BodyHost(host)
+    pni = HostPNI(lean)
+    ours, theirs = _fast.direct_calls(lean, pni), lean.direct_calls(pni)
+    assert set(ours) == set(theirs)
+    assert all(isinstance(call, types.BuiltinMethodType) for call in ours.values())
+    lean.body, lean.prev_hop = memoryview(bytearray(range(32))), PREV.raw
+    for args in [(1, 0, 4), (1, 30, 4), (1, 32, 0), (2, 0, 4)]:
+        assert _outcome(ours["seg_read"], *args) == _outcome(theirs["seg_read"], *args)
+    assert ours["node_address"]() == theirs["node_address"]() == HERE.raw
+    assert ours["env_prev_hop"]() == theirs["env_prev_hop"]() == PREV.raw
+    lean.body = None  # the server took over: both go to the node's environment
+    assert _outcome(ours["seg_get_u32"], 1, 0) == _outcome(theirs["seg_get_u32"], 1, 0)
+    env.clear()
+
+
+def _outcome(call: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", call(*args)
+    except PanError as e:
+        return type(e).__name__, getattr(e, "status", None)
+
+
+FAULTS = {
+    "code_error": "def accept(pni, capsule, length):\n    return {}['x']\n",
+    "bad_verdict": "def accept(pni, capsule, length):\n    return pni.seg_read(capsule, 0, 2)\n",
+    "budget": "def accept(pni, capsule, length):\n    while True:\n        pass\n",
+    "guard": "def accept(pni, capsule, length):\n    return 'x' * (10 ** 8)\n",
+    "memory_budget": "def accept(pni, capsule, length):\n    a = []\n    for i in range(10 ** 7):\n        a.append([i])\n    return 0\n",
+    "caught_budget": (
+        "def accept(pni, capsule, length):\n    try:\n        while True:\n            pass\n"
+        "    except BaseException:\n        return 0\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_a_fault_in_c_is_the_fault_in_python(fast, name: str) -> None:
+    f = fast(FAULTS[name])
+    c = f.c_run(bytes(64))
+    assert c[0] == "fault", c
+    assert c == f.py_run(bytes(64))
+    # the runtime is whole afterwards: the next run of good code on it goes through
+    ok = fast("def accept(pni, capsule, length):\n    return FORWARD\n")
+    assert ok.c_run(bytes(8))[0] == "verdict"
+
+
+def test_steps_of_runs_in_c_are_counted(fast) -> None:
+    f = fast("def accept(pni, capsule, length):\n    n = 0\n    for i in range(10):\n        n += i\n    return FORWARD\n")
+    f.loaded.take_fast_usage()
+    f.py_run(bytes(8))
+    py_steps, _ = f.loaded.take_fast_usage()
+    for _ in range(3):
+        f.c_run(bytes(8))
+    c_steps, _ = f.loaded.take_fast_usage()
+    assert py_steps > 10 and c_steps == 3 * py_steps
+
+
+def test_a_budget_changed_between_runs_is_the_nodes_again(fast) -> None:
+    f = fast("def accept(pni, capsule, length):\n    n = 0\n    for i in range(10):\n        n += i\n    return FORWARD\n")
+    assert f.c_run(bytes(8))[0] == "verdict"
+    # a run through the node's own path under a tiny budget reconfigures the meter ...
+    env = make_env(f.loaded.code, bytes(8), BUDGET.__class__(steps=3, time_ms=BUDGET.time_ms))
+    f.host.current = env
+    with pytest.raises(PanError):
+        f.loaded.accept(env)
+    env.clear()
+    # ... and the next fast run has the node's budget back
+    assert f.c_run(bytes(8))[0] == "verdict"
+
+
+def test_no_python_frame_between_the_fast_path_and_the_code(fast) -> None:
+    f = fast(PING)
+    body = _ping(0, PREV.raw)
+    assert f.c_run(body)[0] == "verdict"
+    buf = (ctypes.c_uint8 * len(body)).from_buffer_copy(body)
+    ctx = _ctx()
+    run = RUN(f.fn)
+    calls: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        verdict = run(f.state, ctypes.addressof(buf), len(body), ctypes.addressof(ctx))
+    finally:
+        sys.setprofile(None)
+    f.loaded.after_fast_run()
+    assert verdict == f.py_run(body)[1]
+    # the code's accept and the header codec it calls; not fast_accept, not the hot reads
+    assert calls == ["accept", "read"]
