@@ -32,11 +32,12 @@ from test_net_udp import forward_body
 
 from pan_runtime.cli.netcli import format_stats
 from pan_runtime.cli.protocols import reference_code
-from pan_runtime.data.wire import HOP_LIMIT_OFFSET
+from pan_runtime.data.wire import HEADER_SIZE, HOP_LIMIT_OFFSET
 from pan_runtime.net import udp_fast
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
+from pan_runtime.protocol_headers import PingHdr
 
 #: SO_NO_CHECK (asm-generic/socket.h): send without UDP checksums
 _SO_NO_CHECK = 11
@@ -314,6 +315,31 @@ def _carry(t, want: dict[int, list[bytes]]) -> dict:
     for k, r in enumerate(t.receivers):  # each one whole, alone, in the order sent
         assert r.got == want[k]
     return _syscalls(t.middle)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_capsule_whose_code_calls_the_node_mid_batch_is_the_one_the_node_takes_over(tmpdir_short, runtime):  # noqa: F811
+    """One receive's burst of pings: those passing toward a receiver run in C, and between them
+    pings for the middle itself, whose code writes soft state (a call the node answers in
+    Python: it takes that capsule over in the middle of the runtime's batch). Every ping goes
+    where its own header says, once: the transit ones on to the receiver, the middle's back."""
+    with _fan_out(tmpdir_short, runtime) as t:
+        ping = reference_code(runtime, "ping")
+        t.middle.node.install(ping)
+        receiver, middle = t.receivers[0].address, t.middle.node.address
+        dests = [receiver, middle, receiver, receiver, middle, receiver]
+        for seq, dest in enumerate(dests):  # queued before the middle reads: one receive
+            body = PingHdr(dest=dest.raw, port=7, phase=0, src=t.sender.address.raw, seq=seq).pack() + bytes(16)
+            t.sender.sock.sendto(capsule_bytes(ping, body, t.sender.address), ("127.0.0.1", t.mport))
+
+        def headers(peer: FakePeer) -> list[tuple[int, int]]:
+            return sorted((h.seq, h.phase) for h in (PingHdr.unpack(d[HEADER_SIZE:]) for d in peer.got))
+
+        assert pump([t.middle], lambda: t.receivers[0].collect() >= 4 and t.sender.collect() >= 2)
+        assert headers(t.receivers[0]) == [(0, 0), (2, 0), (3, 0), (5, 0)]
+        assert headers(t.sender) == [(1, 1), (4, 1)]
+        entry = t.middle.node.cache.peek(ping.name)
+        assert entry is not None and bytes(entry.state.get(b"pinged")) == (2).to_bytes(8, "big")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
