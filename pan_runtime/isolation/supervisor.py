@@ -666,7 +666,7 @@ class WorkerCode(LoadedCode):
         used = self.proc.cpu_ns()
         if used is None:
             return None  # it has ended: its pidfd says so
-        demote_ns *= len(head.envs)  # per capsule, as the budget
+        demote_ns *= head.n  # per capsule, as the budget
         if self._cpu_batch is not head:  # first look at this batch: its CPU time counts from here
             self._cpu_batch = head
             self._cpu_mark = used
