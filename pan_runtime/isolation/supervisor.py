@@ -1010,16 +1010,7 @@ class WorkerCode(LoadedCode):
                     head = self.inflight[0]
                     assert head.envs is not None
                     out = self._verdicts(payload, head.envs, head.view, head.offsets)
-                    ch.up.release()
-                    self.inflight.popleft()
-                    self.inflight_n -= head.n
-                    now = time.monotonic_ns()
-                    if self.inflight:
-                        ch.down.hold = self.inflight[0].hold
-                        self.inflight[0].started = now
-                    else:
-                        ch.down.hold = None
-                    self.deaths_in_row = 0
+                    now = self._pop_head()
                     finished += 1
                     head.done(head.envs, out, now - head.t0)
                     continue
@@ -1048,12 +1039,19 @@ class WorkerCode(LoadedCode):
     def _finish_raw(self, payload: memoryview) -> None:
         """The verdicts of the oldest batch out, one the fast path wrote: carried out by its
         ``raw.finish`` before the record is released, then the batch is done."""
-        ch = self.proc.ch  # type: ignore[union-attr]
         head = self.inflight[0]
         assert head.raw is not None
         head.raw.finish(head.view, payload)
+        now = self._pop_head()
+        head.done(head.envs or (), [], now - head.t0)
+
+    def _pop_head(self) -> int:
+        """The oldest batch out has had its verdicts read: release its record, take it off,
+        and let the next batch's start (its hold on the ring, its budget's clock) begin now;
+        returns now."""
+        ch = self.proc.ch  # type: ignore[union-attr]
         ch.up.release()
-        self.inflight.popleft()
+        head = self.inflight.popleft()
         self.inflight_n -= head.n
         now = time.monotonic_ns()
         if self.inflight:
@@ -1062,7 +1060,7 @@ class WorkerCode(LoadedCode):
         else:
             ch.down.hold = None
         self.deaths_in_row = 0
-        head.done(head.envs or (), [], now - head.t0)
+        return now
 
     def _fail_inflight(self, exc: Exception) -> None:
         """The worker is gone: the batch it was running gets the fault of its end, those behind
