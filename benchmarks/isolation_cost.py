@@ -22,12 +22,15 @@ bar ≥ 0.7).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.isolation import wire
@@ -128,8 +131,11 @@ def _ready(rt: object) -> None:
             time.sleep(0.005)
 
 
-def flood(runtime: str, mechanism: str, batch: int, n: int, size: int) -> float:
-    """Capsules per second through a node that hands batches over and polls for verdicts."""
+@contextlib.contextmanager
+def _flood_node(runtime: str, mechanism: str, batch: int, n: int, size: int) -> Iterator[tuple[Node, Any, Callable[[], None]]]:
+    """A node handing batches over without waiting, ``runtime``'s forward installed and ``n``
+    capsules of ``size`` bytes queued: yields it, the code's cache entry and a call that
+    carries them all through (checking every one went in)."""
     plugins = default_plugins()
     code = reference_code(runtime, "forward", plugins)
     cfg = NodeConfig(isolation={runtime: mechanism}, batch=batch, queue_limit=max(4096, n), pool_buffers=max(1024, 2 * n))
@@ -142,15 +148,25 @@ def flood(runtime: str, mechanism: str, batch: int, n: int, size: int) -> float:
         assert entry is not None
         for _ in range(n):
             app.send(code, body)
+
+        def drain() -> None:
+            while node.queue or node.offload.busy or node.offload.waiting:
+                if node.queue and node.offload.statistics()["inflight"] < 256:
+                    node.process(batch)
+                    node.offload.poll()
+                else:
+                    node.offload.wait(1.0)
+            assert entry.stats.capsules_in == n, entry.stats.as_dict()
+
+        yield node, entry, drain
+
+
+def flood(runtime: str, mechanism: str, batch: int, n: int, size: int) -> float:
+    """Capsules per second through a node that hands batches over and polls for verdicts."""
+    with _flood_node(runtime, mechanism, batch, n, size) as (_, _, drain):
         t0 = time.perf_counter_ns()
-        while node.queue or node.offload.busy or node.offload.waiting:
-            if node.queue and node.offload.statistics()["inflight"] < 256:
-                node.process(batch)
-                node.offload.poll()
-            else:
-                node.offload.wait(1.0)
+        drain()
         dt = time.perf_counter_ns() - t0
-        assert entry.stats.capsules_in == n, entry.stats.as_dict()
     return n / (dt / 1e9)
 
 
@@ -163,28 +179,11 @@ def _cpu_ns(pid: int) -> int:
 def cpu_per_capsule(runtime: str, batch: int, n: int, size: int) -> tuple[float, float]:
     """CPU µs per capsule of a flood through a worker, (the node's, the worker's): what each
     side spends, which the machine's load does not change as it changes wall time."""
-    plugins = default_plugins()
-    code = reference_code(runtime, "forward", plugins)
-    cfg = NodeConfig(isolation={runtime: "process"}, batch=batch, queue_limit=max(4096, n), pool_buffers=max(1024, 2 * n))
-    with Node(1, config=cfg, plugins=plugins) as node:
-        node.offload.asynchronous = True
-        node.install(code)
-        app = Application(node)
-        body = node.address.raw + (4242).to_bytes(2, "big") + bytes(size - 18)
-        entry = node.cache.peek(code.name)
-        assert entry is not None
+    with _flood_node(runtime, "process", batch, n, size) as (_, entry, drain):
         pid = entry.loaded.pid  # type: ignore[attr-defined]
-        for _ in range(n):
-            app.send(code, body)
         w0, n0 = _cpu_ns(pid), _cpu_ns(os.getpid())
-        while node.queue or node.offload.busy or node.offload.waiting:
-            if node.queue and node.offload.statistics()["inflight"] < 256:
-                node.process(batch)
-                node.offload.poll()
-            else:
-                node.offload.wait(1.0)
+        drain()
         w1, n1 = _cpu_ns(pid), _cpu_ns(os.getpid())
-        assert entry.stats.capsules_in == n, entry.stats.as_dict()
     return (n1 - n0) / n / 1000, (w1 - w0) / n / 1000
 
 
