@@ -12,6 +12,7 @@ at the normal priority again. States and counts only; the budget is long and onl
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -92,9 +93,45 @@ def test_a_runaway_worker_is_demoted_until_its_batch_ends(runtime: str):
                 daemon.run_once(0.002)
             # the turn that restarted it handed it the capsule: demotion takes a later look
             assert _policies(a.loaded.pid) == {os.SCHED_OTHER}  # type: ignore[attr-defined]
-        for pid in workers_of(os.getpid()):  # standbys included
-            assert _policies(pid) <= {os.SCHED_OTHER}, pid
+        serving = {wc.pid for wc in node.runtime(runtime).live}  # type: ignore[attr-defined] # native: the portmapper's too
+        for pid in workers_of(os.getpid()):  # standbys wait at the idle priority until used
+            assert _policies(pid) <= ({os.SCHED_OTHER} if pid in serving else {os.SCHED_IDLE}), pid
         assert stats()["worker_demotions"] == 1, stats()
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize("runtime", sorted(SPIN))
+def test_a_standby_starts_idle_and_serves_at_the_normal_priority(runtime: str):
+    """A warm standby makes its runtime at ``SCHED_IDLE``, so its start (an interpreter, a JVM)
+    never delays the capsules of code that runs; the restart that takes it raises every one of
+    its threads before it serves, and the standby started in its place waits idle again."""
+    fwd = reference_code(runtime, "forward")
+    daemon = embedded_node(runtime, "worker_standbys = 2\n")  # native: the portmapper has a worker too
+    try:
+        node = daemon.node
+        entry = node.install(fwd, origin=CodeOrigin.LOCAL)
+        wc = entry.loaded
+        stats = node.runtime(runtime).statistics
+        old = wc.pid  # type: ignore[attr-defined]
+        assert _policies(old) == {os.SCHED_OTHER}
+        standby = wc.standby.proc.proc.pid  # type: ignore[attr-defined]
+        assert _policies(standby) == {os.SCHED_IDLE}, runtime
+        os.kill(old, signal.SIGKILL)
+        # the restart is due at once: the standby is raised (to finish starting, if it has
+        # not) and taken when its answers are in
+        assert turn_until(daemon, lambda: wc.pid == standby and stats()["worker_warm_restarts"] == 1), stats()  # type: ignore[attr-defined]
+        assert _policies(standby) == {os.SCHED_OTHER}, runtime
+        app = Application(node)
+        app.bind(PORT)
+        body = node.address.raw + PORT.to_bytes(2, "big") + bytes(14)
+        got: list = []
+        for _ in range(3):
+            app.send(fwd, body)
+        assert turn_until(daemon, lambda: bool(got.extend(app.deliveries())) or len(got) >= 3), entry.stats.as_dict()
+        assert turn_until(daemon, lambda: wc.standby is not None), stats()  # type: ignore[attr-defined]
+        assert _policies(wc.standby.proc.proc.pid) == {os.SCHED_IDLE}  # type: ignore[attr-defined]
+        assert stats()["worker_demotions"] == 0, stats()  # not a demotion: no batch ran long
     finally:
         daemon.close()
 

@@ -165,7 +165,7 @@ class _Died(Exception):
 class _Process:
     """One running worker: its process, pidfd and channel."""
 
-    def __init__(self, runtime: str, ring_size: int):
+    def __init__(self, runtime: str, ring_size: int, background: bool = False):
         self.ch = Channel.create(ring_size)
         debug = log.isEnabledFor(logging.DEBUG)
         try:
@@ -188,6 +188,11 @@ class _Process:
         #: its threads are at the lowest priority (``priority.demote``)
         self.lowered = False
         self._clock: int | None = None
+        if background:
+            # a standby or spare makes its runtime when the CPU has nothing else to do: its
+            # start (an interpreter, a JVM) must not delay the capsules of running code; it is
+            # raised again once it is needed (``ready_for_use``)
+            self.lower_priority()
 
     def kill(self, reason: FaultReason | None = None) -> None:
         if self.proc.poll() is None:
@@ -219,6 +224,11 @@ class _Process:
         self.lowered = False
         if self.proc.poll() is None:
             priority.restore(self.proc.pid)
+
+    def ready_for_use(self) -> None:
+        """A standby or spare is about to serve (or is waited for): at the normal priority."""
+        if self.lowered:
+            self.raise_priority()
 
     def close(self) -> None:
         self.kill()
@@ -290,6 +300,9 @@ class WorkerRuntime(Runtime):
         if why is not None:
             log.warning("%s: workers running long are not demoted (limits.worker_demote_ms): %s", settings.node_name, why)
             self.demote_ns = 0
+        #: standbys and spares start at ``SCHED_IDLE`` (raised when used): only when the
+        #: node may raise them again (``priority.restorable``)
+        self.background_idle = priority.restorable(getattr(c, "worker_nice", 0)) is None
         #: whether a restart may wait on the node's thread for a standby still making its
         #: runtime (a node without an event loop has nothing to come back to it with)
         self.patient = True
@@ -328,6 +341,7 @@ class WorkerRuntime(Runtime):
             proc = self.spares.pop(0)
             if proc.proc.poll() is None and proc.ch.ring_size >= ring_size:
                 self.counters["spares_used"] += 1
+                proc.ready_for_use()
                 return proc
             proc.close()
         return None
@@ -340,6 +354,7 @@ class WorkerRuntime(Runtime):
         if sb is None:
             return None
         if sb.owner is wc and sb.alive() and sb.proc.ch.ring_size >= wc.ring_size:
+            sb.proc.ready_for_use()
             return sb
         sb.close()
         return None
@@ -363,7 +378,7 @@ class WorkerRuntime(Runtime):
                 wc.standby = None
             if wc.standby is None:
                 try:
-                    proc = _Process(self.name, wc.ring_size)
+                    proc = _Process(self.name, wc.ring_size, background=self.background_idle)
                 except OSError as exc:
                     log.warning("cannot start a standby %s worker: %s", self.name, exc)
                     return
@@ -381,7 +396,7 @@ class WorkerRuntime(Runtime):
     def _refill_spares(self) -> None:
         while len(self.spares) < self.settings.config.worker_spares:
             try:
-                proc = _Process(self.name, self.spare_ring)
+                proc = _Process(self.name, self.spare_ring, background=self.background_idle)
                 if not proc.ch.down.put(Kind.HELLO, self.settings.hello(self.inner, dict(self.options))):
                     raise WorkerError("a spare's channel took no HELLO")
             except (OSError, CodeObjectError, WorkerError) as exc:
@@ -559,7 +574,10 @@ class WorkerCode(LoadedCode):
         """Down, with a standby that has not finished starting: a node with an event loop
         restarts from it once it has (``Offload.tick``), without waiting on its thread."""
         sb = self.standby
-        return self.proc is None and sb is not None and sb.alive() and not sb.ready()
+        if self.proc is None and sb is not None and sb.alive() and not sb.ready():
+            sb.proc.ready_for_use()  # waited for now: it finishes its start at the normal priority
+            return True
+        return False
 
     def stop(self) -> None:
         self.demoted = None
