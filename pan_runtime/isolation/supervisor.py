@@ -162,10 +162,29 @@ class _Died(Exception):
         self.reason = reason
 
 
+#: worker processes killed and closed that had not ended yet (``reap_killed``)
+_killed: list[subprocess.Popen[bytes]] = []
+
+
+def reap_killed(timeout_s: float = 0.0) -> None:
+    """Reap the killed workers that have ended since (waiting up to ``timeout_s`` for the
+    rest: a node closing waits, its thread does not); one that does not end is logged."""
+    end = time.monotonic() + timeout_s
+    for p in list(_killed):
+        try:
+            p.wait(max(0.0, end - time.monotonic())) if timeout_s else p.poll()
+        except subprocess.TimeoutExpired:
+            log.error("worker %d did not die %.0f s after its SIGKILL", p.pid, timeout_s)
+            continue
+        if p.returncode is not None:
+            _killed.remove(p)
+
+
 class _Process:
     """One running worker: its process, pidfd and channel."""
 
     def __init__(self, runtime: str, ring_size: int, background: bool = False):
+        reap_killed()
         self.ch = Channel.create(ring_size)
         debug = log.isEnabledFor(logging.DEBUG)
         try:
@@ -189,21 +208,24 @@ class _Process:
         self.lowered = False
         self._clock: int | None = None
         if background:
-            # a standby or spare makes its runtime when the CPU has nothing else to do: its
-            # start (an interpreter, a JVM) must not delay the capsules of running code; it is
-            # raised again once it is needed (``ready_for_use``)
+            # the standby of a code object whose worker died (or a spare after a death) makes
+            # its runtime when the CPU has nothing else to do: a code object that keeps killing
+            # its worker must not delay other code's capsules with interpreter or JVM starts;
+            # it is raised once it is needed (``ready_for_use``). The first standby and spares
+            # start at the normal priority, so a first restart finds them ready on a busy
+            # machine too.
             self.lower_priority()
 
     def kill(self, reason: FaultReason | None = None) -> None:
+        """SIGKILL it, without waiting for it to end: a killed worker's exit (its memory torn
+        down) held the node's thread 2 ms in the median and up to 15 ms; it is reaped when
+        closed or later (``reap_killed``)."""
         if self.proc.poll() is None:
-            self.killed_for = reason
+            if self.killed_for is None:  # the first kill's reason is its death's
+                self.killed_for = reason
             if self.lowered:  # a killed thread must run to end: not only when the CPU is idle
                 self.raise_priority()
             self.proc.kill()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            log.error("worker %d did not die", self.proc.pid)
 
     def cpu_ns(self) -> int | None:
         """CPU time its main thread (the one running the code) has used; None once it ended."""
@@ -243,12 +265,14 @@ class _Process:
         except OSError:
             pass
         self.ch.close()
+        if self.proc.poll() is None:  # killed and still ending: reaped later
+            _killed.append(self.proc)
 
     def death(self) -> _Died:
-        """Why the process ended (it has ended)."""
-        rc = self.proc.wait()
+        """Why the process ended (it has ended, or the node has killed it)."""
         if self.killed_for is not None:
             return _Died(self.killed_for, f"the worker was killed ({self.killed_for.value})")
+        rc = self.proc.wait()
         if rc == EXIT_MEMORY:
             return _Died(FaultReason.KILLED_MEMORY, "the worker reached its memory limit (limits.worker_memory)")
         if rc < 0:
@@ -300,8 +324,9 @@ class WorkerRuntime(Runtime):
         if why is not None:
             log.warning("%s: workers running long are not demoted (limits.worker_demote_ms): %s", settings.node_name, why)
             self.demote_ns = 0
-        #: standbys and spares start at ``SCHED_IDLE`` (raised when used): only when the
-        #: node may raise them again (``priority.restorable``)
+        #: standbys and spares started to replace those a restart took run at ``SCHED_IDLE``
+        #: until used (``_Process``): only when the node may raise them again
+        #: (``priority.restorable``)
         self.background_idle = priority.restorable(getattr(c, "worker_nice", 0)) is None
         #: whether a restart may wait on the node's thread for a standby still making its
         #: runtime (a node without an event loop has nothing to come back to it with)
@@ -378,7 +403,7 @@ class WorkerRuntime(Runtime):
                 wc.standby = None
             if wc.standby is None:
                 try:
-                    proc = _Process(self.name, wc.ring_size, background=self.background_idle)
+                    proc = _Process(self.name, wc.ring_size, background=self.background_idle and wc.deaths > 0)
                 except OSError as exc:
                     log.warning("cannot start a standby %s worker: %s", self.name, exc)
                     return
@@ -396,7 +421,7 @@ class WorkerRuntime(Runtime):
     def _refill_spares(self) -> None:
         while len(self.spares) < self.settings.config.worker_spares:
             try:
-                proc = _Process(self.name, self.spare_ring, background=self.background_idle)
+                proc = _Process(self.name, self.spare_ring, background=self.background_idle and bool(self.deaths))
                 if not proc.ch.down.put(Kind.HELLO, self.settings.hello(self.inner, dict(self.options))):
                     raise WorkerError("a spare's channel took no HELLO")
             except (OSError, CodeObjectError, WorkerError) as exc:
@@ -428,6 +453,7 @@ class WorkerRuntime(Runtime):
         for proc in self.spares:
             proc.close()
         self.spares.clear()
+        reap_killed(5.0)  # every process the node started has ended when it closes
 
     def statistics(self) -> dict[str, int]:
         out = {
