@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from node_lines import node_line
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
@@ -69,20 +70,7 @@ def test_a_batch_of_forwards_crosses_into_the_runtime_once(runtime: str):
 def _line(runtime: str, mechanism: str) -> Network:
     """n1 - n2 - n3, ``runtime`` in ``mechanism`` on n2, the native portmapper on each."""
     plain = NodeConfig(budget=Budget(time_ms=200))
-    net = Network(plugins=default_plugins(), config=plain)
-    net.add_node()
-    net.config = NodeConfig(isolation={runtime: mechanism}, budget=Budget(time_ms=200), batch=32)
-    net.add_node()
-    net.config = plain
-    net.add_node()
-    net.connect("n1", "n2")
-    net.connect("n2", "n3")
-    net.compute_routes()
-    pm = reference_code("native", "portmapper", net.plugins)
-    net.install(pm, pin=True)
-    for node in net.nodes:
-        node.use_portmapper(pm)
-    return net
+    return node_line(plain, NodeConfig(isolation={runtime: mechanism}, budget=Budget(time_ms=200), batch=32), plain)
 
 
 def _pings(runtime: str, mechanism: str) -> tuple[list[int], dict, bytes | None, dict]:

@@ -207,7 +207,9 @@ def test_a_runtime_exception_from_an_export_or_init_is_a_runtime_error_fault():
     with Node(1, plugins=PLUGINS) as n:
         n.install(buggy)
         n.use_portmapper(buggy)
-        assert n.codes.portmap(7) is None  # the fault is logged; no port
+        assert n.codes.portmap(7) is None  # no port; the fault is counted on the portmapper
+        stats = n.cache.peek(buggy.name).stats
+        assert stats.errors == 1 and stats.drops == {"runtime_error": 1}
         with pytest.raises(RuntimeFault) as err:
             n.call_export(n.cache.peek(buggy.name), "lookup", 7, 0)
         assert err.value.reason == "runtime_error" and "the engine's own exception" in str(err.value)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from embedded_node import embedded_node, turn_until
-from worker_procs import workers_of
+from node_lines import node_line
+from worker_procs import kill_and_wait, workers_of
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
@@ -50,17 +51,11 @@ def _spin(runtime: str) -> CodeObject:
 
 
 def _line(runtime: str, portmapper: bool = True, **limits: int) -> Network:
+    """n1 - n2, both running ``runtime`` in process isolation, the native portmapper on each."""
     # no spare and no standby: the workers running are the code objects' own
     config = NodeConfig(isolation={runtime: "process"}, budget=BUDGET, breaker_threshold=1000, worker_spares=0,
                         **{"worker_standbys": 0, **limits})
-    net = Network.line(2, config=config)
-    if not portmapper:
-        return net
-    pm = reference_code("native", "portmapper", net.plugins)
-    net.install(pm, pin=True)
-    for node in net.nodes:
-        node.use_portmapper(pm)
-    return net
+    return node_line(config, config, portmapper=portmapper)
 
 
 def _turn(net: Network) -> None:
@@ -212,15 +207,6 @@ def test_the_limits_are_validated(key: str, value: int):
         NodeConfig(**{key: value})
 
 
-def _dead(pid: int) -> bool:
-    """True once ``pid`` has ended (gone, or a zombie its parent has not reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_worker_killed_between_batches_comes_back_from_its_warm_standby(runtime: str):
     """Asynchronous dispatch and warm standbys together: the worker of a forwarding code object
@@ -250,11 +236,7 @@ def test_a_worker_killed_between_batches_comes_back_from_its_warm_standby(runtim
 
         assert len(send_until_delivered(3)) == 3
         pid = entry.loaded.pid  # type: ignore[attr-defined]
-        os.kill(pid, signal.SIGKILL)
-        guard = time.monotonic() + 60
-        while not _dead(pid):
-            assert time.monotonic() < guard, "the killed worker did not die"
-            time.sleep(0.01)
+        kill_and_wait(pid)
         first = send_until_delivered(1)  # finds the worker gone: counted, never lost silently
         assert len(first) + entry.stats.errors == 1, entry.stats.as_dict()
         assert len(send_until_delivered(5)) == 5, entry.stats.as_dict()

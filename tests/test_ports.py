@@ -9,9 +9,10 @@ import struct
 import pytest
 
 from pan_runtime.cli.protocols import reference_code
-from pan_runtime.errors import CodeObjectError, LimitError, OwnershipError
+from pan_runtime.errors import BudgetExceeded, CodeObjectError, LimitError, OwnershipError
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import ManualClock
+from pan_runtime.node.events import CapsuleDropped
 from pan_runtime.node.node import Node, NodeConfig
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.testing import BUILTIN_RUNTIMES
@@ -94,6 +95,42 @@ def test_another_links_binds_cannot_evict_a_port(runtime):
         n.process()
         assert [d.data[-4:] for d in victim.deliveries()] == [b"mine"]
         assert n.ports.info()["rebound"] == 1 and n.ports.info()["refused_limit"] == 1
+
+
+def test_a_faulted_lookup_is_counted_on_the_portmapper_before_the_delivery_it_loses(runtime):
+    """A lookup the portmapper's budget stops (a loaded machine) is its fault, counted with its
+    reason like any other: a delivery lost to it is never a drop without a counted cause."""
+    n, pm, fwd = node_with(runtime)
+    with n:
+        sink, src = Application(n, "sink"), Application(n, "src")
+        sink.bind(PORT)
+        loaded = n.cache.peek(pm.name).loaded
+        real = loaded.call_export
+        stops: list[bool] = []  # per lookup: stopped or run
+
+        def lookup(name: str, a0: int, a1: int) -> int:
+            if stops.pop(0):
+                loaded.needs_reset = True  # as a runtime says after a stop
+                raise BudgetExceeded("stopped for its budget")
+            return real(name, a0, a1)
+
+        loaded.call_export = lookup
+        events: list[object] = []
+        n.on_event = events.append
+        stops[:] = [True, False]  # stopped once: the node binds the port again and looks again
+        src.send(fwd, to_self(n, tag=b"1"))
+        n.process()
+        stops[:] = [True, True]  # stopped again after the new binding: the delivery is lost
+        src.send(fwd, to_self(n, tag=b"2"))
+        n.process()
+        assert stops == [] and [d.data[-1:] for d in sink.deliveries()] == [b"1"]
+        assert n.ports.info()["rebound"] == 2
+        stats = n.cache.peek(pm.name).stats
+        assert stats.errors == 3 and stats.drops == {"budget": 3}
+        assert not loaded.needs_reset  # reset after each stop, before it ran again
+        assert n.cache.peek(fwd.name).stats.drops == {"portmap_lost": 1}
+        drops = [(e.code, e.reason) for e in events if isinstance(e, CapsuleDropped)]
+        assert drops == [(pm.hex_name, "budget")] * 3 + [(fwd.hex_name, "portmap_lost")]
 
 
 def test_root_takes_a_port_only_when_it_says_force():

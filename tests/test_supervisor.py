@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from node_lines import node_line
+from worker_procs import kill_and_wait
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
@@ -44,19 +46,8 @@ def _build(runtime: str) -> CodeObject:
 def _line(runtime: str) -> Network:
     """n1 (``runtime`` in process isolation) - n2 - n3, with the native portmapper on each."""
     contained = NodeConfig(isolation={runtime: "process"}, budget=Budget(time_ms=200), breaker_threshold=1000)
-    net = Network(plugins=default_plugins(), config=contained)
-    net.add_node()
-    net.config = NodeConfig(budget=Budget(time_ms=200))
-    net.add_node()
-    net.add_node()
-    net.connect("n1", "n2")
-    net.connect("n2", "n3")
-    net.compute_routes()
-    pm = reference_code("native", "portmapper", net.plugins)
-    net.install(pm, pin=True)
-    for node in net.nodes:
-        node.use_portmapper(pm)
-    return net
+    plain = NodeConfig(budget=Budget(time_ms=200))
+    return node_line(contained, plain, plain)
 
 
 def _pings_answered(net: Network, count: int = 3) -> int:
@@ -241,24 +232,6 @@ def _forward(node, code: CodeObject, app: Application) -> int:
     return len(app.deliveries())
 
 
-def _kill(pid: int) -> None:
-    """SIGKILL a worker and wait until it is dead (a hang guard, not a deadline)."""
-    import os
-    import signal
-    import time
-
-    os.kill(pid, signal.SIGKILL)
-    for _ in range(3000):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except OSError:
-            return
-        time.sleep(0.01)
-    pytest.fail(f"worker {pid} did not die")
-
-
 def _status(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/status") as f:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
@@ -286,7 +259,7 @@ def test_a_killed_worker_is_back_from_its_warm_standby(runtime: str):
         status = _status(standby)
         assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "1", status
         old = wc.pid
-        _kill(old)
+        kill_and_wait(old)
         assert _forward(node, code, app) == 0  # the node finds its worker dead
         assert entry.stats.drops[FaultReason.KILLED_MEMORY] == 1, entry.stats.as_dict()
         assert _forward(node, code, app) == 1  # back: the capsule ran and was delivered
@@ -314,7 +287,7 @@ def test_a_standby_serves_only_its_own_code_object_and_standbys_are_bounded():
         assert rt.statistics()["standbys"] == 1
         a_standby = a.standby.proc.proc.pid
         used = rt.statistics()["spares_used"]
-        _kill(b.pid)
+        kill_and_wait(b.pid)
         app = Application(node)
         app.send(ping, bytes(64))
         node.process()  # the death is found
@@ -332,7 +305,7 @@ def test_no_standbys_when_the_limit_is_zero():
     with node:
         rt = node.runtime("native")
         assert rt.statistics()["standbys"] == 0
-        _kill(node.cache.peek(code.name).loaded.pid)  # type: ignore[union-attr]
+        kill_and_wait(node.cache.peek(code.name).loaded.pid)  # type: ignore[union-attr]
         _forward(node, code, app)
         assert _forward(node, code, app) == 1
         stats = rt.statistics()
@@ -356,7 +329,7 @@ def test_a_jvm_spare_has_booted_its_jvm_before_any_code_object_needs_it():
             time.sleep(0.01)
         else:
             pytest.fail("the spare did not boot its JVM")
-        _kill(node.cache.peek(code.name).loaded.pid)  # type: ignore[union-attr]
+        kill_and_wait(node.cache.peek(code.name).loaded.pid)  # type: ignore[union-attr]
         _forward(node, code, app)
         assert _forward(node, code, app) == 1
         stats = rt.statistics()

@@ -985,7 +985,7 @@ static int run_group(FastPath *self, int first, int count, int li, int ci, int *
         self->bbodies[k] = self->base + (Py_ssize_t)self->rslot[at] * self->slot_size + HEADER_SIZE;
         self->blens[k] = (uintptr_t)self->rmsg[at].msg_len - HEADER_SIZE;
     }
-    pan_fast_batch b = {(uint32_t)count, 0, 0, 0, self->bbodies, self->blens, self->bverd};
+    pan_fast_batch b = {(uint32_t)count, 0, 0, 0, self->bbodies, self->blens, self->bverd, NULL};
     self->ctx.origin_kind = 0;
     self->ctx.has_prev_hop = 1;
     memcpy(self->ctx.prev_hop, in->address, ADDR_SIZE);
@@ -1576,8 +1576,8 @@ PyDoc_STRVAR(inflight_doc,
 static PyObject *fp_inflight(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
     FastPath *f = g_inflight;
     if (!f || !f->in_run) Py_RETURN_NONE;
-    if (f->in_batch) { /* the capsule of the batch the runtime is running */
-        uint32_t k = f->in_batch->index;
+    if (f->in_batch) { /* the capsule of the batch the runtime is running (index or index_at) */
+        uint32_t k = pan_fast_batch_running(f->in_batch);
         if (k >= f->in_batch->count) Py_RETURN_NONE;
         int at = f->in_first + (int)k;
         if (f->rslot[at] < 0) Py_RETURN_NONE; /* claimed already */

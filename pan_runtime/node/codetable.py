@@ -305,7 +305,9 @@ class CodeTable:
         self.portmapper = name
 
     def portmap(self, port: int) -> int | None:
-        """The link token the portmapper holds for ``port`` (negative: none), None without one."""
+        """The link token the portmapper holds for ``port`` (negative: none), None without one
+        or when the lookup faulted: the fault is counted on the portmapper with its reason (and
+        resets it if its runtime asks), like a fault of any call the node makes to code."""
         if self.portmapper is None:
             return None
         pm = self.cache.peek(self.portmapper)
@@ -314,7 +316,7 @@ class CodeTable:
         try:
             return self.call_export(pm, "lookup", port, 0)
         except RuntimeFault as fault:
-            log.warning("portmapper lookup of port %d faulted: %s", port, fault)
+            self._node.count_fault(pm, fault)
             return None
 
     def call_export(self, entry: CacheEntry, export: str, a0: int, a1: int) -> int:

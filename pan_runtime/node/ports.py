@@ -245,8 +245,8 @@ class Ports:
             stats.done += 1
             return
         else:
-            stats.drops["portmap_refused"] += 1
             why = f"answered {pni.status_name(verdict) if verdict < 0 else f'verdict {verdict:#x}'}"
+            node._drop(entry, "portmap_refused", why)  # counted and reported like any drop
         if check:
             self.counters["refused_portmapper"] += 1
             raise CodeObjectError(f"the portmapper {entry.code.short_name} refused the request: it {why}")

@@ -82,7 +82,9 @@ static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_
 
 /* The fast path's batch entry (pan_fast_batch_fn): the capsules' places go to the batch area
  * and Lane.fastAcceptBatch runs them in one JNI call, the GIL released once. It stops after
- * a capsule that called the Python host, which is where the fast path's `stop` comes from. */
+ * a capsule that called the Python host, which is where the fast path's `stop` comes from.
+ * Java keeps the index of the capsule it runs in the batch area (after the count), which
+ * `index_at` points the caller to: a host call mid-batch claims that capsule. */
 static uint32_t run_batch(void *state, pan_fast_batch *b, const pan_fast_ctx *ctx) {
     pan_jvm_entry *e = state;
     JNIEnv *env = jni_env();
@@ -99,6 +101,8 @@ static uint32_t run_batch(void *state, pan_fast_batch *b, const pan_fast_ctx *ct
     memcpy(e->ctx, ctx, sizeof *ctx);
     int32_t *area = (int32_t *)(void *)(e->ctx + BATCH_AT);
     area[0] = (int32_t)n;
+    area[1] = 0;
+    b->index_at = &area[1];
     for (uint32_t i = 0; i < n; i++) {
         area[2 + 3 * i] = (int32_t)(b->bodies[i] - e->lo);
         area[2 + 3 * i + 1] = (int32_t)b->lengths[i];

@@ -38,6 +38,7 @@ from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import PingHdr
+from pan_runtime.testing import build_case
 
 #: SO_NO_CHECK (asm-generic/socket.h): send without UDP checksums
 _SO_NO_CHECK = 11
@@ -340,6 +341,35 @@ def test_the_capsule_whose_code_calls_the_node_mid_batch_is_the_one_the_node_tak
         assert headers(t.sender) == [(1, 1), (4, 1)]
         entry = t.middle.node.cache.peek(ping.name)
         assert entry is not None and bytes(entry.state.get(b"pinged")) == (2).to_bytes(8, "big")
+
+
+#: forward; a capsule with body byte 20 set asks the node its hop limit and writes it to byte 21
+HOPMARK = Path(__file__).parent / "cases" / "hopmark"
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_call_only_the_node_answers_mid_batch_is_answered_for_the_capsule_that_made_it(tmpdir_short, runtime):  # noqa: F811
+    """One receive's burst of one code object from one neighbour, each capsule with a hop limit
+    of its own; capsules in the middle of the run ask the node their hop limit (the node takes
+    the running capsule over to answer) and write it into their body. Each must carry its own:
+    the node claimed the capsule that was running, not another of its batch."""
+    with _fan_out(tmpdir_short, runtime) as t:
+        code = build_case(HOPMARK, runtime, default_plugins())
+        t.middle.node.install(code)
+        marked = {3, 6, 7}
+        for i in range(10):  # queued before the middle reads: one receive
+            body = forward_body(t.receivers[0].address, bytes([i in marked, 0]) + struct.pack(">I", i) + bytes(8))
+            data = bytearray(capsule_bytes(code, body, t.sender.address))
+            data[HOP_LIMIT_OFFSET] = 20 + i
+            t.sender.sock.sendto(data, ("127.0.0.1", t.mport))
+        assert pump([t.middle], lambda: t.receivers[0].collect() >= 10)
+        got = {}
+        for d in t.receivers[0].got:
+            body = d[HEADER_SIZE:]
+            got[struct.unpack_from(">I", body, 22)[0]] = (d[HOP_LIMIT_OFFSET], body[20], body[21])
+        assert got == {i: (19 + i, i in marked, 19 + i if i in marked else 0) for i in range(10)}
+        fast = _fast(t.middle)
+        assert fast["handed_over"] == len(marked) and 2 <= fast["batch_calls"] < 10, fast
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
