@@ -28,6 +28,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <structmember.h>
 
 #include "pan_fast.h"
 #include "pni.h"
@@ -434,6 +435,214 @@ static PyTypeObject EntryType = {
     .tp_getset = Entry_getset,
 };
 
+/* ---------------------------------------------------------------- the header codecs */
+
+/* A header codec's `read` made here: `cls.read(pni, seg, off)` of a generated codec class
+ * (pan_runtime.protocol_headers) is `pni.seg_read(seg, off, SIZE)` and then `STRUCT.unpack_from`
+ * into a new instance; a Reader does the same call of the code's pni and decodes the bytes
+ * straight into the instance's slots (no struct call, no tuple, no Python frame). Whatever is
+ * not plain (the answer not exact bytes of SIZE or more, or CLS not the class the reader was
+ * made for) goes to FINISH or FALLBACK, the Python forms, so every answer is theirs. */
+
+enum { F_BYTES, F_UINT };
+
+typedef struct {
+    Py_ssize_t wire;  /* offset in the encoded bytes */
+    Py_ssize_t width; /* bytes */
+    Py_ssize_t slot;  /* offset of the instance's slot */
+    int kind;         /* F_BYTES or F_UINT (big-endian, width 1, 2, 4 or 8) */
+} codec_field;
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *cls;   /* the class whose instances it makes */
+    PyObject *size;      /* SIZE as an int (the seg_read argument) */
+    PyObject *finish;    /* finish(cls, data): the Python form of read after seg_read */
+    PyObject *fallback;  /* fallback(cls, pni, seg, off): the Python form of read */
+    Py_ssize_t nbytes;   /* SIZE */
+    Py_ssize_t nfields;
+    codec_field fields[32];
+} Reader;
+
+static PyObject *str_seg_read;
+
+static int Reader_traverse(Reader *self, visitproc visit, void *arg) {
+    Py_VISIT(self->cls);
+    Py_VISIT(self->size);
+    Py_VISIT(self->finish);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int Reader_clear(Reader *self) {
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->size);
+    Py_CLEAR(self->finish);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void Reader_dealloc(Reader *self) {
+    PyObject_GC_UnTrack(self);
+    Reader_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Decode DATA (exact bytes, at least nbytes long) into a new instance of the reader's class. */
+static PyObject *decode(Reader *r, PyObject *data) {
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    PyObject *values[32];
+    Py_ssize_t n = 0;
+    for (; n < r->nfields; n++) {
+        const codec_field *f = &r->fields[n];
+        const unsigned char *q = p + f->wire;
+        if (f->kind == F_BYTES) {
+            values[n] = PyBytes_FromStringAndSize((const char *)q, f->width);
+        } else {
+            unsigned long long v = 0;
+            for (Py_ssize_t i = 0; i < f->width; i++) v = (v << 8) | q[i];
+            values[n] = PyLong_FromUnsignedLongLong(v);
+        }
+        if (!values[n]) goto fail;
+    }
+    PyObject *obj = r->cls->tp_alloc(r->cls, 0);
+    if (!obj) goto fail;
+    for (Py_ssize_t i = 0; i < r->nfields; i++) {
+        PyObject **slot = (PyObject **)((char *)obj + r->fields[i].slot);
+        Py_XSETREF(*slot, values[i]); /* the reference moves into the slot */
+    }
+    return obj;
+fail:
+    while (n > 0) Py_DECREF(values[--n]);
+    return NULL;
+}
+
+PyDoc_STRVAR(Reader_read_doc, "read(cls, pni, seg, off=0) -> instance of cls\n\nThe codec's read (see Reader).");
+
+static PyObject *Reader_read(Reader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *off = NULL;
+    if (!kwnames && (nargs == 3 || nargs == 4) && args[0] == (PyObject *)self->cls) {
+        off = nargs == 4 ? args[3] : NULL;
+    } else { /* keywords, a count the Python form refuses, another class: its answer */
+        return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+    }
+    PyObject *zero = NULL;
+    if (!off) {
+        off = zero = PyLong_FromLong(0);
+        if (!zero) return NULL;
+    }
+    PyObject *seg_read = PyObject_GetAttr(args[1], str_seg_read);
+    if (!seg_read) {
+        Py_XDECREF(zero);
+        return NULL;
+    }
+    PyObject *call[3] = {args[2], off, self->size};
+    PyObject *data = PyObject_Vectorcall(seg_read, call, 3, NULL);
+    Py_DECREF(seg_read);
+    Py_XDECREF(zero);
+    if (!data) return NULL;
+    PyObject *out;
+    if (PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) >= self->nbytes) {
+        out = decode(self, data);
+    } else {
+        PyObject *fa[2] = {args[0], data};
+        out = PyObject_Vectorcall(self->finish, fa, 2, NULL);
+    }
+    Py_DECREF(data);
+    return out;
+}
+
+static PyMethodDef Reader_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))Reader_read, METH_FASTCALL | METH_KEYWORDS, Reader_read_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pan_restricted_py._fast.Reader",
+    .tp_doc = PyDoc_STR("A header codec's read made in C (made by codec_reader)."),
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_traverse = (traverseproc)Reader_traverse,
+    .tp_clear = (inquiry)Reader_clear,
+    .tp_methods = Reader_methods,
+};
+
+PyDoc_STRVAR(codec_reader_doc,
+"codec_reader(cls, size, fields, finish, fallback) -> Reader\n\n"
+"A C read for the codec class CLS (instances of SIZE bytes; FIELDS a sequence of\n"
+"(name, wire offset, width, is_bytes), each name a writable object slot of CLS);\n"
+"FINISH(cls, data) and FALLBACK(cls, pni, seg, off) are the Python forms it defers to.");
+
+static PyObject *mod_codec_reader(PyObject *Py_UNUSED(m), PyObject *args) {
+    PyObject *cls, *fields, *finish, *fallback;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "O!nOOO:codec_reader", &PyType_Type, &cls, &size, &fields, &finish, &fallback))
+        return NULL;
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (!PyCallable_Check(finish) || !PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "codec_reader: finish and fallback must be callable");
+        return NULL;
+    }
+    if (type->tp_alloc != PyType_GenericAlloc || type->tp_dictoffset != 0 || size < 0) {
+        PyErr_SetString(PyExc_TypeError, "codec_reader: the class must be slotted, without a __dict__");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(fields, "codec_reader: fields must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > 32) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "codec_reader: more than 32 fields");
+        return NULL;
+    }
+    Reader *r = PyObject_GC_New(Reader, &ReaderType);
+    if (!r) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    r->cls = (PyTypeObject *)Py_NewRef(cls);
+    r->size = PyLong_FromSsize_t(size);
+    r->finish = Py_NewRef(finish);
+    r->fallback = Py_NewRef(fallback);
+    r->nbytes = size;
+    r->nfields = 0;
+    PyObject_GC_Track(r);
+    if (!r->size) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name;
+        Py_ssize_t wire, width;
+        int is_bytes;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "Unnp:codec_reader field", &name, &wire, &width, &is_bytes))
+            goto fail;
+        if (wire < 0 || width < 0 || wire + width > size || (!is_bytes && width != 1 && width != 2 && width != 4 && width != 8)) {
+            PyErr_Format(PyExc_ValueError, "codec_reader: field %R does not fit", name);
+            goto fail;
+        }
+        /* the slot: a member descriptor of CLS's own layout holding an object */
+        PyObject *d = _PyType_Lookup(type, name); /* borrowed */
+        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "codec_reader: %R is not a slot of the class", name);
+            goto fail;
+        }
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset < (Py_ssize_t)sizeof(PyObject) ||
+            m->offset + (Py_ssize_t)sizeof(PyObject *) > type->tp_basicsize) {
+            PyErr_Format(PyExc_TypeError, "codec_reader: %R is not a writable object slot", name);
+            goto fail;
+        }
+        r->fields[i] = (codec_field){.wire = wire, .width = width, .slot = m->offset, .kind = is_bytes ? F_BYTES : F_UINT};
+        r->nfields = i + 1;
+    }
+    Py_DECREF(seq);
+    return (PyObject *)r;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(r);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- the direct calls */
 
 static int Direct_traverse(pni_hot_direct *self, visitproc visit, void *arg) {
@@ -499,6 +708,7 @@ fail:
 
 static PyMethodDef module_methods[] = {
     {"direct_calls", mod_direct_calls, METH_VARARGS, direct_calls_doc},
+    {"codec_reader", mod_codec_reader, METH_VARARGS, codec_reader_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -520,10 +730,10 @@ static int add_address(PyObject *m, const char *name, void *fn) {
 }
 
 PyMODINIT_FUNC PyInit__fast(void) {
-    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || pni_hot_py_init() < 0) return NULL;
+    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || PyType_Ready(&ReaderType) < 0 || pni_hot_py_init() < 0) return NULL;
     if (!(str_release = PyUnicode_InternFromString("release")) || !(str_left = PyUnicode_InternFromString("_left_")) ||
         !(str_extra = PyUnicode_InternFromString("extra")) || !(str_body = PyUnicode_InternFromString("body")) ||
-        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_budget = PyUnicode_InternFromString("_budget")) ||
+        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_seg_read = PyUnicode_InternFromString("seg_read")) || !(str_budget = PyUnicode_InternFromString("_budget")) ||
         !(int_one = PyLong_FromLong(1)))
         return NULL;
     PyObject *m = PyModule_Create(&module);
