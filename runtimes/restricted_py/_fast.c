@@ -440,7 +440,9 @@ static PyTypeObject EntryType = {
 /* A header codec's `read` made here: `cls.read(pni, seg, off)` of a generated codec class
  * (pan_runtime.protocol_headers) is `pni.seg_read(seg, off, SIZE)` and then `STRUCT.unpack_from`
  * into a new instance; a Reader does the same call of the code's pni and decodes the bytes
- * straight into the instance's slots (no struct call, no tuple, no Python frame). Whatever is
+ * straight into the instance's slots (no struct call, no tuple, no Python frame), and where
+ * that call is the direct seg_read (pni_hot_py.h) over a live body, decodes from the body
+ * what it would have answered (no bytes made). Whatever is
  * not plain (the answer not exact bytes of SIZE or more, or CLS not the class the reader was
  * made for) goes to FINISH or FALLBACK, the Python forms, so every answer is theirs. */
 
@@ -455,6 +457,7 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
+    vectorcallfunc vectorcall; /* Reader_vectorcall */
     PyTypeObject *cls;   /* the class whose instances it makes */
     PyObject *size;      /* SIZE as an int (the seg_read argument) */
     PyObject *finish;    /* finish(cls, data): the Python form of read after seg_read */
@@ -465,6 +468,7 @@ typedef struct {
 } Reader;
 
 static PyObject *str_seg_read;
+static PyTypeObject DirectType; /* the direct calls' type (below) */
 
 static int Reader_traverse(Reader *self, visitproc visit, void *arg) {
     Py_VISIT(self->cls);
@@ -488,9 +492,8 @@ static void Reader_dealloc(Reader *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Decode DATA (exact bytes, at least nbytes long) into a new instance of the reader's class. */
-static PyObject *decode(Reader *r, PyObject *data) {
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+/* Decode the nbytes at P into a new instance of the reader's class. */
+static PyObject *decode(Reader *r, const unsigned char *p) {
     PyObject *values[32];
     Py_ssize_t n = 0;
     for (; n < r->nfields; n++) {
@@ -517,56 +520,89 @@ fail:
     return NULL;
 }
 
-PyDoc_STRVAR(Reader_read_doc, "read(cls, pni, seg, off=0) -> instance of cls\n\nThe codec's read (see Reader).");
-
-static PyObject *Reader_read(Reader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    PyObject *off = NULL;
-    if (!kwnames && (nargs == 3 || nargs == 4) && args[0] == (PyObject *)self->cls) {
-        off = nargs == 4 ? args[3] : NULL;
-    } else { /* keywords, a count the Python form refuses, another class: its answer */
-        return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+/* The direct seg_read (pni_hot_py.h) over a live body, when SEG_READ is one: decode the
+ * header at OFF straight from the body (what that call would answer as bytes). 1 with *OUT
+ * set (NULL with an error set), or 0: not the plain case, the call is made as it stands. */
+static int read_body(Reader *r, PyObject *seg_read, PyObject *seg, PyObject *off, PyObject **out) {
+    if (!PyCFunction_Check(seg_read) ||
+        PyCFunction_GET_FUNCTION(seg_read) != (PyCFunction)(void (*)(void))pni_hot_py_seg_read ||
+        !Py_IS_TYPE(PyCFunction_GET_SELF(seg_read), &DirectType))
+        return 0;
+    pni_hot_body b;
+    int on = pni_hot_py_body((pni_hot_direct *)PyCFunction_GET_SELF(seg_read), seg, &b);
+    if (on < 0) {
+        *out = NULL;
+        return 1;
     }
-    PyObject *zero = NULL;
+    uint32_t offset;
+    if (!on || !pni_hot_py_u32(off, &offset) || (uint64_t)offset + (uint64_t)r->nbytes > b.length) return 0;
+    *out = decode(r, b.data + offset);
+    return 1;
+}
+
+/* read(pni, seg, off=0) of the reader's class: see above. */
+static PyObject *Reader_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Reader *self = (Reader *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames || (nargs != 2 && nargs != 3)) { /* keywords, a count the Python form refuses: its answer */
+        Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+        PyObject *small[8], **all = n + 1 <= 8 ? small : PyMem_Malloc((size_t)(n + 1) * sizeof(PyObject *));
+        if (!all) return PyErr_NoMemory();
+        all[0] = (PyObject *)self->cls;
+        for (Py_ssize_t i = 0; i < n; i++) all[i + 1] = args[i];
+        PyObject *out = PyObject_Vectorcall(self->fallback, all, (size_t)(nargs + 1), kwnames);
+        if (all != small) PyMem_Free(all);
+        return out;
+    }
+    PyObject *pni = args[0], *seg = args[1], *off = nargs == 3 ? args[2] : NULL, *zero = NULL;
     if (!off) {
         off = zero = PyLong_FromLong(0);
         if (!zero) return NULL;
     }
-    PyObject *seg_read = PyObject_GetAttr(args[1], str_seg_read);
-    if (!seg_read) {
-        Py_XDECREF(zero);
-        return NULL;
+    PyObject *out = NULL;
+    PyObject *seg_read = PyObject_GetAttr(pni, str_seg_read);
+    if (!seg_read) goto done;
+    if (read_body(self, seg_read, seg, off, &out)) {
+        Py_DECREF(seg_read);
+        goto done;
     }
-    PyObject *call[3] = {args[2], off, self->size};
+    PyObject *call[3] = {seg, off, self->size};
     PyObject *data = PyObject_Vectorcall(seg_read, call, 3, NULL);
     Py_DECREF(seg_read);
-    Py_XDECREF(zero);
-    if (!data) return NULL;
-    PyObject *out;
+    if (!data) goto done;
     if (PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) >= self->nbytes) {
-        out = decode(self, data);
+        out = decode(self, (const unsigned char *)PyBytes_AS_STRING(data));
     } else {
-        PyObject *fa[2] = {args[0], data};
+        PyObject *fa[2] = {(PyObject *)self->cls, data};
         out = PyObject_Vectorcall(self->finish, fa, 2, NULL);
     }
     Py_DECREF(data);
+done:
+    Py_XDECREF(zero);
     return out;
 }
 
-static PyMethodDef Reader_methods[] = {
-    {"read", (PyCFunction)(void (*)(void))Reader_read, METH_FASTCALL | METH_KEYWORDS, Reader_read_doc},
-    {NULL, NULL, 0, NULL},
-};
+/* A reader is its class's `read`: read on the class (or an instance of it) is the reader
+ * itself, no bound method made per call; on any other class, the Python form bound to it. */
+static PyObject *Reader_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
+    Reader *r = (Reader *)self;
+    if (!type) type = (PyObject *)Py_TYPE(obj);
+    if (type == (PyObject *)r->cls) return Py_NewRef(self);
+    return PyMethod_New(r->fallback, type);
+}
 
 static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pan_restricted_py._fast.Reader",
-    .tp_doc = PyDoc_STR("A header codec's read made in C (made by codec_reader)."),
+    .tp_doc = PyDoc_STR("A header codec's read made in C: read(pni, seg, off=0) (made by codec_reader)."),
     .tp_basicsize = sizeof(Reader),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_dealloc = (destructor)Reader_dealloc,
     .tp_traverse = (traverseproc)Reader_traverse,
     .tp_clear = (inquiry)Reader_clear,
-    .tp_methods = Reader_methods,
+    .tp_vectorcall_offset = offsetof(Reader, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = Reader_descr_get,
 };
 
 PyDoc_STRVAR(codec_reader_doc,
@@ -602,6 +638,7 @@ static PyObject *mod_codec_reader(PyObject *Py_UNUSED(m), PyObject *args) {
         Py_DECREF(seq);
         return NULL;
     }
+    r->vectorcall = Reader_vectorcall;
     r->cls = (PyTypeObject *)Py_NewRef(cls);
     r->size = PyLong_FromSsize_t(size);
     r->finish = Py_NewRef(finish);

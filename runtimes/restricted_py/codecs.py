@@ -5,7 +5,9 @@ Protocol code decodes its header on every capsule (``PingHdr.read(pni, capsule, 
 generated ``read`` is a Python frame, a ``struct`` call, a tuple and a slot store per field.
 Each class here is a subclass of the generated one with no state of its own (``__slots__ =
 ()``), the same name and fields, whose ``read`` makes the same ``pni.seg_read`` call and
-decodes the bytes straight into a new instance's slots in C. Whatever is not the plain case
+decodes the bytes straight into a new instance's slots in C; when that call is the body
+host's direct ``seg_read`` (the node's fast path) over a live body, the header is decoded
+from the body itself, as the bytes that call would give. Whatever is not the plain case
 (an answer that is not exact bytes of the header's size, keywords, another class) is answered
 by the Python forms below, which are the generated ``read``'s own steps, so code sees the
 same results and the same errors either way.
@@ -86,8 +88,8 @@ def fast_codec(base: type) -> type:
         return base
     cls = type(base.__name__, (base,), {"__slots__": (), "__module__": base.__module__, "__doc__": base.__doc__})
     cls.__qualname__ = base.__qualname__
-    reader = _fast.codec_reader(cls, base.SIZE, fields, _finish, base.read.__func__)
-    cls.read = classmethod(reader.read)
+    # the reader is the class's read itself (a descriptor): read(pni, seg, off=0)
+    cls.read = _fast.codec_reader(cls, base.SIZE, fields, _finish, base.read.__func__)
     return cls
 
 

@@ -7,15 +7,21 @@ reads allocate still charged to the call."""
 from __future__ import annotations
 
 import random
+import types
 from typing import Any
 
 import pytest
+from conftest import BUDGET, py_code
+from test_restricted_py_fast import FastNode
 
-from pan_restricted_py import codecs
+from pan_restricted_py import _fast, codecs
 from pan_runtime import protocol_headers
 from pan_runtime.errors import FaultReason, PniError, RuntimeFault
 from pan_runtime.node.env import Budget
-from pan_runtime.pni_api import OUT_OF_RANGE
+from pan_runtime.node.pni import PniServer
+from pan_runtime.pni_api import OUT_OF_RANGE, HostPNI
+from pan_runtime.pni_hot import BodyHost
+from pan_runtime.testing.stubnode import make_env
 
 BASES = list(protocol_headers.STRUCTS.values())
 
@@ -73,7 +79,7 @@ def test_every_generated_codec_has_its_c_read(pair) -> None:
     assert fast is not base and issubclass(fast, base)
     assert fast.__name__ == base.__name__ and fast.FIELDS == base.FIELDS and fast.SIZE == base.SIZE
     assert not hasattr(fast(), "__dict__")  # no state of its own: the base's slots only
-    assert type(fast.read).__name__ == "method" and type(fast.read.__func__).__name__ == "builtin_function_or_method"
+    assert type(fast.read).__name__ == "Reader" and fast().read is fast.read  # C, and no bound method per call
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -137,8 +143,6 @@ def test_hostile_calls_of_read_give_what_the_generated_read_gives(pair, call: st
 
 
 def test_a_reader_refuses_what_it_cannot_fill() -> None:
-    from pan_restricted_py import _fast
-
     base = protocol_headers.PingHdr
     fine = codecs.wire_fields(base)
     with pytest.raises(TypeError):  # a class with a __dict__ has no slots to fill
@@ -188,3 +192,35 @@ def test_what_c_reads_allocate_is_charged_to_the_call(load, run) -> None:
     with pytest.raises(RuntimeFault) as e:
         run(loaded, protocol_headers.PingHdr().pack(), budget)
     assert e.value.reason is FaultReason.MEMORY_BUDGET
+
+
+BODY_READS = [(1, 0), (1, 5), (1, -1), (1, 2**32), (1, 2**70), (1, 1.0), (1, True), (True, 0), (2, 0), ("1", 0), (1, None)]
+
+
+@pytest.mark.parametrize("length", [0, 10, "size-1", "size", "size+9"])
+def test_reads_over_the_fast_paths_body_answer_as_the_generated_read(pair, length: Any) -> None:
+    """Over the body host's direct seg_read (the node's fast path) the reader decodes from the
+    body itself; every answer, and every error, is still the generated read's."""
+    base, fast = pair
+    n = {"size-1": base.SIZE - 1, "size": base.SIZE, "size+9": base.SIZE + 9}.get(length, length)
+    data = bytes((7 * i + 3) & 0xFF for i in range(n))
+    host = PniServer(FastNode())
+    env = make_env(py_code("def accept(pni, capsule, length):\n    return 0\n"), data, BUDGET)
+    host.current = env
+    lean = BodyHost(host)
+    direct = types.SimpleNamespace(**_fast.direct_calls(lean, HostPNI(lean)))
+    try:
+        for body in (memoryview(bytearray(data)), None):  # a run on, then the server took over
+            for seg, off in BODY_READS:
+                lean.body = body
+                ours = outcome(fast.read, direct, seg, off)
+                lean.body = body
+                theirs = outcome(base.read, direct, seg, off)
+                assert ours[0] == theirs[0] and ours[2:] == theirs[2:], (body is None, seg, off)
+        released = memoryview(bytearray(data))
+        released.release()
+        lean.body = released
+        assert outcome(fast.read, direct, 1, 0)[2:] == outcome(base.read, direct, 1, 0)[2:]
+    finally:
+        lean.body = None
+        env.clear()
