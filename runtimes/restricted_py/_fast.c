@@ -586,7 +586,13 @@ done:
  * itself, no bound method made per call; on any other class, the Python form bound to it. */
 static PyObject *Reader_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
     Reader *r = (Reader *)self;
-    if (!type) type = (PyObject *)Py_TYPE(obj);
+    if (!type) {
+        if (!obj) {
+            PyErr_SetString(PyExc_TypeError, "Reader.__get__(None, None) is invalid");
+            return NULL;
+        }
+        type = (PyObject *)Py_TYPE(obj);
+    }
     if (type == (PyObject *)r->cls) return Py_NewRef(self);
     return PyMethod_New(r->fallback, type);
 }
@@ -621,7 +627,7 @@ static PyObject *mod_codec_reader(PyObject *Py_UNUSED(m), PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "codec_reader: finish and fallback must be callable");
         return NULL;
     }
-    if (type->tp_alloc != PyType_GenericAlloc || type->tp_dictoffset != 0 || size < 0) {
+    if (type->tp_alloc != PyType_GenericAlloc || type->tp_dictoffset != 0 || type->tp_itemsize != 0 || size < 0) {
         PyErr_SetString(PyExc_TypeError, "codec_reader: the class must be slotted, without a __dict__");
         return NULL;
     }
@@ -657,9 +663,9 @@ static PyObject *mod_codec_reader(PyObject *Py_UNUSED(m), PyObject *args) {
             PyErr_Format(PyExc_ValueError, "codec_reader: field %R does not fit", name);
             goto fail;
         }
-        /* the slot: a member descriptor of CLS's own layout holding an object */
+        /* the slot: a member descriptor of CLS's layout (made by CLS or a base) holding an object */
         PyObject *d = _PyType_Lookup(type, name); /* borrowed */
-        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) || !PyType_IsSubtype(type, PyDescr_TYPE(d))) {
             PyErr_Format(PyExc_TypeError, "codec_reader: %R is not a slot of the class", name);
             goto fail;
         }

@@ -153,6 +153,12 @@ def test_a_reader_refuses_what_it_cannot_fill() -> None:
         _fast.codec_reader(base, base.SIZE, [("port", base.SIZE - 1, 2, False)], codecs._finish, base.read.__func__)
     with pytest.raises(ValueError):  # an integer width the decoder has no form for
         _fast.codec_reader(base, base.SIZE, [("port", 0, 3, False)], codecs._finish, base.read.__func__)
+    other = type("Other", (), {"__slots__": ("a",)})
+    evil = type("Evil", (base,), {"__slots__": (), "dest": other.__dict__["a"]})
+    with pytest.raises(TypeError):  # a slot of another class's layout
+        _fast.codec_reader(evil, base.SIZE, [("dest", 0, 16, True)], codecs._finish, base.read.__func__)
+    with pytest.raises(TypeError):  # a class with items
+        _fast.codec_reader(type("T", (tuple,), {"__slots__": ()}), 0, [], codecs._finish, base.read.__func__)
 
 
 def test_a_format_the_c_read_cannot_decode_keeps_the_generated_class() -> None:
