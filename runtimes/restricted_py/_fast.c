@@ -66,6 +66,9 @@ typedef struct {
     int metered;              /* the code's accept counts steps */
     long long steps;          /* prepare's steps (0: call prepare) */
     long long fast_steps;     /* steps the runs made here used, until take_steps() */
+    Py_ssize_t extra_slot;    /* offset of the meter's `extra` slot (bind found it plain), or 0 */
+    PyObject *len;            /* the length int of the last run (ints are immutable: shared) */
+    uintptr_t len_value;
 } Entry;
 
 static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *str_budget, *int_one;
@@ -156,9 +159,43 @@ static int ready(Entry *e) {
     return 0;
 }
 
+/* meter.extra = V: 0, or -1 with an error set. Straight into its slot where bind found it
+ * a plain object slot of the meter's class (what setattr would do), else by setattr. */
+static int set_extra(Entry *e, PyObject *v) {
+    if (!e->extra_slot) return PyObject_SetAttr(e->bound[B_METER], str_extra, v);
+    PyObject **slot = (PyObject **)((char *)e->bound[B_METER] + e->extra_slot);
+    Py_XSETREF(*slot, Py_NewRef(v));
+    return 0;
+}
+
+/* meter.extra, a new reference; NULL with an error set. */
+static PyObject *get_extra(Entry *e) {
+    if (!e->extra_slot) return PyObject_GetAttr(e->bound[B_METER], str_extra);
+    PyObject *v = *(PyObject **)((char *)e->bound[B_METER] + e->extra_slot);
+    if (!v) {
+        PyErr_SetString(PyExc_AttributeError, "extra");
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+/* The offset of OB's `extra` when it is a writable object slot of OB's class and the class
+ * reads and writes attributes the generic way; else 0 (setattr and getattr are used). */
+static Py_ssize_t plain_slot(PyObject *ob, PyObject *name) {
+    PyTypeObject *t = Py_TYPE(ob);
+    if (t->tp_setattro != PyObject_GenericSetAttr || t->tp_getattro != PyObject_GenericGetAttr) return 0;
+    PyObject *d = _PyType_Lookup(t, name); /* borrowed */
+    if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) || !PyType_IsSubtype(t, PyDescr_TYPE(d))) return 0;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset < (Py_ssize_t)sizeof(PyObject) ||
+        m->offset + (Py_ssize_t)sizeof(PyObject *) > t->tp_basicsize)
+        return 0;
+    return m->offset;
+}
+
 /* Steps the run used (the meter's count left, as fast_accept counts them): 0, or -1. */
 static int count_steps(Entry *e) {
-    PyObject *extra = PyObject_GetAttr(e->bound[B_METER], str_extra);
+    PyObject *extra = get_extra(e);
     if (!extra) return -1;
     PyObject *left = PyDict_GetItemWithError(e->bound[B_GLOBALS], str_left); /* borrowed */
     long long x = PyLong_AsLongLong(extra);
@@ -189,11 +226,18 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
         return verdict;
     }
     PyObject *len = NULL, *r = NULL, *flags = NULL;
-    if (PyDict_SetItem(b[B_GLOBALS], str_left, b[B_CHUNK0]) < 0 ||
-        PyObject_SetAttr(b[B_METER], str_extra, b[B_EXTRA0]) < 0 ||
-        PyObject_SetAttr(b[B_LEAN], str_body, view) < 0 ||
-        PyObject_SetAttr(b[B_LEAN], str_prev_hop, prev) < 0 ||
-        !(len = PyLong_FromSize_t((size_t)length))) {
+    if (!e->len || e->len_value != length) {
+        PyObject *n = PyLong_FromSize_t((size_t)length);
+        if (!n) {
+            e->fault = take_exception();
+            goto done;
+        }
+        Py_XSETREF(e->len, n);
+        e->len_value = length;
+    }
+    len = Py_NewRef(e->len);
+    if (PyDict_SetItem(b[B_GLOBALS], str_left, b[B_CHUNK0]) < 0 || set_extra(e, b[B_EXTRA0]) < 0 ||
+        PyObject_SetAttr(b[B_LEAN], str_body, view) < 0 || PyObject_SetAttr(b[B_LEAN], str_prev_hop, prev) < 0) {
         e->fault = take_exception();
         goto done;
     }
@@ -345,6 +389,7 @@ static int Entry_traverse(Entry *self, visitproc visit, void *arg) {
     Py_VISIT(self->accept);
     Py_VISIT(self->fault);
     for (int i = 0; i < B_COUNT; i++) Py_VISIT(self->bound[i]);
+    Py_VISIT(self->len);
     return 0;
 }
 
@@ -352,6 +397,7 @@ static int Entry_clear(Entry *self) {
     Py_CLEAR(self->accept);
     Py_CLEAR(self->fault);
     for (int i = 0; i < B_COUNT; i++) Py_CLEAR(self->bound[i]);
+    Py_CLEAR(self->len);
     return 0;
 }
 
@@ -393,6 +439,7 @@ static PyObject *Entry_bind(Entry *self, PyObject *args) {
     Py_CLEAR(self->bound[B_EXTRA0]);
     self->metered = metered;
     self->steps = 0;
+    self->extra_slot = plain_slot(o[B_METER], str_extra);
     Py_RETURN_NONE;
 }
 
