@@ -28,6 +28,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <structmember.h>
 
 #include "pan_fast.h"
 #include "pni.h"
@@ -65,6 +66,9 @@ typedef struct {
     int metered;              /* the code's accept counts steps */
     long long steps;          /* prepare's steps (0: call prepare) */
     long long fast_steps;     /* steps the runs made here used, until take_steps() */
+    Py_ssize_t extra_slot;    /* offset of the meter's `extra` slot (bind found it plain), or 0 */
+    PyObject *len;            /* the length int of the last run (ints are immutable: shared) */
+    uintptr_t len_value;
 } Entry;
 
 static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *str_budget, *int_one;
@@ -155,9 +159,43 @@ static int ready(Entry *e) {
     return 0;
 }
 
+/* meter.extra = V: 0, or -1 with an error set. Straight into its slot where bind found it
+ * a plain object slot of the meter's class (what setattr would do), else by setattr. */
+static int set_extra(Entry *e, PyObject *v) {
+    if (!e->extra_slot) return PyObject_SetAttr(e->bound[B_METER], str_extra, v);
+    PyObject **slot = (PyObject **)((char *)e->bound[B_METER] + e->extra_slot);
+    Py_XSETREF(*slot, Py_NewRef(v));
+    return 0;
+}
+
+/* meter.extra, a new reference; NULL with an error set. */
+static PyObject *get_extra(Entry *e) {
+    if (!e->extra_slot) return PyObject_GetAttr(e->bound[B_METER], str_extra);
+    PyObject *v = *(PyObject **)((char *)e->bound[B_METER] + e->extra_slot);
+    if (!v) {
+        PyErr_SetString(PyExc_AttributeError, "extra");
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+/* The offset of OB's `extra` when it is a writable object slot of OB's class and the class
+ * reads and writes attributes the generic way; else 0 (setattr and getattr are used). */
+static Py_ssize_t plain_slot(PyObject *ob, PyObject *name) {
+    PyTypeObject *t = Py_TYPE(ob);
+    if (t->tp_setattro != PyObject_GenericSetAttr || t->tp_getattro != PyObject_GenericGetAttr) return 0;
+    PyObject *d = _PyType_Lookup(t, name); /* borrowed */
+    if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) || !PyType_IsSubtype(t, PyDescr_TYPE(d))) return 0;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset < (Py_ssize_t)sizeof(PyObject) ||
+        m->offset + (Py_ssize_t)sizeof(PyObject *) > t->tp_basicsize)
+        return 0;
+    return m->offset;
+}
+
 /* Steps the run used (the meter's count left, as fast_accept counts them): 0, or -1. */
 static int count_steps(Entry *e) {
-    PyObject *extra = PyObject_GetAttr(e->bound[B_METER], str_extra);
+    PyObject *extra = get_extra(e);
     if (!extra) return -1;
     PyObject *left = PyDict_GetItemWithError(e->bound[B_GLOBALS], str_left); /* borrowed */
     long long x = PyLong_AsLongLong(extra);
@@ -188,11 +226,18 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
         return verdict;
     }
     PyObject *len = NULL, *r = NULL, *flags = NULL;
-    if (PyDict_SetItem(b[B_GLOBALS], str_left, b[B_CHUNK0]) < 0 ||
-        PyObject_SetAttr(b[B_METER], str_extra, b[B_EXTRA0]) < 0 ||
-        PyObject_SetAttr(b[B_LEAN], str_body, view) < 0 ||
-        PyObject_SetAttr(b[B_LEAN], str_prev_hop, prev) < 0 ||
-        !(len = PyLong_FromSize_t((size_t)length))) {
+    if (!e->len || e->len_value != length) {
+        PyObject *n = PyLong_FromSize_t((size_t)length);
+        if (!n) {
+            e->fault = take_exception();
+            goto done;
+        }
+        Py_XSETREF(e->len, n);
+        e->len_value = length;
+    }
+    len = Py_NewRef(e->len);
+    if (PyDict_SetItem(b[B_GLOBALS], str_left, b[B_CHUNK0]) < 0 || set_extra(e, b[B_EXTRA0]) < 0 ||
+        PyObject_SetAttr(b[B_LEAN], str_body, view) < 0 || PyObject_SetAttr(b[B_LEAN], str_prev_hop, prev) < 0) {
         e->fault = take_exception();
         goto done;
     }
@@ -344,6 +389,7 @@ static int Entry_traverse(Entry *self, visitproc visit, void *arg) {
     Py_VISIT(self->accept);
     Py_VISIT(self->fault);
     for (int i = 0; i < B_COUNT; i++) Py_VISIT(self->bound[i]);
+    Py_VISIT(self->len);
     return 0;
 }
 
@@ -351,6 +397,7 @@ static int Entry_clear(Entry *self) {
     Py_CLEAR(self->accept);
     Py_CLEAR(self->fault);
     for (int i = 0; i < B_COUNT; i++) Py_CLEAR(self->bound[i]);
+    Py_CLEAR(self->len);
     return 0;
 }
 
@@ -392,6 +439,7 @@ static PyObject *Entry_bind(Entry *self, PyObject *args) {
     Py_CLEAR(self->bound[B_EXTRA0]);
     self->metered = metered;
     self->steps = 0;
+    self->extra_slot = plain_slot(o[B_METER], str_extra);
     Py_RETURN_NONE;
 }
 
@@ -433,6 +481,257 @@ static PyTypeObject EntryType = {
     .tp_methods = Entry_methods,
     .tp_getset = Entry_getset,
 };
+
+/* ---------------------------------------------------------------- the header codecs */
+
+/* A header codec's `read` made here: `cls.read(pni, seg, off)` of a generated codec class
+ * (pan_runtime.protocol_headers) is `pni.seg_read(seg, off, SIZE)` and then `STRUCT.unpack_from`
+ * into a new instance; a Reader does the same call of the code's pni and decodes the bytes
+ * straight into the instance's slots (no struct call, no tuple, no Python frame), and where
+ * that call is the direct seg_read (pni_hot_py.h) over a live body, decodes from the body
+ * what it would have answered (no bytes made). Whatever is
+ * not plain (the answer not exact bytes of SIZE or more, or CLS not the class the reader was
+ * made for) goes to FINISH or FALLBACK, the Python forms, so every answer is theirs. */
+
+enum { F_BYTES, F_UINT };
+
+typedef struct {
+    Py_ssize_t wire;  /* offset in the encoded bytes */
+    Py_ssize_t width; /* bytes */
+    Py_ssize_t slot;  /* offset of the instance's slot */
+    int kind;         /* F_BYTES or F_UINT (big-endian, width 1, 2, 4 or 8) */
+} codec_field;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall; /* Reader_vectorcall */
+    PyTypeObject *cls;   /* the class whose instances it makes */
+    PyObject *size;      /* SIZE as an int (the seg_read argument) */
+    PyObject *finish;    /* finish(cls, data): the Python form of read after seg_read */
+    PyObject *fallback;  /* fallback(cls, pni, seg, off): the Python form of read */
+    Py_ssize_t nbytes;   /* SIZE */
+    Py_ssize_t nfields;
+    codec_field fields[32];
+} Reader;
+
+static PyObject *str_seg_read;
+static PyTypeObject DirectType; /* the direct calls' type (below) */
+
+static int Reader_traverse(Reader *self, visitproc visit, void *arg) {
+    Py_VISIT(self->cls);
+    Py_VISIT(self->size);
+    Py_VISIT(self->finish);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int Reader_clear(Reader *self) {
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->size);
+    Py_CLEAR(self->finish);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void Reader_dealloc(Reader *self) {
+    PyObject_GC_UnTrack(self);
+    Reader_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Decode the nbytes at P into a new instance of the reader's class. */
+static PyObject *decode(Reader *r, const unsigned char *p) {
+    PyObject *values[32];
+    Py_ssize_t n = 0;
+    for (; n < r->nfields; n++) {
+        const codec_field *f = &r->fields[n];
+        const unsigned char *q = p + f->wire;
+        if (f->kind == F_BYTES) {
+            values[n] = PyBytes_FromStringAndSize((const char *)q, f->width);
+        } else {
+            unsigned long long v = 0;
+            for (Py_ssize_t i = 0; i < f->width; i++) v = (v << 8) | q[i];
+            values[n] = PyLong_FromUnsignedLongLong(v);
+        }
+        if (!values[n]) goto fail;
+    }
+    PyObject *obj = r->cls->tp_alloc(r->cls, 0);
+    if (!obj) goto fail;
+    for (Py_ssize_t i = 0; i < r->nfields; i++) {
+        PyObject **slot = (PyObject **)((char *)obj + r->fields[i].slot);
+        Py_XSETREF(*slot, values[i]); /* the reference moves into the slot */
+    }
+    return obj;
+fail:
+    while (n > 0) Py_DECREF(values[--n]);
+    return NULL;
+}
+
+/* The direct seg_read (pni_hot_py.h) over a live body, when SEG_READ is one: decode the
+ * header at OFF straight from the body (what that call would answer as bytes). 1 with *OUT
+ * set (NULL with an error set), or 0: not the plain case, the call is made as it stands. */
+static int read_body(Reader *r, PyObject *seg_read, PyObject *seg, PyObject *off, PyObject **out) {
+    if (!PyCFunction_Check(seg_read) ||
+        PyCFunction_GET_FUNCTION(seg_read) != (PyCFunction)(void (*)(void))pni_hot_py_seg_read ||
+        !Py_IS_TYPE(PyCFunction_GET_SELF(seg_read), &DirectType))
+        return 0;
+    pni_hot_body b;
+    int on = pni_hot_py_body((pni_hot_direct *)PyCFunction_GET_SELF(seg_read), seg, &b);
+    if (on < 0) {
+        *out = NULL;
+        return 1;
+    }
+    uint32_t offset;
+    if (!on || !pni_hot_py_u32(off, &offset) || (uint64_t)offset + (uint64_t)r->nbytes > b.length) return 0;
+    *out = decode(r, b.data + offset);
+    return 1;
+}
+
+/* read(pni, seg, off=0) of the reader's class: see above. */
+static PyObject *Reader_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Reader *self = (Reader *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames || (nargs != 2 && nargs != 3)) { /* keywords, a count the Python form refuses: its answer */
+        Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+        PyObject *small[8], **all = n + 1 <= 8 ? small : PyMem_Malloc((size_t)(n + 1) * sizeof(PyObject *));
+        if (!all) return PyErr_NoMemory();
+        all[0] = (PyObject *)self->cls;
+        for (Py_ssize_t i = 0; i < n; i++) all[i + 1] = args[i];
+        PyObject *out = PyObject_Vectorcall(self->fallback, all, (size_t)(nargs + 1), kwnames);
+        if (all != small) PyMem_Free(all);
+        return out;
+    }
+    PyObject *pni = args[0], *seg = args[1], *off = nargs == 3 ? args[2] : NULL, *zero = NULL;
+    if (!off) {
+        off = zero = PyLong_FromLong(0);
+        if (!zero) return NULL;
+    }
+    PyObject *out = NULL;
+    PyObject *seg_read = PyObject_GetAttr(pni, str_seg_read);
+    if (!seg_read) goto done;
+    if (read_body(self, seg_read, seg, off, &out)) {
+        Py_DECREF(seg_read);
+        goto done;
+    }
+    PyObject *call[3] = {seg, off, self->size};
+    PyObject *data = PyObject_Vectorcall(seg_read, call, 3, NULL);
+    Py_DECREF(seg_read);
+    if (!data) goto done;
+    if (PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) >= self->nbytes) {
+        out = decode(self, (const unsigned char *)PyBytes_AS_STRING(data));
+    } else {
+        PyObject *fa[2] = {(PyObject *)self->cls, data};
+        out = PyObject_Vectorcall(self->finish, fa, 2, NULL);
+    }
+    Py_DECREF(data);
+done:
+    Py_XDECREF(zero);
+    return out;
+}
+
+/* A reader is its class's `read`: read on the class (or an instance of it) is the reader
+ * itself, no bound method made per call; on any other class, the Python form bound to it. */
+static PyObject *Reader_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
+    Reader *r = (Reader *)self;
+    if (!type) {
+        if (!obj) {
+            PyErr_SetString(PyExc_TypeError, "Reader.__get__(None, None) is invalid");
+            return NULL;
+        }
+        type = (PyObject *)Py_TYPE(obj);
+    }
+    if (type == (PyObject *)r->cls) return Py_NewRef(self);
+    return PyMethod_New(r->fallback, type);
+}
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pan_restricted_py._fast.Reader",
+    .tp_doc = PyDoc_STR("A header codec's read made in C: read(pni, seg, off=0) (made by codec_reader)."),
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_traverse = (traverseproc)Reader_traverse,
+    .tp_clear = (inquiry)Reader_clear,
+    .tp_vectorcall_offset = offsetof(Reader, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = Reader_descr_get,
+};
+
+PyDoc_STRVAR(codec_reader_doc,
+"codec_reader(cls, size, fields, finish, fallback) -> Reader\n\n"
+"A C read for the codec class CLS (instances of SIZE bytes; FIELDS a sequence of\n"
+"(name, wire offset, width, is_bytes), each name a writable object slot of CLS);\n"
+"FINISH(cls, data) and FALLBACK(cls, pni, seg, off) are the Python forms it defers to.");
+
+static PyObject *mod_codec_reader(PyObject *Py_UNUSED(m), PyObject *args) {
+    PyObject *cls, *fields, *finish, *fallback;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "O!nOOO:codec_reader", &PyType_Type, &cls, &size, &fields, &finish, &fallback))
+        return NULL;
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (!PyCallable_Check(finish) || !PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "codec_reader: finish and fallback must be callable");
+        return NULL;
+    }
+    if (type->tp_alloc != PyType_GenericAlloc || type->tp_dictoffset != 0 || type->tp_itemsize != 0 || size < 0) {
+        PyErr_SetString(PyExc_TypeError, "codec_reader: the class must be slotted, without a __dict__");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(fields, "codec_reader: fields must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > 32) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "codec_reader: more than 32 fields");
+        return NULL;
+    }
+    Reader *r = PyObject_GC_New(Reader, &ReaderType);
+    if (!r) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    r->vectorcall = Reader_vectorcall;
+    r->cls = (PyTypeObject *)Py_NewRef(cls);
+    r->size = PyLong_FromSsize_t(size);
+    r->finish = Py_NewRef(finish);
+    r->fallback = Py_NewRef(fallback);
+    r->nbytes = size;
+    r->nfields = 0;
+    PyObject_GC_Track(r);
+    if (!r->size) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name;
+        Py_ssize_t wire, width;
+        int is_bytes;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "Unnp:codec_reader field", &name, &wire, &width, &is_bytes))
+            goto fail;
+        if (wire < 0 || width < 0 || wire + width > size || (!is_bytes && width != 1 && width != 2 && width != 4 && width != 8)) {
+            PyErr_Format(PyExc_ValueError, "codec_reader: field %R does not fit", name);
+            goto fail;
+        }
+        /* the slot: a member descriptor of CLS's layout (made by CLS or a base) holding an object */
+        PyObject *d = _PyType_Lookup(type, name); /* borrowed */
+        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) || !PyType_IsSubtype(type, PyDescr_TYPE(d))) {
+            PyErr_Format(PyExc_TypeError, "codec_reader: %R is not a slot of the class", name);
+            goto fail;
+        }
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset < (Py_ssize_t)sizeof(PyObject) ||
+            m->offset + (Py_ssize_t)sizeof(PyObject *) > type->tp_basicsize) {
+            PyErr_Format(PyExc_TypeError, "codec_reader: %R is not a writable object slot", name);
+            goto fail;
+        }
+        r->fields[i] = (codec_field){.wire = wire, .width = width, .slot = m->offset, .kind = is_bytes ? F_BYTES : F_UINT};
+        r->nfields = i + 1;
+    }
+    Py_DECREF(seq);
+    return (PyObject *)r;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(r);
+    return NULL;
+}
 
 /* ---------------------------------------------------------------- the direct calls */
 
@@ -499,6 +798,7 @@ fail:
 
 static PyMethodDef module_methods[] = {
     {"direct_calls", mod_direct_calls, METH_VARARGS, direct_calls_doc},
+    {"codec_reader", mod_codec_reader, METH_VARARGS, codec_reader_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -520,10 +820,10 @@ static int add_address(PyObject *m, const char *name, void *fn) {
 }
 
 PyMODINIT_FUNC PyInit__fast(void) {
-    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || pni_hot_py_init() < 0) return NULL;
+    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || PyType_Ready(&ReaderType) < 0 || pni_hot_py_init() < 0) return NULL;
     if (!(str_release = PyUnicode_InternFromString("release")) || !(str_left = PyUnicode_InternFromString("_left_")) ||
         !(str_extra = PyUnicode_InternFromString("extra")) || !(str_body = PyUnicode_InternFromString("body")) ||
-        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_budget = PyUnicode_InternFromString("_budget")) ||
+        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_seg_read = PyUnicode_InternFromString("seg_read")) || !(str_budget = PyUnicode_InternFromString("_budget")) ||
         !(int_one = PyLong_FromLong(1)))
         return NULL;
     PyObject *m = PyModule_Create(&module);

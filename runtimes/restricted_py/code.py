@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pan_restricted_py import account as accounts
+from pan_restricted_py.codecs import CODECS
 from pan_restricted_py.guards import make_builtins, make_guards
 from pan_restricted_py.limits import Limits
 from pan_restricted_py.meter import HELD, MEMORY, TIME, Halt, Meter
@@ -42,13 +43,15 @@ __all__ = ["RestrictedPyCode", "code_globals"]
 _CALL_NAMES = tuple(c[0] for c in pni_api.CALLS)
 #: the modules whose public names code sees as globals: the PNI and the reference protocols' header codecs
 _API_MODULES = (pni_api, protocol_headers)
-_CODEC_CLASSES = tuple(protocol_headers.STRUCTS.values())
+#: the codec classes code sees (``codecs.py``: the generated ones with ``read`` in C) and their bases
+_CODEC_CLASSES = (*CODECS, *CODECS.values())
 _HIDDEN = {"PNI", "HostPNI"}
 _DEFAULT_BUDGET = Budget()
 
 
 def _api_globals() -> dict[str, Any]:
-    """Public names of ``_API_MODULES`` for code: constants, verdict helpers, codecs (dicts copied)."""
+    """Public names of ``_API_MODULES`` for code: constants, verdict helpers, codecs (dicts
+    copied; each codec class replaced by its ``codecs.CODECS`` form)."""
     out: dict[str, Any] = {}
     for module in _API_MODULES:
         for name in module.__all__:
@@ -56,7 +59,10 @@ def _api_globals() -> dict[str, Any]:
                 continue
             value = getattr(module, name)
             if isinstance(value, dict):
-                value = dict(value)  # private copy: code may not change what other code sees
+                # private copy: code may not change what other code sees
+                value = {k: CODECS.get(v, v) if isinstance(v, type) else v for k, v in value.items()}
+            elif isinstance(value, type):
+                value = CODECS.get(value, value)
             out[name] = value
     return out
 
