@@ -204,6 +204,10 @@ static __thread FastPath *g_inflight; /* the FastPath running a capsule on this 
 static PyObject *str_release;
 static PyObject *str_refresh;
 static __thread unsigned long long g_waits; /* epoll_wait calls `wait` made on this thread */
+/* the monotonic ns by which a worker's batch handed over during this `wait` needs the loop to
+ * look at it (its budget, its demotion), 0: none; the wait goes on until then (admit) */
+static __thread unsigned long long g_due_ns;
+static unsigned long long g_kept; /* handovers after which a `wait` went on waiting (under the GIL) */
 
 static inline unsigned long long now_ns(void) {
     struct timespec ts;
@@ -1489,6 +1493,8 @@ PyDoc_STRVAR(wait_doc,
 "allows and at most `limit` datagrams a visit, and waiting goes on as\n"
 "long as each capsule was finished in C; returns the other ready descriptors (selectors'\n"
 "event masks) as soon as there are any, as soon as Python code ran, or at the timeout.\n"
+"A batch handed to a worker (`admit`, the one Python call) does not end the wait: it\n"
+"goes on until the worker writes, or until the time admit named for the loop's look.\n"
 "`lock` (a NodeLock) is dropped with the GIL while epoll_wait blocks.");
 
 static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
@@ -1511,7 +1517,13 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
     struct epoll_event evs[WAIT_EVENTS];
+    g_due_ns = 0;
     for (;;) {
+        if (g_due_ns) { /* a batch handed over in C needs the loop by then */
+            double due = (double)g_due_ns / 1e9;
+            if (deadline < 0 || due < deadline) deadline = due;
+            g_due_ns = 0;
+        }
         int ms = -1;
         if (deadline >= 0) {
             double left = deadline - (double)now_ns() / 1e9;
@@ -1603,9 +1615,17 @@ static PyObject *fp_waits(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) 
     return PyLong_FromUnsignedLongLong(g_waits);
 }
 
+PyDoc_STRVAR(kept_doc, "kept() -> int\n\nBatches handed to workers in C after which `wait` went on waiting\n"
+"(no turn of the event loop for them) so far, on every thread.");
+
+static PyObject *fp_kept(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromUnsignedLongLong(g_kept);
+}
+
 static PyMethodDef module_methods[] = {
     {"wait", fp_wait, METH_VARARGS, wait_doc},
     {"waits", fp_waits, METH_NOARGS, waits_doc},
+    {"kept", fp_kept, METH_NOARGS, kept_doc},
     {"inflight", fp_inflight, METH_NOARGS, inflight_doc},
     {NULL, NULL, 0, NULL},
 };

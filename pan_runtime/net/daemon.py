@@ -27,6 +27,7 @@ from pan_runtime.net.lifetime import die_with_parent
 from pan_runtime.net.listener import Listener
 from pan_runtime.net.reports import ErrorReporter
 from pan_runtime.net.udp import EventLoop, UdpTransport
+from pan_runtime.net.udp_fast import kept as fast_kept
 from pan_runtime.node.node import Node
 
 __all__ = ["NodeDaemon", "MetricsServer", "prometheus_text", "run_node", "LOG_FORMAT"]
@@ -151,6 +152,8 @@ class NodeDaemon:
         stats["uptime_s"] = time.monotonic() - self.started
         if self.transport is not None:
             stats["links"] = self.transport.info()
+            # batches C handed to workers after which its wait went on (no loop turn for them)
+            stats["fast_handovers_kept"] = fast_kept()
         stats["demand"] = self.demand.info()
         stats["error_reports"] = self.reports.info()
         if self.apps is not None:

@@ -183,13 +183,15 @@ class Offload:
             return None
         return functools.partial(self.admit, entry)
 
-    def admit(self, entry: CacheEntry, n: int, total: int, meta: bytes, owner: Any) -> tuple[memoryview, memoryview, int, int] | None:
+    def admit(self, entry: CacheEntry, n: int, total: int, meta: bytes, owner: Any) -> tuple[memoryview, memoryview, int, int, int] | None:
         """The C fast path read ``n`` capsules of ``entry`` in one receive and writes them into
         its worker's ring as one BATCH of ``total`` payload bytes if the node takes them now as
         ``run`` would hand them over at once: nothing of it waiting, within
         ``limits.worker_inflight`` and the pool bound, its worker up. Where C writes
-        (``WorkerCode.submit_raw``), or None: C gives each capsule to the node's own path,
-        which queues, sheds or restarts as always. ``meta``: what C keeps of each capsule
+        (``WorkerCode.submit_raw``) and when the event loop must look at the batches out
+        (``WorkerCode.look_due``: C's wait goes on until the worker writes or then, without a
+        turn of the loop for the handover), or None: C gives each capsule to the node's own
+        path, which queues, sheds or restarts as always. ``meta``: what C keeps of each capsule
         (``FastBatch``); ``owner``: the ``UdpFastPath``."""
         wc = entry.loaded
         assert isinstance(wc, WorkerCode)
@@ -209,7 +211,7 @@ class Offload:
         self.handed += n
         self.busy[wc] = entry
         self._watch_fds(wc)
-        return got
+        return (*got, wc.look_due() if self._watch is not None else 1)
 
     def _within_pool(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment]) -> Sequence[Environment]:
         """The capsules of ``envs`` the node may hold for ``wc``'s worker; the rest dropped
