@@ -208,6 +208,7 @@ static __thread unsigned long long g_waits; /* epoll_wait calls `wait` made on t
  * look at it (its budget, its demotion), 0: none; the wait goes on until then (admit) */
 static __thread unsigned long long g_due_ns;
 static unsigned long long g_kept; /* handovers after which a `wait` went on waiting (under the GIL) */
+static unsigned long long g_kept_ready; /* workers' verdicts collected in a `wait` that went on (under the GIL) */
 
 static inline unsigned long long now_ns(void) {
     struct timespec ts;
@@ -1495,6 +1496,8 @@ PyDoc_STRVAR(wait_doc,
 "event masks) as soon as there are any, as soon as Python code ran, or at the timeout.\n"
 "A batch handed to a worker (`admit`, the one Python call) does not end the wait: it\n"
 "goes on until the worker writes, or until the time admit named for the loop's look.\n"
+"A callable in `fast` is a worker's wake-up (its eventfd): called here when readable, it\n"
+"returns when the loop must turn (monotonic ns; 0: no need, 1: at once).\n"
 "`lock` (a NodeLock) is dropped with the GIL while epoll_wait blocks.");
 
 static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
@@ -1561,6 +1564,23 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
                 Py_DECREF(fp);
                 if (r == -1) goto fail;
                 if (r >= 0) continue; /* -2: no slot lent, -3: not its socket; the loop's reader */
+            } else if (fp && !Py_IS_TYPE(fp, &FastPathType) && PyCallable_Check(fp) && (e & EPOLLIN)) {
+                /* a worker wrote (EventLoop.add_ready): its callback collects the verdicts here
+                 * and names when the loop must turn (0: no need, 1: at once) */
+                Py_INCREF(fp);
+                PyObject *r = PyObject_CallNoArgs(fp);
+                Py_DECREF(fp);
+                if (!r) goto fail;
+                unsigned long long due = PyLong_Check(r) ? PyLong_AsUnsignedLongLong(r) : 1;
+                Py_DECREF(r);
+                if (due == (unsigned long long)-1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    due = 1;
+                }
+                if (due == 1) called = 1;
+                else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+                if (due != 1) g_kept_ready++;
+                continue;
             }
             int mask = 0;
             if (e & ~(uint32_t)EPOLLIN) mask |= EVENT_WRITE;
@@ -1615,11 +1635,12 @@ static PyObject *fp_waits(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) 
     return PyLong_FromUnsignedLongLong(g_waits);
 }
 
-PyDoc_STRVAR(kept_doc, "kept() -> int\n\nBatches handed to workers in C after which `wait` went on waiting\n"
-"(no turn of the event loop for them) so far, on every thread.");
+PyDoc_STRVAR(kept_doc, "kept() -> (handed, collected)\n\nBatches handed to workers in C, and workers' writes\n"
+"collected by their callback (`add_ready`), after which `wait` went on waiting (no turn of the\n"
+"event loop for them) so far, on every thread.");
 
 static PyObject *fp_kept(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
-    return PyLong_FromUnsignedLongLong(g_kept);
+    return Py_BuildValue("(KK)", g_kept, g_kept_ready);
 }
 
 static PyMethodDef module_methods[] = {

@@ -94,10 +94,14 @@ def waits() -> int:
     return int(_fastpath.waits()) if _fastpath is not None else 0
 
 
-def kept() -> int:
-    """Batches ``wait`` handed to workers and went on waiting after, without a turn of the
-    event loop, on every thread of the process (0 without the extension)."""
-    return int(_fastpath.kept()) if _fastpath is not None else 0
+def kept() -> tuple[int, int]:
+    """Batches ``wait`` handed to workers, and workers' writes it collected (``EventLoop.add_ready``),
+    after which it went on waiting without a turn of the event loop, on every thread of the
+    process ((0, 0) without the extension)."""
+    if _fastpath is None:
+        return 0, 0
+    handed, collected = _fastpath.kept()
+    return int(handed), int(collected)
 
 
 def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any, int]:

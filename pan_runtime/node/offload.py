@@ -59,6 +59,7 @@ class Offload:
         self.busy: dict[WorkerCode, CacheEntry] = {}
         self._watch: Watch | None = None
         self._unwatch: Callable[[int], None] | None = None
+        self._ready_watch: Callable[[int, Callable[[], int]], None] | None = None
         self._watched: dict[WorkerCode, tuple[int, ...]] = {}
         #: every worker process's pidfd watched (code objects' workers, standbys, spares)
         self._pidfds: dict[int, _Process] = {}
@@ -75,12 +76,15 @@ class Offload:
         self.dropped = 0
 
     # -- drivers ------------------------------------------------------------------------
-    def attach(self, watch: Watch, unwatch: Callable[[int], None]) -> None:
+    def attach(self, watch: Watch, unwatch: Callable[[int], None], ready: Callable[[int, Callable[[], int]], None] | None = None) -> None:
         """Run asynchronously under an event loop that watches each busy worker's eventfd and
         every worker process's pidfd (``watch(fd, callback)``) and calls ``tick`` at least when
-        it returns."""
+        it returns. ``ready(fd, callback)``, when the loop has it, watches a worker's eventfd
+        with a callback its wait may call without returning (``EventLoop.add_ready``): the
+        callback says by when the loop must turn (``_collected``)."""
         self._watch = watch
         self._unwatch = unwatch
+        self._ready_watch = ready
         self.asynchronous = True
         self._sweep()
 
@@ -308,8 +312,12 @@ class Offload:
         self._watch_proc(wc.rt, proc)
         fds = (proc.ch.wake_up,)
         wc.on_down = self._forget
+        ready = self._ready_watch
         for fd in fds:
-            self._watch(fd, lambda wc=wc: self._ready(wc))
+            if ready is not None:
+                ready(fd, lambda wc=wc: self._collected(wc))
+            else:
+                self._watch(fd, lambda wc=wc: self._ready(wc))
         self._watched[wc] = fds
 
     def _sweep(self) -> None:
@@ -397,6 +405,21 @@ class Offload:
             if wc.proc is None or wc.proc is not proc:
                 self._forget(wc)
 
+    def _collected(self, wc: WorkerCode) -> int:
+        """``_ready`` called from the fast path's wait, which goes on waiting unless this says
+        otherwise: by when the event loop must turn (monotonic ns, ``WorkerCode.look_due`` of
+        the batches still out; 0: no need; 1: at once). At once whenever the collect left
+        anything for the loop: capsules queued for the node, a worker demoted, restarting or
+        started, or this worker's process changed (gone, failed, replaced)."""
+        proc = wc.proc
+        rt = wc.rt
+        spawns = rt.spawns
+        self._ready(wc)
+        if (wc.proc is not proc or proc is None or rt.spawns != spawns or self.node.queue or self._lowered
+                or self._reviving or wc.demoted is not None or wc in self.waiting):
+            return 1
+        return wc.look_due() if wc.inflight else 0
+
     def close(self) -> None:
         """The node closes: every capsule out or waiting is counted (``worker_down``)."""
         for wc, q in list(self.waiting.items()):
@@ -420,6 +443,7 @@ class Offload:
         self._lowered.clear()
         self._reviving.clear()
         self._watch = None
+        self._ready_watch = None
 
     def statistics(self) -> dict[str, int]:
         return {
