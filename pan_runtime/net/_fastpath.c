@@ -207,8 +207,6 @@ static __thread unsigned long long g_waits; /* epoll_wait calls `wait` made on t
 /* the monotonic ns by which a worker's batch handed over during this `wait` needs the loop to
  * look at it (its budget, its demotion), 0: none; the wait goes on until then (admit) */
 static __thread unsigned long long g_due_ns;
-static unsigned long long g_kept; /* handovers after which a `wait` went on waiting (under the GIL) */
-static unsigned long long g_kept_ready; /* workers' verdicts collected in a `wait` that went on (under the GIL) */
 
 static inline unsigned long long now_ns(void) {
     struct timespec ts;
@@ -1579,7 +1577,6 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
                 }
                 if (due == 1) called = 1;
                 else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
-                if (due != 1) g_kept_ready++;
                 continue;
             }
             int mask = 0;
@@ -1635,18 +1632,9 @@ static PyObject *fp_waits(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) 
     return PyLong_FromUnsignedLongLong(g_waits);
 }
 
-PyDoc_STRVAR(kept_doc, "kept() -> (handed, collected)\n\nBatches handed to workers in C, and workers' writes\n"
-"collected by their callback (`add_ready`), after which `wait` went on waiting (no turn of the\n"
-"event loop for them) so far, on every thread.");
-
-static PyObject *fp_kept(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("(KK)", g_kept, g_kept_ready);
-}
-
 static PyMethodDef module_methods[] = {
     {"wait", fp_wait, METH_VARARGS, wait_doc},
     {"waits", fp_waits, METH_NOARGS, waits_doc},
-    {"kept", fp_kept, METH_NOARGS, kept_doc},
     {"inflight", fp_inflight, METH_NOARGS, inflight_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -163,7 +163,6 @@ static int to_worker(FastPath *self, int first, int count, int li, int ci, int *
     if (due) { /* admit was the only Python: the wait goes on, back in the loop by `due` */
         *called = called_before;
         if (!g_due_ns || due < g_due_ns) g_due_ns = due;
-        g_kept++;
     }
     return count;
 }

@@ -27,7 +27,6 @@ from pan_runtime.net.lifetime import die_with_parent
 from pan_runtime.net.listener import Listener
 from pan_runtime.net.reports import ErrorReporter
 from pan_runtime.net.udp import EventLoop, UdpTransport
-from pan_runtime.net.udp_fast import kept as fast_kept
 from pan_runtime.node.node import Node
 
 __all__ = ["NodeDaemon", "MetricsServer", "prometheus_text", "run_node", "LOG_FORMAT"]
@@ -155,7 +154,8 @@ class NodeDaemon:
             stats["links"] = self.transport.info()
             # batches C handed to workers, and workers' verdicts collected, after which the fast
             # path's wait went on (no turn of the event loop for them)
-            stats["fast_handovers_kept"], stats["fast_verdicts_kept"] = fast_kept()
+            off = self.node.offload
+            stats["fast_handovers_kept"], stats["fast_verdicts_kept"] = off.handovers_kept, off.collects_kept
         stats["demand"] = self.demand.info()
         stats["error_reports"] = self.reports.info()
         if self.apps is not None:

@@ -127,11 +127,12 @@ class EventLoop:
     def modify(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
         self.sel.modify(fileobj, events, callback)
 
-    def add_ready(self, fd: int, callback: Callable[[], int]) -> None:
+    def add_ready(self, fd: int, callback: Callable[..., int]) -> None:
         """Watch ``fd`` for reading with a callback the fast path's wait calls itself, going on
         waiting after it (epoll): it returns the monotonic ns by which the loop must turn
-        (0: no need, 1: at once). Without the fast path the loop calls it as any callback."""
-        self.add(fd, selectors.EVENT_READ, lambda _m: callback())
+        (0: no need, 1: at once). Without the fast path the loop calls it as any callback,
+        with False (``in_wait``)."""
+        self.add(fd, selectors.EVENT_READ, lambda _m: callback(False))
         if self._epoll:
             self._fast_c[fd] = callback
             self._ready_fds.add(fd)

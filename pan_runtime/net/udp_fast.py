@@ -46,7 +46,7 @@ except ImportError as exc:  # built at install only where a C compiler was found
 else:
     _IMPORT_ERROR = ""
 
-__all__ = ["PATHS", "UdpFastPath", "available", "node_lock", "unavailable_reason", "kept", "wait", "waits"]
+__all__ = ["PATHS", "UdpFastPath", "available", "node_lock", "unavailable_reason", "wait", "waits"]
 
 #: how the datagrams a fast path read went: carried out in C after the code ran (through a C
 #: entry or ``fast_accept``); run in Python (a runtime with neither entry); handed to Python
@@ -93,15 +93,6 @@ def waits() -> int:
     """``epoll_wait`` calls ``wait`` made so far on this thread (0 without the extension)."""
     return int(_fastpath.waits()) if _fastpath is not None else 0
 
-
-def kept() -> tuple[int, int]:
-    """Batches ``wait`` handed to workers, and workers' writes it collected (``EventLoop.add_ready``),
-    after which it went on waiting without a turn of the event loop, on every thread of the
-    process ((0, 0) without the extension)."""
-    if _fastpath is None:
-        return 0, 0
-    handed, collected = _fastpath.kept()
-    return int(handed), int(collected)
 
 
 def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any, int]:

@@ -59,7 +59,7 @@ class Offload:
         self.busy: dict[WorkerCode, CacheEntry] = {}
         self._watch: Watch | None = None
         self._unwatch: Callable[[int], None] | None = None
-        self._ready_watch: Callable[[int, Callable[[], int]], None] | None = None
+        self._ready_watch: Callable[[int, Callable[..., int]], None] | None = None
         self._watched: dict[WorkerCode, tuple[int, ...]] = {}
         #: every worker process's pidfd watched (code objects' workers, standbys, spares)
         self._pidfds: dict[int, _Process] = {}
@@ -74,9 +74,13 @@ class Offload:
         #: capsules handed over and dropped for want of room (counted on the code object too)
         self.handed = 0
         self.dropped = 0
+        #: batches the fast path handed over (``admit``) and workers' verdicts collected from its
+        #: wait (``_collected``), after which the wait went on without a turn of the event loop
+        self.handovers_kept = 0
+        self.collects_kept = 0
 
     # -- drivers ------------------------------------------------------------------------
-    def attach(self, watch: Watch, unwatch: Callable[[int], None], ready: Callable[[int, Callable[[], int]], None] | None = None) -> None:
+    def attach(self, watch: Watch, unwatch: Callable[[int], None], ready: Callable[[int, Callable[..., int]], None] | None = None) -> None:
         """Run asynchronously under an event loop that watches each busy worker's eventfd and
         every worker process's pidfd (``watch(fd, callback)``) and calls ``tick`` at least when
         it returns. ``ready(fd, callback)``, when the loop has it, watches a worker's eventfd
@@ -215,7 +219,10 @@ class Offload:
         self.handed += n
         self.busy[wc] = entry
         self._watch_fds(wc)
-        return (*got, wc.look_due() if self._watch is not None else 1)
+        if self._ready_watch is None:
+            return (*got, 1)  # the loop turns at once, as before
+        self.handovers_kept += 1
+        return (*got, wc.look_due())
 
     def _within_pool(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment]) -> Sequence[Environment]:
         """The capsules of ``envs`` the node may hold for ``wc``'s worker; the rest dropped
@@ -315,7 +322,7 @@ class Offload:
         ready = self._ready_watch
         for fd in fds:
             if ready is not None:
-                ready(fd, lambda wc=wc: self._collected(wc))
+                ready(fd, lambda in_wait=True, wc=wc: self._collected(wc, in_wait))
             else:
                 self._watch(fd, lambda wc=wc: self._ready(wc))
         self._watched[wc] = fds
@@ -405,7 +412,7 @@ class Offload:
             if wc.proc is None or wc.proc is not proc:
                 self._forget(wc)
 
-    def _collected(self, wc: WorkerCode) -> int:
+    def _collected(self, wc: WorkerCode, in_wait: bool = True) -> int:
         """``_ready`` called from the fast path's wait, which goes on waiting unless this says
         otherwise: by when the event loop must turn (monotonic ns, ``WorkerCode.look_due`` of
         the batches still out; 0: no need; 1: at once). At once whenever the collect left
@@ -418,6 +425,8 @@ class Offload:
         if (wc.proc is not proc or proc is None or rt.spawns != spawns or self.node.queue or self._lowered
                 or self._reviving or wc.demoted is not None or wc in self.waiting):
             return 1
+        if in_wait:
+            self.collects_kept += 1
         return wc.look_due() if wc.inflight else 0
 
     def close(self) -> None:
@@ -451,4 +460,6 @@ class Offload:
             "waiting": sum(len(q) for q in self.waiting.values()),
             "handed": self.handed,
             "busy_drops": self.dropped,
+            "handovers_kept": self.handovers_kept,
+            "collects_kept": self.collects_kept,
         }
