@@ -994,7 +994,10 @@ class WorkerCode(LoadedCode):
         """When the node must look at the batches out at the latest (monotonic ns): the oldest
         one's budget end, or sooner the time from which its CPU time counts toward demotion
         (``steer``); 1 when there is nothing out (look at once). The fast path's wait goes on
-        after a handover until then (``Offload.admit``) instead of turning the event loop."""
+        after a handover until then (``Offload.admit``) instead of turning the event loop, so
+        ``steer``'s first look at a batch that is still running comes at most
+        ``worker_demote_ms`` per capsule after its start: a runaway batch is demoted once it has
+        used that much CPU time from then (at most twice ``worker_demote_ms`` from its start)."""
         if not self.inflight:
             return 1
         head = self.inflight[0]

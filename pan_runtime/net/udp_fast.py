@@ -94,7 +94,6 @@ def waits() -> int:
     return int(_fastpath.waits()) if _fastpath is not None else 0
 
 
-
 def fast_entry(loaded: LoadedCode) -> tuple[int, int, Any, int]:
     """What C runs for a code object: (C entry address or 0, its state, ``fast_accept`` or None,
     C batch entry address or 0); (0, 0, None, 0) for code that does not offer the
