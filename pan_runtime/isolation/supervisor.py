@@ -1016,6 +1016,23 @@ class WorkerCode(LoadedCode):
         c = self.rt.settings.config
         return int((n * c.budget.time_ms + c.worker_grace_ms) * 1_000_000)
 
+    def look_due(self) -> int:
+        """When the node must look at the batches out at the latest (monotonic ns): the oldest
+        one's budget end, or sooner the time from which its CPU time counts toward demotion
+        (``steer``); 1 when there is nothing out (look at once). The fast path's wait goes on
+        after a handover until then (``Offload.admit``) instead of turning the event loop, so
+        ``steer``'s first look at a batch that is still running comes at most
+        ``worker_demote_ms`` per capsule after its start: a runaway batch is demoted once it has
+        used that much CPU time from then (at most twice ``worker_demote_ms`` from its start)."""
+        if not self.inflight:
+            return 1
+        head = self.inflight[0]
+        due = head.started + head.budget_ns
+        demote_ns = self.rt.demote_ns
+        if demote_ns and self.demoted is None:
+            due = min(due, head.started + demote_ns * head.n)
+        return due
+
     def next_deadline(self) -> int | None:
         """When the oldest batch out runs past its budget (monotonic ns), or None."""
         if not self.inflight:

@@ -204,6 +204,9 @@ static __thread FastPath *g_inflight; /* the FastPath running a capsule on this 
 static PyObject *str_release;
 static PyObject *str_refresh;
 static __thread unsigned long long g_waits; /* epoll_wait calls `wait` made on this thread */
+/* the monotonic ns by which a worker's batch handed over during this `wait` needs the loop to
+ * look at it (its budget, its demotion), 0: none; the wait goes on until then (admit) */
+static __thread unsigned long long g_due_ns;
 
 static inline unsigned long long now_ns(void) {
     struct timespec ts;
@@ -1489,6 +1492,10 @@ PyDoc_STRVAR(wait_doc,
 "allows and at most `limit` datagrams a visit, and waiting goes on as\n"
 "long as each capsule was finished in C; returns the other ready descriptors (selectors'\n"
 "event masks) as soon as there are any, as soon as Python code ran, or at the timeout.\n"
+"A batch handed to a worker (`admit`, the one Python call) does not end the wait: it\n"
+"goes on until the worker writes, or until the time admit named for the loop's look.\n"
+"A callable in `fast` is a worker's wake-up (its eventfd): called here when readable, it\n"
+"returns when the loop must turn (monotonic ns; 0: no need, 1: at once).\n"
 "`lock` (a NodeLock) is dropped with the GIL while epoll_wait blocks.");
 
 static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
@@ -1511,7 +1518,13 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
     struct epoll_event evs[WAIT_EVENTS];
+    g_due_ns = 0;
     for (;;) {
+        if (g_due_ns) { /* a batch handed over in C needs the loop by then */
+            double due = (double)g_due_ns / 1e9;
+            if (deadline < 0 || due < deadline) deadline = due;
+            g_due_ns = 0;
+        }
         int ms = -1;
         if (deadline >= 0) {
             double left = deadline - (double)now_ns() / 1e9;
@@ -1549,6 +1562,22 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
                 Py_DECREF(fp);
                 if (r == -1) goto fail;
                 if (r >= 0) continue; /* -2: no slot lent, -3: not its socket; the loop's reader */
+            } else if (fp && !Py_IS_TYPE(fp, &FastPathType) && PyCallable_Check(fp) && (e & EPOLLIN)) {
+                /* a worker wrote (EventLoop.add_ready): its callback collects the verdicts here
+                 * and names when the loop must turn (0: no need, 1: at once) */
+                Py_INCREF(fp);
+                PyObject *r = PyObject_CallNoArgs(fp);
+                Py_DECREF(fp);
+                if (!r) goto fail;
+                unsigned long long due = PyLong_Check(r) ? PyLong_AsUnsignedLongLong(r) : 1;
+                Py_DECREF(r);
+                if (due == (unsigned long long)-1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    due = 1;
+                }
+                if (due == 1) called = 1;
+                else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+                continue;
             }
             int mask = 0;
             if (e & ~(uint32_t)EPOLLIN) mask |= EVENT_WRITE;

@@ -76,6 +76,7 @@ static int to_worker(FastPath *self, int first, int count, int li, int ci, int *
         total += ((size_t)len + 7) & ~(size_t)7;
     }
     flush_sends(self); /* what this receive forwarded before these leaves first */
+    int called_before = *called;
     *called = 1;
     self->crossings++;
     unsigned long long tables = self->tables;
@@ -97,10 +98,10 @@ static int to_worker(FastPath *self, int first, int count, int li, int ci, int *
     /* admitted: the batch is the node's from here (counted in, out to the worker); a failure
      * below leaves its record unpublished, and the worker's budget then fails it, counted */
     PyObject *pview, *hview;
-    unsigned long long head;
+    unsigned long long head, due = 0;
     int wfd;
     Py_buffer pb = {0}, hb = {0};
-    int ok = PyTuple_Check(r) && PyArg_ParseTuple(r, "OOKi", &pview, &hview, &head, &wfd);
+    int ok = PyTuple_Check(r) && PyArg_ParseTuple(r, "OOKi|K", &pview, &hview, &head, &wfd, &due);
     if (ok) ok = PyObject_GetBuffer(pview, &pb, PyBUF_WRITABLE) == 0;
     if (ok && PyObject_GetBuffer(hview, &hb, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&pb);
@@ -113,7 +114,7 @@ static int to_worker(FastPath *self, int first, int count, int li, int ci, int *
         ok = 0;
     }
     if (!ok) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "admit returns (payload, head view, head, eventfd) or None");
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "admit returns (payload, head view, head, eventfd[, due]) or None");
         Py_DECREF(r);
         Py_DECREF(meta);
         for (int k = 0; k < count; k++) {
@@ -159,6 +160,10 @@ static int to_worker(FastPath *self, int first, int count, int li, int ci, int *
     }
     self->received += (unsigned long long)count;
     self->n_to_worker += (unsigned long long)count;
+    if (due) { /* admit was the only Python: the wait goes on, back in the loop by `due` */
+        *called = called_before;
+        if (!g_due_ns || due < g_due_ns) g_due_ns = due;
+    }
     return count;
 }
 

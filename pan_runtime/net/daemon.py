@@ -93,7 +93,8 @@ class NodeDaemon:
         # capsules for workers (process isolation) are handed over without waiting: the loop
         # watches each busy worker's eventfd and pidfd, and ``tick`` its batches' budgets
         loop = self.loop
-        self.node.offload.attach(lambda fd, cb: loop.add(fd, selectors.EVENT_READ, lambda _m: cb()), loop.remove)
+        self.node.offload.attach(lambda fd, cb: loop.add(fd, selectors.EVENT_READ, lambda _m: cb()), loop.remove,
+                                 ready=loop.add_ready)
         self.loop.idle.append(self.node.offload.tick)
 
     # ------------------------------------------------------------------ running
@@ -151,6 +152,10 @@ class NodeDaemon:
         stats["uptime_s"] = time.monotonic() - self.started
         if self.transport is not None:
             stats["links"] = self.transport.info()
+            # batches C handed to workers, and workers' verdicts collected, after which the fast
+            # path's wait went on (no turn of the event loop for them)
+            off = self.node.offload
+            stats["fast_handovers_kept"], stats["fast_verdicts_kept"] = off.handovers_kept, off.collects_kept
         stats["demand"] = self.demand.info()
         stats["error_reports"] = self.reports.info()
         if self.apps is not None:

@@ -87,6 +87,8 @@ class EventLoop:
         #: (descriptor -> the fast path reading it; one fast path reads several)
         self.fast: dict[int, UdpFastPath] = {}
         self._fast_c: dict[int, Any] = {}
+        #: descriptors whose callback the fast path's wait calls itself (``add_ready``)
+        self._ready_fds: set[int] = set()
         self._paths: list[UdpFastPath] = []
         self.fast_burst = 64
         #: the node's lock when its fast path runs on several threads (``udp_fast.node_lock``):
@@ -125,7 +127,20 @@ class EventLoop:
     def modify(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
         self.sel.modify(fileobj, events, callback)
 
+    def add_ready(self, fd: int, callback: Callable[..., int]) -> None:
+        """Watch ``fd`` for reading with a callback the fast path's wait calls itself, going on
+        waiting after it (epoll): it returns the monotonic ns by which the loop must turn
+        (0: no need, 1: at once). Without the fast path the loop calls it as any callback,
+        with False (``in_wait``)."""
+        self.add(fd, selectors.EVENT_READ, lambda _m: callback(False))
+        if self._epoll:
+            self._fast_c[fd] = callback
+            self._ready_fds.add(fd)
+
     def remove(self, fileobj: Any) -> None:
+        if fileobj in self._ready_fds:
+            self._ready_fds.discard(fileobj)
+            self._fast_c.pop(fileobj, None)
         try:
             self.sel.unregister(fileobj)
         except (KeyError, ValueError):

@@ -59,6 +59,7 @@ class Offload:
         self.busy: dict[WorkerCode, CacheEntry] = {}
         self._watch: Watch | None = None
         self._unwatch: Callable[[int], None] | None = None
+        self._ready_watch: Callable[[int, Callable[..., int]], None] | None = None
         self._watched: dict[WorkerCode, tuple[int, ...]] = {}
         #: every worker process's pidfd watched (code objects' workers, standbys, spares)
         self._pidfds: dict[int, _Process] = {}
@@ -73,14 +74,21 @@ class Offload:
         #: capsules handed over and dropped for want of room (counted on the code object too)
         self.handed = 0
         self.dropped = 0
+        #: batches the fast path handed over (``admit``) and workers' verdicts collected from its
+        #: wait (``_collected``), after which the wait went on without a turn of the event loop
+        self.handovers_kept = 0
+        self.collects_kept = 0
 
     # -- drivers ------------------------------------------------------------------------
-    def attach(self, watch: Watch, unwatch: Callable[[int], None]) -> None:
+    def attach(self, watch: Watch, unwatch: Callable[[int], None], ready: Callable[[int, Callable[..., int]], None] | None = None) -> None:
         """Run asynchronously under an event loop that watches each busy worker's eventfd and
         every worker process's pidfd (``watch(fd, callback)``) and calls ``tick`` at least when
-        it returns."""
+        it returns. ``ready(fd, callback)``, when the loop has it, watches a worker's eventfd
+        with a callback its wait may call without returning (``EventLoop.add_ready``): the
+        callback says by when the loop must turn (``_collected``)."""
         self._watch = watch
         self._unwatch = unwatch
+        self._ready_watch = ready
         self.asynchronous = True
         self._sweep()
 
@@ -183,13 +191,15 @@ class Offload:
             return None
         return functools.partial(self.admit, entry)
 
-    def admit(self, entry: CacheEntry, n: int, total: int, meta: bytes, owner: Any) -> tuple[memoryview, memoryview, int, int] | None:
+    def admit(self, entry: CacheEntry, n: int, total: int, meta: bytes, owner: Any) -> tuple[memoryview, memoryview, int, int, int] | None:
         """The C fast path read ``n`` capsules of ``entry`` in one receive and writes them into
         its worker's ring as one BATCH of ``total`` payload bytes if the node takes them now as
         ``run`` would hand them over at once: nothing of it waiting, within
         ``limits.worker_inflight`` and the pool bound, its worker up. Where C writes
-        (``WorkerCode.submit_raw``), or None: C gives each capsule to the node's own path,
-        which queues, sheds or restarts as always. ``meta``: what C keeps of each capsule
+        (``WorkerCode.submit_raw``) and when the event loop must look at the batches out
+        (``WorkerCode.look_due``: C's wait goes on until the worker writes or then, without a
+        turn of the loop for the handover), or None: C gives each capsule to the node's own
+        path, which queues, sheds or restarts as always. ``meta``: what C keeps of each capsule
         (``FastBatch``); ``owner``: the ``UdpFastPath``."""
         wc = entry.loaded
         assert isinstance(wc, WorkerCode)
@@ -209,7 +219,10 @@ class Offload:
         self.handed += n
         self.busy[wc] = entry
         self._watch_fds(wc)
-        return got
+        if self._ready_watch is None:
+            return (*got, 1)  # the loop turns at once, as before
+        self.handovers_kept += 1
+        return (*got, wc.look_due())
 
     def _within_pool(self, entry: CacheEntry, wc: WorkerCode, envs: Sequence[Environment]) -> Sequence[Environment]:
         """The capsules of ``envs`` the node may hold for ``wc``'s worker; the rest dropped
@@ -306,8 +319,12 @@ class Offload:
         self._watch_proc(wc.rt, proc)
         fds = (proc.ch.wake_up,)
         wc.on_down = self._forget
+        ready = self._ready_watch
         for fd in fds:
-            self._watch(fd, lambda wc=wc: self._ready(wc))
+            if ready is not None:
+                ready(fd, lambda in_wait=True, wc=wc: self._collected(wc, in_wait))
+            else:
+                self._watch(fd, lambda wc=wc: self._ready(wc))
         self._watched[wc] = fds
 
     def _sweep(self) -> None:
@@ -395,6 +412,23 @@ class Offload:
             if wc.proc is None or wc.proc is not proc:
                 self._forget(wc)
 
+    def _collected(self, wc: WorkerCode, in_wait: bool = True) -> int:
+        """``_ready`` called from the fast path's wait, which goes on waiting unless this says
+        otherwise: by when the event loop must turn (monotonic ns, ``WorkerCode.look_due`` of
+        the batches still out; 0: no need; 1: at once). At once whenever the collect left
+        anything for the loop: capsules queued for the node, a worker demoted, restarting or
+        started, or this worker's process changed (gone, failed, replaced)."""
+        proc = wc.proc
+        rt = wc.rt
+        spawns = rt.spawns
+        self._ready(wc)
+        if (wc.proc is not proc or proc is None or rt.spawns != spawns or self.node.queue or self._lowered
+                or self._reviving or wc.demoted is not None or wc in self.waiting):
+            return 1
+        if in_wait:
+            self.collects_kept += 1
+        return wc.look_due() if wc.inflight else 0
+
     def close(self) -> None:
         """The node closes: every capsule out or waiting is counted (``worker_down``)."""
         for wc, q in list(self.waiting.items()):
@@ -418,6 +452,7 @@ class Offload:
         self._lowered.clear()
         self._reviving.clear()
         self._watch = None
+        self._ready_watch = None
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -425,4 +460,6 @@ class Offload:
             "waiting": sum(len(q) for q in self.waiting.values()),
             "handed": self.handed,
             "busy_drops": self.dropped,
+            "handovers_kept": self.handovers_kept,
+            "collects_kept": self.collects_kept,
         }

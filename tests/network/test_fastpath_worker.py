@@ -168,6 +168,66 @@ def test_a_flood_past_worker_inflight_is_dropped_as_worker_busy_and_the_pool_sta
         assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
 
 
+# -- the fast path's wait: batches handed over and verdicts collected without a loop turn -------
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_batches_are_handed_over_and_their_verdicts_collected_inside_the_fast_paths_wait(runtime):
+    with _line(runtime) as t:
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        before = t.middle.statistics()
+        for seq in range(1, N):  # one at a time, as pings: each its own batch
+            t.src.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", seq)))
+            assert pump(t.ds, lambda seq=seq: t.app.pending == seq + 1)
+        s = t.middle.statistics()
+        batches = s["workers"][runtime]["fast_batches"] - before["workers"][runtime]["fast_batches"]
+        assert batches == N - 1
+        # each handed over by admit with the wait going on, each worker's write collected in it
+        assert s["fast_handovers_kept"] - before["fast_handovers_kept"] == batches
+        assert s["fast_verdicts_kept"] - before["fast_verdicts_kept"] == batches
+        assert _seqs(t.app) == list(range(N))
+        code = s["code"][t.code.hex_name]
+        assert code["capsules_in"] == N and code["forwarded"] == N and code["errors"] == 0
+        assert t.middle.node.offload.statistics()["inflight"] == 0
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_bad_verdicts_record_collected_in_the_wait_is_the_workers_protocol_fault_and_nothing_is_sent(runtime):
+    from pan_runtime.isolation.protocol import Kind
+    from pan_runtime.isolation.ring import HEADER, Ring
+
+    with _line(runtime, limits="worker_grace_ms = 60000\n") as t:
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        wc = t.middle.node.cache.peek(t.code.name).loaded
+        pid = _worker_pid(t.middle, t.code)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            _send(t, 1)
+            assert pump(t.ds, lambda: _fast(t.middle)["to_worker"] == 2)
+            assert t.middle.node.offload.statistics()["inflight"] == 1
+            ch = wc.proc.ch
+            # the worker's end of its up ring, written as a hostile worker would: a forward for
+            # the capsule, in a record whose size does not match its fault-text length
+            up = Ring(ch.view, HEADER + ch.ring_size, ch.ring_size)
+            assert up.put(Kind.VERDICTS, _HEAD.pack(1, 0, 5, 0) + _ENTRY.pack(2, 0, 0, 0))
+            ch.wake_node()
+            code = t.middle.node.cache.peek(t.code.name).stats
+            assert pump(t.ds, lambda: code.errors == 1)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+        assert dict(code.drops) == {"crash": 1} and code.forwarded == 1
+        s = t.middle.statistics()
+        assert s["workers"][runtime]["died_crash"] == 1
+        assert t.middle.node.offload.statistics()["inflight"] == 0
+        pump(t.ds, lambda: False, timeout=0.2)  # nothing more reaches the receiver
+        assert t.app.pending == 1
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
 # -- the VERDICTS reader in C, against records built here --------------------------------------
 
 _HEAD = struct.Struct("<IIII")
