@@ -52,7 +52,6 @@ typedef struct {
     void *state;
     PyObject *after_run;     /* loaded.after_fast_run */
     PyObject *take_usage;    /* loaded.take_fast_usage, or NULL: the runtime reports none */
-    volatile int32_t *index_at; /* where the entry keeps the capsule it runs, if not in `index` */
     int any_origin;          /* the entry reads the origin from the context: any capsule runs */
     pan_fast_ctx ctx;
     /* the batch being run */
@@ -110,16 +109,15 @@ static int grow(BatchLoop *self, uint32_t n) {
 }
 
 static int BatchLoop_init(BatchLoop *self, PyObject *args, PyObject *kwds) {
-    static char *kw[] = {"view", "batch", "state", "address", "after_run", "take_usage", "index_at", "any_origin", NULL};
+    static char *kw[] = {"view", "batch", "state", "address", "after_run", "take_usage", "any_origin", NULL};
     Py_buffer view;
     unsigned long long batch, state;
     const char *addr;
     Py_ssize_t addr_len;
     PyObject *after_run, *take_usage;
-    unsigned long long index_at = 0;
     int any_origin = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "w*KKy#OO|Kp", kw, &view, &batch, &state, &addr, &addr_len, &after_run,
-                                     &take_usage, &index_at, &any_origin))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "w*KKy#OO|p", kw, &view, &batch, &state, &addr, &addr_len, &after_run,
+                                     &take_usage, &any_origin))
         return -1;
     if (!batch || addr_len != ADDR_SIZE || !PyCallable_Check(after_run) ||
         (take_usage != Py_None && !PyCallable_Check(take_usage))) {
@@ -137,7 +135,6 @@ static int BatchLoop_init(BatchLoop *self, PyObject *args, PyObject *kwds) {
     if (take_usage != Py_None) self->take_usage = Py_NewRef(take_usage);
     memset(&self->ctx, 0, sizeof self->ctx);
     memcpy(self->ctx.node_address, addr, ADDR_SIZE);
-    self->index_at = (volatile int32_t *)(uintptr_t)index_at;
     self->any_origin = any_origin;
     self->claimed = -1;
     return 0;
@@ -358,7 +355,7 @@ PyDoc_STRVAR(claim_doc,
 static PyObject *BatchLoop_claim(BatchLoop *self, PyObject *Py_UNUSED(ignored)) {
     pan_fast_batch *b = self->in_batch;
     if (!b || self->claimed >= 0) Py_RETURN_NONE;
-    uint32_t k = self->index_at ? (uint32_t)*self->index_at : b->index;
+    uint32_t k = pan_fast_batch_running(b);
     if (k >= b->count) Py_RETURN_NONE;
     uint32_t i = self->in_first + k;
     self->claimed = (int32_t)i;
@@ -496,7 +493,7 @@ static PyGetSetDef BatchLoop_getset[] = {
 static PyTypeObject BatchLoopType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pan_runtime.isolation._batchloop.BatchLoop",
-    .tp_doc = PyDoc_STR("BatchLoop(view, batch, state, address, after_run, take_usage, index_at=0, any_origin=False): "
+    .tp_doc = PyDoc_STR("BatchLoop(view, batch, state, address, after_run, take_usage, any_origin=False): "
                         "a worker's "
                         "C loop over a BATCH record's capsules; see the module docstring."),
     .tp_basicsize = sizeof(BatchLoop),

@@ -463,7 +463,7 @@ class Worker:
         assert self.host is not None
         self.loop = _batchloop.BatchLoop(
             self.ch.view, batch, entry[1], bytes(self.host.node.address), loaded.after_fast_run, take_usage,
-            index_at=loaded.fast_batch_index_at() or 0, any_origin=loaded.fast_any_origin,
+            any_origin=loaded.fast_any_origin,
         )
         return self.loop
 

@@ -42,12 +42,6 @@ class FastEntry:
     #: origin the node's UDP fast path gives it (a worker then runs other capsules in Python)
     fast_any_origin: bool = False
 
-    def fast_batch_index_at(self) -> int | None:
-        """The address of an int32 the batch entry keeps at the index of the capsule it is
-        running, for an entry that sets ``pan_fast_batch.index`` only when it returns (the
-        caller reads it when the code reaches the host); None: ``index`` is kept current."""
-        return None
-
     def take_fast_usage(self) -> tuple[int, int]:
         """(steps, fuel) the fast runs used since the last call; the node adds them to the code
         object's statistics (runs finished in C report no environment)."""

@@ -112,10 +112,6 @@ def _fault(code: CodeObject, kind: int, message: str) -> RuntimeFault:
     return BudgetExceeded(text, reason) if budget else RuntimeFault(text, reason)
 
 
-#: where Lane.fastAcceptBatch keeps the index of the capsule it runs (FAST_BATCH_AT + 4)
-_FAST_BATCH_INDEX_AT = 68
-
-
 class _JvmEntry(ctypes.Structure):
     """One code object for ``pan_jvm._fast`` (same layout as its ``pan_jvm_entry``)."""
 
@@ -346,12 +342,6 @@ class JvmCode(LoadedCode, FastEntry):
 
     def fast_batch_entry(self) -> int | None:
         return self._fast_batch or None
-
-    def fast_batch_index_at(self) -> int | None:
-        # the batch runs in one JNI call (Lane.fastAcceptBatch), which keeps the index of the
-        # capsule running in the context buffer (Lane.FAST_BATCH_AT + 4)
-        ctx = self._fast_entry.ctx
-        return ctx + _FAST_BATCH_INDEX_AT if ctx else None
 
     def after_fast_run(self) -> None:
         e = self._fast_entry
