@@ -272,6 +272,13 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "Datagrams the UDP fast path read, by the way they went.",
             [({"path": p}, fast[p]) for p in ("finished_in_c", "python_runs", "handed_over", "slow", "dropped_in_c", "to_worker") if p in fast],
         )
+        if "fast_handovers_kept" in stats:
+            metric(
+                "pan_fast_path_worker_batches_kept_total",
+                "counter",
+                "Worker batches the fast path's wait handed over, or whose verdicts it collected, and went on waiting.",
+                [({"step": "handover"}, stats["fast_handovers_kept"]), ({"step": "verdicts"}, stats["fast_verdicts_kept"])],
+            )
         metric(
             "pan_fast_path_thread_capsules_total",
             "counter",

@@ -185,6 +185,9 @@ def test_batches_are_handed_over_and_their_verdicts_collected_inside_the_fast_pa
         # each handed over by admit with the wait going on, each worker's write collected in it
         assert s["fast_handovers_kept"] - before["fast_handovers_kept"] == batches
         assert s["fast_verdicts_kept"] - before["fast_verdicts_kept"] == batches
+        text = prometheus_text(s)
+        for step, key in (("handover", "fast_handovers_kept"), ("verdicts", "fast_verdicts_kept")):
+            assert f'pan_fast_path_worker_batches_kept_total{{step="{step}"}} {s[key]}\n' in text
         assert _seqs(t.app) == list(range(N))
         code = s["code"][t.code.hex_name]
         assert code["capsules_in"] == N and code["forwarded"] == N and code["errors"] == 0
