@@ -291,8 +291,11 @@ def check_spin(runtime: str, plugins: Plugins, reference: str) -> None:
 @contextlib.contextmanager
 def _sent(code: CodeObject, plugins: Plugins, body: bytes, count: int, config: NodeConfig | None = None) -> Iterator[tuple[Node, Any]]:
     """A node with ``code`` installed that has processed ``count`` capsules of ``body`` from
-    an application: yields the node and the code's cache entry."""
-    with Node(1, plugins=plugins, config=config or _config()) as n:
+    an application: yields the node and the code's cache entry. Unless ``config`` says
+    otherwise, its budget is ``PROTOCOL_BUDGET``: a case that is not about budgets must not
+    fail because a loaded machine ran a capsule past the default (a jvm badargs capsule took
+    113 ms, past the default 50, beside a second suite)."""
+    with Node(1, plugins=plugins, config=config or _config(budget=PROTOCOL_BUDGET)) as n:
         entry = n.install(code)
         app = Application(n)
         for _ in range(count):
