@@ -179,11 +179,9 @@ static PyObject *get_extra(Entry *e) {
     return Py_NewRef(v);
 }
 
-/* The offset of OB's `extra` when it is a writable object slot of OB's class and the class
- * reads and writes attributes the generic way; else 0 (setattr and getattr are used). */
-static Py_ssize_t plain_slot(PyObject *ob, PyObject *name) {
-    PyTypeObject *t = Py_TYPE(ob);
-    if (t->tp_setattro != PyObject_GenericSetAttr || t->tp_getattro != PyObject_GenericGetAttr) return 0;
+/* The offset of NAME in instances of T when it is a writable object slot of T's layout (a
+ * member descriptor made by T or a base, inside T's basic size); else 0. */
+static Py_ssize_t object_slot(PyTypeObject *t, PyObject *name) {
     PyObject *d = _PyType_Lookup(t, name); /* borrowed */
     if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) || !PyType_IsSubtype(t, PyDescr_TYPE(d))) return 0;
     PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
@@ -191,6 +189,14 @@ static Py_ssize_t plain_slot(PyObject *ob, PyObject *name) {
         m->offset + (Py_ssize_t)sizeof(PyObject *) > t->tp_basicsize)
         return 0;
     return m->offset;
+}
+
+/* The offset of OB's `extra` when it is a writable object slot of OB's class and the class
+ * reads and writes attributes the generic way; else 0 (setattr and getattr are used). */
+static Py_ssize_t plain_slot(PyObject *ob, PyObject *name) {
+    PyTypeObject *t = Py_TYPE(ob);
+    if (t->tp_setattro != PyObject_GenericSetAttr || t->tp_getattro != PyObject_GenericGetAttr) return 0;
+    return object_slot(t, name);
 }
 
 /* Steps the run used (the meter's count left, as fast_accept counts them): 0, or -1. */
@@ -710,19 +716,12 @@ static PyObject *mod_codec_reader(PyObject *Py_UNUSED(m), PyObject *args) {
             PyErr_Format(PyExc_ValueError, "codec_reader: field %R does not fit", name);
             goto fail;
         }
-        /* the slot: a member descriptor of CLS's layout (made by CLS or a base) holding an object */
-        PyObject *d = _PyType_Lookup(type, name); /* borrowed */
-        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) || !PyType_IsSubtype(type, PyDescr_TYPE(d))) {
-            PyErr_Format(PyExc_TypeError, "codec_reader: %R is not a slot of the class", name);
+        Py_ssize_t slot = object_slot(type, name);
+        if (!slot) {
+            PyErr_Format(PyExc_TypeError, "codec_reader: %R is not a writable object slot of the class's layout", name);
             goto fail;
         }
-        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset < (Py_ssize_t)sizeof(PyObject) ||
-            m->offset + (Py_ssize_t)sizeof(PyObject *) > type->tp_basicsize) {
-            PyErr_Format(PyExc_TypeError, "codec_reader: %R is not a writable object slot", name);
-            goto fail;
-        }
-        r->fields[i] = (codec_field){.wire = wire, .width = width, .slot = m->offset, .kind = is_bytes ? F_BYTES : F_UINT};
+        r->fields[i] = (codec_field){.wire = wire, .width = width, .slot = slot, .kind = is_bytes ? F_BYTES : F_UINT};
         r->nfields = i + 1;
     }
     Py_DECREF(seq);
