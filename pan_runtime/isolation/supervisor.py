@@ -172,7 +172,10 @@ def reap_killed(timeout_s: float = 0.0) -> None:
     end = time.monotonic() + timeout_s
     for p in list(_killed):
         try:
-            p.wait(max(0.0, end - time.monotonic())) if timeout_s else p.poll()
+            if timeout_s:
+                p.wait(max(0.0, end - time.monotonic()))
+            else:
+                p.poll()
         except subprocess.TimeoutExpired:
             log.error("worker %d did not die %.0f s after its SIGKILL", p.pid, timeout_s)
             continue
@@ -1024,10 +1027,10 @@ class WorkerCode(LoadedCode):
         ``steer``'s first look at a batch that is still running comes at most
         ``worker_demote_ms`` per capsule after its start: a runaway batch is demoted once it has
         used that much CPU time from then (at most twice ``worker_demote_ms`` from its start)."""
-        if not self.inflight:
+        due = self.next_deadline()
+        if due is None:
             return 1
         head = self.inflight[0]
-        due = head.started + head.budget_ns
         demote_ns = self.rt.demote_ns
         if demote_ns and self.demoted is None:
             due = min(due, head.started + demote_ns * head.n)
