@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.net.config import parse_config
@@ -49,3 +50,20 @@ def turn_until(daemon: NodeDaemon, until: Callable[[], bool], timeout: float = 1
         if until():
             return True
     return until()
+
+
+def forward_home(daemon: NodeDaemon, app: Any, code: Any, port: int, count: int, entry: Any = None) -> int:
+    """Send ``count`` capsules of the forwarding ``code`` from ``app`` to its own ``port`` on the
+    node and turn the loop until each is delivered (or, given the code's cache ``entry``,
+    delivered or counted among its drops); returns how many were delivered."""
+    body = daemon.node.address.raw + port.to_bytes(2, "big") + bytes(14)
+    got: list = []
+    for _ in range(count):
+        app.send(code, body)
+
+    def done() -> bool:
+        got.extend(app.deliveries())
+        return len(got) + (sum(entry.stats.drops.values()) if entry is not None else 0) >= count
+
+    turn_until(daemon, done)
+    return len(got)

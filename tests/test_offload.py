@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from embedded_node import embedded_node, turn_until
+from embedded_node import embedded_node, forward_home, turn_until
 from node_lines import node_line
 from worker_procs import kill_and_wait, workers_of
 
@@ -292,16 +292,8 @@ def test_an_idle_worker_that_dies_is_restarted_before_a_capsule_finds_it(runtime
         stats = node.runtime(runtime).statistics
         app = Application(node)
         app.bind(PORT)
-        body = node.address.raw + PORT.to_bytes(2, "big") + bytes(14)
 
-        def deliver(count: int) -> int:
-            got: list = []
-            for _ in range(count):
-                app.send(fwd, body)
-            turn_until(daemon, lambda: bool(got.extend(app.deliveries())) or len(got) + sum(entry.stats.drops.values()) >= count)
-            return len(got)
-
-        assert deliver(3) == 3
+        assert forward_home(daemon, app, fwd, PORT, 3, entry) == 3
         old = wc.pid  # type: ignore[attr-defined]
         os.kill(old, signal.SIGKILL)
         assert turn_until(daemon, lambda: stats()["worker_idle_deaths"] == 1 and wc.pid not in (None, old)), stats()  # type: ignore[attr-defined]
@@ -312,7 +304,7 @@ def test_an_idle_worker_that_dies_is_restarted_before_a_capsule_finds_it(runtime
         os.kill(standby, signal.SIGKILL)
         assert turn_until(daemon, lambda: stats()["standby_deaths"] == 1 and wc.standby is not None), stats()  # type: ignore[attr-defined]
         assert wc.standby.proc.proc.pid != standby  # type: ignore[attr-defined]
-        assert deliver(5) == 5, entry.stats.as_dict()
+        assert forward_home(daemon, app, fwd, PORT, 5, entry) == 5, entry.stats.as_dict()
         assert entry.stats.errors == 0 and sum(entry.stats.drops.values()) == 0, entry.stats.as_dict()
         assert stats()["worker_deaths"] == 1, stats()
     finally:
@@ -344,10 +336,7 @@ def test_a_restart_does_not_wait_on_the_node_thread_for_a_standby_still_starting
         assert entry.stats.drops.get(FaultReason.WORKER_DOWN.value, 0) == 1, entry.stats.as_dict()
         assert stats()["worker_warm_restarts"] == 0, stats()
         assert turn_until(daemon, lambda: stats()["worker_warm_restarts"] == 1 and wc.pid is not None), stats()  # type: ignore[attr-defined]
-        got: list = []
-        for _ in range(3):
-            app.send(fwd, body)
-        assert turn_until(daemon, lambda: bool(got.extend(app.deliveries())) or len(got) >= 3), entry.stats.as_dict()
+        assert forward_home(daemon, app, fwd, PORT, 3) == 3, entry.stats.as_dict()
         assert entry.stats.drops.get(FaultReason.WORKER_DOWN.value, 0) == 1 and entry.stats.errors == 1, entry.stats.as_dict()
     finally:
         daemon.close()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from embedded_node import embedded_node, turn_until
+from embedded_node import embedded_node, forward_home, turn_until
 from worker_procs import workers_of
 
 from pan_runtime.cli.protocols import reference_code
@@ -73,11 +73,7 @@ def test_a_runaway_worker_is_demoted_until_its_batch_ends(runtime: str):
         assert a_pid is not None and a.stats.done == 0 and sum(a.stats.drops.values()) == 0, a.stats.as_dict()
         assert _policies(a_pid) == {os.SCHED_IDLE}, runtime  # every thread, not only the main one
         # another code object's capsules go through its worker, which stays at the normal priority
-        body = node.address.raw + PORT.to_bytes(2, "big") + bytes(14)
-        got: list = []
-        for _ in range(3):
-            app.send(fwd, body)
-        assert turn_until(daemon, lambda: bool(got.extend(app.deliveries())) or len(got) >= 3), b.stats.as_dict()
+        assert forward_home(daemon, app, fwd, PORT, 3) == 3, b.stats.as_dict()
         assert _policies(b.loaded.pid) == {os.SCHED_OTHER}  # type: ignore[attr-defined]
         assert _policies(os.getpid()) == {os.SCHED_OTHER}  # the node's own threads
         # the looping batch ends: its runtime stops it (wasm, jvm, restricted_py: the worker
@@ -129,11 +125,7 @@ def test_a_standby_made_after_a_death_starts_idle_and_serves_at_the_normal_prior
             assert _policies(standby) == {os.SCHED_OTHER}, runtime
         app = Application(node)
         app.bind(PORT)
-        body = node.address.raw + PORT.to_bytes(2, "big") + bytes(14)
-        got: list = []
-        for _ in range(3):
-            app.send(fwd, body)
-        assert turn_until(daemon, lambda: bool(got.extend(app.deliveries())) or len(got) >= 3), entry.stats.as_dict()
+        assert forward_home(daemon, app, fwd, PORT, 3) == 3, entry.stats.as_dict()
         assert stats()["worker_demotions"] == 0, stats()  # not a demotion: no batch ran long
     finally:
         daemon.close()
