@@ -561,6 +561,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__batchloop(void) {
     if (PyType_Ready(&BatchLoopType) < 0) return NULL;
+    if (!str_needs_reset && !(str_needs_reset = PyUnicode_InternFromString("needs_reset"))) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "BatchLoop", (PyObject *)&BatchLoopType) < 0) {

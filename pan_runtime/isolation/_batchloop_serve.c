@@ -38,6 +38,8 @@
 #define KIND_BATCH 4u    /* protocol.Kind.BATCH */
 #define KIND_VERDICTS 22 /* protocol.Kind.VERDICTS */
 
+static PyObject *str_needs_reset; /* "needs_reset", interned at the module's start */
+
 static uint64_t load_u64(const uint8_t *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE); }
 static void store_u64(uint8_t *p, uint64_t v) { __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE); }
 
@@ -183,7 +185,7 @@ static PyObject *BatchLoop_serve(BatchLoop *self, PyObject *args) {
             return Py_BuildValue("(KKInnN)", (unsigned long long)read, (unsigned long long)up_head, frame[1], at, length,
                                  got);
         Py_DECREF(got);
-        PyObject *flag = PyObject_GetAttrString(loaded, "needs_reset");
+        PyObject *flag = PyObject_GetAttr(loaded, str_needs_reset);
         if (!flag) return NULL;
         int needs_reset = PyObject_IsTrue(flag);
         Py_DECREF(flag);

@@ -7,7 +7,9 @@ the ``HELLO`` record, links its code object from ``LOAD``, then confines itself
 (``pan_runtime.isolation.confine``) before any of the code runs (``INIT``). From then on it
 sleeps on its eventfd, runs each batch of capsules over their bodies in place in the ring
 (through the runtime's C batch entry when its code object has one, ``_batchloop``; the
-capsules that entry cannot finish, and code without one, through the runtime's Python),
+capsules that entry cannot finish, and code without one, through the runtime's Python; once
+the entry's loop is made, ``BatchLoop.serve`` runs the whole cycle of a batch that finishes in
+it in C, from reading the record to waking the node, and sleeps there too),
 answers the PNI itself where it can (segments, digests, the capsule's fields) and asks the node
 for the rest (``FORWARDED``: sends, deliveries, routes, neighbours, link tokens, dependencies,
 soft state, logging, and the clock when the node's is not the system's monotonic one).
