@@ -87,6 +87,30 @@ def test_many_batches_in_a_row_run_in_the_c_entry_only(runtime: str):
         assert workers["restarts"] == 0 and workers["kills"] == 0, workers
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_both_rings_wrap_many_times_while_the_worker_serves_in_c(runtime: str):
+    """Batches of 32 capsules with 1400-byte bodies: the down ring (1 MiB) wraps every few
+    dozen batches, the up ring (its verdicts, 784 bytes a batch) once past 1338 batches."""
+    rounds = 1500
+    with _pair(runtime, "process", 32) as net:
+        a, b = net.nodes
+        code = reference_code(runtime, "forward", net.plugins)
+        net.install(code)
+        app = Application(a)
+        body = b.address.raw + (4242).to_bytes(2, "big") + bytes(1400)
+        for _ in range(rounds):
+            for _ in range(32):
+                app.send(code, body)
+            net.run()
+        ch = b.cache.peek(code.name).loaded.proc.ch  # type: ignore[union-attr]
+        assert ch.down.head > 10 * ch.ring_size and ch.up.cursor > ch.ring_size, (ch.down.head, ch.up.cursor)
+        stats = b.cache.peek(code.name).stats  # type: ignore[union-attr]
+        workers = b.statistics()["workers"][runtime]
+        assert stats.capsules_in == 32 * rounds and stats.drops["no_port"] == 32 * rounds, stats.as_dict()
+        assert (workers["entry_capsules"], workers["python_capsules"]) == (32 * rounds, 0), workers
+        assert workers["restarts"] == 0, workers
+
+
 def _pings(runtime: str, mechanism: str) -> tuple[list[int], dict, bytes | None, dict]:
     """Rounds of pings from n1 to n3, n2, n3, n2, n3 (one batch at n2 each): those for n3 pass
     n2 in its C entry, those for n2 call the node from the middle of the batch (soft state,
@@ -206,9 +230,8 @@ def test_a_down_ring_frame_that_makes_no_sense_ends_the_worker_as_a_protocol_bre
         ring = wc.proc.ch.down
         view = wc.proc.ch.view
         size = ring.size
-        (tail,) = struct.unpack_from(
-            "<Q", view, 64
-        )  # the down ring's tail: the worker's read cursor, released
+        # the down ring's tail: the worker's read cursor, released
+        (tail,) = struct.unpack_from("<Q", view, 64)
         pos = tail % size
         if hostile == "past_head":  # a 100-byte record of which only its frame was written
             length, head = 100, tail + 16
@@ -221,3 +244,20 @@ def test_a_down_ring_frame_that_makes_no_sense_ends_the_worker_as_a_protocol_bre
         struct.pack_into("<Q", view, 0, head)
         wc.proc.ch.wake_worker()
         assert proc.wait(timeout=120) == EXIT_PROTOCOL  # a hang guard, not a deadline
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_an_up_ring_tail_outside_what_the_worker_wrote_ends_it_as_a_protocol_breach(runtime: str):
+    with _pair(runtime, "process", 16) as net:
+        code, app = _forwards(net, runtime, 3)  # the worker serves in C and sleeps there now
+        b = net.nodes[1]
+        wc = b.cache.peek(code.name).loaded  # type: ignore[union-attr]
+        proc = wc.proc.proc
+        up = wc.proc.ch.up
+        struct.pack_into("<Q", wc.proc.ch.view, up.data_at - 64, up.head + (1 << 40))  # the up ring's tail
+        for _ in range(16):
+            app.send(code, b.address.raw + (4242).to_bytes(2, "big") + bytes(46))
+        net.run()
+        assert proc.wait(timeout=120) == EXIT_PROTOCOL  # a hang guard, not a deadline
+        workers = b.statistics()["workers"][runtime]
+        assert workers["died_crash"] == 1, workers  # the node read the protocol breach
