@@ -43,7 +43,7 @@ setup(
             "pan_runtime.isolation._batchloop",
             ["pan_runtime/isolation/_batchloop.c"],
             include_dirs=["pan_runtime/include"],
-            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pni.h"],
+            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pni.h", "pan_runtime/isolation/_batchloop_serve.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
         ),

@@ -22,6 +22,11 @@
  *
  * Counters (calls into the entry, capsules they ran) are kept here; the worker reports them
  * to the node with its own (Ring.put_counters).
+ *
+ * `serve` (_batchloop_serve.c) does the worker's whole cycle for such batches: it reads the
+ * down ring's records, runs each BATCH as above, writes its verdicts and the counters into the
+ * up ring, wakes the node and sleeps; it returns to Python only for what needs Python (a
+ * record of another kind, a capsule run gave back, a full up ring).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -56,6 +61,7 @@ typedef struct {
     pan_fast_ctx ctx;
     /* the batch being run */
     uint8_t *payload;
+    Py_ssize_t rec_at, rec_len; /* the record's payload in the view */
     uint32_t n, cap, next;   /* capsules, room in the arrays, the first not handled yet */
     uint8_t **bodies;
     uintptr_t *lengths;
@@ -72,6 +78,9 @@ typedef struct {
     int32_t claimed;         /* the capsule claimed in this call, or -1 */
     /* counters */
     unsigned long long fast_calls, fast_capsules;
+    /* serve's ring positions while it runs a batch (Python code the run calls may use the rings) */
+    int serving;
+    uint64_t serve_read, serve_head;
 } BatchLoop;
 
 static void free_arrays(BatchLoop *self) {
@@ -181,17 +190,16 @@ PyDoc_STRVAR(start_doc,
 "capsule's fields and body against it (WorkerError when they do not fit) and return the\n"
 "number of capsules. Nothing runs yet.");
 
-static PyObject *BatchLoop_start(BatchLoop *self, PyObject *args) {
-    Py_ssize_t at, length;
-    if (!PyArg_ParseTuple(args, "nn", &at, &length)) return NULL;
+/* Take the BATCH record of LENGTH bytes at AT (see start_doc): 0, or -1 with an error set. */
+static int start_batch(BatchLoop *self, Py_ssize_t at, Py_ssize_t length) {
     if (self->in_batch) {
         PyErr_SetString(PyExc_RuntimeError, "BatchLoop.start during a run");
-        return NULL;
+        return -1;
     }
     if (at < 0 || length < 8 || at > self->view.len - length) {
         worker_error("a batch record of %llu bytes at %llu is outside the channel", (unsigned long long)length,
                      (unsigned long long)at);
-        return NULL;
+        return -1;
     }
     self->n = self->next = 0; /* nothing to run until this record checks out */
     uint8_t *p = (uint8_t *)self->view.buf + at;
@@ -200,16 +208,16 @@ static PyObject *BatchLoop_start(BatchLoop *self, PyObject *args) {
     unsigned long long body_at = 8 + (((unsigned long long)n * CAP_SIZE + 7) & ~7ull);
     if (body_at > (unsigned long long)length) {
         worker_error("a batch of %llu capsules does not fit its %llu-byte record", n, (unsigned long long)length);
-        return NULL;
+        return -1;
     }
-    if (grow(self, n) < 0) return NULL;
+    if (grow(self, n) < 0) return -1;
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *f = p + 8 + (size_t)i * CAP_SIZE;
         uint32_t len;
         memcpy(&len, f + CAP_LENGTH, 4);
         if ((unsigned long long)len > (unsigned long long)length - body_at) {
             worker_error("capsule %llu's body runs past its batch record (%llu bytes)", i, (unsigned long long)length);
-            return NULL;
+            return -1;
         }
         self->bodies[i] = p + body_at;
         self->lengths[i] = len;
@@ -225,7 +233,16 @@ static PyObject *BatchLoop_start(BatchLoop *self, PyObject *args) {
     self->text_len = 0;
     self->text_last = -1;
     self->claimed = -1;
-    return PyLong_FromUnsignedLong(n);
+    self->rec_at = at;
+    self->rec_len = length;
+    return 0;
+}
+
+static PyObject *BatchLoop_start(BatchLoop *self, PyObject *args) {
+    Py_ssize_t at, length;
+    if (!PyArg_ParseTuple(args, "nn", &at, &length)) return NULL;
+    if (start_batch(self, at, length) < 0) return NULL;
+    return PyLong_FromUnsignedLong(self->n);
 }
 
 /* The raised exception, normalized and without its traceback (a new reference). */
@@ -298,7 +315,8 @@ PyDoc_STRVAR(run_doc,
 "many capsules from there on did not. The worker sets their results (set_result) and calls\n"
 "run() again for the rest.");
 
-static PyObject *BatchLoop_run(BatchLoop *self, PyObject *Py_UNUSED(ignored)) {
+/* run() without its argument parsing: None, (index, how, value), or NULL with an error set. */
+static PyObject *run_batch(BatchLoop *self) {
     if (self->in_batch) {
         PyErr_SetString(PyExc_RuntimeError, "BatchLoop.run during a run");
         return NULL;
@@ -346,6 +364,8 @@ static PyObject *BatchLoop_run(BatchLoop *self, PyObject *Py_UNUSED(ignored)) {
     }
     Py_RETURN_NONE;
 }
+
+static PyObject *BatchLoop_run(BatchLoop *self, PyObject *Py_UNUSED(ignored)) { return run_batch(self); }
 
 PyDoc_STRVAR(claim_doc,
 "claim() -> (index, body offset) or None\n\n"
@@ -428,29 +448,20 @@ static PyObject *BatchLoop_add_usage(BatchLoop *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Bytes of the VERDICTS record of the batch. */
+static Py_ssize_t verdicts_size(BatchLoop *self) {
+    return HEAD_SIZE + (Py_ssize_t)ENTRY_SIZE * self->n + self->text_len;
+}
+
 static PyObject *BatchLoop_size(BatchLoop *self, PyObject *Py_UNUSED(ignored)) {
-    return PyLong_FromSsize_t(HEAD_SIZE + (Py_ssize_t)ENTRY_SIZE * self->n + self->text_len);
+    return PyLong_FromSsize_t(verdicts_size(self));
 }
 
 static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
-PyDoc_STRVAR(write_doc,
-"write(out, needs_reset)\n\n"
-"Write the batch's VERDICTS record (size() bytes) into OUT, the space reserved for it in\n"
-"the up ring.");
-
-static PyObject *BatchLoop_write(BatchLoop *self, PyObject *args) {
-    Py_buffer out;
-    int needs_reset;
-    if (!PyArg_ParseTuple(args, "w*p", &out, &needs_reset)) return NULL;
-    Py_ssize_t size = HEAD_SIZE + (Py_ssize_t)ENTRY_SIZE * self->n + self->text_len;
-    if (out.len != size) {
-        PyBuffer_Release(&out);
-        PyErr_Format(PyExc_ValueError, "the verdicts take %zd bytes, not %zd", size, out.len);
-        return NULL;
-    }
-    uint8_t *p = out.buf;
+/* The VERDICTS record (verdicts_size bytes) at P; the batch is done with. */
+static void write_verdicts(BatchLoop *self, uint8_t *p, int needs_reset) {
     put_u32(p, self->n);
     put_u32(p + 4, needs_reset ? NEEDS_RESET : 0);
     put_u32(p + 8, (uint32_t)self->text_len);
@@ -463,11 +474,31 @@ static PyObject *BatchLoop_write(BatchLoop *self, PyObject *args) {
         put_u64(p + 16, self->fuel[i]);
     }
     if (self->text_len) memcpy(p, self->text, (size_t)self->text_len);
-    PyBuffer_Release(&out);
     self->n = self->next = 0;
     self->text_len = 0;
+}
+
+PyDoc_STRVAR(write_doc,
+"write(out, needs_reset)\n\n"
+"Write the batch's VERDICTS record (size() bytes) into OUT, the space reserved for it in\n"
+"the up ring.");
+
+static PyObject *BatchLoop_write(BatchLoop *self, PyObject *args) {
+    Py_buffer out;
+    int needs_reset;
+    if (!PyArg_ParseTuple(args, "w*p", &out, &needs_reset)) return NULL;
+    Py_ssize_t size = verdicts_size(self);
+    if (out.len != size) {
+        PyBuffer_Release(&out);
+        PyErr_Format(PyExc_ValueError, "the verdicts take %zd bytes, not %zd", size, out.len);
+        return NULL;
+    }
+    write_verdicts(self, out.buf, needs_reset);
+    PyBuffer_Release(&out);
     Py_RETURN_NONE;
 }
+
+#include "_batchloop_serve.c"
 
 static PyObject *BatchLoop_get_counters(BatchLoop *self, void *Py_UNUSED(c)) {
     return Py_BuildValue("(KK)", self->fast_calls, self->fast_capsules);
@@ -482,11 +513,25 @@ static PyMethodDef BatchLoop_methods[] = {
     {"skip", (PyCFunction)BatchLoop_skip, METH_O, skip_doc},
     {"size", (PyCFunction)BatchLoop_size, METH_NOARGS, "size() -> int\n\nBytes of the VERDICTS record to write."},
     {"write", (PyCFunction)BatchLoop_write, METH_VARARGS, write_doc},
+    {"serve", (PyCFunction)BatchLoop_serve, METH_VARARGS, serve_doc},
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *BatchLoop_get_record(BatchLoop *self, void *Py_UNUSED(c)) {
+    return Py_BuildValue("(nn)", self->rec_at, self->rec_len);
+}
+
+static PyObject *BatchLoop_get_positions(BatchLoop *self, void *Py_UNUSED(c)) {
+    if (!self->serving) Py_RETURN_NONE;
+    return Py_BuildValue("(KK)", (unsigned long long)self->serve_read, (unsigned long long)self->serve_head);
+}
+
 static PyGetSetDef BatchLoop_getset[] = {
+    {"positions", (getter)BatchLoop_get_positions, NULL,
+     "(down ring read cursor, up ring head) while serve runs a batch, else None", NULL},
     {"counters", (getter)BatchLoop_get_counters, NULL, "(calls into the entry, capsules they ran)", NULL},
+    {"record", (getter)BatchLoop_get_record, NULL, "(offset, length) of the last started batch's payload in the view",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -516,6 +561,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__batchloop(void) {
     if (PyType_Ready(&BatchLoopType) < 0) return NULL;
+    if (!str_needs_reset && !(str_needs_reset = PyUnicode_InternFromString("needs_reset"))) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "BatchLoop", (PyObject *)&BatchLoopType) < 0) {

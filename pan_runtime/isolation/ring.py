@@ -153,3 +153,18 @@ class Ring:
     def release(self) -> None:
         """Give the producer back everything read so far."""
         _U64.pack_into(self.buf, self._tail_at, self._read)
+
+    # -- another reader or writer of this side ---------------------------------------
+    @property
+    def cursor(self) -> int:
+        """The consumer's read position: where the next record's frame starts."""
+        return self._read
+
+    def resync(self, read: int | None = None) -> None:
+        """Take back the positions code outside this object moved (the worker's C serve
+        loop, ``_batchloop.BatchLoop.serve``): as the consumer, the read cursor ``read``; as
+        the producer (no ``read``), the head it published (this side's own, so trusted)."""
+        if read is not None:
+            self._read = read
+        else:
+            self._head = _U64.unpack_from(self.buf, self._head_at)[0]

@@ -7,7 +7,9 @@ the ``HELLO`` record, links its code object from ``LOAD``, then confines itself
 (``pan_runtime.isolation.confine``) before any of the code runs (``INIT``). From then on it
 sleeps on its eventfd, runs each batch of capsules over their bodies in place in the ring
 (through the runtime's C batch entry when its code object has one, ``_batchloop``; the
-capsules that entry cannot finish, and code without one, through the runtime's Python),
+capsules that entry cannot finish, and code without one, through the runtime's Python; once
+the entry's loop is made, ``BatchLoop.serve`` runs the whole cycle of a batch that finishes in
+it in C, from reading the record to waking the node, and sleeps there too),
 answers the PNI itself where it can (segments, digests, the capsule's fields) and asks the node
 for the rest (``FORWARDED``: sends, deliveries, routes, neighbours, link tokens, dependencies,
 soft state, logging, and the clock when the node's is not the system's monotonic one).
@@ -226,6 +228,8 @@ class Worker:
         self.python_capsules = 0
         #: the batch record the loop is running (for ``_materialize``)
         self._payload: memoryview | None = None
+        #: the rings were synced with BatchLoop.serve's positions during its run (``_materialize``)
+        self._synced = False
         self._idle = Environment()
 
     # -- calls to the node -----------------------------------------------------------
@@ -293,11 +297,18 @@ class Worker:
         ch = self.ch
         later = self.later
         while True:
-            rec = later.popleft() if later else ch.down.get()
-            if rec is None:
-                ch.down.release()
-                ch.wait_down()
-                continue
+            if later:
+                rec = later.popleft()
+            elif self.loop and ch.up.hold is None:
+                rec = self._serve_c(self.loop)
+                if rec is None:
+                    continue
+            else:
+                rec = ch.down.get()
+                if rec is None:
+                    ch.down.release()
+                    ch.wait_down()
+                    continue
             kind, payload, at = rec
             if kind == Kind.BATCH:
                 self._batch(payload, at)
@@ -311,6 +322,29 @@ class Worker:
                     os._exit(0)
             else:
                 raise WorkerError(f"unexpected record kind {kind} from the node")
+
+    def _serve_c(self, loop: Any) -> tuple[int, memoryview, int] | None:
+        """Serve in C (``BatchLoop.serve``) while the batches finish there, sleeping in C too;
+        the record it stopped at, or None when it was a batch it started (finished here)."""
+        ch, host = self.ch, self.host
+        assert host is not None
+        host.current = host.unbuilt  # as in _batch_fast: the C loop may run capsules
+        calls, ran = self._fast_done
+        down, up = ch.down, ch.up
+        read, _, kind, at, length, got = loop.serve(
+            down.cursor, up.head, ch.wake_down, ch.wake_up, self.loaded, calls, ran, self.python_capsules
+        )
+        if self._synced:  # a claimed capsule's host calls used the rings: they are ahead
+            self._synced = False
+        else:
+            down.resync(read)
+            up.resync()
+        payload = ch.view[at : at + length]
+        if kind != Kind.BATCH:
+            host.current = self._idle
+            return kind, payload, at
+        self._batch_fast(loop, payload, at, resumed=True, got=got)
+        return None
 
     def _result(self, value: int | RuntimeFault | CodeObjectError) -> None:
         if isinstance(value, int):
@@ -486,20 +520,29 @@ class Worker:
         if not self.later:  # the node holds the bodies until it has read the verdicts
             self.ch.down.release()
 
-    def _batch_fast(self, loop: Any, payload: memoryview, at: int) -> None:
+    def _batch_fast(
+        self, loop: Any, payload: memoryview, at: int, resumed: bool = False, got: Any = None
+    ) -> None:
         """Run the batch through the C loop; what it gives back (a claimed capsule, a fault, a
         capsule from an application) is finished here, and after a fault that left the code
         needing a reset the rest of the batch takes the Python path (the runtime's own batch
-        decides about the reset)."""
+        decides about the reset). ``resumed``: ``BatchLoop.serve`` started the batch and its
+        run gave back ``got`` (None: every capsule has its result)."""
         loaded, host = self.loaded, self.host
         assert loaded is not None and host is not None
-        n = loop.start(at, len(payload))
+        if resumed:
+            (n,) = struct.unpack_from("<I", payload, 0)
+        else:
+            n = loop.start(at, len(payload))
+            host.current = host.unbuilt
         self._payload = payload
-        host.current = host.unbuilt
         faulted = False
         try:
             while True:
-                got = loop.run()
+                if resumed:
+                    resumed = False
+                else:
+                    got = loop.run()
                 if got is None:
                     break
                 i, how, value = got
@@ -570,10 +613,17 @@ class Worker:
         host; the capsule is claimed (the entry runs no capsule after it) and its environment
         built now, current for the call."""
         loop, payload = self.loop, self._payload
-        got = loop.claim() if loop and payload is not None else None
+        got = loop.claim() if loop else None
         if got is None:
             return
         i, offset = got
+        if payload is None:  # the batch is one BatchLoop.serve runs: the rings as it left them
+            at, length = loop.record
+            payload = self._payload = self.ch.view[at : at + length]
+            read, _ = loop.positions
+            self.ch.down.resync(read)
+            self.ch.up.resync()
+            self._synced = True
         assert self.host is not None
         self.host.current = self._env_for(payload, i, offset)  # type: ignore[arg-type]
 

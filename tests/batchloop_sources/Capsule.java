@@ -1,7 +1,10 @@
 // faulty: from an application, forward toward the address at body offset 1; from the
-// network, body[0] == 1 throws (a fault of the code) and anything else is DONE.
+// network, body[0] == 1 throws (a fault of the code) and anything else is DONE. The `twice`
+// export answers 2 * a0 + a1.
+// Exports: twice
 import org.pan.pni.PNI;
 import org.pan.pni.PanCode;
+import org.pan.pni.PniStatus;
 import org.pan.pni.Verdict;
 
 public final class Capsule implements PanCode {
@@ -14,5 +17,10 @@ public final class Capsule implements PanCode {
             throw new IllegalStateException("faulty refuses this capsule");
         }
         return Verdict.DONE;
+    }
+
+    @Override
+    public long export(PNI pni, String name, long a0, long a1) {
+        return "twice".equals(name) ? 2 * a0 + a1 : PniStatus.NOT_FOUND;
     }
 }
