@@ -153,3 +153,22 @@ class Ring:
     def release(self) -> None:
         """Give the producer back everything read so far."""
         _U64.pack_into(self.buf, self._tail_at, self._read)
+
+    # -- another writer or reader of the same process (the C fast path's worker lane) ------
+    @property
+    def head_at(self) -> int:
+        """Where the ring's header (its head; the tail 64 bytes on) lies in ``buf``."""
+        return self._head_at
+
+    @property
+    def cursor(self) -> int:
+        """The consumer's read position (released or not)."""
+        return self._read
+
+    def adopt(self, head: int | None = None, read: int | None = None) -> None:
+        """Take back the producer's position (``head``, already published) or the consumer's
+        read cursor (``read``) that another writer or reader moved while it held the ring."""
+        if head is not None:
+            self._head = head
+        if read is not None:
+            self._read = read
