@@ -35,6 +35,10 @@ access to the node's pool, which holds every other capsule) and back out after t
 (no copy). One eventfd wake-up each way per batch, plus one round trip per PNI call the worker
 cannot answer itself. The UDP fast path writes batches into the ring itself (``submit_raw``,
 ``pan_runtime/net/_fastpath_worker.c``); they take their place among the batches out here.
+While the node lends the channel to the fast path's worker lane (``lent``, see
+``pan_runtime.node.offload``), C produces on the down ring and reads the up ring itself;
+every method here that touches the channel or the batches out takes it back first, and the
+batches C has out then join those here (``adopt_raw``), oldest first, their clocks kept.
 """
 
 from __future__ import annotations

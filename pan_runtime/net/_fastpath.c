@@ -1516,7 +1516,16 @@ PyDoc_STRVAR(wait_doc,
 "returns when the loop must turn (monotonic ns; 0: no need, 1: at once).\n"
 "`lock` (a NodeLock) is dropped with the GIL while epoll_wait blocks.");
 
+static PyObject *fp_wait_in(PyObject *args);
+
 static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
+    lanes_clear();
+    PyObject *out = fp_wait_in(args);
+    lanes_clear();
+    return out;
+}
+
+static PyObject *fp_wait_in(PyObject *args) {
     int epfd;
     PyObject *fast, *timeout, *lock_obj = Py_None;
     long limit;
@@ -1543,9 +1552,12 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
             if (deadline < 0 || due < deadline) deadline = due;
             g_due_ns = 0;
         }
+        double until = deadline; /* and by the first due of a lane's batches still out */
+        unsigned long long ldue = lanes_due();
+        if (ldue && (until < 0 || (double)ldue / 1e9 < until)) until = (double)ldue / 1e9;
         int ms = -1;
-        if (deadline >= 0) {
-            double left = deadline - (double)now_ns() / 1e9;
+        if (until >= 0) {
+            double left = until - (double)now_ns() / 1e9;
             ms = left <= 0 ? 0 : (int)(left * 1000.0 + 0.999); /* round up, as selectors does */
         }
         int n, err;
@@ -1595,8 +1607,7 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
                     }
                     if (lr == 0) {
                         lane->c_collects++;
-                        unsigned long long due = lane_due(lane);
-                        if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+                        lane_watch(lane);
                         Py_DECREF(fp);
                         continue;
                     }
@@ -1625,7 +1636,7 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
             if (r < 0) goto fail;
         }
         if (PyList_GET_SIZE(out) > 0 || called || n == 0) return out;
-        if (deadline >= 0 && (double)now_ns() / 1e9 >= deadline) return out;
+        if (until >= 0 && (double)now_ns() / 1e9 >= until) return out;
     }
 fail:
     Py_DECREF(out);

@@ -27,6 +27,11 @@
  * ring (one sendmmsg, the header from `meta` and the body in place: no copy), drops are
  * counted, and whatever else (a fault, a deliver, a forward C cannot route) comes back with
  * the capsule's bytes for the node's Python to finish, after this batch's forwards.
+ *
+ * The common case needs none of that Python: a code object's WorkerLane (below) admits the
+ * batch and carries out its plain verdicts in C while the node grants it the worker's
+ * channel, and calls `admit` or the node's collect only for what it leaves (one authority at
+ * a time: the node takes the lane back before it does anything with the worker itself).
  */
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -191,6 +196,43 @@ static unsigned long long lane_due(WorkerLane *L) {
         if (d < due) due = d;
     }
     return due;
+}
+
+/* The lanes with batches out that C admitted or collected for during this `wait`: the wait
+ * ends by the earliest due of those still out (a batch finished meanwhile needs no look). A
+ * lane past the first WAIT_LANES has its due folded into g_due_ns (never relaxed). */
+#define WAIT_LANES 8
+static __thread PyObject *g_lanes[WAIT_LANES];
+static __thread int g_nlanes;
+
+static void lane_watch(WorkerLane *L) {
+    if (!L->first) return;
+    for (int i = 0; i < g_nlanes; i++) {
+        if (g_lanes[i] == (PyObject *)L) return;
+    }
+    if (g_nlanes < WAIT_LANES) {
+        g_lanes[g_nlanes++] = Py_NewRef((PyObject *)L);
+        return;
+    }
+    unsigned long long due = lane_due(L);
+    if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+}
+
+static unsigned long long lanes_due(void) {
+    unsigned long long due = 0;
+    for (int i = 0; i < g_nlanes; i++) {
+        unsigned long long d = lane_due((WorkerLane *)g_lanes[i]);
+        if (d && (!due || d < due)) due = d;
+    }
+    return due;
+}
+
+static void lanes_clear(void) {
+    while (g_nlanes > 0) {
+        PyObject *l = g_lanes[--g_nlanes];
+        g_lanes[g_nlanes] = NULL;
+        Py_DECREF(l);
+    }
 }
 
 static inline uint64_t *lane_u64(WorkerLane *L, Py_ssize_t at) { return (uint64_t *)((uint8_t *)L->map.buf + at); }
@@ -573,8 +615,7 @@ static int lane_admit(FastPath *self, WorkerLane *L, int first, int count, int l
     in->received_bytes += bytes;
     self->received += (unsigned long long)count;
     self->n_to_worker += (unsigned long long)count;
-    unsigned long long due = lane_due(L);
-    if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+    lane_watch(L); /* the wait ends by its budget or demotion look while it is out */
     return 1;
 }
 
