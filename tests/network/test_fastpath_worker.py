@@ -497,3 +497,20 @@ def test_a_record_breaking_the_layout_is_refused_and_nothing_is_sent(reader, bad
     reader.peer.setblocking(False)
     with pytest.raises(BlockingIOError):
         reader.peer.recv(4096)
+
+
+def test_a_lane_takes_only_rings_inside_its_mapping_and_gives_back_what_it_was_granted():
+    from pan_runtime.net import _fastpath
+
+    lane = _fastpath.WorkerLane(lambda *a: None, lambda *a: 0)
+    buf = bytearray(2 * (128 + 4096))
+    for down, up, size in ((0, 128 + 4096 + 8, 4096), (0, 128 + 4096, 8192), (4, 128 + 4096, 4096), (0, 128 + 4096, 3000)):
+        with pytest.raises(ValueError):
+            lane.grant(memoryview(buf), down, up, size, 0, 0, -1, -1, 1, 1, 0, 8, 8)
+    assert not lane.granted and lane.take() is None and lane.out == 0 and lane.due() == 0
+    lane.grant(memoryview(buf), 0, 128 + 4096, 4096, 64, 32, -1, -1, 1, 1, 0, 8, 8)
+    assert lane.granted
+    with pytest.raises(RuntimeError):
+        lane.grant(memoryview(buf), 0, 128 + 4096, 4096, 64, 32, -1, -1, 1, 1, 0, 8, 8)
+    assert lane.take() == (64, 32, []) and not lane.granted
+    assert lane.pull() == (0,) * 12
