@@ -168,6 +168,9 @@ class Offload:
                 self._lowered.add(wc)
             if low is not None and (nearest is None or low < nearest):
                 nearest = low
+        for wc, (lane, _entry) in list(self._lanes.items()):
+            if not lane.granted and wc not in self.busy:
+                self._grant(wc)  # nothing of the node's in the way any more (a restart, a restore)
         for wc in [w for w in self._lowered if w not in self.busy or w.demoted is None]:
             wc.steer(now)  # its demoted batch ended: restored
             if wc.demoted is None:
