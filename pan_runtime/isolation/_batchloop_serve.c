@@ -19,7 +19,7 @@
  * for the Python path: run's tuple, the batch started and the loop past that capsule); a
  * batch that ran but whose verdicts do not fit the up ring now (the Python path then
  * raises the WorkerError of a full channel). The ring positions come in and go out: the
- * worker's Ring objects take them back (Ring.resync). While a batch runs, its positions are
+ * worker's Ring objects take them back (Ring.adopt). While a batch runs, its positions are
  * readable (`positions`): a capsule whose code reaches the worker's Python host is claimed,
  * and the worker syncs its rings then, before its host calls the node over them (the run
  * then returns: the worker's rings are ahead of what serve returns).

@@ -154,17 +154,22 @@ class Ring:
         """Give the producer back everything read so far."""
         _U64.pack_into(self.buf, self._tail_at, self._read)
 
-    # -- another reader or writer of this side ---------------------------------------
+    # -- another reader or writer of this side: C code of the same process ----------
+    @property
+    def head_at(self) -> int:
+        """Where the ring's header (its head; the tail 64 bytes on) lies in ``buf``."""
+        return self._head_at
+
     @property
     def cursor(self) -> int:
         """The consumer's read position: where the next record's frame starts."""
         return self._read
 
-    def resync(self, read: int | None = None) -> None:
-        """Take back the positions code outside this object moved (the worker's C serve
-        loop, ``_batchloop.BatchLoop.serve``): as the consumer, the read cursor ``read``; as
-        the producer (no ``read``), the head it published (this side's own, so trusted)."""
+    def adopt(self, head: int | None = None, read: int | None = None) -> None:
+        """Take back the positions C code of this process moved while it held the ring (the
+        node's fast-path worker lane, the worker's ``BatchLoop.serve``): the producer's head
+        ``head``, already published, or the consumer's read cursor ``read``."""
+        if head is not None:
+            self._head = head
         if read is not None:
             self._read = read
-        else:
-            self._head = _U64.unpack_from(self.buf, self._head_at)[0]

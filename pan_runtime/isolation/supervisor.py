@@ -35,6 +35,10 @@ access to the node's pool, which holds every other capsule) and back out after t
 (no copy). One eventfd wake-up each way per batch, plus one round trip per PNI call the worker
 cannot answer itself. The UDP fast path writes batches into the ring itself (``submit_raw``,
 ``pan_runtime/net/_fastpath_worker.c``); they take their place among the batches out here.
+While the node lends the channel to the fast path's worker lane (``lent``, see
+``pan_runtime.node.offload``), C produces on the down ring and reads the up ring itself;
+every method here that touches the channel or the batches out takes it back first, and the
+batches C has out then join those here (``adopt_raw``), oldest first, their clocks kept.
 """
 
 from __future__ import annotations
@@ -521,6 +525,10 @@ class WorkerCode(LoadedCode):
         self._cpu_batch: _Batch | None = None
         self._cpu_mark = 0
         self._cpu_due = 0
+        #: set while the node's C fast path holds this worker's channel (its worker lane,
+        #: ``pan_runtime.node.offload``): called to take it back (the batches C has out become
+        #: ordinary batches here) before anything here reads or writes the channel
+        self.lent: Callable[[], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     @property
@@ -609,6 +617,8 @@ class WorkerCode(LoadedCode):
         return False
 
     def stop(self) -> None:
+        if self.lent is not None:
+            self.lent()
         self.demoted = None
         if self.proc is not None:
             if self.on_down is not None:
@@ -622,6 +632,8 @@ class WorkerCode(LoadedCode):
 
     def _down(self, died: _Died | None) -> None:
         """Forget the dead (or killed) worker; the next capsule after the back-off starts another."""
+        if self.lent is not None:
+            self.lent()
         self.demoted = None  # its replacement starts at the normal priority
         if self.proc is not None:
             if self.on_down is not None:
@@ -689,6 +701,8 @@ class WorkerCode(LoadedCode):
         ended or its own budget is over; returns when to look again (monotonic ns), or None.
         CPU time of the thread running the code, not wall time: on a machine busy with other
         work an honest batch waits for the CPU longer than it runs."""
+        if self.lent is not None:
+            self.lent()
         demoted = self.demoted
         if demoted is not None and (not self.inflight or self.inflight[0] is not demoted):
             self._restore()
@@ -748,6 +762,8 @@ class WorkerCode(LoadedCode):
 
     # -- the channel ------------------------------------------------------------------
     def _put(self, kind: int, payload: bytes | memoryview) -> None:
+        if self.lent is not None:
+            self.lent()
         proc = self.proc
         assert proc is not None
         if not proc.ch.down.put(kind, payload):
@@ -794,6 +810,8 @@ class WorkerCode(LoadedCode):
         return RuntimeFault(f"{self.code.short_name}: {died}", died.reason)
 
     def _control(self, kind: int, payload: bytes | memoryview, deadline_ns: int, raw: bool = False, put: bool = True) -> int:
+        if self.lent is not None:
+            self.lent()
         if self.demoted is not None:  # the node waits for this answer: not at the lowest priority
             self._restore()
         if self.inflight:  # a control record's answer comes after the verdicts of every batch out
@@ -936,6 +954,8 @@ class WorkerCode(LoadedCode):
         (from ``collect``), or at once with a fault for each capsule when it cannot be handed
         over. False: the ring holds too much not yet answered; try again after a ``collect``.
         The environments (and their capsules) belong to the batch until ``done``."""
+        if self.lent is not None:
+            self.lent()
         n = len(envs)
         if self.closed:
             done(envs, [RuntimeFault(f"{self.code.short_name}: unloaded", FaultReason.WORKER_DOWN)] * n, 0)
@@ -992,6 +1012,8 @@ class WorkerCode(LoadedCode):
         that wakes the worker). Its verdicts go to ``raw.finish``; ``done`` gets None for the
         environments and a fault per capsule when the worker goes down with it, else an empty
         list. None: it cannot go now (no worker up, the ring full): nothing was reserved."""
+        if self.lent is not None:
+            self.lent()
         proc = self.proc
         if self.closed or proc is None:
             return None
@@ -1015,6 +1037,17 @@ class WorkerCode(LoadedCode):
         counters["worker_fast_capsules"] += n
         return view, ring.head_view, head, proc.ch.wake_down
 
+    def adopt_raw(self, view: memoryview, raw: RawBatch, n: int, budget_ns: int, hold: int, t0: int, started: int) -> None:
+        """Take a batch the fast path's worker lane wrote and still has out (``Offload``) as
+        one of this code object's batches out, behind the others, its clock kept."""
+        b = _Batch(None, view, [], budget_ns, hold, raw.done, n, raw)  # type: ignore[attr-defined]
+        b.t0 = t0
+        b.started = started
+        if not self.inflight and self.proc is not None:
+            self.proc.ch.down.hold = hold
+        self.inflight.append(b)
+        self.inflight_n += n
+
     def _budget_ns(self, n: int) -> int:
         c = self.rt.settings.config
         return int((n * c.budget.time_ms + c.worker_grace_ms) * 1_000_000)
@@ -1027,6 +1060,8 @@ class WorkerCode(LoadedCode):
         ``steer``'s first look at a batch that is still running comes at most
         ``worker_demote_ms`` per capsule after its start: a runaway batch is demoted once it has
         used that much CPU time from then (at most twice ``worker_demote_ms`` from its start)."""
+        if self.lent is not None:
+            self.lent()
         due = self.next_deadline()
         if due is None:
             return 1
@@ -1038,6 +1073,8 @@ class WorkerCode(LoadedCode):
 
     def next_deadline(self) -> int | None:
         """When the oldest batch out runs past its budget (monotonic ns), or None."""
+        if self.lent is not None:
+            self.lent()
         if not self.inflight:
             return None
         head = self.inflight[0]
@@ -1047,6 +1084,8 @@ class WorkerCode(LoadedCode):
         """Read what the worker wrote without waiting: serve its PNI calls, carry the verdicts
         of finished batches to their ``done``; a worker dead, late past its budget (killed
         here) or breaking the protocol fails every batch out. Returns the batches finished."""
+        if self.lent is not None:
+            self.lent()
         proc = self.proc
         if proc is None or not (self.inflight or self.resets_out):
             return 0
@@ -1142,6 +1181,8 @@ class WorkerCode(LoadedCode):
     def settle(self, until: Callable[[], bool]) -> None:
         """Wait for the worker (serving its calls, killing it past a batch's budget) until
         ``until()`` holds or nothing is out."""
+        if self.lent is not None:
+            self.lent()
         if self.demoted is not None:  # the node waits for it: not at the lowest priority
             self._restore()
         while not until():
@@ -1160,6 +1201,8 @@ class WorkerCode(LoadedCode):
 
     def reap(self) -> None:
         """The worker ended with nothing out (its pidfd is readable): count its end."""
+        if self.lent is not None:
+            self.lent()
         proc = self.proc
         if proc is not None and not self.inflight and proc.proc.poll() is not None:
             self.rt.counters["worker_idle_deaths"] += 1
@@ -1167,6 +1210,8 @@ class WorkerCode(LoadedCode):
 
     def abandon(self) -> None:
         """Unloading with batches out: each capsule is a fault ``worker_down``."""
+        if self.lent is not None:
+            self.lent()
         if self.inflight:
             batches = list(self.inflight)
             self.inflight.clear()
@@ -1202,6 +1247,8 @@ class WorkerCode(LoadedCode):
         return self._control(Kind.EXPORT, wire.encode([name.encode(), a0, a1]), self._budget_deadline(1))  # type: ignore[arg-type]
 
     def reset(self) -> None:
+        if self.lent is not None:
+            self.lent()
         self.needs_reset = False
         if self.proc is not None and self.inflight:
             # batches are out (this runs from a verdict's fault): the reset goes down behind

@@ -130,6 +130,7 @@ typedef struct {
     Py_ssize_t slot_size;
     Py_ssize_t slot_count;
     int held;               /* the node's queue holds capsules: leave every datagram to it */
+    int pool_low;           /* the node's pool is below its reserve: no batch goes to a worker in C */
     PyObject *pool;         /* kept alive while the FastPath may write into it */
     PyObject *on_slow;
     PyObject *on_handover;
@@ -1426,6 +1427,21 @@ static int FastPath_set_lock(FastPath *self, PyObject *value, void *Py_UNUSED(c)
     return 0;
 }
 
+static PyObject *FastPath_get_pool_low(FastPath *self, void *Py_UNUSED(c)) {
+    return PyBool_FromLong(self->pool_low);
+}
+
+static int FastPath_set_pool_low(FastPath *self, PyObject *value, void *Py_UNUSED(c)) {
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete pool_low");
+        return -1;
+    }
+    int v = PyObject_IsTrue(value);
+    if (v < 0) return -1;
+    self->pool_low = v;
+    return 0;
+}
+
 static PyObject *FastPath_get_crossings(FastPath *self, void *Py_UNUSED(c)) {
     return PyLong_FromUnsignedLongLong(self->crossings);
 }
@@ -1459,6 +1475,8 @@ static PyGetSetDef FastPath_getset[] = {
      "messages the kernel refused, sent again without)", NULL},
     {"held", (getter)FastPath_get_held, (setter)FastPath_set_held,
      "True while the node's queue holds capsules: every datagram goes to on_slow", NULL},
+    {"pool_low", (getter)FastPath_get_pool_low, (setter)FastPath_set_pool_low,
+     "True while the node's pool is below its reserve: a worker lane admits nothing in C", NULL},
     {"lock", (getter)FastPath_get_lock, (setter)FastPath_set_lock,
      "the node's NodeLock, dropped with the GIL around system calls (None: one thread)", NULL},
     {"crossings", (getter)FastPath_get_crossings, NULL,
@@ -1498,7 +1516,16 @@ PyDoc_STRVAR(wait_doc,
 "returns when the loop must turn (monotonic ns; 0: no need, 1: at once).\n"
 "`lock` (a NodeLock) is dropped with the GIL while epoll_wait blocks.");
 
+static PyObject *fp_wait_in(PyObject *args);
+
 static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
+    lanes_clear();
+    PyObject *out = fp_wait_in(args);
+    lanes_clear();
+    return out;
+}
+
+static PyObject *fp_wait_in(PyObject *args) {
     int epfd;
     PyObject *fast, *timeout, *lock_obj = Py_None;
     long limit;
@@ -1525,9 +1552,12 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
             if (deadline < 0 || due < deadline) deadline = due;
             g_due_ns = 0;
         }
+        double until = deadline; /* and by the first due of a lane's batches still out */
+        unsigned long long ldue = lanes_due();
+        if (ldue && (until < 0 || (double)ldue / 1e9 < until)) until = (double)ldue / 1e9;
         int ms = -1;
-        if (deadline >= 0) {
-            double left = deadline - (double)now_ns() / 1e9;
+        if (until >= 0) {
+            double left = until - (double)now_ns() / 1e9;
             ms = left <= 0 ? 0 : (int)(left * 1000.0 + 0.999); /* round up, as selectors does */
         }
         int n, err;
@@ -1564,9 +1594,26 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
                 if (r >= 0) continue; /* -2: no slot lent, -3: not its socket; the loop's reader */
             } else if (fp && !Py_IS_TYPE(fp, &FastPathType) && PyCallable_Check(fp) && (e & EPOLLIN)) {
                 /* a worker wrote (EventLoop.add_ready): its callback collects the verdicts here
-                 * and names when the loop must turn (0: no need, 1: at once) */
+                 * and names when the loop must turn (0: no need, 1: at once); a worker lane
+                 * collects in C first and calls Python only for what it leaves */
                 Py_INCREF(fp);
-                PyObject *r = PyObject_CallNoArgs(fp);
+                PyObject *cb = fp;
+                if (Py_IS_TYPE(fp, &WorkerLaneType)) {
+                    WorkerLane *lane = (WorkerLane *)fp;
+                    int lr = lane_collect(lane);
+                    if (lr < 0) {
+                        Py_DECREF(fp);
+                        goto fail;
+                    }
+                    if (lr == 0) {
+                        lane->c_collects++;
+                        lane_watch(lane);
+                        Py_DECREF(fp);
+                        continue;
+                    }
+                    cb = lane->ready;
+                }
+                PyObject *r = PyObject_CallNoArgs(cb);
                 Py_DECREF(fp);
                 if (!r) goto fail;
                 unsigned long long due = PyLong_Check(r) ? PyLong_AsUnsignedLongLong(r) : 1;
@@ -1589,7 +1636,7 @@ static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
             if (r < 0) goto fail;
         }
         if (PyList_GET_SIZE(out) > 0 || called || n == 0) return out;
-        if (deadline >= 0 && (double)now_ns() / 1e9 >= deadline) return out;
+        if (until >= 0 && (double)now_ns() / 1e9 >= until) return out;
     }
 fail:
     Py_DECREF(out);
@@ -1650,6 +1697,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&FastPathType) < 0) return NULL;
     if (PyType_Ready(&NodeLockType) < 0) return NULL;
+    if (PyType_Ready(&WorkerLaneType) < 0) return NULL;
     str_release = PyUnicode_InternFromString("release");
     if (!str_release) return NULL;
     str_refresh = PyUnicode_InternFromString("refresh");
@@ -1657,7 +1705,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0 ||
-        PyModule_AddObjectRef(m, "NodeLock", (PyObject *)&NodeLockType) < 0) {
+        PyModule_AddObjectRef(m, "NodeLock", (PyObject *)&NodeLockType) < 0 ||
+        PyModule_AddObjectRef(m, "WorkerLane", (PyObject *)&WorkerLaneType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

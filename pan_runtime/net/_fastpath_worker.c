@@ -27,6 +27,11 @@
  * ring (one sendmmsg, the header from `meta` and the body in place: no copy), drops are
  * counted, and whatever else (a fault, a deliver, a forward C cannot route) comes back with
  * the capsule's bytes for the node's Python to finish, after this batch's forwards.
+ *
+ * The common case needs none of that Python: a code object's WorkerLane (below) admits the
+ * batch and carries out its plain verdicts in C while the node grants it the worker's
+ * channel, and calls `admit` or the node's collect only for what it leaves (one authority at
+ * a time: the node takes the lane back before it does anything with the worker itself).
  */
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -52,17 +57,11 @@ static inline uint32_t wk_get32(const uint8_t *p) {
     return v;
 }
 
-/* Hand the COUNT capsules at rslot[FIRST ...] (neighbour LI, code object CI, which runs in a
- * worker) to the worker as one batch, or, when the node does not admit it, each to the
- * node's Python as before. Returns how many were handled (the rest are looked at again), or
- * -1 on a Python error (the slots not handled stay in rslot: handle_batch counts them lost). */
-static int to_worker(FastPath *self, int first, int count, int li, int ci, int *called) {
-    fp_code *code = &self->codes[ci];
+/* What the node keeps of the COUNT capsules at rslot[FIRST ...] from neighbour LI, into M
+ * (COUNT * WK_META_SIZE bytes); returns the BATCH payload's size. */
+static size_t wk_meta(FastPath *self, int first, int count, int li, uint8_t *m) {
     fp_link *in = &self->links[li];
     size_t total = 8 + (((size_t)count * WK_CAP_SIZE + 7) & ~(size_t)7);
-    PyObject *meta = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * WK_META_SIZE);
-    if (!meta) return -1;
-    uint8_t *m = (uint8_t *)PyBytes_AS_STRING(meta);
     memset(m, 0, (size_t)count * WK_META_SIZE);
     for (int k = 0; k < count; k++) {
         int at = first + k;
@@ -75,13 +74,581 @@ static int to_worker(FastPath *self, int first, int count, int li, int ci, int *
         memcpy(e + WK_META_PREV, in->address, ADDR_SIZE);
         total += ((size_t)len + 7) & ~(size_t)7;
     }
+    return total;
+}
+
+/* Write the BATCH payload of those capsules at P (its place in the ring, as big as wk_meta
+ * said) and give their slots back; returns the bytes received. */
+static unsigned long long wk_write(FastPath *self, int first, int count, const uint8_t *m, uint8_t *p) {
+    wk_put32(p, (uint32_t)count);
+    wk_put32(p + 4, 0);
+    unsigned long long bytes = 0;
+    for (int k = 0; k < count; k++) {
+        int at = first + k;
+        const uint8_t *buf = self->base + (Py_ssize_t)self->rslot[at] * self->slot_size;
+        const uint8_t *e = m + (size_t)k * WK_META_SIZE;
+        uint32_t len = wk_get32(e + WK_META_LEN);
+        uint8_t *c = p + 8 + (size_t)k * WK_CAP_SIZE;
+        c[0] = 0;                                        /* origin: the network */
+        c[1] = (uint8_t)(e[PAN_WIRE_HOP_LIMIT_OFFSET] - 1); /* the node's hop taken, as its parse does */
+        c[2] = c[3] = 0;
+        wk_put32(c + 4, len);
+        memcpy(c + 8, e + PAN_WIRE_HOME_OFFSET, ADDR_SIZE);
+        memcpy(c + 24, e + PAN_WIRE_NAME_OFFSET, NAME_SIZE);
+        memcpy(c + 56, e + WK_META_PREV, ADDR_SIZE);
+        wk_put32(c + 72, 0);
+        memcpy(p + wk_get32(e + WK_META_REL), buf + HEADER_SIZE, len); /* the one copy */
+        bytes += (unsigned long long)len + HEADER_SIZE;
+        give_back(self, self->rslot[at]);
+        self->rslot[at] = -1;
+    }
+    return bytes;
+}
+
+
+/* ------------------------------------------------------------ a worker code's lane
+ *
+ * The common case without the node's Python: a WorkerLane (one per code object in a worker,
+ * made by the node, `Offload`) lets C admit a batch into the worker's down ring and carry out
+ * its VERDICTS from the up ring itself, while the node has GRANTED it the lane: nothing of the
+ * node's own out to that worker (no batch, no control record, no reset), nothing waiting, the
+ * worker up and not demoted. One authority at a time: while granted, the ring positions (the
+ * down ring's producer head, the up ring's read cursor) and the batches out are the lane's;
+ * the node TAKES the lane back before it does anything with the worker (a budget look, a
+ * death, a batch of its own, a PNI call, a fault, closing) and then has them as its own
+ * (`take`: each batch still out becomes an ordinary batch of the node's, under the same
+ * budget and in the same order). The counts C keeps go into the node's statistics on `pull`.
+ *
+ * C admits within the node's bounds (limits.worker_inflight, the pool share, the pool's
+ * reserve: `pool_low`, set by the node each turn) and the ring's room as `Ring.reserve` and
+ * `WorkerCode.submit_raw` do. On the worker's wake-up (the fast path's wait) C reads the up
+ * ring: a VERDICTS record for the oldest batch whose every verdict is a plain drop or a
+ * forward C routes is carried out (every field checked as `worker_verdicts` does; forwards
+ * sent from the ring), released, and the batch popped; anything else (a fault, a deliver, a
+ * reset flag, a PNI call, a record that breaks the layout, a frame out of place) is left
+ * where it is, unread, and the node's Python takes the lane and reads it as always (so a bad
+ * record becomes the worker's protocol fault there, with nothing sent). */
+
+#define WK_KIND_BATCH 4       /* pan_runtime.isolation.protocol.Kind.BATCH */
+#define WK_KIND_VERDICTS 22   /* Kind.VERDICTS */
+#define WK_RING_HEADER 128    /* pan_runtime.isolation.ring.HEADER */
+
+typedef struct wl_batch {
+    struct wl_batch *next;
+    FastPath *fp;             /* the fast path that wrote it (its socket sends the forwards) */
+    unsigned long long t0, started, budget_ns, hold;
+    Py_ssize_t at;            /* its payload's offset in the channel's mapping */
+    size_t total;
+    int n;
+    uint8_t meta[];           /* n * WK_META_SIZE */
+} wl_batch;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *admit;          /* the node's admit(n, total, meta, owner): when C does not admit */
+    PyObject *ready;          /* the node's collect (called with no arguments in the wait) */
+    int granted;
+    Py_buffer map;            /* the channel's mapping, held while granted */
+    Py_ssize_t down_at, up_at; /* each ring's header in the mapping (data HEADER bytes after) */
+    unsigned long long size;
+    unsigned long long head;  /* the down ring's producer position */
+    unsigned long long read;  /* the up ring's read cursor */
+    int wake_down, wake_up;
+    unsigned long long per_ns, grace_ns, demote_ns;
+    long long inflight_limit, share;
+    wl_batch *first, *last;
+    long long out_n;
+    /* since the last pull */
+    unsigned long long c_in, c_batches, c_forwarded, c_dropped, c_lost, c_steps, c_fuel, c_time, c_max;
+    unsigned long long c_done, c_handovers, c_collects;
+} WorkerLane;
+
+static PyTypeObject WorkerLaneType;
+static int worker_forward_link(FastPath *self, const uint8_t *body, uint32_t len, int32_t verdict, uint8_t *dest);
+static void worker_ran(FastPath *self, const uint8_t *prev, unsigned long long ns);
+
+static void lane_free_batches(WorkerLane *L) {
+    wl_batch *b = L->first;
+    while (b) {
+        wl_batch *next = b->next;
+        Py_XDECREF(b->fp);
+        PyMem_Free(b);
+        b = next;
+    }
+    L->first = L->last = NULL;
+    L->out_n = 0;
+}
+
+static void lane_ungrant(WorkerLane *L) {
+    lane_free_batches(L);
+    if (L->granted) PyBuffer_Release(&L->map);
+    L->granted = 0;
+}
+
+/* When the node's loop must look at the lane's batches out: the oldest one's budget end, or
+ * sooner its first demotion look (as WorkerCode.look_due); 0: none out. */
+static unsigned long long lane_due(WorkerLane *L) {
+    wl_batch *b = L->first;
+    if (!b) return 0;
+    unsigned long long due = b->started + b->budget_ns;
+    if (L->demote_ns) {
+        unsigned long long d = b->started + L->demote_ns * (unsigned long long)b->n;
+        if (d < due) due = d;
+    }
+    return due;
+}
+
+/* The lanes with batches out that C admitted or collected for during this `wait`: the wait
+ * ends by the earliest due of those still out (a batch finished meanwhile needs no look). A
+ * lane past the first WAIT_LANES has its due folded into g_due_ns (never relaxed). */
+#define WAIT_LANES 8
+static __thread PyObject *g_lanes[WAIT_LANES];
+static __thread int g_nlanes;
+
+static void lane_watch(WorkerLane *L) {
+    if (!L->first) return;
+    for (int i = 0; i < g_nlanes; i++) {
+        if (g_lanes[i] == (PyObject *)L) return;
+    }
+    if (g_nlanes < WAIT_LANES) {
+        g_lanes[g_nlanes++] = Py_NewRef((PyObject *)L);
+        return;
+    }
+    unsigned long long due = lane_due(L);
+    if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+}
+
+static unsigned long long lanes_due(void) {
+    unsigned long long due = 0;
+    for (int i = 0; i < g_nlanes; i++) {
+        unsigned long long d = lane_due((WorkerLane *)g_lanes[i]);
+        if (d && (!due || d < due)) due = d;
+    }
+    return due;
+}
+
+static void lanes_clear(void) {
+    while (g_nlanes > 0) {
+        PyObject *l = g_lanes[--g_nlanes];
+        g_lanes[g_nlanes] = NULL;
+        Py_DECREF(l);
+    }
+}
+
+static inline uint64_t *lane_u64(WorkerLane *L, Py_ssize_t at) { return (uint64_t *)((uint8_t *)L->map.buf + at); }
+
+/* Carry out the VERDICTS record REC (RLEN bytes) of batch B if C can do all of it: 0 done,
+ * 1 Python must (nothing was sent, nothing changed), -1 a Python error (memory). */
+static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t rlen, unsigned long long per) {
+    FastPath *self = b->fp;
+    int n = b->n;
+    if (rlen < WK_VERDICTS_HEAD || self->lock) return 1;
+    uint8_t head[WK_VERDICTS_HEAD];
+    memcpy(head, rec, WK_VERDICTS_HEAD); /* the worker may still write the ring: read once */
+    if (wk_get32(head) != (uint32_t)n || wk_get32(head + 4) != 0 || wk_get32(head + 8) != 0 || wk_get32(head + 12) != 0)
+        return 1; /* another count, a reset flag, fault texts: the node's */
+    if (rlen != WK_VERDICTS_HEAD + (size_t)n * WK_VERDICT_SIZE) return 1;
+    uint8_t *ents = PyMem_Malloc((size_t)n * WK_VERDICT_SIZE);
+    uint8_t *hdrs = PyMem_Malloc((size_t)n * HEADER_SIZE);
+    struct mmsghdr *msg = PyMem_Calloc((size_t)n, sizeof *msg);
+    struct iovec *iov = PyMem_Calloc((size_t)n * 2, sizeof *iov);
+    int *outl = PyMem_Calloc((size_t)n, sizeof *outl);
+    struct sockaddr_storage *to = PyMem_Calloc((size_t)n, sizeof *to);
+    int rc = 1;
+    if (!ents || !hdrs || !msg || !iov || !outl || !to) {
+        PyErr_NoMemory();
+        rc = -1;
+        goto done;
+    }
+    memcpy(ents, rec + WK_VERDICTS_HEAD, (size_t)n * WK_VERDICT_SIZE);
+    uint8_t *batch = (uint8_t *)L->map.buf + b->at;
+    unsigned long long steps = 0, fuel = 0, dropped = 0, forwarded = 0, lost = 0;
+    for (int i = 0; i < n; i++) { /* every verdict first: one C cannot carry out leaves all to the node */
+        const uint8_t *v = ents + (size_t)i * WK_VERDICT_SIZE;
+        int32_t verdict = (int32_t)wk_get32(v);
+        const uint8_t *e = b->meta + (size_t)i * WK_META_SIZE;
+        uint64_t rel = wk_get32(e + WK_META_REL), len = wk_get32(e + WK_META_LEN);
+        if (wk_get32(v + 4) != 0 || rel + len > b->total) goto done;
+        if (verdict >= 0 && (verdict & PAN_WIRE_VERDICT_KIND_MASK) == WK_KIND_DROP) {
+            outl[i] = -1;
+            continue;
+        }
+        uint8_t dest[ADDR_SIZE];
+        outl[i] = worker_forward_link(self, batch + rel, (uint32_t)len, verdict, dest);
+        if (outl[i] < 0) goto done;
+    }
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *v = ents + (size_t)i * WK_VERDICT_SIZE;
+        uint64_t st, fu;
+        memcpy(&st, v + 8, 8);
+        memcpy(&fu, v + 16, 8);
+        steps = steps + st < steps ? ULLONG_MAX : steps + st;
+        fuel = fuel + fu < fuel ? ULLONG_MAX : fuel + fu;
+        const uint8_t *e = b->meta + (size_t)i * WK_META_SIZE;
+        worker_ran(self, e + WK_META_PREV, per);
+        if (outl[i] < 0) {
+            dropped++;
+            continue;
+        }
+        int ol = outl[i];
+        uint8_t *h = hdrs + (size_t)ns * HEADER_SIZE;
+        memcpy(h, e, HEADER_SIZE);
+        h[PAN_WIRE_HOP_LIMIT_OFFSET]--;
+        iov[2 * ns] = (struct iovec){h, HEADER_SIZE};
+        iov[2 * ns + 1] = (struct iovec){batch + wk_get32(e + WK_META_REL), wk_get32(e + WK_META_LEN)};
+        struct msghdr *mh = &msg[ns].msg_hdr;
+        to[ns] = self->links[ol].sa;
+        mh->msg_name = &to[ns];
+        mh->msg_namelen = self->links[ol].salen;
+        mh->msg_iov = &iov[2 * ns];
+        mh->msg_iovlen = 2;
+        outl[ns++] = ol; /* ns <= i: the entries still to read are past it */
+    }
+    for (int m = 0; m < ns;) { /* no lock (a lane serves one-thread fast paths): no GIL release */
+        int r = sendmmsg(self->fd, &msg[m], (unsigned int)(ns - m), MSG_DONTWAIT);
+        self->tx_calls++;
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            self->links[outl[m]].send_errors++;
+            lost++;
+            m++;
+            continue;
+        }
+        for (int k = m; k < m + r; k++) {
+            unsigned long long by = msg[k].msg_len;
+            fp_link *ol = &self->links[outl[k]];
+            ol->sent++;
+            ol->sent_bytes += by;
+            if (by > ol->largest_sent) ol->largest_sent = by;
+            self->sent++;
+            forwarded++;
+        }
+        self->tx_datagrams += (unsigned long long)r;
+        m += r;
+    }
+    L->c_forwarded += forwarded;
+    L->c_dropped += dropped;
+    L->c_lost += lost;
+    L->c_steps = L->c_steps + steps < L->c_steps ? ULLONG_MAX : L->c_steps + steps;
+    L->c_fuel = L->c_fuel + fuel < L->c_fuel ? ULLONG_MAX : L->c_fuel + fuel;
+    L->c_time += per * (unsigned long long)n;
+    if (per > L->c_max) L->c_max = per;
+    rc = 0;
+done:
+    PyMem_Free(ents);
+    PyMem_Free(hdrs);
+    PyMem_Free(msg);
+    PyMem_Free(iov);
+    PyMem_Free(outl);
+    PyMem_Free(to);
+    return rc;
+}
+
+/* The worker woke the node: carry out in C what the lane can. 0: nothing left for Python,
+ * 1: Python must look (the record it cannot carry out stays unread), -1: a Python error. */
+static int lane_collect(WorkerLane *L) {
+    uint64_t v;
+    if (L->granted) {
+        ssize_t r = read(L->wake_up, &v, sizeof v); /* non-blocking; none pending is fine */
+        (void)r;
+    }
+    if (!L->granted || !L->first) return 1;
+    uint8_t *data = (uint8_t *)L->map.buf + L->up_at + WK_RING_HEADER;
+    unsigned long long size = L->size;
+    while (L->first) {
+        unsigned long long head = __atomic_load_n(lane_u64(L, L->up_at), __ATOMIC_ACQUIRE);
+        unsigned long long rd = L->read;
+        if (rd >= head) return 0; /* nothing (more) written yet */
+        if (head - rd > size) return 1;
+        unsigned long long pos = rd % size;
+        if (pos + 8 > size) return 1;
+        uint32_t len = wk_get32(data + pos), kind = wk_get32(data + pos + 4);
+        unsigned long long need = 8 + (((unsigned long long)len + 7) & ~7ull);
+        if (pos + need > size || rd + need > head) return 1;
+        if (kind == 0) { /* a wrap frame */
+            L->read = rd + need;
+            continue;
+        }
+        if (kind != WK_KIND_VERDICTS) return 1;
+        wl_batch *b = L->first;
+        unsigned long long now = now_ns();
+        unsigned long long per = (now - b->t0) / (unsigned long long)(b->n > 0 ? b->n : 1);
+        int r = lane_verdicts(L, b, data + pos + 8, len, per);
+        if (r) return r;
+        L->read = rd + need;
+        __atomic_store_n(lane_u64(L, L->up_at + 64), (uint64_t)L->read, __ATOMIC_RELEASE); /* released */
+        L->first = b->next;
+        if (!L->first) L->last = NULL;
+        else L->first->started = now;
+        L->out_n -= b->n;
+        L->c_done++;
+        Py_DECREF(b->fp);
+        PyMem_Free(b);
+    }
+    return 0;
+}
+
+/* Admit the COUNT capsules at rslot[FIRST ...] (neighbour LI) into the lane's worker as one
+ * batch, as Offload.admit and WorkerCode.submit_raw would: 1 admitted (written, woken,
+ * counted), 0 not by C (the node's admit decides; nothing changed). */
+static int lane_admit(FastPath *self, WorkerLane *L, int first, int count, int li);
+
+PyDoc_STRVAR(lane_grant_doc,
+"grant(mapping, down_at, up_at, size, head, read, wake_down, wake_up, per_ns, grace_ns, demote_ns,\n"
+"      inflight_limit, share)\n\n"
+"The node gives the lane its worker's channel (nothing of the node's is out): the mapping, each\n"
+"ring's header offset and data size, the down ring's head and the up ring's read cursor, the two\n"
+"eventfds, each capsule's budget and the grace (ns), the demotion look per capsule (0: none), and\n"
+"the bounds on capsules out.");
+
+static PyObject *lane_grant(WorkerLane *L, PyObject *args) {
+    PyObject *mapping;
+    Py_ssize_t down_at, up_at;
+    unsigned long long size, head, read, per, grace, demote;
+    int wd, wu;
+    long long limit, share;
+    if (!PyArg_ParseTuple(args, "OnnKKKiiKKKLL", &mapping, &down_at, &up_at, &size, &head, &read, &wd, &wu, &per,
+                          &grace, &demote, &limit, &share))
+        return NULL;
+    if (L->granted) {
+        PyErr_SetString(PyExc_RuntimeError, "the lane is granted already");
+        return NULL;
+    }
+    Py_buffer mb;
+    if (PyObject_GetBuffer(mapping, &mb, PyBUF_WRITABLE) < 0) return NULL;
+    if (size < 4096 || (size & (size - 1)) || down_at < 0 || up_at < 0 || (down_at & 7) || (up_at & 7) ||
+        (unsigned long long)down_at + WK_RING_HEADER + size > (unsigned long long)mb.len ||
+        (unsigned long long)up_at + WK_RING_HEADER + size > (unsigned long long)mb.len || ((uintptr_t)mb.buf & 7)) {
+        PyBuffer_Release(&mb);
+        PyErr_SetString(PyExc_ValueError, "the rings do not lie in the mapping");
+        return NULL;
+    }
+    L->map = mb;
+    L->granted = 1;
+    L->down_at = down_at, L->up_at = up_at, L->size = size;
+    L->head = head, L->read = read;
+    L->wake_down = wd, L->wake_up = wu;
+    L->per_ns = per, L->grace_ns = grace, L->demote_ns = demote;
+    L->inflight_limit = limit, L->share = share;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(lane_take_doc,
+"take() -> (head, read, batches) or None\n\n"
+"The node takes the lane back (None: it was not granted): the down ring's head and the up ring's\n"
+"read cursor, and each batch still out, oldest first, as (meta, payload offset in the mapping,\n"
+"payload bytes, hold, t0, started, budget_ns, n, owner).");
+
+static PyObject *lane_take(WorkerLane *L, PyObject *Py_UNUSED(ignored)) {
+    if (!L->granted) Py_RETURN_NONE;
+    PyObject *list = PyList_New(0);
+    if (!list) return NULL;
+    for (wl_batch *b = L->first; b; b = b->next) {
+        PyObject *t = Py_BuildValue("(y#nnKKKKiO)", (const char *)b->meta, (Py_ssize_t)b->n * WK_META_SIZE, b->at,
+                                    (Py_ssize_t)b->total, b->hold, b->t0, b->started, b->budget_ns, b->n,
+                                    b->fp->owner ? b->fp->owner : Py_None);
+        if (!t || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    PyObject *out = Py_BuildValue("(KKN)", L->head, L->read, list);
+    if (!out) return NULL;
+    lane_ungrant(L);
+    return out;
+}
+
+PyDoc_STRVAR(lane_pull_doc,
+"pull() -> (capsules_in, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done,\n"
+"           handovers_kept, collects_kept)\n\n"
+"What C counted since the last pull (zeroed): capsules and batches admitted, the verdicts carried\n"
+"out (forwards sent, drops, forwards the kernel refused, steps, fuel, run time and the longest\n"
+"per-capsule time, batches finished), admissions and collects that needed no turn of the loop.");
+
+static PyObject *lane_pull(WorkerLane *L, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = Py_BuildValue("(KKKKKKKKKKKK)", L->c_in, L->c_batches, L->c_forwarded, L->c_dropped, L->c_lost,
+                                  L->c_steps, L->c_fuel, L->c_time, L->c_max, L->c_done, L->c_handovers, L->c_collects);
+    if (!out) return NULL;
+    L->c_in = L->c_batches = L->c_forwarded = L->c_dropped = L->c_lost = L->c_steps = L->c_fuel = 0;
+    L->c_time = L->c_max = L->c_done = L->c_handovers = L->c_collects = 0;
+    return out;
+}
+
+static PyObject *lane_due_py(WorkerLane *L, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromUnsignedLongLong(lane_due(L));
+}
+
+static int lane_init(WorkerLane *L, PyObject *args, PyObject *kwds) {
+    static char *kw[] = {"admit", "ready", NULL};
+    PyObject *admit, *ready;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:WorkerLane", kw, &admit, &ready)) return -1;
+    if (!PyCallable_Check(admit) || !PyCallable_Check(ready)) {
+        PyErr_SetString(PyExc_TypeError, "a WorkerLane's admit and ready are callables");
+        return -1;
+    }
+    lane_ungrant(L);
+    Py_XSETREF(L->admit, Py_NewRef(admit));
+    Py_XSETREF(L->ready, Py_NewRef(ready));
+    return 0;
+}
+
+static int lane_traverse(WorkerLane *L, visitproc visit, void *arg) {
+    Py_VISIT(L->admit);
+    Py_VISIT(L->ready);
+    for (wl_batch *b = L->first; b; b = b->next) Py_VISIT(b->fp);
+    return 0;
+}
+
+static int lane_clear(WorkerLane *L) {
+    lane_ungrant(L);
+    Py_CLEAR(L->admit);
+    Py_CLEAR(L->ready);
+    return 0;
+}
+
+static void lane_dealloc(WorkerLane *L) {
+    PyObject_GC_UnTrack(L);
+    lane_clear(L);
+    Py_TYPE(L)->tp_free((PyObject *)L);
+}
+
+/* Called as the node's collect (an event loop without the fast path's wait calls it so). */
+static PyObject *lane_call(WorkerLane *L, PyObject *args, PyObject *kwds) {
+    if (!L->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "an uninitialised WorkerLane");
+        return NULL;
+    }
+    return PyObject_Call(L->ready, args, kwds);
+}
+
+static PyObject *lane_get_granted(WorkerLane *L, void *Py_UNUSED(c)) { return PyBool_FromLong(L->granted); }
+static PyObject *lane_get_out(WorkerLane *L, void *Py_UNUSED(c)) { return PyLong_FromLongLong(L->out_n); }
+
+static PyMethodDef lane_methods[] = {
+    {"grant", (PyCFunction)lane_grant, METH_VARARGS, lane_grant_doc},
+    {"take", (PyCFunction)lane_take, METH_NOARGS, lane_take_doc},
+    {"pull", (PyCFunction)lane_pull, METH_NOARGS, lane_pull_doc},
+    {"due", (PyCFunction)lane_due_py, METH_NOARGS, "due() -> when the loop must look at the lane's batches (ns), 0: none out"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef lane_getset[] = {
+    {"granted", (getter)lane_get_granted, NULL, "whether C has the worker's channel", NULL},
+    {"out", (getter)lane_get_out, NULL, "capsules C has out in the worker", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject WorkerLaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pan_runtime.net._fastpath.WorkerLane",
+    .tp_doc = PyDoc_STR("WorkerLane(admit, ready): a worker code object's channel, in C while the node grants it."),
+    .tp_basicsize = sizeof(WorkerLane),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)lane_init,
+    .tp_dealloc = (destructor)lane_dealloc,
+    .tp_traverse = (traverseproc)lane_traverse,
+    .tp_clear = (inquiry)lane_clear,
+    .tp_call = (ternaryfunc)lane_call,
+    .tp_methods = lane_methods,
+    .tp_getset = lane_getset,
+};
+
+static int lane_admit(FastPath *self, WorkerLane *L, int first, int count, int li) {
+    if (!L->granted || self->lock || self->pool_low || count <= 0) return 0;
+    if (L->out_n && L->out_n + count > L->inflight_limit) return 0;
+    if (L->out_n + count > (L->share > 1 ? L->share : 1)) return 0;
+    wl_batch *b = PyMem_Malloc(sizeof *b + (size_t)count * WK_META_SIZE);
+    if (!b) return 0; /* the node's way, which has its own answer to memory */
+    size_t total = wk_meta(self, first, count, li, b->meta);
+    unsigned long long size = L->size, head = L->head;
+    unsigned long long need = 8 + (((unsigned long long)total + 7) & ~7ull);
+    unsigned long long tail = __atomic_load_n(lane_u64(L, L->down_at + 64), __ATOMIC_ACQUIRE);
+    if (need > size / 2 || tail > head || head - tail > size) { /* the node's Ring says what is wrong */
+        PyMem_Free(b);
+        return 0;
+    }
+    if (L->first && L->first->hold < tail) tail = L->first->hold;
+    unsigned long long room = size - (head - tail);
+    unsigned long long pos = head % size, pad = pos + need > size ? size - pos : 0;
+    if ((L->first && (long long)room - (long long)total < (long long)(size / 4)) || head + pad + need - tail > size) {
+        PyMem_Free(b);
+        return 0;
+    }
+    uint8_t *data = (uint8_t *)L->map.buf + L->down_at + WK_RING_HEADER;
+    b->hold = head;
+    if (pad) {
+        wk_put32(data + pos, (uint32_t)(pad - 8));
+        wk_put32(data + pos + 4, 0);
+        head += pad;
+        pos = 0;
+    }
+    wk_put32(data + pos, (uint32_t)total);
+    wk_put32(data + pos + 4, WK_KIND_BATCH);
+    uint8_t *p = data + pos + 8;
+    b->at = (Py_ssize_t)(p - (uint8_t *)L->map.buf);
+    b->total = total;
+    b->n = count;
+    flush_sends(self); /* what this receive forwarded before these leaves first */
+    unsigned long long bytes = wk_write(self, first, count, b->meta, p);
+    L->head = head + need;
+    __atomic_store_n(lane_u64(L, L->down_at), (uint64_t)L->head, __ATOMIC_RELEASE); /* published */
+    uint64_t one = 1;
+    ssize_t w = write(L->wake_down, &one, sizeof one); /* refused: its budget fails it, counted */
+    (void)w;
+    b->t0 = b->started = now_ns();
+    b->budget_ns = (unsigned long long)count * L->per_ns + L->grace_ns;
+    b->fp = (FastPath *)Py_NewRef((PyObject *)self);
+    b->next = NULL;
+    if (L->last) L->last->next = b;
+    else L->first = b;
+    L->last = b;
+    L->out_n += count;
+    L->c_in += (unsigned long long)count;
+    L->c_batches++;
+    L->c_handovers++;
+    fp_link *in = &self->links[li];
+    in->received += (unsigned long long)count;
+    in->received_bytes += bytes;
+    self->received += (unsigned long long)count;
+    self->n_to_worker += (unsigned long long)count;
+    lane_watch(L); /* the wait ends by its budget or demotion look while it is out */
+    return 1;
+}
+
+/* Hand the COUNT capsules at rslot[FIRST ...] (neighbour LI, code object CI, which runs in a
+ * worker) to the worker as one batch, or, when the node does not admit it, each to the
+ * node's Python as before. Returns how many were handled (the rest are looked at again), or
+ * -1 on a Python error (the slots not handled stay in rslot: handle_batch counts them lost). */
+static int to_worker(FastPath *self, int first, int count, int li, int ci, int *called) {
+    fp_code *code = &self->codes[ci];
+    fp_link *in = &self->links[li];
+    PyObject *admit = code->admit;
+    if (Py_IS_TYPE(admit, &WorkerLaneType)) {
+        WorkerLane *lane = (WorkerLane *)admit;
+        if (lane_admit(self, lane, first, count, li)) return count; /* no Python */
+        admit = lane->admit;
+        if (!admit) {
+            PyErr_SetString(PyExc_RuntimeError, "an uninitialised WorkerLane");
+            return -1;
+        }
+    }
+    PyObject *meta = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * WK_META_SIZE);
+    if (!meta) return -1;
+    uint8_t *m = (uint8_t *)PyBytes_AS_STRING(meta);
+    size_t total = wk_meta(self, first, count, li, m);
     flush_sends(self); /* what this receive forwarded before these leaves first */
     int called_before = *called;
     *called = 1;
     self->crossings++;
     unsigned long long tables = self->tables;
     int held = self->held;
-    PyObject *r = PyObject_CallFunction(code->admit, "inOO", count, (Py_ssize_t)total, meta, self->owner);
+    Py_INCREF(admit); /* the call may replace the tables (and the code's reference) */
+    PyObject *r = PyObject_CallFunction(admit, "inOO", count, (Py_ssize_t)total, meta, self->owner);
+    Py_DECREF(admit);
     if (!r) {
         Py_DECREF(meta);
         return -1;
@@ -123,29 +690,7 @@ static int to_worker(FastPath *self, int first, int count, int li, int ci, int *
         }
         return -1;
     }
-    uint8_t *p = pb.buf;
-    wk_put32(p, (uint32_t)count);
-    wk_put32(p + 4, 0);
-    unsigned long long bytes = 0;
-    for (int k = 0; k < count; k++) {
-        int at = first + k;
-        const uint8_t *buf = self->base + (Py_ssize_t)self->rslot[at] * self->slot_size;
-        const uint8_t *e = m + (size_t)k * WK_META_SIZE;
-        uint32_t len = wk_get32(e + WK_META_LEN);
-        uint8_t *c = p + 8 + (size_t)k * WK_CAP_SIZE;
-        c[0] = 0;                                        /* origin: the network */
-        c[1] = (uint8_t)(e[PAN_WIRE_HOP_LIMIT_OFFSET] - 1); /* the node's hop taken, as its parse does */
-        c[2] = c[3] = 0;
-        wk_put32(c + 4, len);
-        memcpy(c + 8, e + PAN_WIRE_HOME_OFFSET, ADDR_SIZE);
-        memcpy(c + 24, e + PAN_WIRE_NAME_OFFSET, NAME_SIZE);
-        memcpy(c + 56, e + WK_META_PREV, ADDR_SIZE);
-        wk_put32(c + 72, 0);
-        memcpy(p + wk_get32(e + WK_META_REL), buf + HEADER_SIZE, len); /* the one copy */
-        bytes += (unsigned long long)len + HEADER_SIZE;
-        give_back(self, self->rslot[at]);
-        self->rslot[at] = -1;
-    }
+    unsigned long long bytes = wk_write(self, first, count, m, pb.buf);
     __atomic_store_n((uint64_t *)hb.buf, (uint64_t)head, __ATOMIC_RELEASE); /* published: the worker may read it */
     PyBuffer_Release(&pb);
     PyBuffer_Release(&hb);

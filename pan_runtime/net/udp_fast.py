@@ -181,6 +181,12 @@ class UdpFastPath:
         #: datagrams read in a batch that a Python error stopped (dropped as ``fast_path_error``)
         self.lost = 0
         node.counter_sources.append(self.flush)
+        # a worker's plain batches go down and their verdicts are carried out in C (worker
+        # lanes), on a node whose fast path runs on one thread (with several, the node's Python does)
+        if lock is None:
+            node.offload.lane_type = _fastpath.WorkerLane
+        self._pool_low = False
+        self._pool_reserve = node.config.pool_reserve
         # a host call from code this runs has the capsule's environment built on the spot
         node.host.materialize = _materialize_inflight
 
@@ -245,6 +251,9 @@ class UdpFastPath:
                 taken = c.lend(slots)
                 if taken < len(slots):
                     pool.give_slots(slots[taken:])
+        low = self.pool.available < self._pool_reserve  # a worker lane admits nothing then
+        if low is not self._pool_low:
+            c.pool_low = self._pool_low = low
 
     def reclaim(self) -> None:
         """After C read: the lent slots back to the pool (it is whole between turns). The next

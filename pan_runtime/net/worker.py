@@ -331,14 +331,14 @@ class Worker:
         host.current = host.unbuilt  # as in _batch_fast: the C loop may run capsules
         calls, ran = self._fast_done
         down, up = ch.down, ch.up
-        read, _, kind, at, length, got = loop.serve(
+        read, head, kind, at, length, got = loop.serve(
             down.cursor, up.head, ch.wake_down, ch.wake_up, self.loaded, calls, ran, self.python_capsules
         )
         if self._synced:  # a claimed capsule's host calls used the rings: they are ahead
             self._synced = False
         else:
-            down.resync(read)
-            up.resync()
+            down.adopt(read=read)
+            up.adopt(head=head)
         payload = ch.view[at : at + length]
         if kind != Kind.BATCH:
             host.current = self._idle
@@ -620,9 +620,9 @@ class Worker:
         if payload is None:  # the batch is one BatchLoop.serve runs: the rings as it left them
             at, length = loop.record
             payload = self._payload = self.ch.view[at : at + length]
-            read, _ = loop.positions
-            self.ch.down.resync(read)
-            self.ch.up.resync()
+            read, head = loop.positions
+            self.ch.down.adopt(read=read)
+            self.ch.up.adopt(head=head)
             self._synced = True
         assert self.host is not None
         self.host.current = self._env_for(payload, i, offset)  # type: ignore[arg-type]

@@ -8,7 +8,9 @@ not carry out (a fault, a deliver, a forward it cannot route) comes back with th
 bytes and is finished here, by ``Node.finish``, as any capsule of a worker. Environments are
 made only when the worker forwards a PNI call for one of the capsules (``envs``), and then
 for the whole batch. A worker that goes down with the batch costs each capsule a fault with
-the reason of its end, counted as on the node's own path.
+the reason of its end, counted as on the node's own path. A batch the fast path's worker
+lane admitted becomes one of these only when the node takes the lane back while it is out
+(``Offload._take``); its plain verdicts are otherwise carried out in C with no object here.
 """
 
 from __future__ import annotations

@@ -14,6 +14,19 @@ capsules wait here, in order, up to ``limits.worker_queue``, and past that are d
 (``worker_busy``). Capsules of one code object keep their order (one ring, one worker, one
 queue). A node without an event loop (``asynchronous`` False: a bare ``Node`` driven by
 ``process``) waits for each batch as before, so ``process`` returns with its verdicts carried out.
+
+Worker lanes: under the UDP fast path's wait (``attach`` with ``ready``), a code object's
+worker gets a lane (``lane_type``, the fast path's ``WorkerLane``, given by the net layer):
+C admits the capsules of a receive into the worker's ring and carries out plain verdicts
+(forwards, drops) without the node's Python, while the node GRANTS it the channel (``_grant``:
+nothing of the node's own out, waiting or pending for that worker, the worker up and not
+demoted, its breaker closed). One authority at a time: the node TAKES the lane back
+(``_take``, through ``WorkerCode.lent``) before it does anything with the worker (a budget
+or demotion look in ``tick``, the worker's end, a batch of its own, a verdict C leaves to it,
+closing), and the batches C has out then become ordinary batches out (``FastBatch``), so
+budgets, deaths, faults and order are the node's as for any batch. C's counts go into the
+node's statistics on every look at them (``sync_lanes``, one of the node's
+``counter_sources``), and whenever the lane is taken.
 """
 
 from __future__ import annotations
@@ -78,6 +91,14 @@ class Offload:
         #: wait (``_collected``), after which the wait went on without a turn of the event loop
         self.handovers_kept = 0
         self.collects_kept = 0
+        #: the fast path's ``WorkerLane`` type (set by the net layer), or None: no lanes
+        self.lane_type: Callable[..., Any] | None = None
+        #: each worker code object's lane and its cache entry
+        self._lanes: dict[WorkerCode, tuple[Any, CacheEntry]] = {}
+        #: batches admitted and batches finished by C in a worker lane (no Python for them)
+        self.lane_admitted = 0
+        self.lane_finished = 0
+        node.counter_sources.append(self.sync_lanes)
 
     # -- drivers ------------------------------------------------------------------------
     def attach(self, watch: Watch, unwatch: Callable[[int], None], ready: Callable[[int, Callable[..., int]], None] | None = None) -> None:
@@ -127,6 +148,13 @@ class Offload:
         self._sweep()
         now = self.node_now()
         nearest: int | None = None
+        for wc, (lane, _entry) in list(self._lanes.items()):
+            if lane.out:  # C's batches out: the node looks at them from their budget or demotion look on
+                due = lane.due()
+                if due <= now:
+                    self._take(wc)
+                elif nearest is None or due < nearest:
+                    nearest = due
         for wc in list(self.busy):
             due = wc.next_deadline()
             if due is not None and due <= now:
@@ -140,6 +168,9 @@ class Offload:
                 self._lowered.add(wc)
             if low is not None and (nearest is None or low < nearest):
                 nearest = low
+        for wc, (lane, _entry) in list(self._lanes.items()):
+            if not lane.granted and wc not in self.busy:
+                self._grant(wc)  # nothing of the node's in the way any more (a restart, a restore)
         for wc in [w for w in self._lowered if w not in self.busy or w.demoted is None]:
             wc.steer(now)  # its demoted batch ended: restored
             if wc.demoted is None:
@@ -169,6 +200,8 @@ class Offload:
         them behind what waits for it; without an event loop, wait for them."""
         wc = entry.loaded
         assert isinstance(wc, WorkerCode)
+        if wc.lent is not None:
+            wc.lent()
         entry.stats.capsules_in += len(envs)
         self._entries[wc] = entry
         if self.asynchronous:
@@ -187,9 +220,23 @@ class Offload:
     def door(self, entry: CacheEntry) -> Callable[..., Any] | None:
         """What the C fast path calls to write a batch of ``entry``'s capsules into its
         worker's ring itself (``admit``); None for code that does not run in a worker."""
-        if type(entry.loaded) is not WorkerCode:
+        wc = entry.loaded
+        if type(wc) is not WorkerCode:
             return None
-        return functools.partial(self.admit, entry)
+        admit = functools.partial(self.admit, entry)
+        if self.lane_type is None:
+            return admit
+        got = self._lanes.get(wc)
+        if got is not None and got[1] is entry:
+            return got[0]
+        if got is not None:
+            self._take(wc)
+        lane = self.lane_type(admit, lambda in_wait=True, wc=wc: self._collected(wc, in_wait))
+        self._lanes[wc] = (lane, entry)
+        if wc in self._watched:  # its eventfd's callback becomes the lane
+            self._forget(wc)
+            self._watch_fds(wc)
+        return lane
 
     def admit(self, entry: CacheEntry, n: int, total: int, meta: bytes, owner: Any) -> tuple[memoryview, memoryview, int, int, int] | None:
         """The C fast path read ``n`` capsules of ``entry`` in one receive and writes them into
@@ -203,6 +250,8 @@ class Offload:
         (``FastBatch``); ``owner``: the ``UdpFastPath``."""
         wc = entry.loaded
         assert isinstance(wc, WorkerCode)
+        if wc.lent is not None:  # its lane did not take these (a bound, the ring): the node looks
+            wc.lent()
         if not self.asynchronous or wc in self.waiting or wc.proc is None:
             return None
         if wc.inflight and wc.inflight_n + n > self.inflight_limit:
@@ -320,8 +369,11 @@ class Offload:
         fds = (proc.ch.wake_up,)
         wc.on_down = self._forget
         ready = self._ready_watch
+        lane = self._lanes.get(wc)
         for fd in fds:
-            if ready is not None:
+            if ready is not None and lane is not None:
+                ready(fd, lane[0])  # C collects what it can, calls _collected for the rest
+            elif ready is not None:
                 ready(fd, lambda in_wait=True, wc=wc: self._collected(wc, in_wait))
             else:
                 self._watch(fd, lambda wc=wc: self._ready(wc))
@@ -361,6 +413,8 @@ class Offload:
         capsules keep killing its worker is quarantined, and restarting it meanwhile would only
         cost standby starts). A standby or spare is replaced."""
         owner = next((wc for wc in rt.live if wc.proc is proc), None)
+        if owner is not None and owner.lent is not None:
+            owner.lent()
         idle = owner is not None and not owner.inflight
         if owner is None:
             rt.prune()
@@ -396,6 +450,8 @@ class Offload:
                 self._unwatch(fd)
 
     def _ready(self, wc: WorkerCode) -> None:
+        if wc.lent is not None:
+            wc.lent()
         proc = wc.proc
         if proc is None:
             self._forget(wc)
@@ -427,10 +483,102 @@ class Offload:
             return 1
         if in_wait:
             self.collects_kept += 1
-        return wc.look_due() if wc.inflight else 0
+        if wc.inflight:
+            return wc.look_due()
+        self._grant(wc)
+        return 0
+
+    # -- worker lanes ---------------------------------------------------------------------
+    def _grant(self, wc: WorkerCode) -> None:
+        """Give ``wc``'s channel to its lane when nothing of the node's is in the way."""
+        got = self._lanes.get(wc)
+        proc = wc.proc
+        if (got is None or proc is None or wc.lent is not None or wc.closed or wc.inflight or wc.resets_out
+                or wc in self.waiting or wc.demoted is not None or wc.needs_reset or not self.asynchronous
+                or self._ready_watch is None or proc.ch.down.hold is not None):
+            return
+        lane, entry = got
+        if entry.loaded is not wc or entry.breaker.open_until:
+            return
+        if wc not in self._watched:
+            self._watch_fds(wc)
+            if wc not in self._watched:
+                return
+        c = self.node.config
+        ms = 1_000_000
+        ch = proc.ch
+        lane.grant(ch.view, ch.down.head_at, ch.up.head_at, ch.ring_size, ch.down.head, ch.up.cursor, ch.wake_down,
+                   ch.wake_up, int(c.budget.time_ms * ms), int(c.worker_grace_ms * ms), int(wc.rt.demote_ns or 0),
+                   self.inflight_limit, max(1, (c.pool_buffers - c.pool_reserve) // 2))
+        wc.lent = functools.partial(self._take, wc)
+
+    def _take(self, wc: WorkerCode) -> None:
+        """Take ``wc``'s channel back from its lane: C's counts into the node's, the ring
+        positions into its ``Ring`` objects, each batch C has out into ``wc``'s batches out."""
+        wc.lent = None
+        got = self._lanes.get(wc)
+        if got is None:
+            return
+        lane, entry = got
+        self._pull(wc, lane, entry)
+        back = lane.take()
+        if wc.closed:
+            del self._lanes[wc]
+        if back is None:
+            return
+        head, read, batches = back
+        proc = wc.proc
+        assert proc is not None  # its process changes only through wc, which takes the lane first
+        ch = proc.ch
+        ch.down.adopt(head=head)
+        ch.up.adopt(read=read)
+        for meta, at, total, hold, t0, started, budget_ns, n, owner in batches:
+            raw = FastBatch(self, entry, wc, meta, owner)
+            raw.t0 = t0
+            wc.adopt_raw(ch.view[at : at + total], raw, n, budget_ns, hold, t0, started)
+        if wc.inflight:
+            self._entries[wc] = entry
+            self.busy[wc] = entry
+            self._watch_fds(wc)
+
+    def _pull(self, wc: WorkerCode, lane: Any, entry: CacheEntry) -> None:
+        """Fold what ``wc``'s lane counted into the node's counters."""
+        cin, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done, handovers, collects = lane.pull()
+        if not (cin or done or collects):
+            return
+        s = entry.stats
+        s.capsules_in += cin
+        s.forwarded += forwarded
+        if dropped:
+            s.drops["code_drop"] += dropped
+        if lost:
+            s.drops["link_lost"] += lost
+        s.steps += steps
+        s.fuel += fuel
+        s.time_ns += time_ns
+        if max_ns > s.max_time_ns:
+            s.max_time_ns = max_ns
+        counters = wc.rt.counters
+        counters["worker_fast_batches"] += batches
+        counters["worker_fast_capsules"] += cin
+        self.handed += cin
+        self.handovers_kept += handovers
+        self.collects_kept += collects
+        self.lane_admitted += batches
+        self.lane_finished += done
+        if done:
+            wc.deaths_in_row = 0
+
+    def sync_lanes(self) -> None:
+        """Fold every lane's counts into the node's (before any statistics are read)."""
+        for wc, (lane, entry) in list(self._lanes.items()):
+            self._pull(wc, lane, entry)
 
     def close(self) -> None:
         """The node closes: every capsule out or waiting is counted (``worker_down``)."""
+        for wc in list(self._lanes):
+            self._take(wc)
+        self._lanes.clear()
         for wc, q in list(self.waiting.items()):
             entry = self._entries.get(wc)
             for env in q:
@@ -455,11 +603,14 @@ class Offload:
         self._ready_watch = None
 
     def statistics(self) -> dict[str, int]:
+        self.sync_lanes()
         return {
-            "inflight": sum(wc.inflight_n for wc in self.busy),
+            "inflight": sum(wc.inflight_n for wc in self.busy) + sum(lane.out for lane, _ in self._lanes.values()),
             "waiting": sum(len(q) for q in self.waiting.values()),
             "handed": self.handed,
             "busy_drops": self.dropped,
             "handovers_kept": self.handovers_kept,
             "collects_kept": self.collects_kept,
+            "lane_admitted": self.lane_admitted,
+            "lane_finished": self.lane_finished,
         }

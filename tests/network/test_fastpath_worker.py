@@ -81,9 +81,11 @@ def test_capsules_go_to_the_worker_and_leave_from_c_in_order(runtime):
         mid = _fast(t.middle)
         s = t.middle.statistics()
         w = s["workers"][runtime]
-        # every capsule went down in a batch C wrote, with one call into Python per batch
+        # every capsule went down in a batch C wrote, with one call into Python per batch C's
+        # worker lane did not admit itself
         assert mid["to_worker"] == N and w["fast_capsules"] == N and 1 <= w["fast_batches"] <= N
-        assert mid["crossings"] == w["fast_batches"] and mid["handed_over"] == mid["slow"] == mid["python_runs"] == 0
+        lane = t.middle.node.offload.statistics()["lane_admitted"]
+        assert mid["crossings"] == w["fast_batches"] - lane and mid["handed_over"] == mid["slow"] == mid["python_runs"] == 0
         code = s["code"][t.code.hex_name]
         assert code["capsules_in"] == N and code["forwarded"] == N and code["errors"] == 0
         assert s["links"]["fast_path"]["to_worker"] == N
@@ -231,6 +233,170 @@ def test_a_bad_verdicts_record_collected_in_the_wait_is_the_workers_protocol_fau
         assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
 
 
+# -- worker lanes: admission and verdicts in C, the node's Python only for what C leaves -------
+
+#: a long budget and no demotion look: the node leaves a stopped worker's batches to the lane
+_KEEP = "worker_grace_ms = 60000\nworker_demote_ms = 60000\n"
+
+
+def _lane(d) -> dict:
+    return d.node.offload.statistics()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_lone_capsules_go_down_and_come_back_in_c_and_a_deliver_among_them_goes_to_python(runtime):
+    with _line(runtime) as t:
+        here = Application(t.middle.node)  # capsules for the middle itself: a deliver C leaves to the node
+        here.bind(PORT)
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        before = _lane(t.middle)
+        crossings = _fast(t.middle)["crossings"]
+        far, near = [0], []
+        for seq in range(1, N):  # one at a time, as pings
+            dest = t.middle if seq % 5 == 0 else t.receiver
+            t.src.send(t.code, forward_body(dest.node.address, struct.pack(">I", seq)))
+            (near if dest is t.middle else far).append(seq)
+            assert pump(t.ds, lambda: t.app.pending == len(far) and here.pending == len(near))
+        after = _lane(t.middle)
+        # C admitted and finished batches itself: fewer calls into Python than batches
+        assert after["lane_admitted"] > before["lane_admitted"] and after["lane_finished"] > before["lane_finished"]
+        assert _fast(t.middle)["crossings"] - crossings < N - 1
+        assert _seqs(t.app) == far and _seqs(here) == near
+        s = t.middle.statistics()
+        code = s["code"][t.code.hex_name]
+        assert code["capsules_in"] == N and code["forwarded"] == len(far) and code["delivered"] == len(near)
+        assert code["errors"] == 0 and sum(code["drops"].values()) == 0
+        w = s["workers"][runtime]
+        assert w["fast_capsules"] == N == _fast(t.middle)["to_worker"] and w["fast_batches"] == N
+        assert f'pan_worker_fast_capsules_total{{runtime="{runtime}"}} {N}' in prometheus_text(s)
+        assert after["inflight"] == 0
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_python_batch_between_lane_batches_keeps_the_order(runtime):
+    with _line(runtime, limits=_KEEP) as t:
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        wc = t.middle.node.cache.peek(t.code.name).loaded
+        assert wc.lent is not None  # the lane holds the channel
+        admitted = _lane(t.middle)["lane_admitted"]
+        pid = _worker_pid(t.middle, t.code)
+        os.kill(pid, signal.SIGSTOP)
+        app = Application(t.middle.node)  # its capsules take the node's Python path
+        try:
+            t.src.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", 1)))
+            assert pump(t.ds, lambda: _fast(t.middle)["to_worker"] == 2)
+            assert _lane(t.middle)["lane_admitted"] == admitted + 1  # written by C, out in the stopped worker
+            for seq in (100, 101):
+                app.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", seq)))
+            assert pump(t.ds, lambda: wc.inflight_n == 3)  # taken back: C's batch first, the node's behind it
+            assert wc.lent is None
+            for seq in (2, 3):
+                t.src.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", seq)))
+            assert pump(t.ds, lambda: _fast(t.middle)["to_worker"] == 4)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert pump(t.ds, lambda: t.app.pending == 6)
+        assert _seqs(t.app) == [0, 1, 100, 101, 2, 3]
+        code = t.middle.node.cache.peek(t.code.name).stats
+        assert code.capsules_in == 6 and code.forwarded == 6 and code.errors == 0
+        assert _lane(t.middle)["inflight"] == 0
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_worker_killed_with_lane_batches_out_counts_each_capsule(runtime):
+    with _line(runtime, limits=_KEEP) as t:
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        admitted = _lane(t.middle)["lane_admitted"]
+        pid = _worker_pid(t.middle, t.code)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for seq in range(1, 6):  # one at a time: each its own batch, each out from C
+                t.src.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", seq)))
+                assert pump(t.ds, lambda seq=seq: _fast(t.middle)["to_worker"] == seq + 1)
+            assert _lane(t.middle)["lane_admitted"] == admitted + 5 and _lane(t.middle)["inflight"] == 5
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGCONT)
+        code = t.middle.node.cache.peek(t.code.name).stats
+        assert pump(t.ds, lambda: code.errors == 5)
+        assert code.capsules_in == 6 and code.forwarded == 1
+        # the batch the worker had: the reason its end gives; those behind it: worker_down
+        assert dict(code.drops) == {"killed_memory": 1, "worker_down": 4}, dict(code.drops)
+        assert _lane(t.middle)["inflight"] == 0
+        assert t.middle.statistics()["workers"][runtime]["died_killed_memory"] == 1
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_stopped_worker_with_a_lane_batch_out_is_killed_at_its_budget(runtime):
+    with _line(runtime, limits="worker_grace_ms = 100\nworker_demote_ms = 0\n") as t:
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        admitted = _lane(t.middle)["lane_admitted"]
+        pid = _worker_pid(t.middle, t.code)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t.src.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", 1)))
+            code = t.middle.node.cache.peek(t.code.name).stats
+            assert pump(t.ds, lambda: code.errors == 1, timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+        assert _lane(t.middle)["lane_admitted"] == admitted + 1  # the batch went down from C
+        assert dict(code.drops) == {"killed_budget": 1} and code.capsules_in == 2 and code.forwarded == 1
+        w = t.middle.statistics()["workers"][runtime]
+        assert w["kills"] == 1 and w["died_killed_budget"] == 1
+        assert _lane(t.middle)["inflight"] == 0
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("bad", ["count", "long", "frame"])
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_hostile_verdicts_record_for_a_lane_batch_is_a_protocol_fault_and_nothing_is_sent(runtime, bad):
+    from pan_runtime.isolation.protocol import Kind
+    from pan_runtime.isolation.ring import HEADER, Ring
+
+    with _line(runtime, limits=_KEEP) as t:
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        wc = t.middle.node.cache.peek(t.code.name).loaded
+        admitted = _lane(t.middle)["lane_admitted"]
+        pid = _worker_pid(t.middle, t.code)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            _send(t, 1)
+            assert pump(t.ds, lambda: _fast(t.middle)["to_worker"] == 2)
+            assert _lane(t.middle)["lane_admitted"] == admitted + 1 and wc.lent is not None
+            ch = wc.proc.ch
+            up = Ring(ch.view, HEADER + ch.ring_size, ch.ring_size)  # the worker's end, written as a hostile one would
+            if bad == "count":  # two verdicts (plain forwards) for a batch of one
+                assert up.put(Kind.VERDICTS, _HEAD.pack(2, 0, 0, 0) + _ENTRY.pack(2, 0, 0, 0) * 2)
+            elif bad == "long":  # a plain forward, in a record longer than its fields
+                assert up.put(Kind.VERDICTS, _HEAD.pack(1, 0, 0, 0) + _ENTRY.pack(2, 0, 0, 0) + bytes(8))
+            else:  # a head past the frame's end: the frame runs past what was written
+                assert up.put(Kind.VERDICTS, _HEAD.pack(1, 0, 0, 0) + _ENTRY.pack(2, 0, 0, 0))
+                struct.pack_into("<I", ch.view, HEADER + ch.ring_size + HEADER + (up.head - 48) % ch.ring_size, 4096)
+            ch.wake_node()
+            code = t.middle.node.cache.peek(t.code.name).stats
+            assert pump(t.ds, lambda: code.errors == 1)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+        assert dict(code.drops) == {"crash": 1} and code.forwarded == 1
+        assert t.middle.statistics()["workers"][runtime]["died_crash"] == 1
+        assert _lane(t.middle)["inflight"] == 0
+        pump(t.ds, lambda: False, timeout=0.2)  # nothing more reaches the receiver
+        assert t.app.pending == 1
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
 # -- the VERDICTS reader in C, against records built here --------------------------------------
 
 _HEAD = struct.Struct("<IIII")
@@ -331,3 +497,20 @@ def test_a_record_breaking_the_layout_is_refused_and_nothing_is_sent(reader, bad
     reader.peer.setblocking(False)
     with pytest.raises(BlockingIOError):
         reader.peer.recv(4096)
+
+
+def test_a_lane_takes_only_rings_inside_its_mapping_and_gives_back_what_it_was_granted():
+    from pan_runtime.net import _fastpath
+
+    lane = _fastpath.WorkerLane(lambda *a: None, lambda *a: 0)
+    buf = bytearray(2 * (128 + 4096))
+    for down, up, size in ((0, 128 + 4096 + 8, 4096), (0, 128 + 4096, 8192), (4, 128 + 4096, 4096), (0, 128 + 4096, 3000)):
+        with pytest.raises(ValueError):
+            lane.grant(memoryview(buf), down, up, size, 0, 0, -1, -1, 1, 1, 0, 8, 8)
+    assert not lane.granted and lane.take() is None and lane.out == 0 and lane.due() == 0
+    lane.grant(memoryview(buf), 0, 128 + 4096, 4096, 64, 32, -1, -1, 1, 1, 0, 8, 8)
+    assert lane.granted
+    with pytest.raises(RuntimeError):
+        lane.grant(memoryview(buf), 0, 128 + 4096, 4096, 64, 32, -1, -1, 1, 1, 0, 8, 8)
+    assert lane.take() == (64, 32, []) and not lane.granted
+    assert lane.pull() == (0,) * 12
