@@ -156,6 +156,8 @@ class NodeDaemon:
             # path's wait went on (no turn of the event loop for them)
             off = self.node.offload
             stats["fast_handovers_kept"], stats["fast_verdicts_kept"] = off.handovers_kept, off.collects_kept
+            # of those, batches a worker lane admitted and finished in C, with no Python at all
+            stats["fast_lane_admitted"], stats["fast_lane_finished"] = off.lane_admitted, off.lane_finished
         stats["demand"] = self.demand.info()
         stats["error_reports"] = self.reports.info()
         if self.apps is not None:
@@ -278,6 +280,13 @@ def prometheus_text(stats: dict[str, Any]) -> str:
                 "counter",
                 "Worker batches the fast path's wait handed over, or whose verdicts it collected, and went on waiting.",
                 [({"step": "handover"}, stats["fast_handovers_kept"]), ({"step": "verdicts"}, stats["fast_verdicts_kept"])],
+            )
+        if "fast_lane_admitted" in stats:
+            metric(
+                "pan_fast_path_worker_lane_batches_total",
+                "counter",
+                "Worker batches the fast path's worker lanes admitted, or finished, in C with no Python.",
+                [({"step": "admitted"}, stats["fast_lane_admitted"]), ({"step": "finished"}, stats["fast_lane_finished"])],
             )
         metric(
             "pan_fast_path_thread_capsules_total",

@@ -190,6 +190,12 @@ def test_batches_are_handed_over_and_their_verdicts_collected_inside_the_fast_pa
         text = prometheus_text(s)
         for step, key in (("handover", "fast_handovers_kept"), ("verdicts", "fast_verdicts_kept")):
             assert f'pan_fast_path_worker_batches_kept_total{{step="{step}"}} {s[key]}\n' in text
+        # worker lanes: admitted and finished in C (a batch whose answer is late enough for the
+        # node's demotion look is taken back into Python, so on a busy machine not every one)
+        lane = {k: s[k] - before[k] for k in ("fast_lane_admitted", "fast_lane_finished")}
+        assert 1 <= lane["fast_lane_finished"] <= lane["fast_lane_admitted"] <= batches, lane
+        for step, key in (("admitted", "fast_lane_admitted"), ("finished", "fast_lane_finished")):
+            assert f'pan_fast_path_worker_lane_batches_total{{step="{step}"}} {s[key]}\n' in text
         assert _seqs(t.app) == list(range(N))
         code = s["code"][t.code.hex_name]
         assert code["capsules_in"] == N and code["forwarded"] == N and code["errors"] == 0
