@@ -20,7 +20,11 @@
  *   enter the account, call the code's accept, leave, count steps, check the verdict) here,
  *   calling the code's accept directly; only the rare cases go back to Python (the meter's
  *   budget changed, the call raised, the account flagged the call, a verdict not an int),
- *   through the callables `bind` was given, which are `fast_accept`'s own steps.
+ *   through the callables `bind` was given, which are `fast_accept`'s own steps. What a run
+ *   needs is kept between runs where nothing else can hold it: the body's memoryview (pointed
+ *   at the next body only while the entry alone holds it, at no body between runs), the
+ *   previous hop's bytes, and the meter's configuration (until the code's _configure says
+ *   `budget_changed()`); the body host's `body` and `prev_hop` are written into their slots.
  * - `direct_calls(host, pni)`: the hot reads (`pni_hot_py.h`, generated from the spec) as C
  *   methods, in place of the Python forms of `pni_hot.BodyHost.direct_calls`.
  */
@@ -28,6 +32,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <string.h>
 #include <structmember.h>
 
 #include "pan_fast.h"
@@ -45,7 +50,7 @@ enum {
     B_LEAN,     /* the pni_hot.BodyHost: `body` and `prev_hop` set per run */
     B_ENTER,    /* the account's enter() */
     B_LEAVE,    /* the account's leave() -> flags */
-    B_CODE,     /* the RestrictedPyCode: its `_budget` says whether the meter is the node's */
+    B_CODE,     /* the RestrictedPyCode (its _configure calls budget_changed()) */
     B_BUDGET,   /* the node's budget */
     B_PREPARE,  /* prepare() -> (chunk0, extra0, steps): configure the meter for the node's budget */
     B_FAILED,   /* failed(exc) -> the fault to raise (the call raised; the account not left) */
@@ -67,11 +72,17 @@ typedef struct {
     long long steps;          /* prepare's steps (0: call prepare) */
     long long fast_steps;     /* steps the runs made here used, until take_steps() */
     Py_ssize_t extra_slot;    /* offset of the meter's `extra` slot (bind found it plain), or 0 */
+    Py_ssize_t body_slot;     /* offsets of the body host's `body` and `prev_hop` slots (bind found */
+    Py_ssize_t prev_slot;     /* them plain), or 0: setattr is used */
+    int stale;                /* the code was configured since prepare (budget_changed()) */
     PyObject *len;            /* the length int of the last run (ints are immutable: shared) */
     uintptr_t len_value;
+    PyObject *view;           /* the last run's body view, kept for the next run while nothing else
+                               * holds it (view_of), or NULL */
+    PyObject *prev;           /* the last batch's previous hop as bytes (immutable: shared), or NULL */
 } Entry;
 
-static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *str_budget, *int_one;
+static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *int_one;
 
 /* The raised exception, normalized, without its traceback (it holds the run's frames, which
  * hold the body); a new reference, never NULL. */
@@ -120,6 +131,71 @@ static void drop_view(PyObject *view) {
     Py_DECREF(view);
 }
 
+/* Whether E's kept view is the entry's alone: no other reference to it or to its buffer, no
+ * view made from it (a slice holds the buffer), nothing exported from it, no weak reference,
+ * not released. Only then may it be pointed at another body. */
+static int view_alone(PyObject *view) {
+    PyMemoryViewObject *v = (PyMemoryViewObject *)view;
+    _PyManagedBufferObject *mb = v->mbuf;
+    return Py_REFCNT(view) == 1 && v->exports == 0 && v->weakreflist == NULL && !(v->flags & _Py_MEMORYVIEW_RELEASED) &&
+           mb != NULL && Py_REFCNT(mb) == 1 && mb->exports == 1 && !(mb->flags & _Py_MANAGED_BUFFER_RELEASED) &&
+           mb->master.obj == NULL && v->view.ndim == 1 && v->view.itemsize == 1 && v->view.shape == v->ob_array;
+}
+
+/* Point VIEW (view_alone) at the LENGTH bytes at BODY: its buffer's and its own fields. */
+static void point_view(PyObject *view, uint8_t *body, uintptr_t length) {
+    PyMemoryViewObject *v = (PyMemoryViewObject *)view;
+    v->mbuf->master.buf = body;
+    v->mbuf->master.len = (Py_ssize_t)length;
+    v->view.buf = body;
+    v->view.len = (Py_ssize_t)length;
+    v->view.shape[0] = (Py_ssize_t)length;
+}
+
+/* What a kept view shows between runs: nothing (no pointer into the pool outlives a run). */
+static uint8_t no_body[1];
+
+/* A writable view of LENGTH bytes at BODY for one run (a new reference; NULL with an error
+ * set): E's kept view pointed at BODY when it is the entry's alone (view_alone), else a new
+ * one. What the view exposes is exactly what PyMemoryView_FromMemory would have made. */
+static PyObject *view_of(Entry *e, uint8_t *body, uintptr_t length) {
+    PyObject *view = e->view;
+    if (view && view_alone(view)) {
+        point_view(view, body, length);
+        return Py_NewRef(view);
+    }
+    e->view = NULL;
+    if (view) drop_view(view);
+    return PyMemoryView_FromMemory((char *)body, (Py_ssize_t)length, PyBUF_WRITE);
+}
+
+/* The end of a run's view: kept for the next run when only the run and E hold it, else let
+ * go of as drop_view does (no view of the pool's body outlives the run). */
+static void end_view(Entry *e, PyObject *view) {
+    if (view == e->view || (!e->view && Py_REFCNT(view) == 1)) {
+        if (!e->view) e->view = view; /* the run's reference becomes the entry's */
+        else Py_DECREF(view);
+        if (view_alone(e->view)) {
+            point_view(e->view, no_body, 0);
+        } else {
+            view = e->view;
+            e->view = NULL;
+            drop_view(view);
+        }
+        return;
+    }
+    drop_view(view);
+}
+
+/* body host.NAME = V, straight into its slot at OFFSET when bind found it plain, else by
+ * setattr: 0, or -1 with an error set. */
+static int set_host(Entry *e, Py_ssize_t offset, PyObject *name, PyObject *v) {
+    if (!offset) return PyObject_SetAttr(e->bound[B_LEAN], name, v);
+    PyObject **slot = (PyObject **)((char *)e->bound[B_LEAN] + offset);
+    if (*slot != v) Py_XSETREF(*slot, Py_NewRef(v));
+    return 0;
+}
+
 /* The verdict R stands for: 0 and *OUT, or -1 with E's fault recorded. */
 static int verdict_of(Entry *e, PyObject *r, int32_t *out) {
     long v = PyLong_AsLong(r);
@@ -139,11 +215,7 @@ static int verdict_of(Entry *e, PyObject *r, int32_t *out) {
 /* The meter's count for the node's budget: configured by `prepare` when the code last ran
  * under another budget (or never). 0, or -1 with an error set. */
 static int ready(Entry *e) {
-    PyObject *budget = PyObject_GetAttr(e->bound[B_CODE], str_budget);
-    if (!budget) return -1;
-    int same = budget == e->bound[B_BUDGET];
-    Py_DECREF(budget);
-    if (same && e->steps) return 0;
+    if (!e->stale && e->steps) return 0;
     PyObject *t = PyObject_CallNoArgs(e->bound[B_PREPARE]);
     if (!t) return -1;
     long long steps;
@@ -155,6 +227,7 @@ static int ready(Entry *e) {
     Py_XSETREF(e->bound[B_CHUNK0], Py_NewRef(chunk0));
     Py_XSETREF(e->bound[B_EXTRA0], Py_NewRef(extra0));
     e->steps = steps;
+    e->stale = 0;
     Py_DECREF(t);
     return 0;
 }
@@ -199,6 +272,17 @@ static Py_ssize_t plain_slot(PyObject *ob, PyObject *name) {
     return object_slot(t, name);
 }
 
+/* The offset of OB's NAME when it is a writable object slot of OB's class and the class
+ * writes attributes the generic way (a slot's member descriptor is a data descriptor: what
+ * setattr would do is write the slot); else 0 (setattr is used). */
+static Py_ssize_t set_slot(PyObject *ob, PyObject *name) {
+    PyTypeObject *t = Py_TYPE(ob);
+    if (t->tp_setattro != PyObject_GenericSetAttr) return 0;
+    Py_ssize_t offset = object_slot(t, name);
+    if (offset && !*(PyObject **)((char *)ob + offset)) return 0; /* unset: setattr says what to do */
+    return offset;
+}
+
 /* Steps the run used (the meter's count left, as fast_accept counts them): 0, or -1. */
 static int count_steps(Entry *e) {
     PyObject *extra = get_extra(e);
@@ -226,7 +310,7 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
         e->fault = take_exception();
         return verdict;
     }
-    PyObject *view = PyMemoryView_FromMemory((char *)body, (Py_ssize_t)length, PyBUF_WRITE);
+    PyObject *view = view_of(e, body, length);
     if (!view) {
         e->fault = take_exception();
         return verdict;
@@ -243,7 +327,7 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
     }
     len = Py_NewRef(e->len);
     if (PyDict_SetItem(b[B_GLOBALS], str_left, b[B_CHUNK0]) < 0 || set_extra(e, b[B_EXTRA0]) < 0 ||
-        PyObject_SetAttr(b[B_LEAN], str_body, view) < 0 || PyObject_SetAttr(b[B_LEAN], str_prev_hop, prev) < 0) {
+        set_host(e, e->body_slot, str_body, view) < 0 || set_host(e, e->prev_slot, str_prev_hop, prev) < 0) {
         e->fault = take_exception();
         goto done;
     }
@@ -291,14 +375,14 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
     int32_t v;
     if (verdict_of(e, r, &v) == 0) verdict = v;
 done:
-    if (PyObject_SetAttr(b[B_LEAN], str_body, Py_None) < 0) { /* the run is over: no body */
+    if (set_host(e, e->body_slot, str_body, Py_None) < 0) { /* the run is over: no body */
         if (!e->fault) e->fault = take_exception();
         else PyErr_Clear();
     }
     Py_XDECREF(flags);
     Py_XDECREF(r);
     Py_XDECREF(len);
-    drop_view(view);
+    end_view(e, view);
     return verdict;
 }
 
@@ -336,16 +420,21 @@ static int32_t run_body(Entry *e, uint8_t *body, uintptr_t length, PyObject *pre
     return verdict;
 }
 
-static PyObject *prev_hop_of(const pan_fast_ctx *ctx) {
+/* The previous hop as bytes (None when there is none): E's last one when it is the same
+ * address (bytes are immutable, so one object serves every batch from that neighbour). */
+static PyObject *prev_hop_of(Entry *e, const pan_fast_ctx *ctx) {
     if (!ctx->has_prev_hop) return Py_NewRef(Py_None);
-    return PyBytes_FromStringAndSize((const char *)ctx->prev_hop, ADDR_SIZE);
+    if (e->prev && memcmp(PyBytes_AS_STRING(e->prev), ctx->prev_hop, ADDR_SIZE) == 0) return Py_NewRef(e->prev);
+    PyObject *prev = PyBytes_FromStringAndSize((const char *)ctx->prev_hop, ADDR_SIZE);
+    if (prev) Py_XSETREF(e->prev, Py_NewRef(prev));
+    return prev;
 }
 
 static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx) {
     Entry *e = (Entry *)state;
     PyGILState_STATE g = PyGILState_Ensure();
     int32_t verdict = PNI_BAD_ARGUMENT;
-    PyObject *prev = prev_hop_of(ctx);
+    PyObject *prev = prev_hop_of(e, ctx);
     if (prev) {
         verdict = run_body(e, body, length, prev);
         Py_DECREF(prev);
@@ -360,7 +449,7 @@ static uint32_t batch(void *state, pan_fast_batch *b, const pan_fast_ctx *ctx) {
     Entry *e = (Entry *)state;
     PyGILState_STATE g = PyGILState_Ensure();
     uint32_t i = 0;
-    PyObject *prev = prev_hop_of(ctx);
+    PyObject *prev = prev_hop_of(e, ctx);
     if (!prev) {
         Py_XSETREF(e->fault, take_exception());
         b->index = 0;
@@ -396,6 +485,8 @@ static int Entry_traverse(Entry *self, visitproc visit, void *arg) {
     Py_VISIT(self->fault);
     for (int i = 0; i < B_COUNT; i++) Py_VISIT(self->bound[i]);
     Py_VISIT(self->len);
+    Py_VISIT(self->view);
+    Py_VISIT(self->prev);
     return 0;
 }
 
@@ -404,6 +495,8 @@ static int Entry_clear(Entry *self) {
     Py_CLEAR(self->fault);
     for (int i = 0; i < B_COUNT; i++) Py_CLEAR(self->bound[i]);
     Py_CLEAR(self->len);
+    Py_CLEAR(self->view);
+    Py_CLEAR(self->prev);
     return 0;
 }
 
@@ -445,7 +538,17 @@ static PyObject *Entry_bind(Entry *self, PyObject *args) {
     Py_CLEAR(self->bound[B_EXTRA0]);
     self->metered = metered;
     self->steps = 0;
+    self->stale = 0;
     self->extra_slot = plain_slot(o[B_METER], str_extra);
+    self->body_slot = set_slot(o[B_LEAN], str_body);
+    self->prev_slot = set_slot(o[B_LEAN], str_prev_hop);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(budget_changed_doc, "budget_changed()\n\nThe code was configured for a budget: the next run prepares the node's again.");
+
+static PyObject *Entry_budget_changed(Entry *self, PyObject *Py_UNUSED(ignored)) {
+    self->stale = 1;
     Py_RETURN_NONE;
 }
 
@@ -465,6 +568,7 @@ static PyMethodDef Entry_methods[] = {
     {"take_fault", (PyCFunction)Entry_take_fault, METH_NOARGS, take_fault_doc},
     {"bind", (PyCFunction)Entry_bind, METH_VARARGS, bind_doc},
     {"take_steps", (PyCFunction)Entry_take_steps, METH_NOARGS, take_steps_doc},
+    {"budget_changed", (PyCFunction)Entry_budget_changed, METH_NOARGS, budget_changed_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -822,7 +926,7 @@ PyMODINIT_FUNC PyInit__fast(void) {
     if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || PyType_Ready(&ReaderType) < 0 || pni_hot_py_init() < 0) return NULL;
     if (!(str_release = PyUnicode_InternFromString("release")) || !(str_left = PyUnicode_InternFromString("_left_")) ||
         !(str_extra = PyUnicode_InternFromString("extra")) || !(str_body = PyUnicode_InternFromString("body")) ||
-        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_seg_read = PyUnicode_InternFromString("seg_read")) || !(str_budget = PyUnicode_InternFromString("_budget")) ||
+        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_seg_read = PyUnicode_InternFromString("seg_read")) ||
         !(int_one = PyLong_FromLong(1)))
         return NULL;
     PyObject *m = PyModule_Create(&module);

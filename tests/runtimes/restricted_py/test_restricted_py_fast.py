@@ -13,6 +13,7 @@ as the fast path drives it (``pan_fast_run_fn`` with a real capsule body and con
 from __future__ import annotations
 
 import ctypes
+import gc
 import sys
 import types
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from conftest import BUDGET, py_code
 from pan_restricted_py import _fast
 from pan_restricted_py.code import RestrictedPyCode
 from pan_restricted_py.runtime import RestrictedPyRuntime
+from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import PanError
 from pan_runtime.node.config import NodeConfig
 from pan_runtime.node.pni import PniServer
@@ -310,3 +312,71 @@ def test_no_python_frame_between_the_fast_path_and_the_code(fast) -> None:
     assert verdict == f.py_run(body)[1]
     # the code's accept only: not fast_accept, not the hot reads, not the header codec's read
     assert calls == ["accept"]
+
+
+# the body's length, its first and last byte and the previous hop's last byte (15: none), as one int
+SHAPE = """
+def accept(pni, capsule, length):
+    n = pni.seg_length(capsule)
+    first = pni.seg_get_u8(capsule, 0) if n else 0
+    last = pni.seg_get_u8(capsule, n - 1) if n else 0
+    try:
+        prev = pni.env_prev_hop()[-1] & 15
+    except PniError:
+        prev = 15
+    return ((n * 256 + first) * 256 + last) * 16 + prev
+"""
+
+
+def _shape(body: bytes, prev: bytes | None) -> int:
+    n = len(body)
+    first, last = (body[0], body[-1]) if n else (0, 0)
+    return ((n * 256 + first) * 256 + last) * 16 + (prev[-1] & 15 if prev else 15)
+
+
+def _ctx_from(prev: bytes) -> Any:
+    ctx = _ctx(True)
+    ctx[24:40] = list(prev)
+    return ctx
+
+
+def _view_kept(f: Fast) -> list[memoryview]:
+    """The body views the entry holds between runs."""
+    return [o for o in gc.get_referents(f.loaded._fast_entry) if isinstance(o, memoryview)]
+
+
+def test_each_run_sees_its_own_body_and_previous_hop(fast) -> None:
+    """The body's view and the previous hop's bytes are kept between runs: each run still
+    sees its own capsule and neighbour, and between runs the kept view shows no body."""
+    f = fast(SHAPE)
+    other = NodeAddress.from_int(0x0A000077).raw
+    run = RUN(f.fn)
+    for body, prev in [(bytes([5]) * 64, PREV.raw), (bytes([9, 1, 2]), PREV.raw), (bytes(range(200)), other),
+                       (b"", other), (bytes([7]) * 1500, PREV.raw), (bytes([3, 4]), None)]:
+        buf = (ctypes.c_uint8 * max(len(body), 1)).from_buffer_copy(body or b"\0")
+        ctx = _ctx_from(prev) if prev else _ctx(False)
+        env = f._env(body, prev is not None)
+        try:
+            verdict = run(f.state, ctypes.addressof(buf), len(body), ctypes.addressof(ctx))
+            f.loaded.after_fast_run()
+        finally:
+            env.clear()
+        assert verdict == _shape(body, prev)
+        assert all(len(v) == 0 for v in _view_kept(f))
+
+
+def test_a_view_the_run_could_not_keep_to_itself_is_released(fast) -> None:
+    """A view something else holds after the run is released, not pointed at the next body."""
+    f = fast(SHAPE)
+    assert f.c_run(bytes(64))[0] == "verdict"
+    kept = _view_kept(f)
+    assert len(kept) == 1
+    held = kept[0]
+    sub = held[0:0]  # a view made from it holds its buffer: it is not the entry's alone any more
+    assert f.c_run(bytes([1]) * 32)[1] == _shape(bytes([1]) * 32, PREV.raw)
+    with pytest.raises(ValueError):  # released, as a view the code kept is
+        len(held)
+    assert all(v is not held for v in _view_kept(f))
+    assert len(sub) == 0
+    del sub, held, kept
+    assert f.c_run(bytes([2]) * 16)[1] == _shape(bytes([2]) * 16, PREV.raw)
