@@ -82,7 +82,7 @@ typedef struct {
     PyObject *prev;           /* the last batch's previous hop as bytes (immutable: shared), or NULL */
 } Entry;
 
-static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *int_one;
+static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *str_seg_read, *int_one;
 
 /* The raised exception, normalized, without its traceback (it holds the run's frames, which
  * hold the body); a new reference, never NULL. */
@@ -592,6 +592,144 @@ static PyTypeObject EntryType = {
     .tp_getset = Entry_getset,
 };
 
+/* ---------------------------------------------------------------- the code's pni */
+
+/* The `pni` object code run from the fast path is called with: what a SimpleNamespace of the
+ * same calls gives code (each name a read-only attribute; code cannot write attributes of
+ * it, the write guard refuses), read without a type lookup or a dict probe for the hot names
+ * (their interned names are compared by address first, then the dict is asked). The header
+ * codecs' C read (Reader) takes its seg_read from here directly. */
+
+#define PNI_FAST_NAMES 16
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *calls;                   /* name -> callable: every call the pni offers */
+    PyObject *seg_read;                /* calls["seg_read"], or NULL */
+    Py_ssize_t nfast;
+    PyObject *fast_name[PNI_FAST_NAMES]; /* interned names read most, with their callables */
+    PyObject *fast_call[PNI_FAST_NAMES];
+} Pni;
+
+static PyTypeObject PniType;
+
+static int Pni_traverse(Pni *self, visitproc visit, void *arg) {
+    Py_VISIT(self->calls);
+    Py_VISIT(self->seg_read);
+    for (Py_ssize_t i = 0; i < self->nfast; i++) {
+        Py_VISIT(self->fast_name[i]);
+        Py_VISIT(self->fast_call[i]);
+    }
+    return 0;
+}
+
+static int Pni_clear(Pni *self) {
+    Py_CLEAR(self->calls);
+    Py_CLEAR(self->seg_read);
+    for (Py_ssize_t i = 0; i < self->nfast; i++) {
+        Py_CLEAR(self->fast_name[i]);
+        Py_CLEAR(self->fast_call[i]);
+    }
+    self->nfast = 0;
+    return 0;
+}
+
+static void Pni_dealloc(Pni *self) {
+    PyObject_GC_UnTrack(self);
+    Pni_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* pni.NAME: a hot name by its address, else the calls' dict, else what any object has. */
+static PyObject *Pni_getattro(Pni *self, PyObject *name) {
+    for (Py_ssize_t i = 0; i < self->nfast; i++) {
+        if (self->fast_name[i] == name) return Py_NewRef(self->fast_call[i]);
+    }
+    if (self->calls && PyUnicode_CheckExact(name)) {
+        PyObject *v = PyDict_GetItemWithError(self->calls, name); /* borrowed */
+        if (v) return Py_NewRef(v);
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_GenericGetAttr((PyObject *)self, name);
+}
+
+static int Pni_setattro(Pni *self, PyObject *name, PyObject *value) {
+    PyErr_Format(PyExc_AttributeError, "pni attributes are read-only (%R)", name);
+    return -1;
+}
+
+static PyObject *Pni_repr(Pni *self) {
+    return PyUnicode_FromFormat("<pni %R>", self->calls ? self->calls : Py_None);
+}
+
+static PyTypeObject PniType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pan_restricted_py._fast.Pni",
+    .tp_doc = PyDoc_STR("The pni of the fast path's runs: the calls of a mapping as read-only attributes (made by pni)."),
+    .tp_basicsize = sizeof(Pni),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)Pni_dealloc,
+    .tp_traverse = (traverseproc)Pni_traverse,
+    .tp_clear = (inquiry)Pni_clear,
+    .tp_getattro = (getattrofunc)Pni_getattro,
+    .tp_setattro = (setattrofunc)Pni_setattro,
+    .tp_repr = (reprfunc)Pni_repr,
+};
+
+PyDoc_STRVAR(pni_doc,
+"pni(calls, hot) -> Pni\n\n"
+"The pni object of CALLS (a dict: name -> callable), each name a read-only attribute; the\n"
+"names in HOT (at most 16) are found first, by their interned strings' addresses.");
+
+static PyObject *mod_pni(PyObject *Py_UNUSED(m), PyObject *args) {
+    PyObject *calls, *hot;
+    if (!PyArg_ParseTuple(args, "O!O:pni", &PyDict_Type, &calls, &hot)) return NULL;
+    PyObject *seq = PySequence_Fast(hot, "pni: hot must be a sequence of names");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > PNI_FAST_NAMES) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "pni: more than 16 hot names");
+        return NULL;
+    }
+    Pni *p = PyObject_GC_New(Pni, &PniType);
+    if (!p) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    p->calls = PyDict_Copy(calls);
+    p->seg_read = NULL;
+    p->nfast = 0;
+    PyObject_GC_Track(p);
+    if (!p->calls) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyUnicode_CheckExact(name)) {
+            PyErr_SetString(PyExc_TypeError, "pni: hot names must be str");
+            goto fail;
+        }
+        PyObject *call = PyDict_GetItemWithError(p->calls, name); /* borrowed */
+        if (!call) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "pni: hot name %R is not a call", name);
+            goto fail;
+        }
+        Py_INCREF(name);
+        PyUnicode_InternInPlace(&name); /* code's names are interned: compared by address */
+        p->fast_name[p->nfast] = name;
+        p->fast_call[p->nfast] = Py_NewRef(call);
+        p->nfast++;
+    }
+    PyObject *sr = PyDict_GetItemWithError(p->calls, str_seg_read); /* borrowed */
+    if (!sr && PyErr_Occurred()) goto fail;
+    p->seg_read = Py_XNewRef(sr);
+    Py_DECREF(seq);
+    return (PyObject *)p;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(p);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- the header codecs */
 
 /* A header codec's `read` made here: `cls.read(pni, seg, off)` of a generated codec class
@@ -624,7 +762,6 @@ typedef struct {
     codec_field fields[32];
 } Reader;
 
-static PyObject *str_seg_read;
 static PyTypeObject DirectType; /* the direct calls' type (below) */
 
 static int Reader_traverse(Reader *self, visitproc visit, void *arg) {
@@ -717,7 +854,8 @@ static PyObject *Reader_vectorcall(PyObject *callable, PyObject *const *args, si
         if (!zero) return NULL;
     }
     PyObject *out = NULL;
-    PyObject *seg_read = PyObject_GetAttr(pni, str_seg_read);
+    PyObject *seg_read = Py_IS_TYPE(pni, &PniType) && ((Pni *)pni)->seg_read ? Py_NewRef(((Pni *)pni)->seg_read)
+                                                                           : PyObject_GetAttr(pni, str_seg_read);
     if (!seg_read) goto done;
     if (read_body(self, seg_read, seg, off, &out)) {
         Py_DECREF(seg_read);
@@ -902,13 +1040,14 @@ fail:
 static PyMethodDef module_methods[] = {
     {"direct_calls", mod_direct_calls, METH_VARARGS, direct_calls_doc},
     {"codec_reader", mod_codec_reader, METH_VARARGS, codec_reader_doc},
+    {"pni", mod_pni, METH_VARARGS, pni_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "pan_restricted_py._fast",
-    .m_doc = PyDoc_STR("restricted_py's C entry for the node's UDP fast path (RUN, BATCH, Entry, direct_calls)."),
+    .m_doc = PyDoc_STR("restricted_py's C entry for the node's UDP fast path (RUN, BATCH, Entry, direct_calls, pni, codec_reader)."),
     .m_size = -1,
     .m_methods = module_methods,
 };
@@ -923,7 +1062,7 @@ static int add_address(PyObject *m, const char *name, void *fn) {
 }
 
 PyMODINIT_FUNC PyInit__fast(void) {
-    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || PyType_Ready(&ReaderType) < 0 || pni_hot_py_init() < 0) return NULL;
+    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || PyType_Ready(&ReaderType) < 0 || PyType_Ready(&PniType) < 0 || pni_hot_py_init() < 0) return NULL;
     if (!(str_release = PyUnicode_InternFromString("release")) || !(str_left = PyUnicode_InternFromString("_left_")) ||
         !(str_extra = PyUnicode_InternFromString("extra")) || !(str_body = PyUnicode_InternFromString("body")) ||
         !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_seg_read = PyUnicode_InternFromString("seg_read")) ||
@@ -931,7 +1070,7 @@ PyMODINIT_FUNC PyInit__fast(void) {
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    if (PyModule_AddObjectRef(m, "Entry", (PyObject *)&EntryType) < 0 ||
+    if (PyModule_AddObjectRef(m, "Entry", (PyObject *)&EntryType) < 0 || PyModule_AddObjectRef(m, "Pni", (PyObject *)&PniType) < 0 ||
         add_address(m, "RUN", (void *)(pan_fast_run_fn)run) < 0 ||
         add_address(m, "BATCH", (void *)(pan_fast_batch_fn)batch) < 0) {
         Py_DECREF(m);

@@ -142,7 +142,9 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         self._lean = _LeanHost(self.host)
         lean_pni = pni_api.HostPNI(self._lean)
         direct = _fast.direct_calls(self._lean, lean_pni) if _fast is not None else self._lean.direct_calls(lean_pni)
-        self._lean_pni = types.SimpleNamespace(**{**vars(_pni_view(lean_pni)), **direct})
+        calls = {**vars(_pni_view(lean_pni)), **direct}
+        # the C pni finds the hot reads by name address first, and the header codecs' read its seg_read
+        self._lean_pni = _fast.pni(calls, tuple(direct)) if _fast is not None else types.SimpleNamespace(**calls)
         g["deps"] = tuple(_dep_view(d) for d in self._deps)
         self._configure(_DEFAULT_BUDGET)
         meter.arm()

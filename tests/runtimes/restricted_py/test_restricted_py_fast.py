@@ -24,6 +24,7 @@ from conftest import BUDGET, py_code
 
 from pan_restricted_py import _fast
 from pan_restricted_py.code import RestrictedPyCode
+from pan_restricted_py.codecs import CODECS
 from pan_restricted_py.runtime import RestrictedPyRuntime
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import PanError
@@ -380,3 +381,42 @@ def test_a_view_the_run_could_not_keep_to_itself_is_released(fast) -> None:
     assert len(sub) == 0
     del sub, held, kept
     assert f.c_run(bytes([2]) * 16)[1] == _shape(bytes([2]) * 16, PREV.raw)
+
+
+def test_the_fast_pni_offers_the_calls_read_only(fast) -> None:
+    """The pni of the fast path's runs has every PNI call the node path's has, each the same
+    callable by name, nothing else public, and no attribute can be set or added."""
+    f = fast(PING)
+    pni, slow = f.loaded._lean_pni, f.loaded._pni
+    assert isinstance(pni, _fast.Pni)
+    names = [n for n in dir(slow) if not n.startswith("_")]
+    assert names and all(callable(getattr(pni, n)) for n in names)
+    assert [n for n in dir(pni) if not n.startswith("_")] == []  # the calls are not type attributes
+    hot = _fast.direct_calls(f.loaded._lean, HostPNI(f.loaded._lean))
+    assert all(isinstance(getattr(pni, n), types.BuiltinMethodType) for n in hot)
+    with pytest.raises(AttributeError):
+        pni.no_such_call  # noqa: B018
+    for name in ("seg_read", "anything"):
+        with pytest.raises(AttributeError):
+            setattr(pni, name, len)
+    assert pni.seg_read is pni.seg_read  # the same callable each read, as a namespace's
+    # code cannot write it either: the write guard refuses before the object is asked
+    g = fast("def accept(pni, capsule, length):\n    pni.seg_read = 1\n    return FORWARD\n")
+    kind, outcome, _ = g.c_run(bytes(64))
+    assert kind == "fault" and (kind, outcome) == g.py_run(bytes(64))[:2]
+
+
+@pytest.mark.parametrize("pni_of", ["fast", "namespace"])
+def test_a_header_read_with_either_pni_decodes_the_same(fast, pni_of: str) -> None:
+    """PingHdr.read takes the fast pni's seg_read directly; any other object is asked for its
+    seg_read as before: the same header either way."""
+    f = fast(PING)
+    body = _ping(0, PREV.raw)
+    lean = f.loaded._lean
+    pni = f.loaded._lean_pni if pni_of == "fast" else types.SimpleNamespace(seg_read=f.loaded._lean_pni.seg_read)
+    lean.body, lean.prev_hop = memoryview(bytearray(body)), PREV.raw
+    try:
+        h = CODECS[PingHdr].read(pni, 1, 0)
+    finally:
+        lean.body = None
+    assert h.pack() == PingHdr.unpack(body[: PingHdr.SIZE]).pack()
