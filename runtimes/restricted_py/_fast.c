@@ -38,6 +38,7 @@
 #include "pan_fast.h"
 #include "pni.h"
 #include "pni_hot_py.h"
+#include "_account_api.h"
 
 #define ADDR_SIZE 16
 
@@ -80,7 +81,11 @@ typedef struct {
     PyObject *view;           /* the last run's body view, kept for the next run while nothing else
                                * holds it (view_of), or NULL */
     PyObject *prev;           /* the last batch's previous hop as bytes (immutable: shared), or NULL */
+    PyObject *acct;           /* the Account whose enter and leave bind was given (called in C), or NULL */
 } Entry;
+
+/* _account's C API (imported by the first bind), or NULL: enter and leave are called. */
+static const pan_account_api *acct_api;
 
 static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *str_seg_read, *int_one;
 
@@ -331,12 +336,19 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
         e->fault = take_exception();
         goto done;
     }
-    PyObject *entered = PyObject_CallNoArgs(b[B_ENTER]);
-    if (!entered) {
-        e->fault = take_exception();
-        goto done;
+    if (e->acct) {
+        if (acct_api->enter(e->acct) < 0) {
+            e->fault = take_exception();
+            goto done;
+        }
+    } else {
+        PyObject *entered = PyObject_CallNoArgs(b[B_ENTER]);
+        if (!entered) {
+            e->fault = take_exception();
+            goto done;
+        }
+        Py_DECREF(entered);
     }
-    Py_DECREF(entered);
     PyObject *args[3] = {b[B_PNI], int_one, len};
     r = PyObject_Vectorcall(b[B_FN], args, 3, NULL);
     if (!r) { /* failed(exc) leaves the account, names the fault and re-arms the meter */
@@ -346,7 +358,12 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
         e->fault = fault ? fault : take_exception();
         goto done;
     }
-    flags = PyObject_CallNoArgs(b[B_LEAVE]);
+    if (e->acct) {
+        int fl = acct_api->leave(e->acct);
+        flags = fl < 0 ? NULL : fl == 0 ? Py_NewRef(Py_None) : PyLong_FromLong(fl);
+    } else {
+        flags = PyObject_CallNoArgs(b[B_LEAVE]);
+    }
     if (!flags || (e->metered && count_steps(e) < 0)) {
         e->fault = take_exception();
         goto done;
@@ -487,6 +504,7 @@ static int Entry_traverse(Entry *self, visitproc visit, void *arg) {
     Py_VISIT(self->len);
     Py_VISIT(self->view);
     Py_VISIT(self->prev);
+    Py_VISIT(self->acct);
     return 0;
 }
 
@@ -497,6 +515,7 @@ static int Entry_clear(Entry *self) {
     Py_CLEAR(self->len);
     Py_CLEAR(self->view);
     Py_CLEAR(self->prev);
+    Py_CLEAR(self->acct);
     return 0;
 }
 
@@ -512,6 +531,27 @@ static PyObject *Entry_take_fault(Entry *self, PyObject *Py_UNUSED(ignored)) {
     PyObject *f = self->fault;
     self->fault = NULL;
     return f ? f : Py_NewRef(Py_None);
+}
+
+/* The Account whose methods ENTER and LEAVE are (a new reference), when _account's C API is
+ * there: then a run calls them in C. NULL otherwise (an error set only when importing the API
+ * failed for another reason than its absence). */
+static PyObject *account_of(PyObject *enter, PyObject *leave) {
+    if (!acct_api) {
+        acct_api = (const pan_account_api *)PyCapsule_Import(PAN_ACCOUNT_API_CAPSULE, 0);
+        if (!acct_api) {
+            if (!PyErr_ExceptionMatches(PyExc_ImportError) && !PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+            PyErr_Clear();
+            return NULL;
+        }
+    }
+    if (!PyCFunction_Check(enter) || !PyCFunction_Check(leave)) return NULL;
+    PyObject *self = PyCFunction_GET_SELF(enter);
+    if (!self || self != PyCFunction_GET_SELF(leave) || !Py_IS_TYPE(self, acct_api->type) ||
+        (void *)PyCFunction_GET_FUNCTION(enter) != acct_api->enter_method ||
+        (void *)PyCFunction_GET_FUNCTION(leave) != acct_api->leave_method)
+        return NULL;
+    return Py_NewRef(self);
 }
 
 PyDoc_STRVAR(bind_doc,
@@ -542,6 +582,10 @@ static PyObject *Entry_bind(Entry *self, PyObject *args) {
     self->extra_slot = plain_slot(o[B_METER], str_extra);
     self->body_slot = set_slot(o[B_LEAN], str_body);
     self->prev_slot = set_slot(o[B_LEAN], str_prev_hop);
+    Py_CLEAR(self->acct);
+    PyObject *acct = account_of(o[B_ENTER], o[B_LEAVE]);
+    if (!acct && PyErr_Occurred()) return NULL;
+    self->acct = acct;
     Py_RETURN_NONE;
 }
 

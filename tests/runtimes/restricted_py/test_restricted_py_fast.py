@@ -420,3 +420,35 @@ def test_a_header_read_with_either_pni_decodes_the_same(fast, pni_of: str) -> No
     finally:
         lean.body = None
     assert h.pack() == PingHdr.unpack(body[: PingHdr.SIZE]).pack()
+
+
+class _PyAccount:
+    """An account whose enter and leave are Python methods: the C entry calls them as callables."""
+
+    def __init__(self, acct: Any) -> None:
+        self._acct = acct
+
+    def enter(self) -> None:
+        self._acct.enter()
+
+    def leave(self) -> int:
+        return self._acct.leave()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._acct, name)
+
+
+@pytest.mark.parametrize("account", ["c", "python"])
+@pytest.mark.parametrize("source", ["ping", "memory_budget", "budget"])
+def test_the_account_is_entered_and_left_in_c_or_through_its_methods(fast, monkeypatch, account: str, source: str) -> None:
+    """An Account's enter and leave are called in C; any other account's as callables: the
+    same verdicts and the same faults."""
+    from pan_restricted_py import code as code_module
+
+    if account == "python":
+        real = code_module.accounts.new_account
+        monkeypatch.setattr(code_module.accounts, "new_account", lambda *a: _PyAccount(real(*a)))
+    f = fast(PING if source == "ping" else FAULTS[source])
+    body = _ping(0, PREV.raw) if source == "ping" else bytes(64)
+    assert f.c_run(body) == f.py_run(body)
+    assert f.c_run(body)[0] == ("verdict" if source == "ping" else "fault")
