@@ -452,3 +452,13 @@ def test_the_account_is_entered_and_left_in_c_or_through_its_methods(fast, monke
     body = _ping(0, PREV.raw) if source == "ping" else bytes(64)
     assert f.c_run(body) == f.py_run(body)
     assert f.c_run(body)[0] == ("verdict" if source == "ping" else "fault")
+
+
+def test_the_python_forms_see_each_runs_body_too(fast) -> None:
+    """The body host's Python calls (a write here) see each run's body at its length, the
+    view being the same object pointed at each body in turn."""
+    f = fast("def accept(pni, capsule, length):\n    pni.seg_set_u8(capsule, length - 1, 7)\n"
+             "    return pni.seg_get_u8(capsule, length - 1) + length * 256\n")
+    for n in (64, 3, 1500, 1, 200):
+        kind, verdict, after = f.c_run(bytes(n))
+        assert (kind, verdict, after) == ("verdict", 7 + n * 256, bytes(n - 1) + b"\x07")
