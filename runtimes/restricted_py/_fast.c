@@ -170,7 +170,7 @@ static PyObject *view_of(Entry *e, uint8_t *body, uintptr_t length) {
         return Py_NewRef(view);
     }
     e->view = NULL;
-    if (view) drop_view(view);
+    Py_XDECREF(view); /* held elsewhere (a run still on): its holder's end_view lets go of it */
     return PyMemoryView_FromMemory((char *)body, (Py_ssize_t)length, PyBUF_WRITE);
 }
 
