@@ -36,6 +36,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_account_api.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -599,23 +601,24 @@ static PyObject *acct_bind(AccountObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *acct_enter(AccountObject *self, PyObject *unused) {
+/* Account.enter(): 0, or -1 with an error set. */
+static int enter_c(AccountObject *self) {
     if (!installed) {
         PyErr_SetString(PyExc_RuntimeError, "the allocator hooks are not installed");
-        return NULL;
+        return -1;
     }
     pthread_t me = pthread_self();
     if (depth > 0 && !pthread_equal(me, owner_thread)) {
         PyErr_SetString(PyExc_RuntimeError, "restricted_py code is already running on another thread");
-        return NULL;
+        return -1;
     }
     if (depth >= MAX_FRAMES) {
         PyErr_SetString(PyExc_RuntimeError, "restricted_py calls nested too deeply");
-        return NULL;
+        return -1;
     }
     if (!tk_started && start_ticker() < 0) { /* a forked child has no ticker until here */
         PyErr_SetString(PyExc_OSError, "cannot start the restricted_py time ticker thread");
-        return NULL;
+        return -1;
     }
     acct_t *a = self->a;
     frame_t *f = &frames[depth];
@@ -641,6 +644,12 @@ static PyObject *acct_enter(AccountObject *self, PyObject *unused) {
         f->gen = frames[0].gen;
     }
     depth++;
+    return 0;
+}
+
+static PyObject *acct_enter(AccountObject *self, PyObject *unused) {
+    if (enter_c(self) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -652,10 +661,11 @@ static frame_t *own_top(AccountObject *self) {
     return &frames[depth - 1];
 }
 
-static PyObject *acct_leave(AccountObject *self, PyObject *unused) {
+/* Account.leave(): the call's flags, or -1 with an error set. */
+static int leave_c(AccountObject *self) {
     frame_t *f = own_top(self);
     if (f == NULL)
-        return NULL;
+        return -1;
     int flags = f->flags;
     if (atomic_load_explicit(&late_gen, memory_order_relaxed) == f->gen)
         flags |= F_TIME;
@@ -670,8 +680,25 @@ static PyObject *acct_leave(AccountObject *self, PyObject *unused) {
     f->acct = NULL;
     depth--;
     Py_DECREF(owner);
-    return PyLong_FromLong(flags);
+    return flags;
 }
+
+static PyObject *acct_leave(AccountObject *self, PyObject *unused) {
+    int flags = leave_c(self);
+    return flags < 0 ? NULL : PyLong_FromLong(flags);
+}
+
+/* ---- the C API (_account_api.h) ---------------------------------------------------------- */
+
+static int api_enter(PyObject *acct) {
+    return enter_c((AccountObject *)acct);
+}
+
+static int api_leave(PyObject *acct) {
+    return leave_c((AccountObject *)acct);
+}
+
+static pan_account_api c_api;
 
 static PyObject *acct_check(AccountObject *self, PyObject *unused) {
     frame_t *f = own_top(self);
@@ -836,6 +863,13 @@ PyMODINIT_FUNC PyInit__account(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    c_api = (pan_account_api){&AccountType, api_enter, api_leave, (void *)acct_enter, (void *)acct_leave};
+    PyObject *api = PyCapsule_New(&c_api, PAN_ACCOUNT_API_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddObject(m, "_C_API", api) < 0) { /* steals API when it succeeds */
+        Py_XDECREF(api);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddObjectRef(m, "Account", (PyObject *)&AccountType) < 0 ||
         PyModule_AddIntConstant(m, "MEMORY", F_MEMORY) < 0 || PyModule_AddIntConstant(m, "TIME", F_TIME) < 0 ||
         PyModule_AddIntConstant(m, "HELD", F_HELD) < 0 || PyModule_AddIntConstant(m, "OVERHEAD", OVERHEAD) < 0) {

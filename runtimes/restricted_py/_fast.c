@@ -20,7 +20,11 @@
  *   enter the account, call the code's accept, leave, count steps, check the verdict) here,
  *   calling the code's accept directly; only the rare cases go back to Python (the meter's
  *   budget changed, the call raised, the account flagged the call, a verdict not an int),
- *   through the callables `bind` was given, which are `fast_accept`'s own steps.
+ *   through the callables `bind` was given, which are `fast_accept`'s own steps. What a run
+ *   needs is kept between runs where nothing else can hold it: the body's memoryview (pointed
+ *   at the next body only while the entry alone holds it, at no body between runs), the
+ *   previous hop's bytes, and the meter's configuration (until the code's _configure says
+ *   `budget_changed()`); the body host's `body` and `prev_hop` are written into their slots.
  * - `direct_calls(host, pni)`: the hot reads (`pni_hot_py.h`, generated from the spec) as C
  *   methods, in place of the Python forms of `pni_hot.BodyHost.direct_calls`.
  */
@@ -28,11 +32,13 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <string.h>
 #include <structmember.h>
 
 #include "pan_fast.h"
 #include "pni.h"
 #include "pni_hot_py.h"
+#include "_account_api.h"
 
 #define ADDR_SIZE 16
 
@@ -45,7 +51,7 @@ enum {
     B_LEAN,     /* the pni_hot.BodyHost: `body` and `prev_hop` set per run */
     B_ENTER,    /* the account's enter() */
     B_LEAVE,    /* the account's leave() -> flags */
-    B_CODE,     /* the RestrictedPyCode: its `_budget` says whether the meter is the node's */
+    B_CODE,     /* the RestrictedPyCode (its _configure calls budget_changed()) */
     B_BUDGET,   /* the node's budget */
     B_PREPARE,  /* prepare() -> (chunk0, extra0, steps): configure the meter for the node's budget */
     B_FAILED,   /* failed(exc) -> the fault to raise (the call raised; the account not left) */
@@ -67,11 +73,21 @@ typedef struct {
     long long steps;          /* prepare's steps (0: call prepare) */
     long long fast_steps;     /* steps the runs made here used, until take_steps() */
     Py_ssize_t extra_slot;    /* offset of the meter's `extra` slot (bind found it plain), or 0 */
+    Py_ssize_t body_slot;     /* offsets of the body host's `body` and `prev_hop` slots (bind found */
+    Py_ssize_t prev_slot;     /* them plain), or 0: setattr is used */
+    int stale;                /* the code was configured since prepare (budget_changed()) */
     PyObject *len;            /* the length int of the last run (ints are immutable: shared) */
     uintptr_t len_value;
+    PyObject *view;           /* the last run's body view, kept for the next run while nothing else
+                               * holds it (view_of), or NULL */
+    PyObject *prev;           /* the last batch's previous hop as bytes (immutable: shared), or NULL */
+    PyObject *acct;           /* the Account whose enter and leave bind was given (called in C), or NULL */
 } Entry;
 
-static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *str_budget, *int_one;
+/* _account's C API (imported by the first bind), or NULL: enter and leave are called. */
+static const pan_account_api *acct_api;
+
+static PyObject *str_release, *str_left, *str_extra, *str_body, *str_prev_hop, *str_seg_read, *int_one;
 
 /* The raised exception, normalized, without its traceback (it holds the run's frames, which
  * hold the body); a new reference, never NULL. */
@@ -120,6 +136,71 @@ static void drop_view(PyObject *view) {
     Py_DECREF(view);
 }
 
+/* Whether E's kept view is the entry's alone: no other reference to it or to its buffer, no
+ * view made from it (a slice holds the buffer), nothing exported from it, no weak reference,
+ * not released. Only then may it be pointed at another body. */
+static int view_alone(PyObject *view) {
+    PyMemoryViewObject *v = (PyMemoryViewObject *)view;
+    _PyManagedBufferObject *mb = v->mbuf;
+    return Py_REFCNT(view) == 1 && v->exports == 0 && v->weakreflist == NULL && !(v->flags & _Py_MEMORYVIEW_RELEASED) &&
+           mb != NULL && Py_REFCNT(mb) == 1 && mb->exports == 1 && !(mb->flags & _Py_MANAGED_BUFFER_RELEASED) &&
+           mb->master.obj == NULL && v->view.ndim == 1 && v->view.itemsize == 1 && v->view.shape == v->ob_array;
+}
+
+/* Point VIEW (view_alone) at the LENGTH bytes at BODY: its buffer's and its own fields. */
+static void point_view(PyObject *view, uint8_t *body, uintptr_t length) {
+    PyMemoryViewObject *v = (PyMemoryViewObject *)view;
+    v->mbuf->master.buf = body;
+    v->mbuf->master.len = (Py_ssize_t)length;
+    v->view.buf = body;
+    v->view.len = (Py_ssize_t)length;
+    v->view.shape[0] = (Py_ssize_t)length;
+}
+
+/* What a kept view shows between runs: nothing (no pointer into the pool outlives a run). */
+static uint8_t no_body[1];
+
+/* A writable view of LENGTH bytes at BODY for one run (a new reference; NULL with an error
+ * set): E's kept view pointed at BODY when it is the entry's alone (view_alone), else a new
+ * one. What the view exposes is exactly what PyMemoryView_FromMemory would have made. */
+static PyObject *view_of(Entry *e, uint8_t *body, uintptr_t length) {
+    PyObject *view = e->view;
+    if (view && view_alone(view)) {
+        point_view(view, body, length);
+        return Py_NewRef(view);
+    }
+    e->view = NULL;
+    Py_XDECREF(view); /* held elsewhere (a run still on): its holder's end_view lets go of it */
+    return PyMemoryView_FromMemory((char *)body, (Py_ssize_t)length, PyBUF_WRITE);
+}
+
+/* The end of a run's view: kept for the next run when only the run and E hold it, else let
+ * go of as drop_view does (no view of the pool's body outlives the run). */
+static void end_view(Entry *e, PyObject *view) {
+    if (view == e->view || (!e->view && Py_REFCNT(view) == 1)) {
+        if (!e->view) e->view = view; /* the run's reference becomes the entry's */
+        else Py_DECREF(view);
+        if (view_alone(e->view)) {
+            point_view(e->view, no_body, 0);
+        } else {
+            view = e->view;
+            e->view = NULL;
+            drop_view(view);
+        }
+        return;
+    }
+    drop_view(view);
+}
+
+/* body host.NAME = V, straight into its slot at OFFSET when bind found it plain, else by
+ * setattr: 0, or -1 with an error set. */
+static int set_host(Entry *e, Py_ssize_t offset, PyObject *name, PyObject *v) {
+    if (!offset) return PyObject_SetAttr(e->bound[B_LEAN], name, v);
+    PyObject **slot = (PyObject **)((char *)e->bound[B_LEAN] + offset);
+    if (*slot != v) Py_XSETREF(*slot, Py_NewRef(v));
+    return 0;
+}
+
 /* The verdict R stands for: 0 and *OUT, or -1 with E's fault recorded. */
 static int verdict_of(Entry *e, PyObject *r, int32_t *out) {
     long v = PyLong_AsLong(r);
@@ -139,11 +220,7 @@ static int verdict_of(Entry *e, PyObject *r, int32_t *out) {
 /* The meter's count for the node's budget: configured by `prepare` when the code last ran
  * under another budget (or never). 0, or -1 with an error set. */
 static int ready(Entry *e) {
-    PyObject *budget = PyObject_GetAttr(e->bound[B_CODE], str_budget);
-    if (!budget) return -1;
-    int same = budget == e->bound[B_BUDGET];
-    Py_DECREF(budget);
-    if (same && e->steps) return 0;
+    if (!e->stale && e->steps) return 0;
     PyObject *t = PyObject_CallNoArgs(e->bound[B_PREPARE]);
     if (!t) return -1;
     long long steps;
@@ -155,6 +232,7 @@ static int ready(Entry *e) {
     Py_XSETREF(e->bound[B_CHUNK0], Py_NewRef(chunk0));
     Py_XSETREF(e->bound[B_EXTRA0], Py_NewRef(extra0));
     e->steps = steps;
+    e->stale = 0;
     Py_DECREF(t);
     return 0;
 }
@@ -199,6 +277,17 @@ static Py_ssize_t plain_slot(PyObject *ob, PyObject *name) {
     return object_slot(t, name);
 }
 
+/* The offset of OB's NAME when it is a writable object slot of OB's class and the class
+ * writes attributes the generic way (a slot's member descriptor is a data descriptor: what
+ * setattr would do is write the slot); else 0 (setattr is used). */
+static Py_ssize_t set_slot(PyObject *ob, PyObject *name) {
+    PyTypeObject *t = Py_TYPE(ob);
+    if (t->tp_setattro != PyObject_GenericSetAttr) return 0;
+    Py_ssize_t offset = object_slot(t, name);
+    if (offset && !*(PyObject **)((char *)ob + offset)) return 0; /* unset: setattr says what to do */
+    return offset;
+}
+
 /* Steps the run used (the meter's count left, as fast_accept counts them): 0, or -1. */
 static int count_steps(Entry *e) {
     PyObject *extra = get_extra(e);
@@ -226,7 +315,7 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
         e->fault = take_exception();
         return verdict;
     }
-    PyObject *view = PyMemoryView_FromMemory((char *)body, (Py_ssize_t)length, PyBUF_WRITE);
+    PyObject *view = view_of(e, body, length);
     if (!view) {
         e->fault = take_exception();
         return verdict;
@@ -243,16 +332,23 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
     }
     len = Py_NewRef(e->len);
     if (PyDict_SetItem(b[B_GLOBALS], str_left, b[B_CHUNK0]) < 0 || set_extra(e, b[B_EXTRA0]) < 0 ||
-        PyObject_SetAttr(b[B_LEAN], str_body, view) < 0 || PyObject_SetAttr(b[B_LEAN], str_prev_hop, prev) < 0) {
+        set_host(e, e->body_slot, str_body, view) < 0 || set_host(e, e->prev_slot, str_prev_hop, prev) < 0) {
         e->fault = take_exception();
         goto done;
     }
-    PyObject *entered = PyObject_CallNoArgs(b[B_ENTER]);
-    if (!entered) {
-        e->fault = take_exception();
-        goto done;
+    if (e->acct) {
+        if (acct_api->enter(e->acct) < 0) {
+            e->fault = take_exception();
+            goto done;
+        }
+    } else {
+        PyObject *entered = PyObject_CallNoArgs(b[B_ENTER]);
+        if (!entered) {
+            e->fault = take_exception();
+            goto done;
+        }
+        Py_DECREF(entered);
     }
-    Py_DECREF(entered);
     PyObject *args[3] = {b[B_PNI], int_one, len};
     r = PyObject_Vectorcall(b[B_FN], args, 3, NULL);
     if (!r) { /* failed(exc) leaves the account, names the fault and re-arms the meter */
@@ -262,7 +358,12 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
         e->fault = fault ? fault : take_exception();
         goto done;
     }
-    flags = PyObject_CallNoArgs(b[B_LEAVE]);
+    if (e->acct) {
+        int fl = acct_api->leave(e->acct);
+        flags = fl < 0 ? NULL : fl == 0 ? Py_NewRef(Py_None) : PyLong_FromLong(fl);
+    } else {
+        flags = PyObject_CallNoArgs(b[B_LEAVE]);
+    }
     if (!flags || (e->metered && count_steps(e) < 0)) {
         e->fault = take_exception();
         goto done;
@@ -291,14 +392,14 @@ static int32_t run_bound(Entry *e, uint8_t *body, uintptr_t length, PyObject *pr
     int32_t v;
     if (verdict_of(e, r, &v) == 0) verdict = v;
 done:
-    if (PyObject_SetAttr(b[B_LEAN], str_body, Py_None) < 0) { /* the run is over: no body */
+    if (set_host(e, e->body_slot, str_body, Py_None) < 0) { /* the run is over: no body */
         if (!e->fault) e->fault = take_exception();
         else PyErr_Clear();
     }
     Py_XDECREF(flags);
     Py_XDECREF(r);
     Py_XDECREF(len);
-    drop_view(view);
+    end_view(e, view);
     return verdict;
 }
 
@@ -336,16 +437,21 @@ static int32_t run_body(Entry *e, uint8_t *body, uintptr_t length, PyObject *pre
     return verdict;
 }
 
-static PyObject *prev_hop_of(const pan_fast_ctx *ctx) {
+/* The previous hop as bytes (None when there is none): E's last one when it is the same
+ * address (bytes are immutable, so one object serves every batch from that neighbour). */
+static PyObject *prev_hop_of(Entry *e, const pan_fast_ctx *ctx) {
     if (!ctx->has_prev_hop) return Py_NewRef(Py_None);
-    return PyBytes_FromStringAndSize((const char *)ctx->prev_hop, ADDR_SIZE);
+    if (e->prev && memcmp(PyBytes_AS_STRING(e->prev), ctx->prev_hop, ADDR_SIZE) == 0) return Py_NewRef(e->prev);
+    PyObject *prev = PyBytes_FromStringAndSize((const char *)ctx->prev_hop, ADDR_SIZE);
+    if (prev) Py_XSETREF(e->prev, Py_NewRef(prev));
+    return prev;
 }
 
 static int32_t run(void *state, uint8_t *body, uintptr_t length, const pan_fast_ctx *ctx) {
     Entry *e = (Entry *)state;
     PyGILState_STATE g = PyGILState_Ensure();
     int32_t verdict = PNI_BAD_ARGUMENT;
-    PyObject *prev = prev_hop_of(ctx);
+    PyObject *prev = prev_hop_of(e, ctx);
     if (prev) {
         verdict = run_body(e, body, length, prev);
         Py_DECREF(prev);
@@ -360,7 +466,7 @@ static uint32_t batch(void *state, pan_fast_batch *b, const pan_fast_ctx *ctx) {
     Entry *e = (Entry *)state;
     PyGILState_STATE g = PyGILState_Ensure();
     uint32_t i = 0;
-    PyObject *prev = prev_hop_of(ctx);
+    PyObject *prev = prev_hop_of(e, ctx);
     if (!prev) {
         Py_XSETREF(e->fault, take_exception());
         b->index = 0;
@@ -396,6 +502,9 @@ static int Entry_traverse(Entry *self, visitproc visit, void *arg) {
     Py_VISIT(self->fault);
     for (int i = 0; i < B_COUNT; i++) Py_VISIT(self->bound[i]);
     Py_VISIT(self->len);
+    Py_VISIT(self->view);
+    Py_VISIT(self->prev);
+    Py_VISIT(self->acct);
     return 0;
 }
 
@@ -404,6 +513,9 @@ static int Entry_clear(Entry *self) {
     Py_CLEAR(self->fault);
     for (int i = 0; i < B_COUNT; i++) Py_CLEAR(self->bound[i]);
     Py_CLEAR(self->len);
+    Py_CLEAR(self->view);
+    Py_CLEAR(self->prev);
+    Py_CLEAR(self->acct);
     return 0;
 }
 
@@ -419,6 +531,27 @@ static PyObject *Entry_take_fault(Entry *self, PyObject *Py_UNUSED(ignored)) {
     PyObject *f = self->fault;
     self->fault = NULL;
     return f ? f : Py_NewRef(Py_None);
+}
+
+/* The Account whose methods ENTER and LEAVE are (a new reference), when _account's C API is
+ * there: then a run calls them in C. NULL otherwise (an error set only when importing the API
+ * failed for another reason than its absence). */
+static PyObject *account_of(PyObject *enter, PyObject *leave) {
+    if (!acct_api) {
+        acct_api = (const pan_account_api *)PyCapsule_Import(PAN_ACCOUNT_API_CAPSULE, 0);
+        if (!acct_api) {
+            if (!PyErr_ExceptionMatches(PyExc_ImportError) && !PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+            PyErr_Clear();
+            return NULL;
+        }
+    }
+    if (!PyCFunction_Check(enter) || !PyCFunction_Check(leave)) return NULL;
+    PyObject *self = PyCFunction_GET_SELF(enter);
+    if (!self || self != PyCFunction_GET_SELF(leave) || !Py_IS_TYPE(self, acct_api->type) ||
+        (void *)PyCFunction_GET_FUNCTION(enter) != acct_api->enter_method ||
+        (void *)PyCFunction_GET_FUNCTION(leave) != acct_api->leave_method)
+        return NULL;
+    return Py_NewRef(self);
 }
 
 PyDoc_STRVAR(bind_doc,
@@ -445,7 +578,21 @@ static PyObject *Entry_bind(Entry *self, PyObject *args) {
     Py_CLEAR(self->bound[B_EXTRA0]);
     self->metered = metered;
     self->steps = 0;
+    self->stale = 0;
     self->extra_slot = plain_slot(o[B_METER], str_extra);
+    self->body_slot = set_slot(o[B_LEAN], str_body);
+    self->prev_slot = set_slot(o[B_LEAN], str_prev_hop);
+    Py_CLEAR(self->acct);
+    PyObject *acct = account_of(o[B_ENTER], o[B_LEAVE]);
+    if (!acct && PyErr_Occurred()) return NULL;
+    self->acct = acct;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(budget_changed_doc, "budget_changed()\n\nThe code was configured for a budget: the next run prepares the node's again.");
+
+static PyObject *Entry_budget_changed(Entry *self, PyObject *Py_UNUSED(ignored)) {
+    self->stale = 1;
     Py_RETURN_NONE;
 }
 
@@ -465,6 +612,7 @@ static PyMethodDef Entry_methods[] = {
     {"take_fault", (PyCFunction)Entry_take_fault, METH_NOARGS, take_fault_doc},
     {"bind", (PyCFunction)Entry_bind, METH_VARARGS, bind_doc},
     {"take_steps", (PyCFunction)Entry_take_steps, METH_NOARGS, take_steps_doc},
+    {"budget_changed", (PyCFunction)Entry_budget_changed, METH_NOARGS, budget_changed_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -487,6 +635,144 @@ static PyTypeObject EntryType = {
     .tp_methods = Entry_methods,
     .tp_getset = Entry_getset,
 };
+
+/* ---------------------------------------------------------------- the code's pni */
+
+/* The `pni` object code run from the fast path is called with: what a SimpleNamespace of the
+ * same calls gives code (each name a read-only attribute; code cannot write attributes of
+ * it, the write guard refuses), read without a type lookup or a dict probe for the hot names
+ * (their interned names are compared by address first, then the dict is asked). The header
+ * codecs' C read (Reader) takes its seg_read from here directly. */
+
+#define PNI_FAST_NAMES 16
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *calls;                   /* name -> callable: every call the pni offers */
+    PyObject *seg_read;                /* calls["seg_read"], or NULL */
+    Py_ssize_t nfast;
+    PyObject *fast_name[PNI_FAST_NAMES]; /* interned names read most, with their callables */
+    PyObject *fast_call[PNI_FAST_NAMES];
+} Pni;
+
+static PyTypeObject PniType;
+
+static int Pni_traverse(Pni *self, visitproc visit, void *arg) {
+    Py_VISIT(self->calls);
+    Py_VISIT(self->seg_read);
+    for (Py_ssize_t i = 0; i < self->nfast; i++) {
+        Py_VISIT(self->fast_name[i]);
+        Py_VISIT(self->fast_call[i]);
+    }
+    return 0;
+}
+
+static int Pni_clear(Pni *self) {
+    Py_CLEAR(self->calls);
+    Py_CLEAR(self->seg_read);
+    for (Py_ssize_t i = 0; i < self->nfast; i++) {
+        Py_CLEAR(self->fast_name[i]);
+        Py_CLEAR(self->fast_call[i]);
+    }
+    self->nfast = 0;
+    return 0;
+}
+
+static void Pni_dealloc(Pni *self) {
+    PyObject_GC_UnTrack(self);
+    Pni_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* pni.NAME: a hot name by its address, else the calls' dict, else what any object has. */
+static PyObject *Pni_getattro(Pni *self, PyObject *name) {
+    for (Py_ssize_t i = 0; i < self->nfast; i++) {
+        if (self->fast_name[i] == name) return Py_NewRef(self->fast_call[i]);
+    }
+    if (self->calls && PyUnicode_CheckExact(name)) {
+        PyObject *v = PyDict_GetItemWithError(self->calls, name); /* borrowed */
+        if (v) return Py_NewRef(v);
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_GenericGetAttr((PyObject *)self, name);
+}
+
+static int Pni_setattro(Pni *self, PyObject *name, PyObject *value) {
+    PyErr_Format(PyExc_AttributeError, "pni attributes are read-only (%R)", name);
+    return -1;
+}
+
+static PyObject *Pni_repr(Pni *self) {
+    return PyUnicode_FromFormat("<pni %R>", self->calls ? self->calls : Py_None);
+}
+
+static PyTypeObject PniType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pan_restricted_py._fast.Pni",
+    .tp_doc = PyDoc_STR("The pni of the fast path's runs: the calls of a mapping as read-only attributes (made by pni)."),
+    .tp_basicsize = sizeof(Pni),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)Pni_dealloc,
+    .tp_traverse = (traverseproc)Pni_traverse,
+    .tp_clear = (inquiry)Pni_clear,
+    .tp_getattro = (getattrofunc)Pni_getattro,
+    .tp_setattro = (setattrofunc)Pni_setattro,
+    .tp_repr = (reprfunc)Pni_repr,
+};
+
+PyDoc_STRVAR(pni_doc,
+"pni(calls, hot) -> Pni\n\n"
+"The pni object of CALLS (a dict: name -> callable), each name a read-only attribute; the\n"
+"names in HOT (at most 16) are found first, by their interned strings' addresses.");
+
+static PyObject *mod_pni(PyObject *Py_UNUSED(m), PyObject *args) {
+    PyObject *calls, *hot;
+    if (!PyArg_ParseTuple(args, "O!O:pni", &PyDict_Type, &calls, &hot)) return NULL;
+    PyObject *seq = PySequence_Fast(hot, "pni: hot must be a sequence of names");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > PNI_FAST_NAMES) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "pni: more than 16 hot names");
+        return NULL;
+    }
+    Pni *p = PyObject_GC_New(Pni, &PniType);
+    if (!p) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    p->calls = PyDict_Copy(calls);
+    p->seg_read = NULL;
+    p->nfast = 0;
+    PyObject_GC_Track(p);
+    if (!p->calls) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyUnicode_CheckExact(name)) {
+            PyErr_SetString(PyExc_TypeError, "pni: hot names must be str");
+            goto fail;
+        }
+        PyObject *call = PyDict_GetItemWithError(p->calls, name); /* borrowed */
+        if (!call) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "pni: hot name %R is not a call", name);
+            goto fail;
+        }
+        Py_INCREF(name);
+        PyUnicode_InternInPlace(&name); /* code's names are interned: compared by address */
+        p->fast_name[p->nfast] = name;
+        p->fast_call[p->nfast] = Py_NewRef(call);
+        p->nfast++;
+    }
+    PyObject *sr = PyDict_GetItemWithError(p->calls, str_seg_read); /* borrowed */
+    if (!sr && PyErr_Occurred()) goto fail;
+    p->seg_read = Py_XNewRef(sr);
+    Py_DECREF(seq);
+    return (PyObject *)p;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(p);
+    return NULL;
+}
 
 /* ---------------------------------------------------------------- the header codecs */
 
@@ -520,7 +806,6 @@ typedef struct {
     codec_field fields[32];
 } Reader;
 
-static PyObject *str_seg_read;
 static PyTypeObject DirectType; /* the direct calls' type (below) */
 
 static int Reader_traverse(Reader *self, visitproc visit, void *arg) {
@@ -613,7 +898,8 @@ static PyObject *Reader_vectorcall(PyObject *callable, PyObject *const *args, si
         if (!zero) return NULL;
     }
     PyObject *out = NULL;
-    PyObject *seg_read = PyObject_GetAttr(pni, str_seg_read);
+    PyObject *seg_read = Py_IS_TYPE(pni, &PniType) && ((Pni *)pni)->seg_read ? Py_NewRef(((Pni *)pni)->seg_read)
+                                                                           : PyObject_GetAttr(pni, str_seg_read);
     if (!seg_read) goto done;
     if (read_body(self, seg_read, seg, off, &out)) {
         Py_DECREF(seg_read);
@@ -798,13 +1084,14 @@ fail:
 static PyMethodDef module_methods[] = {
     {"direct_calls", mod_direct_calls, METH_VARARGS, direct_calls_doc},
     {"codec_reader", mod_codec_reader, METH_VARARGS, codec_reader_doc},
+    {"pni", mod_pni, METH_VARARGS, pni_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "pan_restricted_py._fast",
-    .m_doc = PyDoc_STR("restricted_py's C entry for the node's UDP fast path (RUN, BATCH, Entry, direct_calls)."),
+    .m_doc = PyDoc_STR("restricted_py's C entry for the node's UDP fast path (RUN, BATCH, Entry, direct_calls, pni, codec_reader)."),
     .m_size = -1,
     .m_methods = module_methods,
 };
@@ -819,15 +1106,15 @@ static int add_address(PyObject *m, const char *name, void *fn) {
 }
 
 PyMODINIT_FUNC PyInit__fast(void) {
-    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || PyType_Ready(&ReaderType) < 0 || pni_hot_py_init() < 0) return NULL;
+    if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&DirectType) < 0 || PyType_Ready(&ReaderType) < 0 || PyType_Ready(&PniType) < 0 || pni_hot_py_init() < 0) return NULL;
     if (!(str_release = PyUnicode_InternFromString("release")) || !(str_left = PyUnicode_InternFromString("_left_")) ||
         !(str_extra = PyUnicode_InternFromString("extra")) || !(str_body = PyUnicode_InternFromString("body")) ||
-        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_seg_read = PyUnicode_InternFromString("seg_read")) || !(str_budget = PyUnicode_InternFromString("_budget")) ||
+        !(str_prev_hop = PyUnicode_InternFromString("prev_hop")) || !(str_seg_read = PyUnicode_InternFromString("seg_read")) ||
         !(int_one = PyLong_FromLong(1)))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    if (PyModule_AddObjectRef(m, "Entry", (PyObject *)&EntryType) < 0 ||
+    if (PyModule_AddObjectRef(m, "Entry", (PyObject *)&EntryType) < 0 || PyModule_AddObjectRef(m, "Pni", (PyObject *)&PniType) < 0 ||
         add_address(m, "RUN", (void *)(pan_fast_run_fn)run) < 0 ||
         add_address(m, "BATCH", (void *)(pan_fast_batch_fn)batch) < 0) {
         Py_DECREF(m);

@@ -83,6 +83,13 @@ def _dep_view(dep: LoadedCode) -> types.SimpleNamespace:
     return types.SimpleNamespace(**{e: bind(e) for e in dep.code.manifest.exports})
 
 
+class _LeanHost(pni_hot.BodyHost):
+    """The body host of the fast path's runs: ``body`` and ``prev_hop`` are slots, which the
+    C entry (``_fast.c``) writes directly per run (no instance dict update)."""
+
+    __slots__ = ("body", "prev_hop")
+
+
 def code_globals(meter: Meter, limits: Limits, name: str) -> dict[str, Any]:
     """A fresh module dict for one code object: guards, builtins and the PNI names."""
     g = meter.g
@@ -132,10 +139,12 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         g["_pace_"] = acct.check
         self._pni = _pni_view(pni_api.HostPNI(self.host))
         # the PNI of runs from the node's UDP fast path, which have no environment
-        self._lean = pni_hot.BodyHost(self.host)
+        self._lean = _LeanHost(self.host)
         lean_pni = pni_api.HostPNI(self._lean)
         direct = _fast.direct_calls(self._lean, lean_pni) if _fast is not None else self._lean.direct_calls(lean_pni)
-        self._lean_pni = types.SimpleNamespace(**{**vars(_pni_view(lean_pni)), **direct})
+        calls = {**vars(_pni_view(lean_pni)), **direct}
+        # the C pni finds the hot reads by name address first, and the header codecs' read its seg_read
+        self._lean_pni = _fast.pni(calls, tuple(direct)) if _fast is not None else types.SimpleNamespace(**calls)
         g["deps"] = tuple(_dep_view(d) for d in self._deps)
         self._configure(_DEFAULT_BUDGET)
         meter.arm()
@@ -178,6 +187,8 @@ class RestrictedPyCode(LoadedCode, FastEntry):
         self._meter.configure(budget.steps, time_ms, call_bytes)
         time_ns = int(time_ms * 1e6) if time_ms and time_ms > 0 else 0
         self._account.configure(call_bytes, limits.held_memory_bytes, time_ns)
+        if self._fast_entry is not None:  # its runs prepare the node's budget again
+            self._fast_entry.budget_changed()
 
     # -- faults ------------------------------------------------------------------------
     def _over(self, flags: int) -> RuntimeFault | None:

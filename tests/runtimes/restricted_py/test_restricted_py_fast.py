@@ -13,6 +13,7 @@ as the fast path drives it (``pan_fast_run_fn`` with a real capsule body and con
 from __future__ import annotations
 
 import ctypes
+import gc
 import sys
 import types
 from collections.abc import Callable
@@ -23,7 +24,9 @@ from conftest import BUDGET, py_code
 
 from pan_restricted_py import _fast
 from pan_restricted_py.code import RestrictedPyCode
+from pan_restricted_py.codecs import CODECS
 from pan_restricted_py.runtime import RestrictedPyRuntime
+from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import PanError
 from pan_runtime.node.config import NodeConfig
 from pan_runtime.node.pni import PniServer
@@ -310,3 +313,152 @@ def test_no_python_frame_between_the_fast_path_and_the_code(fast) -> None:
     assert verdict == f.py_run(body)[1]
     # the code's accept only: not fast_accept, not the hot reads, not the header codec's read
     assert calls == ["accept"]
+
+
+# the body's length, its first and last byte and the previous hop's last byte (15: none), as one int
+SHAPE = """
+def accept(pni, capsule, length):
+    n = pni.seg_length(capsule)
+    first = pni.seg_get_u8(capsule, 0) if n else 0
+    last = pni.seg_get_u8(capsule, n - 1) if n else 0
+    try:
+        prev = pni.env_prev_hop()[-1] & 15
+    except PniError:
+        prev = 15
+    return ((n * 256 + first) * 256 + last) * 16 + prev
+"""
+
+
+def _shape(body: bytes, prev: bytes | None) -> int:
+    n = len(body)
+    first, last = (body[0], body[-1]) if n else (0, 0)
+    return ((n * 256 + first) * 256 + last) * 16 + (prev[-1] & 15 if prev else 15)
+
+
+def _ctx_from(prev: bytes) -> Any:
+    ctx = _ctx(True)
+    ctx[24:40] = list(prev)
+    return ctx
+
+
+def _view_kept(f: Fast) -> list[memoryview]:
+    """The body views the entry holds between runs."""
+    return [o for o in gc.get_referents(f.loaded._fast_entry) if isinstance(o, memoryview)]
+
+
+def test_each_run_sees_its_own_body_and_previous_hop(fast) -> None:
+    """The body's view and the previous hop's bytes are kept between runs: each run still
+    sees its own capsule and neighbour, and between runs the kept view shows no body."""
+    f = fast(SHAPE)
+    other = NodeAddress.from_int(0x0A000077).raw
+    run = RUN(f.fn)
+    for body, prev in [(bytes([5]) * 64, PREV.raw), (bytes([9, 1, 2]), PREV.raw), (bytes(range(200)), other),
+                       (b"", other), (bytes([7]) * 1500, PREV.raw), (bytes([3, 4]), None)]:
+        buf = (ctypes.c_uint8 * max(len(body), 1)).from_buffer_copy(body or b"\0")
+        ctx = _ctx_from(prev) if prev else _ctx(False)
+        env = f._env(body, prev is not None)
+        try:
+            verdict = run(f.state, ctypes.addressof(buf), len(body), ctypes.addressof(ctx))
+            f.loaded.after_fast_run()
+        finally:
+            env.clear()
+        assert verdict == _shape(body, prev)
+        assert all(len(v) == 0 for v in _view_kept(f))
+
+
+def test_a_view_the_entry_does_not_hold_alone_is_not_pointed_at_a_body(fast) -> None:
+    """A kept view something else took hold of between runs is left to its holder, showing no
+    body; the next run gets a view of its own."""
+    f = fast(SHAPE)
+    assert f.c_run(bytes(64))[0] == "verdict"
+    kept = _view_kept(f)
+    assert len(kept) == 1
+    held = kept[0]
+    sub = held[0:0]  # a view made from it holds its buffer: it is not the entry's alone any more
+    assert f.c_run(bytes([1]) * 32)[1] == _shape(bytes([1]) * 32, PREV.raw)
+    assert len(held) == 0 and len(sub) == 0  # no body: not the one the run had
+    assert all(v is not held for v in _view_kept(f))
+    assert len(sub) == 0
+    del sub, held, kept
+    assert f.c_run(bytes([2]) * 16)[1] == _shape(bytes([2]) * 16, PREV.raw)
+
+
+def test_the_fast_pni_offers_the_calls_read_only(fast) -> None:
+    """The pni of the fast path's runs has every PNI call the node path's has, each the same
+    callable by name, nothing else public, and no attribute can be set or added."""
+    f = fast(PING)
+    pni, slow = f.loaded._lean_pni, f.loaded._pni
+    assert isinstance(pni, _fast.Pni)
+    names = [n for n in dir(slow) if not n.startswith("_")]
+    assert names and all(callable(getattr(pni, n)) for n in names)
+    assert [n for n in dir(pni) if not n.startswith("_")] == []  # the calls are not type attributes
+    hot = _fast.direct_calls(f.loaded._lean, HostPNI(f.loaded._lean))
+    assert all(isinstance(getattr(pni, n), types.BuiltinMethodType) for n in hot)
+    with pytest.raises(AttributeError):
+        pni.no_such_call  # noqa: B018
+    for name in ("seg_read", "anything"):
+        with pytest.raises(AttributeError):
+            setattr(pni, name, len)
+    assert pni.seg_read is pni.seg_read  # the same callable each read, as a namespace's
+    # code cannot write it either: the write guard refuses before the object is asked
+    g = fast("def accept(pni, capsule, length):\n    pni.seg_read = 1\n    return FORWARD\n")
+    kind, outcome, _ = g.c_run(bytes(64))
+    assert kind == "fault" and (kind, outcome) == g.py_run(bytes(64))[:2]
+
+
+@pytest.mark.parametrize("pni_of", ["fast", "namespace"])
+def test_a_header_read_with_either_pni_decodes_the_same(fast, pni_of: str) -> None:
+    """PingHdr.read takes the fast pni's seg_read directly; any other object is asked for its
+    seg_read as before: the same header either way."""
+    f = fast(PING)
+    body = _ping(0, PREV.raw)
+    lean = f.loaded._lean
+    pni = f.loaded._lean_pni if pni_of == "fast" else types.SimpleNamespace(seg_read=f.loaded._lean_pni.seg_read)
+    lean.body, lean.prev_hop = memoryview(bytearray(body)), PREV.raw
+    try:
+        h = CODECS[PingHdr].read(pni, 1, 0)
+    finally:
+        lean.body = None
+    assert h.pack() == PingHdr.unpack(body[: PingHdr.SIZE]).pack()
+
+
+class _PyAccount:
+    """An account whose enter and leave are Python methods: the C entry calls them as callables."""
+
+    def __init__(self, acct: Any) -> None:
+        self._acct = acct
+
+    def enter(self) -> None:
+        self._acct.enter()
+
+    def leave(self) -> int:
+        return self._acct.leave()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._acct, name)
+
+
+@pytest.mark.parametrize("account", ["c", "python"])
+@pytest.mark.parametrize("source", ["ping", "memory_budget", "budget"])
+def test_the_account_is_entered_and_left_in_c_or_through_its_methods(fast, monkeypatch, account: str, source: str) -> None:
+    """An Account's enter and leave are called in C; any other account's as callables: the
+    same verdicts and the same faults."""
+    from pan_restricted_py import code as code_module
+
+    if account == "python":
+        real = code_module.accounts.new_account
+        monkeypatch.setattr(code_module.accounts, "new_account", lambda *a: _PyAccount(real(*a)))
+    f = fast(PING if source == "ping" else FAULTS[source])
+    body = _ping(0, PREV.raw) if source == "ping" else bytes(64)
+    assert f.c_run(body) == f.py_run(body)
+    assert f.c_run(body)[0] == ("verdict" if source == "ping" else "fault")
+
+
+def test_the_python_forms_see_each_runs_body_too(fast) -> None:
+    """The body host's Python calls (a write here) see each run's body at its length, the
+    view being the same object pointed at each body in turn."""
+    f = fast("def accept(pni, capsule, length):\n    pni.seg_set_u8(capsule, length - 1, 7)\n"
+             "    return pni.seg_get_u8(capsule, length - 1) + length * 256\n")
+    for n in (64, 3, 1500, 1, 200):
+        kind, verdict, after = f.c_run(bytes(n))
+        assert (kind, verdict, after) == ("verdict", 7 + n * 256, bytes(n - 1) + b"\x07")
