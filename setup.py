@@ -50,6 +50,7 @@ setup(
         Extension(
             "pan_restricted_py._account",
             ["runtimes/restricted_py/_account.c"],
+            depends=["runtimes/restricted_py/_account_api.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
         ),
@@ -58,7 +59,7 @@ setup(
             ["runtimes/restricted_py/_fast.c"],
             include_dirs=["pan_runtime/include"],
             depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pni.h", "pan_runtime/include/pni_hot.h",
-                     "pan_runtime/include/pni_hot_py.h"],
+                     "pan_runtime/include/pni_hot_py.h", "runtimes/restricted_py/_account_api.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
         ),
