@@ -134,13 +134,13 @@ def test_the_wheel_builds_without_a_banner_and_ships_every_file_pan_reads(wheel:
     assert "pan_runtime/py.typed" in names
     # every non-module file of a package is read at run time (headers, Java and C sources,
     # the reference protocols, pni.toml, the conformance cases, whose .py sources are data
-    # too), except docs (.md) and the C extensions' own sources (named for their module:
-    # _fast.c, _fastpath.c, _account.c)
+    # too), except docs (.md) and the C extensions' own sources and private headers (named for
+    # their module: _fast.c, _fastpath.c, _account.c, _account_api.h)
     wanted = {}
     for rel in _tracked_files():
         name = _installed_name(rel)
         module = rel.suffix == ".py" and (ROOT / rel.parent / "__init__.py").is_file()
-        if name and not module and rel.suffix != ".md" and not (rel.suffix == ".c" and rel.name.startswith("_")):
+        if name and not module and rel.suffix != ".md" and not (rel.suffix in (".c", ".h") and rel.name.startswith("_")):
             wanted[name] = rel
     missing = sorted(str(rel) for name, rel in wanted.items() if name not in names)
     assert missing == []
