@@ -25,6 +25,7 @@ from pathlib import Path
 from pan_runtime.errors import PanError
 from pan_runtime.net.lifetime import child_env
 
+from .mininet_session import MININET_SYSCTLS, MininetSession, read_sysctls
 from .placement import taskset_prefix
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "NetnsTestbed",
     "MininetTestbed",
     "MININET_SYSCTLS",
+    "read_sysctls",
     "topology_unavailable",
     "make_testbed",
     "NS_PREFIX",
@@ -368,37 +370,6 @@ class NetnsTestbed(Testbed):
         return failed
 
 
-#: machine-wide sysctls Mininet raises when it starts (``mininet.util.fixLimits``); the
-#: harness records them before and restores every one that changed
-MININET_SYSCTLS = (
-    "fs.file-max",
-    "net.core.wmem_max",
-    "net.core.rmem_max",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
-    "net.core.netdev_max_backlog",
-    "net.ipv4.neigh.default.gc_thresh1",
-    "net.ipv4.neigh.default.gc_thresh2",
-    "net.ipv4.neigh.default.gc_thresh3",
-    "net.ipv4.route.max_size",
-    "kernel.pty.max",
-)
-
-
-def _sysctl_path(name: str) -> Path:
-    return Path("/proc/sys") / name.replace(".", "/")
-
-
-def read_sysctls(names: tuple[str, ...] = MININET_SYSCTLS) -> dict[str, str]:
-    out = {}
-    for n in names:
-        try:
-            out[n] = " ".join(_sysctl_path(n).read_text().split())
-        except OSError:
-            pass
-    return out
-
-
 def mininet_python() -> str | None:
     """A Python interpreter that can import Mininet (Debian installs it for the system python3)."""
     import sys
@@ -432,11 +403,12 @@ class MininetTestbed(Testbed):
         if why:
             raise PanError(f"topology mininet is unavailable: {why}")
         super().__init__(placement)
-        self.sysctls_before = read_sysctls()
+        self.helper: subprocess.Popen[str] | None = None
         #: sysctls Mininet changed (name -> (before, during)); restored by close()
         self.sysctl_changes: dict[str, tuple[str, str]] = {}
-        self.helper: subprocess.Popen[str] | None = None
+        self.session: MininetSession | None = None
         try:
+            self.session = MininetSession()  # one Mininet on the machine at a time
             self._build()
         except BaseException:
             self.close()
@@ -462,8 +434,8 @@ class MininetTestbed(Testbed):
             err = self.helper.communicate(timeout=10)[1]
             raise PanError(f"Mininet did not build the line topology: {err.strip()[-800:] or 'no output'}")
         pids = json.loads(line)["pids"]
-        after = read_sysctls()
-        self.sysctl_changes = {k: (v, after[k]) for k, v in self.sysctls_before.items() if after.get(k) != v}
+        assert self.session is not None
+        self.sysctl_changes = self.session.changed()
         net = NetnsTestbed.SUBNETS
         enter = {role: ["mnexec", "-a", str(pid)] for role, pid in pids.items()}
         self.hosts = {
@@ -486,14 +458,8 @@ class MininetTestbed(Testbed):
                 if f is not None:
                     f.close()
             self.helper = None
-        failed = []
-        for name, value in self.sysctls_before.items():
-            try:
-                if " ".join(_sysctl_path(name).read_text().split()) != value:
-                    _sysctl_path(name).write_text(value)
-            except OSError as exc:
-                failed.append(f"cannot restore sysctl {name} = {value!r}: {exc.strerror or exc}")
-        return failed
+        session, self.session = self.session, None
+        return session.close() if session is not None else []
 
 
 def topology_unavailable(name: str) -> str | None:

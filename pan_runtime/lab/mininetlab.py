@@ -6,7 +6,9 @@ the Python that can import Mininet) that holds the network until its standard in
 so the hosts go when ``pan lab up`` goes, however it ends. The nodes are started inside the
 hosts with Mininet's ``mnexec -a``; everything else (node configurations, addresses, the
 record, the reaper, the experiments) is the network-namespace lab's. Interfaces are named
-``<node>-eth0``, ``<node>-eth1``, ... (Mininet's names).
+``<node>-eth0``, ``<node>-eth1``, ... (Mininet's names). One Mininet network on the machine at
+a time (``MininetSession``: a lab waits for a bench on Mininet, and the other way round), and
+the machine-wide limits Mininet raises are put back when the lab goes down.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from pan_runtime.bench.mininet_session import MininetSession
 from pan_runtime.bench.testbed import mininet_python, mininet_unavailable
 from pan_runtime.errors import PanError
 
@@ -43,6 +46,7 @@ class MininetLab(NetnsLab):
         super().__init__(topo, log_level, progress)
         self.helper: subprocess.Popen[str] | None = None
         self.host_pids: dict[str, int] = {}
+        self.session: MininetSession | None = None
 
     def up(self) -> LabRecord:
         why = mininet_unavailable()
@@ -52,7 +56,19 @@ class MininetLab(NetnsLab):
         if long:
             raise PanError(f"lab {self.topo.name}: on Mininet node names have at most {MAX_HOST_NAME} characters "
                            f"(its interfaces are <node>-eth<i>); too long: {', '.join(long[:5])}")
-        return super().up()
+        self.session = MininetSession()
+        try:
+            return super().up()
+        except BaseException:
+            self._end_session()
+            raise
+
+    def _end_session(self) -> None:
+        """Put back the machine-wide limits and let the next Mininet session in."""
+        session, self.session = self.session, None
+        failed = session.close() if session is not None else []
+        if failed:
+            raise PanError(f"lab {self.topo.name}: clean-up failed: " + "; ".join(failed))
 
     def ns(self, node: str) -> str:
         return f"mininet:{node}"
@@ -125,3 +141,4 @@ class MininetLab(NetnsLab):
                 h.kill()
                 h.wait(10)
             self.helper = None
+        self._end_session()

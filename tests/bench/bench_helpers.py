@@ -25,11 +25,14 @@ class BenchRun(subprocess.CompletedProcess[str]):
 RUN_LIMIT_S = 600.0
 
 
-def run_bench(*args: str, tmp: Path, timeout: float = RUN_LIMIT_S) -> BenchRun:
-    """``pan bench ARGS`` in a fresh interpreter, with TMPDIR inside the test's directory."""
-    env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT))
+def run_bench(*args: str, tmp: Path, timeout: float = RUN_LIMIT_S, env: dict[str, str] | None = None,
+              pass_fds: tuple[int, ...] = ()) -> BenchRun:
+    """``pan bench ARGS`` in a fresh interpreter, with TMPDIR inside the test's directory
+    (``env``: more variables; ``pass_fds``: descriptors it inherits)."""
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT), **(env or {}))
     cmd = [sys.executable, "-m", "pan_runtime.cli.main", "bench", *args]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) as p:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                          pass_fds=pass_fds) as p:
         try:
             out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

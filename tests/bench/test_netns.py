@@ -12,6 +12,7 @@ import time
 
 from bench_helpers import ROOT, RUN_LIMIT_S, BenchRun, bench_namespaces, run_bench
 
+from pan_runtime.bench.mininet_session import LOCK_FD_ENV, MininetSession, read_sysctls
 from pan_runtime.bench.results import validate_document
 
 
@@ -98,13 +99,23 @@ def test_a_terminated_run_leaves_nothing_behind(tmp):
 
 
 def test_mininet_runs_the_line_and_restores_its_sysctls_or_says_why_not(tmp, tmp_path):
-    from pan_runtime.bench.testbed import read_sysctls, topology_unavailable
+    from pan_runtime.bench.testbed import topology_unavailable
 
     why = topology_unavailable("mininet")
-    before = read_sysctls()
-    out = tmp_path / "m.json"
-    r = run_bench("--quick", "--experiment", "ping", "--topology", "mininet", "--runtime", "native",
-                  "--size", "1500", "--config", "none,passive,active", "--json", str(out), "--quiet", tmp=tmp)
+    # this test's own Mininet session, handed to the run: no other Mininet on the machine
+    # (another test session's lab or bench) changes the sysctls between the two readings
+    session = MininetSession() if why is None else None
+    try:
+        before = read_sysctls()
+        out = tmp_path / "m.json"
+        env = {LOCK_FD_ENV: str(session.fd)} if session is not None and session.fd is not None else {}
+        r = run_bench("--quick", "--experiment", "ping", "--topology", "mininet", "--runtime", "native",
+                      "--size", "1500", "--config", "none,passive,active", "--json", str(out), "--quiet", tmp=tmp,
+                      env=env, pass_fds=tuple(int(v) for v in env.values()))
+        after = read_sysctls()
+    finally:
+        if session is not None:
+            session.release()  # the run restores what its Mininet changed; this only held the lock
     if why is not None:  # Debian's mininet package is not installed on this machine
         assert r.returncode == 2 and f"topology mininet is unavailable: {why}" in r.stderr
         return
@@ -112,5 +123,5 @@ def test_mininet_runs_the_line_and_restores_its_sysctls_or_says_why_not(tmp, tmp
     doc = json.loads(out.read_text())
     got = {(x["config"], x["metric"]) for x in doc["results"] if x["topology"] == "mininet"}
     assert {("none", "rtt_us"), ("passive", "added_us"), ("active", "added_us")} <= got
-    assert read_sysctls() == before  # Mininet's raised limits are put back
+    assert after == before  # Mininet's raised limits are put back
     assert list(tmp.iterdir()) == []
