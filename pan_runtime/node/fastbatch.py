@@ -116,18 +116,9 @@ class FastBatch:
         except ValueError as exc:
             raise WorkerError(f"verdicts: {exc}") from None
         self.wc.needs_reset = bool(reset)
-        s = self.entry.stats
-        s.forwarded += forwarded
-        if dropped:
-            s.drops["code_drop"] += dropped
-        if lost:
-            s.drops["link_lost"] += lost
-        s.steps += steps
-        s.fuel += fuel
         done_here = n - len(rest)
-        s.time_ns += per * done_here
-        if done_here and per > s.max_time_ns:
-            s.max_time_ns = per
+        self.entry.stats.add_finished_in_c(forwarded, dropped, lost, steps, fuel, per * done_here,
+                                           per if done_here else 0)
         breaker = self.entry.breaker
         if breaker.open_until and (forwarded or dropped):
             breaker.record_success()

@@ -546,18 +546,8 @@ class Offload:
         cin, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done, handovers, collects = lane.pull()
         if not (cin or done or collects):
             return
-        s = entry.stats
-        s.capsules_in += cin
-        s.forwarded += forwarded
-        if dropped:
-            s.drops["code_drop"] += dropped
-        if lost:
-            s.drops["link_lost"] += lost
-        s.steps += steps
-        s.fuel += fuel
-        s.time_ns += time_ns
-        if max_ns > s.max_time_ns:
-            s.max_time_ns = max_ns
+        entry.stats.capsules_in += cin
+        entry.stats.add_finished_in_c(forwarded, dropped, lost, steps, fuel, time_ns, max_ns)
         counters = wc.rt.counters
         counters["worker_fast_batches"] += batches
         counters["worker_fast_capsules"] += cin

@@ -59,6 +59,22 @@ class CodeStats:
         if ns > self.max_time_ns:
             self.max_time_ns = ns
 
+    def add_finished_in_c(self, forwarded: int, dropped: int, lost: int, steps: int, fuel: int, time_ns: int,
+                          max_ns: int) -> None:
+        """Fold what the fast path carried out in C for a worker's capsules (their verdicts
+        read there: forwards sent, ``code_drop`` drops, forwards the kernel refused as
+        ``link_lost``) and what running them cost, into the totals."""
+        self.forwarded += forwarded
+        if dropped:
+            self.drops["code_drop"] += dropped
+        if lost:
+            self.drops["link_lost"] += lost
+        self.steps += steps
+        self.fuel += fuel
+        self.time_ns += time_ns
+        if max_ns > self.max_time_ns:
+            self.max_time_ns = max_ns
+
     def add_usage(self, env: Any) -> None:
         """Fold one call's reported use (``env.usage``, ``env.sent_bytes``) into the totals."""
         usage = env.usage
