@@ -8,9 +8,8 @@ workers ran their capsules from ``statistics()["workers"]``."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from batchloop_cases import PORT, RUNTIMES, build_faulty, outcome, pair
 from node_lines import node_line
 
 from pan_runtime.cli.protocols import reference_code
@@ -21,38 +20,18 @@ from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
-from pan_runtime.plugin.builders import BuildRequest
-from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import PingHdr
 
-RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
-SOURCES = Path(__file__).parent / "batchloop_sources"
-SOURCE = {"native": "faulty.c", "wasm": "faulty.c", "restricted_py": "faulty.py", "jvm": "Capsule.java"}
-PORT = 7
 MECHANISMS = ("in_process", "process")
 
 pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"process isolation: {process_unavailable()}")
 
 
-def _outcome(stats: dict) -> dict:
-    """A code object's counts without its times."""
-    return {k: v for k, v in stats.items() if not k.startswith("time_")}
-
-
-def _pair(runtime: str, mechanism: str, batch: int) -> Network:
-    """n1 - n2, ``runtime`` in ``mechanism`` on n2 (capsules from n1 reach it from the network)."""
-    net = Network(plugins=default_plugins(), config=NodeConfig(budget=Budget(time_ms=200)))
-    net.add_node()
-    net.config = NodeConfig(isolation={runtime: mechanism}, budget=Budget(time_ms=200), batch=batch)
-    net.add_node()
-    net.connect("n1", "n2")
-    net.compute_routes()
-    return net
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_batch_of_forwards_crosses_into_the_runtime_once(runtime: str):
-    with _pair(runtime, "process", 16) as net:
+    with pair(runtime, "process", 16) as net:
         a, b = net.nodes
         code = reference_code(runtime, "forward", net.plugins)
         net.install(code)
@@ -91,7 +70,7 @@ def _pings(runtime: str, mechanism: str) -> tuple[list[int], dict, bytes | None,
         entry = b.cache.peek(ping.name)
         assert entry is not None
         pinged = entry.state.get(b"pinged")
-        return answered, _outcome(entry.stats.as_dict()), bytes(pinged) if pinged is not None else None, b.statistics()["workers"]
+        return answered, outcome(entry.stats.as_dict()), bytes(pinged) if pinged is not None else None, b.statistics()["workers"]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -107,17 +86,11 @@ def test_a_capsule_that_calls_the_node_mid_batch_gets_the_verdict_it_gets_in_pro
     assert w["entry_calls"] < w["entry_capsules"], w  # capsules shared calls, cut where the code called out
 
 
-def _build(runtime: str) -> CodeObject:
-    plugins = default_plugins()
-    src = SOURCES / SOURCE[runtime]
-    builder = plugins.builders.find(runtime, src.suffix)
-    return builder.build(BuildRequest([src], runtime, [], [], f"faulty-{runtime}"))
-
 
 def _faults(runtime: str, mechanism: str, code: CodeObject) -> tuple[dict, dict]:
     """Five capsules from n1 to n2 in one batch there, the second and fourth faulting: n2's
     counts of the code object and its worker statistics."""
-    with _pair(runtime, mechanism, 8) as net:
+    with pair(runtime, mechanism, 8) as net:
         a, b = net.nodes
         net.install(code)
         app = Application(a)
@@ -126,7 +99,7 @@ def _faults(runtime: str, mechanism: str, code: CodeObject) -> tuple[dict, dict]
         net.run()
         entry = b.cache.peek(code.name)
         assert entry is not None
-        return _outcome(entry.stats.as_dict()), b.statistics()["workers"]
+        return outcome(entry.stats.as_dict()), b.statistics()["workers"]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +113,7 @@ def _faults(runtime: str, mechanism: str, code: CodeObject) -> tuple[dict, dict]
     ],
 )
 def test_a_fault_mid_batch_is_counted_with_its_reason_and_the_rest_still_run(runtime: str):
-    code = _build(runtime)
+    code = build_faulty(runtime)
     inproc, _ = _faults(runtime, "in_process", code)
     stats, workers = _faults(runtime, "process", code)
     assert stats == inproc

@@ -9,9 +9,9 @@ process; a down ring whose frames make no sense ends the worker as a protocol br
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
+from batchloop_cases import PORT, RUNTIMES, build_faulty, outcome, pair
 from node_lines import node_line
 
 from pan_runtime.cli.protocols import reference_code
@@ -24,14 +24,8 @@ from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
-from pan_runtime.plugin.builders import BuildRequest
-from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.protocol_headers import PingHdr
 
-RUNTIMES = ["native", "wasm", "jvm", "restricted_py"]
-SOURCES = Path(__file__).parent / "batchloop_sources"
-SOURCE = {"native": "faulty.c", "wasm": "faulty.c", "restricted_py": "faulty.py", "jvm": "Capsule.java"}
-PORT = 7
 #: batches in a row (the first is served by Python: it makes the worker's loop)
 ROUNDS = 12
 
@@ -40,20 +34,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _outcome(stats: dict) -> dict:
-    """A code object's counts without its times."""
-    return {k: v for k, v in stats.items() if not k.startswith("time_")}
-
-
-def _pair(runtime: str, mechanism: str, batch: int) -> Network:
-    """n1 - n2, ``runtime`` in ``mechanism`` on n2 (capsules from n1 reach it from the network)."""
-    net = Network(plugins=default_plugins(), config=NodeConfig(budget=Budget(time_ms=200)))
-    net.add_node()
-    net.config = NodeConfig(isolation={runtime: mechanism}, budget=Budget(time_ms=200), batch=batch)
-    net.add_node()
-    net.connect("n1", "n2")
-    net.compute_routes()
-    return net
 
 
 def _forwards(net: Network, runtime: str, rounds: int) -> tuple[CodeObject, Application]:
@@ -72,7 +52,7 @@ def _forwards(net: Network, runtime: str, rounds: int) -> tuple[CodeObject, Appl
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_many_batches_in_a_row_run_in_the_c_entry_only(runtime: str):
-    with _pair(runtime, "process", 16) as net:
+    with pair(runtime, "process", 16) as net:
         code, _ = _forwards(net, runtime, ROUNDS)
         b = net.nodes[1]
         stats = b.cache.peek(code.name).stats  # type: ignore[union-attr]
@@ -92,7 +72,7 @@ def test_both_rings_wrap_many_times_while_the_worker_serves_in_c(runtime: str):
     """Batches of 32 capsules with 1400-byte bodies: the down ring (1 MiB) wraps every few
     dozen batches, the up ring (its verdicts, 784 bytes a batch) once past 1338 batches."""
     rounds = 1500
-    with _pair(runtime, "process", 32) as net:
+    with pair(runtime, "process", 32) as net:
         a, b = net.nodes
         code = reference_code(runtime, "forward", net.plugins)
         net.install(code)
@@ -137,7 +117,7 @@ def _pings(runtime: str, mechanism: str) -> tuple[list[int], dict, bytes | None,
         pinged = entry.state.get(b"pinged")
         return (
             answered,
-            _outcome(entry.stats.as_dict()),
+            outcome(entry.stats.as_dict()),
             bytes(pinged) if pinged is not None else None,
             b.statistics()["workers"],
         )
@@ -156,12 +136,6 @@ def test_capsules_that_call_the_node_mid_batch_in_c_get_their_in_process_verdict
     assert w["restarts"] == 0, w
 
 
-def _build(runtime: str) -> CodeObject:
-    plugins = default_plugins()
-    src = SOURCES / SOURCE[runtime]
-    builder = plugins.builders.find(runtime, src.suffix)
-    return builder.build(BuildRequest([src], runtime, [], ["twice"], f"faulty-{runtime}"))
-
 
 def _export(node, entry) -> object:
     """An export call on the code object (a control record for a worker): its value or error type."""
@@ -177,7 +151,7 @@ def _faults(
     """Rounds of capsules from n1 to n2 (one batch there each, ``ops``: 1 faults) with an
     export call between rounds: n2's counts of the code object, the export calls' values,
     its worker statistics."""
-    with _pair(runtime, mechanism, 8) as net:
+    with pair(runtime, mechanism, 8) as net:
         a, b = net.nodes
         net.install(code)
         app = Application(a)
@@ -190,7 +164,7 @@ def _faults(
             entry = b.cache.peek(code.name)
             assert entry is not None
             exports.append(_export(b, entry))
-        return _outcome(entry.stats.as_dict()), exports, b.statistics()["workers"]
+        return outcome(entry.stats.as_dict()), exports, b.statistics()["workers"]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -203,7 +177,7 @@ def test_faults_and_control_records_between_batches_served_in_c(runtime: str, op
             "[allowed-skip] native code cannot fault short of killing its worker (a trap is SIGILL): "
             "tests/test_supervisor.py"
         )
-    code = _build(runtime)
+    code = build_faulty(runtime, ["twice"])
     inproc, inproc_exports, _ = _faults(runtime, "in_process", code, ops)
     stats, exports, workers = _faults(runtime, "process", code, ops)
     assert stats == inproc
@@ -222,7 +196,7 @@ def test_faults_and_control_records_between_batches_served_in_c(runtime: str, op
 def test_a_down_ring_frame_that_makes_no_sense_ends_the_worker_as_a_protocol_breach(
     runtime: str, hostile: str
 ):
-    with _pair(runtime, "process", 16) as net:
+    with pair(runtime, "process", 16) as net:
         code, _ = _forwards(net, runtime, 3)  # the worker serves in C and sleeps there now
         b = net.nodes[1]
         wc = b.cache.peek(code.name).loaded  # type: ignore[union-attr]
@@ -248,7 +222,7 @@ def test_a_down_ring_frame_that_makes_no_sense_ends_the_worker_as_a_protocol_bre
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_an_up_ring_tail_outside_what_the_worker_wrote_ends_it_as_a_protocol_breach(runtime: str):
-    with _pair(runtime, "process", 16) as net:
+    with pair(runtime, "process", 16) as net:
         code, app = _forwards(net, runtime, 3)  # the worker serves in C and sleeps there now
         b = net.nodes[1]
         wc = b.cache.peek(code.name).loaded  # type: ignore[union-attr]
