@@ -8,6 +8,7 @@ scheduler.
 
 from __future__ import annotations
 
+import functools
 import os
 
 __all__ = ["ROLES", "cpus_for", "taskset_prefix", "pin_self"]
@@ -19,10 +20,17 @@ def cpus_for(placement: str, role: str) -> set[int] | None:
     """The CPUs ``role`` is pinned to under ``placement`` (None: not pinned)."""
     if placement == "free":
         return None
-    allowed = sorted(os.sched_getaffinity(0))
+    allowed = _machine_cpus()
     if placement == "onecpu" or len(allowed) < 2:
         return {allowed[0]}
     return {allowed[1]} if role == "middle" else {allowed[0]}
+
+
+@functools.cache
+def _machine_cpus() -> list[int]:
+    """The CPUs this process could use when placement was first asked for: read once, because
+    ``pin_self`` narrows the harness to the ends' CPU and every later answer must not see that."""
+    return sorted(os.sched_getaffinity(0))
 
 
 def taskset_prefix(placement: str, role: str) -> list[str]:
