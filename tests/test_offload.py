@@ -312,6 +312,31 @@ def test_an_idle_worker_that_dies_is_restarted_before_a_capsule_finds_it(runtime
         daemon.close()
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_an_idle_worker_seen_dead_through_its_eventfd_is_restarted_too(runtime: str):
+    """The node may find an idle worker's end through its eventfd first (a wake-up it wrote
+    just before it died), not its pidfd: it is counted and started again all the same, with no
+    capsule there, and the next capsules are all forwarded."""
+    fwd = reference_code(runtime, "forward")
+    daemon = embedded_node(runtime, "worker_standbys = 2\n")
+    try:
+        node = daemon.node
+        entry = node.install(fwd, origin=CodeOrigin.LOCAL)
+        wc = entry.loaded
+        stats = node.runtime(runtime).statistics
+        app = Application(node)
+        app.bind(PORT)
+        assert forward_home(daemon, app, fwd, PORT, 3, entry) == 3
+        old = wc.pid  # type: ignore[attr-defined]
+        os.eventfd_write(wc.proc.ch.wake_up, 1)  # type: ignore[attr-defined]
+        kill_and_wait(old)
+        assert turn_until(daemon, lambda: stats()["worker_idle_deaths"] == 1 and wc.pid not in (None, old)), stats()  # type: ignore[attr-defined]
+        assert forward_home(daemon, app, fwd, PORT, 5, entry) == 5, entry.stats.as_dict()
+        assert entry.stats.errors == 0 and sum(entry.stats.drops.values()) == 0, entry.stats.as_dict()
+    finally:
+        daemon.close()
+
+
 def test_a_restart_does_not_wait_on_the_node_thread_for_a_standby_still_starting():
     """jvm, whose standby takes longest to make its runtime: its worker is SIGKILLed right
     after the code object is installed, while the standby is still starting. Under the event

@@ -353,3 +353,114 @@ def test_a_code_object_that_keeps_dying_still_backs_off_with_a_standby():
         assert drops[FaultReason.CRASH] == 2 and drops[FaultReason.WORKER_DOWN] == 1, entry.stats.as_dict()
         stats = a.runtime("native").statistics()
         assert stats["worker_restarts"] == 1 and stats["worker_warm_restarts"] == 1, stats
+
+
+# -- init: the code's, so bounded by the node, and a restart's never waited for --------------
+
+INIT_SOURCES = {
+    "spin": {"native": "initspin.c", "wasm": "initspin.c", "restricted_py": "initspin.py", "jvm": "InitSpin.java"},
+    "loop": {"native": "initloop.c", "wasm": "initloop.c", "restricted_py": "initloop.py", "jvm": "InitLoop.java"},
+}
+
+
+def _init_code(kind: str, runtime: str) -> CodeObject:
+    src = SOURCES / INIT_SOURCES[kind][runtime]
+    builder = default_plugins().builders.find(runtime, src.suffix)
+    return builder.build(BuildRequest([src], runtime, [], [], f"init{kind}-{runtime}"))
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_an_init_that_never_returns_costs_its_installation_only(runtime: str):
+    """``init`` runs in the worker under ``worker_init_ms``, not under the worker's start time
+    (here ten minutes): past it the worker is killed (native has no budget of its own; the
+    others may stop it first with theirs) and the install is refused with the reason."""
+    import time
+
+    from pan_runtime.errors import CodeObjectError
+    from pan_runtime.node.node import Node
+
+    code = _init_code("spin", runtime)
+    config = NodeConfig(isolation={runtime: "process"}, worker_start_ms=600_000, worker_init_ms=300, breaker_threshold=1000)
+    node, fwd, app = _forward_node(runtime, worker_start_ms=600_000, worker_init_ms=300)
+    with node:
+        t0 = time.monotonic()
+        with pytest.raises(CodeObjectError) as err:
+            node.install(code)
+        assert time.monotonic() - t0 < 300, "a hang guard: the old bound was worker_start_ms"
+        assert err.value.reason in ({FaultReason.KILLED_BUDGET} if runtime == "native" else {FaultReason.KILLED_BUDGET, FaultReason.BUDGET})
+        assert node.cache.peek(code.name) is None
+        assert _forward(node, fwd, app) == 1  # the node and the other code object's worker go on
+    with Node(1, config=config) as bare, pytest.raises(CodeObjectError):
+        bare.install(code)  # the same on a node with no other code
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_restarted_workers_runaway_init_never_holds_the_node(runtime: str):
+    """Under the node's event loop a restart sends ``init`` and goes on: while the restarted
+    worker of code object L runs an ``init`` that never returns (armed through L's soft state,
+    which its ``init`` reads in an environment of L's own), capsules of code object F on the
+    same node are forwarded, and L's capsules wait for it."""
+    from embedded_node import embedded_node, forward_home, turn_until
+
+    from pan_runtime.net.application import Application as App
+
+    daemon = embedded_node(runtime, "worker_start_ms = 600000\nworker_init_ms = 600000\n")
+    with daemon:
+        node = daemon.node
+        loop = _init_code("loop", runtime)
+        fwd = reference_code(runtime, "forward", node.plugins)
+        node.install(loop)
+        node.install(fwd)
+        app = App(node)
+        app.bind(PORT)
+        entry = node.cache.peek(loop.name)
+        assert entry is not None
+        app.send(loop, bytes([1]) + bytes(31))  # arms it
+        assert turn_until(daemon, lambda: entry.stats.done == 1), entry.stats.as_dict()
+        wc = entry.loaded
+        kill_and_wait(wc.pid)  # type: ignore[attr-defined]
+        assert turn_until(daemon, lambda: wc.init_due is not None), "the worker was not restarted"  # type: ignore[attr-defined]
+        app.send(loop, bytes(32))  # waits for the restarted worker's init
+        assert forward_home(daemon, app, fwd, PORT, 5) == 5
+        if wc.init_due is None:  # type: ignore[attr-defined]
+            assert runtime in ("wasm", "jvm"), "only a runtime's own stop ends init within ten minutes"
+        else:  # native and restricted_py (its step budget is 10^12 here): the init still runs
+            assert wc.proc is not None and node.offload.statistics()["waiting"] == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_restarted_workers_runaway_init_is_ended_and_its_capsules_counted(runtime: str):
+    """Past ``worker_init_ms`` (or its runtime's own stop) the restarted worker goes down: the
+    capsules that waited for its init are each dropped as ``worker_down``, none lost, and the
+    node forwards on."""
+    from embedded_node import embedded_node, forward_home, turn_until
+
+    from pan_runtime.net.application import Application as App
+
+    daemon = embedded_node(runtime, "worker_init_ms = 200\nworker_backoff_ms = 5000\n")
+    with daemon:
+        node = daemon.node
+        loop = _init_code("loop", runtime)
+        fwd = reference_code(runtime, "forward", node.plugins)
+        node.install(loop)
+        node.install(fwd)
+        app = App(node)
+        app.bind(PORT)
+        entry = node.cache.peek(loop.name)
+        assert entry is not None
+        app.send(loop, bytes([1]) + bytes(31))
+        assert turn_until(daemon, lambda: entry.stats.done == 1), entry.stats.as_dict()
+        wc = entry.loaded
+        rt = node.runtime(runtime)
+        kill_and_wait(wc.pid)  # type: ignore[attr-defined]
+        assert turn_until(daemon, lambda: rt.statistics()["worker_restarts"] == 1), rt.statistics()
+        for _ in range(3):
+            app.send(loop, bytes(32))
+        assert turn_until(daemon, lambda: entry.stats.drops[FaultReason.WORKER_DOWN] == 3), entry.stats.as_dict()
+        assert entry.stats.done == 1 and entry.stats.dropped == 3, entry.stats.as_dict()
+        stats = rt.statistics()
+        assert stats["worker_deaths"] == 2, stats  # the SIGKILL, then init's end
+        if runtime == "native":
+            assert stats["worker_kills"] == 1, stats
+        assert wc.proc is None  # type: ignore[attr-defined]
+        assert forward_home(daemon, app, fwd, PORT, 5) == 5

@@ -20,8 +20,11 @@ capsule for its code object: at once after a first death, then after a back-off
 (``worker_backoff_ms``, doubled on each further death in a row up to 5 s; a batch that runs
 ends the row); until then its capsules are dropped as ``worker_down``. A restarted worker runs ``init`` again (its code's globals are new);
 soft state is the node's (the worker forwards every ``state_*`` call), so it survives, as does
-everything else the node holds (routes, queued capsules, pool buffers, application links). Restarting happens on the node's
-thread; it takes the code object's warm standby when it has one (``NodeConfig.worker_standbys``,
+everything else the node holds (routes, queued capsules, pool buffers, application links).
+``init`` is the code's: it runs under ``NodeConfig.worker_init_ms`` (past it the worker is
+killed), and under an event loop a restart sends ``INIT`` without waiting for it (``started``
+reads the answer; the code object's capsules wait in the node meanwhile). Restarting takes
+the code object's warm standby when it has one (``NodeConfig.worker_standbys``,
 ``pan_runtime.isolation.standby``: a worker with that code object linked and confined, waiting
 for ``INIT``), so it costs ``init``; else a spare worker when one is ready
 (``NodeConfig.worker_spares``, a worker that has made its runtime and waits for a code object),
@@ -85,11 +88,16 @@ NOT_FOUND = pni_api.NOT_FOUND
 class WorkerSettings:
     """What a node tells its workers: limits, budget, soft-state bounds, its address and clock."""
 
-    def __init__(self, *, config: Any, address: Any, clock_is_monotonic: bool, node_name: str):
+    def __init__(self, *, config: Any, address: Any, clock_is_monotonic: bool, node_name: str,
+                 control_env: Callable[[CodeObject], Environment] | None = None):
         self.config = config
         self.address = address
         self.clock_is_monotonic = clock_is_monotonic
         self.node_name = node_name
+        #: a fresh application-origin environment of a code object (the node's): what its
+        #: worker's PNI calls during ``init``, an export or ``finalize`` are served in, whatever
+        #: capsule the node happens to be serving when it starts or restarts the worker
+        self.control_env = control_env
 
     def hello(self, runtime: type[Runtime], options: dict[str, Any]) -> bytes:
         c = self.config
@@ -529,6 +537,9 @@ class WorkerCode(LoadedCode):
         #: ``pan_runtime.node.offload``): called to take it back (the batches C has out become
         #: ordinary batches here) before anything here reads or writes the channel
         self.lent: Callable[[], None] | None = None
+        #: a restarted worker's INIT is out and unanswered: when the node kills it (monotonic
+        #: ns; ``worker_init_ms`` from when it was sent). No batch goes down until it answers.
+        self.init_due: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     @property
@@ -620,6 +631,7 @@ class WorkerCode(LoadedCode):
         if self.lent is not None:
             self.lent()
         self.demoted = None
+        self.init_due = None
         if self.proc is not None:
             if self.on_down is not None:
                 self.on_down(self)
@@ -635,6 +647,7 @@ class WorkerCode(LoadedCode):
         if self.lent is not None:
             self.lent()
         self.demoted = None  # its replacement starts at the normal priority
+        self.init_due = None
         if self.proc is not None:
             if self.on_down is not None:
                 self.on_down(self)
@@ -661,34 +674,88 @@ class WorkerCode(LoadedCode):
                     self.code.short_name, died, self.backoff_ns / 1e6)
 
     def _ensure(self) -> None:
-        """A running worker, started again when the back-off has passed; else ``worker_down``."""
-        if self.proc is not None:
-            return
-        if time.monotonic_ns() < self.restart_at:
-            raise RuntimeFault(f"{self.code.short_name}: its worker is down (restarting)", FaultReason.WORKER_DOWN)
-        if not self.rt.patient and self.awaiting_standby():
-            raise RuntimeFault(f"{self.code.short_name}: its worker is down (its standby is still starting)", FaultReason.WORKER_DOWN)
+        """A running worker whose ``init`` has answered: started again when the back-off has
+        passed; else ``RuntimeFault`` ``worker_down`` (a restart whose ``init`` has not answered
+        yet included, when an event loop drives the node: see ``restart``)."""
+        if self.proc is None:
+            if time.monotonic_ns() < self.restart_at:
+                raise RuntimeFault(f"{self.code.short_name}: its worker is down (restarting)", FaultReason.WORKER_DOWN)
+            if not self.rt.patient and self.awaiting_standby():
+                raise RuntimeFault(f"{self.code.short_name}: its worker is down (its standby is still starting)", FaultReason.WORKER_DOWN)
+            self._start_again()
+        if self.init_due is not None:
+            self._init_answered(wait=self.rt.patient)
+
+    def _start_again(self) -> None:
+        """Start the worker (from its standby, a spare or anew) and send it ``INIT`` without
+        waiting for the answer (``init_due``); ``RuntimeFault`` ``worker_down`` when it cannot
+        start, the failure counted as a death (so the back-off grows) unless its end was."""
+        deaths = self.deaths
         try:
             self.start()
-            rc = self._control(Kind.INIT, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
-        except (CodeObjectError, RuntimeFault) as exc:
-            self._down(_Died(FaultReason.WORKER_DOWN, str(exc)))
+            self._put(Kind.INIT, b"")
+        except (CodeObjectError, RuntimeFault, WorkerError) as exc:
+            if self.deaths == deaths:
+                self._down(_Died(FaultReason.WORKER_DOWN, str(exc)))
             raise RuntimeFault(f"{self.code.short_name}: its worker could not be restarted: {exc}", FaultReason.WORKER_DOWN) from None
         finally:
             self.rt.refill()  # the spare or standby this start took is replaced while the node goes on
+        self.init_due = self._init_deadline()
+
+    def _init_deadline(self) -> int:
+        return time.monotonic_ns() + self.rt.settings.config.worker_init_ms * 1_000_000
+
+    def _init_answered(self, wait: bool) -> None:
+        """Read the restarted worker's answer to ``INIT`` (serving the PNI calls its ``init``
+        makes), waiting for it up to ``init_due`` when ``wait``. ``RuntimeFault`` ``worker_down``
+        while it has not come (not waiting), or when ``init`` refused, faulted or ran past
+        ``init_due`` (the worker killed: ``killed_budget``) or the worker died: then the worker
+        is down, its end counted."""
+        due = self.init_due
+        assert due is not None and self.proc is not None
+        try:
+            vals = self._wait(due, Kind.RESULT) if wait else self._read(Kind.RESULT, due)
+        except (_Died, WorkerError) as exc:
+            fault = self._fail(exc)
+            raise RuntimeFault(f"{self.code.short_name}: init in its restarted worker: {fault}", FaultReason.WORKER_DOWN) from None
+        if vals is None:
+            raise RuntimeFault(f"{self.code.short_name}: its worker is starting (init has not answered)", FaultReason.WORKER_DOWN)
+        self.init_due = None
+        try:
+            rc = self._result(vals)
+        except RuntimeFault as fault:
+            self._down(_Died(FaultReason.WORKER_DOWN, f"init faulted in the restarted worker: {fault}"))
+            raise RuntimeFault(f"{self.code.short_name}: init faulted in the restarted worker: {fault}", FaultReason.WORKER_DOWN) from None
         if rc < 0:
             self._down(_Died(FaultReason.WORKER_DOWN, f"init returned {rc} in the restarted worker"))
             raise RuntimeFault(f"{self.code.short_name}: init refused in the restarted worker", FaultReason.WORKER_DOWN)
+
+    def started(self) -> bool:
+        """Whether the worker is past its ``init`` (looked at without waiting): False while a
+        restart's ``init`` has not answered; True once it has, or the worker is down after a
+        failed one (logged; its next capsule starts it again after the back-off)."""
+        if self.init_due is None or self.proc is None:
+            return True
+        try:
+            self._init_answered(wait=False)
+        except RuntimeFault as fault:
+            if self.init_due is not None:
+                return False
+            log.warning("%s: %s", self.rt.settings.node_name, fault)
+        return True
 
     def restart(self) -> bool:
         """Start the worker again after it ended with nothing out (the node's event loop saw its
         pidfd), without waiting for a capsule to find it gone; False while the back-off lasts
         (``restart_at``) or when there is nothing to restart. A failed start is counted and
-        logged as in ``_ensure``."""
+        logged as in ``_ensure``. Under an event loop ``init``'s answer is read later
+        (``started``): the node's thread never waits for the code's ``init``."""
         if self.closed or self.proc is not None or time.monotonic_ns() < self.restart_at:
             return False
         try:
-            self._ensure()
+            self._start_again()
+            if self.rt.patient:
+                self._init_answered(wait=True)
         except RuntimeFault as fault:
             log.warning("%s: %s", self.rt.settings.node_name, fault)
             return False
@@ -775,28 +842,40 @@ class WorkerCode(LoadedCode):
         or late worker raises ``_Died`` (a late one is killed first)."""
         proc = self.proc
         assert proc is not None
+        while True:
+            vals = self._read(expect, deadline_ns)
+            if vals is not None:
+                return vals
+            proc.ch.wait_up(max(0, deadline_ns - time.monotonic_ns()) / 1e9, proc.pidfd)
+
+    def _read(self, expect: int, deadline_ns: int) -> list[wire.Value] | None:
+        """What ``_wait`` does without waiting: the answer when the worker has written it (its
+        PNI calls served meanwhile, in an environment of this code object's own), None when
+        not yet; ``_Died`` when the worker ended or is past ``deadline_ns`` (killed first)."""
+        proc = self.proc
+        assert proc is not None
         ch = proc.ch
         while True:
             rec = ch.up.get()
-            if rec is not None:
-                kind, payload, _ = rec
-                vals = wire.decode(payload)
-                if kind == Kind.CALL:
-                    reply = self._answer(vals)
-                    ch.up.release()
-                    self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
-                    continue
+            if rec is None:
+                break
+            kind, payload, _ = rec
+            vals = wire.decode(payload)
+            if kind == Kind.CALL:
+                reply = self._answer(vals)
                 ch.up.release()
-                if kind != expect:
-                    raise WorkerError(f"the worker answered with record kind {kind}, expected {expect}")
-                return vals
-            if proc.proc.poll() is not None:
-                raise proc.death()
-            left = deadline_ns - time.monotonic_ns()
-            if left <= 0:
-                proc.kill(FaultReason.KILLED_BUDGET)
-                raise proc.death()
-            ch.wait_up(left / 1e9, proc.pidfd)
+                self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
+                continue
+            ch.up.release()
+            if kind != expect:
+                raise WorkerError(f"the worker answered with record kind {kind}, expected {expect}")
+            return vals
+        if proc.proc.poll() is not None:
+            raise proc.death()
+        if deadline_ns - time.monotonic_ns() <= 0:
+            proc.kill(FaultReason.KILLED_BUDGET)
+            raise proc.death()
+        return None
 
     def _fail(self, exc: Exception) -> RuntimeFault:
         """The worker is gone or broken: take it down, the fault to count."""
@@ -812,6 +891,8 @@ class WorkerCode(LoadedCode):
     def _control(self, kind: int, payload: bytes | memoryview, deadline_ns: int, raw: bool = False, put: bool = True) -> int:
         if self.lent is not None:
             self.lent()
+        if self.init_due is not None:  # a restart's init first: this call goes to a worker past it
+            self._init_answered(wait=self.rt.patient)
         if self.demoted is not None:  # the node waits for this answer: not at the lowest priority
             self._restore()
         if self.inflight:  # a control record's answer comes after the verdicts of every batch out
@@ -830,6 +911,11 @@ class WorkerCode(LoadedCode):
             vals = self._wait(deadline_ns, Kind.RESULT)
         except (_Died, WorkerError) as exc:
             raise self._fail(exc) from None
+        return self._result(vals, raw)
+
+    def _result(self, vals: list[wire.Value], raw: bool = False) -> int:
+        """A control record's answer: its value, or its fault raised (``CodeObjectError`` when
+        ``raw``, else ``RuntimeFault``); a malformed answer takes the worker down."""
         if len(vals) != 3 and len(vals) != 4:
             raise self._fail(WorkerError("malformed result"))
         self.needs_reset = bool(vals[-1])
@@ -883,7 +969,8 @@ class WorkerCode(LoadedCode):
         if 0 <= index < len(envs):
             env = envs[index]
         elif index == -1 and not envs:
-            env = host.current
+            make = self.rt.settings.control_env
+            env = make(self.code) if make is not None else host.current
         else:
             raise WorkerError(f"{name}: no capsule {index} in this batch")
         saved = host.current
@@ -927,7 +1014,7 @@ class WorkerCode(LoadedCode):
     def init(self) -> int:
         if self.proc is None:
             return -1
-        return self._control(Kind.INIT, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
+        return self._control(Kind.INIT, b"", self._init_deadline())
 
     def accept(self, env: Environment) -> int:
         out = self.accept_batch([env])[0]
@@ -952,8 +1039,9 @@ class WorkerCode(LoadedCode):
     def submit(self, envs: Sequence[Environment], done: Done) -> bool:
         """Hand a batch to the worker without waiting: ``done`` is called once with its verdicts
         (from ``collect``), or at once with a fault for each capsule when it cannot be handed
-        over. False: the ring holds too much not yet answered; try again after a ``collect``.
-        The environments (and their capsules) belong to the batch until ``done``."""
+        over. False: the ring holds too much not yet answered, or a restarted worker's ``init``
+        has not answered yet; try again after a ``collect`` (or once ``started``). The
+        environments (and their capsules) belong to the batch until ``done``."""
         if self.lent is not None:
             self.lent()
         n = len(envs)
@@ -963,6 +1051,8 @@ class WorkerCode(LoadedCode):
         try:
             self._ensure()
         except RuntimeFault as fault:
+            if self.init_due is not None:
+                return False  # its init runs: these wait for it
             done(envs, [fault] * n, 0)
             return True
         proc = self.proc
@@ -1015,7 +1105,7 @@ class WorkerCode(LoadedCode):
         if self.lent is not None:
             self.lent()
         proc = self.proc
-        if self.closed or proc is None:
+        if self.closed or proc is None or self.init_due is not None:
             return None
         ring = proc.ch.down
         hold = ring.head
@@ -1259,12 +1349,12 @@ class WorkerCode(LoadedCode):
                 return  # the ring is full of batches: the next fault asks again
             self.resets_out += 1
             return
-        if self.proc is not None:
+        if self.proc is not None and self.init_due is None:  # a worker still in init is a fresh one
             self._control(Kind.RESET, b"", time.monotonic_ns() + self.rt.settings.config.worker_start_ms * 1_000_000)
 
     def finalize(self) -> int:
-        if self.proc is None:
-            return 0
+        if self.proc is None or self.init_due is not None:
+            return 0  # no worker, or one whose init has not answered: nothing to finalize
         try:
             return self._control(Kind.FINALIZE, b"", self._budget_deadline(1))
         except RuntimeFault:

@@ -89,7 +89,8 @@ class CodeTable:
             if why is not None:
                 raise RuntimeUnavailable(f"runtime {name!r} is configured with isolation process, which is unavailable here: {why}")
             settings = WorkerSettings(
-                config=node.config, address=node.address, clock_is_monotonic=node.now_ns is time.monotonic_ns, node_name=node.name
+                config=node.config, address=node.address, clock_is_monotonic=node.now_ns is time.monotonic_ns, node_name=node.name,
+                control_env=self._control_env,
             )
             rt = WorkerRuntime(cls, options, settings, node.host)
         else:
@@ -138,7 +139,8 @@ class CodeTable:
             except Exception:
                 log.exception("unloading %s after a failed init", code.short_name)
             why = rc if isinstance(rc, RuntimeFault) else f"init returned {pni.status_name(rc)}"
-            raise CodeObjectError(f"code object {code.short_name} refused installation: {why}")
+            reason = rc.reason if isinstance(rc, RuntimeFault) else None
+            raise CodeObjectError(f"code object {code.short_name} refused installation: {why}", reason)
         for d in deps:
             d.dependants.add(code.name)
         if self.disk is not None:
@@ -333,6 +335,15 @@ class CodeTable:
             raise as_fault(exc, entry.runtime, entry.code.short_name) from exc
         finally:
             self._leave(env, saved)
+
+    def _control_env(self, code: CodeObject) -> Environment:
+        """A fresh application-origin environment of ``code``: what a worker's PNI calls outside
+        any capsule (its ``init``, an export, ``finalize``) are served in."""
+        env = Environment()
+        env.code = code
+        env.budget = self._node.config.budget
+        env.origin_kind = Origin.APPLICATION
+        return env
 
     def _enter(self, entry: CacheEntry) -> tuple[Environment, Environment]:
         """Let the host serve a fresh application-origin environment of ``entry``; returns it

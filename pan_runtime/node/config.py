@@ -63,6 +63,7 @@ class NodeConfig:
         worker_memory: int = 256 << 20,
         worker_grace_ms: int = 100,
         worker_start_ms: int = 30_000,
+        worker_init_ms: int = 1_000,
         worker_backoff_ms: int = 10,
         worker_spares: int = 1,
         threads: int = 1,
@@ -128,8 +129,11 @@ class NodeConfig:
         self.worker_memory = _bounded("worker_memory", worker_memory, 16 << 20, 1 << 40)
         #: how long past a call's time budget the node waits before it kills the worker
         self.worker_grace_ms = _bounded("worker_grace_ms", worker_grace_ms, 1, 60_000)
-        #: how long a worker has to start, load its code object and run init
+        #: how long a worker has to start and load its code object (the node's own work)
         self.worker_start_ms = _bounded("worker_start_ms", worker_start_ms, 100, 600_000)
+        #: how long a code object's init may run in its worker before the node kills the
+        #: worker (killed_budget): init is the code's, so the node bounds it as it bounds a call
+        self.worker_init_ms = _bounded("worker_init_ms", worker_init_ms, 1, 600_000)
         #: the first wait before a dead worker is started again (doubled on repeats, up to 5 s)
         self.worker_backoff_ms = _bounded("worker_backoff_ms", worker_backoff_ms, 0, 5_000)
         #: started workers each runtime in process isolation keeps waiting for a code object,

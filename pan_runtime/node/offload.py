@@ -82,6 +82,8 @@ class Offload:
         self._lowered: set[WorkerCode] = set()
         #: code objects whose worker ended idle, waiting for their back-off to restart it
         self._reviving: set[WorkerCode] = set()
+        #: code objects whose restarted worker runs ``init``: their capsules wait here for it
+        self._starting: set[WorkerCode] = set()
         self._free: list[Environment] = []
         self._entries: dict[WorkerCode, CacheEntry] = {}
         #: capsules handed over and dropped for want of room (counted on the code object too)
@@ -175,6 +177,11 @@ class Offload:
             wc.steer(now)  # its demoted batch ended: restored
             if wc.demoted is None:
                 self._lowered.discard(wc)
+        for wc in list(self._starting):
+            if not self._started(wc):
+                due = min(wc.init_due or now, now + _STANDBY_POLL_NS)  # its eventfd may be watched, or not yet
+                if nearest is None or due < nearest:
+                    nearest = due
         for wc in list(self._reviving):
             if wc.closed or wc.proc is not None or (now >= wc.restart_at and not wc.awaiting_standby()):
                 self._reviving.discard(wc)
@@ -252,7 +259,7 @@ class Offload:
         assert isinstance(wc, WorkerCode)
         if wc.lent is not None:  # its lane did not take these (a bound, the ring): the node looks
             wc.lent()
-        if not self.asynchronous or wc in self.waiting or wc.proc is None:
+        if not self.asynchronous or wc in self.waiting or wc.proc is None or wc.init_due is not None:
             return None
         if wc.inflight and wc.inflight_n + n > self.inflight_limit:
             return None
@@ -319,6 +326,9 @@ class Offload:
             self._done(entry, wc, envs, out, time_ns)
 
         if not wc.submit(envs, done):
+            if wc.init_due is not None:  # a restart's init runs: they wait for it (``_started``)
+                self._starting.add(wc)
+                self._watch_fds(wc)
             return False
         self.handed += len(envs)
         if wc.inflight:
@@ -438,9 +448,27 @@ class Offload:
             return
         if wc.restart() and wc.proc is not None:
             self._watch_proc(wc.rt, wc.proc)
+            if wc.init_due is not None:  # its init's answer is read when the worker writes, or by tick
+                self._starting.add(wc)
+                self._watch_fds(wc)
+                return
             entry = self._entries.get(wc)
             if entry is not None and wc in self.waiting:
                 self._pump(entry, wc)
+
+    def _started(self, wc: WorkerCode) -> bool:
+        """Whether ``wc``'s restarted worker has answered ``INIT`` (read now, without waiting;
+        killed when past ``worker_init_ms``); once it has, or has failed, the capsules waiting
+        for it go (or are dropped as ``worker_down`` when it failed) and its lane may be granted."""
+        if not wc.closed and not wc.started():
+            return False
+        self._starting.discard(wc)
+        entry = self._entries.get(wc)
+        if entry is not None and wc in self.waiting:
+            self._pump(entry, wc)
+        if wc.proc is not None and wc not in self.busy:
+            self._grant(wc)
+        return True
 
     def _forget(self, wc: WorkerCode) -> None:
         """The worker's descriptors are about to close: stop watching them."""
@@ -460,13 +488,17 @@ class Offload:
             os.eventfd_read(proc.ch.wake_up)
         except (BlockingIOError, OSError):
             pass
-        if wc.inflight:
+        if wc.init_due is not None:
+            self._started(wc)
+        elif wc.inflight:
             wc.collect()
             self._settled(wc)
         else:
-            wc.reap()  # its pidfd: the worker ended with nothing out
+            wc.reap()  # the worker ended with nothing out (seen here before its pidfd was)
             if wc.proc is None or wc.proc is not proc:
                 self._forget(wc)
+            if wc.proc is None:
+                self._revive(wc)  # as ``_ended`` would: its pidfd finds no owner any more
 
     def _collected(self, wc: WorkerCode, in_wait: bool = True) -> int:
         """``_ready`` called from the fast path's wait, which goes on waiting unless this says
@@ -494,6 +526,7 @@ class Offload:
         got = self._lanes.get(wc)
         proc = wc.proc
         if (got is None or proc is None or wc.lent is not None or wc.closed or wc.inflight or wc.resets_out
+                or wc.init_due is not None
                 or wc in self.waiting or wc.demoted is not None or wc.needs_reset or not self.asynchronous
                 or self._ready_watch is None or proc.ch.down.hold is not None):
             return
@@ -589,6 +622,7 @@ class Offload:
             proc.on_close = None
         self._lowered.clear()
         self._reviving.clear()
+        self._starting.clear()
         self._watch = None
         self._ready_watch = None
 

@@ -334,13 +334,13 @@ def test_a_runtime_can_run_in_worker_processes():
         '[node]\nlisten = ["127.0.0.1:7100"]\n[runtimes]\nenabled = ["native", "wasm"]\n'
         '[runtimes.native]\nisolation = "process"\n[runtimes.wasm]\nisolation = "in_process"\n'
         "[limits]\nworkers = 4\nworker_memory = 67108864\nworker_grace_ms = 20\nworker_start_ms = 5000\nworker_backoff_ms = 0\n"
-        "worker_standbys = 2\n",
+        "worker_standbys = 2\nworker_init_ms = 250\n",
         "n.toml",
     )
     n = cfg.node
     assert n.mechanism("native") == "process" and n.mechanism("wasm") == "in_process"
     assert (n.workers, n.worker_memory, n.worker_grace_ms, n.worker_start_ms, n.worker_backoff_ms) == (4, 64 << 20, 20, 5000, 0)
-    assert n.worker_standbys == 2
+    assert n.worker_standbys == 2 and n.worker_init_ms == 250
     assert cfg.node.runtimes == ["native", "wasm"]
 
 
