@@ -62,6 +62,7 @@ class NodeDaemon:
                 rx_burst=config.rx_burst,
                 rx_batch=config.rx_batch,
                 udp_gso=config.udp_gso,
+                io_uring=config.io_uring,
             )
             for n in config.neighbors:
                 self.transport.add_neighbor(n.address, n.endpoint, n.mtu)
