@@ -188,6 +188,7 @@ typedef struct {
     int uring;              /* wanted (the node's limits.io_uring), where this thread has a ring */
     int defer_sends;        /* set by `wait` for a visit whose forwards may wait for that call */
     unsigned long long uring_enters, uring_sends; /* io_uring_enter calls, SENDMSG entries they carried */
+    struct fp_ring *ring_out; /* the ring its sends are in flight in (while `wait` waits there), or NULL */
     fp_share shared;        /* of fd, the node's socket */
     long long clock;        /* the virtual clock: least service of a busy source at the last visit */
     long long quantum_ns;
@@ -1241,8 +1242,10 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
         }
         count += got;
         /* the last receive of the visit sends what it made at once (a lone capsule is not
-         * held); an earlier one leaves its forwards for the next one's sendmmsg */
-        self->hold_sends = !empty;
+         * held), or leaves it to the wait's next call (defer_sends: io_uring sends it there, in
+         * the call that then waits); an earlier one leaves its forwards for the next one's
+         * sendmmsg */
+        self->hold_sends = !empty || self->defer_sends; /* deferred: the wait's io_uring sends them */
         rc = handle_batch(self, got, t0, called);
         self->hold_sends = 1;
         unsigned long long spent = now_ns() - t0;
@@ -1299,7 +1302,10 @@ PyDoc_STRVAR(take_counters_doc,
 "into a worker's ring);\n"
 "lost: datagrams read in a batch that a Python error stopped.");
 
+static void ring_settle(FastPath *self);
+
 static PyObject *FastPath_take_counters(FastPath *self, PyObject *Py_UNUSED(ignored)) {
+    ring_settle(self); /* sends its thread's wait carried, done by now: counted, not left for later */
     PyObject *codes = PyList_New(self->ncodes), *links = PyList_New(self->nlinks);
     if (!codes || !links) goto fail;
     for (int i = 0; i < self->ncodes; i++) {
@@ -1418,6 +1424,7 @@ static PyObject *FastPath_get_starved(FastPath *self, void *Py_UNUSED(c)) { retu
 static PyObject *FastPath_get_rx_batch(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->rx_batch); }
 
 static PyObject *FastPath_get_syscalls(FastPath *self, void *Py_UNUSED(c)) {
+    ring_settle(self);
     return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsK}", "recv_calls", self->rx_calls, "recv_datagrams",
                          self->rx_datagrams, "send_calls", self->tx_calls, "send_datagrams", self->tx_datagrams,
                          "peeks", self->peeks, "gso_sends", self->gso_sends, "gso_datagrams", self->gso_datagrams,

@@ -31,7 +31,7 @@
 #define URING_TAG_EPOLL (~0ULL)             /* user_data of the epoll entry */
 #define URING_TAG_CANCEL (~0ULL - 1)        /* of its cancellation; a send's is its message */
 
-typedef struct {
+typedef struct fp_ring {
     int fd;            /* the ring, or -1 */
     pid_t pid;         /* the process that made it (a forked child makes its own) */
     int off;           /* this thread tried and could not set one up */
@@ -42,6 +42,14 @@ typedef struct {
     struct io_uring_cqe *cqes;
     void *sq_map, *cq_map;
     size_t sq_len, cq_len, sqes_len;
+    /* the sends in flight (reaped, and counted, under the GIL: by the waiting thread once its
+     * call returns, or by `take_counters` meanwhile, see ring_settle) */
+    FastPath *fp;      /* whose sends they are, or NULL */
+    int nm, np;        /* messages, forwards */
+    int sends_left;    /* send completions not reaped yet */
+    int counted;       /* send_done ran for them */
+    int epoll, got;    /* the epoll entry's result, and whether it came */
+    unsigned inflight; /* entries the kernel owes a completion */
     int res[URING_ENTRIES]; /* each submitted send's result, by message */
 } fp_ring;
 
@@ -212,20 +220,66 @@ static inline struct io_uring_sqe *ring_sqe(fp_ring *r, unsigned *tail) {
     return e;
 }
 
-/* Reap every completion there is: a send's result into res[m], the epoll entry's into *EPOLL
- * (*GOT set). Returns how many were reaped. */
-static unsigned ring_reap(fp_ring *r, int *epoll, int *got) {
-    unsigned head = *r->cq_head, n = 0;
+/* Reap every completion there is: a send's result into res[m], the epoll entry's into epoll
+ * (got set). */
+static void ring_reap(fp_ring *r) {
+    unsigned head = *r->cq_head;
     unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     while (head != tail) {
         struct io_uring_cqe *c = &r->cqes[head & *r->cq_mask];
-        if (c->user_data == URING_TAG_EPOLL) *epoll = c->res, *got = 1;
-        else if (c->user_data < URING_ENTRIES) r->res[c->user_data] = c->res;
+        if (c->user_data == URING_TAG_EPOLL) r->epoll = c->res, r->got = 1;
+        else if (c->user_data < URING_ENTRIES) r->res[c->user_data] = c->res, r->sends_left--;
         head++;
-        n++;
+        r->inflight--;
     }
     __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
-    return n;
+}
+
+/* Count the ring's sends once all have completed, in their order, as flush_sends counts them.
+ * The entries are linked (each goes after the one before, and one the kernel refused cancels
+ * the rest), so what follows a failure was not sent: from a GSO message the kernel refused
+ * (its forwards go again, without GSO or smaller), or after another failure (counted as
+ * sendmmsg's), the rest goes through flush_sends, still in order. With !RESEND (a read of
+ * the counters from another thread, which sends nothing) such a flush waits for the waiting
+ * thread. Returns 1 once counted. */
+static int ring_count(fp_ring *r, int resend) {
+    FastPath *fp = r->fp;
+    if (!fp || r->counted || r->sends_left) return r->counted;
+    int from = -1;
+    for (int m = 0; m < r->nm && from < 0; m++) {
+        int res = r->res[m];
+        if (res == -ECANCELED || (res < 0 && fp->gcount[m] > 1 && gso_refusal(-res))) from = m;
+    }
+    if (from >= 0 && !resend) return 0;
+    for (int m = 0; m < r->nm; m++) {
+        int res = r->res[m];
+        if (m == from) {
+            if (res != -ECANCELED) send_done(fp, m, -res); /* the GSO refusal, counted */
+            break;
+        }
+        send_done(fp, m, res < 0 ? -res : 0);
+    }
+    if (from >= 0) {
+        int again = 0;
+        for (int j = fp->gfirst[from]; j < r->np; j++, again++) {
+            fp->pend[again] = fp->pend[j];
+            fp->siov[again] = fp->siov[j];
+        }
+        fp->npend = again;
+        flush_sends(fp);
+    }
+    r->counted = 1;
+    return 1;
+}
+
+/* For `take_counters` while FP's thread waits in the ring: its sends that completed (they do
+ * at once, MSG_DONTWAIT) are counted now, not when the wait ends. Under the GIL, as the
+ * waiting thread's own reaping is. */
+static void ring_settle(FastPath *fp) {
+    fp_ring *r = fp->ring_out;
+    if (!r || r->fp != fp) return;
+    ring_reap(r);
+    ring_count(r, 0);
 }
 
 /* FP's queued forwards and an epoll_wait on EPFD (into EVS, MAXEV of them, MS milliseconds,
@@ -259,13 +313,18 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
     e->len = (uint32_t)maxev;
     e->user_data = URING_TAG_EPOLL;
     __atomic_store_n(r->sq_tail, tail, __ATOMIC_RELEASE);
-    unsigned submit = (unsigned)nm + 1, inflight = submit;
+    unsigned submit = (unsigned)nm + 1;
+    r->fp = NULL;
+    r->nm = nm, r->np = np, r->sends_left = nm, r->counted = 0, r->got = 0, r->epoll = 0;
+    r->inflight = submit;
+    r->fp = fp; /* a read of its counters meanwhile may count the sends (ring_settle) */
+    fp->ring_out = r;
     struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long long)(ms % 1000) * 1000000};
     struct io_uring_getevents_arg arg = {.sigmask = 0, .sigmask_sz = 0, .pad = 0, .ts = (uint64_t)(uintptr_t)&ts};
-    int epoll = 0, got = 0, cancelled = 0, signalled = 0, first = 1;
-    while (inflight) {
+    int cancelled = 0, signalled = 0, first = 1;
+    while (r->inflight) {
         int rc, err;
-        unsigned flags = IORING_ENTER_GETEVENTS, want = inflight;
+        unsigned flags = IORING_ENTER_GETEVENTS, want = r->inflight;
         void *argp = NULL;
         size_t argsz = 0;
         if (ms >= 0 && !cancelled) flags |= IORING_ENTER_EXT_ARG, argp = &arg, argsz = sizeof arg;
@@ -285,16 +344,19 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
             if (left == submit) { /* it took none: nothing is the kernel's, send the old way */
                 __atomic_store_n(r->sq_tail, tail - submit, __ATOMIC_RELEASE);
                 fp->uring_enters--;
+                r->inflight = 0;
+                r->fp = NULL;
+                fp->ring_out = NULL;
                 return -2;
             }
             fp->uring_sends += (unsigned long long)nm;
             fp->npend = 0;
         }
         submit = left;
-        inflight -= ring_reap(r, &epoll, &got);
-        if (!inflight) break;
+        ring_reap(r);
+        if (!r->inflight) break;
         if (rc < 0 && err == EINTR) signalled = 1;
-        if (!got && !cancelled && !left && (rc < 0 || ms >= 0)) {
+        if (!r->got && !cancelled && !left && (rc < 0 || ms >= 0)) {
             /* the timeout passed, or a signal came, with the epoll entry pending: cancel it
              * (it may still complete with events first: those are served) */
             unsigned t = *r->sq_tail;
@@ -306,30 +368,14 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
             __atomic_store_n(r->sq_tail, t, __ATOMIC_RELEASE);
             tail = t;
             submit = 1;
-            inflight++;
+            r->inflight++;
             cancelled = 1;
         }
     }
-    /* the sends, in their order, counted as flush_sends counts them. The entries are linked
-     * (each goes after the one before, and one the kernel refused cancels the rest), so what
-     * follows a failure was not sent: from a GSO message the kernel refused (its forwards go
-     * again, without GSO or smaller), or after another failure (counted like sendmmsg's), the
-     * rest goes through flush_sends, still in order */
-    int from = -1;
-    for (int m = 0; m < nm && from < 0; m++) {
-        int res = r->res[m];
-        if (res == -ECANCELED) from = m;
-        else if (send_done(fp, m, res < 0 ? -res : 0)) from = m;
-    }
-    if (from >= 0) {
-        int again = 0;
-        for (int j = fp->gfirst[from]; j < np; j++, again++) {
-            fp->pend[again] = fp->pend[j];
-            fp->siov[again] = fp->siov[j];
-        }
-        fp->npend = again;
-        flush_sends(fp);
-    }
+    ring_count(r, 1);
+    r->fp = NULL;
+    fp->ring_out = NULL;
+    int got = r->got, epoll = r->epoll;
     if (got && epoll < 0 && epoll != -ECANCELED) {
         errno = -epoll;
         return -1;
