@@ -33,8 +33,7 @@
 
 typedef struct fp_ring {
     int fd;            /* the ring, or -1 */
-    pid_t pid;         /* the process that made it (a forked child makes its own) */
-    int off;           /* this thread tried and could not set one up */
+    unsigned forks;    /* g_forks when made (a forked child makes its own) */
     unsigned sq_entries;
     unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
     unsigned *cq_head, *cq_tail, *cq_mask;
@@ -57,6 +56,7 @@ static __thread fp_ring *g_ring;     /* this thread's ring, once set up */
 static pthread_key_t g_ring_key;     /* closes a thread's ring when the thread ends */
 static pthread_once_t g_ring_once = PTHREAD_ONCE_INIT;
 static int g_ring_key_ok;
+static unsigned g_forks = 1;        /* bumped in a forked child: its rings are its parent's */
 static int g_uring_checked;          /* the process-wide probe ran: g_uring_why says */
 static char g_uring_why[200];        /* why io_uring cannot serve the wait ("": it can) */
 
@@ -79,7 +79,11 @@ static void ring_free(fp_ring *r) {
 
 static void ring_key_free(void *p) { ring_free((fp_ring *)p); }
 
-static void ring_key_make(void) { g_ring_key_ok = pthread_key_create(&g_ring_key, ring_key_free) == 0; }
+static void ring_forked(void) { g_forks++; }
+
+static void ring_key_make(void) {
+    g_ring_key_ok = pthread_key_create(&g_ring_key, ring_key_free) == 0 && pthread_atfork(NULL, NULL, ring_forked) == 0;
+}
 
 /* A new ring, or NULL with WHY (WHYLEN bytes) saying what the kernel refused. */
 static fp_ring *ring_new(char *why, size_t whylen) {
@@ -156,7 +160,7 @@ static fp_ring *ring_new(char *why, size_t whylen) {
     r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
     r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
     r->sq_entries = p.sq_entries;
-    r->pid = getpid();
+    r->forks = g_forks;
     return r;
 fail_map:
     snprintf(why, whylen, "mapping the io_uring failed: %s", strerror(errno));
@@ -185,7 +189,7 @@ static PyObject *fp_uring_probe(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(igno
  * epoll_wait and sendmmsg). */
 static fp_ring *ring_here(void) {
     fp_ring *r = g_ring;
-    if (r && r->pid == getpid()) return r;
+    if (r && r->forks == g_forks) return r; /* no getpid(): a system call of its own */
     if (r) { /* a forked child's copy of its parent's ring: not its own */
         g_ring = NULL;
         if (g_ring_key_ok) pthread_setspecific(g_ring_key, NULL);
@@ -196,10 +200,10 @@ static fp_ring *ring_here(void) {
         if (!why) PyErr_Clear();
         Py_XDECREF(why);
     }
-    static __thread int tried_pid;
-    if (g_uring_why[0] || tried_pid == getpid()) return NULL;
-    tried_pid = getpid();
+    static __thread unsigned tried; /* g_forks when this thread tried and failed */
+    if (g_uring_why[0] || tried == g_forks) return NULL;
     pthread_once(&g_ring_once, ring_key_make);
+    tried = g_forks;
     char why[200];
     r = ring_new(why, sizeof why);
     if (!r) return NULL;
@@ -208,6 +212,7 @@ static fp_ring *ring_here(void) {
         return NULL;
     }
     g_ring = r;
+    tried = 0;
     return r;
 }
 
