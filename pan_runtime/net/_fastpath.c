@@ -1646,7 +1646,7 @@ static PyObject *fp_wait_in(PyObject *args) {
                 f->defer_sends = f->uring && i == n - 1 && !called && PyList_GET_SIZE(out) == 0;
                 long r = do_burst(f, fd, limit, &called);
                 f->defer_sends = 0;
-                if (f->npend && (r == -1 || called)) flush_sends(f);
+                if (f->npend && (r == -1 || called || f->npend < URING_MIN_SENDS)) flush_sends(f);
                 if (f->npend) deferred = f; /* keeps the reference */
                 else Py_DECREF(fp);
                 if (r == -1) goto fail;

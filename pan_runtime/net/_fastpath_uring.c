@@ -28,6 +28,10 @@
  * some uapi headers, so named here; the probe confirms the kernel's number means it */
 #define FP_OP_EPOLL_WAIT 59
 #define URING_ENTRIES 1024                  /* submission entries (completions: twice that) */
+/* the fewest forwards a visit leaves to the ring: a wait in the ring wakes a few µs later than
+ * epoll_wait (the EPOLL_WAIT entry is armed as a poll and finished as task work), which a
+ * burst repays with the system call it saves, a lone capsule (a ping) does not */
+#define URING_MIN_SENDS 4
 #define URING_TAG_EPOLL (~0ULL)             /* user_data of the epoll entry */
 #define URING_TAG_CANCEL (~0ULL - 1)        /* of its cancellation; a send's is its message */
 
@@ -324,6 +328,8 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
     r->inflight = submit;
     r->fp = fp; /* a read of its counters meanwhile may count the sends (ring_settle) */
     fp->ring_out = r;
+    fp->uring_sends += (unsigned long long)nm;
+    fp->npend = 0;
     struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long long)(ms % 1000) * 1000000};
     struct io_uring_getevents_arg arg = {.sigmask = 0, .sigmask_sz = 0, .pad = 0, .ts = (uint64_t)(uintptr_t)&ts};
     int cancelled = 0, signalled = 0, first = 1;
@@ -349,13 +355,13 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
             if (left == submit) { /* it took none: nothing is the kernel's, send the old way */
                 __atomic_store_n(r->sq_tail, tail - submit, __ATOMIC_RELEASE);
                 fp->uring_enters--;
+                fp->uring_sends -= (unsigned long long)nm;
+                fp->npend = np;
                 r->inflight = 0;
                 r->fp = NULL;
                 fp->ring_out = NULL;
                 return -2;
             }
-            fp->uring_sends += (unsigned long long)nm;
-            fp->npend = 0;
         }
         submit = left;
         ring_reap(r);
