@@ -1646,7 +1646,7 @@ static PyObject *fp_wait_in(PyObject *args) {
                 f->defer_sends = f->uring && i == n - 1 && !called && PyList_GET_SIZE(out) == 0;
                 long r = do_burst(f, fd, limit, &called);
                 f->defer_sends = 0;
-                if (f->npend && (r == -1 || called || f->npend < URING_MIN_SENDS)) flush_sends(f);
+                if (f->npend && (r == -1 || called)) flush_sends(f);
                 if (f->npend) deferred = f; /* keeps the reference */
                 else Py_DECREF(fp);
                 if (r == -1) goto fail;
@@ -1694,11 +1694,15 @@ static PyObject *fp_wait_in(PyObject *args) {
             Py_DECREF(t);
             if (r < 0) goto fail;
         }
-        if (PyList_GET_SIZE(out) > 0 || called || n == 0 || (until >= 0 && (double)now_ns() / 1e9 >= until)) {
+        int signalled = g_uring_signal;
+        g_uring_signal = 0;
+        if (PyList_GET_SIZE(out) > 0 || called || n == 0 || signalled ||
+            (until >= 0 && (double)now_ns() / 1e9 >= until)) {
             if (deferred) { /* the loop turns: the visit's forwards leave now */
                 flush_sends(deferred);
-                Py_DECREF(deferred);
+                Py_CLEAR(deferred);
             }
+            if (signalled && PyErr_CheckSignals() < 0) goto fail;
             return out;
         }
     }

@@ -28,10 +28,6 @@
  * some uapi headers, so named here; the probe confirms the kernel's number means it */
 #define FP_OP_EPOLL_WAIT 59
 #define URING_ENTRIES 1024                  /* submission entries (completions: twice that) */
-/* the fewest forwards a visit leaves to the ring: a wait in the ring wakes a few µs later than
- * epoll_wait (the EPOLL_WAIT entry is armed as a poll and finished as task work), which a
- * burst repays with the system call it saves, a lone capsule (a ping) does not */
-#define URING_MIN_SENDS 4
 #define URING_TAG_EPOLL (~0ULL)             /* user_data of the epoll entry */
 #define URING_TAG_CANCEL (~0ULL - 1)        /* of its cancellation; a send's is its message */
 
@@ -63,6 +59,7 @@ static int g_ring_key_ok;
 static unsigned g_forks = 1;        /* bumped in a forked child: its rings are its parent's */
 static int g_uring_checked;          /* the process-wide probe ran: g_uring_why says */
 static char g_uring_why[200];        /* why io_uring cannot serve the wait ("": it can) */
+static __thread int g_uring_signal;  /* a signal came during a wait whose events are served first */
 
 static inline int sys_uring_setup(unsigned entries, struct io_uring_params *p) {
     return (int)syscall(__NR_io_uring_setup, entries, p);
@@ -391,7 +388,10 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
         errno = -epoll;
         return -1;
     }
-    if (got && epoll > 0) return epoll; /* events it took are served, signal or not */
+    if (got && epoll > 0) { /* events it took are served, then the signal is looked at */
+        g_uring_signal = signalled;
+        return epoll;
+    }
     if (signalled) {
         errno = EINTR;
         return -1;
