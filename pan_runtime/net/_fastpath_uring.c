@@ -320,7 +320,6 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
     e->user_data = URING_TAG_EPOLL;
     __atomic_store_n(r->sq_tail, tail, __ATOMIC_RELEASE);
     unsigned submit = (unsigned)nm + 1;
-    r->fp = NULL;
     r->nm = nm, r->np = np, r->sends_left = nm, r->counted = 0, r->got = 0, r->epoll = 0;
     r->inflight = submit;
     r->fp = fp; /* a read of its counters meanwhile may count the sends (ring_settle) */

@@ -310,3 +310,19 @@ def test_the_limit_is_auto_or_off():
     with pytest.raises(ConfigError, match="io_uring"):
         parse_config(base + 'io_uring = "on"\n', "n.toml")
     assert WHY is None or isinstance(WHY, str)
+
+
+def test_io_uring_unavailable_is_logged_once_and_the_old_way_is_kept(monkeypatch, caplog):
+    monkeypatch.setattr(udp_fast, "_uring_said", False)
+    monkeypatch.setattr(udp_fast, "uring_reason", lambda: "io_uring_setup failed: Operation not permitted")
+    with caplog.at_level("INFO", logger="pan_runtime.net.udp_fast"):
+        assert udp_fast._uring_wanted("auto") is False
+        assert udp_fast._uring_wanted("auto") is False
+        assert udp_fast._uring_wanted("off") is False
+    said = [r.getMessage() for r in caplog.records if "io_uring unavailable" in r.getMessage()]
+    assert said == [
+        "io_uring unavailable (io_uring_setup failed: Operation not permitted): "
+        "the fast path waits with epoll_wait and sends with sendmmsg"
+    ]
+    monkeypatch.setattr(udp_fast, "uring_reason", lambda: None)
+    assert udp_fast._uring_wanted("auto") is True and udp_fast._uring_wanted("off") is False
