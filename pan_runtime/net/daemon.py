@@ -301,7 +301,10 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "pan_syscalls_total",
             "counter",
             "System calls the node's UDP traffic made, by call.",
-            [({"call": k}, sc.get(k, 0)) for k in ("recv_calls", "send_calls", "peeks", "waits", "uring_enters")],
+            [
+                ({"call": k}, sc.get(k, 0))
+                for k in ("recv_calls", "send_calls", "peeks", "waits", "uring_enters")
+            ],
         )
         metric(
             "pan_syscall_datagrams_total",

@@ -47,7 +47,16 @@ except ImportError as exc:  # built at install only where a C compiler was found
 else:
     _IMPORT_ERROR = ""
 
-__all__ = ["PATHS", "UdpFastPath", "available", "node_lock", "unavailable_reason", "uring_reason", "wait", "waits"]
+__all__ = [
+    "PATHS",
+    "UdpFastPath",
+    "available",
+    "node_lock",
+    "unavailable_reason",
+    "uring_reason",
+    "wait",
+    "waits",
+]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +114,9 @@ def _uring_wanted(setting: str) -> bool:
     why = uring_reason()
     if why is not None and not _uring_said:
         _uring_said = True
-        log.info("io_uring unavailable (%s): the fast path waits with epoll_wait and sends with sendmmsg", why)
+        log.info(
+            "io_uring unavailable (%s): the fast path waits with epoll_wait and sends with sendmmsg", why
+        )
     return why is None
 
 
