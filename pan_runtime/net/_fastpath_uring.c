@@ -30,6 +30,8 @@
 #define URING_ENTRIES 1024                  /* submission entries (completions: twice that) */
 #define URING_TAG_EPOLL (~0ULL)             /* user_data of the epoll entry */
 #define URING_TAG_CANCEL (~0ULL - 1)        /* of its cancellation; a send's is its message */
+#define URING_PENDING INT_MIN               /* a send's result before its completion came */
+#define URING_GIVE_UP 1000                  /* io_uring_enter failures in a row that end the ring */
 
 typedef struct fp_ring {
     int fd;            /* the ring, or -1 */
@@ -49,7 +51,11 @@ typedef struct fp_ring {
     int counted;       /* send_done ran for them */
     int epoll, got;    /* the epoll entry's result, and whether it came */
     unsigned inflight; /* entries the kernel owes a completion */
-    int res[URING_ENTRIES]; /* each submitted send's result, by message */
+    int broken;        /* io_uring_enter kept failing: the thread waits the old way from now on */
+    int res[URING_ENTRIES]; /* each submitted send's result, by message (URING_PENDING: none yet) */
+    /* where the epoll entry writes its events: the ring's own memory, so that nothing the
+     * kernel may still write into belongs to a caller's frame (copied out once it completed) */
+    struct epoll_event evs[WAIT_EVENTS];
 } fp_ring;
 
 static __thread fp_ring *g_ring;     /* this thread's ring, once set up */
@@ -190,7 +196,7 @@ static PyObject *fp_uring_probe(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(igno
  * epoll_wait and sendmmsg). */
 static fp_ring *ring_here(void) {
     fp_ring *r = g_ring;
-    if (r && r->forks == g_forks) return r; /* no getpid(): a system call of its own */
+    if (r && r->forks == g_forks) return r->broken ? NULL : r; /* no getpid(): a system call of its own */
     if (r) { /* a forked child's copy of its parent's ring: not its own */
         g_ring = NULL;
         if (g_ring_key_ok) pthread_setspecific(g_ring_key, NULL);
@@ -226,19 +232,41 @@ static inline struct io_uring_sqe *ring_sqe(fp_ring *r, unsigned *tail) {
     return e;
 }
 
-/* Reap every completion there is: a send's result into res[m], the epoll entry's into epoll
- * (got set). */
+/* The sends whose completion has not been seen yet. */
+static int ring_sends_left(const fp_ring *r) {
+    int left = 0;
+    for (int m = 0; m < r->nm; m++) left += r->res[m] == URING_PENDING;
+    return left;
+}
+
+/* Reap every completion there is (the waiting thread, once its call returned): a send's
+ * result into res[m], the epoll entry's into epoll (got set). */
 static void ring_reap(fp_ring *r) {
     unsigned head = *r->cq_head;
     unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     while (head != tail) {
         struct io_uring_cqe *c = &r->cqes[head & *r->cq_mask];
         if (c->user_data == URING_TAG_EPOLL) r->epoll = c->res, r->got = 1;
-        else if (c->user_data < URING_ENTRIES) r->res[c->user_data] = c->res, r->sends_left--;
+        else if (c->user_data < URING_ENTRIES) r->res[c->user_data] = c->res;
         head++;
         r->inflight--;
     }
     __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+    r->sends_left = ring_sends_left(r);
+}
+
+/* The sends' results among the completions there are, read without consuming them: another
+ * thread (reading the counters) may not move the completion queue's head while the waiting
+ * thread is inside io_uring_enter, whose wait counts completions from where the head was.
+ * The waiting thread reaps the same ones later (the same results). */
+static void ring_peek(fp_ring *r) {
+    unsigned head = *r->cq_head;
+    unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    for (; head != tail; head++) {
+        struct io_uring_cqe *c = &r->cqes[head & *r->cq_mask];
+        if (c->user_data < URING_ENTRIES) r->res[c->user_data] = c->res;
+    }
+    r->sends_left = ring_sends_left(r);
 }
 
 /* Count the ring's sends once all have completed, in their order, as flush_sends counts them.
@@ -254,13 +282,13 @@ static int ring_count(fp_ring *r, int resend) {
     int from = -1;
     for (int m = 0; m < r->nm && from < 0; m++) {
         int res = r->res[m];
-        if (res == -ECANCELED || (res < 0 && fp->gcount[m] > 1 && gso_refusal(-res))) from = m;
+        if (res == -ECANCELED || res == URING_PENDING || (res < 0 && fp->gcount[m] > 1 && gso_refusal(-res))) from = m;
     }
     if (from >= 0 && !resend) return 0;
     for (int m = 0; m < r->nm; m++) {
         int res = r->res[m];
         if (m == from) {
-            if (res != -ECANCELED) send_done(fp, m, -res); /* the GSO refusal, counted */
+            if (res != -ECANCELED && res != URING_PENDING) send_done(fp, m, -res); /* the GSO refusal, counted */
             break;
         }
         send_done(fp, m, res < 0 ? -res : 0);
@@ -284,7 +312,7 @@ static int ring_count(fp_ring *r, int resend) {
 static void ring_settle(FastPath *fp) {
     fp_ring *r = fp->ring_out;
     if (!r || r->fp != fp) return;
-    ring_reap(r);
+    ring_peek(r);
     ring_count(r, 0);
 }
 
@@ -310,13 +338,13 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
         e->msg_flags = MSG_DONTWAIT;
         if (m < nm - 1) e->flags = IOSQE_IO_LINK; /* in order: a failed one cancels the rest */
         e->user_data = (uint64_t)m;
-        r->res[m] = -ECANCELED; /* until its completion says */
+        r->res[m] = URING_PENDING; /* until its completion says */
     }
     struct io_uring_sqe *e = ring_sqe(r, &tail);
     e->opcode = FP_OP_EPOLL_WAIT;
     e->fd = epfd;
-    e->addr = (uint64_t)(uintptr_t)evs;
-    e->len = (uint32_t)maxev;
+    e->addr = (uint64_t)(uintptr_t)r->evs;
+    e->len = (uint32_t)(maxev < WAIT_EVENTS ? maxev : WAIT_EVENTS);
     e->user_data = URING_TAG_EPOLL;
     __atomic_store_n(r->sq_tail, tail, __ATOMIC_RELEASE);
     unsigned submit = (unsigned)nm + 1;
@@ -328,7 +356,7 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
     fp->npend = 0;
     struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long long)(ms % 1000) * 1000000};
     struct io_uring_getevents_arg arg = {.sigmask = 0, .sigmask_sz = 0, .pad = 0, .ts = (uint64_t)(uintptr_t)&ts};
-    int cancelled = 0, signalled = 0, first = 1;
+    int cancelled = 0, signalled = 0, first = 1, failures = 0;
     while (r->inflight) {
         int rc, err;
         unsigned flags = IORING_ENTER_GETEVENTS, want = r->inflight;
@@ -363,6 +391,18 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
         ring_reap(r);
         if (!r->inflight) break;
         if (rc < 0 && err == EINTR) signalled = 1;
+        failures = rc < 0 && err != EINTR && err != ETIME ? failures + 1 : 0;
+        if (failures >= URING_GIVE_UP) {
+            /* the kernel refuses every call: this thread waits with epoll_wait from now on. The
+             * ring is kept (never freed: the kernel may still hold entries, which write only
+             * into its memory); sends not completed are counted lost, the wait ends empty */
+            r->broken = 1;
+            for (int m = 0; m < r->nm; m++)
+                if (r->res[m] == URING_PENDING) r->res[m] = -err;
+            r->sends_left = 0;
+            r->got = 0;
+            break;
+        }
         if (!r->got && !cancelled && !left && (rc < 0 || ms >= 0)) {
             /* the timeout passed, or a signal came, with the epoll entry pending: cancel it
              * (it may still complete with events first: those are served) */
@@ -388,6 +428,7 @@ static int uring_wait(FastPath *fp, int epfd, struct epoll_event *evs, int maxev
         return -1;
     }
     if (got && epoll > 0) { /* events it took are served, then the signal is looked at */
+        memcpy(evs, r->evs, (size_t)epoll * sizeof *evs);
         g_uring_signal = signalled;
         return epoll;
     }
