@@ -35,7 +35,7 @@ setup(
             "pan_runtime.net._fastpath",
             ["pan_runtime/net/_fastpath.c"],
             include_dirs=["pan_runtime/include"],
-            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pan_wire.h", "pan_runtime/include/pan_nodelock.h", "pan_runtime/net/_fastpath_worker.c"],
+            depends=["pan_runtime/include/pan_fast.h", "pan_runtime/include/pan_wire.h", "pan_runtime/include/pan_nodelock.h", "pan_runtime/net/_fastpath_worker.c", "pan_runtime/net/_fastpath_uring.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

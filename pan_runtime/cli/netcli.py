@@ -200,6 +200,8 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
             f"system calls per capsule {sc['per_capsule_x1000'] / 1000:.3f}"
             + (f"; UDP GSO {sc['gso_sends']} sends ({sc['gso_datagrams']} datagrams, {sc['gso_refused']} refused)"
                if sc.get("gso_sends") or sc.get("gso_refused") else "")
+            + (f"; io_uring {sc['uring_enters']} enters ({sc['uring_sends']} sends with their waits)"
+               if sc.get("uring_enters") else "")
         )
     d = st.get("demand")
     if d:

@@ -183,6 +183,12 @@ typedef struct {
     int *gfirst, *gcount;   /* message m of a flush: pend[gfirst[m] ...], gcount[m] of them */
     uint8_t *gctl;          /* message m's control buffer (the UDP_SEGMENT cmsg) */
     unsigned long long gso_sends, gso_datagrams, gso_refused;
+    /* io_uring (_fastpath_uring.c): a visit's last forwards and the wait's next epoll wait in
+     * one io_uring_enter */
+    int uring;              /* wanted (the node's limits.io_uring), where this thread has a ring */
+    int defer_sends;        /* set by `wait` for a visit whose forwards may wait for that call */
+    unsigned long long uring_enters, uring_sends; /* io_uring_enter calls, SENDMSG entries they carried */
+    struct fp_ring *ring_out; /* the ring its sends are in flight in (while `wait` waits there), or NULL */
     fp_share shared;        /* of fd, the node's socket */
     long long clock;        /* the virtual clock: least service of a busy source at the last visit */
     long long quantum_ns;
@@ -342,14 +348,15 @@ static int alloc_batches(FastPath *self, int b) {
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"fd", "pool", "base", "slot_size", "slot_count", "on_slow", "on_handover", "owner",
-                         "quantum_ns", "budget_ns", "rx_batch", "gso", NULL};
-    int fd, rx_batch = 64, gso = 1;
+                         "quantum_ns", "budget_ns", "rx_batch", "gso", "uring", NULL};
+    int fd, rx_batch = 64, gso = 1, uring = 0;
     unsigned long long base, budget_ns = ULLONG_MAX;
     long long quantum_ns = 100000;
     Py_ssize_t slot_size, slot_count;
     PyObject *pool, *on_slow, *on_handover, *owner;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO|LKip", kw, &fd, &pool, &base, &slot_size, &slot_count,
-                                     &on_slow, &on_handover, &owner, &quantum_ns, &budget_ns, &rx_batch, &gso))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOKnnOOO|LKipp", kw, &fd, &pool, &base, &slot_size, &slot_count,
+                                     &on_slow, &on_handover, &owner, &quantum_ns, &budget_ns, &rx_batch, &gso,
+                                     &uring))
         return -1;
     if (slot_size <= 0 || slot_count <= 0 || slot_count > INT_MAX || base == 0) {
         PyErr_SetString(PyExc_ValueError, "FastPath needs a pool with a base address and positive slot sizes");
@@ -377,6 +384,7 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     }
     self->fd = fd;
     self->gso = gso;
+    self->uring = uring;
     self->gso_max = GSO_BYTES;
     self->quantum_ns = quantum_ns;
     self->budget_ns = budget_ns;
@@ -716,8 +724,12 @@ static int build_sends(FastPath *self, int from, int np) {
  * EOPNOTSUPP, ...), counted, and GSO is limited (EINVAL: below this segment size) or off
  * (anything else, or after GSO_REFUSALS); the caller then sends the same forwards again
  * without it. 0 when the error is the send's own (a full buffer, ...). */
+static inline int gso_refusal(int err) {
+    return err == EIO || err == EINVAL || err == EOPNOTSUPP || err == ENOPROTOOPT || err == EPERM;
+}
+
 static int refuse_gso(FastPath *self, int err, int size) {
-    if (err != EIO && err != EINVAL && err != EOPNOTSUPP && err != ENOPROTOOPT && err != EPERM) return 0;
+    if (!gso_refusal(err)) return 0;
     self->gso_refused++;
     if (err == EINVAL && self->gso_refused < GSO_REFUSALS && size > 1) self->gso_max = size - 1;
     else self->gso = 0;
@@ -743,6 +755,27 @@ static void count_lost(FastPath *self, const fp_pending *p) {
     give_back(self, p->slot);
 }
 
+/* Message M of a flush went (ERR 0) or the kernel refused it with ERR: its forwards counted
+ * as sent (their slots back) or, for a refusal of the send itself, dropped as link_lost.
+ * Returns 1, counting nothing but the refusal, when ERR refuses GSO itself (refuse_gso): the
+ * caller sends M's forwards again without. Both ways of sending (flush_sends, and the
+ * wait's io_uring in _fastpath_uring.c) count through here. */
+static int send_done(FastPath *self, int m, int err) {
+    int c = self->gcount[m], k = self->gfirst[m];
+    if (err == 0) {
+        self->tx_datagrams += (unsigned long long)c;
+        if (c > 1) self->gso_sends++, self->gso_datagrams += (unsigned long long)c;
+        for (int j = k; j < k + c; j++) {
+            count_sent(self, &self->pend[j]);
+            give_back(self, self->pend[j].slot);
+        }
+        return 0;
+    }
+    if (c > 1 && refuse_gso(self, err, self->pend[k].n)) return 1;
+    for (int j = k; j < k + c; j++) count_lost(self, &self->pend[j]);
+    return 0;
+}
+
 /* Send the queued forwards: one sendmmsg for all of them (more only when the kernel takes
  * part), forwards toward one next hop with one size as UDP GSO messages where the kernel
  * takes them (build_sends; a refusal sends them again without, see refuse_gso). A forward
@@ -761,24 +794,17 @@ static void flush_sends(FastPath *self) {
             if (r < 0) {
                 int err = errno;
                 if (err == EINTR) continue;
-                if (self->gcount[m] > 1 && refuse_gso(self, err, self->pend[self->gfirst[m]].n)) {
+                if (send_done(self, m, err)) {
                     again = 1; /* the rest again, as the kernel takes them */
                     break;
                 }
-                for (int j = 0; j < self->gcount[m]; j++) count_lost(self, &self->pend[self->gfirst[m] + j]);
                 done += self->gcount[m];
                 m++;
                 continue;
             }
             for (int i = m; i < m + r; i++) {
-                int c = self->gcount[i];
-                self->tx_datagrams += (unsigned long long)c;
-                if (c > 1) self->gso_sends++, self->gso_datagrams += (unsigned long long)c;
-                for (int j = self->gfirst[i]; j < self->gfirst[i] + c; j++) {
-                    count_sent(self, &self->pend[j]);
-                    give_back(self, self->pend[j].slot);
-                }
-                done += c;
+                send_done(self, i, 0);
+                done += self->gcount[i];
             }
             m += r;
         }
@@ -1216,8 +1242,10 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
         }
         count += got;
         /* the last receive of the visit sends what it made at once (a lone capsule is not
-         * held); an earlier one leaves its forwards for the next one's sendmmsg */
-        self->hold_sends = !empty;
+         * held), or leaves it to the wait's next call (defer_sends: io_uring sends it there, in
+         * the call that then waits); an earlier one leaves its forwards for the next one's
+         * sendmmsg */
+        self->hold_sends = !empty || self->defer_sends; /* deferred: the wait's io_uring sends them */
         rc = handle_batch(self, got, t0, called);
         self->hold_sends = 1;
         unsigned long long spent = now_ns() - t0;
@@ -1231,7 +1259,9 @@ static long do_burst(FastPath *self, int fd, long limit, int *called) {
         if (empty) break; /* the socket gave what it had: not busy any more */
     }
     self->hold_sends = 0;
-    if (self->npend) { /* whatever way the visit ended, its forwards leave with it (on its account) */
+    /* whatever way the visit ended, its forwards leave with it (on its account), unless the
+     * wait sends them in its next io_uring_enter (defer_sends: nothing runs before that) */
+    if (self->npend && !self->defer_sends) {
         unsigned long long t1 = now_ns();
         flush_sends(self);
         if (tables != self->tables) sh = NULL;
@@ -1272,7 +1302,10 @@ PyDoc_STRVAR(take_counters_doc,
 "into a worker's ring);\n"
 "lost: datagrams read in a batch that a Python error stopped.");
 
+static void ring_settle(FastPath *self);
+
 static PyObject *FastPath_take_counters(FastPath *self, PyObject *Py_UNUSED(ignored)) {
+    ring_settle(self); /* sends its thread's wait carried, done by now: counted, not left for later */
     PyObject *codes = PyList_New(self->ncodes), *links = PyList_New(self->nlinks);
     if (!codes || !links) goto fail;
     for (int i = 0; i < self->ncodes; i++) {
@@ -1391,10 +1424,12 @@ static PyObject *FastPath_get_starved(FastPath *self, void *Py_UNUSED(c)) { retu
 static PyObject *FastPath_get_rx_batch(FastPath *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->rx_batch); }
 
 static PyObject *FastPath_get_syscalls(FastPath *self, void *Py_UNUSED(c)) {
-    return Py_BuildValue("{sKsKsKsKsKsKsKsK}", "recv_calls", self->rx_calls, "recv_datagrams", self->rx_datagrams,
-                         "send_calls", self->tx_calls, "send_datagrams", self->tx_datagrams, "peeks", self->peeks,
-                         "gso_sends", self->gso_sends, "gso_datagrams", self->gso_datagrams, "gso_refused",
-                         self->gso_refused);
+    ring_settle(self);
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsK}", "recv_calls", self->rx_calls, "recv_datagrams",
+                         self->rx_datagrams, "send_calls", self->tx_calls, "send_datagrams", self->tx_datagrams,
+                         "peeks", self->peeks, "gso_sends", self->gso_sends, "gso_datagrams", self->gso_datagrams,
+                         "gso_refused", self->gso_refused, "uring_enters", self->uring_enters, "uring_sends",
+                         self->uring_sends);
 }
 
 static PyObject *FastPath_get_held(FastPath *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->held); }
@@ -1472,7 +1507,9 @@ static PyGetSetDef FastPath_getset[] = {
      "system calls made so far and the datagrams they moved: recv_calls (recvmmsg), recv_datagrams,\n"
      "send_calls (sendmmsg), send_datagrams, peeks (a 1-byte MSG_PEEK at the end of a visit), gso_sends\n"
      "(UDP GSO messages among the sends), gso_datagrams (the datagrams they carried), gso_refused (GSO\n"
-     "messages the kernel refused, sent again without)", NULL},
+     "messages the kernel refused, sent again without), uring_enters (io_uring_enter calls of `wait`, each\n"
+     "carrying a visit's last sends and the next wait; see _fastpath_uring.c), uring_sends (the messages\n"
+     "they carried, counted in send_datagrams and gso_* as sendmmsg's are)", NULL},
     {"held", (getter)FastPath_get_held, (setter)FastPath_set_held,
      "True while the node's queue holds capsules: every datagram goes to on_slow", NULL},
     {"pool_low", (getter)FastPath_get_pool_low, (setter)FastPath_set_pool_low,
@@ -1500,6 +1537,8 @@ static PyTypeObject FastPathType = {
 };
 
 #define WAIT_EVENTS 64
+
+#include "_fastpath_uring.c" /* a visit's last sends and the next wait in one io_uring_enter */
 #define EVENT_READ 1
 #define EVENT_WRITE 2
 
@@ -1545,6 +1584,9 @@ static PyObject *fp_wait_in(PyObject *args) {
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
     struct epoll_event evs[WAIT_EVENTS];
+    /* a FastPath whose visit, the wake-up's last, left its forwards for the next wait's
+     * io_uring_enter (a reference; sent the old way before anything returns to Python) */
+    FastPath *deferred = NULL;
     g_due_ns = 0;
     for (;;) {
         if (g_due_ns) { /* a batch handed over in C needs the loop by then */
@@ -1560,14 +1602,24 @@ static PyObject *fp_wait_in(PyObject *args) {
             double left = until - (double)now_ns() / 1e9;
             ms = left <= 0 ? 0 : (int)(left * 1000.0 + 0.999); /* round up, as selectors does */
         }
-        int n, err;
-        g_waits++;
-        Py_BEGIN_ALLOW_THREADS
-        int dropped = nl_drop(lock);
-        n = epoll_wait(epfd, evs, WAIT_EVENTS, ms);
-        err = errno;
-        nl_retake(lock, dropped, me);
-        Py_END_ALLOW_THREADS
+        int n = -2, err = 0;
+        if (deferred) {
+            FastPath *d = deferred;
+            deferred = NULL;
+            if (ms != 0) n = uring_wait(d, epfd, evs, WAIT_EVENTS, ms, lock, me);
+            err = errno;
+            if (n == -2) flush_sends(d); /* no ring here, or it took nothing: the old way */
+            Py_DECREF(d);
+        }
+        if (n == -2) {
+            g_waits++;
+            Py_BEGIN_ALLOW_THREADS
+            int dropped = nl_drop(lock);
+            n = epoll_wait(epfd, evs, WAIT_EVENTS, ms);
+            err = errno;
+            nl_retake(lock, dropped, me);
+            Py_END_ALLOW_THREADS
+        }
         errno = err;
         if (n < 0) {
             if (errno == EINTR) {
@@ -1587,9 +1639,16 @@ static PyObject *fp_wait_in(PyObject *args) {
             Py_DECREF(key);
             if (!fp && PyErr_Occurred()) goto fail;
             if (fp && Py_IS_TYPE(fp, &FastPathType) && !(e & ~(uint32_t)(EPOLLIN | EPOLLERR))) {
+                FastPath *f = (FastPath *)fp;
                 Py_INCREF(fp); /* the burst runs Python, which may drop it from `fast` */
-                long r = do_burst((FastPath *)fp, fd, limit, &called);
-                Py_DECREF(fp);
+                /* the wake-up's last visit, nothing for Python so far: its forwards may go with
+                 * the next wait (io_uring), unless the visit ends up calling Python */
+                f->defer_sends = f->uring && i == n - 1 && !called && PyList_GET_SIZE(out) == 0;
+                long r = do_burst(f, fd, limit, &called);
+                f->defer_sends = 0;
+                if (f->npend && (r == -1 || called)) flush_sends(f);
+                if (f->npend) deferred = f; /* keeps the reference */
+                else Py_DECREF(fp);
                 if (r == -1) goto fail;
                 if (r >= 0) continue; /* -2: no slot lent, -3: not its socket; the loop's reader */
             } else if (fp && !Py_IS_TYPE(fp, &FastPathType) && PyCallable_Check(fp) && (e & EPOLLIN)) {
@@ -1635,10 +1694,23 @@ static PyObject *fp_wait_in(PyObject *args) {
             Py_DECREF(t);
             if (r < 0) goto fail;
         }
-        if (PyList_GET_SIZE(out) > 0 || called || n == 0) return out;
-        if (until >= 0 && (double)now_ns() / 1e9 >= until) return out;
+        int signalled = g_uring_signal;
+        g_uring_signal = 0;
+        if (PyList_GET_SIZE(out) > 0 || called || n == 0 || signalled ||
+            (until >= 0 && (double)now_ns() / 1e9 >= until)) {
+            if (deferred) { /* the loop turns: the visit's forwards leave now */
+                flush_sends(deferred);
+                Py_CLEAR(deferred);
+            }
+            if (signalled && PyErr_CheckSignals() < 0) goto fail;
+            return out;
+        }
     }
 fail:
+    if (deferred) {
+        flush_sends(deferred);
+        Py_DECREF(deferred);
+    }
     Py_DECREF(out);
     return NULL;
 }
@@ -1682,6 +1754,7 @@ static PyObject *fp_waits(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) 
 static PyMethodDef module_methods[] = {
     {"wait", fp_wait, METH_VARARGS, wait_doc},
     {"waits", fp_waits, METH_NOARGS, waits_doc},
+    {"uring_probe", fp_uring_probe, METH_NOARGS, uring_probe_doc},
     {"inflight", fp_inflight, METH_NOARGS, inflight_doc},
     {NULL, NULL, 0, NULL},
 };

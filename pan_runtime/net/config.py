@@ -137,6 +137,9 @@ class NodeFileConfig:
     rx_batch: int = 64
     #: send forwards toward one next hop with one size as UDP GSO messages where the kernel can
     udp_gso: bool = True
+    #: "auto": the fast path's wait sends a visit's last forwards and waits in one io_uring_enter
+    #: where the kernel has io_uring with IORING_OP_EPOLL_WAIT (Linux 6.15); "off": epoll_wait + sendmmsg
+    io_uring: str = "auto"
     app_max_frame: int = 16 << 20
     app_out_bytes: int = 4 << 20
     app_in_bytes: int = 32 << 20
@@ -173,6 +176,7 @@ _SCHEMA: dict[str, set[str]] = {
         "rx_burst",
         "rx_batch",
         "udp_gso",
+        "io_uring",
         "state_entries",
         "state_bytes",
         "state_ttl_ms",
@@ -547,6 +551,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         rx_burst=lim("rx_burst", 64, 1, 4096),
         rx_batch=lim("rx_batch", 64, 1, 1024),
         udp_gso=_bool(ctx, "limits.udp_gso", limits.get("udp_gso", True)),
+        io_uring=_choice(ctx, "limits.io_uring", limits.get("io_uring", "auto"), ("auto", "off")),
         app_max_frame=app_max_frame,
         app_out_bytes=lim("app_out_bytes", 4 << 20, 1024, 1 << 30),
         app_in_bytes=app_in_bytes,
@@ -627,6 +632,12 @@ def _bool(ctx: _Ctx, key: str, v: Any) -> bool:
     if not isinstance(v, bool):
         raise ctx.error(key, f"must be true or false, got {v!r}")
     return v
+
+
+def _choice(ctx: _Ctx, key: str, v: Any, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise ctx.error(key, f"must be one of {', '.join(repr(c) for c in choices)}, got {v!r}")
+    return str(v)
 
 
 def _int(ctx: _Ctx, key: str, v: Any, lo: int = 0, hi: int | None = None) -> int:

@@ -62,6 +62,7 @@ class NodeDaemon:
                 rx_burst=config.rx_burst,
                 rx_batch=config.rx_batch,
                 udp_gso=config.udp_gso,
+                io_uring=config.io_uring,
             )
             for n in config.neighbors:
                 self.transport.add_neighbor(n.address, n.endpoint, n.mtu)
@@ -300,7 +301,10 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "pan_syscalls_total",
             "counter",
             "System calls the node's UDP traffic made, by call.",
-            [({"call": k}, sc[k]) for k in ("recv_calls", "send_calls", "peeks", "waits")],
+            [
+                ({"call": k}, sc.get(k, 0))
+                for k in ("recv_calls", "send_calls", "peeks", "waits", "uring_enters")
+            ],
         )
         metric(
             "pan_syscall_datagrams_total",

@@ -364,6 +364,7 @@ class UdpTransport:
         rx_burst: int = 64,
         rx_batch: int = 64,
         udp_gso: bool = True,
+        io_uring: str = "auto",
     ):
         self.node = node
         self.loop = loop
@@ -373,6 +374,8 @@ class UdpTransport:
         self.rx_batch = rx_batch
         #: the fast path may send forwards as UDP GSO messages (limits.udp_gso)
         self.udp_gso = udp_gso
+        #: "auto": the fast path's wait sends and waits in one io_uring_enter where it can (limits.io_uring)
+        self.io_uring = io_uring
         #: system calls the Python path made: receives (recvmsg) and peeks (its sends count per link)
         self.recv_calls = 0
         self.recv_datagrams = 0
@@ -705,7 +708,10 @@ class UdpTransport:
         end of a fair-share visit and waits for readiness; ``per_capsule_x1000`` is all of
         them per datagram received, times 1000. ``gso_sends`` of the sends were UDP GSO
         messages, carrying ``gso_datagrams``; ``gso_refused`` the kernel refused (then sent
-        again without, and GSO limited or off for that socket)."""
+        again without, and GSO limited or off for that socket). ``uring_enters``: the fast path's
+        io_uring_enter calls, each a visit's last sends (``uring_sends`` messages, counted in
+        ``send_datagrams``) and the wait after them (``limits.io_uring``; ``waits`` counts
+        epoll_wait calls only)."""
         out = {
             "recv_calls": self.recv_calls,
             "recv_datagrams": self.recv_datagrams,
@@ -716,11 +722,13 @@ class UdpTransport:
             "gso_sends": 0,
             "gso_datagrams": 0,
             "gso_refused": 0,
+            "uring_enters": 0,
+            "uring_sends": 0,
         }
         for fast in self._fast_paths():
             for k, v in fast.syscalls.items():
                 out[k] += v
-        calls = out["recv_calls"] + out["send_calls"] + out["peeks"] + out["waits"]
+        calls = out["recv_calls"] + out["send_calls"] + out["peeks"] + out["waits"] + out["uring_enters"]
         out["per_capsule_x1000"] = calls * 1000 // out["recv_datagrams"] if out["recv_datagrams"] else 0
         return out
 

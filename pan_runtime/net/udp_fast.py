@@ -24,6 +24,7 @@ reasons, deliveries, demand loading, faults and quarantine) is so written once, 
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from pan_runtime.errors import PanError, RuntimeFault
@@ -46,7 +47,18 @@ except ImportError as exc:  # built at install only where a C compiler was found
 else:
     _IMPORT_ERROR = ""
 
-__all__ = ["PATHS", "UdpFastPath", "available", "node_lock", "unavailable_reason", "wait", "waits"]
+__all__ = [
+    "PATHS",
+    "UdpFastPath",
+    "available",
+    "node_lock",
+    "unavailable_reason",
+    "uring_reason",
+    "wait",
+    "waits",
+]
+
+log = logging.getLogger(__name__)
 
 #: how the datagrams a fast path read went: carried out in C after the code ran (through a C
 #: entry or ``fast_accept``); run in Python (a runtime with neither entry); handed to Python
@@ -79,6 +91,33 @@ def wait(epfd: int, fast: dict[int, Any], timeout: float | None, limit: int, loc
     descriptors. ``lock`` (``node_lock()``) is dropped while it blocks. See ``_fastpath.wait``."""
     assert _fastpath is not None
     return _fastpath.wait(epfd, fast, timeout, limit, lock)  # type: ignore[no-any-return]
+
+
+_uring_said = False
+
+
+def uring_reason() -> str | None:
+    """Why the wait cannot send a visit's last forwards and wait in one ``io_uring_enter``
+    (None when it can: ``_fastpath.uring_probe``; probed once per process)."""
+    if _fastpath is None:
+        return unavailable_reason()
+    why = _fastpath.uring_probe()
+    return None if why is None else str(why)
+
+
+def _uring_wanted(setting: str) -> bool:
+    """Whether a fast path with ``limits.io_uring = setting`` uses io_uring; the first time
+    "auto" finds it unavailable, the log says why (once per process)."""
+    global _uring_said
+    if setting == "off":
+        return False
+    why = uring_reason()
+    if why is not None and not _uring_said:
+        _uring_said = True
+        log.info(
+            "io_uring unavailable (%s): the fast path waits with epoll_wait and sends with sendmmsg", why
+        )
+    return why is None
 
 
 def node_lock() -> Any:
@@ -165,6 +204,7 @@ class UdpFastPath:
             budget_ns=int(node.config.budget.time_ms * 1_000_000),
             rx_batch=rx_batch,
             gso=gso,
+            uring=_uring_wanted(getattr(transport, "io_uring", "auto")),
         )
         self._lock = lock
         if lock is not None:
