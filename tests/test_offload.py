@@ -278,23 +278,33 @@ def test_capsules_held_for_a_stuck_worker_cannot_take_the_receive_pool():
         assert a.stats.done == 0
 
 
+def _forwarding(runtime: str):
+    """An embedded node with ``runtime``'s reference forward in a worker (two standbys: native's
+    portmapper has a worker too) that has forwarded 3 capsules to an application bound to
+    ``PORT``: (daemon, the code, its cache entry, the application). The caller closes it."""
+    fwd = reference_code(runtime, "forward")
+    daemon = embedded_node(runtime, "worker_standbys = 2\n")
+    try:
+        entry = daemon.node.install(fwd, origin=CodeOrigin.LOCAL)
+        app = Application(daemon.node)
+        app.bind(PORT)
+        assert forward_home(daemon, app, fwd, PORT, 3, entry) == 3
+    except BaseException:
+        daemon.close()
+        raise
+    return daemon, fwd, entry, app
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_an_idle_worker_that_dies_is_restarted_before_a_capsule_finds_it(runtime: str):
     """Under the node's event loop every worker's pidfd is watched, busy or not: the idle
     worker of a forwarding code object is SIGKILLed, and the node counts its end and starts it
     again (from its warm standby) with no capsule there; a standby killed is replaced too. The
     next capsules are all forwarded: none finds a dead worker."""
-    fwd = reference_code(runtime, "forward")
-    daemon = embedded_node(runtime, "worker_standbys = 2\n")  # native: the portmapper has a worker too
+    daemon, fwd, entry, app = _forwarding(runtime)
     try:
-        node = daemon.node
-        entry = node.install(fwd, origin=CodeOrigin.LOCAL)
         wc = entry.loaded
-        stats = node.runtime(runtime).statistics
-        app = Application(node)
-        app.bind(PORT)
-
-        assert forward_home(daemon, app, fwd, PORT, 3, entry) == 3
+        stats = daemon.node.runtime(runtime).statistics
         old = wc.pid  # type: ignore[attr-defined]
         os.kill(old, signal.SIGKILL)
         assert turn_until(daemon, lambda: stats()["worker_idle_deaths"] == 1 and wc.pid not in (None, old)), stats()  # type: ignore[attr-defined]
@@ -317,16 +327,10 @@ def test_an_idle_worker_seen_dead_through_its_eventfd_is_restarted_too(runtime: 
     """The node may find an idle worker's end through its eventfd first (a wake-up it wrote
     just before it died), not its pidfd: it is counted and started again all the same, with no
     capsule there, and the next capsules are all forwarded."""
-    fwd = reference_code(runtime, "forward")
-    daemon = embedded_node(runtime, "worker_standbys = 2\n")
+    daemon, fwd, entry, app = _forwarding(runtime)
     try:
-        node = daemon.node
-        entry = node.install(fwd, origin=CodeOrigin.LOCAL)
         wc = entry.loaded
-        stats = node.runtime(runtime).statistics
-        app = Application(node)
-        app.bind(PORT)
-        assert forward_home(daemon, app, fwd, PORT, 3, entry) == 3
+        stats = daemon.node.runtime(runtime).statistics
         old = wc.pid  # type: ignore[attr-defined]
         os.eventfd_write(wc.proc.ch.wake_up, 1)  # type: ignore[attr-defined]
         kill_and_wait(old)

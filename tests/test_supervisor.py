@@ -394,6 +394,29 @@ def test_an_init_that_never_returns_costs_its_installation_only(runtime: str):
         bare.install(code)  # the same on a node with no other code
 
 
+def _armed_and_killed(daemon, runtime: str):
+    """Install ``initloop`` (L) and the reference forward (F) on the embedded node, arm L (its
+    soft state), SIGKILL its idle worker; returns L's cache entry, F and an application bound
+    to ``PORT``. The node restarts L's worker from its loop, and that init never returns."""
+    from embedded_node import turn_until
+
+    from pan_runtime.net.application import Application as App
+
+    node = daemon.node
+    loop = _init_code("loop", runtime)
+    fwd = reference_code(runtime, "forward", node.plugins)
+    node.install(loop)
+    node.install(fwd)
+    app = App(node)
+    app.bind(PORT)
+    entry = node.cache.peek(loop.name)
+    assert entry is not None
+    app.send(loop, bytes([1]) + bytes(31))  # arms it
+    assert turn_until(daemon, lambda: entry.stats.done == 1), entry.stats.as_dict()
+    kill_and_wait(entry.loaded.pid)  # type: ignore[attr-defined]
+    return entry, fwd, app
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_restarted_workers_runaway_init_never_holds_the_node(runtime: str):
     """Under the node's event loop a restart sends ``init`` and goes on: while the restarted
@@ -402,30 +425,17 @@ def test_a_restarted_workers_runaway_init_never_holds_the_node(runtime: str):
     same node are forwarded, and L's capsules wait for it."""
     from embedded_node import embedded_node, forward_home, turn_until
 
-    from pan_runtime.net.application import Application as App
-
     daemon = embedded_node(runtime, "worker_start_ms = 600000\nworker_init_ms = 600000\n")
     with daemon:
-        node = daemon.node
-        loop = _init_code("loop", runtime)
-        fwd = reference_code(runtime, "forward", node.plugins)
-        node.install(loop)
-        node.install(fwd)
-        app = App(node)
-        app.bind(PORT)
-        entry = node.cache.peek(loop.name)
-        assert entry is not None
-        app.send(loop, bytes([1]) + bytes(31))  # arms it
-        assert turn_until(daemon, lambda: entry.stats.done == 1), entry.stats.as_dict()
+        entry, fwd, app = _armed_and_killed(daemon, runtime)
         wc = entry.loaded
-        kill_and_wait(wc.pid)  # type: ignore[attr-defined]
         assert turn_until(daemon, lambda: wc.init_due is not None), "the worker was not restarted"  # type: ignore[attr-defined]
-        app.send(loop, bytes(32))  # waits for the restarted worker's init
+        app.send(entry.code, bytes(32))  # waits for the restarted worker's init
         assert forward_home(daemon, app, fwd, PORT, 5) == 5
         if wc.init_due is None:  # type: ignore[attr-defined]
             assert runtime in ("wasm", "jvm"), "only a runtime's own stop ends init within ten minutes"
         else:  # native and restricted_py (its step budget is 10^12 here): the init still runs
-            assert wc.proc is not None and node.offload.statistics()["waiting"] == 1  # type: ignore[attr-defined]
+            assert wc.proc is not None and daemon.node.offload.statistics()["waiting"] == 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -435,27 +445,14 @@ def test_a_restarted_workers_runaway_init_is_ended_and_its_capsules_counted(runt
     node forwards on."""
     from embedded_node import embedded_node, forward_home, turn_until
 
-    from pan_runtime.net.application import Application as App
-
     daemon = embedded_node(runtime, "worker_init_ms = 200\nworker_backoff_ms = 5000\n")
     with daemon:
-        node = daemon.node
-        loop = _init_code("loop", runtime)
-        fwd = reference_code(runtime, "forward", node.plugins)
-        node.install(loop)
-        node.install(fwd)
-        app = App(node)
-        app.bind(PORT)
-        entry = node.cache.peek(loop.name)
-        assert entry is not None
-        app.send(loop, bytes([1]) + bytes(31))
-        assert turn_until(daemon, lambda: entry.stats.done == 1), entry.stats.as_dict()
+        entry, fwd, app = _armed_and_killed(daemon, runtime)
         wc = entry.loaded
-        rt = node.runtime(runtime)
-        kill_and_wait(wc.pid)  # type: ignore[attr-defined]
+        rt = daemon.node.runtime(runtime)
         assert turn_until(daemon, lambda: rt.statistics()["worker_restarts"] == 1), rt.statistics()
         for _ in range(3):
-            app.send(loop, bytes(32))
+            app.send(entry.code, bytes(32))
         assert turn_until(daemon, lambda: entry.stats.drops[FaultReason.WORKER_DOWN] == 3), entry.stats.as_dict()
         assert entry.stats.done == 1 and entry.stats.dropped == 3, entry.stats.as_dict()
         stats = rt.statistics()

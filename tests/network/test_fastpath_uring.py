@@ -15,15 +15,14 @@ import socket
 import struct
 import threading
 import time
-import types
 
 import pytest
-from nethelpers import FakePeer, daemon_from, free_udp_ports
+from nethelpers import FakePeer
 from test_net_fastpath import RUNTIMES, tmpdir_short  # noqa: F401
 from test_net_udp import forward_body
 from test_udp_fast import _SO_NO_CHECK, _mixed_flood
+from test_udp_fast import _fan_out as _udp_fast_fan_out
 
-from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.data.wire import HOP_LIMIT_OFFSET
 from pan_runtime.errors import ConfigError
@@ -45,29 +44,10 @@ def _needs_uring(mode: str) -> None:
         pytest.skip(f"[allowed-skip] io_uring unavailable here: {WHY}")
 
 
-@contextlib.contextmanager
 def _fan_out(tmpdir, runtime: str, mode: str, extra: str = "", broadcast: bool = False):
-    """A middle with three neighbours played by sockets (a sender, two receivers), and with
-    ``broadcast`` a fourth at 255.255.255.255, a destination the kernel refuses to send to
-    (EACCES without SO_BROADCAST)."""
-    mport, *ports = free_udp_ports(4)
-    peers = [FakePeer(p, rcvbuf=8 << 20) for p in ports]
-    cfg = tmpdir / "middle.toml"
-    text = f'[node]\nlisten = ["127.0.0.1:{mport}"]\n'
-    text += "".join(f'[[neighbors]]\naddress = "127.0.0.1:{p}"\n' for p in ports)
-    if broadcast:
-        text += f'[[neighbors]]\naddress = "255.255.255.255:{ports[0]}"\n'
-    text += f'[limits]\nneighbour_buffer = 16777216\nio_uring = "{mode}"\n' + extra
-    cfg.write_text(text)
-    d = daemon_from(cfg)
-    try:
-        code = reference_code(runtime, "forward")
-        d.node.install(code)
-        yield types.SimpleNamespace(middle=d, mport=mport, sender=peers[0], receivers=peers[1:], code=code)
-    finally:
-        d.close()
-        for p in peers:
-            p.close()
+    """``test_udp_fast``'s middle with three neighbours played by sockets (and with
+    ``broadcast`` a fourth the kernel refuses to send to), io_uring as ``mode`` says."""
+    return _udp_fast_fan_out(tmpdir, runtime, f'io_uring = "{mode}"\n' + extra, broadcast=broadcast)
 
 
 def _syscalls(t) -> dict:

@@ -274,13 +274,16 @@ def test_a_run_of_capsules_crosses_into_the_runtime_once_and_stops_at_one_that_d
 
 
 @contextlib.contextmanager
-def _fan_out(tmpdir, runtime: str, limits: str = ""):
-    """A middle node with three neighbours played by sockets: a sender and two receivers."""
+def _fan_out(tmpdir, runtime: str, limits: str = "", broadcast: bool = False):
+    """A middle node with three neighbours played by sockets: a sender and two receivers; with
+    ``broadcast`` a fourth at 255.255.255.255, a destination the kernel refuses to send to
+    (EACCES without SO_BROADCAST)."""
     mport, *ports = free_udp_ports(4)
     peers = [FakePeer(p, rcvbuf=8 << 20) for p in ports]
     cfg = tmpdir / "middle.toml"
     cfg.write_text(f'[node]\nlisten = ["127.0.0.1:{mport}"]\n'
                    + "".join(f'[[neighbors]]\naddress = "127.0.0.1:{p}"\n' for p in ports)
+                   + (f'[[neighbors]]\naddress = "255.255.255.255:{ports[0]}"\n' if broadcast else "")
                    + "[limits]\nneighbour_buffer = 16777216\n" + limits)
     d = daemon_from(cfg)
     try:
