@@ -9,8 +9,11 @@
  *                                    send the datagram held in FILE (a capsule the harness
  *                                    encoded) from BIND to DEST at RATE per second for
  *                                    SECONDS (never longer: short of the rate, it
- *                                    sends less), paced in small sendmmsg bursts; prints
- *                                    "sent N ns ELAPSED calls C" when done. With FLOWS
+ *                                    sends less), paced in bursts, each one sendmmsg of UDP
+ *                                    GSO messages (the kernel cuts each into separate
+ *                                    datagrams; one datagram a message where it refuses GSO);
+ *                                    prints "sent N ns ELAPSED calls C gso G" when done (G:
+ *                                    the GSO messages among the sends). With FLOWS
  *                                    (1..64), the bursts take turns among FLOWS sockets: BIND
  *                                    and FLOWS-1 more on its address (ports the kernel picks),
  *                                    so a receiver's kernel can spread them over its sockets
@@ -38,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +54,13 @@
 /* the generator sends a burst every this many nanoseconds at most (fewer at low rates) */
 #define QUANTUM_NS 200000LL
 #define MAX_FLOWS 64
+/* datagrams one UDP GSO message of the generator carries at most (the kernel's limit is 64,
+ * and a message holds at most 65 000 bytes) */
+#define GSO_SEGMENTS 64
+#define GSO_BYTES 65000
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
 
 static volatile sig_atomic_t report_wanted;
 
@@ -175,21 +186,41 @@ static int run_gen(char **argv) {
         }
     }
     (void)prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* wake when asked: pacing is in µs */
-    struct iovec iov = {datagram, len};
+    /* a burst's datagrams go as UDP GSO messages where the kernel takes them (each message the
+     * same datagram SEG times over, cut by the kernel into SEG datagrams: the burst crosses the
+     * sender's stack once), else one datagram a message; the receivers see the same datagrams */
+    int seg = (int)(GSO_BYTES / len);
+    if (seg > GSO_SEGMENTS) seg = GSO_SEGMENTS;
+    if (seg < 1) seg = 1;
+    static struct iovec iov[GSO_SEGMENTS];
+    for (int i = 0; i < GSO_SEGMENTS; i++) iov[i] = (struct iovec){datagram, len};
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl[BATCH];
     struct mmsghdr msgs[BATCH];
     memset(msgs, 0, sizeof msgs);
+    memset(ctl, 0, sizeof ctl);
     for (int i = 0; i < BATCH; i++) {
         msgs[i].msg_hdr.msg_name = &dest;
         msgs[i].msg_hdr.msg_namelen = sizeof dest;
-        msgs[i].msg_hdr.msg_iov = &iov;
+        msgs[i].msg_hdr.msg_iov = iov;
         msgs[i].msg_hdr.msg_iovlen = 1;
+        struct cmsghdr *c = (struct cmsghdr *)ctl[i].buf;
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t size = (uint16_t)len;
+        memcpy(CMSG_DATA(c), &size, sizeof size);
     }
+    int gso = seg > 1 && len <= 65535;
+    int segs[BATCH];
     long long total = (long long)(rate * seconds + 0.5);
     if (total < 1) total = 1;
     long long burst = (long long)(rate * (double)QUANTUM_NS / 1e9);
     if (burst < 1) burst = 1;
-    if (burst > BATCH) burst = BATCH;
-    long long sent = 0, calls = 0;
+    if (burst > (long long)BATCH * (gso ? seg : 1)) burst = (long long)BATCH * (gso ? seg : 1);
+    long long sent = 0, calls = 0, gso_msgs = 0;
     int64_t start = now_ns();
     int64_t stop_at = start + (int64_t)(seconds * 1e9);
     for (;;) {
@@ -205,21 +236,34 @@ static int run_gen(char **argv) {
             continue;
         }
         long long want = due - sent;
-        unsigned int n = (unsigned int)(want > BATCH ? BATCH : want);
+        unsigned int n = 0;
+        for (long long left = want; left > 0 && n < BATCH; n++) {
+            int k = gso ? (int)(left < seg ? left : seg) : 1;
+            segs[n] = k;
+            msgs[n].msg_hdr.msg_iovlen = (size_t)k;
+            msgs[n].msg_hdr.msg_control = gso && k > 1 ? ctl[n].buf : NULL;
+            msgs[n].msg_hdr.msg_controllen = gso && k > 1 ? sizeof ctl[n].buf : 0;
+            left -= k;
+        }
         int r = sendmmsg(fds[calls % flows], msgs, n, 0);
         calls++;
         if (r < 0) {
+            if (gso && (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOPROTOOPT)) {
+                gso = 0; /* the kernel or the route refuses GSO: one datagram a message from now on */
+                burst = burst > BATCH ? BATCH : burst;
+                continue;
+            }
             if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN || errno == ECONNREFUSED) continue;
             int saved = errno;
             for (long k = 0; k < flows; k++) close(fds[k]);
             errno = saved;
             return fail("sendmmsg");
         }
-        sent += r;
+        for (int i = 0; i < r; i++) sent += segs[i], gso_msgs += segs[i] > 1;
     }
     int64_t elapsed = now_ns() - start;
     for (long k = 0; k < flows; k++) close(fds[k]);
-    printf("sent %lld ns %lld calls %lld\n", sent, (long long)elapsed, calls);
+    printf("sent %lld ns %lld calls %lld gso %lld\n", sent, (long long)elapsed, calls, gso_msgs);
     return fflush(stdout) == 0 ? 0 : 1;
 }
 

@@ -110,6 +110,25 @@ def test_the_sink_counts_every_capsule_the_generator_sends_and_others_apart(tmp_
         _close(sink)
 
 
+def test_the_generator_sends_its_bursts_as_gso_messages_and_the_sink_sees_each_datagram(tmp_path):
+    """A burst leaves as UDP GSO messages (the same datagram many times, cut by the kernel),
+    and the sink counts every one of them, whole and separate."""
+    size = 1500
+    port = _port()
+    sink = _start("sink", f"127.0.0.1:{port}", stdin=True)
+    try:
+        assert _ask(sink, f"expect {NAME.hex()} {size - 28}") == "expecting"
+        gen = subprocess.run([str(traffic_binary()), "gen", f"127.0.0.1:{_port()}", f"127.0.0.1:{port}", "1000000",
+                              "0.001", str(_capsule(tmp_path, size))], capture_output=True, text=True, timeout=LIMIT_S)
+        assert gen.returncode == 0, gen.stderr
+        words = gen.stdout.split()
+        assert words[6] == "gso" and int(words[7]) >= 1, gen.stdout  # GSO messages among the sends
+        sent = int(words[1])  # what it offered within the duration
+        assert 0 < sent <= 1000 and _counts(sink, sent) == (sent, 0)
+    finally:
+        _close(sink)
+
+
 def test_the_generator_refuses_what_is_not_one_capsule(tmp_path):
     bad = tmp_path / "short.bin"
     bad.write_bytes(b"\x01" * 20)
