@@ -723,12 +723,13 @@ class WorkerCode(LoadedCode):
         self.init_due = None
         try:
             rc = self._result(vals)
+            if rc >= 0:
+                return
+            why = f"init returned {rc} in the restarted worker"
         except RuntimeFault as fault:
-            self._down(_Died(FaultReason.WORKER_DOWN, f"init faulted in the restarted worker: {fault}"))
-            raise RuntimeFault(f"{self.code.short_name}: init faulted in the restarted worker: {fault}", FaultReason.WORKER_DOWN) from None
-        if rc < 0:
-            self._down(_Died(FaultReason.WORKER_DOWN, f"init returned {rc} in the restarted worker"))
-            raise RuntimeFault(f"{self.code.short_name}: init refused in the restarted worker", FaultReason.WORKER_DOWN)
+            why = f"init faulted in the restarted worker: {fault}"
+        self._down(_Died(FaultReason.WORKER_DOWN, why))
+        raise RuntimeFault(f"{self.code.short_name}: {why}", FaultReason.WORKER_DOWN)
 
     def started(self) -> bool:
         """Whether the worker is past its ``init`` (looked at without waiting): False while a

@@ -452,9 +452,13 @@ class Offload:
                 self._starting.add(wc)
                 self._watch_fds(wc)
                 return
-            entry = self._entries.get(wc)
-            if entry is not None and wc in self.waiting:
-                self._pump(entry, wc)
+            self._pump_waiting(wc)
+
+    def _pump_waiting(self, wc: WorkerCode) -> None:
+        """Hand over the capsules waiting for ``wc``'s worker, now that it is up (``_pump``)."""
+        entry = self._entries.get(wc)
+        if entry is not None:
+            self._pump(entry, wc)
 
     def _started(self, wc: WorkerCode) -> bool:
         """Whether ``wc``'s restarted worker has answered ``INIT`` (read now, without waiting;
@@ -463,9 +467,7 @@ class Offload:
         if not wc.closed and not wc.started():
             return False
         self._starting.discard(wc)
-        entry = self._entries.get(wc)
-        if entry is not None and wc in self.waiting:
-            self._pump(entry, wc)
+        self._pump_waiting(wc)
         if wc.proc is not None and wc not in self.busy:
             self._grant(wc)
         return True
