@@ -19,7 +19,7 @@ from typing import Any
 from pan_runtime.errors import PanError
 
 from .dispatch import dispatch_experiment
-from .options import CONFIGS, EXPERIMENTS, PLACEMENTS, TOPOLOGIES, make_plan
+from .options import CONFIGS, EXPERIMENTS, PLACEMENTS, SINKS, TOPOLOGIES, make_plan
 from .results import Result
 
 __all__ = ["Result", "add_arguments", "main", "dispatch_experiment"]
@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flows", type=int, default=1,
                    help="capacity: source ports the generator sends from toward a pan middle, which learns "
                         "each as a neighbour (default 1; the kernel spreads flows over threads, not one flow)")
+    p.add_argument("--sink", default="gro", choices=SINKS,
+                   help="capacity: how the sink reads (gro: with UDP_GRO, so a middle's GSO messages arrive "
+                        "whole; plain: one datagram a read, as a receiver without GRO; default gro)")
     p.add_argument("--placement", default="onecpu", help=f"{', '.join(PLACEMENTS)}: which CPUs the hosts run on (default onecpu)")
     p.add_argument("--json", metavar="FILE", help="write results as JSON")
     p.add_argument("--plot", metavar="DIR", help="draw the paper's figures as PNG files into DIR (needs matplotlib)")
@@ -136,7 +139,8 @@ def main(args: argparse.Namespace) -> int:
     load_end = loadavg()
     header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept, spread = lowest–highest "
               f"trial) after {plan.warmup} warm-up; placement {plan.placement}; {plan.threads} fast-path thread(s) per node"
-              f"{f', {plan.flows} flows' if plan.flows > 1 else ''}; load average {_load(load_start)} at the "
+              f"{f', {plan.flows} flows' if plan.flows > 1 else ''}"
+              f"{f'; sink {plan.sink}' if 'capacity' in plan.experiments else ''}; load average {_load(load_start)} at the "
               f"start, {_load(load_end)} at the end")
     if plan.quick:
         header = f"QUICK RUN (a smoke test: {plan.trials} trial(s), few capsules; not a measurement)\n{header}"

@@ -75,8 +75,9 @@ class CapacityOutcome:
 class Sink:
     """The sink process on the receiver host and the counts it reports."""
 
-    def __init__(self, bed: Testbed, binary: Path, bind: str):
-        self.proc = bed.spawn("receiver", [str(binary), "sink", bind], "sink", stdin=True)
+    def __init__(self, bed: Testbed, binary: Path, bind: str, gro: bool = True):
+        """``gro``: read with UDP_GRO (a GSO message arrives whole, its datagrams counted each)."""
+        self.proc = bed.spawn("receiver", [str(binary), "sink", bind, *([] if gro else ["plain"])], "sink", stdin=True)
         self.bind = bind
 
     def _ask(self, line: str, answer: str) -> str:
@@ -136,10 +137,10 @@ class Middle:
 
 
 def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], max_size: int, threads: int = 1,
-                  flows: int = 1, isolation: str = "in_process") -> Middle:
+                  flows: int = 1, isolation: str = "in_process", sink_gro: bool = True) -> Middle:
     """Start ``config``'s middle (a pan node with ``threads`` fast-path threads, learning the
     generator's ``flows`` source ports as neighbours, running its runtimes in ``isolation``)
-    and the sink."""
+    and the sink (reading with UDP_GRO when ``sink_gro``)."""
     s, m, r = bed.hosts["sender"], bed.hosts["middle"], bed.hosts["receiver"]
     ps, pm, pr = (bed.port(role, config) for role in ("sender", "middle", "receiver"))
     if config == "none":
@@ -148,7 +149,7 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
         s_addr, r_addr = f"{s.ip_toward('middle')}:{ps}", f"{r.ip_toward('middle')}:{pr}"
     m_addr = f"{m.ip_toward('sender')}:{pm}"
     m_listen = f"0.0.0.0:{pm}" if m.isolated else m_addr
-    sink = Sink(bed, binary, r_addr)
+    sink = Sink(bed, binary, r_addr, gro=sink_gro)
     mid = Middle(config, s_addr, r_addr if config in ("none", "passive") else m_addr, sink, receiver=r_addr,
                  isolation=isolation if config in ("active", "activecopy") else "in_process")
     if config in ("active", "activecopy"):
@@ -338,7 +339,7 @@ def run_capacity(
                 progress(f"capacity {topo}: starting {config}")
             try:
                 mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes), getattr(plan, "threads", 1),
-                                    getattr(plan, "flows", 1), isolation)
+                                    getattr(plan, "flows", 1), isolation, getattr(plan, "sink", "gro") == "gro")
             except PanError as exc:
                 failed[f"capacity {topo} {config}"] = str(exc)
                 continue

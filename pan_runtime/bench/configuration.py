@@ -17,6 +17,7 @@ from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import PanError
 from pan_runtime.net.client import Client
 
+from .forwarder import SOCKET_BUFFER
 from .testbed import Proc, Testbed
 
 __all__ = ["Running", "copy_on_send_unsupported", "start_configuration", "START_LIMIT_S"]
@@ -78,6 +79,7 @@ def node_toml(
         "pool_buffers = 1024",
         f"pool_buffer_size = {pool_buffer_size}",
         "budget_time_ms = 1000",
+        f"neighbour_buffer = {SOCKET_BUFFER}",  # as large as the baselines' sockets
     ]
     if copy_on_send:
         lines.append("copy_on_send = true")

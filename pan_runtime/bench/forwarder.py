@@ -15,9 +15,13 @@ import sys
 
 from pan_runtime.net.lifetime import die_with_parent
 
-__all__ = ["forward_loop", "main"]
+__all__ = ["SOCKET_BUFFER", "forward_loop", "main"]
 
 BUFFER = 65536
+#: bytes of each baseline forwarder's socket buffers (pan-traffic's ``fwd`` asks the same); a
+#: bench middle node gets it for each neighbour's receive socket, so every middle absorbs a
+#: burst alike
+SOCKET_BUFFER = 4 << 20
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -46,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent()
     listen, a, b = (_endpoint(x) for x in args)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
     sock.bind(listen)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("ready", flush=True)

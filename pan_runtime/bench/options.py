@@ -40,6 +40,8 @@ IP_UDP_OVERHEAD = 28
 MAX_SIZE = 65535
 #: the most source ports the capacity generator sends from (--flows)
 MAX_FLOWS = 64
+#: how the capacity sink reads (--sink): with UDP_GRO, or one datagram a read
+SINKS = ("gro", "plain")
 EXPERIMENTS = ("dispatch", "ping", "flood", "capacity", "spread", "path", "converge")
 #: experiments that run only on a lab (``--topology lab:FILE``)
 LAB_ONLY = ("spread", "path", "converge")
@@ -139,6 +141,8 @@ class Plan:
     threads: int = 1
     #: capacity: source ports the generator sends from toward a pan middle
     flows: int = 1
+    #: capacity: how the sink reads (``SINKS``)
+    sink: str = "gro"
     #: how the middle node runs its runtimes (``ISOLATIONS``): each one named is a set of cells
     isolations: list[str] = field(default_factory=lambda: ["in_process"])
 
@@ -166,6 +170,7 @@ class Plan:
             "lab_backend": self.lab_backend,
             "threads": self.threads,
             "flows": self.flows,
+            **({"sink": self.sink} if "capacity" in self.experiments else {}),
             "isolations": self.isolations,
         }
 
@@ -267,6 +272,9 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         raise PanError(f"--threads must be 1..{MAX_THREADS} (limits.threads)")
     if not 1 <= flows <= MAX_FLOWS:
         raise PanError(f"--flows must be 1..{MAX_FLOWS}")
+    sink = getattr(args, "sink", "gro")
+    if sink not in SINKS:
+        raise PanError(f"--sink must be one of {', '.join(SINKS)}")
     isolations = _names(getattr(args, "isolation", None), ISOLATIONS, "isolation", ("in_process",))
     if "process" in isolations:
         from pan_runtime.isolation.mechanism import process_unavailable
@@ -276,7 +284,7 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
             raise PanError(f"--isolation process: process isolation is unavailable here: {why}")
     plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
                 **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"), threads=threads, flows=flows,
-                isolations=isolations)
+                sink=sink, isolations=isolations)
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:

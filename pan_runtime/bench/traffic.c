@@ -61,6 +61,9 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 static volatile sig_atomic_t report_wanted;
 
@@ -291,10 +294,31 @@ static int parse_expect(const char *line, unsigned char name[PAN_WIRE_NAME_SIZE]
     return 0;
 }
 
-static int run_sink(char **argv) {
+/* The size of each datagram a message read with UDP_GRO holds (its control message), or 0:
+ * the message is one datagram. */
+static size_t gro_size(struct msghdr *h) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int size;
+            memcpy(&size, CMSG_DATA(c), sizeof size);
+            return size > 0 ? (size_t)size : 0;
+        }
+    }
+    return 0;
+}
+
+static int run_sink(char **argv, int gro) {
     int fd = open_socket(argv[0]);
     if (fd < 0) return 1;
+    /* with UDP_GRO the kernel queues a sender's GSO message whole (and may coalesce datagrams
+     * of one flow): one read brings many datagrams, each counted below as if read alone */
+    int on = 1;
+    if (gro && setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on) != 0) gro = 0;
     static unsigned char bufs[BATCH][MAX_DATAGRAM];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl[BATCH];
     struct iovec iovs[BATCH];
     struct mmsghdr msgs[BATCH];
     memset(msgs, 0, sizeof msgs);
@@ -307,7 +331,7 @@ static int run_sink(char **argv) {
     unsigned char name[PAN_WIRE_NAME_SIZE] = {0};
     size_t length = 0;
     int expecting = 0;
-    unsigned long long valid = 0, other = 0, calls = 0;
+    unsigned long long valid = 0, other = 0, calls = 0, coalesced = 0;
     char line[256];
     size_t have = 0;
     struct pollfd fds[2] = {{fd, POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
@@ -319,6 +343,10 @@ static int run_sink(char **argv) {
         }
         if (fds[0].revents & POLLIN) {
             for (;;) {
+                for (int i = 0; i < BATCH; i++) {
+                    msgs[i].msg_hdr.msg_control = gro ? ctl[i].buf : NULL;
+                    msgs[i].msg_hdr.msg_controllen = gro ? sizeof ctl[i].buf : 0;
+                }
                 int r = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
                 calls++;
                 if (r < 0) {
@@ -327,16 +355,28 @@ static int run_sink(char **argv) {
                     return fail("recvmmsg");
                 }
                 for (int i = 0; i < r; i++) {
-                    const unsigned char *d = bufs[i];
-                    size_t n = msgs[i].msg_len;
-                    /* a capsule of the flow: its header is well formed, it names the expected code
-                     * object and it is as long as what the generator sent (the hop limit changes) */
-                    if (expecting && n == length && d[PAN_WIRE_VERSION_OFFSET] == PAN_WIRE_VERSION &&
-                        (d[PAN_WIRE_FLAGS_OFFSET] & ~PAN_WIRE_KNOWN_FLAGS) == 0 && d[PAN_WIRE_RESERVED_OFFSET] == 0 &&
-                        memcmp(d + PAN_WIRE_NAME_OFFSET, name, PAN_WIRE_NAME_SIZE) == 0) {
-                        valid++;
-                    } else {
+                    size_t n = msgs[i].msg_len, seg = gro ? gro_size(&msgs[i].msg_hdr) : 0;
+                    if (seg == 0 || seg >= n) seg = n; /* one datagram */
+                    else coalesced++;
+                    if (n == 0) {
                         other++;
+                        continue;
+                    }
+                    /* each datagram the message holds (the last one may be shorter) */
+                    for (size_t at = 0; at < n; at += seg) {
+                        const unsigned char *d = bufs[i] + at;
+                        size_t len = n - at < seg ? n - at : seg;
+                        /* a capsule of the flow: its header is well formed, it names the expected
+                         * code object and it is as long as what the generator sent (the hop limit
+                         * changes) */
+                        if (expecting && len == length && d[PAN_WIRE_VERSION_OFFSET] == PAN_WIRE_VERSION &&
+                            (d[PAN_WIRE_FLAGS_OFFSET] & ~PAN_WIRE_KNOWN_FLAGS) == 0 &&
+                            d[PAN_WIRE_RESERVED_OFFSET] == 0 &&
+                            memcmp(d + PAN_WIRE_NAME_OFFSET, name, PAN_WIRE_NAME_SIZE) == 0) {
+                            valid++;
+                        } else {
+                            other++;
+                        }
                     }
                 }
                 if (r < BATCH) break;
@@ -352,7 +392,7 @@ static int run_sink(char **argv) {
             while ((nl = strchr(line, '\n')) != NULL) {
                 *nl = '\0';
                 if (strcmp(line, "count") == 0) {
-                    printf("count %llu %llu %llu\n", valid, other, calls);
+                    printf("count %llu %llu %llu %llu\n", valid, other, calls, coalesced);
                 } else if (strncmp(line, "expect ", 7) == 0 && parse_expect(line, name, &length) == 0) {
                     expecting = 1;
                     printf("expecting\n");
@@ -456,7 +496,8 @@ int main(int argc, char **argv) {
     if (die_with_parent() != 0) return 1;
     signal(SIGPIPE, SIG_IGN);
     if ((argc == 7 || argc == 8) && strcmp(argv[1], "gen") == 0) return run_gen(argv + 2);
-    if (argc == 3 && strcmp(argv[1], "sink") == 0) return run_sink(argv + 2);
+    if (argc == 3 && strcmp(argv[1], "sink") == 0) return run_sink(argv + 2, 1);
+    if (argc == 4 && strcmp(argv[1], "sink") == 0 && strcmp(argv[3], "plain") == 0) return run_sink(argv + 2, 0);
     if (argc == 5 && strcmp(argv[1], "fwd") == 0) return run_fwd(argv + 2);
     return usage();
 }

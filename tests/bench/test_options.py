@@ -132,4 +132,9 @@ def test_capacity_settings_and_default_configurations(tmp_path):
     assert (plan.threads, plan.flows) == (1, 1)
     two = make_plan(p.parse_args(["--experiment", "capacity", "--threads", "2", "--flows", "8"]), known)
     assert (two.threads, two.flows) == (2, 8) and two.options()["threads"] == 2 and two.options()["flows"] == 8
+    assert plan.sink == "gro" and plan.options()["sink"] == "gro" and "sink" not in ping.options()
+    plain = make_plan(p.parse_args(["--experiment", "capacity", "--sink", "plain"]), known)
+    assert plain.sink == "plain" and plain.options()["sink"] == "plain"
+    with pytest.raises(SystemExit):  # argparse names the choices
+        p.parse_args(["--experiment", "capacity", "--sink", "fast"])
     assert min_size("capacity") == 28 + 52 + 20

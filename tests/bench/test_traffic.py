@@ -110,12 +110,14 @@ def test_the_sink_counts_every_capsule_the_generator_sends_and_others_apart(tmp_
         _close(sink)
 
 
-def test_the_generator_sends_its_bursts_as_gso_messages_and_the_sink_sees_each_datagram(tmp_path):
+@pytest.mark.parametrize("read", ["gro", "plain"])
+def test_the_generator_sends_its_bursts_as_gso_messages_and_the_sink_sees_each_datagram(tmp_path, read):
     """A burst leaves as UDP GSO messages (the same datagram many times, cut by the kernel),
-    and the sink counts every one of them, whole and separate."""
+    and the sink counts every one of them, whole and separate: read with UDP_GRO (a message
+    arrives whole and the sink cuts it itself) or one datagram a read (``plain``)."""
     size = 1500
     port = _port()
-    sink = _start("sink", f"127.0.0.1:{port}", stdin=True)
+    sink = _start("sink", f"127.0.0.1:{port}", *(["plain"] if read == "plain" else []), stdin=True)
     try:
         assert _ask(sink, f"expect {NAME.hex()} {size - 28}") == "expecting"
         gen = subprocess.run([str(traffic_binary()), "gen", f"127.0.0.1:{_port()}", f"127.0.0.1:{port}", "1000000",
@@ -125,6 +127,34 @@ def test_the_generator_sends_its_bursts_as_gso_messages_and_the_sink_sees_each_d
         assert words[6] == "gso" and int(words[7]) >= 1, gen.stdout  # GSO messages among the sends
         sent = int(words[1])  # what it offered within the duration
         assert 0 < sent <= 1000 and _counts(sink, sent) == (sent, 0)
+        reads = _ask(sink, "count").split()
+        coalesced = int(reads[4])  # reads that brought more than one datagram
+        assert (coalesced >= 1) if read == "gro" else (coalesced == 0), reads
+        if read == "gro":
+            assert int(reads[3]) < sent, reads  # fewer reads than datagrams
+    finally:
+        _close(sink)
+
+
+def test_a_sink_reading_with_gro_counts_a_short_or_foreign_datagram_of_a_message_apart():
+    """A GSO message whose datagrams are not all the flow's capsule (its last one shorter, as
+    the kernel allows) arrives whole at a UDP_GRO sink, which counts each datagram by itself."""
+    import struct
+
+    size = 200
+    port = _port()
+    sink = _start("sink", f"127.0.0.1:{port}", stdin=True)
+    try:
+        assert _ask(sink, f"expect {NAME.hex()} {size}") == "expecting"
+        capsule = bytearray(forward_capsule(NAME, NodeAddress.parse("127.0.0.1:1"), NodeAddress.parse("127.0.0.1:2"),
+                                            size + 28))
+        assert len(capsule) == size
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            segment = struct.pack("H", size)
+            # five whole capsules and a 50-byte tail, cut by the kernel into six datagrams
+            tx.sendmsg([bytes(capsule) * 5 + bytes(capsule[:50])], [(socket.SOL_UDP, 103, segment)], 0,
+                       ("127.0.0.1", port))
+        assert _counts(sink, 6) == (5, 1)
     finally:
         _close(sink)
 
