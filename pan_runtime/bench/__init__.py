@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flows", type=int, default=1,
                    help="capacity: source ports the generator sends from toward a pan middle, which learns "
                         "each as a neighbour (default 1; the kernel spreads flows over threads, not one flow)")
+    p.add_argument("--drain", type=int, metavar="N",
+                   help="capacity: instead of the paced search, stop the middle, queue N capsules in its "
+                        "sockets, let it go and time how fast it forwards them (the middle alone on the CPUs)")
     p.add_argument("--sink", default="gro", choices=SINKS,
                    help="capacity: how the sink reads (gro: with UDP_GRO, so a middle's GSO messages arrive "
                         "whole; plain: one datagram a read, as a receiver without GRO; default gro)")

@@ -17,12 +17,20 @@ no runtime: their rows name runtime ``-``.
 For every middle process the harness records its CPU time per forwarded capsule over the
 highest passing trial (``/proc/PID/stat``), and its system calls per forwarded capsule over
 one more trial at that rate with a counter attached (``syscalls.py``: perf, else strace).
+
+``--drain N`` measures a middle process without a generator beside it: the middle is stopped
+(``SIGSTOP``), the generator queues N capsules in its sockets and ends, and the middle is let
+go and timed until the sink's count stops; the rate is what it forwarded over that time. Each
+search is then one such drain. It is how thread counts compare on a machine whose CPUs the
+generator would otherwise share with the middle.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import signal
 import statistics
 import sys
 import time
@@ -55,6 +63,13 @@ _ANSWER_LIMIT_S = 60.0
 _SETTLE_S = 0.1
 #: rate of the untimed warm-up trials (capsules/s): low enough for every middle
 WARMUP_RATE = 2000.0
+#: the rate a drain's generator queues at (capsules/s): the middle is stopped, so only the
+#: generator's own pace matters
+DRAIN_FILL_RATE = 400_000.0
+#: a drain is over once the sink's count has not moved for this long
+_DRAIN_SETTLE_S = 0.2
+#: how often a drain asks the sink for its count
+_DRAIN_POLL_S = 0.001
 
 
 @dataclass
@@ -197,6 +212,8 @@ class _Cell:
         self.searches: list[Search] = []
         self.syscalls: list[float] = []
         self.stray = 0
+        #: its searches were drains (``drain``)
+        self.drained = False
 
     def trial(self, rate: float, count_calls: str | None = None) -> Probe:
         """One trial at ``rate`` capsules/s; with ``count_calls`` (perf or strace) the middle's
@@ -243,6 +260,61 @@ class _Cell:
         return Probe(rate, sent, after - before, max(ns, 1) / 1e9, extra)
 
 
+    def drain(self, count: int) -> Search:
+        """One drain of ``count`` capsules (``--drain``) as a search of one probe: the capsules
+        the middle forwarded over the seconds from its release to the sink's last count."""
+        mid = self.mid
+        if mid.proc is None:
+            raise PanError(f"--drain needs a middle process to stop; {mid.config} forwards in the kernel")
+        pids = with_children(mid.proc.pid) if mid.isolation == "process" else [mid.proc.pid]
+        mid.sink.expect(self.name, self.length)
+        before, stray0 = mid.sink.count()
+        seconds = count / DRAIN_FILL_RATE
+        for p in pids:
+            os.kill(p, signal.SIGSTOP)
+        try:
+            gen = self.bed.spawn("sender", [str(self.binary), "gen", mid.source, mid.dest, f"{DRAIN_FILL_RATE:.1f}",
+                                            f"{seconds:.3f}", str(self.file),
+                                            *([str(mid.flows)] if mid.flows > 1 else [])], "generator")
+            try:
+                out, err = gen.popen.communicate(timeout=seconds + _ANSWER_LIMIT_S)
+            except Exception:
+                gen.stop()
+                raise
+            finally:
+                if gen in self.bed.procs:
+                    self.bed.procs.remove(gen)
+            words = out.split()
+            if gen.popen.returncode != 0 or len(words) < 6 or words[0] != "sent":
+                raise PanError(f"the generator failed (exit {gen.popen.returncode}): {err.strip()[-400:] or out.strip()}")
+            queued = int(words[1])
+            cpu0 = _cpu(pids)
+        finally:
+            start = time.monotonic()
+            for p in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGCONT)
+        last, last_t, stray1 = before, start, stray0
+        guard = start + max(30.0, 100 * seconds)
+        while True:
+            got, stray1 = mid.sink.count()
+            now = time.monotonic()
+            if got != last:
+                last, last_t = got, now
+            elif now - last_t >= _DRAIN_SETTLE_S or now > guard:
+                break
+            time.sleep(_DRAIN_POLL_S)
+        cpu1 = _cpu(pids)
+        self.stray += stray1 - stray0
+        drained, took = last - before, max(last_t - start, 1e-6)
+        extra: dict[str, float] = {"queued": float(queued)}
+        if cpu0 is not None and cpu1 is not None:
+            extra["cpu_s"] = cpu1 - cpu0
+        probe = Probe(drained / took, drained, drained, took, extra)
+        self.drained = True
+        return Search([probe], probe if drained > 0 else None, ceiling=False)
+
+
 def _cpu(pids: list[int]) -> float | None:
     """CPU seconds of ``pids`` together (None: none given, or one is gone)."""
     times = [cpu_seconds(p) for p in pids]
@@ -275,7 +347,11 @@ def _record(cells: list[_Cell], topo: str, config_of: Callable[[_Cell], str], ad
         if share is not None:
             add(*key, "others_cpu", {"median": share})
         notes = []
-        if any(s.generator_limited for s in c.searches):
+        if c.drained:
+            queued = [b.extra.get("queued", 0.0) for b in best]
+            notes.append(f"drain: the rate it forwarded {statistics.median(queued):.0f} queued capsules (median of "
+                         f"the drains' {', '.join(str(b.received) for b in best)} reaching the sink) after a stop")
+        elif any(s.generator_limited for s in c.searches):
             notes.append("generator-limited: the middle forwarded all the generator could offer (the capacity is at least that)")
         elif any(s.ceiling for s in c.searches):
             notes.append("at the top of the search: the middle forwarded the highest rate tried (raise --top-rate)")
@@ -327,6 +403,9 @@ def run_capacity(
         middles: list[Middle] = []
         for config in plan.configs:
             if isolation == "process" and config not in ("active", "activecopy"):
+                continue
+            if getattr(plan, "drain", 0) and config in ("none", "passive"):
+                skipped[f"capacity {topo} {config}"] = "--drain stops the middle's process, and this middle has none"
                 continue
             why = config_unsupported("capacity", topo, config) or bed.config_unavailable(config) or (
                 copy_why if config == "activecopy" else None)
@@ -410,12 +489,14 @@ def _search_all(plan: Any, topo: str, cells: list[_Cell], failed: dict[str, str]
                 if progress:
                     progress(f"capacity {topo} {_label(c)}: search {n + 1}/{plan.trials}")
                 load[id(c)].start()
-                s = find_capacity(c.trial, top=plan.top_rate, threshold=plan.loss, steps=plan.steps)
+                drain = getattr(plan, "drain", 0)
+                s = c.drain(drain) if drain else find_capacity(c.trial, top=plan.top_rate, threshold=plan.loss,
+                                                                 steps=plan.steps)
                 share = load[id(c)].stop()
                 if share is not None:
                     busy[id(c)].append(share)
                 c.searches.append(s)
-                if s.best is not None and method is not None and c.mid.proc is not None:
+                if s.best is not None and method is not None and c.mid.proc is not None and not drain:
                     p = c.trial(s.best.target, count_calls=method)
                     if "syscalls" in p.extra and p.received > 0:
                         c.syscalls.append(p.extra["syscalls"] / p.received)

@@ -40,6 +40,8 @@ IP_UDP_OVERHEAD = 28
 MAX_SIZE = 65535
 #: the most source ports the capacity generator sends from (--flows)
 MAX_FLOWS = 64
+#: capsules a capacity drain may queue (--drain): enough to time, few enough to fit sockets
+MIN_DRAIN, MAX_DRAIN = 1000, 10_000_000
 #: how the capacity sink reads (--sink): with UDP_GRO, or one datagram a read
 SINKS = ("gro", "plain")
 EXPERIMENTS = ("dispatch", "ping", "flood", "capacity", "spread", "path", "converge")
@@ -131,6 +133,8 @@ class Plan:
     loss: float = CAPACITY_DEFAULTS["loss"]
     steps: int = int(CAPACITY_DEFAULTS["steps"])
     top_rate: float = CAPACITY_DEFAULTS["top_rate"]
+    #: capacity: capsules queued for each drain (0: the paced search)
+    drain: int = 0
     #: what the plan names but cannot run here ("runtime jvm": "no JDK")
     skipped: dict[str, str] = field(default_factory=dict)
     #: topologies the plan names that are unavailable here, with the reason
@@ -165,7 +169,8 @@ class Plan:
             "batch": self.batch,
             "placement": self.placement,
             "quick": self.quick,
-            **({"capacity": {"duration_s": self.duration, "loss": self.loss, "steps": self.steps, "top_rate": self.top_rate}}
+            **({"capacity": {"duration_s": self.duration, "loss": self.loss, "steps": self.steps, "top_rate": self.top_rate,
+                             **({"drain": self.drain} if self.drain else {})}}
                if "capacity" in self.experiments else {}),
             "lab_backend": self.lab_backend,
             "threads": self.threads,
@@ -295,13 +300,15 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
 
 
 def _capacity_settings(args: argparse.Namespace) -> dict[str, float | int]:
-    """--duration, --loss (percent on the command line), --steps, --top-rate, checked."""
+    """--duration, --loss (percent on the command line), --steps, --top-rate, --drain, checked."""
     base = QUICK_CAPACITY if args.quick else CAPACITY_DEFAULTS
     duration = getattr(args, "duration", None)
     loss = getattr(args, "loss", None)
     steps = getattr(args, "steps", None)
     top = getattr(args, "top_rate", None)
+    drain = getattr(args, "drain", None) or 0
     out: dict[str, float | int] = {
+        "drain": drain,
         "duration": base["duration"] if duration is None else duration,
         "loss": base["loss"] if loss is None else loss / 100,
         "steps": int(base["steps"]) if steps is None else steps,
@@ -315,6 +322,8 @@ def _capacity_settings(args: argparse.Namespace) -> dict[str, float | int]:
         raise PanError("--steps must be between 1 and 64")
     if not 1000 <= out["top_rate"] <= 1e8:
         raise PanError("--top-rate must be between 1000 and 100000000 capsules per second")
+    if drain and not MIN_DRAIN <= drain <= MAX_DRAIN:
+        raise PanError(f"--drain must be between {MIN_DRAIN} and {MAX_DRAIN} capsules")
     return out
 
 

@@ -15,8 +15,9 @@
  *                                    prints "sent N ns ELAPSED calls C gso G" when done (G:
  *                                    the GSO messages among the sends). With FLOWS
  *                                    (1..64), the bursts take turns among FLOWS sockets: BIND
- *                                    and FLOWS-1 more on its address (ports the kernel picks),
- *                                    so a receiver's kernel can spread them over its sockets
+ *                                    and FLOWS-1 more on its address (the ports after BIND's,
+ *                                    or ports the kernel picks where those are taken), so a
+ *                                    receiver's kernel can spread them over its sockets
  *   sink BIND                        count what arrives at BIND (recvmmsg); commands on
  *                                    standard input: "expect NAMEHEX LENGTH" names the capsules
  *                                    that count, "count" prints "count VALID OTHER CALLS";
@@ -103,7 +104,9 @@ static int parse_endpoint(const char *text, struct sockaddr_in *out) {
     return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -1;
 }
 
-static int open_socket(const char *bind_text) {
+/* A UDP socket bound to BIND_TEXT with large buffers; -1 after saying why (quietly when
+ * QUIET and the address is taken: the caller has another). */
+static int open_socket_as(const char *bind_text, int quiet) {
     struct sockaddr_in addr;
     if (parse_endpoint(bind_text, &addr) != 0) {
         fprintf(stderr, "pan-traffic: bad endpoint %s (want a.b.c.d:port)\n", bind_text);
@@ -119,12 +122,14 @@ static int open_socket(const char *bind_text) {
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        fail(bind_text);
+        if (!(quiet && (errno == EADDRINUSE || errno == EACCES))) fail(bind_text);
         close(fd);
         return -1;
     }
     return fd;
 }
+
+static int open_socket(const char *bind_text) { return open_socket_as(bind_text, 0); }
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -178,11 +183,17 @@ static int run_gen(char **argv) {
     int fd = open_socket(argv[0]);
     if (fd < 0) return 1;
     fds[0] = fd;
-    for (long k = 1; k < flows; k++) { /* the same address, a port the kernel picks */
-        char any[64];
+    for (long k = 1; k < flows; k++) {
+        /* the same address and the next ports, so that every run of the generator is the same
+         * flows (a middle that learns its neighbours from them knows them from the warm-up on);
+         * a port the kernel picks where one is taken */
+        char next[64], any[64];
         const char *colon = strrchr(argv[0], ':');
+        long port = strtol(colon + 1, NULL, 10);
+        snprintf(next, sizeof next, "%.*s:%ld", (int)(colon - argv[0]), argv[0], port + k);
         snprintf(any, sizeof any, "%.*s:0", (int)(colon - argv[0]), argv[0]);
-        fds[k] = open_socket(any);
+        fds[k] = port > 0 && port + k <= 65535 ? open_socket_as(next, 1) : -1;
+        if (fds[k] < 0) fds[k] = open_socket(any);
         if (fds[k] < 0) {
             while (k-- > 0) close(fds[k]);
             return 1;

@@ -98,3 +98,30 @@ def test_udp_two_fast_path_threads_both_forward_the_generators_flows(tmp, tmp_pa
     assert "capacity udp active: capsules each fast-path thread finished in C" in r.stdout
     assert 0 < doc["meta"]["capacity_serial"]["udp active"]  # the node lock's hold time, over its CPU time
     assert list(tmp.iterdir()) == []
+
+
+def test_netns_drain_times_what_a_stopped_middle_forwards_once_let_go(tmp, tmp_path):
+    """``--drain``: each middle process is stopped, the generator queues capsules in its
+    sockets, and the rate is what it forwards once let go; a middle without a process of its
+    own (``none``) is not run, with the reason."""
+    out = tmp_path / "cap.json"
+    r = run_bench("--experiment", "capacity", "--topology", "netns", "--runtime", "native", "--config",
+                  "none,cbatch,active", "--drain", "4000", "--flows", "4", "--placement", "free", "--trials", "2",
+                  "--warmup", "1", "--size", "1500", "--json", str(out), "--quiet", tmp=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    validate_document(doc)
+    assert doc["meta"]["options"]["plan"]["capacity"]["drain"] == 4000
+    assert "stops the middle's process" in doc["meta"]["skipped"]["capacity netns none"]
+    m = _medians(doc)
+    flags = doc["meta"]["flags"]
+    for config, rt in (("cbatch", "-"), ("active", "native")):
+        assert m[("netns", config, rt, "capacity_kpps")] > 0, doc["meta"]["failed"]
+        assert m[("netns", config, rt, "cpu_us_per_capsule")] > 0
+        assert m[("netns", config, rt, "loss_pct")] == 0  # a drain's rate is over what reached the sink
+        why = flags[f"capacity netns {config} {rt} 1500 capacity_kpps"]
+        assert why.startswith("drain: the rate it forwarded"), why
+        reached = [int(n) for n in why.split("drains' ")[1].split(" reaching")[0].split(", ")]
+        assert len(reached) == 2 and all(0 < n <= 4000 for n in reached), why
+    assert bench_namespaces(r.pid) == []
+    assert list(tmp.iterdir()) == []
