@@ -204,7 +204,7 @@ class UdpFastPath:
             budget_ns=int(node.config.budget.time_ms * 1_000_000),
             rx_batch=rx_batch,
             gso=gso,
-            uring=_uring_wanted(getattr(transport, "io_uring", "auto")),
+            uring=_uring_wanted(transport.io_uring),
         )
         self._lock = lock
         if lock is not None:
