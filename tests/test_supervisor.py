@@ -490,36 +490,44 @@ def test_a_restarted_workers_runaway_init_is_demoted_until_it_answers(runtime: s
     of CPU time, every thread of its worker is at ``SCHED_IDLE`` (counted as a demotion) while
     another code object's capsules are forwarded at the normal priority and L's capsule waits
     in the node, its lane not granted; once ``init`` answers (disarmed through L's soft state)
-    the same worker is back at the normal priority and the capsule that waited runs."""
+    the same worker is back at the normal priority and the capsule that waited runs. wasm and
+    jvm stop a runaway ``init`` themselves (their own budget for it, wall time): when that came
+    first, the worker is down and the capsule that waited is counted ``worker_down``."""
     from embedded_node import embedded_node, forward_home, turn_until
 
-    limits = "worker_start_ms = 600000\nworker_init_ms = 600000\nworker_demote_ms = 2\n"
-    daemon = embedded_node(runtime, limits, budget_ms=60_000)  # no runtime's own stop ends init meanwhile
+    limits = "worker_start_ms = 600000\nworker_init_ms = 600000\nworker_demote_ms = 2\nworker_backoff_ms = 5000\n"
+    daemon = embedded_node(runtime, limits, budget_ms=60_000)
     with daemon:
         node = daemon.node
         entry, fwd, app = _armed_and_killed(daemon, runtime)
         wc = entry.loaded
         stats = node.runtime(runtime).statistics
+        drops = entry.stats.drops
         assert turn_until(daemon, lambda: stats()["worker_demotions"] == 1), stats()
         pid = wc.pid  # type: ignore[attr-defined]
+        # the node has not turned since: the answer, if any, is unread and the worker as it left it
         assert pid is not None and wc.init_due is not None, stats()  # type: ignore[attr-defined]
         assert _policies(pid) == {os.SCHED_IDLE}, runtime  # every thread, not only the one running init
         app.send(entry.code, bytes(32))  # waits for the restarted worker's init
         assert forward_home(daemon, app, fwd, PORT, 5) == 5
         fwd_entry = node.cache.peek(fwd.name)
         assert fwd_entry is not None and _policies(fwd_entry.loaded.pid) == {os.SCHED_OTHER}  # type: ignore[attr-defined]
-        assert wc.init_due is not None and wc.pid == pid, stats()  # type: ignore[attr-defined]
-        assert _policies(pid) == {os.SCHED_IDLE} and node.offload.statistics()["waiting"] == 1
-        lane = node.offload._lanes.get(wc)  # type: ignore[arg-type]
-        assert lane is None or not lane[0].granted
-        assert entry.stats.done == 1, entry.stats.as_dict()
-        entry.state.delete(b"armed")  # init returns at its next look
-        assert turn_until(daemon, lambda: entry.stats.done == 2), entry.stats.as_dict()
-        assert wc.pid == pid and wc.init_due is None, stats()  # type: ignore[attr-defined]
-        assert _policies(pid) == {os.SCHED_OTHER}, runtime
+        if wc.init_due is not None:  # type: ignore[attr-defined]
+            assert wc.pid == pid and _policies(pid) == {os.SCHED_IDLE}, stats()  # type: ignore[attr-defined]
+            assert node.offload.statistics()["waiting"] == 1 and entry.stats.done == 1, entry.stats.as_dict()
+            lane = node.offload._lanes.get(wc)  # type: ignore[arg-type]
+            assert lane is None or not lane[0].granted
+            entry.state.delete(b"armed")  # init returns at its next look
+        assert turn_until(daemon, lambda: entry.stats.done == 2 or drops[FaultReason.WORKER_DOWN] == 1), entry.stats.as_dict()
         s = stats()
-        assert s["worker_demotions"] == 1 and s["worker_restarts"] == 1 and s["worker_deaths"] == 1, s
-        assert sum(entry.stats.drops.values()) == 0, entry.stats.as_dict()
+        assert s["worker_demotions"] == 1 and s["worker_restarts"] == 1, s
+        if drops[FaultReason.WORKER_DOWN]:  # init ended by its runtime's own stop: the worker is down
+            assert runtime in ("wasm", "jvm"), (s, entry.stats.as_dict())
+            assert wc.pid != pid and entry.stats.done == 1 and s["worker_deaths"] == 2, (s, entry.stats.as_dict())  # type: ignore[attr-defined]
+            return
+        assert wc.pid == pid and wc.init_due is None, s  # type: ignore[attr-defined]
+        assert _policies(pid) == {os.SCHED_OTHER}, runtime
+        assert s["worker_deaths"] == 1 and sum(drops.values()) == 0, (s, entry.stats.as_dict())
 
 
 @_DEMOTION
