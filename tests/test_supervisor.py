@@ -491,7 +491,7 @@ def test_a_restarted_workers_runaway_init_is_demoted_until_it_answers(runtime: s
     another code object's capsules are forwarded at the normal priority and L's capsule waits
     in the node, its lane not granted; once ``init`` answers (disarmed through L's soft state)
     the same worker is back at the normal priority and the capsule that waited runs. wasm and
-    jvm stop a runaway ``init`` themselves (their own budget for it, wall time): when that came
+    jvm stop a runaway ``init`` themselves (their own budget for it): when that came
     first, the worker is down and the capsule that waited is counted ``worker_down``."""
     from embedded_node import embedded_node, forward_home, turn_until
 
