@@ -503,7 +503,10 @@ def test_a_restarted_workers_runaway_init_is_demoted_until_it_answers(runtime: s
         wc = entry.loaded
         stats = node.runtime(runtime).statistics
         drops = entry.stats.drops
-        assert turn_until(daemon, lambda: stats()["worker_demotions"] == 1), stats()
+        # the capsule that armed it may have been demoted itself (a first call in a JVM)
+        assert turn_until(daemon, lambda: wc.init_due is not None), "the worker was not restarted"  # type: ignore[attr-defined]
+        base = stats()["worker_demotions"]
+        assert turn_until(daemon, lambda: stats()["worker_demotions"] == base + 1), stats()
         pid = wc.pid  # type: ignore[attr-defined]
         # the node has not turned since: the answer, if any, is unread and the worker as it left it
         assert pid is not None and wc.init_due is not None, stats()  # type: ignore[attr-defined]
@@ -520,7 +523,7 @@ def test_a_restarted_workers_runaway_init_is_demoted_until_it_answers(runtime: s
             entry.state.delete(b"armed")  # init returns at its next look
         assert turn_until(daemon, lambda: entry.stats.done == 2 or drops[FaultReason.WORKER_DOWN] == 1), entry.stats.as_dict()
         s = stats()
-        assert s["worker_demotions"] == 1 and s["worker_restarts"] == 1, s
+        assert s["worker_demotions"] == base + 1 and s["worker_restarts"] == 1, s
         if drops[FaultReason.WORKER_DOWN]:  # init ended by its runtime's own stop: the worker is down
             assert runtime in ("wasm", "jvm"), (s, entry.stats.as_dict())
             assert wc.pid != pid and entry.stats.done == 1 and s["worker_deaths"] == 2, (s, entry.stats.as_dict())  # type: ignore[attr-defined]
@@ -534,10 +537,12 @@ def test_a_restarted_workers_runaway_init_is_demoted_until_it_answers(runtime: s
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_restarted_worker_whose_init_answers_at_once_is_not_demoted(runtime: str):
     """A restart whose ``init`` answers at once (``initloop`` not armed) keeps its worker at
-    the normal priority: the capsule that waited for it runs, and nothing is demoted."""
+    the normal priority: the capsule that waited for it runs, and nothing is demoted. The
+    threshold is well above what such an ``init`` uses (a first call in a JVM on a loaded
+    machine used more than 1 ms)."""
     from embedded_node import embedded_node, turn_until
 
-    daemon = embedded_node(runtime, "worker_demote_ms = 1\n")
+    daemon = embedded_node(runtime, "worker_demote_ms = 50\n")
     with daemon:
         node = daemon.node
         code = _init_code("loop", runtime)
