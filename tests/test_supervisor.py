@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from node_lines import node_line
 from worker_procs import kill_and_wait
+from worker_procs import policies as _policies
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
@@ -468,17 +469,6 @@ def test_a_restarted_workers_runaway_init_is_ended_and_its_capsules_counted(runt
 # -- a restart's init running long is demoted as a long batch is ------------------------------
 
 
-def _policies(pid: int) -> set[int]:
-    """The scheduling policies of ``pid``'s threads."""
-    out = set()
-    for tid in priority.threads(pid):
-        try:
-            out.add(os.sched_getscheduler(tid))
-        except ProcessLookupError:
-            continue
-    return out
-
-
 _NO_DEMOTION = priority.restorable(0)
 _DEMOTION = pytest.mark.skipif(_NO_DEMOTION is not None, reason=f"[allowed-skip] demotion: {_NO_DEMOTION}")
 
@@ -537,7 +527,7 @@ def test_a_restarted_workers_runaway_init_is_demoted_until_it_answers(runtime: s
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_restarted_worker_whose_init_answers_at_once_is_not_demoted(runtime: str):
     """A restart whose ``init`` answers at once (``initloop`` not armed) keeps its worker at
-    the normal priority: the capsule that waited for it runs, and nothing is demoted. The
+    the normal priority: nothing is demoted, and its next capsule runs. The
     threshold is well above what such an ``init`` uses (a first call in a JVM on a loaded
     machine used more than 1 ms)."""
     from embedded_node import embedded_node, turn_until
