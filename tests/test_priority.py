@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from embedded_node import embedded_node, forward_home, turn_until
+from worker_procs import policies as _policies
 from worker_procs import workers_of
 
 from pan_runtime.cli.protocols import reference_code
@@ -44,16 +45,6 @@ pytestmark = [
 def _spin(runtime: str) -> CodeObject:
     src = SOURCES / SPIN[runtime]
     return default_plugins().builders.find(runtime, src.suffix).build(BuildRequest([src], runtime, [], [], f"spin-{runtime}"))
-
-
-def _policies(pid: int) -> set[int]:
-    out = set()
-    for tid in priority.threads(pid):
-        try:
-            out.add(os.sched_getscheduler(tid))
-        except ProcessLookupError:
-            continue
-    return out
 
 
 @pytest.mark.parametrize("runtime", sorted(SPIN))

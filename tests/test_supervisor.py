@@ -11,15 +11,18 @@ DONE). Progress and counts only: no wall-clock deadline.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from node_lines import node_line
 from worker_procs import kill_and_wait
+from worker_procs import policies as _policies
 
 from pan_runtime.cli.protocols import reference_code
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.errors import FaultReason
+from pan_runtime.isolation import priority
 from pan_runtime.isolation.mechanism import process_unavailable
 from pan_runtime.net.application import Application
 from pan_runtime.net.network import Network
@@ -461,3 +464,88 @@ def test_a_restarted_workers_runaway_init_is_ended_and_its_capsules_counted(runt
             assert stats["worker_kills"] == 1, stats
         assert wc.proc is None  # type: ignore[attr-defined]
         assert forward_home(daemon, app, fwd, PORT, 5) == 5
+
+
+# -- a restart's init running long is demoted as a long batch is ------------------------------
+
+
+_NO_DEMOTION = priority.restorable(0)
+_DEMOTION = pytest.mark.skipif(_NO_DEMOTION is not None, reason=f"[allowed-skip] demotion: {_NO_DEMOTION}")
+
+
+@_DEMOTION
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_restarted_workers_runaway_init_is_demoted_until_it_answers(runtime: str):
+    """Once the restarted worker's ``init`` (armed ``initloop``) has used ``worker_demote_ms``
+    of CPU time, every thread of its worker is at ``SCHED_IDLE`` (counted as a demotion) while
+    another code object's capsules are forwarded at the normal priority and L's capsule waits
+    in the node, its lane not granted; once ``init`` answers (disarmed through L's soft state)
+    the same worker is back at the normal priority and the capsule that waited runs. wasm and
+    jvm stop a runaway ``init`` themselves (their own budget for it): when that came
+    first, the worker is down and the capsule that waited is counted ``worker_down``."""
+    from embedded_node import embedded_node, forward_home, turn_until
+
+    limits = "worker_start_ms = 600000\nworker_init_ms = 600000\nworker_demote_ms = 2\nworker_backoff_ms = 5000\n"
+    daemon = embedded_node(runtime, limits, budget_ms=60_000)
+    with daemon:
+        node = daemon.node
+        entry, fwd, app = _armed_and_killed(daemon, runtime)
+        wc = entry.loaded
+        stats = node.runtime(runtime).statistics
+        drops = entry.stats.drops
+        # the capsule that armed it may have been demoted itself (a first call in a JVM)
+        assert turn_until(daemon, lambda: wc.init_due is not None), "the worker was not restarted"  # type: ignore[attr-defined]
+        base = stats()["worker_demotions"]
+        assert turn_until(daemon, lambda: stats()["worker_demotions"] == base + 1), stats()
+        pid = wc.pid  # type: ignore[attr-defined]
+        # the node has not turned since: the answer, if any, is unread and the worker as it left it
+        assert pid is not None and wc.init_due is not None, stats()  # type: ignore[attr-defined]
+        assert _policies(pid) == {os.SCHED_IDLE}, runtime  # every thread, not only the one running init
+        app.send(entry.code, bytes(32))  # waits for the restarted worker's init
+        assert forward_home(daemon, app, fwd, PORT, 5) == 5
+        fwd_entry = node.cache.peek(fwd.name)
+        assert fwd_entry is not None and _policies(fwd_entry.loaded.pid) == {os.SCHED_OTHER}  # type: ignore[attr-defined]
+        if wc.init_due is not None:  # type: ignore[attr-defined]
+            assert wc.pid == pid and _policies(pid) == {os.SCHED_IDLE}, stats()  # type: ignore[attr-defined]
+            assert node.offload.statistics()["waiting"] == 1 and entry.stats.done == 1, entry.stats.as_dict()
+            lane = node.offload._lanes.get(wc)  # type: ignore[arg-type]
+            assert lane is None or not lane[0].granted
+            entry.state.delete(b"armed")  # init returns at its next look
+        assert turn_until(daemon, lambda: entry.stats.done == 2 or drops[FaultReason.WORKER_DOWN] == 1), entry.stats.as_dict()
+        s = stats()
+        assert s["worker_demotions"] == base + 1 and s["worker_restarts"] == 1, s
+        if drops[FaultReason.WORKER_DOWN]:  # init ended by its runtime's own stop: the worker is down
+            assert runtime in ("wasm", "jvm"), (s, entry.stats.as_dict())
+            assert wc.pid != pid and entry.stats.done == 1 and s["worker_deaths"] == 2, (s, entry.stats.as_dict())  # type: ignore[attr-defined]
+            return
+        assert wc.pid == pid and wc.init_due is None, s  # type: ignore[attr-defined]
+        assert _policies(pid) == {os.SCHED_OTHER}, runtime
+        assert s["worker_deaths"] == 1 and sum(drops.values()) == 0, (s, entry.stats.as_dict())
+
+
+@_DEMOTION
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_restarted_worker_whose_init_answers_at_once_is_not_demoted(runtime: str):
+    """A restart whose ``init`` answers at once (``initloop`` not armed) keeps its worker at
+    the normal priority: nothing is demoted, and its next capsule runs. The
+    threshold is well above what such an ``init`` uses (a first call in a JVM on a loaded
+    machine used more than 1 ms)."""
+    from embedded_node import embedded_node, turn_until
+
+    daemon = embedded_node(runtime, "worker_demote_ms = 50\n")
+    with daemon:
+        node = daemon.node
+        code = _init_code("loop", runtime)
+        entry = node.install(code)
+        wc = entry.loaded
+        stats = node.runtime(runtime).statistics
+        app = Application(node)
+        app.bind(PORT)
+        first = wc.pid  # type: ignore[attr-defined]
+        kill_and_wait(first)
+        assert turn_until(daemon, lambda: wc.pid not in (None, first) and wc.init_due is None), stats()  # type: ignore[attr-defined]
+        s = stats()
+        assert s["worker_restarts"] == 1 and s["worker_demotions"] == 0, s
+        assert _policies(wc.pid) == {os.SCHED_OTHER}, runtime  # type: ignore[attr-defined]
+        app.send(code, bytes(32))  # its capsule runs (a first capsule in a JVM may be demoted: its batch's own)
+        assert turn_until(daemon, lambda: entry.stats.done == 1), entry.stats.as_dict()

@@ -1,5 +1,6 @@
-"""Telling a node's process-isolation workers apart from its other children, and killing one
-and waiting for its end (shared by the isolation tests in tests/ and tests/network/)."""
+"""Telling a node's process-isolation workers apart from its other children, killing one and
+waiting for its end, and reading its threads' scheduling policies (shared by the isolation
+tests in tests/ and tests/network/)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import time
 
+from pan_runtime.isolation import priority
 from pan_runtime.isolation.protocol import WORKER_MODULE
 
 
@@ -25,6 +27,17 @@ def workers_of(pid: int) -> list[int]:
             continue
         if ppid == pid and WORKER_MODULE.encode() in cmd:
             out.append(int(entry))
+    return out
+
+
+def policies(pid: int) -> set[int]:
+    """The scheduling policies of ``pid``'s threads (``SCHED_IDLE`` for a demoted worker)."""
+    out = set()
+    for tid in priority.threads(pid):
+        try:
+            out.add(os.sched_getscheduler(tid))
+        except ProcessLookupError:
+            continue
     return out
 
 

@@ -23,14 +23,15 @@ soft state is the node's (the worker forwards every ``state_*`` call), so it sur
 everything else the node holds (routes, queued capsules, pool buffers, application links).
 ``init`` is the code's: it runs under ``NodeConfig.worker_init_ms`` (past it the worker is
 killed), and under an event loop a restart sends ``INIT`` without waiting for it (``started``
-reads the answer; the code object's capsules wait in the node meanwhile). Restarting takes
-the code object's warm standby when it has one (``NodeConfig.worker_standbys``,
-``pan_runtime.isolation.standby``: a worker with that code object linked and confined, waiting
-for ``INIT``), so it costs ``init``; else a spare worker when one is ready
-(``NodeConfig.worker_spares``, a worker that has made its runtime and waits for a code object),
-so it costs linking the code and ``init``; else a whole start (an interpreter and the runtime;
-a JVM takes longest). Spares and standbys are started in the background after each load and
-restart.
+reads the answer; the code object's capsules wait in the node meanwhile; an ``init`` that has
+used ``worker_demote_ms`` of CPU time gets its worker demoted as a long batch does, ``steer``,
+until it answers). Restarting takes the code object's warm standby when it has one
+(``NodeConfig.worker_standbys``, ``pan_runtime.isolation.standby``: a worker with that code
+object linked and confined, waiting for ``INIT``), so it costs ``init``; else a spare worker
+when one is ready (``NodeConfig.worker_spares``, a worker that has made its runtime and waits
+for a code object), so it costs linking the code and ``init``; else a whole start (an
+interpreter and the runtime; a JVM takes longest). Spares and standbys are started in the
+background after each load and restart.
 
 Channel costs per batch: the node copies each body into the ring (one copy: the worker has no
 access to the node's pool, which holds every other capsule) and back out after the verdicts
@@ -83,6 +84,8 @@ MAX_BACKOFF_NS = 5_000_000_000
 _FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGSYS, signal.SIGTRAP}
 #: the PNI status for a missing soft-state entry (``pni_api``)
 NOT_FOUND = pni_api.NOT_FOUND
+#: what ``WorkerCode.steer`` times when no batch is out: a restart's ``init`` in progress
+_INIT = object()
 
 
 class WorkerSettings:
@@ -527,10 +530,12 @@ class WorkerCode(LoadedCode):
         self.closed = False
         #: resets sent behind batches out whose answers have not been read
         self.resets_out = 0
-        #: the batch whose running long demoted the worker (``priority``), until it ends
-        self.demoted: _Batch | None = None
-        #: the batch whose CPU time is being watched, and the worker's CPU time when it was first seen
-        self._cpu_batch: _Batch | None = None
+        #: the batch whose running long demoted the worker (``priority``), until it ends, or
+        #: ``_INIT``: a restart's ``init`` running long, until it answers
+        self.demoted: _Batch | object | None = None
+        #: the batch (or ``_INIT``) whose CPU time is being watched, and the worker's CPU time
+        #: when it was first seen
+        self._cpu_batch: _Batch | object | None = None
         self._cpu_mark = 0
         self._cpu_due = 0
         #: set while the node's C fast path holds this worker's channel (its worker lane,
@@ -700,6 +705,7 @@ class WorkerCode(LoadedCode):
             raise RuntimeFault(f"{self.code.short_name}: its worker could not be restarted: {exc}", FaultReason.WORKER_DOWN) from None
         finally:
             self.rt.refill()  # the spare or standby this start took is replaced while the node goes on
+        self._cpu_batch = None  # this worker's init is timed from ``steer``'s first look at it
         self.init_due = self._init_deadline()
 
     def _init_deadline(self) -> int:
@@ -710,9 +716,13 @@ class WorkerCode(LoadedCode):
         makes), waiting for it up to ``init_due`` when ``wait``. ``RuntimeFault`` ``worker_down``
         while it has not come (not waiting), or when ``init`` refused, faulted or ran past
         ``init_due`` (the worker killed: ``killed_budget``) or the worker died: then the worker
-        is down, its end counted."""
+        is down, its end counted. A worker demoted for a long ``init`` (``steer``) is restored
+        before the node waits for it and once ``init`` has answered, before anything else goes
+        down to it."""
         due = self.init_due
         assert due is not None and self.proc is not None
+        if wait:
+            self._restore_for_init()
         try:
             vals = self._wait(due, Kind.RESULT) if wait else self._read(Kind.RESULT, due)
         except (_Died, WorkerError) as exc:
@@ -721,6 +731,7 @@ class WorkerCode(LoadedCode):
         if vals is None:
             raise RuntimeFault(f"{self.code.short_name}: its worker is starting (init has not answered)", FaultReason.WORKER_DOWN)
         self.init_due = None
+        self._restore_for_init()
         try:
             rc = self._result(vals)
             if rc >= 0:
@@ -730,6 +741,17 @@ class WorkerCode(LoadedCode):
             why = f"init faulted in the restarted worker: {fault}"
         self._down(_Died(FaultReason.WORKER_DOWN, why))
         raise RuntimeFault(f"{self.code.short_name}: {why}", FaultReason.WORKER_DOWN)
+
+    def _restore_for_init(self) -> None:
+        """The worker demoted for its ``init`` (``steer``) back at the normal priority: the node
+        waits for it, or ``init`` has answered. ``RuntimeFault`` ``worker_down`` when it could
+        not be restored (it is down then: ``_restore``)."""
+        if self.demoted is None:
+            return
+        self._restore()
+        if self.proc is None:
+            why = "its restarted worker could not be restored to the normal priority"
+            raise RuntimeFault(f"{self.code.short_name}: {why}", FaultReason.WORKER_DOWN)
 
     def started(self) -> bool:
         """Whether the worker is past its ``init`` (looked at without waiting): False while a
@@ -763,18 +785,30 @@ class WorkerCode(LoadedCode):
         return True
 
     # -- priority -----------------------------------------------------------------------
+    def _timed(self) -> _Batch | object | None:
+        """What ``steer`` times: the oldest batch out, else a restart's ``init`` in progress
+        (``_INIT``; no batch goes down before it answers), else nothing."""
+        if self.inflight:
+            return self.inflight[0]
+        if self.init_due is not None and self.proc is not None:
+            return _INIT
+        return None
+
     def steer(self, now: int) -> int | None:
         """Demote the worker once its current batch has used ``worker_demote_ms`` of CPU time per
-        capsule (every thread at ``SCHED_IDLE``, ``priority``), restore it once that batch has
-        ended or its own budget is over; returns when to look again (monotonic ns), or None.
+        capsule, or a restart's ``init`` has used ``worker_demote_ms`` (every thread at
+        ``SCHED_IDLE``, ``priority``); restore it once that batch has ended or its own budget is
+        over (an ``init`` is restored when it answers, ``_init_answered``, or its worker is
+        killed at ``init_due``); returns when to look again (monotonic ns), or None.
         CPU time of the thread running the code, not wall time: on a machine busy with other
         work an honest batch waits for the CPU longer than it runs."""
         if self.lent is not None:
             self.lent()
         demoted = self.demoted
-        if demoted is not None and (not self.inflight or self.inflight[0] is not demoted):
+        head = self._timed()
+        if demoted is not None and demoted is not head:
             self._restore()
-        elif demoted is not None and self.proc is not None and self.proc.lowered:
+        elif isinstance(demoted, _Batch) and self.proc is not None and self.proc.lowered:
             # its own budget is over: back at the normal priority, a runtime that enforces its
             # budget stops the code within the grace instead of being killed and restarted
             # (which costs the node more than the code's last milliseconds do)
@@ -787,15 +821,15 @@ class WorkerCode(LoadedCode):
                 pass
             return None
         demote_ns = self.rt.demote_ns
-        if not demote_ns or not self.inflight or self.demoted is not None or self.proc is None:
+        if not demote_ns or head is None or self.demoted is not None or self.proc is None:
             return None
-        head = self.inflight[0]
         if self._cpu_batch is head and now < self._cpu_due:
             return self._cpu_due
         used = self.proc.cpu_ns()
         if used is None:
             return None  # it has ended: its pidfd says so
-        demote_ns *= head.n  # per capsule, as the budget
+        if isinstance(head, _Batch):
+            demote_ns *= head.n  # per capsule, as the budget
         if self._cpu_batch is not head:  # first look at this batch: its CPU time counts from here
             self._cpu_batch = head
             self._cpu_mark = used
@@ -816,7 +850,7 @@ class WorkerCode(LoadedCode):
         return None
 
     def _restore(self) -> None:
-        """The demoted batch ended: the worker gets the normal priority back."""
+        """The demoted batch ended (or ``init`` answered): the worker gets the normal priority back."""
         self.demoted = None
         proc = self.proc
         if proc is None or proc.proc.poll() is not None:

@@ -156,8 +156,9 @@ class NodeConfig:
         #: node and to other code objects' workers (0 by default: budgets are wall time, and a
         #: nice worker on a machine busy with other work runs honest capsules past them)
         self.worker_nice = _bounded("worker_nice", worker_nice, 0, 19)
-        #: a worker whose current batch has run this long is put at the lowest priority
-        #: (``SCHED_IDLE``) until the batch ends, so that a runaway yields the CPU to the node
+        #: a worker whose current batch has run this long (CPU time per capsule) is put at the
+        #: lowest priority (``SCHED_IDLE``) until the batch ends, and so is a restarted worker
+        #: whose ``init`` has, until it answers, so that a runaway yields the CPU to the node
         #: and to other code objects' workers; honest batches end well before (0: never)
         self.worker_demote_ms = _bounded("worker_demote_ms", worker_demote_ms, 0, 60_000)
         self._check_holding_bounds()

@@ -78,7 +78,8 @@ class Offload:
         self._pidfds: dict[int, _Process] = {}
         #: ``WorkerRuntime.spawns`` when its processes were last looked at
         self._spawns: dict[WorkerRuntime, int] = {}
-        #: workers demoted for a batch running long, until they are restored (``steer``)
+        #: workers demoted for a batch running long, until they are restored (``steer``; a
+        #: restart's ``init`` running long is restored when it answers, ``WorkerCode.started``)
         self._lowered: set[WorkerCode] = set()
         #: code objects whose worker ended idle, waiting for their back-off to restart it
         self._reviving: set[WorkerCode] = set()
@@ -144,9 +145,11 @@ class Offload:
 
     def tick(self) -> float | None:
         """Kill workers past a batch's budget (failing their capsules), demote those whose
-        batch runs past ``worker_demote_ms`` and restore them when it ends, restart workers
-        that ended idle once their back-off has passed, and watch new worker processes' pidfds;
-        the seconds until the next such deadline, or None."""
+        batch runs past ``worker_demote_ms`` and restore them when it ends, read restarted
+        workers' answers to ``init`` (demoting those whose ``init`` runs past
+        ``worker_demote_ms``: restored when it answers), restart workers that ended idle once
+        their back-off has passed, and watch new worker processes' pidfds; the seconds until the
+        next such deadline, or None."""
         self._sweep()
         now = self.node_now()
         nearest: int | None = None
@@ -179,7 +182,12 @@ class Offload:
                 self._lowered.discard(wc)
         for wc in list(self._starting):
             if not self._started(wc):
-                due = min(wc.init_due or now, now + _STANDBY_POLL_NS)  # its eventfd may be watched, or not yet
+                # its eventfd may be watched, or not yet; an init running long is demoted as a
+                # batch is (restored when it answers)
+                due = min(wc.init_due or now, now + _STANDBY_POLL_NS)
+                low = wc.steer(now)
+                if low is not None and low < due:
+                    due = low
                 if nearest is None or due < nearest:
                     nearest = due
         for wc in list(self._reviving):
