@@ -215,6 +215,26 @@ class _Cell:
         #: its searches were drains (``drain``)
         self.drained = False
 
+    def _generate(self, rate: float, seconds: float) -> tuple[int, int]:
+        """Run the generator toward the middle at ``rate`` capsules/s for ``seconds``; (capsules
+        it sent, ns it took)."""
+        mid = self.mid
+        gen = self.bed.spawn("sender", [str(self.binary), "gen", mid.source, mid.dest, f"{rate:.1f}",
+                                        f"{seconds:.3f}", str(self.file),
+                                        *([str(mid.flows)] if mid.flows > 1 else [])], "generator")
+        try:
+            out, err = gen.popen.communicate(timeout=seconds + _ANSWER_LIMIT_S)
+        except Exception:
+            gen.stop()
+            raise
+        finally:
+            if gen in self.bed.procs:
+                self.bed.procs.remove(gen)
+        words = out.split()
+        if gen.popen.returncode != 0 or len(words) < 6 or words[0] != "sent":
+            raise PanError(f"the generator failed (exit {gen.popen.returncode}): {err.strip()[-400:] or out.strip()}")
+        return int(words[1]), int(words[3])
+
     def trial(self, rate: float, count_calls: str | None = None) -> Probe:
         """One trial at ``rate`` capsules/s; with ``count_calls`` (perf or strace) the middle's
         system calls are counted over it (``extra["syscalls"]``)."""
@@ -230,21 +250,7 @@ class _Cell:
             counter.start()
         cpu0 = _cpu(pids)
         try:
-            gen = self.bed.spawn("sender", [str(self.binary), "gen", mid.source, mid.dest, f"{rate:.1f}",
-                                            f"{self.duration:.3f}", str(self.file),
-                                            *([str(mid.flows)] if mid.flows > 1 else [])], "generator")
-            try:
-                out, err = gen.popen.communicate(timeout=self.duration + _ANSWER_LIMIT_S)
-            except Exception:
-                gen.stop()
-                raise
-            finally:
-                if gen in self.bed.procs:
-                    self.bed.procs.remove(gen)
-            words = out.split()
-            if gen.popen.returncode != 0 or len(words) < 6 or words[0] != "sent":
-                raise PanError(f"the generator failed (exit {gen.popen.returncode}): {err.strip()[-400:] or out.strip()}")
-            sent, ns = int(words[1]), int(words[3])
+            sent, ns = self._generate(rate, self.duration)
             after, stray1 = mid.sink.settle(max(5.0, 4 * self.duration))
             cpu1 = _cpu(pids)
             calls = counter.stop() if counter is not None else None
@@ -273,21 +279,7 @@ class _Cell:
         for p in pids:
             os.kill(p, signal.SIGSTOP)
         try:
-            gen = self.bed.spawn("sender", [str(self.binary), "gen", mid.source, mid.dest, f"{DRAIN_FILL_RATE:.1f}",
-                                            f"{seconds:.3f}", str(self.file),
-                                            *([str(mid.flows)] if mid.flows > 1 else [])], "generator")
-            try:
-                out, err = gen.popen.communicate(timeout=seconds + _ANSWER_LIMIT_S)
-            except Exception:
-                gen.stop()
-                raise
-            finally:
-                if gen in self.bed.procs:
-                    self.bed.procs.remove(gen)
-            words = out.split()
-            if gen.popen.returncode != 0 or len(words) < 6 or words[0] != "sent":
-                raise PanError(f"the generator failed (exit {gen.popen.returncode}): {err.strip()[-400:] or out.strip()}")
-            queued = int(words[1])
+            queued, _ns = self._generate(DRAIN_FILL_RATE, seconds)
             cpu0 = _cpu(pids)
         finally:
             start = time.monotonic()
