@@ -62,6 +62,9 @@ def _interrupt(tmp, sig: int) -> BenchRun:
         [sys.executable, "-m", "pan_runtime.cli.main", "bench", "--experiment", "ping", "--topology", "netns",
          "--runtime", "native", "--size", "1500", "--count", "1000000", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        # SIGINT as a terminal's shell gives it: a suite started in the background of a script
+        # inherits it ignored, and so would the run (it would never see the signal sent below)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # wait until the namespaces exist and the nodes are up (their application sockets exist),
     # as long as the run is alive: a busy machine may take its time
@@ -77,7 +80,12 @@ def _interrupt(tmp, sig: int) -> BenchRun:
     time.sleep(0.5)
     assert _bench_processes(str(tmp)), "the nodes should be running now"
     p.send_signal(sig)
-    out, err = p.communicate(timeout=RUN_LIMIT_S)
+    try:
+        out, err = p.communicate(timeout=RUN_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        p.kill()  # its nodes die with it (their parent-death signal)
+        p.communicate()
+        raise AssertionError(f"the run went on {RUN_LIMIT_S:.0f} s after signal {sig}") from None
     return BenchRun(p.args, p.returncode, out, err, p.pid)
 
 
