@@ -55,7 +55,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     die_with_parent()
     topo = load_topology(args.topology)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: started from a script's background it is inherited ignored, and Ctrl-C or
+    # `kill -INT` must still take the lab down
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
     kind = MininetLab if args.backend == "mininet" else NetnsLab
     lab = kind(topo, args.log_level, progress=lambda m: print(m, file=sys.stderr, flush=True))
