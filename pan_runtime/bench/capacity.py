@@ -114,18 +114,22 @@ class Sink:
         words = self._ask("count", "count ").split()
         return int(words[1]), int(words[2])
 
-    def settle(self, limit: float) -> tuple[int, int]:
-        """The counts once they stop moving (the middle has forwarded what it queued), or
-        after ``limit`` seconds of steady movement (a guard)."""
+    def settle(self, limit: float, quiet: float = _SETTLE_S, poll: float = _SETTLE_S) -> tuple[int, int, float]:
+        """The counts once they have not moved for ``quiet`` seconds, read every ``poll`` (the
+        middle has forwarded what it queued), or after ``limit`` seconds of steady movement (a
+        guard); and when (``time.monotonic``) they last moved."""
         last = self.count()
-        deadline = time.monotonic() + limit
+        moved = time.monotonic()
+        deadline = moved + limit
         while time.monotonic() < deadline:
-            time.sleep(_SETTLE_S)
-            now = self.count()
-            if now == last:
-                return now
-            last = now
-        return last
+            time.sleep(poll)
+            counts = self.count()
+            now = time.monotonic()
+            if counts != last:
+                last, moved = counts, now
+            elif now - moved >= quiet:
+                break
+        return last[0], last[1], moved
 
 
 @dataclass
@@ -251,7 +255,7 @@ class _Cell:
         cpu0 = _cpu(pids)
         try:
             sent, ns = self._generate(rate, self.duration)
-            after, stray1 = mid.sink.settle(max(5.0, 4 * self.duration))
+            after, stray1, _moved = mid.sink.settle(max(5.0, 4 * self.duration))
             cpu1 = _cpu(pids)
             calls = counter.stop() if counter is not None else None
         finally:
@@ -264,7 +268,6 @@ class _Cell:
         if calls is not None:
             extra["syscalls"] = float(calls)
         return Probe(rate, sent, after - before, max(ns, 1) / 1e9, extra)
-
 
     def drain(self, count: int) -> Search:
         """One drain of ``count`` capsules (``--drain``) as a search of one probe: the capsules
@@ -286,16 +289,7 @@ class _Cell:
             for p in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGCONT)
-        last, last_t, stray1 = before, start, stray0
-        guard = start + max(30.0, 100 * seconds)
-        while True:
-            got, stray1 = mid.sink.count()
-            now = time.monotonic()
-            if got != last:
-                last, last_t = got, now
-            elif now - last_t >= _DRAIN_SETTLE_S or now > guard:
-                break
-            time.sleep(_DRAIN_POLL_S)
+        last, stray1, last_t = mid.sink.settle(max(30.0, 100 * seconds), _DRAIN_SETTLE_S, _DRAIN_POLL_S)
         cpu1 = _cpu(pids)
         self.stray += stray1 - stray0
         drained, took = last - before, max(last_t - start, 1e-6)

@@ -183,15 +183,17 @@ static int run_gen(char **argv) {
     int fd = open_socket(argv[0]);
     if (fd < 0) return 1;
     fds[0] = fd;
+    /* the other flows: the same address and the next ports, so that every run of the generator
+     * is the same flows (a middle that learns its neighbours from them knows them from the
+     * warm-up on); a port the kernel picks where one is taken */
+    const char *colon = strrchr(argv[0], ':'); /* there is one: open_socket parsed BIND */
+    int host_len = (int)(colon - argv[0]);
+    long port = strtol(colon + 1, NULL, 10);
+    char any[64];
+    snprintf(any, sizeof any, "%.*s:0", host_len, argv[0]);
     for (long k = 1; k < flows; k++) {
-        /* the same address and the next ports, so that every run of the generator is the same
-         * flows (a middle that learns its neighbours from them knows them from the warm-up on);
-         * a port the kernel picks where one is taken */
-        char next[64], any[64];
-        const char *colon = strrchr(argv[0], ':');
-        long port = strtol(colon + 1, NULL, 10);
-        snprintf(next, sizeof next, "%.*s:%ld", (int)(colon - argv[0]), argv[0], port + k);
-        snprintf(any, sizeof any, "%.*s:0", (int)(colon - argv[0]), argv[0]);
+        char next[64];
+        snprintf(next, sizeof next, "%.*s:%ld", host_len, argv[0], port + k);
         fds[k] = port > 0 && port + k <= 65535 ? open_socket_as(next, 1) : -1;
         if (fds[k] < 0) fds[k] = open_socket(any);
         if (fds[k] < 0) {
