@@ -1659,13 +1659,14 @@ static PyObject *fp_wait_in(PyObject *args) {
                 PyObject *cb = fp;
                 if (Py_IS_TYPE(fp, &WorkerLaneType)) {
                     WorkerLane *lane = (WorkerLane *)fp;
+                    unsigned long long done = lane->c_done;
                     int lr = lane_collect(lane);
                     if (lr < 0) {
                         Py_DECREF(fp);
                         goto fail;
                     }
                     if (lr == 0) {
-                        lane->c_collects++;
+                        if (lane->c_done != done) lane->c_collects++; /* a wake-up with nothing new is no collect */
                         lane_watch(lane);
                         Py_DECREF(fp);
                         continue;

@@ -487,13 +487,14 @@ class Offload:
             for fd in fds:
                 self._unwatch(fd)
 
-    def _ready(self, wc: WorkerCode) -> None:
+    def _ready(self, wc: WorkerCode) -> int:
+        """Collect what ``wc``'s worker wrote (or see to its start or end): the batches it finished."""
         if wc.lent is not None:
             wc.lent()
         proc = wc.proc
         if proc is None:
             self._forget(wc)
-            return
+            return 0
         try:
             os.eventfd_read(proc.ch.wake_up)
         except (BlockingIOError, OSError):
@@ -501,14 +502,16 @@ class Offload:
         if wc.init_due is not None:
             self._started(wc)
         elif wc.inflight:
-            wc.collect()
+            finished = wc.collect()
             self._settled(wc)
+            return finished
         else:
             wc.reap()  # the worker ended with nothing out (seen here before its pidfd was)
             if wc.proc is None or wc.proc is not proc:
                 self._forget(wc)
             if wc.proc is None:
                 self._revive(wc)  # as ``_ended`` would: its pidfd finds no owner any more
+        return 0
 
     def _collected(self, wc: WorkerCode, in_wait: bool = True) -> int:
         """``_ready`` called from the fast path's wait, which goes on waiting unless this says
@@ -519,11 +522,11 @@ class Offload:
         proc = wc.proc
         rt = wc.rt
         spawns = rt.spawns
-        self._ready(wc)
+        finished = self._ready(wc)
         if (wc.proc is not proc or proc is None or rt.spawns != spawns or self.node.queue or self._lowered
                 or self._reviving or wc.demoted is not None or wc in self.waiting):
             return 1
-        if in_wait:
+        if in_wait and finished:  # a wake-up that found nothing new (one read already) is no collect
             self.collects_kept += 1
         if wc.inflight:
             return wc.look_due()
