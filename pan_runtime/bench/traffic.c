@@ -18,10 +18,19 @@
  *                                    and FLOWS-1 more on its address (the ports after BIND's,
  *                                    or ports the kernel picks where those are taken), so a
  *                                    receiver's kernel can spread them over its sockets
- *   sink BIND                        count what arrives at BIND (recvmmsg); commands on
- *                                    standard input: "expect NAMEHEX LENGTH" names the capsules
- *                                    that count, "count" prints "count VALID OTHER CALLS";
- *                                    exits at end of input
+ *   sink BIND [plain]                count what arrives at BIND (recvmmsg; with UDP_GRO unless
+ *                                    "plain", a GSO message cut into its datagrams); commands
+ *                                    on standard input: "expect NAMEHEX LENGTH" names the
+ *                                    capsules that count; "count" prints "count VALID OTHER
+ *                                    CALLS COALESCED LAST" (COALESCED: messages that held
+ *                                    more than one datagram; LAST: the kernel's arrival time,
+ *                                    CLOCK_REALTIME ns, of the latest capsule that counted, 0
+ *                                    unless stamping); "buffer BYTES" asks that large a
+ *                                    receive buffer (SO_RCVBUFFORCE where allowed) and prints
+ *                                    "buffer GOT"; "stamp" has the kernel stamp each arrival
+ *                                    (SO_TIMESTAMPNS) and prints "stamping" ("stamp refused
+ *                                    WHY" where it cannot); exits at end of
+ *                                    input
  *   fwd BIND A B                     the C batched forwarder baseline: relay datagrams from A
  *                                    to B and from anyone else to A, up to 64 per recvmmsg
  *                                    and per sendmmsg (never waiting for a batch to fill);
@@ -34,6 +43,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -320,6 +330,31 @@ static size_t gro_size(struct msghdr *h) {
     return 0;
 }
 
+/* The kernel's arrival time (CLOCK_REALTIME ns) a message read with SO_TIMESTAMPNS carries, or 0. */
+static int64_t arrival_ns(struct msghdr *h) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        }
+    }
+    return 0;
+}
+
+/* Ask for a receive buffer of BYTES (beyond net.core.rmem_max where the process may, as a
+ * drain's sink must hold all it drains); what the socket has afterwards. */
+static long long ask_buffer(int fd, long long bytes) {
+    int size = bytes > INT_MAX / 2 ? INT_MAX / 2 : (int)bytes;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    int got = 0;
+    socklen_t len = sizeof got;
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) != 0) return -1;
+    return got;
+}
+
 static int run_sink(char **argv, int gro) {
     int fd = open_socket(argv[0]);
     if (fd < 0) return 1;
@@ -329,9 +364,11 @@ static int run_sink(char **argv, int gro) {
     if (gro && setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on) != 0) gro = 0;
     static unsigned char bufs[BATCH][MAX_DATAGRAM];
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct timespec))];
         struct cmsghdr align;
     } ctl[BATCH];
+    int stamping = 0;
+    int64_t last = 0;
     struct iovec iovs[BATCH];
     struct mmsghdr msgs[BATCH];
     memset(msgs, 0, sizeof msgs);
@@ -357,8 +394,8 @@ static int run_sink(char **argv, int gro) {
         if (fds[0].revents & POLLIN) {
             for (;;) {
                 for (int i = 0; i < BATCH; i++) {
-                    msgs[i].msg_hdr.msg_control = gro ? ctl[i].buf : NULL;
-                    msgs[i].msg_hdr.msg_controllen = gro ? sizeof ctl[i].buf : 0;
+                    msgs[i].msg_hdr.msg_control = gro || stamping ? ctl[i].buf : NULL;
+                    msgs[i].msg_hdr.msg_controllen = gro || stamping ? sizeof ctl[i].buf : 0;
                 }
                 int r = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
                 calls++;
@@ -375,6 +412,7 @@ static int run_sink(char **argv, int gro) {
                         other++;
                         continue;
                     }
+                    unsigned long long before = valid;
                     /* each datagram the message holds (the last one may be shorter) */
                     for (size_t at = 0; at < n; at += seg) {
                         const unsigned char *d = bufs[i] + at;
@@ -391,6 +429,10 @@ static int run_sink(char **argv, int gro) {
                             other++;
                         }
                     }
+                    if (stamping && valid != before) {
+                        int64_t t = arrival_ns(&msgs[i].msg_hdr);
+                        if (t > last) last = t;
+                    }
                 }
                 if (r < BATCH) break;
             }
@@ -405,7 +447,17 @@ static int run_sink(char **argv, int gro) {
             while ((nl = strchr(line, '\n')) != NULL) {
                 *nl = '\0';
                 if (strcmp(line, "count") == 0) {
-                    printf("count %llu %llu %llu %llu\n", valid, other, calls, coalesced);
+                    printf("count %llu %llu %llu %llu %lld\n", valid, other, calls, coalesced, (long long)last);
+                } else if (strncmp(line, "buffer ", 7) == 0 && atoll(line + 7) > 0) {
+                    printf("buffer %lld\n", ask_buffer(fd, atoll(line + 7)));
+                } else if (strcmp(line, "stamp") == 0) {
+                    int one = 1;
+                    if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) == 0) {
+                        stamping = 1;
+                        printf("stamping\n");
+                    } else {
+                        printf("stamp refused %s\n", strerror(errno));
+                    }
                 } else if (strncmp(line, "expect ", 7) == 0 && parse_expect(line, name, &length) == 0) {
                     expecting = 1;
                     printf("expecting\n");

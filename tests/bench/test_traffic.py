@@ -136,6 +136,41 @@ def test_the_generator_sends_its_bursts_as_gso_messages_and_the_sink_sees_each_d
         _close(sink)
 
 
+@pytest.mark.parametrize("read", ["gro", "plain"])
+def test_a_sink_set_aside_for_a_drain_holds_what_it_is_asked_and_stamps_each_arrival(tmp_path, read):
+    """``buffer`` gives the sink the receive buffer a drain needs (beyond net.core.rmem_max
+    where the process may), and after ``stamp`` the count carries the kernel's arrival time
+    of the latest capsule counted: between the moments before and after the generator ran,
+    whatever the sink does meanwhile; 0 before any."""
+    import os
+    import time
+
+    size = 1500
+    port = _port()
+    sink = _start("sink", f"127.0.0.1:{port}", *(["plain"] if read == "plain" else []), stdin=True)
+    try:
+        want = 64 << 20
+        got = int(_ask(sink, f"buffer {want}").split()[1])
+        with open("/proc/sys/net/core/rmem_max") as f:
+            rmem_max = int(f.read())
+        assert got >= (want if os.geteuid() == 0 else min(want, 2 * rmem_max)), got
+        assert _ask(sink, "stamp") == "stamping"
+        assert _ask(sink, f"expect {NAME.hex()} {size - 28}") == "expecting"
+        assert _ask(sink, "count").split()[5] == "0"
+        t0 = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        gen = subprocess.run([str(traffic_binary()), "gen", f"127.0.0.1:{_port()}", f"127.0.0.1:{port}", "2000", "0.05",
+                              str(_capsule(tmp_path, size))], capture_output=True, text=True, timeout=LIMIT_S)
+        t1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        assert gen.returncode == 0, gen.stderr
+        sent = int(gen.stdout.split()[1])
+        time.sleep(0.2)  # the stamp is the arrival's, not the read's: a late read changes nothing
+        assert _counts(sink, sent) == (sent, 0)
+        last = int(_ask(sink, "count").split()[5])
+        assert t0 <= last <= t1, (t0, last, t1)
+    finally:
+        _close(sink)
+
+
 def test_a_sink_reading_with_gro_counts_a_short_or_foreign_datagram_of_a_message_apart():
     """A GSO message whose datagrams are not all the flow's capsule (its last one shorter, as
     the kernel allows) arrives whole at a UDP_GRO sink, which counts each datagram by itself."""
