@@ -189,7 +189,8 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
             )
             threads = fast.get("threads", [])
             if len(threads) > 1:
-                lines.append("fast path threads: carried out in C " + " / ".join(str(t["finished_in_c"]) for t in threads))
+                lines.append("fast path threads: carried out in C " + " / ".join(str(t["finished_in_c"]) for t in threads)
+                             + f"; neighbour sockets moved between them {fast.get('neighbour_moves', 0)}")
         else:
             lines.append(f"fast path: off ({fast.get('why_off', '')})")
     sc = st.get("links", {}).get("syscalls")

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import ConfigError, LinkError, PanError
+from pan_runtime.net.balance import moves as balance_moves
 from pan_runtime.net.fairshare import FairShare
 from pan_runtime.net.lanes import Lane
 from pan_runtime.net.udp_fast import PATHS, UdpFastPath, node_lock, unavailable_reason
@@ -410,6 +411,9 @@ class UdpTransport:
         self.lanes: list[Lane] = []
         self._rx_lane: dict[socket.socket, Lane] = {}
         self._own_count = 0
+        #: each neighbour's datagrams received at the last balance look; sockets moved since
+        self._seen: dict[UdpLink, int] = {}
+        self.moves = 0
         if cfg.threads > 1:
             self._start_lanes(cfg.threads)
         try:
@@ -504,8 +508,12 @@ class UdpTransport:
         self._family[rx] = node_sock
         turn = self._own_count % (len(self.lanes) + 1)  # the threads take neighbours in turn
         self._own_count += 1
-        if turn:
-            lane = self._rx_lane[rx] = self.lanes[turn - 1]
+        self._read_on(rx, node_sock, turn)
+
+    def _read_on(self, rx: socket.socket, node_sock: socket.socket, thread: int) -> None:
+        """Have fast-path thread ``thread`` (0: the event loop's) read neighbour socket ``rx``."""
+        if thread:
+            lane = self._rx_lane[rx] = self.lanes[thread - 1]
             lane.add(rx, node_sock=node_sock)
             return
         self.share.add(rx.fileno())
@@ -513,6 +521,51 @@ class UdpTransport:
         if fast is not None:
             self.loop.add_fast(fast, self.rx_burst, rx.fileno())
         self.loop.add(rx, selectors.EVENT_READ, lambda _mask, s=rx: self._readable(s))
+
+    def _unread(self, rx: socket.socket, node_sock: socket.socket) -> None:
+        """Stop whichever thread reads neighbour socket ``rx`` reading it."""
+        lane = self._rx_lane.pop(rx, None)
+        if lane is not None:
+            lane.remove(rx)
+            return
+        fast = self._fast.get(node_sock)
+        if fast is not None:
+            self.loop.remove_fast(fast, rx.fileno())
+        self.share.remove(rx.fileno())
+        self.loop.remove(rx)
+
+    def balance(self) -> int:
+        """Even out what the fast-path threads read: move neighbours' sockets by what each
+        brought since the last look (``balance.py``; the counters' fold does it once a
+        second). Returns the sockets moved."""
+        with self.locked():
+            self.node.sync_counters()
+            return self._balance()
+
+    def _balance(self) -> int:
+        if not self.lanes:
+            return 0
+        loads: dict[UdpLink, int] = {}
+        threads: dict[UdpLink, int] = {}
+        seen: dict[UdpLink, int] = {}
+        for link in self.links.values():
+            if link.rx is None:
+                continue
+            seen[link] = link.received
+            loads[link] = link.received - self._seen.get(link, 0)
+            lane = self._rx_lane.get(link.rx)
+            threads[link] = 0 if lane is None else lane.index
+        self._seen = seen
+        moved = 0
+        for link, thread in balance_moves(loads, threads, len(self.lanes) + 1):
+            assert link.rx is not None
+            self._unread(link.rx, link.sock)
+            self._read_on(link.rx, link.sock, thread)
+            moved += 1
+        self.moves += moved
+        if moved:
+            log.info("fast-path threads: %d neighbour socket(s) moved to even out the threads' traffic", moved)
+        return moved
 
     @property
     def endpoints(self) -> list[tuple[str, int]]:
@@ -665,6 +718,7 @@ class UdpTransport:
         # kernel's drops reach the node at least this often even when nobody reads the statistics
         if self.sockets:
             self.node.sync_counters()
+            self._balance()
             self.loop.call_later(_FOLD_EVERY_S, self._fold)
 
     def account(self, link: UdpLink, throttled: int, runs: int, run_ns: int) -> None:
@@ -746,6 +800,7 @@ class UdpTransport:
         if self.lock is not None:  # the serial part of several threads' work, and its waits
             out["lock_held_ns"] = int(self.lock.held_ns)
             out["lock_waits"] = int(self.lock.contended)
+            out["neighbour_moves"] = self.moves  # sockets moved between threads (balance.py)
         # each thread's share (the event loop's first): the figures above are their sums
         out["threads"] = [
             {k: sum(f.paths[k] for f in group) for k in PATHS}
@@ -762,13 +817,7 @@ class UdpTransport:
         if rx is None:
             return
         link.rx = None
-        lane = self._rx_lane.pop(rx, None)
-        fast = self._fast.get(link.sock)
-        if lane is not None:
-            lane.remove(rx)
-        elif fast is not None:
-            self.loop.remove_fast(fast, rx.fileno())
-            self.share.remove(rx.fileno())
+        self._unread(rx, link.sock)
         self._family.pop(rx, None)
         self.loop.remove(rx)
         rx.close()

@@ -194,3 +194,50 @@ def test_threads_need_the_fast_path(tmpdir_short):
     (tmpdir_short / "n.toml").write_text('[node]\nlisten = ["127.0.0.1:0"]\n[limits]\nthreads = 2\nfast_path = false\n')
     with pytest.raises(ConfigError, match="threads = 2 needs the compiled fast path"):
         daemon_from(tmpdir_short / "n.toml")
+
+
+def _thread_of(t, peer) -> int:
+    tr = t.middle.transport
+    link = tr.links[peer.address]
+    lane = tr._rx_lane.get(link.rx)
+    return 0 if lane is None else lane.index
+
+
+def _send_chunks(t, peers, tag: bytes, each: int, chunk: int = 100) -> None:
+    """``each`` forwards from every one of ``peers``, a chunk at a time (the receiver keeps up)."""
+    sent = t.app.pending
+    for start in range(0, each, chunk):
+        for k, peer in peers:
+            for i in range(start, min(each, start + chunk)):
+                body = forward_body(t.receiver.node.address, tag + struct.pack(">HH", k, i))
+                peer.send(capsule_bytes(t.code, body, peer.address), t.mport)
+                sent += 1
+        assert pump(t.ds, lambda sent=sent: t.app.pending == sent)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_two_busy_neighbours_on_one_thread_are_spread_over_both(tmpdir_short, runtime):
+    from pan_runtime.net.balance import MIN_DATAGRAMS
+
+    with _star(tmpdir_short, runtime) as t:
+        busy = [(0, t.peers[0]), (2, t.peers[2])]  # the threads took neighbours in turn: both on thread 0
+        assert [_thread_of(t, p) for _, p in busy] == [0, 0]
+        each = MIN_DATAGRAMS // 2 + 100
+        _send_chunks(t, busy, b"a", each)
+        t.middle.transport.balance()  # the fold may have done it already: once is enough
+        s = t.middle.statistics()
+        assert s["links"]["fast_path"]["neighbour_moves"] >= 1
+        assert sorted(_thread_of(t, p) for _, p in busy) == [0, 1]
+        before = [th["finished_in_c"] for th in s["links"]["fast_path"]["threads"]]
+        moves = s["links"]["fast_path"]["neighbour_moves"]
+        first = t.app.pending
+        _send_chunks(t, busy, b"b", each)
+        s = t.middle.statistics()
+        after = [th["finished_in_c"] for th in s["links"]["fast_path"]["threads"]]
+        assert all(a - b >= each for a, b in zip(after, before, strict=True)), (before, after)  # each thread carried one
+        assert s["links"]["fast_path"]["neighbour_moves"] == moves  # an even load stays where it is
+        got = [d.data[20:] for d in t.app.deliveries()][first:]
+        for k, _ in busy:  # every capsule arrived, each neighbour's in the order sent
+            assert [g for g in got if g[1:3] == struct.pack(">H", k)] == [b"b" + struct.pack(">HH", k, i) for i in range(each)]
+        assert s["dropped"] == 0 and s["received"] == s["sent"]
+        assert f"neighbour sockets moved between them {moves}" in format_stats(s)
