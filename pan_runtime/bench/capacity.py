@@ -23,10 +23,13 @@ one more trial at that rate with a counter attached (``syscalls.py``: perf, else
 go and timed until the sink's count stops; the rate is what it forwarded over that time. Each
 search is then one such drain. It is how thread counts compare on a machine whose CPUs the
 generator would otherwise share with the middle. The sink is kept off the middle's CPUs too:
-it gets a receive buffer that holds a whole drain and runs at ``SCHED_IDLE`` (only on CPU time
-nothing else wants), and the drain's end is the kernel's arrival stamp of the last capsule
-(``SO_TIMESTAMPNS``), not when the sink got round to reading it. Where either is refused the
-sink reads beside the middle as in a search, and the note says so.
+it gets a receive buffer that holds a whole drain, is stopped while the middle drains (the
+kernel queues what arrives; the drain is over once the middle has run less than
+``_DRAIN_QUIET_NS`` over ``_DRAIN_SETTLE_S``), and the drain's end is the kernel's arrival
+stamp of the last capsule (``SO_TIMESTAMPNS``), not when the sink got round to reading it. The
+middle alone runs in the timed part; the kernel's delivery into the sink's socket is part of
+what its sends cost, as for any forwarder. Where the buffer or the stamps are refused the sink
+reads beside the middle as in a search, and the note says so.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from .dispatch import forward_capsule
 from .load import OthersShare
 from .noise import cell_key
 from .search import Probe, Search, find_capacity
-from .syscalls import SyscallCount, counter_method, cpu_seconds, with_children
+from .syscalls import SyscallCount, counter_method, cpu_seconds, run_ns, with_children
 from .testbed import Proc, Testbed
 
 __all__ = ["BASELINE_RUNTIME", "CAPACITY_CONFIGS", "CapacityOutcome", "run_capacity"]
@@ -79,6 +82,9 @@ _DRAIN_POLL_STAMPED_S = 0.01
 #: receive buffer a drain's sink asks per capsule queued, beyond twice its length (the
 #: kernel's own bookkeeping of each datagram it holds)
 _DRAIN_OVERHEAD_BYTES = 1024
+#: a drained middle is quiet once it has run less than this over ``_DRAIN_SETTLE_S`` (its
+#: event loop's own ticks cost far less)
+_DRAIN_QUIET_NS = 2_000_000
 
 
 @dataclass
@@ -131,20 +137,12 @@ class Sink:
         return int(words[1]), int(words[2])
 
     def aside(self, buffer: int) -> bool:
-        """Keep the sink off the CPUs a drain's middle uses: a receive buffer of ``buffer``
-        bytes (all a drain queues), the kernel's arrival stamps, and ``SCHED_IDLE``. False
-        (the sink reads as before) where the buffer or stamps are refused."""
+        """Make the sink able to stand aside while a middle drains: a receive buffer of
+        ``buffer`` bytes (all a drain queues) and the kernel's arrival stamps. False (it
+        reads beside the middle) where either is refused."""
         if self.is_aside is None:
             got = int(self._ask(f"buffer {buffer}", "buffer ").split()[1])
-            stamping = got >= buffer and self._ask("stamp", "stamp").strip() == "stamping"
-            ok = False
-            if stamping:
-                try:
-                    os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
-                    ok = True
-                except OSError:
-                    ok = False
-            self.is_aside = ok
+            self.is_aside = got >= buffer and self._ask("stamp", "stamp").strip() == "stamping"
         return self.is_aside
 
     def settle(self, limit: float, quiet: float = _SETTLE_S, poll: float = _SETTLE_S) -> tuple[int, int, float]:
@@ -251,7 +249,7 @@ class _Cell:
         self.stray = 0
         #: its searches were drains (``drain``)
         self.drained = False
-        #: its drains' sink was out of the middle's way (``Sink.aside``)
+        #: its drains' sink stood aside (``Sink.aside``: stopped while the middle drained)
         self.sink_aside = False
 
     def _generate(self, rate: float, seconds: float) -> tuple[int, int]:
@@ -317,14 +315,23 @@ class _Cell:
         seconds = count / DRAIN_FILL_RATE
         for p in pids:
             os.kill(p, signal.SIGSTOP)
+        sink = mid.sink.proc.pid
         try:
             queued, _ns = self._generate(DRAIN_FILL_RATE, seconds)
             cpu0 = _cpu(pids)
+            if aside:
+                os.kill(sink, signal.SIGSTOP)
         finally:
             start, start_ns = time.monotonic(), time.clock_gettime_ns(time.CLOCK_REALTIME)
             for p in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGCONT)
+        if aside:
+            try:
+                _quiet(pids, max(30.0, 100 * seconds))
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(sink, signal.SIGCONT)
         last, stray1, last_t = mid.sink.settle(max(30.0, 100 * seconds), _DRAIN_SETTLE_S,
                                                _DRAIN_POLL_STAMPED_S if aside else _DRAIN_POLL_S)
         cpu1 = _cpu(pids)
@@ -337,6 +344,24 @@ class _Cell:
         probe = Probe(drained / took, drained, drained, took, extra)
         self.drained = True
         return Search([probe], probe if drained > 0 else None, ceiling=False)
+
+
+def _quiet(pids: list[int], limit: float) -> None:
+    """Return once ``pids`` together ran less than ``_DRAIN_QUIET_NS`` over ``_DRAIN_SETTLE_S``
+    (a drained middle has nothing left), or after ``limit`` seconds (a guard) or when one is gone."""
+    deadline = time.monotonic() + limit
+    marks: list[tuple[float, int]] = []
+    while time.monotonic() < deadline:
+        runs = [run_ns(p) for p in pids]
+        if None in runs:
+            return
+        now, ran = time.monotonic(), sum(runs)  # type: ignore[arg-type]
+        marks.append((now, ran))
+        while len(marks) > 1 and now - marks[1][0] >= _DRAIN_SETTLE_S:
+            marks.pop(0)
+        if now - marks[0][0] >= _DRAIN_SETTLE_S and ran - marks[0][1] < _DRAIN_QUIET_NS:
+            return
+        time.sleep(_DRAIN_POLL_STAMPED_S)
 
 
 def _cpu(pids: list[int]) -> float | None:
@@ -375,7 +400,7 @@ def _record(cells: list[_Cell], topo: str, config_of: Callable[[_Cell], str], ad
             queued = [b.extra.get("queued", 0.0) for b in best]
             notes.append(f"drain: the rate it forwarded {statistics.median(queued):.0f} queued capsules (median of "
                          f"the drains' {', '.join(str(b.received) for b in best)} reaching the sink) after a stop, "
-                         + ("to the kernel's stamp of the last arrival, the sink idle-scheduled"
+                         + ("to the kernel's stamp of the last arrival, the sink stopped meanwhile"
                             if c.sink_aside else "the sink reading beside it (its buffer or stamps refused)"))
         elif any(s.generator_limited for s in c.searches):
             notes.append("generator-limited: the middle forwarded all the generator could offer (the capacity is at least that)")

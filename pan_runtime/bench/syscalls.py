@@ -38,6 +38,22 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_ns(pid: int) -> int | None:
+    """Nanoseconds ``pid`` has run on a CPU, every thread (``/proc/PID/task/*/schedstat``;
+    finer than ``cpu_seconds``' clock ticks), or None when it is gone."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total
+
+
 def children(pid: int) -> list[int]:
     """The live processes whose parent is ``pid`` (a node's workers)."""
     out = []
