@@ -365,7 +365,12 @@ def _quiet(pids: list[int], limit: float) -> None:
 
 
 def _cpu(pids: list[int]) -> float | None:
-    """CPU seconds of ``pids`` together (None: none given, or one is gone)."""
+    """CPU seconds of ``pids`` together (None: none given, or one is gone): from the threads'
+    run times in ns where the kernel keeps them (a drain of a few ms is a tick or none of
+    ``cpu_seconds``' clock), else from the clock ticks."""
+    runs = [run_ns(p) for p in pids]
+    if runs and None not in runs:
+        return sum(runs) / 1e9  # type: ignore[arg-type]
     times = [cpu_seconds(p) for p in pids]
     return sum(times) if times and None not in times else None  # type: ignore[arg-type]
 

@@ -41,7 +41,7 @@ def cpu_seconds(pid: int) -> float | None:
 def run_ns(pid: int) -> int | None:
     """Nanoseconds ``pid`` has run on a CPU, every thread (``/proc/PID/task/*/schedstat``;
     finer than ``cpu_seconds``' clock ticks), or None when it is gone."""
-    total = 0
+    total, read = 0, 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -49,9 +49,10 @@ def run_ns(pid: int) -> int | None:
     for tid in tasks:
         try:
             total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+            read += 1
         except (OSError, ValueError, IndexError):
             continue  # a thread that ended meanwhile
-    return total
+    return total if read else None  # none readable: a kernel without schedstat
 
 
 def children(pid: int) -> list[int]:
