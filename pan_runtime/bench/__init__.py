@@ -155,7 +155,8 @@ def main(args: argparse.Namespace) -> int:
         print("\non labs (medians):\n" + (format_lab_results(outcome.results) or "(no results)"))
     if outcome.syscall_method:
         print(f"\ncapacity: system calls of the middle counted with {outcome.syscall_method} over one more trial at "
-              "each search's capacity; CPU from /proc/PID/stat over the highest passing trial")
+              "each search's capacity; CPU time (the middle's threads' run time, /proc/PID/task/*/schedstat) over the "
+              "highest passing trial")
     for label, per in outcome.capacity_threads.items():
         serial = outcome.capacity_serial.get(label)
         print(f"capacity {label}: capsules each fast-path thread finished in C over the run: "
