@@ -295,6 +295,13 @@ def prometheus_text(stats: dict[str, Any]) -> str:
             "Datagrams each fast-path thread finished in C (limits.threads; 0 is the event loop's).",
             [({"thread": i}, t["finished_in_c"]) for i, t in enumerate(fast.get("threads", []))],
         )
+        if "neighbour_moves" in fast:
+            metric(
+                "pan_fast_path_neighbour_moves_total",
+                "counter",
+                "Neighbours' receive sockets moved between fast-path threads to even out their traffic.",
+                [({}, fast["neighbour_moves"])],
+            )
     sc = stats.get("links", {}).get("syscalls", {})
     if sc:
         metric(

@@ -241,3 +241,4 @@ def test_two_busy_neighbours_on_one_thread_are_spread_over_both(tmpdir_short, ru
             assert [g for g in got if g[1:3] == struct.pack(">H", k)] == [b"b" + struct.pack(">HH", k, i) for i in range(each)]
         assert s["dropped"] == 0 and s["received"] == s["sent"]
         assert f"neighbour sockets moved between them {moves}" in format_stats(s)
+        assert f"pan_fast_path_neighbour_moves_total {moves}\n" in prometheus_text(s)
