@@ -53,6 +53,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <limits.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -1366,6 +1368,20 @@ static PyObject *FastPath_lend(FastPath *self, PyObject *slots) {
     return PyLong_FromSsize_t(taken);
 }
 
+PyDoc_STRVAR(let_go_doc,
+"let_go(fd)\n\n"
+"This fast path no longer reads source FD (its socket went to another thread): forget that\n"
+"it waits with datagrams. A busy mark it could no longer clear would be the least-served busy\n"
+"source for ever, and every source it does read would be held back a quantum past it.");
+
+static PyObject *FastPath_let_go(FastPath *self, PyObject *arg) {
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) return NULL;
+    fp_share *sh = fd >= 0 && fd <= INT_MAX ? share_of(self, (int)fd) : NULL;
+    if (sh) sh->busy = 0;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(reclaim_doc,
 "reclaim() -> (slots, peak, starved)\n\n"
 "Every slot lent and not used, back to the caller (between bursts the pool is whole), with\n"
@@ -1488,6 +1504,7 @@ static PyMethodDef FastPath_methods[] = {
     {"worker_verdicts", (PyCFunction)FastPath_worker_verdicts, METH_VARARGS, worker_verdicts_doc},
     {"lend", (PyCFunction)FastPath_lend, METH_O, lend_doc},
     {"reclaim", (PyCFunction)FastPath_reclaim, METH_NOARGS, reclaim_doc},
+    {"let_go", (PyCFunction)FastPath_let_go, METH_O, let_go_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -34,17 +34,18 @@ MIN_DATAGRAMS = 1000
 MOVES = 4
 
 
-def moves(loads: Mapping[K, int], threads: Mapping[K, int], count: int) -> list[tuple[K, int]]:
+def moves(loads: Mapping[K, int], threads: Mapping[K, int], count: int, least: int = MIN_DATAGRAMS) -> list[tuple[K, int]]:
     """The moves (socket, new thread) that even out ``count`` threads, given what each socket
-    brought (``loads``) and the thread reading it (``threads``, 0..count-1): each move takes
-    from the busiest thread the socket whose load is nearest half the gap to the least busy
-    one (and below the whole gap, so the busiest load only falls), until the gap is within
-    ``SLACK``, no socket fits, or ``MOVES`` were made."""
+    brought (``loads``) and the thread reading it (``threads``, 0..count-1): none when all
+    brought fewer than ``least``; else each move takes from the busiest thread the socket
+    whose load is nearest half the gap to the least busy one (and below the whole gap, so the
+    busiest load only falls), until the gap is within ``SLACK``, no socket fits, or ``MOVES``
+    were made."""
     per = [0] * count
     for key, load in loads.items():
         per[threads[key]] += load
     total = sum(per)
-    if count < 2 or total < MIN_DATAGRAMS:
+    if count < 2 or total < least:
         return []
     place = dict(threads)
     out: list[tuple[K, int]] = []

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pan_runtime.data.address import NodeAddress
 from pan_runtime.errors import ConfigError, LinkError, PanError
+from pan_runtime.net.balance import MIN_DATAGRAMS as BALANCE_LEAST
 from pan_runtime.net.balance import moves as balance_moves
 from pan_runtime.net.fairshare import FairShare
 from pan_runtime.net.lanes import Lane
@@ -527,22 +528,25 @@ class UdpTransport:
         lane = self._rx_lane.pop(rx, None)
         if lane is not None:
             lane.remove(rx)
-            return
-        fast = self._fast.get(node_sock)
-        if fast is not None:
-            self.loop.remove_fast(fast, rx.fileno())
-        self.share.remove(rx.fileno())
-        self.loop.remove(rx)
+            fast = lane.fast.get(node_sock)
+        else:
+            fast = self._fast.get(node_sock)
+            if fast is not None:
+                self.loop.remove_fast(fast, rx.fileno())
+            self.share.remove(rx.fileno())
+            self.loop.remove(rx)
+        if fast is not None:  # its fair share there must not wait for a socket it no longer reads
+            fast.let_go(rx.fileno())
 
-    def balance(self) -> int:
+    def balance(self, least: int = BALANCE_LEAST) -> int:
         """Even out what the fast-path threads read: move neighbours' sockets by what each
-        brought since the last look (``balance.py``; the counters' fold does it once a
-        second). Returns the sockets moved."""
+        brought since the last look, when they brought ``least`` datagrams or more in all
+        (``balance.py``; the counters' fold does it once a second). Returns the sockets moved."""
         with self.locked():
             self.node.sync_counters()
-            return self._balance()
+            return self._balance(least)
 
-    def _balance(self) -> int:
+    def _balance(self, least: int = BALANCE_LEAST) -> int:
         if not self.lanes:
             return 0
         loads: dict[UdpLink, int] = {}
@@ -557,7 +561,7 @@ class UdpTransport:
             threads[link] = 0 if lane is None else lane.index
         self._seen = seen
         moved = 0
-        for link, thread in balance_moves(loads, threads, len(self.lanes) + 1):
+        for link, thread in balance_moves(loads, threads, len(self.lanes) + 1, least):
             assert link.rx is not None
             self._unread(link.rx, link.sock)
             self._read_on(link.rx, link.sock, thread)

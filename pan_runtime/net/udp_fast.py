@@ -295,6 +295,12 @@ class UdpFastPath:
         if low is not self._pool_low:
             c.pool_low = self._pool_low = low
 
+    def let_go(self, fd: int) -> None:
+        """This fast path no longer reads neighbour socket ``fd`` (it went to another thread):
+        its fair share forgets that the socket waits, which it could no longer find out."""
+        if not self.closed:
+            self._c.let_go(fd)
+
     def reclaim(self) -> None:
         """After C read: the lent slots back to the pool (it is whole between turns). The next
         turn lends a whole ``rx_batch`` when a receive filled every slot lent (C then ended its

@@ -242,3 +242,31 @@ def test_two_busy_neighbours_on_one_thread_are_spread_over_both(tmpdir_short, ru
         assert s["dropped"] == 0 and s["received"] == s["sent"]
         assert f"neighbour sockets moved between them {moves}" in format_stats(s)
         assert f"pan_fast_path_neighbour_moves_total {moves}\n" in prometheus_text(s)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_socket_moved_while_its_neighbour_waits_holds_back_nobody_on_its_old_thread(tmpdir_short, runtime):
+    # two neighbours queue at once on thread 0, whose fair share serves them in turns, each
+    # visit leaving datagrams behind (both marked busy); one moves to thread 1 meanwhile. Its
+    # old thread must forget the mark: a busy source it no longer reads would stay the
+    # least-served one for ever, and the neighbour left there would get nothing once it is a
+    # quantum ahead of it (the thread then spun on a readable socket it would not read)
+    with _star(tmpdir_short, runtime) as t:
+        busy = [(0, t.peers[0]), (2, t.peers[2])]
+        assert [_thread_of(t, p) for _, p in busy] == [0, 0]
+        each = 150
+        for i in range(each):
+            for k, peer in busy:
+                body = forward_body(t.receiver.node.address, b"q" + struct.pack(">HH", k, i))
+                peer.send(capsule_bytes(t.code, body, peer.address), t.mport)
+        assert pump(t.ds, lambda: t.app.pending >= 40)
+        moved = t.middle.transport.balance(least=20) + t.middle.statistics()["links"]["fast_path"]["neighbour_moves"]
+        assert moved >= 1 and sorted(_thread_of(t, p) for _, p in busy) == [0, 1]
+        assert pump(t.ds, lambda: t.app.pending == 2 * each)
+        _send_chunks(t, busy, b"r", 300)  # and on: both threads serve theirs, neither is held back
+        got = [d.data[20:] for d in t.app.deliveries()]
+        for k, _ in busy:
+            assert sorted(g for g in got if g[:1] == b"r" and g[1:3] == struct.pack(">H", k)) == [
+                b"r" + struct.pack(">HH", k, i) for i in range(300)]
+        s = t.middle.statistics()
+        assert s["dropped"] == 0 and s["received"] == s["sent"]
