@@ -63,6 +63,8 @@ class Lane:
         self.sockets: dict[socket.socket, socket.socket] = {}
         self._fast_c: dict[int, Any] = {}
         self._readers: dict[int, tuple[socket.socket, UdpFastPath]] = {}
+        #: sockets taken from this thread since its last turn (``remove``)
+        self._gone: list[int] = []
         self._thread = threading.Thread(target=self._run, name=f"pan-lane-{index}", daemon=True)
         self._stopping = False
         #: epoll_wait calls this lane made; turns that raised (each logged)
@@ -100,6 +102,7 @@ class Lane:
             self._epoll.unregister(fd)
         except (OSError, ValueError):
             pass
+        self._gone.append(fd)
 
     @property
     def alive(self) -> bool:
@@ -123,6 +126,12 @@ class Lane:
 
     def _turn(self) -> None:
         paths = list(self.fast.values())
+        if self._gone:  # sockets taken from this thread: its fair share lets them go (here,
+            # between visits: a visit under way when one was taken could mark it busy again)
+            gone, self._gone = self._gone, []
+            for fd in gone:
+                for f in paths:
+                    f.let_go(fd)
         for f in paths:
             f.lend()
         before = fast_waits()

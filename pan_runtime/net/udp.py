@@ -415,6 +415,8 @@ class UdpTransport:
         #: each neighbour's datagrams received at the last balance look; sockets moved since
         self._seen: dict[UdpLink, int] = {}
         self.moves = 0
+        #: sockets taken from the event loop's thread since the last fold (``_unread``)
+        self._gone: list[int] = []
         if cfg.threads > 1:
             self._start_lanes(cfg.threads)
         try:
@@ -527,16 +529,17 @@ class UdpTransport:
         """Stop whichever thread reads neighbour socket ``rx`` reading it."""
         lane = self._rx_lane.pop(rx, None)
         if lane is not None:
-            lane.remove(rx)
-            fast = lane.fast.get(node_sock)
-        else:
-            fast = self._fast.get(node_sock)
-            if fast is not None:
-                self.loop.remove_fast(fast, rx.fileno())
-            self.share.remove(rx.fileno())
-            self.loop.remove(rx)
-        if fast is not None:  # its fair share there must not wait for a socket it no longer reads
+            lane.remove(rx)  # its thread's fair share lets the socket go at its next turn
+            return
+        fast = self._fast.get(node_sock)
+        if fast is not None:
+            self.loop.remove_fast(fast, rx.fileno())
+            # its fair share must not wait for a socket it no longer reads; again at the next
+            # fold, in case a visit under way on the loop's thread marked it busy meanwhile
             fast.let_go(rx.fileno())
+            self._gone.append(rx.fileno())
+        self.share.remove(rx.fileno())
+        self.loop.remove(rx)
 
     def balance(self, least: int = BALANCE_LEAST) -> int:
         """Even out what the fast-path threads read: move neighbours' sockets by what each
@@ -722,6 +725,10 @@ class UdpTransport:
         # kernel's drops reach the node at least this often even when nobody reads the statistics
         if self.sockets:
             self.node.sync_counters()
+            gone, self._gone = self._gone, []
+            for fd in gone:
+                for fast in self._fast.values():
+                    fast.let_go(fd)
             self._balance()
             self.loop.call_later(_FOLD_EVERY_S, self._fold)
 
