@@ -112,8 +112,9 @@ class Sink:
         #: the kernel's arrival time (CLOCK_REALTIME ns) of the latest capsule counted, once
         #: ``aside`` asked for stamps (0 before any)
         self.last_ns = 0
-        #: ``aside``'s outcome: None (not asked), else whether the sink is out of the middle's way
-        self.is_aside: bool | None = None
+        #: the receive buffer ``aside`` got (bytes; 0 before any), and whether arrivals are stamped
+        self.buffer = 0
+        self.stamping = False
 
     def _ask(self, line: str, answer: str) -> str:
         stdin = self.proc.popen.stdin
@@ -139,11 +140,13 @@ class Sink:
     def aside(self, buffer: int) -> bool:
         """Make the sink able to stand aside while a middle drains: a receive buffer of
         ``buffer`` bytes (all a drain queues) and the kernel's arrival stamps. False (it
-        reads beside the middle) where either is refused."""
-        if self.is_aside is None:
-            got = int(self._ask(f"buffer {buffer}", "buffer ").split()[1])
-            self.is_aside = got >= buffer and self._ask("stamp", "stamp").strip() == "stamping"
-        return self.is_aside
+        reads beside the middle) where either is refused. The sink serves every cell of its
+        middle: a cell of larger capsules asks for more."""
+        if buffer > self.buffer:
+            self.buffer = int(self._ask(f"buffer {buffer}", "buffer ").split()[1])
+        if self.buffer >= buffer and not self.stamping:
+            self.stamping = self._ask("stamp", "stamp").strip() == "stamping"
+        return self.buffer >= buffer and self.stamping
 
     def settle(self, limit: float, quiet: float = _SETTLE_S, poll: float = _SETTLE_S) -> tuple[int, int, float]:
         """The counts once they have not moved for ``quiet`` seconds, read every ``poll`` (the
@@ -350,16 +353,16 @@ def _quiet(pids: list[int], limit: float) -> None:
     """Return once ``pids`` together ran less than ``_DRAIN_QUIET_NS`` over ``_DRAIN_SETTLE_S``
     (a drained middle has nothing left), or after ``limit`` seconds (a guard) or when one is gone."""
     deadline = time.monotonic() + limit
-    marks: list[tuple[float, int]] = []
+    marks: list[tuple[float, float]] = []
     while time.monotonic() < deadline:
-        runs = [run_ns(p) for p in pids]
-        if None in runs:
+        ran = _cpu(pids)
+        if ran is None:
             return
-        now, ran = time.monotonic(), sum(runs)  # type: ignore[arg-type]
+        now = time.monotonic()
         marks.append((now, ran))
         while len(marks) > 1 and now - marks[1][0] >= _DRAIN_SETTLE_S:
             marks.pop(0)
-        if now - marks[0][0] >= _DRAIN_SETTLE_S and ran - marks[0][1] < _DRAIN_QUIET_NS:
+        if now - marks[0][0] >= _DRAIN_SETTLE_S and (ran - marks[0][1]) * 1e9 < _DRAIN_QUIET_NS:
             return
         time.sleep(_DRAIN_POLL_STAMPED_S)
 
