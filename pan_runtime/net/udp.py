@@ -830,7 +830,6 @@ class UdpTransport:
         link.rx = None
         self._unread(rx, link.sock)
         self._family.pop(rx, None)
-        self.loop.remove(rx)
         rx.close()
 
     def close(self) -> None:
