@@ -134,9 +134,13 @@ class Lane:
                     f.let_go(fd)
         for f in paths:
             f.lend()
+        # batches this thread handed to workers: their budget and demotion looks are made here
+        # too (the event loop's wait may sleep past them), and the wait ends by the next one
+        due = self.transport.node.offload.out_look()
+        timeout = _TICK_S if due is None else min(_TICK_S, due)
         before = fast_waits()
         try:
-            ready = fast_wait(self._epoll.fileno(), self._fast_c, _TICK_S, self.transport.rx_burst, self.lock)
+            ready = fast_wait(self._epoll.fileno(), self._fast_c, timeout, self.transport.rx_burst, self.lock)
         finally:
             self.waits += fast_waits() - before
             for f in paths:

@@ -200,6 +200,15 @@ class Offload:
                 nearest = due
         return None if nearest is None else max(0.0, (nearest - now) / 1e9)
 
+    def out_look(self) -> float | None:
+        """``tick`` for a thread other than the event loop's (a fast-path lane, which may have
+        handed batches over itself): the seconds until its next look, or None when nothing is
+        out. The loop's own wait was timed before such a batch went down and may sleep past
+        its budget and demotion looks, so the thread that handed it over makes them."""
+        if not self.busy and not any(lane.out for lane, _entry in self._lanes.values()):
+            return None
+        return self.tick()
+
     @staticmethod
     def node_now() -> int:
         import time

@@ -13,6 +13,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 import types
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from test_net_udp import forward_body
 
 from pan_runtime.cli.netcli import format_stats
 from pan_runtime.cli.protocols import reference_code
-from pan_runtime.errors import ConfigError
+from pan_runtime.errors import ConfigError, FaultReason
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.net.config import parse_config
 from pan_runtime.net.daemon import prometheus_text
@@ -274,3 +275,39 @@ def test_a_socket_moved_while_its_neighbour_waits_holds_back_nobody_on_its_old_t
                 b"r" + struct.pack(">HH", k, i) for i in range(300)]
         s = t.middle.statistics()
         assert s["dropped"] == 0 and s["received"] == s["sent"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_runaway_handed_over_by_a_lane_is_demoted_and_stopped_by_that_lane(tmpdir_short, runtime):
+    # a capsule that loops, from a neighbour a lane reads, in process isolation: the lane hands
+    # the batch to the worker itself, so it also makes the batch's demotion and budget looks.
+    # The event loop does not turn meanwhile (its wait, timed before the batch went down, may
+    # sleep past those looks): with the looks left to it, nothing would demote the worker or
+    # end the capsule here, and the guard would run out.
+    with _star(tmpdir_short, runtime, limits=f'[runtimes.{runtime}]\nisolation = "process"') as t:
+        spin = build_case(cases_dir() / "spin", runtime, default_plugins())
+        t.middle.node.install(spin)
+        peer = t.peers[1]  # dealt in turn: on thread 1
+        assert _thread_of(t, peer) == 1
+        total = _send(t, t.code, b"w")  # every worker up
+        assert pump(t.ds, lambda: t.app.pending == total)
+        counters = t.middle.node.codes.runtimes[runtime].counters
+        demotions, kills = counters["worker_demotions"], counters["worker_kills"]
+        peer.send(capsule_bytes(spin, b"x" * 8, peer.address), t.mport)
+        end = time.monotonic() + 60  # a hang guard: the budget is 1 s
+        while time.monotonic() < end:
+            s = t.middle.statistics()
+            if s["code"].get(spin.hex_name, {}).get("dropped"):
+                break
+            time.sleep(0.01)
+        c = s["code"][spin.hex_name]
+        assert c["capsules_in"] == 1 and c["dropped"] == 1, c
+        assert s["links"]["fast_path"]["threads"][1]["to_worker"] >= 1 + EACH  # thread 1 handed it over
+        assert counters["worker_demotions"] == demotions + 1
+        # at its budget's end: the runtime stopped it (restored to the normal priority for that),
+        # or the node killed its worker (native code cannot stop itself)
+        assert c["drops"] in ({FaultReason.KILLED_BUDGET: 1}, {FaultReason.BUDGET: 1}), c
+        assert runtime != "native" or FaultReason.KILLED_BUDGET in c["drops"]
+        assert counters["worker_kills"] == kills + (FaultReason.KILLED_BUDGET in c["drops"])
+        again = _send(t, t.code, b"again")  # and the node goes on forwarding, on both threads
+        assert pump(t.ds, lambda: t.app.pending == total + again)
