@@ -119,6 +119,12 @@ static unsigned long long wk_write(FastPath *self, int first, int count, const u
  * (`take`: each batch still out becomes an ordinary batch of the node's, under the same
  * budget and in the same order). The counts C keeps go into the node's statistics on `pull`.
  *
+ * Every fast-path thread admits into the lanes; the thread whose wait watches the worker's
+ * eventfd (the event loop's) carries the verdicts out, each forward from the socket of the
+ * fast path that read it. A lane is touched only under the node's lock (with several threads):
+ * its sends keep the lock, and an admission flushes its receive's earlier sends (which drop
+ * the lock) before it reads the lane.
+ *
  * C admits within the node's bounds (limits.worker_inflight, the pool share, the pool's
  * reserve: `pool_low`, set by the node each turn) and the ring's room as `Ring.reserve` and
  * `WorkerCode.submit_raw` do. On the worker's wake-up (the fast path's wait) C reads the up
@@ -242,7 +248,7 @@ static inline uint64_t *lane_u64(WorkerLane *L, Py_ssize_t at) { return (uint64_
 static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t rlen, unsigned long long per) {
     FastPath *self = b->fp;
     int n = b->n;
-    if (rlen < WK_VERDICTS_HEAD || self->lock) return 1;
+    if (rlen < WK_VERDICTS_HEAD) return 1;
     uint8_t head[WK_VERDICTS_HEAD];
     memcpy(head, rec, WK_VERDICTS_HEAD); /* the worker may still write the ring: read once */
     if (wk_get32(head) != (uint32_t)n || wk_get32(head + 4) != 0 || wk_get32(head + 8) != 0 || wk_get32(head + 12) != 0)
@@ -305,7 +311,7 @@ static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t 
         mh->msg_iovlen = 2;
         outl[ns++] = ol; /* ns <= i: the entries still to read are past it */
     }
-    for (int m = 0; m < ns;) { /* no lock (a lane serves one-thread fast paths): no GIL release */
+    for (int m = 0; m < ns;) { /* the GIL and the node's lock stay held: no other thread touches the lane mid-way */
         int r = sendmmsg(self->fd, &msg[m], (unsigned int)(ns - m), MSG_DONTWAIT);
         self->tx_calls++;
         if (r < 0) {
@@ -558,7 +564,12 @@ static PyTypeObject WorkerLaneType = {
 };
 
 static int lane_admit(FastPath *self, WorkerLane *L, int first, int count, int li) {
-    if (!L->granted || self->lock || self->pool_low || count <= 0) return 0;
+    if (!L->granted || self->pool_low || count <= 0) return 0;
+    /* what this receive forwarded before these leaves first; before the lane's state is read:
+     * with several fast-path threads the send drops the node's lock, and another thread may
+     * admit into this lane, collect from it or the node take it back meanwhile */
+    flush_sends(self);
+    if (!L->granted) return 0;
     if (L->out_n && L->out_n + count > L->inflight_limit) return 0;
     if (L->out_n + count > (L->share > 1 ? L->share : 1)) return 0;
     wl_batch *b = PyMem_Malloc(sizeof *b + (size_t)count * WK_META_SIZE);
@@ -592,7 +603,6 @@ static int lane_admit(FastPath *self, WorkerLane *L, int first, int count, int l
     b->at = (Py_ssize_t)(p - (uint8_t *)L->map.buf);
     b->total = total;
     b->n = count;
-    flush_sends(self); /* what this receive forwarded before these leaves first */
     unsigned long long bytes = wk_write(self, first, count, b->meta, p);
     L->head = head + need;
     __atomic_store_n(lane_u64(L, L->down_at), (uint64_t)L->head, __ATOMIC_RELEASE); /* published */

@@ -222,9 +222,8 @@ class UdpFastPath:
         self.lost = 0
         node.counter_sources.append(self.flush)
         # a worker's plain batches go down and their verdicts are carried out in C (worker
-        # lanes), on a node whose fast path runs on one thread (with several, the node's Python does)
-        if lock is None:
-            node.offload.lane_type = _fastpath.WorkerLane
+        # lanes), on any of the fast path's threads (under the node's lock, as the rest of a visit)
+        node.offload.lane_type = _fastpath.WorkerLane
         self._pool_low = False
         self._pool_reserve = node.config.pool_reserve
         # a host call from code this runs has the capsule's environment built on the spot

@@ -311,3 +311,34 @@ def test_a_runaway_handed_over_by_a_lane_is_demoted_and_stopped_by_that_lane(tmp
         assert counters["worker_kills"] == kills + (FaultReason.KILLED_BUDGET in c["drops"])
         again = _send(t, t.code, b"again")  # and the node goes on forwarding, on both threads
         assert pump(t.ds, lambda: t.app.pending == total + again)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_lane_hands_batches_to_workers_and_carries_out_their_verdicts_in_c(tmpdir_short, runtime):
+    # process isolation on two threads: the capsules of the neighbours thread 1 reads go to
+    # the worker and their forwards leave from C (worker lanes, under the node's lock as the
+    # rest of a visit), beside thread 0's own; every capsule arrives, in order per neighbour
+    with _star(tmpdir_short, runtime, limits=f'[runtimes.{runtime}]\nisolation = "process"') as t:
+        total = _send(t, t.code, b"w")  # every worker up, its lane granted
+        assert pump(t.ds, lambda: t.app.pending == total)
+        ones = [(k, p) for k, p in enumerate(t.peers) if _thread_of(t, p) == 1]
+        assert len(ones) == PEERS // 2
+        before = t.middle.statistics()
+        _send_chunks(t, ones, b"a", 300)  # thread 1 alone reads these
+        s = t.middle.statistics()
+        admitted, finished = (s[k] - before[k] for k in ("fast_lane_admitted", "fast_lane_finished"))
+        assert admitted >= 1 and 1 <= finished <= admitted, (admitted, finished)
+        threads = [th["to_worker"] - b["to_worker"] for th, b in
+                   zip(s["links"]["fast_path"]["threads"], before["links"]["fast_path"]["threads"], strict=True)]
+        assert threads == [0, 300 * len(ones)], threads
+        first = total
+        _send_chunks(t, list(enumerate(t.peers)), b"b", 300)  # and both threads at once
+        got = [d.data[20:] for d in t.app.deliveries()]
+        for tag, peers in ((b"a", ones), (b"b", list(enumerate(t.peers)))):
+            for k, _ in peers:
+                assert [g for g in got[first:] if g[:1] == tag and g[1:3] == struct.pack(">H", k)] == [
+                    tag + struct.pack(">HH", k, i) for i in range(300)]
+        s = t.middle.statistics()
+        assert s["dropped"] == 0 and s["received"] == s["sent"] == total + 300 * (len(ones) + PEERS)
+        assert s["code"][t.code.hex_name]["forwarded"] == s["sent"]
+        assert t.middle.loop.errors == 0 and all(lane.errors == 0 for lane in t.middle.transport.lanes)
