@@ -1676,12 +1676,14 @@ static PyObject *fp_wait_in(PyObject *args) {
                 PyObject *cb = fp;
                 if (Py_IS_TYPE(fp, &WorkerLaneType)) {
                     WorkerLane *lane = (WorkerLane *)fp;
-                    unsigned long long done = lane->c_done;
-                    int lr = lane_collect(lane);
+                    unsigned long long done = lane->c_done, due = 0;
+                    int lr = lane_collect(lane, &due);
                     if (lr < 0) {
                         Py_DECREF(fp);
                         goto fail;
                     }
+                    if (due == 1) called = 1; /* its finish left the loop something to do */
+                    else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
                     if (lr == 0) {
                         if (lane->c_done != done) lane->c_collects++; /* a wake-up with nothing new is no collect */
                         lane_watch(lane);

@@ -128,12 +128,14 @@ static unsigned long long wk_write(FastPath *self, int first, int count, const u
  * C admits within the node's bounds (limits.worker_inflight, the pool share, the pool's
  * reserve: `pool_low`, set by the node each turn) and the ring's room as `Ring.reserve` and
  * `WorkerCode.submit_raw` do. On the worker's wake-up (the fast path's wait) C reads the up
- * ring: a VERDICTS record for the oldest batch whose every verdict is a plain drop or a
- * forward C routes is carried out (every field checked as `worker_verdicts` does; forwards
- * sent from the ring), released, and the batch popped; anything else (a fault, a deliver, a
- * reset flag, a PNI call, a record that breaks the layout, a frame out of place) is left
- * where it is, unread, and the node's Python takes the lane and reads it as always (so a bad
- * record becomes the worker's protocol fault there, with nothing sent). */
+ * ring: a VERDICTS record for the oldest batch with no fault among its verdicts is carried
+ * out (every field checked as `worker_verdicts` does; plain forwards sent from the ring, drops
+ * counted, and the capsules C does not carry out, a deliver or a forward it cannot route,
+ * copied out and handed to the lane's `finish`, the node's Python, after the forwards),
+ * released, and the batch popped; anything else (a fault, a reset flag, a PNI call, a record
+ * that breaks the layout, a frame out of place) is left where it is, unread, and the node's
+ * Python takes the lane and reads it as always (so a bad record becomes the worker's protocol
+ * fault there, with nothing sent). */
 
 #define WK_KIND_BATCH 4       /* pan_runtime.isolation.protocol.Kind.BATCH */
 #define WK_KIND_VERDICTS 22   /* Kind.VERDICTS */
@@ -153,6 +155,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *admit;          /* the node's admit(n, total, meta, owner): when C does not admit */
     PyObject *ready;          /* the node's collect (called with no arguments in the wait) */
+    PyObject *finish;         /* finish(owner, rest, per_ns): what C left of a batch it collected */
     int granted;
     Py_buffer map;            /* the channel's mapping, held while granted */
     Py_ssize_t down_at, up_at; /* each ring's header in the mapping (data HEADER bytes after) */
@@ -243,11 +246,31 @@ static void lanes_clear(void) {
 
 static inline uint64_t *lane_u64(WorkerLane *L, Py_ssize_t at) { return (uint64_t *)((uint8_t *)L->map.buf + at); }
 
-/* Carry out the VERDICTS record REC (RLEN bytes) of batch B if C can do all of it: 0 done,
- * 1 Python must (nothing was sent, nothing changed), -1 a Python error (memory). */
-static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t rlen, unsigned long long per) {
+/* The capsule at META (what the node kept of it) with its body at BODY in the ring, as the
+ * node's Python finishes it: (index I, VERDICT, None, datagram, previous hop); NULL with an
+ * error set. */
+static PyObject *lane_rest_entry(int i, int32_t verdict, const uint8_t *meta, const uint8_t *body) {
+    uint32_t len = wk_get32(meta + WK_META_LEN);
+    PyObject *dgram = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)HEADER_SIZE + len);
+    if (!dgram) return NULL;
+    memcpy(PyBytes_AS_STRING(dgram), meta, HEADER_SIZE);
+    memcpy(PyBytes_AS_STRING(dgram) + HEADER_SIZE, body, len); /* out of the ring before its release */
+    return Py_BuildValue("(iiON y#)", i, (int)verdict, Py_None, dgram, (const char *)meta + WK_META_PREV,
+                         (Py_ssize_t)ADDR_SIZE);
+}
+
+/* Carry out the VERDICTS record REC (RLEN bytes) of batch B: plain forwards are sent from the
+ * ring and drops counted here; a capsule C does not carry out but whose verdict is no fault
+ * (a deliver, a forward it cannot route) goes into *REST (a new list, left NULL when there is
+ * none) as lane_rest_entry makes it, for the node's Python after the batch's forwards. 0 done,
+ * 1 the node's Python must read the record (a fault, a reset flag, another count, a record
+ * that breaks the layout: nothing was sent, nothing changed), -1 a Python error (memory;
+ * nothing was sent). */
+static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t rlen, unsigned long long per,
+                         PyObject **rest) {
     FastPath *self = b->fp;
     int n = b->n;
+    *rest = NULL;
     if (rlen < WK_VERDICTS_HEAD) return 1;
     uint8_t head[WK_VERDICTS_HEAD];
     memcpy(head, rec, WK_VERDICTS_HEAD); /* the worker may still write the ring: read once */
@@ -269,19 +292,42 @@ static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t 
     memcpy(ents, rec + WK_VERDICTS_HEAD, (size_t)n * WK_VERDICT_SIZE);
     uint8_t *batch = (uint8_t *)L->map.buf + b->at;
     unsigned long long steps = 0, fuel = 0, dropped = 0, forwarded = 0, lost = 0;
-    for (int i = 0; i < n; i++) { /* every verdict first: one C cannot carry out leaves all to the node */
+    int nrest = 0;
+    for (int i = 0; i < n; i++) { /* every verdict first: a fault leaves all to the node */
         const uint8_t *v = ents + (size_t)i * WK_VERDICT_SIZE;
         int32_t verdict = (int32_t)wk_get32(v);
         const uint8_t *e = b->meta + (size_t)i * WK_META_SIZE;
         uint64_t rel = wk_get32(e + WK_META_REL), len = wk_get32(e + WK_META_LEN);
-        if (wk_get32(v + 4) != 0 || rel + len > b->total) goto done;
-        if (verdict >= 0 && (verdict & PAN_WIRE_VERDICT_KIND_MASK) == WK_KIND_DROP) {
+        if (wk_get32(v + 4) != 0 || verdict < 0 || rel + len > b->total) goto done;
+        if ((verdict & PAN_WIRE_VERDICT_KIND_MASK) == WK_KIND_DROP) {
             outl[i] = -1;
             continue;
         }
         uint8_t dest[ADDR_SIZE];
         outl[i] = worker_forward_link(self, batch + rel, (uint32_t)len, verdict, dest);
-        if (outl[i] < 0) goto done;
+        if (outl[i] < 0) {
+            outl[i] = -2; /* the node's Python finishes it */
+            nrest++;
+        }
+    }
+    if (nrest) { /* copied out before anything is sent: a failure here sends nothing */
+        *rest = PyList_New(nrest);
+        if (!*rest) {
+            rc = -1;
+            goto done;
+        }
+        for (int i = 0, k = 0; i < n; i++) {
+            if (outl[i] != -2) continue;
+            const uint8_t *e = b->meta + (size_t)i * WK_META_SIZE;
+            PyObject *t = lane_rest_entry(i, (int32_t)wk_get32(ents + (size_t)i * WK_VERDICT_SIZE), e,
+                                          batch + wk_get32(e + WK_META_REL));
+            if (!t) {
+                Py_CLEAR(*rest);
+                rc = -1;
+                goto done;
+            }
+            PyList_SET_ITEM(*rest, k++, t);
+        }
     }
     int ns = 0;
     for (int i = 0; i < n; i++) {
@@ -291,6 +337,7 @@ static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t 
         memcpy(&fu, v + 16, 8);
         steps = steps + st < steps ? ULLONG_MAX : steps + st;
         fuel = fuel + fu < fuel ? ULLONG_MAX : fuel + fu;
+        if (outl[i] == -2) continue; /* charged by Node.finish */
         const uint8_t *e = b->meta + (size_t)i * WK_META_SIZE;
         worker_ran(self, e + WK_META_PREV, per);
         if (outl[i] < 0) {
@@ -338,8 +385,10 @@ static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t 
     L->c_lost += lost;
     L->c_steps = L->c_steps + steps < L->c_steps ? ULLONG_MAX : L->c_steps + steps;
     L->c_fuel = L->c_fuel + fuel < L->c_fuel ? ULLONG_MAX : L->c_fuel + fuel;
-    L->c_time += per * (unsigned long long)n;
-    if (per > L->c_max) L->c_max = per;
+    if (n > nrest) {
+        L->c_time += per * (unsigned long long)(n - nrest);
+        if (per > L->c_max) L->c_max = per;
+    }
     rc = 0;
 done:
     PyMem_Free(ents);
@@ -351,18 +400,20 @@ done:
     return rc;
 }
 
-/* The worker woke the node: carry out in C what the lane can. 0: nothing left for Python,
+/* The worker woke the node: carry out in C what the lane can, and hand the capsules of a
+ * batch C leaves to the node's Python to the lane's `finish` (which says by when the loop must
+ * turn: *DUE as the ready callback's answer, the earliest kept). 0: nothing left for Python,
  * 1: Python must look (the record it cannot carry out stays unread), -1: a Python error. */
-static int lane_collect(WorkerLane *L) {
+static int lane_collect(WorkerLane *L, unsigned long long *due) {
     uint64_t v;
     if (L->granted) {
         ssize_t r = read(L->wake_up, &v, sizeof v); /* non-blocking; none pending is fine */
         (void)r;
     }
     if (!L->granted || !L->first) return 1;
-    uint8_t *data = (uint8_t *)L->map.buf + L->up_at + WK_RING_HEADER;
-    unsigned long long size = L->size;
-    while (L->first) {
+    while (L->first) { /* the mapping read again each time: a finish may have taken and granted it again */
+        uint8_t *data = (uint8_t *)L->map.buf + L->up_at + WK_RING_HEADER;
+        unsigned long long size = L->size;
         unsigned long long head = __atomic_load_n(lane_u64(L, L->up_at), __ATOMIC_ACQUIRE);
         unsigned long long rd = L->read;
         if (rd >= head) return 0; /* nothing (more) written yet */
@@ -380,7 +431,8 @@ static int lane_collect(WorkerLane *L) {
         wl_batch *b = L->first;
         unsigned long long now = now_ns();
         unsigned long long per = (now - b->t0) / (unsigned long long)(b->n > 0 ? b->n : 1);
-        int r = lane_verdicts(L, b, data + pos + 8, len, per);
+        PyObject *rest;
+        int r = lane_verdicts(L, b, data + pos + 8, len, per, &rest);
         if (r) return r;
         L->read = rd + need;
         __atomic_store_n(lane_u64(L, L->up_at + 64), (uint64_t)L->read, __ATOMIC_RELEASE); /* released */
@@ -389,8 +441,26 @@ static int lane_collect(WorkerLane *L) {
         else L->first->started = now;
         L->out_n -= b->n;
         L->c_done++;
-        Py_DECREF(b->fp);
+        FastPath *fp = b->fp; /* the reference goes with the batch record */
         PyMem_Free(b);
+        if (rest) { /* the batch is the lane's no more: its finish may take the lane back */
+            fp->crossings++;
+            PyObject *owner = fp->owner ? fp->owner : Py_None;
+            PyObject *got = PyObject_CallFunction(L->finish, "OOK", owner, rest, per);
+            Py_DECREF(rest);
+            Py_DECREF(fp);
+            if (!got) return -1;
+            unsigned long long d = PyLong_Check(got) ? PyLong_AsUnsignedLongLong(got) : 1;
+            Py_DECREF(got);
+            if (d == (unsigned long long)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                d = 1;
+            }
+            if (d && (!*due || d < *due)) *due = d;
+            if (!L->granted) return 0; /* taken back: what is still out is the node's */
+            continue;
+        }
+        Py_DECREF(fp);
     }
     return 0;
 }
@@ -488,22 +558,24 @@ static PyObject *lane_due_py(WorkerLane *L, PyObject *Py_UNUSED(ignored)) {
 }
 
 static int lane_init(WorkerLane *L, PyObject *args, PyObject *kwds) {
-    static char *kw[] = {"admit", "ready", NULL};
-    PyObject *admit, *ready;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:WorkerLane", kw, &admit, &ready)) return -1;
-    if (!PyCallable_Check(admit) || !PyCallable_Check(ready)) {
-        PyErr_SetString(PyExc_TypeError, "a WorkerLane's admit and ready are callables");
+    static char *kw[] = {"admit", "ready", "finish", NULL};
+    PyObject *admit, *ready, *finish;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:WorkerLane", kw, &admit, &ready, &finish)) return -1;
+    if (!PyCallable_Check(admit) || !PyCallable_Check(ready) || !PyCallable_Check(finish)) {
+        PyErr_SetString(PyExc_TypeError, "a WorkerLane's admit, ready and finish are callables");
         return -1;
     }
     lane_ungrant(L);
     Py_XSETREF(L->admit, Py_NewRef(admit));
     Py_XSETREF(L->ready, Py_NewRef(ready));
+    Py_XSETREF(L->finish, Py_NewRef(finish));
     return 0;
 }
 
 static int lane_traverse(WorkerLane *L, visitproc visit, void *arg) {
     Py_VISIT(L->admit);
     Py_VISIT(L->ready);
+    Py_VISIT(L->finish);
     for (wl_batch *b = L->first; b; b = b->next) Py_VISIT(b->fp);
     return 0;
 }
@@ -512,6 +584,7 @@ static int lane_clear(WorkerLane *L) {
     lane_ungrant(L);
     Py_CLEAR(L->admit);
     Py_CLEAR(L->ready);
+    Py_CLEAR(L->finish);
     return 0;
 }
 
@@ -550,7 +623,7 @@ static PyGetSetDef lane_getset[] = {
 static PyTypeObject WorkerLaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pan_runtime.net._fastpath.WorkerLane",
-    .tp_doc = PyDoc_STR("WorkerLane(admit, ready): a worker code object's channel, in C while the node grants it."),
+    .tp_doc = PyDoc_STR("WorkerLane(admit, ready, finish): a worker code object's channel, in C while the node grants it."),
     .tp_basicsize = sizeof(WorkerLane),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from pan_runtime.node.cache import CacheEntry
     from pan_runtime.node.offload import Offload
 
-__all__ = ["FastBatch", "META_SIZE"]
+__all__ = ["FastBatch", "META_SIZE", "finish_left"]
 
 #: bytes the fast path keeps of each capsule of such a batch (``WK_META_SIZE`` in C)
 META_SIZE = 80
@@ -93,18 +93,8 @@ class FastBatch:
         return bytes(m[:HEADER_SIZE]) + bytes(view[rel : rel + length])
 
     def _capsule(self, i: int, dgram: bytes) -> tuple[Any, Any, NodeAddress] | None:
-        """The capsule parsed again from its bytes (the node's hop taken as on entry), with its
-        link; None when its neighbour is gone or it does not parse (counted by the node)."""
-        node = self.offload.node
-        prev = NodeAddress(self.meta[i * META_SIZE + _PREV : i * META_SIZE + _PREV + 16])
-        link = self.owner.transport.links.get(prev)
-        if link is None:
-            node._drop(self.entry, "no_link", f"its neighbour {prev} went away while it was in the worker")
-            return None
-        cap = node._parse(Queued(Segment.owned(dgram), Origin.NETWORK, link, prev))
-        if cap is None:
-            return None
-        return cap, link, prev
+        return _parsed(self.offload, self.entry, self.owner, self.meta[i * META_SIZE + _PREV : i * META_SIZE + _PREV + 16],
+                       dgram)
 
     # -- the verdicts ------------------------------------------------------------------------
     def finish(self, view: memoryview, payload: memoryview) -> None:
@@ -148,19 +138,16 @@ class FastBatch:
                         entry.stats.add_time(per)
                         node.count_fault(entry, fault)
                 return
-            for i, verdict, why, dgram, _prev in self.rest:
+            for i, verdict, why, dgram, prev in self.rest:
                 result: int | RuntimeFault = verdict if why is None else _fault(why)
                 env = envs[i] if envs is not None else None
                 if env is not None and env.capsule is not None:
                     env.capsule.body.write_from(0, memoryview(dgram)[HEADER_SIZE:])
                     envs[i] = None  # type: ignore[index]
                 else:
-                    got = self._capsule(i, dgram)
-                    if got is None:
+                    env = _env_of(self.offload, entry, self.owner, dgram, prev)
+                    if env is None:
                         continue
-                    cap, link, prev = got
-                    env = self.offload.env()
-                    env.setup(entry.code, cap, Origin.NETWORK, link, prev, node._budget)
                 node.finish(entry, env, env.capsule, result, self.per)  # type: ignore[arg-type]
                 self.offload._free.append(env)
         finally:
@@ -174,3 +161,43 @@ class FastBatch:
                             cap.release()
                         self.offload._free.append(env)
             self.offload._pump(entry, self.wc)
+
+
+def _parsed(offload: Offload, entry: CacheEntry, owner: Any, prev_bytes: bytes, dgram: bytes) -> tuple[Any, Any, NodeAddress] | None:
+    """The capsule parsed again from its bytes (the node's hop taken as on entry), with its
+    link and previous hop; None when its neighbour is gone or it does not parse (counted by
+    the node). ``owner``: the ``UdpFastPath`` that read it."""
+    node = offload.node
+    prev = NodeAddress(prev_bytes)
+    link = owner.transport.links.get(prev)
+    if link is None:
+        node._drop(entry, "no_link", f"its neighbour {prev} went away while it was in the worker")
+        return None
+    cap = node._parse(Queued(Segment.owned(dgram), Origin.NETWORK, link, prev))
+    if cap is None:
+        return None
+    return cap, link, prev
+
+
+def _env_of(offload: Offload, entry: CacheEntry, owner: Any, dgram: bytes, prev_bytes: bytes) -> Environment | None:
+    """An environment for that capsule, for ``Node.finish``; None as for ``_parsed``."""
+    got = _parsed(offload, entry, owner, prev_bytes, dgram)
+    if got is None:
+        return None
+    cap, link, prev = got
+    env = offload.env()
+    env.setup(entry.code, cap, Origin.NETWORK, link, prev, offload.node._budget)
+    return env
+
+
+def finish_left(offload: Offload, entry: CacheEntry, owner: Any, rest: list[tuple[int, int, None, bytes, bytes]],
+                per_ns: int) -> None:
+    """Finish what a worker lane left of a batch it collected (``WorkerLane``'s ``finish``):
+    capsules whose verdict is no fault but which C does not carry out (a deliver, a forward it
+    cannot route), in their order, after the batch's plain forwards; the lane stays granted."""
+    node = offload.node
+    for _i, verdict, _why, dgram, prev in rest:
+        env = _env_of(offload, entry, owner, dgram, prev)
+        if env is not None:
+            node.finish(entry, env, env.capsule, verdict, per_ns)  # type: ignore[arg-type]
+            offload._free.append(env)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from pan_runtime.errors import FaultReason, RuntimeFault
 from pan_runtime.isolation.supervisor import WorkerCode, WorkerRuntime
 from pan_runtime.node.env import Environment
-from pan_runtime.node.fastbatch import FastBatch
+from pan_runtime.node.fastbatch import FastBatch, finish_left
 
 if TYPE_CHECKING:
     from pan_runtime.isolation.supervisor import _Process
@@ -255,7 +255,8 @@ class Offload:
             return got[0]
         if got is not None:
             self._take(wc)
-        lane = self.lane_type(admit, lambda in_wait=True, wc=wc: self._collected(wc, in_wait))
+        lane = self.lane_type(admit, lambda in_wait=True, wc=wc: self._collected(wc, in_wait),
+                              functools.partial(self._lane_left, wc, entry))
         self._lanes[wc] = (lane, entry)
         if wc in self._watched:  # its eventfd's callback becomes the lane
             self._forget(wc)
@@ -543,6 +544,13 @@ class Offload:
         return 0
 
     # -- worker lanes ---------------------------------------------------------------------
+    def _lane_left(self, wc: WorkerCode, entry: CacheEntry, owner: Any, rest: list[Any], per_ns: int) -> int:
+        """What ``wc``'s lane left of a batch it collected (delivers, forwards C cannot route; a
+        fault leaves the whole record to ``_collected``), finished here with the lane kept; by
+        when the loop must turn, as ``_collected`` says it."""
+        finish_left(self, entry, owner, rest, per_ns)
+        return 1 if self.node.queue else 0
+
     def _grant(self, wc: WorkerCode) -> None:
         """Give ``wc``'s channel to its lane when nothing of the node's is in the way."""
         got = self._lanes.get(wc)

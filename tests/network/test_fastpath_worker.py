@@ -283,6 +283,38 @@ def test_lone_capsules_go_down_and_come_back_in_c_and_a_deliver_among_them_goes_
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_batch_with_delivers_among_its_forwards_is_finished_by_its_lane(runtime):
+    # capsules read in one receive, some for the middle itself: C sends the forwards from the
+    # ring and hands only the delivers to the node's Python (the lane's finish), which keeps
+    # the lane: every batch the lane admitted it also finished
+    with _line(runtime) as t:
+        here = Application(t.middle.node)
+        here.bind(PORT)
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        assert t.middle.node.cache.peek(t.code.name).loaded.lent is not None  # the lane holds the channel
+        before = _lane(t.middle)
+        crossings = _fast(t.middle)["crossings"]
+        far, near = [], []
+        for seq in range(1, 13):  # sent before the middle's turn: its receive reads them together
+            dest = t.middle if seq % 3 == 0 else t.receiver
+            t.src.send(t.code, forward_body(dest.node.address, struct.pack(">I", seq)))
+            (near if dest is t.middle else far).append(seq)
+        assert pump(t.ds, lambda: t.app.pending == 1 + len(far) and here.pending == len(near))
+        after = _lane(t.middle)
+        admitted = after["lane_admitted"] - before["lane_admitted"]
+        finished = after["lane_finished"] - before["lane_finished"]
+        assert admitted >= 1 and finished == admitted, (admitted, finished)
+        assert 1 <= _fast(t.middle)["crossings"] - crossings <= admitted  # one finish per batch with delivers
+        assert _seqs(t.app) == [0, *far] and _seqs(here) == near
+        code = t.middle.statistics()["code"][t.code.hex_name]
+        assert code["capsules_in"] == 13 and code["forwarded"] == 1 + len(far) and code["delivered"] == len(near)
+        assert code["errors"] == 0 and sum(code["drops"].values()) == 0
+        assert after["inflight"] == 0
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_python_batch_between_lane_batches_keeps_the_order(runtime):
     with _line(runtime, limits=_KEEP) as t:
         _send(t, 1)
@@ -510,7 +542,7 @@ def test_a_record_breaking_the_layout_is_refused_and_nothing_is_sent(reader, bad
 def test_a_lane_takes_only_rings_inside_its_mapping_and_gives_back_what_it_was_granted():
     from pan_runtime.net import _fastpath
 
-    lane = _fastpath.WorkerLane(lambda *a: None, lambda *a: 0)
+    lane = _fastpath.WorkerLane(lambda *a: None, lambda *a: 0, lambda *a: 0)
     buf = bytearray(2 * (128 + 4096))
     for down, up, size in ((0, 128 + 4096 + 8, 4096), (0, 128 + 4096, 8192), (4, 128 + 4096, 4096), (0, 128 + 4096, 3000)):
         with pytest.raises(ValueError):
