@@ -56,6 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink", default="gro", choices=SINKS,
                    help="capacity: how the sink reads (gro: with UDP_GRO, so a middle's GSO messages arrive "
                         "whole; plain: one datagram a read, as a receiver without GRO; default gro)")
+    p.add_argument("--worker-poll-us", type=int, default=0, metavar="US",
+                   help="with --isolation process: the middle's workers run on a CPU the middle does not run on "
+                        "and poll their rings US µs after each batch (limits.worker_cpus, worker_poll_us): "
+                        "containment without wake-ups, at the price of that CPU (default 0: they sleep)")
     p.add_argument("--placement", default="onecpu", help=f"{', '.join(PLACEMENTS)}: which CPUs the hosts run on (default onecpu)")
     p.add_argument("--json", metavar="FILE", help="write results as JSON")
     p.add_argument("--plot", metavar="DIR", help="draw the paper's figures as PNG files into DIR (needs matplotlib)")
@@ -143,6 +147,7 @@ def main(args: argparse.Namespace) -> int:
     header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept, spread = lowest–highest "
               f"trial) after {plan.warmup} warm-up; placement {plan.placement}; {plan.threads} fast-path thread(s) per node"
               f"{f', {plan.flows} flows' if plan.flows > 1 else ''}"
+              f"{f'; the middle workers poll {plan.worker_poll_us} µs on CPU {plan.worker_cpu}' if plan.worker_poll_us else ''}"
               f"{f'; sink {plan.sink}' if 'capacity' in plan.experiments else ''}; load average {_load(load_start)} at the "
               f"start, {_load(load_end)} at the end")
     if plan.quick:

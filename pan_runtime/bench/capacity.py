@@ -190,7 +190,8 @@ class Middle:
 
 
 def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], max_size: int, threads: int = 1,
-                  flows: int = 1, isolation: str = "in_process", sink_gro: bool = True) -> Middle:
+                  flows: int = 1, isolation: str = "in_process", sink_gro: bool = True,
+                  worker_poll: tuple[int, int] | None = None) -> Middle:
     """Start ``config``'s middle (a pan node with ``threads`` fast-path threads, learning the
     generator's ``flows`` source ports as neighbours, running its runtimes in ``isolation``)
     and the sink (reading with UDP_GRO when ``sink_gro``)."""
@@ -218,7 +219,7 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
         app = bed.tmp / f"cap-{'ac' if config == 'activecopy' else 'a'}-m.sock"
         toml = node_toml(f"{config}-middle", m_listen, m_addr, app, [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes,
                          max(9216, max_size), copy_on_send=config == "activecopy", threads=threads,
-                         accept_unknown_peers=flows > 1, isolation=isolation)
+                         accept_unknown_peers=flows > 1, isolation=isolation, worker_poll=worker_poll)
         mid.proc = _pan_node(bed, "middle", f"cap-{config}", toml)
         mid.proc.wait_line("pan node", START_LIMIT_S)
         mid.client = Client.connect(app, timeout=START_LIMIT_S, request_timeout=120.0)
@@ -476,8 +477,10 @@ def run_capacity(
             if progress:
                 progress(f"capacity {topo}: starting {config}")
             try:
+                poll = getattr(plan, "worker_poll_us", 0)
                 mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes), getattr(plan, "threads", 1),
-                                    getattr(plan, "flows", 1), isolation, getattr(plan, "sink", "gro") == "gro")
+                                    getattr(plan, "flows", 1), isolation, getattr(plan, "sink", "gro") == "gro",
+                                    worker_poll=(plan.worker_cpu, poll) if poll and plan.worker_cpu is not None else None)
             except PanError as exc:
                 failed[f"capacity {topo} {config}"] = str(exc)
                 continue

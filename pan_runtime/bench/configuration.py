@@ -55,13 +55,15 @@ def node_toml(
     threads: int = 1,
     accept_unknown_peers: bool = False,
     isolation: str = "in_process",
+    worker_poll: tuple[int, int] | None = None,
 ) -> str:
     """The TOML configuration of one bench node (``neighbors``: (address, endpoint) pairs;
     ``threads``: its fast-path threads; ``accept_unknown_peers``: it learns a neighbour from
     each new source, as the capacity generator's flows); ``isolation`` is how it runs every
     runtime's code (``process``: in worker processes, with no warm standbys: the bench
     measures capsules, not restarts, and a standby per code object would start a second
-    runtime for each, a JVM too, while the cells run)."""
+    runtime for each, a JVM too, while the cells run; ``worker_poll``: (CPU, µs): the workers
+    run on that CPU and poll their rings that long after each batch)."""
     lines = [
         "[node]",
         f"name = {_toml_str(name)}",
@@ -87,6 +89,8 @@ def node_toml(
         lines.append(f"threads = {threads}")
     if isolation == "process":
         lines.append("worker_standbys = 0")
+        if worker_poll:
+            lines += [f"worker_cpus = [{worker_poll[0]}]", f"worker_poll_us = {worker_poll[1]}"]
         for r in runtimes:
             lines += ["", f"[runtimes.{r}]", 'isolation = "process"']
     for addr, ep in neighbors:
@@ -166,7 +170,7 @@ _SOCKET_TAGS = {"none": "n", "passive": "p", "cforw": "f", "active": "a", "activ
 
 
 def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int, threads: int = 1,
-                        isolation: str = "in_process") -> Running:
+                        isolation: str = "in_process", worker_poll: tuple[int, int] | None = None) -> Running:
     """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect.
     A ``pan node`` in the middle runs ``runtimes`` in ``isolation`` on ``threads`` fast-path
     threads; the ends run them in-process on one."""
@@ -204,7 +208,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
             sockets["middle"] = bed.tmp / f"{tag}-m.sock"
             toml = node_toml(
                 f"{config}-middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
-                copy_on_send=config == "activecopy", threads=threads, isolation=isolation,
+                copy_on_send=config == "activecopy", threads=threads, isolation=isolation, worker_poll=worker_poll,
             )
             procs.append(_pan_node(bed, "middle", config, toml))
         toml = node_toml(f"{config}-receiver", r_addr, r_addr, sockets["receiver"], r_nb, r_rt, runtimes, pool)

@@ -15,6 +15,8 @@ from pan_runtime.data.capsule import HEADER_SIZE
 from pan_runtime.errors import PanError
 from pan_runtime.node.config import MAX_THREADS
 
+from .placement import cpu_apart
+
 __all__ = [
     "EXPERIMENTS",
     "CONFIGS",
@@ -149,6 +151,10 @@ class Plan:
     sink: str = "gro"
     #: how the middle node runs its runtimes (``ISOLATIONS``): each one named is a set of cells
     isolations: list[str] = field(default_factory=lambda: ["in_process"])
+    #: process cells: the middle's workers run on ``worker_cpu`` (a CPU the middle does not run
+    #: on) and poll their rings this long after each batch (``limits.worker_poll_us``; 0: no)
+    worker_poll_us: int = 0
+    worker_cpu: int | None = None
 
     def cell_runtimes(self, runtimes: list[str]) -> list[str]:
         """``runtimes`` (plain names) as the cells' runtimes: one per isolation of the plan,
@@ -177,6 +183,7 @@ class Plan:
             "flows": self.flows,
             **({"sink": self.sink} if "capacity" in self.experiments else {}),
             "isolations": self.isolations,
+            **({"worker_poll_us": self.worker_poll_us, "worker_cpu": self.worker_cpu} if self.worker_poll_us else {}),
         }
 
 
@@ -287,9 +294,20 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         why = process_unavailable()
         if why:
             raise PanError(f"--isolation process: process isolation is unavailable here: {why}")
+    poll = getattr(args, "worker_poll_us", None) or 0
+    worker_cpu = None
+    if poll:
+        if not 0 < poll <= 100_000:
+            raise PanError("--worker-poll-us must be 1..100000 (limits.worker_poll_us)")
+        if "process" not in isolations:
+            raise PanError("--worker-poll-us is for the middle's workers: it needs --isolation process")
+        worker_cpu = cpu_apart(placement)
+        if worker_cpu is None:
+            raise PanError("--worker-poll-us needs a CPU the middle does not run on: --placement onecpu or hosts, "
+                           "on a machine where this process may use two CPUs or more")
     plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
                 **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"), threads=threads, flows=flows,
-                sink=sink, isolations=isolations)
+                sink=sink, isolations=isolations, worker_poll_us=poll, worker_cpu=worker_cpu)
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:

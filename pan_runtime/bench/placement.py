@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 
-__all__ = ["ROLES", "cpus_for", "taskset_prefix", "pin_self"]
+__all__ = ["ROLES", "cpus_for", "cpu_apart", "taskset_prefix", "pin_self"]
 
 ROLES = ("harness", "sender", "middle", "receiver")
 
@@ -31,6 +31,19 @@ def _machine_cpus() -> list[int]:
     """The CPUs this process could use when placement was first asked for: read once, because
     ``pin_self`` narrows the harness to the ends' CPU and every later answer must not see that."""
     return sorted(os.sched_getaffinity(0))
+
+
+def cpu_apart(placement: str) -> int | None:
+    """A CPU the middle is not pinned to under ``placement``, one the ends are not pinned to
+    either where there is one (for workers that poll: ``--worker-poll-us``); None when the
+    middle is not pinned or no other CPU is allowed."""
+    middle = cpus_for(placement, "middle")
+    if middle is None:
+        return None
+    ends = cpus_for(placement, "sender") or set()
+    rest = [c for c in _machine_cpus() if c not in middle]
+    free = [c for c in rest if c not in ends]
+    return (free or rest or [None])[0]
 
 
 def taskset_prefix(placement: str, role: str) -> list[str]:

@@ -12,7 +12,9 @@
  * before the head is published, the down ring released (tail = the read cursor: nothing is
  * held back while serve runs) and the node woken (its eventfd). With no record, the down
  * ring is released and the worker sleeps on its eventfd with the GIL released (a runtime
- * may have threads of its own).
+ * may have threads of its own); a worker the node gave CPUs of its own (`poll_ns`,
+ * limits.worker_poll_us) first looks at the ring again for that long, so that a record
+ * written meanwhile needs no wake-up (the node's eventfd write is then read at the next sleep).
  *
  * Anything else returns to Python, which continues exactly where this stopped: a record
  * that is not a BATCH; a batch whose run gave back a capsule (a fault, a claim, a capsule
@@ -30,15 +32,35 @@
  */
 
 #include <errno.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RING_HEADER 128
 #define RING_TAIL 64
+/* consumer flags after the tail (0 unless the side follows the protocol): in the down ring, the
+ * worker polls it (the node need not write its eventfd); in the up ring, the node spins for it
+ * (the worker need not write the node's). Each side sets its flag, fences, and looks at the
+ * ring again after clearing it; the other fences between publishing and reading the flag. */
+#define RING_POLLING 72
 #define KIND_WRAP 0u
 #define KIND_BATCH 4u    /* protocol.Kind.BATCH */
 #define KIND_VERDICTS 22 /* protocol.Kind.VERDICTS */
 
 static PyObject *str_needs_reset; /* "needs_reset", interned at the module's start */
+
+#if defined(__x86_64__) || defined(__i386__)
+#define POLL_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define POLL_RELAX() __asm__ __volatile__("yield")
+#else
+#define POLL_RELAX() ((void)0)
+#endif
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static uint64_t load_u64(const uint8_t *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE); }
 static void store_u64(uint8_t *p, uint64_t v) { __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE); }
@@ -114,22 +136,24 @@ static int put_verdicts(BatchLoop *self, uint8_t *up, uint64_t size, uint64_t *h
 }
 
 PyDoc_STRVAR(serve_doc,
-"serve(read, head, wake_down, wake_up, loaded, calls, ran, python_capsules)\n"
+"serve(read, head, wake_down, wake_up, loaded, calls, ran, python_capsules[, poll_ns])\n"
 "    -> (read, head, kind, at, length, got)\n\n"
 "Serve the channel's records from the down ring's read cursor READ, the up ring's head HEAD\n"
 "(the worker's Ring positions), sleeping on eventfd WAKE_DOWN and waking the node on WAKE_UP,\n"
 "until a record needs Python (see the file's comment). LOADED is the code object\n"
 "(its needs_reset goes with each batch's verdicts); CALLS and RAN are added to this loop's\n"
-"counters and PYTHON_CAPSULES reported with them. Returns the new positions and the record\n"
+"counters and PYTHON_CAPSULES reported with them. POLL_NS: how long an empty ring is looked\n"
+"at again before the loop sleeps (0: it sleeps at once). Returns the new positions and the record\n"
 "for Python: its KIND and payload (AT, LENGTH bytes in the view); for a BATCH, started here,\n"
 "GOT is what run() gave back, or None when every capsule has its result but the verdicts\n"
 "did not fit the up ring.");
 
 static PyObject *BatchLoop_serve(BatchLoop *self, PyObject *args) {
-    unsigned long long read_at, head, calls, ran, py_capsules;
+    unsigned long long read_at, head, calls, ran, py_capsules, poll_ns = 0;
     int wake_down, wake_up;
     PyObject *loaded;
-    if (!PyArg_ParseTuple(args, "KKiiOKKK", &read_at, &head, &wake_down, &wake_up, &loaded, &calls, &ran, &py_capsules))
+    if (!PyArg_ParseTuple(args, "KKiiOKKK|K", &read_at, &head, &wake_down, &wake_up, &loaded, &calls, &ran, &py_capsules,
+                          &poll_ns))
         return NULL;
     if (self->in_batch) {
         PyErr_SetString(PyExc_RuntimeError, "BatchLoop.serve during a run");
@@ -145,13 +169,31 @@ static PyObject *BatchLoop_serve(BatchLoop *self, PyObject *args) {
     uint8_t *data = down + RING_HEADER;
     uint64_t read = read_at;
     uint64_t up_head = head;
+    int polled = 0; /* the ring was looked at again since the last record */
     for (;;) {
         uint64_t dhead = load_u64(down);
         if (read >= dhead) { /* nothing to read: give the node its ring back and sleep */
             store_u64(down + RING_TAIL, read);
+            if (poll_ns && !polled) { /* on CPUs of its own: look again for a while first (no wake-up needed) */
+                polled = 1;
+                Py_BEGIN_ALLOW_THREADS /* the runtime's own threads run meanwhile */
+                store_u64(down + RING_POLLING, 1);
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                uint64_t end = mono_ns() + poll_ns;
+                for (unsigned i = 1; load_u64(down) <= read; i++) {
+                    POLL_RELAX();
+                    if ((i & 63) == 0 && mono_ns() >= end) break;
+                }
+                store_u64(down + RING_POLLING, 0); /* then the ring is read again before any sleep */
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                Py_END_ALLOW_THREADS
+                continue;
+            }
+            polled = 0;
             if (sleep_on(wake_down) < 0) return NULL;
             continue;
         }
+        polled = 0;
         if (dhead - read > size) {
             worker_error("ring head %llu is more than a ring ahead of the reader at %llu", dhead, read);
             return NULL;
@@ -197,6 +239,7 @@ static PyObject *BatchLoop_serve(BatchLoop *self, PyObject *args) {
         if (put == 0)
             return Py_BuildValue("(KKInnO)", (unsigned long long)read, (unsigned long long)up_head, frame[1], at, length,
                                  Py_None);
-        if (wake(wake_up) < 0) return NULL;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the verdicts published before the node's flag is read */
+        if (!load_u64(up + RING_POLLING) && wake(wake_up) < 0) return NULL; /* a spinning node sees them itself */
     }
 }

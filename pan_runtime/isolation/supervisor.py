@@ -129,7 +129,14 @@ class WorkerSettings:
             "state_ttl_ms": c.state_ttl_ms,
             "memory": c.worker_memory,
             "nice": getattr(c, "worker_nice", 0),
+            # how long the worker polls its ring after its last record before it sleeps
+            "poll_ns": c.worker_poll_ns() if hasattr(c, "worker_poll_ns") else 0,
         }).encode()
+
+    @property
+    def cpus(self) -> frozenset[int]:
+        """The CPUs workers run on (``limits.worker_cpus``; empty: the node's)."""
+        return frozenset(getattr(self.config, "worker_cpus", ()))
 
 
 #: what a batch's ``done`` is called with: its environments, a verdict or fault for each, and
@@ -201,7 +208,7 @@ def reap_killed(timeout_s: float = 0.0) -> None:
 class _Process:
     """One running worker: its process, pidfd and channel."""
 
-    def __init__(self, runtime: str, ring_size: int, background: bool = False):
+    def __init__(self, runtime: str, ring_size: int, background: bool = False, cpus: frozenset[int] = frozenset()):
         reap_killed()
         self.ch = Channel.create(ring_size)
         debug = log.isEnabledFor(logging.DEBUG)
@@ -217,6 +224,11 @@ class _Process:
         except OSError:
             self.ch.close()
             raise
+        if cpus:  # before the interpreter starts any thread: every thread it makes inherits them
+            try:
+                os.sched_setaffinity(self.proc.pid, cpus)
+            except OSError as exc:
+                log.warning("cannot put a %s worker on CPUs %s: %s", runtime, sorted(cpus), exc)
         self.pidfd = os.pidfd_open(self.proc.pid)
         self.killed_for: FaultReason | None = None
         #: called with this process before its descriptors close (an event loop watching its
@@ -421,7 +433,8 @@ class WorkerRuntime(Runtime):
                 wc.standby = None
             if wc.standby is None:
                 try:
-                    proc = _Process(self.name, wc.ring_size, background=self.background_idle and wc.deaths > 0)
+                    proc = _Process(self.name, wc.ring_size, background=self.background_idle and wc.deaths > 0,
+                                    cpus=self.settings.cpus)
                 except OSError as exc:
                     log.warning("cannot start a standby %s worker: %s", self.name, exc)
                     return
@@ -439,7 +452,8 @@ class WorkerRuntime(Runtime):
     def _refill_spares(self) -> None:
         while len(self.spares) < self.settings.config.worker_spares:
             try:
-                proc = _Process(self.name, self.spare_ring, background=self.background_idle and bool(self.deaths))
+                proc = _Process(self.name, self.spare_ring, background=self.background_idle and bool(self.deaths),
+                                cpus=self.settings.cpus)
                 if not proc.ch.down.put(Kind.HELLO, self.settings.hello(self.inner, dict(self.options))):
                     raise WorkerError("a spare's channel took no HELLO")
             except (OSError, CodeObjectError, WorkerError) as exc:
@@ -567,7 +581,7 @@ class WorkerCode(LoadedCode):
         spare = proc is not None
         if proc is None:
             try:
-                proc = _Process(rt.name, self.ring_size)
+                proc = _Process(rt.name, self.ring_size, cpus=rt.settings.cpus)
             except OSError as exc:
                 raise CodeObjectError(f"{self.code.short_name}: cannot start a worker: {exc}", FaultReason.CRASH) from None
         self.proc = proc

@@ -1574,6 +1574,45 @@ PyDoc_STRVAR(wait_doc,
 
 static PyObject *fp_wait_in(PyObject *args);
 
+/* A worker wrote (EventLoop.add_ready: WOKEN; or the wait's spin found its verdicts): FP's callback
+ * collects the verdicts and names when the loop must turn (0: no need, 1: at once: *CALLED
+ * is set; else the time joins g_due_ns); a worker lane collects in C first and calls Python
+ * only for what it leaves. 0, or -1 with an error set. */
+static int worker_wrote(PyObject *fp, int *called, int woken) {
+    Py_INCREF(fp);
+    PyObject *cb = fp;
+    if (Py_IS_TYPE(fp, &WorkerLaneType)) {
+        WorkerLane *lane = (WorkerLane *)fp;
+        unsigned long long done = lane->c_done, due = 0;
+        int lr = lane_collect(lane, &due, woken);
+        if (lr < 0) {
+            Py_DECREF(fp);
+            return -1;
+        }
+        if (due == 1) *called = 1; /* its finish left the loop something to do */
+        else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+        if (lr == 0) {
+            if (lane->c_done != done) lane->c_collects++; /* a wake-up with nothing new is no collect */
+            lane_watch(lane);
+            Py_DECREF(fp);
+            return 0;
+        }
+        cb = lane->ready;
+    }
+    PyObject *r = PyObject_CallNoArgs(cb);
+    Py_DECREF(fp);
+    if (!r) return -1;
+    unsigned long long due = PyLong_Check(r) ? PyLong_AsUnsignedLongLong(r) : 1;
+    Py_DECREF(r);
+    if (due == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        due = 1;
+    }
+    if (due == 1) *called = 1;
+    else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+    return 0;
+}
+
 static PyObject *fp_wait(PyObject *Py_UNUSED(m), PyObject *args) {
     lanes_clear();
     PyObject *out = fp_wait_in(args);
@@ -1628,6 +1667,19 @@ static PyObject *fp_wait_in(PyObject *args) {
             if (n == -2) flush_sends(d); /* no ring here, or it took nothing: the old way */
             Py_DECREF(d);
         }
+        if (n == -2 && !lock && ms != 0) {
+            /* a batch out to a worker polling on CPUs of its own: its verdicts may be back
+             * sooner than a wake-up would come */
+            PyObject *answered = lanes_spin();
+            if (answered) {
+                int called = 0;
+                int wr = worker_wrote(answered, &called, 0);
+                Py_DECREF(answered);
+                if (wr < 0) goto fail;
+                if (called) return out; /* nothing is deferred here (n == -2) */
+                continue;
+            }
+        }
         if (n == -2) {
             g_waits++;
             Py_BEGIN_ALLOW_THREADS
@@ -1669,40 +1721,7 @@ static PyObject *fp_wait_in(PyObject *args) {
                 if (r == -1) goto fail;
                 if (r >= 0) continue; /* -2: no slot lent, -3: not its socket; the loop's reader */
             } else if (fp && !Py_IS_TYPE(fp, &FastPathType) && PyCallable_Check(fp) && (e & EPOLLIN)) {
-                /* a worker wrote (EventLoop.add_ready): its callback collects the verdicts here
-                 * and names when the loop must turn (0: no need, 1: at once); a worker lane
-                 * collects in C first and calls Python only for what it leaves */
-                Py_INCREF(fp);
-                PyObject *cb = fp;
-                if (Py_IS_TYPE(fp, &WorkerLaneType)) {
-                    WorkerLane *lane = (WorkerLane *)fp;
-                    unsigned long long done = lane->c_done, due = 0;
-                    int lr = lane_collect(lane, &due);
-                    if (lr < 0) {
-                        Py_DECREF(fp);
-                        goto fail;
-                    }
-                    if (due == 1) called = 1; /* its finish left the loop something to do */
-                    else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
-                    if (lr == 0) {
-                        if (lane->c_done != done) lane->c_collects++; /* a wake-up with nothing new is no collect */
-                        lane_watch(lane);
-                        Py_DECREF(fp);
-                        continue;
-                    }
-                    cb = lane->ready;
-                }
-                PyObject *r = PyObject_CallNoArgs(cb);
-                Py_DECREF(fp);
-                if (!r) goto fail;
-                unsigned long long due = PyLong_Check(r) ? PyLong_AsUnsignedLongLong(r) : 1;
-                Py_DECREF(r);
-                if (due == (unsigned long long)-1 && PyErr_Occurred()) {
-                    PyErr_Clear();
-                    due = 1;
-                }
-                if (due == 1) called = 1;
-                else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
+                if (worker_wrote(fp, &called, 1) < 0) goto fail;
                 continue;
             }
             int mask = 0;

@@ -140,6 +140,7 @@ static unsigned long long wk_write(FastPath *self, int first, int count, const u
 #define WK_KIND_BATCH 4       /* pan_runtime.isolation.protocol.Kind.BATCH */
 #define WK_KIND_VERDICTS 22   /* Kind.VERDICTS */
 #define WK_RING_HEADER 128    /* pan_runtime.isolation.ring.HEADER */
+#define WK_RING_POLLING 72    /* a consumer's flag after the tail (isolation/_batchloop_serve.c, RING_POLLING) */
 
 typedef struct wl_batch {
     struct wl_batch *next;
@@ -164,12 +165,13 @@ typedef struct {
     unsigned long long read;  /* the up ring's read cursor */
     int wake_down, wake_up;
     unsigned long long per_ns, grace_ns, demote_ns;
+    unsigned long long spin_ns; /* how long the wait spins for its verdicts (a polling worker), 0: never */
     long long inflight_limit, share;
     wl_batch *first, *last;
     long long out_n;
     /* since the last pull */
     unsigned long long c_in, c_batches, c_forwarded, c_dropped, c_lost, c_steps, c_fuel, c_time, c_max;
-    unsigned long long c_done, c_handovers, c_collects;
+    unsigned long long c_done, c_handovers, c_collects, c_spun;
 } WorkerLane;
 
 static PyTypeObject WorkerLaneType;
@@ -245,6 +247,65 @@ static void lanes_clear(void) {
 }
 
 static inline uint64_t *lane_u64(WorkerLane *L, Py_ssize_t at) { return (uint64_t *)((uint8_t *)L->map.buf + at); }
+
+#if defined(__x86_64__) || defined(__i386__)
+#define LANE_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define LANE_RELAX() __asm__ __volatile__("yield")
+#else
+#define LANE_RELAX() ((void)0)
+#endif
+
+/* A lane of this wait with a batch out to a worker that polls on CPUs of its own answers
+ * within µs, while a wake-up across CPUs costs tens of µs on a virtual machine: before the
+ * wait sleeps, it looks at those lanes' up rings for up to their spin time. The lane whose
+ * worker wrote (a reference), or NULL. Only for a fast path on one thread: the spin holds
+ * the GIL, and a lane is touched only under the node's lock. */
+static int spun_lane(WorkerLane *L) { return L->granted && L->first && L->spin_ns; }
+
+/* Set (1) or clear (0) the spinning flag of this wait's lanes that spin, then fence. */
+static void lanes_spinning(uint64_t on) {
+    for (int i = 0; i < g_nlanes; i++) {
+        WorkerLane *L = (WorkerLane *)g_lanes[i];
+        if (spun_lane(L)) __atomic_store_n(lane_u64(L, L->up_at + WK_RING_POLLING), on, __ATOMIC_RELEASE);
+    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* A lane of this wait that spins and whose worker wrote its up ring (counted spun; a new
+ * reference), or NULL. */
+static PyObject *lanes_answered(void) {
+    for (int i = 0; i < g_nlanes; i++) {
+        WorkerLane *L = (WorkerLane *)g_lanes[i];
+        if (spun_lane(L) && __atomic_load_n(lane_u64(L, L->up_at), __ATOMIC_ACQUIRE) > L->read) {
+            L->c_spun++;
+            return Py_NewRef((PyObject *)L);
+        }
+    }
+    return NULL;
+}
+
+static PyObject *lanes_spin(void) {
+    unsigned long long spin = 0;
+    for (int i = 0; i < g_nlanes; i++) {
+        WorkerLane *L = (WorkerLane *)g_lanes[i];
+        if (spun_lane(L) && L->spin_ns > spin) spin = L->spin_ns;
+    }
+    if (!spin) return NULL;
+    /* the workers need not wake this thread while it spins: each lane's flag says so */
+    lanes_spinning(1);
+    PyObject *got = NULL;
+    unsigned long long end = now_ns() + spin;
+    for (unsigned k = 1; !got; k++) {
+        got = lanes_answered();
+        if (got) break;
+        LANE_RELAX();
+        if ((k & 63) == 0 && now_ns() >= end) break;
+    }
+    lanes_spinning(0);
+    if (!got) got = lanes_answered(); /* one written as the flags went down woke no one */
+    return got;
+}
 
 /* The capsule at META (what the node kept of it) with its body at BODY in the ring, as the
  * node's Python finishes it: (index I, VERDICT, None, datagram, previous hop); NULL with an
@@ -400,13 +461,14 @@ done:
     return rc;
 }
 
-/* The worker woke the node: carry out in C what the lane can, and hand the capsules of a
+/* The worker woke the node (WOKEN: its eventfd, read here; else the wait's spin found its
+ * verdicts): carry out in C what the lane can, and hand the capsules of a
  * batch C leaves to the node's Python to the lane's `finish` (which says by when the loop must
  * turn: *DUE as the ready callback's answer, the earliest kept). 0: nothing left for Python,
  * 1: Python must look (the record it cannot carry out stays unread), -1: a Python error. */
-static int lane_collect(WorkerLane *L, unsigned long long *due) {
+static int lane_collect(WorkerLane *L, unsigned long long *due, int woken) {
     uint64_t v;
-    if (L->granted) {
+    if (L->granted && woken) { /* not after a spin: a worker that saw it spinning wrote no eventfd */
         ssize_t r = read(L->wake_up, &v, sizeof v); /* non-blocking; none pending is fine */
         (void)r;
     }
@@ -472,11 +534,12 @@ static int lane_admit(FastPath *self, WorkerLane *L, int first, int count, int l
 
 PyDoc_STRVAR(lane_grant_doc,
 "grant(mapping, down_at, up_at, size, head, read, wake_down, wake_up, per_ns, grace_ns, demote_ns,\n"
-"      inflight_limit, share)\n\n"
+"      inflight_limit, share[, spin_ns])\n\n"
 "The node gives the lane its worker's channel (nothing of the node's is out): the mapping, each\n"
 "ring's header offset and data size, the down ring's head and the up ring's read cursor, the two\n"
 "eventfds, each capsule's budget and the grace (ns), the demotion look per capsule (0: none), and\n"
-"the bounds on capsules out.");
+"the bounds on capsules out; SPIN_NS: how long the fast path's wait spins for the verdicts of a\n"
+"batch out before it sleeps (a worker polling on CPUs of its own answers within it; 0: never).");
 
 static PyObject *lane_grant(WorkerLane *L, PyObject *args) {
     PyObject *mapping;
@@ -484,8 +547,9 @@ static PyObject *lane_grant(WorkerLane *L, PyObject *args) {
     unsigned long long size, head, read, per, grace, demote;
     int wd, wu;
     long long limit, share;
-    if (!PyArg_ParseTuple(args, "OnnKKKiiKKKLL", &mapping, &down_at, &up_at, &size, &head, &read, &wd, &wu, &per,
-                          &grace, &demote, &limit, &share))
+    unsigned long long spin = 0;
+    if (!PyArg_ParseTuple(args, "OnnKKKiiKKKLL|K", &mapping, &down_at, &up_at, &size, &head, &read, &wd, &wu, &per,
+                          &grace, &demote, &limit, &share, &spin))
         return NULL;
     if (L->granted) {
         PyErr_SetString(PyExc_RuntimeError, "the lane is granted already");
@@ -505,7 +569,7 @@ static PyObject *lane_grant(WorkerLane *L, PyObject *args) {
     L->down_at = down_at, L->up_at = up_at, L->size = size;
     L->head = head, L->read = read;
     L->wake_down = wd, L->wake_up = wu;
-    L->per_ns = per, L->grace_ns = grace, L->demote_ns = demote;
+    L->per_ns = per, L->grace_ns = grace, L->demote_ns = demote, L->spin_ns = spin;
     L->inflight_limit = limit, L->share = share;
     Py_RETURN_NONE;
 }
@@ -539,17 +603,19 @@ static PyObject *lane_take(WorkerLane *L, PyObject *Py_UNUSED(ignored)) {
 
 PyDoc_STRVAR(lane_pull_doc,
 "pull() -> (capsules_in, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done,\n"
-"           handovers_kept, collects_kept)\n\n"
+"           handovers_kept, collects_kept, spun)\n\n"
 "What C counted since the last pull (zeroed): capsules and batches admitted, the verdicts carried\n"
 "out (forwards sent, drops, forwards the kernel refused, steps, fuel, run time and the longest\n"
-"per-capsule time, batches finished), admissions and collects that needed no turn of the loop.");
+"per-capsule time, batches finished), admissions and collects that needed no turn of the loop,\n"
+"and collects whose verdicts the wait's spin found (no wake-up).");
 
 static PyObject *lane_pull(WorkerLane *L, PyObject *Py_UNUSED(ignored)) {
-    PyObject *out = Py_BuildValue("(KKKKKKKKKKKK)", L->c_in, L->c_batches, L->c_forwarded, L->c_dropped, L->c_lost,
-                                  L->c_steps, L->c_fuel, L->c_time, L->c_max, L->c_done, L->c_handovers, L->c_collects);
+    PyObject *out = Py_BuildValue("(KKKKKKKKKKKKK)", L->c_in, L->c_batches, L->c_forwarded, L->c_dropped, L->c_lost,
+                                  L->c_steps, L->c_fuel, L->c_time, L->c_max, L->c_done, L->c_handovers, L->c_collects,
+                                  L->c_spun);
     if (!out) return NULL;
     L->c_in = L->c_batches = L->c_forwarded = L->c_dropped = L->c_lost = L->c_steps = L->c_fuel = 0;
-    L->c_time = L->c_max = L->c_done = L->c_handovers = L->c_collects = 0;
+    L->c_time = L->c_max = L->c_done = L->c_handovers = L->c_collects = L->c_spun = 0;
     return out;
 }
 
@@ -679,9 +745,12 @@ static int lane_admit(FastPath *self, WorkerLane *L, int first, int count, int l
     unsigned long long bytes = wk_write(self, first, count, b->meta, p);
     L->head = head + need;
     __atomic_store_n(lane_u64(L, L->down_at), (uint64_t)L->head, __ATOMIC_RELEASE); /* published */
-    uint64_t one = 1;
-    ssize_t w = write(L->wake_down, &one, sizeof one); /* refused: its budget fails it, counted */
-    (void)w;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* before the worker's flag is read */
+    if (!__atomic_load_n(lane_u64(L, L->down_at + WK_RING_POLLING), __ATOMIC_ACQUIRE)) { /* a polling worker sees it */
+        uint64_t one = 1;
+        ssize_t w = write(L->wake_down, &one, sizeof one); /* refused: its budget fails it, counted */
+        (void)w;
+    }
     b->t0 = b->started = now_ns();
     b->budget_ns = (unsigned long long)count * L->per_ns + L->grace_ns;
     b->fp = (FastPath *)Py_NewRef((PyObject *)self);

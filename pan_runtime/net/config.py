@@ -22,7 +22,7 @@ from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import ConfigError, PanError
 from pan_runtime.isolation.mechanism import parse_mechanisms
 from pan_runtime.net.demand import largest_pco
-from pan_runtime.node.config import MAX_THREADS
+from pan_runtime.node.config import MAX_CPU, MAX_THREADS
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.node.trust import TrustPolicy
@@ -214,6 +214,8 @@ _SCHEMA: dict[str, set[str]] = {
         "worker_queue",
         "worker_nice",
         "worker_demote_ms",
+        "worker_cpus",
+        "worker_poll_us",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -441,6 +443,9 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_queue=lim("worker_queue", 4096, 0, 1 << 20),
         worker_nice=lim("worker_nice", 0, 0, 19),
         worker_demote_ms=lim("worker_demote_ms", 2, 0, 60_000),
+        worker_cpus=[_int(ctx, f"limits.worker_cpus[{i}]", c, 0, MAX_CPU)
+                     for i, c in enumerate(_list(ctx, "limits.worker_cpus", limits.get("worker_cpus", [])))],
+        worker_poll_us=lim("worker_poll_us", 0, 0, 100_000),
     )
 
     neighbors: list[NeighborConfig] = []

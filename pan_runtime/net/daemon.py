@@ -159,6 +159,7 @@ class NodeDaemon:
             stats["fast_handovers_kept"], stats["fast_verdicts_kept"] = off.handovers_kept, off.collects_kept
             # of those, batches a worker lane admitted and finished in C, with no Python at all
             stats["fast_lane_admitted"], stats["fast_lane_finished"] = off.lane_admitted, off.lane_finished
+            stats["fast_lane_spun"] = off.lane_spun
         stats["demand"] = self.demand.info()
         stats["error_reports"] = self.reports.info()
         if self.apps is not None:
@@ -288,6 +289,12 @@ def prometheus_text(stats: dict[str, Any]) -> str:
                 "counter",
                 "Worker batches the fast path's worker lanes admitted, or finished, in C with no Python.",
                 [({"step": "admitted"}, stats["fast_lane_admitted"]), ({"step": "finished"}, stats["fast_lane_finished"])],
+            )
+            metric(
+                "pan_fast_path_worker_lane_spun_total",
+                "counter",
+                "Worker lane verdicts the fast path's wait found by spinning for a polling worker (limits.worker_poll_us).",
+                [({}, stats.get("fast_lane_spun", 0))],
             )
         metric(
             "pan_fast_path_thread_capsules_total",

@@ -226,6 +226,9 @@ class Worker:
         self._fast_done = (0, 0)
         #: capsules run on the Python path
         self.python_capsules = 0
+        #: ns the C serve loop polls the ring after its last record before it sleeps (HELLO's
+        #: ``poll_ns``: the node gave this worker CPUs of its own)
+        self.poll_ns = 0
         #: the batch record the loop is running (for ``_materialize``)
         self._payload: memoryview | None = None
         #: the rings were synced with BatchLoop.serve's positions during its run (``_materialize``)
@@ -332,7 +335,7 @@ class Worker:
         calls, ran = self._fast_done
         down, up = ch.down, ch.up
         read, head, kind, at, length, got = loop.serve(
-            down.cursor, up.head, ch.wake_down, ch.wake_up, self.loaded, calls, ran, self.python_capsules
+            down.cursor, up.head, ch.wake_down, ch.wake_up, self.loaded, calls, ran, self.python_capsules, self.poll_ns
         )
         if self._synced:  # a claimed capsule's host calls used the rings: they are ahead
             self._synced = False
@@ -359,6 +362,8 @@ class Worker:
         c = json.loads(bytes(payload))
         self.config = c
         self.budget = Budget(**c["budget"])
+        poll = c.get("poll_ns", 0)
+        self.poll_ns = poll if isinstance(poll, int) and 0 < poll <= 100_000_000 else 0
         nice = c.get("nice", 0)
         if isinstance(nice, int) and 0 < nice <= 19:  # below the node: a runaway yields the CPU to it
             try:

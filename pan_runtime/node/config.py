@@ -9,6 +9,7 @@ not keep its promises.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,6 +73,8 @@ class NodeConfig:
         worker_queue: int = 4096,
         worker_nice: int = 0,
         worker_demote_ms: int = 2,
+        worker_cpus: Sequence[int] = (),
+        worker_poll_us: int = 0,
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -161,7 +164,22 @@ class NodeConfig:
         #: whose ``init`` has, until it answers, so that a runaway yields the CPU to the node
         #: and to other code objects' workers; honest batches end well before (0: never)
         self.worker_demote_ms = _bounded("worker_demote_ms", worker_demote_ms, 0, 60_000)
+        #: the CPUs every worker process runs on (empty: the node's own)
+        self.worker_cpus = frozenset(_bounded("worker_cpus[]", c, 0, MAX_CPU) for c in worker_cpus)
+        #: a worker on CPUs none of which the node may run on polls its ring this long after its
+        #: last record before it sleeps, and the node spins up to ``POLL_SPIN_US`` of it for a
+        #: batch's verdicts before it sleeps: a capsule then crosses to its worker and back
+        #: without a wake-up, at the price of those CPUs (0: workers sleep at once)
+        self.worker_poll_us = _bounded("worker_poll_us", worker_poll_us, 0, 100_000)
         self._check_holding_bounds()
+
+    def worker_poll_ns(self) -> int:
+        """``worker_poll_us`` in ns where it applies: workers on CPUs none of which this process
+        may run on (a worker polling on a CPU the node shares would take it from the node,
+        and the node's spin from the worker); else 0."""
+        if not self.worker_poll_us or not self.worker_cpus or self.worker_cpus & os.sched_getaffinity(0):
+            return 0
+        return self.worker_poll_us * 1000
 
     def mechanism(self, runtime: str) -> Mechanism:
         """How ``runtime`` runs its code on this node: configured, else ``PAN_ISOLATION``'s
@@ -185,6 +203,12 @@ class NodeConfig:
                 f"code_buffers ({self.code_buffers}) must be 0..{self.pool_buffers - self.pool_reserve} "
                 "(pool_buffers less pool_reserve)"
             )
+
+
+#: the highest CPU number a worker may be given (``worker_cpus``)
+MAX_CPU = 1023
+#: the longest the node spins for a polling worker's verdicts (µs; ``worker_poll_us``)
+POLL_SPIN_US = 50
 
 
 def _bounded(name: str, value: int, lo: int, hi: int) -> int:

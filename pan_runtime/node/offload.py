@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pan_runtime.errors import FaultReason, RuntimeFault
 from pan_runtime.isolation.supervisor import WorkerCode, WorkerRuntime
+from pan_runtime.node.config import POLL_SPIN_US
 from pan_runtime.node.env import Environment
 from pan_runtime.node.fastbatch import FastBatch, finish_left
 
@@ -101,6 +102,10 @@ class Offload:
         #: batches admitted and batches finished by C in a worker lane (no Python for them)
         self.lane_admitted = 0
         self.lane_finished = 0
+        #: lane collects whose verdicts the fast path's wait found by spinning (a polling worker)
+        self.lane_spun = 0
+        #: ``NodeConfig.worker_poll_ns`` when the loop attached (0: the workers do not poll)
+        self._poll_ns = 0
         node.counter_sources.append(self.sync_lanes)
 
     # -- drivers ------------------------------------------------------------------------
@@ -114,6 +119,7 @@ class Offload:
         self._unwatch = unwatch
         self._ready_watch = ready
         self.asynchronous = True
+        self._poll_ns = self.node.config.worker_poll_ns()  # the node's CPUs as it runs now
         self._sweep()
 
     def poll(self) -> bool:
@@ -570,9 +576,11 @@ class Offload:
         c = self.node.config
         ms = 1_000_000
         ch = proc.ch
+        # a worker polling on CPUs of its own answers within µs: the wait spins for it first
+        spin = min(self._poll_ns, POLL_SPIN_US * 1000)
         lane.grant(ch.view, ch.down.head_at, ch.up.head_at, ch.ring_size, ch.down.head, ch.up.cursor, ch.wake_down,
                    ch.wake_up, int(c.budget.time_ms * ms), int(c.worker_grace_ms * ms), int(wc.rt.demote_ns or 0),
-                   self.inflight_limit, max(1, (c.pool_buffers - c.pool_reserve) // 2))
+                   self.inflight_limit, max(1, (c.pool_buffers - c.pool_reserve) // 2), spin)
         wc.lent = functools.partial(self._take, wc)
 
     def _take(self, wc: WorkerCode) -> None:
@@ -606,7 +614,8 @@ class Offload:
 
     def _pull(self, wc: WorkerCode, lane: Any, entry: CacheEntry) -> None:
         """Fold what ``wc``'s lane counted into the node's counters."""
-        cin, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done, handovers, collects = lane.pull()
+        cin, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done, handovers, collects, spun = lane.pull()
+        self.lane_spun += spun
         if not (cin or done or collects):
             return
         entry.stats.capsules_in += cin
@@ -667,4 +676,5 @@ class Offload:
             "collects_kept": self.collects_kept,
             "lane_admitted": self.lane_admitted,
             "lane_finished": self.lane_finished,
+            "lane_spun": self.lane_spun,
         }

@@ -35,6 +35,10 @@ from pan_runtime.cli.main import main
         (["--threads", "65"], "--threads must be 1..64"),
         (["--experiment", "capacity", "--flows", "0"], "--flows must be 1..64"),
         (["--isolation", "sandbox"], "unknown isolation 'sandbox'; known: in_process, process"),
+        (["--worker-poll-us", "500"], "--worker-poll-us is for the middle's workers: it needs --isolation process"),
+        (["--isolation", "process", "--worker-poll-us", "100001"], "--worker-poll-us must be 1..100000"),
+        (["--isolation", "process", "--worker-poll-us", "500", "--placement", "free"],
+         "--worker-poll-us needs a CPU the middle does not run on"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(args, message, capsys):

@@ -190,3 +190,27 @@ def test_isolation_is_a_dimension_of_the_cells(tmp, tmp_path):
     text = render_report(doc)
     assert "| native/process | " in text
     assert list(tmp.iterdir()) == []
+
+
+def test_process_cells_with_workers_polling_on_a_cpu_apart(tmp, tmp_path):
+    """``--worker-poll-us``: the process cells' middle gives its workers a CPU the placement
+    leaves it (limits.worker_cpus) and lets them poll (worker_poll_us); the run says so in its
+    header and its JSON, and the ping goes through."""
+    if len(os.sched_getaffinity(0)) < 2:
+        import pytest
+
+        pytest.skip("[allowed-skip] one CPU: no CPU apart from the middle's")
+    out = tmp_path / "poll.json"
+    r = run_bench("--quick", "--experiment", "ping", "--topology", "udp", "--config", "none,active", "--size", "1500",
+                  "--runtime", "native", "--isolation", "process", "--worker-poll-us", "2000", "--json", str(out),
+                  "--quiet", tmp=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    validate_document(doc)
+    plan = doc["meta"]["options"]["plan"]
+    cpu = sorted(os.sched_getaffinity(0))[1]  # onecpu: the middle on the first, its workers on the second
+    assert plan["worker_poll_us"] == 2000 and plan["worker_cpu"] == cpu
+    assert f"the middle workers poll 2000 µs on CPU {cpu}" in r.stdout
+    added = [x for x in doc["results"] if x["metric"] == "added_us" and x["runtime"] == "native/process"]
+    assert added and added[0]["value"] > 0, added
+    assert list(tmp.iterdir()) == []

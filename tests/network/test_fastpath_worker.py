@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import struct
+import time
 import types
 
 import pytest
@@ -312,6 +313,45 @@ def test_a_batch_with_delivers_among_its_forwards_is_finished_by_its_lane(runtim
         assert code["errors"] == 0 and sum(code["drops"].values()) == 0
         assert after["inflight"] == 0
         assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
+@pytest.mark.parametrize("apart", [True, False])
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_worker_on_a_cpu_of_its_own_polls_and_the_node_spins_for_its_verdicts(runtime, apart):
+    # limits.worker_cpus and worker_poll_us: the worker runs on its CPU and looks at its ring a
+    # while after each batch, and the node's wait spins for a batch's verdicts before it sleeps
+    # (neither writes the other's eventfd meanwhile). Only on CPUs the node does not run on:
+    # on the node's own CPU the worker sleeps at once, as without them. Capsules that come
+    # after the worker went to sleep still wake it.
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("[allowed-skip] one CPU: a worker cannot have one of its own")
+    node_cpu, worker_cpu = cpus[0], cpus[1] if apart else cpus[0]
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {node_cpu})  # this thread runs the nodes
+    try:
+        with _line(runtime, limits=f"worker_cpus = [{worker_cpu}]\nworker_poll_us = 2000\n") as t:
+            _send(t, 1)
+            assert pump(t.ds, lambda: t.app.pending == 1)
+            wc = t.middle.node.cache.peek(t.code.name).loaded
+            assert os.sched_getaffinity(wc.proc.proc.pid) == {worker_cpu}
+            assert t.middle.node.config.worker_poll_ns() == (2_000_000 if apart else 0)
+            before_lane = _lane(t.middle)
+            for seq in range(1, 31):  # one at a time, as pings; every tenth after the worker slept
+                if seq % 10 == 0:
+                    time.sleep(0.01)
+                t.src.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", seq)))
+                assert pump(t.ds, lambda seq=seq: t.app.pending == seq + 1)
+            after = _lane(t.middle)
+            spun = after["lane_spun"] - before_lane["lane_spun"]
+            assert after["lane_admitted"] - before_lane["lane_admitted"] == 30
+            assert (spun >= 1) if apart else (spun == 0), spun
+            assert _seqs(t.app) == list(range(31))
+            s = t.middle.statistics()
+            assert s["code"][t.code.hex_name]["forwarded"] == 31 and s["dropped"] == 0
+            assert f"pan_fast_path_worker_lane_spun_total {s['fast_lane_spun']}" in prometheus_text(s)
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -365,3 +365,39 @@ def test_isolation_settings_are_checked(tmp_path, text, line, key, words):
     msg = str(ei.value)
     assert msg.startswith(f"{p}:{line}: {key}"), msg
     assert words in msg
+
+
+def test_worker_cpus_and_polling_reach_the_node_config_and_apply_only_on_cpus_apart():
+    import os
+
+    cfg = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nworker_cpus = [1, 3]\nworker_poll_us = 250\n', "n.toml")
+    n = cfg.node
+    assert n.worker_cpus == {1, 3} and n.worker_poll_us == 250
+    mine = os.sched_getaffinity(0)
+    # polling applies only where the node may run on none of the workers' CPUs
+    assert n.worker_poll_ns() == (0 if n.worker_cpus & mine else 250_000)
+    apart = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nworker_cpus = [1023]\nworker_poll_us = 250\n').node
+    assert apart.worker_poll_ns() == (0 if 1023 in mine else 250_000)
+    shared = parse_config(f'[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nworker_cpus = [{min(mine)}]\nworker_poll_us = 250\n').node
+    assert shared.worker_poll_ns() == 0
+    defaults = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n', "n.toml").node
+    assert defaults.worker_cpus == frozenset() and defaults.worker_poll_us == 0 and defaults.worker_poll_ns() == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("worker_cpus = 1", "limits.worker_cpus"),
+        ("worker_cpus = [-1]", "limits.worker_cpus[0]"),
+        ('worker_cpus = [0, "two"]', "limits.worker_cpus[1]"),
+        ("worker_cpus = [1024]", "limits.worker_cpus[0]"),
+        ("worker_poll_us = -5", "limits.worker_poll_us"),
+        ("worker_poll_us = 100001", "limits.worker_poll_us"),
+    ],
+)
+def test_worker_cpus_and_polling_are_checked(tmp_path, line, key):
+    p = tmp_path / "bad.toml"
+    p.write_text(f'[node]\nlisten = ["127.0.0.1:1"]\n[limits]\n{line}\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    assert str(ei.value).startswith(f"{p}:") and key in str(ei.value), str(ei.value)
