@@ -1602,12 +1602,7 @@ static int worker_wrote(PyObject *fp, int *called, int woken) {
     PyObject *r = PyObject_CallNoArgs(cb);
     Py_DECREF(fp);
     if (!r) return -1;
-    unsigned long long due = PyLong_Check(r) ? PyLong_AsUnsignedLongLong(r) : 1;
-    Py_DECREF(r);
-    if (due == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        due = 1;
-    }
+    unsigned long long due = turn_due(r);
     if (due == 1) *called = 1;
     else if (due && (!g_due_ns || due < g_due_ns)) g_due_ns = due;
     return 0;

@@ -461,6 +461,18 @@ done:
     return rc;
 }
 
+/* What a callback's answer R (a reference, taken) says about when the loop must turn:
+ * monotonic ns, 0: no need, 1: at once (also for anything but an integer). */
+static unsigned long long turn_due(PyObject *r) {
+    unsigned long long due = PyLong_Check(r) ? PyLong_AsUnsignedLongLong(r) : 1;
+    Py_DECREF(r);
+    if (due == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        due = 1;
+    }
+    return due;
+}
+
 /* The worker woke the node (WOKEN: its eventfd, read here; else the wait's spin found its
  * verdicts): carry out in C what the lane can, and hand the capsules of a
  * batch C leaves to the node's Python to the lane's `finish` (which says by when the loop must
@@ -512,12 +524,7 @@ static int lane_collect(WorkerLane *L, unsigned long long *due, int woken) {
             Py_DECREF(rest);
             Py_DECREF(fp);
             if (!got) return -1;
-            unsigned long long d = PyLong_Check(got) ? PyLong_AsUnsignedLongLong(got) : 1;
-            Py_DECREF(got);
-            if (d == (unsigned long long)-1 && PyErr_Occurred()) {
-                PyErr_Clear();
-                d = 1;
-            }
+            unsigned long long d = turn_due(got);
             if (d && (!*due || d < *due)) *due = d;
             if (!L->granted) return 0; /* taken back: what is still out is the node's */
             continue;

@@ -593,4 +593,4 @@ def test_a_lane_takes_only_rings_inside_its_mapping_and_gives_back_what_it_was_g
     with pytest.raises(RuntimeError):
         lane.grant(memoryview(buf), 0, 128 + 4096, 4096, 64, 32, -1, -1, 1, 1, 0, 8, 8)
     assert lane.take() == (64, 32, []) and not lane.granted
-    assert lane.pull() == (0,) * 12
+    assert lane.pull() == (0,) * 13
