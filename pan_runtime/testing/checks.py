@@ -257,7 +257,7 @@ def check_dep(runtime: str, plugins: Plugins, reference: str) -> None:
     exp = expected("dep")
     lib = build_case("dep", runtime, plugins, stem="lib", exports=tuple(exp["lib_exports"]))
     user = build_case("dep", runtime, plugins, deps=(lib,))
-    with Node(1, plugins=plugins, config=_config()) as n:
+    with Node(1, plugins=plugins, config=_config(budget=PROTOCOL_BUDGET)) as n:  # not about budgets (see _sent)
         n.install(lib)
         entry = n.install(user)
         app = Application(n)

@@ -287,8 +287,9 @@ def test_lone_capsules_go_down_and_come_back_in_c_and_a_deliver_among_them_goes_
 def test_a_batch_with_delivers_among_its_forwards_is_finished_by_its_lane(runtime):
     # capsules read in one receive, some for the middle itself: C sends the forwards from the
     # ring and hands only the delivers to the node's Python (the lane's finish), which keeps
-    # the lane: every batch the lane admitted it also finished
-    with _line(runtime) as t:
+    # the lane: every batch the lane admitted it also finished (no look comes due: it would
+    # take the lane back)
+    with _line(runtime, limits=_KEEP) as t:
         here = Application(t.middle.node)
         here.bind(PORT)
         _send(t, 1)
@@ -330,7 +331,7 @@ def test_a_worker_on_a_cpu_of_its_own_polls_and_the_node_spins_for_its_verdicts(
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {node_cpu})  # this thread runs the nodes
     try:
-        with _line(runtime, limits=f"worker_cpus = [{worker_cpu}]\nworker_poll_us = 2000\n") as t:
+        with _line(runtime, limits=f"{_KEEP}worker_cpus = [{worker_cpu}]\nworker_poll_us = 2000\n") as t:
             _send(t, 1)
             assert pump(t.ds, lambda: t.app.pending == 1)
             wc = t.middle.node.cache.peek(t.code.name).loaded

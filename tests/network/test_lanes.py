@@ -317,8 +317,11 @@ def test_a_runaway_handed_over_by_a_lane_is_demoted_and_stopped_by_that_lane(tmp
 def test_a_lane_hands_batches_to_workers_and_carries_out_their_verdicts_in_c(tmpdir_short, runtime):
     # process isolation on two threads: the capsules of the neighbours thread 1 reads go to
     # the worker and their forwards leave from C (worker lanes, under the node's lock as the
-    # rest of a visit), beside thread 0's own; every capsule arrives, in order per neighbour
-    with _star(tmpdir_short, runtime, limits=f'[runtimes.{runtime}]\nisolation = "process"') as t:
+    # rest of a visit), beside thread 0's own; every capsule arrives, in order per neighbour.
+    # No budget or demotion look comes due (a look takes the lane back: on a loaded machine
+    # every batch could be the node's then)
+    keep = "worker_grace_ms = 60000\nworker_demote_ms = 60000\n"
+    with _star(tmpdir_short, runtime, limits=f'{keep}[runtimes.{runtime}]\nisolation = "process"') as t:
         total = _send(t, t.code, b"w")  # every worker up, its lane granted
         assert pump(t.ds, lambda: t.app.pending == total)
         ones = [(k, p) for k, p in enumerate(t.peers) if _thread_of(t, p) == 1]
