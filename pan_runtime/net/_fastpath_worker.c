@@ -57,6 +57,22 @@ static inline uint32_t wk_get32(const uint8_t *p) {
     return v;
 }
 
+/* A capsule the node's Python finishes, from what the node kept of it (META) and its body in
+ * the ring (BODY, copied out before the record is released): (index I, VERDICT, WHY: its fault
+ * text or None, a reference taken, datagram, previous hop); NULL with an error set. */
+static PyObject *wk_rest_entry(Py_ssize_t i, int32_t verdict, PyObject *why, const uint8_t *meta, const uint8_t *body) {
+    uint32_t len = wk_get32(meta + WK_META_LEN);
+    PyObject *dgram = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)HEADER_SIZE + len);
+    if (!dgram) {
+        Py_DECREF(why);
+        return NULL;
+    }
+    memcpy(PyBytes_AS_STRING(dgram), meta, HEADER_SIZE);
+    memcpy(PyBytes_AS_STRING(dgram) + HEADER_SIZE, body, len);
+    return Py_BuildValue("(niNNy#)", i, (int)verdict, why, dgram, (const char *)meta + WK_META_PREV,
+                         (Py_ssize_t)ADDR_SIZE);
+}
+
 /* What the node keeps of the COUNT capsules at rslot[FIRST ...] from neighbour LI, into M
  * (COUNT * WK_META_SIZE bytes); returns the BATCH payload's size. */
 static size_t wk_meta(FastPath *self, int first, int count, int li, uint8_t *m) {
@@ -248,19 +264,7 @@ static void lanes_clear(void) {
 
 static inline uint64_t *lane_u64(WorkerLane *L, Py_ssize_t at) { return (uint64_t *)((uint8_t *)L->map.buf + at); }
 
-#if defined(__x86_64__) || defined(__i386__)
-#define LANE_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define LANE_RELAX() __asm__ __volatile__("yield")
-#else
-#define LANE_RELAX() ((void)0)
-#endif
-
-/* A lane of this wait with a batch out to a worker that polls on CPUs of its own answers
- * within µs, while a wake-up across CPUs costs tens of µs on a virtual machine: before the
- * wait sleeps, it looks at those lanes' up rings for up to their spin time. The lane whose
- * worker wrote (a reference), or NULL. Only for a fast path on one thread: the spin holds
- * the GIL, and a lane is touched only under the node's lock. */
+/* A lane of this wait that spins for its verdicts: granted, a batch out, a polling worker. */
 static int spun_lane(WorkerLane *L) { return L->granted && L->first && L->spin_ns; }
 
 /* Set (1) or clear (0) the spinning flag of this wait's lanes that spin, then fence. */
@@ -285,6 +289,11 @@ static PyObject *lanes_answered(void) {
     return NULL;
 }
 
+/* A lane of this wait with a batch out to a worker that polls on CPUs of its own answers
+ * within µs, while a wake-up across CPUs costs tens of µs on a virtual machine: before the
+ * wait sleeps, it looks at those lanes' up rings for up to their spin time. The lane whose
+ * worker wrote (a reference), or NULL. Only for a fast path on one thread: the spin holds
+ * the GIL, and a lane is touched only under the node's lock. */
 static PyObject *lanes_spin(void) {
     unsigned long long spin = 0;
     for (int i = 0; i < g_nlanes; i++) {
@@ -299,7 +308,7 @@ static PyObject *lanes_spin(void) {
     for (unsigned k = 1; !got; k++) {
         got = lanes_answered();
         if (got) break;
-        LANE_RELAX();
+        NL_RELAX(); /* include/pan_nodelock.h */
         if ((k & 63) == 0 && now_ns() >= end) break;
     }
     lanes_spinning(0);
@@ -307,23 +316,10 @@ static PyObject *lanes_spin(void) {
     return got;
 }
 
-/* The capsule at META (what the node kept of it) with its body at BODY in the ring, as the
- * node's Python finishes it: (index I, VERDICT, None, datagram, previous hop); NULL with an
- * error set. */
-static PyObject *lane_rest_entry(int i, int32_t verdict, const uint8_t *meta, const uint8_t *body) {
-    uint32_t len = wk_get32(meta + WK_META_LEN);
-    PyObject *dgram = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)HEADER_SIZE + len);
-    if (!dgram) return NULL;
-    memcpy(PyBytes_AS_STRING(dgram), meta, HEADER_SIZE);
-    memcpy(PyBytes_AS_STRING(dgram) + HEADER_SIZE, body, len); /* out of the ring before its release */
-    return Py_BuildValue("(iiON y#)", i, (int)verdict, Py_None, dgram, (const char *)meta + WK_META_PREV,
-                         (Py_ssize_t)ADDR_SIZE);
-}
-
 /* Carry out the VERDICTS record REC (RLEN bytes) of batch B: plain forwards are sent from the
  * ring and drops counted here; a capsule C does not carry out but whose verdict is no fault
  * (a deliver, a forward it cannot route) goes into *REST (a new list, left NULL when there is
- * none) as lane_rest_entry makes it, for the node's Python after the batch's forwards. 0 done,
+ * none) as wk_rest_entry makes it, for the node's Python after the batch's forwards. 0 done,
  * 1 the node's Python must read the record (a fault, a reset flag, another count, a record
  * that breaks the layout: nothing was sent, nothing changed), -1 a Python error (memory;
  * nothing was sent). */
@@ -380,8 +376,8 @@ static int lane_verdicts(WorkerLane *L, wl_batch *b, const uint8_t *rec, size_t 
         for (int i = 0, k = 0; i < n; i++) {
             if (outl[i] != -2) continue;
             const uint8_t *e = b->meta + (size_t)i * WK_META_SIZE;
-            PyObject *t = lane_rest_entry(i, (int32_t)wk_get32(ents + (size_t)i * WK_VERDICT_SIZE), e,
-                                          batch + wk_get32(e + WK_META_REL));
+            PyObject *t = wk_rest_entry(i, (int32_t)wk_get32(ents + (size_t)i * WK_VERDICT_SIZE), Py_NewRef(Py_None), e,
+                                        batch + wk_get32(e + WK_META_REL));
             if (!t) {
                 Py_CLEAR(*rest);
                 rc = -1;
@@ -1018,15 +1014,7 @@ static PyObject *FastPath_worker_verdicts(FastPath *self, PyObject *args) {
         } else {
             Py_INCREF(why);
         }
-        PyObject *dgram = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)HEADER_SIZE + len);
-        if (!dgram) {
-            Py_DECREF(why);
-            goto done;
-        }
-        memcpy(PyBytes_AS_STRING(dgram), e, HEADER_SIZE);
-        memcpy(PyBytes_AS_STRING(dgram) + HEADER_SIZE, body, len);
-        PyObject *t = Py_BuildValue("(niNNy#)", i, (int)verdict, why, dgram, (const char *)e + WK_META_PREV,
-                                    (Py_ssize_t)ADDR_SIZE);
+        PyObject *t = wk_rest_entry(i, verdict, why, e, body);
         if (!t) goto done;
         int bad = PyList_Append(rest, t);
         Py_DECREF(t);
