@@ -477,10 +477,9 @@ def run_capacity(
             if progress:
                 progress(f"capacity {topo}: starting {config}")
             try:
-                poll = getattr(plan, "worker_poll_us", 0)
                 mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes), getattr(plan, "threads", 1),
                                     getattr(plan, "flows", 1), isolation, getattr(plan, "sink", "gro") == "gro",
-                                    worker_poll=(plan.worker_cpu, poll) if poll and plan.worker_cpu is not None else None)
+                                    worker_poll=getattr(plan, "worker_poll", None))
             except PanError as exc:
                 failed[f"capacity {topo} {config}"] = str(exc)
                 continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pan_runtime.data.capsule import HEADER_SIZE
 from pan_runtime.errors import PanError
-from pan_runtime.node.config import MAX_THREADS
+from pan_runtime.node.config import MAX_POLL_US, MAX_THREADS
 
 from .placement import cpu_apart
 
@@ -156,6 +156,11 @@ class Plan:
     worker_poll_us: int = 0
     worker_cpu: int | None = None
 
+    @property
+    def worker_poll(self) -> tuple[int, int] | None:
+        """(CPU, µs) for the process cells' middle (``node_toml``), or None: its workers sleep."""
+        return (self.worker_cpu, self.worker_poll_us) if self.worker_poll_us and self.worker_cpu is not None else None
+
     def cell_runtimes(self, runtimes: list[str]) -> list[str]:
         """``runtimes`` (plain names) as the cells' runtimes: one per isolation of the plan,
         each runtime's next to each other (``native``, ``native/process``, ``wasm``, ...). The
@@ -297,8 +302,8 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
     poll = getattr(args, "worker_poll_us", None) or 0
     worker_cpu = None
     if poll:
-        if not 0 < poll <= 100_000:
-            raise PanError("--worker-poll-us must be 1..100000 (limits.worker_poll_us)")
+        if not 0 < poll <= MAX_POLL_US:
+            raise PanError(f"--worker-poll-us must be 1..{MAX_POLL_US} (limits.worker_poll_us)")
         if "process" not in isolations:
             raise PanError("--worker-poll-us is for the middle's workers: it needs --isolation process")
         worker_cpu = cpu_apart(placement)

@@ -292,9 +292,8 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress, isol
             if progress:
                 progress(f"{topo}: starting {config}" + (" (middle in process isolation)" if isolation == "process" else ""))
             try:
-                poll = (plan.worker_cpu, plan.worker_poll_us) if plan.worker_poll_us and plan.worker_cpu is not None else None
                 runs.append(stack.enter_context(start_configuration(bed, config, runtimes, max(plan.sizes), plan.threads,
-                                                                    isolation, worker_poll=poll)))
+                                                                    isolation, worker_poll=plan.worker_poll)))
             except PanError as exc:
                 rec.out.failed[f"{tag} {topo} {config}"] = str(exc)
         if not runs:

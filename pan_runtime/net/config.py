@@ -22,7 +22,7 @@ from pan_runtime.data.files import read_bounded
 from pan_runtime.errors import ConfigError, PanError
 from pan_runtime.isolation.mechanism import parse_mechanisms
 from pan_runtime.net.demand import largest_pco
-from pan_runtime.node.config import MAX_CPU, MAX_THREADS
+from pan_runtime.node.config import MAX_CPU, MAX_POLL_US, MAX_THREADS
 from pan_runtime.node.env import Budget
 from pan_runtime.node.node import NodeConfig
 from pan_runtime.node.trust import TrustPolicy
@@ -445,7 +445,7 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_demote_ms=lim("worker_demote_ms", 2, 0, 60_000),
         worker_cpus=[_int(ctx, f"limits.worker_cpus[{i}]", c, 0, MAX_CPU)
                      for i, c in enumerate(_list(ctx, "limits.worker_cpus", limits.get("worker_cpus", [])))],
-        worker_poll_us=lim("worker_poll_us", 0, 0, 100_000),
+        worker_poll_us=lim("worker_poll_us", 0, 0, MAX_POLL_US),
     )
 
     neighbors: list[NeighborConfig] = []

@@ -39,6 +39,7 @@ from pan_runtime.errors import CodeObjectError, FaultReason, PanError, RuntimeFa
 from pan_runtime.isolation import confine, verdicts, wire
 from pan_runtime.isolation.channel import Channel
 from pan_runtime.isolation.protocol import CAPSULE, EXIT_MEMORY, EXIT_PROTOCOL, EXIT_SETUP, NO_HOP, Kind
+from pan_runtime.node.config import MAX_POLL_US
 from pan_runtime.node.env import Budget, Environment, Origin
 from pan_runtime.node.pni import BAD_HANDLE, NO_SPACE, OK, TOO_BIG, PniServer
 from pan_runtime.plugin.fastentry import FastEntry
@@ -363,7 +364,7 @@ class Worker:
         self.config = c
         self.budget = Budget(**c["budget"])
         poll = c.get("poll_ns", 0)
-        self.poll_ns = poll if isinstance(poll, int) and 0 < poll <= 100_000_000 else 0
+        self.poll_ns = poll if isinstance(poll, int) and 0 < poll <= MAX_POLL_US * 1000 else 0
         nice = c.get("nice", 0)
         if isinstance(nice, int) and 0 < nice <= 19:  # below the node: a runaway yields the CPU to it
             try:

@@ -170,7 +170,7 @@ class NodeConfig:
         #: last record before it sleeps, and the node spins up to ``POLL_SPIN_US`` of it for a
         #: batch's verdicts before it sleeps: a capsule then crosses to its worker and back
         #: without a wake-up, at the price of those CPUs (0: workers sleep at once)
-        self.worker_poll_us = _bounded("worker_poll_us", worker_poll_us, 0, 100_000)
+        self.worker_poll_us = _bounded("worker_poll_us", worker_poll_us, 0, MAX_POLL_US)
         self._check_holding_bounds()
 
     def worker_poll_ns(self) -> int:
@@ -207,6 +207,8 @@ class NodeConfig:
 
 #: the highest CPU number a worker may be given (``worker_cpus``)
 MAX_CPU = 1023
+#: the longest ``worker_poll_us`` (µs)
+MAX_POLL_US = 100_000
 #: the longest the node spins for a polling worker's verdicts (µs; ``worker_poll_us``)
 POLL_SPIN_US = 50
 
