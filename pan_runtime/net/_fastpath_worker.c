@@ -480,7 +480,10 @@ static int lane_collect(WorkerLane *L, unsigned long long *due, int woken) {
         ssize_t r = read(L->wake_up, &v, sizeof v); /* non-blocking; none pending is fine */
         (void)r;
     }
-    if (!L->granted || !L->first) return 1;
+    if (!L->granted) return 1;
+    if (!L->first) /* nothing out: a wake-up whose verdicts a spin or an earlier read took is
+                    * nothing for Python (a worker that wrote anything else leaves it unread) */
+        return __atomic_load_n(lane_u64(L, L->up_at), __ATOMIC_ACQUIRE) > L->read;
     while (L->first) { /* the mapping read again each time: a finish may have taken and granted it again */
         uint8_t *data = (uint8_t *)L->map.buf + L->up_at + WK_RING_HEADER;
         unsigned long long size = L->size;

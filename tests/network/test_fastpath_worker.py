@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import struct
@@ -353,6 +354,29 @@ def test_a_worker_on_a_cpu_of_its_own_polls_and_the_node_spins_for_its_verdicts(
             assert f"pan_fast_path_worker_lane_spun_total {s['fast_lane_spun']}" in prometheus_text(s)
     finally:
         os.sched_setaffinity(0, before)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_wake_up_with_nothing_out_is_read_in_c_and_the_lane_keeps_the_channel(runtime):
+    # a worker that publishes its verdicts as the node's spin ends writes its eventfd although
+    # the spin took them: the wait reads that wake-up itself, without the node's Python taking
+    # the channel from the lane and granting it again (tens of µs on the path of the next
+    # capsule); a record the worker wrote with nothing out still goes to the node
+    with _line(runtime, limits=_KEEP) as t:
+        _send(t, 1)
+        assert pump(t.ds, lambda: t.app.pending == 1)
+        wc = t.middle.node.cache.peek(t.code.name).loaded
+        lent = wc.lent
+        assert lent is not None and not wc.inflight
+        fd = wc.proc.ch.wake_up
+        for _ in range(3):
+            os.eventfd_write(fd, 1)
+            assert pump(t.ds, lambda: not select.select([fd], [], [], 0)[0])  # read by the wait
+        assert wc.lent is lent  # never taken back
+        _send(t, 5)
+        assert pump(t.ds, lambda: t.app.pending == 6)
+        assert _seqs(t.app) == [0, 0, 1, 2, 3, 4] and wc.lent is lent
+        assert t.middle.statistics()["dropped"] == 0
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
