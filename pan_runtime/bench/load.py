@@ -3,7 +3,8 @@
 The load average counts the run's own processes (sender, middle, receiver, harness) as well,
 so it cannot tell a busy machine from a busy run. ``OthersShare`` reads instead the CPU time
 the whole machine spent (``/proc/stat``, the hypervisor's steal included) and subtracts what
-the run's own processes spent (``/proc/<pid>/stat``): what is left is the share of the
+the run's own processes spent (``/proc/<pid>/stat``, their children included: a middle's
+workers, which may poll a CPU of their own): what is left is the share of the
 machine's CPUs other work used during the cell. Cells where it is high are flagged as noisy.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from .syscalls import children
 
 __all__ = ["BUSY_SHARE", "OthersShare", "loadavg"]
 
@@ -51,14 +54,16 @@ def _process(pid: int) -> int:
 
 class OthersShare:
     """The share of the machine's CPU time (0..1) that processes other than the run's own
-    used between ``start()`` and ``stop()``; ``pids`` names the run's other processes."""
+    used between ``start()`` and ``stop()``; ``pids`` names the run's other processes, whose
+    children (a middle's workers) are the run's too."""
 
     def __init__(self, pids: Callable[[], Iterable[int]] = tuple):
         self.pids = pids
         self._start: tuple[int, int, int] | None = None
 
     def _ours(self) -> int:
-        return sum(_process(p) for p in {os.getpid(), *self.pids()})
+        pids = set(self.pids())
+        return sum(_process(p) for p in {os.getpid(), *pids, *(c for p in pids for c in children(p))})
 
     def start(self) -> None:
         m = _machine()

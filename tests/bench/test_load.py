@@ -3,11 +3,14 @@ CPU time of the whole machine, less the run's own processes."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
 
 from pan_runtime.bench.load import OthersShare, loadavg
+from pan_runtime.bench.syscalls import children
 
 #: a process that keeps one CPU busy for a while (it ends by itself; the test also ends it)
 BURN = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end:\n    pass\n"
@@ -27,3 +30,25 @@ def test_a_busy_process_counts_as_other_work_unless_it_is_the_runs_own():
     assert with_it is not None and without_it is not None
     assert 0.0 <= without_it < with_it <= 1.0  # the burner's CPU time is the difference
     assert len(loadavg() or []) == 3
+
+
+def test_the_children_of_the_runs_processes_are_the_runs_own():
+    # a middle's workers are its children: one polling a CPU of its own is the run's work
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {BURN!r}])"])
+    try:
+        end = time.monotonic() + 30
+        while not children(parent.pid) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert children(parent.pid)
+        mine, others = OthersShare(lambda: [parent.pid]), OthersShare()
+        mine.start()
+        others.start()
+        time.sleep(1.5)
+        with_it, without_it = others.stop(), mine.stop()
+    finally:
+        for c in children(parent.pid):
+            os.kill(c, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+    assert with_it is not None and without_it is not None
+    assert 0.0 <= without_it and without_it + 0.05 < with_it <= 1.0  # the burning child's CPU time is the difference
