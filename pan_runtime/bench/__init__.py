@@ -14,13 +14,17 @@ import argparse
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pan_runtime.errors import PanError
 
 from .dispatch import dispatch_experiment
 from .options import CONFIGS, EXPERIMENTS, PLACEMENTS, SINKS, TOPOLOGIES, make_plan
 from .results import Result
+
+if TYPE_CHECKING:
+    from .options import Plan
+    from .runner import Outcome
 
 __all__ = ["Result", "add_arguments", "main", "dispatch_experiment"]
 
@@ -60,6 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --isolation process: the middle's workers run on a CPU the middle does not run on "
                         "and poll their rings US µs after each batch (limits.worker_cpus, worker_poll_us): "
                         "containment without wake-ups, at the price of that CPU (default 0: they sleep)")
+    p.add_argument("--busy-worker-cpu", action="store_true",
+                   help="with --worker-poll-us and --isolation in_process,process: the in-process cells run "
+                        "beside a busy loop on the polling workers' CPU, so both mechanisms are measured with "
+                        "that CPU occupied (a control: a busy second vCPU slows the first one's wake-ups)")
     p.add_argument("--placement", default="onecpu", help=f"{', '.join(PLACEMENTS)}: which CPUs the hosts run on (default onecpu)")
     p.add_argument("--json", metavar="FILE", help="write results as JSON")
     p.add_argument("--plot", metavar="DIR", help="draw the paper's figures as PNG files into DIR (needs matplotlib)")
@@ -101,6 +109,14 @@ class _Progress:
 
 def _load(avg: list[float] | None) -> str:
     return "unknown" if avg is None else "/".join(f"{x:.1f}" for x in avg)
+
+
+def _busy_words(plan: Plan, outcome: Outcome) -> str:
+    """The header's words for ``--busy-worker-cpu``: where the loop ran, and how much it ran."""
+    if not plan.busy_worker_cpu:
+        return ""
+    ran = sum(b.cpu_s for b in outcome.busy_loops)
+    return f"; the in-process cells ran beside a busy loop on CPU {plan.worker_cpu} ({ran:.1f} s of CPU)"
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -148,6 +164,7 @@ def main(args: argparse.Namespace) -> int:
               f"trial) after {plan.warmup} warm-up; placement {plan.placement}; {plan.threads} fast-path thread(s) per node"
               f"{f', {plan.flows} flows' if plan.flows > 1 else ''}"
               f"{f'; the middle workers poll {plan.worker_poll_us} µs on CPU {plan.worker_cpu}' if plan.worker_poll_us else ''}"
+              f"{_busy_words(plan, outcome)}"
               f"{f'; sink {plan.sink}' if 'capacity' in plan.experiments else ''}; load average {_load(load_start)} at the "
               f"start, {_load(load_end)} at the end")
     if plan.quick:
@@ -208,6 +225,7 @@ def main(args: argparse.Namespace) -> int:
             load={"start": load_start, "end": load_end},
             flags=outcome.flags,
             **({"syscall_method": outcome.syscall_method} if outcome.syscall_method else {}),
+            **({"busy_loop_cpu_s": round(sum(b.cpu_s for b in outcome.busy_loops), 2)} if plan.busy_worker_cpu else {}),
         )
         write_json(args.json, document(m, outcome.results))
         print(f"wrote {args.json}")

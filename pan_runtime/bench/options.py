@@ -155,6 +155,9 @@ class Plan:
     #: on) and poll their rings this long after each batch (``limits.worker_poll_us``; 0: no)
     worker_poll_us: int = 0
     worker_cpu: int | None = None
+    #: in-process cells: run beside a busy loop on ``worker_cpu`` (``busyloop.py``), the control
+    #: for process cells whose workers poll there
+    busy_worker_cpu: bool = False
 
     @property
     def worker_poll(self) -> tuple[int, int] | None:
@@ -189,6 +192,7 @@ class Plan:
             **({"sink": self.sink} if "capacity" in self.experiments else {}),
             "isolations": self.isolations,
             **({"worker_poll_us": self.worker_poll_us, "worker_cpu": self.worker_cpu} if self.worker_poll_us else {}),
+            **({"busy_worker_cpu": True} if self.busy_worker_cpu else {}),
         }
 
 
@@ -310,9 +314,13 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
         if worker_cpu is None:
             raise PanError("--worker-poll-us needs a CPU the middle does not run on: --placement onecpu or hosts, "
                            "on a machine where this process may use two CPUs or more")
+    busy = bool(getattr(args, "busy_worker_cpu", False))
+    if busy and (not poll or "in_process" not in isolations):
+        raise PanError("--busy-worker-cpu is the in-process cells' control for workers that poll: "
+                       "it needs --worker-poll-us and --isolation in_process,process")
     plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
                 **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"), threads=threads, flows=flows,
-                sink=sink, isolations=isolations, worker_poll_us=poll, worker_cpu=worker_cpu)
+                sink=sink, isolations=isolations, worker_poll_us=poll, worker_cpu=worker_cpu, busy_worker_cpu=busy)
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pan_runtime.errors import PanError
 
+from .busyloop import BusyLoop, busy_cpu
 from .dispatch import dispatch_experiment
 from .inproc import PORT, Trial, inproc_trials, reference_set
 from .load import OthersShare
@@ -51,6 +52,8 @@ class Outcome:
     #: each ping cell's per-trial median round trips, in the order the trials ran (trial t of
     #: every configuration ran in the same round): (topology, config, runtime, size) -> values
     rounds: dict[tuple[str, str, str, int], list[float]] = field(default_factory=dict)
+    #: ``--busy-worker-cpu``: the loops that kept the workers' CPU busy beside in-process cells
+    busy_loops: list[BusyLoop] = field(default_factory=list)
 
 
 def _median_of_trials(trials: list[list[float]]) -> dict[str, float]:
@@ -299,7 +302,11 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress, isol
         if not runs:
             return
         ok = []
-        load = OthersShare(lambda: [p.pid for run in runs for p in run.procs])
+        # the control for polling workers: their CPU kept as busy while the in-process cells run
+        busy = stack.enter_context(busy_cpu(plan.worker_cpu if plan.busy_worker_cpu and isolation == "in_process" else None))
+        if busy:
+            rec.out.busy_loops.append(busy)  # its CPU time is filled in as it ends
+        load = OthersShare(lambda: [p.pid for run in runs for p in run.procs] + ([busy.pid] if busy else []))
         for rt in runtimes:
             try:
                 for run in runs:

@@ -39,6 +39,9 @@ from pan_runtime.cli.main import main
         (["--isolation", "process", "--worker-poll-us", "100001"], "--worker-poll-us must be 1..100000"),
         (["--isolation", "process", "--worker-poll-us", "500", "--placement", "free"],
          "--worker-poll-us needs a CPU the middle does not run on"),
+        (["--busy-worker-cpu"], "--busy-worker-cpu is the in-process cells' control for workers that poll"),
+        (["--isolation", "process", "--worker-poll-us", "500", "--busy-worker-cpu"],
+         "it needs --worker-poll-us and --isolation in_process,process"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(args, message, capsys):

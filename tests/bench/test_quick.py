@@ -214,3 +214,26 @@ def test_process_cells_with_workers_polling_on_a_cpu_apart(tmp, tmp_path):
     added = [x for x in doc["results"] if x["metric"] == "added_us" and x["runtime"] == "native/process"]
     assert added and added[0]["value"] > 0, added
     assert list(tmp.iterdir()) == []
+
+
+def test_in_process_cells_beside_a_busy_loop_on_the_polling_workers_cpu(tmp, tmp_path):
+    """``--busy-worker-cpu``: the in-process cells run while a loop keeps the polling workers'
+    CPU busy (the control); the run says so, in its header and its JSON."""
+    if len(os.sched_getaffinity(0)) < 2:
+        import pytest
+
+        pytest.skip("[allowed-skip] one CPU: no CPU apart from the middle's")
+    out = tmp_path / "busy.json"
+    r = run_bench("--quick", "--experiment", "ping", "--topology", "udp", "--config", "none,active", "--size", "1500",
+                  "--runtime", "native", "--isolation", "in_process,process", "--worker-poll-us", "2000",
+                  "--busy-worker-cpu", "--json", str(out), "--quiet", tmp=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    validate_document(doc)
+    cpu = sorted(os.sched_getaffinity(0))[1]
+    assert doc["meta"]["options"]["plan"]["busy_worker_cpu"] is True
+    assert f"the in-process cells ran beside a busy loop on CPU {cpu} (" in r.stdout
+    assert doc["meta"]["busy_loop_cpu_s"] > 0  # it ran (and only beside the in-process cells)
+    added = {x["runtime"] for x in doc["results"] if x["metric"] == "added_us"}
+    assert {"native", "native/process"} <= added
+    assert list(tmp.iterdir()) == []
