@@ -16,14 +16,19 @@ from pan_runtime.bench.syscalls import children
 BURN = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end:\n    pass\n"
 
 
+def _shares(pid: int) -> tuple[float | None, float | None]:
+    """Other work's share over 1.5 s counted without ``pid`` as the run's, then with it."""
+    mine, others = OthersShare(lambda: [pid]), OthersShare()
+    mine.start()
+    others.start()
+    time.sleep(1.5)
+    return others.stop(), mine.stop()
+
+
 def test_a_busy_process_counts_as_other_work_unless_it_is_the_runs_own():
     burner = subprocess.Popen([sys.executable, "-c", BURN])
     try:
-        mine, others = OthersShare(lambda: [burner.pid]), OthersShare()
-        mine.start()
-        others.start()
-        time.sleep(1.5)
-        with_it, without_it = others.stop(), mine.stop()
+        with_it, without_it = _shares(burner.pid)
     finally:
         burner.kill()
         burner.wait()
@@ -40,11 +45,7 @@ def test_the_children_of_the_runs_processes_are_the_runs_own():
         while not children(parent.pid) and time.monotonic() < end:
             time.sleep(0.05)
         assert children(parent.pid)
-        mine, others = OthersShare(lambda: [parent.pid]), OthersShare()
-        mine.start()
-        others.start()
-        time.sleep(1.5)
-        with_it, without_it = others.stop(), mine.stop()
+        with_it, without_it = _shares(parent.pid)
     finally:
         for c in children(parent.pid):
             os.kill(c, signal.SIGKILL)

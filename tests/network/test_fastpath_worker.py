@@ -253,6 +253,15 @@ def _lane(d) -> dict:
     return d.node.offload.statistics()
 
 
+def _lane_holds(t):
+    """Send one capsule through ``t``'s middle; its worker code, whose lane holds the channel then."""
+    _send(t, 1)
+    assert pump(t.ds, lambda: t.app.pending == 1)
+    wc = t.middle.node.cache.peek(t.code.name).loaded
+    assert wc.lent is not None  # the lane holds the channel
+    return wc
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_lone_capsules_go_down_and_come_back_in_c_and_a_deliver_among_them_goes_to_python(runtime):
     with _line(runtime) as t:
@@ -363,11 +372,9 @@ def test_a_wake_up_with_nothing_out_is_read_in_c_and_the_lane_keeps_the_channel(
     # the channel from the lane and granting it again (tens of µs on the path of the next
     # capsule); a record the worker wrote with nothing out still goes to the node
     with _line(runtime, limits=_KEEP) as t:
-        _send(t, 1)
-        assert pump(t.ds, lambda: t.app.pending == 1)
-        wc = t.middle.node.cache.peek(t.code.name).loaded
+        wc = _lane_holds(t)
         lent = wc.lent
-        assert lent is not None and not wc.inflight
+        assert not wc.inflight
         fd = wc.proc.ch.wake_up
         for _ in range(3):
             os.eventfd_write(fd, 1)
@@ -382,10 +389,7 @@ def test_a_wake_up_with_nothing_out_is_read_in_c_and_the_lane_keeps_the_channel(
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_python_batch_between_lane_batches_keeps_the_order(runtime):
     with _line(runtime, limits=_KEEP) as t:
-        _send(t, 1)
-        assert pump(t.ds, lambda: t.app.pending == 1)
-        wc = t.middle.node.cache.peek(t.code.name).loaded
-        assert wc.lent is not None  # the lane holds the channel
+        wc = _lane_holds(t)
         admitted = _lane(t.middle)["lane_admitted"]
         pid = _worker_pid(t.middle, t.code)
         os.kill(pid, signal.SIGSTOP)
