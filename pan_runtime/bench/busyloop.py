@@ -10,7 +10,6 @@ two mechanisms are compared on the same machine and the difference is the crossi
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 
 from pan_runtime.errors import PanError
 from pan_runtime.net.lifetime import child_env
+
+from .syscalls import cpu_seconds
 
 __all__ = ["BusyLoop", "busy_cpu"]
 
@@ -42,16 +43,6 @@ class BusyLoop:
     cpu_s: float = 0.0
 
 
-def _cpu_s(pid: int) -> float:
-    """The CPU time ``pid`` has used so far, in seconds (0 when it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextlib.contextmanager
 def busy_cpu(cpu: int | None) -> Iterator[BusyLoop | None]:
     """Keep ``cpu`` busy with a child process while the block runs (None and nothing started
@@ -74,7 +65,7 @@ def busy_cpu(cpu: int | None) -> Iterator[BusyLoop | None]:
     finally:
         if proc.returncode is None:
             if loop is not None:
-                loop.cpu_s = _cpu_s(proc.pid)
+                loop.cpu_s = cpu_seconds(proc.pid) or 0.0
             proc.terminate()
         try:
             _, err = proc.communicate(timeout=_STOP_S)
