@@ -1,8 +1,8 @@
 """A busy loop on one CPU: the control for workers that poll (``--busy-worker-cpu``).
 
 On a two-vCPU virtual machine a busy second vCPU changes the first one's costs: a plain busy
-loop on CPU 1 alone raised the in-process ``native`` middle's added latency on CPU 0 from
-11–13 µs to 22–25 µs (ping on ``udp`` at 1500 B). Process cells whose workers poll keep that
+loop on CPU 1 alone raised the in-process ``native`` middle's added latency on CPU 0 from a
+median of 14 µs to 23 µs (ping on ``udp`` at 1500 B; the other runtimes' did not move). Process cells whose workers poll keep that
 CPU busy; with this control the in-process cells run beside a loop on the same CPU, so the
 two mechanisms are compared on the same machine and the difference is the crossing's.
 """
