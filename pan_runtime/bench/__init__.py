@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and poll their rings US µs after each batch (limits.worker_cpus, worker_poll_us): "
                         "containment without wake-ups, at the price of that CPU (default 0: they sleep)")
     p.add_argument("--busy-worker-cpu", action="store_true",
-                   help="with --worker-poll-us and --isolation in_process,process: the in-process cells run "
+                   help="with --worker-poll-us and --isolation in_process,process: the in-process ping and flood cells run "
                         "beside a busy loop on the polling workers' CPU, so both mechanisms are measured with "
                         "that CPU occupied (a control: a busy second vCPU slows the first one's wake-ups)")
     p.add_argument("--placement", default="onecpu", help=f"{', '.join(PLACEMENTS)}: which CPUs the hosts run on (default onecpu)")
@@ -116,7 +116,7 @@ def _busy_words(plan: Plan, outcome: Outcome) -> str:
     if not plan.busy_worker_cpu:
         return ""
     ran = sum(b.cpu_s for b in outcome.busy_loops)
-    return f"; the in-process cells ran beside a busy loop on CPU {plan.worker_cpu} ({ran:.1f} s of CPU)"
+    return f"; the in-process ping and flood cells ran beside a busy loop on CPU {plan.worker_cpu} ({ran:.1f} s of CPU)"
 
 
 def _terminate(signum: int, frame: Any) -> None:

@@ -232,7 +232,7 @@ def test_in_process_cells_beside_a_busy_loop_on_the_polling_workers_cpu(tmp, tmp
     validate_document(doc)
     cpu = sorted(os.sched_getaffinity(0))[1]
     assert doc["meta"]["options"]["plan"]["busy_worker_cpu"] is True
-    assert f"the in-process cells ran beside a busy loop on CPU {cpu} (" in r.stdout
+    assert f"the in-process ping and flood cells ran beside a busy loop on CPU {cpu} (" in r.stdout
     assert doc["meta"]["busy_loop_cpu_s"] > 0  # it ran (and only beside the in-process cells)
     added = {x["runtime"] for x in doc["results"] if x["metric"] == "added_us"}
     assert {"native", "native/process"} <= added
