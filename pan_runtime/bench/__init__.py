@@ -115,8 +115,8 @@ def _busy_words(plan: Plan, outcome: Outcome) -> str:
     """The header's words for ``--busy-worker-cpu``: where the loop ran, and how much it ran."""
     if not plan.busy_worker_cpu:
         return ""
-    ran = sum(b.cpu_s for b in outcome.busy_loops)
-    return f"; the in-process ping and flood cells ran beside a busy loop on CPU {plan.worker_cpu} ({ran:.1f} s of CPU)"
+    return (f"; the in-process ping and flood cells ran beside a busy loop on CPU {plan.worker_cpu} "
+            f"({outcome.busy_cpu_s:.1f} s of CPU)")
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -225,7 +225,7 @@ def main(args: argparse.Namespace) -> int:
             load={"start": load_start, "end": load_end},
             flags=outcome.flags,
             **({"syscall_method": outcome.syscall_method} if outcome.syscall_method else {}),
-            **({"busy_loop_cpu_s": round(sum(b.cpu_s for b in outcome.busy_loops), 2)} if plan.busy_worker_cpu else {}),
+            **({"busy_loop_cpu_s": round(outcome.busy_cpu_s, 2)} if plan.busy_worker_cpu else {}),
         )
         write_json(args.json, document(m, outcome.results))
         print(f"wrote {args.json}")

@@ -55,6 +55,11 @@ class Outcome:
     #: ``--busy-worker-cpu``: the loops that kept the workers' CPU busy beside in-process cells
     busy_loops: list[BusyLoop] = field(default_factory=list)
 
+    @property
+    def busy_cpu_s(self) -> float:
+        """The CPU time (s) the busy loops took, all of them ended."""
+        return sum(b.cpu_s for b in self.busy_loops)
+
 
 def _median_of_trials(trials: list[list[float]]) -> dict[str, float]:
     """Each stat as the median over trials of that stat within a trial, and the lowest and
