@@ -302,9 +302,7 @@ def test_a_batch_with_delivers_among_its_forwards_is_finished_by_its_lane(runtim
     with _line(runtime, limits=_KEEP) as t:
         here = Application(t.middle.node)
         here.bind(PORT)
-        _send(t, 1)
-        assert pump(t.ds, lambda: t.app.pending == 1)
-        assert t.middle.node.cache.peek(t.code.name).loaded.lent is not None  # the lane holds the channel
+        _lane_holds(t)
         before = _lane(t.middle)
         crossings = _fast(t.middle)["crossings"]
         far, near = [], []
@@ -370,7 +368,7 @@ def test_a_wake_up_with_nothing_out_is_read_in_c_and_the_lane_keeps_the_channel(
     # a worker that publishes its verdicts as the node's spin ends writes its eventfd although
     # the spin took them: the wait reads that wake-up itself, without the node's Python taking
     # the channel from the lane and granting it again (tens of µs on the path of the next
-    # capsule); a record the worker wrote with nothing out still goes to the node
+    # capsule)
     with _line(runtime, limits=_KEEP) as t:
         wc = _lane_holds(t)
         lent = wc.lent
