@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-rate", type=float, help="capacity: the highest rate tried, capsules/s (default 1000000)")
     p.add_argument("--threads", type=int, default=1,
                    help="fast-path threads of every pan node (limits.threads; default 1)")
+    p.add_argument("--pin-threads", action="store_true",
+                   help="the middle's fast-path thread I runs on the I-th of the middle's CPUs (free: the machine's; "
+                        "limits.thread_cpus), so the scheduler cannot put two threads on one CPU")
     p.add_argument("--flows", type=int, default=1,
                    help="capacity: source ports the generator sends from toward a pan middle, which learns "
                         "each as a neighbour (default 1; the kernel spreads flows over threads, not one flow)")
@@ -111,6 +114,13 @@ def _load(avg: list[float] | None) -> str:
     return "unknown" if avg is None else "/".join(f"{x:.1f}" for x in avg)
 
 
+def _pinned_words(plan: Plan) -> str:
+    """The header's words for ``--pin-threads``: the CPUs the middle's threads take in turn."""
+    if not plan.thread_cpus:
+        return ""
+    return f"; the middle's threads pinned to CPUs {', '.join(map(str, plan.thread_cpus))} in turn"
+
+
 def _busy_words(plan: Plan, outcome: Outcome) -> str:
     """The header's words for ``--busy-worker-cpu``: where the loop ran, and how much it ran."""
     if not plan.busy_worker_cpu:
@@ -163,6 +173,7 @@ def main(args: argparse.Namespace) -> int:
     header = (f"{', '.join(plan.experiments)}; {plan.trials} trial(s) per cell (median kept, spread = lowest–highest "
               f"trial) after {plan.warmup} warm-up; placement {plan.placement}; {plan.threads} fast-path thread(s) per node"
               f"{f', {plan.flows} flows' if plan.flows > 1 else ''}"
+              f"{_pinned_words(plan)}"
               f"{f'; the middle workers poll {plan.worker_poll_us} µs on CPU {plan.worker_cpu}' if plan.worker_poll_us else ''}"
               f"{_busy_words(plan, outcome)}"
               f"{f'; sink {plan.sink}' if 'capacity' in plan.experiments else ''}; load average {_load(load_start)} at the "

@@ -41,7 +41,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,8 +191,9 @@ class Middle:
 
 def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], max_size: int, threads: int = 1,
                   flows: int = 1, isolation: str = "in_process", sink_gro: bool = True,
-                  worker_poll: tuple[int, int] | None = None) -> Middle:
-    """Start ``config``'s middle (a pan node with ``threads`` fast-path threads, learning the
+                  worker_poll: tuple[int, int] | None = None, thread_cpus: Sequence[int] = ()) -> Middle:
+    """Start ``config``'s middle (a pan node with ``threads`` fast-path threads, on ``thread_cpus``
+    in turn when given, learning the
     generator's ``flows`` source ports as neighbours, running its runtimes in ``isolation``)
     and the sink (reading with UDP_GRO when ``sink_gro``)."""
     s, m, r = bed.hosts["sender"], bed.hosts["middle"], bed.hosts["receiver"]
@@ -219,7 +220,8 @@ def _start_middle(bed: Testbed, config: str, binary: Path, runtimes: list[str], 
         app = bed.tmp / f"cap-{'ac' if config == 'activecopy' else 'a'}-m.sock"
         toml = node_toml(f"{config}-middle", m_listen, m_addr, app, [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes,
                          max(9216, max_size), copy_on_send=config == "activecopy", threads=threads,
-                         accept_unknown_peers=flows > 1, isolation=isolation, worker_poll=worker_poll)
+                         accept_unknown_peers=flows > 1, isolation=isolation, worker_poll=worker_poll,
+                         thread_cpus=thread_cpus)
         mid.proc = _pan_node(bed, "middle", f"cap-{config}", toml)
         mid.proc.wait_line("pan node", START_LIMIT_S)
         mid.client = Client.connect(app, timeout=START_LIMIT_S, request_timeout=120.0)
@@ -479,7 +481,8 @@ def run_capacity(
             try:
                 mid = _start_middle(bed, config, binary, node_rts, max(plan.sizes), getattr(plan, "threads", 1),
                                     getattr(plan, "flows", 1), isolation, getattr(plan, "sink", "gro") == "gro",
-                                    worker_poll=getattr(plan, "worker_poll", None))
+                                    worker_poll=getattr(plan, "worker_poll", None),
+                                    thread_cpus=getattr(plan, "thread_cpus", ()))
             except PanError as exc:
                 failed[f"capacity {topo} {config}"] = str(exc)
                 continue

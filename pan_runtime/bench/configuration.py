@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pan_runtime.data.codeobj import CodeObject
@@ -56,6 +57,7 @@ def node_toml(
     accept_unknown_peers: bool = False,
     isolation: str = "in_process",
     worker_poll: tuple[int, int] | None = None,
+    thread_cpus: Sequence[int] = (),
 ) -> str:
     """The TOML configuration of one bench node (``neighbors``: (address, endpoint) pairs;
     ``threads``: its fast-path threads; ``accept_unknown_peers``: it learns a neighbour from
@@ -87,6 +89,8 @@ def node_toml(
         lines.append("copy_on_send = true")
     if threads > 1:
         lines.append(f"threads = {threads}")
+    if thread_cpus:
+        lines.append(f"thread_cpus = [{', '.join(map(str, thread_cpus))}]")
     if isolation == "process":
         lines.append("worker_standbys = 0")
         if worker_poll:
@@ -170,10 +174,11 @@ _SOCKET_TAGS = {"none": "n", "passive": "p", "cforw": "f", "active": "a", "activ
 
 
 def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size: int, threads: int = 1,
-                        isolation: str = "in_process", worker_poll: tuple[int, int] | None = None) -> Running:
+                        isolation: str = "in_process", worker_poll: tuple[int, int] | None = None,
+                        thread_cpus: Sequence[int] = ()) -> Running:
     """Bring ``config`` up on ``bed``: start the processes, wait until each is ready, connect.
     A ``pan node`` in the middle runs ``runtimes`` in ``isolation`` on ``threads`` fast-path
-    threads; the ends run them in-process on one."""
+    threads (on ``thread_cpus`` in turn, when given); the ends run them in-process on one."""
     why = bed.config_unavailable(config)
     if why:
         raise PanError(f"configuration {config} on {bed.name}: {why}")
@@ -209,6 +214,7 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
             toml = node_toml(
                 f"{config}-middle", m_listen, m_addr, sockets["middle"], [(s_addr, s_addr), (r_addr, r_addr)], [], runtimes, pool,
                 copy_on_send=config == "activecopy", threads=threads, isolation=isolation, worker_poll=worker_poll,
+                thread_cpus=thread_cpus,
             )
             procs.append(_pan_node(bed, "middle", config, toml))
         toml = node_toml(f"{config}-receiver", r_addr, r_addr, sockets["receiver"], r_nb, r_rt, runtimes, pool)

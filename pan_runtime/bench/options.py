@@ -15,7 +15,7 @@ from pan_runtime.data.capsule import HEADER_SIZE
 from pan_runtime.errors import PanError
 from pan_runtime.node.config import MAX_POLL_US, MAX_THREADS
 
-from .placement import cpu_apart
+from .placement import cpu_apart, middle_thread_cpus
 
 __all__ = [
     "EXPERIMENTS",
@@ -158,11 +158,18 @@ class Plan:
     #: in-process cells: run beside a busy loop on ``worker_cpu`` (``busyloop.py``), the control
     #: for process cells whose workers poll there
     busy_worker_cpu: bool = False
+    #: the middle's fast-path threads each on one CPU of its own placement (``--pin-threads``)
+    pin_threads: bool = False
 
     @property
     def worker_poll(self) -> tuple[int, int] | None:
         """(CPU, µs) for the process cells' middle (``node_toml``), or None: its workers sleep."""
         return (self.worker_cpu, self.worker_poll_us) if self.worker_poll_us and self.worker_cpu is not None else None
+
+    @property
+    def thread_cpus(self) -> list[int]:
+        """``limits.thread_cpus`` of the middle node ([]: its threads go where the scheduler puts them)."""
+        return middle_thread_cpus(self.placement) if self.pin_threads else []
 
     def cell_runtimes(self, runtimes: list[str]) -> list[str]:
         """``runtimes`` (plain names) as the cells' runtimes: one per isolation of the plan,
@@ -193,6 +200,7 @@ class Plan:
             "isolations": self.isolations,
             **({"worker_poll_us": self.worker_poll_us, "worker_cpu": self.worker_cpu} if self.worker_poll_us else {}),
             **({"busy_worker_cpu": True} if self.busy_worker_cpu else {}),
+            **({"thread_cpus": self.thread_cpus} if self.pin_threads else {}),
         }
 
 
@@ -320,7 +328,8 @@ def make_plan(args: argparse.Namespace, known_runtimes: dict[str, str | None], w
                        "it needs --worker-poll-us and --isolation in_process,process")
     plan = Plan(experiments, topologies, configs, runtimes, sizes, counts, trials, warmup, args.batch, placement, args.quick,
                 **_capacity_settings(args), lab_backend=getattr(args, "lab_backend", "netns"), threads=threads, flows=flows,
-                sink=sink, isolations=isolations, worker_poll_us=poll, worker_cpu=worker_cpu, busy_worker_cpu=busy)
+                sink=sink, isolations=isolations, worker_poll_us=poll, worker_cpu=worker_cpu, busy_worker_cpu=busy,
+                pin_threads=bool(getattr(args, "pin_threads", False)))
     for r in runtimes:
         why = known_runtimes.get(r)
         if not why and r not in BASELINES and r not in protocols:

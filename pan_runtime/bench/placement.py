@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 
-__all__ = ["ROLES", "cpus_for", "cpu_apart", "taskset_prefix", "pin_self"]
+__all__ = ["ROLES", "cpus_for", "cpu_apart", "middle_thread_cpus", "taskset_prefix", "pin_self"]
 
 ROLES = ("harness", "sender", "middle", "receiver")
 
@@ -44,6 +44,12 @@ def cpu_apart(placement: str) -> int | None:
     rest = [c for c in _machine_cpus() if c not in middle]
     free = [c for c in rest if c not in ends]
     return (free or rest or [None])[0]
+
+
+def middle_thread_cpus(placement: str) -> list[int]:
+    """The CPUs ``--pin-threads`` gives the middle's fast-path threads in turn
+    (``limits.thread_cpus``): the middle's under ``placement``, the machine's when it is free."""
+    return sorted(cpus_for(placement, "middle") or _machine_cpus())
 
 
 def taskset_prefix(placement: str, role: str) -> list[str]:

@@ -301,7 +301,8 @@ def _run_sockets(plan, topo, exps, runtimes, codes, rec, attempt, progress, isol
                 progress(f"{topo}: starting {config}" + (" (middle in process isolation)" if isolation == "process" else ""))
             try:
                 runs.append(stack.enter_context(start_configuration(bed, config, runtimes, max(plan.sizes), plan.threads,
-                                                                    isolation, worker_poll=plan.worker_poll)))
+                                                                    isolation, worker_poll=plan.worker_poll,
+                                                                    thread_cpus=plan.thread_cpus)))
             except PanError as exc:
                 rec.out.failed[f"{tag} {topo} {config}"] = str(exc)
         if not runs:

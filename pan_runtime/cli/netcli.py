@@ -190,7 +190,9 @@ def format_stats(st: dict) -> str:  # type: ignore[type-arg]
             threads = fast.get("threads", [])
             if len(threads) > 1:
                 lines.append("fast path threads: carried out in C " + " / ".join(str(t["finished_in_c"]) for t in threads)
-                             + f"; neighbour sockets moved between them {fast.get('neighbour_moves', 0)}")
+                             + f"; neighbour sockets moved between them {fast.get('neighbour_moves', 0)}"
+                             + ("; on CPUs " + " / ".join(str(t.get("cpu", "any")) for t in threads)
+                                if any("cpu" in t for t in threads) else ""))
         else:
             lines.append(f"fast path: off ({fast.get('why_off', '')})")
     sc = st.get("links", {}).get("syscalls")

@@ -135,8 +135,10 @@ class WorkerSettings:
 
     @property
     def cpus(self) -> frozenset[int]:
-        """The CPUs workers run on (``limits.worker_cpus``; empty: the node's)."""
-        return frozenset(getattr(self.config, "worker_cpus", ()))
+        """The CPUs workers run on (``limits.worker_cpus``; empty: the node's, which are the
+        process's before ``limits.thread_cpus`` pinned a thread, not the pinned thread's one)."""
+        spawn = getattr(self.config, "worker_cpu_set", None)
+        return spawn() if spawn is not None else frozenset(getattr(self.config, "worker_cpus", ()))
 
 
 #: what a batch's ``done`` is called with: its environments, a verdict or fault for each, and

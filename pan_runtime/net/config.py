@@ -216,6 +216,7 @@ _SCHEMA: dict[str, set[str]] = {
         "worker_demote_ms",
         "worker_cpus",
         "worker_poll_us",
+        "thread_cpus",
     },
     "demand": set(DemandConfig.__dataclass_fields__),
     "errors": set(ErrorReportConfig.__dataclass_fields__),
@@ -446,6 +447,8 @@ def parse_config(text: str, path: str = "<config>", base: Path | None = None) ->
         worker_cpus=[_int(ctx, f"limits.worker_cpus[{i}]", c, 0, MAX_CPU)
                      for i, c in enumerate(_list(ctx, "limits.worker_cpus", limits.get("worker_cpus", [])))],
         worker_poll_us=lim("worker_poll_us", 0, 0, MAX_POLL_US),
+        thread_cpus=[_int(ctx, f"limits.thread_cpus[{i}]", c, 0, MAX_CPU)
+                     for i, c in enumerate(_list(ctx, "limits.thread_cpus", limits.get("thread_cpus", [])))],
     )
 
     neighbors: list[NeighborConfig] = []

@@ -28,9 +28,11 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
+from pan_runtime.errors import ConfigError
 from pan_runtime.net.udp_fast import UdpFastPath
 from pan_runtime.net.udp_fast import wait as fast_wait
 from pan_runtime.net.udp_fast import waits as fast_waits
+from pan_runtime.node.threadcpus import pin
 
 if TYPE_CHECKING:
     from pan_runtime.net.udp import UdpTransport
@@ -67,6 +69,8 @@ class Lane:
         self._gone: list[int] = []
         self._thread = threading.Thread(target=self._run, name=f"pan-lane-{index}", daemon=True)
         self._stopping = False
+        #: the CPU this thread runs on (``limits.thread_cpus``; None: the scheduler's choice)
+        self.cpu: int | None = None
         #: epoll_wait calls this lane made; turns that raised (each logged)
         self.waits = 0
         self.errors = 0
@@ -112,6 +116,11 @@ class Lane:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self.cpu = pin(self.index, self.transport.node.config.thread_cpus)
+        except ConfigError:  # checked when the node started: a CPU taken since; it serves unpinned
+            self.errors += 1
+            log.exception("fast-path thread %d runs where the scheduler puts it", self.index)
         lock = self.lock
         lock.acquire()
         try:

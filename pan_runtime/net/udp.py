@@ -49,6 +49,8 @@ from pan_runtime.net.udp_fast import wait as fast_wait
 from pan_runtime.net.udp_fast import waits as fast_waits
 from pan_runtime.node.ledger import OVER_SHARE, THROTTLED
 from pan_runtime.node.links import NetLink
+from pan_runtime.node.threadcpus import check as check_cpus
+from pan_runtime.node.threadcpus import pin
 
 if TYPE_CHECKING:
     from pan_runtime.node.node import Node
@@ -157,6 +159,8 @@ class EventLoop:
         (under the node's lock when it has one; the wait drops it)."""
         lock = self.lock
         if lock is None:
+            while self.starting:
+                self.starting.pop(0)()
             self._turn(timeout)
             return
         with lock:
@@ -419,6 +423,11 @@ class UdpTransport:
         self._gone: list[int] = []
         if cfg.threads > 1:
             self._start_lanes(cfg.threads)
+        #: the CPU the event loop's thread runs on (``limits.thread_cpus``; None: the scheduler's)
+        self.cpu: int | None = None
+        if cfg.thread_cpus:
+            check_cpus(cfg.thread_cpus)
+            self.loop.starting.append(self._pin)
         try:
             for host, port in listen:
                 self._open(host, port)
@@ -436,6 +445,9 @@ class UdpTransport:
         self.lock = self.loop.lock = node_lock()
         self.lanes = [Lane(self, i, self.lock) for i in range(1, threads)]
         self.loop.starting.append(self._run_lanes)
+
+    def _pin(self) -> None:
+        self.cpu = pin(0, self.node.config.thread_cpus)
 
     def _run_lanes(self) -> None:
         for lane in self.lanes:
@@ -812,10 +824,11 @@ class UdpTransport:
             out["lock_held_ns"] = int(self.lock.held_ns)
             out["lock_waits"] = int(self.lock.contended)
             out["neighbour_moves"] = self.moves  # sockets moved between threads (balance.py)
-        # each thread's share (the event loop's first): the figures above are their sums
+        # each thread's share (the event loop's first): the figures above are their sums; and
+        # the CPU it is pinned to (limits.thread_cpus)
         out["threads"] = [
-            {k: sum(f.paths[k] for f in group) for k in PATHS}
-            for group in [list(self._fast.values())] + [list(lane.fast.values()) for lane in self.lanes]
+            {k: sum(f.paths[k] for f in group) for k in PATHS} | ({} if cpu is None else {"cpu": cpu})
+            for group, cpu in [(list(self._fast.values()), self.cpu)] + [(list(lane.fast.values()), lane.cpu) for lane in self.lanes]
         ]
         return out
 
@@ -839,6 +852,8 @@ class UdpTransport:
             self.loop.lock = None
             if self._run_lanes in self.loop.starting:
                 self.loop.starting.remove(self._run_lanes)
+        if self._pin in self.loop.starting:
+            self.loop.starting.remove(self._pin)
 
     def _close(self) -> None:
         for lane in self.lanes:  # every thread ends before a socket it reads is closed

@@ -17,6 +17,7 @@ from pan_runtime.data.capsule import DEFAULT_HOP_LIMIT
 from pan_runtime.errors import ConfigError
 from pan_runtime.isolation.mechanism import Mechanism, env_default, parse_mechanisms
 from pan_runtime.node.env import Budget
+from pan_runtime.node.threadcpus import free_cpus
 from pan_runtime.plugin.loadlimits import LoadLimits
 
 __all__ = ["MAX_THREADS", "NodeConfig"]
@@ -75,6 +76,7 @@ class NodeConfig:
         worker_demote_ms: int = 2,
         worker_cpus: Sequence[int] = (),
         worker_poll_us: int = 0,
+        thread_cpus: Sequence[int] = (),
     ):
         self.queue_limit = queue_limit
         self.batch = max(1, batch)
@@ -145,6 +147,10 @@ class NodeConfig:
         #: threads the UDP fast path reads the node's sockets on (pan_runtime.net.lanes): the
         #: kernel spreads datagrams over their sockets; node work stays one at a time
         self.threads = _bounded("threads", threads, 1, MAX_THREADS)
+        #: the CPU each fast-path thread runs on: thread I on ``thread_cpus[I % len]``, the
+        #: event loop's thread being 0 (empty: where the kernel's scheduler puts them;
+        #: pan_runtime.node.threadcpus)
+        self.thread_cpus = tuple(_bounded("thread_cpus[]", c, 0, MAX_CPU) for c in thread_cpus)
         #: code objects per runtime in process isolation that keep a warm standby: a second
         #: worker with the code linked and confined, so a restart only runs ``init`` (0: none;
         #: one per code object at most, so never more than ``workers`` are used)
@@ -175,11 +181,19 @@ class NodeConfig:
 
     def worker_poll_ns(self) -> int:
         """``worker_poll_us`` in ns where it applies: workers on CPUs none of which this process
-        may run on (a worker polling on a CPU the node shares would take it from the node,
-        and the node's spin from the worker); else 0."""
-        if not self.worker_poll_us or not self.worker_cpus or self.worker_cpus & os.sched_getaffinity(0):
+        may run on, or its fast-path threads when ``thread_cpus`` places them (a worker polling
+        on a CPU the node shares would take it from the node, and the node's spin from the
+        worker); else 0."""
+        node_cpus = set(self.thread_cpus) or os.sched_getaffinity(0)
+        if not self.worker_poll_us or not self.worker_cpus or self.worker_cpus & node_cpus:
             return 0
         return self.worker_poll_us * 1000
+
+    def worker_cpu_set(self) -> frozenset[int]:
+        """The CPUs worker processes run on: ``worker_cpus``, else the process's own from before
+        ``thread_cpus`` pinned a fast-path thread (a process inherits the CPUs of the thread that
+        starts it; empty: nothing was pinned, it inherits them as they are)."""
+        return self.worker_cpus or free_cpus() or frozenset()
 
     def mechanism(self, runtime: str) -> Mechanism:
         """How ``runtime`` runs its code on this node: configured, else ``PAN_ISOLATION``'s

@@ -5,6 +5,7 @@ and system calls per capsule are recorded, and the run leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from bench_helpers import bench_namespaces, run_bench
@@ -86,12 +87,16 @@ def test_udp_with_the_middle_on_its_own_cpu_and_a_figure(tmp, tmp_path):
 def test_udp_two_fast_path_threads_both_forward_the_generators_flows(tmp, tmp_path):
     out = tmp_path / "cap.json"
     r = run_bench("--experiment", "capacity", "--topology", "udp", "--runtime", "native", "--config", "active",
-                  "--threads", "2", "--flows", "4", "--placement", "free", *SHORT, "--json", str(out), "--quiet", tmp=tmp)
+                  "--threads", "2", "--flows", "4", "--placement", "free", "--pin-threads", *SHORT, "--json", str(out),
+                  "--quiet", tmp=tmp)
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(out.read_text())
     _check_cells(doc, "udp", [("active", "native")])
     assert doc["meta"]["threads"] == 2 and doc["meta"]["flows"] == 4
     assert doc["meta"]["options"]["plan"]["threads"] == 2
+    cpus = sorted(os.sched_getaffinity(0))  # --pin-threads with placement free: the machine's CPUs in turn
+    assert doc["meta"]["options"]["plan"]["thread_cpus"] == cpus
+    assert f"the middle's threads pinned to CPUs {', '.join(map(str, cpus))} in turn" in r.stdout
     assert "2 fast-path thread(s) per node, 4 flows" in r.stdout  # the table's header
     per = doc["meta"]["capacity_threads"]["udp active"]
     assert len(per) == 2 and all(n > 0 for n in per), per  # the middle's kernel spread the flows over both

@@ -7,8 +7,10 @@ import os
 import pytest
 from bench_helpers import bench_namespaces
 
+from pan_runtime.bench.configuration import node_toml
 from pan_runtime.bench.options import min_size
 from pan_runtime.cli.main import main
+from pan_runtime.net.config import parse_config
 
 
 @pytest.mark.parametrize(
@@ -139,6 +141,13 @@ def test_capacity_settings_and_default_configurations(tmp_path):
     assert (plan.threads, plan.flows) == (1, 1)
     two = make_plan(p.parse_args(["--experiment", "capacity", "--threads", "2", "--flows", "8"]), known)
     assert (two.threads, two.flows) == (2, 8) and two.options()["threads"] == 2 and two.options()["flows"] == 8
+    assert two.thread_cpus == [] and "thread_cpus" not in two.options()
+    pinned = make_plan(p.parse_args(["--experiment", "capacity", "--threads", "2", "--pin-threads", "--placement", "onecpu"]), known)
+    first = min(os.sched_getaffinity(0))
+    assert pinned.thread_cpus == [first] and pinned.options()["thread_cpus"] == [first]  # onecpu: the middle's one CPU
+    toml = node_toml("m", "127.0.0.1:1", "127.0.0.1:1", tmp_path / "m.sock", [], [], ["native"], 9216, threads=2,
+                     thread_cpus=[1, 0])
+    assert parse_config(toml).node.thread_cpus == (1, 0)
     assert plan.sink == "gro" and plan.options()["sink"] == "gro" and "sink" not in ping.options()
     plain = make_plan(p.parse_args(["--experiment", "capacity", "--sink", "plain"]), known)
     assert plain.sink == "plain" and plain.options()["sink"] == "plain"

@@ -10,6 +10,7 @@ closing the node ends its threads and frees its port.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import struct
 import threading
@@ -345,3 +346,73 @@ def test_a_lane_hands_batches_to_workers_and_carries_out_their_verdicts_in_c(tmp
         assert s["dropped"] == 0 and s["received"] == s["sent"] == total + 300 * (len(ones) + PEERS)
         assert s["code"][t.code.hex_name]["forwarded"] == s["sent"]
         assert t.middle.loop.errors == 0 and all(lane.errors == 0 for lane in t.middle.transport.lanes)
+
+
+@contextlib.contextmanager
+def _kept_affinity():
+    """The test's own thread back on its CPUs afterwards (the node pins the thread that runs
+    its loop), and ``threadcpus`` forgetting what it saw."""
+    import os
+
+    from pan_runtime.node import threadcpus
+
+    mine = os.sched_getaffinity(0)
+    try:
+        yield sorted(mine)
+    finally:
+        os.sched_setaffinity(0, mine)
+        threadcpus._before = None
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_thread_cpus_put_each_thread_on_its_cpu_and_workers_on_the_nodes_cpus(tmpdir_short, runtime):
+    # limits.thread_cpus: the event loop's thread on the first CPU, the lane on the second (the
+    # same one again on a machine with one); the runtime's workers, started by the pinned loop
+    # thread, still get every CPU the process had, not that thread's one
+    import os
+
+    with _kept_affinity() as mine:
+        cpus = [mine[-1], mine[0]]  # the loop's thread away from where the test started, if it can
+        limits = f'thread_cpus = [{cpus[0]}, {cpus[1]}]\n[runtimes.{runtime}]\nisolation = "process"'
+        with _star(tmpdir_short, runtime, limits=limits) as t:
+            total = _send(t, t.code, b"pin")
+            assert pump(t.ds, lambda: t.app.pending == total)
+            lane = t.middle.transport.lanes[0]
+            assert os.sched_getaffinity(0) == {cpus[0]}
+            assert os.sched_getaffinity(lane._thread.native_id) == {cpus[1]}
+            per = t.middle.statistics()["links"]["fast_path"]["threads"]
+            assert [th["cpu"] for th in per] == cpus and all(th["to_worker"] > 0 for th in per), per
+            assert f"on CPUs {cpus[0]} / {cpus[1]}" in format_stats(t.middle.statistics())
+            # the worker (and the spare) started before the loop's first turn; kill it, so that
+            # the pinned loop thread starts the next ones
+            before = _children()
+            first = t.middle.node.cache.peek(t.code.name).loaded.pid
+            os.kill(first, signal.SIGKILL)
+            loaded = t.middle.node.cache.peek(t.code.name).loaded
+            assert pump(t.ds, lambda: loaded.pid not in (None, first) and _children() - before)
+            more = _send(t, t.code, b"again")
+            assert pump(t.ds, lambda: t.app.pending == total + more)
+            started = _children() - before
+            assert {pid: os.sched_getaffinity(pid) for pid in started} == dict.fromkeys(started, set(mine))
+            assert lane.errors == 0
+
+
+def _children() -> set[int]:
+    """The processes this one started that are alive."""
+    import os
+
+    out: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            out.update(int(p) for p in f.read().split())
+    return out
+
+
+def test_thread_cpus_the_node_may_not_run_on_are_refused(tmpdir_short):
+    import os
+
+    with _kept_affinity():
+        outside = max(os.sched_getaffinity(0)) + 1
+        with pytest.raises(ConfigError, match=f"limits.thread_cpus names CPU {outside}, which this node may not run on"):
+            with _star(tmpdir_short, "native", limits=f"thread_cpus = [0, {outside}]"):
+                pass

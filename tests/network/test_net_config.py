@@ -317,6 +317,9 @@ def test_fair_share_and_neighbour_budget_limits_reach_the_node_config():
         ('worker_cpus = [0, "two"]', "limits.worker_cpus[1]"),
         ("worker_cpus = [1024]", "limits.worker_cpus[0]"),
         ("worker_poll_us = -5", "limits.worker_poll_us"),
+        ("thread_cpus = 0", "limits.thread_cpus"),
+        ("thread_cpus = [0, -1]", "limits.thread_cpus[1]"),
+        ("thread_cpus = [1024]", "limits.thread_cpus[0]"),
         ("worker_poll_us = 100001", "limits.worker_poll_us"),
     ],
 )
@@ -389,3 +392,16 @@ def test_worker_cpus_and_polling_reach_the_node_config_and_apply_only_on_cpus_ap
     defaults = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n', "n.toml").node
     assert defaults.worker_cpus == frozenset() and defaults.worker_poll_us == 0 and defaults.worker_poll_ns() == 0
 
+
+
+def test_thread_cpus_reach_the_node_config_in_order_and_keep_polling_workers_apart():
+    cfg = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nthreads = 3\nthread_cpus = [1, 0, 1]\n', "n.toml")
+    assert cfg.node.thread_cpus == (1, 0, 1)
+    assert parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n').node.thread_cpus == ()
+    # workers poll only on CPUs none of the node's threads is pinned to
+    apart = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nthread_cpus = [1022]\n'
+                         'worker_cpus = [1023]\nworker_poll_us = 250\n').node
+    assert apart.worker_poll_ns() == 250_000
+    shared = parse_config('[node]\nlisten = ["127.0.0.1:7100"]\n[limits]\nthread_cpus = [1022, 1023]\n'
+                          'worker_cpus = [1023]\nworker_poll_us = 250\n').node
+    assert shared.worker_poll_ns() == 0
