@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .options import Plan
     from .runner import Outcome
 
-__all__ = ["Result", "add_arguments", "main", "dispatch_experiment"]
+__all__ = ["Result", "add_arguments", "main", "dispatch_experiment", "threads_line"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -114,6 +114,17 @@ def _load(avg: list[float] | None) -> str:
     return "unknown" if avg is None else "/".join(f"{x:.1f}" for x in avg)
 
 
+def threads_line(label: str, per: list[int], serial: float | None, pinned: bool) -> str:
+    """The line under a capacity table for a middle's fast-path threads: what each finished
+    in C, the node lock's share of its CPU time, and a warning when several were not pinned."""
+    return (f"capacity {label}: capsules each fast-path thread finished in C over the run: "
+            + " / ".join(str(n) for n in per)
+            + (f"; the node's lock held {serial:.0%} of its CPU time (the part that stays one thread at a time)"
+               if serial is not None else "")
+            + ("; the threads were not pinned, and the scheduler can put two on one CPU (--pin-threads)"
+               if len(per) > 1 and not pinned else ""))
+
+
 def _pinned_words(plan: Plan) -> str:
     """The header's words for ``--pin-threads``: the CPUs the middle's threads take in turn."""
     if not plan.thread_cpus:
@@ -191,11 +202,7 @@ def main(args: argparse.Namespace) -> int:
               "each search's capacity; CPU time (the middle's threads' run time, /proc/PID/task/*/schedstat) over the "
               "highest passing trial")
     for label, per in outcome.capacity_threads.items():
-        serial = outcome.capacity_serial.get(label)
-        print(f"capacity {label}: capsules each fast-path thread finished in C over the run: "
-              + " / ".join(str(n) for n in per)
-              + (f"; the node's lock held {serial:.0%} of its CPU time (the part that stays one thread at a time)"
-                 if serial is not None else ""))
+        print(threads_line(label, per, outcome.capacity_serial.get(label), bool(plan.thread_cpus)))
     if outcome.flags:
         from .noise import flag_lines
 

@@ -101,8 +101,19 @@ def test_udp_two_fast_path_threads_both_forward_the_generators_flows(tmp, tmp_pa
     per = doc["meta"]["capacity_threads"]["udp active"]
     assert len(per) == 2 and all(n > 0 for n in per), per  # the middle's kernel spread the flows over both
     assert "capacity udp active: capsules each fast-path thread finished in C" in r.stdout
+    assert "the threads were not pinned" not in r.stdout
     assert 0 < doc["meta"]["capacity_serial"]["udp active"]  # the node lock's hold time, over its CPU time
     assert list(tmp.iterdir()) == []
+
+
+def test_a_threads_line_warns_when_several_threads_were_not_pinned():
+    from pan_runtime.bench import threads_line
+
+    unpinned = threads_line("netns active", [10, 12], 0.07, pinned=False)
+    assert unpinned.startswith("capacity netns active: capsules each fast-path thread finished in C over the run: 10 / 12")
+    assert "lock held 7%" in unpinned and unpinned.endswith("(--pin-threads)")
+    assert "not pinned" not in threads_line("netns active", [10, 12], 0.07, pinned=True)
+    assert "not pinned" not in threads_line("netns active", [22], None, pinned=False)  # one thread: nothing to spread
 
 
 def test_netns_drain_times_what_a_stopped_middle_forwards_once_let_go(tmp, tmp_path):
