@@ -421,13 +421,13 @@ class UdpTransport:
         self.moves = 0
         #: sockets taken from the event loop's thread since the last fold (``_unread``)
         self._gone: list[int] = []
-        if cfg.threads > 1:
-            self._start_lanes(cfg.threads)
         #: the CPU the event loop's thread runs on (``limits.thread_cpus``; None: the scheduler's)
         self.cpu: int | None = None
         if cfg.thread_cpus:
-            check_cpus(cfg.thread_cpus)
+            check_cpus(cfg.thread_cpus)  # before anything is opened: a refusal leaves nothing behind
             self.loop.starting.append(self._pin)
+        if cfg.threads > 1:
+            self._start_lanes(cfg.threads)
         try:
             for host, port in listen:
                 self._open(host, port)

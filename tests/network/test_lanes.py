@@ -413,6 +413,8 @@ def test_thread_cpus_the_node_may_not_run_on_are_refused(tmpdir_short):
 
     with _kept_affinity():
         outside = max(os.sched_getaffinity(0)) + 1
+        fds = len(os.listdir("/proc/self/fd"))
         with pytest.raises(ConfigError, match=f"limits.thread_cpus names CPU {outside}, which this node may not run on"):
             with _star(tmpdir_short, "native", limits=f"thread_cpus = [0, {outside}]"):
                 pass
+        assert len(os.listdir("/proc/self/fd")) == fds  # the refused node left no socket or epoll open
