@@ -504,6 +504,46 @@ def test_a_hostile_verdicts_record_for_a_lane_batch_is_a_protocol_fault_and_noth
         assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_record_written_with_nothing_out_costs_only_its_worker_and_the_node_goes_on(runtime):
+    # a hostile worker writes a VERDICTS record (two verdicts) and its wake-up while nothing is
+    # out: the wait leaves it to the node's Python, which reads nothing while nothing is out; the
+    # next capsule's batch then meets the record, which fits no batch of one: the worker's
+    # protocol fault, that capsule counted (crash), nothing sent, and the code is served again
+    from pan_runtime.isolation.protocol import Kind
+    from pan_runtime.isolation.ring import HEADER, Ring
+
+    with _line(runtime, limits=_KEEP) as t:
+        wc = _lane_holds(t)
+        assert not wc.inflight
+        pid = _worker_pid(t.middle, t.code)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            ch = wc.proc.ch
+            up = Ring(ch.view, HEADER + ch.ring_size, ch.ring_size)  # the worker's end
+            assert up.put(Kind.VERDICTS, _HEAD.pack(2, 0, 0, 0) + _ENTRY.pack(2, 0, 0, 0) * 2)
+            ch.wake_node()
+            assert pump(t.ds, lambda: not select.select([ch.wake_up], [], [], 0)[0])  # the wake-up was read
+            code = t.middle.node.cache.peek(t.code.name).stats
+            assert code.errors == 0 and t.app.pending == 1  # nothing was out: nothing to fault yet
+            _send(t, 1)
+            assert pump(t.ds, lambda: _fast(t.middle)["to_worker"] == 2)
+            ch.wake_node()
+            assert pump(t.ds, lambda: code.errors == 1)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+        assert dict(code.drops) == {"crash": 1}
+        assert t.middle.statistics()["workers"][runtime]["died_crash"] == 1
+        pump(t.ds, lambda: False, timeout=0.2)
+        assert t.app.pending == 1  # the junk sent nothing
+        _send(t, 3)  # a new worker serves the code again, in order
+        assert pump(t.ds, lambda: t.app.pending == 4)
+        assert _seqs(t.app) == [0, 0, 1, 2] and _worker_pid(t.middle, t.code) != pid
+        assert all(x.node.pool.available == x.node.pool.count for x in t.ds)
+
+
 # -- the VERDICTS reader in C, against records built here --------------------------------------
 
 _HEAD = struct.Struct("<IIII")
