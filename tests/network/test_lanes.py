@@ -10,6 +10,8 @@ closing the node ends its threads and frees its port.
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 import signal
 import socket
 import struct
@@ -28,6 +30,7 @@ from pan_runtime.errors import ConfigError, FaultReason
 from pan_runtime.net.application import Application, capsule_bytes
 from pan_runtime.net.config import parse_config
 from pan_runtime.net.daemon import prometheus_text
+from pan_runtime.node import threadcpus
 from pan_runtime.node.config import NodeConfig
 from pan_runtime.plugin.plugins import default_plugins
 from pan_runtime.resources import cases_dir
@@ -352,10 +355,6 @@ def test_a_lane_hands_batches_to_workers_and_carries_out_their_verdicts_in_c(tmp
 def _kept_affinity():
     """The test's own thread back on its CPUs afterwards (the node pins the thread that runs
     its loop), and ``threadcpus`` forgetting what it saw."""
-    import os
-
-    from pan_runtime.node import threadcpus
-
     mine = os.sched_getaffinity(0)
     try:
         yield sorted(mine)
@@ -369,8 +368,6 @@ def test_thread_cpus_put_each_thread_on_its_cpu_and_workers_on_the_nodes_cpus(tm
     # limits.thread_cpus: the event loop's thread on the first CPU, the lane on the second (the
     # same one again on a machine with one); the runtime's workers, started by the pinned loop
     # thread, still get every CPU the process had, not that thread's one
-    import os
-
     with _kept_affinity() as mine:
         cpus = [mine[-1], mine[0]]  # the loop's thread away from where the test started, if it can
         limits = f'thread_cpus = [{cpus[0]}, {cpus[1]}]\n[runtimes.{runtime}]\nisolation = "process"'
@@ -399,8 +396,6 @@ def test_thread_cpus_put_each_thread_on_its_cpu_and_workers_on_the_nodes_cpus(tm
 
 def _children() -> set[int]:
     """The processes this one started that are alive."""
-    import os
-
     out: set[int] = set()
     for task in os.listdir("/proc/self/task"):
         with open(f"/proc/self/task/{task}/children") as f:
@@ -409,12 +404,12 @@ def _children() -> set[int]:
 
 
 def test_thread_cpus_the_node_may_not_run_on_are_refused(tmpdir_short):
-    import os
-
     with _kept_affinity():
         outside = max(os.sched_getaffinity(0)) + 1
+        gc.collect()  # what earlier tests left for the collector is closed before the count, not during it
         fds = len(os.listdir("/proc/self/fd"))
         with pytest.raises(ConfigError, match=f"limits.thread_cpus names CPU {outside}, which this node may not run on"):
             with _star(tmpdir_short, "native", limits=f"thread_cpus = [0, {outside}]"):
                 pass
+        gc.collect()
         assert len(os.listdir("/proc/self/fd")) == fds  # the refused node left no socket or epoll open
