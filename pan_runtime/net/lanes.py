@@ -118,9 +118,9 @@ class Lane:
     def _run(self) -> None:
         try:
             self.cpu = pin(self.index, self.transport.node.config.thread_cpus)
-        except ConfigError:  # checked when the node started: a CPU taken since; it serves unpinned
+        except ConfigError:  # checked when the node started: a CPU taken since; it serves where it started
             self.errors += 1
-            log.exception("fast-path thread %d runs where the scheduler puts it", self.index)
+            log.exception("fast-path thread %d stays on the CPUs it started with (the event loop thread's)", self.index)
         lock = self.lock
         lock.acquire()
         try:
