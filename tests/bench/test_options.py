@@ -137,6 +137,8 @@ def test_capacity_settings_and_default_configurations(tmp_path):
     assert "cbatch" in plan.configs and plan.sizes == [128, 1500]
     assert plan.options()["capacity"] == {"duration_s": 2.0, "loss": 0.005, "steps": 5, "top_rate": 1_000_000.0}
     ping = make_plan(p.parse_args(["--experiment", "ping"]), known)
+    quick = make_plan(p.parse_args(["--quick", "--experiment", "ping"]), known)
+    assert quick.quick and (quick.sizes, quick.trials) == ([156, 1500], 1) and ping.trials == 3
     assert "cbatch" not in ping.configs and "capacity" not in ping.options()
     assert (plan.threads, plan.flows) == (1, 1)
     two = make_plan(p.parse_args(["--experiment", "capacity", "--threads", "2", "--flows", "8"]), known)
