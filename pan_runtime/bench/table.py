@@ -41,7 +41,7 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
         rows = []
         base = "native" if any(c[3] == "native" for c in disp) else "null"
         # with --isolation in_process,process: each RUNTIME/process row against RUNTIME's
-        isolated = any(c[3].endswith(PROCESS_SUFFIX) for c in disp)
+        isolated = _isolated(disp)
         for cell in disp:
             exp, topo, config, rt, size = cell
             v = ix.get((*cell, "dispatch_us", "median"))
@@ -49,9 +49,7 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
             row = [config, rt, str(size), _f(v, "{:.3f}"), spread_text(ix, cell, "dispatch_us", trials, "{:.3f}"),
                    _f(v / ref if v and ref else None, "{:.2f}x")]
             if isolated:
-                own = ix.get((exp, topo, config, rt[: -len(PROCESS_SUFFIX)], size, "dispatch_us", "median")) \
-                    if rt.endswith(PROCESS_SUFFIX) else None
-                row.append(_f(v / own if v and own else None, "{:.2f}x"))
+                row.append(_vs_in_process(ix, cell, "dispatch_us"))
             rows.append([*row, _note(flags, cell, ("others_cpu",))])
         head = ["config", "runtime", "size", "median µs", "spread µs", f"vs {base}", *(["vs in-process"] if isolated else []), "note"]
         parts.append("dispatch (in-process, µs per capsule at the middle node; spread = lowest–highest trial)\n"
@@ -59,6 +57,7 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
     ping = [c for c in cells if c[0] == "ping"]
     if ping:
         rows = []
+        isolated = _isolated(ping)
         for cell in ping:
             exp, topo, config, rt, size = cell
 
@@ -72,14 +71,17 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
                          "noise" if added_flag else _f(g("added_us")),
                          "-" if g("added_us") is None else spread_text(ix, cell, "added_us", trials),
                          "noise" if pct_flag else _f(g("overhead_pct"), "{:.0f}%"),
+                         *([_vs_in_process(ix, cell, "added_us", flags)] if isolated else []),
                          _note(flags, cell, ("added_us", "overhead_pct", "others_cpu"))])
         parts.append("ping (round trip and the middle node's added latency = (RTT - RTT of none) / 2; "
-                     "spread = lowest–highest trial)\n"
+                     "spread = lowest–highest trial" + (_VS_IN_PROCESS % "added latency" if isolated else "") + ")\n"
                      + format_table(rows, ["topology", "config", "runtime", "size", "RTT µs", "spread", "p99 µs",
-                                           "added µs", "added spread", "overhead", "note"]))
+                                           "added µs", "added spread", "overhead",
+                                           *(["vs in-process"] if isolated else []), "note"]))
     flood = [c for c in cells if c[0] == "flood"]
     if flood:
         rows = []
+        isolated = _isolated(flood)
         for cell in flood:
             exp, topo, config, rt, size = cell
 
@@ -88,14 +90,43 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
 
             rows.append([topo, config, rt, str(size), _f(g("capsules_per_s"), "{:,.0f}"),
                          spread_text(ix, cell, "capsules_per_s", trials, "{:,.0f}"), _f(g("mbit_per_s")),
-                         _f(g("gc_pauses"), "{:.0f}"), _note(flags, cell, ("capsules_per_s", "others_cpu"))])
-        parts.append("flood (throughput the receiver counted; spread = lowest–highest trial)\n"
+                         _f(g("gc_pauses"), "{:.0f}"),
+                         *([_vs_in_process(ix, cell, "capsules_per_s")] if isolated else []),
+                         _note(flags, cell, ("capsules_per_s", "others_cpu"))])
+        parts.append("flood (throughput the receiver counted; spread = lowest–highest trial"
+                     + (_VS_IN_PROCESS % "capsules/s" if isolated else "") + ")\n"
                      + format_table(rows, ["topology", "config", "runtime", "size", "capsules/s", "spread", "Mbit/s", "GCs",
-                                           "note"]))
+                                           *(["vs in-process"] if isolated else []), "note"]))
     cap = [c for c in cells if c[0] == "capacity"]
     if cap:
         parts.append(_capacity_table(ix, cap, trials, flags))
     return "\n\n".join(parts)
+
+
+#: how a table with ``vs in-process`` says what the column is
+_VS_IN_PROCESS = "; vs in-process = a RUNTIME/process row's %s over RUNTIME's"
+
+
+def _isolated(cells: list[tuple[str, str, str, str, int]]) -> bool:
+    """Whether ``cells`` hold runtimes in process isolation (``--isolation ...,process``)."""
+    return any(c[3].endswith(PROCESS_SUFFIX) for c in cells)
+
+
+def _vs_in_process(ix: dict[Any, float], cell: tuple[str, str, str, str, int], metric: str,
+                   hidden: dict[str, str] | None = None) -> str:
+    """A ``RUNTIME/process`` cell's median ``metric`` over the same cell's with ``RUNTIME``
+    in-process (the cost of containment, side by side in one run); ``-`` for other rows and
+    where either is missing. ``hidden``: the flags under which the table prints ``noise`` for
+    the figure itself (ping's added latency); the ratio of such a figure is noise too. Other
+    flagged figures are printed with their note, and so is their ratio."""
+    exp, topo, config, rt, size = cell
+    if not rt.endswith(PROCESS_SUFFIX):
+        return "-"
+    own = (exp, topo, config, rt[: -len(PROCESS_SUFFIX)], size)
+    if hidden and (cell_key(*cell, metric) in hidden or cell_key(*own, metric) in hidden):
+        return "noise"
+    v, base = ix.get((*cell, metric, "median")), ix.get((*own, metric, "median"))
+    return _f(v / base if v and base else None, "{:.2f}x")
 
 
 #: the middles of the capacity table, in the order of the issue's table: kernel, C, Python, pan
@@ -118,6 +149,7 @@ def _capacity_table(ix: dict[Any, float], cells: list[tuple[str, str, str, str, 
         return (c[1], c[4], cfg, rt, c[3])
 
     rows = []
+    isolated = _isolated(cells)
     for cell in sorted(cells, key=order):
         exp, topo, config, rt, size = cell
 
@@ -130,8 +162,11 @@ def _capacity_table(ix: dict[Any, float], cells: list[tuple[str, str, str, str, 
         rows.append([topo, _middle(config, rt), str(size), _f(g("capacity_kpps")),
                      spread_text(ix, cell, "capacity_kpps", trials), _f(g("mbit_per_s"), "{:.0f}"),
                      _f(g("cpu_us_per_capsule"), "{:.2f}"), _f(g("syscalls_per_capsule"), "{:.3f}"),
-                     _f(g("loss_pct"), "{:.3f}%"), ", ".join(x for x in (note, busy) if x)])
+                     _f(g("loss_pct"), "{:.3f}%"),
+                     *([_vs_in_process(ix, cell, "capacity_kpps")] if isolated else []),
+                     ", ".join(x for x in (note, busy) if x)])
     return ("capacity (highest rate forwarded with loss under the threshold, median of the searches; spread = "
-            "lowest–highest search; CPU and system calls of the middle process per forwarded capsule)\n"
+            "lowest–highest search; CPU and system calls of the middle process per forwarded capsule"
+            + (_VS_IN_PROCESS % "kpps" if isolated else "") + ")\n"
             + format_table(rows, ["topology", "middle", "size", "kpps", "spread", "Mbit/s", "CPU µs/capsule",
-                                  "syscalls/capsule", "loss", "note"]))
+                                  "syscalls/capsule", "loss", *(["vs in-process"] if isolated else []), "note"]))

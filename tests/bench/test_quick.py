@@ -187,6 +187,14 @@ def test_isolation_is_a_dimension_of_the_cells(tmp, tmp_path):
               for x in rows if x["metric"] == "fast_share" and x["stat"] == "median" and x["config"] == "active"}
     assert all(shares[(e, rt)] > 0.9 for e in ("ping",) for rt in ISO_RUNTIMES), shares
     assert "native/process" in r.stdout
+    # the ping table sets each process row's added latency against its in-process row's
+    (added,) = [x["value"] for x in rows if (x["experiment"], x["topology"], x["config"], x["runtime"], x["metric"],
+                                            x["stat"]) == ("ping", "udp", "active", "native/process", "added_us", "median")]
+    (own,) = [x["value"] for x in rows if (x["experiment"], x["topology"], x["config"], x["runtime"], x["metric"],
+                                          x["stat"]) == ("ping", "udp", "active", "native", "added_us", "median")]
+    ping_table = r.stdout.split("ping (round trip")[1].split("\n\n")[0]
+    line = next(ln for ln in ping_table.splitlines() if ln.split()[:3] == ["udp", "active", "native/process"])
+    assert "vs in-process" in ping_table and (f"{added / own:.2f}x" in line.split() or "noise" in line.split()), line
     names = {p.name for p in plots.iterdir()}
     assert {"dispatch-inproc.png", "rtt-udp.png", "rtt-inproc.png"} <= names
     text = render_report(doc)

@@ -67,3 +67,38 @@ def test_a_runtime_in_process_isolation_is_a_row_of_its_own_set_against_its_in_p
     assert _row(text, "wasm")[6:8] == ["2.00x", "-"]
     assert {r.isolation for r in rows} == {"in_process", "process"} and rows[1].isolation == "process"
     assert "vs in-process" not in format_results(rows[:1], 1)
+
+
+def test_ping_flood_and_capacity_set_each_process_row_against_its_in_process_row():
+    """The cost of containment as the issue's bars read it, printed by the run itself: the
+    added latency, the flood's capsules/s and the capacity of ``RUNTIME/process`` over
+    ``RUNTIME``'s in the same cell; an added latency the table calls noise makes its ratio noise."""
+    from pan_runtime.bench.noise import cell_key
+    from pan_runtime.bench.results import Result
+
+    rows = []
+    for rt, added, cps, kpps in (("native", 12.0, 26000.0, 400.0), ("native/process", 30.0, 25000.0, 200.0),
+                                 ("wasm", 30.0, 17000.0, 380.0), ("wasm/process", 42.0, 16150.0, 95.0)):
+        rows += [Result("ping", "udp", "active", rt, 1500, "added_us", "median", added),
+                 Result("ping", "udp", "active", rt, 1500, "rtt_us", "median", 200 + 2 * added),
+                 Result("flood", "udp", "active", rt, 1500, "capsules_per_s", "median", cps),
+                 Result("capacity", "netns", "active", rt, 1500, "capacity_kpps", "median", kpps)]
+    rows.append(Result("ping", "udp", "none", "native", 1500, "rtt_us", "median", 200.0))
+    text = format_results(rows, 3)
+    assert "vs in-process = a RUNTIME/process row's added latency over RUNTIME's" in text
+    ping = _row(text, "udp", "active", "native/process", "260.0")
+    assert ping[-1] == "2.50x" and _row(text, "udp", "active", "wasm/process", "284.0")[-1] == "1.40x"
+    assert _row(text, "udp", "active", "native", "224.0")[-1] == "-"
+    assert _row(text, "udp", "active", "wasm/process", "16,150")[-1] == "0.95x"
+    assert _row(text, "netns", "active", "native/process", "200.0")[-1] == "0.50x"
+    assert _row(text, "netns", "active", "wasm/process", "95.0")[-1] == "0.25x"
+    flags = {cell_key("ping", "udp", "active", "wasm", 1500, "added_us"): "added latency at or below zero"}
+    flagged = format_results(rows, 3, flags)
+    assert _row(flagged, "udp", "active", "wasm/process", "284.0")[-1] == "noise"  # its own 42.0 stays: not flagged
+    assert "42.0" in _row(flagged, "udp", "active", "wasm/process", "284.0")
+    # a flagged flood figure is printed with its note, and so is its ratio
+    limited = {cell_key("flood", "udp", "active", "wasm/process", 1500, "capsules_per_s"): "sender-limited: as fast as none"}
+    assert _row(format_results(rows, 3, limited), "udp", "active", "wasm/process", "16,150")[-2:] == ["0.95x", "sender-limited"]
+    # without a process row there is no such column
+    plain = [r for r in rows if not r.runtime.endswith("/process")]
+    assert "vs in-process" not in format_results(plain, 3)
