@@ -129,7 +129,44 @@ def headline(rows: list[dict[str, Any]], trials: int = 1, flags: dict[str, str] 
                 "note": flags.get(cell_key("flood", topo, config, rt, s, "capsules_per_s")),  # type: ignore[arg-type]
             }
         out["flood"] = {"topology": topo, "size": s, "cells": fl}
+    iso = _isolation(ix, flags, trials)
+    if iso:
+        out["isolation"] = iso
     return out
+
+
+def _isolation(ix: dict[Any, float], flags: dict[str, str], trials: int) -> dict[str, Any] | None:
+    """The cost of process isolation as the run measured it side by side (``--isolation
+    in_process,process``): per runtime, the ``active`` middle's added latency (ping) and
+    flood throughput in a worker over in-process, at the size nearest 1500 bytes on the
+    topology the report quotes; None when the run has no process cells."""
+    out: dict[str, Any] = {}
+    for exp, metric in (("ping", "added_us"), ("flood", "capsules_per_s")):
+        topo = _topology(ix, exp)
+        if topo is None:
+            continue
+        size = _near({k[4] for k in ix if k[0] == exp and k[1] == topo}, 1500)
+        cells = {}
+        for k, v in ix.items():
+            if k[:3] != (exp, topo, "active") or k[4] != size or k[5:] != (metric, "median"):
+                continue
+            if not k[3].endswith(PROCESS_SUFFIX):
+                continue
+            rt = k[3][: -len(PROCESS_SUFFIX)]
+            own = ix.get((exp, topo, "active", rt, size, metric, "median"))
+            if own is None:
+                continue
+            mine, theirs = (exp, topo, "active", k[3], size), (exp, topo, "active", rt, size)
+            noted = [flags.get(cell_key(*c, metric)) for c in (mine, theirs)]  # type: ignore[arg-type]
+            cells[rt] = {
+                "in_process": own, "process": v, "ratio": v / own if own > 0 else None,
+                "spread": interval(ix, mine, metric), "in_process_spread": interval(ix, theirs, metric),  # type: ignore[arg-type]
+                "significant": significance(interval(ix, mine, metric), interval(ix, theirs, metric), trials),  # type: ignore[arg-type]
+                "note": "; ".join(n for n in noted if n) or None,
+            }
+        if cells:
+            out[exp] = {"topology": topo, "size": size, "cells": cells}
+    return out or None
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -237,6 +274,28 @@ def render_report(doc: dict[str, Any], figures: list[str] | None = None) -> str:
                          f"{_fmt(c['mbit_per_s'], '.1f')} | {_fmt(c['of_cforw'], '.2f')} | {_sig(c['vs_cforw_significant'])} | {note} |")
         lines += ["", f"Paper: about {PAPER['fast_ethernet_mbit']:.0f} Mbit/s through a node on Fast Ethernet (the wire's limit). "
                   "A *sender-limited* cell was as fast as the direct link: it measures the sending application, not the middle.", ""]
+    if "isolation" in h:
+        lines += ["## Cost of process isolation (`active` middle, its runtime in workers against in-process)", ""]
+        for exp, what, spec in (("ping", "added µs", ".1f"), ("flood", "capsules/s", ",.0f")):
+            part = h["isolation"].get(exp)
+            if not part:
+                continue
+            lines += [f"{exp} at {part['size']} bytes ({part['topology']}):", "",
+                      f"| runtime | {what} in-process | trials' range | {what} in a worker | trials' range | × in-process | "
+                      "differs? | note |", "|---|---:|---:|---:|---:|---:|---|---|"]
+            for rt in _order(set(part["cells"])):
+                c = part["cells"][rt]
+                # a flagged added latency is noise in the tables: so is its ratio here
+                hidden = exp == "ping" and c["note"]
+                ratio = "noise" if hidden else _fmt(c["ratio"], ".2f")
+                sig = None if hidden else c["significant"]
+                verdict(f"{exp} at {part['size']} B on {part['topology']}: {rt} in a worker vs in-process ({ratio}×)", sig)
+                note = (c["note"] or "").split(":", 1)[0]
+                lines.append(f"| {rt} | {_fmt(c['in_process'], spec)} | {_range(c['in_process_spread'], spec, trials)} | "
+                             f"{_fmt(c['process'], spec)} | {_range(c['spread'], spec, trials)} | {ratio} | {_sig(sig)} | {note} |")
+            lines.append("")
+        lines += ["Where a worker's crossing goes, and what it costs with workers that sleep or poll: pan's "
+                  "`docs/isolation.md`.", ""]
     lines += ["## What this run can tell", ""]
     if trials <= 1:
         lines += ["One trial per cell: the run has no spread to set a difference against, so it can tell no difference "

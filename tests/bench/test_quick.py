@@ -199,6 +199,8 @@ def test_isolation_is_a_dimension_of_the_cells(tmp, tmp_path):
     assert {"dispatch-inproc.png", "rtt-udp.png", "rtt-inproc.png"} <= names
     text = render_report(doc)
     assert "| native/process | " in text
+    cost = text.split("## Cost of process isolation", 1)[1].split("\n## ", 1)[0]
+    assert "ping at 1500 bytes (udp)" in cost and "| native |" in cost and "unknown (1 trial)" in cost
     assert list(tmp.iterdir()) == []
 
 

@@ -77,3 +77,42 @@ def test_a_file_from_before_flags_and_spreads_were_recorded_still_renders_with_i
     old["results"] = [r for r in old["results"] if r["stat"] == "median" and r["metric"] != "others_cpu"]
     text = render_report(old)
     assert "-444.0 µs: at or below zero" in text and "QUICK RUN" not in text
+
+
+def test_a_run_with_process_isolation_reports_the_cost_of_containment_per_runtime():
+    """``--isolation in_process,process``: the report sets each runtime's worker cells against
+    its in-process cells (added latency and flood), with the trials' ranges and whether the
+    difference is significant, and names it among what the run can tell."""
+    out = Outcome(results=rows_of({
+        ("ping", "udp", "none", "native", 1500, "rtt_us"): (200.0, 199.0, 201.0),
+        ("ping", "udp", "active", "native", 1500, "rtt_us"): (228.0, 226.0, 230.0),
+        ("ping", "udp", "none", "native/process", 1500, "rtt_us"): (200.0, 199.0, 201.0),
+        ("ping", "udp", "active", "native/process", 1500, "rtt_us"): (280.0, 276.0, 284.0),
+        ("ping", "udp", "none", "wasm", 1500, "rtt_us"): (200.0, 199.0, 201.0),
+        ("ping", "udp", "active", "wasm", 1500, "rtt_us"): (260.0, 250.0, 270.0),
+        ("ping", "udp", "none", "wasm/process", 1500, "rtt_us"): (200.0, 199.0, 201.0),
+        ("ping", "udp", "active", "wasm/process", 1500, "rtt_us"): (266.0, 256.0, 280.0),
+        ("flood", "udp", "active", "native", 1500, "capsules_per_s"): (26000.0, 25800.0, 26400.0),
+        ("flood", "udp", "active", "native/process", 1500, "capsules_per_s"): (24700.0, 24500.0, 25000.0),
+    }))
+    derive(out)
+    flags = flag_cells(out.results, 3)
+    doc = document(meta({"plan": {"trials": 3}}, flags=flags), out.results)
+    iso = headline(doc["results"], 3, flags)["isolation"]
+    assert iso["ping"]["topology"] == "udp" and iso["ping"]["size"] == 1500
+    native = iso["ping"]["cells"]["native"]
+    assert (native["in_process"], native["process"], native["ratio"]) == (14.0, 40.0, 40.0 / 14.0)
+    assert native["significant"] == "yes" and iso["ping"]["cells"]["wasm"]["significant"] == "no (within noise)"
+    assert iso["flood"]["cells"]["native"]["ratio"] == 24700.0 / 26000.0 and "wasm" not in iso["flood"]["cells"]
+    text = render_report(doc)
+    rows = _table_rows(text, "## Cost of process isolation")
+    ping_native = next(r for r in rows if r.startswith("| native |") and "14.0" in r)
+    assert [c.strip() for c in ping_native.split("|")[2:8]] == ["14.0", "12.5–15.5", "40.0", "37.5–42.5", "2.86", "yes"]
+    flood_native = next(r for r in rows if r.startswith("| native |") and "26,000" in r)
+    assert [c.strip() for c in flood_native.split("|")[6:8]] == ["0.95", "yes"]
+    can_tell = text.split("## What this run can tell", 1)[1].split("\n## ", 1)[0]
+    significant, within = can_tell.split("These are within noise", 1)
+    assert "ping at 1500 B on udp: native in a worker vs in-process (2.86×)" in significant
+    assert "ping at 1500 B on udp: wasm in a worker vs in-process (1.10×)" in within
+    # a run without process cells has no such section
+    assert "isolation" not in headline(_doc()["results"], 3) and "Cost of process isolation" not in render_report(_doc())
