@@ -374,3 +374,61 @@ def test_a_restart_does_not_wait_on_the_node_thread_for_a_standby_still_starting
         assert entry.stats.drops.get(FaultReason.WORKER_DOWN.value, 0) == 1 and entry.stats.errors == 1, entry.stats.as_dict()
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize("driver", ["asynchronous", "bare"])
+def test_a_worker_that_calls_the_node_without_pause_still_ends_at_its_budget(monkeypatch, driver: str):
+    """A native code object whose ``accept`` calls the node in a loop, its worker's next call
+    read as soon as it is written (as a worker on a CPU of its own can make it): the node
+    never finds the ring empty, and must still end the call at the batch's budget, counted
+    ``killed_budget``, both in the collect of asynchronous dispatch and in the wait of a bare
+    ``Node``. Before, the budget was looked at only when the ring was empty: the node served
+    calls until its replies had filled the ring to the worker (which the batch out holds),
+    then took the worker for a protocol breaker (``crash``). Native only: the other runtimes
+    stop their own code at its budget in the worker."""
+    from pan_runtime.isolation.ring import Ring
+    from pan_runtime.isolation.supervisor import WorkerCode
+    from pan_runtime.node.node import Node
+    from pan_runtime.node.trust import CodeOrigin
+
+    served = [0]
+    answer, get = WorkerCode._answer, Ring.get
+    guard = time.monotonic() + 60  # a hang guard: past it the node was serving calls for ever
+
+    def counted(self, vals):
+        served[0] += 1
+        return answer(self, vals)
+
+    def eager(self):
+        rec = get(self)
+        wait = time.monotonic() + 0.05
+        while rec is None and served[0] and time.monotonic() < wait:  # the worker's next call
+            rec = get(self)
+        assert time.monotonic() < guard, f"the node served {served[0]} calls past the budget"
+        return rec
+
+    monkeypatch.setattr(WorkerCode, "_answer", counted)
+    monkeypatch.setattr(Ring, "get", eager)
+    src = SOURCES / "callspin.c"
+    code = default_plugins().builders.find("native", ".c").build(BuildRequest([src], "native", [], [], "callspin"))
+    budget = Budget(time_ms=300, steps=10**12, fuel=10**13)
+    config = NodeConfig(isolation={"native": "process"}, budget=budget, breaker_threshold=1000, worker_spares=0,
+                        worker_standbys=0)
+    if driver == "bare":
+        with Node(1, config=config) as node:
+            entry = node.install(code, origin=CodeOrigin.LOCAL)
+            Application(node).send(code, bytes(32))
+            node.process()  # waits for the worker: its call ends at the budget
+            drops = dict(entry.stats.drops)
+    else:
+        with node_line(config, config, portmapper=False) as net:
+            n1 = net.nodes[0]
+            net.install(code, [n1])
+            a = n1.cache.peek(code.name)
+            assert a is not None
+            Application(n1).send(code, bytes(32))
+            while not sum(a.stats.drops.values()):
+                _turn(net)
+            drops = dict(a.stats.drops)
+    assert {r: v for r, v in drops.items() if v} == {FaultReason.KILLED_BUDGET.value: 1}, drops
+    assert served[0] > 1  # it was served call after call, then ended

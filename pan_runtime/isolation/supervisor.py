@@ -207,6 +207,16 @@ def reap_killed(timeout_s: float = 0.0) -> None:
             _killed.remove(p)
 
 
+def _end_if_past(proc: _Process, deadline_ns: int) -> None:
+    """Kill ``proc`` and raise its ``_Died`` once ``deadline_ns`` (monotonic) has passed.
+    Looked at when the worker has written nothing more and after each PNI call served: a
+    worker that calls again as soon as it has its reply would otherwise keep the node serving
+    calls past its budget, until the replies filled the ring to it (held by the batch out)."""
+    if time.monotonic_ns() >= deadline_ns:
+        proc.kill(FaultReason.KILLED_BUDGET)
+        raise proc.death()
+
+
 class _Process:
     """One running worker: its process, pidfd and channel."""
 
@@ -916,6 +926,7 @@ class WorkerCode(LoadedCode):
                 reply = self._answer(vals)
                 ch.up.release()
                 self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
+                _end_if_past(proc, deadline_ns)
                 continue
             ch.up.release()
             if kind != expect:
@@ -923,9 +934,7 @@ class WorkerCode(LoadedCode):
             return vals
         if proc.proc.poll() is not None:
             raise proc.death()
-        if deadline_ns - time.monotonic_ns() <= 0:
-            proc.kill(FaultReason.KILLED_BUDGET)
-            raise proc.death()
+        _end_if_past(proc, deadline_ns)
         return None
 
     def _fail(self, exc: Exception) -> RuntimeFault:
@@ -1241,9 +1250,7 @@ class WorkerCode(LoadedCode):
                     if proc.proc.poll() is not None:
                         raise proc.death()
                     head = self.inflight[0]
-                    if time.monotonic_ns() >= head.started + head.budget_ns:
-                        proc.kill(FaultReason.KILLED_BUDGET)
-                        raise proc.death()
+                    _end_if_past(proc, head.started + head.budget_ns)
                     break
                 kind, payload, _ = rec
                 if kind == Kind.VERDICTS and self.inflight and self.inflight[0].raw is not None:
@@ -1270,6 +1277,7 @@ class WorkerCode(LoadedCode):
                         self._envs = ()
                     ch.up.release()
                     self._put(Kind.REPLY, wire.encode(reply))  # type: ignore[arg-type]
+                    _end_if_past(proc, head.started + head.budget_ns)
                     continue
                 ch.up.release()
                 if kind == Kind.RESULT and self.resets_out > 0 and len(vals) in (3, 4):
