@@ -391,14 +391,16 @@ class PNI(Protocol):
 
     def state_get(self, key: bytes, length: int) -> bytes:
         """Copy the value stored under KEY into DST (truncated to len(DST)); returns the full value
-        length. The Python binding returns the bytes written to DST. Raises PniError on:
-        NOT_FOUND, OUT_OF_RANGE.
+        length. NO_SPACE only for code in a worker process: the value is larger than its channel
+        carries, or this batch's earlier replies hold the channel's room. The Python binding
+        returns the bytes written to DST. Raises PniError on: NOT_FOUND, OUT_OF_RANGE, NO_SPACE.
         """
         ...
 
     def state_put(self, key: bytes, value: bytes, ttl_ms: int) -> int:
         """Store VALUE under KEY in this code object's soft state for TTL_MS (0 = the node's
-        default). Raises PniError on: NO_SPACE, OUT_OF_RANGE.
+        default). NO_SPACE also for code in a worker process whose value is larger than its
+        channel carries. Raises PniError on: NO_SPACE, OUT_OF_RANGE.
         """
         ...
 

@@ -549,3 +549,47 @@ def test_a_restarted_worker_whose_init_answers_at_once_is_not_demoted(runtime: s
         assert _policies(wc.pid) == {os.SCHED_OTHER}, runtime  # type: ignore[attr-defined]
         app.send(code, bytes(32))  # its capsule runs (a first capsule in a JVM may be demoted: its batch's own)
         assert turn_until(daemon, lambda: entry.stats.done == 1), entry.stats.as_dict()
+
+
+# -- soft-state values larger than a worker's channel carries --------------------------------
+
+
+def _bigstate_body(op: int, size: int, reads: int = 0) -> bytes:
+    return bytes([op]) + size.to_bytes(4, "big") + bytes([reads])
+
+
+@pytest.mark.parametrize("runtime", ["native", "wasm"])
+def test_soft_state_values_too_large_for_the_channel_are_refused_with_a_status_not_a_fault(runtime: str):
+    """Code in a worker storing a value over a quarter of its ring gets NO_SPACE from
+    ``state_put`` (before: a host error, the capsule a fault); reading a value whose replies
+    would fill the ring held by the batch out gets NO_SPACE from ``state_get`` (before: the
+    worker taken for a protocol breaker, ``crash``). The code decides (here: drop); nothing is
+    a fault, the worker stays, and a read that fits returns the whole value. In-process the
+    same capsules are all done: the limit is the channel's (pni.toml says so)."""
+    from pan_runtime.node.trust import CodeOrigin
+
+    src = SOURCES / "bigstate.c"
+    code = default_plugins().builders.find(runtime, ".c").build(BuildRequest([src], runtime, [], [], "bigstate"))
+    outcomes: dict[str, list[str]] = {}
+    ring = 0
+    for iso in ("process", "in_process"):
+        with Node(1, config=NodeConfig(isolation={runtime: iso}, breaker_threshold=1000)) as node:
+            entry = node.install(code, origin=CodeOrigin.LOCAL)
+            ring = ring or entry.loaded.ring_size  # type: ignore[attr-defined] # the worker's, first
+            app = Application(node)
+            results = []
+            for body in (_bigstate_body(0, ring // 4 + 1),  # over what the channel carries
+                         _bigstate_body(0, ring // 8),  # fits: stored
+                         _bigstate_body(1, ring // 8, reads=8),  # eight replies of an eighth: more than the room
+                         _bigstate_body(1, ring // 8, reads=1)):  # one fits
+                done, drops = entry.stats.done, sum(entry.stats.drops.values())
+                app.send(code, body)
+                node.process()
+                results.append("done" if entry.stats.done > done else "drop" if sum(entry.stats.drops.values()) > drops
+                               else "lost")
+            assert entry.stats.errors == 0, entry.stats.as_dict()  # no capsule was a fault
+            outcomes[iso] = results
+            if iso == "process":
+                assert node.runtime(runtime).statistics()["worker_deaths"] == 0
+    assert outcomes["in_process"] == ["done", "done", "done", "done"]
+    assert outcomes["process"] == ["drop", "done", "drop", "done"]

@@ -263,11 +263,14 @@ PNI_IMPORT(route_set) int32_t pni_route_set(const uint8_t *dest, const uint8_t *
 
 /*
  * Copy the value stored under KEY into DST (truncated to len(DST)); returns the full value length.
- * Errors: PNI_NOT_FOUND, PNI_OUT_OF_RANGE.
+ * NO_SPACE only for code in a worker process: the value is larger than its channel carries, or
+ * this batch's earlier replies hold the channel's room.
+ * Errors: PNI_NOT_FOUND, PNI_OUT_OF_RANGE, PNI_NO_SPACE.
  */
 PNI_IMPORT(state_get) int32_t pni_state_get(const void *key, uint32_t key_len, void *dst, uint32_t dst_len);
 /*
  * Store VALUE under KEY in this code object's soft state for TTL_MS (0 = the node's default).
+ * NO_SPACE also for code in a worker process whose value is larger than its channel carries.
  * Errors: PNI_NO_SPACE, PNI_OUT_OF_RANGE.
  */
 PNI_IMPORT(state_put) int32_t pni_state_put(const void *key, uint32_t key_len, const void *value, uint32_t value_len, uint32_t ttl_ms);

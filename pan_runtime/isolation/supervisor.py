@@ -84,6 +84,10 @@ MAX_BACKOFF_NS = 5_000_000_000
 _FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGSYS, signal.SIGTRAP}
 #: the PNI status for a missing soft-state entry (``pni_api``)
 NOT_FOUND = pni_api.NOT_FOUND
+NO_SPACE = pni_api.NO_SPACE
+#: room a value's reply leaves in the ring to the worker for the small replies after it (a
+#: status, a few ints), so that a reply the node owes the worker always fits
+_REPLY_SLACK = 4096
 #: what ``WorkerCode.steer`` times when no batch is out: a restart's ``init`` in progress
 _INIT = object()
 
@@ -1043,6 +1047,11 @@ class WorkerCode(LoadedCode):
                 if value is None:
                     return [NOT_FOUND, b""]
                 data = value if isinstance(value, bytes) else value.tobytes()
+                # larger than the channel carries (as the worker's own puts), or the room is
+                # held by the replies of the batch out: refused, and the replies after it fit
+                down = self.proc.ch.down  # type: ignore[union-attr]
+                if len(data) + _REPLY_SLACK > min(down.size // 4, down.room()):
+                    return [NO_SPACE, b""]
                 return [len(data), data]
             if "s" in shape:
                 data = args[-1]

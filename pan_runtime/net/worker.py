@@ -168,6 +168,8 @@ class _Host(PniServer):
         return len(data)
 
     def state_put(self, key: Any, value: Any, ttl_ms: int) -> int:
+        if len(value) > self.worker.max_send:  # the channel carries at most that (pni.toml)
+            return NO_SPACE
         return self._fwd("state_put", bytes(key), bytes(value), ttl_ms)
 
     def state_delete(self, key: Any) -> int:
@@ -177,8 +179,8 @@ class _Host(PniServer):
         s = self._seg(seg)
         if s is None:
             return BAD_HANDLE
-        if s.length > self.worker.max_send:
-            return TOO_BIG
+        if s.length > self.worker.max_send:  # as state_put
+            return NO_SPACE
         return self._fwd("state_put", bytes(key), s.tobytes(), ttl_ms)
 
     def state_get_seg(self, key: Any) -> int:

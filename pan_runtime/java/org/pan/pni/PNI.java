@@ -228,12 +228,15 @@ public interface PNI {
 
     /**
      * Copy the value stored under KEY into DST (truncated to len(DST)); returns the full value length.
-     * Errors: {@link PniStatus#NOT_FOUND}, {@link PniStatus#OUT_OF_RANGE}.
+     * NO_SPACE only for code in a worker process: the value is larger than its channel carries, or
+     * this batch's earlier replies hold the channel's room.
+     * Errors: {@link PniStatus#NOT_FOUND}, {@link PniStatus#OUT_OF_RANGE}, {@link PniStatus#NO_SPACE}.
      */
     int stateGet(byte[] key, int keyOff, int keyLen, byte[] dst, int dstOff, int dstLen);
 
     /**
      * Store VALUE under KEY in this code object's soft state for TTL_MS (0 = the node's default).
+     * NO_SPACE also for code in a worker process whose value is larger than its channel carries.
      * Errors: {@link PniStatus#NO_SPACE}, {@link PniStatus#OUT_OF_RANGE}.
      */
     int statePut(byte[] key, int keyOff, int keyLen, byte[] value, int valueOff, int valueLen, int ttlMs);
