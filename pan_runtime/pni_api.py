@@ -428,7 +428,9 @@ class PNI(Protocol):
 
     def log(self, level: int, message: bytes) -> int:
         """Log MESSAGE (UTF-8) at LEVEL (10 debug, 20 info, 30 warning, 40 error) under the code
-        object's name. Raises PniError on: BAD_ARGUMENT, OUT_OF_RANGE.
+        object's name. The node writes it as one line (control characters escaped) and at a rate
+        it bounds; a line past the bound is counted, not written, and the call still returns OK.
+        Raises PniError on: BAD_ARGUMENT, OUT_OF_RANGE.
         """
         ...
 

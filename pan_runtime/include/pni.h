@@ -296,7 +296,8 @@ PNI_IMPORT(state_get_seg) int64_t pni_state_get_seg(const void *key, uint32_t ke
 
 /*
  * Log MESSAGE (UTF-8) at LEVEL (10 debug, 20 info, 30 warning, 40 error) under the code object's
- * name.
+ * name. The node writes it as one line (control characters escaped) and at a rate it bounds; a
+ * line past the bound is counted, not written, and the call still returns OK.
  * Errors: PNI_BAD_ARGUMENT, PNI_OUT_OF_RANGE.
  */
 PNI_IMPORT(log) int32_t pni_log(int32_t level, const void *message, uint32_t message_len);

@@ -116,6 +116,7 @@ class Node:
         self.queue = CapsuleQueue(self.pool, self.config.queue_limit, self.stats, self.count_drop, self.ledger)
         #: faults of code objects as WARNING lines, rate-limited per code object
         self.fault_log = FaultLog(log, clock)
+        self.host.code_log.clock = clock  # the node's time, as its fault lines
         #: called with (capsule, queued item) when a capsule's code is not cached; returns
         #: True if it took the capsule (demand loading parks it), False to drop it
         self.on_missing_code: Callable[[Capsule, Any], bool] | None = None

@@ -22,6 +22,7 @@ the same calls.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +30,7 @@ from pan_runtime import pni_api
 from pan_runtime.data.address import ADDRESS_SIZE, NodeAddress
 from pan_runtime.data.segments import Segment
 from pan_runtime.data.streams import crc32, hmac_sha256, inet_checksum, sha256
+from pan_runtime.node.codelog import CodeLog
 from pan_runtime.node.env import Environment, Origin
 from pan_runtime.node.quota import Refusal
 
@@ -141,6 +143,8 @@ class PniServer:
         self.node = node
         self.current: Environment = Environment()
         self.log_ = logger or logging.getLogger("pan.code")
+        #: the lines code writes with ``log``: one line each, rate-limited per code object
+        self.code_log = CodeLog(self.log_, time.monotonic_ns)
         #: what ``current`` is while the fast path runs a capsule whose environment is not built
         self.unbuilt: Any = Unbuilt(self)
         #: set by the node's fast path: builds the environment of the capsule it is running
@@ -487,9 +491,7 @@ class PniServer:
     def log(self, level: int, message: Any) -> int:
         if level not in _LOG_LEVELS:
             return BAD_ARGUMENT
-        code = self.current.code
-        text = bytes(message[:4096]).decode("utf-8", "replace")
-        self.log_.log(level, "[%s] %s", code.short_name if code else "?", text)
+        self.code_log.write(level, self.current.code, bytes(message[:4096]))
         return OK
 
     def _views(self, seg: int, offset: int, length: int) -> list[memoryview] | int:

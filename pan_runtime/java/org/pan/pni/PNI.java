@@ -265,7 +265,8 @@ public interface PNI {
 
     /**
      * Log MESSAGE (UTF-8) at LEVEL (10 debug, 20 info, 30 warning, 40 error) under the code object's
-     * name.
+     * name. The node writes it as one line (control characters escaped) and at a rate it bounds; a
+     * line past the bound is counted, not written, and the call still returns OK.
      * Errors: {@link PniStatus#BAD_ARGUMENT}, {@link PniStatus#OUT_OF_RANGE}.
      */
     int log(int level, byte[] message, int messageOff, int messageLen);
