@@ -10,8 +10,10 @@ import pytest
 
 from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.net.application import Application
+from pan_runtime.net.daemon import prometheus_text
 from pan_runtime.node.codelog import CodeLog
 from pan_runtime.node.node import Node, NodeConfig
+from pan_runtime.node.stats import format_statistics, statistics
 from pan_runtime.node.trust import CodeOrigin
 from pan_runtime.plugin.builders import BuildRequest
 from pan_runtime.plugin.plugins import default_plugins
@@ -93,3 +95,8 @@ def test_code_that_logs_in_a_loop_writes_its_burst_and_the_node_counts_the_rest(
         assert len(lines) == 20, len(lines)
         assert all("\n" not in t and "\\n2026-01-01 00:00:00 pan.node ERROR forged" in t for t in lines)
         assert node.host.code_log.suppressed == 300 - 20
+        # and says so: pan stats (--json and text) and /metrics
+        stats = statistics(node)
+        assert stats["log"]["code_lines_unwritten"] == 280
+        assert "not written to the log (rate bounds): 280 lines of code" in format_statistics(node)
+        assert "pan_code_log_lines_unwritten_total 280" in prometheus_text(stats).splitlines()

@@ -225,6 +225,11 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     metric("pan_soft_state_bytes", "gauge", "Soft-state bytes of every code object together.", [({}, stats["soft_state"]["bytes"])])
     metric("pan_code_cache_entries", "gauge", "Installed code objects.", [({}, stats["cache"]["entries"])])
     metric("pan_code_cache_bytes", "gauge", "Bytes of installed code objects.", [({}, stats["cache"]["bytes"])])
+    log = stats.get("log", {})
+    metric("pan_code_log_lines_unwritten_total", "counter", "Lines code objects logged past the node's rate bounds (not written).",
+           [({}, log.get("code_lines_unwritten", 0))])
+    metric("pan_fault_warnings_unwritten_total", "counter", "Fault warnings past the node's rate bounds (not written).",
+           [({}, log.get("fault_warnings_unwritten", 0))])
     workers = stats.get("workers", {})
     for field, helptext in (
         ("workers", "Worker processes up, per runtime in process isolation."),

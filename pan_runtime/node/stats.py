@@ -260,6 +260,9 @@ def statistics(node: Node) -> dict[str, Any]:
         "quarantined": [e.code.hex_name for e in cache if not e.breaker.allows(now)],
         "ports": node.ports.info(),
         "neighbours": node.ledger.info(),
+        # lines the node's bounds kept out of its log: code's own (codelog), fault warnings (faultlog)
+        "log": {"code_lines_unwritten": node.host.code_log.suppressed,
+                "fault_warnings_unwritten": node.fault_log.unlogged},
     }
 
 
@@ -298,4 +301,7 @@ def format_statistics(node: Node) -> str:
         text += "\n" + workers
     if ns.refused:
         text += "\nrefused to code: " + ", ".join(f"{k}={v}" for k, v in sorted(ns.refused.items()))
+    code_lines, warnings = node.host.code_log.suppressed, node.fault_log.unlogged
+    if code_lines or warnings:
+        text += f"\nnot written to the log (rate bounds): {code_lines} lines of code, {warnings} fault warnings"
     return text
