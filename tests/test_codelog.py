@@ -12,6 +12,7 @@ from pan_runtime.data.codeobj import CodeObject
 from pan_runtime.net.application import Application
 from pan_runtime.net.daemon import prometheus_text
 from pan_runtime.node.codelog import CodeLog
+from pan_runtime.node.env import Budget
 from pan_runtime.node.node import Node, NodeConfig
 from pan_runtime.node.stats import format_statistics, statistics
 from pan_runtime.node.trust import CodeOrigin
@@ -21,6 +22,11 @@ from pan_runtime.plugin.plugins import default_plugins
 SOURCES = Path(__file__).parent / "log_sources"
 CHATTY = {"native": "chatty.c", "wasm": "chatty.c", "jvm": "Chatty.java", "restricted_py": "chatty.py"}
 FORGED = b"chatty line\n2026-01-01 00:00:00 pan.node ERROR forged\x1b[31m"
+
+
+#: each of a capsule's 100 calls crosses a worker's channel in process isolation: the budget
+#: is a hang guard, not a deadline (a loaded machine took a jvm capsule past the default 50 ms)
+_HANG_GUARD = Budget(time_ms=60_000)
 
 
 class _Clock:
@@ -83,7 +89,7 @@ def test_code_that_logs_in_a_loop_writes_its_burst_and_the_node_counts_the_rest(
     plugins = default_plugins()
     code = plugins.builders.find(runtime, src.suffix).build(BuildRequest([src], runtime, [], [], "chatty"))
     with caplog.at_level(logging.WARNING, logger="pan.code"), \
-            Node(1, plugins=plugins, config=NodeConfig(isolation={runtime: isolation})) as node:
+            Node(1, plugins=plugins, config=NodeConfig(isolation={runtime: isolation}, budget=_HANG_GUARD)) as node:
         node.host.code_log.clock = _Clock()  # time stands still: no refill, whatever the load
         entry = node.install(code, origin=CodeOrigin.LOCAL)
         app = Application(node)

@@ -573,7 +573,9 @@ def test_soft_state_values_too_large_for_the_channel_are_refused_with_a_status_n
     outcomes: dict[str, list[str]] = {}
     ring = 0
     for iso in ("process", "in_process"):
-        with Node(1, config=NodeConfig(isolation={runtime: iso}, breaker_threshold=1000)) as node:
+        # the budget is a hang guard: a capsule's reads of large values are not timed here
+        config = NodeConfig(isolation={runtime: iso}, breaker_threshold=1000, budget=Budget(time_ms=60_000))
+        with Node(1, config=config) as node:
             entry = node.install(code, origin=CodeOrigin.LOCAL)
             ring = ring or entry.loaded.ring_size  # type: ignore[attr-defined] # the worker's, first
             app = Application(node)
