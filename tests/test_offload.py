@@ -44,9 +44,12 @@ pytestmark = pytest.mark.skipif(process_unavailable() is not None, reason=f"proc
 
 
 def _spin(runtime: str) -> CodeObject:
-    src = SOURCES / SPIN[runtime]
-    builder = default_plugins().builders.find(runtime, src.suffix)
-    return builder.build(BuildRequest([src], runtime, [], [], f"spin-{runtime}"))
+    return _build(runtime, SPIN[runtime], f"spin-{runtime}")
+
+
+def _build(runtime: str, source: str, name: str) -> CodeObject:
+    src = SOURCES / source
+    return default_plugins().builders.find(runtime, src.suffix).build(BuildRequest([src], runtime, [], [], name))
 
 
 def _line(runtime: str, portmapper: bool = True, **limits: int) -> Network:
@@ -409,8 +412,7 @@ def test_a_worker_that_calls_the_node_without_pause_still_ends_at_its_budget(mon
 
     monkeypatch.setattr(WorkerCode, "_answer", counted)
     monkeypatch.setattr(Ring, "get", eager)
-    src = SOURCES / "callspin.c"
-    code = default_plugins().builders.find("native", ".c").build(BuildRequest([src], "native", [], [], "callspin"))
+    code = _build("native", "callspin.c", "callspin")
     budget = Budget(time_ms=300, steps=10**12, fuel=10**13)
     config = NodeConfig(isolation={"native": "process"}, budget=budget, breaker_threshold=1000, worker_spares=0,
                         worker_standbys=0)

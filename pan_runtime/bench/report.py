@@ -158,11 +158,11 @@ def _isolation(ix: dict[Any, float], flags: dict[str, str], trials: int) -> dict
                 continue
             mine, theirs = (exp, topo, "active", k[3], size), (exp, topo, "active", rt, size)
             noted = [flags.get(cell_key(*c, metric)) for c in (mine, theirs)]  # type: ignore[arg-type]
+            spread, own_spread = interval(ix, mine, metric), interval(ix, theirs, metric)  # type: ignore[arg-type]
             cells[rt] = {
                 "in_process": own, "process": v, "ratio": v / own if own > 0 else None,
-                "spread": interval(ix, mine, metric), "in_process_spread": interval(ix, theirs, metric),  # type: ignore[arg-type]
-                "significant": significance(interval(ix, mine, metric), interval(ix, theirs, metric), trials),  # type: ignore[arg-type]
-                "note": "; ".join(n for n in noted if n) or None,
+                "spread": spread, "in_process_spread": own_spread,
+                "significant": significance(spread, own_spread, trials), "note": "; ".join(n for n in noted if n) or None,
             }
         if cells:
             out[exp] = {"topology": topo, "size": size, "cells": cells}

@@ -54,6 +54,13 @@ class Channel:
             raise
         return cls(memfd, down, up, ring_size, owner=True)
 
+    @property
+    def max_payload(self) -> int:
+        """The most one record's body or soft-state value may be: a quarter of a ring. The
+        node keeps that much of its ring free for replies while batches are out, so a reply
+        of that size always has room (``WorkerCode``)."""
+        return self.ring_size // 4
+
     def fds(self) -> tuple[int, int, int]:
         return self.memfd, self.wake_down, self.wake_up
 

@@ -1049,8 +1049,8 @@ class WorkerCode(LoadedCode):
                 data = value if isinstance(value, bytes) else value.tobytes()
                 # larger than the channel carries (as the worker's own puts), or the room is
                 # held by the replies of the batch out: refused, and the replies after it fit
-                down = self.proc.ch.down  # type: ignore[union-attr]
-                if len(data) + _REPLY_SLACK > min(down.size // 4, down.room()):
+                ch = self.proc.ch  # type: ignore[union-attr]
+                if len(data) + _REPLY_SLACK > min(ch.max_payload, ch.down.room()):
                     return [NO_SPACE, b""]
                 return [len(data), data]
             if "s" in shape:
@@ -1131,8 +1131,8 @@ class WorkerCode(LoadedCode):
         body_at = 8 + ((n * _CAP.size + 7) & ~7)
         total = body_at + sum((e.length + 7) & ~7 for e in envs)
         try:
-            if self.inflight and ring.room() - total < ring.size // 4:
-                return False  # a quarter of the ring stays free for the replies to the worker's calls
+            if self.inflight and ring.room() - total < proc.ch.max_payload:
+                return False  # room for a reply to the worker's calls stays free
             view = ring.reserve(Kind.BATCH, total)
         except WorkerError as exc:
             fault = RuntimeFault(f"{self.code.short_name}: a batch of {total} bytes does not fit the channel: {exc}", FaultReason.RUNTIME_ERROR)
@@ -1179,7 +1179,7 @@ class WorkerCode(LoadedCode):
         ring = proc.ch.down
         hold = ring.head
         try:
-            if self.inflight and ring.room() - total < ring.size // 4:
+            if self.inflight and ring.room() - total < proc.ch.max_payload:
                 return None
             view = ring.reserve(Kind.BATCH, total)
         except WorkerError:

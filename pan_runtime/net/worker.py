@@ -214,7 +214,7 @@ class Worker:
         self.code: CodeObject | None = None
         self.host: _Host | None = None
         self.budget = Budget()
-        self.max_send = channel.ring_size // 4
+        self.max_send = channel.max_payload
         self.envs: list[Environment] = []
         self.config: dict[str, Any] = {}
         self.local_deps: list[LoadedCode] = []

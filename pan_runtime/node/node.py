@@ -94,7 +94,7 @@ class Node:
         self.services = Services(self)
         self.routes = self.services.routes
         self.neighbors = self.services.neighbors
-        self.host = pni.PniServer(self.services, logging.getLogger(f"pan.code.{self.name}"))
+        self.host = pni.PniServer(self.services, logging.getLogger(f"pan.code.{self.name}"), clock)
         #: outside run/finish no capsule's environment is current: a host call then comes from
         #: code the fast path is running, and the server has its environment built (``build``)
         self.host.current = self.host.unbuilt
@@ -116,7 +116,6 @@ class Node:
         self.queue = CapsuleQueue(self.pool, self.config.queue_limit, self.stats, self.count_drop, self.ledger)
         #: faults of code objects as WARNING lines, rate-limited per code object
         self.fault_log = FaultLog(log, clock)
-        self.host.code_log.clock = clock  # the node's time, as its fault lines
         #: called with (capsule, queued item) when a capsule's code is not cached; returns
         #: True if it took the capsule (demand loading parks it), False to drop it
         self.on_missing_code: Callable[[Capsule, Any], bool] | None = None

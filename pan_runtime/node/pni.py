@@ -139,12 +139,13 @@ class Unbuilt:
 class PniServer:
     """Implements the PNI for one node; ``current`` is the environment being served."""
 
-    def __init__(self, node: NodeServices, logger: logging.Logger | None = None):
+    def __init__(self, node: NodeServices, logger: logging.Logger | None = None,
+                 clock: Callable[[], int] = time.monotonic_ns):
         self.node = node
         self.current: Environment = Environment()
         self.log_ = logger or logging.getLogger("pan.code")
         #: the lines code writes with ``log``: one line each, rate-limited per code object
-        self.code_log = CodeLog(self.log_, time.monotonic_ns)
+        self.code_log = CodeLog(self.log_, clock)
         #: what ``current`` is while the fast path runs a capsule whose environment is not built
         self.unbuilt: Any = Unbuilt(self)
         #: set by the node's fast path: builds the environment of the capsule it is running
