@@ -187,10 +187,33 @@ def cpu_per_capsule(runtime: str, batch: int, n: int, size: int) -> tuple[float,
     return (n1 - n0) / n / 1000, (w1 - w0) / n / 1000
 
 
+def _wake_ups(ch: Channel, pid: int, n: int, cpus: tuple[int, int]) -> float:
+    """µs per eventfd round trip with this process on ``cpus[0]`` and the echo on ``cpus[1]``."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(pid, {cpus[1]})
+    os.sched_setaffinity(0, {cpus[0]})
+    try:
+        for _ in range(100):
+            ch.wake_worker()
+            os.eventfd_read(ch.wake_up)
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            ch.wake_worker()
+            os.eventfd_read(ch.wake_up)
+        return (time.perf_counter_ns() - t0) / n / 1000
+    finally:
+        os.sched_setaffinity(0, before)
+        os.sched_setaffinity(pid, before)
+
+
 def channel_parts(size: int, n: int, rounds: int) -> dict[str, list[float]]:
     """Per capsule, µs, one value per round of ``n``: copying a body into the ring and back
-    out, an eventfd round trip to another process (one wake-up each way), and the codec (a
-    capsule's fields packed and unpacked, its verdict record encoded and decoded)."""
+    out, an eventfd round trip to another process (one wake-up each way) with both on one CPU
+    (how workers that sleep share the node's) and on two (how a worker on a CPU of its own is
+    woken when it no longer polls; on a virtual machine waking an idle vCPU costs far more),
+    and the codec (a capsule's fields packed and unpacked, its verdict record encoded and
+    decoded)."""
+    cpus = sorted(os.sched_getaffinity(0))
     ch = Channel.create(1 << 20)
     body = bytearray(size)
     view = memoryview(body)
@@ -198,11 +221,9 @@ def channel_parts(size: int, n: int, rounds: int) -> dict[str, list[float]]:
     vals = [1, 0, 0, b"", 0, 0]
     proc = subprocess.Popen([sys.executable, "-c", _ECHO, str(ch.wake_down), str(ch.wake_up)], pass_fds=(ch.wake_down, ch.wake_up))
     os.set_blocking(ch.wake_up, True)
-    out: dict[str, list[float]] = {"copy": [], "wake-up": [], "codec": []}
+    wakes = ["wake-up, one CPU"] + (["wake-up, two CPUs"] if len(cpus) > 1 else [])
+    out: dict[str, list[float]] = {k: [] for k in ["copy", *wakes, "codec"]}
     try:
-        for _ in range(100):
-            ch.wake_worker()
-            os.eventfd_read(ch.wake_up)
         for _ in range(rounds):
             t0 = time.perf_counter_ns()
             for _ in range(n):
@@ -215,11 +236,9 @@ def channel_parts(size: int, n: int, rounds: int) -> dict[str, list[float]]:
                 view[:] = rec[1]
                 ch.down.release()
             out["copy"].append((time.perf_counter_ns() - t0) / n / 1000)
-            t0 = time.perf_counter_ns()
-            for _ in range(n):
-                ch.wake_worker()
-                os.eventfd_read(ch.wake_up)
-            out["wake-up"].append((time.perf_counter_ns() - t0) / n / 1000)
+            out["wake-up, one CPU"].append(_wake_ups(ch, proc.pid, n, (cpus[0], cpus[0])))
+            if len(cpus) > 1:
+                out["wake-up, two CPUs"].append(_wake_ups(ch, proc.pid, n, (cpus[0], cpus[1])))
             t0 = time.perf_counter_ns()
             for _ in range(n):
                 CAPSULE.pack_into(fields, 0, 0, 64, size, NO_HOP, bytes(32), NO_HOP, 0)
@@ -261,7 +280,7 @@ def main() -> None:
             print(f"{rt:14s} {spread(warm):>26s} {used:5d} {spread(cold):>30s}", flush=True)
     print(f"\nchannel parts per capsule ({args.size}-byte body), µs: median (min–max) of {args.rounds} rounds of {args.parts}")
     for k, v in channel_parts(args.size, args.parts, args.rounds).items():
-        print(f"{k:10s} {spread(v):>24s}")
+        print(f"{k:18s} {spread(v):>24s}")
 
 
 def capsules(runtimes: list[str], args: argparse.Namespace) -> None:

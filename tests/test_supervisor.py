@@ -504,7 +504,11 @@ def test_a_restarted_workers_runaway_init_is_demoted_until_it_answers(runtime: s
         app.send(entry.code, bytes(32))  # waits for the restarted worker's init
         assert forward_home(daemon, app, fwd, PORT, 5) == 5
         fwd_entry = node.cache.peek(fwd.name)
-        assert fwd_entry is not None and _policies(fwd_entry.loaded.pid) == {os.SCHED_OTHER}  # type: ignore[attr-defined]
+        assert fwd_entry is not None
+        # on a loaded machine a batch of F's may itself run past worker_demote_ms (a JVM's first
+        # calls): its worker is then restored at the node's next look, L's demotion is not its
+        fwd_pid = fwd_entry.loaded.pid  # type: ignore[attr-defined]
+        assert fwd_pid != pid and turn_until(daemon, lambda: _policies(fwd_pid) == {os.SCHED_OTHER}), _policies(fwd_pid)
         if wc.init_due is not None:  # type: ignore[attr-defined]
             assert wc.pid == pid and _policies(pid) == {os.SCHED_IDLE}, stats()  # type: ignore[attr-defined]
             assert node.offload.statistics()["waiting"] == 1 and entry.stats.done == 1, entry.stats.as_dict()

@@ -200,7 +200,12 @@ def test_isolation_is_a_dimension_of_the_cells(tmp, tmp_path):
     text = render_report(doc)
     assert "| native/process | " in text
     cost = text.split("## Cost of process isolation", 1)[1].split("\n## ", 1)[0]
-    assert "ping at 1500 bytes (udp)" in cost and "| native |" in cost and "unknown (1 trial)" in cost
+    assert "ping at 1500 bytes (udp)" in cost
+    (row,) = [ln for ln in cost.splitlines() if ln.startswith("| native |")]
+    # one trial: no difference can be told, or (a cell the run flagged, e.g. an added latency at
+    # or below zero on a loaded machine) the ratio is noise and nothing is claimed
+    cols = [c.strip() for c in row.strip("|").split("|")]
+    assert cols[6] == "unknown (1 trial)" or cols[5] == "noise", row
     assert list(tmp.iterdir()) == []
 
 

@@ -346,18 +346,29 @@ def test_a_worker_on_a_cpu_of_its_own_polls_and_the_node_spins_for_its_verdicts(
             assert os.sched_getaffinity(wc.proc.proc.pid) == {worker_cpu}
             assert t.middle.node.config.worker_poll_ns() == (2_000_000 if apart else 0)
             before_lane = _lane(t.middle)
-            for seq in range(1, 61):  # one at a time, as pings; every tenth after the worker slept
+            seq = 0
+
+            def one_more() -> None:  # one at a time, as pings; every tenth after the worker slept
+                nonlocal seq
+                seq += 1
                 if seq % 10 == 0:
                     time.sleep(0.01)
                 t.src.send(t.code, forward_body(t.receiver.node.address, struct.pack(">I", seq)))
-                assert pump(t.ds, lambda seq=seq: t.app.pending == seq + 1)
+                assert pump(t.ds, lambda: t.app.pending == seq + 1)
+
+            for _ in range(60):
+                one_more()
+            # the node spins 50 µs for a batch's verdicts: on a loaded machine (a JVM worker
+            # whose CPU others share) batches may all take longer; a spin must still come
+            while apart and _lane(t.middle)["lane_spun"] == before_lane["lane_spun"] and seq < 1000:
+                one_more()
             after = _lane(t.middle)
             spun = after["lane_spun"] - before_lane["lane_spun"]
             assert after["lane_admitted"] - before_lane["lane_admitted"] >= 1
-            assert (spun >= 1) if apart else (spun == 0), (spun, after, before_lane)
-            assert _seqs(t.app) == list(range(61))
+            assert (spun >= 1) if apart else (spun == 0), (spun, seq, after, before_lane)
+            assert _seqs(t.app) == list(range(seq + 1))
             s = t.middle.statistics()
-            assert s["code"][t.code.hex_name]["forwarded"] == 61 and s["dropped"] == 0
+            assert s["code"][t.code.hex_name]["forwarded"] == seq + 1 and s["dropped"] == 0
             assert f"pan_fast_path_worker_lane_spun_total {s['fast_lane_spun']}" in prometheus_text(s)
     finally:
         os.sched_setaffinity(0, before)

@@ -339,7 +339,7 @@ def test_order_type_before_machine(tmp_path):
     src = tmp_path / "a.c"
     src.write_text("int f(int x) { return x + 1; }\n")
     out = tmp_path / "a.so"
-    subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=aarch64-linux", "-shared", "-fPIC",
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=aarch64-linux", "-shared", "-fPIC", "-nostdlib",
                     "-o", str(out), str(src)], check=True, capture_output=True)
     assert _refused(Path(out).read_bytes()).startswith("native object: not a relocatable object: e_type is ET_DYN")
 
