@@ -1,8 +1,9 @@
 """What process isolation costs per capsule (not a test): a node runs the reference forward
 protocol of each runtime on N queued capsules of SIZE bytes, in the node's process and in a
 worker, one capsule per crossing and in batches; then the channel's parts alone: copying a
-body into the ring and back, an eventfd round trip to another process, and encoding and
-decoding a capsule's fields and verdict (medians and min–max over the rounds). Prints µs per
+body into the ring and back, an eventfd round trip to another process (both on one CPU, and
+on two where the machine has them), and encoding and decoding a capsule's fields and verdict
+(medians and min–max over the rounds). Prints µs per
 capsule (median of the rounds) and ratios. Then restarts: the worker of each runtime's
 forward is SIGKILLed and the restart and first capsule after it timed, with a warm standby
 (``worker_standbys``) and with a spare only (median, min–max of ``--restarts``). The CPU time
