@@ -113,6 +113,8 @@ class Running:
         self.procs = procs
         self.sockets = sockets
         self.receiver_address = receiver_address
+        #: the middle's workers poll on a CPU of their own (``--worker-poll-us``)
+        self.workers_poll = False
         self.clients: dict[str, Client] = {}
         for role, path in sockets.items():
             self.clients[role] = Client.connect(path, timeout=START_LIMIT_S, request_timeout=120.0)
@@ -224,7 +226,9 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
         for p in procs:
             if p.name.startswith("pan node"):
                 p.wait_line("pan node", START_LIMIT_S)
-        return Running(bed, config, procs, sockets, r_addr)
+        run = Running(bed, config, procs, sockets, r_addr)
+        run.workers_poll = bool(worker_poll) and isolation == "process" and any(p.name == f"pan node ({config} middle)" for p in procs)
+        return run
     except BaseException:
         for p in procs:
             p.stop()

@@ -50,6 +50,9 @@ class Trial:
         self.loss = loss
         #: worker processes the middle had up for the runtime (process isolation only)
         self.workers: int | None = None
+        #: share of the batches handed to the middle's polling workers that found them asleep
+        #: (``--worker-poll-us`` only)
+        self.woke_share: float | None = None
 
 
 def body_length(size: int) -> int:

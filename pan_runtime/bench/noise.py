@@ -13,7 +13,10 @@ would be misled by its median alone:
   the spread;
 * a flood cell as fast as the direct link (``none``, within noise): it measures the sender,
   not the middle; or significantly faster than it, which only noise can make;
-* a cell during which other work used much of the machine (``others_cpu``, ``load.py``).
+* a cell during which other work used much of the machine (``others_cpu``, ``load.py``);
+* a cell whose middle's workers were to poll (``--worker-poll-us``) but had mostly gone to
+  sleep when its batches came (``worker_woke_share``): each was woken from its own CPU, which
+  on a virtual machine costs more than the crossing it was to save.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from typing import Any
 
 from .load import BUSY_SHARE
 from .results import index
+
+#: above this share of its batches finding the polling worker asleep, a cell is flagged
+ASLEEP_SHARE = 0.5
 
 __all__ = ["cell_key", "flag_cells", "flag_lines", "interval", "significance", "spread_text"]
 
@@ -102,6 +108,11 @@ def flag_cells(rows: Iterable[Any], trials: int) -> dict[str, str]:
                 elif sig.startswith("no") or (trials <= 1 and abs(v - n) <= 0.1 * n):
                     flags[key] = ("sender-limited: as fast as the direct link (none), so this measures the sending "
                                   "application, not what the middle can forward")
+        woke = ix.get((*cell, "worker_woke_share", "median"))
+        if woke is not None and woke > ASLEEP_SHARE:
+            flags[cell_key(*cell, "worker_woke_share")] = (
+                f"workers slept: {woke:.0%} of the batches found the polling worker asleep and woke it from its "
+                "CPU; --worker-poll-us is shorter than the gaps between this cell's capsules, raise it")
         share = ix.get((*cell, "others_cpu", "median"))
         if share is not None and share > BUSY_SHARE:
             flags.setdefault(cell_key(*cell, "others_cpu"),

@@ -44,8 +44,9 @@ METRICS = (
     # experiments on a lab (pan_runtime.lab.experiments)
     "spread_ms", "code_bytes", "chunks", "resent", "hops", "per_hop_us",
     "converge_start_ms", "converge_down_ms", "converge_up_ms", "dv_period_ms", "dv_ticks",
-    # cells whose middle ran its runtimes in process isolation (--isolation process)
-    "middle_workers",
+    # cells whose middle ran its runtimes in process isolation (--isolation process); with
+    # --worker-poll-us, the share of batches whose worker had gone to sleep
+    "middle_workers", "worker_woke_share",
 )
 #: ``trial_min`` and ``trial_max``: the lowest and highest of the cell's per-trial values (the
 #: spread a reader sets a difference against; ``pan_runtime.bench.noise``)

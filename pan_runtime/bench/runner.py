@@ -116,6 +116,9 @@ class _Recorder:
         shares = [t.fast_share for t in trials if t.fast_share is not None]
         if shares:
             self.add(exp, topo, config, runtime, size, "fast_share", {"median": statistics.median(shares), "min": min(shares)})
+        woke = [t.woke_share for t in trials if t.woke_share is not None]
+        if woke:
+            self.add(exp, topo, config, runtime, size, "worker_woke_share", {"median": statistics.median(woke), "max": max(woke)})
 
 
 def run_plan(plan: Plan, available: list[str], progress: Callable[[str], None] | None = None) -> Outcome:

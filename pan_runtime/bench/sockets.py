@@ -24,7 +24,7 @@ from pan_runtime.protocol_headers import FloodHdr
 from .configuration import Running
 from .inproc import PORT, Trial, body_length
 
-__all__ = ["socket_ping", "socket_flood", "jvm_gc_count", "fast_share"]
+__all__ = ["socket_ping", "socket_flood", "jvm_gc_count", "fast_share", "woke_share"]
 
 #: a ping not back by then is lost (one at a time, so only a dropped datagram or a stall takes this long)
 PING_TIMEOUT_S = 5.0
@@ -46,13 +46,23 @@ def jvm_gc_count(run: Running) -> int | None:
     return total if seen else None
 
 
+#: the middle's counters of its worker lanes read beside its fast path's (``pan stats --json``)
+_LANE_KEYS = ("fast_lane_admitted", "fast_lane_woke")
+
+
 def _fast_paths(run: Running) -> dict[str, int] | None:
-    """The middle pan node's fast-path counters (None: no pan node in the middle, or no fast path)."""
+    """The middle pan node's fast-path counters, its worker lanes' among them (None: no pan
+    node in the middle, or no fast path)."""
     client = run.clients.get("middle")
     if client is None:
         return None
-    fast = client.stats().get("links", {}).get("fast_path", {})
-    return {k: int(v) for k, v in fast.items() if k != "on" and isinstance(v, int)} if fast.get("on") else None
+    stats = client.stats()
+    fast = stats.get("links", {}).get("fast_path", {})
+    if not fast.get("on"):
+        return None
+    out = {k: int(v) for k, v in fast.items() if k != "on" and isinstance(v, int)}
+    out.update({k: int(stats[k]) for k in _LANE_KEYS if isinstance(stats.get(k), int)})
+    return out
 
 
 def fast_share(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
@@ -63,6 +73,15 @@ def fast_share(before: dict[str, int] | None, after: dict[str, int] | None) -> f
     total = sum(after[p] for p in PATHS) - sum(before[p] for p in PATHS)
     in_c = sum(after.get(p, 0) - before.get(p, 0) for p in ("finished_in_c", "to_worker"))
     return in_c / total if total > 0 else None
+
+
+def woke_share(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
+    """Share of the batches the middle's worker lanes handed over between two readings whose
+    worker was not polling and had to be woken (None: no batches, or no lanes)."""
+    if before is None or after is None or not all(k in before and k in after for k in _LANE_KEYS):
+        return None
+    batches = after["fast_lane_admitted"] - before["fast_lane_admitted"]
+    return (after["fast_lane_woke"] - before["fast_lane_woke"]) / batches if batches > 0 else None
 
 
 def _ping_once(run: Running, ping: CodeObject, body: bytes, seq: int) -> float | None:
@@ -120,8 +139,12 @@ def socket_ping(
                 if runtime == "jvm":
                     g0, g1 = gc0.get(run.config), jvm_gc_count(run)
                     gcs = g1 - g0 if g0 is not None and g1 is not None else None
-                share = fast_share(paths0.get(run.config), _fast_paths(run))
-                out[run.config].append(Trial(rtts[run.config], None, gcs, fast_share=share))
+                paths1 = _fast_paths(run)
+                share = fast_share(paths0.get(run.config), paths1)
+                trial = Trial(rtts[run.config], None, gcs, fast_share=share)
+                if run.workers_poll:
+                    trial.woke_share = woke_share(paths0.get(run.config), paths1)
+                out[run.config].append(trial)
     return {k: v for k, v in out.items() if k not in failed}, failed
 
 
@@ -219,5 +242,8 @@ def _flood_once(run: Running, runtime: str, codes: dict[str, CodeObject], size: 
         raise PanError(f"flood {runtime} {run.config} {size}B: the receiver sent no report")
     gc1 = jvm_gc_count(run) if runtime == "jvm" else None
     gcs = gc1 - gc0 if gc0 is not None and gc1 is not None else None
-    share = fast_share(paths0, _fast_paths(run))
-    return Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / sent, share)
+    paths1 = _fast_paths(run)
+    trial = Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / sent, fast_share(paths0, paths1))
+    if run.workers_poll:
+        trial.woke_share = woke_share(paths0, paths1)
+    return trial

@@ -25,7 +25,8 @@ def _note(flags: dict[str, str], cell: tuple[str, str, str, str, int], metrics: 
     for m in metrics:
         why = flags.get(cell_key(*cell, m), "")
         if why:
-            word = why.split(":", 1)[0] if why.startswith(("sender-limited", "busy machine", "within noise")) else "noise"
+            word = why.split(":", 1)[0] if why.startswith(("sender-limited", "busy machine", "within noise",
+                                                           "workers slept")) else "noise"
             words.append(word if m != "overhead_pct" else f"overhead {word}")
     return ", ".join(dict.fromkeys(words))
 
@@ -72,7 +73,7 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
                          "-" if g("added_us") is None else spread_text(ix, cell, "added_us", trials),
                          "noise" if pct_flag else _f(g("overhead_pct"), "{:.0f}%"),
                          *([_vs_in_process(ix, cell, "added_us", flags)] if isolated else []),
-                         _note(flags, cell, ("added_us", "overhead_pct", "others_cpu"))])
+                         _note(flags, cell, ("added_us", "overhead_pct", "others_cpu", "worker_woke_share"))])
         parts.append("ping (round trip and the middle node's added latency = (RTT - RTT of none) / 2; "
                      "spread = lowest–highest trial" + (_VS_IN_PROCESS % "added latency" if isolated else "") + ")\n"
                      + format_table(rows, ["topology", "config", "runtime", "size", "RTT µs", "spread", "p99 µs",
@@ -92,7 +93,7 @@ def format_results(results: list[Result] | list[dict[str, Any]], trials: int = 1
                          spread_text(ix, cell, "capsules_per_s", trials, "{:,.0f}"), _f(g("mbit_per_s")),
                          _f(g("gc_pauses"), "{:.0f}"),
                          *([_vs_in_process(ix, cell, "capsules_per_s")] if isolated else []),
-                         _note(flags, cell, ("capsules_per_s", "others_cpu"))])
+                         _note(flags, cell, ("capsules_per_s", "others_cpu", "worker_woke_share"))])
         parts.append("flood (throughput the receiver counted; spread = lowest–highest trial"
                      + (_VS_IN_PROCESS % "capsules/s" if isolated else "") + ")\n"
                      + format_table(rows, ["topology", "config", "runtime", "size", "capsules/s", "spread", "Mbit/s", "GCs",

@@ -187,7 +187,7 @@ typedef struct {
     long long out_n;
     /* since the last pull */
     unsigned long long c_in, c_batches, c_forwarded, c_dropped, c_lost, c_steps, c_fuel, c_time, c_max;
-    unsigned long long c_done, c_handovers, c_collects, c_spun;
+    unsigned long long c_done, c_handovers, c_collects, c_spun, c_woke;
 } WorkerLane;
 
 static PyTypeObject WorkerLaneType;
@@ -609,19 +609,20 @@ static PyObject *lane_take(WorkerLane *L, PyObject *Py_UNUSED(ignored)) {
 
 PyDoc_STRVAR(lane_pull_doc,
 "pull() -> (capsules_in, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done,\n"
-"           handovers_kept, collects_kept, spun)\n\n"
+"           handovers_kept, collects_kept, spun, woke)\n\n"
 "What C counted since the last pull (zeroed): capsules and batches admitted, the verdicts carried\n"
 "out (forwards sent, drops, forwards the kernel refused, steps, fuel, run time and the longest\n"
 "per-capsule time, batches finished), admissions and collects that needed no turn of the loop,\n"
-"and collects whose verdicts the wait's spin found (no wake-up).");
+"collects whose verdicts the wait's spin found (no wake-up), and batches handed to a worker that\n"
+"was not polling (its eventfd written).");
 
 static PyObject *lane_pull(WorkerLane *L, PyObject *Py_UNUSED(ignored)) {
-    PyObject *out = Py_BuildValue("(KKKKKKKKKKKKK)", L->c_in, L->c_batches, L->c_forwarded, L->c_dropped, L->c_lost,
+    PyObject *out = Py_BuildValue("(KKKKKKKKKKKKKK)", L->c_in, L->c_batches, L->c_forwarded, L->c_dropped, L->c_lost,
                                   L->c_steps, L->c_fuel, L->c_time, L->c_max, L->c_done, L->c_handovers, L->c_collects,
-                                  L->c_spun);
+                                  L->c_spun, L->c_woke);
     if (!out) return NULL;
     L->c_in = L->c_batches = L->c_forwarded = L->c_dropped = L->c_lost = L->c_steps = L->c_fuel = 0;
-    L->c_time = L->c_max = L->c_done = L->c_handovers = L->c_collects = L->c_spun = 0;
+    L->c_time = L->c_max = L->c_done = L->c_handovers = L->c_collects = L->c_spun = L->c_woke = 0;
     return out;
 }
 
@@ -756,6 +757,7 @@ static int lane_admit(FastPath *self, WorkerLane *L, int first, int count, int l
         uint64_t one = 1;
         ssize_t w = write(L->wake_down, &one, sizeof one); /* refused: its budget fails it, counted */
         (void)w;
+        L->c_woke++; /* the worker was not polling: it sleeps, or is about to */
     }
     b->t0 = b->started = now_ns();
     b->budget_ns = (unsigned long long)count * L->per_ns + L->grace_ns;

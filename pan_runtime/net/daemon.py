@@ -160,6 +160,8 @@ class NodeDaemon:
             # of those, batches a worker lane admitted and finished in C, with no Python at all
             stats["fast_lane_admitted"], stats["fast_lane_finished"] = off.lane_admitted, off.lane_finished
             stats["fast_lane_spun"] = off.lane_spun
+            # of the batches lanes admitted, those whose worker slept and was woken (its eventfd)
+            stats["fast_lane_woke"] = off.lane_woke
         stats["demand"] = self.demand.info()
         stats["error_reports"] = self.reports.info()
         if self.apps is not None:
@@ -300,6 +302,12 @@ def prometheus_text(stats: dict[str, Any]) -> str:
                 "counter",
                 "Worker lane verdicts the fast path's wait found by spinning for a polling worker (limits.worker_poll_us).",
                 [({}, stats.get("fast_lane_spun", 0))],
+            )
+            metric(
+                "pan_fast_path_worker_lane_wakeups_total",
+                "counter",
+                "Worker lane batches handed to a worker that was not polling, woken through its eventfd.",
+                [({}, stats.get("fast_lane_woke", 0))],
             )
         metric(
             "pan_fast_path_thread_capsules_total",

@@ -104,6 +104,8 @@ class Offload:
         self.lane_finished = 0
         #: lane collects whose verdicts the fast path's wait found by spinning (a polling worker)
         self.lane_spun = 0
+        #: lane batches handed to a worker that was not polling: its eventfd written to wake it
+        self.lane_woke = 0
         #: ``NodeConfig.worker_poll_ns`` when the loop attached (0: the workers do not poll)
         self._poll_ns = 0
         node.counter_sources.append(self.sync_lanes)
@@ -614,8 +616,9 @@ class Offload:
 
     def _pull(self, wc: WorkerCode, lane: Any, entry: CacheEntry) -> None:
         """Fold what ``wc``'s lane counted into the node's counters."""
-        cin, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done, handovers, collects, spun = lane.pull()
+        cin, batches, forwarded, dropped, lost, steps, fuel, time_ns, max_ns, done, handovers, collects, spun, woke = lane.pull()
         self.lane_spun += spun
+        self.lane_woke += woke
         if not (cin or done or collects):
             return
         entry.stats.capsules_in += cin
@@ -677,4 +680,5 @@ class Offload:
             "lane_admitted": self.lane_admitted,
             "lane_finished": self.lane_finished,
             "lane_spun": self.lane_spun,
+            "lane_woke": self.lane_woke,
         }

@@ -60,3 +60,15 @@ def test_flag_lines_name_each_noisy_cell_and_sum_up_the_rest():
     assert any(line.startswith("ping netns active jvm 1500 added_us: -444.0 µs") for line in lines)
     assert lines[-2].startswith("sender-limited, as fast as the direct link") and "flood netns active native 1500" in lines[-2]
     assert lines[-1].startswith("busy machine during 1 cell(s): other work used 60–60% of the CPUs")
+
+
+def test_process_cells_whose_polling_workers_were_asleep_are_flagged_with_what_to_change():
+    """``--worker-poll-us`` shorter than the gaps between a cell's capsules: its workers had gone
+    to sleep and were woken from their own CPU, which the run says instead of letting the
+    figure pass for a polling worker's; half or fewer asleep is not flagged."""
+    rows = [Result("ping", "udp", "active", "native/process", 1500, "worker_woke_share", "median", 0.97),
+            Result("flood", "udp", "active", "native/process", 1500, "worker_woke_share", "median", 0.5)]
+    flags = flag_cells(rows, trials=3)
+    why = flags[cell_key("ping", "udp", "active", "native/process", 1500, "worker_woke_share")]
+    assert why.startswith("workers slept: 97% of the batches") and "raise it" in why, why
+    assert cell_key("flood", "udp", "active", "native/process", 1500, "worker_woke_share") not in flags

@@ -187,6 +187,7 @@ def test_isolation_is_a_dimension_of_the_cells(tmp, tmp_path):
               for x in rows if x["metric"] == "fast_share" and x["stat"] == "median" and x["config"] == "active"}
     assert all(shares[(e, rt)] > 0.9 for e in ("ping",) for rt in ISO_RUNTIMES), shares
     assert "native/process" in r.stdout
+    assert not [x for x in rows if x["metric"] == "worker_woke_share"]  # workers that sleep are woken by design
     # the ping table sets each process row's added latency against its in-process row's
     (added,) = [x["value"] for x in rows if (x["experiment"], x["topology"], x["config"], x["runtime"], x["metric"],
                                             x["stat"]) == ("ping", "udp", "active", "native/process", "added_us", "median")]
@@ -230,6 +231,11 @@ def test_process_cells_with_workers_polling_on_a_cpu_apart(tmp, tmp_path):
     assert f"the middle workers poll 2000 µs on CPU {cpu}" in r.stdout
     added = [x for x in doc["results"] if x["metric"] == "added_us" and x["runtime"] == "native/process"]
     assert added and added[0]["value"] > 0, added
+    # how many of the active middle's batches found its polling worker asleep, flagged when most did
+    (woke,) = [x["value"] for x in doc["results"] if (x["metric"], x["stat"], x["config"]) == ("worker_woke_share", "median", "active")]
+    assert 0.0 <= woke <= 1.0
+    slept = "ping udp active native/process 1500 worker_woke_share"
+    assert (slept in doc["meta"]["flags"]) == (woke > 0.5), (woke, doc["meta"]["flags"])
     assert list(tmp.iterdir()) == []
 
 

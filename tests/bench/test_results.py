@@ -61,7 +61,7 @@ def test_the_schema_lists_every_metric_and_stat():
         "dispatch_us", "rtt_us", "added_us", "overhead_pct", "capsules_per_s", "mbit_per_s", "gc_pauses", "fast_share",
         "others_cpu", "capacity_kpps", "cpu_us_per_capsule", "syscalls_per_capsule", "loss_pct", "spread_ms", "code_bytes",
         "chunks", "resent", "hops", "per_hop_us", "converge_start_ms", "converge_down_ms", "converge_up_ms", "dv_period_ms",
-        "dv_ticks", "middle_workers",
+        "dv_ticks", "middle_workers", "worker_woke_share",
     ]
     assert item["stat"]["enum"] == ["median", "p99", "mean", "min", "max", "trial_min", "trial_max"]
     assert item["isolation"]["enum"] == ["in_process", "process"]

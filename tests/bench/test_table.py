@@ -99,6 +99,9 @@ def test_ping_flood_and_capacity_set_each_process_row_against_its_in_process_row
     # a flagged flood figure is printed with its note, and so is its ratio
     limited = {cell_key("flood", "udp", "active", "wasm/process", 1500, "capsules_per_s"): "sender-limited: as fast as none"}
     assert _row(format_results(rows, 3, limited), "udp", "active", "wasm/process", "16,150")[-2:] == ["0.95x", "sender-limited"]
+    # a cell whose polling workers were mostly asleep says so in its note
+    slept = {cell_key("ping", "udp", "active", "native/process", 1500, "worker_woke_share"): "workers slept: 97% ..."}
+    assert _row(format_results(rows, 3, slept), "udp", "active", "native/process", "260.0")[-2:] == ["workers", "slept"]
     # without a process row there is no such column
     plain = [r for r in rows if not r.runtime.endswith("/process")]
     assert "vs in-process" not in format_results(plain, 3)
