@@ -107,14 +107,15 @@ def node_toml(
 class Running:
     """The processes of one configuration, and the harness's application links to its nodes."""
 
-    def __init__(self, bed: Testbed, config: str, procs: list[Proc], sockets: dict[str, Path], receiver_address: str):
+    def __init__(self, bed: Testbed, config: str, procs: list[Proc], sockets: dict[str, Path], receiver_address: str,
+                 workers_poll: bool = False):
         self.bed = bed
         self.config = config
         self.procs = procs
         self.sockets = sockets
         self.receiver_address = receiver_address
         #: the middle's workers poll on a CPU of their own (``--worker-poll-us``)
-        self.workers_poll = False
+        self.workers_poll = workers_poll
         self.clients: dict[str, Client] = {}
         for role, path in sockets.items():
             self.clients[role] = Client.connect(path, timeout=START_LIMIT_S, request_timeout=120.0)
@@ -226,9 +227,8 @@ def start_configuration(bed: Testbed, config: str, runtimes: list[str], max_size
         for p in procs:
             if p.name.startswith("pan node"):
                 p.wait_line("pan node", START_LIMIT_S)
-        run = Running(bed, config, procs, sockets, r_addr)
-        run.workers_poll = bool(worker_poll) and isolation == "process" and any(p.name == f"pan node ({config} middle)" for p in procs)
-        return run
+        polls = bool(worker_poll) and isolation == "process" and "middle" in sockets  # a pan node in the middle
+        return Running(bed, config, procs, sockets, r_addr, workers_poll=polls)
     except BaseException:
         for p in procs:
             p.stop()

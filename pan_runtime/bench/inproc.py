@@ -40,6 +40,7 @@ class Trial:
         gc_pauses: int | None = None,
         loss: float = 0.0,
         fast_share: float | None = None,
+        woke_share: float | None = None,
     ):
         self.samples = samples
         self.clean = clean
@@ -52,7 +53,7 @@ class Trial:
         self.workers: int | None = None
         #: share of the batches handed to the middle's polling workers that found them asleep
         #: (``--worker-poll-us`` only)
-        self.woke_share: float | None = None
+        self.woke_share = woke_share
 
 
 def body_length(size: int) -> int:

@@ -51,8 +51,8 @@ _LANE_KEYS = ("fast_lane_admitted", "fast_lane_woke")
 
 
 def _fast_paths(run: Running) -> dict[str, int] | None:
-    """The middle pan node's fast-path counters, its worker lanes' among them (None: no pan
-    node in the middle, or no fast path)."""
+    """The middle pan node's fast-path counters, and its worker lanes' where its workers poll
+    (None: no pan node in the middle, or no fast path)."""
     client = run.clients.get("middle")
     if client is None:
         return None
@@ -61,7 +61,8 @@ def _fast_paths(run: Running) -> dict[str, int] | None:
     if not fast.get("on"):
         return None
     out = {k: int(v) for k, v in fast.items() if k != "on" and isinstance(v, int)}
-    out.update({k: int(stats[k]) for k in _LANE_KEYS if isinstance(stats.get(k), int)})
+    if run.workers_poll:
+        out.update({k: int(stats[k]) for k in _LANE_KEYS if isinstance(stats.get(k), int)})
     return out
 
 
@@ -77,7 +78,7 @@ def fast_share(before: dict[str, int] | None, after: dict[str, int] | None) -> f
 
 def woke_share(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
     """Share of the batches the middle's worker lanes handed over between two readings whose
-    worker was not polling and had to be woken (None: no batches, or no lanes)."""
+    worker was not polling and had to be woken (None: no batches, or no lane counters read)."""
     if before is None or after is None or not all(k in before and k in after for k in _LANE_KEYS):
         return None
     batches = after["fast_lane_admitted"] - before["fast_lane_admitted"]
@@ -139,12 +140,9 @@ def socket_ping(
                 if runtime == "jvm":
                     g0, g1 = gc0.get(run.config), jvm_gc_count(run)
                     gcs = g1 - g0 if g0 is not None and g1 is not None else None
-                paths1 = _fast_paths(run)
-                share = fast_share(paths0.get(run.config), paths1)
-                trial = Trial(rtts[run.config], None, gcs, fast_share=share)
-                if run.workers_poll:
-                    trial.woke_share = woke_share(paths0.get(run.config), paths1)
-                out[run.config].append(trial)
+                before, after = paths0.get(run.config), _fast_paths(run)
+                out[run.config].append(Trial(rtts[run.config], None, gcs, fast_share=fast_share(before, after),
+                                             woke_share=woke_share(before, after)))
     return {k: v for k, v in out.items() if k not in failed}, failed
 
 
@@ -243,7 +241,5 @@ def _flood_once(run: Running, runtime: str, codes: dict[str, CodeObject], size: 
     gc1 = jvm_gc_count(run) if runtime == "jvm" else None
     gcs = gc1 - gc0 if gc0 is not None and gc1 is not None else None
     paths1 = _fast_paths(run)
-    trial = Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / sent, fast_share(paths0, paths1))
-    if run.workers_poll:
-        trial.woke_share = woke_share(paths0, paths1)
-    return trial
+    return Trial([last.count / (last.elapsed_ns / 1e9)], None, gcs, 1.0 - last.count / sent, fast_share(paths0, paths1),
+                 woke_share(paths0, paths1))

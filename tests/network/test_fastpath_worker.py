@@ -363,15 +363,16 @@ def test_a_worker_on_a_cpu_of_its_own_polls_and_the_node_spins_for_its_verdicts(
 
             for _ in range(60):
                 one_more()
-            def seen(key: str) -> int:
-                return _lane(t.middle)[key] - before_lane[key]
+            def all_seen() -> bool:
+                now = _lane(t.middle)
+                spun, woke, admitted = (now[k] - before_lane[k] for k in ("lane_spun", "lane_woke", "lane_admitted"))
+                return bool(spun and woke and admitted > woke)
 
             # the node spins 50 µs for a batch's verdicts, a worker polls POLL_US after a batch and
             # every tenth capsule comes twice that after the one before: on a loaded machine (a JVM
             # worker whose CPU others share, a poller preempted) any of them may miss for a
             # while; each must still come: a spin, a batch that woke the worker, one that did not
-            while apart and seq < 1000 and not (seen("lane_spun") and seen("lane_woke")
-                                                 and seen("lane_admitted") > seen("lane_woke")):
+            while apart and seq < 1000 and not all_seen():
                 one_more()
             after = _lane(t.middle)
             spun = after["lane_spun"] - before_lane["lane_spun"]
