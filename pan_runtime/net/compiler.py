@@ -7,7 +7,8 @@ is capped (``RLIMIT_AS``), it runs at a lower priority, and it is killed when it
 At most ``compile_jobs`` run at once; the others wait in submission order.
 
 Nothing here blocks: the job goes to the child in files (never through a pipe the node could
-stall on), ``poll`` reaps finished children without waiting, and the result is handed to the
+stall on), memory files (``memfd``) the two processes share by descriptor, so that nothing of
+a job outlives them, even a node killed outright; ``poll`` reaps finished children without waiting, and the result is handed to the
 job's ``done`` callback as bytes or as a ``CodeObjectError`` whose ``reason`` says why
 (``compile_timeout``, ``compile_memory``, ``compile_failed``, or the child's own refusal).
 """
@@ -17,29 +18,40 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
+import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from pan_runtime.errors import CodeObjectError, FaultReason
 from pan_runtime.net.lifetime import child_env
 from pan_runtime.plugin.loadjob import LoadJob
 from pan_runtime.plugin.loadlimits import LoadLimits
 
-__all__ = ["Compiler", "Outcome", "EXIT_REFUSED", "EXIT_MEMORY"]
+__all__ = ["Compiler", "Outcome", "EXIT_REFUSED", "EXIT_MEMORY", "read_file"]
 
 log = logging.getLogger("pan.compiler")
 
 #: exit statuses of the child besides 0 (result written)
-EXIT_REFUSED = 3  # refusal.json holds {"reason", "message"}
+EXIT_REFUSED = 3  # the output holds {"reason", "message"} as JSON
 EXIT_MEMORY = 4  # the job raised MemoryError
+
+
+def read_file(fd: int, start: int = 0) -> bytes:
+    """What memory file ``fd`` holds from ``start`` to its end (a read may return less than asked)."""
+    end = os.fstat(fd).st_size
+    parts = []
+    while start < end:
+        chunk = os.pread(fd, end - start, start)
+        if not chunk:
+            break
+        parts.append(chunk)
+        start += len(chunk)
+    return b"".join(parts)
 #: how often a driver should poll while jobs run
 POLL_NS = 5_000_000
 #: what engines print when an allocation fails and they abort
@@ -56,7 +68,9 @@ class _Job:
     done: Callable[[Outcome], None]
     label: str
     proc: subprocess.Popen[bytes] | None = None
-    folder: Path | None = None
+    #: its memory files, as made: the spec, the payload, the child's output (the result, or
+    #: its refusal), the child's stderr
+    files: list[int] = field(default_factory=list)
     deadline_ns: int = 0
     killed: bool = False
 
@@ -156,9 +170,6 @@ class Compiler:
 
     def _start(self, j: _Job) -> None:
         limits = self.limits
-        folder = Path(tempfile.mkdtemp(prefix="pan-load-"))
-        j.folder = folder
-        (folder / "payload").write_bytes(j.job.payload)
         spec = {
             "target": j.job.target,
             "settings": dict(j.job.settings),
@@ -166,26 +177,29 @@ class Compiler:
             # a backstop for a child whose parent cannot kill it in time: CPU seconds
             "cpu_s": math.ceil(limits.compile_time_ms / 1000) + 1,
         }
-        (folder / "job.json").write_text(json.dumps(spec))
-        with open(folder / "stderr", "wb") as err:
-            j.proc = subprocess.Popen(
-                [sys.executable, "-m", "pan_runtime.net.compilechild", str(folder)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=child_env(),
-                close_fds=True,
-            )
+        for name, data in (("job", json.dumps(spec).encode()), ("payload", j.job.payload), ("out", b""), ("stderr", b"")):
+            j.files.append(os.memfd_create(f"pan-load-{name}", os.MFD_CLOEXEC))
+            with open(j.files[-1], "wb", closefd=False) as f:
+                f.write(data)
+        given = j.files[:3]
+        j.proc = subprocess.Popen(
+            [sys.executable, "-m", "pan_runtime.net.compilechild", *map(str, given)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=j.files[3],
+            env=child_env(),
+            close_fds=True,
+            pass_fds=given,
+        )
         j.deadline_ns = self.clock() + limits.compile_time_ms * 1_000_000
         self.counters["started"] += 1
 
     def _outcome(self, j: _Job, rc: int) -> Outcome:
-        folder = j.folder
-        assert folder is not None
+        out_fd, err_fd = j.files[2], j.files[3]
         label = j.label
         if rc == 0:
             try:
-                data = (folder / "result").read_bytes()
+                data = read_file(out_fd)
             except OSError as exc:
                 self.counters["failed"] += 1
                 return CodeObjectError(f"{label}: the compiler left no result: {exc}", FaultReason.COMPILE_FAILED)
@@ -194,12 +208,12 @@ class Compiler:
         if rc == EXIT_REFUSED:
             self.counters["refused"] += 1
             try:
-                why = json.loads((folder / "refusal.json").read_text())
+                why = json.loads(read_file(out_fd))
                 reason = why.get("reason")
                 return CodeObjectError(str(why["message"]), FaultReason(reason) if reason else None)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 return CodeObjectError(f"{label}: refused, unreadably: {exc}", FaultReason.COMPILE_FAILED)
-        tail = self._stderr_tail(folder)
+        tail = self._stderr_tail(err_fd)
         if rc == EXIT_MEMORY or rc in (-signal.SIGXFSZ,) or (rc < 0 and any(m in tail for m in _OOM_MARKERS)):
             self.counters["out_of_memory"] += 1
             return CodeObjectError(
@@ -219,12 +233,9 @@ class Compiler:
         return CodeObjectError(f"{label}: the compiler ended with {what}", FaultReason.COMPILE_FAILED)
 
     @staticmethod
-    def _stderr_tail(folder: Path, size: int = 4096) -> bytes:
+    def _stderr_tail(fd: int, size: int = 4096) -> bytes:
         try:
-            with open(folder / "stderr", "rb") as f:
-                f.seek(0, 2)
-                f.seek(max(0, f.tell() - size))
-                return f.read()
+            return read_file(fd, max(0, os.fstat(fd).st_size - size))
         except OSError:
             return b""
 
@@ -249,9 +260,8 @@ class Compiler:
 
     @staticmethod
     def _cleanup(j: _Job) -> None:
-        if j.folder is not None:
-            shutil.rmtree(j.folder, ignore_errors=True)
-            j.folder = None
+        while j.files:
+            os.close(j.files.pop())
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

@@ -123,8 +123,9 @@ def test_close_kills_the_compiler_process():
     assert not compiler.busy
 
 
-def test_the_compiler_process_dies_with_the_node():
-    """A node killed outright (SIGKILL: no cleanup runs) leaves no compiler process behind."""
+def test_the_compiler_process_dies_with_the_node(tmp_path):
+    """A node killed outright (SIGKILL: no cleanup runs) leaves no compiler process behind,
+    and no file of its job (its temporary directory stays empty)."""
     script = (
         "import sys, time\n"
         "from pan_runtime.net.compiler import Compiler\n"
@@ -140,7 +141,7 @@ def test_the_compiler_process_dies_with_the_node():
         "print(c._running[b'k'].proc.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
-    node = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=child_env())
+    node = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=child_env({**os.environ, "TMPDIR": str(tmp_path)}))
     try:
         assert node.stdout is not None
         child = int(node.stdout.readline())
@@ -154,6 +155,7 @@ def test_the_compiler_process_dies_with_the_node():
     while _alive(child) and time.monotonic() < end:
         time.sleep(0.02)
     assert not _alive(child), "the compiler process outlived the node"
+    assert list(tmp_path.iterdir()) == []
 
 
 def _alive(pid: int) -> bool:
