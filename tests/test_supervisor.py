@@ -441,13 +441,19 @@ def test_a_restarted_workers_runaway_init_never_holds_the_node(runtime: str):
             assert wc.proc is not None and daemon.node.offload.statistics()["waiting"] == 1  # type: ignore[attr-defined]
 
 
+def _stale_attach_sockets() -> set[str]:
+    """JVM attach sockets in /tmp (where a JVM makes them) whose process is gone."""
+    return {p.name for p in Path("/tmp").glob(".java_pid*") if not Path(f"/proc/{p.name[len('.java_pid'):]}").exists()}
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_restarted_workers_runaway_init_is_ended_and_its_capsules_counted(runtime: str):
     """Past ``worker_init_ms`` (or its runtime's own stop) the restarted worker goes down: the
     capsules that waited for its init are each dropped as ``worker_down``, none lost, and the
-    node forwards on."""
+    node forwards on. The workers killed leave nothing in /tmp (a JVM's attach socket)."""
     from embedded_node import embedded_node, forward_home, turn_until
 
+    stale = _stale_attach_sockets()
     daemon = embedded_node(runtime, "worker_init_ms = 200\nworker_backoff_ms = 5000\n")
     with daemon:
         entry, fwd, app = _armed_and_killed(daemon, runtime)
@@ -464,6 +470,7 @@ def test_a_restarted_workers_runaway_init_is_ended_and_its_capsules_counted(runt
             assert stats["worker_kills"] == 1, stats
         assert wc.proc is None  # type: ignore[attr-defined]
         assert forward_home(daemon, app, fwd, PORT, 5) == 5
+    assert _stale_attach_sockets() - stale == set()
 
 
 # -- a restart's init running long is demoted as a long batch is ------------------------------

@@ -158,7 +158,10 @@ class Jvm:
 
 
 def _jvm_args(options: Mapping[str, Any]) -> list[str]:
-    args = [f"-Xmx{options.get('heap', DEFAULT_HEAP)}", "--add-opens=java.base/java.nio=ALL-UNNAMED"]
+    # no attach listener: a JVM of pan's runs code from the network, and one that is killed
+    # (a worker past its budget) would leave its /tmp/.java_pid socket behind; jvm_flags
+    # "-XX:-DisableAttachMechanism" turns it back on for jcmd and the like
+    args = [f"-Xmx{options.get('heap', DEFAULT_HEAP)}", "--add-opens=java.base/java.nio=ALL-UNNAMED", "-XX:+DisableAttachMechanism"]
     gc = options.get("gc", "SerialGC")
     if gc:
         args.append(f"-XX:+Use{gc}")
